@@ -1,0 +1,31 @@
+# How each Debian package is found. Every target here is used PRIVATE by the
+# library, so hosts linking orch::orch only need Threads (see orchConfig.cmake.in).
+find_package(Threads REQUIRED)
+
+# fmt 9.1: config package, shared library.
+find_package(fmt 9 REQUIRED CONFIG)
+
+# RapidJSON 1.1: the config package only sets RAPIDJSON_INCLUDE_DIRS.
+find_package(RapidJSON 1.1 REQUIRED CONFIG)
+if(NOT TARGET orch_rapidjson)
+  add_library(orch_rapidjson INTERFACE)
+  target_include_directories(orch_rapidjson SYSTEM INTERFACE ${RAPIDJSON_INCLUDE_DIRS})
+  target_compile_definitions(orch_rapidjson INTERFACE RAPIDJSON_HAS_STDSTRING=1)
+endif()
+
+# Standalone Asio 1.22: header only, no CMake or pkg-config file.
+find_path(ASIO_INCLUDE_DIR asio.hpp REQUIRED)
+if(NOT TARGET orch_asio)
+  add_library(orch_asio INTERFACE)
+  target_include_directories(orch_asio SYSTEM INTERFACE ${ASIO_INCLUDE_DIR})
+  target_compile_definitions(orch_asio INTERFACE ASIO_STANDALONE ASIO_NO_DEPRECATED)
+  target_link_libraries(orch_asio INTERFACE Threads::Threads)
+endif()
+
+# SQLiteCpp 3.2: config package; target is the un-namespaced static `SQLiteCpp`.
+find_package(SQLiteCpp 3 REQUIRED CONFIG)
+
+# cpp-httplib 0.11.4 is shipped compiled; its ABI defines (OpenSSL/zlib/brotli)
+# must come from pkg-config or the binary crashes at run time.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET GLOBAL cpp-httplib>=0.11)

@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: MIT
+//
+// Value: a JSON-shaped value, the currency of workflow state, inputs, configs
+// and worker replies.
+//
+// A Value is null, a bool, an exact 64-bit integer, a double, a UTF-8 string,
+// an array, or an object whose keys keep their insertion order.
+//
+// Copies are cheap: strings, arrays and objects are shared between copies and
+// copied only when a copy that shares them is modified (copy-on-write), and
+// then only one level deep (the children stay shared). The engine relies on
+// this to snapshot state at every step.
+//
+// Thread-safety: a Value is a value type. Different Value objects may be read
+// and written from different threads even when they share storage; a single
+// Value object must not be written while another thread reads it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "orch/export.h"
+#include "orch/status.h"
+
+namespace orch {
+
+class Value;
+
+// An insertion-ordered string → Value map. Setting an existing key keeps its
+// position; new keys go to the end. Lookup is O(1) on large objects.
+class ORCH_EXPORT Object {
+ public:
+  using Member = std::pair<std::string, Value>;
+  using const_iterator = std::vector<Member>::const_iterator;
+  using iterator = std::vector<Member>::iterator;
+
+  Object() = default;
+  Object(std::initializer_list<Member> members);
+
+  size_t size() const { return members_.size(); }
+  bool empty() const { return members_.empty(); }
+  const_iterator begin() const { return members_.begin(); }
+  const_iterator end() const { return members_.end(); }
+  // Values may be changed through these; keys must not be.
+  iterator begin() { return members_.begin(); }
+  iterator end() { return members_.end(); }
+
+  // Returns nullptr when `key` is absent.
+  const Value* find(std::string_view key) const;
+  Value* find(std::string_view key);
+  bool contains(std::string_view key) const { return find(key) != nullptr; }
+
+  // Inserts or replaces; returns the stored value.
+  Value& set(std::string key, Value value);
+  // Returns the value at `key`, inserting null first if it is absent.
+  Value& operator[](std::string_view key);
+  // Removes `key`; returns false when it was absent. O(size).
+  bool erase(std::string_view key);
+
+  const Member& at_index(size_t i) const { return members_[i]; }
+  void reserve(size_t n) { members_.reserve(n); }
+
+  friend bool operator==(const Object& a, const Object& b);
+
+ private:
+  ptrdiff_t index_of(std::string_view key) const;
+  void rebuild_index();
+
+  std::vector<Member> members_;
+  // Built once the object grows past a small size; linear search is faster below.
+  std::unordered_map<std::string, size_t> index_;
+};
+
+using Array = std::vector<Value>;
+
+class ORCH_EXPORT Value {
+ public:
+  enum class Type { kNull, kBool, kInt, kDouble, kString, kArray, kObject };
+
+  Value() = default;
+  Value(std::nullptr_t) {}  // NOLINT
+  Value(bool b) : rep_(b) {}  // NOLINT
+  Value(int i) : rep_(static_cast<int64_t>(i)) {}  // NOLINT
+  Value(long i) : rep_(static_cast<int64_t>(i)) {}  // NOLINT
+  Value(long long i) : rep_(static_cast<int64_t>(i)) {}  // NOLINT
+  Value(unsigned u) : rep_(static_cast<int64_t>(u)) {}  // NOLINT
+  // Unsigned values above INT64_MAX become doubles.
+  Value(unsigned long u) : Value(static_cast<unsigned long long>(u)) {}  // NOLINT
+  Value(unsigned long long u);  // NOLINT
+  Value(double d) : rep_(d) {}  // NOLINT
+  Value(const char* s) : Value(std::string(s)) {}  // NOLINT
+  Value(std::string_view s) : Value(std::string(s)) {}  // NOLINT
+  Value(std::string s);  // NOLINT
+  Value(Array a);  // NOLINT
+  Value(Object o);  // NOLINT
+
+  static Value array(std::initializer_list<Value> items = {}) { return Value(Array(items)); }
+  static Value object(std::initializer_list<Object::Member> members = {}) {
+    return Value(Object(members));
+  }
+
+  Type type() const { return static_cast<Type>(rep_.index()); }
+  bool is_null() const { return type() == Type::kNull; }
+  bool is_bool() const { return type() == Type::kBool; }
+  bool is_int() const { return type() == Type::kInt; }
+  bool is_double() const { return type() == Type::kDouble; }
+  bool is_number() const { return is_int() || is_double(); }
+  bool is_string() const { return type() == Type::kString; }
+  bool is_array() const { return type() == Type::kArray; }
+  bool is_object() const { return type() == Type::kObject; }
+
+  // Typed reads. REQUIRES: the matching type (as_double also accepts an int).
+  bool as_bool() const { return std::get<bool>(rep_); }
+  int64_t as_int() const { return std::get<int64_t>(rep_); }
+  double as_double() const;
+  const std::string& as_string() const { return *std::get<StringPtr>(rep_); }
+  const Array& as_array() const { return *std::get<ArrayPtr>(rep_); }
+  const Object& as_object() const { return *std::get<ObjectPtr>(rep_); }
+
+  // Lenient reads with a fallback for any other type.
+  bool get_bool(bool fallback) const { return is_bool() ? as_bool() : fallback; }
+  int64_t get_int(int64_t fallback) const;  // doubles with an exact integer value count
+  double get_double(double fallback) const { return is_number() ? as_double() : fallback; }
+  std::string get_string(std::string_view fallback) const;
+
+  // Mutable access: unshares the container first. A null Value becomes an empty
+  // array/object. REQUIRES: null or the matching type.
+  Array& mutable_array();
+  Object& mutable_object();
+  std::string& mutable_string();
+
+  // Size of an array, object or string (bytes); 0 for anything else.
+  size_t size() const;
+
+  // Object member lookup; nullptr when this is not an object or lacks `key`.
+  const Value* find(std::string_view key) const;
+  // Array element; nullptr when out of range or not an array.
+  const Value* at(size_t index) const;
+  // Object member or null (never throws).
+  const Value& operator[](std::string_view key) const;
+  // Object member, inserted as null if absent (a null Value becomes an object).
+  Value& operator[](std::string_view key) { return mutable_object()[key]; }
+  void set(std::string key, Value v) { mutable_object().set(std::move(key), std::move(v)); }
+  void push_back(Value v);
+
+  // Dotted paths: "a.b.0.c" walks object keys and, where the current value is an
+  // array, numeric indices. The empty path is the value itself.
+  const Value* find_path(std::string_view path) const;
+  // Sets the value at `path`, creating objects for missing segments. Fails with
+  // InvalidArgument when a segment crosses a scalar or indexes past an array.
+  Status set_path(std::string_view path, Value v);
+
+  // Compact JSON text. Doubles print in shortest round-trip form (0.1 → "0.1",
+  // 1.0 → "1.0"); NaN and infinities, which JSON cannot hold, print as null.
+  std::string to_json() const;
+  // Appends the compact JSON text to `out`.
+  void write_json(std::string* out) const;
+
+  // True when both share the same storage (cheap identity check, used to skip
+  // unchanged values when diffing states).
+  bool shares_storage_with(const Value& other) const;
+
+  // Deep equality. An int and a double are equal when they hold the same number.
+  friend ORCH_EXPORT bool operator==(const Value& a, const Value& b);
+  friend bool operator!=(const Value& a, const Value& b) { return !(a == b); }
+
+ private:
+  using StringPtr = std::shared_ptr<std::string>;
+  using ArrayPtr = std::shared_ptr<Array>;
+  using ObjectPtr = std::shared_ptr<Object>;
+  std::variant<std::monostate, bool, int64_t, double, StringPtr, ArrayPtr, ObjectPtr> rep_;
+};
+
+// Returns the JSON name of a type: "null", "boolean", "integer", "number",
+// "string", "array", "object".
+ORCH_EXPORT std::string_view type_name(Value::Type type);
+
+// JSON parsing limits and rules.
+struct ParseOptions {
+  // Arrays and objects nested deeper than this are rejected with an error (the
+  // parser is iterative, so depth never threatens the stack).
+  size_t max_depth = 512;
+};
+
+// Parses JSON text (RFC 8259). Errors are InvalidArgument with a message that
+// names the byte offset, e.g. "invalid JSON at byte 7: missing a comma or '}'".
+// Invalid UTF-8 is rejected. When an object repeats a key the last occurrence
+// wins and keeps the position of the first. Integers that fit in int64 stay
+// exact; larger ones and numbers with a fraction or exponent become doubles.
+// When `error_offset` is given it receives the byte offset of an error.
+ORCH_EXPORT Result<Value> parse_json(std::string_view text, const ParseOptions& options = {},
+                                     size_t* error_offset = nullptr);
+
+}  // namespace orch

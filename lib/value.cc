@@ -1,0 +1,271 @@
+// SPDX-License-Identifier: MIT
+#include "orch/value.h"
+
+#include <cmath>
+#include <limits>
+
+namespace orch {
+namespace {
+
+// Below this many members a linear scan beats hashing.
+constexpr size_t kIndexThreshold = 12;
+
+const Value& null_value() {
+  static const Value kNull;
+  return kNull;
+}
+
+// Parses a non-negative decimal array index; false for anything else.
+bool parse_index(std::string_view s, size_t* out) {
+  if (s.empty() || s.size() > 18) return false;
+  size_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<size_t>(c - '0');
+  }
+  *out = v;
+  return true;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- Object
+
+Object::Object(std::initializer_list<Member> members) {
+  members_.reserve(members.size());
+  for (const auto& m : members) set(m.first, m.second);
+}
+
+ptrdiff_t Object::index_of(std::string_view key) const {
+  if (!index_.empty()) {
+    auto it = index_.find(std::string(key));
+    return it == index_.end() ? -1 : static_cast<ptrdiff_t>(it->second);
+  }
+  for (size_t i = 0; i < members_.size(); ++i) {
+    if (members_[i].first == key) return static_cast<ptrdiff_t>(i);
+  }
+  return -1;
+}
+
+const Value* Object::find(std::string_view key) const {
+  ptrdiff_t i = index_of(key);
+  return i < 0 ? nullptr : &members_[static_cast<size_t>(i)].second;
+}
+
+Value* Object::find(std::string_view key) {
+  ptrdiff_t i = index_of(key);
+  return i < 0 ? nullptr : &members_[static_cast<size_t>(i)].second;
+}
+
+Value& Object::set(std::string key, Value value) {
+  ptrdiff_t i = index_of(key);
+  if (i >= 0) {
+    Value& slot = members_[static_cast<size_t>(i)].second;
+    slot = std::move(value);
+    return slot;
+  }
+  if (!index_.empty()) index_.emplace(key, members_.size());
+  members_.emplace_back(std::move(key), std::move(value));
+  if (index_.empty() && members_.size() > kIndexThreshold) rebuild_index();
+  return members_.back().second;
+}
+
+Value& Object::operator[](std::string_view key) {
+  if (Value* v = find(key)) return *v;
+  return set(std::string(key), Value());
+}
+
+bool Object::erase(std::string_view key) {
+  ptrdiff_t i = index_of(key);
+  if (i < 0) return false;
+  members_.erase(members_.begin() + i);
+  index_.clear();
+  if (members_.size() > kIndexThreshold) rebuild_index();
+  return true;
+}
+
+void Object::rebuild_index() {
+  index_.clear();
+  index_.reserve(members_.size() * 2);
+  for (size_t i = 0; i < members_.size(); ++i) index_.emplace(members_[i].first, i);
+}
+
+bool operator==(const Object& a, const Object& b) {
+  if (a.size() != b.size()) return false;
+  // Key order is not part of equality: {"a":1,"b":2} equals {"b":2,"a":1}.
+  for (const auto& m : a) {
+    const Value* other = b.find(m.first);
+    if (other == nullptr || !(*other == m.second)) return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------- Value
+
+Value::Value(unsigned long long u) {
+  if (u <= static_cast<unsigned long long>(std::numeric_limits<int64_t>::max())) {
+    rep_ = static_cast<int64_t>(u);
+  } else {
+    rep_ = static_cast<double>(u);
+  }
+}
+
+Value::Value(std::string s) : rep_(std::make_shared<std::string>(std::move(s))) {}
+Value::Value(Array a) : rep_(std::make_shared<Array>(std::move(a))) {}
+Value::Value(Object o) : rep_(std::make_shared<Object>(std::move(o))) {}
+
+double Value::as_double() const {
+  if (is_int()) return static_cast<double>(std::get<int64_t>(rep_));
+  return std::get<double>(rep_);
+}
+
+int64_t Value::get_int(int64_t fallback) const {
+  if (is_int()) return as_int();
+  if (is_double()) {
+    double d = std::get<double>(rep_);
+    // 2^63 is exactly representable; anything >= it (or NaN) does not fit.
+    if (std::isfinite(d) && d == std::trunc(d) && d >= -9223372036854775808.0 &&
+        d < 9223372036854775808.0) {
+      return static_cast<int64_t>(d);
+    }
+  }
+  return fallback;
+}
+
+std::string Value::get_string(std::string_view fallback) const {
+  return is_string() ? as_string() : std::string(fallback);
+}
+
+Array& Value::mutable_array() {
+  if (is_null()) rep_ = std::make_shared<Array>();
+  auto& p = std::get<ArrayPtr>(rep_);
+  if (p.use_count() > 1) p = std::make_shared<Array>(*p);
+  return *p;
+}
+
+Object& Value::mutable_object() {
+  if (is_null()) rep_ = std::make_shared<Object>();
+  auto& p = std::get<ObjectPtr>(rep_);
+  if (p.use_count() > 1) p = std::make_shared<Object>(*p);
+  return *p;
+}
+
+std::string& Value::mutable_string() {
+  if (is_null()) rep_ = std::make_shared<std::string>();
+  auto& p = std::get<StringPtr>(rep_);
+  if (p.use_count() > 1) p = std::make_shared<std::string>(*p);
+  return *p;
+}
+
+size_t Value::size() const {
+  switch (type()) {
+    case Type::kString: return as_string().size();
+    case Type::kArray: return as_array().size();
+    case Type::kObject: return as_object().size();
+    default: return 0;
+  }
+}
+
+const Value* Value::find(std::string_view key) const {
+  return is_object() ? as_object().find(key) : nullptr;
+}
+
+const Value* Value::at(size_t index) const {
+  if (!is_array() || index >= as_array().size()) return nullptr;
+  return &as_array()[index];
+}
+
+const Value& Value::operator[](std::string_view key) const {
+  const Value* v = find(key);
+  return v ? *v : null_value();
+}
+
+void Value::push_back(Value v) { mutable_array().push_back(std::move(v)); }
+
+const Value* Value::find_path(std::string_view path) const {
+  const Value* cur = this;
+  while (!path.empty()) {
+    size_t dot = path.find('.');
+    std::string_view seg = path.substr(0, dot);
+    path = dot == std::string_view::npos ? std::string_view() : path.substr(dot + 1);
+    if (cur->is_object()) {
+      cur = cur->as_object().find(seg);
+    } else if (cur->is_array()) {
+      size_t idx = 0;
+      cur = parse_index(seg, &idx) ? cur->at(idx) : nullptr;
+    } else {
+      return nullptr;
+    }
+    if (cur == nullptr) return nullptr;
+  }
+  return cur;
+}
+
+Status Value::set_path(std::string_view path, Value v) {
+  Value* cur = this;
+  while (!path.empty()) {
+    size_t dot = path.find('.');
+    std::string_view seg = path.substr(0, dot);
+    path = dot == std::string_view::npos ? std::string_view() : path.substr(dot + 1);
+    if (cur->is_array()) {
+      size_t idx = 0;
+      Array& arr = cur->mutable_array();
+      if (!parse_index(seg, &idx) || idx > arr.size()) {
+        return Status::invalid_argument("path segment '" + std::string(seg) +
+                                        "' is not a valid index into an array of " +
+                                        std::to_string(arr.size()));
+      }
+      if (idx == arr.size()) arr.emplace_back();
+      cur = &arr[idx];
+    } else if (cur->is_null() || cur->is_object()) {
+      cur = &cur->mutable_object()[seg];
+    } else {
+      return Status::invalid_argument("path segment '" + std::string(seg) + "' crosses a " +
+                                      std::string(type_name(cur->type())));
+    }
+  }
+  *cur = std::move(v);
+  return Status();
+}
+
+bool Value::shares_storage_with(const Value& other) const {
+  if (rep_.index() != other.rep_.index()) return false;
+  switch (type()) {
+    case Type::kString: return std::get<StringPtr>(rep_) == std::get<StringPtr>(other.rep_);
+    case Type::kArray: return std::get<ArrayPtr>(rep_) == std::get<ArrayPtr>(other.rep_);
+    case Type::kObject: return std::get<ObjectPtr>(rep_) == std::get<ObjectPtr>(other.rep_);
+    default: return false;
+  }
+}
+
+bool operator==(const Value& a, const Value& b) {
+  if (a.is_number() && b.is_number()) {
+    if (a.is_int() && b.is_int()) return a.as_int() == b.as_int();
+    return a.as_double() == b.as_double();
+  }
+  if (a.type() != b.type()) return false;
+  if (a.shares_storage_with(b)) return true;
+  switch (a.type()) {
+    case Value::Type::kNull: return true;
+    case Value::Type::kBool: return a.as_bool() == b.as_bool();
+    case Value::Type::kString: return a.as_string() == b.as_string();
+    case Value::Type::kArray: return a.as_array() == b.as_array();
+    case Value::Type::kObject: return a.as_object() == b.as_object();
+    default: return false;
+  }
+}
+
+std::string_view type_name(Value::Type type) {
+  switch (type) {
+    case Value::Type::kNull: return "null";
+    case Value::Type::kBool: return "boolean";
+    case Value::Type::kInt: return "integer";
+    case Value::Type::kDouble: return "number";
+    case Value::Type::kString: return "string";
+    case Value::Type::kArray: return "array";
+    case Value::Type::kObject: return "object";
+  }
+  return "unknown";
+}
+
+}  // namespace orch

@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: MIT
+#include <limits>
+
+#include "catch.h"
+#include "orch/value.h"
+
+using orch::Array;
+using orch::Object;
+using orch::Value;
+
+TEST_CASE("value holds each JSON type", "[value]") {
+  CHECK(Value().is_null());
+  CHECK(Value(true).as_bool());
+  CHECK(Value(42).as_int() == 42);
+  CHECK(Value(2.5).as_double() == 2.5);
+  CHECK(Value("hi").as_string() == "hi");
+  CHECK(Value::array({1, 2}).size() == 2);
+  CHECK(Value::object({{"a", 1}}).find("a")->as_int() == 1);
+  CHECK(Value(std::numeric_limits<unsigned long long>::max()).is_double());
+  CHECK(orch::type_name(Value(1.5).type()) == "number");
+}
+
+TEST_CASE("copies share storage until written", "[value]") {
+  Value a = Value::object({{"list", Value::array({1, 2, 3})}, {"name", "x"}});
+  Value b = a;
+  CHECK(a.shares_storage_with(b));
+  b["name"] = "y";
+  CHECK(a["name"].as_string() == "x");
+  CHECK(b["name"].as_string() == "y");
+  // The untouched child is still shared after the parent was copied.
+  CHECK(a["list"].shares_storage_with(b["list"]));
+  b["list"].push_back(4);
+  CHECK(a["list"].size() == 3);
+  CHECK(b["list"].size() == 4);
+}
+
+TEST_CASE("object keeps insertion order and replaces in place", "[value]") {
+  Object o;
+  o.set("z", 1);
+  o.set("a", 2);
+  o.set("z", 3);
+  REQUIRE(o.size() == 2);
+  CHECK(o.at_index(0).first == "z");
+  CHECK(o.at_index(0).second.as_int() == 3);
+  CHECK(o.erase("z"));
+  CHECK_FALSE(o.erase("z"));
+  CHECK(o.at_index(0).first == "a");
+}
+
+TEST_CASE("large objects stay correct with the hash index", "[value]") {
+  Object o;
+  for (int i = 0; i < 100; ++i) o.set("k" + std::to_string(i), i);
+  for (int i = 0; i < 100; ++i) REQUIRE(o.find("k" + std::to_string(i))->as_int() == i);
+  CHECK(o.erase("k50"));
+  CHECK(o.find("k50") == nullptr);
+  CHECK(o.find("k51")->as_int() == 51);
+  CHECK(o.at_index(50).first == "k51");
+  o.set("k50", -1);
+  CHECK(o.at_index(99).first == "k50");
+}
+
+TEST_CASE("equality is deep and order-insensitive for objects", "[value]") {
+  CHECK(Value::object({{"a", 1}, {"b", 2}}) == Value::object({{"b", 2}, {"a", 1}}));
+  CHECK(Value::array({1, 2}) != Value::array({2, 1}));
+  CHECK(Value(1) == Value(1.0));
+  CHECK(Value("1") != Value(1));
+  CHECK(Value() == Value(nullptr));
+  CHECK(Value(false) != Value());
+}
+
+TEST_CASE("paths walk objects and arrays", "[value]") {
+  Value v = Value::object({{"a", Value::object({{"b", Value::array({Value::object({{"c", 7}})})}})}});
+  REQUIRE(v.find_path("a.b.0.c") != nullptr);
+  CHECK(v.find_path("a.b.0.c")->as_int() == 7);
+  CHECK(v.find_path("a.b.1.c") == nullptr);
+  CHECK(v.find_path("a.x") == nullptr);
+  CHECK(v.find_path("a.b.0.c.d") == nullptr);
+  CHECK(v.find_path("") == &v);
+
+  CHECK(v.set_path("a.b.0.d", "new").ok());
+  CHECK(v.find_path("a.b.0.d")->as_string() == "new");
+  CHECK(v.set_path("x.y.z", 1).ok());
+  CHECK(v.find_path("x.y.z")->as_int() == 1);
+  CHECK(v.set_path("a.b.1", 2).ok());  // one past the end appends
+  CHECK(v.find_path("a.b.1")->as_int() == 2);
+  CHECK(v.set_path("a.b.5", 2).code() == orch::StatusCode::kInvalidArgument);
+  CHECK(v.set_path("x.y.z.w", 1).code() == orch::StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("lenient getters", "[value]") {
+  CHECK(Value(3.0).get_int(-1) == 3);
+  CHECK(Value(3.5).get_int(-1) == -1);
+  CHECK(Value(1e300).get_int(-1) == -1);
+  CHECK(Value("x").get_int(-1) == -1);
+  CHECK(Value(2).get_double(0) == 2.0);
+  CHECK(Value(1).get_string("d") == "d");
+  CHECK(Value().get_bool(true));
+  const Value obj = Value::object({{"a", 1}});
+  CHECK(obj["missing"].is_null());
+  const Value five(5);
+  CHECK(five["a"].is_null());
+}
