@@ -40,7 +40,8 @@ enum class StatusCode {
 // Returns the snake_case name of `code`, e.g. "invalid_argument".
 ORCH_EXPORT std::string_view status_code_name(StatusCode code);
 
-class [[nodiscard]] ORCH_EXPORT Status {
+// Exported by attribute: ORCH_EXPORT (a GNU attribute) cannot follow [[nodiscard]].
+class [[nodiscard, gnu::visibility("default")]] Status {
  public:
   Status() = default;  // OK
   Status(StatusCode code, std::string message);
