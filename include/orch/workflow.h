@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: MIT
+//
+// Workflow: an immutable, typed workflow definition (a graph of nodes over one
+// shared state), parsed once from NullBoiler-compatible JSON or built in C++
+// with WorkflowBuilder. The engine reads only these typed fields at run time,
+// never the node JSON.
+//
+// Ownership: a parsed Workflow is shared as std::shared_ptr<const Workflow>; a
+// run keeps the definition it started with alive.
+//
+// Thread-safety: a Workflow is immutable after construction and may be read
+// from any number of threads. WorkflowBuilder is not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "orch/export.h"
+#include "orch/status.h"
+#include "orch/value.h"
+
+namespace orch {
+
+// The synthetic entry and exit of every graph.
+inline constexpr std::string_view kStartNode = "__start__";
+inline constexpr std::string_view kEndNode = "__end__";
+
+enum class NodeType { kTask, kAgent, kRoute, kInterrupt, kSend, kTransform, kSubgraph };
+
+// "task", "agent", "route", "interrupt", "send", "transform", "subgraph".
+ORCH_EXPORT std::string_view node_type_name(NodeType type);
+ORCH_EXPORT std::optional<NodeType> node_type_from_name(std::string_view name);
+
+enum class ReducerKind { kLastValue, kAppend, kMerge, kAdd, kMin, kMax, kAddMessages };
+
+// "last_value", "append", "merge", "add", "min", "max", "add_messages".
+ORCH_EXPORT std::string_view reducer_name(ReducerKind kind);
+ORCH_EXPORT std::optional<ReducerKind> reducer_from_name(std::string_view name);
+
+// One declared state key (`state_schema` entry).
+struct StateKey {
+  std::string name;
+  std::string type;  // "string", "array", "number", "boolean", "object", or other/empty
+  ReducerKind reducer = ReducerKind::kLastValue;
+  bool ephemeral = false;
+};
+
+// Retry of task/agent nodes. Defaults match NullBoiler; clamps are applied at parse.
+struct RetryPolicy {
+  int max_attempts = 1;                 // 1..100
+  int64_t initial_interval_ms = 500;    // >= 0
+  double backoff_factor = 2.0;
+  int64_t max_interval_ms = 30000;      // >= 0
+  double jitter = 0.1;                  // fraction of the delay added at random (0 = none)
+};
+
+// What an in-process node (a C++ callable bound to a node) is given.
+struct NodeCall {
+  const Value& state;        // the superstep's state snapshot, with __meta and __config
+  const Value& input;        // the run's input
+  const Value& config;       // the run's config (defaults merged)
+  std::string_view run_id;
+  std::string_view node_name;
+  int attempt = 1;           // 1 for the first try
+  const Value* item = nullptr;  // the current item when run by a send node
+  std::string_view prompt;   // the rendered prompt_template ("" when none)
+};
+
+// What an in-process node returns: state updates (an object, applied through
+// the reducers) and optionally a goto that replaces the node's static edges.
+struct NodeOutput {
+  NodeOutput() = default;
+  NodeOutput(Value u) : updates(std::move(u)) {}  // NOLINT: a bare Value means "these updates"
+  Value updates;
+  std::vector<std::string> goto_nodes;
+  bool done = false;  // agent nodes: end the turn loop
+};
+
+// A C++ callable that does a node's work in-process. It may throw; the engine
+// turns an exception into a failed attempt.
+using NodeFunction = std::function<Result<NodeOutput>(const NodeCall&)>;
+
+struct TaskConfig {
+  std::optional<std::string> prompt_template;  // absent: the node completes with no change
+  std::vector<std::string> worker_tags;
+  std::optional<std::string> output_key;
+  std::vector<std::pair<std::string, std::string>> output_mapping;  // state key -> output path
+  RetryPolicy retry;
+  std::optional<int64_t> cache_ttl_ms;
+  std::optional<int64_t> timeout_ms;
+  // agent only
+  int max_turns = 1;  // 1..100
+  std::optional<std::string> continuation_prompt;
+  std::optional<int64_t> turn_timeout_ms;
+};
+
+struct RouteConfig {
+  std::string input = "state.route_input";                   // state path
+  std::vector<std::pair<std::string, std::string>> routes;   // value -> target, in JSON order
+  std::optional<std::string> default_route;
+};
+
+struct SendConfig {
+  std::string items_key;                    // state path (items_from accepted)
+  std::string target_node;
+  std::string output_key = "send_results";
+  std::optional<int> max_concurrency;
+  bool null_on_item_error = false;          // "on_item_error": "null"
+};
+
+struct TransformConfig {
+  Value updates = Value::object();  // a JSON object (a string holding JSON is parsed)
+  Value store_updates;              // null, or an array of {namespace, key, value}
+};
+
+struct SubgraphConfig {
+  std::string workflow_id;
+  std::vector<std::pair<std::string, std::string>> input_mapping;  // child key -> parent path
+  std::string output_key = "output";
+};
+
+struct InterruptConfig {
+  std::string message;
+};
+
+struct Node {
+  std::string name;
+  NodeType type = NodeType::kTask;
+  bool defer = false;
+  // Only the config matching `type` is meaningful (task and agent share `task`).
+  TaskConfig task;
+  RouteConfig route;
+  SendConfig send;
+  TransformConfig transform;
+  SubgraphConfig subgraph;
+  InterruptConfig interrupt;
+  // When set, the node runs this callable instead of dispatching to a worker.
+  NodeFunction function;
+};
+
+// An edge source -> target. A conditional edge ("route:value" in JSON) fires
+// only when the route node `source` chose `condition`.
+struct Edge {
+  std::string source;
+  std::string target;
+  std::optional<std::string> condition;
+};
+
+class ORCH_EXPORT Workflow {
+ public:
+  std::string id;
+  std::string name;
+  int64_t version = 1;
+  std::vector<Node> nodes;        // definition (JSON) order
+  std::vector<Edge> edges;        // definition order
+  std::vector<StateKey> state_schema;  // declaration order
+  std::vector<std::string> interrupt_before;
+  std::vector<std::string> interrupt_after;
+  Value defaults = Value::object();  // merged under each run's config
+  std::optional<int64_t> recursion_limit;
+  std::optional<std::string> durability;  // "sync", "full" or "exit"
+  Value definition;  // the JSON it was parsed from (null for builder workflows)
+
+  // nullptr when absent.
+  const Node* find_node(std::string_view name) const;
+  const StateKey* find_state_key(std::string_view name) const;
+  // Index in `nodes`, or -1.
+  int node_index(std::string_view name) const;
+
+  // Rebuilds the name lookups; called by the parser and the builder.
+  void reindex();
+
+ private:
+  std::unordered_map<std::string, int> node_index_;
+  std::unordered_map<std::string, int> state_key_index_;
+};
+
+// Parses a NullBoiler workflow definition. Accepts its coercions (node fields
+// that are not strings read as their JSON text, `updates` as an object or a
+// JSON string, `items_from`, `schema` for `state_schema`). Fails with
+// InvalidArgument only when the document cannot be a workflow at all (not an
+// object, `nodes` not an object, `edges` not an array); everything else is
+// validate_workflow()'s job.
+ORCH_EXPORT Result<std::shared_ptr<const Workflow>> parse_workflow(const Value& definition);
+ORCH_EXPORT Result<std::shared_ptr<const Workflow>> parse_workflow_json(std::string_view json_text);
+
+// Converts a legacy NullBoiler `POST /runs` body (`steps[]` with `depends_on`,
+// optional `strategy`) into an equivalent graph definition (JSON), so it runs.
+ORCH_EXPORT Result<Value> legacy_steps_to_workflow(const Value& request);
+
+// One problem found by validation.
+struct ValidationIssue {
+  std::string type;     // NullBoiler's identifier where it has one
+  std::string node;     // empty when not about one node
+  std::string key;      // empty when not about one key
+  std::string message;
+  bool warning = false; // warnings do not make a workflow invalid
+};
+
+// Every problem of a definition, errors and warnings, in a stable order.
+ORCH_EXPORT std::vector<ValidationIssue> validate_workflow(const Value& definition);
+// True when `issues` holds no error (warnings allowed).
+ORCH_EXPORT bool workflow_is_valid(const std::vector<ValidationIssue>& issues);
+
+// Mermaid flowchart text of a definition, in NullBoiler's format.
+ORCH_EXPORT std::string workflow_to_mermaid(const Value& definition);
+
+// Builds a Workflow in C++.
+//
+//   orch::WorkflowBuilder b("triage");
+//   b.add_function_node("classify", classify_fn)
+//    .add_node(orch::route_node("pick", "state.kind", {{"bug", "fix"}, {"other", orch::kEndNode}}))
+//    .add_edge(orch::kStartNode, "classify").add_edge("classify", "pick")
+//    .add_conditional_edge("pick", "bug", "fix") ...;
+//   auto wf = b.build();  // Result<shared_ptr<const Workflow>>, validated
+class ORCH_EXPORT WorkflowBuilder {
+ public:
+  explicit WorkflowBuilder(std::string id = "");
+
+  WorkflowBuilder& add_node(Node node);
+  // A task node that runs `fn` in-process.
+  WorkflowBuilder& add_function_node(std::string name, NodeFunction fn);
+  WorkflowBuilder& add_edge(std::string_view source, std::string_view target);
+  WorkflowBuilder& add_conditional_edge(std::string_view route_node, std::string_view value,
+                                        std::string_view target);
+  WorkflowBuilder& add_state_key(std::string name, ReducerKind reducer, bool ephemeral = false,
+                                 std::string type = "");
+  WorkflowBuilder& interrupt_before(std::string node);
+  WorkflowBuilder& interrupt_after(std::string node);
+  WorkflowBuilder& recursion_limit(int64_t limit);
+  WorkflowBuilder& version(int64_t v);
+
+  // Validates (the same rules as validate_workflow) and returns the workflow, or
+  // InvalidArgument listing every error.
+  Result<std::shared_ptr<const Workflow>> build() const;
+
+ private:
+  Workflow wf_;
+};
+
+// Convenience constructors for builder nodes.
+ORCH_EXPORT Node route_node(std::string name, std::string input_path,
+                            std::vector<std::pair<std::string, std::string>> routes,
+                            std::optional<std::string> default_route = std::nullopt);
+ORCH_EXPORT Node transform_node(std::string name, Value updates);
+ORCH_EXPORT Node interrupt_node(std::string name, std::string message = "");
+
+}  // namespace orch
