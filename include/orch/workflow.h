@@ -50,6 +50,9 @@ struct StateKey {
   std::string type;  // "string", "array", "number", "boolean", "object", or other/empty
   ReducerKind reducer = ReducerKind::kLastValue;
   bool ephemeral = false;
+  // The reducer as written when it names none of the seven (then `reducer` is
+  // kLastValue, as in NullBoiler); empty otherwise. Validation reports it.
+  std::string unknown_reducer;
 };
 
 // Retry of task/agent nodes. Defaults match NullBoiler; clamps are applied at parse.
@@ -58,7 +61,7 @@ struct RetryPolicy {
   int64_t initial_interval_ms = 500;    // >= 0
   double backoff_factor = 2.0;
   int64_t max_interval_ms = 30000;      // >= 0
-  double jitter = 0.1;                  // fraction of the delay added at random (0 = none)
+  double jitter = 0.1;                  // 0..1: fraction of the delay added at random (0 = none)
 };
 
 // What an in-process node (a C++ callable bound to a node) is given.
@@ -133,6 +136,10 @@ struct InterruptConfig {
 struct Node {
   std::string name;
   NodeType type = NodeType::kTask;
+  // The `type` as written when it names none of the seven node types (then
+  // `type` is kTask); empty otherwise. Validation reports it and the engine
+  // fails such a node with "unknown node type" when it becomes ready.
+  std::string unknown_type;
   bool defer = false;
   // Only the config matching `type` is meaningful (task and agent share `task`).
   TaskConfig task;
@@ -191,8 +198,28 @@ class ORCH_EXPORT Workflow {
 ORCH_EXPORT Result<std::shared_ptr<const Workflow>> parse_workflow(const Value& definition);
 ORCH_EXPORT Result<std::shared_ptr<const Workflow>> parse_workflow_json(std::string_view json_text);
 
+// The definition JSON of a workflow (NullBoiler format), e.g. to store or draw a
+// builder workflow. parse_workflow() of the result gives back the same typed
+// fields. C++ callables (Node::function) cannot be written: such nodes appear as
+// task nodes without a prompt.
+ORCH_EXPORT Value workflow_to_definition(const Workflow& workflow);
+
 // Converts a legacy NullBoiler `POST /runs` body (`steps[]` with `depends_on`,
 // optional `strategy`) into an equivalent graph definition (JSON), so it runs.
+//
+// Each step becomes a node named by its id (type "agent" for agent steps, "task"
+// for every other step type) keeping prompt_template, worker_tags, retry and
+// timeout_ms, with output_key = the step id (declared in state_schema), so later
+// steps read it as {{state.<id>}}; `{{steps.<id>.output}}` in prompts is rewritten
+// to that. Edges: __start__ -> each step without depends_on, each dependency ->
+// its dependent (a step with several waits for all of them), each step nothing
+// depends on -> __end__. `strategy` "chain" (alias "sequential") makes each step
+// depend on the previous one, "independent" (alias "parallel") leaves them
+// independent; `reduce` then adds a step depending on all others.
+// Bad input is InvalidArgument with NullBoiler's message (e.g. "duplicate step
+// id", "depends_on references unknown step id"), plus "depends_on contains a
+// cycle", "step id must not contain ':'", "step id must not be __start__ or
+// __end__", "reduce must be an object" and "nested strategies are not supported".
 ORCH_EXPORT Result<Value> legacy_steps_to_workflow(const Value& request);
 
 // One problem found by validation.
@@ -204,12 +231,61 @@ struct ValidationIssue {
   bool warning = false; // warnings do not make a workflow invalid
 };
 
-// Every problem of a definition, errors and warnings, in a stable order.
+// Every problem of a definition, errors and warnings, in this order:
+//
+//  1. Fatal, returned alone (NullBoiler's messages): parse_error (not JSON / not
+//     an object), missing_field `nodes` / `edges` (absent or of the wrong type).
+//  2. Problems met while reading fields, in reading order (top-level keys,
+//     state_schema, nodes in JSON order, edges): invalid_field (a value of the
+//     wrong type or out of range; a warning when orch falls back to the default
+//     or clamps as NullBoiler does, an error when the node cannot work: a node
+//     that is not an object, transform `updates` / `store_updates` that are not
+//     usable) and invalid_edge for an edge that is not an array of two strings.
+//  3. invalid_node_name (':' in the name, empty, __start__/__end__) and
+//     duplicate_node (builder only), node order.
+//  4. unknown_node_type (node order), unknown_reducer (state_schema order).
+//  5. Per edge, in edge order: invalid_edge (into __start__, out of __end__, a
+//     "x:value" condition on a node that is not a route), nodes_in_edges_exist
+//     (source, then target), duplicate_edge (warning).
+//  6. unreachable_node (node order; send targets exempt), end_unreachable,
+//     no_path_to_end (node order; only reachable nodes, not send targets nor
+//     deferred nodes, and not reported together with end_unreachable),
+//     unintentional_cycle (one per strongly connected set of nodes that no edge
+//     leaves, so __end__ can never be reached from it; loops with any exit,
+//     conditional or not, are fine).
+//  7. undefined_state_key, warning (node order; prompt_template,
+//     continuation_prompt, prompt, message; once per node and key): a
+//     `{{state.X...}}` or `{% if state.X %}` whose top-level X is not declared,
+//     checked only when a state schema is declared; __meta, __config and
+//     __ui_messages are always allowed.
+//  8. Route nodes, node order: per routes entry invalid_route_target (not a node
+//     nor __end__) then missing_route_edge; then invalid_route_default.
+//  9. Send nodes, node order: missing_send_target or invalid_send_target;
+//     missing_items_key (warning: no items_key / items_from).
+// 10. Subgraph nodes, node order: missing_workflow_id.
+// 11. unknown_interrupt_node (warning): interrupt_before, then interrupt_after
+//     entries that name no node.
 ORCH_EXPORT std::vector<ValidationIssue> validate_workflow(const Value& definition);
+// The same for JSON text; text that is not JSON gives parse_error "failed to
+// parse workflow JSON".
+ORCH_EXPORT std::vector<ValidationIssue> validate_workflow_json(std::string_view json_text);
+// The checks of steps 3-11 on a typed workflow (e.g. one built in C++). Fields
+// that are not node fields of the typed workflow (`prompt`, non-interrupt
+// `message`) are read from `workflow.definition` when it is an object.
+ORCH_EXPORT std::vector<ValidationIssue> validate_workflow(const Workflow& workflow);
 // True when `issues` holds no error (warnings allowed).
 ORCH_EXPORT bool workflow_is_valid(const std::vector<ValidationIssue>& issues);
+// "type node key: message", leaving out empty parts ("-" stands for an empty
+// node when there is a key), e.g. "invalid_route_default pick default: route
+// default must reference a declared routes key".
+ORCH_EXPORT std::string to_string(const ValidationIssue& issue);
 
-// Mermaid flowchart text of a definition, in NullBoiler's format.
+// Mermaid flowchart text of a definition, in NullBoiler's format (exactly, for a
+// workflow without send nodes, deferred nodes or breakpoints). After the edges
+// it adds, in this order: a dotted edge `SEND -.-> TARGET` per send node whose
+// target_node exists; `classDef deferred ...` and `class a,b deferred` for
+// deferred nodes; the same with classes `interrupt_before` / `interrupt_after`
+// for breakpoints naming existing nodes.
 ORCH_EXPORT std::string workflow_to_mermaid(const Value& definition);
 
 // Builds a Workflow in C++.
@@ -236,9 +312,16 @@ class ORCH_EXPORT WorkflowBuilder {
   WorkflowBuilder& interrupt_after(std::string node);
   WorkflowBuilder& recursion_limit(int64_t limit);
   WorkflowBuilder& version(int64_t v);
+  WorkflowBuilder& name(std::string value);
+  // Merged under each run's config (an object).
+  WorkflowBuilder& defaults(Value value);
+  // "sync", "full" or "exit".
+  WorkflowBuilder& durability(std::string value);
 
   // Validates (the same rules as validate_workflow) and returns the workflow, or
-  // InvalidArgument listing every error.
+  // InvalidArgument listing every error. A route node's `routes` entries imply
+  // their conditional edges: those missing are added (so a builder user need
+  // not write each route twice).
   Result<std::shared_ptr<const Workflow>> build() const;
 
  private:

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: MIT
+//
+// Engine: runs workflows. Open one with EngineOptions, start runs, and the
+// engine advances each run on its own as worker replies arrive: the nodes of a
+// superstep run concurrently, their updates are applied in definition order
+// when the superstep ends, and a checkpoint is committed to the Store before
+// the next superstep starts. Nothing polls: replies, timers and API calls wake
+// the run they concern.
+//
+// Ownership: the Engine owns its threads. Store, Dispatcher and Clock are
+// shared with the host. Destroying the Engine stops scheduling and waits for
+// in-process calls to return; runs stay in the store as they were (running
+// runs continue when an engine is opened on the same store and recover() is
+// called).
+//
+// Thread-safety: every method may be called from any thread.
+//
+//   auto store = orch::new_memory_store();
+//   auto engine = orch::Engine::open({store});
+//   auto wf = orch::parse_workflow_json(text);
+//   auto run = (*engine)->start_run(*wf, input);
+//   auto done = (*engine)->wait(*run, std::chrono::seconds(10));
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "orch/clock.h"
+#include "orch/export.h"
+#include "orch/status.h"
+#include "orch/store.h"
+#include "orch/value.h"
+#include "orch/worker.h"
+#include "orch/workflow.h"
+
+namespace orch {
+
+enum class Durability { kSync, kFull, kExit };
+
+struct EngineOptions {
+  // REQUIRED.
+  std::shared_ptr<Store> store;
+  // Where task/agent nodes without a C++ function go. Null: such nodes fail
+  // with "no worker available".
+  std::shared_ptr<Dispatcher> dispatcher;
+  // Default: Clock::system().
+  std::shared_ptr<Clock> clock;
+  // Threads for in-process node functions and engine work. 0: hardware threads.
+  size_t threads = 0;
+  // Deadline of a worker call when the node sets no timeout_ms.
+  int64_t default_timeout_ms = 300000;
+  // Supersteps before a run fails, when neither the workflow nor the run says.
+  int64_t default_recursion_limit = 1000;
+  Durability durability = Durability::kSync;
+  // Resolves subgraph workflow ids. Default: the Store's workflows.
+  std::function<Result<std::shared_ptr<const Workflow>>(const std::string& id)> workflow_resolver;
+  // Identifies this engine as the owner of the runs it claims.
+  std::string owner_id;
+};
+
+// Options of one run.
+struct RunOptions {
+  Value input = Value::object();
+  Value config = Value::object();   // recursion_limit, durability, interrupt_before/after, ...
+  std::string run_id;               // default: a new UUID
+  std::string workflow_id;          // recorded on the run
+  std::string idempotency_key;
+  Value callbacks;
+};
+
+// An event as delivered to subscribers (also stored, see Store::append_event).
+using EventListener = std::function<void(const EventRecord&)>;
+
+class ORCH_EXPORT Engine {
+ public:
+  static Result<std::unique_ptr<Engine>> open(EngineOptions options);
+  virtual ~Engine() = default;
+
+  // Creates and starts a run; returns its id. InvalidArgument for an invalid
+  // workflow; AlreadyExists for a reused idempotency key (message = run id).
+  virtual Result<std::string> start_run(std::shared_ptr<const Workflow> workflow,
+                                        RunOptions options) = 0;
+  // Continues an interrupted run, applying `state_updates` through the reducers.
+  virtual Status resume_run(const std::string& run_id, const Value& state_updates) = 0;
+  // Stops a run: status cancelled, in-flight calls abandoned, nothing later
+  // overwrites it. FailedPrecondition when the run already ended.
+  virtual Status cancel_run(const std::string& run_id) = 0;
+  // Re-runs the failed nodes of a failed run from its latest checkpoint.
+  virtual Status retry_run(const std::string& run_id) = 0;
+  // A new run from checkpoint `checkpoint_id` of any run, with `state_overrides`
+  // applied through the reducers. Returns the new run id.
+  virtual Result<std::string> fork_run(const std::string& checkpoint_id,
+                                       const Value& state_overrides) = 0;
+  // Moves run `run_id` back to its checkpoint `checkpoint_id` and continues.
+  virtual Status replay_run(const std::string& run_id, const std::string& checkpoint_id) = 0;
+  // Applies updates now, or after node `after_node` next completes.
+  virtual Status inject_state(const std::string& run_id, const Value& updates,
+                              const std::string& after_node) = 0;
+
+  virtual Result<RunRecord> get_run(const std::string& run_id) = 0;
+  virtual std::shared_ptr<Store> store() const = 0;
+
+  // Blocks until the run is no longer pending/running (or `timeout` passes);
+  // returns its record. DeadlineExceeded on timeout.
+  virtual Result<RunRecord> wait(const std::string& run_id, std::chrono::milliseconds timeout) = 0;
+
+  // Calls `listener` for every new event of `run_id` (empty: of every run).
+  // Returns an id for unsubscribe(). Listeners run on engine threads and must
+  // not block.
+  virtual uint64_t subscribe(const std::string& run_id, EventListener listener) = 0;
+  virtual void unsubscribe(uint64_t subscription) = 0;
+
+  // Continues every run the store has as running (after a restart).
+  virtual Status recover() = 0;
+
+  // Number of runs currently executing in this engine.
+  virtual size_t active_runs() const = 0;
+};
+
+}  // namespace orch

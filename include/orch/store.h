@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: MIT
+//
+// Store: where runs, checkpoints, steps and events live. The engine keeps no
+// run state only in memory: everything needed to continue a run after a crash
+// is in the store. orch ships an in-memory store (memory_store.h); hosts may
+// implement their own (e.g. on PostgreSQL).
+//
+// Design for several engines on one database: claim_run() takes a lease on a
+// run and every commit carries the lease owner, so a database store can fence
+// writes with one atomic statement. Single-process stores may ignore leases.
+//
+// Error contract: NotFound for a missing run/checkpoint/step; AlreadyExists for
+// a duplicate id; Aborted when a lease or version check fails; Unavailable for
+// transient failures. Any other code fails the run.
+//
+// Thread-safety: implementations must be safe to call from many threads at once.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "orch/export.h"
+#include "orch/status.h"
+#include "orch/value.h"
+
+namespace orch {
+
+enum class RunStatus { kPending, kRunning, kInterrupted, kCompleted, kFailed, kCancelled };
+// "pending", "running", "interrupted", "completed", "failed", "cancelled".
+ORCH_EXPORT std::string_view run_status_name(RunStatus status);
+ORCH_EXPORT std::optional<RunStatus> run_status_from_name(std::string_view name);
+inline bool is_terminal(RunStatus s) {
+  return s == RunStatus::kCompleted || s == RunStatus::kFailed || s == RunStatus::kCancelled;
+}
+
+struct RunRecord {
+  std::string id;
+  RunStatus status = RunStatus::kPending;
+  std::string workflow_id;         // stored workflow, empty for inline definitions
+  Value workflow;                  // the definition the run started with (null for C++-built)
+  Value input = Value::object();
+  Value config = Value::object();  // per-run config, workflow defaults merged in
+  Value state = Value::object();   // latest state
+  Value callbacks;                 // array or null
+  std::string error;               // why it failed
+  std::string parent_run_id;       // subgraph children
+  std::string parent_node;
+  std::string idempotency_key;
+  std::string forked_from_run_id;
+  std::string forked_from_checkpoint_id;
+  int64_t created_at_ms = 0;
+  int64_t updated_at_ms = 0;
+  int64_t started_at_ms = 0;
+  int64_t ended_at_ms = 0;
+  int64_t input_tokens = 0;
+  int64_t output_tokens = 0;
+  int64_t checkpoint_count = 0;
+};
+
+struct Checkpoint {
+  std::string id;
+  std::string run_id;
+  std::string parent_id;           // previous checkpoint of the run, empty for the first
+  std::string step_id;             // "__init__", the node(s) of the superstep, "__end__", ...
+  int64_t version = 0;             // superstep counter; strictly increasing per run
+  Value state;
+  std::vector<std::string> completed_nodes;
+  Value metadata = Value::object();  // route_results, workflow_version, scheduler state
+  int64_t created_at_ms = 0;
+};
+
+enum class StepStatus { kPending, kReady, kRunning, kCompleted, kFailed, kSkipped, kInterrupted };
+ORCH_EXPORT std::string_view step_status_name(StepStatus status);
+
+// One execution attempt of a node (or of one send item).
+struct StepRecord {
+  std::string id;
+  std::string run_id;
+  std::string node_name;
+  std::string type;                // node type
+  StepStatus status = StepStatus::kPending;
+  int attempt = 1;
+  int max_attempts = 1;
+  int64_t superstep = 0;
+  int item_index = -1;             // send items
+  std::string parent_step_id;      // send items point at the send step
+  std::string worker_id;
+  std::string child_run_id;        // subgraph
+  Value input;
+  Value output;
+  std::string error;
+  int64_t input_tokens = 0;
+  int64_t output_tokens = 0;
+  int64_t created_at_ms = 0;
+  int64_t started_at_ms = 0;
+  int64_t ended_at_ms = 0;
+};
+
+// A run event. `seq` is per run, starting at 1, strictly increasing.
+struct EventRecord {
+  std::string run_id;
+  int64_t seq = 0;
+  std::string kind;                // "run.started", "step.completed", "values", ...
+  Value data;
+  int64_t created_at_ms = 0;
+};
+
+// A node result recorded before its superstep's checkpoint (so a crash does not
+// run it again).
+struct PendingWrite {
+  std::string run_id;
+  int64_t superstep = 0;           // the version the superstep will commit
+  std::string node_name;
+  Value result;                    // the engine's serialized node outcome
+};
+
+struct RunFilter {
+  std::optional<RunStatus> status;
+  std::string workflow_id;
+  std::string parent_run_id;
+  size_t limit = 100;
+  size_t offset = 0;
+};
+
+// A stored workflow definition (the server's /workflows).
+struct WorkflowRecord {
+  std::string id;
+  std::string name;
+  int64_t version = 1;
+  Value definition;
+  int64_t created_at_ms = 0;
+  int64_t updated_at_ms = 0;
+};
+
+class ORCH_EXPORT Store {
+ public:
+  virtual ~Store() = default;
+
+  // Runs. create_run fails with AlreadyExists for a taken id, or for a taken
+  // non-empty idempotency_key (the existing run's id is the message).
+  virtual Status create_run(const RunRecord& run) = 0;
+  virtual Status update_run(const RunRecord& run) = 0;
+  virtual Result<RunRecord> get_run(const std::string& run_id) = 0;
+  virtual Result<RunRecord> find_run_by_idempotency_key(const std::string& key) = 0;
+  virtual Result<std::vector<RunRecord>> list_runs(const RunFilter& filter) = 0;
+  // Removes the run and everything it owns (checkpoints, steps, events, writes).
+  virtual Status delete_run(const std::string& run_id) = 0;
+
+  // Leases, for stores shared by several engines. Returns Aborted when another
+  // live owner holds the run. The in-memory store always grants.
+  virtual Status claim_run(const std::string& run_id, const std::string& owner, int64_t lease_ms) = 0;
+
+  // Checkpoints. commit_checkpoint writes the checkpoint, updates the run
+  // record and drops the run's pending writes, atomically. `sync_to_disk` asks
+  // durable stores to fsync before returning.
+  virtual Status commit_checkpoint(const Checkpoint& checkpoint, const RunRecord& run,
+                                   bool sync_to_disk) = 0;
+  virtual Result<Checkpoint> get_checkpoint(const std::string& checkpoint_id) = 0;
+  // NotFound when the run has none.
+  virtual Result<Checkpoint> latest_checkpoint(const std::string& run_id) = 0;
+  // Oldest first.
+  virtual Result<std::vector<Checkpoint>> list_checkpoints(const std::string& run_id) = 0;
+  // Removes the run's checkpoints with a version above `version` (replay).
+  virtual Status truncate_checkpoints(const std::string& run_id, int64_t version) = 0;
+
+  virtual Status put_pending_write(const PendingWrite& write) = 0;
+  virtual Result<std::vector<PendingWrite>> list_pending_writes(const std::string& run_id) = 0;
+
+  // Steps (insert or replace by id).
+  virtual Status put_step(const StepRecord& step) = 0;
+  virtual Result<StepRecord> get_step(const std::string& step_id) = 0;
+  virtual Result<std::vector<StepRecord>> list_steps(const std::string& run_id) = 0;
+
+  // Events. append_event assigns and returns the next seq of the run.
+  virtual Result<int64_t> append_event(EventRecord event) = 0;
+  virtual Result<std::vector<EventRecord>> list_events(const std::string& run_id, int64_t after_seq,
+                                                       size_t limit) = 0;
+
+  // Stored workflows.
+  virtual Status put_workflow(const WorkflowRecord& workflow, bool create_only) = 0;
+  virtual Result<WorkflowRecord> get_workflow(const std::string& id) = 0;
+  virtual Result<std::vector<WorkflowRecord>> list_workflows() = 0;
+  virtual Status delete_workflow(const std::string& id) = 0;
+};
+
+// A thread-safe in-memory Store. Nothing survives the process.
+ORCH_EXPORT std::shared_ptr<Store> new_memory_store();
+
+}  // namespace orch

@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: MIT
+//
+// Dispatcher: how the engine hands a node's work to a worker. The engine calls
+// dispatch() for every task/agent attempt (and every send item) that is not
+// bound to a C++ function; the dispatcher picks a worker, talks its protocol and
+// reports the reply through the callback. Network protocols (HTTP, A2A, MQTT,
+// Redis Streams) and the worker registry are dispatchers; InProcessWorkers
+// below runs C++ callables as workers.
+//
+// Contract: dispatch() must not block on the worker. It calls `done` exactly
+// once, from any thread, possibly before dispatch() returns. The engine enforces
+// the deadline itself; a dispatcher may also stop early when it passes.
+//
+// Thread-safety: implementations must accept calls from many threads at once.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "orch/clock.h"
+#include "orch/export.h"
+#include "orch/status.h"
+#include "orch/value.h"
+
+namespace orch {
+
+struct WorkerRequest {
+  std::string call_id;       // unique per attempt (a step id)
+  std::string run_id;
+  std::string node_name;
+  std::string node_type;     // "task" or "agent"
+  std::string prompt;        // the rendered prompt
+  std::vector<std::string> worker_tags;
+  int attempt = 1;
+  int turn = 1;              // agent turns
+  std::string session_id;    // stable across an agent's turns
+  Value state;               // state snapshot with __meta
+  Value item;                // send item, null otherwise
+  SteadyTime deadline;
+};
+
+struct WorkerReply {
+  Status status;             // non-OK: the attempt failed
+  bool retryable = true;     // false: do not retry (e.g. 4xx other than 429)
+  int64_t retry_after_ms = -1;  // the worker asked to wait (429 Retry-After)
+  std::string output;        // the output text
+  Value envelope;            // top-level reply fields (goto, state_updates, usage, ...)
+  std::string worker_id;
+};
+
+class ORCH_EXPORT Dispatcher {
+ public:
+  using Callback = std::function<void(WorkerReply)>;
+  virtual ~Dispatcher() = default;
+  virtual void dispatch(const WorkerRequest& request, Callback done) = 0;
+  // Best effort: abandon an in-flight call (its callback may still come).
+  virtual void cancel(const std::string& call_id) { (void)call_id; }
+};
+
+// Runs C++ callables as workers, selected by tag. A handler receives the
+// request and returns the reply; it runs on the engine's worker threads.
+class ORCH_EXPORT InProcessWorkers : public Dispatcher {
+ public:
+  using Handler = std::function<WorkerReply(const WorkerRequest&)>;
+  // Registers `handler` as worker `id` serving `tags` (empty: serves any node).
+  void add(std::string id, std::vector<std::string> tags, Handler handler);
+  void dispatch(const WorkerRequest& request, Callback done) override;
+
+ private:
+  struct Entry {
+    std::string id;
+    std::vector<std::string> tags;
+    Handler handler;
+  };
+  std::mutex mu_;
+  std::vector<std::shared_ptr<Entry>> entries_;
+};
+
+}  // namespace orch

@@ -1,0 +1,808 @@
+// SPDX-License-Identifier: MIT
+//
+// The engine: run lifecycle, supersteps, checkpoints and events. How one node
+// executes is in node_exec.cc.
+//
+// A superstep: take the ready nodes, launch them all (in-process functions and
+// worker calls go to the thread pool; route/transform/interrupt finish at once),
+// and when the last one finishes apply every outcome in definition order,
+// settle the scheduler, commit a checkpoint and start the next superstep.
+#include "engine.h"
+
+#include <algorithm>
+#include <thread>
+#include <asio/post.hpp>
+
+#include "orch/id.h"
+#include "orch/state.h"
+#include "orch/state_path.h"
+
+namespace orch::internal {
+
+Result<std::unique_ptr<orch::Engine>> EngineImpl::open(EngineOptions options) {
+  if (!options.store) return Status::invalid_argument("EngineOptions.store is required");
+  if (!options.clock) options.clock = Clock::system();
+  if (options.threads == 0) options.threads = std::max(2u, std::thread::hardware_concurrency());
+  if (options.owner_id.empty()) options.owner_id = new_uuid();
+  return std::unique_ptr<orch::Engine>(new EngineImpl(std::move(options)));
+}
+
+EngineImpl::EngineImpl(EngineOptions options)
+    : options_(std::move(options)), pool_(options_.threads) {}
+
+EngineImpl::~EngineImpl() {
+  {
+    std::lock_guard<std::mutex> lock(runs_mu_);
+    stopping_ = true;
+    for (auto& [id, ctx] : runs_) {
+      std::lock_guard<std::mutex> run_lock(ctx->mu);
+      ++ctx->generation;  // drop every callback still in flight
+      for (NodeTask& t : ctx->tasks) {
+        if (t.timer) options_.clock->cancel(t.timer);
+      }
+    }
+  }
+  pool_.join();
+}
+
+// ------------------------------------------------------------------ helpers
+
+std::shared_ptr<RunContext> EngineImpl::find_context(const std::string& run_id) {
+  std::lock_guard<std::mutex> lock(runs_mu_);
+  auto it = runs_.find(run_id);
+  return it == runs_.end() ? nullptr : it->second;
+}
+
+Result<std::shared_ptr<const CompiledWorkflow>> EngineImpl::compile(std::shared_ptr<const Workflow> wf) {
+  {
+    std::lock_guard<std::mutex> lock(compiled_mu_);
+    auto it = compiled_.find(wf.get());
+    if (it != compiled_.end()) {
+      if (auto c = it->second.lock()) return std::shared_ptr<const CompiledWorkflow>(c);
+    }
+  }
+  auto c = std::make_shared<CompiledWorkflow>();
+  for (const Node& n : wf->nodes) {
+    if (n.task.prompt_template) {
+      size_t offset = 0;
+      auto t = Template::compile(*n.task.prompt_template, &offset);
+      if (!t.ok()) return Status::invalid_argument("node '" + n.name + "' prompt_template: " + t.status().message());
+      c->prompts.emplace(n.name, std::move(t).value());
+    }
+    if (n.task.continuation_prompt) {
+      auto t = Template::compile(*n.task.continuation_prompt);
+      if (!t.ok()) return Status::invalid_argument("node '" + n.name + "' continuation_prompt: " + t.status().message());
+      c->continuations.emplace(n.name, std::move(t).value());
+    }
+  }
+  c->graph = CompiledGraph::compile(std::move(wf));
+  std::lock_guard<std::mutex> lock(compiled_mu_);
+  compiled_[&c->graph->workflow()] = c;
+  return std::shared_ptr<const CompiledWorkflow>(c);
+}
+
+void EngineImpl::emit(RunContext& ctx, std::string kind, Value data) {
+  EventRecord ev;
+  ev.run_id = ctx.record.id;
+  ev.kind = std::move(kind);
+  ev.data = std::move(data);
+  ev.created_at_ms = options_.clock->now_ms();
+  auto seq = options_.store->append_event(ev);
+  if (!seq.ok()) return;  // the run may have been deleted
+  ev.seq = *seq;
+  std::vector<EventListener> listeners;
+  {
+    std::lock_guard<std::mutex> lock(subs_mu_);
+    for (const auto& [id, sub] : subscriptions_) {
+      if (sub.run_id.empty() || sub.run_id == ev.run_id) listeners.push_back(sub.listener);
+    }
+  }
+  for (const auto& l : listeners) l(ev);
+}
+
+void EngineImpl::notify_status_change() {
+  std::lock_guard<std::mutex> lock(wait_mu_);
+  ++status_epoch_;
+  wait_cv_.notify_all();
+}
+
+Status EngineImpl::commit(RunContext& ctx, const std::string& step_id, bool force) {
+  Checkpoint cp;
+  cp.id = new_uuid();
+  cp.run_id = ctx.record.id;
+  cp.parent_id = ctx.last_checkpoint_id;
+  cp.step_id = step_id;
+  cp.version = ++ctx.version;
+  cp.state = ctx.state;
+  cp.completed_nodes = ctx.scheduler->completed_names();
+  cp.created_at_ms = options_.clock->now_ms();
+  Value meta = Value::object();
+  if (ctx.scheduler->route_results().size() > 0) meta.set("route_results", ctx.scheduler->route_results());
+  meta.set("workflow_version", static_cast<long long>(ctx.compiled->graph->workflow().version));
+  meta.set("scheduler", ctx.scheduler->to_value());
+  cp.metadata = std::move(meta);
+  ctx.record.state = ctx.state;
+  ctx.record.checkpoint_count += 1;
+  ctx.record.updated_at_ms = cp.created_at_ms;
+  ctx.last_checkpoint_id = cp.id;
+  if (ctx.durability == Durability::kExit && !force) {
+    ctx.unsaved_checkpoint = std::move(cp);
+    return Status();
+  }
+  ctx.unsaved_checkpoint.reset();
+  Status s = options_.store->commit_checkpoint(cp, ctx.record, ctx.durability == Durability::kFull);
+  if (s.ok()) {
+    emit(ctx, "checkpoint.created", Value::object({{"checkpoint_id", cp.id}, {"version", static_cast<long long>(cp.version)}, {"step_id", step_id}}));
+  }
+  return s;
+}
+
+void EngineImpl::finish_run(RunContext& ctx, RunStatus status, const std::string& error) {
+  if (is_terminal(ctx.record.status)) return;
+  ctx.record.status = status;
+  ctx.record.error = error;
+  ctx.record.ended_at_ms = options_.clock->now_ms();
+  ctx.record.updated_at_ms = ctx.record.ended_at_ms;
+  ctx.record.state = ctx.state;
+  ++ctx.generation;
+  for (NodeTask& t : ctx.tasks) {
+    if (t.timer) options_.clock->cancel(t.timer);
+    if (!t.finished && options_.dispatcher) options_.dispatcher->cancel(t.step_id);
+  }
+  ctx.in_superstep = false;
+  // A run in "exit" durability writes its newest checkpoint now.
+  if (ctx.unsaved_checkpoint) {
+    (void)options_.store->commit_checkpoint(*ctx.unsaved_checkpoint, ctx.record, false);
+    ctx.unsaved_checkpoint.reset();
+  }
+  (void)options_.store->update_run(ctx.record);
+  if (status == RunStatus::kCompleted) {
+    emit(ctx, "run.completed", Value::object({{"state", ctx.state}}));
+  } else if (status == RunStatus::kFailed) {
+    emit(ctx, "run.failed", Value::object({{"error", error}}));
+  } else if (status == RunStatus::kCancelled) {
+    emit(ctx, "run.cancelled", Value::object());
+  }
+  notify_parent(ctx);
+  notify_status_change();
+}
+
+void EngineImpl::pause_run(RunContext& ctx, const std::string& reason, const std::string& node) {
+  ctx.record.status = RunStatus::kInterrupted;
+  ctx.record.updated_at_ms = options_.clock->now_ms();
+  if (ctx.unsaved_checkpoint) {
+    (void)options_.store->commit_checkpoint(*ctx.unsaved_checkpoint, ctx.record, false);
+    ctx.unsaved_checkpoint.reset();
+  }
+  (void)options_.store->update_run(ctx.record);
+  emit(ctx, "run.interrupted", Value::object({{"reason", reason}, {"node", node}}));
+  notify_parent(ctx);
+  notify_status_change();
+}
+
+// ------------------------------------------------------------------ runs
+
+Result<std::string> EngineImpl::start_run(std::shared_ptr<const Workflow> workflow, RunOptions options) {
+  if (!workflow) return Status::invalid_argument("workflow is required");
+  return start_run_internal(std::move(workflow), std::move(options), "", "", 0);
+}
+
+Result<std::string> EngineImpl::start_run_internal(std::shared_ptr<const Workflow> workflow, RunOptions options,
+                                                    const std::string& parent_run_id,
+                                                    const std::string& parent_node, int depth) {
+  if (stopping_) return Status::unavailable("engine is shutting down");
+  ORCH_ASSIGN_OR_RETURN(auto compiled, compile(workflow));
+  if (!options.input.is_object() && !options.input.is_null()) {
+    // Non-object input is kept reachable as {{input}} but contributes no state keys.
+  }
+  if (!options.config.is_object()) return Status::invalid_argument("config must be an object");
+
+  auto ctx = std::make_shared<RunContext>();
+  RunRecord& r = ctx->record;
+  r.id = options.run_id.empty() ? new_uuid() : options.run_id;
+  r.status = RunStatus::kRunning;
+  r.workflow_id = options.workflow_id.empty() ? workflow->id : options.workflow_id;
+  r.workflow = workflow->definition;
+  r.input = options.input.is_null() ? Value::object() : options.input;
+  Value config = workflow->defaults.is_object() ? workflow->defaults : Value::object();
+  for (const auto& [k, v] : options.config.as_object()) config.set(k, v);
+  r.config = config;
+  r.callbacks = options.callbacks;
+  r.idempotency_key = options.idempotency_key;
+  r.parent_run_id = parent_run_id;
+  r.parent_node = parent_node;
+  r.created_at_ms = r.started_at_ms = r.updated_at_ms = options_.clock->now_ms();
+  ctx->compiled = compiled;
+  ctx->depth = depth;
+  ctx->parent_run_id = parent_run_id;
+  ORCH_RETURN_IF_ERROR(configure(*ctx));
+  ctx->state = initial_state(r.input, *workflow);
+  if (!config.as_object().empty()) ctx->state.set("__config", config);
+  r.state = ctx->state;
+
+  ctx->scheduler = std::make_unique<Scheduler>(compiled->graph);
+  ORCH_RETURN_IF_ERROR(options_.store->create_run(r));
+  {
+    std::lock_guard<std::mutex> runs_lock(runs_mu_);
+    runs_[r.id] = ctx;
+  }
+  std::lock_guard<std::mutex> lock(ctx->mu);
+  ctx->scheduler->start();
+  emit(*ctx, "run.started", Value::object({{"input", r.input}}));
+  Status s = commit(*ctx, "__init__", false);
+  if (!s.ok()) {
+    finish_run(*ctx, RunStatus::kFailed, "checkpoint failed: " + s.message());
+    return r.id;
+  }
+  schedule_advance(ctx);
+  return r.id;
+}
+
+// Reads per-run settings from the workflow and the run's config.
+Status EngineImpl::configure(RunContext& ctx) {
+  const Workflow& wf = ctx.compiled->graph->workflow();
+  const Value& config = ctx.record.config;
+  ctx.recursion_limit = wf.recursion_limit.value_or(options_.default_recursion_limit);
+  if (const Value* rl = config.find("recursion_limit")) {
+    if (rl->get_int(0) < 1) return Status::invalid_argument("config.recursion_limit must be a positive integer");
+    ctx.recursion_limit = rl->get_int(1);
+  }
+  ctx.durability = options_.durability;
+  std::string durability = wf.durability.value_or("");
+  if (const Value* d = config.find("durability")) durability = d->get_string("");
+  if (durability == "full") ctx.durability = Durability::kFull;
+  else if (durability == "exit") ctx.durability = Durability::kExit;
+  else if (durability == "sync") ctx.durability = Durability::kSync;
+  else if (!durability.empty()) return Status::invalid_argument("durability must be sync, full or exit, not '" + durability + "'");
+  ctx.interrupt_before = wf.interrupt_before;
+  ctx.interrupt_after = wf.interrupt_after;
+  for (auto [key, list] : {std::pair{"interrupt_before", &ctx.interrupt_before}, std::pair{"interrupt_after", &ctx.interrupt_after}}) {
+    const Value& names = config[key];
+    if (names.is_null()) continue;
+    if (!names.is_array()) return Status::invalid_argument(std::string("config.") + key + " must be an array of node names");
+    for (const Value& n : names.as_array()) {
+      if (!n.is_string() || !wf.find_node(n.as_string())) {
+        return Status::invalid_argument(std::string("config.") + key + " names unknown node " + n.to_json());
+      }
+      list->push_back(n.as_string());
+    }
+  }
+  return Status();
+}
+
+void EngineImpl::schedule_advance(const std::shared_ptr<RunContext>& ctx) {
+  uint64_t gen = ctx->generation;
+  asio::post(pool_, [this, ctx, gen] {
+    std::lock_guard<std::mutex> lock(ctx->mu);
+    if (ctx->generation != gen) return;
+    advance(ctx);
+  });
+}
+
+// Starts supersteps until one has to wait for work, or the run stops.
+// REQUIRES: ctx->mu held.
+void EngineImpl::advance(const std::shared_ptr<RunContext>& ctx) {
+  RunContext& c = *ctx;
+  while (c.record.status == RunStatus::kRunning && !c.in_superstep) {
+    apply_injections(c, "");
+    Scheduler& s = *c.scheduler;
+    if (!s.has_ready() && !s.release_deferred()) {
+      if (s.end_reached()) {
+        (void)commit(c, std::string(kEndNode), true);
+        finish_run(c, RunStatus::kCompleted, "");
+      } else {
+        std::vector<std::string> waiting = s.waiting_nodes();
+        std::string names;
+        for (const std::string& n : waiting) names += (names.empty() ? "" : ", ") + n;
+        finish_run(c, RunStatus::kFailed,
+                   "run is stuck: no node can become ready and __end__ was not reached" +
+                       (names.empty() ? std::string() : " (waiting: " + names + ")"));
+      }
+      return;
+    }
+    if (c.version >= c.recursion_limit) {
+      finish_run(c, RunStatus::kFailed,
+                 "recursion limit of " + std::to_string(c.recursion_limit) + " supersteps reached");
+      return;
+    }
+    std::vector<int> ready = s.take_ready();
+    // interrupt_before: pause before the superstep, once per arrival.
+    for (int v : ready) {
+      const std::string& name = c.compiled->graph->name(v);
+      bool breakpoint = std::find(c.interrupt_before.begin(), c.interrupt_before.end(), name) != c.interrupt_before.end();
+      if (breakpoint && !s.breakpoint_passed(v)) {
+        for (int w : ready) {
+          if (std::find(c.interrupt_before.begin(), c.interrupt_before.end(), c.compiled->graph->name(w)) != c.interrupt_before.end()) {
+            s.set_breakpoint_passed(w);
+          }
+        }
+        s.restore_ready(ready);
+        (void)commit(c, name, true);
+        pause_run(c, "interrupt_before", name);
+        return;
+      }
+    }
+    for (int v : ready) s.clear_breakpoint_passed(v);
+    start_superstep(ctx, ready);
+  }
+}
+
+void EngineImpl::start_superstep(const std::shared_ptr<RunContext>& ctx, const std::vector<int>& ready) {
+  RunContext& c = *ctx;
+  c.in_superstep = true;
+  c.tasks.clear();
+  c.tasks.resize(ready.size());
+  c.outstanding = ready.size();
+  for (size_t i = 0; i < ready.size(); ++i) {
+    NodeTask& t = c.tasks[i];
+    t.vertex = ready[i];
+    t.step_id = new_uuid();
+    t.started_ms = options_.clock->now_ms();
+  }
+  for (size_t i = 0; i < ready.size() && c.in_superstep; ++i) {
+    NodeTask& t = c.tasks[i];
+    const std::string& name = c.compiled->graph->name(t.vertex);
+    auto recorded = c.recorded.find(name);
+    if (recorded != c.recorded.end()) {
+      // Finished before a crash: reuse its recorded result, do not run it again.
+      NodeOutcome o = NodeOutcome::from_value(recorded->second);
+      c.recorded.erase(recorded);
+      complete_task(ctx, i, std::move(o), false);
+      continue;
+    }
+    emit(c, "task_start", Value::object({{"id", t.step_id}, {"name", name}, {"type", std::string(node_type_name(c.compiled->graph->node(t.vertex)->type))}}));
+    launch_node(ctx, i);
+  }
+}
+
+// Records a finished node. REQUIRES: ctx->mu held.
+void EngineImpl::complete_task(const std::shared_ptr<RunContext>& ctx, size_t index, NodeOutcome outcome,
+                               bool record) {
+  RunContext& c = *ctx;
+  NodeTask& t = c.tasks[index];
+  if (t.finished) return;
+  if (t.timer) {
+    options_.clock->cancel(t.timer);
+    t.timer = 0;
+  }
+  t.finished = true;
+  t.outcome = std::move(outcome);
+  const std::string& name = c.compiled->graph->name(t.vertex);
+  if (record && t.outcome.kind != NodeOutcome::Kind::kFailed) {
+    PendingWrite w{c.record.id, c.version + 1, name, t.outcome.to_value()};
+    (void)options_.store->put_pending_write(w);
+  }
+  emit(c, "task_result", Value::object({{"id", t.step_id}, {"name", name},
+                                        {"ok", t.outcome.kind != NodeOutcome::Kind::kFailed},
+                                        {"duration_ms", static_cast<long long>(options_.clock->now_ms() - t.started_ms)}}));
+  if (--c.outstanding == 0) finish_superstep(ctx);
+}
+
+void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
+  RunContext& c = *ctx;
+  const CompiledGraph& g = *c.compiled->graph;
+  const Workflow& wf = g.workflow();
+  Scheduler& s = *c.scheduler;
+  c.in_superstep = false;
+
+  // Parallel failure: the run fails. Finished siblings keep their recorded
+  // results (pending writes), so retry_run re-runs only the failed nodes.
+  std::string failure;
+  for (NodeTask& t : c.tasks) {
+    if (t.outcome.kind == NodeOutcome::Kind::kFailed) {
+      failure += (failure.empty() ? "" : "; ") + std::string("node '") + g.name(t.vertex) +
+                 "' failed: " + t.outcome.error;
+    }
+  }
+  if (!failure.empty()) {
+    finish_run(c, RunStatus::kFailed, failure);
+    return;
+  }
+
+  // Apply outcomes in definition order (tasks are in vertex order already).
+  // Ephemeral keys written by the previous superstep were visible to this one;
+  // they go now, before this superstep's writes land.
+  Value state = c.state;
+  clear_ephemeral_keys(&state, wf);
+  bool interrupt = false;
+  std::string interrupt_node;
+  std::string step_names;
+  for (NodeTask& t : c.tasks) {
+    const std::string& name = g.name(t.vertex);
+    step_names += (step_names.empty() ? "" : ",") + name;
+    Value node_updates = Value::object();
+    for (const Value& u : t.outcome.updates) {
+      Status st = apply_updates(&state, u, &wf);
+      if (!st.ok()) {
+        finish_run(c, RunStatus::kFailed, "node '" + name + "': state update failed: " + st.message());
+        return;
+      }
+      if (u.is_object()) {
+        for (const auto& [k, v] : u.as_object()) node_updates.set(k, v);
+      }
+    }
+    if (!t.outcome.usage.is_null()) {
+      c.record.input_tokens += t.outcome.usage["input_tokens"].get_int(0);
+      c.record.output_tokens += t.outcome.usage["output_tokens"].get_int(0);
+    }
+    emit(c, "updates", Value::object({{"step", name}, {"updates", node_updates}}));
+    if (t.outcome.custom.is_array()) {
+      for (const Value& m : t.outcome.custom.as_array()) emit(c, "custom", m);
+    }
+    // Scheduling effects.
+    std::vector<int> targets;
+    bool use_goto = t.outcome.has_goto;
+    if (use_goto) {
+      for (const std::string& tn : t.outcome.goto_nodes) {
+        int v = g.vertex(tn);
+        if (v < 0 || v == kStartVertex) {
+          finish_run(c, RunStatus::kFailed, "node '" + name + "' returned goto to unknown node '" + tn + "'");
+          return;
+        }
+        targets.push_back(v);
+      }
+    }
+    s.node_finished(t.vertex, t.outcome.route ? &*t.outcome.route : nullptr, use_goto ? &targets : nullptr);
+    if (t.outcome.kind == NodeOutcome::Kind::kInterrupt && !interrupt) {
+      interrupt = true;
+      interrupt_node = name;
+    }
+  }
+  c.state = std::move(state);
+  // Injections addressed to nodes of this superstep apply after their updates.
+  for (NodeTask& t : c.tasks) apply_injections(c, g.name(t.vertex));
+  s.settle();
+  if (!interrupt) {
+    for (NodeTask& t : c.tasks) {
+      const std::string& name = g.name(t.vertex);
+      if (std::find(c.interrupt_after.begin(), c.interrupt_after.end(), name) != c.interrupt_after.end()) {
+        interrupt = true;
+        interrupt_node = name;
+        break;
+      }
+    }
+  }
+  c.tasks.clear();
+  Status st = commit(c, step_names, interrupt);
+  if (!st.ok()) {
+    finish_run(c, RunStatus::kFailed, "checkpoint failed: " + st.message());
+    return;
+  }
+  emit(c, "values", Value::object({{"step", step_names}, {"state", c.state}}));
+  if (interrupt) {
+    pause_run(c, "interrupt", interrupt_node);
+    return;
+  }
+  advance(ctx);
+}
+
+void EngineImpl::apply_injections(RunContext& c, const std::string& node) {
+  if (c.injections.empty()) return;
+  auto it = c.injections.begin();
+  while (it != c.injections.end()) {
+    if (it->after_node == node) {
+      Status s = apply_updates(&c.state, it->updates, &c.compiled->graph->workflow());
+      emit(c, "state.injected", Value::object({{"updates", it->updates}, {"applied", s.ok()}, {"error", s.message()}}));
+      it = c.injections.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+// ------------------------------------------------------------------ control API
+
+Status EngineImpl::resume_run(const std::string& run_id, const Value& state_updates) {
+  ORCH_ASSIGN_OR_RETURN(auto ctx, load_context(run_id));
+  std::lock_guard<std::mutex> lock(ctx->mu);
+  if (ctx->record.status != RunStatus::kInterrupted) {
+    return Status::failed_precondition("run is not interrupted (current: " +
+                                       std::string(run_status_name(ctx->record.status)) + ")");
+  }
+  if (!state_updates.is_null()) {
+    ORCH_RETURN_IF_ERROR(apply_updates(&ctx->state, state_updates, &ctx->compiled->graph->workflow()));
+  }
+  ctx->record.status = RunStatus::kRunning;
+  ctx->record.updated_at_ms = options_.clock->now_ms();
+  ctx->record.state = ctx->state;
+  ORCH_RETURN_IF_ERROR(options_.store->update_run(ctx->record));
+  emit(*ctx, "run.resumed", Value::object({{"state_updates", state_updates}}));
+  // A subgraph node waiting on an interrupted child: resume the child instead.
+  if (ctx->in_superstep) {
+    for (NodeTask& t : ctx->tasks) {
+      if (t.waiting_child && !t.finished) {
+        std::string child = t.child_run_id;
+        asio::post(pool_, [this, child] { (void)resume_run(child, Value()); });
+      }
+    }
+    return Status();
+  }
+  schedule_advance(ctx);
+  return Status();
+}
+
+Status EngineImpl::cancel_run(const std::string& run_id) {
+  auto ctx = find_context(run_id);
+  if (!ctx) {
+    ORCH_ASSIGN_OR_RETURN(RunRecord r, options_.store->get_run(run_id));
+    if (is_terminal(r.status)) {
+      return Status::failed_precondition("run already " + std::string(run_status_name(r.status)));
+    }
+    ORCH_ASSIGN_OR_RETURN(ctx, load_context(run_id));
+  }
+  std::vector<std::string> children;
+  {
+    std::lock_guard<std::mutex> lock(ctx->mu);
+    if (is_terminal(ctx->record.status)) {
+      return Status::failed_precondition("run already " + std::string(run_status_name(ctx->record.status)));
+    }
+    for (NodeTask& t : ctx->tasks) {
+      if (t.waiting_child) children.push_back(t.child_run_id);
+    }
+    auto steps = options_.store->list_steps(run_id);
+    if (steps.ok()) {
+      for (StepRecord& st : *steps) {
+        if (st.status == StepStatus::kPending || st.status == StepStatus::kReady || st.status == StepStatus::kRunning) {
+          st.status = StepStatus::kSkipped;
+          st.ended_at_ms = options_.clock->now_ms();
+          (void)options_.store->put_step(st);
+        }
+      }
+    }
+    finish_run(*ctx, RunStatus::kCancelled, "");
+  }
+  for (const std::string& child : children) (void)cancel_run(child);
+  return Status();
+}
+
+Status EngineImpl::retry_run(const std::string& run_id) {
+  ORCH_ASSIGN_OR_RETURN(RunRecord r, options_.store->get_run(run_id));
+  if (r.status != RunStatus::kFailed) {
+    return Status::failed_precondition("only failed runs can be retried (current: " +
+                                       std::string(run_status_name(r.status)) + ")");
+  }
+  std::shared_ptr<const CompiledWorkflow> live = forget_context(run_id);
+  r.status = RunStatus::kRunning;
+  r.error.clear();
+  r.ended_at_ms = 0;
+  ORCH_RETURN_IF_ERROR(options_.store->update_run(r));
+  ORCH_ASSIGN_OR_RETURN(auto ctx, load_context(run_id, live));
+  std::lock_guard<std::mutex> lock(ctx->mu);
+  emit(*ctx, "run.retried", Value::object());
+  schedule_advance(ctx);
+  return Status();
+}
+
+Result<std::string> EngineImpl::fork_run(const std::string& checkpoint_id, const Value& state_overrides) {
+  ORCH_ASSIGN_OR_RETURN(Checkpoint cp, options_.store->get_checkpoint(checkpoint_id));
+  ORCH_ASSIGN_OR_RETURN(RunRecord source, options_.store->get_run(cp.run_id));
+  std::shared_ptr<const CompiledWorkflow> compiled;
+  if (auto live = find_context(source.id)) {
+    std::lock_guard<std::mutex> lock(live->mu);
+    compiled = live->compiled;
+  } else {
+    ORCH_ASSIGN_OR_RETURN(auto parsed, workflow_of(source));
+    ORCH_ASSIGN_OR_RETURN(compiled, compile(parsed));
+  }
+  const Workflow* workflow = &compiled->graph->workflow();
+  auto ctx = std::make_shared<RunContext>();
+  RunRecord& r = ctx->record;
+  r = source;
+  r.id = new_uuid();
+  r.status = RunStatus::kRunning;
+  r.error.clear();
+  r.idempotency_key.clear();
+  r.forked_from_run_id = source.id;
+  r.forked_from_checkpoint_id = cp.id;
+  r.created_at_ms = r.started_at_ms = r.updated_at_ms = options_.clock->now_ms();
+  r.ended_at_ms = 0;
+  r.checkpoint_count = 0;
+  r.input_tokens = r.output_tokens = 0;
+  ctx->compiled = compiled;
+  ORCH_RETURN_IF_ERROR(configure(*ctx));
+  ctx->state = cp.state;
+  if (!state_overrides.is_null()) ORCH_RETURN_IF_ERROR(apply_updates(&ctx->state, state_overrides, workflow));
+  ORCH_ASSIGN_OR_RETURN(Scheduler sched, Scheduler::from_value(compiled->graph, cp.metadata["scheduler"]));
+  ctx->scheduler = std::make_unique<Scheduler>(std::move(sched));
+  r.state = ctx->state;
+  ORCH_RETURN_IF_ERROR(options_.store->create_run(r));
+  {
+    std::lock_guard<std::mutex> runs_lock(runs_mu_);
+    runs_[r.id] = ctx;
+  }
+  std::lock_guard<std::mutex> lock(ctx->mu);
+  emit(*ctx, "run.forked", Value::object({{"from_run_id", source.id}, {"from_checkpoint_id", cp.id}}));
+  ORCH_RETURN_IF_ERROR(commit(*ctx, "__fork__", true));
+  schedule_advance(ctx);
+  return r.id;
+}
+
+Status EngineImpl::replay_run(const std::string& run_id, const std::string& checkpoint_id) {
+  ORCH_ASSIGN_OR_RETURN(Checkpoint cp, options_.store->get_checkpoint(checkpoint_id));
+  if (cp.run_id != run_id) return Status::invalid_argument("checkpoint " + checkpoint_id + " does not belong to run " + run_id);
+  std::shared_ptr<const CompiledWorkflow> live = forget_context(run_id);
+  ORCH_RETURN_IF_ERROR(options_.store->truncate_checkpoints(run_id, cp.version));
+  ORCH_ASSIGN_OR_RETURN(RunRecord r, options_.store->get_run(run_id));
+  r.status = RunStatus::kRunning;
+  r.error.clear();
+  r.ended_at_ms = 0;
+  r.state = cp.state;
+  ORCH_RETURN_IF_ERROR(options_.store->update_run(r));
+  ORCH_ASSIGN_OR_RETURN(auto ctx, load_context(run_id, live));
+  std::lock_guard<std::mutex> lock(ctx->mu);
+  emit(*ctx, "run.replayed", Value::object({{"checkpoint_id", checkpoint_id}}));
+  schedule_advance(ctx);
+  return Status();
+}
+
+Status EngineImpl::inject_state(const std::string& run_id, const Value& updates, const std::string& after_node) {
+  if (!updates.is_object()) return Status::invalid_argument("updates must be an object");
+  ORCH_ASSIGN_OR_RETURN(auto ctx, load_context(run_id));
+  std::lock_guard<std::mutex> lock(ctx->mu);
+  if (is_terminal(ctx->record.status)) {
+    return Status::failed_precondition("run already " + std::string(run_status_name(ctx->record.status)));
+  }
+  if (!after_node.empty()) {
+    if (!ctx->compiled->graph->workflow().find_node(after_node)) {
+      return Status::invalid_argument("apply_after_step names unknown node '" + after_node + "'");
+    }
+    ctx->injections.push_back({updates, after_node});
+    return Status();
+  }
+  if (ctx->in_superstep) {
+    ctx->injections.push_back({updates, ""});  // at the end of the superstep in flight
+    return Status();
+  }
+  ORCH_RETURN_IF_ERROR(apply_updates(&ctx->state, updates, &ctx->compiled->graph->workflow()));
+  ctx->record.state = ctx->state;
+  --ctx->version;  // re-commit at the same version: an injection is not a superstep
+  ORCH_RETURN_IF_ERROR(commit(*ctx, "__inject__", true));
+  emit(*ctx, "state.injected", Value::object({{"updates", updates}, {"applied", true}}));
+  return Status();
+}
+
+Result<RunRecord> EngineImpl::get_run(const std::string& run_id) {
+  if (auto ctx = find_context(run_id)) {
+    std::lock_guard<std::mutex> lock(ctx->mu);
+    return ctx->record;
+  }
+  return options_.store->get_run(run_id);
+}
+
+Result<RunRecord> EngineImpl::wait(const std::string& run_id, std::chrono::milliseconds timeout) {
+  // The run lock and wait_mu_ are never held together here: status changes
+  // take the run lock first, then wait_mu_, so we only read an epoch under
+  // wait_mu_ and look at the run without it.
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    uint64_t seen;
+    {
+      std::lock_guard<std::mutex> lock(wait_mu_);
+      seen = status_epoch_;
+    }
+    ORCH_ASSIGN_OR_RETURN(RunRecord r, get_run(run_id));
+    if (r.status != RunStatus::kRunning && r.status != RunStatus::kPending) return r;
+    std::unique_lock<std::mutex> lock(wait_mu_);
+    if (!wait_cv_.wait_until(lock, deadline, [&] { return status_epoch_ != seen; })) {
+      lock.unlock();
+      ORCH_ASSIGN_OR_RETURN(RunRecord last, get_run(run_id));
+      if (last.status != RunStatus::kRunning && last.status != RunStatus::kPending) return last;
+      return Status::deadline_exceeded("run " + run_id + " still " + std::string(run_status_name(last.status)));
+    }
+  }
+}
+
+uint64_t EngineImpl::subscribe(const std::string& run_id, EventListener listener) {
+  std::lock_guard<std::mutex> lock(subs_mu_);
+  uint64_t id = next_subscription_++;
+  subscriptions_[id] = Subscription{run_id, std::move(listener)};
+  return id;
+}
+
+void EngineImpl::unsubscribe(uint64_t subscription) {
+  std::lock_guard<std::mutex> lock(subs_mu_);
+  subscriptions_.erase(subscription);
+}
+
+size_t EngineImpl::active_runs() const {
+  std::lock_guard<std::mutex> lock(runs_mu_);
+  size_t n = 0;
+  for (const auto& [id, ctx] : runs_) {
+    std::lock_guard<std::mutex> run_lock(ctx->mu);
+    if (ctx->record.status == RunStatus::kRunning) ++n;
+  }
+  return n;
+}
+
+// ------------------------------------------------------------------ loading
+
+// Drops the live context of a run (abandoning anything in flight) and returns
+// its compiled workflow, which keeps C++ functions bound to nodes.
+std::shared_ptr<const CompiledWorkflow> EngineImpl::forget_context(const std::string& run_id) {
+  std::shared_ptr<RunContext> ctx;
+  {
+    std::lock_guard<std::mutex> lock(runs_mu_);
+    auto it = runs_.find(run_id);
+    if (it == runs_.end()) return nullptr;
+    ctx = it->second;
+    runs_.erase(it);
+  }
+  std::lock_guard<std::mutex> lock(ctx->mu);
+  ++ctx->generation;
+  for (NodeTask& t : ctx->tasks) {
+    if (t.timer) options_.clock->cancel(t.timer);
+  }
+  return ctx->compiled;
+}
+
+Result<std::shared_ptr<const Workflow>> EngineImpl::workflow_of(const RunRecord& r) {
+  if (!r.workflow.is_null()) return parse_workflow(r.workflow);
+  if (!r.workflow_id.empty()) return resolve_workflow(r.workflow_id);
+  return Status::failed_precondition("run " + r.id + " has no stored definition (built in C++); it cannot be reloaded");
+}
+
+Result<std::shared_ptr<const Workflow>> EngineImpl::resolve_workflow(const std::string& id) {
+  if (options_.workflow_resolver) return options_.workflow_resolver(id);
+  ORCH_ASSIGN_OR_RETURN(WorkflowRecord w, options_.store->get_workflow(id));
+  return parse_workflow(w.definition);
+}
+
+// Returns the live context of a run, rebuilding it from the store (latest
+// checkpoint + recorded node results) when this engine does not hold it.
+Result<std::shared_ptr<RunContext>> EngineImpl::load_context(const std::string& run_id,
+                                                             std::shared_ptr<const CompiledWorkflow> compiled) {
+  if (auto ctx = find_context(run_id)) return ctx;
+  ORCH_ASSIGN_OR_RETURN(RunRecord r, options_.store->get_run(run_id));
+  if (!compiled) {
+    ORCH_ASSIGN_OR_RETURN(auto workflow, workflow_of(r));
+    ORCH_ASSIGN_OR_RETURN(compiled, compile(workflow));
+  }
+  ORCH_ASSIGN_OR_RETURN(Checkpoint cp, options_.store->latest_checkpoint(run_id));
+  auto ctx = std::make_shared<RunContext>();
+  ctx->record = r;
+  ctx->compiled = compiled;
+  ORCH_RETURN_IF_ERROR(configure(*ctx));
+  ctx->state = cp.state;
+  ctx->version = cp.version;
+  ctx->last_checkpoint_id = cp.id;
+  ctx->parent_run_id = r.parent_run_id;
+  ORCH_ASSIGN_OR_RETURN(Scheduler sched, Scheduler::from_value(compiled->graph, cp.metadata["scheduler"]));
+  ctx->scheduler = std::make_unique<Scheduler>(std::move(sched));
+  auto writes = options_.store->list_pending_writes(run_id);
+  if (writes.ok()) {
+    for (const PendingWrite& w : *writes) {
+      if (w.superstep == cp.version + 1) ctx->recorded[w.node_name] = w.result;
+    }
+  }
+  std::lock_guard<std::mutex> lock(runs_mu_);
+  auto [it, inserted] = runs_.emplace(run_id, ctx);
+  return it->second;
+}
+
+Status EngineImpl::recover() {
+  RunFilter filter;
+  filter.status = RunStatus::kRunning;
+  filter.limit = SIZE_MAX;
+  ORCH_ASSIGN_OR_RETURN(auto runs, options_.store->list_runs(filter));
+  Status first_error;
+  for (const RunRecord& r : runs) {
+    if (find_context(r.id)) continue;
+    if (!r.parent_run_id.empty()) continue;  // children continue through their parents
+    auto ctx = load_context(r.id);
+    if (!ctx.ok()) {
+      if (first_error.ok()) first_error = ctx.status();
+      continue;
+    }
+    std::lock_guard<std::mutex> lock((*ctx)->mu);
+    schedule_advance(*ctx);
+  }
+  return first_error;
+}
+
+}  // namespace orch::internal
+
+namespace orch {
+Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
+  return internal::EngineImpl::open(std::move(options));
+}
+}  // namespace orch

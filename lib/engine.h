@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: MIT
+// EngineImpl: the Engine behind orch::Engine::open (not installed).
+#pragma once
+
+#include <unordered_map>
+
+#include "engine_impl.h"
+#include "orch/state.h"
+
+namespace orch::internal {
+
+class EngineImpl final : public orch::Engine {
+ public:
+  static Result<std::unique_ptr<orch::Engine>> open(EngineOptions options);
+  ~EngineImpl() override;
+
+  Result<std::string> start_run(std::shared_ptr<const Workflow> workflow, RunOptions options) override;
+  Status resume_run(const std::string& run_id, const Value& state_updates) override;
+  Status cancel_run(const std::string& run_id) override;
+  Status retry_run(const std::string& run_id) override;
+  Result<std::string> fork_run(const std::string& checkpoint_id, const Value& state_overrides) override;
+  Status replay_run(const std::string& run_id, const std::string& checkpoint_id) override;
+  Status inject_state(const std::string& run_id, const Value& updates, const std::string& after_node) override;
+  Result<RunRecord> get_run(const std::string& run_id) override;
+  std::shared_ptr<Store> store() const override { return options_.store; }
+  Result<RunRecord> wait(const std::string& run_id, std::chrono::milliseconds timeout) override;
+  uint64_t subscribe(const std::string& run_id, EventListener listener) override;
+  void unsubscribe(uint64_t subscription) override;
+  Status recover() override;
+  size_t active_runs() const override;
+
+ private:
+  explicit EngineImpl(EngineOptions options);
+
+  // engine.cc: lifecycle
+  Result<std::string> start_run_internal(std::shared_ptr<const Workflow> workflow, RunOptions options,
+                                         const std::string& parent_run_id, const std::string& parent_node,
+                                         int depth);
+  Status configure(RunContext& ctx);
+  Result<std::shared_ptr<const CompiledWorkflow>> compile(std::shared_ptr<const Workflow> wf);
+  Result<std::shared_ptr<const Workflow>> workflow_of(const RunRecord& r);
+  Result<std::shared_ptr<const Workflow>> resolve_workflow(const std::string& id);
+  Result<std::shared_ptr<RunContext>> load_context(const std::string& run_id,
+                                                   std::shared_ptr<const CompiledWorkflow> compiled = nullptr);
+  std::shared_ptr<const CompiledWorkflow> forget_context(const std::string& run_id);
+  std::shared_ptr<RunContext> find_context(const std::string& run_id);
+  void schedule_advance(const std::shared_ptr<RunContext>& ctx);
+  void advance(const std::shared_ptr<RunContext>& ctx);
+  void start_superstep(const std::shared_ptr<RunContext>& ctx, const std::vector<int>& ready);
+  void complete_task(const std::shared_ptr<RunContext>& ctx, size_t index, NodeOutcome outcome, bool record);
+  void finish_superstep(const std::shared_ptr<RunContext>& ctx);
+  void apply_injections(RunContext& c, const std::string& node);
+  Status commit(RunContext& ctx, const std::string& step_id, bool force);
+  void finish_run(RunContext& ctx, RunStatus status, const std::string& error);
+  void pause_run(RunContext& ctx, const std::string& reason, const std::string& node);
+  void emit(RunContext& ctx, std::string kind, Value data);
+  void notify_status_change();
+
+  // node_exec.cc: running one node
+  void launch_node(const std::shared_ptr<RunContext>& ctx, size_t index);
+  void launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t index);
+  void launch_send_items(const std::shared_ptr<RunContext>& ctx, size_t index);
+  void on_item_reply(const std::shared_ptr<RunContext>& ctx, size_t index, size_t item, WorkerReply reply);
+  void on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t index, uint64_t token,
+                       Result<ReplyEffects> result, std::string output, std::string worker_id, bool retryable,
+                       int64_t retry_after_ms);
+  void fail_or_retry(const std::shared_ptr<RunContext>& ctx, size_t index, const std::string& error,
+                     bool retryable, int64_t retry_after_ms);
+  void start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t index);
+  void notify_parent(RunContext& child);
+  void on_child_stopped(const std::shared_ptr<RunContext>& ctx, size_t index, const RunRecord& child);
+  Value state_with_meta(const RunContext& ctx, const std::string& node, int attempt) const;
+  Result<std::string> render(const RunContext& ctx, const Template& tpl, const Value& state,
+                             const Value* item, int attempt) const;
+  void call_worker(const std::shared_ptr<RunContext>& ctx, const Node& node, WorkerRequest request,
+                   std::function<void(WorkerReply)> done);
+
+  EngineOptions options_;
+  asio::thread_pool pool_;
+
+  mutable std::mutex runs_mu_;
+  std::unordered_map<std::string, std::shared_ptr<RunContext>> runs_;
+  bool stopping_ = false;
+
+  std::mutex compiled_mu_;
+  std::unordered_map<const Workflow*, std::weak_ptr<CompiledWorkflow>> compiled_;
+
+  std::mutex subs_mu_;
+  struct Subscription {
+    std::string run_id;
+    EventListener listener;
+  };
+  std::unordered_map<uint64_t, Subscription> subscriptions_;
+  uint64_t next_subscription_ = 1;
+
+  std::mutex wait_mu_;
+  std::condition_variable wait_cv_;
+  uint64_t status_epoch_ = 0;
+
+  std::mutex cache_mu_;
+  struct CacheEntry {
+    NodeOutcome outcome;
+    SteadyTime expires;
+  };
+  std::unordered_map<std::string, CacheEntry> cache_;
+};
+
+}  // namespace orch::internal

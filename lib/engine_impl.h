@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: MIT
+//
+// The engine's internals (not installed). One RunContext per executing run,
+// guarded by its own mutex: runs never wait on each other, and no lock is held
+// while a worker or an in-process function runs.
+#pragma once
+
+#include <asio/thread_pool.hpp>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+
+#include "graph.h"
+#include "node_outcome.h"
+#include "orch/engine.h"
+#include "orch/template.h"
+#include "scheduler.h"
+
+namespace orch::internal {
+
+// Per-workflow data computed once: the graph and the compiled templates.
+struct CompiledWorkflow {
+  std::shared_ptr<const CompiledGraph> graph;
+  std::unordered_map<std::string, Template> prompts;        // node name -> prompt_template
+  std::unordered_map<std::string, Template> continuations;  // node name -> continuation_prompt
+};
+
+// One node of the superstep in flight.
+struct NodeTask {
+  int vertex = -1;
+  std::string step_id;
+  int attempt = 1;
+  int turn = 1;
+  uint64_t token = 0;            // identifies the current attempt; stale replies are ignored
+  Clock::TimerId timer = 0;      // deadline or retry timer
+  bool finished = false;
+  bool waiting_child = false;    // subgraph waiting for its child run
+  std::string child_run_id;
+  NodeOutcome outcome;
+  int64_t started_ms = 0;
+  std::string cache_key;         // set when the node's result may be cached
+  // agent multi-turn
+  std::string last_output;
+  Value last_envelope;
+  int64_t first_turn_done_ms = 0;
+  // send fan-out
+  std::vector<Value> items;
+  std::vector<Value> item_results;
+  std::vector<std::vector<Value>> item_updates;
+  std::vector<int> item_attempts;
+  std::vector<std::pair<size_t, std::string>> item_errors;
+  std::vector<size_t> retry_items;  // items whose back-off ended
+  size_t next_item = 0;
+  size_t items_in_flight = 0;
+  size_t items_done = 0;
+};
+
+struct Injection {
+  Value updates;
+  std::string after_node;  // empty: at the next superstep boundary
+};
+
+struct RunContext {
+  std::mutex mu;
+  RunRecord record;
+  std::shared_ptr<const CompiledWorkflow> compiled;
+  std::unique_ptr<Scheduler> scheduler;
+  Value state;
+  int64_t version = 0;           // last committed checkpoint version
+  std::string last_checkpoint_id;
+  int64_t recursion_limit = 1000;
+  Durability durability = Durability::kSync;
+  std::vector<std::string> interrupt_before;
+  std::vector<std::string> interrupt_after;
+  std::vector<NodeTask> tasks;   // the superstep in flight
+  size_t outstanding = 0;
+  bool in_superstep = false;
+  uint64_t generation = 0;       // bumped by cancel; callbacks of older generations are dropped
+  std::vector<Injection> injections;
+  std::map<std::string, Value> recorded;  // node -> outcome recorded before a crash
+  int depth = 0;                 // subgraph nesting
+  // Set when this run is a subgraph child: who to tell when it stops.
+  std::string parent_run_id;
+  // Durability "exit": the newest checkpoint, written only at pause or end.
+  std::optional<Checkpoint> unsaved_checkpoint;
+  uint64_t next_token = 1;
+};
+
+}  // namespace orch::internal

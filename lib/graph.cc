@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: MIT
+#include "graph.h"
+
+#include <algorithm>
+
+namespace orch::internal {
+namespace {
+
+// Dominator sets by the classic iterative data-flow algorithm over bitsets:
+// dom(start) = {start}; dom(v) = {v} ∪ ⋂ dom(p) for predecessors p. Graphs are
+// small (tens to hundreds of nodes), so O(V^2 · E / 64) is fine and simple.
+std::vector<std::vector<bool>> dominators(size_t n, const std::vector<GraphEdge>& edges,
+                                          const std::vector<std::vector<int>>& in) {
+  // Vertices __start__ cannot reach are dominated by nothing but themselves,
+  // so no edge touching them counts as a back edge.
+  std::vector<bool> reachable(n, false);
+  std::vector<size_t> stack{static_cast<size_t>(kStartVertex)};
+  reachable[kStartVertex] = true;
+  std::vector<std::vector<int>> out(n);
+  for (size_t e = 0; e < edges.size(); ++e) out[static_cast<size_t>(edges[e].source)].push_back(static_cast<int>(e));
+  while (!stack.empty()) {
+    size_t v = stack.back();
+    stack.pop_back();
+    for (int e : out[v]) {
+      size_t t = static_cast<size_t>(edges[static_cast<size_t>(e)].target);
+      if (!reachable[t]) {
+        reachable[t] = true;
+        stack.push_back(t);
+      }
+    }
+  }
+  std::vector<std::vector<bool>> dom(n, std::vector<bool>(n, true));
+  for (size_t v = 0; v < n; ++v) {
+    if (!reachable[v]) {
+      dom[v].assign(n, false);
+      dom[v][v] = true;
+    }
+  }
+  dom[kStartVertex].assign(n, false);
+  dom[kStartVertex][kStartVertex] = true;
+  bool changed = true;
+  while (changed) {
+    changed = false;
+    for (size_t v = 1; v < n; ++v) {
+      if (!reachable[v]) continue;
+      std::vector<bool> next(n, true);
+      bool any_pred = false;
+      for (int e : in[v]) {
+        if (!reachable[static_cast<size_t>(edges[static_cast<size_t>(e)].source)]) continue;
+        any_pred = true;
+        const auto& pd = dom[static_cast<size_t>(edges[static_cast<size_t>(e)].source)];
+        for (size_t i = 0; i < n; ++i) next[i] = next[i] && pd[i];
+      }
+      if (!any_pred) next.assign(n, false);  // unreachable: dominated by nothing
+      next[v] = true;
+      if (next != dom[v]) {
+        dom[v] = std::move(next);
+        changed = true;
+      }
+    }
+  }
+  return dom;
+}
+
+}  // namespace
+
+std::shared_ptr<const CompiledGraph> CompiledGraph::compile(std::shared_ptr<const Workflow> workflow) {
+  auto g = std::make_shared<CompiledGraph>();
+  g->workflow_ = std::move(workflow);
+  const Workflow& wf = *g->workflow_;
+  g->names_ = {std::string(kStartNode), std::string(kEndNode)};
+  for (const Node& n : wf.nodes) g->names_.push_back(n.name);
+  for (size_t i = 0; i < g->names_.size(); ++i) g->index_.emplace(g->names_[i], static_cast<int>(i));
+  const size_t n = g->names_.size();
+  g->in_.resize(n);
+  g->out_.resize(n);
+  for (const Edge& e : wf.edges) {
+    int s = g->vertex(e.source);
+    int t = g->vertex(e.target);
+    if (s < 0 || t < 0) continue;  // validation reports these
+    g->edges_.push_back(GraphEdge{s, t, e.condition, false});
+    int id = static_cast<int>(g->edges_.size() - 1);
+    g->out_[static_cast<size_t>(s)].push_back(id);
+    g->in_[static_cast<size_t>(t)].push_back(id);
+  }
+  auto dom = dominators(n, g->edges_, g->in_);
+  for (GraphEdge& e : g->edges_) {
+    e.back = dom[static_cast<size_t>(e.source)][static_cast<size_t>(e.target)];
+  }
+  return g;
+}
+
+int CompiledGraph::vertex(const std::string& name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? -1 : it->second;
+}
+
+}  // namespace orch::internal

@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: MIT
+//
+// CompiledGraph: the scheduling view of a Workflow, computed once per workflow.
+// Vertices are 0 = __start__, 1 = __end__, then the nodes in definition order.
+// Each edge knows whether it is a back edge (its target dominates its source:
+// it closes a loop), which is what lets loops re-trigger their head.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "orch/workflow.h"
+
+namespace orch::internal {
+
+constexpr int kStartVertex = 0;
+constexpr int kEndVertex = 1;
+
+struct GraphEdge {
+  int source;
+  int target;
+  std::optional<std::string> condition;
+  bool back = false;
+};
+
+class CompiledGraph {
+ public:
+  static std::shared_ptr<const CompiledGraph> compile(std::shared_ptr<const Workflow> workflow);
+
+  const Workflow& workflow() const { return *workflow_; }
+  std::shared_ptr<const Workflow> workflow_ptr() const { return workflow_; }
+  size_t vertex_count() const { return names_.size(); }
+  const std::string& name(int v) const { return names_[static_cast<size_t>(v)]; }
+  // -1 when unknown.
+  int vertex(const std::string& name) const;
+  // nullptr for __start__/__end__.
+  const Node* node(int v) const {
+    return v < 2 ? nullptr : &workflow_->nodes[static_cast<size_t>(v - 2)];
+  }
+  const std::vector<GraphEdge>& edges() const { return edges_; }
+  const std::vector<int>& in_edges(int v) const { return in_[static_cast<size_t>(v)]; }
+  const std::vector<int>& out_edges(int v) const { return out_[static_cast<size_t>(v)]; }
+
+ private:
+  std::shared_ptr<const Workflow> workflow_;
+  std::vector<std::string> names_;
+  std::unordered_map<std::string, int> index_;
+  std::vector<GraphEdge> edges_;
+  std::vector<std::vector<int>> in_;
+  std::vector<std::vector<int>> out_;
+};
+
+}  // namespace orch::internal

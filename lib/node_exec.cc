@@ -1,0 +1,631 @@
+// SPDX-License-Identifier: MIT
+//
+// Running one node of a superstep: route/transform/interrupt finish at once;
+// task and agent attempts (a C++ function or a worker call) run on the pool
+// with a deadline timer and retry timers on the engine's Clock; send fans out
+// its target per item; subgraph starts a child run and waits for it.
+// Every entry point here runs with the run's mutex held; no lock is held while
+// user code or a worker runs.
+#include <asio/post.hpp>
+#include <cmath>
+#include <random>
+
+#include "engine.h"
+#include "orch/id.h"
+#include "orch/state.h"
+#include "orch/state_path.h"
+
+namespace orch::internal {
+namespace {
+
+NodeOutcome failed(std::string error) {
+  NodeOutcome o;
+  o.kind = NodeOutcome::Kind::kFailed;
+  o.error = std::move(error);
+  return o;
+}
+
+NodeOutcome with_updates(Value updates) {
+  NodeOutcome o;
+  o.updates.push_back(std::move(updates));
+  return o;
+}
+
+ReplyEffects effects_of(const NodeOutput& out) {
+  ReplyEffects e;
+  e.updates = out.updates.is_null() ? Value::object() : out.updates;
+  e.has_goto = !out.goto_nodes.empty();
+  e.goto_nodes = out.goto_nodes;
+  e.done = out.done;
+  return e;
+}
+
+double jitter_factor(double jitter) {
+  if (jitter <= 0) return 1.0;
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return 1.0 + std::uniform_real_distribution<double>(0.0, jitter)(rng);
+}
+
+}  // namespace
+
+Value EngineImpl::state_with_meta(const RunContext& c, const std::string& node, int attempt) const {
+  Value s = c.state;
+  int64_t step = c.version + 1;
+  s.set("__meta", Value::object({{"step", static_cast<long long>(step)},
+                                 {"remaining_steps", static_cast<long long>(c.recursion_limit - step)},
+                                 {"is_last_step", step >= c.recursion_limit},
+                                 {"run_id", c.record.id},
+                                 {"node_name", node},
+                                 {"attempt", attempt}}));
+  return s;
+}
+
+Result<std::string> EngineImpl::render(const RunContext& c, const Template& tpl, const Value& state,
+                                       const Value* item, int attempt) const {
+  TemplateContext tc;
+  tc.state = &state;
+  tc.input = &c.record.input;
+  tc.item = item;
+  tc.config = &c.record.config;
+  tc.attempt = attempt;
+  return tpl.render(tc);
+}
+
+void EngineImpl::launch_node(const std::shared_ptr<RunContext>& ctx, size_t index) {
+  RunContext& c = *ctx;
+  NodeTask& t = c.tasks[index];
+  const Node& node = *c.compiled->graph->node(t.vertex);
+  switch (node.type) {
+    case NodeType::kRoute: {
+      const Value* v = find_state_path(c.state, node.route.input);
+      std::optional<std::string> choice;
+      if (v != nullptr) choice = route_value_string(*v);
+      auto is_key = [&node](const std::string& k) {
+        for (const auto& r : node.route.routes) {
+          if (r.first == k) return true;
+        }
+        return false;
+      };
+      if (!node.route.routes.empty() && (!choice || !is_key(*choice)) && node.route.default_route) {
+        choice = node.route.default_route;
+      } else if (!choice) {
+        choice = node.route.default_route;
+      }
+      NodeOutcome o;
+      o.route = choice;
+      complete_task(ctx, index, std::move(o), true);
+      return;
+    }
+    case NodeType::kTransform:
+      if (!node.transform.store_updates.is_null()) {
+        complete_task(ctx, index, failed("transform store_updates need a NullTickets store, and none is configured"), true);
+        return;
+      }
+      complete_task(ctx, index, with_updates(node.transform.updates), true);
+      return;
+    case NodeType::kInterrupt: {
+      NodeOutcome o;
+      o.kind = NodeOutcome::Kind::kInterrupt;
+      complete_task(ctx, index, std::move(o), true);
+      return;
+    }
+    case NodeType::kSubgraph:
+      start_subgraph(ctx, index);
+      return;
+    case NodeType::kSend: {
+      const Value* items = find_state_path(c.state, node.send.items_key);
+      const Node* target = c.compiled->graph->workflow().find_node(node.send.target_node);
+      if (target == nullptr) {
+        complete_task(ctx, index, failed("send target node '" + node.send.target_node + "' does not exist"), true);
+        return;
+      }
+      if (target->type != NodeType::kTask && target->type != NodeType::kAgent) {
+        complete_task(ctx, index, failed("send target '" + target->name + "' must be a task or agent node"), true);
+        return;
+      }
+      if (items != nullptr && !items->is_array() && !items->is_null()) {
+        complete_task(ctx, index, failed("send items at '" + node.send.items_key + "' are " +
+                                         std::string(type_name(items->type())) + ", not an array"), true);
+        return;
+      }
+      if (items != nullptr && items->is_array()) t.items = items->as_array();
+      size_t n = t.items.size();
+      t.item_results.assign(n, Value());
+      t.item_updates.assign(n, {});
+      t.item_attempts.assign(n, 0);
+      if (n == 0) {
+        complete_task(ctx, index, with_updates(Value::object({{node.send.output_key, Value::array()}})), true);
+        return;
+      }
+      launch_send_items(ctx, index);
+      return;
+    }
+    case NodeType::kTask:
+    case NodeType::kAgent:
+      break;
+  }
+  if (!node.function && !node.task.prompt_template) {
+    complete_task(ctx, index, NodeOutcome(), true);  // nothing to do (NullBoiler compatible)
+    return;
+  }
+  launch_attempt(ctx, index);
+}
+
+// Calls the node's function or a worker on the pool; `done` runs on the pool
+// without the run lock.
+void EngineImpl::call_worker(const std::shared_ptr<RunContext>& ctx, const Node& node, WorkerRequest request,
+                             std::function<void(WorkerReply)> done) {
+  (void)ctx;
+  if (node.function) {
+    NodeFunction fn = node.function;
+    Value input = ctx->record.input;
+    Value config = ctx->record.config;
+    asio::post(pool_, [fn, request = std::move(request), input, config, done = std::move(done)] {
+      WorkerReply reply;
+      NodeCall call{request.state, input, config, request.run_id, request.node_name, request.attempt,
+                    request.item.is_null() ? nullptr : &request.item, request.prompt};
+      try {
+        Result<NodeOutput> out = fn(call);
+        if (!out.ok()) {
+          reply.status = out.status();
+        } else {
+          ReplyEffects e = effects_of(*out);
+          reply.envelope = Value::object({{"state_updates", e.updates}});
+          if (e.has_goto) {
+            Value g = Value::array();
+            for (const std::string& n : e.goto_nodes) g.push_back(n);
+            reply.envelope.set("goto", std::move(g));
+          }
+          if (e.done) reply.envelope.set("done", true);
+          reply.output = e.updates["output"].is_string() ? e.updates["output"].as_string() : std::string();
+        }
+      } catch (const std::exception& ex) {
+        reply.status = Status::internal(std::string("node function threw: ") + ex.what());
+      } catch (...) {
+        reply.status = Status::internal("node function threw a non-standard exception");
+      }
+      done(std::move(reply));
+    });
+    return;
+  }
+  std::shared_ptr<Dispatcher> dispatcher = options_.dispatcher;
+  if (!dispatcher) {
+    WorkerReply reply;
+    reply.status = Status::unavailable("no worker available: the engine has no dispatcher");
+    asio::post(pool_, [done = std::move(done), reply = std::move(reply)]() mutable { done(std::move(reply)); });
+    return;
+  }
+  asio::post(pool_, [dispatcher, request = std::move(request), done = std::move(done)]() mutable {
+    dispatcher->dispatch(request, std::move(done));
+  });
+}
+
+void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t index) {
+  RunContext& c = *ctx;
+  NodeTask& t = c.tasks[index];
+  const Node& node = *c.compiled->graph->node(t.vertex);
+  const std::string& name = node.name;
+  const uint64_t token = c.next_token++;
+  t.token = token;
+
+  Value state = state_with_meta(c, name, t.attempt);
+  WorkerRequest req;
+  req.call_id = t.step_id + "#" + std::to_string(t.attempt) + "." + std::to_string(t.turn);
+  req.run_id = c.record.id;
+  req.node_name = name;
+  req.node_type = std::string(node_type_name(node.type));
+  req.worker_tags = node.task.worker_tags;
+  req.attempt = t.attempt;
+  req.turn = t.turn;
+  req.session_id = "run_" + c.record.id + "_step_" + t.step_id;
+  if (t.turn == 1) {
+    auto tpl = c.compiled->prompts.find(name);
+    if (tpl != c.compiled->prompts.end()) {
+      auto prompt = render(c, tpl->second, state, nullptr, t.attempt);
+      if (!prompt.ok()) {
+        fail_or_retry(ctx, index, "template render failed: " + prompt.status().message(), true, -1);
+        return;
+      }
+      req.prompt = std::move(prompt).value();
+    }
+  } else {
+    // Continuation turns render against fresh state: earlier turns' updates applied.
+    Value fresh = state;
+    (void)apply_updates(&fresh, t.outcome.updates.empty() ? Value::object() : t.outcome.updates.back(),
+                        &c.compiled->graph->workflow());
+    auto prompt = render(c, c.compiled->continuations.at(name), fresh, nullptr, t.attempt);
+    if (!prompt.ok()) {
+      fail_or_retry(ctx, index, "continuation render failed: " + prompt.status().message(), true, -1);
+      return;
+    }
+    req.prompt = std::move(prompt).value();
+    state = std::move(fresh);
+  }
+  req.state = std::move(state);
+
+  // Cache: an identical call (workflow, version, node, prompt, worker choice) reuses its result.
+  std::string& cache_key = t.cache_key;
+  if (node.task.cache_ttl_ms && t.turn == 1) {
+    const Workflow& wf = c.compiled->graph->workflow();
+    cache_key = wf.id + "\x1f" + std::to_string(wf.version) + "\x1f" + name + "\x1f" + req.prompt;
+    for (const std::string& tag : node.task.worker_tags) cache_key += "\x1f" + tag;
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    auto hit = cache_.find(cache_key);
+    if (hit != cache_.end()) {
+      if (hit->second.expires > options_.clock->steady_now()) {
+        emit(c, "cache.hit", Value::object({{"node", name}}));
+        NodeOutcome o = hit->second.outcome;
+        cache_mu_.unlock();
+        complete_task(ctx, index, std::move(o), true);
+        cache_mu_.lock();
+        return;
+      }
+      cache_.erase(hit);
+    }
+  }
+
+  StepRecord step;
+  step.id = t.step_id;
+  step.run_id = c.record.id;
+  step.node_name = name;
+  step.type = req.node_type;
+  step.status = StepStatus::kRunning;
+  step.attempt = t.attempt;
+  step.max_attempts = node.task.retry.max_attempts;
+  step.superstep = c.version + 1;
+  step.input = Value::object({{"prompt", req.prompt}});
+  step.created_at_ms = step.started_at_ms = options_.clock->now_ms();
+  (void)options_.store->put_step(step);
+  emit(c, "step.started", Value::object({{"step_id", t.step_id}, {"node", name}, {"attempt", t.attempt}}));
+
+  int64_t timeout_ms = node.task.timeout_ms.value_or(options_.default_timeout_ms);
+  if (node.type == NodeType::kAgent && t.turn > 1 && node.task.turn_timeout_ms) {
+    timeout_ms = *node.task.turn_timeout_ms;
+  }
+  const uint64_t gen = c.generation;
+  std::weak_ptr<RunContext> weak = ctx;
+  req.deadline = options_.clock->steady_now() + std::chrono::milliseconds(timeout_ms);
+  t.timer = options_.clock->call_at(req.deadline, [this, weak, gen, index, token, timeout_ms] {
+    auto locked = weak.lock();
+    if (!locked) return;
+    std::lock_guard<std::mutex> lock(locked->mu);
+    if (locked->generation != gen || index >= locked->tasks.size()) return;
+    NodeTask& task = locked->tasks[index];
+    if (task.token != token || task.finished) return;
+    task.timer = 0;
+    if (options_.dispatcher) options_.dispatcher->cancel(task.step_id);
+    on_attempt_done(locked, index, token,
+                    Status::deadline_exceeded("worker call timed out after " + std::to_string(timeout_ms) + " ms"),
+                    "", "", true, -1);
+  });
+
+  TaskConfig config = node.task;
+  call_worker(ctx, node, std::move(req),
+              [this, weak, gen, index, token, config](WorkerReply reply) {
+                auto locked = weak.lock();
+                if (!locked) return;
+                std::lock_guard<std::mutex> lock(locked->mu);
+                if (locked->generation != gen) return;
+                if (!reply.status.ok()) {
+                  on_attempt_done(locked, index, token, reply.status, "", reply.worker_id, reply.retryable,
+                                  reply.retry_after_ms);
+                  return;
+                }
+                ReplyEffects effects = interpret_reply(reply.output, reply.envelope, config);
+                on_attempt_done(locked, index, token, std::move(effects), reply.output, reply.worker_id, true, -1);
+              });
+}
+
+void EngineImpl::on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t index, uint64_t token,
+                                 Result<ReplyEffects> result, std::string output, std::string worker_id,
+                                 bool retryable, int64_t retry_after_ms) {
+  RunContext& c = *ctx;
+  if (index >= c.tasks.size()) return;
+  NodeTask& t = c.tasks[index];
+  if (t.token != token || t.finished) return;  // a late reply of an abandoned attempt
+  if (t.timer) {
+    options_.clock->cancel(t.timer);
+    t.timer = 0;
+  }
+  const Node& node = *c.compiled->graph->node(t.vertex);
+  auto step = options_.store->get_step(t.step_id);
+  if (step.ok()) {
+    step->status = result.ok() ? StepStatus::kCompleted : StepStatus::kFailed;
+    step->ended_at_ms = options_.clock->now_ms();
+    step->worker_id = worker_id;
+    if (result.ok()) {
+      step->output = Value::object({{"output", output}});
+    } else {
+      step->error = result.status().message();
+    }
+    (void)options_.store->put_step(*step);
+  }
+  if (!result.ok()) {
+    emit(c, "step.failed", Value::object({{"step_id", t.step_id}, {"node", node.name}, {"error", result.status().message()}}));
+    fail_or_retry(ctx, index, result.status().message(), retryable, retry_after_ms);
+    return;
+  }
+  ReplyEffects effects = std::move(result).value();
+  emit(c, "step.completed", Value::object({{"step_id", t.step_id}, {"node", node.name}, {"output", output}}));
+
+  // Accumulate this turn.
+  Value usage = t.outcome.usage;
+  if (!effects.usage.is_null()) {
+    usage = Value::object({{"input_tokens", static_cast<long long>(usage["input_tokens"].get_int(0) + effects.usage["input_tokens"].get_int(0))},
+                           {"output_tokens", static_cast<long long>(usage["output_tokens"].get_int(0) + effects.usage["output_tokens"].get_int(0))}});
+  }
+  NodeOutcome o;
+  o.updates.push_back(effects.updates);
+  o.has_goto = effects.has_goto;
+  o.goto_nodes = effects.goto_nodes;
+  o.usage = usage;
+  Value custom = Value::array();
+  for (const Value* list : {&effects.ui_messages, &effects.stream_messages}) {
+    if (list->is_array()) {
+      for (const Value& m : list->as_array()) custom.push_back(m);
+    }
+  }
+  if (custom.size() > 0) o.custom = custom;
+
+  // Agent multi-turn: continue until done, max_turns, or a failed turn.
+  bool more_turns = node.type == NodeType::kAgent && node.task.continuation_prompt && !effects.done &&
+                    t.turn < node.task.max_turns;
+  t.outcome = o;
+  if (more_turns) {
+    ++t.turn;
+    launch_attempt(ctx, index);
+    return;
+  }
+  if (node.task.cache_ttl_ms && !t.cache_key.empty()) {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    cache_[t.cache_key] = CacheEntry{o, options_.clock->steady_now() + std::chrono::milliseconds(*node.task.cache_ttl_ms)};
+  }
+  complete_task(ctx, index, std::move(o), true);
+}
+
+void EngineImpl::fail_or_retry(const std::shared_ptr<RunContext>& ctx, size_t index, const std::string& error,
+                               bool retryable, int64_t retry_after_ms) {
+  RunContext& c = *ctx;
+  NodeTask& t = c.tasks[index];
+  const Node& node = *c.compiled->graph->node(t.vertex);
+  const RetryPolicy& retry = node.task.retry;
+  if (t.turn > 1 && !t.outcome.updates.empty()) {
+    // A failed continuation turn ends the loop; the last good turn stands.
+    NodeOutcome o = t.outcome;
+    complete_task(ctx, index, std::move(o), true);
+    return;
+  }
+  if (!retryable || t.attempt >= retry.max_attempts) {
+    std::string msg = error;
+    if (t.attempt > 1) msg += " (after " + std::to_string(t.attempt) + " attempts)";
+    complete_task(ctx, index, failed(msg), true);
+    return;
+  }
+  double delay = static_cast<double>(retry.initial_interval_ms) * std::pow(retry.backoff_factor, t.attempt - 1);
+  delay = std::min(delay, static_cast<double>(retry.max_interval_ms)) * jitter_factor(retry.jitter);
+  if (retry_after_ms >= 0) delay = static_cast<double>(retry_after_ms);
+  ++t.attempt;
+  t.turn = 1;
+  t.step_id = new_uuid();
+  const uint64_t token = c.next_token++;
+  t.token = token;
+  emit(c, "step.retrying", Value::object({{"node", node.name}, {"attempt", t.attempt}, {"delay_ms", static_cast<long long>(delay)}, {"error", error}}));
+  std::weak_ptr<RunContext> weak = ctx;
+  const uint64_t gen = c.generation;
+  t.timer = options_.clock->call_after(std::chrono::milliseconds(static_cast<int64_t>(delay)), [this, weak, gen, index, token] {
+    auto locked = weak.lock();
+    if (!locked) return;
+    std::lock_guard<std::mutex> lock(locked->mu);
+    if (locked->generation != gen || index >= locked->tasks.size()) return;
+    NodeTask& task = locked->tasks[index];
+    if (task.token != token || task.finished) return;
+    task.timer = 0;
+    launch_attempt(locked, index);
+  });
+}
+
+void EngineImpl::launch_send_items(const std::shared_ptr<RunContext>& ctx, size_t index) {
+  RunContext& c = *ctx;
+  NodeTask& t = c.tasks[index];
+  const Node& send = *c.compiled->graph->node(t.vertex);
+  const Node& target = *c.compiled->graph->workflow().find_node(send.send.target_node);
+  size_t limit = send.send.max_concurrency ? static_cast<size_t>(std::max(1, *send.send.max_concurrency)) : SIZE_MAX;
+  const uint64_t gen = c.generation;
+  std::weak_ptr<RunContext> weak = ctx;
+  auto tpl = c.compiled->prompts.find(target.name);
+  while ((!t.retry_items.empty() || t.next_item < t.items.size()) && t.items_in_flight < limit) {
+    size_t i;
+    if (!t.retry_items.empty()) {
+      i = t.retry_items.back();
+      t.retry_items.pop_back();
+    } else {
+      i = t.next_item++;
+    }
+    ++t.items_in_flight;
+    ++t.item_attempts[i];
+    WorkerRequest req;
+    req.call_id = t.step_id + "#item" + std::to_string(i) + "." + std::to_string(t.item_attempts[i]);
+    req.run_id = c.record.id;
+    req.node_name = target.name;
+    req.node_type = std::string(node_type_name(target.type));
+    req.worker_tags = target.task.worker_tags;
+    req.attempt = t.item_attempts[i];
+    req.item = t.items[i];
+    req.state = state_with_meta(c, target.name, req.attempt);
+    if (tpl != c.compiled->prompts.end()) {
+      auto prompt = render(c, tpl->second, req.state, &t.items[i], req.attempt);
+      if (!prompt.ok()) {
+        // Treated like a failed call so on_item_error applies.
+        WorkerReply reply;
+        reply.status = Status::invalid_argument("template render failed: " + prompt.status().message());
+        reply.retryable = false;
+        asio::post(pool_, [this, weak, gen, index, i, reply]() mutable {
+          auto locked = weak.lock();
+          if (!locked) return;
+          std::lock_guard<std::mutex> lock(locked->mu);
+          if (locked->generation != gen || index >= locked->tasks.size()) return;
+          on_item_reply(locked, index, i, std::move(reply));
+        });
+        continue;
+      }
+      req.prompt = std::move(prompt).value();
+    }
+    call_worker(ctx, target, std::move(req), [this, weak, gen, index, i](WorkerReply reply) {
+      auto locked = weak.lock();
+      if (!locked) return;
+      std::lock_guard<std::mutex> lock(locked->mu);
+      if (locked->generation != gen || index >= locked->tasks.size()) return;
+      on_item_reply(locked, index, i, std::move(reply));
+    });
+  }
+}
+
+void EngineImpl::on_item_reply(const std::shared_ptr<RunContext>& ctx, size_t index, size_t item, WorkerReply reply) {
+  RunContext& c = *ctx;
+  NodeTask& t = c.tasks[index];
+  if (t.finished) return;
+  const Node& send = *c.compiled->graph->node(t.vertex);
+  const Node& target = *c.compiled->graph->workflow().find_node(send.send.target_node);
+  --t.items_in_flight;
+  const RetryPolicy& retry = target.task.retry;
+  if (!reply.status.ok() && reply.retryable && t.item_attempts[item] < retry.max_attempts) {
+    // Back off, then run this item again (the target's retry policy).
+    double delay = static_cast<double>(retry.initial_interval_ms) * std::pow(retry.backoff_factor, t.item_attempts[item] - 1);
+    delay = std::min(delay, static_cast<double>(retry.max_interval_ms)) * jitter_factor(retry.jitter);
+    ++t.items_in_flight;  // still owed
+    std::weak_ptr<RunContext> weak = ctx;
+    const uint64_t gen = c.generation;
+    options_.clock->call_after(std::chrono::milliseconds(static_cast<int64_t>(delay)), [this, weak, gen, index, item] {
+      auto locked = weak.lock();
+      if (!locked) return;
+      std::lock_guard<std::mutex> lock(locked->mu);
+      if (locked->generation != gen || index >= locked->tasks.size() || locked->tasks[index].finished) return;
+      NodeTask& task = locked->tasks[index];
+      --task.items_in_flight;
+      task.retry_items.push_back(item);
+      launch_send_items(locked, index);
+    });
+    return;
+  }
+  ++t.items_done;
+  if (!reply.status.ok()) {
+    t.item_results[item] = Value();
+    t.item_errors.emplace_back(item, reply.status.message());
+  } else {
+    ReplyEffects e = interpret_reply(reply.output, reply.envelope, TaskConfig());
+    if (e.has_state_updates && e.updates.size() > 0) t.item_updates[item].push_back(e.updates);
+    t.item_results[item] = reply.output;
+  }
+  if (t.items_done < t.items.size()) {
+    launch_send_items(ctx, index);
+    return;
+  }
+  // Every item is in: results in item order, item updates in item order.
+  if (!t.item_errors.empty() && !send.send.null_on_item_error) {
+    std::sort(t.item_errors.begin(), t.item_errors.end());
+    complete_task(ctx, index,
+                  failed("send item " + std::to_string(t.item_errors.front().first) + " failed: " +
+                         t.item_errors.front().second),
+                  true);
+    return;
+  }
+  NodeOutcome o;
+  for (auto& ups : t.item_updates) {
+    for (Value& u : ups) o.updates.push_back(std::move(u));
+  }
+  o.updates.push_back(Value::object({{send.send.output_key, Value(std::move(t.item_results))}}));
+  complete_task(ctx, index, std::move(o), true);
+}
+
+void EngineImpl::start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t index) {
+  RunContext& c = *ctx;
+  NodeTask& t = c.tasks[index];
+  const Node& node = *c.compiled->graph->node(t.vertex);
+  constexpr int kMaxDepth = 10;
+  if (c.depth + 1 > kMaxDepth) {
+    complete_task(ctx, index, failed("subgraph max recursion depth of 10 exceeded"), true);
+    return;
+  }
+  if (node.subgraph.workflow_id.empty()) {
+    complete_task(ctx, index, failed("subgraph missing workflow_id"), true);
+    return;
+  }
+  auto child_wf = resolve_workflow(node.subgraph.workflow_id);
+  if (!child_wf.ok()) {
+    complete_task(ctx, index, failed("subgraph workflow '" + node.subgraph.workflow_id + "' not found: " +
+                                     child_wf.status().message()), true);
+    return;
+  }
+  RunOptions opts;
+  opts.input = Value::object();
+  for (const auto& [child_key, parent_path] : node.subgraph.input_mapping) {
+    if (const Value* v = find_state_path(c.state, parent_path)) opts.input.set(child_key, *v);
+  }
+  opts.config = c.record.config;  // children share the run's config
+  opts.workflow_id = node.subgraph.workflow_id;
+  t.waiting_child = true;
+  // The child is started off this lock: its first events may call back here.
+  std::weak_ptr<RunContext> weak = ctx;
+  const uint64_t gen = c.generation;
+  std::string parent_id = c.record.id;
+  int depth = c.depth + 1;
+  asio::post(pool_, [this, weak, gen, index, wf = *child_wf, opts, parent_id, name = node.name, depth]() mutable {
+    auto child = start_run_internal(wf, std::move(opts), parent_id, name, depth);
+    auto locked = weak.lock();
+    if (!locked) return;
+    std::lock_guard<std::mutex> lock(locked->mu);
+    if (locked->generation != gen || index >= locked->tasks.size()) return;
+    if (!child.ok()) {
+      complete_task(locked, index, failed("subgraph could not start: " + child.status().message()), true);
+      return;
+    }
+    locked->tasks[index].child_run_id = *child;
+    // The child may already have stopped before we recorded its id.
+    auto record = get_run(*child);
+    if (record.ok() && record->status != RunStatus::kRunning) on_child_stopped(locked, index, *record);
+  });
+}
+
+// Called with the child's lock held: hand the news to the parent off this lock.
+void EngineImpl::notify_parent(RunContext& child) {
+  if (child.parent_run_id.empty()) return;
+  std::string parent_id = child.parent_run_id;
+  RunRecord record = child.record;
+  asio::post(pool_, [this, parent_id, record] {
+    auto parent = find_context(parent_id);
+    if (!parent) return;
+    std::lock_guard<std::mutex> lock(parent->mu);
+    for (size_t i = 0; i < parent->tasks.size(); ++i) {
+      if (parent->tasks[i].waiting_child && parent->tasks[i].child_run_id == record.id) {
+        on_child_stopped(parent, i, record);
+        return;
+      }
+    }
+  });
+}
+
+void EngineImpl::on_child_stopped(const std::shared_ptr<RunContext>& ctx, size_t index, const RunRecord& child) {
+  RunContext& c = *ctx;
+  NodeTask& t = c.tasks[index];
+  if (t.finished) return;
+  const Node& node = *c.compiled->graph->node(t.vertex);
+  switch (child.status) {
+    case RunStatus::kCompleted:
+      complete_task(ctx, index, with_updates(Value::object({{node.subgraph.output_key, child.state[node.subgraph.output_key]}})), true);
+      return;
+    case RunStatus::kInterrupted:
+      // A pause in the child pauses the parent; resuming the parent resumes the child.
+      if (c.record.status == RunStatus::kRunning) pause_run(c, "subgraph_interrupted", node.name);
+      return;
+    case RunStatus::kFailed:
+      complete_task(ctx, index, failed("subgraph run " + child.id + " failed: " + child.error), true);
+      return;
+    case RunStatus::kCancelled:
+      complete_task(ctx, index, failed("subgraph run " + child.id + " was cancelled"), true);
+      return;
+    default:
+      return;
+  }
+}
+
+}  // namespace orch::internal

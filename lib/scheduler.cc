@@ -1,0 +1,169 @@
+// SPDX-License-Identifier: MIT
+#include "scheduler.h"
+
+namespace orch::internal {
+
+Scheduler::Scheduler(std::shared_ptr<const CompiledGraph> graph)
+    : graph_(std::move(graph)), edges_(graph_->edges().size(), kPending) {}
+
+void Scheduler::start() {
+  // Conditions on __start__'s edges are meaningless; they all fire.
+  for (int e : graph_->out_edges(kStartVertex)) edges_[static_cast<size_t>(e)] = kFired;
+  settle();
+}
+
+void Scheduler::reset_in_edges(int v) {
+  for (int e : graph_->in_edges(v)) edges_[static_cast<size_t>(e)] = kPending;
+}
+
+void Scheduler::kill_out_edges(int v) {
+  for (int e : graph_->out_edges(v)) edges_[static_cast<size_t>(e)] = kDead;
+}
+
+void Scheduler::make_ready(int v) {
+  reset_in_edges(v);
+  if (v == kEndVertex) {
+    end_reached_ = true;
+    return;
+  }
+  const Node* node = graph_->node(v);
+  if (node != nullptr && node->defer) {
+    parked_.insert(v);
+  } else {
+    ready_.insert(v);
+  }
+}
+
+std::vector<int> Scheduler::take_ready() {
+  std::vector<int> out(ready_.begin(), ready_.end());  // vertex order = definition order
+  ready_.clear();
+  for (int v : out) completed_.insert(v);
+  return out;
+}
+
+void Scheduler::node_finished(int v, const std::string* route, const std::vector<int>* goto_targets) {
+  if (goto_targets != nullptr) {
+    kill_out_edges(v);
+    for (int t : *goto_targets) make_ready(t);
+    return;
+  }
+  if (route != nullptr) route_results_.set(graph_->name(v), *route);
+  for (int e : graph_->out_edges(v)) {
+    const GraphEdge& edge = graph_->edges()[static_cast<size_t>(e)];
+    bool fires = !edge.condition || (route != nullptr && *edge.condition == *route);
+    edges_[static_cast<size_t>(e)] = fires ? kFired : kDead;
+  }
+}
+
+void Scheduler::settle() {
+  bool changed = true;
+  while (changed) {
+    changed = false;
+    for (int v = 1; v < static_cast<int>(graph_->vertex_count()); ++v) {
+      if (ready_.count(v) || parked_.count(v)) continue;
+      const auto& in = graph_->in_edges(v);
+      if (in.empty()) continue;
+      bool back_fired = false, any_forward = false, forward_pending = false, forward_fired = false;
+      for (int e : in) {
+        const GraphEdge& edge = graph_->edges()[static_cast<size_t>(e)];
+        char s = edges_[static_cast<size_t>(e)];
+        if (edge.back) {
+          back_fired = back_fired || s == kFired;
+          continue;
+        }
+        any_forward = true;
+        forward_pending = forward_pending || s == kPending;
+        forward_fired = forward_fired || s == kFired;
+      }
+      if (back_fired || (any_forward && !forward_pending && forward_fired)) {
+        make_ready(v);
+        changed = true;
+      } else if (any_forward && !forward_pending && !forward_fired) {
+        // Every forward in-edge is dead: skip the node and let the death spread.
+        bool had_non_pending = false;
+        for (int e : in) had_non_pending = had_non_pending || edges_[static_cast<size_t>(e)] != kPending;
+        reset_in_edges(v);
+        kill_out_edges(v);
+        changed = had_non_pending;
+      }
+    }
+  }
+}
+
+bool Scheduler::release_deferred() {
+  if (parked_.empty()) return false;
+  ready_.insert(parked_.begin(), parked_.end());
+  parked_.clear();
+  return true;
+}
+
+void Scheduler::restore_ready(const std::vector<int>& nodes) {
+  ready_.insert(nodes.begin(), nodes.end());
+}
+
+std::vector<std::string> Scheduler::waiting_nodes() const {
+  std::vector<std::string> out;
+  for (int v = 1; v < static_cast<int>(graph_->vertex_count()); ++v) {
+    for (int e : graph_->in_edges(v)) {
+      if (edges_[static_cast<size_t>(e)] == kFired) {
+        out.push_back(graph_->name(v));
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> Scheduler::completed_names() const {
+  std::vector<std::string> out;
+  for (int v : completed_) out.push_back(graph_->name(v));
+  if (end_reached_) out.emplace_back(kEndNode);
+  return out;
+}
+
+namespace {
+Value names_of(const CompiledGraph& g, const std::set<int>& vs) {
+  Value out = Value::array();
+  for (int v : vs) out.push_back(g.name(v));
+  return out;
+}
+
+Result<std::set<int>> vertices_of(const CompiledGraph& g, const Value& names) {
+  std::set<int> out;
+  if (!names.is_array()) return out;
+  for (const Value& n : names.as_array()) {
+    int v = n.is_string() ? g.vertex(n.as_string()) : -1;
+    if (v < 0) return Status::invalid_argument("checkpoint names unknown node " + n.to_json());
+    out.insert(v);
+  }
+  return out;
+}
+}  // namespace
+
+Value Scheduler::to_value() const {
+  return Value::object({{"edges", edges_},
+                        {"ready", names_of(*graph_, ready_)},
+                        {"parked", names_of(*graph_, parked_)},
+                        {"passed_before", names_of(*graph_, passed_before_)},
+                        {"completed", names_of(*graph_, completed_)},
+                        {"route_results", route_results_},
+                        {"end_reached", end_reached_}});
+}
+
+Result<Scheduler> Scheduler::from_value(std::shared_ptr<const CompiledGraph> graph, const Value& v) {
+  Scheduler s(graph);
+  const Value& edges = v["edges"];
+  if (!edges.is_string() || edges.as_string().size() != s.edges_.size()) {
+    return Status::invalid_argument("checkpoint scheduler state does not match the workflow");
+  }
+  s.edges_ = edges.as_string();
+  ORCH_ASSIGN_OR_RETURN(s.ready_, vertices_of(*graph, v["ready"]));
+  ORCH_ASSIGN_OR_RETURN(s.parked_, vertices_of(*graph, v["parked"]));
+  ORCH_ASSIGN_OR_RETURN(s.passed_before_, vertices_of(*graph, v["passed_before"]));
+  ORCH_ASSIGN_OR_RETURN(s.completed_, vertices_of(*graph, v["completed"]));
+  s.end_reached_ = v["end_reached"].get_bool(false);
+  if (v["route_results"].is_object()) s.route_results_ = v["route_results"];
+  return s;
+}
+
+}  // namespace orch::internal

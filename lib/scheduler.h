@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: MIT
+//
+// Scheduler: which nodes run next (SPEC.md §3, "Scheduling rule").
+//
+// Every edge is pending, fired or dead. A finished node fires its out-edges
+// (a conditional edge only when its route chose that value; a goto kills them
+// all and triggers the goto targets instead). A node is ready when a back
+// in-edge fired, or when none of its forward in-edges is pending and at least
+// one fired. A node whose forward in-edges are all dead is skipped: its
+// out-edges die too, to a fixpoint. A node's in-edges return to pending when it
+// runs or is skipped, so a loop can trigger it again. Deferred nodes that
+// become ready are parked until nothing else is ready or running.
+//
+// The whole state serializes to a Value stored in each checkpoint, so a run
+// resumes, forks or replays exactly where it was (goto choices included).
+//
+// Not thread-safe: owned by one run, used under its lock.
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "graph.h"
+#include "orch/value.h"
+
+namespace orch::internal {
+
+class Scheduler {
+ public:
+  explicit Scheduler(std::shared_ptr<const CompiledGraph> graph);
+
+  // The run starts: __start__'s out-edges fire.
+  void start();
+
+  // Nodes to run in the next superstep, in definition order. Their in-edges
+  // return to pending. Empty when nothing is ready (see idle()).
+  std::vector<int> take_ready();
+
+  // `v` finished. `route` is the chosen value of a route node (nullptr: none);
+  // `goto_targets` replaces its static edges when non-null.
+  void node_finished(int v, const std::string* route, const std::vector<int>* goto_targets);
+
+  // Recomputes readiness after a superstep's nodes finished.
+  void settle();
+
+  // When nothing is ready: moves parked deferred nodes to ready. True if any.
+  bool release_deferred();
+
+  bool has_ready() const { return !ready_.empty(); }
+  bool end_reached() const { return end_reached_; }
+  // Nodes that some fired edge leads to but that are not ready (for the
+  // "stuck" error).
+  std::vector<std::string> waiting_nodes() const;
+
+  // Breakpoint bookkeeping: interrupt_before fires once per arrival.
+  bool breakpoint_passed(int v) const { return passed_before_.count(v) > 0; }
+  void set_breakpoint_passed(int v) { passed_before_.insert(v); }
+  void clear_breakpoint_passed(int v) { passed_before_.erase(v); }
+  // Puts nodes back in the ready set (a superstep that paused before running).
+  void restore_ready(const std::vector<int>& nodes);
+
+  const Value& route_results() const { return route_results_; }
+  std::vector<std::string> completed_names() const;
+
+  Value to_value() const;
+  // REQUIRES: `v` came from to_value() for the same graph.
+  static Result<Scheduler> from_value(std::shared_ptr<const CompiledGraph> graph, const Value& v);
+
+ private:
+  enum EdgeState : char { kPending = '0', kFired = '1', kDead = '2' };
+
+  void reset_in_edges(int v);
+  void kill_out_edges(int v);
+  void make_ready(int v);
+
+  std::shared_ptr<const CompiledGraph> graph_;
+  std::string edges_;            // one EdgeState per edge
+  std::set<int> ready_;
+  std::set<int> parked_;         // deferred nodes waiting for quiet
+  std::set<int> passed_before_;  // interrupt_before already fired for this arrival
+  std::set<int> completed_;      // every node that ran at least once
+  Value route_results_ = Value::object();
+  bool end_reached_ = false;
+};
+
+}  // namespace orch::internal

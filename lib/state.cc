@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: MIT
+// Applying updates, initial state and ephemeral keys (see include/orch/state.h).
+#include "orch/state.h"
+
+namespace orch {
+
+bool is_overwrite(const Value& v) {
+  const Value* flag = v.find("__overwrite");
+  return flag != nullptr && flag->is_bool() && flag->as_bool();
+}
+
+Status apply_updates(Value* state, const Value& updates, const Workflow* workflow) {
+  if (!updates.is_object()) {
+    return Status::invalid_argument("state updates must be an object, not " +
+                                    std::string(type_name(updates.type())));
+  }
+  if (updates.as_object().empty()) return Status();
+  // Work on a copy so a failing key leaves the state untouched. The copy shares
+  // every member; only the top-level member list is duplicated on first write.
+  Value next = state->is_object() ? *state : Value::object();
+  Object& members = next.mutable_object();
+  for (const auto& [key, update] : updates.as_object()) {
+    if (is_overwrite(update)) {
+      members.set(key, update["value"]);
+      continue;
+    }
+    const StateKey* decl = workflow ? workflow->find_state_key(key) : nullptr;
+    ReducerKind reducer = decl ? decl->reducer : ReducerKind::kLastValue;
+    if (reducer == ReducerKind::kLastValue) {
+      members.set(key, update);
+      continue;
+    }
+    Result<Value> merged = apply_reducer(reducer, members.find(key), update);
+    if (!merged.ok()) {
+      return Status::invalid_argument("state key '" + key + "': " + merged.status().message());
+    }
+    members.set(key, std::move(merged).value());
+  }
+  *state = std::move(next);
+  return Status();
+}
+
+Value initial_state(const Value& input, const Workflow& workflow) {
+  if (workflow.state_schema.empty()) return input.is_object() ? input : Value::object();
+  Value state = Value::object();
+  Object& members = state.mutable_object();
+  members.reserve(workflow.state_schema.size());
+  for (const StateKey& key : workflow.state_schema) {
+    if (const Value* given = input.find(key.name)) {
+      members.set(key.name, *given);
+    } else if (key.type == "string") {
+      members.set(key.name, "");
+    } else if (key.type == "array") {
+      members.set(key.name, Value::array());
+    } else if (key.type == "number" || key.type == "integer") {
+      members.set(key.name, 0);
+    } else if (key.type == "boolean") {
+      members.set(key.name, false);
+    } else if (key.type == "object") {
+      members.set(key.name, Value::object());
+    } else {
+      members.set(key.name, Value());
+    }
+  }
+  return state;
+}
+
+size_t clear_ephemeral_keys(Value* state, const Workflow& workflow) {
+  if (!state->is_object()) return 0;
+  size_t removed = 0;
+  for (const StateKey& key : workflow.state_schema) {
+    if (key.ephemeral && state->find(key.name) != nullptr) {
+      state->mutable_object().erase(key.name);
+      ++removed;
+    }
+  }
+  return removed;
+}
+
+}  // namespace orch

@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: MIT
+//
+// The subcommands of the `orch` program and what they share. Each command
+// takes the arguments after its name and returns the process exit code.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace orch::cli {
+
+using Args = std::vector<std::string>;
+
+// Exit codes of every command.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;  // the command ran and found a problem
+inline constexpr int kExitUsage = 2;    // bad arguments or an unreadable file
+
+// `orch validate FILE`: lists the issues of a workflow definition, errors as
+// "type node key: message", warnings with a "warning: " prefix. Exit 0 when
+// valid (warnings allowed), 1 with errors, 2 when FILE cannot be read.
+int validate_command(const Args& args);
+
+// `orch mermaid FILE`: prints the Mermaid flowchart of a workflow definition.
+// Exit 1 when FILE is not a workflow, 2 when it cannot be read.
+int mermaid_command(const Args& args);
+
+// The whole contents of `path` ("-" reads standard input), or nullopt with a
+// reason in `*error`.
+std::optional<std::string> read_file(const std::string& path, std::string* error);
+
+}  // namespace orch::cli

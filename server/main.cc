@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: MIT
+//
+// The `orch` program: `orch COMMAND ARGS...`. main() only dispatches to the
+// commands of kCommands, each implemented in a cli_<area>.cc file.
+#include <iostream>
+#include <string_view>
+
+#include "cli.h"
+#include "orch/version.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  const char* usage;
+  int (*run)(const orch::cli::Args& args);
+};
+
+constexpr Command kCommands[] = {
+    {"validate", "validate FILE   check a workflow definition (exit 1 when it has errors)",
+     orch::cli::validate_command},
+    {"mermaid", "mermaid FILE    print a workflow definition as a Mermaid flowchart",
+     orch::cli::mermaid_command},
+};
+
+void print_usage(std::ostream& out) {
+  out << "usage: orch COMMAND [ARGS]\n\ncommands:\n";
+  for (const Command& c : kCommands) out << "  " << c.usage << "\n";
+  out << "\n  --version       print the version\n  --help          print this help\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    print_usage(std::cerr);
+    return orch::cli::kExitUsage;
+  }
+  std::string_view command = argv[1];
+  if (command == "--version" || command == "version") {
+    // NullBoiler prints "nullboiler v<version>"; installers parse that shape.
+    std::cout << "orch v" << orch::version() << "\n";
+    return orch::cli::kExitOk;
+  }
+  if (command == "--help" || command == "-h" || command == "help") {
+    print_usage(std::cout);
+    return orch::cli::kExitOk;
+  }
+  for (const Command& c : kCommands) {
+    if (command == c.name) return c.run(orch::cli::Args(argv + 2, argv + argc));
+  }
+  std::cerr << "orch: unknown command '" << command << "'\n";
+  print_usage(std::cerr);
+  return orch::cli::kExitUsage;
+}

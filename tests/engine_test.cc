@@ -1,0 +1,452 @@
+// SPDX-License-Identifier: MIT
+// Engine behaviour: scheduling, control flow and failure handling (issue: graph engine).
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "catch.h"
+#include "orch/engine.h"
+#include "support/engine_fixture.h"
+
+using namespace std::chrono_literals;
+using orch::NodeCall;
+using orch::NodeOutput;
+using orch::Result;
+using orch::RunStatus;
+using orch::Value;
+using orch::testing::json;
+using orch::testing::make_engine;
+using orch::testing::make_workflow;
+using orch::testing::run_to_end;
+
+namespace {
+
+// A node function that appends its name to `trace`.
+orch::NodeFunction tracer(const std::string& name) {
+  return [name](const NodeCall&) -> Result<NodeOutput> {
+    return NodeOutput(Value::object({{"trace", Value::array({name})}}));
+  };
+}
+
+const char* kTraceSchema = R"("state_schema": {"trace": {"type": "array", "reducer": "append"},
+                                               "count": {"type": "number", "reducer": "add"}})";
+
+std::vector<std::string> trace_of(const orch::RunRecord& r) {
+  std::vector<std::string> out;
+  for (const Value& v : r.state["trace"].as_array()) out.push_back(v.as_string());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("diamond with unequal branches runs its join once, after both", "[engine]") {
+  auto wf = make_workflow(std::string(R"({)") + kTraceSchema + R"(,
+    "nodes": {"a": {}, "b": {}, "c1": {}, "c2": {}, "join": {}},
+    "edges": [["__start__","a"],["a","b"],["a","c1"],["c1","c2"],["b","join"],["c2","join"],["join","__end__"]]})",
+                          {{"a", tracer("a")}, {"b", tracer("b")}, {"c1", tracer("c1")}, {"c2", tracer("c2")},
+                           {"join", tracer("join")}});
+  auto engine = make_engine();
+  auto r = run_to_end(*engine, wf);
+  REQUIRE(r.status == RunStatus::kCompleted);
+  auto trace = trace_of(r);
+  CHECK(std::count(trace.begin(), trace.end(), "join") == 1);
+  CHECK(trace.back() == "join");
+  CHECK(trace.size() == 5);
+}
+
+TEST_CASE("a route-driven review/fix loop iterates as the route says, then exits", "[engine]") {
+  auto wf = make_workflow(std::string(R"({)") + kTraceSchema + R"(,
+    "nodes": {"write": {}, "review": {}, "check": {"type": "route", "input": "state.count",
+              "routes": {"3": "__end__"}, "default": "again"}, "fix": {}},
+    "edges": [["__start__","write"],["write","review"],["review","check"],
+              ["check:again","fix"],["fix","review"],["check:3","__end__"]]})",
+                          {{"write", tracer("write")},
+                           {"review", [](const NodeCall&) -> Result<NodeOutput> {
+                              return NodeOutput(json(R"({"trace":["review"],"count":1})"));
+                            }},
+                           {"fix", tracer("fix")}});
+  auto engine = make_engine();
+  auto r = run_to_end(*engine, wf);
+  REQUIRE(r.status == RunStatus::kCompleted);
+  CHECK(trace_of(r) == std::vector<std::string>{"write", "review", "fix", "review", "fix", "review"});
+  CHECK(r.state["count"].as_int() == 3);
+}
+
+TEST_CASE("exceeding the recursion limit fails the run with a clear error", "[engine]") {
+  auto wf = make_workflow(R"({"nodes": {"a": {}, "b": {}},
+    "edges": [["__start__","a"],["a","b"],["b","a"]]})",
+                          {{"a", tracer("a")}, {"b", tracer("b")}});
+  auto engine = make_engine();
+  auto r = run_to_end(*engine, wf, Value::object(), json(R"({"recursion_limit": 7})"));
+  CHECK(r.status == RunStatus::kFailed);
+  CHECK(r.error.find("recursion limit of 7") != std::string::npos);
+}
+
+TEST_CASE("a graph where nothing can become ready fails naming the stuck nodes", "[engine]") {
+  // "join" also waits for "c", which sits on a cycle nothing enters.
+  auto wf = make_workflow(R"({"nodes": {"a": {}, "c": {}, "d": {}, "join": {}},
+    "edges": [["__start__","a"],["a","join"],["c","join"],["c","d"],["d","c"],["join","__end__"]]})",
+                          {{"a", tracer("a")}, {"c", tracer("c")}, {"d", tracer("d")}, {"join", tracer("join")}});
+  auto engine = make_engine();
+  auto r = run_to_end(*engine, wf);
+  REQUIRE(r.status == RunStatus::kFailed);
+  CHECK(r.error.find("stuck") != std::string::npos);
+  CHECK(r.error.find("join") != std::string::npos);
+}
+
+TEST_CASE("a join with a dead route branch runs after its live predecessor", "[engine]") {
+  auto wf = make_workflow(R"({"state_schema": {"trace": {"type": "array", "reducer": "append"}, "x": {}},
+    "nodes": {"a": {},
+      "r": {"type": "route", "input": "state.x", "routes": {"yes": "join", "no": "other"}}, "join": {}, "other": {}},
+    "edges": [["__start__","a"],["__start__","r"],["a","join"],["r:yes","join"],["r:no","other"],
+              ["join","__end__"],["other","__end__"]]})",
+                          {{"a", tracer("a")}, {"join", tracer("join")}, {"other", tracer("other")}});
+  auto engine = make_engine();
+  auto r = run_to_end(*engine, wf, json(R"({"x":"no"})"));
+  REQUIRE(r.status == RunStatus::kCompleted);
+  // join (from a) and other (from r) share superstep 2; definition order applies.
+  CHECK(trace_of(r) == std::vector<std::string>{"a", "join", "other"});
+}
+
+TEST_CASE("parallel nodes of a superstep run concurrently", "[engine]") {
+  auto slow = [](const NodeCall&) -> Result<NodeOutput> {
+    std::this_thread::sleep_for(200ms);
+    return NodeOutput(Value::object());
+  };
+  auto wf = make_workflow(R"({"nodes": {"a": {}, "b": {}, "c": {}},
+    "edges": [["__start__","a"],["__start__","b"],["__start__","c"],["a","__end__"],["b","__end__"],["c","__end__"]]})",
+                          {{"a", slow}, {"b", slow}, {"c", slow}});
+  auto engine = make_engine();
+  auto start = std::chrono::steady_clock::now();
+  auto r = run_to_end(*engine, wf);
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  CHECK(r.status == RunStatus::kCompleted);
+  CHECK(elapsed < 550ms);
+}
+
+TEST_CASE("parallel updates apply in definition order whatever the finish order", "[engine]") {
+  auto random_delay = [](const std::string& name) {
+    return [name](const NodeCall&) -> Result<NodeOutput> {
+      thread_local std::mt19937 rng{std::random_device{}()};
+      std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 8));
+      return NodeOutput(Value::object({{"trace", Value::array({name})}, {"last", name}}));
+    };
+  };
+  auto wf = make_workflow(std::string(R"({)") + kTraceSchema + R"(,
+    "nodes": {"p1": {}, "p2": {}, "p3": {}, "p4": {}},
+    "edges": [["__start__","p1"],["__start__","p2"],["__start__","p3"],["__start__","p4"],
+              ["p1","__end__"],["p2","__end__"],["p3","__end__"],["p4","__end__"]]})",
+                          {{"p1", random_delay("p1")}, {"p2", random_delay("p2")}, {"p3", random_delay("p3")},
+                           {"p4", random_delay("p4")}});
+  auto engine = make_engine();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 50; ++i) ids.push_back(*engine->start_run(wf, {}));
+  for (const auto& id : ids) {
+    auto r = engine->wait(id, 10s);
+    REQUIRE(r.ok());
+    REQUIRE(r->status == RunStatus::kCompleted);
+    CHECK(r->state.to_json() == R"({"trace":["p1","p2","p3","p4"],"count":0,"last":"p4"})");
+  }
+}
+
+TEST_CASE("goto replaces static edges and survives interrupt_after", "[engine]") {
+  auto wf = make_workflow(std::string(R"({)") + kTraceSchema + R"(,
+    "interrupt_after": ["decide"],
+    "nodes": {"decide": {}, "normal": {}, "special": {}},
+    "edges": [["__start__","decide"],["decide","normal"],["normal","__end__"],["special","__end__"]]})",
+                          {{"decide", [](const NodeCall&) -> Result<NodeOutput> {
+                              NodeOutput out(json(R"({"trace":["decide"]})"));
+                              out.goto_nodes = {"special"};
+                              return out;
+                            }},
+                           {"normal", tracer("normal")},
+                           {"special", tracer("special")}});
+  auto engine = make_engine();
+  auto id = *engine->start_run(wf, {});
+  auto paused = engine->wait(id, 10s);
+  REQUIRE(paused->status == RunStatus::kInterrupted);
+  REQUIRE(engine->resume_run(id, Value()).ok());
+  auto r = engine->wait(id, 10s);
+  REQUIRE(r->status == RunStatus::kCompleted);
+  CHECK(trace_of(*r) == std::vector<std::string>{"decide", "special"});
+}
+
+TEST_CASE("send over 100 items keeps item order, null where an item failed", "[engine]") {
+  auto wf = make_workflow(R"({"nodes": {
+      "fan": {"type": "send", "items_key": "state.items", "target_node": "work", "output_key": "results",
+              "on_item_error": "null"},
+      "work": {"type": "task"}},
+    "edges": [["__start__","fan"],["fan","__end__"]],
+    "state_schema": {"items": {"type": "array"}, "results": {"type": "array", "reducer": "append"}}})",
+                          {{"work", [](const NodeCall& call) -> Result<NodeOutput> {
+                              int64_t n = call.item->as_int();
+                              if (n % 10 == 3) return orch::Status::internal("bad item");
+                              return NodeOutput(Value::object({{"output", "item-" + std::to_string(n)}}));
+                            }}});
+  Value items = Value::array();
+  for (int i = 0; i < 100; ++i) items.push_back(i);
+  auto engine = make_engine();
+  auto r = run_to_end(*engine, wf, Value::object({{"items", items}}));
+  REQUIRE(r.status == RunStatus::kCompleted);
+  const Value& results = r.state["results"];
+  REQUIRE(results.size() == 100);
+  for (int i = 0; i < 100; ++i) {
+    if (i % 10 == 3) {
+      CHECK(results.at(i)->is_null());
+    } else {
+      CHECK(results.at(i)->as_string() == "item-" + std::to_string(i));
+    }
+  }
+}
+
+TEST_CASE("a failed send item fails the run unless on_item_error is null", "[engine]") {
+  auto wf = make_workflow(R"({"nodes": {
+      "fan": {"type": "send", "items_key": "state.items", "target_node": "work"}, "work": {}},
+    "edges": [["__start__","fan"],["fan","__end__"]]})",
+                          {{"work", [](const NodeCall& call) -> Result<NodeOutput> {
+                              if (call.item->as_int() == 2) return orch::Status::internal("boom");
+                              return NodeOutput(Value::object());
+                            }}});
+  auto engine = make_engine();
+  auto r = run_to_end(*engine, wf, json(R"({"items":[1,2,3]})"));
+  CHECK(r.status == RunStatus::kFailed);
+  CHECK(r.error.find("send item 1 failed: boom") != std::string::npos);
+}
+
+TEST_CASE("a deferred node runs last, after all other work", "[engine]") {
+  auto wf = make_workflow(std::string(R"({)") + kTraceSchema + R"(,
+    "nodes": {"summary": {"defer": true}, "a": {}, "b": {}, "b2": {}},
+    "edges": [["__start__","summary"],["__start__","a"],["__start__","b"],["b","b2"],
+              ["a","__end__"],["b2","__end__"],["summary","__end__"]]})",
+                          {{"summary", tracer("summary")}, {"a", tracer("a")}, {"b", tracer("b")},
+                           {"b2", tracer("b2")}});
+  auto engine = make_engine();
+  auto r = run_to_end(*engine, wf);
+  REQUIRE(r.status == RunStatus::kCompleted);
+  CHECK(trace_of(r).back() == "summary");
+  CHECK(trace_of(r).size() == 4);
+}
+
+TEST_CASE("interrupt_before fires once; resume runs the node", "[engine]") {
+  auto wf = make_workflow(std::string(R"({)") + kTraceSchema + R"(,
+    "interrupt_before": ["b"],
+    "nodes": {"a": {}, "b": {}},
+    "edges": [["__start__","a"],["a","b"],["b","__end__"]]})",
+                          {{"a", tracer("a")}, {"b", tracer("b")}});
+  auto engine = make_engine();
+  auto id = *engine->start_run(wf, {});
+  auto paused = engine->wait(id, 10s);
+  REQUIRE(paused->status == RunStatus::kInterrupted);
+  CHECK(trace_of(*paused) == std::vector<std::string>{"a"});
+  REQUIRE(engine->resume_run(id, json(R"({"trace":["human"]})")).ok());
+  auto r = engine->wait(id, 10s);
+  REQUIRE(r->status == RunStatus::kCompleted);
+  CHECK(trace_of(*r) == std::vector<std::string>{"a", "human", "b"});
+  CHECK(engine->resume_run(id, Value()).code() == orch::StatusCode::kFailedPrecondition);
+}
+
+TEST_CASE("interrupt node pauses; resume continues after it", "[engine]") {
+  auto wf = make_workflow(std::string(R"({)") + kTraceSchema + R"(,
+    "nodes": {"ask": {"type": "interrupt", "message": "approve?"}, "after": {}},
+    "edges": [["__start__","ask"],["ask","after"],["after","__end__"]]})",
+                          {{"after", tracer("after")}});
+  auto engine = make_engine();
+  auto id = *engine->start_run(wf, {});
+  REQUIRE(engine->wait(id, 10s)->status == RunStatus::kInterrupted);
+  REQUIRE(engine->resume_run(id, json(R"({"approved": true})")).ok());
+  auto r = engine->wait(id, 10s);
+  REQUIRE(r->status == RunStatus::kCompleted);
+  CHECK(r->state["approved"].as_bool());
+  CHECK(trace_of(*r) == std::vector<std::string>{"after"});
+}
+
+TEST_CASE("a subgraph child that interrupts pauses its parent; resuming continues both", "[engine]") {
+  auto store = orch::new_memory_store();
+  orch::WorkflowRecord child;
+  child.id = "child";
+  child.definition = json(R"({"nodes": {"ask": {"type": "interrupt"},
+      "set": {"type": "transform", "updates": {"output": "from child"}}},
+    "edges": [["__start__","ask"],["ask","set"],["set","__end__"]]})");
+  REQUIRE(store->put_workflow(child, true).ok());
+  auto wf = make_workflow(R"({"nodes": {"sub": {"type": "subgraph", "workflow_id": "child", "output_key": "output"}},
+    "edges": [["__start__","sub"],["sub","__end__"]]})");
+  auto engine = make_engine(nullptr, nullptr, store);
+  auto id = *engine->start_run(wf, {});
+  auto paused = engine->wait(id, 10s);
+  REQUIRE(paused->status == RunStatus::kInterrupted);
+  REQUIRE(engine->resume_run(id, Value()).ok());
+  auto r = engine->wait(id, 10s);
+  REQUIRE(r->status == RunStatus::kCompleted);
+  CHECK(r->state["output"].as_string() == "from child");
+  orch::RunFilter children;
+  children.parent_run_id = id;
+  auto kids = store->list_runs(children);
+  REQUIRE(kids->size() == 1);
+  CHECK(kids->front().status == RunStatus::kCompleted);
+}
+
+TEST_CASE("retry: fails twice, succeeds on attempt 3, other runs go on meanwhile", "[engine]") {
+  auto clock = std::make_shared<orch::ManualClock>();
+  std::atomic<int> calls{0};
+  auto wf = make_workflow(R"({"nodes": {"flaky": {"retry": {"max_attempts": 3, "initial_interval_ms": 1000}}},
+    "edges": [["__start__","flaky"],["flaky","__end__"]]})",
+                          {{"flaky", [&calls](const NodeCall& call) -> Result<NodeOutput> {
+                              ++calls;
+                              if (call.attempt < 3) return orch::Status::unavailable("try again");
+                              return NodeOutput(Value::object({{"attempt", call.attempt}}));
+                            }}});
+  auto quick = make_workflow(R"({"nodes": {"q": {"type": "transform", "updates": {"done": true}}},
+    "edges": [["__start__","q"],["q","__end__"]]})");
+  auto engine = make_engine(nullptr, clock);
+  auto id = *engine->start_run(wf, {});
+  // Wait until the first attempt failed and a back-off timer is set.
+  for (int i = 0; i < 500 && clock->pending_timers() < 1; ++i) std::this_thread::sleep_for(2ms);
+  auto other = run_to_end(*engine, quick);
+  CHECK(other.status == RunStatus::kCompleted);
+  CHECK(engine->get_run(id)->status == RunStatus::kRunning);
+  for (int i = 0; i < 100 && engine->get_run(id)->status == RunStatus::kRunning; ++i) {
+    clock->advance(2s);
+    std::this_thread::sleep_for(5ms);
+  }
+  auto r = engine->wait(id, 10s);
+  REQUIRE(r->status == RunStatus::kCompleted);
+  CHECK(r->state["attempt"].as_int() == 3);
+  CHECK(calls == 3);
+}
+
+TEST_CASE("a worker that never answers fails the attempt after timeout_ms", "[engine]") {
+  auto clock = std::make_shared<orch::ManualClock>();
+  struct Silent : orch::Dispatcher {
+    void dispatch(const orch::WorkerRequest&, Callback) override {}  // never answers
+  };
+  auto wf = make_workflow(R"({"nodes": {"t": {"prompt_template": "hi", "timeout_ms": 5000}},
+    "edges": [["__start__","t"],["t","__end__"]]})");
+  auto engine = make_engine(std::make_shared<Silent>(), clock);
+  auto id = *engine->start_run(wf, {});
+  for (int i = 0; i < 500 && clock->pending_timers() < 1; ++i) std::this_thread::sleep_for(2ms);
+  clock->advance(4s);
+  CHECK(engine->get_run(id)->status == RunStatus::kRunning);
+  clock->advance(2s);
+  auto r = engine->wait(id, 10s);
+  REQUIRE(r->status == RunStatus::kFailed);
+  CHECK(r->error.find("timed out after 5000 ms") != std::string::npos);
+}
+
+TEST_CASE("a cache hit skips the worker call and still checkpoints and breaks", "[engine]") {
+  auto workers = std::make_shared<orch::InProcessWorkers>();
+  std::atomic<int> calls{0};
+  workers->add("w", {}, [&calls](const orch::WorkerRequest& req) {
+    ++calls;
+    orch::WorkerReply reply;
+    reply.output = "answer to " + req.prompt;
+    return reply;
+  });
+  auto wf = make_workflow(R"({"interrupt_after": ["t"],
+    "nodes": {"t": {"prompt_template": "q={{input.q}}", "cache": {"ttl_ms": 60000}, "output_key": "answer"}},
+    "edges": [["__start__","t"],["t","__end__"]]})");
+  auto engine = make_engine(workers);
+  for (int round = 0; round < 2; ++round) {
+    orch::RunOptions opts;
+    opts.input = json(R"({"q":"x"})");
+    auto id = *engine->start_run(wf, opts);
+    auto paused = engine->wait(id, 10s);
+    REQUIRE(paused->status == RunStatus::kInterrupted);  // the breakpoint fires on a hit too
+    CHECK(paused->state["answer"].as_string() == "answer to q=x");
+    REQUIRE(engine->resume_run(id, Value()).ok());
+    REQUIRE(engine->wait(id, 10s)->status == RunStatus::kCompleted);
+    CHECK(engine->store()->list_checkpoints(id)->size() >= 3);
+  }
+  CHECK(calls == 1);
+}
+
+TEST_CASE("cancel during a long call: the status stays cancelled", "[engine]") {
+  std::atomic<bool> release{false};
+  auto wf = make_workflow(R"({"nodes": {"long": {}},
+    "edges": [["__start__","long"],["long","__end__"]]})",
+                          {{"long", [&release](const NodeCall&) -> Result<NodeOutput> {
+                              while (!release) std::this_thread::sleep_for(1ms);
+                              return NodeOutput(Value::object({{"done", true}}));
+                            }}});
+  auto engine = make_engine();
+  auto id = *engine->start_run(wf, {});
+  std::this_thread::sleep_for(20ms);
+  REQUIRE(engine->cancel_run(id).ok());
+  release = true;
+  std::this_thread::sleep_for(50ms);
+  auto r = engine->get_run(id);
+  CHECK(r->status == RunStatus::kCancelled);
+  CHECK(engine->store()->get_run(id)->status == RunStatus::kCancelled);
+  CHECK(engine->cancel_run(id).code() == orch::StatusCode::kFailedPrecondition);
+}
+
+TEST_CASE("one of three parallel nodes fails: run fails; retry re-runs only that node", "[engine]") {
+  std::atomic<int> a_calls{0}, b_calls{0}, c_calls{0};
+  std::atomic<bool> c_ok{false};
+  auto counter = [](std::atomic<int>& n, const std::string& name) {
+    return [&n, name](const NodeCall&) -> Result<NodeOutput> {
+      ++n;
+      return NodeOutput(Value::object({{"trace", Value::array({name})}}));
+    };
+  };
+  auto wf = make_workflow(std::string(R"({)") + kTraceSchema + R"(,
+    "nodes": {"a": {}, "b": {}, "c": {}},
+    "edges": [["__start__","a"],["__start__","b"],["__start__","c"],["a","__end__"],["b","__end__"],["c","__end__"]]})",
+                          {{"a", counter(a_calls, "a")},
+                           {"b", counter(b_calls, "b")},
+                           {"c", [&](const NodeCall&) -> Result<NodeOutput> {
+                              ++c_calls;
+                              if (!c_ok) return orch::Status::internal("c is broken");
+                              return NodeOutput(Value::object({{"trace", Value::array({"c"})}}));
+                            }}});
+  auto engine = make_engine();
+  auto r = run_to_end(*engine, wf);
+  REQUIRE(r.status == RunStatus::kFailed);
+  CHECK(r.error.find("node 'c' failed: c is broken") != std::string::npos);
+  c_ok = true;
+  REQUIRE(engine->retry_run(r.id).ok());
+  auto again = engine->wait(r.id, 10s);
+  REQUIRE(again->status == RunStatus::kCompleted);
+  CHECK(a_calls == 1);
+  CHECK(b_calls == 1);
+  CHECK(c_calls == 2);
+  CHECK(trace_of(*again) == std::vector<std::string>{"a", "b", "c"});
+}
+
+TEST_CASE("1000 concurrent runs of a 10-node workflow complete with the right state", "[engine]") {
+  std::string nodes, edges = R"(["__start__","n0"])";
+  std::map<std::string, orch::NodeFunction> fns;
+  for (int i = 0; i < 10; ++i) {
+    std::string n = "n" + std::to_string(i);
+    nodes += (i ? "," : "") + std::string("\"") + n + "\": {}";
+    if (i > 0) edges += R"(,["n)" + std::to_string(i - 1) + R"(","n)" + std::to_string(i) + "\"]";
+    fns[n] = [](const NodeCall&) -> Result<NodeOutput> { return NodeOutput(json(R"({"count": 1})")); };
+  }
+  edges += R"(,["n9","__end__"])";
+  auto wf = make_workflow(std::string(R"({)") + kTraceSchema + R"(, "nodes": {)" + nodes + "}, \"edges\": [" + edges + "]}",
+                          fns);
+  auto engine = make_engine();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 1000; ++i) ids.push_back(*engine->start_run(wf, {}));
+  for (const auto& id : ids) {
+    auto r = engine->wait(id, 60s);
+    REQUIRE(r.ok());
+    REQUIRE(r->status == RunStatus::kCompleted);
+    REQUIRE(r->state["count"].as_int() == 10);
+  }
+}
+
+TEST_CASE("events carry a per-run increasing sequence", "[engine]") {
+  auto wf = make_workflow(R"({"nodes": {"t": {"type": "transform", "updates": {"x": 1}}},
+    "edges": [["__start__","t"],["t","__end__"]]})");
+  auto engine = make_engine();
+  auto r = run_to_end(*engine, wf);
+  auto events = engine->store()->list_events(r.id, 0, 1000);
+  REQUIRE(events.ok());
+  REQUIRE(events->size() >= 4);
+  for (size_t i = 0; i < events->size(); ++i) CHECK((*events)[i].seq == static_cast<int64_t>(i + 1));
+  CHECK(events->front().kind == "run.started");
+  CHECK(events->back().kind == "run.completed");
+}

@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: MIT
+//
+// Validation details the corpus does not show: NullBoiler's exact messages,
+// the issue text format, the template scan and the graph facts.
+#include "catch.h"
+#include "orch/workflow.h"
+#include "workflow_internal.h"
+
+using orch::ValidationIssue;
+using orch::Value;
+
+namespace {
+
+std::vector<ValidationIssue> validate(const std::string& json) {
+  return orch::validate_workflow_json(json);
+}
+
+const ValidationIssue* find(const std::vector<ValidationIssue>& issues, const std::string& type) {
+  for (const auto& i : issues) {
+    if (i.type == type) return &i;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("NullBoiler's messages are kept", "[workflow][validate]") {
+  auto message = [](const std::string& json, const std::string& type) {
+    auto issues = validate(json);
+    const ValidationIssue* i = find(issues, type);
+    INFO(json);
+    REQUIRE(i != nullptr);
+    return i->message;
+  };
+  CHECK(message("{", "parse_error") == "failed to parse workflow JSON");
+  CHECK(message("1", "parse_error") == "workflow must be a JSON object");
+  CHECK(message(R"({"edges": []})", "missing_field") == "workflow must have a 'nodes' object");
+  CHECK(message(R"({"nodes": 1, "edges": []})", "missing_field") == "'nodes' must be an object");
+  CHECK(message(R"({"nodes": {}})", "missing_field") == "workflow must have an 'edges' array");
+  CHECK(message(R"({"nodes": {}, "edges": 1})", "missing_field") == "'edges' must be an array");
+  CHECK(message(R"({"nodes": {}, "edges": [["x", "__end__"]]})", "nodes_in_edges_exist") ==
+        "edge source node does not exist in nodes map");
+  CHECK(message(R"({"nodes": {}, "edges": [["__start__", "y"]]})", "nodes_in_edges_exist") ==
+        "edge target node does not exist in nodes map");
+  CHECK(message(R"({"nodes": {"a": {}}, "edges": [["a", "__end__"]]})", "unreachable_node") ==
+        "node is not reachable from __start__");
+  CHECK(message(R"({"nodes": {}, "edges": []})", "end_unreachable") ==
+        "__end__ is not reachable from __start__");
+  const std::string route = R"({"state_schema": {"k": {}}, "nodes": {"r": {"type": "route",
+      "routes": {"a": "nope"}, "default": "b", "message": "{{state.zz}}"}},
+      "edges": [["__start__", "r"], ["r", "__end__"]]})";
+  CHECK(message(route, "undefined_state_key") ==
+        "state key referenced in template is not defined in state_schema");
+  CHECK(message(route, "invalid_route_target") == "route target node does not exist");
+  CHECK(message(route, "missing_route_edge") ==
+        "route key is declared in routes but has no matching conditional edge");
+  CHECK(message(route, "invalid_route_default") ==
+        "route default must reference a declared routes key");
+  CHECK(message(R"({"nodes": {"s": {"type": "send", "items_key": "x", "target_node": "t"}},
+      "edges": [["__start__", "s"], ["s", "__end__"]]})",
+                "invalid_send_target") == "send target_node does not exist in nodes map");
+}
+
+TEST_CASE("the fatal checks come alone", "[workflow][validate]") {
+  auto issues = validate(R"({"nodes": {"a": {"type": "bogus"}}, "edges": "no"})");
+  REQUIRE(issues.size() == 1);
+  CHECK(issues[0].key == "edges");
+  CHECK_FALSE(issues[0].warning);
+}
+
+TEST_CASE("NullBoiler's mistakes are fixed", "[workflow][validate]") {
+  SECTION("a route may target __end__") {
+    auto issues = validate(R"({"nodes": {"r": {"type": "route", "routes": {"done": "__end__"}}},
+        "edges": [["__start__", "r"], ["r:done", "__end__"]]})");
+    CHECK(issues.empty());
+  }
+  SECTION("a loop whose exit is a conditional edge") {
+    auto issues = validate(
+        R"({"nodes": {"a": {}, "b": {}, "r": {"type": "route", "routes": {"again": "a", "stop": "__end__"}}},
+        "edges": [["__start__", "a"], ["a", "b"], ["b", "a"], ["b", "r"], ["r:again", "a"], ["r:stop", "__end__"]]})");
+    CHECK(issues.empty());
+  }
+  SECTION(
+      "undefined state keys are checked in prompt_template, with spaces, and by top-level key") {
+    auto issues = validate(R"({"state_schema": {"plan": {}}, "nodes": {"a": {"prompt_template":
+        "{{state.plan.files}} {{ state.other }} {{state.plan[0]}}"}},
+        "edges": [["__start__", "a"], ["a", "__end__"]]})");
+    REQUIRE(issues.size() == 1);
+    CHECK(issues[0].type == "undefined_state_key");
+    CHECK(issues[0].key == "other");
+    CHECK(issues[0].warning);
+    CHECK(orch::workflow_is_valid(issues));
+  }
+}
+
+TEST_CASE("issue text", "[workflow][validate]") {
+  CHECK(orch::to_string({"end_unreachable", "", "", "m", false}) == "end_unreachable: m");
+  CHECK(orch::to_string({"unreachable_node", "a", "", "m", false}) == "unreachable_node a: m");
+  CHECK(orch::to_string({"missing_route_edge", "r", "x", "m", false}) ==
+        "missing_route_edge r x: m");
+  CHECK(orch::to_string({"unknown_reducer", "", "k", "m", false}) == "unknown_reducer - k: m");
+  CHECK(orch::workflow_is_valid({}));
+  CHECK(orch::workflow_is_valid({{"w", "", "", "m", true}}));
+  CHECK_FALSE(orch::workflow_is_valid({{"w", "", "", "m", true}, {"e", "", "", "m", false}}));
+}
+
+TEST_CASE("the template scan finds state keys", "[workflow][validate]") {
+  using orch::workflow_internal::referenced_state_keys;
+  using Keys = std::vector<std::string>;
+  CHECK(referenced_state_keys("") == Keys{});
+  CHECK(referenced_state_keys("{{state.a}} {{ state.b.c }} {{state.a}}") == Keys{"a", "b"});
+  CHECK(referenced_state_keys("{{state.list[-1]}}{{state.x|upper}}") == Keys{"list", "x"});
+  CHECK(referenced_state_keys("{% if state.flag %}y{% else %}{{state.n}}{% endif %}") ==
+        Keys{"flag", "n"});
+  CHECK(referenced_state_keys("{%if\tstate.t%}") == Keys{"t"});
+  CHECK(referenced_state_keys("{{input.a}} {{config.b}} {{item.c}} {{state}} {{states.x}}") ==
+        Keys{});
+  CHECK(referenced_state_keys("{% for x in state.list %}") == Keys{});
+  CHECK(referenced_state_keys("{{state.a") == Keys{});
+  CHECK(referenced_state_keys("{ {state.a}} {state.b} }}") == Keys{});
+  CHECK(referenced_state_keys("{{state.}}") == Keys{});
+}
+
+TEST_CASE("graph facts", "[workflow][validate]") {
+  auto wf = orch::parse_workflow_json(R"({"nodes": {"a": {}, "b": {}, "c": {}, "d": {}, "e": {}},
+      "edges": [["__start__", "a"], ["a", "b"], ["b", "a"], ["a", "__end__"], ["a", "c"],
+                ["c", "d"], ["d", "c"], ["e", "e"], ["a", "ghost"], ["a", "__start__"], ["__end__", "e"]]})");
+  REQUIRE(wf.ok());
+  auto facts = orch::workflow_internal::analyze_graph(**wf);
+  CHECK(facts.end_reachable);
+  CHECK(facts.reachable == std::vector<bool>{true, true, true, true, false});
+  CHECK(facts.reaches_end == std::vector<bool>{true, true, false, false, false});
+  REQUIRE(facts.closed_cycles.size() == 2);
+  CHECK(facts.closed_cycles[0] == std::vector<int>{2, 3});
+  CHECK(facts.closed_cycles[1] == std::vector<int>{4});
+}
+
+TEST_CASE("validating a typed workflow reindexes a copy", "[workflow][validate]") {
+  orch::Workflow wf;
+  orch::Node a;
+  a.name = "a";
+  wf.nodes.push_back(a);
+  wf.edges.push_back({"__start__", "a", std::nullopt});
+  wf.edges.push_back({"a", "__end__", std::nullopt});
+  // No reindex(): the lookups are empty, validation must not be fooled.
+  CHECK(orch::validate_workflow(wf).empty());
+  CHECK(wf.node_index("a") == -1);
+}
