@@ -46,8 +46,10 @@ class SystemClock final : public Clock {
         continue;
       }
       auto first = timers_.begin();
-      if (first->first.first > std::chrono::steady_clock::now()) {
-        cv_.wait_until(lock, first->first.first);
+      // Copy the deadline: cancel() may erase this timer while we wait.
+      const SteadyTime when = first->first.first;
+      if (when > std::chrono::steady_clock::now()) {
+        cv_.wait_until(lock, when);
         continue;
       }
       std::function<void()> fn = std::move(first->second);

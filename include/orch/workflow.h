@@ -193,8 +193,11 @@ class ORCH_EXPORT Workflow {
 // that are not strings read as their JSON text, `updates` as an object or a
 // JSON string, `items_from`, `schema` for `state_schema`). Fails with
 // InvalidArgument only when the document cannot be a workflow at all (not an
-// object, `nodes` not an object, `edges` not an array); everything else is
-// validate_workflow()'s job.
+// object, `nodes` not an object, `edges` not an array; the message is that of
+// validation's fatal issue); everything else is validate_workflow()'s job: a
+// value of the wrong type falls back to its default (NullBoiler's leniency),
+// an unknown node type or reducer is kept in Node::unknown_type /
+// StateKey::unknown_reducer, a malformed edge is left out.
 ORCH_EXPORT Result<std::shared_ptr<const Workflow>> parse_workflow(const Value& definition);
 ORCH_EXPORT Result<std::shared_ptr<const Workflow>> parse_workflow_json(std::string_view json_text);
 
