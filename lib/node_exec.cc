@@ -75,6 +75,10 @@ void EngineImpl::launch_node(const std::shared_ptr<RunContext>& ctx, size_t inde
   RunContext& c = *ctx;
   NodeTask& t = c.tasks[index];
   const Node& node = *c.compiled->graph->node(t.vertex);
+  if (!node.unknown_type.empty()) {
+    complete_task(ctx, index, failed("unknown node type '" + node.unknown_type + "'"), true);
+    return;
+  }
   switch (node.type) {
     case NodeType::kRoute: {
       const Value* v = find_state_path(c.state, node.route.input);

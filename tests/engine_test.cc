@@ -450,3 +450,57 @@ TEST_CASE("events carry a per-run increasing sequence", "[engine]") {
   CHECK(events->front().kind == "run.started");
   CHECK(events->back().kind == "run.completed");
 }
+
+TEST_CASE("ephemeral keys are visible to the next superstep, then cleared", "[engine][state]") {
+  std::mutex mu;
+  std::vector<std::string> seen;
+  auto look = [&](const std::string& name) {
+    return [&, name](const NodeCall& call) -> Result<NodeOutput> {
+      std::lock_guard<std::mutex> lock(mu);
+      seen.push_back(name + ":" + call.state["scratch"].to_json());
+      return NodeOutput(Value::object());
+    };
+  };
+  auto wf = make_workflow(R"({"state_schema": {"scratch": {"type": "string", "ephemeral": true}},
+    "nodes": {"w": {"type": "transform", "updates": {"scratch": "note"}}, "r1": {}, "r2": {}},
+    "edges": [["__start__","w"],["w","r1"],["r1","r2"],["r2","__end__"]]})",
+                          {{"r1", look("r1")}, {"r2", look("r2")}});
+  auto engine = make_engine();
+  auto r = run_to_end(*engine, wf);
+  REQUIRE(r.status == RunStatus::kCompleted);
+  CHECK(seen == std::vector<std::string>{"r1:\"note\"", "r2:null"});
+  CHECK(r.state.find("scratch") == nullptr);
+}
+
+TEST_CASE("__meta and __config are visible to nodes", "[engine][state]") {
+  Value meta;
+  Value config;
+  auto wf = make_workflow(R"({"defaults": {"model": "m1", "tone": "dry"},
+    "nodes": {"a": {}, "b": {}}, "edges": [["__start__","a"],["a","b"],["b","__end__"]]})",
+                          {{"a", [](const NodeCall&) -> Result<NodeOutput> { return NodeOutput(Value::object()); }},
+                           {"b", [&](const NodeCall& call) -> Result<NodeOutput> {
+                              meta = call.state["__meta"];
+                              config = call.state["__config"];
+                              return NodeOutput(Value::object());
+                            }}});
+  auto engine = make_engine();
+  auto r = run_to_end(*engine, wf, Value::object(), json(R"({"tone": "warm", "recursion_limit": 10})"));
+  REQUIRE(r.status == RunStatus::kCompleted);
+  CHECK(meta["step"].as_int() == 3);  // __init__ is version 1, a's superstep 2, b's 3
+  CHECK(meta["remaining_steps"].as_int() == 7);
+  CHECK(meta["is_last_step"].as_bool() == false);
+  CHECK(meta["run_id"].as_string() == r.id);
+  CHECK(meta["node_name"].as_string() == "b");
+  CHECK(meta["attempt"].as_int() == 1);
+  CHECK(config["model"].as_string() == "m1");
+  CHECK(config["tone"].as_string() == "warm");
+  CHECK(r.state.find("__meta") == nullptr);  // never persisted
+}
+
+TEST_CASE("a node of unknown type fails the run with a clear error", "[engine]") {
+  auto wf = make_workflow(R"({"nodes": {"x": {"type": "teleport"}}, "edges": [["__start__","x"],["x","__end__"]]})");
+  auto engine = make_engine();
+  auto r = run_to_end(*engine, wf);
+  CHECK(r.status == RunStatus::kFailed);
+  CHECK(r.error.find("unknown node type 'teleport'") != std::string::npos);
+}
