@@ -165,6 +165,28 @@ void EngineImpl::finish_run(RunContext& ctx, RunStatus status, const std::string
   }
   notify_parent(ctx);
   notify_status_change();
+  evict_later(ctx);
+}
+
+// Drops an ended run's context from runs_ (off this run's lock: runs_mu_ is
+// always taken before a run's mutex). Its data is all in the store.
+void EngineImpl::evict_later(RunContext& ctx) {
+  bool has_functions = false;
+  for (const Node& n : ctx.compiled->graph->workflow().nodes) has_functions = has_functions || bool(n.function);
+  if (has_functions) {
+    std::lock_guard<std::mutex> lock(ended_mu_);
+    ended_with_functions_[ctx.record.id] = ctx.compiled;
+  }
+  std::string id = ctx.record.id;
+  uint64_t gen = ctx.generation;
+  asio::post(pool_, [this, id, gen] {
+    std::lock_guard<std::mutex> lock(runs_mu_);
+    auto it = runs_.find(id);
+    if (it == runs_.end()) return;
+    std::lock_guard<std::mutex> run_lock(it->second->mu);
+    // Only if nothing restarted it meanwhile (retry/replay make a new context).
+    if (it->second->generation == gen && is_terminal(it->second->record.status)) runs_.erase(it);
+  });
 }
 
 void EngineImpl::pause_run(RunContext& ctx, const std::string& reason, const std::string& node) {
@@ -580,6 +602,8 @@ Result<std::string> EngineImpl::fork_run(const std::string& checkpoint_id, const
   if (auto live = find_context(source.id)) {
     std::lock_guard<std::mutex> lock(live->mu);
     compiled = live->compiled;
+  } else if (std::lock_guard<std::mutex> lock(ended_mu_); ended_with_functions_.count(source.id)) {
+    compiled = ended_with_functions_[source.id];
   } else {
     ORCH_ASSIGN_OR_RETURN(auto parsed, workflow_of(source));
     ORCH_ASSIGN_OR_RETURN(compiled, compile(parsed));
@@ -659,6 +683,18 @@ Status EngineImpl::inject_state(const std::string& run_id, const Value& updates,
   ORCH_RETURN_IF_ERROR(commit(*ctx, "__inject__", true));
   emit(*ctx, "state.injected", Value::object({{"updates", updates}, {"applied", true}}));
   return Status();
+}
+
+Status EngineImpl::delete_run(const std::string& run_id) {
+  auto r = get_run(run_id);
+  if (!r.ok()) return r.status();
+  if (!is_terminal(r->status)) (void)cancel_run(run_id);
+  forget_context(run_id);
+  {
+    std::lock_guard<std::mutex> lock(ended_mu_);
+    ended_with_functions_.erase(run_id);
+  }
+  return options_.store->delete_run(run_id);
 }
 
 Result<RunRecord> EngineImpl::get_run(const std::string& run_id) {
@@ -753,6 +789,11 @@ Result<std::shared_ptr<RunContext>> EngineImpl::load_context(const std::string& 
                                                              std::shared_ptr<const CompiledWorkflow> compiled) {
   if (auto ctx = find_context(run_id)) return ctx;
   ORCH_ASSIGN_OR_RETURN(RunRecord r, options_.store->get_run(run_id));
+  if (!compiled) {
+    std::lock_guard<std::mutex> lock(ended_mu_);
+    auto it = ended_with_functions_.find(run_id);
+    if (it != ended_with_functions_.end()) compiled = it->second;
+  }
   if (!compiled) {
     ORCH_ASSIGN_OR_RETURN(auto workflow, workflow_of(r));
     ORCH_ASSIGN_OR_RETURN(compiled, compile(workflow));

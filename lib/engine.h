@@ -21,6 +21,7 @@ class EngineImpl final : public orch::Engine {
   Result<std::string> fork_run(const std::string& checkpoint_id, const Value& state_overrides) override;
   Status replay_run(const std::string& run_id, const std::string& checkpoint_id) override;
   Status inject_state(const std::string& run_id, const Value& updates, const std::string& after_node) override;
+  Status delete_run(const std::string& run_id) override;
   Result<RunRecord> get_run(const std::string& run_id) override;
   std::shared_ptr<Store> store() const override { return options_.store; }
   Result<RunRecord> wait(const std::string& run_id, std::chrono::milliseconds timeout) override;
@@ -53,6 +54,7 @@ class EngineImpl final : public orch::Engine {
   Status commit(RunContext& ctx, const std::string& step_id, bool force);
   void finish_run(RunContext& ctx, RunStatus status, const std::string& error);
   void pause_run(RunContext& ctx, const std::string& reason, const std::string& node);
+  void evict_later(RunContext& ctx);
   void emit(RunContext& ctx, std::string kind, Value data);
   void notify_status_change();
 
@@ -81,6 +83,11 @@ class EngineImpl final : public orch::Engine {
   mutable std::mutex runs_mu_;
   std::unordered_map<std::string, std::shared_ptr<RunContext>> runs_;
   bool stopping_ = false;
+
+  // Runs that ended are dropped from runs_; a workflow with C++ functions bound
+  // cannot be rebuilt from JSON, so retry/fork/replay find it here.
+  std::mutex ended_mu_;
+  std::unordered_map<std::string, std::shared_ptr<const CompiledWorkflow>> ended_with_functions_;
 
   std::mutex compiled_mu_;
   std::unordered_map<const Workflow*, std::weak_ptr<CompiledWorkflow>> compiled_;

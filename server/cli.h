@@ -26,6 +26,14 @@ int validate_command(const Args& args);
 // Exit 1 when FILE is not a workflow, 2 when it cannot be read.
 int mermaid_command(const Args& args);
 
+// `orch serve [--host H] [--port P] [--db PATH] [--config FILE] [--token T]
+// [--workflows-dir DIR]`: the HTTP API. Exit 0 after a graceful stop.
+int serve_command(const Args& args);
+
+// `orch run FILE [--input JSON] [--db PATH]`: runs a workflow locally, prints
+// progress as nodes finish and the final state; exit 0 when it completed.
+int run_command(const Args& args);
+
 // The whole contents of `path` ("-" reads standard input), or nullopt with a
 // reason in `*error`.
 std::optional<std::string> read_file(const std::string& path, std::string* error);

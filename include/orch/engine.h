@@ -100,6 +100,10 @@ class ORCH_EXPORT Engine {
   virtual Status inject_state(const std::string& run_id, const Value& updates,
                               const std::string& after_node) = 0;
 
+  // Cancels the run if it is still active, then removes it and everything it
+  // owns from the store.
+  virtual Status delete_run(const std::string& run_id) = 0;
+
   virtual Result<RunRecord> get_run(const std::string& run_id) = 0;
   virtual std::shared_ptr<Store> store() const = 0;
 

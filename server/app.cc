@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: MIT
+#include "app.h"
+
+#include <filesystem>
+
+#if __has_include("orch/sqlite_store.h")
+#include "orch/sqlite_store.h"
+#define ORCH_HAVE_SQLITE_STORE 1
+#endif
+
+namespace orch::server {
+
+Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_ptr<Dispatcher> dispatcher) {
+  auto app = std::make_unique<App>();
+  app->config = config;
+  if (config.db == ":memory:") {
+    app->store = new_memory_store();
+  } else {
+#ifdef ORCH_HAVE_SQLITE_STORE
+    std::filesystem::path parent = std::filesystem::path(config.db).parent_path();
+    std::error_code ec;
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+    ORCH_ASSIGN_OR_RETURN(app->store, open_sqlite_store(config.db));
+#else
+    return Status::unimplemented("the SQLite store is not built yet; use --db :memory:");
+#endif
+  }
+  app->dispatcher = std::move(dispatcher);
+  EngineOptions options;
+  options.store = app->store;
+  options.dispatcher = app->dispatcher;
+  options.default_timeout_ms = config.default_timeout_ms;
+  options.durability = config.durability == "full" ? Durability::kFull
+                       : config.durability == "exit" ? Durability::kExit
+                                                     : Durability::kSync;
+  ORCH_ASSIGN_OR_RETURN(app->engine, Engine::open(std::move(options)));
+  App* raw = app.get();
+  app->engine_subscription = app->engine->subscribe("", [raw](const EventRecord& e) {
+    if (e.kind == "run.completed") raw->metrics.runs_completed.fetch_add(1, std::memory_order_relaxed);
+    else if (e.kind == "run.failed") raw->metrics.runs_failed.fetch_add(1, std::memory_order_relaxed);
+    else if (e.kind == "step.completed") raw->metrics.steps_completed.fetch_add(1, std::memory_order_relaxed);
+    else if (e.kind == "step.failed") raw->metrics.steps_failed.fetch_add(1, std::memory_order_relaxed);
+    else if (e.kind == "step.retrying") raw->metrics.steps_retried.fetch_add(1, std::memory_order_relaxed);
+    else if (e.kind == "task_result") {
+      raw->metrics.step_latency.observe(static_cast<double>(e.data["duration_ms"].get_int(0)) / 1000.0);
+    }
+    raw->hub.publish();
+  });
+  Status recovered = app->engine->recover();
+  if (!recovered.ok()) return Status(recovered.code(), "resuming runs: " + recovered.message());
+  return app;
+}
+
+}  // namespace orch::server

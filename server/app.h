@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: MIT
+//
+// App: what the HTTP API works on — the store, the engine, the drain flag and
+// the metrics. Built by `orch serve` (and by tests) and shared by the handlers.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "config.h"
+#include "event_hub.h"
+#include "metrics.h"
+#include "orch/engine.h"
+#include "orch/store.h"
+
+namespace orch::server {
+
+struct App {
+  ServerConfig config;
+  std::shared_ptr<Store> store;
+  std::shared_ptr<Dispatcher> dispatcher;
+  std::unique_ptr<Engine> engine;
+  std::atomic<bool> draining{false};
+  Metrics metrics;
+  std::atomic<size_t> sse_clients{0};
+  std::atomic<bool> stopping{false};
+  EventHub hub;
+  uint64_t engine_subscription = 0;
+};
+
+// Opens the store named by config.db (":memory:" or a SQLite file), the
+// engine, and resumes runs left running. `dispatcher` may be null.
+Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_ptr<Dispatcher> dispatcher);
+
+}  // namespace orch::server

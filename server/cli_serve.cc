@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: MIT
+//
+// `orch serve`: the HTTP server with embedded SQLite. Example workflows from
+// --workflows-dir are loaded at start; SIGTERM/SIGINT stop accepting, let
+// running runs reach a checkpoint (or finish) within the grace period, then exit.
+#include <httplib.h>
+#include <signal.h>
+
+#include <chrono>
+#include <iostream>
+
+#include "app.h"
+#include "cli.h"
+#include "http_api.h"
+#include "orch/version.h"
+#include "workflow_dir.h"
+
+namespace orch::cli {
+namespace {
+
+httplib::Server* g_server = nullptr;
+std::atomic<bool> g_stop{false};
+
+void on_signal(int) {
+  g_stop = true;
+  if (g_server) g_server->stop();  // makes listen() return
+}
+
+}  // namespace
+
+int serve_command(const Args& args) {
+  server::ServerConfig config;
+  Status s = server::parse_serve_flags(args, &config);
+  if (!s.ok()) {
+    std::cerr << "orch serve: " << s.message() << "\n";
+    return kExitUsage;
+  }
+  auto app = server::open_app(config, nullptr);
+  if (!app.ok()) {
+    std::cerr << "orch serve: " << app.status().message() << "\n";
+    return kExitFailure;
+  }
+  std::unique_ptr<server::WorkflowDirWatcher> watcher;
+  if (!config.workflows_dir.empty()) {
+    watcher = std::make_unique<server::WorkflowDirWatcher>(**app, config.workflows_dir);
+    Status w = watcher->start();
+    if (!w.ok()) {
+      std::cerr << "orch serve: " << w.message() << "\n";
+      return kExitFailure;
+    }
+  }
+  httplib::Server svr;
+  server::install_api(**app, svr);
+  g_server = &svr;
+  signal(SIGTERM, on_signal);
+  signal(SIGINT, on_signal);
+  signal(SIGPIPE, SIG_IGN);
+  std::cerr << "orch v" << orch::version() << " listening on http://" << config.host << ":" << config.port
+            << " (db " << config.db << ", auth " << (config.api_token.empty() ? "off" : "bearer token") << ")\n";
+  if (!svr.listen(config.host.c_str(), config.port)) {
+    if (!g_stop) {
+      std::cerr << "orch serve: cannot listen on " << config.host << ":" << config.port << "\n";
+      return kExitFailure;
+    }
+  }
+  // Graceful shutdown: no new requests; give running runs the grace period.
+  (*app)->stopping = true;
+  (*app)->hub.close();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(config.shutdown_grace_ms);
+  RunFilter running;
+  running.status = RunStatus::kRunning;
+  running.limit = SIZE_MAX;
+  if (auto runs = (*app)->store->list_runs(running); runs.ok()) {
+    for (const RunRecord& r : *runs) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      (void)(*app)->engine->wait(r.id, left);
+    }
+  }
+  if (watcher) watcher->stop();
+  std::cerr << "orch serve: stopped (" << (*app)->engine->active_runs() << " runs left running; they resume on restart)\n";
+  return kExitOk;
+}
+
+}  // namespace orch::cli

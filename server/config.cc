@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: MIT
+#include "config.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace orch::server {
+namespace {
+
+Status type_error(const std::string& key, const char* want) {
+  return Status::invalid_argument("config key '" + key + "' must be " + want);
+}
+
+Status read_int(const Value& v, const std::string& key, int64_t* out) {
+  if (!v.is_int()) return type_error(key, "an integer");
+  *out = v.as_int();
+  return Status();
+}
+
+Status read_string(const Value& v, const std::string& key, std::string* out, bool nullable = true) {
+  if (v.is_null() && nullable) {
+    out->clear();
+    return Status();
+  }
+  if (!v.is_string()) return type_error(key, "a string");
+  *out = v.as_string();
+  return Status();
+}
+
+Status load_engine(const Value& engine, ServerConfig* c) {
+  if (!engine.is_object()) return type_error("engine", "an object");
+  for (const auto& [key, v] : engine.as_object()) {
+    std::string k = "engine." + key;
+    int64_t ignored = 0;
+    if (key == "default_timeout_ms") {
+      ORCH_RETURN_IF_ERROR(read_int(v, k, &c->default_timeout_ms));
+    } else if (key == "shutdown_grace_ms") {
+      ORCH_RETURN_IF_ERROR(read_int(v, k, &c->shutdown_grace_ms));
+    } else if (key == "health_check_interval_ms") {
+      ORCH_RETURN_IF_ERROR(read_int(v, k, &c->health_check_interval_ms));
+    } else if (key == "worker_failure_threshold") {
+      ORCH_RETURN_IF_ERROR(read_int(v, k, &c->worker_failure_threshold));
+    } else if (key == "worker_circuit_breaker_ms") {
+      ORCH_RETURN_IF_ERROR(read_int(v, k, &c->worker_circuit_breaker_ms));
+    } else if (key == "durability") {
+      ORCH_RETURN_IF_ERROR(read_string(v, k, &c->durability, false));
+      if (c->durability != "sync" && c->durability != "full" && c->durability != "exit") {
+        return Status::invalid_argument("config key 'engine.durability' must be sync, full or exit");
+      }
+    } else if (key == "poll_interval_ms" || key == "default_max_attempts" || key == "retry_base_delay_ms" ||
+               key == "retry_max_delay_ms" || key == "retry_jitter_ms" || key == "retry_max_elapsed_ms") {
+      // NullBoiler keys with no effect here (orch is event driven; retry is per node).
+      ORCH_RETURN_IF_ERROR(read_int(v, k, &ignored));
+    } else {
+      return Status::invalid_argument("unknown config key '" + k + "'");
+    }
+  }
+  return Status();
+}
+
+}  // namespace
+
+Status load_config_file(const std::string& path, ServerConfig* c) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::not_found("cannot read config file " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto doc = parse_json(ss.str());
+  if (!doc.ok()) return Status::invalid_argument("config file " + path + ": " + doc.status().message());
+  if (!doc->is_object()) return Status::invalid_argument("config file " + path + " must hold a JSON object");
+  c->config_path = path;
+  for (const auto& [key, v] : doc->as_object()) {
+    int64_t n = 0;
+    if (key == "host") {
+      ORCH_RETURN_IF_ERROR(read_string(v, key, &c->host, false));
+    } else if (key == "port") {
+      ORCH_RETURN_IF_ERROR(read_int(v, key, &n));
+      if (n < 0 || n > 65535) return Status::invalid_argument("config key 'port' must be 0..65535");
+      c->port = static_cast<int>(n);
+    } else if (key == "db") {
+      ORCH_RETURN_IF_ERROR(read_string(v, key, &c->db, false));
+    } else if (key == "api_token") {
+      ORCH_RETURN_IF_ERROR(read_string(v, key, &c->api_token));
+    } else if (key == "self_url") {
+      std::string ignored;
+      ORCH_RETURN_IF_ERROR(read_string(v, key, &ignored));
+    } else if (key == "strategies_dir") {
+      ORCH_RETURN_IF_ERROR(read_string(v, key, &c->strategies_dir, false));
+    } else if (key == "workflows_dir") {
+      ORCH_RETURN_IF_ERROR(read_string(v, key, &c->workflows_dir));
+    } else if (key == "workers") {
+      if (!v.is_array()) return type_error(key, "an array");
+      c->workers = v;
+    } else if (key == "engine") {
+      ORCH_RETURN_IF_ERROR(load_engine(v, c));
+    } else if (key == "tracker") {
+      if (!v.is_null() && !v.is_object()) return type_error(key, "an object or null");
+      c->tracker = v;
+      if (v.is_object() && v["workflows_dir"].is_string() && c->workflows_dir.empty()) {
+        c->workflows_dir = v["workflows_dir"].as_string();
+      }
+    } else if (key == "http") {
+      if (!v.is_object()) return type_error(key, "an object");
+      for (const auto& [hk, hv] : v.as_object()) {
+        if (!hv.is_int() || hv.as_int() < 1) return type_error("http." + hk, "a positive integer");
+        if (hk == "max_body_bytes") c->max_body_bytes = static_cast<size_t>(hv.as_int());
+        else if (hk == "threads") c->http_threads = static_cast<size_t>(hv.as_int());
+        else if (hk == "max_sse_clients") c->max_sse_clients = static_cast<size_t>(hv.as_int());
+        else return Status::invalid_argument("unknown config key 'http." + hk + "'");
+      }
+    } else {
+      return Status::invalid_argument("unknown config key '" + key + "'");
+    }
+  }
+  // Relative paths are relative to the config file's directory (NullBoiler).
+  std::filesystem::path base = std::filesystem::path(path).parent_path();
+  auto anchor = [&base](std::string* p) {
+    if (!p->empty() && *p != ":memory:" && std::filesystem::path(*p).is_relative()) *p = (base / *p).string();
+  };
+  anchor(&c->db);
+  anchor(&c->workflows_dir);
+  anchor(&c->strategies_dir);
+  return Status();
+}
+
+Status parse_serve_flags(const std::vector<std::string>& args, ServerConfig* c) {
+  // The config file comes first so flags override it.
+  std::string config_path;
+  for (size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] == "--config") config_path = args[i + 1];
+  }
+  if (config_path.empty()) {
+    if (const char* home = std::getenv("ORCH_HOME"); home && *home) {
+      std::string candidate = std::string(home) + "/config.json";
+      if (std::filesystem::exists(candidate)) config_path = candidate;
+      if (c->db == "orch.db") c->db = std::string(home) + "/orch.db";
+    }
+  }
+  if (!config_path.empty()) ORCH_RETURN_IF_ERROR(load_config_file(config_path, c));
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& flag = args[i];
+    auto value = [&](std::string* out) -> Status {
+      if (i + 1 >= args.size()) return Status::invalid_argument(flag + " needs a value");
+      *out = args[++i];
+      return Status();
+    };
+    std::string v;
+    if (flag == "--config") {
+      ++i;
+    } else if (flag == "--host") {
+      ORCH_RETURN_IF_ERROR(value(&c->host));
+    } else if (flag == "--port") {
+      ORCH_RETURN_IF_ERROR(value(&v));
+      char* end = nullptr;
+      long port = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || port < 0 || port > 65535) return Status::invalid_argument("invalid port: " + v);
+      c->port = static_cast<int>(port);
+    } else if (flag == "--db") {
+      ORCH_RETURN_IF_ERROR(value(&c->db));
+    } else if (flag == "--token") {
+      ORCH_RETURN_IF_ERROR(value(&c->api_token));
+    } else if (flag == "--workflows-dir") {
+      ORCH_RETURN_IF_ERROR(value(&c->workflows_dir));
+    } else {
+      return Status::invalid_argument("unknown flag " + flag);
+    }
+  }
+  return Status();
+}
+
+}  // namespace orch::server

@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: MIT
+#include "http_api.h"
+
+#include <httplib.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "orch/id.h"
+
+namespace orch::server {
+namespace {
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    if (j > i) out.push_back(httplib::detail::decode_url(path.substr(i, j - i), false));
+    i = j + 1;
+  }
+  return out;
+}
+
+bool match(const std::vector<std::string>& pattern, const std::vector<std::string>& path, Params* params) {
+  if (pattern.size() != path.size()) return false;
+  params->clear();
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] == "{}") {
+      params->push_back(path[i]);
+    } else if (pattern[i] != path[i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Constant-time comparison so response timing does not leak the token.
+bool same_token(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < b.size(); ++i) {
+    diff |= static_cast<unsigned char>(static_cast<unsigned char>(i < a.size() ? a[i] : 0) ^
+                                       static_cast<unsigned char>(b[i]));
+  }
+  return diff == 0;
+}
+
+bool authorized(const App& app, const httplib::Request& req) {
+  if (app.config.api_token.empty()) return true;
+  if (req.path == "/health" || req.path == "/metrics") return true;
+  std::string header = req.get_header_value("Authorization");
+  constexpr size_t kPrefix = 7;  // "Bearer "
+  if (header.size() <= kPrefix || strncasecmp(header.c_str(), "Bearer ", kPrefix) != 0) return false;
+  std::string token = header.substr(kPrefix);
+  while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.pop_back();
+  while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.erase(0, 1);
+  return same_token(token, app.config.api_token);
+}
+
+struct CompiledRoute {
+  std::string method;
+  std::vector<std::string> pattern;
+  Handler handler;
+};
+
+}  // namespace
+
+void send_json(httplib::Response& res, int status, const Value& body) {
+  res.status = status;
+  res.set_content(body.to_json(), "application/json");
+}
+
+void send_error(httplib::Response& res, int status, const std::string& code, const std::string& message) {
+  send_json(res, status, Value::object({{"error", Value::object({{"code", code}, {"message", message}})}}));
+}
+
+void send_status(httplib::Response& res, const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kInvalidArgument: return send_error(res, 400, "bad_request", s.message());
+    case StatusCode::kNotFound: return send_error(res, 404, "not_found", s.message());
+    case StatusCode::kAlreadyExists:
+    case StatusCode::kFailedPrecondition:
+    case StatusCode::kAborted: return send_error(res, 409, "conflict", s.message());
+    case StatusCode::kUnavailable: return send_error(res, 503, "unavailable", s.message());
+    case StatusCode::kDeadlineExceeded: return send_error(res, 504, "timeout", s.message());
+    case StatusCode::kResourceExhausted: return send_error(res, 429, "resource_exhausted", s.message());
+    case StatusCode::kUnimplemented: return send_error(res, 501, "unimplemented", s.message());
+    default: return send_error(res, 500, "internal", s.message());
+  }
+}
+
+bool read_json_object(const httplib::Request& req, httplib::Response& res, Value* out, bool allow_empty) {
+  if (req.body.empty() && allow_empty) {
+    *out = Value::object();
+    return true;
+  }
+  auto v = parse_json(req.body);
+  if (!v.ok()) {
+    send_error(res, 400, "bad_request", "invalid JSON body: " + v.status().message());
+    return false;
+  }
+  if (!v->is_object()) {
+    send_error(res, 400, "bad_request", "body must be a JSON object");
+    return false;
+  }
+  *out = std::move(v).value();
+  return true;
+}
+
+void install_api(App& app, httplib::Server& svr) {
+  auto routes = std::make_shared<std::vector<CompiledRoute>>();
+  for (auto* table : {run_routes, workflow_routes, ops_routes, stream_routes}) {
+    for (Route& r : table()) routes->push_back({r.method, split_path(r.pattern), std::move(r.handler)});
+  }
+  // A fixed pool: every SSE stream pins one thread, so there are always threads
+  // left for the rest of the API (SSE is capped below the pool size).
+  size_t threads = std::max<size_t>(app.config.http_threads, 4);
+  svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  svr.set_tcp_nodelay(true);
+  svr.set_payload_max_length(app.config.max_body_bytes);
+  svr.set_keep_alive_max_count(1000);
+
+  auto dispatch = [&app, routes](const httplib::Request& req, httplib::Response& res) {
+    auto start = std::chrono::steady_clock::now();
+    app.metrics.http_requests.fetch_add(1, std::memory_order_relaxed);
+    std::string request_id = req.get_header_value("X-Request-Id");
+    res.set_header("X-Request-Id", request_id.empty() ? new_uuid() : request_id);
+    std::vector<std::string> path = split_path(req.path);
+    Params params;
+    const CompiledRoute* found = nullptr;
+    std::string allow;
+    for (const CompiledRoute& r : *routes) {
+      if (!match(r.pattern, path, &params)) continue;
+      if (r.method == req.method) {
+        found = &r;
+        break;
+      }
+      if (allow.find(r.method) == std::string::npos) allow += (allow.empty() ? "" : ", ") + r.method;
+    }
+    if (!authorized(app, req)) {
+      send_error(res, 401, "unauthorized", "missing or invalid bearer token");
+    } else if (found != nullptr) {
+      match(found->pattern, path, &params);
+      found->handler(app, req, res, params);
+    } else if (!allow.empty()) {
+      res.set_header("Allow", allow);
+      send_error(res, 405, "method_not_allowed", "method " + req.method + " is not allowed on " + req.path + " (allowed: " + allow + ")");
+    } else {
+      send_error(res, 404, "not_found", "endpoint not found");
+    }
+    if (res.status >= 400) app.metrics.http_errors.fetch_add(1, std::memory_order_relaxed);
+    app.metrics.http_latency.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  };
+  for (const char* pattern : {"/.*", "/"}) {
+    svr.Get(pattern, dispatch);
+    svr.Post(pattern, dispatch);
+    svr.Put(pattern, dispatch);
+    svr.Delete(pattern, dispatch);
+    svr.Patch(pattern, dispatch);
+    svr.Options(pattern, dispatch);
+  }
+  // Errors httplib produces itself (413, 400 for a malformed request line, ...)
+  // still get the JSON envelope.
+  svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    if (res.status == 413) {
+      send_error(res, 413, "payload_too_large", "request body exceeds the size limit");
+    } else {
+      send_error(res, res.status, res.status >= 500 ? "internal" : "bad_request",
+                 "the request could not be processed (HTTP " + std::to_string(res.status) + ")");
+    }
+  });
+  // Never leak exception text in a header (httplib's default); answer JSON.
+  svr.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "internal error";
+    try {
+      if (ep) std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    send_error(res, 500, "internal", what);
+  });
+}
+
+}  // namespace orch::server

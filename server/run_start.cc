@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: MIT
+#include "run_start.h"
+
+#include <httplib.h>
+
+#include "http_api.h"
+#include "orch/workflow.h"
+
+namespace orch::server {
+namespace {
+
+Value issues_json(const std::vector<ValidationIssue>& issues) {
+  Value list = Value::array();
+  for (const ValidationIssue& i : issues) {
+    if (i.warning) continue;
+    Value o = Value::object({{"type", i.type}});
+    if (!i.node.empty()) o.set("node", i.node);
+    if (!i.key.empty()) o.set("key", i.key);
+    o.set("message", i.message);
+    list.push_back(std::move(o));
+  }
+  return list;
+}
+
+}  // namespace
+
+void start_run_from_request(App& app, const httplib::Request& req, httplib::Response& res, const Value& body,
+                            const Value& definition, const std::string& workflow_id) {
+  if (app.draining) {
+    return send_error(res, 503, "draining", "orchestrator is draining and does not accept new runs");
+  }
+  std::string key = req.get_header_value("Idempotency-Key");
+  if (key.empty() && req.has_header("Idempotency-Key")) {
+    return send_error(res, 400, "bad_request", "idempotency key must not be empty");
+  }
+  if (key.empty()) {
+    const Value& k = body["idempotency_key"];
+    if (!k.is_null() && !k.is_string()) return send_error(res, 400, "bad_request", "idempotency_key must be a string");
+    if (k.is_string() && k.as_string().empty()) {
+      return send_error(res, 400, "bad_request", "idempotency key must not be empty");
+    }
+    if (k.is_string()) key = k.as_string();
+  }
+  const Value& input = body["input"];
+  const Value& config = body["config"];
+  const Value& callbacks = body["callbacks"];
+  if (!config.is_null() && !config.is_object()) return send_error(res, 400, "bad_request", "config must be an object");
+  if (!callbacks.is_null() && !callbacks.is_array()) {
+    return send_error(res, 400, "bad_request", "callbacks must be an array");
+  }
+
+  auto replay_or_conflict = [&](const RunRecord& existing) {
+    bool same = existing.workflow == definition && existing.workflow_id == workflow_id &&
+                existing.input == (input.is_null() ? Value::object() : input);
+    if (!same) return send_error(res, 409, "conflict", "idempotency key already used with different payload");
+    app.metrics.runs_idempotent_replays.fetch_add(1, std::memory_order_relaxed);
+    send_json(res, 200, Value::object({{"id", existing.id},
+                                       {"status", std::string(run_status_name(existing.status))},
+                                       {"idempotent_replay", true}}));
+  };
+  if (!key.empty()) {
+    auto existing = app.store->find_run_by_idempotency_key(key);
+    if (existing.ok()) return replay_or_conflict(*existing);
+  }
+
+  std::vector<ValidationIssue> issues = validate_workflow(definition);
+  if (!workflow_is_valid(issues)) {
+    Value err = Value::object({{"code", "bad_request"},
+                               {"message", "workflow has validation errors"},
+                               {"details", issues_json(issues)}});
+    return send_json(res, 400, Value::object({{"error", err}}));
+  }
+  auto wf = parse_workflow(definition);
+  if (!wf.ok()) return send_status(res, wf.status());
+
+  RunOptions options;
+  options.input = input.is_null() ? Value::object() : input;
+  options.config = config.is_null() ? Value::object() : config;
+  options.callbacks = callbacks;
+  options.idempotency_key = key;
+  options.workflow_id = workflow_id;
+  auto id = app.engine->start_run(*wf, std::move(options));
+  if (!id.ok()) {
+    if (id.status().code() == StatusCode::kAlreadyExists && !key.empty()) {
+      // Lost a race with an identical request: answer as its replay.
+      auto existing = app.store->find_run_by_idempotency_key(key);
+      if (existing.ok()) return replay_or_conflict(*existing);
+    }
+    return send_status(res, id.status());
+  }
+  app.metrics.runs_created.fetch_add(1, std::memory_order_relaxed);
+  send_json(res, 201, Value::object({{"id", *id}, {"status", "running"}, {"idempotent_replay", false}}));
+}
+
+}  // namespace orch::server

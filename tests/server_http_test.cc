@@ -1,0 +1,375 @@
+// SPDX-License-Identifier: MIT
+// The HTTP API over real loopback HTTP: routes, shapes, status codes, errors.
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include "catch.h"
+#include "support/server_fixture.h"
+
+using namespace std::chrono_literals;
+using orch::Value;
+using orch::testing::TestServer;
+
+namespace {
+
+Value body_of(const httplib::Result& r) {
+  REQUIRE(r);
+  auto v = orch::parse_json(r->body);
+  REQUIRE(v.ok());
+  return *v;
+}
+
+const char* kLinear = R"({"id": "linear", "name": "Linear",
+  "state_schema": {"log": {"type": "array", "reducer": "append"}, "n": {"type": "number", "reducer": "add"}},
+  "nodes": {"a": {"type": "transform", "updates": {"log": ["a"], "n": 1}},
+            "b": {"type": "transform", "updates": {"log": ["b"], "n": 2}}},
+  "edges": [["__start__", "a"], ["a", "b"], ["b", "__end__"]]})";
+
+const char* kPausing = R"({"id": "pausing",
+  "state_schema": {"log": {"type": "array", "reducer": "append"}, "approved": {}},
+  "nodes": {"a": {"type": "transform", "updates": {"log": ["a"]}},
+            "ask": {"type": "interrupt", "message": "ok?"},
+            "b": {"type": "transform", "updates": {"log": ["b"]}}},
+  "edges": [["__start__", "a"], ["a", "ask"], ["ask", "b"], ["b", "__end__"]]})";
+
+// Polls GET /runs/{id} until the run leaves "running" (a test helper only).
+Value wait_run(httplib::Client& c, const std::string& id) {
+  for (int i = 0; i < 1000; ++i) {
+    Value run = body_of(c.Get(("/runs/" + id).c_str()));
+    if (run["status"].as_string() != "running") return run;
+    std::this_thread::sleep_for(5ms);
+  }
+  FAIL("run did not stop");
+  return Value();
+}
+
+std::string create_workflow(httplib::Client& c, const char* def) {
+  auto r = c.Post("/workflows", def, "application/json");
+  REQUIRE(r);
+  REQUIRE(r->status == 201);
+  return body_of(r)["id"].as_string();
+}
+
+}  // namespace
+
+TEST_CASE("health, metrics, unknown paths and wrong methods", "[server]") {
+  TestServer server;
+  auto c = server.client();
+  auto h = c->Get("/health");
+  REQUIRE(h->status == 200);
+  Value health = body_of(h);
+  CHECK(health["status"].as_string() == "ok");
+  CHECK(health["draining"].as_bool() == false);
+
+  auto m = c->Get("/metrics");
+  REQUIRE(m->status == 200);
+  CHECK(m->get_header_value("Content-Type").find("text/plain") == 0);
+  CHECK(m->body.find("# HELP orch_http_requests_total") != std::string::npos);
+  CHECK(m->body.find("# TYPE orch_http_request_duration_seconds histogram") != std::string::npos);
+
+  auto nf = c->Get("/nope");
+  REQUIRE(nf->status == 404);
+  CHECK(body_of(nf)["error"]["code"].as_string() == "not_found");
+
+  auto wrong = c->Delete("/health");
+  REQUIRE(wrong->status == 405);
+  CHECK(wrong->get_header_value("Allow") == "GET");
+  CHECK(body_of(wrong)["error"]["code"].as_string() == "method_not_allowed");
+  CHECK(c->Put("/runs", "{}", "application/json")->status == 405);
+}
+
+TEST_CASE("bearer auth: constant answers, health and metrics stay open", "[server]") {
+  orch::server::ServerConfig config;
+  config.api_token = "s3cret";
+  TestServer server(config);
+  auto c = server.client();
+  CHECK(c->Get("/health")->status == 200);
+  CHECK(c->Get("/metrics")->status == 200);
+  auto denied = c->Get("/runs");
+  REQUIRE(denied->status == 401);
+  CHECK(body_of(denied)["error"]["code"].as_string() == "unauthorized");
+  CHECK(c->Get("/runs", {{"Authorization", "Bearer wrong"}})->status == 401);
+  CHECK(c->Get("/runs", {{"Authorization", "Bearer s3cret"}})->status == 200);
+  CHECK(c->Get("/runs", {{"Authorization", "bearer s3cret"}})->status == 200);
+}
+
+TEST_CASE("oversized bodies get 413, malformed ones 400", "[server]") {
+  orch::server::ServerConfig config;
+  config.max_body_bytes = 1024;
+  TestServer server(config);
+  auto c = server.client();
+  auto big = c->Post("/workflows", std::string(4096, ' '), "application/json");
+  REQUIRE(big);
+  CHECK(big->status == 413);
+  auto bad = c->Post("/workflows", "{nope", "application/json");
+  REQUIRE(bad->status == 400);
+  CHECK(body_of(bad)["error"]["message"].as_string().find("invalid JSON body") == 0);
+  auto arr = c->Post("/workflows", "[1]", "application/json");
+  REQUIRE(arr->status == 400);
+  CHECK(body_of(arr)["error"]["message"].as_string() == "body must be a JSON object");
+}
+
+TEST_CASE("workflow CRUD, validate, mermaid", "[server]") {
+  TestServer server;
+  auto c = server.client();
+  CHECK(create_workflow(*c, kLinear) == "linear");
+  auto dup = c->Post("/workflows", kLinear, "application/json");
+  CHECK(dup->status == 409);
+  Value got = body_of(c->Get("/workflows/linear"));
+  CHECK(got["name"].as_string() == "Linear");
+  CHECK(got["definition"]["nodes"]["a"]["type"].as_string() == "transform");
+  CHECK(body_of(c->Get("/workflows")).size() == 1);
+
+  // PUT keeps the name when it is omitted.
+  auto put = c->Put("/workflows/linear", R"({"definition_json": {"nodes": {}, "edges": []}, "version": 2})",
+                    "application/json");
+  REQUIRE(put->status == 200);
+  got = body_of(c->Get("/workflows/linear"));
+  CHECK(got["name"].as_string() == "Linear");
+  CHECK(got["version"].as_int() == 2);
+
+  Value v = body_of(c->Post("/workflows/linear/validate", "", "application/json"));
+  CHECK(v["valid"].as_bool() == false);
+  CHECK(v["mermaid"].as_string().rfind("graph TD", 0) == 0);
+
+  auto mm = c->Get("/workflows/linear/mermaid");
+  REQUIRE(mm->status == 200);
+  CHECK(mm->get_header_value("Content-Type").find("text/plain") == 0);
+  CHECK(c->Get("/workflows/missing/mermaid")->status == 404);
+  CHECK(c->Delete("/workflows/linear")->status == 200);
+  CHECK(c->Get("/workflows/linear")->status == 404);
+  CHECK(c->Delete("/workflows/linear")->status == 404);
+}
+
+TEST_CASE("runs from a stored workflow, inline, and legacy steps", "[server]") {
+  TestServer server;
+  auto c = server.client();
+  create_workflow(*c, kLinear);
+
+  auto r = c->Post("/workflows/linear/run", R"({"input": {"n": 10}})", "application/json");
+  REQUIRE(r->status == 201);
+  std::string id = body_of(r)["id"].as_string();
+  Value run = wait_run(*c, id);
+  CHECK(run["status"].as_string() == "completed");
+  CHECK(run["state_json"]["n"].as_int() == 13);
+  CHECK(run["workflow_id"].as_string() == "linear");
+  CHECK(run["checkpoint_count"].as_int() >= 3);
+
+  Value cps = body_of(c->Get(("/runs/" + id + "/checkpoints").c_str()));
+  REQUIRE(cps.size() >= 3);
+  std::string cp_id = (*cps.at(0))["id"].as_string();
+  CHECK(body_of(c->Get(("/runs/" + id + "/checkpoints/" + cp_id).c_str()))["version"].as_int() == 1);
+  CHECK(c->Get(("/runs/" + id + "/checkpoints/nope").c_str())->status == 404);
+  Value events = body_of(c->Get(("/runs/" + id + "/events").c_str()));
+  CHECK((*events.at(0))["kind"].as_string() == "run.started");
+
+  auto inline_run = c->Post("/runs", std::string(R"({"workflow": )") + kLinear + R"(, "input": {}})", "application/json");
+  REQUIRE(inline_run->status == 201);
+  CHECK(wait_run(*c, body_of(inline_run)["id"].as_string())["state_json"]["n"].as_int() == 3);
+
+  auto by_id = c->Post("/runs", R"({"workflow_id": "linear"})", "application/json");
+  REQUIRE(by_id->status == 201);
+  CHECK(c->Post("/runs", R"({"workflow_id": "missing"})", "application/json")->status == 404);
+
+  // Legacy steps have no worker here, so the run fails, but it runs.
+  auto legacy = c->Post("/runs", R"({"steps": [{"id": "s1", "prompt_template": "hi"}]})", "application/json");
+  REQUIRE(legacy->status == 201);
+  CHECK(wait_run(*c, body_of(legacy)["id"].as_string())["status"].as_string() == "failed");
+  auto bad_legacy = c->Post("/runs", R"({"steps": []})", "application/json");
+  REQUIRE(bad_legacy->status == 400);
+  CHECK(body_of(bad_legacy)["error"]["message"].as_string() == "steps array must not be empty");
+
+  auto invalid = c->Post("/runs", R"({"workflow": {"nodes": {"x": {}}, "edges": [["__start__", "y"]]}})", "application/json");
+  REQUIRE(invalid->status == 400);
+  CHECK(body_of(invalid)["error"]["details"].size() > 0);
+
+  Value list = body_of(c->Get("/runs?limit=2"));
+  CHECK(list["items"].size() == 2);
+  CHECK(list["has_more"].as_bool());
+  CHECK(list["next_offset"].as_int() == 2);
+  CHECK(c->Get("/runs?status=bogus")->status == 400);
+}
+
+TEST_CASE("idempotency keys replay or conflict", "[server]") {
+  TestServer server;
+  auto c = server.client();
+  create_workflow(*c, kLinear);
+  auto first = c->Post("/workflows/linear/run", {{"Idempotency-Key", "k1"}}, R"({"input": {"n": 1}})", "application/json");
+  REQUIRE(first->status == 201);
+  auto again = c->Post("/workflows/linear/run", {{"Idempotency-Key", "k1"}}, R"({"input": {"n": 1}})", "application/json");
+  REQUIRE(again->status == 200);
+  CHECK(body_of(again)["idempotent_replay"].as_bool());
+  CHECK(body_of(again)["id"] == body_of(first)["id"]);
+  auto conflict = c->Post("/workflows/linear/run", {{"Idempotency-Key", "k1"}}, R"({"input": {"n": 2}})", "application/json");
+  CHECK(conflict->status == 409);
+  auto body_key = c->Post("/runs", R"({"workflow_id": "linear", "idempotency_key": "k2"})", "application/json");
+  CHECK(body_key->status == 201);
+  CHECK(c->Post("/runs", R"({"workflow_id": "linear", "idempotency_key": ""})", "application/json")->status == 400);
+}
+
+TEST_CASE("drain blocks every way to start a run and shows in health", "[server]") {
+  TestServer server;
+  auto c = server.client();
+  create_workflow(*c, kLinear);
+  auto r = c->Post("/workflows/linear/run", "{}", "application/json");
+  std::string id = body_of(r)["id"].as_string();
+  wait_run(*c, id);
+  Value cps = body_of(c->Get(("/runs/" + id + "/checkpoints").c_str()));
+  REQUIRE(c->Post("/admin/drain", "", "application/json")->status == 200);
+  CHECK(body_of(c->Get("/health"))["draining"].as_bool());
+  CHECK(c->Post("/workflows/linear/run", "{}", "application/json")->status == 503);
+  CHECK(c->Post("/runs", R"({"workflow_id": "linear"})", "application/json")->status == 503);
+  std::string fork = std::string(R"({"checkpoint_id": ")") + (*cps.at(0))["id"].as_string() + "\"}";
+  CHECK(c->Post("/runs/fork", fork, "application/json")->status == 503);
+}
+
+TEST_CASE("interrupt, resume, fork, replay, cancel, retry and state over HTTP", "[server]") {
+  TestServer server;
+  auto c = server.client();
+  create_workflow(*c, kPausing);
+  std::string id = body_of(c->Post("/workflows/pausing/run", "{}", "application/json"))["id"].as_string();
+  Value paused = wait_run(*c, id);
+  REQUIRE(paused["status"].as_string() == "interrupted");
+
+  CHECK(c->Post(("/runs/" + id + "/retry").c_str(), "", "application/json")->status == 409);
+  auto inject = c->Post(("/runs/" + id + "/state").c_str(), R"({"updates": {"approved": "maybe"}})", "application/json");
+  REQUIRE(inject->status == 200);
+  CHECK(body_of(inject)["applied"].as_bool());
+  CHECK(c->Post(("/runs/" + id + "/state").c_str(), R"({"nope": 1})", "application/json")->status == 400);
+
+  auto resume = c->Post(("/runs/" + id + "/resume").c_str(), R"({"state_updates": {"approved": true}})", "application/json");
+  REQUIRE(resume->status == 200);
+  Value done = wait_run(*c, id);
+  CHECK(done["status"].as_string() == "completed");
+  CHECK(done["state_json"]["approved"].as_bool());
+  CHECK(done["state_json"]["log"].to_json() == R"(["a","b"])");
+  CHECK(c->Post(("/runs/" + id + "/resume").c_str(), "", "application/json")->status == 409);
+  CHECK(c->Post(("/runs/" + id + "/cancel").c_str(), "", "application/json")->status == 409);
+
+  // Fork from the first checkpoint: valid JSON, a new run that completes.
+  Value cps = body_of(c->Get(("/runs/" + id + "/checkpoints").c_str()));
+  std::string first_cp = (*cps.at(0))["id"].as_string();
+  auto fork = c->Post("/runs/fork", std::string(R"({"checkpoint_id": ")") + first_cp + R"(", "state_overrides": {"approved": "forked"}})",
+                      "application/json");
+  REQUIRE(fork->status == 201);
+  Value forked = body_of(fork);
+  CHECK(forked["forked_from_checkpoint"].as_string() == first_cp);
+  Value fork_paused = wait_run(*c, forked["id"].as_string());
+  CHECK(fork_paused["status"].as_string() == "interrupted");
+  CHECK(fork_paused["state_json"]["approved"].as_string() == "forked");
+
+  // Replay the finished run from its first checkpoint (history and events exist).
+  auto replay = c->Post(("/runs/" + id + "/replay").c_str(), std::string(R"({"checkpoint_id": ")") + first_cp + "\"}",
+                        "application/json");
+  REQUIRE(replay->status == 200);
+  CHECK(body_of(replay)["replayed_from_checkpoint"].as_string() == first_cp);
+  CHECK(wait_run(*c, id)["status"].as_string() == "interrupted");
+  CHECK(c->Post(("/runs/" + forked["id"].as_string() + "/replay").c_str(),
+                std::string(R"({"checkpoint_id": ")") + first_cp + "\"}", "application/json")->status == 400);
+
+  // Cancel the paused fork; then delete both runs with their history.
+  CHECK(c->Post(("/runs/" + forked["id"].as_string() + "/cancel").c_str(), "", "application/json")->status == 200);
+  CHECK(body_of(c->Get(("/runs/" + forked["id"].as_string()).c_str()))["status"].as_string() == "cancelled");
+  CHECK(c->Delete(("/runs/" + id).c_str())->status == 200);
+  CHECK(c->Get(("/runs/" + id).c_str())->status == 404);
+  CHECK(c->Get(("/runs/" + id + "/events").c_str())->status == 404);
+}
+
+TEST_CASE("SSE: a client reconnects with Last-Event-ID and gets every event exactly once", "[server][sse]") {
+  TestServer server;
+  auto c = server.client();
+  create_workflow(*c, kPausing);
+  std::string id = body_of(c->Post("/workflows/pausing/run", "{}", "application/json"))["id"].as_string();
+  wait_run(*c, id);  // paused: the stream stays open until the run ends
+
+  std::vector<int64_t> seen;
+  std::string buffer;
+  auto collect = [&](const char* data, size_t n) {
+    buffer.append(data, n);
+    size_t pos;
+    while ((pos = buffer.find("\n\n")) != std::string::npos) {
+      std::string frame = buffer.substr(0, pos);
+      buffer.erase(0, pos + 2);
+      if (frame.rfind("id: ", 0) == 0) seen.push_back(std::stoll(frame.substr(4)));
+    }
+    return seen.empty();  // disconnect after the first batch of events
+  };
+  auto first = c->Get(("/runs/" + id + "/stream").c_str(), collect);
+  REQUIRE(!seen.empty());
+  // Resume the run, then reconnect after the last event we saw.
+  REQUIRE(c->Post(("/runs/" + id + "/resume").c_str(), "", "application/json")->status == 200);
+  buffer.clear();
+  int64_t last = seen.back();
+  auto rest = c->Get(("/runs/" + id + "/stream").c_str(), {{"Last-Event-ID", std::to_string(last)}},
+                     [&](const char* data, size_t n) {
+                       buffer.append(data, n);
+                       size_t pos;
+                       while ((pos = buffer.find("\n\n")) != std::string::npos) {
+                         std::string frame = buffer.substr(0, pos);
+                         buffer.erase(0, pos + 2);
+                         if (frame.rfind("id: ", 0) == 0) seen.push_back(std::stoll(frame.substr(4)));
+                       }
+                       return true;
+                     });
+  REQUIRE(rest);
+  CHECK(rest->get_header_value("Content-Type") == "text/event-stream");
+  auto events = server.app().store->list_events(id, 0, 100000);
+  REQUIRE(events.ok());
+  REQUIRE(seen.size() == events->size());
+  for (size_t i = 0; i < seen.size(); ++i) CHECK(seen[i] == static_cast<int64_t>(i + 1));
+
+  // The JSON snapshot for clients that ask for JSON.
+  Value snap = body_of(c->Get(("/runs/" + id + "/stream?mode=values").c_str(), {{"Accept", "application/json"}}));
+  CHECK(snap["status"].as_string() == "completed");
+  CHECK(snap["stream_events"].size() >= 1);
+  CHECK(c->Get(("/runs/" + id + "/stream?mode=bogus").c_str())->status == 400);
+  CHECK(c->Get("/runs/nope/stream")->status == 404);
+}
+
+TEST_CASE("100 concurrent SSE clients while /health stays fast", "[server][sse]") {
+  orch::server::ServerConfig config;
+  config.http_threads = 120;
+  config.max_sse_clients = 100;
+  TestServer server(config);
+  auto c = server.client();
+  create_workflow(*c, kPausing);
+  std::string id = body_of(c->Post("/workflows/pausing/run", "{}", "application/json"))["id"].as_string();
+  wait_run(*c, id);
+  std::atomic<int> connected{0};
+  std::atomic<int> finished{0};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 100; ++i) {
+    clients.emplace_back([&] {
+      // httplib's listen backlog is small: a refused connect is retried.
+      bool counted = false;
+      for (int attempt = 0; attempt < 50 && !counted; ++attempt) {
+        httplib::Client sc("127.0.0.1", server.port());
+        sc.set_read_timeout(30, 0);
+        sc.Get(("/runs/" + id + "/stream").c_str(), [&](const char*, size_t) {
+          if (!counted) {
+            counted = true;
+            ++connected;
+          }
+          return true;
+        });
+        if (!counted) std::this_thread::sleep_for(20ms);
+      }
+      ++finished;
+    });
+    if (i % 10 == 9) std::this_thread::sleep_for(20ms);
+  }
+  for (int i = 0; i < 2000 && connected < 100; ++i) std::this_thread::sleep_for(5ms);
+  CHECK(connected == 100);
+  // One more stream is refused rather than starving the pool.
+  auto refused = c->Get(("/runs/" + id + "/stream").c_str());
+  REQUIRE(refused);
+  CHECK(refused->status == 503);
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 20; ++i) REQUIRE(c->Get("/health")->status == 200);
+  CHECK(std::chrono::steady_clock::now() - start < 2s);
+  REQUIRE(c->Post(("/runs/" + id + "/resume").c_str(), "", "application/json")->status == 200);
+  for (auto& t : clients) t.join();
+  CHECK(finished == 100);
+}
