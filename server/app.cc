@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "app.h"
 
+#include "callbacks.h"
+
 #include <filesystem>
 
 #if __has_include("orch/sqlite_store.h")
@@ -9,6 +11,12 @@
 #endif
 
 namespace orch::server {
+
+App::App() = default;
+App::~App() {
+  callbacks.reset();
+  if (engine && engine_subscription) engine->unsubscribe(engine_subscription);
+}
 
 Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_ptr<Dispatcher> dispatcher) {
   auto app = std::make_unique<App>();
@@ -46,6 +54,8 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
     }
     raw->hub.publish();
   });
+  app->callbacks = std::make_unique<CallbackSender>(*app);
+  app->callbacks->start();
   Status recovered = app->engine->recover();
   if (!recovered.ok()) return Status(recovered.code(), "resuming runs: " + recovered.message());
   return app;

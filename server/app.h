@@ -17,7 +17,11 @@
 
 namespace orch::server {
 
+class CallbackSender;
+
 struct App {
+  App();
+  ~App();  // stops the callback sender before the engine
   ServerConfig config;
   std::shared_ptr<Store> store;
   std::shared_ptr<Dispatcher> dispatcher;
@@ -28,6 +32,7 @@ struct App {
   std::atomic<bool> stopping{false};
   EventHub hub;
   uint64_t engine_subscription = 0;
+  std::unique_ptr<CallbackSender> callbacks;  // declared after engine: destroyed first
 };
 
 // Opens the store named by config.db (":memory:" or a SQLite file), the

@@ -34,6 +34,11 @@ int serve_command(const Args& args);
 // progress as nodes finish and the final state; exit 0 when it completed.
 int run_command(const Args& args);
 
+// NullBoiler installer modes: `orch --export-manifest` and
+// `orch --from-json '<object>'` (writes $ORCH_HOME/config.json).
+int export_manifest_command(const Args& args);
+int from_json_command(const Args& args);
+
 // The whole contents of `path` ("-" reads standard input), or nullopt with a
 // reason in `*error`.
 std::optional<std::string> read_file(const std::string& path, std::string* error);

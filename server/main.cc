@@ -46,6 +46,8 @@ int main(int argc, char** argv) {
     std::cout << "orch v" << orch::version() << "\n";
     return orch::cli::kExitOk;
   }
+  if (command == "--export-manifest") return orch::cli::export_manifest_command({});
+  if (command == "--from-json") return orch::cli::from_json_command(orch::cli::Args(argv + 2, argv + argc));
   if (command == "--help" || command == "-h" || command == "help") {
     print_usage(std::cout);
     return orch::cli::kExitOk;

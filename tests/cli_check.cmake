@@ -1,8 +1,8 @@
-# Runs the orch program with up to two arguments and checks its exit code and,
+# Runs the orch program with up to six arguments and checks its exit code and,
 # optionally, a piece of its standard output.
 #   cmake -DORCH=<program> [-DARG1=..] [-DARG2=..] -DEXPECT_RC=<n> [-DEXPECT_OUTPUT=<text>] -P cli_check.cmake
 set(args)
-foreach(a ARG1 ARG2)
+foreach(a ARG1 ARG2 ARG3 ARG4 ARG5 ARG6)
   if(DEFINED ${a})
     list(APPEND args "${${a}}")
   endif()

@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: MIT
+#include "callbacks.h"
+
+#include <httplib.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "orch/id.h"
+
+namespace orch::server {
+namespace {
+
+constexpr int kMaxAttempts = 4;
+
+bool wants(const Value& callback, const std::string& kind) {
+  const Value& events = callback["events"];
+  if (!events.is_array() || events.size() == 0) return true;
+  for (const Value& e : events.as_array()) {
+    if (e.is_string() && e.as_string() == kind) return true;
+  }
+  return false;
+}
+
+bool is_callback_event(const std::string& kind) {
+  return kind == "step.completed" || kind == "step.failed" || kind == "run.completed" || kind == "run.failed" ||
+         kind == "run.interrupted" || kind == "run.cancelled";
+}
+
+}  // namespace
+
+std::string sign_callback(const std::string& secret, const std::string& timestamp, const std::string& nonce,
+                          const std::string& body) {
+  std::string message = timestamp + "." + nonce + "." + body;
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac, &len);
+  static const char kHex[] = "0123456789abcdef";
+  std::string out = "v1=";
+  for (unsigned int i = 0; i < len; ++i) {
+    out.push_back(kHex[mac[i] >> 4]);
+    out.push_back(kHex[mac[i] & 0xf]);
+  }
+  return out;
+}
+
+CallbackSender::CallbackSender(App& app, size_t threads) : app_(app), thread_count_(threads) {}
+
+CallbackSender::~CallbackSender() {
+  if (subscription_) app_.engine->unsubscribe(subscription_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+void CallbackSender::start() {
+  for (size_t i = 0; i < thread_count_; ++i) threads_.emplace_back([this] { worker(); });
+  // Called under the run's lock: only queue the event here.
+  subscription_ = app_.engine->subscribe("", [this](const EventRecord& e) {
+    if (!is_callback_event(e.kind)) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    events_.push_back(e);
+    cv_.notify_one();
+  });
+}
+
+void CallbackSender::on_event(const EventRecord& e) {
+  auto run = app_.store->get_run(e.run_id);
+  if (!run.ok() || !run->callbacks.is_array()) return;
+  for (const Value& cb : run->callbacks.as_array()) {
+    if (!cb.is_object() || !cb["url"].is_string() || !wants(cb, e.kind)) continue;
+    Value body = Value::object({{"event", e.kind}, {"run_id", e.run_id}});
+    if (e.data["step_id"].is_string()) body.set("step_id", e.data["step_id"]);
+    body.set("timestamp_ms", static_cast<long long>(e.created_at_ms));
+    body.set("data", e.data);
+    enqueue(Delivery{cb["url"].as_string(), cb["headers"], cb["hmac_secret"].get_string(""), body.to_json(), 1});
+  }
+}
+
+void CallbackSender::enqueue(Delivery d) {
+  std::lock_guard<std::mutex> lock(mu_);
+  queue_.push_back(std::move(d));
+  cv_.notify_one();
+}
+
+void CallbackSender::worker() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    auto due = [this] { return !delayed_.empty() && delayed_.begin()->first <= std::chrono::steady_clock::now(); };
+    auto ready = [&] { return stop_ || !queue_.empty() || !events_.empty() || due(); };
+    if (delayed_.empty()) {
+      cv_.wait(lock, ready);
+    } else {
+      cv_.wait_until(lock, delayed_.begin()->first, ready);
+    }
+    if (stop_) return;
+    if (!events_.empty()) {
+      EventRecord e = std::move(events_.front());
+      events_.pop_front();
+      lock.unlock();
+      on_event(e);
+      lock.lock();
+      continue;
+    }
+    if (queue_.empty() && due()) {
+      queue_.push_back(std::move(delayed_.begin()->second));
+      delayed_.erase(delayed_.begin());
+    }
+    if (queue_.empty()) continue;
+    Delivery d = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    bool ok = send(d);
+    lock.lock();
+    if (ok) {
+      app_.metrics.callbacks_sent.fetch_add(1, std::memory_order_relaxed);
+    } else if (d.attempt < kMaxAttempts) {
+      // Back off 250 ms, 500 ms, 1 s, then try again.
+      auto when = std::chrono::steady_clock::now() + std::chrono::milliseconds(250 << (d.attempt - 1));
+      ++d.attempt;
+      delayed_.emplace(when, std::move(d));
+    } else {
+      app_.metrics.callbacks_failed.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+}
+
+bool CallbackSender::send(const Delivery& d) {
+  // Split "http://host:port/path" for httplib.
+  size_t scheme_end = d.url.find("://");
+  if (scheme_end == std::string::npos) return false;
+  size_t path_start = d.url.find('/', scheme_end + 3);
+  std::string origin = d.url.substr(0, path_start);
+  std::string path = path_start == std::string::npos ? "/" : d.url.substr(path_start);
+  httplib::Client client(origin);
+  client.set_tcp_nodelay(true);
+  client.set_connection_timeout(5, 0);
+  client.set_read_timeout(10, 0);
+  httplib::Headers headers;
+  if (d.headers.is_object()) {
+    for (const auto& [k, v] : d.headers.as_object()) {
+      if (v.is_string()) headers.emplace(k, v.as_string());
+    }
+  }
+  if (!d.secret.empty()) {
+    std::string ts = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch()).count());
+    std::string nonce = new_uuid();
+    std::string sig = sign_callback(d.secret, ts, nonce, d.body);
+    for (const char* prefix : {"X-Orch-", "X-NullBoiler-"}) {
+      headers.emplace(std::string(prefix) + "Timestamp", ts);
+      headers.emplace(std::string(prefix) + "Nonce", nonce);
+      headers.emplace(std::string(prefix) + "Signature", sig);
+    }
+  }
+  auto res = client.Post(path.c_str(), headers, d.body, "application/json");
+  return res && res->status >= 200 && res->status < 300;
+}
+
+}  // namespace orch::server
