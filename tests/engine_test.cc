@@ -504,3 +504,178 @@ TEST_CASE("a node of unknown type fails the run with a clear error", "[engine]")
   CHECK(r.status == RunStatus::kFailed);
   CHECK(r.error.find("unknown node type 'teleport'") != std::string::npos);
 }
+
+TEST_CASE("agent multi-turn: continues until done, with fresh state each turn", "[engine]") {
+  auto workers = std::make_shared<orch::InProcessWorkers>();
+  std::mutex mu;
+  std::vector<std::string> prompts;
+  std::vector<std::string> sessions;
+  workers->add("agent", {}, [&](const orch::WorkerRequest& req) {
+    std::lock_guard<std::mutex> lock(mu);
+    prompts.push_back(req.prompt);
+    sessions.push_back(req.session_id);
+    orch::WorkerReply reply;
+    int turn = req.turn;
+    reply.envelope = Value::object({{"state_updates", Value::object({{"turns", Value::array({turn})}})}});
+    if (turn == 3) reply.envelope.set("done", true);
+    reply.output = "turn " + std::to_string(turn);
+    return reply;
+  });
+  auto wf = make_workflow(R"({"state_schema": {"turns": {"type": "array", "reducer": "append"}},
+    "nodes": {"agent": {"type": "agent", "prompt_template": "start", "max_turns": 10,
+                        "continuation_prompt": "continue after {{state.turns}}"}},
+    "edges": [["__start__","agent"],["agent","__end__"]]})");
+  auto engine = make_engine(workers);
+  auto r = run_to_end(*engine, wf);
+  REQUIRE(r.status == RunStatus::kCompleted);
+  CHECK(prompts == std::vector<std::string>{"start", "continue after [1]", "continue after [2]"});
+  CHECK(sessions[0] == sessions[2]);
+  // Only the final turn's updates are applied (each turn's reply replaces the last).
+  CHECK(r.state["turns"].to_json() == "[3]");
+}
+
+TEST_CASE("send respects max_concurrency", "[engine]") {
+  std::atomic<int> in_flight{0}, peak{0};
+  auto wf = make_workflow(R"({"nodes": {
+      "fan": {"type": "send", "items_key": "state.items", "target_node": "work", "max_concurrency": 2},
+      "work": {}},
+    "edges": [["__start__","fan"],["fan","__end__"]]})",
+                          {{"work", [&](const NodeCall&) -> Result<NodeOutput> {
+                              int now = ++in_flight;
+                              int seen = peak.load();
+                              while (now > seen && !peak.compare_exchange_weak(seen, now)) {
+                              }
+                              std::this_thread::sleep_for(5ms);
+                              --in_flight;
+                              return NodeOutput(Value::object());
+                            }}});
+  auto engine = make_engine();
+  auto r = run_to_end(*engine, wf, json(R"({"items":[1,2,3,4,5,6,7,8]})"));
+  REQUIRE(r.status == RunStatus::kCompleted);
+  CHECK(peak <= 2);
+  CHECK(r.state["send_results"].size() == 8);
+}
+
+TEST_CASE("per-run interrupt_before / interrupt_after in config", "[engine]") {
+  auto wf = make_workflow(std::string(R"({)") + kTraceSchema + R"(,
+    "nodes": {"a": {}, "b": {}}, "edges": [["__start__","a"],["a","b"],["b","__end__"]]})",
+                          {{"a", tracer("a")}, {"b", tracer("b")}});
+  auto engine = make_engine();
+  orch::RunOptions opts;
+  opts.config = json(R"({"interrupt_after": ["a"]})");
+  auto id = *engine->start_run(wf, opts);
+  auto paused = engine->wait(id, 10s);
+  REQUIRE(paused->status == RunStatus::kInterrupted);
+  CHECK(trace_of(*paused) == std::vector<std::string>{"a"});
+  REQUIRE(engine->resume_run(id, Value()).ok());
+  CHECK(engine->wait(id, 10s)->status == RunStatus::kCompleted);
+  opts.config = json(R"({"interrupt_before": ["nope"]})");
+  CHECK(engine->start_run(wf, opts).status().code() == orch::StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("state injection: immediately, and after a named node", "[engine]") {
+  auto wf = make_workflow(std::string(R"({)") + kTraceSchema + R"(,
+    "interrupt_before": ["b"],
+    "nodes": {"a": {}, "b": {}, "c": {}}, "edges": [["__start__","a"],["a","b"],["b","c"],["c","__end__"]]})",
+                          {{"a", tracer("a")}, {"b", tracer("b")}, {"c", [](const NodeCall& call) -> Result<NodeOutput> {
+                              return NodeOutput(Value::object({{"trace", Value::array({"c saw " + call.state["note"].get_string("-")})}}));
+                            }}});
+  auto engine = make_engine();
+  auto id = *engine->start_run(wf, {});
+  REQUIRE(engine->wait(id, 10s)->status == RunStatus::kInterrupted);
+  REQUIRE(engine->inject_state(id, json(R"({"trace": ["injected"]})"), "").ok());
+  CHECK(trace_of(*engine->get_run(id)) == std::vector<std::string>{"a", "injected"});
+  REQUIRE(engine->inject_state(id, json(R"({"note": "after b"})"), "b").ok());
+  CHECK(engine->inject_state(id, json(R"({"x": 1})"), "nope").code() == orch::StatusCode::kInvalidArgument);
+  REQUIRE(engine->resume_run(id, Value()).ok());
+  auto r = engine->wait(id, 10s);
+  REQUIRE(r->status == RunStatus::kCompleted);
+  CHECK(trace_of(*r) == std::vector<std::string>{"a", "injected", "b", "c saw after b"});
+}
+
+TEST_CASE("fork keeps route results and goto; overrides go through reducers", "[engine]") {
+  auto wf = make_workflow(R"({"state_schema": {"trace": {"type": "array", "reducer": "append"}, "kind": {}},
+    "interrupt_after": ["pick"],
+    "nodes": {"r": {"type": "route", "input": "state.kind", "routes": {"x": "pick", "y": "other"}},
+              "pick": {}, "other": {}, "special": {}, "after": {}},
+    "edges": [["__start__","r"],["r:x","pick"],["r:y","other"],["pick","after"],["other","after"],
+              ["special","after"],["after","__end__"]]})",
+                     {{"pick", [](const NodeCall&) -> Result<NodeOutput> {
+                         NodeOutput out(Value::object({{"trace", Value::array({"pick"})}}));
+                         out.goto_nodes = {"special"};
+                         return out;
+                       }},
+                      {"other", tracer("other")}, {"special", tracer("special")}, {"after", tracer("after")}});
+  auto engine = make_engine();
+  orch::RunOptions opts;
+  opts.input = json(R"({"kind": "x"})");
+  auto id = *engine->start_run(wf, opts);
+  auto paused = engine->wait(id, 10s);
+  REQUIRE(paused->status == RunStatus::kInterrupted);
+  auto cps = engine->store()->list_checkpoints(id);
+  REQUIRE(cps.ok());
+  const orch::Checkpoint& after_pick = cps->back();
+  CHECK(after_pick.metadata["route_results"]["r"].as_string() == "x");
+  auto fork = engine->fork_run(after_pick.id, json(R"({"trace": ["forked"]})"));
+  REQUIRE(fork.ok());
+  auto f = engine->wait(*fork, 10s);
+  REQUIRE(f->status == RunStatus::kCompleted);
+  CHECK(trace_of(*f) == std::vector<std::string>{"pick", "forked", "special", "after"});
+  CHECK(f->forked_from_run_id == id);
+  CHECK(f->input["kind"].as_string() == "x");
+  // The original is untouched by the fork.
+  CHECK(engine->get_run(id)->status == RunStatus::kInterrupted);
+}
+
+TEST_CASE("replay from an earlier checkpoint re-runs later nodes and drops later history", "[engine]") {
+  std::atomic<int> b_runs{0};
+  auto wf = make_workflow(std::string(R"({)") + kTraceSchema + R"(,
+    "nodes": {"a": {}, "b": {}}, "edges": [["__start__","a"],["a","b"],["b","__end__"]]})",
+                          {{"a", tracer("a")}, {"b", [&](const NodeCall&) -> Result<NodeOutput> {
+                              ++b_runs;
+                              return NodeOutput(Value::object({{"trace", Value::array({"b"})}}));
+                            }}});
+  auto engine = make_engine();
+  auto r = run_to_end(*engine, wf);
+  REQUIRE(r.status == RunStatus::kCompleted);
+  auto cps = *engine->store()->list_checkpoints(r.id);
+  REQUIRE(cps.size() == 4);  // __init__, a, b, __end__
+  REQUIRE(engine->replay_run(r.id, cps[1].id).ok());
+  auto again = engine->wait(r.id, 10s);
+  REQUIRE(again->status == RunStatus::kCompleted);
+  CHECK(b_runs == 2);
+  CHECK(trace_of(*again) == std::vector<std::string>{"a", "b"});
+  auto after = *engine->store()->list_checkpoints(r.id);
+  CHECK(after.size() == 4);
+  for (size_t i = 1; i < after.size(); ++i) CHECK(after[i].version > after[i - 1].version);
+  CHECK(engine->replay_run(r.id, "not-a-checkpoint").code() == orch::StatusCode::kNotFound);
+}
+
+TEST_CASE("goto __end__ finishes the run; goto to an unknown node fails it", "[engine]") {
+  auto jump = [](std::string target) {
+    return [target](const NodeCall&) -> Result<NodeOutput> {
+      NodeOutput out(Value::object());
+      out.goto_nodes = {target};
+      return out;
+    };
+  };
+  auto wf = make_workflow(R"({"nodes": {"a": {}, "b": {}}, "edges": [["__start__","a"],["a","b"],["b","__end__"]]})",
+                          {{"a", jump("__end__")}, {"b", tracer("b")}});
+  auto engine = make_engine();
+  auto r = run_to_end(*engine, wf);
+  CHECK(r.status == RunStatus::kCompleted);
+  CHECK(r.state.find("trace") == nullptr);
+  auto bad = make_workflow(R"({"nodes": {"a": {}}, "edges": [["__start__","a"],["a","__end__"]]})", {{"a", jump("ghost")}});
+  auto f = run_to_end(*engine, bad);
+  CHECK(f.status == RunStatus::kFailed);
+  CHECK(f.error.find("unknown node 'ghost'") != std::string::npos);
+}
+
+TEST_CASE("a mismatched reducer type fails the run cleanly", "[engine]") {
+  auto wf = make_workflow(R"({"state_schema": {"n": {"type": "number", "reducer": "add"}},
+    "nodes": {"t": {"type": "transform", "updates": {"n": "three"}}}, "edges": [["__start__","t"],["t","__end__"]]})");
+  auto engine = make_engine();
+  auto r = run_to_end(*engine, wf);
+  CHECK(r.status == RunStatus::kFailed);
+  CHECK(r.error.find("state key 'n'") != std::string::npos);
+}

@@ -186,6 +186,55 @@ class ORCH_EXPORT Store {
   virtual Status delete_workflow(const std::string& id) = 0;
 };
 
+// Forwards every call to another Store. Derive from it to change only part of
+// a store's behaviour (count calls, add caching, inject faults in tests).
+class ORCH_EXPORT StoreWrapper : public Store {
+ public:
+  explicit StoreWrapper(std::shared_ptr<Store> target) : target_(std::move(target)) {}
+  Store& target() const { return *target_; }
+
+  Status create_run(const RunRecord& run) override { return target_->create_run(run); }
+  Status update_run(const RunRecord& run) override { return target_->update_run(run); }
+  Result<RunRecord> get_run(const std::string& id) override { return target_->get_run(id); }
+  Result<RunRecord> find_run_by_idempotency_key(const std::string& key) override {
+    return target_->find_run_by_idempotency_key(key);
+  }
+  Result<std::vector<RunRecord>> list_runs(const RunFilter& f) override { return target_->list_runs(f); }
+  Status delete_run(const std::string& id) override { return target_->delete_run(id); }
+  Status claim_run(const std::string& id, const std::string& owner, int64_t lease_ms) override {
+    return target_->claim_run(id, owner, lease_ms);
+  }
+  Status commit_checkpoint(const Checkpoint& cp, const RunRecord& run, bool sync) override {
+    return target_->commit_checkpoint(cp, run, sync);
+  }
+  Result<Checkpoint> get_checkpoint(const std::string& id) override { return target_->get_checkpoint(id); }
+  Result<Checkpoint> latest_checkpoint(const std::string& run) override { return target_->latest_checkpoint(run); }
+  Result<std::vector<Checkpoint>> list_checkpoints(const std::string& run) override {
+    return target_->list_checkpoints(run);
+  }
+  Status truncate_checkpoints(const std::string& run, int64_t version) override {
+    return target_->truncate_checkpoints(run, version);
+  }
+  Status put_pending_write(const PendingWrite& w) override { return target_->put_pending_write(w); }
+  Result<std::vector<PendingWrite>> list_pending_writes(const std::string& run) override {
+    return target_->list_pending_writes(run);
+  }
+  Status put_step(const StepRecord& step) override { return target_->put_step(step); }
+  Result<StepRecord> get_step(const std::string& id) override { return target_->get_step(id); }
+  Result<std::vector<StepRecord>> list_steps(const std::string& run) override { return target_->list_steps(run); }
+  Result<int64_t> append_event(EventRecord e) override { return target_->append_event(std::move(e)); }
+  Result<std::vector<EventRecord>> list_events(const std::string& run, int64_t after, size_t limit) override {
+    return target_->list_events(run, after, limit);
+  }
+  Status put_workflow(const WorkflowRecord& w, bool create_only) override { return target_->put_workflow(w, create_only); }
+  Result<WorkflowRecord> get_workflow(const std::string& id) override { return target_->get_workflow(id); }
+  Result<std::vector<WorkflowRecord>> list_workflows() override { return target_->list_workflows(); }
+  Status delete_workflow(const std::string& id) override { return target_->delete_workflow(id); }
+
+ private:
+  std::shared_ptr<Store> target_;
+};
+
 // A thread-safe in-memory Store. Nothing survives the process.
 ORCH_EXPORT std::shared_ptr<Store> new_memory_store();
 
