@@ -106,7 +106,8 @@ void EngineImpl::notify_status_change() {
   wait_cv_.notify_all();
 }
 
-Status EngineImpl::commit(RunContext& ctx, const std::string& step_id, bool force) {
+Status EngineImpl::commit(RunContext& ctx, const std::string& step_id, bool force,
+                          std::vector<std::string> ran) {
   Checkpoint cp;
   cp.id = new_uuid();
   cp.run_id = ctx.record.id;
@@ -114,7 +115,7 @@ Status EngineImpl::commit(RunContext& ctx, const std::string& step_id, bool forc
   cp.step_id = step_id;
   cp.version = ++ctx.version;
   cp.state = ctx.state;
-  cp.completed_nodes = ctx.scheduler->completed_names();
+  cp.completed_nodes = std::move(ran);
   cp.created_at_ms = options_.clock->now_ms();
   Value meta = Value::object();
   if (ctx.scheduler->route_results().size() > 0) meta.set("route_results", ctx.scheduler->route_results());
@@ -310,7 +311,7 @@ void EngineImpl::advance(const std::shared_ptr<RunContext>& ctx) {
     Scheduler& s = *c.scheduler;
     if (!s.has_ready() && !s.release_deferred()) {
       if (s.end_reached()) {
-        (void)commit(c, std::string(kEndNode), true);
+        (void)commit(c, std::string(kEndNode), true, {std::string(kEndNode)});
         finish_run(c, RunStatus::kCompleted, "");
       } else {
         std::vector<std::string> waiting = s.waiting_nodes();
@@ -322,7 +323,9 @@ void EngineImpl::advance(const std::shared_ptr<RunContext>& ctx) {
       }
       return;
     }
-    if (c.version >= c.recursion_limit) {
+    // Superstep k (1-based) runs while the newest checkpoint has version k
+    // (__init__ is version 1), so `limit` supersteps are allowed.
+    if (c.version > c.recursion_limit) {
       finish_run(c, RunStatus::kFailed,
                  "recursion limit of " + std::to_string(c.recursion_limit) + " supersteps reached");
       return;
@@ -429,9 +432,11 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
   bool interrupt = false;
   std::string interrupt_node;
   std::string step_names;
+  std::vector<std::string> ran;
   for (NodeTask& t : c.tasks) {
     const std::string& name = g.name(t.vertex);
     step_names += (step_names.empty() ? "" : ",") + name;
+    ran.push_back(name);
     Value node_updates = Value::object();
     for (const Value& u : t.outcome.updates) {
       Status st = apply_updates(&state, u, &wf);
@@ -485,7 +490,7 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
     }
   }
   c.tasks.clear();
-  Status st = commit(c, step_names, interrupt);
+  Status st = commit(c, step_names, interrupt, std::move(ran));
   if (!st.ok()) {
     finish_run(c, RunStatus::kFailed, "checkpoint failed: " + st.message());
     return;

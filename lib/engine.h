@@ -51,7 +51,8 @@ class EngineImpl final : public orch::Engine {
   void complete_task(const std::shared_ptr<RunContext>& ctx, size_t index, NodeOutcome outcome, bool record);
   void finish_superstep(const std::shared_ptr<RunContext>& ctx);
   void apply_injections(RunContext& c, const std::string& node);
-  Status commit(RunContext& ctx, const std::string& step_id, bool force);
+  // Writes a checkpoint; `ran` are the nodes of the superstep it closes.
+  Status commit(RunContext& ctx, const std::string& step_id, bool force, std::vector<std::string> ran = {});
   void finish_run(RunContext& ctx, RunStatus status, const std::string& error);
   void pause_run(RunContext& ctx, const std::string& reason, const std::string& node);
   void evict_later(RunContext& ctx);

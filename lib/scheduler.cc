@@ -37,7 +37,6 @@ void Scheduler::make_ready(int v) {
 std::vector<int> Scheduler::take_ready() {
   std::vector<int> out(ready_.begin(), ready_.end());  // vertex order = definition order
   ready_.clear();
-  for (int v : out) completed_.insert(v);
   return out;
 }
 
@@ -114,13 +113,6 @@ std::vector<std::string> Scheduler::waiting_nodes() const {
   return out;
 }
 
-std::vector<std::string> Scheduler::completed_names() const {
-  std::vector<std::string> out;
-  for (int v : completed_) out.push_back(graph_->name(v));
-  if (end_reached_) out.emplace_back(kEndNode);
-  return out;
-}
-
 namespace {
 Value names_of(const CompiledGraph& g, const std::set<int>& vs) {
   Value out = Value::array();
@@ -141,26 +133,41 @@ Result<std::set<int>> vertices_of(const CompiledGraph& g, const Value& names) {
 }  // namespace
 
 Value Scheduler::to_value() const {
-  return Value::object({{"edges", edges_},
+  Value fired = Value::array();
+  Value dead = Value::array();
+  for (size_t e = 0; e < edges_.size(); ++e) {
+    if (edges_[e] == kFired) fired.push_back(e);
+    if (edges_[e] == kDead) dead.push_back(e);
+  }
+  return Value::object({{"edge_count", graph_->edges().size()},
+                        {"fired", fired},
+                        {"dead", dead},
                         {"ready", names_of(*graph_, ready_)},
                         {"parked", names_of(*graph_, parked_)},
                         {"passed_before", names_of(*graph_, passed_before_)},
-                        {"completed", names_of(*graph_, completed_)},
                         {"route_results", route_results_},
                         {"end_reached", end_reached_}});
 }
 
 Result<Scheduler> Scheduler::from_value(std::shared_ptr<const CompiledGraph> graph, const Value& v) {
   Scheduler s(graph);
-  const Value& edges = v["edges"];
-  if (!edges.is_string() || edges.as_string().size() != s.edges_.size()) {
+  if (v["edge_count"].get_int(-1) != static_cast<int64_t>(s.edges_.size())) {
     return Status::invalid_argument("checkpoint scheduler state does not match the workflow");
   }
-  s.edges_ = edges.as_string();
+  for (auto [key, state] : {std::pair{"fired", kFired}, std::pair{"dead", kDead}}) {
+    const Value& list = v[key];
+    if (!list.is_array()) continue;
+    for (const Value& e : list.as_array()) {
+      int64_t i = e.get_int(-1);
+      if (i < 0 || i >= static_cast<int64_t>(s.edges_.size())) {
+        return Status::invalid_argument("checkpoint scheduler state names edge " + e.to_json());
+      }
+      s.edges_[static_cast<size_t>(i)] = state;
+    }
+  }
   ORCH_ASSIGN_OR_RETURN(s.ready_, vertices_of(*graph, v["ready"]));
   ORCH_ASSIGN_OR_RETURN(s.parked_, vertices_of(*graph, v["parked"]));
   ORCH_ASSIGN_OR_RETURN(s.passed_before_, vertices_of(*graph, v["passed_before"]));
-  ORCH_ASSIGN_OR_RETURN(s.completed_, vertices_of(*graph, v["completed"]));
   s.end_reached_ = v["end_reached"].get_bool(false);
   if (v["route_results"].is_object()) s.route_results_ = v["route_results"];
   return s;

@@ -11,8 +11,10 @@
 // runs or is skipped, so a loop can trigger it again. Deferred nodes that
 // become ready are parked until nothing else is ready or running.
 //
-// The whole state serializes to a Value stored in each checkpoint, so a run
-// resumes, forks or replays exactly where it was (goto choices included).
+// The whole state serializes to a small Value stored in each checkpoint (only
+// edges that are not pending are listed), so a run resumes, forks or replays
+// exactly where it was (goto choices included) at a cost independent of the
+// run's length.
 //
 // Not thread-safe: owned by one run, used under its lock.
 #pragma once
@@ -62,7 +64,6 @@ class Scheduler {
   void restore_ready(const std::vector<int>& nodes);
 
   const Value& route_results() const { return route_results_; }
-  std::vector<std::string> completed_names() const;
 
   Value to_value() const;
   // REQUIRES: `v` came from to_value() for the same graph.
@@ -80,7 +81,6 @@ class Scheduler {
   std::set<int> ready_;
   std::set<int> parked_;         // deferred nodes waiting for quiet
   std::set<int> passed_before_;  // interrupt_before already fired for this arrival
-  std::set<int> completed_;      // every node that ran at least once
   Value route_results_ = Value::object();
   bool end_reached_ = false;
 };

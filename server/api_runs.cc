@@ -241,14 +241,21 @@ void list_checkpoints(App& app, const httplib::Request&, httplib::Response& res,
   auto cps = app.store->list_checkpoints(r.id);
   if (!cps.ok()) return send_status(res, cps.status());
   Value list = Value::array();
-  for (const Checkpoint& cp : *cps) list.push_back(checkpoint_json(cp));
+  auto completed = cumulative_completed(*cps);
+  for (size_t i = 0; i < cps->size(); ++i) list.push_back(checkpoint_json((*cps)[i], completed[i]));
   send_json(res, 200, list);
 }
 
 void get_checkpoint(App& app, const httplib::Request&, httplib::Response& res, const Params& p) {
   auto cp = app.store->get_checkpoint(p[1]);
   if (!cp.ok() || cp->run_id != p[0]) return send_error(res, 404, "not_found", "checkpoint not found");
-  send_json(res, 200, checkpoint_json(*cp));
+  auto all = app.store->list_checkpoints(p[0]);
+  if (!all.ok()) return send_status(res, all.status());
+  auto completed = cumulative_completed(*all);
+  for (size_t i = 0; i < all->size(); ++i) {
+    if ((*all)[i].id == cp->id) return send_json(res, 200, checkpoint_json(*cp, completed[i]));
+  }
+  send_error(res, 404, "not_found", "checkpoint not found");
 }
 
 }  // namespace

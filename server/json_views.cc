@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "json_views.h"
 
+#include <algorithm>
+
 namespace orch::server {
 namespace {
 void set_if(Value* o, const char* key, const std::string& v) {
@@ -69,12 +71,24 @@ Value step_json(const StepRecord& s) {
   return o;
 }
 
-Value checkpoint_json(const Checkpoint& cp) {
+std::vector<std::vector<std::string>> cumulative_completed(const std::vector<Checkpoint>& cps) {
+  std::vector<std::vector<std::string>> out;
+  std::vector<std::string> so_far;
+  for (const Checkpoint& cp : cps) {
+    for (const std::string& n : cp.completed_nodes) {
+      if (std::find(so_far.begin(), so_far.end(), n) == so_far.end()) so_far.push_back(n);
+    }
+    out.push_back(so_far);
+  }
+  return out;
+}
+
+Value checkpoint_json(const Checkpoint& cp, const std::vector<std::string>& completed_nodes) {
   Value o = Value::object({{"id", cp.id}, {"run_id", cp.run_id}, {"step_id", cp.step_id}});
   set_if(&o, "parent_id", cp.parent_id);
   o.set("state", cp.state);
   Value completed = Value::array();
-  for (const std::string& n : cp.completed_nodes) completed.push_back(n);
+  for (const std::string& n : completed_nodes) completed.push_back(n);
   o.set("completed_nodes", std::move(completed));
   o.set("version", static_cast<long long>(cp.version));
   // The engine's scheduler state is internal; show NullBoiler's metadata keys.

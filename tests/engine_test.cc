@@ -83,6 +83,8 @@ TEST_CASE("exceeding the recursion limit fails the run with a clear error", "[en
   auto r = run_to_end(*engine, wf, Value::object(), json(R"({"recursion_limit": 7})"));
   CHECK(r.status == RunStatus::kFailed);
   CHECK(r.error.find("recursion limit of 7") != std::string::npos);
+  // Exactly `limit` supersteps ran: a, b, a, b, a, b, a.
+  CHECK(engine->store()->list_checkpoints(r.id)->size() == 8);
 }
 
 TEST_CASE("a graph where nothing can become ready fails naming the stuck nodes", "[engine]") {
@@ -486,8 +488,8 @@ TEST_CASE("__meta and __config are visible to nodes", "[engine][state]") {
   auto engine = make_engine();
   auto r = run_to_end(*engine, wf, Value::object(), json(R"({"tone": "warm", "recursion_limit": 10})"));
   REQUIRE(r.status == RunStatus::kCompleted);
-  CHECK(meta["step"].as_int() == 3);  // __init__ is version 1, a's superstep 2, b's 3
-  CHECK(meta["remaining_steps"].as_int() == 7);
+  CHECK(meta["step"].as_int() == 2);  // a runs in superstep 1, b in superstep 2
+  CHECK(meta["remaining_steps"].as_int() == 8);
   CHECK(meta["is_last_step"].as_bool() == false);
   CHECK(meta["run_id"].as_string() == r.id);
   CHECK(meta["node_name"].as_string() == "b");

@@ -67,6 +67,8 @@ struct Checkpoint {
   std::string step_id;             // "__init__", the node(s) of the superstep, "__end__", ...
   int64_t version = 0;             // superstep counter; strictly increasing per run
   Value state;
+  // The nodes the superstep closed by this checkpoint ran (not cumulative, so a
+  // checkpoint's size does not grow with the run; the API accumulates them).
   std::vector<std::string> completed_nodes;
   Value metadata = Value::object();  // route_results, workflow_version, scheduler state
   int64_t created_at_ms = 0;

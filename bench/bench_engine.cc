@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: MIT
+//
+// Engine benchmarks: one JSON line per configuration on stdout.
+//   chain   N distinct in-process nodes in a line (items: append, total: add)
+//   fanout  a send node over N items to an in-process node, then a join node
+//   loop    a two-node loop (agent <-> tool shape) for N steps
+// Each configuration runs once to warm up, then `--reps` times (default 5),
+// reporting median/min/max wall milliseconds, microseconds per node, the bytes
+// the store holds for the run's checkpoints, and the process's peak RSS.
+//
+//   bench_engine [--scenario chain|fanout|loop|all] [--store memory|sqlite] [--reps N]
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "orch/orch.h"
+#if __has_include("orch/sqlite_store.h")
+#include "orch/sqlite_store.h"
+#define ORCH_BENCH_SQLITE 1
+#endif
+
+namespace {
+
+using orch::NodeCall;
+using orch::NodeOutput;
+using orch::Result;
+using orch::Value;
+
+struct Config {
+  std::string scenario;
+  int n = 0;
+  std::string store = "memory";
+  std::string durability = "sync";
+};
+
+std::shared_ptr<orch::Workflow> chain(int n) {
+  std::string nodes, edges = R"(["__start__","n0"])";
+  for (int i = 0; i < n; ++i) {
+    nodes += (i ? "," : "") + std::string("\"n") + std::to_string(i) + "\":{}";
+    if (i > 0) edges += ",[\"n" + std::to_string(i - 1) + "\",\"n" + std::to_string(i) + "\"]";
+  }
+  edges += ",[\"n" + std::to_string(n - 1) + "\",\"__end__\"]";
+  auto parsed = orch::parse_workflow_json(
+      R"({"state_schema":{"items":{"type":"array","reducer":"append"},"total":{"type":"number","reducer":"add"}},"nodes":{)" +
+      nodes + "},\"edges\":[" + edges + "]}");
+  auto wf = std::make_shared<orch::Workflow>(**parsed);
+  for (auto& node : wf->nodes) {
+    std::string name = node.name;
+    Value update = Value::object({{"items", Value::array({name})}, {"total", 1}});
+    node.function = [update](const NodeCall&) -> Result<NodeOutput> { return NodeOutput(update); };
+  }
+  wf->reindex();
+  return wf;
+}
+
+std::shared_ptr<orch::Workflow> fanout() {
+  auto parsed = orch::parse_workflow_json(R"({
+    "state_schema": {"items": {"type": "array"}, "results": {"type": "array", "reducer": "append"}},
+    "nodes": {"fan": {"type": "send", "items_key": "state.items", "target_node": "work", "output_key": "sent"},
+              "work": {}, "join": {"type": "transform", "updates": {"joined": true}}},
+    "edges": [["__start__","fan"],["fan","join"],["join","__end__"]]})");
+  auto wf = std::make_shared<orch::Workflow>(**parsed);
+  wf->nodes[static_cast<size_t>(wf->node_index("work"))].function = [](const NodeCall& call) -> Result<NodeOutput> {
+    return NodeOutput(Value::object({{"results", Value::array({*call.item})}}));
+  };
+  wf->reindex();
+  return wf;
+}
+
+std::shared_ptr<orch::Workflow> loop(int n) {
+  auto parsed = orch::parse_workflow_json(R"({
+    "state_schema": {"log": {"type": "array", "reducer": "append"}, "steps": {"type": "number", "reducer": "add"}},
+    "nodes": {"agent": {}, "tool": {},
+              "more": {"type": "route", "input": "state.done", "routes": {"true": "__end__", "false": "tool"}, "default": "false"}},
+    "edges": [["__start__","agent"],["agent","more"],["more:false","tool"],["tool","agent"],["more:true","__end__"]],
+    "recursion_limit": 100000})");
+  auto wf = std::make_shared<orch::Workflow>(**parsed);
+  wf->nodes[static_cast<size_t>(wf->node_index("agent"))].function = [n](const NodeCall& call) -> Result<NodeOutput> {
+    int64_t steps = call.state["steps"].get_int(0) + 1;
+    return NodeOutput(Value::object({{"log", Value::array({"agent"})}, {"steps", 1}, {"done", steps * 2 >= n}}));
+  };
+  wf->nodes[static_cast<size_t>(wf->node_index("tool"))].function = [](const NodeCall&) -> Result<NodeOutput> {
+    return NodeOutput(Value::object({{"log", Value::array({"tool"})}, {"steps", 1}}));
+  };
+  wf->reindex();
+  return wf;
+}
+
+std::shared_ptr<orch::Store> open_store(const Config& c, const std::string& path) {
+  if (c.store == "memory") return orch::new_memory_store();
+#ifdef ORCH_BENCH_SQLITE
+  std::filesystem::remove(path);
+  std::filesystem::remove(path + "-wal");
+  std::filesystem::remove(path + "-shm");
+  auto s = orch::open_sqlite_store(path);
+  if (s.ok()) return *s;
+#endif
+  (void)path;
+  return nullptr;
+}
+
+int64_t checkpoint_bytes(orch::Store& store, const std::string& run_id, const std::string& path, const Config& c) {
+#ifdef ORCH_BENCH_SQLITE
+  if (c.store == "sqlite") {
+    auto bytes = orch::sqlite_checkpoint_bytes(store, run_id);
+    if (bytes.ok()) return *bytes;
+  }
+#endif
+  (void)path;
+  (void)c;
+  // Memory store: the JSON size of every checkpoint's state (what a naive store writes).
+  int64_t total = 0;
+  auto cps = store.list_checkpoints(run_id);
+  if (cps.ok()) {
+    for (const auto& cp : *cps) total += static_cast<int64_t>(cp.state.to_json().size());
+  }
+  return total;
+}
+
+long peak_rss_kb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss;
+}
+
+void run_config(const Config& c, int reps) {
+  std::shared_ptr<orch::Workflow> wf;
+  Value input = Value::object();
+  int64_t nodes = c.n;
+  if (c.scenario == "chain") {
+    wf = chain(c.n);
+  } else if (c.scenario == "fanout") {
+    wf = fanout();
+    Value items = Value::array();
+    for (int i = 0; i < c.n; ++i) items.push_back(i);
+    input.set("items", items);
+    nodes = c.n + 2;
+  } else {
+    wf = loop(c.n);
+  }
+  std::string path = "/tmp/orch-bench-" + c.scenario + ".db";
+  std::vector<double> ms;
+  int64_t bytes = 0;
+  for (int rep = 0; rep <= reps; ++rep) {
+    auto store = open_store(c, path);
+    if (!store) {
+      std::printf("{\"scenario\":\"%s\",\"store\":\"%s\",\"skipped\":\"store not available\"}\n", c.scenario.c_str(), c.store.c_str());
+      return;
+    }
+    orch::EngineOptions options;
+    options.store = store;
+    options.threads = 2;
+    options.durability = c.durability == "full" ? orch::Durability::kFull
+                         : c.durability == "exit" ? orch::Durability::kExit
+                                                  : orch::Durability::kSync;
+    auto engine = orch::Engine::open(options);
+    orch::RunOptions run;
+    run.input = input;
+    auto start = std::chrono::steady_clock::now();
+    auto id = (*engine)->start_run(wf, run);
+    auto done = (*engine)->wait(*id, std::chrono::minutes(10));
+    double elapsed = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    if (!done.ok() || done->status != orch::RunStatus::kCompleted) {
+      std::printf("{\"scenario\":\"%s\",\"n\":%d,\"error\":\"run did not complete\"}\n", c.scenario.c_str(), c.n);
+      return;
+    }
+    if (rep > 0) ms.push_back(elapsed);  // rep 0 is the warm-up
+    bytes = checkpoint_bytes(*store, *id, path, c);
+  }
+  std::sort(ms.begin(), ms.end());
+  double median = ms[ms.size() / 2];
+  std::printf(
+      "{\"scenario\":\"%s\",\"n\":%d,\"store\":\"%s\",\"durability\":\"%s\",\"reps\":%d,\"median_ms\":%.3f,"
+      "\"min_ms\":%.3f,\"max_ms\":%.3f,\"us_per_node\":%.3f,\"checkpoint_bytes\":%lld,\"peak_rss_kb\":%ld}\n",
+      c.scenario.c_str(), c.n, c.store.c_str(), c.durability.c_str(), reps, median, ms.front(), ms.back(),
+      median * 1000.0 / static_cast<double>(nodes), static_cast<long long>(bytes), peak_rss_kb());
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string scenario = "all";
+  std::string store = "all";
+  int reps = 5;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string flag = argv[i];
+    if (flag == "--scenario") scenario = argv[i + 1];
+    else if (flag == "--store") store = argv[i + 1];
+    else if (flag == "--reps") reps = std::max(1, std::atoi(argv[i + 1]));
+  }
+  std::vector<Config> configs;
+  for (int n : {10, 100, 1000}) {
+    configs.push_back({"chain", n, "memory", "sync"});
+    configs.push_back({"chain", n, "sqlite", "sync"});
+    configs.push_back({"chain", n, "sqlite", "full"});
+  }
+  for (int n : {100, 1000, 10000}) configs.push_back({"fanout", n, "memory", "sync"});
+  configs.push_back({"loop", 1000, "memory", "sync"});
+  configs.push_back({"loop", 1000, "sqlite", "sync"});
+  for (const Config& c : configs) {
+    if (scenario != "all" && c.scenario != scenario) continue;
+    if (store != "all" && c.store != store) continue;
+    run_config(c, reps);
+  }
+  return 0;
+}

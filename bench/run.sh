@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every benchmark and writes bench/results.jsonl (one JSON object per line).
+#   bench/run.sh            # release build in build-bench/, all scenarios
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DORCH_BUILD_TESTS=OFF >/dev/null
+cmake --build build-bench -j "$(nproc)" --target bench_engine orch_cli
+out=bench/results.jsonl
+: > "$out.tmp"
+build-bench/bench/bench_engine "$@" | tee -a "$out.tmp"
+if [ -x bench/bench_server.sh ]; then bench/bench_server.sh build-bench | tee -a "$out.tmp"; fi
+mv "$out.tmp" "$out"
+echo "wrote $out" >&2
