@@ -8,6 +8,9 @@
 #include <rapidjson/memorystream.h>
 #include <rapidjson/reader.h>
 
+#include <algorithm>
+#include <charconv>
+#include <cstring>
 #include <cmath>
 #include <limits>
 
@@ -27,9 +30,41 @@ class ValueBuilder {
   bool Int64(int64_t i) { return add(Value(static_cast<long long>(i))); }
   bool Uint64(uint64_t u) { return add(Value(static_cast<unsigned long long>(u))); }
   bool Double(double d) { return add(Value(d)); }
-  bool RawNumber(const char*, rapidjson::SizeType, bool) { return false; }  // not enabled
-  bool String(const char* s, rapidjson::SizeType n, bool) { return add(Value(std::string(s, n))); }
+  // Numbers arrive as validated text (kParseNumbersAsStringsFlag) and are
+  // converted with std::from_chars: exact int64s, correctly rounded doubles,
+  // and none of RapidJSON 1.1's full-precision strtod (which has undefined
+  // behaviour on inputs like "0E92").
+  bool RawNumber(const char* s, rapidjson::SizeType n, bool) {
+    const char* end = s + n;
+    bool integral = std::find_if(s, end, [](char c) { return c == '.' || c == 'e' || c == 'E'; }) == end;
+    if (integral) {
+      int64_t i = 0;
+      auto r = std::from_chars(s, end, i);
+      if (r.ec == std::errc() && r.ptr == end) return add(Value(static_cast<long long>(i)));
+      // Too big for int64: fall through to a double.
+    }
+    double d = 0;
+    auto r = std::from_chars(s, end, d);
+    if (r.ec == std::errc::result_out_of_range) {
+      // Underflow (a negative exponent) is zero; overflow cannot be held.
+      const char* e = std::find_if(s, end, [](char c) { return c == 'e' || c == 'E'; });
+      if (e == end || e + 1 == end || e[1] != '-') {
+        error_ = "number too big for a double";
+        return false;
+      }
+      d = *s == '-' ? -0.0 : 0.0;
+    } else if (r.ec != std::errc() || r.ptr != end) {
+      error_ = "invalid number";
+      return false;
+    }
+    return add(Value(d));
+  }
+  bool String(const char* s, rapidjson::SizeType n, bool) {
+    if (!valid_text(s, n)) return false;
+    return add(Value(std::string(s, n)));
+  }
   bool Key(const char* s, rapidjson::SizeType n, bool) {
+    if (!valid_text(s, n)) return false;
     stack_.back().key.assign(s, n);
     return true;
   }
@@ -39,6 +74,7 @@ class ValueBuilder {
   bool EndArray(rapidjson::SizeType) { return pop(); }
 
   bool too_deep() const { return too_deep_; }
+  const std::string& error() const { return error_; }
   Value take_root() { return std::move(root_); }
 
  private:
@@ -48,6 +84,21 @@ class ValueBuilder {
     Object object;
     std::string key;
   };
+
+  // RapidJSON 1.1 decodes a lone "\udc00" escape into a UTF-8 encoded
+  // surrogate (ED B0..BF xx), which is not valid UTF-8; reject it.
+  bool valid_text(const char* s, size_t n) {
+    const char* p = s;
+    const char* end = s + n;
+    while ((p = static_cast<const char*>(std::memchr(p, '\xED', static_cast<size_t>(end - p)))) != nullptr) {
+      if (p + 1 < end && (static_cast<unsigned char>(p[1]) & 0xE0) == 0xA0) {
+        error_ = "invalid \\u escape: unpaired UTF-16 surrogate";
+        return false;
+      }
+      ++p;
+    }
+    return true;
+  }
 
   bool push(bool is_object) {
     if (stack_.size() >= max_depth_) {
@@ -79,6 +130,7 @@ class ValueBuilder {
 
   size_t max_depth_;
   bool too_deep_ = false;
+  std::string error_;
   std::vector<Frame> stack_;
   Value root_;
 };
@@ -165,7 +217,7 @@ std::string Value::to_json() const {
 
 Result<Value> parse_json(std::string_view text, const ParseOptions& options, size_t* error_offset) {
   constexpr unsigned kFlags = rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag |
-                              rapidjson::kParseFullPrecisionFlag;
+                              rapidjson::kParseNumbersAsStringsFlag;
   rapidjson::MemoryStream stream(text.data(), text.size());
   rapidjson::Reader reader;
   ValueBuilder builder(options.max_depth);
@@ -174,9 +226,9 @@ Result<Value> parse_json(std::string_view text, const ParseOptions& options, siz
 
   size_t offset = result.Offset();
   if (error_offset != nullptr) *error_offset = offset;
-  std::string why = builder.too_deep()
-                        ? fmt::format("nesting deeper than {} levels", options.max_depth)
-                        : std::string(rapidjson::GetParseError_En(result.Code()));
+  std::string why = builder.too_deep()             ? fmt::format("nesting deeper than {} levels", options.max_depth)
+                    : !builder.error().empty() ? builder.error()
+                                               : std::string(rapidjson::GetParseError_En(result.Code()));
   return Status::invalid_argument(fmt::format("invalid JSON at byte {}: {}", offset, why));
 }
 

@@ -11,6 +11,7 @@ PACKAGES=(
   rapidjson-dev libfmt-dev catch2
   libmosquitto-dev mosquitto libhiredis-dev redis-server
   curl ca-certificates
+  clang libclang-rt-14-dev
 )
 
 missing=()
@@ -20,18 +21,39 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
-fi
+install_debian_packages() {
+  echo "bootstrap: installing ${missing[*]}" >&2
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts the brokers as system services on install; the tests start their
+  # own instances on free loopback ports, so the system ones are not needed.
+  if command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable --now mosquitto redis-server >/dev/null 2>&1 || true
+  fi
+}
 
-echo "bootstrap: installing ${missing[*]}" >&2
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# Debian starts the brokers as system services on install; the tests start their
-# own instances on free loopback ports, so the system ones are not needed.
-if command -v systemctl >/dev/null 2>&1; then
-  $SUDO systemctl disable --now mosquitto redis-server >/dev/null 2>&1 || true
+# The A2A interop test drives an agent built with the official A2A JavaScript
+# SDK (tests/interop/package.json), installed into .cache/a2a-sdk. Without
+# node/npm, or offline, that test is skipped with a message.
+install_a2a_sdk() {
+  command -v npm >/dev/null 2>&1 || return 0
+  local root sdk_dir
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  sdk_dir="$root/.cache/a2a-sdk"
+  if [ -f "$sdk_dir/node_modules/@a2a-js/sdk/package.json" ] &&
+     cmp -s "$root/tests/interop/package.json" "$sdk_dir/package.json"; then
+    return 0
+  fi
+  mkdir -p "$sdk_dir"
+  cp "$root/tests/interop/package.json" "$sdk_dir/package.json"
+  npm install --prefix "$sdk_dir" --no-audit --no-fund --silent >/dev/null 2>&1 ||
+    echo "bootstrap: could not install the A2A SDK; the A2A interop test will be skipped" >&2
+}
+
+if [ ${#missing[@]} -ne 0 ]; then
+  install_debian_packages
 fi
+install_a2a_sdk

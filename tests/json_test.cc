@@ -75,6 +75,9 @@ TEST_CASE("invalid UTF-8 is rejected with its offset", "[json]") {
   CHECK(offset >= 3);
   CHECK_FALSE(parse_json("\"\xc3\"").ok());        // truncated sequence
   CHECK_FALSE(parse_json("\"\xed\xa0\x80\"").ok());  // UTF-16 surrogate encoded in UTF-8
+  CHECK_FALSE(parse_json(R"("\ude00")").ok());          // unpaired low surrogate escape
+  CHECK_FALSE(parse_json(R"({"\ud800x": 1})").ok());    // unpaired high surrogate in a key
+  CHECK(parse_json(R"("\ud83d\ude00")")->as_string() == "\xf0\x9f\x98\x80");
 }
 
 TEST_CASE("deep nesting is an error, never a stack overflow", "[json]") {
@@ -101,4 +104,20 @@ TEST_CASE("duplicate keys: last wins at the first position", "[json]") {
 
 TEST_CASE("whitespace around the document is allowed", "[json]") {
   CHECK(parse_json(" \n\t{\"a\" : [ 1 , 2 ] }\r\n ")->to_json() == "{\"a\":[1,2]}");
+}
+
+TEST_CASE("number edge cases parse exactly and safely", "[json]") {
+  CHECK(parse_json("0E92")->as_double() == 0.0);
+  CHECK(parse_json("-0.0")->is_double());
+  CHECK(parse_json("1e-400")->as_double() == 0.0);
+  CHECK(parse_json("4.9e-324")->as_double() > 0.0);  // the smallest denormal survives
+  CHECK(parse_json("2.2250738585072014e-308")->as_double() == 2.2250738585072014e-308);
+  CHECK(parse_json("0.1")->as_double() == 0.1);
+  CHECK(parse_json("123456789012345678901234567890")->is_double());
+  auto big = parse_json("[1e400]");
+  REQUIRE_FALSE(big.ok());
+  CHECK(big.status().message().find("oo big") != std::string::npos);
+  CHECK_FALSE(parse_json("-").ok());
+  CHECK_FALSE(parse_json("1.").ok());
+  CHECK_FALSE(parse_json("+1").ok());
 }
