@@ -26,10 +26,6 @@ void drain(App& app, const httplib::Request&, httplib::Response& res, const Para
   send_json(res, 200, Value::object({{"status", "draining"}}));
 }
 
-void tracker_disabled(App&, const httplib::Request&, httplib::Response& res, const Params&) {
-  send_error(res, 404, "tracker_disabled", "pull-mode tracker is not configured");
-}
-
 void agent_event(App& app, const httplib::Request& req, httplib::Response& res, const Params& p) {
   Value parsed;
   if (!read_json_object(req, res, &parsed)) return;
@@ -64,11 +60,6 @@ std::vector<Route> ops_routes() {
       {"GET", "/health", health},
       {"GET", "/metrics", metrics},
       {"POST", "/admin/drain", drain},
-      {"GET", "/tracker/status", tracker_disabled},
-      {"GET", "/tracker/tasks", tracker_disabled},
-      {"GET", "/tracker/tasks/{}", tracker_disabled},
-      {"GET", "/tracker/stats", tracker_disabled},
-      {"POST", "/tracker/refresh", tracker_disabled},
       {"POST", "/internal/agent-events/{}/{}", agent_event},
   };
 }
