@@ -8,7 +8,7 @@ Scheduler::Scheduler(std::shared_ptr<const CompiledGraph> graph)
 
 void Scheduler::start() {
   // Conditions on __start__'s edges are meaningless; they all fire.
-  for (int e : graph_->out_edges(kStartVertex)) edges_[static_cast<size_t>(e)] = kFired;
+  for (int e : graph_->out_edges(kStartVertex)) set_edge(e, kFired);
   settle();
 }
 
@@ -17,7 +17,12 @@ void Scheduler::reset_in_edges(int v) {
 }
 
 void Scheduler::kill_out_edges(int v) {
-  for (int e : graph_->out_edges(v)) edges_[static_cast<size_t>(e)] = kDead;
+  for (int e : graph_->out_edges(v)) set_edge(e, kDead);
+}
+
+void Scheduler::set_edge(int e, EdgeState state) {
+  edges_[static_cast<size_t>(e)] = state;
+  touched_.push_back(graph_->edges()[static_cast<size_t>(e)].target);
 }
 
 void Scheduler::make_ready(int v) {
@@ -50,41 +55,37 @@ void Scheduler::node_finished(int v, const std::string* route, const std::vector
   for (int e : graph_->out_edges(v)) {
     const GraphEdge& edge = graph_->edges()[static_cast<size_t>(e)];
     bool fires = !edge.condition || (route != nullptr && *edge.condition == *route);
-    edges_[static_cast<size_t>(e)] = fires ? kFired : kDead;
+    set_edge(e, fires ? kFired : kDead);
   }
 }
 
+// Only vertices with an in-edge that changed since the last settle can become
+// ready or skipped, so settle works through that list (and what skipping adds
+// to it) instead of scanning the whole graph every superstep.
 void Scheduler::settle() {
-  bool changed = true;
-  while (changed) {
-    changed = false;
-    for (int v = 1; v < static_cast<int>(graph_->vertex_count()); ++v) {
-      if (ready_.count(v) || parked_.count(v)) continue;
-      const auto& in = graph_->in_edges(v);
-      if (in.empty()) continue;
-      bool back_fired = false, any_forward = false, forward_pending = false, forward_fired = false;
-      for (int e : in) {
-        const GraphEdge& edge = graph_->edges()[static_cast<size_t>(e)];
-        char s = edges_[static_cast<size_t>(e)];
-        if (edge.back) {
-          back_fired = back_fired || s == kFired;
-          continue;
-        }
-        any_forward = true;
-        forward_pending = forward_pending || s == kPending;
-        forward_fired = forward_fired || s == kFired;
+  while (!touched_.empty()) {
+    int v = touched_.back();
+    touched_.pop_back();
+    if (v == kStartVertex || ready_.count(v) || parked_.count(v)) continue;
+    const auto& in = graph_->in_edges(v);
+    bool back_fired = false, any_forward = false, forward_pending = false, forward_fired = false;
+    for (int e : in) {
+      const GraphEdge& edge = graph_->edges()[static_cast<size_t>(e)];
+      char s = edges_[static_cast<size_t>(e)];
+      if (edge.back) {
+        back_fired = back_fired || s == kFired;
+        continue;
       }
-      if (back_fired || (any_forward && !forward_pending && forward_fired)) {
-        make_ready(v);
-        changed = true;
-      } else if (any_forward && !forward_pending && !forward_fired) {
-        // Every forward in-edge is dead: skip the node and let the death spread.
-        bool had_non_pending = false;
-        for (int e : in) had_non_pending = had_non_pending || edges_[static_cast<size_t>(e)] != kPending;
-        reset_in_edges(v);
-        kill_out_edges(v);
-        changed = had_non_pending;
-      }
+      any_forward = true;
+      forward_pending = forward_pending || s == kPending;
+      forward_fired = forward_fired || s == kFired;
+    }
+    if (back_fired || (any_forward && !forward_pending && forward_fired)) {
+      make_ready(v);
+    } else if (any_forward && !forward_pending && !forward_fired) {
+      // Every forward in-edge is dead: skip the node and let the death spread.
+      reset_in_edges(v);
+      kill_out_edges(v);
     }
   }
 }
@@ -162,7 +163,7 @@ Result<Scheduler> Scheduler::from_value(std::shared_ptr<const CompiledGraph> gra
       if (i < 0 || i >= static_cast<int64_t>(s.edges_.size())) {
         return Status::invalid_argument("checkpoint scheduler state names edge " + e.to_json());
       }
-      s.edges_[static_cast<size_t>(i)] = state;
+      s.set_edge(static_cast<int>(i), state);
     }
   }
   ORCH_ASSIGN_OR_RETURN(s.ready_, vertices_of(*graph, v["ready"]));

@@ -75,12 +75,14 @@ class Scheduler {
   void reset_in_edges(int v);
   void kill_out_edges(int v);
   void make_ready(int v);
+  void set_edge(int e, EdgeState state);  // also queues the edge's target for settle()
 
   std::shared_ptr<const CompiledGraph> graph_;
   std::string edges_;            // one EdgeState per edge
   std::set<int> ready_;
   std::set<int> parked_;         // deferred nodes waiting for quiet
   std::set<int> passed_before_;  // interrupt_before already fired for this arrival
+  std::vector<int> touched_;     // vertices whose in-edges changed since settle()
   Value route_results_ = Value::object();
   bool end_reached_ = false;
 };
