@@ -245,6 +245,7 @@ Result<std::string> EngineImpl::start_run_internal(std::shared_ptr<const Workflo
 
   ctx->scheduler = std::make_unique<Scheduler>(compiled->graph);
   ORCH_RETURN_IF_ERROR(options_.store->create_run(r));
+  (void)options_.store->claim_run(r.id, options_.owner_id, options_.lease_ms);
   {
     std::lock_guard<std::mutex> runs_lock(runs_mu_);
     runs_[r.id] = ctx;
@@ -804,6 +805,8 @@ Result<std::shared_ptr<RunContext>> EngineImpl::load_context(const std::string& 
     ORCH_ASSIGN_OR_RETURN(compiled, compile(workflow));
   }
   ORCH_ASSIGN_OR_RETURN(Checkpoint cp, options_.store->latest_checkpoint(run_id));
+  // Another engine on a shared database may own the run (SPEC.md §11).
+  ORCH_RETURN_IF_ERROR(options_.store->claim_run(run_id, options_.owner_id, options_.lease_ms));
   auto ctx = std::make_shared<RunContext>();
   ctx->record = r;
   ctx->compiled = compiled;

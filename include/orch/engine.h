@@ -57,8 +57,11 @@ struct EngineOptions {
   Durability durability = Durability::kSync;
   // Resolves subgraph workflow ids. Default: the Store's workflows.
   std::function<Result<std::shared_ptr<const Workflow>>(const std::string& id)> workflow_resolver;
-  // Identifies this engine as the owner of the runs it claims.
+  // Identifies this engine as the owner of the runs it claims (Store::claim_run)
+  // when it starts or loads a run. Default: a random id.
   std::string owner_id;
+  // Lease length asked for when claiming a run.
+  int64_t lease_ms = 60000;
 };
 
 // Options of one run.
