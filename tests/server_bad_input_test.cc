@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: MIT
+// Table-driven bad input for the HTTP API: each case gets its status and a
+// message saying what is wrong, and the server answers /health after each.
+#include <string>
+#include <vector>
+
+#include "catch.h"
+#include "support/server_fixture.h"
+
+using orch::Value;
+
+namespace {
+
+struct Case {
+  const char* method;
+  std::string path;
+  std::string body;
+  int status;
+  std::string message_part;  // must appear in error.message ("" = any)
+};
+
+const char* kWorkflow = R"({"id": "w", "nodes": {"t": {"type": "transform", "updates": {"a": 1}}},
+  "edges": [["__start__", "t"], ["t", "__end__"]]})";
+
+}  // namespace
+
+TEST_CASE("bad input table", "[server][reliability]") {
+  orch::server::ServerConfig config;
+  config.max_body_bytes = 64 * 1024;
+  orch::testing::TestServer server(config);
+  auto c = server.client();
+  REQUIRE(c->Post("/workflows", kWorkflow, "application/json")->status == 201);
+
+  std::string deep = std::string(2000, '[') + std::string(2000, ']');
+  std::string deep_object = "{\"input\": " + std::string(1000, '[') + std::string(1000, ']') + "}";
+  const std::vector<Case> cases = {
+      {"POST", "/runs", "{", 400, "invalid JSON body"},
+      {"POST", "/runs", "[]", 400, "body must be a JSON object"},
+      {"POST", "/runs", "\"str\"", 400, "body must be a JSON object"},
+      {"POST", "/runs", "{}", 400, "missing required field"},
+      {"POST", "/runs", R"({"workflow": 5})", 400, "workflow must be an object"},
+      {"POST", "/runs", R"({"workflow_id": 5})", 400, "workflow_id must be a non-empty string"},
+      {"POST", "/runs", R"({"workflow_id": "w", "steps": []})", 400, "only one of"},
+      {"POST", "/runs", R"({"workflow_id": "nope"})", 404, "workflow not found"},
+      {"POST", "/runs", R"({"workflow_id": "w", "config": []})", 400, "config must be an object"},
+      {"POST", "/runs", R"({"workflow_id": "w", "callbacks": {}})", 400, "callbacks must be an array"},
+      {"POST", "/runs", R"({"workflow_id": "w", "idempotency_key": 7})", 400, "idempotency_key must be a string"},
+      {"POST", "/runs", R"({"workflow_id": "w", "config": {"recursion_limit": 0}})", 400, "recursion_limit"},
+      {"POST", "/runs", R"({"workflow_id": "w", "config": {"durability": "sometimes"}})", 400, "durability"},
+      {"POST", "/runs", R"({"workflow_id": "w", "config": {"interrupt_before": ["ghost"]}})", 400, "unknown node"},
+      {"POST", "/runs", R"({"steps": "x"})", 400, "steps must be an array"},
+      {"POST", "/runs", R"({"steps": [{"id": "a"}, {"id": "a"}]})", 400, "duplicate step id"},
+      {"POST", "/runs", R"({"steps": [{"id": "a", "depends_on": ["b"]}]})", 400, "unknown step id"},
+      {"POST", "/runs", R"({"workflow": {"nodes": {"x": {"type": "teleport"}}, "edges": [["__start__","x"],["x","__end__"]]}})", 400,
+       "validation errors"},
+      {"POST", "/runs", deep, 400, "nesting deeper"},
+      {"POST", "/runs", deep_object, 400, "nesting deeper"},
+      {"POST", "/runs", "{\"workflow_id\": \"w\", \"input\": \"\xff\xfe\"}", 400, "invalid JSON body"},
+      {"POST", "/runs", std::string(100 * 1024, ' '), 413, "size limit"},
+      {"GET", "/runs/nope", "", 404, "run not found"},
+      {"GET", "/runs/nope/steps", "", 404, "run not found"},
+      {"GET", "/runs/nope/steps/x", "", 404, "step not found"},
+      {"GET", "/runs/nope/checkpoints", "", 404, "run not found"},
+      {"GET", "/runs/nope/checkpoints/x", "", 404, "checkpoint not found"},
+      {"GET", "/runs/nope/events", "", 404, "run not found"},
+      {"POST", "/runs/nope/cancel", "", 404, "run not found"},
+      {"POST", "/runs/nope/retry", "", 404, "run not found"},
+      {"POST", "/runs/nope/resume", "", 404, "run not found"},
+      {"POST", "/runs/nope/state", R"({"updates": {}})", 404, "run not found"},
+      {"POST", "/runs/nope/replay", R"({"checkpoint_id": "x"})", 404, "checkpoint not found"},
+      {"POST", "/runs/nope/replay", R"({})", 400, "missing required field"},
+      {"POST", "/runs/fork", R"({})", 400, "missing required field: checkpoint_id"},
+      {"POST", "/runs/fork", R"({"checkpoint_id": 5})", 400, "missing required field: checkpoint_id"},
+      {"POST", "/runs/fork", R"({"checkpoint_id": "x"})", 404, "checkpoint not found"},
+      {"GET", "/runs?limit=abc", "", 200, ""},
+      {"GET", "/runs?status=weird", "", 400, "unknown status"},
+      {"POST", "/workflows", R"({"id": 5})", 400, "id must be a non-empty string"},
+      {"POST", "/workflows", R"({"definition_json": "{nope"})", 400, "definition_json is not valid JSON"},
+      {"POST", "/workflows", R"({"definition_json": [1]})", 400, "must be a JSON object"},
+      {"POST", "/workflows", kWorkflow, 409, "already exists"},
+      {"GET", "/workflows/nope", "", 404, "workflow not found"},
+      {"PUT", "/workflows/nope", "{}", 404, "workflow not found"},
+      {"PUT", "/workflows/w", "[", 400, "invalid JSON body"},
+      {"DELETE", "/workflows/nope", "", 404, "workflow not found"},
+      {"POST", "/workflows/nope/run", "{}", 404, "workflow not found"},
+      {"POST", "/workflows/w/run", "not json", 400, "invalid JSON body"},
+      {"POST", "/workflows/nope/validate", "", 404, "workflow not found"},
+      {"GET", "/runs/x/stream?mode=nonsense", "", 404, "run not found"},
+      {"PATCH", "/runs", "{}", 405, "not allowed"},
+      {"DELETE", "/health", "", 405, "not allowed"},
+      {"GET", "/no/such/route", "", 404, "endpoint not found"},
+      {"POST", "/internal/agent-events/nope/s", "{}", 404, "run not found"},
+      {"POST", "/internal/agent-events/nope/s", "[", 400, "invalid JSON body"},
+  };
+  for (const Case& k : cases) {
+    INFO(k.method << " " << k.path << " " << k.body.substr(0, 80));
+    std::string m = k.method;
+    httplib::Result r = m == "GET"     ? c->Get(k.path.c_str())
+                        : m == "POST"  ? c->Post(k.path.c_str(), k.body, "application/json")
+                        : m == "PUT"   ? c->Put(k.path.c_str(), k.body, "application/json")
+                        : m == "PATCH" ? c->Patch(k.path.c_str(), k.body, "application/json")
+                                       : c->Delete(k.path.c_str());
+    REQUIRE(r);
+    CHECK(r->status == k.status);
+    if (k.status >= 400) {
+      auto body = orch::parse_json(r->body);
+      REQUIRE(body.ok());
+      const Value& message = (*body)["error"]["message"];
+      REQUIRE(message.is_string());
+      CHECK(message.as_string().find(k.message_part) != std::string::npos);
+    }
+    REQUIRE(c->Get("/health")->status == 200);
+  }
+
+  // Huge headers are refused, and the server keeps answering.
+  httplib::Headers huge = {{"X-Big", std::string(64 * 1024, 'a')}};
+  auto big = c->Get("/health", huge);
+  if (big) CHECK(big->status >= 400);
+  auto fresh = server.client();
+  CHECK(fresh->Get("/health")->status == 200);
+}
