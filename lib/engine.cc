@@ -297,10 +297,26 @@ Status EngineImpl::configure(RunContext& ctx) {
 void EngineImpl::schedule_advance(const std::shared_ptr<RunContext>& ctx) {
   uint64_t gen = ctx->generation;
   asio::post(pool_, [this, ctx, gen] {
-    std::lock_guard<std::mutex> lock(ctx->mu);
-    if (ctx->generation != gen) return;
-    advance(ctx);
+    locked_then_drain(ctx, [&] {
+      if (ctx->generation == gen) advance(ctx);
+    });
   });
+}
+
+void EngineImpl::locked_then_drain(const std::shared_ptr<RunContext>& ctx, const std::function<void()>& body) {
+  std::unique_lock<std::mutex> lock(ctx->mu);
+  const bool outer = !ctx->draining;
+  ctx->draining = true;
+  body();
+  if (!outer) return;
+  while (!ctx->inline_work.empty()) {
+    std::vector<std::function<void()>> work;
+    work.swap(ctx->inline_work);
+    lock.unlock();
+    for (auto& job : work) job();
+    lock.lock();
+  }
+  ctx->draining = false;
 }
 
 // Starts supersteps until one has to wait for work, or the run stops.

@@ -46,6 +46,10 @@ class EngineImpl final : public orch::Engine {
   std::shared_ptr<const CompiledWorkflow> forget_context(const std::string& run_id);
   std::shared_ptr<RunContext> find_context(const std::string& run_id);
   void schedule_advance(const std::shared_ptr<RunContext>& ctx);
+  // Runs `body` under the run's lock; then, if this is the outermost such scope
+  // on the run, runs the in-process calls `body` queued, without the lock (and
+  // whatever their completions queue in turn). Only engine pool threads use it.
+  void locked_then_drain(const std::shared_ptr<RunContext>& ctx, const std::function<void()>& body);
   void advance(const std::shared_ptr<RunContext>& ctx);
   void start_superstep(const std::shared_ptr<RunContext>& ctx, const std::vector<int>& ready);
   void complete_task(const std::shared_ptr<RunContext>& ctx, size_t index, NodeOutcome outcome, bool record);

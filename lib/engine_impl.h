@@ -7,6 +7,7 @@
 
 #include <asio/thread_pool.hpp>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -86,6 +87,10 @@ struct RunContext {
   // Durability "exit": the newest checkpoint, written only at pause or end.
   std::optional<Checkpoint> unsaved_checkpoint;
   uint64_t next_token = 1;
+  // In-process node calls queued to run on the current engine thread once it
+  // drops the lock (see EngineImpl::locked_then_drain), instead of a thread hop.
+  bool draining = false;
+  std::vector<std::function<void()>> inline_work;
 };
 
 }  // namespace orch::internal

@@ -6,11 +6,28 @@
 namespace orch::internal {
 namespace {
 
-// Dominator sets by the classic iterative data-flow algorithm over bitsets:
-// dom(start) = {start}; dom(v) = {v} ∪ ⋂ dom(p) for predecessors p. Graphs are
-// small (tens to hundreds of nodes), so O(V^2 · E / 64) is fine and simple.
-std::vector<std::vector<bool>> dominators(size_t n, const std::vector<GraphEdge>& edges,
-                                          const std::vector<std::vector<int>>& in) {
+// A fixed-size bitset over vertices, one 64-bit word at a time.
+class Bits {
+ public:
+  Bits(size_t n, bool value) : words_((n + 63) / 64, value ? ~uint64_t{0} : 0) {}
+  void set(size_t i) { words_[i / 64] |= uint64_t{1} << (i % 64); }
+  bool test(size_t i) const { return (words_[i / 64] >> (i % 64)) & 1; }
+  void assign_and(const Bits& other) {
+    for (size_t w = 0; w < words_.size(); ++w) words_[w] &= other.words_[w];
+  }
+  void clear() { std::fill(words_.begin(), words_.end(), 0); }
+  bool operator!=(const Bits& other) const { return words_ != other.words_; }
+
+ private:
+  std::vector<uint64_t> words_;
+};
+
+// Dominator sets by the classic iterative data-flow algorithm:
+// dom(start) = {start}; dom(v) = {v} ∪ ⋂ dom(p) over predecessors p. Word-wide
+// bitsets keep this fast for graphs of thousands of nodes; it runs once per
+// workflow.
+std::vector<Bits> dominators(size_t n, const std::vector<GraphEdge>& edges,
+                             const std::vector<std::vector<int>>& in) {
   // Vertices __start__ cannot reach are dominated by nothing but themselves,
   // so no edge touching them counts as a back edge.
   std::vector<bool> reachable(n, false);
@@ -29,30 +46,24 @@ std::vector<std::vector<bool>> dominators(size_t n, const std::vector<GraphEdge>
       }
     }
   }
-  std::vector<std::vector<bool>> dom(n, std::vector<bool>(n, true));
+  std::vector<Bits> dom(n, Bits(n, true));
   for (size_t v = 0; v < n; ++v) {
-    if (!reachable[v]) {
-      dom[v].assign(n, false);
-      dom[v][v] = true;
+    if (v == static_cast<size_t>(kStartVertex) || !reachable[v]) {
+      dom[v].clear();
+      dom[v].set(v);
     }
   }
-  dom[kStartVertex].assign(n, false);
-  dom[kStartVertex][kStartVertex] = true;
   bool changed = true;
   while (changed) {
     changed = false;
     for (size_t v = 1; v < n; ++v) {
       if (!reachable[v]) continue;
-      std::vector<bool> next(n, true);
-      bool any_pred = false;
+      Bits next(n, true);
       for (int e : in[v]) {
-        if (!reachable[static_cast<size_t>(edges[static_cast<size_t>(e)].source)]) continue;
-        any_pred = true;
-        const auto& pd = dom[static_cast<size_t>(edges[static_cast<size_t>(e)].source)];
-        for (size_t i = 0; i < n; ++i) next[i] = next[i] && pd[i];
+        size_t source = static_cast<size_t>(edges[static_cast<size_t>(e)].source);
+        if (reachable[source]) next.assign_and(dom[source]);
       }
-      if (!any_pred) next.assign(n, false);  // unreachable: dominated by nothing
-      next[v] = true;
+      next.set(v);
       if (next != dom[v]) {
         dom[v] = std::move(next);
         changed = true;
@@ -85,7 +96,7 @@ std::shared_ptr<const CompiledGraph> CompiledGraph::compile(std::shared_ptr<cons
   }
   auto dom = dominators(n, g->edges_, g->in_);
   for (GraphEdge& e : g->edges_) {
-    e.back = dom[static_cast<size_t>(e.source)][static_cast<size_t>(e.target)];
+    e.back = dom[static_cast<size_t>(e.source)].test(static_cast<size_t>(e.target));
   }
   return g;
 }

@@ -164,7 +164,7 @@ void EngineImpl::call_worker(const std::shared_ptr<RunContext>& ctx, const Node&
     NodeFunction fn = node.function;
     Value input = ctx->record.input;
     Value config = ctx->record.config;
-    asio::post(pool_, [fn, request = std::move(request), input, config, done = std::move(done)] {
+    auto job = [fn, request = std::move(request), input, config, done = std::move(done)] {
       WorkerReply reply;
       NodeCall call{request.state, input, config, request.run_id, request.node_name, request.attempt,
                     request.item.is_null() ? nullptr : &request.item, request.prompt};
@@ -189,7 +189,15 @@ void EngineImpl::call_worker(const std::shared_ptr<RunContext>& ctx, const Node&
         reply.status = Status::internal("node function threw a non-standard exception");
       }
       done(std::move(reply));
-    });
+    };
+    // The first in-process call of a superstep runs on this engine thread once
+    // it drops the run lock (no thread hop); any others go to the pool so a
+    // superstep's nodes still run in parallel.
+    if (ctx->draining && ctx->inline_work.empty()) {
+      ctx->inline_work.push_back(std::move(job));
+    } else {
+      asio::post(pool_, std::move(job));
+    }
     return;
   }
   std::shared_ptr<Dispatcher> dispatcher = options_.dispatcher;
@@ -304,19 +312,29 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
   });
 
   TaskConfig config = node.task;
+  // Replies to in-process calls arrive on engine threads, which may go on to run
+  // the next node inline; replies from a Dispatcher arrive on its threads.
+  const bool engine_thread = bool(node.function);
   call_worker(ctx, node, std::move(req),
-              [this, weak, gen, index, token, config](WorkerReply reply) {
+              [this, weak, gen, index, token, config, engine_thread](WorkerReply reply) {
                 auto locked = weak.lock();
                 if (!locked) return;
-                std::lock_guard<std::mutex> lock(locked->mu);
-                if (locked->generation != gen) return;
-                if (!reply.status.ok()) {
-                  on_attempt_done(locked, index, token, reply.status, "", reply.worker_id, reply.retryable,
-                                  reply.retry_after_ms);
-                  return;
+                auto handle = [&] {
+                  if (locked->generation != gen) return;
+                  if (!reply.status.ok()) {
+                    on_attempt_done(locked, index, token, reply.status, "", reply.worker_id, reply.retryable,
+                                    reply.retry_after_ms);
+                    return;
+                  }
+                  ReplyEffects effects = interpret_reply(reply.output, reply.envelope, config);
+                  on_attempt_done(locked, index, token, std::move(effects), reply.output, reply.worker_id, true, -1);
+                };
+                if (engine_thread) {
+                  locked_then_drain(locked, handle);
+                } else {
+                  std::lock_guard<std::mutex> lock(locked->mu);
+                  handle();
                 }
-                ReplyEffects effects = interpret_reply(reply.output, reply.envelope, config);
-                on_attempt_done(locked, index, token, std::move(effects), reply.output, reply.worker_id, true, -1);
               });
 }
 
@@ -474,12 +492,20 @@ void EngineImpl::launch_send_items(const std::shared_ptr<RunContext>& ctx, size_
       }
       req.prompt = std::move(prompt).value();
     }
-    call_worker(ctx, target, std::move(req), [this, weak, gen, index, i](WorkerReply reply) {
+    const bool engine_thread = bool(target.function);
+    call_worker(ctx, target, std::move(req), [this, weak, gen, index, i, engine_thread](WorkerReply reply) {
       auto locked = weak.lock();
       if (!locked) return;
-      std::lock_guard<std::mutex> lock(locked->mu);
-      if (locked->generation != gen || index >= locked->tasks.size()) return;
-      on_item_reply(locked, index, i, std::move(reply));
+      auto handle = [&] {
+        if (locked->generation != gen || index >= locked->tasks.size()) return;
+        on_item_reply(locked, index, i, std::move(reply));
+      };
+      if (engine_thread) {
+        locked_then_drain(locked, handle);
+      } else {
+        std::lock_guard<std::mutex> lock(locked->mu);
+        handle();
+      }
     });
   }
 }
