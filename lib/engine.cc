@@ -184,9 +184,12 @@ void EngineImpl::evict_later(RunContext& ctx) {
     std::lock_guard<std::mutex> lock(runs_mu_);
     auto it = runs_.find(id);
     if (it == runs_.end()) return;
-    std::lock_guard<std::mutex> run_lock(it->second->mu);
+    // Hold our own reference: erasing the map entry must not destroy the
+    // context (and the mutex we hold) under us.
+    std::shared_ptr<RunContext> ctx_ref = it->second;
+    std::lock_guard<std::mutex> run_lock(ctx_ref->mu);
     // Only if nothing restarted it meanwhile (retry/replay make a new context).
-    if (it->second->generation == gen && is_terminal(it->second->record.status)) runs_.erase(it);
+    if (ctx_ref->generation == gen && is_terminal(ctx_ref->record.status)) runs_.erase(it);
   });
 }
 

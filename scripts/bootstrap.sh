@@ -53,6 +53,12 @@ install_a2a_sdk() {
     echo "bootstrap: could not install the A2A SDK; the A2A interop test will be skipped" >&2
 }
 
+# Node.js and npm for the A2A interop test: Debian's packages, unless some
+# node/npm is already installed (e.g. a NodeSource build, which conflicts).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
+
 if [ ${#missing[@]} -ne 0 ]; then
   install_debian_packages
 fi

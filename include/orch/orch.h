@@ -14,4 +14,5 @@
 #include "orch/template.h"
 #include "orch/version.h"
 #include "orch/worker.h"
+#include "orch/workers.h"
 #include "orch/workflow.h"

@@ -1,0 +1,183 @@
+// SPDX-License-Identifier: MIT
+#include "http_transport.h"
+
+#include <httplib.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+
+namespace orch::internal {
+namespace {
+
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+using std::chrono::microseconds;
+
+constexpr milliseconds kMaxConnectTimeout{30000};
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+std::string describe(httplib::Error error) {
+  switch (error) {
+    case httplib::Error::Connection: return "could not connect";
+    case httplib::Error::ConnectionTimeout: return "connection timed out";
+    case httplib::Error::Read: return "connection lost while reading the response";
+    case httplib::Error::Write: return "connection lost while sending the request";
+    case httplib::Error::SSLConnection: return "TLS handshake failed";
+    case httplib::Error::SSLServerVerification: return "TLS certificate verification failed";
+    default: return httplib::to_string(error);
+  }
+}
+
+}  // namespace
+
+const std::string* HttpResponse::header(std::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (key == name) return &value;
+  }
+  return nullptr;
+}
+
+Result<UrlParts> split_url(std::string_view url) {
+  size_t scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return Status::invalid_argument("invalid worker url: " + std::string(url));
+  std::string scheme = lower(std::string(url.substr(0, scheme_end)));
+  if (scheme != "http" && scheme != "https") {
+    return Status::invalid_argument("worker url must be http:// or https://: " + std::string(url));
+  }
+  size_t host_begin = scheme_end + 3;
+  size_t host_end = url.find_first_of("/?#", host_begin);
+  if (host_end == std::string_view::npos) host_end = url.size();
+  if (host_end == host_begin) return Status::invalid_argument("worker url has no host: " + std::string(url));
+  UrlParts parts;
+  parts.origin = scheme + "://" + std::string(url.substr(host_begin, host_end - host_begin));
+  std::string_view rest = url.substr(host_end);
+  if (size_t hash = rest.find('#'); hash != std::string_view::npos) rest = rest.substr(0, hash);
+  parts.target = rest.empty() ? "/" : (rest.front() == '?' ? "/" + std::string(rest) : std::string(rest));
+  return parts;
+}
+
+HttpTransport::HttpTransport(std::shared_ptr<Clock> clock, size_t max_threads, size_t max_idle_per_origin)
+    : clock_(std::move(clock)), max_idle_(max_idle_per_origin), pool_(std::make_unique<CallPool>(max_threads)) {}
+
+HttpTransport::~HttpTransport() {
+  {
+    std::lock_guard<std::mutex> lock(active_mu_);
+    shutting_down_ = true;
+    for (auto& [id, active] : active_) {
+      active.cancelled = true;
+      if (active.client) active.client->stop();
+    }
+  }
+  pool_.reset();
+}
+
+void HttpTransport::run(const std::string& call_id, std::function<void()> task) {
+  if (!call_id.empty()) {
+    std::lock_guard<std::mutex> lock(active_mu_);
+    active_.emplace(call_id, Active());
+  }
+  pool_->post(std::move(task));
+}
+
+void HttpTransport::forget(const std::string& call_id) {
+  if (call_id.empty()) return;
+  std::lock_guard<std::mutex> lock(active_mu_);
+  active_.erase(call_id);
+}
+
+void HttpTransport::cancel(const std::string& call_id) {
+  std::lock_guard<std::mutex> lock(active_mu_);
+  auto it = active_.find(call_id);
+  if (it == active_.end()) return;
+  it->second.cancelled = true;
+  // Shuts the socket down under the request: the blocked read fails at once.
+  if (it->second.client) it->second.client->stop();
+}
+
+std::unique_ptr<httplib::Client> HttpTransport::acquire(const std::string& origin) {
+  {
+    std::lock_guard<std::mutex> lock(idle_mu_);
+    auto it = idle_.find(origin);
+    if (it != idle_.end() && !it->second.empty()) {
+      std::unique_ptr<httplib::Client> client = std::move(it->second.back());
+      it->second.pop_back();
+      return client;
+    }
+  }
+  auto client = std::make_unique<httplib::Client>(origin);
+  client->set_keep_alive(true);
+  client->set_tcp_nodelay(true);
+  client->set_follow_location(false);
+  return client;
+}
+
+void HttpTransport::release(const std::string& origin, std::unique_ptr<httplib::Client> client) {
+  std::lock_guard<std::mutex> lock(idle_mu_);
+  auto& idle = idle_[origin];
+  if (idle.size() < max_idle_) idle.push_back(std::move(client));
+}
+
+Result<HttpResponse> HttpTransport::send(const HttpRequestSpec& spec) {
+  ORCH_ASSIGN_OR_RETURN(UrlParts parts, split_url(spec.url));
+  auto remaining = duration_cast<microseconds>(spec.deadline - clock_->steady_now());
+  if (remaining.count() <= 0) return Status::deadline_exceeded("deadline passed before the worker was called");
+
+  std::unique_ptr<httplib::Client> client = acquire(parts.origin);
+  if (!client->is_valid()) return Status::invalid_argument("invalid worker url: " + spec.url);
+  client->set_connection_timeout(std::min<microseconds>(remaining, kMaxConnectTimeout));
+  client->set_read_timeout(remaining);
+  client->set_write_timeout(remaining);
+
+  httplib::Headers headers;
+  if (!spec.bearer_token.empty()) headers.emplace("Authorization", "Bearer " + spec.bearer_token);
+  for (const auto& [name, value] : spec.headers) headers.emplace(name, value);
+
+  if (!spec.call_id.empty()) {
+    std::lock_guard<std::mutex> lock(active_mu_);
+    auto it = active_.find(spec.call_id);
+    if (shutting_down_ || (it != active_.end() && it->second.cancelled)) return Status::cancelled("call cancelled");
+    if (it != active_.end()) it->second.client = client.get();
+  }
+  // Socket timeouts run on real time, whatever clock the deadline came from.
+  const auto start = std::chrono::steady_clock::now();
+  httplib::Result result = spec.method == "GET"
+                               ? client->Get(parts.target, headers)
+                               : client->Post(parts.target, headers, spec.body, "application/json");
+  bool cancelled = false;
+  if (!spec.call_id.empty()) {
+    std::lock_guard<std::mutex> lock(active_mu_);
+    auto it = active_.find(spec.call_id);
+    if (it != active_.end()) {
+      it->second.client = nullptr;
+      cancelled = it->second.cancelled;
+    }
+    cancelled = cancelled || shutting_down_;
+  }
+  if (cancelled) return Status::cancelled("call cancelled");
+  if (!result) {
+    const httplib::Error error = result.error();
+    // A socket wait may end a little before its timeout; allow for that.
+    const auto elapsed = std::chrono::steady_clock::now() - start + milliseconds(20);
+    if (error == httplib::Error::Canceled) return Status::cancelled("call cancelled");
+    if ((error == httplib::Error::ConnectionTimeout || error == httplib::Error::Read ||
+         error == httplib::Error::Write) && elapsed >= remaining) {
+      return Status::deadline_exceeded("worker did not answer within " +
+                                       std::to_string(duration_cast<milliseconds>(remaining).count()) + " ms");
+    }
+    return Status::unavailable("HTTP request failed: " + describe(error) + " (" + parts.origin + ")");
+  }
+  HttpResponse response;
+  response.status = result->status;
+  response.body = std::move(result->body);
+  response.headers.reserve(result->headers.size());
+  for (const auto& [name, value] : result->headers) response.headers.emplace_back(lower(name), value);
+  release(parts.origin, std::move(client));
+  return response;
+}
+
+}  // namespace orch::internal
