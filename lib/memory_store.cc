@@ -227,6 +227,27 @@ class MemoryStore final : public Store {
     return Status();
   }
 
+  Status put_worker_record(const std::string& id, const Value& record) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!workers_.count(id)) worker_order_.push_back(id);
+    workers_[id] = record;
+    return Status();
+  }
+
+  Status delete_worker_record(const std::string& id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (workers_.erase(id) == 0) return Status::not_found("worker " + id + " not found");
+    worker_order_.erase(std::remove(worker_order_.begin(), worker_order_.end(), id), worker_order_.end());
+    return Status();
+  }
+
+  Result<std::vector<Value>> list_worker_records() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<Value> out;
+    for (const std::string& id : worker_order_) out.push_back(workers_.at(id));
+    return out;
+  }
+
  private:
   struct RunData {
     RunRecord record;
@@ -245,6 +266,8 @@ class MemoryStore final : public Store {
   std::unordered_map<std::string, std::string> step_run_;
   std::unordered_map<std::string, WorkflowRecord> workflows_;
   std::vector<std::string> workflow_order_;
+  std::unordered_map<std::string, Value> workers_;
+  std::vector<std::string> worker_order_;
 };
 
 }  // namespace

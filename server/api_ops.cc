@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include "http_api.h"
+#include "worker_book.h"
 #include "orch/version.h"
 
 namespace orch::server {
@@ -12,7 +13,7 @@ void health(App& app, const httplib::Request&, httplib::Response& res, const Par
   send_json(res, 200, Value::object({{"status", app.draining ? "draining" : "ok"},
                                      {"version", std::string(orch::version())},
                                      {"active_runs", static_cast<long long>(app.engine->active_runs())},
-                                     {"total_workers", 0},
+                                     {"total_workers", static_cast<long long>(app.workers->size())},
                                      {"draining", app.draining.load()}}));
 }
 

@@ -2,6 +2,7 @@
 #include "app.h"
 
 #include "callbacks.h"
+#include "worker_book.h"
 
 #include <filesystem>
 
@@ -33,8 +34,19 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
     return Status::unimplemented("the SQLite store is not built yet; use --db :memory:");
 #endif
   }
-  app->dispatcher = std::move(dispatcher);
+  auto clock = Clock::system();
+  WorkerRegistryOptions registry_options;
+  registry_options.clock = clock;
+  registry_options.failure_threshold = static_cast<int>(config.worker_failure_threshold);
+  registry_options.circuit_cooldown_ms = config.worker_circuit_breaker_ms;
+  registry_options.default_timeout_ms = config.default_timeout_ms;
+  registry_options.health_check_interval_ms = config.health_check_interval_ms;
+  app->registry = std::make_shared<WorkerRegistry>(registry_options);
+  app->workers = std::make_unique<WorkerBook>(app->registry, app->store);
+  ORCH_RETURN_IF_ERROR(app->workers->load(config.workers, clock->now_ms()));
+  app->dispatcher = dispatcher ? std::move(dispatcher) : app->registry;
   EngineOptions options;
+  options.clock = clock;
   options.store = app->store;
   options.dispatcher = app->dispatcher;
   options.default_timeout_ms = config.default_timeout_ms;

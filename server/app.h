@@ -14,17 +14,21 @@
 #include "metrics.h"
 #include "orch/engine.h"
 #include "orch/store.h"
+#include "orch/workers.h"
 
 namespace orch::server {
 
 class CallbackSender;
+class WorkerBook;
 
 struct App {
   App();
   ~App();  // stops the callback sender before the engine
   ServerConfig config;
   std::shared_ptr<Store> store;
-  std::shared_ptr<Dispatcher> dispatcher;
+  std::shared_ptr<Dispatcher> dispatcher;   // the registry unless a test supplies its own
+  std::shared_ptr<WorkerRegistry> registry;  // the workers the engine dispatches to
+  std::unique_ptr<WorkerBook> workers;       // /workers: config and registered workers
   std::unique_ptr<Engine> engine;
   std::atomic<bool> draining{false};
   Metrics metrics;
@@ -35,8 +39,10 @@ struct App {
   std::unique_ptr<CallbackSender> callbacks;  // declared after engine: destroyed first
 };
 
-// Opens the store named by config.db (":memory:" or a SQLite file), the
-// engine, and resumes runs left running. `dispatcher` may be null.
+// Opens the store named by config.db (":memory:" or a SQLite file), the worker
+// registry (seeded from config and the store), the engine, and resumes runs
+// left running. `dispatcher`, when given, replaces the registry as the
+// engine's dispatcher (tests).
 Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_ptr<Dispatcher> dispatcher);
 
 }  // namespace orch::server

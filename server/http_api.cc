@@ -110,7 +110,7 @@ bool read_json_object(const httplib::Request& req, httplib::Response& res, Value
 
 void install_api(App& app, httplib::Server& svr) {
   auto routes = std::make_shared<std::vector<CompiledRoute>>();
-  for (auto* table : {run_routes, workflow_routes, ops_routes, stream_routes, tracker_routes}) {
+  for (auto* table : {run_routes, workflow_routes, ops_routes, stream_routes, tracker_routes, worker_routes}) {
     for (Route& r : table()) routes->push_back({r.method, split_path(r.pattern), std::move(r.handler)});
   }
   // A fixed pool: every SSE stream pins one thread, so there are always threads

@@ -35,6 +35,7 @@ std::vector<Route> workflow_routes();
 std::vector<Route> ops_routes();
 std::vector<Route> stream_routes();
 std::vector<Route> tracker_routes();
+std::vector<Route> worker_routes();
 
 // Installs every route, limits, auth, error and exception handlers on `svr`.
 void install_api(App& app, httplib::Server& svr);

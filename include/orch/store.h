@@ -181,6 +181,22 @@ class ORCH_EXPORT Store {
   virtual Result<std::vector<EventRecord>> list_events(const std::string& run_id, int64_t after_seq,
                                                        size_t limit) = 0;
 
+  // Registered workers (the server's POST /workers), as JSON records keyed by
+  // id, so they survive a restart. The defaults say Unimplemented: a store
+  // without them keeps workers only for the life of the process.
+  virtual Status put_worker_record(const std::string& id, const Value& record) {
+    (void)id;
+    (void)record;
+    return Status::unimplemented("this store does not keep workers");
+  }
+  virtual Status delete_worker_record(const std::string& id) {
+    (void)id;
+    return Status::unimplemented("this store does not keep workers");
+  }
+  virtual Result<std::vector<Value>> list_worker_records() {
+    return Status::unimplemented("this store does not keep workers");
+  }
+
   // Stored workflows.
   virtual Status put_workflow(const WorkflowRecord& workflow, bool create_only) = 0;
   virtual Result<WorkflowRecord> get_workflow(const std::string& id) = 0;
@@ -232,6 +248,11 @@ class ORCH_EXPORT StoreWrapper : public Store {
   Result<WorkflowRecord> get_workflow(const std::string& id) override { return target_->get_workflow(id); }
   Result<std::vector<WorkflowRecord>> list_workflows() override { return target_->list_workflows(); }
   Status delete_workflow(const std::string& id) override { return target_->delete_workflow(id); }
+  Status put_worker_record(const std::string& id, const Value& record) override {
+    return target_->put_worker_record(id, record);
+  }
+  Status delete_worker_record(const std::string& id) override { return target_->delete_worker_record(id); }
+  Result<std::vector<Value>> list_worker_records() override { return target_->list_worker_records(); }
 
  private:
   std::shared_ptr<Store> target_;

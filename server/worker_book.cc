@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: MIT
+#include "worker_book.h"
+
+#include <algorithm>
+#include <iostream>
+
+namespace orch::server {
+namespace {
+
+bool has_url_path(const std::string& url) {
+  size_t scheme = url.find("://");
+  size_t host_start = scheme == std::string::npos ? 0 : scheme + 3;
+  size_t slash = url.find('/', host_start);
+  return slash != std::string::npos && slash + 1 < url.size();
+}
+
+}  // namespace
+
+Result<WorkerInfo> WorkerBook::parse(const Value& body) {
+  WorkerInfo w;
+  if (!body["id"].is_string() || body["id"].as_string().empty()) {
+    return Status::invalid_argument("missing required field: id");
+  }
+  if (!body["url"].is_string() || body["url"].as_string().empty()) {
+    return Status::invalid_argument("missing required field: url");
+  }
+  w.id = body["id"].as_string();
+  w.url = body["url"].as_string();
+  w.token = body["token"].get_string("");
+  w.protocol = body["protocol"].get_string("webhook");
+  static const char* kProtocols[] = {"webhook", "api_chat", "openai_chat", "mqtt", "redis_stream", "a2a"};
+  if (std::find(std::begin(kProtocols), std::end(kProtocols), w.protocol) == std::end(kProtocols)) {
+    return Status::invalid_argument("invalid protocol (expected webhook|api_chat|openai_chat|mqtt|redis_stream|a2a)");
+  }
+  if (w.protocol == "webhook" && !has_url_path(w.url)) {
+    return Status::invalid_argument("webhook protocol requires explicit URL path (for example /webhook)");
+  }
+  w.model = body["model"].get_string("");
+  if (w.protocol == "openai_chat" && w.model.empty()) {
+    return Status::invalid_argument("openai_chat protocol requires model");
+  }
+  const Value& tags = body["tags"];
+  if (!tags.is_null()) {
+    if (!tags.is_array()) return Status::invalid_argument("tags must be an array of strings");
+    for (const Value& t : tags.as_array()) {
+      if (!t.is_string()) return Status::invalid_argument("tags must be an array of strings");
+      w.tags.push_back(t.as_string());
+    }
+  }
+  const Value& mc = body["max_concurrent"];
+  if (!mc.is_null()) {
+    if (!mc.is_int()) return Status::invalid_argument("max_concurrent must be a positive integer");
+    if (mc.as_int() < 1) return Status::invalid_argument("max_concurrent must be >= 1");
+    w.max_concurrent = static_cast<int>(std::min<int64_t>(mc.as_int(), 1 << 20));
+  }
+  return w;
+}
+
+Value WorkerBook::record_of(const Entry& e) {
+  Value tags = Value::array();
+  for (const std::string& t : e.info.tags) tags.push_back(t);
+  return Value::object({{"id", e.info.id},
+                        {"url", e.info.url},
+                        {"protocol", e.info.protocol},
+                        {"token", e.info.token},
+                        {"model", e.info.model.empty() ? Value() : Value(e.info.model)},
+                        {"tags", tags},
+                        {"max_concurrent", e.info.max_concurrent},
+                        {"created_at_ms", static_cast<long long>(e.created_at_ms)}});
+}
+
+Status WorkerBook::load(const Value& config_workers, int64_t now_ms) {
+  if (config_workers.is_array()) {
+    for (const Value& c : config_workers.as_array()) {
+      auto w = parse(c);
+      if (!w.ok()) {
+        // NullBoiler skips a bad config worker with a warning.
+        std::cerr << "orch: skipping config worker " << c["id"].to_json() << ": " << w.status().message() << "\n";
+        continue;
+      }
+      Status s = add(*w, "config", now_ms);
+      if (!s.ok()) std::cerr << "orch: skipping config worker " << w->id << ": " << s.message() << "\n";
+    }
+  }
+  auto stored = store_->list_worker_records();
+  if (!stored.ok()) return stored.status().code() == StatusCode::kUnimplemented ? Status() : stored.status();
+  for (const Value& record : *stored) {
+    auto w = parse(record);
+    if (!w.ok()) continue;
+    std::lock_guard<std::mutex> lock(mu_);
+    bool taken = std::any_of(entries_.begin(), entries_.end(), [&](const Entry& e) { return e.info.id == w->id; });
+    if (taken) continue;  // a config worker with the same id wins
+    if (registry_->add_worker(*w).ok()) {
+      entries_.push_back(Entry{*w, "registered", record["created_at_ms"].get_int(now_ms)});
+    }
+  }
+  return Status();
+}
+
+Status WorkerBook::add(const WorkerInfo& worker, const std::string& source, int64_t now_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const Entry& e : entries_) {
+    if (e.info.id == worker.id) return Status::already_exists("worker id already exists");
+  }
+  ORCH_RETURN_IF_ERROR(registry_->add_worker(worker));
+  Entry entry{worker, source, now_ms};
+  if (source == "registered") {
+    Status s = store_->put_worker_record(worker.id, record_of(entry));
+    if (!s.ok() && s.code() != StatusCode::kUnimplemented) {
+      (void)registry_->remove_worker(worker.id);
+      return s;
+    }
+  }
+  entries_.push_back(std::move(entry));
+  return Status();
+}
+
+Status WorkerBook::remove(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = std::find_if(entries_.begin(), entries_.end(), [&](const Entry& e) { return e.info.id == id; });
+  if (it == entries_.end()) return Status::not_found("worker not found");
+  (void)registry_->remove_worker(id);
+  (void)store_->delete_worker_record(id);
+  entries_.erase(it);
+  return Status();
+}
+
+Value WorkerBook::list_json() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Value out = Value::array();
+  for (auto it = entries_.rbegin(); it != entries_.rend(); ++it) {
+    auto status = registry_->get_worker(it->info.id);
+    Value tags = Value::array();
+    for (const std::string& t : it->info.tags) tags.push_back(t);
+    Value o = Value::object({{"id", it->info.id},
+                             {"url", it->info.url},
+                             {"protocol", it->info.protocol},
+                             {"model", it->info.model.empty() ? Value() : Value(it->info.model)},
+                             {"tags", tags},
+                             {"max_concurrent", it->info.max_concurrent},
+                             {"source", it->source}});
+    if (status.ok()) {
+      bool open = status->circuit == CircuitState::kOpen;
+      o.set("status", open ? "dead" : "active");
+      o.set("circuit", std::string(circuit_state_name(status->circuit)));
+      o.set("consecutive_failures", status->consecutive_failures);
+      o.set("in_flight", status->in_flight);
+      if (status->circuit_open_until_ms) o.set("circuit_open_until_ms", static_cast<long long>(status->circuit_open_until_ms));
+      if (!status->last_error.empty()) o.set("last_error_text", status->last_error);
+    } else {
+      o.set("status", "active");
+      o.set("consecutive_failures", 0);
+    }
+    o.set("created_at_ms", static_cast<long long>(it->created_at_ms));
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+size_t WorkerBook::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return entries_.size();
+}
+
+}  // namespace orch::server

@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: MIT
+//
+// WorkerBook: the server's view of its workers — config-seeded ones (source
+// "config", reloaded from the config file at every start) and API-registered
+// ones (source "registered", kept in the Store). It validates worker fields with
+// NullBoiler's messages and keeps the registry that the engine dispatches to in
+// step. Thread-safe.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "orch/store.h"
+#include "orch/workers.h"
+
+namespace orch::server {
+
+class WorkerBook {
+ public:
+  WorkerBook(std::shared_ptr<WorkerRegistry> registry, std::shared_ptr<Store> store)
+      : registry_(std::move(registry)), store_(std::move(store)) {}
+
+  // Parses and checks a worker object (POST /workers or config `workers[]`).
+  // InvalidArgument with NullBoiler's message on the first problem.
+  static Result<WorkerInfo> parse(const Value& body);
+
+  // Seeds config workers and reloads registered ones from the store.
+  Status load(const Value& config_workers, int64_t now_ms);
+  // AlreadyExists when the id is taken.
+  Status add(const WorkerInfo& worker, const std::string& source, int64_t now_ms);
+  // NotFound when the id is unknown.
+  Status remove(const std::string& id);
+  // Newest first, in GET /workers' shape.
+  Value list_json() const;
+  size_t size() const;
+
+ private:
+  struct Entry {
+    WorkerInfo info;
+    std::string source;
+    int64_t created_at_ms = 0;
+  };
+  static Value record_of(const Entry& e);
+
+  std::shared_ptr<WorkerRegistry> registry_;
+  std::shared_ptr<Store> store_;
+  mutable std::mutex mu_;
+  std::vector<Entry> entries_;  // oldest first
+};
+
+}  // namespace orch::server
