@@ -5,10 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DORCH_BUILD_TESTS=OFF >/dev/null
-cmake --build build-bench -j "$(nproc)" --target bench_engine orch_cli
+cmake --build build-bench -j "$(nproc)" --target bench_engine bench_server orch_cli
 out=bench/results.jsonl
 : > "$out.tmp"
 build-bench/bench/bench_engine "$@" | tee -a "$out.tmp"
-if [ -x bench/bench_server.sh ]; then bench/bench_server.sh build-bench | tee -a "$out.tmp"; fi
+build-bench/bench/bench_server build-bench/server/orch --runs 100 | tee -a "$out.tmp"
 mv "$out.tmp" "$out"
 echo "wrote $out" >&2

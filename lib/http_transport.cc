@@ -99,16 +99,22 @@ void HttpTransport::cancel(const std::string& call_id) {
   if (it->second.client) it->second.client->stop();
 }
 
-std::unique_ptr<httplib::Client> HttpTransport::acquire(const std::string& origin) {
+std::unique_ptr<httplib::Client> HttpTransport::acquire(const std::string& origin, bool* reused) {
+  if (reused) *reused = false;
   {
     std::lock_guard<std::mutex> lock(idle_mu_);
     auto it = idle_.find(origin);
     if (it != idle_.end() && !it->second.empty()) {
       std::unique_ptr<httplib::Client> client = std::move(it->second.back());
       it->second.pop_back();
+      if (reused) *reused = true;
       return client;
     }
   }
+  return acquire_fresh(origin);
+}
+
+std::unique_ptr<httplib::Client> HttpTransport::acquire_fresh(const std::string& origin) {
   auto client = std::make_unique<httplib::Client>(origin);
   client->set_keep_alive(true);
   client->set_tcp_nodelay(true);
@@ -127,11 +133,15 @@ Result<HttpResponse> HttpTransport::send(const HttpRequestSpec& spec) {
   auto remaining = duration_cast<microseconds>(spec.deadline - clock_->steady_now());
   if (remaining.count() <= 0) return Status::deadline_exceeded("deadline passed before the worker was called");
 
-  std::unique_ptr<httplib::Client> client = acquire(parts.origin);
+  bool reused = false;
+  std::unique_ptr<httplib::Client> client = acquire(parts.origin, &reused);
   if (!client->is_valid()) return Status::invalid_argument("invalid worker url: " + spec.url);
-  client->set_connection_timeout(std::min<microseconds>(remaining, kMaxConnectTimeout));
-  client->set_read_timeout(remaining);
-  client->set_write_timeout(remaining);
+  auto configure = [&](httplib::Client& c) {
+    c.set_connection_timeout(std::min<microseconds>(remaining, kMaxConnectTimeout));
+    c.set_read_timeout(remaining);
+    c.set_write_timeout(remaining);
+  };
+  configure(*client);
 
   httplib::Headers headers;
   if (!spec.bearer_token.empty()) headers.emplace("Authorization", "Bearer " + spec.bearer_token);
@@ -145,9 +155,25 @@ Result<HttpResponse> HttpTransport::send(const HttpRequestSpec& spec) {
   }
   // Socket timeouts run on real time, whatever clock the deadline came from.
   const auto start = std::chrono::steady_clock::now();
-  httplib::Result result = spec.method == "GET"
-                               ? client->Get(parts.target, headers)
-                               : client->Post(parts.target, headers, spec.body, "application/json");
+  auto perform = [&](httplib::Client& c) {
+    return spec.method == "GET" ? c.Get(parts.target, headers)
+                                : c.Post(parts.target, headers, spec.body, "application/json");
+  };
+  httplib::Result result = perform(*client);
+  // A pooled keep-alive connection the worker closed meanwhile fails at once on
+  // write or read; that request never reached the worker, so try once more on a
+  // fresh connection.
+  if (!result && reused && (result.error() == httplib::Error::Read || result.error() == httplib::Error::Write) &&
+      std::chrono::steady_clock::now() - start < milliseconds(50)) {
+    client = acquire_fresh(parts.origin);
+    configure(*client);
+    if (!spec.call_id.empty()) {
+      std::lock_guard<std::mutex> lock(active_mu_);
+      auto it = active_.find(spec.call_id);
+      if (it != active_.end()) it->second.client = client.get();
+    }
+    result = perform(*client);
+  }
   bool cancelled = false;
   if (!spec.call_id.empty()) {
     std::lock_guard<std::mutex> lock(active_mu_);

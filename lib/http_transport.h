@@ -87,7 +87,10 @@ class HttpTransport {
     bool cancelled = false;
   };
 
-  std::unique_ptr<httplib::Client> acquire(const std::string& origin);
+  // An idle pooled client for `origin`, else a new one; `*reused` says which.
+  std::unique_ptr<httplib::Client> acquire(const std::string& origin, bool* reused = nullptr);
+  // Always a new client (after a pooled connection turned out closed).
+  std::unique_ptr<httplib::Client> acquire_fresh(const std::string& origin);
   void release(const std::string& origin, std::unique_ptr<httplib::Client> client);
 
   std::shared_ptr<Clock> clock_;

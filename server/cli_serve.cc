@@ -57,12 +57,12 @@ int serve_command(const Args& args) {
   signal(SIGPIPE, SIG_IGN);
   std::cerr << "orch v" << orch::version() << " listening on http://" << config.host << ":" << config.port
             << " (db " << config.db << ", auth " << (config.api_token.empty() ? "off" : "bearer token") << ")\n";
-  if (!svr.listen(config.host.c_str(), config.port)) {
-    if (!g_stop) {
-      std::cerr << "orch serve: cannot listen on " << config.host << ":" << config.port << "\n";
-      return kExitFailure;
-    }
+  if (!svr.bind_to_port(config.host.c_str(), config.port)) {
+    std::cerr << "orch serve: cannot listen on " << config.host << ":" << config.port << "\n";
+    return kExitFailure;
   }
+  server::raise_listen_backlog(config.port);
+  svr.listen_after_bind();
   // Graceful shutdown: no new requests; give running runs the grace period.
   (*app)->stopping = true;
   (*app)->hub.close();

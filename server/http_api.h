@@ -40,6 +40,12 @@ std::vector<Route> worker_routes();
 // Installs every route, limits, auth, error and exception handlers on `svr`.
 void install_api(App& app, httplib::Server& svr);
 
+// cpp-httplib 0.11 listens with a backlog of 5, so a burst of new connections
+// gets SYNs dropped and one-second client retries. After bind_to_port(), this
+// finds the listening socket on `port` and raises its backlog to the system
+// maximum (listen() again on a listening socket only updates the backlog).
+void raise_listen_backlog(int port);
+
 // Response helpers shared by the handlers.
 void send_json(httplib::Response& res, int status, const Value& body);
 void send_error(httplib::Response& res, int status, const std::string& code, const std::string& message);

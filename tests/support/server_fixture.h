@@ -24,6 +24,7 @@ class TestServer {
     app_ = std::move(app).value();
     server::install_api(*app_, svr_);
     port_ = svr_.bind_to_any_port("127.0.0.1");
+    server::raise_listen_backlog(port_);
     thread_ = std::thread([this] { svr_.listen_after_bind(); });
     while (!svr_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }

@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: MIT
+//
+// Row <-> record mapping of the SQLite store: the column lists, the SQL built
+// from them, and binding/reading one record. A read that meets a malformed
+// row (bad JSON, unknown status) returns Internal naming the row and column,
+// never crashes.
+#pragma once
+
+#include <SQLiteCpp/Statement.h>
+
+#include <string>
+
+#include "orch/status.h"
+#include "orch/store.h"
+
+namespace orch::sqlite {
+
+// A table's record columns, in binding order. The first is the record's key.
+struct TableColumns {
+  const char* table;
+  const char* const* columns;
+  int count;
+
+  // "c1, c2, ..." for SELECT.
+  std::string select_list() const;
+  // "INSERT INTO t (c1, ...) VALUES (?1, ...)".
+  std::string insert_sql() const;
+  // "UPDATE t SET c2 = ?2, ... WHERE c1 = ?1".
+  std::string update_sql() const;
+};
+
+extern const TableColumns kRunColumns;
+extern const TableColumns kStepColumns;
+extern const TableColumns kEventColumns;
+extern const TableColumns kPendingWriteColumns;
+extern const TableColumns kWorkflowColumns;
+
+// bind_* binds parameters ?1..?count in column order; read_* reads the columns
+// of the current row, starting at column 0, in the same order.
+void bind_run(SQLite::Statement& stmt, const RunRecord& run);
+Result<RunRecord> read_run(const SQLite::Statement& stmt);
+
+void bind_step(SQLite::Statement& stmt, const StepRecord& step);
+Result<StepRecord> read_step(const SQLite::Statement& stmt);
+
+void bind_event(SQLite::Statement& stmt, const EventRecord& event);
+Result<EventRecord> read_event(const SQLite::Statement& stmt);
+
+void bind_pending_write(SQLite::Statement& stmt, const PendingWrite& write);
+Result<PendingWrite> read_pending_write(const SQLite::Statement& stmt);
+
+void bind_workflow(SQLite::Statement& stmt, const WorkflowRecord& workflow);
+Result<WorkflowRecord> read_workflow(const SQLite::Statement& stmt);
+
+// The JSON in column `index`; Internal naming `what` when it does not parse.
+Result<Value> read_json_column(const SQLite::Statement& stmt, int index, const std::string& what);
+
+}  // namespace orch::sqlite

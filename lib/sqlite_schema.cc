@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: MIT
+// Schema migrations of the SQLite store (see sqlite_schema.h).
+#include "sqlite_schema.h"
+
+#include <mutex>
+#include <string>
+
+namespace orch::sqlite {
+namespace {
+
+// "orch" in ASCII.
+constexpr int kApplicationId = 0x6f726368;
+
+// Migration N (1-based) takes the schema from version N-1 to N. Append only:
+// a released migration never changes, or files that already ran it diverge.
+//
+// Tables use an INTEGER PRIMARY KEY `pk` where listing order is insertion
+// order (runs newest first, steps and workflows in first-write order).
+// JSON columns hold compact JSON text. Checkpoint rows hold either a snapshot
+// document or a delta (see sqlite_checkpoint_codec.h).
+const char* const kMigrations[] = {
+    // 1: the initial schema.
+    R"sql(
+CREATE TABLE runs (
+  pk INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  status TEXT NOT NULL,
+  workflow_id TEXT NOT NULL,
+  workflow TEXT NOT NULL,
+  input TEXT NOT NULL,
+  config TEXT NOT NULL,
+  state TEXT NOT NULL,
+  callbacks TEXT NOT NULL,
+  error TEXT NOT NULL,
+  parent_run_id TEXT NOT NULL,
+  parent_node TEXT NOT NULL,
+  idempotency_key TEXT UNIQUE,           -- NULL when the run has none
+  forked_from_run_id TEXT NOT NULL,
+  forked_from_checkpoint_id TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  updated_at_ms INTEGER NOT NULL,
+  started_at_ms INTEGER NOT NULL,
+  ended_at_ms INTEGER NOT NULL,
+  input_tokens INTEGER NOT NULL,
+  output_tokens INTEGER NOT NULL,
+  checkpoint_count INTEGER NOT NULL,
+  lease_owner TEXT NOT NULL DEFAULT '',
+  lease_expires_at_ms INTEGER NOT NULL DEFAULT 0,
+  last_event_seq INTEGER NOT NULL DEFAULT 0  -- seq of the run's newest event
+);
+CREATE INDEX runs_by_status ON runs (status, pk);
+CREATE INDEX runs_by_workflow ON runs (workflow_id, pk);
+CREATE INDEX runs_by_parent ON runs (parent_run_id, pk);
+
+CREATE TABLE checkpoints (
+  pk INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  run_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,                  -- position in the run, from 0
+  parent_id TEXT NOT NULL,
+  step_id TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  kind TEXT NOT NULL,                    -- 'snapshot' or 'delta'
+  base_seq INTEGER NOT NULL,             -- seq of the snapshot the chain starts at
+  chain_bytes INTEGER NOT NULL,          -- delta bytes after that snapshot, this row included
+  base_bytes INTEGER NOT NULL,           -- bytes of that snapshot
+  body TEXT NOT NULL,
+  UNIQUE (run_id, seq)
+);
+
+CREATE TABLE pending_writes (
+  pk INTEGER PRIMARY KEY,
+  run_id TEXT NOT NULL,
+  superstep INTEGER NOT NULL,
+  node_name TEXT NOT NULL,
+  result TEXT NOT NULL
+);
+CREATE INDEX pending_writes_by_run ON pending_writes (run_id, pk);
+
+CREATE TABLE steps (
+  pk INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  run_id TEXT NOT NULL,
+  node_name TEXT NOT NULL,
+  type TEXT NOT NULL,
+  status TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  max_attempts INTEGER NOT NULL,
+  superstep INTEGER NOT NULL,
+  item_index INTEGER NOT NULL,
+  parent_step_id TEXT NOT NULL,
+  worker_id TEXT NOT NULL,
+  child_run_id TEXT NOT NULL,
+  input TEXT NOT NULL,
+  output TEXT NOT NULL,
+  error TEXT NOT NULL,
+  input_tokens INTEGER NOT NULL,
+  output_tokens INTEGER NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  started_at_ms INTEGER NOT NULL,
+  ended_at_ms INTEGER NOT NULL
+);
+CREATE INDEX steps_by_run ON steps (run_id, pk);
+
+CREATE TABLE events (
+  run_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  data TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE workflows (
+  pk INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  definition TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  updated_at_ms INTEGER NOT NULL
+);
+)sql",
+};
+
+constexpr int kMigrationCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
+
+int pragma_int(Connection& conn, const char* pragma) {
+  Query q(conn, std::string("PRAGMA ") + pragma);
+  return q->executeStep() ? q->getColumn(0).getInt() : 0;
+}
+
+}  // namespace
+
+int latest_schema_version() { return kMigrationCount; }
+
+void configure_connection(Connection& conn) {
+  // NORMAL is durable against process crashes in WAL mode; commits that ask
+  // for sync_to_disk switch to FULL for their transaction.
+  conn.db().exec("PRAGMA synchronous = NORMAL");
+}
+
+Status migrate_schema(Connection& conn, bool in_memory) {
+  try {
+    // WAL lets readers run beside the writer. It is stored in the file, and
+    // cannot be switched inside a transaction, so it comes first.
+    if (!in_memory) conn.db().exec("PRAGMA journal_mode = WAL");
+
+    std::mutex local;  // the store's writer mutex is not needed yet: nobody else has the store
+    WriteTransaction txn(conn, local);
+    const int app_id = pragma_int(conn, "application_id");
+    const int version = pragma_int(conn, "user_version");
+    if (app_id != 0 && app_id != kApplicationId) {
+      return Status::failed_precondition(
+          "the database belongs to another application (application_id " + std::to_string(app_id) +
+          ")");
+    }
+    if (version > kMigrationCount) {
+      return Status::failed_precondition("the database has schema version " +
+                                         std::to_string(version) +
+                                         ", newer than this orch understands (" +
+                                         std::to_string(kMigrationCount) + "); upgrade orch");
+    }
+    if (version == kMigrationCount && app_id == kApplicationId) return Status();
+    for (int next = version + 1; next <= kMigrationCount; ++next)
+      conn.db().exec(kMigrations[next - 1]);
+    conn.db().exec("PRAGMA application_id = " + std::to_string(kApplicationId));
+    conn.db().exec("PRAGMA user_version = " + std::to_string(kMigrationCount));
+    txn.commit();
+    return Status();
+  } catch (const SQLite::Exception& e) {
+    return status_from_exception(e, "migrating the database schema");
+  }
+}
+
+}  // namespace orch::sqlite

@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: MIT
+//
+// The SQLite Store (see include/orch/sqlite_store.h). Runs, steps, events,
+// pending writes and workflows are in sqlite_store.cc; checkpoints, with their
+// incremental encoding, in sqlite_store_checkpoints.cc.
+//
+// Concurrency: each call borrows a pooled connection for its duration, so
+// reads on different threads run in parallel (WAL) and alongside a write.
+// Writes are single short transactions (BEGIN IMMEDIATE) serialized by
+// writer_mu_; nothing slow (JSON encoding, diffing states) runs while it is
+// held if it can be done before.
+#pragma once
+
+#include <cstddef>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+#include "orch/sqlite_store.h"
+#include "orch/store.h"
+#include "sqlite_checkpoint_codec.h"
+#include "sqlite_connection.h"
+
+namespace orch::sqlite {
+
+class SqliteStore final : public Store {
+ public:
+  static Result<std::shared_ptr<SqliteStore>> open(const std::string& path,
+                                                   const SqliteStoreOptions& options);
+
+  Status create_run(const RunRecord& run) override;
+  Status update_run(const RunRecord& run) override;
+  Result<RunRecord> get_run(const std::string& run_id) override;
+  Result<RunRecord> find_run_by_idempotency_key(const std::string& key) override;
+  Result<std::vector<RunRecord>> list_runs(const RunFilter& filter) override;
+  Status delete_run(const std::string& run_id) override;
+  Status claim_run(const std::string& run_id, const std::string& owner, int64_t lease_ms) override;
+
+  Status commit_checkpoint(const Checkpoint& checkpoint, const RunRecord& run,
+                           bool sync_to_disk) override;
+  Result<Checkpoint> get_checkpoint(const std::string& checkpoint_id) override;
+  Result<Checkpoint> latest_checkpoint(const std::string& run_id) override;
+  Result<std::vector<Checkpoint>> list_checkpoints(const std::string& run_id) override;
+  Status truncate_checkpoints(const std::string& run_id, int64_t version) override;
+
+  Status put_pending_write(const PendingWrite& write) override;
+  Result<std::vector<PendingWrite>> list_pending_writes(const std::string& run_id) override;
+
+  Status put_step(const StepRecord& step) override;
+  Result<StepRecord> get_step(const std::string& step_id) override;
+  Result<std::vector<StepRecord>> list_steps(const std::string& run_id) override;
+
+  Result<int64_t> append_event(EventRecord event) override;
+  Result<std::vector<EventRecord>> list_events(const std::string& run_id, int64_t after_seq,
+                                               size_t limit) override;
+
+  Status put_workflow(const WorkflowRecord& workflow, bool create_only) override;
+  Result<WorkflowRecord> get_workflow(const std::string& id) override;
+  Result<std::vector<WorkflowRecord>> list_workflows() override;
+  Status delete_workflow(const std::string& id) override;
+
+  Result<int64_t> checkpoint_bytes(const std::string& run_id);
+  // Runs `sql` as is (tests use it to plant damaged rows).
+  Status execute_for_testing(const std::string& sql);
+
+ private:
+  SqliteStore(const std::string& path, const SqliteStoreOptions& options, bool in_memory);
+
+  // Runs `body(connection)` on a pooled connection and turns SQLite (and any
+  // other) exceptions into a Status naming `what`.
+  template <typename Body>
+  auto with_connection(const char* what, Body&& body)
+      -> decltype(body(std::declval<Connection&>()));
+
+  // The latest checkpoint document of a run, kept so the next commit can diff
+  // against it without reading the chain back.
+  struct CachedDocument {
+    ChainLink link;
+    Value document;
+  };
+  bool cached_document(const std::string& run_id, CachedDocument* out);
+  void cache_document(const std::string& run_id, CachedDocument entry);
+  void forget_document(const std::string& run_id);
+
+  // Checkpoint helpers; all run inside a transaction on `conn`.
+  Result<bool> run_exists(Connection& conn, const std::string& run_id);
+  Result<Value> load_document(Connection& conn, const std::string& run_id, int64_t base_seq,
+                              int64_t seq);
+  Result<Checkpoint> read_checkpoint_row(Connection& conn, const char* sql, const std::string& key);
+
+  SqliteStoreOptions options_;
+  ConnectionPool pool_;
+  std::mutex writer_mu_;
+
+  std::mutex cache_mu_;
+  std::unordered_map<std::string, CachedDocument> cache_;
+};
+
+}  // namespace orch::sqlite
+
+namespace orch::sqlite {
+
+template <typename Body>
+auto SqliteStore::with_connection(const char* what, Body&& body)
+    -> decltype(body(std::declval<Connection&>())) {
+  try {
+    ConnectionPool::Lease conn = pool_.acquire();
+    return body(*conn);
+  } catch (const SQLite::Exception& e) {
+    return status_from_exception(e, what);
+  } catch (const std::exception& e) {
+    return Status::internal(std::string(what) + ": " + e.what());
+  }
+}
+
+}  // namespace orch::sqlite

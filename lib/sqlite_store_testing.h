@@ -1,0 +1,19 @@
+// SPDX-License-Identifier: MIT
+//
+// A test-only hook into the SQLite store: run raw SQL on its database, e.g. to
+// plant damaged rows and check that reads fail cleanly. Not part of the
+// installed API.
+#pragma once
+
+#include <string>
+
+#include "orch/export.h"
+#include "orch/status.h"
+#include "orch/store.h"
+
+namespace orch {
+
+// InvalidArgument when `store` is not a SQLite store.
+ORCH_EXPORT Status sqlite_execute_for_testing(Store& store, const std::string& sql);
+
+}  // namespace orch

@@ -1,0 +1,573 @@
+// SPDX-License-Identifier: MIT
+// The SQLite store beyond the Store contract: durability across reopen,
+// migrations, incremental checkpoint size, damaged data, several stores on
+// one file. (The contract itself: store_conformance_test.cc.)
+#include "orch/sqlite_store.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "catch.h"
+#include "orch/store.h"
+#include "sqlite_store_testing.h"
+#include "support/engine_fixture.h"
+
+using orch::Checkpoint;
+using orch::RunRecord;
+using orch::RunStatus;
+using orch::Status;
+using orch::StatusCode;
+using orch::Store;
+using orch::Value;
+
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    static std::atomic<int> counter{0};
+    path_ = std::filesystem::temp_directory_path() /
+            ("orch-sqlite-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    if (!std::getenv("ORCH_KEEP_TEST_DB")) std::filesystem::remove_all(path_, ignored);
+  }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+std::shared_ptr<Store> open_store(const std::string& path,
+                                  const orch::SqliteStoreOptions& options = {}) {
+  auto store = orch::open_sqlite_store(path, options);
+  INFO(store.status().to_string());
+  REQUIRE(store.ok());
+  return *store;
+}
+
+RunRecord make_run(const std::string& id) {
+  RunRecord run;
+  run.id = id;
+  run.status = RunStatus::kRunning;
+  run.input = Value::object({{"topic", "x"}});
+  return run;
+}
+
+Checkpoint make_checkpoint(const std::string& run_id, int64_t version, Value state) {
+  Checkpoint cp;
+  cp.id = run_id + "-cp" + std::to_string(version);
+  cp.run_id = run_id;
+  cp.parent_id = version == 0 ? "" : run_id + "-cp" + std::to_string(version - 1);
+  cp.step_id = "node" + std::to_string(version);
+  cp.version = version;
+  cp.state = std::move(state);
+  cp.metadata = Value::object({{"workflow_version", 1}});
+  cp.created_at_ms = 1000 + version;
+  return cp;
+}
+
+void commit(Store& store, RunRecord& run, const Checkpoint& cp) {
+  run.state = cp.state;
+  run.checkpoint_count = cp.version + 1;
+  Status s = store.commit_checkpoint(cp, run, false);
+  INFO(s.to_string());
+  REQUIRE(s.ok());
+}
+
+// Exact: same JSON text, so key order and int/double are kept.
+void require_same_text(const Value& expected, const Value& actual) {
+  REQUIRE(expected.to_json() == actual.to_json());
+}
+
+// A state that grows by one list item per step, with a counter beside it.
+Value grown_state(const Value& previous, int step) {
+  Value state = previous;
+  state["items"].push_back(
+      Value::object({{"step", step}, {"text", "result of step " + std::to_string(step)}}));
+  state["step"] = step;
+  return state;
+}
+
+}  // namespace
+
+TEST_CASE("a SQLite store keeps everything across close and reopen", "[sqlite]") {
+  TempDir dir;
+  const std::string path = dir.file("orch.db");
+  std::vector<Checkpoint> expected;
+  RunRecord run = make_run("durable");
+  run.idempotency_key = "key-durable";
+  {
+    auto store = open_store(path);
+    REQUIRE(store->create_run(run).ok());
+    Value state = Value::object({{"z", 1}, {"a", 2.0}});
+    for (int v = 0; v < 50; ++v) {
+      state = grown_state(state, v);
+      Checkpoint cp = make_checkpoint("durable", v, state);
+      cp.completed_nodes = {"n" + std::to_string(v)};
+      commit(*store, run, cp);
+      expected.push_back(cp);
+    }
+    orch::StepRecord step;
+    step.id = "durable-step";
+    step.run_id = "durable";
+    step.node_name = "a";
+    step.output = Value::object({{"out", "text"}});
+    REQUIRE(store->put_step(step).ok());
+    for (int i = 0; i < 3; ++i) {
+      orch::EventRecord event;
+      event.run_id = "durable";
+      event.kind = "values";
+      event.data = Value::object({{"i", i}});
+      REQUIRE(store->append_event(event).ok());
+    }
+    REQUIRE(store->put_pending_write({"durable", 50, "a", Value::object({{"ok", true}})}).ok());
+    orch::WorkflowRecord wf;
+    wf.id = "wf";
+    wf.name = "Workflow";
+    wf.definition = Value::object({{"nodes", Value::object()}});
+    REQUIRE(store->put_workflow(wf, true).ok());
+  }
+
+  auto store = open_store(path);
+  auto got = store->get_run("durable");
+  REQUIRE(got.ok());
+  require_same_text(run.state, got->state);
+  CHECK(got->checkpoint_count == 50);
+  CHECK(store->find_run_by_idempotency_key("key-durable").ok());
+  auto cps = store->list_checkpoints("durable");
+  REQUIRE(cps.ok());
+  REQUIRE(cps->size() == expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    require_same_text(expected[i].state, (*cps)[i].state);
+    CHECK((*cps)[i].completed_nodes == expected[i].completed_nodes);
+    auto one = store->get_checkpoint(expected[i].id);
+    REQUIRE(one.ok());
+    require_same_text(expected[i].state, one->state);
+  }
+  auto step = store->get_step("durable-step");
+  REQUIRE(step.ok());
+  CHECK(step->output["out"].as_string() == "text");
+  auto events = store->list_events("durable", 0, 10);
+  REQUIRE(events.ok());
+  CHECK(events->size() == 3);
+  CHECK(store->list_pending_writes("durable")->size() == 1);
+  CHECK(store->get_workflow("wf").ok());
+
+  // Seqs and the checkpoint chain continue where they were (the reopened
+  // store has no cached document, so it diffs against the stored one).
+  orch::EventRecord event;
+  event.run_id = "durable";
+  event.kind = "values";
+  CHECK(store->append_event(event).value() == 4);
+  Checkpoint next = make_checkpoint("durable", 50, grown_state(expected.back().state, 50));
+  commit(*store, run, next);
+  auto latest = store->latest_checkpoint("durable");
+  REQUIRE(latest.ok());
+  require_same_text(next.state, latest->state);
+  CHECK(store->list_pending_writes("durable")->empty());
+}
+
+TEST_CASE("opening migrates once and refuses newer or foreign files", "[sqlite]") {
+  TempDir dir;
+  const std::string path = dir.file("orch.db");
+  {
+    auto a = open_store(path);
+    auto b = open_store(path);  // a second store on the same file, at the same time
+    REQUIRE(a->create_run(make_run("r1")).ok());
+    CHECK(b->get_run("r1").ok());
+  }
+  for (int i = 0; i < 3; ++i) {
+    auto again = open_store(path);
+    CHECK(again->get_run("r1").ok());
+  }
+  CHECK(orch::sqlite_store_schema_version() >= 1);
+
+  {
+    auto store = open_store(path);
+    REQUIRE(orch::sqlite_execute_for_testing(
+                *store,
+                "PRAGMA user_version = " + std::to_string(orch::sqlite_store_schema_version() + 1))
+                .ok());
+  }
+  auto newer = orch::open_sqlite_store(path);
+  REQUIRE_FALSE(newer.ok());
+  CHECK(newer.status().code() == StatusCode::kFailedPrecondition);
+  CHECK(newer.status().message().find("newer") != std::string::npos);
+
+  {
+    auto store = open_store(dir.file("foreign.db"));
+    REQUIRE(orch::sqlite_execute_for_testing(*store, "PRAGMA application_id = 42").ok());
+  }
+  auto foreign = orch::open_sqlite_store(dir.file("foreign.db"));
+  REQUIRE_FALSE(foreign.ok());
+  CHECK(foreign.status().code() == StatusCode::kFailedPrecondition);
+
+  CHECK(orch::open_sqlite_store("").status().code() == StatusCode::kInvalidArgument);
+  CHECK_FALSE(orch::open_sqlite_store(dir.file("no-such-dir/orch.db")).ok());
+}
+
+TEST_CASE("a file that is not a database gives an error, not a crash", "[sqlite]") {
+  TempDir dir;
+  const std::string path = dir.file("garbage.db");
+  {
+    std::ofstream out(path, std::ios::binary);
+    for (int i = 0; i < 4096; ++i) out.put(static_cast<char>((i * 7919) & 0xff));
+  }
+  auto store = orch::open_sqlite_store(path);
+  REQUIRE_FALSE(store.ok());
+  CHECK(store.status().code() == StatusCode::kInternal);
+}
+
+TEST_CASE("1000 steps that each append to a list store linearly", "[sqlite][size]") {
+  TempDir dir;
+  auto store = open_store(dir.file("orch.db"));
+  RunRecord run = make_run("chain");
+  REQUIRE(store->create_run(run).ok());
+  constexpr int kSteps = 1000;
+  Value state = Value::object({{"items", Value::array()}, {"step", 0}});
+  std::vector<Value> states;
+  for (int v = 0; v < kSteps; ++v) {
+    state = grown_state(state, v);
+    Checkpoint cp = make_checkpoint("chain", v, state);
+    cp.completed_nodes.reserve(static_cast<size_t>(v));
+    for (int n = 0; n <= v; ++n) cp.completed_nodes.push_back("node" + std::to_string(n));
+    commit(*store, run, cp);
+    states.push_back(state);
+  }
+  const auto final_bytes = static_cast<int64_t>(state.to_json().size());
+  auto stored = orch::sqlite_checkpoint_bytes(*store, "chain");
+  REQUIRE(stored.ok());
+  const double ratio = static_cast<double>(*stored) / static_cast<double>(final_bytes);
+  WARN("1000-step chain: checkpoints "
+       << *stored << " bytes, final state " << final_bytes << " bytes, ratio " << ratio
+       << " (a full state per step would be ~" << kSteps / 2 << "x)");
+  CHECK(ratio < 20.0);
+
+  // Every checkpoint still reads back whole.
+  auto cps = store->list_checkpoints("chain");
+  REQUIRE(cps.ok());
+  REQUIRE(cps->size() == static_cast<size_t>(kSteps));
+  for (int v = 0; v < kSteps; v += 37)
+    require_same_text(states[static_cast<size_t>(v)], (*cps)[static_cast<size_t>(v)].state);
+  require_same_text(states.back(), cps->back().state);
+  CHECK(cps->back().completed_nodes.size() == static_cast<size_t>(kSteps));
+  for (int v : {0, 1, 127, 128, 129, 500, 998, 999}) {
+    auto one = store->get_checkpoint("chain-cp" + std::to_string(v));
+    REQUIRE(one.ok());
+    require_same_text(states[static_cast<size_t>(v)], one->state);
+  }
+  // Reading the latest back cold (no cached document) walks its chain.
+  auto cold = open_store(dir.file("orch.db"));
+  auto started = std::chrono::steady_clock::now();
+  auto latest = cold->latest_checkpoint("chain");
+  auto took = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - started);
+  REQUIRE(latest.ok());
+  require_same_text(states.back(), latest->state);
+  WARN("cold latest_checkpoint of the 1000-step chain: " << took.count() << " us");
+  CHECK_FALSE(orch::sqlite_checkpoint_bytes(*orch::new_memory_store(), "chain").ok());
+}
+
+TEST_CASE("SQLite read-back is exact: key order and number types", "[sqlite]") {
+  auto store = open_store(":memory:");
+  RunRecord run = make_run("exact");
+  REQUIRE(store->create_run(run).ok());
+  std::vector<Value> states = {
+      orch::testing::json(R"({"a":1,"b":{"x":1,"y":2},"c":[1,2]})"),
+      orch::testing::json(R"({"c":[1,2,3],"a":1,"b":{"y":2,"x":1}})"),  // reordered at two levels
+      orch::testing::json(R"({"c":[1,2,3],"a":1.0,"b":{"y":2,"x":1},"d":-0.0})"),
+      orch::testing::json(R"({"c":[1,2,3,4.5],"a":1,"b":{"y":2}})"),
+      orch::testing::json(R"({"c":[],"a":"1","b":{"y":2,"z":{"deep":[{"k":null}]}}})"),
+      orch::testing::json(R"({"c":[],"b":{"z":{"deep":[{"k":null},{"k":true}]},"y":2}})"),
+      orch::testing::json(R"([1,2,3])"),  // not even an object
+      orch::testing::json(R"({"back":"to an object"})"),
+  };
+  for (size_t i = 0; i < states.size(); ++i)
+    commit(*store, run, make_checkpoint("exact", static_cast<int64_t>(i), states[i]));
+  auto cps = store->list_checkpoints("exact");
+  REQUIRE(cps.ok());
+  REQUIRE(cps->size() == states.size());
+  for (size_t i = 0; i < states.size(); ++i) {
+    require_same_text(states[i], (*cps)[i].state);
+    require_same_text(states[i], store->get_checkpoint("exact-cp" + std::to_string(i))->state);
+  }
+}
+
+TEST_CASE("damaged rows give errors, not crashes", "[sqlite]") {
+  TempDir dir;
+  auto store = open_store(dir.file("orch.db"));
+  RunRecord run = make_run("victim");
+  REQUIRE(store->create_run(run).ok());
+  // A large first snapshot keeps cp1..cp5 deltas on it, so the damage below
+  // lands where intended.
+  Value state = Value::object({{"items", Value::array()}, {"padding", std::string(10000, 'p')}});
+  for (int v = 0; v < 6; ++v) {
+    state = grown_state(state, v);
+    commit(*store, run, make_checkpoint("victim", v, state));
+  }
+  auto exec = [&](const std::string& sql) {
+    Status s = orch::sqlite_execute_for_testing(*store, sql);
+    INFO(s.to_string());
+    REQUIRE(s.ok());
+  };
+  auto expect_internal = [](const Status& s) {
+    INFO(s.to_string());
+    CHECK(s.code() == StatusCode::kInternal);
+  };
+  auto status_of = [](const auto& result) { return result.ok() ? Status() : result.status(); };
+
+  SECTION("a delta body that is not JSON") {
+    exec("UPDATE checkpoints SET body = '{not json' WHERE id = 'victim-cp3'");
+    expect_internal(status_of(store->get_checkpoint("victim-cp3")));
+    expect_internal(status_of(store->get_checkpoint("victim-cp5")));
+    expect_internal(status_of(store->list_checkpoints("victim")));
+    CHECK(store->get_checkpoint("victim-cp2").ok());
+    // A commit has to diff against the damaged chain: it fails and stores nothing.
+    Status s = store->commit_checkpoint(make_checkpoint("victim", 6, state), run, false);
+    expect_internal(s);
+    CHECK(store->get_checkpoint("victim-cp6").status().code() == StatusCode::kNotFound);
+  }
+  SECTION("a delta that does not fit its base") {
+    exec(
+        "UPDATE checkpoints SET kind = 'delta', body = '[[\"a\",[\"state\",\"nope\",\"x\"],[1]]]' "
+        "WHERE id = 'victim-cp4'");
+    exec("UPDATE checkpoints SET kind = 'delta' WHERE id = 'victim-cp0'");
+    expect_internal(status_of(store->get_checkpoint("victim-cp4")));
+    expect_internal(status_of(store->get_checkpoint("victim-cp0")));
+    expect_internal(status_of(store->latest_checkpoint("victim")));
+  }
+  SECTION("a missing row in a chain") {
+    exec("DELETE FROM checkpoints WHERE id = 'victim-cp1'");
+    exec("UPDATE checkpoints SET kind = 'delta', base_seq = 0 WHERE seq > 1");
+    expect_internal(status_of(store->get_checkpoint("victim-cp4")));
+    expect_internal(status_of(store->list_checkpoints("victim")));
+  }
+  SECTION("an unknown kind, a snapshot that is not an object, odd bookkeeping") {
+    exec("UPDATE checkpoints SET kind = 'zip' WHERE id = 'victim-cp0'");
+    expect_internal(status_of(store->get_checkpoint("victim-cp0")));
+    exec("UPDATE checkpoints SET kind = 'snapshot', body = '[1,2]' WHERE id = 'victim-cp0'");
+    expect_internal(status_of(store->get_checkpoint("victim-cp0")));
+    exec("UPDATE checkpoints SET base_seq = 99 WHERE id = 'victim-cp5'");
+    expect_internal(status_of(store->get_checkpoint("victim-cp5")));
+    exec("UPDATE checkpoints SET body = '{\"state\":1}' WHERE id = 'victim-cp0'");
+    expect_internal(status_of(store->get_checkpoint("victim-cp0")));
+  }
+  SECTION("garbage in run, step, event, write and workflow rows") {
+    orch::StepRecord step;
+    step.id = "s";
+    step.run_id = "victim";
+    REQUIRE(store->put_step(step).ok());
+    orch::EventRecord event;
+    event.run_id = "victim";
+    event.kind = "k";
+    REQUIRE(store->append_event(event).ok());
+    REQUIRE(store->put_pending_write({"victim", 1, "a", Value(1)}).ok());
+    orch::WorkflowRecord wf;
+    wf.id = "wf";
+    REQUIRE(store->put_workflow(wf, false).ok());
+
+    exec("UPDATE runs SET state = x'00ff' WHERE id = 'victim'");
+    expect_internal(status_of(store->get_run("victim")));
+    expect_internal(status_of(store->list_runs({})));
+    exec("UPDATE runs SET state = '{}', status = 'exploded' WHERE id = 'victim'");
+    expect_internal(status_of(store->get_run("victim")));
+    exec("UPDATE steps SET status = 42");
+    expect_internal(status_of(store->get_step("s")));
+    exec("UPDATE steps SET status = 'completed', output = '[1,'");
+    expect_internal(status_of(store->get_step("s")));
+    exec("UPDATE events SET data = ''");
+    expect_internal(status_of(store->list_events("victim", 0, 10)));
+    exec("UPDATE pending_writes SET result = 'nul'");
+    expect_internal(status_of(store->list_pending_writes("victim")));
+    exec("UPDATE workflows SET definition = '{\"a\":}'");
+    expect_internal(status_of(store->get_workflow("wf")));
+    expect_internal(status_of(store->list_workflows()));
+  }
+}
+
+TEST_CASE("a failed commit changes nothing", "[sqlite]") {
+  auto store = open_store(":memory:");
+  RunRecord run = make_run("atomic");
+  REQUIRE(store->create_run(run).ok());
+  commit(*store, run, make_checkpoint("atomic", 0, Value::object({{"v", 0}})));
+  REQUIRE(store->put_pending_write({"atomic", 1, "a", Value(1)}).ok());
+
+  // Reusing a checkpoint id fails after the run row was already updated in
+  // the transaction: all of it must roll back.
+  RunRecord changed = run;
+  changed.status = RunStatus::kCompleted;
+  changed.state = Value::object({{"v", 1}});
+  Checkpoint dup = make_checkpoint("atomic", 1, changed.state);
+  dup.id = "atomic-cp0";
+  Status s = store->commit_checkpoint(dup, changed, true);
+  CHECK(s.code() == StatusCode::kAlreadyExists);
+  auto got = store->get_run("atomic");
+  REQUIRE(got.ok());
+  CHECK(got->status == RunStatus::kRunning);
+  CHECK(got->state["v"].as_int() == 0);
+  CHECK(store->list_pending_writes("atomic")->size() == 1);
+  CHECK(store->list_checkpoints("atomic")->size() == 1);
+
+  // And the store is fine afterwards (the sync setting was restored).
+  commit(*store, run, make_checkpoint("atomic", 1, Value::object({{"v", 1}})));
+  CHECK(store->latest_checkpoint("atomic")->state["v"].as_int() == 1);
+  CHECK(store->commit_checkpoint(make_checkpoint("other", 0, Value()), run, false).code() ==
+        StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("leases fence other owners until they expire", "[sqlite]") {
+  auto store = open_store(":memory:");
+  REQUIRE(store->create_run(make_run("leased")).ok());
+  CHECK(store->claim_run("leased", "a", 60000).ok());
+  CHECK(store->claim_run("leased", "a", 60000).ok());
+  Status taken = store->claim_run("leased", "b", 60000);
+  CHECK(taken.code() == StatusCode::kAborted);
+  CHECK(taken.message().find("a") != std::string::npos);
+  CHECK(store->claim_run("leased", "a", -1).ok());  // a lets it lapse
+  CHECK(store->claim_run("leased", "b", 60000).ok());
+  CHECK(store->claim_run("missing", "a", 1000).code() == StatusCode::kNotFound);
+}
+
+TEST_CASE("two stores on one file: concurrent writers and a stale cache", "[sqlite][concurrency]") {
+  TempDir dir;
+  const std::string path = dir.file("shared.db");
+  auto a = open_store(path);
+  auto b = open_store(path);
+
+  SECTION("writers on different runs, from both stores") {
+    constexpr int kThreads = 6;
+    constexpr int kSteps = 40;
+    std::vector<std::thread> threads;
+    std::atomic<int> failures{0};
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        Store& store = t % 2 == 0 ? *a : *b;
+        RunRecord run = make_run("w" + std::to_string(t));
+        if (!store.create_run(run).ok()) ++failures;
+        Value state = Value::object({{"items", Value::array()}});
+        for (int v = 0; v < kSteps; ++v) {
+          state = grown_state(state, v);
+          run.state = state;
+          if (!store.commit_checkpoint(make_checkpoint(run.id, v, state), run, v % 10 == 0).ok())
+            ++failures;
+          orch::EventRecord event;
+          event.run_id = run.id;
+          event.kind = "values";
+          if (store.append_event(event).value_or(-1) != v + 1) ++failures;
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    CHECK(failures == 0);
+    for (int t = 0; t < kThreads; ++t) {
+      // Read through the other store than the writer used.
+      Store& reader = t % 2 == 0 ? *b : *a;
+      auto cps = reader.list_checkpoints("w" + std::to_string(t));
+      REQUIRE(cps.ok());
+      REQUIRE(cps->size() == static_cast<size_t>(kSteps));
+      CHECK(cps->back().state["items"].size() == static_cast<size_t>(kSteps));
+    }
+  }
+
+  SECTION("a run continued by another store is diffed against what is stored") {
+    RunRecord run = make_run("handover");
+    REQUIRE(a->create_run(run).ok());
+    Value state = Value::object({{"items", Value::array()}});
+    std::vector<Value> states;
+    for (int v = 0; v < 9; ++v) {
+      state = grown_state(state, v);
+      states.push_back(state);
+      // a, a, a, b, b, a, b, a, a: each store's cached document goes stale.
+      Store& writer = (v == 3 || v == 4 || v == 6) ? *b : *a;
+      commit(writer, run, make_checkpoint("handover", v, state));
+    }
+    for (Store* reader : {a.get(), b.get()}) {
+      auto cps = reader->list_checkpoints("handover");
+      REQUIRE(cps.ok());
+      REQUIRE(cps->size() == states.size());
+      for (size_t i = 0; i < states.size(); ++i) require_same_text(states[i], (*cps)[i].state);
+    }
+    // A truncate through b, then a (whose cache still holds cp8) continues.
+    REQUIRE(b->truncate_checkpoints("handover", 4).ok());
+    Value replay = grown_state(states[4], 100);
+    commit(*a, run, make_checkpoint("handover", 5, replay));
+    auto latest = b->latest_checkpoint("handover");
+    REQUIRE(latest.ok());
+    require_same_text(replay, latest->state);
+  }
+}
+
+TEST_CASE("truncate keeps later rows readable when versions are out of order", "[sqlite]") {
+  // Versions are meant to increase; if a caller breaks that, truncation must
+  // still not leave a delta whose chain was deleted.
+  auto store = open_store(":memory:");
+  RunRecord run = make_run("odd");
+  REQUIRE(store->create_run(run).ok());
+  Value state = Value::object({{"items", Value::array()}});
+  std::vector<Value> states;
+  const int64_t versions[] = {0, 1, 5, 6, 2, 3};
+  for (int64_t version : versions) {
+    state = grown_state(state, static_cast<int>(version));
+    states.push_back(state);
+    commit(*store, run, make_checkpoint("odd", version, state));
+  }
+  REQUIRE(store->truncate_checkpoints("odd", 3).ok());  // drops versions 5 and 6 (rows 2, 3)
+  auto cps = store->list_checkpoints("odd");
+  REQUIRE(cps.ok());
+  REQUIRE(cps->size() == 4);
+  require_same_text(states[0], (*cps)[0].state);
+  require_same_text(states[1], (*cps)[1].state);
+  require_same_text(states[4], (*cps)[2].state);
+  require_same_text(states[5], (*cps)[3].state);
+  require_same_text(states[5], store->latest_checkpoint("odd")->state);
+  Value more = grown_state(states[5], 7);
+  commit(*store, run, make_checkpoint("odd", 7, more));
+  require_same_text(more, store->latest_checkpoint("odd")->state);
+}
+
+TEST_CASE("the engine runs a long loop on the SQLite store", "[sqlite][engine]") {
+  TempDir dir;
+  auto store = open_store(dir.file("engine.db"));
+  // A loop of "work" and a route that leaves after 300 rounds: ~600 supersteps,
+  // each appending one entry to state.log.
+  auto wf = orch::testing::make_workflow(
+      R"({"state_schema": {"log": {"type": "array", "reducer": "append"},
+                           "count": {"type": "number", "reducer": "add"}},
+          "nodes": {"work": {}, "check": {"type": "route", "input": "state.count",
+                    "routes": {"300": "__end__"}, "default": "again"}},
+          "edges": [["__start__","work"],["work","check"],["check:again","work"],["check:300","__end__"]]})",
+      {{"work", [](const orch::NodeCall&) -> orch::Result<orch::NodeOutput> {
+          return orch::NodeOutput(Value::object(
+              {{"log", Value::array({"a line of output from one round of work"})}, {"count", 1}}));
+        }}});
+  auto engine = orch::testing::make_engine(nullptr, nullptr, store);
+  RunRecord r = orch::testing::run_to_end(*engine, wf, Value::object(),
+                                          orch::testing::json(R"({"recursion_limit": 2000})"));
+  INFO(r.error);
+  REQUIRE(r.status == RunStatus::kCompleted);
+  CHECK(r.state["log"].size() == 300);
+
+  auto cps = store->list_checkpoints(r.id);
+  REQUIRE(cps.ok());
+  REQUIRE(cps->size() > 300);
+  require_same_text(r.state, cps->back().state);
+  auto stored = orch::sqlite_checkpoint_bytes(*store, r.id);
+  REQUIRE(stored.ok());
+  // The bound covers state plus per-checkpoint metadata (scheduler state).
+  const auto final_bytes = static_cast<int64_t>(r.state.to_json().size());
+  WARN("engine loop: " << cps->size() << " checkpoints, " << *stored << " bytes; final state "
+                       << final_bytes << " bytes");
+  CHECK(*stored < 20 * final_bytes);
+}
