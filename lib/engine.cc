@@ -28,9 +28,16 @@ Result<std::unique_ptr<orch::Engine>> EngineImpl::open(EngineOptions options) {
 }
 
 EngineImpl::EngineImpl(EngineOptions options)
-    : options_(std::move(options)), pool_(options_.threads) {}
+    : options_(std::move(options)), pool_(options_.threads), alive_(std::make_shared<Liveness>()) {
+  alive_->engine = this;
+}
 
 EngineImpl::~EngineImpl() {
+  {
+    // Timers that would call back into this engine now find it gone.
+    std::lock_guard<std::mutex> lock(alive_->mu);
+    alive_->engine = nullptr;
+  }
   {
     std::lock_guard<std::mutex> lock(runs_mu_);
     stopping_ = true;
@@ -797,6 +804,9 @@ std::shared_ptr<const CompiledWorkflow> EngineImpl::forget_context(const std::st
 }
 
 Result<std::shared_ptr<const Workflow>> EngineImpl::workflow_of(const RunRecord& r) {
+  // A host resolver comes first: it can bind C++ functions again, which the
+  // stored JSON definition cannot.
+  if (options_.workflow_resolver && !r.workflow_id.empty()) return options_.workflow_resolver(r.workflow_id);
   if (!r.workflow.is_null()) return parse_workflow(r.workflow);
   if (!r.workflow_id.empty()) return resolve_workflow(r.workflow_id);
   return Status::failed_precondition("run " + r.id + " has no stored definition (built in C++); it cannot be reloaded");
@@ -853,16 +863,32 @@ Status EngineImpl::recover() {
   filter.limit = SIZE_MAX;
   ORCH_ASSIGN_OR_RETURN(auto runs, options_.store->list_runs(filter));
   Status first_error;
+  bool retry_later = false;
   for (const RunRecord& r : runs) {
     if (find_context(r.id)) continue;
     if (!r.parent_run_id.empty()) continue;  // children continue through their parents
     auto ctx = load_context(r.id);
     if (!ctx.ok()) {
+      // Another owner's lease (e.g. a crashed process with a different
+      // owner_id): try again once it has expired.
+      if (ctx.status().code() == StatusCode::kAborted) {
+        retry_later = true;
+        continue;
+      }
       if (first_error.ok()) first_error = ctx.status();
       continue;
     }
     std::lock_guard<std::mutex> lock((*ctx)->mu);
     schedule_advance(*ctx);
+  }
+  if (retry_later) {
+    std::weak_ptr<Liveness> alive = alive_;
+    options_.clock->call_after(std::chrono::milliseconds(options_.lease_ms), [alive] {
+      auto a = alive.lock();
+      if (!a) return;
+      std::lock_guard<std::mutex> lock(a->mu);
+      if (a->engine != nullptr) (void)a->engine->recover();
+    });
   }
   return first_error;
 }

@@ -84,6 +84,12 @@ class EngineImpl final : public orch::Engine {
 
   EngineOptions options_;
   asio::thread_pool pool_;
+  // Lets clock timers reach the engine only while it exists.
+  struct Liveness {
+    std::mutex mu;
+    EngineImpl* engine = nullptr;
+  };
+  std::shared_ptr<Liveness> alive_;
 
   mutable std::mutex runs_mu_;
   std::unordered_map<std::string, std::shared_ptr<RunContext>> runs_;

@@ -122,6 +122,14 @@ CREATE TABLE workflows (
   updated_at_ms INTEGER NOT NULL
 );
 )sql",
+    // 2: workers registered through the API (JSON records), kept across restarts.
+    R"sql(
+CREATE TABLE worker_records (
+  pk INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  record TEXT NOT NULL
+);
+)sql",
 };
 
 constexpr int kMigrationCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));

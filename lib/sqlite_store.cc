@@ -376,6 +376,46 @@ Status SqliteStore::delete_workflow(const std::string& id) {
   });
 }
 
+// ---- Worker records ---------------------------------------------------------------
+
+Status SqliteStore::put_worker_record(const std::string& id, const Value& record) {
+  return with_connection("put_worker_record", [&](Connection& conn) -> Status {
+    Query q(conn,
+            "INSERT INTO worker_records (id, record) VALUES (?1, ?2) "
+            "ON CONFLICT (id) DO UPDATE SET record = excluded.record");
+    q->bind(1, id);
+    q->bind(2, record.to_json());
+    WriteTransaction txn(conn, writer_mu_);
+    q->exec();
+    txn.commit();
+    return Status();
+  });
+}
+
+Status SqliteStore::delete_worker_record(const std::string& id) {
+  return with_connection("delete_worker_record", [&](Connection& conn) -> Status {
+    WriteTransaction txn(conn, writer_mu_);
+    Query q(conn, "DELETE FROM worker_records WHERE id = ?1");
+    q->bind(1, id);
+    if (q->exec() == 0) return Status::not_found("worker " + id + " not found");
+    txn.commit();
+    return Status();
+  });
+}
+
+Result<std::vector<Value>> SqliteStore::list_worker_records() {
+  return with_connection("list_worker_records", [&](Connection& conn) -> Result<std::vector<Value>> {
+    Query q(conn, "SELECT id, record FROM worker_records ORDER BY pk");
+    std::vector<Value> out;
+    while (q->executeStep()) {
+      auto v = parse_json(q->getColumn(1).getString());
+      if (!v.ok()) return Status::internal("worker record " + q->getColumn(0).getString() + " is damaged: " + v.status().message());
+      out.push_back(std::move(v).value());
+    }
+    return out;
+  });
+}
+
 // ---- Diagnostics ----------------------------------------------------------------
 
 Result<int64_t> SqliteStore::checkpoint_bytes(const std::string& run_id) {

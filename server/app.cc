@@ -4,6 +4,8 @@
 #include "callbacks.h"
 #include "worker_book.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 
 #if __has_include("orch/sqlite_store.h")
@@ -50,6 +52,11 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   options.store = app->store;
   options.dispatcher = app->dispatcher;
   options.default_timeout_ms = config.default_timeout_ms;
+  // A stable owner id: a server restarted on the same host and database takes
+  // its runs back at once instead of waiting for its old leases to expire.
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  options.owner_id = std::string("orch-serve:") + host + ":" + config.db;
   options.durability = config.durability == "full" ? Durability::kFull
                        : config.durability == "exit" ? Durability::kExit
                                                      : Durability::kSync;

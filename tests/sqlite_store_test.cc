@@ -571,3 +571,23 @@ TEST_CASE("the engine runs a long loop on the SQLite store", "[sqlite][engine]")
                        << final_bytes << " bytes");
   CHECK(*stored < 20 * final_bytes);
 }
+
+TEST_CASE("worker records persist across reopen", "[sqlite]") {
+  TempDir dir;
+  const std::string path = dir.file("orch.db");
+  {
+    auto store = orch::open_sqlite_store(path);
+    REQUIRE(store.ok());
+    REQUIRE((*store)->put_worker_record("w1", orch::Value::object({{"id", "w1"}, {"url", "http://a/x"}})).ok());
+    REQUIRE((*store)->put_worker_record("w2", orch::Value::object({{"id", "w2"}})).ok());
+    REQUIRE((*store)->put_worker_record("w1", orch::Value::object({{"id", "w1"}, {"url", "http://b/x"}})).ok());
+    CHECK((*store)->delete_worker_record("w2").ok());
+    CHECK((*store)->delete_worker_record("w2").code() == orch::StatusCode::kNotFound);
+  }
+  auto store = orch::open_sqlite_store(path);
+  REQUIRE(store.ok());
+  auto records = (*store)->list_worker_records();
+  REQUIRE(records.ok());
+  REQUIRE(records->size() == 1);
+  CHECK((*records)[0]["url"].as_string() == "http://b/x");
+}

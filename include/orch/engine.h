@@ -55,10 +55,16 @@ struct EngineOptions {
   // Supersteps before a run fails, when neither the workflow nor the run says.
   int64_t default_recursion_limit = 1000;
   Durability durability = Durability::kSync;
-  // Resolves subgraph workflow ids. Default: the Store's workflows.
+  // Resolves workflow ids: for subgraph nodes, and for runs reloaded after a
+  // restart (recover()), where it takes precedence over the run's stored JSON so
+  // workflows with C++ functions bound can be recovered. Default: the Store's
+  // workflows for subgraphs, the stored definition for reloaded runs.
   std::function<Result<std::shared_ptr<const Workflow>>(const std::string& id)> workflow_resolver;
   // Identifies this engine as the owner of the runs it claims (Store::claim_run)
-  // when it starts or loads a run. Default: a random id.
+  // when it starts or loads a run. Default: a random id. Give a process a
+  // stable id (e.g. host + database) so that after a crash it takes its runs
+  // back at once; runs still leased by another owner are taken over by
+  // recover() when that lease expires.
   std::string owner_id;
   // Lease length asked for when claiming a run.
   int64_t lease_ms = 60000;

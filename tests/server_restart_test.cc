@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: MIT
+// `orch serve` on SQLite is killed with SIGKILL while runs wait on a worker;
+// after a restart the runs continue and complete.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <httplib.h>
+
+#include "catch.h"
+#include "orch/id.h"
+#include "support/fake_workers.h"
+
+#ifndef ORCH_CLI
+#error "ORCH_CLI must name the orch program"
+#endif
+
+using namespace std::chrono_literals;
+using orch::Value;
+
+namespace {
+
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+pid_t start_server(int port, const std::string& db, const std::string& config) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, STDERR_FILENO);
+    std::string p = std::to_string(port);
+    execl(ORCH_CLI, ORCH_CLI, "serve", "--port", p.c_str(), "--db", db.c_str(), "--config", config.c_str(),
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  httplib::Client c("127.0.0.1", port);
+  for (int i = 0; i < 500; ++i) {
+    auto r = c.Get("/health");
+    if (r && r->status == 200) return pid;
+    std::this_thread::sleep_for(10ms);
+  }
+  kill(pid, SIGKILL);
+  return -1;
+}
+
+}  // namespace
+
+TEST_CASE("the server is killed during runs; after a restart they complete", "[server][restart]") {
+  orch::testing::FakeWorker worker;
+  orch::testing::FakeReply slow;
+  slow.delay_ms = 150;
+  worker.set_default(slow);
+  auto dir = std::filesystem::temp_directory_path() / ("orch-restart-" + orch::new_uuid());
+  std::filesystem::create_directories(dir);
+  std::string db = (dir / "orch.db").string();
+  std::string config = (dir / "config.json").string();
+  std::ofstream(config) << R"({"workers": [{"id": "w", "url": ")" << worker.url()
+                        << R"(", "token": "", "max_concurrent": 20}]})";
+  int port = free_port();
+  pid_t server = start_server(port, db, config);
+  REQUIRE(server > 0);
+  httplib::Client c("127.0.0.1", port);
+  REQUIRE(c.Post("/workflows", R"({"id": "three", "state_schema": {"log": {"type": "array", "reducer": "append"}},
+    "nodes": {"a": {"prompt_template": "a", "output_key": "log"}, "b": {"prompt_template": "b", "output_key": "log"},
+              "c": {"prompt_template": "c", "output_key": "log"}},
+    "edges": [["__start__","a"],["a","b"],["b","c"],["c","__end__"]]})", "application/json")->status == 201);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    auto r = c.Post("/workflows/three/run", "{}", "application/json");
+    REQUIRE(r->status == 201);
+    ids.push_back(orch::parse_json(r->body)->find("id")->as_string());
+  }
+  std::this_thread::sleep_for(250ms);  // mid-way: some nodes done, some waiting on the worker
+  kill(server, SIGKILL);
+  waitpid(server, nullptr, 0);
+
+  int port2 = free_port();
+  server = start_server(port2, db, config);
+  REQUIRE(server > 0);
+  httplib::Client c2("127.0.0.1", port2);
+  for (const std::string& id : ids) {
+    Value run;
+    for (int i = 0; i < 1000; ++i) {
+      auto r = c2.Get(("/runs/" + id).c_str());
+      REQUIRE(r);
+      run = *orch::parse_json(r->body);
+      if (run["status"].as_string() != "running") break;
+      std::this_thread::sleep_for(10ms);
+    }
+    INFO(run.to_json());
+    CHECK(run["status"].as_string() == "completed");
+    CHECK(run["state_json"]["log"].to_json() == R"(["echo: a","echo: b","echo: c"])");
+  }
+  kill(server, SIGTERM);
+  waitpid(server, nullptr, 0);
+  std::filesystem::remove_all(dir);
+}
