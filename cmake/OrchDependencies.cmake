@@ -29,3 +29,8 @@ find_package(SQLiteCpp 3 REQUIRED CONFIG)
 # must come from pkg-config or the binary crashes at run time.
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET GLOBAL cpp-httplib>=0.11)
+
+# libmosquitto 2.0 (the mqtt worker protocol) and hiredis 0.14 (redis_stream)
+# have only pkg-config files.
+pkg_check_modules(MOSQUITTO REQUIRED IMPORTED_TARGET GLOBAL libmosquitto>=2.0)
+pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET GLOBAL hiredis>=0.14)

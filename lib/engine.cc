@@ -390,7 +390,15 @@ void EngineImpl::start_superstep(const std::shared_ptr<RunContext>& ctx, const s
     t.vertex = ready[i];
     t.step_id = new_uuid();
     t.started_ms = options_.clock->now_ms();
+    // Async workers: a step that was waiting for a reply when the run was
+    // loaded resumes under its id and attempt (same call id).
+    auto resumed = c.resumable_steps.find(c.compiled->graph->name(t.vertex));
+    if (resumed != c.resumable_steps.end()) {
+      t.step_id = resumed->second.first;
+      t.attempt = resumed->second.second;
+    }
   }
+  c.resumable_steps.clear();  // only the superstep the run was loaded in
   for (size_t i = 0; i < ready.size() && c.in_superstep; ++i) {
     NodeTask& t = c.tasks[i];
     const std::string& name = c.compiled->graph->name(t.vertex);
@@ -850,6 +858,16 @@ Result<std::shared_ptr<RunContext>> EngineImpl::load_context(const std::string& 
   if (writes.ok()) {
     for (const PendingWrite& w : *writes) {
       if (w.superstep == cp.version + 1) ctx->recorded[w.node_name] = w.result;
+    }
+  }
+  // Async workers: steps still running in the superstep being resumed keep
+  // their id and attempt (see RunContext::resumable_steps).
+  auto steps = options_.store->list_steps(run_id);
+  if (steps.ok()) {
+    for (const StepRecord& s : *steps) {
+      if (s.status != StepStatus::kRunning || s.superstep != cp.version + 1 || s.item_index >= 0) continue;
+      auto& slot = ctx->resumable_steps[s.node_name];
+      if (slot.first.empty() || s.attempt > slot.second) slot = {s.id, s.attempt};
     }
   }
   std::lock_guard<std::mutex> lock(runs_mu_);

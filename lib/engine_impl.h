@@ -81,6 +81,12 @@ struct RunContext {
   uint64_t generation = 0;       // bumped by cancel; callbacks of older generations are dropped
   std::vector<Injection> injections;
   std::map<std::string, Value> recorded;  // node -> outcome recorded before a crash
+  // Async workers: steps the store had as running when the run was loaded
+  // (node -> step id, attempt). The next superstep relaunches them under the
+  // same id and attempt, so their worker call keeps its call id and an
+  // mqtt/redis_stream protocol waits for the reply to the request it already
+  // sent instead of sending it again. Consumed by start_superstep.
+  std::map<std::string, std::pair<std::string, int>> resumable_steps;
   int depth = 0;                 // subgraph nesting
   // Set when this run is a subgraph child: who to tell when it stops.
   std::string parent_run_id;

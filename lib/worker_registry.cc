@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "async_protocols.h"
 #include "http_worker_protocols.h"
 #include "worker_registry_impl.h"
 
@@ -284,7 +285,11 @@ WorkerStatus WorkerRegistry::Impl::status_locked(const WorkerEntry& worker, Stea
 // ---- WorkerRegistry ----
 
 WorkerRegistry::WorkerRegistry(WorkerRegistryOptions options) : impl_(std::make_shared<Impl>(std::move(options))) {
-  if (impl_->options.builtin_protocols) internal::register_http_protocols(*this, impl_->clock, impl_->options);
+  if (impl_->options.builtin_protocols) {
+    internal::register_http_protocols(*this, impl_->clock, impl_->options);
+    // mqtt and redis_stream (random instance; see orch/async_workers.h to make them durable).
+    internal::register_default_async_protocols(*this, impl_->clock, impl_->options);
+  }
   if (impl_->options.health_check_interval_ms > 0) impl_->schedule_health_check();
 }
 

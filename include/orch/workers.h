@@ -20,7 +20,8 @@
 // Protocols are plugins: a WorkerProtocol is registered under a name and a
 // worker names its protocol. The registry comes with `webhook`, `api_chat`,
 // `openai_chat` and `a2a` (HTTP, NullBoiler-compatible request bodies; A2A
-// v0.3 `message/send`) unless WorkerRegistryOptions says otherwise.
+// v0.3 `message/send`), `mqtt` and `redis_stream` (asynchronous, see
+// orch/async_workers.h) unless WorkerRegistryOptions says otherwise.
 //
 //   auto workers = std::make_shared<orch::WorkerRegistry>();
 //   (void)workers->add_worker({"w1", "http://127.0.0.1:8080/webhook"});
@@ -127,7 +128,7 @@ struct WorkerRegistryOptions {
   int64_t health_check_interval_ms = 0;
   // Time limit of one health probe.
   int64_t health_check_timeout_ms = 5000;
-  // Register webhook, api_chat, openai_chat and a2a.
+  // Register webhook, api_chat, openai_chat, a2a, mqtt and redis_stream.
   bool builtin_protocols = true;
 };
 

@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: MIT
+// Broker URLs, request payloads and reply parsing of the mqtt and
+// redis_stream protocols.
+#include "async_wire.h"
+
+#include <cctype>
+
+#include "worker_wire.h"
+
+namespace orch::internal {
+
+Result<BrokerTarget> parse_broker_url(std::string_view url, std::string_view scheme, int default_port) {
+  const std::string what = "invalid " + std::string(scheme) + ":// URL";
+  const std::string prefix = std::string(scheme) + "://";
+  if (url.substr(0, prefix.size()) != prefix) {
+    return Status::invalid_argument(what + ": " + std::string(url) + " (expected " + prefix + "host:port/name)");
+  }
+  std::string_view rest = url.substr(prefix.size());
+  size_t slash = rest.find('/');
+  if (slash == std::string_view::npos || slash + 1 >= rest.size()) {
+    return Status::invalid_argument(what + ": " + std::string(url) + " names no topic or stream");
+  }
+  std::string_view authority = rest.substr(0, slash);
+  BrokerTarget target;
+  target.name = std::string(rest.substr(slash + 1));
+  target.port = default_port;
+  size_t colon = authority.rfind(':');
+  if (colon != std::string_view::npos) {
+    std::string_view port = authority.substr(colon + 1);
+    if (port.empty() || port.size() > 5) return Status::invalid_argument(what + ": bad port in " + std::string(url));
+    int value = 0;
+    for (char c : port) {
+      if (!std::isdigit(static_cast<unsigned char>(c))) {
+        return Status::invalid_argument(what + ": bad port in " + std::string(url));
+      }
+      value = value * 10 + (c - '0');
+    }
+    if (value < 1 || value > 65535) return Status::invalid_argument(what + ": bad port in " + std::string(url));
+    target.port = value;
+    authority = authority.substr(0, colon);
+  }
+  if (authority.size() >= 2 && authority.front() == '[' && authority.back() == ']') {
+    authority = authority.substr(1, authority.size() - 2);
+  }
+  if (authority.empty()) return Status::invalid_argument(what + ": no host in " + std::string(url));
+  target.host = std::string(authority);
+  for (char c : target.name) {
+    if (c == '+' || c == '#' || c == '\0') {
+      return Status::invalid_argument(what + ": wildcards are not allowed in " + std::string(url));
+    }
+  }
+  return target;
+}
+
+std::string describe_wait(int64_t ms) {
+  if (ms < 1000) return std::to_string(ms) + " ms";
+  const int64_t tenths = (ms + 50) / 100;
+  return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10) + " s";
+}
+
+Status check_instance_name(std::string_view instance) {
+  if (instance.empty() || instance.size() > 64) {
+    return Status::invalid_argument("instance name must have 1 to 64 characters");
+  }
+  for (char c : instance) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') {
+      return Status::invalid_argument("instance name may hold only letters, digits, '_', '-' and '.': " +
+                                      std::string(instance));
+    }
+  }
+  return Status();
+}
+
+std::string async_request_payload(const WorkerInfo& worker, const WorkerRequest& request,
+                                  const std::string& reply_to, int64_t now_ms, int64_t deadline_ms) {
+  Value body = Value::object({{"correlation_id", request.call_id},
+                              {"reply_to", reply_to},
+                              {"timestamp_ms", static_cast<long long>(now_ms)},
+                              {"message", request.prompt},
+                              {"session_key", session_key(request)}});
+  if (!worker.token.empty()) body.set("token", worker.token);
+  body.set("run_id", request.run_id);
+  body.set("node", request.node_name);
+  body.set("node_type", request.node_type);
+  body.set("attempt", request.attempt);
+  body.set("turn", request.turn);
+  body.set("worker_id", worker.id);
+  body.set("deadline_ms", static_cast<long long>(deadline_ms));
+  if (!request.item.is_null()) body.set("item", request.item);
+  return body.to_json();
+}
+
+Result<AsyncReply> parse_async_reply(std::string_view payload, std::string correlation) {
+  Result<Value> parsed = parse_json(payload);
+  const bool object = parsed.ok() && parsed->is_object();
+  if (correlation.empty() && object && (*parsed)["correlation_id"].is_string()) {
+    correlation = (*parsed)["correlation_id"].as_string();
+  }
+  if (correlation.empty()) return Status::invalid_argument("reply names no correlation_id");
+  AsyncReply out;
+  out.correlation_id = std::move(correlation);
+  out.reply = parse_chat_reply(payload);
+  if (!out.reply.status.ok() && object && (*parsed)["retryable"].is_bool()) {
+    out.reply.retryable = (*parsed)["retryable"].as_bool();
+  }
+  return out;
+}
+
+}  // namespace orch::internal
