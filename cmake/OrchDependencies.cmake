@@ -18,7 +18,10 @@ find_path(ASIO_INCLUDE_DIR asio.hpp REQUIRED)
 if(NOT TARGET orch_asio)
   add_library(orch_asio INTERFACE)
   target_include_directories(orch_asio SYSTEM INTERFACE ${ASIO_INCLUDE_DIR})
-  target_compile_definitions(orch_asio INTERFACE ASIO_STANDALONE ASIO_NO_DEPRECATED)
+  # ASIO_DISABLE_STD_ALIGNED_ALLOC: Asio picks its allocation function by
+  # which standard headers came first, so two files could disagree (an ASan
+  # alloc-dealloc mismatch); pin one choice for every file.
+  target_compile_definitions(orch_asio INTERFACE ASIO_STANDALONE ASIO_NO_DEPRECATED ASIO_DISABLE_STD_ALIGNED_ALLOC)
   target_link_libraries(orch_asio INTERFACE Threads::Threads)
 endif()
 

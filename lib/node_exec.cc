@@ -67,6 +67,7 @@ Result<std::string> EngineImpl::render(const RunContext& c, const Template& tpl,
   tc.input = &c.record.input;
   tc.item = item;
   tc.config = &c.record.config;
+  tc.task = c.record.config.find("task");  // pull mode puts the tracker task here
   tc.attempt = attempt;
   return tpl.render(tc);
 }

@@ -2,10 +2,13 @@
 #include "app.h"
 
 #include "callbacks.h"
+#include "orch/async_workers.h"
+#include "tracker.h"
 #include "worker_book.h"
 
 #include <unistd.h>
 
+#include <cctype>
 #include <filesystem>
 
 #if __has_include("orch/sqlite_store.h")
@@ -17,6 +20,7 @@ namespace orch::server {
 
 App::App() = default;
 App::~App() {
+  tracker.reset();  // its runs and agents use the engine and the store
   callbacks.reset();
   if (engine && engine_subscription) engine->unsubscribe(engine_subscription);
 }
@@ -44,6 +48,26 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   registry_options.default_timeout_ms = config.default_timeout_ms;
   registry_options.health_check_interval_ms = config.health_check_interval_ms;
   app->registry = std::make_shared<WorkerRegistry>(registry_options);
+  if (config.db != ":memory:") {
+    // mqtt/redis_stream: a stable instance name and a state directory next to
+    // the database, so replies to calls in flight survive a restart.
+    AsyncWorkerOptions async;
+    char host[256] = {0};
+    gethostname(host, sizeof(host) - 1);
+    uint64_t h = 1469598103934665603ull;  // FNV-1a of the database path
+    for (char ch : config.db) h = (h ^ static_cast<unsigned char>(ch)) * 1099511628211ull;
+    std::string name = std::string(host) + "-" + std::to_string(h % 1000000007ull);
+    for (char& ch : name) {
+      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-') ch = '-';
+    }
+    async.instance = name;
+    async.state_dir = (std::filesystem::path(config.db).parent_path() / "orch-async").string();
+    async.clock = clock;
+    async.default_timeout_ms = config.default_timeout_ms;
+    std::error_code ec;
+    std::filesystem::create_directories(async.state_dir, ec);
+    ORCH_RETURN_IF_ERROR(register_async_protocols(*app->registry, async));
+  }
   app->workers = std::make_unique<WorkerBook>(app->registry, app->store);
   ORCH_RETURN_IF_ERROR(app->workers->load(config.workers, clock->now_ms()));
   app->dispatcher = dispatcher ? std::move(dispatcher) : app->registry;

@@ -19,11 +19,12 @@
 namespace orch::server {
 
 class CallbackSender;
+class Tracker;
 class WorkerBook;
 
 struct App {
   App();
-  ~App();  // stops the callback sender before the engine
+  ~App();  // stops the tracker and the callback sender before the engine
   ServerConfig config;
   std::shared_ptr<Store> store;
   std::shared_ptr<Dispatcher> dispatcher;   // the registry unless a test supplies its own
@@ -37,6 +38,7 @@ struct App {
   EventHub hub;
   uint64_t engine_subscription = 0;
   std::unique_ptr<CallbackSender> callbacks;  // declared after engine: destroyed first
+  std::unique_ptr<Tracker> tracker;           // pull mode (null when off); stopped first
 };
 
 // Opens the store named by config.db (":memory:" or a SQLite file), the worker

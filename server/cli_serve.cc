@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "http_api.h"
 #include "orch/version.h"
+#include "tracker.h"
 #include "workflow_dir.h"
 
 namespace orch::cli {
@@ -62,9 +63,15 @@ int serve_command(const Args& args) {
     return kExitFailure;
   }
   server::raise_listen_backlog(config.port);
+  // Pull mode (config `tracker`) starts once the API's port is bound.
+  if (Status t = server::start_tracker(**app); !t.ok()) {
+    std::cerr << "orch serve: " << t.message() << "\n";
+    return kExitFailure;
+  }
   svr.listen_after_bind();
   // Graceful shutdown: no new requests; give running runs the grace period.
   (*app)->stopping = true;
+  server::stop_tracker(**app);  // kills agents, cancels its runs, releases leases
   (*app)->hub.close();
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(config.shutdown_grace_ms);
   RunFilter running;

@@ -184,6 +184,10 @@ void install_api(App& app, httplib::Server& svr) {
     if (!res.body.empty()) return;
     if (res.status == 413) {
       send_error(res, 413, "payload_too_large", "request body exceeds the size limit");
+    } else if (res.status == 400) {
+      send_error(res, 400, "bad_request",
+                 "malformed HTTP request (a POST or PUT needs a Content-Length header or a chunked body; "
+                 "with curl, add -d '' or -d '{}')");
     } else {
       send_error(res, res.status, res.status >= 500 ? "internal" : "bad_request",
                  "the request could not be processed (HTTP " + std::to_string(res.status) + ")");
