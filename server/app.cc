@@ -2,6 +2,7 @@
 #include "app.h"
 
 #include "callbacks.h"
+#include "retention.h"
 #include "orch/async_workers.h"
 #include "tracker.h"
 #include "worker_book.h"
@@ -20,6 +21,7 @@ namespace orch::server {
 
 App::App() = default;
 App::~App() {
+  retention.reset();
   tracker.reset();  // its runs and agents use the engine and the store
   callbacks.reset();
   if (engine && engine_subscription) engine->unsubscribe(engine_subscription);
@@ -99,6 +101,7 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   });
   app->callbacks = std::make_unique<CallbackSender>(*app);
   app->callbacks->start();
+  if (config.retention_ms > 0) app->retention = std::make_unique<RetentionSweeper>(*app, config.retention_ms);
   Status recovered = app->engine->recover();
   if (!recovered.ok()) return Status(recovered.code(), "resuming runs: " + recovered.message());
   return app;

@@ -19,6 +19,7 @@
 namespace orch::server {
 
 class CallbackSender;
+class RetentionSweeper;
 class Tracker;
 class WorkerBook;
 
@@ -39,6 +40,7 @@ struct App {
   uint64_t engine_subscription = 0;
   std::unique_ptr<CallbackSender> callbacks;  // declared after engine: destroyed first
   std::unique_ptr<Tracker> tracker;           // pull mode (null when off); stopped first
+  std::unique_ptr<RetentionSweeper> retention;  // null when engine.retention_ms is 0
 };
 
 // Opens the store named by config.db (":memory:" or a SQLite file), the worker

@@ -44,6 +44,9 @@ Status load_engine(const Value& engine, ServerConfig* c) {
       ORCH_RETURN_IF_ERROR(read_int(v, k, &c->worker_failure_threshold));
     } else if (key == "worker_circuit_breaker_ms") {
       ORCH_RETURN_IF_ERROR(read_int(v, k, &c->worker_circuit_breaker_ms));
+    } else if (key == "retention_ms") {
+      ORCH_RETURN_IF_ERROR(read_int(v, k, &c->retention_ms));
+      if (c->retention_ms < 0) return Status::invalid_argument("config key 'engine.retention_ms' must be >= 0");
     } else if (key == "durability") {
       ORCH_RETURN_IF_ERROR(read_string(v, k, &c->durability, false));
       if (c->durability != "sync" && c->durability != "full" && c->durability != "exit") {

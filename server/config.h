@@ -30,6 +30,7 @@ struct ServerConfig {
   int64_t worker_failure_threshold = 3;
   int64_t worker_circuit_breaker_ms = 60000;
   std::string durability = "sync";
+  int64_t retention_ms = 0;              // delete finished runs older than this (0: keep)
   // HTTP
   size_t max_body_bytes = 8 * 1024 * 1024;
   size_t http_threads = 16;

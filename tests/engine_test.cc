@@ -681,3 +681,51 @@ TEST_CASE("a mismatched reducer type fails the run cleanly", "[engine]") {
   CHECK(r.status == RunStatus::kFailed);
   CHECK(r.error.find("state key 'n'") != std::string::npos);
 }
+
+namespace {
+// Counts checkpoint commits and how many asked for a sync to disk.
+class CountingStore : public orch::StoreWrapper {
+ public:
+  using StoreWrapper::StoreWrapper;
+  orch::Status commit_checkpoint(const orch::Checkpoint& cp, const orch::RunRecord& run, bool sync) override {
+    ++commits;
+    if (sync) ++synced;
+    return StoreWrapper::commit_checkpoint(cp, run, sync);
+  }
+  std::atomic<int> commits{0};
+  std::atomic<int> synced{0};
+};
+}  // namespace
+
+TEST_CASE("durability modes: sync commits every superstep, full syncs, exit writes at pause or end", "[engine]") {
+  auto wf_text = std::string(R"({)") + kTraceSchema + R"(,
+    "nodes": {"a": {}, "b": {}, "c": {}}, "edges": [["__start__","a"],["a","b"],["b","c"],["c","__end__"]]})";
+  std::map<std::string, orch::NodeFunction> fns = {{"a", tracer("a")}, {"b", tracer("b")}, {"c", tracer("c")}};
+  for (const char* mode : {"sync", "full", "exit"}) {
+    INFO(mode);
+    auto store = std::make_shared<CountingStore>(orch::new_memory_store());
+    auto engine = make_engine(nullptr, nullptr, store);
+    auto r = run_to_end(*engine, make_workflow(wf_text, fns), Value::object(),
+                        Value::object({{"durability", mode}}));
+    REQUIRE(r.status == RunStatus::kCompleted);
+    CHECK(trace_of(r) == std::vector<std::string>{"a", "b", "c"});
+    if (std::string(mode) == "exit") {
+      CHECK(store->commits == 1);  // only the final checkpoint
+    } else {
+      CHECK(store->commits == 5);  // __init__, a, b, c, __end__
+    }
+    CHECK(store->synced == (std::string(mode) == "full" ? 5 : 0));
+  }
+  // "exit" still writes when the run pauses, so a resume finds its place.
+  auto store = std::make_shared<CountingStore>(orch::new_memory_store());
+  auto engine = make_engine(nullptr, nullptr, store);
+  auto wf = make_workflow(std::string(R"({)") + kTraceSchema + R"(, "durability": "exit", "interrupt_after": ["a"],
+    "nodes": {"a": {}, "b": {}}, "edges": [["__start__","a"],["a","b"],["b","__end__"]]})",
+                          {{"a", tracer("a")}, {"b", tracer("b")}});
+  auto id = *engine->start_run(wf, {});
+  REQUIRE(engine->wait(id, 10s)->status == RunStatus::kInterrupted);
+  CHECK(store->commits == 1);
+  CHECK(engine->store()->latest_checkpoint(id)->completed_nodes == std::vector<std::string>{"a"});
+  REQUIRE(engine->resume_run(id, Value()).ok());
+  CHECK(engine->wait(id, 10s)->status == RunStatus::kCompleted);
+}

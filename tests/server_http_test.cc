@@ -427,3 +427,25 @@ TEST_CASE("callbacks are signed with HMAC-SHA256 and retried", "[server][callbac
         "v1=74efa39107f3a0fc6ae9793f4dff3f6890cd3f8ebcd6f29416c3f994d51afb23");
   CHECK(calls >= 2);
 }
+
+TEST_CASE("finished runs older than the retention are deleted with their history", "[server][retention]") {
+  orch::server::ServerConfig config;
+  config.retention_ms = 200;
+  TestServer server(config);
+  auto c = server.client();
+  create_workflow(*c, kLinear);
+  create_workflow(*c, kPausing);
+  std::string done = body_of(c->Post("/workflows/linear/run", "{}", "application/json"))["id"].as_string();
+  std::string paused = body_of(c->Post("/workflows/pausing/run", "{}", "application/json"))["id"].as_string();
+  CHECK(wait_run(*c, done)["status"].as_string() == "completed");
+  CHECK(wait_run(*c, paused)["status"].as_string() == "interrupted");
+  int status = 200;
+  for (int i = 0; i < 300 && status == 200; ++i) {
+    std::this_thread::sleep_for(10ms);
+    status = c->Get(("/runs/" + done).c_str())->status;
+  }
+  CHECK(status == 404);
+  CHECK_FALSE(server.app().store->list_checkpoints(done).ok());
+  // An interrupted run is not finished: it stays.
+  CHECK(c->Get(("/runs/" + paused).c_str())->status == 200);
+}
