@@ -841,7 +841,20 @@ Result<std::shared_ptr<RunContext>> EngineImpl::load_context(const std::string& 
     ORCH_ASSIGN_OR_RETURN(auto workflow, workflow_of(r));
     ORCH_ASSIGN_OR_RETURN(compiled, compile(workflow));
   }
-  ORCH_ASSIGN_OR_RETURN(Checkpoint cp, options_.store->latest_checkpoint(run_id));
+  auto latest = options_.store->latest_checkpoint(run_id);
+  Checkpoint cp;
+  if (latest.ok()) {
+    cp = std::move(latest).value();
+  } else if (latest.status().code() == StatusCode::kNotFound) {
+    // Created, but stopped before its first checkpoint: it starts from its
+    // stored initial state, exactly as it would have.
+    Scheduler fresh(compiled->graph);
+    fresh.start();
+    cp.state = r.state;
+    cp.metadata = Value::object({{"scheduler", fresh.to_value()}});
+  } else {
+    return latest.status();
+  }
   // Another engine on a shared database may own the run (SPEC.md §11).
   ORCH_RETURN_IF_ERROR(options_.store->claim_run(run_id, options_.owner_id, options_.lease_ms));
   auto ctx = std::make_shared<RunContext>();

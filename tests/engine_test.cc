@@ -729,3 +729,25 @@ TEST_CASE("durability modes: sync commits every superstep, full syncs, exit writ
   REQUIRE(engine->resume_run(id, Value()).ok());
   CHECK(engine->wait(id, 10s)->status == RunStatus::kCompleted);
 }
+
+TEST_CASE("recover() starts a run that stopped before its first checkpoint", "[engine]") {
+  auto store = orch::new_memory_store();
+  auto wf = make_workflow(std::string(R"({"id": "wf", )") + kTraceSchema + R"(,
+    "nodes": {"a": {}}, "edges": [["__start__","a"],["a","__end__"]]})",
+                          {{"a", tracer("a")}});
+  orch::RunRecord r;
+  r.id = "early";
+  r.status = RunStatus::kRunning;
+  r.workflow_id = "wf";
+  r.state = json(R"({"trace": ["before"]})");
+  REQUIRE(store->create_run(r).ok());  // as if the process died right after creating it
+  orch::EngineOptions options;
+  options.store = store;
+  options.workflow_resolver = [wf](const std::string&) -> Result<std::shared_ptr<const orch::Workflow>> { return wf; };
+  auto engine = orch::Engine::open(options);
+  REQUIRE(engine.ok());
+  REQUIRE((*engine)->recover().ok());
+  auto done = (*engine)->wait("early", 10s);
+  REQUIRE(done->status == RunStatus::kCompleted);
+  CHECK(trace_of(*done) == std::vector<std::string>{"before", "a"});
+}
