@@ -595,25 +595,23 @@ void EngineImpl::start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t i
   opts.config = c.record.config;  // children share the run's config
   opts.workflow_id = node.subgraph.workflow_id;
   t.waiting_child = true;
-  // The child is started off this lock: its first events may call back here.
+  // The child's id is known before it starts, so when it stops notify_parent()
+  // always finds the task waiting for it. It is started off this lock: its
+  // first events may call back here.
+  opts.run_id = new_uuid();
+  t.child_run_id = opts.run_id;
   std::weak_ptr<RunContext> weak = ctx;
   const uint64_t gen = c.generation;
   std::string parent_id = c.record.id;
   int depth = c.depth + 1;
   asio::post(pool_, [this, weak, gen, index, wf = *child_wf, opts, parent_id, name = node.name, depth]() mutable {
     auto child = start_run_internal(wf, std::move(opts), parent_id, name, depth);
+    if (child.ok()) return;
     auto locked = weak.lock();
     if (!locked) return;
     std::lock_guard<std::mutex> lock(locked->mu);
     if (locked->generation != gen || index >= locked->tasks.size()) return;
-    if (!child.ok()) {
-      complete_task(locked, index, failed("subgraph could not start: " + child.status().message()), true);
-      return;
-    }
-    locked->tasks[index].child_run_id = *child;
-    // The child may already have stopped before we recorded its id.
-    auto record = get_run(*child);
-    if (record.ok() && record->status != RunStatus::kRunning) on_child_stopped(locked, index, *record);
+    complete_task(locked, index, failed("subgraph could not start: " + child.status().message()), true);
   });
 }
 
