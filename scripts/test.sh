@@ -21,4 +21,12 @@ cmake --build "$build_dir" -j "$jobs"
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
-ctest --test-dir "$build_dir" --output-on-failure -j "$jobs" ${ORCH_CTEST_ARGS:-}
+# Tests append their figures (kills survived, faults injected...) to one file.
+rm -f "$build_dir/figures.txt"
+status=0
+ctest --test-dir "$build_dir" --output-on-failure -j "$jobs" ${ORCH_CTEST_ARGS:-} || status=$?
+if [ -s "$build_dir/figures.txt" ]; then
+  echo "== figures =="
+  sort "$build_dir/figures.txt"
+fi
+exit $status

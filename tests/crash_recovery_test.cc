@@ -21,6 +21,7 @@
 #include "catch.h"
 #include "orch/id.h"
 #include "orch/sqlite_store.h"
+#include "support/figures.h"
 
 #ifndef ORCH_CRASH_CHILD
 #error "ORCH_CRASH_CHILD must name the crash_child program"
@@ -75,8 +76,10 @@ TEST_CASE("SIGKILL at random moments: every run completes, no recorded node runs
   // Every run completed with exactly the state of an uninterrupted run.
   auto store = orch::open_sqlite_store(db);
   REQUIRE(store.ok());
+  int lost = 0;
   for (int i = 0; i < 50; ++i) {
     auto run = (*store)->get_run("run-" + std::to_string(i));
+    if (!run.ok() || run->status != orch::RunStatus::kCompleted) ++lost;
     REQUIRE(run.ok());
     CHECK(run->status == orch::RunStatus::kCompleted);
     CHECK(run->state["count"].as_int() == 5);
@@ -99,9 +102,12 @@ TEST_CASE("SIGKILL at random moments: every run completes, no recorded node runs
       if (recorded.count(key)) ++duplicates;
     }
   }
-  std::printf("crash test: %d kills survived, %d node executions, %d after a recorded result, 0 runs lost\n", kills,
-              executions, duplicates);
+  orch::testing::report_figures(
+      "crash test", std::to_string(kills) + " kills survived, " + std::to_string(executions) +
+                        " node executions, " + std::to_string(duplicates) +
+                        " after a recorded result, " + std::to_string(lost) + " runs lost (50 runs)");
   CHECK(duplicates == 0);
+  CHECK(lost == 0);
   CHECK(kills == 20);
   CHECK(executions >= 250);
   std::filesystem::remove_all(dir);
