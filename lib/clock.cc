@@ -3,6 +3,7 @@
 
 #include <condition_variable>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace orch {
@@ -20,21 +21,25 @@ class SystemClock final : public Clock {
   TimerId call_at(SteadyTime when, std::function<void()> fn) override {
     std::lock_guard<std::mutex> lock(mu_);
     TimerId id = next_id_++;
-    bool earliest = timers_.empty() || when < timers_.begin()->first.first;
     timers_.emplace(std::make_pair(when, id), std::move(fn));
-    if (earliest) cv_.notify_one();
+    deadlines_.emplace(id, when);
+    // Wake the thread only when it would otherwise sleep past this deadline. A
+    // timer set and cancelled per node call never wakes it: the next deadline
+    // is usually later than the one it already sleeps until.
+    if (when < wake_at_) {
+      wake_at_ = when;
+      cv_.notify_one();
+    }
     return id;
   }
 
   bool cancel(TimerId id) override {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto it = timers_.begin(); it != timers_.end(); ++it) {
-      if (it->first.second == id) {
-        timers_.erase(it);
-        return true;
-      }
-    }
-    return false;
+    auto deadline = deadlines_.find(id);
+    if (deadline == deadlines_.end()) return false;
+    timers_.erase(std::make_pair(deadline->second, id));
+    deadlines_.erase(deadline);
+    return true;
   }
 
  private:
@@ -42,6 +47,7 @@ class SystemClock final : public Clock {
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
       if (timers_.empty()) {
+        wake_at_ = SteadyTime::max();
         cv_.wait(lock);
         continue;
       }
@@ -49,10 +55,12 @@ class SystemClock final : public Clock {
       // Copy the deadline: cancel() may erase this timer while we wait.
       const SteadyTime when = first->first.first;
       if (when > std::chrono::steady_clock::now()) {
+        wake_at_ = when;
         cv_.wait_until(lock, when);
         continue;
       }
       std::function<void()> fn = std::move(first->second);
+      deadlines_.erase(first->first.second);
       timers_.erase(first);
       lock.unlock();
       fn();
@@ -64,6 +72,9 @@ class SystemClock final : public Clock {
   std::condition_variable cv_;
   TimerId next_id_ = 1;
   std::map<std::pair<SteadyTime, TimerId>, std::function<void()>> timers_;
+  std::unordered_map<TimerId, SteadyTime> deadlines_;  // for cancel by id
+  // When the thread wakes on its own (max: it waits for a notify).
+  SteadyTime wake_at_ = SteadyTime::max();
   std::thread thread_;
 };
 

@@ -5,6 +5,7 @@
 
 #include "orch/id.h"
 #include "orch/state.h"
+#include "reducers.h"
 
 namespace orch {
 namespace {
@@ -15,60 +16,6 @@ Status mismatch(std::string_view reducer, std::string_view what, const Value& v)
 }
 
 bool absent_or_null(const Value* v) { return v == nullptr || v->is_null(); }
-
-Result<Value> append(const Value* old_value, const Value& update) {
-  Value out;
-  if (absent_or_null(old_value)) {
-    out = Value::array();
-  } else if (old_value->is_array()) {
-    out = *old_value;
-  } else {
-    return mismatch("append", "the current value", *old_value);
-  }
-  Array& items = out.mutable_array();
-  if (update.is_array()) {
-    items.insert(items.end(), update.as_array().begin(), update.as_array().end());
-  } else {
-    items.push_back(update);
-  }
-  return out;
-}
-
-Value deep_merge(const Value& base, const Value& update) {
-  Value out = base;
-  Object& dst = out.mutable_object();
-  for (const auto& [key, value] : update.as_object()) {
-    Value* existing = dst.find(key);
-    if (existing != nullptr && existing->is_object() && value.is_object()) {
-      *existing = deep_merge(*existing, value);
-    } else {
-      dst.set(key, value);
-    }
-  }
-  return out;
-}
-
-Result<Value> merge(const Value* old_value, const Value& update) {
-  if (!update.is_object()) return mismatch("merge", "the update", update);
-  if (absent_or_null(old_value)) return update;
-  if (!old_value->is_object()) return mismatch("merge", "the current value", *old_value);
-  return deep_merge(*old_value, update);
-}
-
-Result<Value> add(const Value* old_value, const Value& update) {
-  if (!update.is_number()) return mismatch("add", "the update", update);
-  if (absent_or_null(old_value)) return update;
-  if (!old_value->is_number()) return mismatch("add", "the current value", *old_value);
-  if (old_value->is_int() && update.is_int()) {
-    int64_t sum = 0;
-    if (__builtin_add_overflow(old_value->as_int(), update.as_int(), &sum)) {
-      return Status::invalid_argument("add: integer overflow (" + old_value->to_json() + " + " +
-                                      update.to_json() + " does not fit in 64 bits)");
-    }
-    return Value(static_cast<long long>(sum));
-  }
-  return Value(old_value->as_double() + update.as_double());
-}
 
 // Exact comparison of two numbers, also between an int64 and a double: long
 // double holds every int64 exactly on x86-64.
@@ -81,81 +28,154 @@ bool less_than(const Value& a, const Value& b) {
   return as_long_double(a) < as_long_double(b);
 }
 
-Result<Value> min_max(bool want_min, const Value* old_value, const Value& update) {
-  const char* name = want_min ? "min" : "max";
-  if (!update.is_number()) return mismatch(name, "the update", update);
-  if (absent_or_null(old_value)) return update;
-  if (!old_value->is_number()) return mismatch(name, "the current value", *old_value);
-  bool update_wins = want_min ? less_than(update, *old_value) : less_than(*old_value, update);
-  return update_wins ? update : *old_value;
+// The current value must be absent, null or of the reducer's type.
+Status check_current(std::string_view reducer, const Value* current, Value::Type wanted) {
+  if (absent_or_null(current) || current->type() == wanted ||
+      (wanted == Value::Type::kDouble && current->is_number())) {
+    return Status();
+  }
+  return mismatch(reducer, "the current value", *current);
 }
 
-Result<Value> add_messages(const Value* old_value, const Value& update) {
-  if (!update.is_object() && !update.is_array()) {
-    return mismatch("add_messages", "the update", update);
+Status check_number_update(std::string_view reducer, const Value* current, const Value& update) {
+  if (!update.is_number()) return mismatch(reducer, "the update", update);
+  return check_current(reducer, current, Value::Type::kDouble);
+}
+
+Status check_add(const Value* current, const Value& update) {
+  ORCH_RETURN_IF_ERROR(check_number_update("add", current, update));
+  int64_t sum = 0;
+  if (!absent_or_null(current) && current->is_int() && update.is_int() &&
+      __builtin_add_overflow(current->as_int(), update.as_int(), &sum)) {
+    return Status::invalid_argument("add: integer overflow (" + current->to_json() + " + " + update.to_json() +
+                                    " does not fit in 64 bits)");
   }
-  Value out;
-  if (absent_or_null(old_value)) {
-    out = Value::array();
-  } else if (old_value->is_array()) {
-    out = *old_value;
-  } else {
-    return mismatch("add_messages", "the current value", *old_value);
-  }
-  Array& list = out.mutable_array();
-  auto apply_one = [&list](const Value& msg, size_t index) -> Status {
-    if (!msg.is_object()) {
-      return Status::invalid_argument("add_messages: message " + std::to_string(index) + " is " +
-                                      std::string(type_name(msg.type())) + ", not an object");
-    }
-    const Value* id = msg.find("id");
-    if (id == nullptr || !id->is_string()) {
-      Value fresh = msg;
-      fresh.set("id", "msg_" + new_uuid());
-      list.push_back(std::move(fresh));
-      return Status();
-    }
-    const std::string& wanted = id->as_string();
-    auto same_id = [&wanted](const Value& m) {
-      const Value* mid = m.find("id");
-      return mid != nullptr && mid->is_string() && mid->as_string() == wanted;
-    };
-    if (msg["remove"].get_bool(false)) {
-      list.erase(std::remove_if(list.begin(), list.end(), same_id), list.end());
-      return Status();
-    }
-    for (Value& existing : list) {
-      if (same_id(existing)) {
-        existing = msg;
-        return Status();
+  return Status();
+}
+
+Status check_add_messages(const Value* current, const Value& update) {
+  if (!update.is_object() && !update.is_array()) return mismatch("add_messages", "the update", update);
+  ORCH_RETURN_IF_ERROR(check_current("add_messages", current, Value::Type::kArray));
+  if (update.is_array()) {
+    const Array& messages = update.as_array();
+    for (size_t i = 0; i < messages.size(); ++i) {
+      if (!messages[i].is_object()) {
+        return Status::invalid_argument("add_messages: message " + std::to_string(i) + " is " +
+                                        std::string(type_name(messages[i].type())) + ", not an object");
       }
     }
-    list.push_back(msg);
-    return Status();
-  };
-  if (update.is_object()) {
-    ORCH_RETURN_IF_ERROR(apply_one(update, 0));
+  }
+  return Status();
+}
+
+void append(Value* slot, const Value& update) {
+  Array& items = slot->mutable_array();
+  if (update.is_array()) {
+    items.insert(items.end(), update.as_array().begin(), update.as_array().end());
   } else {
-    for (size_t i = 0; i < update.as_array().size(); ++i) {
-      ORCH_RETURN_IF_ERROR(apply_one(update.as_array()[i], i));
+    items.push_back(update);
+  }
+}
+
+void deep_merge(Value* dst, const Value& update) {
+  Object& members = dst->mutable_object();
+  for (const auto& [key, value] : update.as_object()) {
+    Value* existing = members.find(key);
+    if (existing != nullptr && existing->is_object() && value.is_object()) {
+      deep_merge(existing, value);
+    } else {
+      members.set(key, value);
     }
   }
-  return out;
+}
+
+void add(Value* slot, const Value& update) {
+  if (slot->is_null()) {
+    *slot = update;
+  } else if (slot->is_int() && update.is_int()) {
+    *slot = Value(static_cast<long long>(slot->as_int() + update.as_int()));  // checked not to overflow
+  } else {
+    *slot = Value(slot->as_double() + update.as_double());
+  }
+}
+
+void min_max(bool want_min, Value* slot, const Value& update) {
+  if (slot->is_null() || (want_min ? less_than(update, *slot) : less_than(*slot, update))) *slot = update;
+}
+
+void add_message(Array& list, const Value& msg) {
+  const Value* id = msg.find("id");
+  if (id == nullptr || !id->is_string()) {
+    Value fresh = msg;
+    fresh.set("id", "msg_" + new_uuid());
+    list.push_back(std::move(fresh));
+    return;
+  }
+  const std::string& wanted = id->as_string();
+  auto same_id = [&wanted](const Value& m) {
+    const Value* mid = m.find("id");
+    return mid != nullptr && mid->is_string() && mid->as_string() == wanted;
+  };
+  if (msg["remove"].get_bool(false)) {
+    list.erase(std::remove_if(list.begin(), list.end(), same_id), list.end());
+    return;
+  }
+  for (Value& existing : list) {
+    if (same_id(existing)) {
+      existing = msg;
+      return;
+    }
+  }
+  list.push_back(msg);
+}
+
+void add_messages(Value* slot, const Value& update) {
+  Array& list = slot->mutable_array();
+  if (update.is_object()) {
+    add_message(list, update);
+  } else {
+    for (const Value& msg : update.as_array()) add_message(list, msg);
+  }
 }
 
 }  // namespace
 
-Result<Value> apply_reducer(ReducerKind reducer, const Value* old_value, const Value& update) {
+namespace internal {
+
+Status check_reducer(ReducerKind reducer, const Value* current, const Value& update) {
   switch (reducer) {
-    case ReducerKind::kLastValue: return update;
-    case ReducerKind::kAppend: return append(old_value, update);
-    case ReducerKind::kMerge: return merge(old_value, update);
-    case ReducerKind::kAdd: return add(old_value, update);
-    case ReducerKind::kMin: return min_max(true, old_value, update);
-    case ReducerKind::kMax: return min_max(false, old_value, update);
-    case ReducerKind::kAddMessages: return add_messages(old_value, update);
+    case ReducerKind::kLastValue: return Status();
+    case ReducerKind::kAppend: return check_current("append", current, Value::Type::kArray);
+    case ReducerKind::kMerge:
+      if (!update.is_object()) return mismatch("merge", "the update", update);
+      return check_current("merge", current, Value::Type::kObject);
+    case ReducerKind::kAdd: return check_add(current, update);
+    case ReducerKind::kMin: return check_number_update("min", current, update);
+    case ReducerKind::kMax: return check_number_update("max", current, update);
+    case ReducerKind::kAddMessages: return check_add_messages(current, update);
   }
   return Status::internal("unknown reducer");
+}
+
+void reduce_in_place(ReducerKind reducer, Value* slot, const Value& update) {
+  switch (reducer) {
+    case ReducerKind::kLastValue: *slot = update; return;
+    case ReducerKind::kAppend: append(slot, update); return;
+    case ReducerKind::kMerge: deep_merge(slot, update); return;
+    case ReducerKind::kAdd: add(slot, update); return;
+    case ReducerKind::kMin: min_max(true, slot, update); return;
+    case ReducerKind::kMax: min_max(false, slot, update); return;
+    case ReducerKind::kAddMessages: add_messages(slot, update); return;
+  }
+}
+
+}  // namespace internal
+
+Result<Value> apply_reducer(ReducerKind reducer, const Value* old_value, const Value& update) {
+  ORCH_RETURN_IF_ERROR(internal::check_reducer(reducer, old_value, update));
+  Value out = old_value != nullptr ? *old_value : Value();
+  internal::reduce_in_place(reducer, &out, update);
+  return out;
 }
 
 }  // namespace orch

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Applying updates, initial state and ephemeral keys (see include/orch/state.h).
 #include "orch/state.h"
+#include "reducers.h"
 
 namespace orch {
 
@@ -15,28 +16,25 @@ Status apply_updates(Value* state, const Value& updates, const Workflow* workflo
                                     std::string(type_name(updates.type())));
   }
   if (updates.as_object().empty()) return Status();
-  // Work on a copy so a failing key leaves the state untouched. The copy shares
-  // every member; only the top-level member list is duplicated on first write.
-  Value next = state->is_object() ? *state : Value::object();
-  Object& members = next.mutable_object();
-  for (const auto& [key, update] : updates.as_object()) {
-    if (is_overwrite(update)) {
-      members.set(key, update["value"]);
-      continue;
-    }
+  // Check every key first, so a failing key leaves the state untouched; then
+  // apply in place, where nothing can fail. A list the state alone holds grows
+  // without being copied.
+  const Object* current = state->is_object() ? &state->as_object() : nullptr;
+  auto reducer_of = [workflow](const std::string& key, const Value& update) {
+    if (is_overwrite(update)) return ReducerKind::kLastValue;
     const StateKey* decl = workflow ? workflow->find_state_key(key) : nullptr;
-    ReducerKind reducer = decl ? decl->reducer : ReducerKind::kLastValue;
-    if (reducer == ReducerKind::kLastValue) {
-      members.set(key, update);
-      continue;
-    }
-    Result<Value> merged = apply_reducer(reducer, members.find(key), update);
-    if (!merged.ok()) {
-      return Status::invalid_argument("state key '" + key + "': " + merged.status().message());
-    }
-    members.set(key, std::move(merged).value());
+    return decl ? decl->reducer : ReducerKind::kLastValue;
+  };
+  for (const auto& [key, update] : updates.as_object()) {
+    Status st = internal::check_reducer(reducer_of(key, update), current ? current->find(key) : nullptr, update);
+    if (!st.ok()) return Status::invalid_argument("state key '" + key + "': " + st.message());
   }
-  *state = std::move(next);
+  if (!state->is_object()) *state = Value::object();
+  Object& members = state->mutable_object();
+  for (const auto& [key, update] : updates.as_object()) {
+    const Value& value = is_overwrite(update) ? update["value"] : update;
+    internal::reduce_in_place(reducer_of(key, update), &members[key], value);
+  }
   return Status();
 }
 
