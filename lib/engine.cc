@@ -94,9 +94,17 @@ void EngineImpl::emit(RunContext& ctx, std::string kind, Value data) {
   ev.kind = std::move(kind);
   ev.data = std::move(data);
   ev.created_at_ms = options_.clock->now_ms();
+  if (ctx.batching) {
+    ctx.batch.events.push_back(std::move(ev));
+    return;
+  }
   auto seq = options_.store->append_event(ev);
   if (!seq.ok()) return;  // the run may have been deleted
   ev.seq = *seq;
+  notify_listeners(ev);
+}
+
+void EngineImpl::notify_listeners(const EventRecord& ev) {
   std::vector<EventListener> listeners;
   {
     std::lock_guard<std::mutex> lock(subs_mu_);
@@ -105,6 +113,33 @@ void EngineImpl::emit(RunContext& ctx, std::string kind, Value data) {
     }
   }
   for (const auto& l : listeners) l(ev);
+}
+
+void EngineImpl::write_step(RunContext& ctx, const StepRecord& step) {
+  if (ctx.batching) {
+    ctx.batch.steps.push_back(step);
+  } else {
+    (void)options_.store->put_step(step);
+  }
+}
+
+void EngineImpl::write_pending(RunContext& ctx, PendingWrite write) {
+  if (ctx.batching) {
+    ctx.batch.pending_writes.push_back(std::move(write));
+  } else {
+    (void)options_.store->put_pending_write(write);
+  }
+}
+
+Status EngineImpl::flush(RunContext& ctx) {
+  if (ctx.batch.empty()) return Status();
+  StoreBatch batch = std::move(ctx.batch);
+  ctx.batch = StoreBatch();
+  Status s = options_.store->write_batch(batch);
+  for (const EventRecord& ev : batch.events) {
+    if (ev.seq > 0) notify_listeners(ev);  // events written before a failure still count
+  }
+  return s;
 }
 
 void EngineImpl::notify_status_change() {
@@ -138,9 +173,15 @@ Status EngineImpl::commit(RunContext& ctx, const std::string& step_id, bool forc
     return Status();
   }
   ctx.unsaved_checkpoint.reset();
-  Status s = options_.store->commit_checkpoint(cp, ctx.record, ctx.durability == Durability::kFull);
+  // The checkpoint goes out with everything the superstep wrote before it.
+  const std::string checkpoint_id = cp.id;
+  const int64_t version = cp.version;
+  ctx.batch.checkpoint = std::move(cp);
+  ctx.batch.run = ctx.record;
+  ctx.batch.sync_to_disk = ctx.durability == Durability::kFull;
+  Status s = flush(ctx);
   if (s.ok()) {
-    emit(ctx, "checkpoint.created", Value::object({{"checkpoint_id", cp.id}, {"version", static_cast<long long>(cp.version)}, {"step_id", step_id}}));
+    emit(ctx, "checkpoint.created", Value::object({{"checkpoint_id", checkpoint_id}, {"version", static_cast<long long>(version)}, {"step_id", step_id}}));
   }
   return s;
 }
@@ -158,6 +199,7 @@ void EngineImpl::finish_run(RunContext& ctx, RunStatus status, const std::string
     if (!t.finished && options_.dispatcher) options_.dispatcher->cancel(t.step_id);
   }
   ctx.in_superstep = false;
+  (void)flush(ctx);
   // A run in "exit" durability writes its newest checkpoint now.
   if (ctx.unsaved_checkpoint) {
     (void)options_.store->commit_checkpoint(*ctx.unsaved_checkpoint, ctx.record, false);
@@ -171,6 +213,7 @@ void EngineImpl::finish_run(RunContext& ctx, RunStatus status, const std::string
   } else if (status == RunStatus::kCancelled) {
     emit(ctx, "run.cancelled", Value::object());
   }
+  (void)flush(ctx);  // readers woken below see everything
   notify_parent(ctx);
   notify_status_change();
   evict_later(ctx);
@@ -203,12 +246,14 @@ void EngineImpl::evict_later(RunContext& ctx) {
 void EngineImpl::pause_run(RunContext& ctx, const std::string& reason, const std::string& node) {
   ctx.record.status = RunStatus::kInterrupted;
   ctx.record.updated_at_ms = options_.clock->now_ms();
+  (void)flush(ctx);
   if (ctx.unsaved_checkpoint) {
     (void)options_.store->commit_checkpoint(*ctx.unsaved_checkpoint, ctx.record, false);
     ctx.unsaved_checkpoint.reset();
   }
   (void)options_.store->update_run(ctx.record);
   emit(ctx, "run.interrupted", Value::object({{"reason", reason}, {"node", node}}));
+  (void)flush(ctx);
   notify_parent(ctx);
   notify_status_change();
 }
@@ -317,6 +362,7 @@ void EngineImpl::locked_then_drain(const std::shared_ptr<RunContext>& ctx, const
   std::unique_lock<std::mutex> lock(ctx->mu);
   const bool outer = !ctx->draining;
   ctx->draining = true;
+  ctx->batching = true;
   body();
   if (!outer) return;
   while (!ctx->inline_work.empty()) {
@@ -326,6 +372,9 @@ void EngineImpl::locked_then_drain(const std::shared_ptr<RunContext>& ctx, const
     for (auto& job : work) job();
     lock.lock();
   }
+  // Nothing this thread wrote may wait for another thread to come by.
+  (void)flush(*ctx);
+  ctx->batching = false;
   ctx->draining = false;
 }
 
@@ -429,8 +478,7 @@ void EngineImpl::complete_task(const std::shared_ptr<RunContext>& ctx, size_t in
   t.outcome = std::move(outcome);
   const std::string& name = c.compiled->graph->name(t.vertex);
   if (record && t.outcome.kind != NodeOutcome::Kind::kFailed) {
-    PendingWrite w{c.record.id, c.version + 1, name, t.outcome.to_value()};
-    (void)options_.store->put_pending_write(w);
+    write_pending(c, PendingWrite{c.record.id, c.version + 1, name, t.outcome.to_value()});
   }
   emit(c, "task_result", Value::object({{"id", t.step_id}, {"name", name},
                                         {"ok", t.outcome.kind != NodeOutcome::Kind::kFailed},
@@ -601,13 +649,14 @@ Status EngineImpl::cancel_run(const std::string& run_id) {
     for (NodeTask& t : ctx->tasks) {
       if (t.waiting_child) children.push_back(t.child_run_id);
     }
+    (void)flush(*ctx);  // steps an engine thread has not written yet
     auto steps = options_.store->list_steps(run_id);
     if (steps.ok()) {
       for (StepRecord& st : *steps) {
         if (st.status == StepStatus::kPending || st.status == StepStatus::kReady || st.status == StepStatus::kRunning) {
           st.status = StepStatus::kSkipped;
           st.ended_at_ms = options_.clock->now_ms();
-          (void)options_.store->put_step(st);
+          write_step(*ctx, st);
         }
       }
     }

@@ -61,6 +61,12 @@ class EngineImpl final : public orch::Engine {
   void pause_run(RunContext& ctx, const std::string& reason, const std::string& node);
   void evict_later(RunContext& ctx);
   void emit(RunContext& ctx, std::string kind, Value data);
+  void notify_listeners(const EventRecord& ev);
+  // Store writes that join the run's batch while it is batching.
+  void write_step(RunContext& ctx, const StepRecord& step);
+  void write_pending(RunContext& ctx, PendingWrite write);
+  // Writes the run's batch (if any) and tells listeners about its events.
+  Status flush(RunContext& ctx);
   void notify_status_change();
 
   // node_exec.cc: running one node

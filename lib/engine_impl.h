@@ -40,6 +40,7 @@ struct NodeTask {
   bool waiting_child = false;    // subgraph waiting for its child run
   std::string child_run_id;
   NodeOutcome outcome;
+  StepRecord step;               // the current attempt's record, as last written
   int64_t started_ms = 0;
   std::string cache_key;         // set when the node's result may be cached
   // agent multi-turn
@@ -97,6 +98,11 @@ struct RunContext {
   // drops the lock (see EngineImpl::locked_then_drain), instead of a thread hop.
   bool draining = false;
   std::vector<std::function<void()>> inline_work;
+  // While an engine thread works through a run (locked_then_drain), its store
+  // writes gather here and go out as one batch (one SQLite transaction) at a
+  // checkpoint, when the run pauses or ends, and before the thread leaves it.
+  bool batching = false;
+  StoreBatch batch;
 };
 
 }  // namespace orch::internal

@@ -147,12 +147,33 @@ Result<HttpResponse> HttpTransport::send(const HttpRequestSpec& spec) {
   if (!spec.bearer_token.empty()) headers.emplace("Authorization", "Bearer " + spec.bearer_token);
   for (const auto& [name, value] : spec.headers) headers.emplace(name, value);
 
-  if (!spec.call_id.empty()) {
-    std::lock_guard<std::mutex> lock(active_mu_);
-    auto it = active_.find(spec.call_id);
-    if (shutting_down_ || (it != active_.end() && it->second.cancelled)) return Status::cancelled("call cancelled");
-    if (it != active_.end()) it->second.client = client.get();
-  }
+  // httplib's timeouts bound each wait on the socket, not the whole request: a
+  // worker trickling its reply a few bytes at a time would hold the call past
+  // its deadline. This timer cuts the connection at the deadline.
+  struct Watchdog {
+    std::mutex mu;
+    httplib::Client* client = nullptr;
+    bool fired = false;
+  };
+  auto watchdog = std::make_shared<Watchdog>();
+  // Points cancel() and the watchdog at `c`; false when the call was cancelled.
+  auto track = [&](httplib::Client* c) {
+    if (!spec.call_id.empty()) {
+      std::lock_guard<std::mutex> lock(active_mu_);
+      auto it = active_.find(spec.call_id);
+      if (c && (shutting_down_ || (it != active_.end() && it->second.cancelled))) return false;
+      if (it != active_.end()) it->second.client = c;
+    }
+    std::lock_guard<std::mutex> lock(watchdog->mu);
+    watchdog->client = c;
+    return true;
+  };
+  if (!track(client.get())) return Status::cancelled("call cancelled");
+  const Clock::TimerId timer = clock_->call_at(spec.deadline, [watchdog] {
+    std::lock_guard<std::mutex> lock(watchdog->mu);
+    watchdog->fired = true;
+    if (watchdog->client) watchdog->client->stop();
+  });
   // Socket timeouts run on real time, whatever clock the deadline came from.
   const auto start = std::chrono::steady_clock::now();
   auto perform = [&](httplib::Client& c) {
@@ -160,19 +181,27 @@ Result<HttpResponse> HttpTransport::send(const HttpRequestSpec& spec) {
                                 : c.Post(parts.target, headers, spec.body, "application/json");
   };
   httplib::Result result = perform(*client);
-  // A pooled keep-alive connection the worker closed meanwhile fails at once on
-  // write or read; that request never reached the worker, so try once more on a
-  // fresh connection.
-  if (!result && reused && (result.error() == httplib::Error::Read || result.error() == httplib::Error::Write) &&
+  // httplib replaces a pooled connection the worker has closed before using it.
+  // One that breaks while the request is being written did not deliver it: try
+  // once more on a fresh connection. After the request was written the worker
+  // may have read it, so a POST is not sent again here (the node's retry policy
+  // decides); a GET (health probe) is.
+  if (!result && reused &&
+      (result.error() == httplib::Error::Write || (result.error() == httplib::Error::Read && spec.method == "GET")) &&
       std::chrono::steady_clock::now() - start < milliseconds(50)) {
-    client = acquire_fresh(parts.origin);
-    configure(*client);
-    if (!spec.call_id.empty()) {
-      std::lock_guard<std::mutex> lock(active_mu_);
-      auto it = active_.find(spec.call_id);
-      if (it != active_.end()) it->second.client = client.get();
+    std::unique_ptr<httplib::Client> fresh = acquire_fresh(parts.origin);
+    configure(*fresh);
+    if (track(fresh.get())) {  // before the old client goes away
+      client = std::move(fresh);
+      result = perform(*client);
     }
-    result = perform(*client);
+  }
+  clock_->cancel(timer);
+  bool deadline_cut = false;
+  {
+    std::lock_guard<std::mutex> lock(watchdog->mu);
+    watchdog->client = nullptr;
+    deadline_cut = watchdog->fired;
   }
   bool cancelled = false;
   if (!spec.call_id.empty()) {
@@ -185,6 +214,10 @@ Result<HttpResponse> HttpTransport::send(const HttpRequestSpec& spec) {
     cancelled = cancelled || shutting_down_;
   }
   if (cancelled) return Status::cancelled("call cancelled");
+  if (!result && deadline_cut) {
+    return Status::deadline_exceeded("worker did not answer within " +
+                                     std::to_string(std::chrono::ceil<milliseconds>(remaining).count()) + " ms");
+  }
   if (!result) {
     const httplib::Error error = result.error();
     // A socket wait may end a little before its timeout; allow for that.
@@ -192,8 +225,10 @@ Result<HttpResponse> HttpTransport::send(const HttpRequestSpec& spec) {
     if (error == httplib::Error::Canceled) return Status::cancelled("call cancelled");
     if ((error == httplib::Error::ConnectionTimeout || error == httplib::Error::Read ||
          error == httplib::Error::Write) && elapsed >= remaining) {
+      // Rounded up: the deadline was set a moment before the call began, so a
+      // 1500 ms timeout leaves 1499.x ms here and should still read 1500.
       return Status::deadline_exceeded("worker did not answer within " +
-                                       std::to_string(duration_cast<milliseconds>(remaining).count()) + " ms");
+                                       std::to_string(std::chrono::ceil<milliseconds>(remaining).count()) + " ms");
     }
     return Status::unavailable("HTTP request failed: " + describe(error) + " (" + parts.origin + ")");
   }
@@ -202,7 +237,7 @@ Result<HttpResponse> HttpTransport::send(const HttpRequestSpec& spec) {
   response.body = std::move(result->body);
   response.headers.reserve(result->headers.size());
   for (const auto& [name, value] : result->headers) response.headers.emplace_back(lower(name), value);
-  release(parts.origin, std::move(client));
+  if (!deadline_cut) release(parts.origin, std::move(client));  // else stop() may have shut its socket
   return response;
 }
 

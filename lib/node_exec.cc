@@ -133,7 +133,7 @@ void EngineImpl::launch_node(const std::shared_ptr<RunContext>& ctx, size_t inde
                                          std::string(type_name(items->type())) + ", not an array"), true);
         return;
       }
-      if (items != nullptr && items->is_array()) t.items = items->as_array();
+      if (items != nullptr && items->is_array()) t.items.assign(items->as_array().begin(), items->as_array().end());
       size_t n = t.items.size();
       t.item_results.assign(n, Value());
       t.item_updates.assign(n, {});
@@ -288,7 +288,8 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
   step.superstep = c.version + 1;
   step.input = Value::object({{"prompt", req.prompt}});
   step.created_at_ms = step.started_at_ms = options_.clock->now_ms();
-  (void)options_.store->put_step(step);
+  write_step(c, step);
+  t.step = std::move(step);
   emit(c, "step.started", Value::object({{"step_id", t.step_id}, {"node", name}, {"attempt", t.attempt}}));
 
   int64_t timeout_ms = node.task.timeout_ms.value_or(options_.default_timeout_ms);
@@ -351,17 +352,17 @@ void EngineImpl::on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t 
     t.timer = 0;
   }
   const Node& node = *c.compiled->graph->node(t.vertex);
-  auto step = options_.store->get_step(t.step_id);
-  if (step.ok()) {
-    step->status = result.ok() ? StepStatus::kCompleted : StepStatus::kFailed;
-    step->ended_at_ms = options_.clock->now_ms();
-    step->worker_id = worker_id;
+  if (t.step.id == t.step_id) {
+    StepRecord& step = t.step;
+    step.status = result.ok() ? StepStatus::kCompleted : StepStatus::kFailed;
+    step.ended_at_ms = options_.clock->now_ms();
+    step.worker_id = worker_id;
     if (result.ok()) {
-      step->output = Value::object({{"output", output}});
+      step.output = Value::object({{"output", output}});
     } else {
-      step->error = result.status().message();
+      step.error = result.status().message();
     }
-    (void)options_.store->put_step(*step);
+    write_step(c, step);
   }
   if (!result.ok()) {
     emit(c, "step.failed", Value::object({{"step_id", t.step_id}, {"node", node.name}, {"error", result.status().message()}}));

@@ -25,7 +25,7 @@ NodeOutcome NodeOutcome::from_value(const Value& v) {
   NodeOutcome o;
   const std::string kind = v["kind"].get_string("ok");
   o.kind = kind == "failed" ? Kind::kFailed : kind == "interrupt" ? Kind::kInterrupt : Kind::kOk;
-  if (v["updates"].is_array()) o.updates = v["updates"].as_array();
+  if (v["updates"].is_array()) o.updates.assign(v["updates"].as_array().begin(), v["updates"].as_array().end());
   if (v["route"].is_string()) o.route = v["route"].as_string();
   if (v["goto"].is_array()) {
     o.has_goto = true;

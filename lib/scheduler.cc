@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "scheduler.h"
 
+#include <algorithm>
+
 namespace orch::internal {
 
 Scheduler::Scheduler(std::shared_ptr<const CompiledGraph> graph)
@@ -22,6 +24,7 @@ void Scheduler::kill_out_edges(int v) {
 
 void Scheduler::set_edge(int e, EdgeState state) {
   edges_[static_cast<size_t>(e)] = state;
+  if (state != kPending) marked_.push_back(e);
   touched_.push_back(graph_->edges()[static_cast<size_t>(e)].target);
 }
 
@@ -88,6 +91,12 @@ void Scheduler::settle() {
       kill_out_edges(v);
     }
   }
+  // Keep marked_ to the edges still fired or dead, in edge order.
+  std::sort(marked_.begin(), marked_.end());
+  marked_.erase(std::unique(marked_.begin(), marked_.end()), marked_.end());
+  marked_.erase(std::remove_if(marked_.begin(), marked_.end(),
+                               [this](int e) { return edges_[static_cast<size_t>(e)] == kPending; }),
+                marked_.end());
 }
 
 bool Scheduler::release_deferred() {
@@ -136,9 +145,12 @@ Result<std::set<int>> vertices_of(const CompiledGraph& g, const Value& names) {
 Value Scheduler::to_value() const {
   Value fired = Value::array();
   Value dead = Value::array();
-  for (size_t e = 0; e < edges_.size(); ++e) {
-    if (edges_[e] == kFired) fired.push_back(e);
-    if (edges_[e] == kDead) dead.push_back(e);
+  std::vector<int> marked = marked_;  // settle() may not have compacted it yet
+  std::sort(marked.begin(), marked.end());
+  marked.erase(std::unique(marked.begin(), marked.end()), marked.end());
+  for (int e : marked) {
+    if (edges_[static_cast<size_t>(e)] == kFired) fired.push_back(e);
+    if (edges_[static_cast<size_t>(e)] == kDead) dead.push_back(e);
   }
   return Value::object({{"edge_count", graph_->edges().size()},
                         {"fired", fired},

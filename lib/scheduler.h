@@ -83,6 +83,10 @@ class Scheduler {
   std::set<int> parked_;         // deferred nodes waiting for quiet
   std::set<int> passed_before_;  // interrupt_before already fired for this arrival
   std::vector<int> touched_;     // vertices whose in-edges changed since settle()
+  // Every edge that is not pending is in here (and some that became pending
+  // again until settle() compacts it), so a checkpoint lists the fired and
+  // dead edges without scanning all of them.
+  std::vector<int> marked_;
   Value route_results_ = Value::object();
   bool end_reached_ = false;
 };

@@ -141,6 +141,23 @@ void bind_run(SQLite::Statement& stmt, const RunRecord& run) {
   stmt.bind(21, run.checkpoint_count);
 }
 
+const char* const kRunProgressSql =
+    "UPDATE runs SET status = ?2, state = ?3, error = ?4, updated_at_ms = ?5, started_at_ms = ?6, "
+    "ended_at_ms = ?7, input_tokens = ?8, output_tokens = ?9, checkpoint_count = ?10 WHERE id = ?1";
+
+void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run) {
+  stmt.bind(1, run.id);
+  stmt.bind(2, std::string(run_status_name(run.status)));
+  bind_json(stmt, 3, run.state);
+  stmt.bind(4, run.error);
+  stmt.bind(5, run.updated_at_ms);
+  stmt.bind(6, run.started_at_ms);
+  stmt.bind(7, run.ended_at_ms);
+  stmt.bind(8, run.input_tokens);
+  stmt.bind(9, run.output_tokens);
+  stmt.bind(10, run.checkpoint_count);
+}
+
 Result<RunRecord> read_run(const SQLite::Statement& stmt) {
   RunRecord run;
   run.id = text(stmt, 0);

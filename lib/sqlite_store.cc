@@ -6,6 +6,7 @@
 // transaction starts, so the writer lock covers only SQLite's own work.
 #include "orch/sqlite_store.h"
 
+#include <algorithm>
 #include <chrono>
 #include <limits>
 #include <string>
@@ -304,6 +305,86 @@ Result<int64_t> SqliteStore::append_event(EventRecord event) {
     txn.commit();
     return seq;
   });
+}
+
+// ---- Batches --------------------------------------------------------------------
+
+Status SqliteStore::write_batch(StoreBatch& batch) {
+  if (batch.empty()) return Status();
+  std::string run_id;
+  for (const StepRecord& step : batch.steps) run_id = step.run_id;
+  for (const PendingWrite& write : batch.pending_writes) run_id = write.run_id;
+  if (batch.run) run_id = batch.run->id;
+  for (const EventRecord& event : batch.events) run_id = event.run_id;
+  auto one_run = [&run_id](const std::string& id) { return id == run_id; };
+  bool single_run = std::all_of(batch.steps.begin(), batch.steps.end(), [&](const StepRecord& s) { return one_run(s.run_id); }) &&
+                    std::all_of(batch.pending_writes.begin(), batch.pending_writes.end(),
+                                [&](const PendingWrite& w) { return one_run(w.run_id); }) &&
+                    std::all_of(batch.events.begin(), batch.events.end(), [&](const EventRecord& e) { return one_run(e.run_id); }) &&
+                    (!batch.checkpoint || batch.checkpoint->run_id == run_id);
+  if (!single_run || (batch.checkpoint && !batch.run)) return Store::write_batch(batch);  // not the engine's shape
+
+  std::optional<PreparedCheckpoint> prepared;
+  if (batch.checkpoint) prepared = prepare_checkpoint(*batch.checkpoint, *batch.run);
+  std::vector<int64_t> seqs;
+  Status status = with_connection("write_batch", [&](Connection& conn) -> Status {
+    WriteTransaction txn(conn, writer_mu_, batch.sync_to_disk);
+    ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run_id));
+    if (!exists) return run_not_found(run_id);
+    if (!batch.steps.empty()) {
+      static const std::string kUpsert = upsert_sql(kStepColumns);
+      Query upsert(conn, kUpsert);
+      for (const StepRecord& step : batch.steps) {
+        bind_step(*upsert, step);
+        upsert->exec();
+        upsert->reset();
+      }
+    }
+    if (!batch.pending_writes.empty()) {
+      static const std::string kInsert = kPendingWriteColumns.insert_sql();
+      Query insert(conn, kInsert);
+      for (const PendingWrite& write : batch.pending_writes) {
+        bind_pending_write(*insert, write);
+        insert->exec();
+        insert->reset();
+      }
+    }
+    if (prepared) {
+      ORCH_RETURN_IF_ERROR(write_checkpoint(conn, *batch.checkpoint, *batch.run, *prepared));
+    } else if (batch.run) {
+      static const std::string kUpdate = kRunColumns.update_sql();
+      Query update(conn, kUpdate);
+      bind_run(*update, *batch.run);
+      if (update->exec() == 0) return run_not_found(run_id);
+    }
+    if (!batch.events.empty()) {
+      // Take the whole range of seqs at once from the run's counter.
+      int64_t seq = 0;
+      {
+        Query next(conn,
+                   "UPDATE runs SET last_event_seq = last_event_seq + ?2 WHERE id = ?1 RETURNING last_event_seq");
+        next->bind(1, run_id);
+        next->bind(2, static_cast<int64_t>(batch.events.size()));
+        if (!next->executeStep()) return run_not_found(run_id);
+        seq = next->getColumn(0).getInt64() - static_cast<int64_t>(batch.events.size());
+      }
+      static const std::string kInsert = kEventColumns.insert_sql();
+      Query insert(conn, kInsert);
+      for (const EventRecord& event : batch.events) {
+        bind_event(*insert, event);
+        insert->bind(2, ++seq);
+        insert->exec();
+        insert->reset();
+        seqs.push_back(seq);
+      }
+    }
+    txn.commit();
+    return Status();
+  });
+  if (!status.ok()) return status;
+  if (prepared) checkpoint_committed(*batch.run, *prepared);
+  for (size_t i = 0; i < seqs.size(); ++i) batch.events[i].seq = seqs[i];
+  return Status();
 }
 
 Result<std::vector<EventRecord>> SqliteStore::list_events(const std::string& run_id,

@@ -180,93 +180,97 @@ Result<std::vector<Checkpoint>> SqliteStore::list_checkpoints(const std::string&
 
 // ---- Writing ------------------------------------------------------------------------
 
+SqliteStore::PreparedCheckpoint SqliteStore::prepare_checkpoint(const Checkpoint& checkpoint,
+                                                               const RunRecord& run) {
+  PreparedCheckpoint prepared;
+  prepared.document = checkpoint_document(checkpoint);
+  // Encode against the cached previous document before taking the writer
+  // lock; inside, this is used only if that document is still the run's last.
+  if (cached_document(run.id, &prepared.previous)) {
+    prepared.early = encode_checkpoint(checkpoint.id, prepared.document, &prepared.previous.link,
+                                       &prepared.previous.document, options_.max_delta_chain);
+  }
+  return prepared;
+}
+
+Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpoint, const RunRecord& run,
+                                     PreparedCheckpoint& prepared) {
+  Query update_run(conn, kRunProgressSql);
+  bind_run_progress(*update_run, run);
+  if (update_run->exec() == 0) return run_not_found(run.id);
+
+  std::optional<ChainLink> last;
+  {
+    Query q(conn,
+            "SELECT id, seq, base_seq, chain_bytes, base_bytes FROM checkpoints WHERE run_id = ?1 "
+            "ORDER BY seq DESC LIMIT 1");
+    q->bind(1, run.id);
+    if (q->executeStep()) {
+      last = ChainLink{q->getColumn(0).getString(), q->getColumn(1).getInt64(), q->getColumn(2).getInt64(),
+                       q->getColumn(3).getInt64(), q->getColumn(4).getInt64()};
+    }
+  }
+  EncodedCheckpoint row;
+  if (!last) {
+    row = encode_checkpoint(checkpoint.id, prepared.document, nullptr, nullptr, options_.max_delta_chain);
+  } else if (prepared.early && same_link(*last, prepared.previous.link)) {
+    row = std::move(*prepared.early);
+  } else {
+    // Another process wrote this run, or the cache lost it: diff against
+    // the stored document.
+    ORCH_ASSIGN_OR_RETURN(Value last_document, load_document(conn, run.id, last->base_seq, last->seq));
+    row = encode_checkpoint(checkpoint.id, prepared.document, &*last, &last_document, options_.max_delta_chain);
+  }
+  Query insert(conn,
+               "INSERT INTO checkpoints (id, run_id, seq, parent_id, step_id, version, created_at_ms, kind, "
+               "base_seq, chain_bytes, base_bytes, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
+  insert->bind(1, checkpoint.id);
+  insert->bind(2, checkpoint.run_id);
+  insert->bind(3, row.link.seq);
+  insert->bind(4, checkpoint.parent_id);
+  insert->bind(5, checkpoint.step_id);
+  insert->bind(6, checkpoint.version);
+  insert->bind(7, checkpoint.created_at_ms);
+  insert->bind(8, std::string(row.snapshot ? kSnapshotKind : kDeltaKind));
+  insert->bind(9, row.link.base_seq);
+  insert->bind(10, row.link.chain_bytes);
+  insert->bind(11, row.link.base_bytes);
+  insert->bindNoCopy(12, row.body);
+  insert->exec();
+  {
+    Query q(conn, "DELETE FROM pending_writes WHERE run_id = ?1");
+    q->bind(1, run.id);
+    q->exec();
+  }
+  prepared.committed = std::move(row.link);
+  return Status();
+}
+
+void SqliteStore::checkpoint_committed(const RunRecord& run, PreparedCheckpoint& prepared) {
+  if (!prepared.committed) return;
+  // A run that ended is rarely committed to again (only a replay or retry
+  // does, and a cache miss just reads the chain): free its memory.
+  if (is_terminal(run.status)) {
+    forget_document(run.id);
+  } else {
+    cache_document(run.id, CachedDocument{std::move(*prepared.committed), std::move(prepared.document)});
+  }
+}
+
 Status SqliteStore::commit_checkpoint(const Checkpoint& checkpoint, const RunRecord& run,
                                       bool sync_to_disk) {
   if (checkpoint.run_id != run.id) {
     return Status::invalid_argument("checkpoint " + checkpoint.id + " belongs to run " +
                                     checkpoint.run_id + ", not " + run.id);
   }
-  const Value document = checkpoint_document(checkpoint);
-  // Encode against the cached previous document before taking the writer
-  // lock; inside, this is used only if that document is still the run's last.
-  CachedDocument previous;
-  std::optional<EncodedCheckpoint> early;
-  if (cached_document(run.id, &previous)) {
-    early = encode_checkpoint(checkpoint.id, document, &previous.link, &previous.document,
-                              options_.max_delta_chain);
-  }
-
-  std::optional<ChainLink> committed;
+  PreparedCheckpoint prepared = prepare_checkpoint(checkpoint, run);
   Status status = with_connection("commit_checkpoint", [&](Connection& conn) -> Status {
-    static const std::string kUpdateRun = kRunColumns.update_sql();
-    Query update_run(conn, kUpdateRun);
-    bind_run(*update_run, run);
-    Query insert(conn,
-                 "INSERT INTO checkpoints (id, run_id, seq, parent_id, step_id, version, "
-                 "created_at_ms, kind, "
-                 "base_seq, chain_bytes, base_bytes, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-                 "?9, ?10, ?11, ?12)");
-    insert->bind(1, checkpoint.id);
-    insert->bind(2, checkpoint.run_id);
-    insert->bind(4, checkpoint.parent_id);
-    insert->bind(5, checkpoint.step_id);
-    insert->bind(6, checkpoint.version);
-    insert->bind(7, checkpoint.created_at_ms);
-
     WriteTransaction txn(conn, writer_mu_, sync_to_disk);
-    if (update_run->exec() == 0) return run_not_found(run.id);
-
-    std::optional<ChainLink> last;
-    {
-      Query q(
-          conn,
-          "SELECT id, seq, base_seq, chain_bytes, base_bytes FROM checkpoints WHERE run_id = ?1 "
-          "ORDER BY seq DESC LIMIT 1");
-      q->bind(1, run.id);
-      if (q->executeStep()) {
-        last = ChainLink{q->getColumn(0).getString(), q->getColumn(1).getInt64(),
-                         q->getColumn(2).getInt64(), q->getColumn(3).getInt64(),
-                         q->getColumn(4).getInt64()};
-      }
-    }
-    EncodedCheckpoint row;
-    if (!last) {
-      row = encode_checkpoint(checkpoint.id, document, nullptr, nullptr, options_.max_delta_chain);
-    } else if (early && same_link(*last, previous.link)) {
-      row = std::move(*early);
-    } else {
-      // Another process wrote this run, or the cache lost it: diff against
-      // the stored document.
-      ORCH_ASSIGN_OR_RETURN(Value last_document,
-                            load_document(conn, run.id, last->base_seq, last->seq));
-      row = encode_checkpoint(checkpoint.id, document, &*last, &last_document,
-                              options_.max_delta_chain);
-    }
-    insert->bind(3, row.link.seq);
-    insert->bind(8, std::string(row.snapshot ? kSnapshotKind : kDeltaKind));
-    insert->bind(9, row.link.base_seq);
-    insert->bind(10, row.link.chain_bytes);
-    insert->bind(11, row.link.base_bytes);
-    insert->bindNoCopy(12, row.body);
-    insert->exec();
-    {
-      Query q(conn, "DELETE FROM pending_writes WHERE run_id = ?1");
-      q->bind(1, run.id);
-      q->exec();
-    }
+    ORCH_RETURN_IF_ERROR(write_checkpoint(conn, checkpoint, run, prepared));
     txn.commit();
-    committed = std::move(row.link);
     return Status();
   });
-  if (committed) {
-    // A run that ended is rarely committed to again (only a replay or retry
-    // does, and a cache miss just reads the chain): free its memory.
-    if (is_terminal(run.status)) {
-      forget_document(run.id);
-    } else {
-      cache_document(run.id, CachedDocument{std::move(*committed), document});
-    }
-  }
+  if (status.ok()) checkpoint_committed(run, prepared);
   return status;
 }
 

@@ -15,6 +15,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -56,6 +57,8 @@ class SqliteStore final : public Store {
   Result<int64_t> append_event(EventRecord event) override;
   Result<std::vector<EventRecord>> list_events(const std::string& run_id, int64_t after_seq,
                                                size_t limit) override;
+  // One transaction for the whole batch.
+  Status write_batch(StoreBatch& batch) override;
 
   Status put_workflow(const WorkflowRecord& workflow, bool create_only) override;
   Result<WorkflowRecord> get_workflow(const std::string& id) override;
@@ -87,6 +90,19 @@ class SqliteStore final : public Store {
   bool cached_document(const std::string& run_id, CachedDocument* out);
   void cache_document(const std::string& run_id, CachedDocument entry);
   void forget_document(const std::string& run_id);
+
+  // A checkpoint commit in three parts: encoding before the writer lock, the
+  // rows inside a transaction, the document cache after it committed.
+  struct PreparedCheckpoint {
+    Value document;
+    CachedDocument previous;
+    std::optional<EncodedCheckpoint> early;
+    std::optional<ChainLink> committed;
+  };
+  PreparedCheckpoint prepare_checkpoint(const Checkpoint& checkpoint, const RunRecord& run);
+  Status write_checkpoint(Connection& conn, const Checkpoint& checkpoint, const RunRecord& run,
+                          PreparedCheckpoint& prepared);
+  void checkpoint_committed(const RunRecord& run, PreparedCheckpoint& prepared);
 
   // Checkpoint helpers; all run inside a transaction on `conn`.
   Result<bool> run_exists(Connection& conn, const std::string& run_id);

@@ -100,6 +100,99 @@ bool operator==(const Object& a, const Object& b) {
   return true;
 }
 
+// ---------------------------------------------------------------- Array
+
+Array::Array(std::initializer_list<Value> items) {
+  for (const Value& v : items) push_back(v);
+}
+
+Array::Array(const std::vector<Value>& items) {
+  for (const Value& v : items) push_back(v);
+}
+
+Value& Array::operator[](size_t i) {
+  std::shared_ptr<Chunk>& chunk = chunks_[i >> kChunkBits];
+  if (chunk.use_count() > 1) chunk = std::make_shared<Chunk>(*chunk);
+  return (*chunk)[i & (kChunkSize - 1)];
+}
+
+void Array::push_back(Value v) {
+  if ((size_ & (kChunkSize - 1)) == 0) {
+    auto chunk = std::make_shared<Chunk>();
+    chunk->reserve(kChunkSize);
+    chunks_.push_back(std::move(chunk));
+  } else if (chunks_.back().use_count() > 1) {
+    // The last chunk is shared with a copy of this array: copy it (at most
+    // kChunkSize elements), keeping room for the chunk to fill up.
+    auto chunk = std::make_shared<Chunk>();
+    chunk->reserve(kChunkSize);
+    chunk->insert(chunk->end(), chunks_.back()->begin(), chunks_.back()->end());
+    chunks_.back() = std::move(chunk);
+  }
+  chunks_.back()->push_back(std::move(v));
+  ++size_;
+}
+
+Value& Array::back_for_write() { return (*this)[size_ - 1]; }
+
+std::vector<Value> Array::take_all() const {
+  std::vector<Value> all;
+  all.reserve(size_);
+  for (const auto& chunk : chunks_) all.insert(all.end(), chunk->begin(), chunk->end());
+  return all;
+}
+
+void Array::assign_all(std::vector<Value> items) {
+  chunks_.clear();
+  size_ = 0;
+  reserve(items.size());
+  for (Value& v : items) push_back(std::move(v));
+}
+
+Array::iterator Array::erase(const_iterator first, const_iterator last) {
+  const size_t from = first.index(), to = last.index();
+  if (from >= to) return iterator(this, from);
+  if (to == size_) {
+    // Truncation keeps the chunks before `from` shared.
+    const size_t keep_chunks = (from + kChunkSize - 1) >> kChunkBits;
+    chunks_.resize(keep_chunks);
+    if ((from & (kChunkSize - 1)) != 0) {
+      std::shared_ptr<Chunk>& tail = chunks_.back();
+      if (tail.use_count() > 1) tail = std::make_shared<Chunk>(*tail);
+      tail->resize(from & (kChunkSize - 1));
+    }
+    size_ = from;
+    return iterator(this, from);
+  }
+  std::vector<Value> all = take_all();
+  all.erase(all.begin() + static_cast<ptrdiff_t>(from), all.begin() + static_cast<ptrdiff_t>(to));
+  assign_all(std::move(all));
+  return iterator(this, from);
+}
+
+Array::iterator Array::erase(const_iterator pos) { return erase(pos, pos + 1); }
+
+void Array::pop_back() {
+  const Array& self = *this;
+  erase(self.end() - 1, self.end());
+}
+
+void Array::clear() {
+  chunks_.clear();
+  size_ = 0;
+}
+
+void Array::reserve(size_t n) { chunks_.reserve((n + kChunkSize - 1) >> kChunkBits); }
+
+bool operator==(const Array& a, const Array& b) {
+  if (a.size_ != b.size_) return false;
+  for (size_t c = 0; c < a.chunks_.size(); ++c) {
+    if (a.chunks_[c] == b.chunks_[c]) continue;  // shared chunk
+    if (*a.chunks_[c] != *b.chunks_[c]) return false;
+  }
+  return true;
+}
+
 // ---------------------------------------------------------------- Value
 
 Value::Value(unsigned long long u) {

@@ -9,6 +9,7 @@
 
 #include "catch.h"
 #include "orch/engine.h"
+#include "orch/sqlite_store.h"
 #include "support/engine_fixture.h"
 
 using namespace std::chrono_literals;
@@ -750,4 +751,74 @@ TEST_CASE("recover() starts a run that stopped before its first checkpoint", "[e
   auto done = (*engine)->wait("early", 10s);
   REQUIRE(done->status == RunStatus::kCompleted);
   CHECK(trace_of(*done) == std::vector<std::string>{"before", "a"});
+}
+
+namespace {
+// Counts batches and the writes that bypassed them.
+class BatchCountingStore : public orch::StoreWrapper {
+ public:
+  using StoreWrapper::StoreWrapper;
+  orch::Status write_batch(orch::StoreBatch& batch) override {
+    ++batches;
+    if (batch.checkpoint) {
+      ++checkpoints_in_batches;
+      if (!batch.steps.empty() && !batch.events.empty()) ++checkpoints_with_their_writes;
+    }
+    return target().write_batch(batch);
+  }
+  orch::Status put_step(const orch::StepRecord& step) override {
+    note_direct("step " + step.node_name);
+    return StoreWrapper::put_step(step);
+  }
+  orch::Result<int64_t> append_event(orch::EventRecord e) override {
+    note_direct("event " + e.kind);
+    return StoreWrapper::append_event(std::move(e));
+  }
+  orch::Status put_pending_write(const orch::PendingWrite& w) override {
+    note_direct("pending write " + w.node_name);
+    return StoreWrapper::put_pending_write(w);
+  }
+  void note_direct(const std::string& what) {
+    std::lock_guard<std::mutex> lock(mu);
+    direct_writes.push_back(what);
+  }
+  std::mutex mu;
+  std::vector<std::string> direct_writes;
+  std::atomic<int> batches{0};
+  std::atomic<int> checkpoints_in_batches{0};
+  std::atomic<int> checkpoints_with_their_writes{0};
+};
+}  // namespace
+
+TEST_CASE("in-process supersteps write their steps, events and checkpoint as one batch", "[engine][store]") {
+  auto sqlite = orch::open_sqlite_store(":memory:");
+  REQUIRE(sqlite.ok());
+  auto store = std::make_shared<BatchCountingStore>(*sqlite);
+  auto engine = make_engine(nullptr, nullptr, store);
+  auto wf = make_workflow(std::string(R"({)") + kTraceSchema + R"(,
+    "nodes": {"a": {}, "b": {}, "c": {}}, "edges": [["__start__","a"],["a","b"],["b","c"],["c","__end__"]]})",
+                          {{"a", tracer("a")}, {"b", tracer("b")}, {"c", tracer("c")}});
+  std::mutex mu;
+  std::vector<int64_t> heard;
+  auto sub = engine->subscribe("", [&](const orch::EventRecord& ev) {
+    std::lock_guard<std::mutex> lock(mu);
+    heard.push_back(ev.seq);
+  });
+  auto r = run_to_end(*engine, wf);
+  engine->unsubscribe(sub);
+  REQUIRE(r.status == RunStatus::kCompleted);
+  CHECK(trace_of(r) == std::vector<std::string>{"a", "b", "c"});
+  // Each node's superstep: its step record and events travel with its checkpoint.
+  CHECK(store->checkpoints_with_their_writes >= 3);
+  // Only the run's start (its __init__ checkpoint, written by start_run before
+  // an engine thread takes the run) is written outside a batch.
+  CHECK(store->direct_writes == std::vector<std::string>{"event run.started", "event checkpoint.created"});
+  // Seqs are contiguous from 1 in the store, and listeners heard each once, in order.
+  auto events = store->list_events(r.id, 0, 1000);
+  REQUIRE(events.ok());
+  REQUIRE(!events->empty());
+  for (size_t i = 0; i < events->size(); ++i) CHECK((*events)[i].seq == static_cast<int64_t>(i + 1));
+  std::lock_guard<std::mutex> lock(mu);
+  REQUIRE(heard.size() == events->size());
+  for (size_t i = 0; i < heard.size(); ++i) CHECK(heard[i] == static_cast<int64_t>(i + 1));
 }

@@ -591,3 +591,65 @@ TEST_CASE("worker records persist across reopen", "[sqlite]") {
   REQUIRE(records->size() == 1);
   CHECK((*records)[0]["url"].as_string() == "http://b/x");
 }
+
+TEST_CASE("write_batch: one transaction, seqs after the run's last, all or nothing", "[sqlite]") {
+  TempDir dir;
+  auto store = open_store(dir.file("batch.db"));
+  RunRecord run = make_run("batched");
+  run.workflow = Value::object({{"nodes", Value::object({{"big", "definition"}})}});
+  REQUIRE(store->create_run(run).ok());
+  orch::EventRecord first;
+  first.run_id = "batched";
+  first.kind = "run.started";
+  REQUIRE(*store->append_event(first) == 1);
+
+  orch::StoreBatch batch;
+  orch::StepRecord step;
+  step.id = "s1";
+  step.run_id = "batched";
+  step.node_name = "a";
+  batch.steps.push_back(step);
+  batch.pending_writes.push_back(orch::PendingWrite{"batched", 1, "a", Value::object({{"kind", "ok"}})});
+  Checkpoint cp;
+  cp.id = "cp1";
+  cp.run_id = "batched";
+  cp.version = 1;
+  cp.state = Value::object({{"x", 1}});
+  batch.checkpoint = cp;
+  RunRecord progress = run;
+  progress.state = cp.state;
+  progress.checkpoint_count = 1;
+  progress.workflow = Value();  // a checkpoint commit leaves the workflow as created
+  batch.run = progress;
+  for (const char* kind : {"task_start", "updates", "values"}) {
+    orch::EventRecord e;
+    e.run_id = "batched";
+    e.kind = kind;
+    batch.events.push_back(e);
+  }
+  REQUIRE(store->write_batch(batch).ok());
+  CHECK(batch.events[0].seq == 2);
+  CHECK(batch.events[2].seq == 4);
+  CHECK(store->get_step("s1").ok());
+  CHECK(store->list_pending_writes("batched")->empty());  // the checkpoint took them
+  CHECK(store->latest_checkpoint("batched")->state == Value::object({{"x", 1}}));
+  auto stored = store->get_run("batched");
+  CHECK(stored->state == Value::object({{"x", 1}}));
+  CHECK(stored->checkpoint_count == 1);
+  CHECK(stored->workflow == run.workflow);
+  auto events = store->list_events("batched", 0, 10);
+  REQUIRE(events->size() == 4);
+  CHECK((*events)[3].kind == "values");
+
+  // A batch for a run that is gone writes nothing.
+  orch::StoreBatch orphan;
+  step.id = "s2";
+  step.run_id = "gone";
+  orphan.steps.push_back(step);
+  orch::EventRecord lost;
+  lost.run_id = "gone";
+  lost.kind = "x";
+  orphan.events.push_back(lost);
+  CHECK(store->write_batch(orphan).code() == StatusCode::kNotFound);
+  CHECK_FALSE(store->get_step("s2").ok());
+}

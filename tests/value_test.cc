@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
+#include <algorithm>
 #include <limits>
+#include <vector>
 
 #include "catch.h"
 #include "orch/value.h"
@@ -99,4 +101,88 @@ TEST_CASE("lenient getters", "[value]") {
   CHECK(obj["missing"].is_null());
   const Value five(5);
   CHECK(five["a"].is_null());
+}
+
+namespace {
+
+Array numbers(int n) {
+  Array a;
+  for (int i = 0; i < n; ++i) a.push_back(i);
+  return a;
+}
+
+bool holds_sequence(const Array& a, int n) {
+  if (a.size() != static_cast<size_t>(n)) return false;
+  int expected = 0;
+  for (const Value& v : a) {
+    if (v.as_int() != expected++) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("arrays: copies share chunks; writes to a copy never show in the original", "[value][array]") {
+  for (int n : {0, 1, 31, 32, 33, 64, 100, 1000}) {
+    Array original = numbers(n);
+    Array copy = original;
+    copy.push_back(n);
+    CHECK(holds_sequence(original, n));
+    CHECK(holds_sequence(copy, n + 1));
+    if (n > 0) {
+      Array written = original;
+      written[static_cast<size_t>(n / 2)] = "changed";
+      CHECK(holds_sequence(original, n));
+      CHECK(written[static_cast<size_t>(n / 2)].as_string() == "changed");
+      CHECK(written != original);
+    }
+  }
+  // Growing a snapshot many times: every snapshot keeps its own length.
+  Value state = Value::array();
+  std::vector<Value> snapshots;
+  for (int i = 0; i < 200; ++i) {
+    snapshots.push_back(state);
+    state.push_back(i);
+  }
+  for (int i = 0; i < 200; ++i) CHECK(holds_sequence(snapshots[static_cast<size_t>(i)].as_array(), i));
+}
+
+TEST_CASE("arrays: the vector operations the engine and hosts use", "[value][array]") {
+  Array a = numbers(70);
+  CHECK(a.front().as_int() == 0);
+  CHECK(a.back().as_int() == 69);
+  CHECK(a.rbegin()->as_int() == 69);
+  CHECK((a.end() - a.begin()) == 70);
+  CHECK(std::find(a.cbegin(), a.cend(), Value(40)) - a.cbegin() == 40);
+  Array tail(a.cbegin() + 65, a.cend());
+  CHECK(tail == Array{65, 66, 67, 68, 69});
+
+  Array shared = a;
+  a.erase(a.cbegin() + 40, a.cend());  // truncation
+  CHECK(holds_sequence(a, 40));
+  CHECK(holds_sequence(shared, 70));
+  a.pop_back();
+  CHECK(holds_sequence(a, 39));
+  a.erase(a.cbegin());  // from the front: rebuilds
+  CHECK(a.size() == 38);
+  CHECK(a.front().as_int() == 1);
+  const Array& view = a;
+  Array zero{0};
+  a.insert(view.begin(), zero.cbegin(), zero.cend());  // back at the front
+  CHECK(holds_sequence(a, 39));
+  Array more{39, 40};
+  a.insert(view.end(), more.cbegin(), more.cend());
+  CHECK(holds_sequence(a, 41));
+
+  // remove_if through non-const iterators leaves the shared copy alone.
+  Array before = a;
+  a.erase(std::remove_if(a.begin(), a.end(), [](const Value& v) { return v.as_int() % 2 == 1; }), a.end());
+  CHECK(a.size() == 21);
+  CHECK(holds_sequence(before, 41));
+  for (const Value& v : a) CHECK(v.as_int() % 2 == 0);
+  a.emplace_back("last");
+  CHECK(a.back().as_string() == "last");
+  a.clear();
+  CHECK(a.empty());
+  CHECK(Array(std::vector<Value>{1, 2}) == Array{1, 2});
 }

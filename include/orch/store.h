@@ -137,6 +137,25 @@ struct WorkflowRecord {
   int64_t updated_at_ms = 0;
 };
 
+// Writes the engine makes together, for one run, when it leaves a run or
+// commits a superstep: steps, pending writes, a checkpoint, a run update and
+// events. A store that can should write them in one transaction (the SQLite
+// store does); the default writes them one call at a time.
+struct StoreBatch {
+  std::vector<StepRecord> steps;            // put_step, in order
+  std::vector<PendingWrite> pending_writes; // put_pending_write, in order
+  // commit_checkpoint(*checkpoint, *run, sync_to_disk) when set; otherwise
+  // update_run(*run) when run is set.
+  std::optional<Checkpoint> checkpoint;
+  std::optional<RunRecord> run;
+  bool sync_to_disk = false;
+  std::vector<EventRecord> events;          // appended last, in order; seq set on success
+
+  bool empty() const {
+    return steps.empty() && pending_writes.empty() && !checkpoint && !run && events.empty();
+  }
+};
+
 class ORCH_EXPORT Store {
  public:
   virtual ~Store() = default;
@@ -156,7 +175,10 @@ class ORCH_EXPORT Store {
   virtual Status claim_run(const std::string& run_id, const std::string& owner, int64_t lease_ms) = 0;
 
   // Checkpoints. commit_checkpoint writes the checkpoint, updates the run
-  // record and drops the run's pending writes, atomically. `sync_to_disk` asks
+  // record's progress (status, state, error, timestamps, token counts,
+  // checkpoint_count; a store may leave the fields create_run and update_run
+  // set, such as workflow, input and config, untouched) and drops the run's
+  // pending writes, atomically. `sync_to_disk` asks
   // durable stores to fsync before returning.
   virtual Status commit_checkpoint(const Checkpoint& checkpoint, const RunRecord& run,
                                    bool sync_to_disk) = 0;
@@ -180,6 +202,11 @@ class ORCH_EXPORT Store {
   virtual Result<int64_t> append_event(EventRecord event) = 0;
   virtual Result<std::vector<EventRecord>> list_events(const std::string& run_id, int64_t after_seq,
                                                        size_t limit) = 0;
+
+  // Writes `batch` in its order: steps, pending writes, checkpoint or run,
+  // events (setting each event's seq). On error, what was written before the
+  // failing item stays (the default) or nothing does (a transactional store).
+  virtual Status write_batch(StoreBatch& batch);
 
   // Registered workers (the server's POST /workers), as JSON records keyed by
   // id, so they survive a restart. The defaults say Unimplemented: a store

@@ -19,6 +19,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <iterator>
+#include <type_traits>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -79,7 +81,136 @@ class ORCH_EXPORT Object {
   std::unordered_map<std::string, size_t> index_;
 };
 
-using Array = std::vector<Value>;
+// A sequence of Values with std::vector's reading interface, stored in
+// shared chunks of 32: copying an array copies its chunk list, not its
+// elements, and appending to a copy copies at most the last chunk. So a state
+// list that every checkpoint snapshots grows in O(1) per append instead of
+// O(length).
+//
+// Writes (operator[], push_back, dereferencing a non-const iterator...) first
+// unshare the chunk they touch. References obtained through a non-const Array
+// are invalidated by copying that Array or by changing its size.
+class ORCH_EXPORT Array {
+ public:
+  using value_type = Value;
+  using size_type = size_t;
+  using difference_type = ptrdiff_t;
+  using reference = Value&;
+  using const_reference = const Value&;
+  // Random-access iterator over an Array (an index into it).
+  template <bool Const>
+  class Iterator {
+   public:
+    using iterator_category = std::random_access_iterator_tag;
+    using value_type = Value;
+    using difference_type = ptrdiff_t;
+    using reference = std::conditional_t<Const, const Value&, Value&>;
+    using pointer = std::conditional_t<Const, const Value*, Value*>;
+    using Owner = std::conditional_t<Const, const Array, Array>;
+
+    Iterator() = default;
+    Iterator(Owner* array, size_t index) : array_(array), index_(index) {}
+    // iterator -> const_iterator
+    template <bool C = Const, class = std::enable_if_t<C>>
+    Iterator(const Iterator<false>& other) : array_(other.array_), index_(other.index_) {}  // NOLINT
+
+    // Through a non-const iterator, the chunk is unshared on first access.
+    reference operator*() const {
+      if constexpr (Const) {
+        return (*array_->chunks_[index_ >> kChunkBits])[index_ & (kChunkSize - 1)];
+      } else {
+        return (*array_)[index_];
+      }
+    }
+    pointer operator->() const { return &**this; }
+    reference operator[](difference_type n) const { return *(*this + n); }
+    Iterator& operator++() { ++index_; return *this; }
+    Iterator operator++(int) { Iterator t = *this; ++index_; return t; }
+    Iterator& operator--() { --index_; return *this; }
+    Iterator operator--(int) { Iterator t = *this; --index_; return t; }
+    Iterator& operator+=(difference_type n) { index_ = static_cast<size_t>(static_cast<difference_type>(index_) + n); return *this; }
+    Iterator& operator-=(difference_type n) { return *this += -n; }
+    friend Iterator operator+(Iterator it, difference_type n) { return it += n; }
+    friend Iterator operator+(difference_type n, Iterator it) { return it += n; }
+    friend Iterator operator-(Iterator it, difference_type n) { return it -= n; }
+    friend difference_type operator-(const Iterator& a, const Iterator& b) {
+      return static_cast<difference_type>(a.index_) - static_cast<difference_type>(b.index_);
+    }
+    friend bool operator==(const Iterator& a, const Iterator& b) { return a.index_ == b.index_; }
+    friend bool operator!=(const Iterator& a, const Iterator& b) { return a.index_ != b.index_; }
+    friend bool operator<(const Iterator& a, const Iterator& b) { return a.index_ < b.index_; }
+    friend bool operator>(const Iterator& a, const Iterator& b) { return a.index_ > b.index_; }
+    friend bool operator<=(const Iterator& a, const Iterator& b) { return a.index_ <= b.index_; }
+    friend bool operator>=(const Iterator& a, const Iterator& b) { return a.index_ >= b.index_; }
+
+    size_t index() const { return index_; }
+
+   private:
+    friend class Array;
+    friend class Iterator<!Const>;
+    Owner* array_ = nullptr;
+    size_t index_ = 0;
+  };
+  using iterator = Iterator<false>;
+  using const_iterator = Iterator<true>;
+
+  Array() = default;
+  Array(std::initializer_list<Value> items);
+  Array(const std::vector<Value>& items);  // NOLINT: a vector converts, as when Array was one
+  template <class It, class = decltype(*std::declval<It&>())>
+  Array(It first, It last) {
+    for (; first != last; ++first) push_back(*first);
+  }
+
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  inline const Value& operator[](size_t i) const;
+  Value& operator[](size_t i);
+  const Value& front() const { return (*this)[0]; }
+  const Value& back() const { return (*this)[size_ - 1]; }
+
+  inline const_iterator begin() const;
+  inline const_iterator end() const;
+  using const_reverse_iterator = std::reverse_iterator<const_iterator>;
+  const_reverse_iterator rbegin() const { return const_reverse_iterator(end()); }
+  const_reverse_iterator rend() const { return const_reverse_iterator(begin()); }
+  inline const_iterator cbegin() const;
+  inline const_iterator cend() const;
+  // Dereferencing a non-const iterator unshares the chunk it points into.
+  iterator begin() { return iterator(this, 0); }
+  iterator end() { return iterator(this, size_); }
+
+  void push_back(Value v);
+  template <class... Args>
+  Value& emplace_back(Args&&... args) {
+    push_back(Value(std::forward<Args>(args)...));
+    return back_for_write();
+  }
+  // Inserting at end() appends; anywhere else rebuilds the array.
+  template <class It>
+  iterator insert(const_iterator pos, It first, It last);
+  // Removes [first, last).
+  iterator erase(const_iterator first, const_iterator last);
+  iterator erase(const_iterator pos);
+  void pop_back();
+  void clear();
+  void reserve(size_t n);
+
+  friend ORCH_EXPORT bool operator==(const Array& a, const Array& b);
+  friend bool operator!=(const Array& a, const Array& b) { return !(a == b); }
+
+ private:
+  static constexpr size_t kChunkBits = 5;
+  static constexpr size_t kChunkSize = size_t{1} << kChunkBits;
+  using Chunk = std::vector<Value>;
+
+  Value& back_for_write();
+  std::vector<Value> take_all() const;  // a flat copy
+  void assign_all(std::vector<Value> items);
+
+  std::vector<std::shared_ptr<Chunk>> chunks_;  // all full but the last
+  size_t size_ = 0;
+};
 
 class ORCH_EXPORT Value {
  public:
@@ -182,6 +313,25 @@ class ORCH_EXPORT Value {
 // Returns the JSON name of a type: "null", "boolean", "integer", "number",
 // "string", "array", "object".
 ORCH_EXPORT std::string_view type_name(Value::Type type);
+
+inline const Value& Array::operator[](size_t i) const { return (*chunks_[i >> kChunkBits])[i & (kChunkSize - 1)]; }
+inline Array::const_iterator Array::begin() const { return const_iterator(this, 0); }
+inline Array::const_iterator Array::end() const { return const_iterator(this, size_); }
+inline Array::const_iterator Array::cbegin() const { return begin(); }
+inline Array::const_iterator Array::cend() const { return end(); }
+
+template <class It>
+Array::iterator Array::insert(const_iterator pos, It first, It last) {
+  const size_t at = pos.index();
+  if (at == size_) {
+    for (; first != last; ++first) push_back(*first);
+    return iterator(this, at);
+  }
+  std::vector<Value> all = take_all();
+  all.insert(all.begin() + static_cast<ptrdiff_t>(at), first, last);
+  assign_all(std::move(all));
+  return iterator(this, at);
+}
 
 // JSON parsing limits and rules.
 struct ParseOptions {
