@@ -7,7 +7,12 @@
 // in the worker as the gap between answering node i and receiving node i+1 of
 // the same run.
 //
-//   bench_server ORCH_BINARY [--runs 100] [--db PATH|:memory:]
+// With --worker-ms the worker takes that long per call, as a model would: the
+// added latency is then not dominated by runs queueing for the CPU (with R
+// runs in flight and an instant worker, Little's law makes each node wait
+// about R / throughput).
+//
+//   bench_server ORCH_BINARY [--runs 100] [--db PATH|:memory:] [--worker-ms 0]
 #include <arpa/inet.h>
 #include <httplib.h>
 #include <netinet/in.h>
@@ -57,16 +62,18 @@ int free_port() {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: bench_server ORCH_BINARY [--runs N] [--db PATH]\n");
+    std::fprintf(stderr, "usage: bench_server ORCH_BINARY [--runs N] [--db PATH] [--worker-ms N]\n");
     return 2;
   }
   std::string orch_bin = argv[1];
   int runs = 100;
+  int worker_ms = 0;
   std::string db = "/tmp/orch-bench-server.db";
   for (int i = 2; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
     if (flag == "--runs") runs = std::max(1, std::atoi(argv[i + 1]));
     if (flag == "--db") db = argv[i + 1];
+    if (flag == "--worker-ms") worker_ms = std::max(0, std::atoi(argv[i + 1]));
   }
   for (const char* suffix : {"", "-wal", "-shm"}) std::remove((db + suffix).c_str());
 
@@ -81,6 +88,7 @@ int main(int argc, char** argv) {
     auto body = orch::parse_json(req.body);
     std::string session = body.ok() ? (*body)["session_id"].get_string("") : "";
     std::string run = session.substr(0, session.find("_step_"));
+    if (worker_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(worker_ms));
     res.set_content(R"({"response":"ok"})", "application/json");
     std::lock_guard<std::mutex> lock(timeline.mu);
     timeline.calls[run].emplace_back(arrived, Clock::now());
@@ -174,9 +182,9 @@ int main(int argc, char** argv) {
   std::sort(gaps_us.begin(), gaps_us.end());
   auto pct = [&](double p) { return gaps_us.empty() ? 0.0 : gaps_us[static_cast<size_t>(p * (gaps_us.size() - 1))]; };
   std::printf(
-      "{\"scenario\":\"server\",\"store\":\"%s\",\"runs\":%d,\"nodes_per_run\":10,\"completed\":%d,"
+      "{\"scenario\":\"server\",\"store\":\"%s\",\"runs\":%d,\"nodes_per_run\":10,\"worker_ms\":%d,\"completed\":%d,"
       "\"elapsed_ms\":%.1f,\"node_executions_per_s\":%.0f,\"added_latency_p50_ms\":%.3f,\"added_latency_p99_ms\":%.3f%s}\n",
-      db == ":memory:" ? "memory" : "sqlite", runs, completed, elapsed * 1000, completed * 10 / elapsed, pct(0.5) / 1000,
+      db == ":memory:" ? "memory" : "sqlite", runs, worker_ms, completed, elapsed * 1000, completed * 10 / elapsed, pct(0.5) / 1000,
       pct(0.99) / 1000, failure.empty() ? "" : (",\"first_failure\":" + orch::Value(failure).to_json()).c_str());
   kill(child, SIGTERM);
   waitpid(child, nullptr, 0);

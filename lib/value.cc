@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "orch/value.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -119,13 +120,15 @@ Value& Array::operator[](size_t i) {
 void Array::push_back(Value v) {
   if ((size_ & (kChunkSize - 1)) == 0) {
     auto chunk = std::make_shared<Chunk>();
-    chunk->reserve(kChunkSize);
+    // Most arrays are small: the first chunk grows as a vector does; later
+    // chunks (a long list) take their full size at once.
+    if (!chunks_.empty()) chunk->reserve(kChunkSize);
     chunks_.push_back(std::move(chunk));
   } else if (chunks_.back().use_count() > 1) {
     // The last chunk is shared with a copy of this array: copy it (at most
-    // kChunkSize elements), keeping room for the chunk to fill up.
+    // kChunkSize elements), with room to fill up.
     auto chunk = std::make_shared<Chunk>();
-    chunk->reserve(kChunkSize);
+    chunk->reserve(chunks_.size() > 1 ? kChunkSize : std::min(kChunkSize, 2 * chunks_.back()->size()));
     chunk->insert(chunk->end(), chunks_.back()->begin(), chunks_.back()->end());
     chunks_.back() = std::move(chunk);
   }
