@@ -9,6 +9,7 @@
 // the store holds for the run's checkpoints, and the process's peak RSS.
 //
 //   bench_engine [--scenario chain|fanout|loop|all] [--store memory|sqlite] [--reps N]
+//                [--n N] [--durability sync|full]
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -189,11 +190,15 @@ int main(int argc, char** argv) {
   std::string scenario = "all";
   std::string store = "all";
   int reps = 5;
+  int only_n = 0;
+  std::string only_durability;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
     if (flag == "--scenario") scenario = argv[i + 1];
     else if (flag == "--store") store = argv[i + 1];
     else if (flag == "--reps") reps = std::max(1, std::atoi(argv[i + 1]));
+    else if (flag == "--n") only_n = std::atoi(argv[i + 1]);
+    else if (flag == "--durability") only_durability = argv[i + 1];
   }
   std::vector<Config> configs;
   for (int n : {10, 100, 1000}) {
@@ -207,6 +212,8 @@ int main(int argc, char** argv) {
   for (const Config& c : configs) {
     if (scenario != "all" && c.scenario != scenario) continue;
     if (store != "all" && c.store != store) continue;
+    if (only_n != 0 && c.n != only_n) continue;
+    if (!only_durability.empty() && c.durability != only_durability) continue;
     run_config(c, reps);
   }
   return 0;

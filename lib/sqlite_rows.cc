@@ -142,20 +142,25 @@ void bind_run(SQLite::Statement& stmt, const RunRecord& run) {
 }
 
 const char* const kRunProgressSql =
-    "UPDATE runs SET status = ?2, state = ?3, error = ?4, updated_at_ms = ?5, started_at_ms = ?6, "
-    "ended_at_ms = ?7, input_tokens = ?8, output_tokens = ?9, checkpoint_count = ?10 WHERE id = ?1";
+    "UPDATE runs SET status = ?2, error = ?3, updated_at_ms = ?4, started_at_ms = ?5, "
+    "ended_at_ms = ?6, input_tokens = ?7, output_tokens = ?8, checkpoint_count = ?9, state = ?10 WHERE id = ?1";
 
-void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run) {
+void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run, bool state_is_checkpoints) {
+  // '': the run's state is its latest checkpoint's (see read_run).
+  if (state_is_checkpoints) {
+    stmt.bind(10, std::string());
+  } else {
+    bind_json(stmt, 10, run.state);
+  }
   stmt.bind(1, run.id);
   stmt.bind(2, std::string(run_status_name(run.status)));
-  bind_json(stmt, 3, run.state);
-  stmt.bind(4, run.error);
-  stmt.bind(5, run.updated_at_ms);
-  stmt.bind(6, run.started_at_ms);
-  stmt.bind(7, run.ended_at_ms);
-  stmt.bind(8, run.input_tokens);
-  stmt.bind(9, run.output_tokens);
-  stmt.bind(10, run.checkpoint_count);
+  stmt.bind(3, run.error);
+  stmt.bind(4, run.updated_at_ms);
+  stmt.bind(5, run.started_at_ms);
+  stmt.bind(6, run.ended_at_ms);
+  stmt.bind(7, run.input_tokens);
+  stmt.bind(8, run.output_tokens);
+  stmt.bind(9, run.checkpoint_count);
 }
 
 Result<RunRecord> read_run(const SQLite::Statement& stmt) {
@@ -169,7 +174,11 @@ Result<RunRecord> read_run(const SQLite::Statement& stmt) {
   ORCH_ASSIGN_OR_RETURN(run.workflow, read_json_column(stmt, 3, what));
   ORCH_ASSIGN_OR_RETURN(run.input, read_json_column(stmt, 4, what));
   ORCH_ASSIGN_OR_RETURN(run.config, read_json_column(stmt, 5, what));
-  ORCH_ASSIGN_OR_RETURN(run.state, read_json_column(stmt, 6, what));
+  if (stmt.getColumn(6).getBytes() > 0) {
+    ORCH_ASSIGN_OR_RETURN(run.state, read_json_column(stmt, 6, what));
+  } else {
+    run.state = Value();  // null: the caller takes the state from the latest checkpoint
+  }
   ORCH_ASSIGN_OR_RETURN(run.callbacks, read_json_column(stmt, 7, what));
   run.error = text(stmt, 8);
   run.parent_run_id = text(stmt, 9);

@@ -38,11 +38,15 @@ extern const TableColumns kWorkflowColumns;
 // bind_* binds parameters ?1..?count in column order; read_* reads the columns
 // of the current row, starting at column 0, in the same order.
 void bind_run(SQLite::Statement& stmt, const RunRecord& run);
-// What a checkpoint commit changes in a run's row: status, state, error,
-// timestamps, token counts, checkpoint count. The workflow, input and config
-// (often the bulk of the row) are written by create_run and update_run only.
+// What a checkpoint commit changes in a run's row: status, error, timestamps,
+// token counts, checkpoint count. The workflow, input and config (often the
+// bulk of the row) are written by create_run and update_run only. When the
+// run's state is the checkpoint's (`state_is_checkpoints`, as it is for the
+// engine), the row says '' and read_run returns a null state, which the store
+// fills from the latest checkpoint: rewriting a growing state into the run
+// row at every superstep doubled the cost of a superstep.
 extern const char* const kRunProgressSql;
-void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run);
+void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run, bool state_is_checkpoints);
 Result<RunRecord> read_run(const SQLite::Statement& stmt);
 
 void bind_step(SQLite::Statement& stmt, const StepRecord& step);

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <limits>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -63,8 +64,11 @@ Result<std::vector<T>> read_all(Query& q, Reader read) {
 
 SqliteStore::SqliteStore(const std::string& path, const SqliteStoreOptions& options, bool in_memory)
     : options_(options),
-      pool_(path, options.busy_timeout_ms, options.max_idle_connections, in_memory,
-            configure_connection) {}
+      checkpointer_(in_memory ? nullptr : std::make_unique<WalCheckpointer>(path, options.busy_timeout_ms)),
+      pool_(path, options.busy_timeout_ms, options.max_idle_connections, in_memory, [this](Connection& conn) {
+        configure_connection(conn);
+        if (checkpointer_) checkpointer_->attach(conn);
+      }) {}
 
 Result<std::shared_ptr<SqliteStore>> SqliteStore::open(const std::string& path,
                                                        const SqliteStoreOptions& options) {
@@ -129,7 +133,10 @@ Result<RunRecord> SqliteStore::get_run(const std::string& run_id) {
     Query q(conn, kSelect);
     q->bind(1, run_id);
     if (!q->executeStep()) return run_not_found(run_id);
-    return read_run(*q);
+    ORCH_ASSIGN_OR_RETURN(RunRecord run, read_run(*q));
+    q->reset();
+    ORCH_RETURN_IF_ERROR(resolve_state(conn, &run));
+    return run;
   });
 }
 
@@ -141,7 +148,10 @@ Result<RunRecord> SqliteStore::find_run_by_idempotency_key(const std::string& ke
     q->bind(1, key);
     if (key.empty() || !q->executeStep())
       return Status::not_found("no run with idempotency key " + key);
-    return read_run(*q);
+    ORCH_ASSIGN_OR_RETURN(RunRecord run, read_run(*q));
+    q->reset();
+    ORCH_RETURN_IF_ERROR(resolve_state(conn, &run));
+    return run;
   });
 }
 
@@ -159,7 +169,10 @@ Result<std::vector<RunRecord>> SqliteStore::list_runs(const RunFilter& filter) {
     if (filter.status) q->bind(3, std::string(run_status_name(*filter.status)));
     if (!filter.workflow_id.empty()) q->bind(4, filter.workflow_id);
     if (!filter.parent_run_id.empty()) q->bind(5, filter.parent_run_id);
-    return read_all<RunRecord>(q, read_run);
+    ORCH_ASSIGN_OR_RETURN(std::vector<RunRecord> runs, read_all<RunRecord>(q, read_run));
+    q->reset();
+    for (RunRecord& run : runs) ORCH_RETURN_IF_ERROR(resolve_state(conn, &run));
+    return runs;
   });
 }
 
@@ -332,15 +345,23 @@ Status SqliteStore::write_batch(StoreBatch& batch) {
     ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run_id));
     if (!exists) return run_not_found(run_id);
     if (!batch.steps.empty()) {
+      // A step written twice in one batch (started, then completed): only
+      // its last version needs writing.
+      std::unordered_map<std::string, size_t> last_of;
+      for (size_t i = 0; i < batch.steps.size(); ++i) last_of[batch.steps[i].id] = i;
       static const std::string kUpsert = upsert_sql(kStepColumns);
       Query upsert(conn, kUpsert);
-      for (const StepRecord& step : batch.steps) {
+      for (size_t i = 0; i < batch.steps.size(); ++i) {
+        const StepRecord& step = batch.steps[i];
+        if (last_of[step.id] != i) continue;
         bind_step(*upsert, step);
         upsert->exec();
         upsert->reset();
       }
     }
-    if (!batch.pending_writes.empty()) {
+    // The checkpoint drops the run's pending writes in this same transaction,
+    // so with one in the batch there is no point writing them first.
+    if (!batch.pending_writes.empty() && !prepared) {
       static const std::string kInsert = kPendingWriteColumns.insert_sql();
       Query insert(conn, kInsert);
       for (const PendingWrite& write : batch.pending_writes) {

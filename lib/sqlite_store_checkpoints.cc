@@ -196,7 +196,8 @@ SqliteStore::PreparedCheckpoint SqliteStore::prepare_checkpoint(const Checkpoint
 Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpoint, const RunRecord& run,
                                      PreparedCheckpoint& prepared) {
   Query update_run(conn, kRunProgressSql);
-  bind_run_progress(*update_run, run);
+  bind_run_progress(*update_run, run,
+                    run.state.shares_storage_with(checkpoint.state) || run.state == checkpoint.state);
   if (update_run->exec() == 0) return run_not_found(run.id);
 
   std::optional<ChainLink> last;
@@ -243,6 +244,26 @@ Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpo
     q->exec();
   }
   prepared.committed = std::move(row.link);
+  return Status();
+}
+
+Status SqliteStore::resolve_state(Connection& conn, RunRecord* run) {
+  if (!run->state.is_null()) return Status();
+  Query q(conn,
+          "SELECT id, seq, base_seq, chain_bytes, base_bytes FROM checkpoints WHERE run_id = ?1 "
+          "ORDER BY seq DESC LIMIT 1");
+  q->bind(1, run->id);
+  if (!q->executeStep()) return Status();  // no checkpoint: the state stays null
+  ChainLink last{q->getColumn(0).getString(), q->getColumn(1).getInt64(), q->getColumn(2).getInt64(),
+                 q->getColumn(3).getInt64(), q->getColumn(4).getInt64()};
+  q->reset();
+  CachedDocument cached;
+  if (cached_document(run->id, &cached) && same_link(last, cached.link)) {
+    run->state = cached.document["state"];
+    return Status();
+  }
+  ORCH_ASSIGN_OR_RETURN(Value document, load_document(conn, run->id, last.base_seq, last.seq));
+  run->state = document["state"];
   return Status();
 }
 

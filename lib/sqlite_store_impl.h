@@ -23,6 +23,7 @@
 #include "orch/sqlite_store.h"
 #include "orch/store.h"
 #include "sqlite_checkpoint_codec.h"
+#include "sqlite_wal_checkpointer.h"
 #include "sqlite_connection.h"
 
 namespace orch::sqlite {
@@ -103,6 +104,9 @@ class SqliteStore final : public Store {
   Status write_checkpoint(Connection& conn, const Checkpoint& checkpoint, const RunRecord& run,
                           PreparedCheckpoint& prepared);
   void checkpoint_committed(const RunRecord& run, PreparedCheckpoint& prepared);
+  // A run row read with a null state (see kRunProgressSql) gets its latest
+  // checkpoint's state: from the document cache when it is current.
+  Status resolve_state(Connection& conn, RunRecord* run);
 
   // Checkpoint helpers; all run inside a transaction on `conn`.
   Result<bool> run_exists(Connection& conn, const std::string& run_id);
@@ -111,6 +115,8 @@ class SqliteStore final : public Store {
   Result<Checkpoint> read_checkpoint_row(Connection& conn, const char* sql, const std::string& key);
 
   SqliteStoreOptions options_;
+  // Before pool_: it must outlive every pooled connection's commit hook.
+  std::unique_ptr<WalCheckpointer> checkpointer_;
   ConnectionPool pool_;
   std::mutex writer_mu_;
 

@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: MIT
+#include "sqlite_wal_checkpointer.h"
+
+#include <sqlite3.h>
+
+namespace orch::sqlite {
+
+WalCheckpointer::WalCheckpointer(std::string path, int busy_timeout_ms, int frames)
+    : path_(std::move(path)), busy_timeout_ms_(busy_timeout_ms), frames_(frames), thread_([this] { run(); }) {}
+
+WalCheckpointer::~WalCheckpointer() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  thread_.join();
+}
+
+void WalCheckpointer::attach(Connection& conn) {
+  // Replaces SQLite's own auto-checkpoint hook on this connection.
+  sqlite3_wal_hook(conn.db().getHandle(), &WalCheckpointer::on_commit, this);
+}
+
+int WalCheckpointer::on_commit(void* self, sqlite3* db, const char* name, int frames) {
+  auto* checkpointer = static_cast<WalCheckpointer*>(self);
+  if (frames >= 20 * checkpointer->frames_) {
+    // The thread is far behind (or a reader holds the log): do what SQLite would.
+    sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  } else if (frames >= checkpointer->frames_) {
+    {
+      std::lock_guard<std::mutex> lock(checkpointer->mu_);
+      checkpointer->requested_ = true;
+    }
+    checkpointer->wake_.notify_one();
+  }
+  return SQLITE_OK;
+}
+
+void WalCheckpointer::run() {
+  std::unique_ptr<Connection> conn;
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    wake_.wait(lock, [this] { return requested_ || stopping_; });
+    if (stopping_) return;
+    requested_ = false;
+    lock.unlock();
+    try {
+      if (!conn) conn = std::make_unique<Connection>(path_, busy_timeout_ms_);
+      sqlite3_wal_checkpoint_v2(conn->db().getHandle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    } catch (const std::exception&) {
+      conn.reset();  // try again with a fresh connection next time
+    }
+    lock.lock();
+  }
+}
+
+}  // namespace orch::sqlite
