@@ -52,7 +52,7 @@ orch::Dispatcher::Callback capture(Captured* c) {
 
 }  // namespace
 
-TEST_CASE("broker urls: host, port, topic or stream; bad ones are refused", "[async]") {
+TEST_CASE("broker urls: host, port, topic or stream, bad ones are refused", "[async]") {
   auto t = orch::internal::parse_broker_url("mqtt://10.0.0.5:1884/jobs/summarize", "mqtt", 1883);
   REQUIRE(t.ok());
   CHECK(t->host == "10.0.0.5");

@@ -233,7 +233,7 @@ TEST_CASE("a deferred node runs last, after all other work", "[engine]") {
   CHECK(trace_of(r).size() == 4);
 }
 
-TEST_CASE("interrupt_before fires once; resume runs the node", "[engine]") {
+TEST_CASE("interrupt_before fires once, resume runs the node", "[engine]") {
   auto wf = make_workflow(std::string(R"({)") + kTraceSchema + R"(,
     "interrupt_before": ["b"],
     "nodes": {"a": {}, "b": {}},
@@ -251,7 +251,7 @@ TEST_CASE("interrupt_before fires once; resume runs the node", "[engine]") {
   CHECK(engine->resume_run(id, Value()).code() == orch::StatusCode::kFailedPrecondition);
 }
 
-TEST_CASE("interrupt node pauses; resume continues after it", "[engine]") {
+TEST_CASE("interrupt node pauses, resume continues after it", "[engine]") {
   auto wf = make_workflow(std::string(R"({)") + kTraceSchema + R"(,
     "nodes": {"ask": {"type": "interrupt", "message": "approve?"}, "after": {}},
     "edges": [["__start__","ask"],["ask","after"],["after","__end__"]]})",
@@ -266,7 +266,7 @@ TEST_CASE("interrupt node pauses; resume continues after it", "[engine]") {
   CHECK(trace_of(*r) == std::vector<std::string>{"after"});
 }
 
-TEST_CASE("a subgraph child that interrupts pauses its parent; resuming continues both", "[engine]") {
+TEST_CASE("a subgraph child that interrupts pauses its parent, resuming continues both", "[engine]") {
   auto store = orch::new_memory_store();
   orch::WorkflowRecord child;
   child.id = "child";
@@ -385,7 +385,7 @@ TEST_CASE("cancel during a long call: the status stays cancelled", "[engine]") {
   CHECK(engine->cancel_run(id).code() == orch::StatusCode::kFailedPrecondition);
 }
 
-TEST_CASE("one of three parallel nodes fails: run fails; retry re-runs only that node", "[engine]") {
+TEST_CASE("one of three parallel nodes fails: run fails, retry re-runs only that node", "[engine]") {
   std::atomic<int> a_calls{0}, b_calls{0}, c_calls{0};
   std::atomic<bool> c_ok{false};
   auto counter = [](std::atomic<int>& n, const std::string& name) {
@@ -596,7 +596,7 @@ TEST_CASE("state injection: immediately, and after a named node", "[engine]") {
   CHECK(trace_of(*r) == std::vector<std::string>{"a", "injected", "b", "c saw after b"});
 }
 
-TEST_CASE("fork keeps route results and goto; overrides go through reducers", "[engine]") {
+TEST_CASE("fork keeps route results and goto, overrides go through reducers", "[engine]") {
   auto wf = make_workflow(R"({"state_schema": {"trace": {"type": "array", "reducer": "append"}, "kind": {}},
     "interrupt_after": ["pick"],
     "nodes": {"r": {"type": "route", "input": "state.kind", "routes": {"x": "pick", "y": "other"}},
@@ -654,7 +654,7 @@ TEST_CASE("replay from an earlier checkpoint re-runs later nodes and drops later
   CHECK(engine->replay_run(r.id, "not-a-checkpoint").code() == orch::StatusCode::kNotFound);
 }
 
-TEST_CASE("goto __end__ finishes the run; goto to an unknown node fails it", "[engine]") {
+TEST_CASE("goto __end__ finishes the run, goto to an unknown node fails it", "[engine]") {
   auto jump = [](std::string target) {
     return [target](const NodeCall&) -> Result<NodeOutput> {
       NodeOutput out(Value::object());

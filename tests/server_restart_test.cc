@@ -1,14 +1,6 @@
 // SPDX-License-Identifier: MIT
 // `orch serve` on SQLite is killed with SIGKILL while runs wait on a worker;
 // after a restart the runs continue and complete.
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -18,7 +10,9 @@
 
 #include "catch.h"
 #include "orch/id.h"
+#include "support/brokers.h"
 #include "support/fake_workers.h"
+#include "support/serve_process.h"
 
 #ifndef ORCH_CLI
 #error "ORCH_CLI must name the orch program"
@@ -26,44 +20,9 @@
 
 using namespace std::chrono_literals;
 using orch::Value;
+using orch::testing::ServeProcess;
 
-namespace {
-
-int free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
-pid_t start_server(int port, const std::string& db, const std::string& config) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int devnull = open("/dev/null", O_WRONLY);
-    dup2(devnull, STDERR_FILENO);
-    std::string p = std::to_string(port);
-    execl(ORCH_CLI, ORCH_CLI, "serve", "--port", p.c_str(), "--db", db.c_str(), "--config", config.c_str(),
-          static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  httplib::Client c("127.0.0.1", port);
-  for (int i = 0; i < 500; ++i) {
-    auto r = c.Get("/health");
-    if (r && r->status == 200) return pid;
-    std::this_thread::sleep_for(10ms);
-  }
-  kill(pid, SIGKILL);
-  return -1;
-}
-
-}  // namespace
-
-TEST_CASE("the server is killed during runs; after a restart they complete", "[server][restart]") {
+TEST_CASE("the server is killed during runs, and after a restart they complete", "[server][restart]") {
   orch::testing::FakeWorker worker;
   orch::testing::FakeReply slow;
   slow.delay_ms = 150;
@@ -74,9 +33,9 @@ TEST_CASE("the server is killed during runs; after a restart they complete", "[s
   std::string config = (dir / "config.json").string();
   std::ofstream(config) << R"({"workers": [{"id": "w", "url": ")" << worker.url()
                         << R"(", "token": "", "max_concurrent": 20}]})";
-  int port = free_port();
-  pid_t server = start_server(port, db, config);
-  REQUIRE(server > 0);
+  int port = orch::testing::free_loopback_port();
+  ServeProcess server(ORCH_CLI, port, db, config);
+  REQUIRE(server.start());
   httplib::Client c("127.0.0.1", port);
   REQUIRE(c.Post("/workflows", R"({"id": "three", "state_schema": {"log": {"type": "array", "reducer": "append"}},
     "nodes": {"a": {"prompt_template": "a", "output_key": "log"}, "b": {"prompt_template": "b", "output_key": "log"},
@@ -89,12 +48,11 @@ TEST_CASE("the server is killed during runs; after a restart they complete", "[s
     ids.push_back(orch::parse_json(r->body)->find("id")->as_string());
   }
   std::this_thread::sleep_for(250ms);  // mid-way: some nodes done, some waiting on the worker
-  kill(server, SIGKILL);
-  waitpid(server, nullptr, 0);
+  server.kill_hard();
 
-  int port2 = free_port();
-  server = start_server(port2, db, config);
-  REQUIRE(server > 0);
+  int port2 = orch::testing::free_loopback_port();
+  ServeProcess restarted(ORCH_CLI, port2, db, config);
+  REQUIRE(restarted.start());
   httplib::Client c2("127.0.0.1", port2);
   for (const std::string& id : ids) {
     Value run;
@@ -109,7 +67,6 @@ TEST_CASE("the server is killed during runs; after a restart they complete", "[s
     CHECK(run["status"].as_string() == "completed");
     CHECK(run["state_json"]["log"].to_json() == R"(["echo: a","echo: b","echo: c"])");
   }
-  kill(server, SIGTERM);
-  waitpid(server, nullptr, 0);
+  restarted.terminate();
   std::filesystem::remove_all(dir);
 }

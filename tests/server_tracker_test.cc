@@ -398,7 +398,7 @@ TEST_CASE("workspaces stay inside their root", "[tracker][workspace]") {
   CHECK(fs::exists(dir.str("root/plain-file")));
 }
 
-TEST_CASE("hooks get the task environment; failures and timeouts are reported", "[tracker][hooks]") {
+TEST_CASE("hooks get the task environment, failures and timeouts are reported", "[tracker][hooks]") {
   TempDir dir;
   auto ok = srv::run_hook("after_create", "echo \"$ORCH_TASK_ID $ORCH_HOOK $(pwd)\" > out.txt", dir.str(),
                           {{"ORCH_TASK_ID", "T-9"}}, 2000);

@@ -63,7 +63,7 @@ TEST_CASE("worker registration: validation messages, conflicts, listing, deletio
   CHECK(body_of(c->Get("/rate-limits")).is_array());
 }
 
-TEST_CASE("config workers are seeded; a run reaches a webhook worker", "[server][workers]") {
+TEST_CASE("config workers are seeded, a run reaches a webhook worker", "[server][workers]") {
   orch::testing::FakeWorker worker;
   orch::server::ServerConfig config;
   config.workers = *orch::parse_json(std::string(R"([{"id": "cfg", "url": ")") + worker.url() +

@@ -122,7 +122,7 @@ bool holds_sequence(const Array& a, int n) {
 
 }  // namespace
 
-TEST_CASE("arrays: copies share chunks; writes to a copy never show in the original", "[value][array]") {
+TEST_CASE("arrays: copies share chunks, writes to a copy never show in the original", "[value][array]") {
   for (int n : {0, 1, 31, 32, 33, 64, 100, 1000}) {
     Array original = numbers(n);
     Array copy = original;

@@ -81,7 +81,7 @@ TEST_CASE("webhook: the exact request, the bearer token, the output in state", "
   CHECK(status.in_flight == 0);
 }
 
-TEST_CASE("api_chat: no token, no Authorization; state_updates and goto steer the run", "[http]") {
+TEST_CASE("api_chat: no token, no Authorization, state_updates and goto steer the run", "[http]") {
   FakeWorker fake(FakeWorker::Format::kApiChat);
   auto registry = std::make_shared<orch::WorkerRegistry>();
   REQUIRE(registry->add_worker(worker("chat", fake.url(), "api_chat")).ok());
@@ -206,7 +206,7 @@ TEST_CASE("429 with Retry-After is retried after the delay the worker asked for"
   CHECK(registry->get_worker("w")->circuit == orch::CircuitState::kClosed);
 }
 
-TEST_CASE("insufficient_quota and other 4xx are not retried; 5xx is", "[http]") {
+TEST_CASE("insufficient_quota and other 4xx are not retried, 5xx is", "[http]") {
   FakeWorker fake(FakeWorker::Format::kWebhook);
   auto registry = std::make_shared<orch::WorkerRegistry>();
   REQUIRE(registry->add_worker(worker("w", fake.url(), "webhook")).ok());
@@ -352,7 +352,7 @@ TEST_CASE("keep-alive: sequential calls reuse one connection", "[http]") {
   for (const auto& c : fake.calls()) CHECK(c.header("connection") != "close");
 }
 
-TEST_CASE("health checks probe with GET; any status below 500 is healthy", "[http]") {
+TEST_CASE("health checks probe with GET, any status below 500 is healthy", "[http]") {
   FakeWorker fake(FakeWorker::Format::kA2a);
   orch::WorkerRegistryOptions options;
   auto clock = std::make_shared<orch::ManualClock>();

@@ -248,7 +248,7 @@ TEST_CASE("no workers at all: Unavailable, retryable", "[workers]") {
   CHECK(r->retryable);
 }
 
-TEST_CASE("least in-flight worker wins; ties go to the newest", "[workers]") {
+TEST_CASE("least in-flight worker wins, ties go to the newest", "[workers]") {
   Fixture f;
   f.add("old", {}, 5);
   f.add("new", {}, 5);
@@ -282,7 +282,7 @@ TEST_CASE("agent nodes prefer a2a workers, then fall back to the others", "[work
   CHECK(f.protocol->worker_of("c3") == "http");  // newest; no preference for tasks
 }
 
-TEST_CASE("max_concurrent is enforced; extra calls wait in FIFO order", "[workers]") {
+TEST_CASE("max_concurrent is enforced, extra calls wait in FIFO order", "[workers]") {
   Fixture f;
   f.add("w", {}, 2);
   for (const char* id : {"c1", "c2", "c3", "c4", "c5"}) f.dispatch(id);

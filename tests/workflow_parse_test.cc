@@ -295,7 +295,7 @@ TEST_CASE("subgraph and interrupt fields", "[workflow][parse]") {
   CHECK(intr->nodes[0].interrupt.message == "Approve?");
 }
 
-TEST_CASE("edges: conditions split at the first colon; malformed edges skipped",
+TEST_CASE("edges: conditions split at the first colon, malformed edges skipped",
           "[workflow][parse]") {
   auto wf = parse(R"({"nodes": {"r": {"type": "route"}, "a": {}},
     "edges": [["__start__", "r"], ["r:http://x:1", "a"], ["a"], [1, "a"], "x", ["a", "__end__", 9]]})");

@@ -2,6 +2,7 @@
 #include "support/fake_workers.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cctype>
@@ -38,8 +39,19 @@ FakeWorker::FakeWorker(Format format, int threads) : format_(format), server_(st
   auto handler = [this](const httplib::Request& req, httplib::Response& res) { handle(req, res); };
   server_->Post(".*", handler);
   server_->Get(".*", handler);
+  // httplib listens with a backlog of 5. A burst of new connections (orch
+  // restarting and dispatching every recovered run at once) overflows that,
+  // and the kernel resets some of them: calls fail that no real worker with
+  // a normal backlog would fail. Keep the listening socket to raise it.
+  int listening = -1;
+  server_->set_socket_options([&listening](int sock) {
+    httplib::default_socket_options(sock);
+    listening = sock;
+  });
   port_ = server_->bind_to_any_port("127.0.0.1");
+  server_->set_socket_options(httplib::default_socket_options);
   if (port_ <= 0) throw std::runtime_error("fake worker: cannot bind a port");
+  if (listening >= 0) ::listen(listening, SOMAXCONN);
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   while (!server_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
@@ -132,6 +144,8 @@ void FakeWorker::handle(const httplib::Request& req, httplib::Response& res) {
   const Value request_json = rec.json;
 
   std::unique_lock<std::mutex> lock(mu_);
+  const uint64_t task = req.method == "POST" ? next_task_++ : 0;
+  rec.call = task;
   requests_.push_back(std::move(rec));
   cv_.notify_all();
   if (req.method == "GET") {
@@ -146,7 +160,6 @@ void FakeWorker::handle(const httplib::Request& req, httplib::Response& res) {
   }
   ++in_flight_;
   max_in_flight_ = std::max(max_in_flight_, in_flight_);
-  const uint64_t task = next_task_++;
   if (reply.delay_ms > 0) {
     cv_.wait_for(lock, std::chrono::milliseconds(reply.delay_ms), [&] { return stopping_; });
   }
@@ -169,6 +182,7 @@ void FakeWorker::handle(const httplib::Request& req, httplib::Response& res) {
   }
   std::string prompt = prompt_of(request_json);
   if (reply.echo) reply.text = "echo: " + prompt;
+  if (reply.echo && reply.echo_call_number) reply.text += " #" + std::to_string(task);
   std::string body = reply_body(reply, request_json, "task-" + std::to_string(task));
   res.set_content(body, "application/json");
 }

@@ -6,7 +6,8 @@
 // status, hang until released or stopped, return goto / state_updates /
 // usage / rate_limit, send headers such as Retry-After.
 //
-// By default a call answers "echo: <prompt>" in the format's shape.
+// By default a call answers "echo: <prompt>" in the format's shape; with
+// FakeReply::echo_call_number, "echo: <prompt> #<call>" (unique per call).
 //
 // Thread-safety: every method may be called from any thread.
 #pragma once
@@ -40,6 +41,7 @@ struct RecordedRequest {
   std::map<std::string, std::string> headers;  // names in lower case
   std::string body;
   Value json;  // the body parsed, null when it is not JSON
+  uint64_t call = 0;  // POSTs: arrival number 1, 2, ... (in the order they arrived); GETs: 0
 
   // The header's value, or "" when absent. `name` in lower case.
   std::string header(const std::string& name) const;
@@ -51,6 +53,7 @@ struct FakeReply {
   int64_t delay_ms = 0;
   bool hang = false;             // answer only after release() (or never, until stop())
   bool echo = true;              // output text "echo: <prompt>" unless `text` is set
+  bool echo_call_number = false; // with echo: "echo: <prompt> #<call>" (RecordedRequest::call)
   std::string text;              // the output text
   Value fields = Value::object();  // extra top-level fields (a2a: result.metadata)
   std::string raw_body;          // sent verbatim when not empty
@@ -126,7 +129,7 @@ class FakeWorker {
   int max_in_flight_ = 0;
   uint64_t released_ = 0;  // release() generation
   bool stopping_ = false;
-  uint64_t next_task_ = 1;
+  uint64_t next_task_ = 1;  // the next POST's RecordedRequest::call (a2a: task id)
 };
 
 // Dispatches `request` and waits for the reply (Unavailable "test timeout"
