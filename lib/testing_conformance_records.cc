@@ -420,4 +420,72 @@ void check_workflows(Store& store, Checker& c) {
                 "get_workflow(no-such-workflow)");
 }
 
+void check_write_batch(Store& store, Checker& c) {
+  if (!create(store, c, sample_run("batch"))) return;
+  EventRecord first;
+  first.run_id = "batch";
+  first.kind = "run.started";
+  c.expect_ok(store.append_event(first), "append_event(run.started)");
+  c.expect_ok(store.put_pending_write(PendingWrite{"batch", 1, "early", Value::object()}),
+              "put_pending_write(early)");
+
+  // The engine's shape: a step written twice, a pending write, a checkpoint
+  // with the run's progress, then the superstep's events.
+  StoreBatch batch;
+  StepRecord step = sample_step("batch", "b-s1", "a");
+  batch.steps.push_back(step);
+  step.status = StepStatus::kCompleted;
+  step.output = Value::object({{"output", "done"}});
+  batch.steps.push_back(step);
+  batch.pending_writes.push_back(PendingWrite{"batch", 1, "a", Value::object({{"kind", "ok"}})});
+  const Value state = Value::object({{"count", 1}, {"items", Value::array({"a"})}});
+  batch.checkpoint = sample_checkpoint("batch", 1, state);
+  RunRecord run = sample_run("batch");
+  run.state = state;
+  run.checkpoint_count = 1;
+  batch.run = run;
+  for (const char* kind : {"task_start", "task_result", "values"}) {
+    EventRecord e;
+    e.run_id = "batch";
+    e.kind = kind;
+    e.data = Value::object({{"kind", kind}});
+    batch.events.push_back(e);
+  }
+  if (!c.expect_ok(store.write_batch(batch), "write_batch")) return;
+  c.expect(batch.events[0].seq == 2 && batch.events[1].seq == 3 && batch.events[2].seq == 4,
+           "write_batch must give the events the run's next seqs (2, 3, 4) and set them in the batch");
+  Result<StepRecord> got_step = store.get_step("b-s1");
+  if (c.expect_ok(got_step, "get_step(b-s1)")) c.same_step(step, *got_step, "the batch's last step version");
+  Result<std::vector<PendingWrite>> writes = store.list_pending_writes("batch");
+  if (c.expect_ok(writes, "list_pending_writes")) {
+    c.expect(writes->empty(), "the batch's checkpoint must drop the run's pending writes");
+  }
+  Result<Checkpoint> latest = store.latest_checkpoint("batch");
+  if (c.expect_ok(latest, "latest_checkpoint")) c.same_value(state, latest->state, "checkpoint state");
+  Result<RunRecord> got_run = store.get_run("batch");
+  if (c.expect_ok(got_run, "get_run")) {
+    c.same_value(state, got_run->state, "run state after the batch");
+    c.expect(got_run->checkpoint_count == 1, "run checkpoint_count after the batch");
+  }
+  Result<std::vector<EventRecord>> events = store.list_events("batch", 1, 10);
+  if (c.expect_ok(events, "list_events") && c.expect(events->size() == 3, "the batch's 3 events are listed")) {
+    c.expect((*events)[2].kind == "values", "events keep the batch's order");
+  }
+
+  // Without a checkpoint, a run record in the batch is an update_run.
+  StoreBatch pause;
+  run.status = RunStatus::kInterrupted;
+  pause.run = run;
+  c.expect_ok(store.write_batch(pause), "write_batch(run only)");
+  got_run = store.get_run("batch");
+  if (c.expect_ok(got_run, "get_run after pause")) c.expect(got_run->status == RunStatus::kInterrupted, "status");
+
+  StoreBatch orphan;
+  EventRecord lost;
+  lost.run_id = "no-such-run";
+  lost.kind = "x";
+  orphan.events.push_back(lost);
+  c.expect_code(store.write_batch(orphan), StatusCode::kNotFound, "write_batch(no-such-run)");
+}
+
 }  // namespace orch::testing::conformance

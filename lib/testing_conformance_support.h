@@ -76,6 +76,7 @@ void check_pending_writes(Store& store, Checker& c);
 void check_steps(Store& store, Checker& c);
 void check_events(Store& store, Checker& c);
 void check_workflows(Store& store, Checker& c);
+void check_write_batch(Store& store, Checker& c);
 void check_checkpoints(Store& store, Checker& c);
 void check_truncate_checkpoints(Store& store, Checker& c);
 void check_long_checkpoint_chain(Store& store, Checker& c, int length);
