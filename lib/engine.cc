@@ -196,7 +196,7 @@ void EngineImpl::finish_run(RunContext& ctx, RunStatus status, const std::string
   ++ctx.generation;
   for (NodeTask& t : ctx.tasks) {
     if (t.timer) options_.clock->cancel(t.timer);
-    if (!t.finished && options_.dispatcher) options_.dispatcher->cancel(t.step_id);
+    if (!t.finished) cancel_calls(t.step_id);
   }
   ctx.in_superstep = false;
   (void)flush(ctx);
@@ -305,7 +305,7 @@ Result<std::string> EngineImpl::start_run_internal(std::shared_ptr<const Workflo
     std::lock_guard<std::mutex> runs_lock(runs_mu_);
     runs_[r.id] = ctx;
   }
-  std::lock_guard<std::mutex> lock(ctx->mu);
+  BatchedRunLock lock(*this, *ctx);  // run.started goes out with the __init__ checkpoint
   ctx->scheduler->start();
   emit(*ctx, "run.started", Value::object({{"input", r.input}}));
   Status s = commit(*ctx, "__init__", false);
@@ -356,6 +356,12 @@ void EngineImpl::schedule_advance(const std::shared_ptr<RunContext>& ctx) {
       if (ctx->generation == gen) advance(ctx);
     });
   });
+}
+
+void EngineImpl::cancel_calls(const std::string& step_id) {
+  std::shared_ptr<Dispatcher> dispatcher = options_.dispatcher;
+  if (!dispatcher) return;
+  asio::post(pool_, [dispatcher, step_id] { dispatcher->cancel(step_id); });
 }
 
 void EngineImpl::locked_then_drain(const std::shared_ptr<RunContext>& ctx, const std::function<void()>& body) {

@@ -50,6 +50,11 @@ class EngineImpl final : public orch::Engine {
   // on the run, runs the in-process calls `body` queued, without the lock (and
   // whatever their completions queue in turn). Only engine pool threads use it.
   void locked_then_drain(const std::shared_ptr<RunContext>& ctx, const std::function<void()>& body);
+  // Asks the dispatcher to abandon the calls of step `step_id`, from a pool
+  // thread: callers hold a run lock, and a dispatcher may answer an abandoned
+  // call at once (WorkerRegistry does for a call still queued), and that answer
+  // takes the run lock.
+  void cancel_calls(const std::string& step_id);
   void advance(const std::shared_ptr<RunContext>& ctx);
   void start_superstep(const std::shared_ptr<RunContext>& ctx, const std::vector<int>& ready);
   void complete_task(const std::shared_ptr<RunContext>& ctx, size_t index, NodeOutcome outcome, bool record);
@@ -67,6 +72,29 @@ class EngineImpl final : public orch::Engine {
   void write_pending(RunContext& ctx, PendingWrite write);
   // Writes the run's batch (if any) and tells listeners about its events.
   Status flush(RunContext& ctx);
+  // Holds a run's lock for a worker reply or a timer; the store writes made
+  // under it go out as one batch (flushed before the lock is released), unless
+  // an engine thread already batches for the run and will flush them itself.
+  class BatchedRunLock {
+   public:
+    BatchedRunLock(EngineImpl& engine, RunContext& ctx) : engine_(engine), ctx_(ctx), lock_(ctx.mu) {
+      owner_ = !ctx.batching;
+      ctx.batching = true;
+    }
+    ~BatchedRunLock() {
+      if (!owner_) return;
+      (void)engine_.flush(ctx_);
+      ctx_.batching = false;
+    }
+    BatchedRunLock(const BatchedRunLock&) = delete;
+    BatchedRunLock& operator=(const BatchedRunLock&) = delete;
+
+   private:
+    EngineImpl& engine_;
+    RunContext& ctx_;
+    std::lock_guard<std::mutex> lock_;  // released after the flush
+    bool owner_ = false;
+  };
   void notify_status_change();
 
   // node_exec.cc: running one node

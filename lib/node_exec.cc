@@ -160,7 +160,6 @@ void EngineImpl::launch_node(const std::shared_ptr<RunContext>& ctx, size_t inde
 // without the run lock.
 void EngineImpl::call_worker(const std::shared_ptr<RunContext>& ctx, const Node& node, WorkerRequest request,
                              std::function<void(WorkerReply)> done) {
-  (void)ctx;
   if (node.function) {
     NodeFunction fn = node.function;
     Value input = ctx->record.input;
@@ -208,6 +207,9 @@ void EngineImpl::call_worker(const std::shared_ptr<RunContext>& ctx, const Node&
     asio::post(pool_, [done = std::move(done), reply = std::move(reply)]() mutable { done(std::move(reply)); });
     return;
   }
+  // The step's record (and the call id it carries) is stored before the call
+  // goes out, so a restart resumes this call instead of sending a new one.
+  (void)flush(*ctx);
   asio::post(pool_, [dispatcher, request = std::move(request), done = std::move(done)]() mutable {
     dispatcher->dispatch(request, std::move(done));
   });
@@ -302,12 +304,12 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
   t.timer = options_.clock->call_at(req.deadline, [this, weak, gen, index, token, timeout_ms] {
     auto locked = weak.lock();
     if (!locked) return;
-    std::lock_guard<std::mutex> lock(locked->mu);
+    BatchedRunLock lock(*this, *locked);
     if (locked->generation != gen || index >= locked->tasks.size()) return;
     NodeTask& task = locked->tasks[index];
     if (task.token != token || task.finished) return;
     task.timer = 0;
-    if (options_.dispatcher) options_.dispatcher->cancel(task.step_id);
+    cancel_calls(task.step_id);
     on_attempt_done(locked, index, token,
                     Status::deadline_exceeded("worker call timed out after " + std::to_string(timeout_ms) + " ms"),
                     "", "", true, -1);
@@ -334,7 +336,7 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
                 if (engine_thread) {
                   locked_then_drain(locked, handle);
                 } else {
-                  std::lock_guard<std::mutex> lock(locked->mu);
+                  BatchedRunLock lock(*this, *locked);
                   handle();
                 }
               });
@@ -439,7 +441,7 @@ void EngineImpl::fail_or_retry(const std::shared_ptr<RunContext>& ctx, size_t in
   t.timer = options_.clock->call_after(std::chrono::milliseconds(static_cast<int64_t>(delay)), [this, weak, gen, index, token] {
     auto locked = weak.lock();
     if (!locked) return;
-    std::lock_guard<std::mutex> lock(locked->mu);
+    BatchedRunLock lock(*this, *locked);
     if (locked->generation != gen || index >= locked->tasks.size()) return;
     NodeTask& task = locked->tasks[index];
     if (task.token != token || task.finished) return;
@@ -486,7 +488,7 @@ void EngineImpl::launch_send_items(const std::shared_ptr<RunContext>& ctx, size_
         asio::post(pool_, [this, weak, gen, index, i, reply]() mutable {
           auto locked = weak.lock();
           if (!locked) return;
-          std::lock_guard<std::mutex> lock(locked->mu);
+          BatchedRunLock lock(*this, *locked);
           if (locked->generation != gen || index >= locked->tasks.size()) return;
           on_item_reply(locked, index, i, std::move(reply));
         });
@@ -505,7 +507,7 @@ void EngineImpl::launch_send_items(const std::shared_ptr<RunContext>& ctx, size_
       if (engine_thread) {
         locked_then_drain(locked, handle);
       } else {
-        std::lock_guard<std::mutex> lock(locked->mu);
+        BatchedRunLock lock(*this, *locked);
         handle();
       }
     });
@@ -530,7 +532,7 @@ void EngineImpl::on_item_reply(const std::shared_ptr<RunContext>& ctx, size_t in
     options_.clock->call_after(std::chrono::milliseconds(static_cast<int64_t>(delay)), [this, weak, gen, index, item] {
       auto locked = weak.lock();
       if (!locked) return;
-      std::lock_guard<std::mutex> lock(locked->mu);
+      BatchedRunLock lock(*this, *locked);
       if (locked->generation != gen || index >= locked->tasks.size() || locked->tasks[index].finished) return;
       NodeTask& task = locked->tasks[index];
       --task.items_in_flight;
@@ -610,7 +612,7 @@ void EngineImpl::start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t i
     if (child.ok()) return;
     auto locked = weak.lock();
     if (!locked) return;
-    std::lock_guard<std::mutex> lock(locked->mu);
+    BatchedRunLock lock(*this, *locked);
     if (locked->generation != gen || index >= locked->tasks.size()) return;
     complete_task(locked, index, failed("subgraph could not start: " + child.status().message()), true);
   });
@@ -624,7 +626,7 @@ void EngineImpl::notify_parent(RunContext& child) {
   asio::post(pool_, [this, parent_id, record] {
     auto parent = find_context(parent_id);
     if (!parent) return;
-    std::lock_guard<std::mutex> lock(parent->mu);
+    BatchedRunLock lock(*this, *parent);
     for (size_t i = 0; i < parent->tasks.size(); ++i) {
       if (parent->tasks[i].waiting_child && parent->tasks[i].child_run_id == record.id) {
         on_child_stopped(parent, i, record);
