@@ -92,6 +92,15 @@ std::string TableColumns::insert_sql() const {
   return out + ")";
 }
 
+std::string TableColumns::upsert_sql() const {
+  std::string sql = insert_sql() + " ON CONFLICT (" + columns[0] + ") DO UPDATE SET ";
+  for (int i = 1; i < count; ++i) {
+    if (i > 1) sql += ", ";
+    sql += std::string(columns[i]) + " = excluded." + columns[i];
+  }
+  return sql;
+}
+
 std::string TableColumns::update_sql() const {
   std::string out = std::string("UPDATE ") + table + " SET ";
   for (int i = 1; i < count; ++i) {

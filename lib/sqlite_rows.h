@@ -27,6 +27,9 @@ struct TableColumns {
   std::string insert_sql() const;
   // "UPDATE t SET c2 = ?2, ... WHERE c1 = ?1".
   std::string update_sql() const;
+  // "INSERT ... ON CONFLICT (c1) DO UPDATE SET c2 = excluded.c2, ...": an
+  // upsert that keeps the row's pk, so listing order stays first-write order.
+  std::string upsert_sql() const;
 };
 
 extern const TableColumns kRunColumns;

@@ -20,11 +20,12 @@
 #include "sqlite_store_testing.h"
 
 namespace orch::sqlite {
-namespace {
 
 Status run_not_found(const std::string& run_id) {
   return Status::not_found("run " + run_id + " not found");
 }
+
+namespace {
 
 int64_t clamp_to_int64(size_t n) {
   return n > static_cast<size_t>(std::numeric_limits<int64_t>::max())
@@ -36,18 +37,6 @@ int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-// "INSERT ... ON CONFLICT (key) DO UPDATE SET c = excluded.c, ...": an upsert
-// that keeps the row's pk, so the listing order stays first-write order.
-std::string upsert_sql(const TableColumns& columns) {
-  std::string sql =
-      columns.insert_sql() + " ON CONFLICT (" + columns.columns[0] + ") DO UPDATE SET ";
-  for (int i = 1; i < columns.count; ++i) {
-    if (i > 1) sql += ", ";
-    sql += std::string(columns.columns[i]) + " = excluded." + columns.columns[i];
-  }
-  return sql;
 }
 
 template <typename T, typename Reader>
@@ -258,7 +247,7 @@ Result<std::vector<PendingWrite>> SqliteStore::list_pending_writes(const std::st
 
 Status SqliteStore::put_step(const StepRecord& step) {
   return with_connection("put_step", [&](Connection& conn) -> Status {
-    static const std::string kUpsert = upsert_sql(kStepColumns);
+    static const std::string kUpsert = kStepColumns.upsert_sql();
     Query upsert(conn, kUpsert);
     bind_step(*upsert, step);
     WriteTransaction txn(conn, writer_mu_);
@@ -320,94 +309,6 @@ Result<int64_t> SqliteStore::append_event(EventRecord event) {
   });
 }
 
-// ---- Batches --------------------------------------------------------------------
-
-Status SqliteStore::write_batch(StoreBatch& batch) {
-  if (batch.empty()) return Status();
-  std::string run_id;
-  for (const StepRecord& step : batch.steps) run_id = step.run_id;
-  for (const PendingWrite& write : batch.pending_writes) run_id = write.run_id;
-  if (batch.run) run_id = batch.run->id;
-  for (const EventRecord& event : batch.events) run_id = event.run_id;
-  auto one_run = [&run_id](const std::string& id) { return id == run_id; };
-  bool single_run = std::all_of(batch.steps.begin(), batch.steps.end(), [&](const StepRecord& s) { return one_run(s.run_id); }) &&
-                    std::all_of(batch.pending_writes.begin(), batch.pending_writes.end(),
-                                [&](const PendingWrite& w) { return one_run(w.run_id); }) &&
-                    std::all_of(batch.events.begin(), batch.events.end(), [&](const EventRecord& e) { return one_run(e.run_id); }) &&
-                    (!batch.checkpoint || batch.checkpoint->run_id == run_id);
-  if (!single_run || (batch.checkpoint && !batch.run)) return Store::write_batch(batch);  // not the engine's shape
-
-  std::optional<PreparedCheckpoint> prepared;
-  if (batch.checkpoint) prepared = prepare_checkpoint(*batch.checkpoint, *batch.run);
-  std::vector<int64_t> seqs;
-  Status status = with_connection("write_batch", [&](Connection& conn) -> Status {
-    WriteTransaction txn(conn, writer_mu_, batch.sync_to_disk);
-    ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run_id));
-    if (!exists) return run_not_found(run_id);
-    if (!batch.steps.empty()) {
-      // A step written twice in one batch (started, then completed): only
-      // its last version needs writing.
-      std::unordered_map<std::string, size_t> last_of;
-      for (size_t i = 0; i < batch.steps.size(); ++i) last_of[batch.steps[i].id] = i;
-      static const std::string kUpsert = upsert_sql(kStepColumns);
-      Query upsert(conn, kUpsert);
-      for (size_t i = 0; i < batch.steps.size(); ++i) {
-        const StepRecord& step = batch.steps[i];
-        if (last_of[step.id] != i) continue;
-        bind_step(*upsert, step);
-        upsert->exec();
-        upsert->reset();
-      }
-    }
-    // The checkpoint drops the run's pending writes in this same transaction,
-    // so with one in the batch there is no point writing them first.
-    if (!batch.pending_writes.empty() && !prepared) {
-      static const std::string kInsert = kPendingWriteColumns.insert_sql();
-      Query insert(conn, kInsert);
-      for (const PendingWrite& write : batch.pending_writes) {
-        bind_pending_write(*insert, write);
-        insert->exec();
-        insert->reset();
-      }
-    }
-    if (prepared) {
-      ORCH_RETURN_IF_ERROR(write_checkpoint(conn, *batch.checkpoint, *batch.run, *prepared));
-    } else if (batch.run) {
-      static const std::string kUpdate = kRunColumns.update_sql();
-      Query update(conn, kUpdate);
-      bind_run(*update, *batch.run);
-      if (update->exec() == 0) return run_not_found(run_id);
-    }
-    if (!batch.events.empty()) {
-      // Take the whole range of seqs at once from the run's counter.
-      int64_t seq = 0;
-      {
-        Query next(conn,
-                   "UPDATE runs SET last_event_seq = last_event_seq + ?2 WHERE id = ?1 RETURNING last_event_seq");
-        next->bind(1, run_id);
-        next->bind(2, static_cast<int64_t>(batch.events.size()));
-        if (!next->executeStep()) return run_not_found(run_id);
-        seq = next->getColumn(0).getInt64() - static_cast<int64_t>(batch.events.size());
-      }
-      static const std::string kInsert = kEventColumns.insert_sql();
-      Query insert(conn, kInsert);
-      for (const EventRecord& event : batch.events) {
-        bind_event(*insert, event);
-        insert->bind(2, ++seq);
-        insert->exec();
-        insert->reset();
-        seqs.push_back(seq);
-      }
-    }
-    txn.commit();
-    return Status();
-  });
-  if (!status.ok()) return status;
-  if (prepared) checkpoint_committed(*batch.run, *prepared);
-  for (size_t i = 0; i < seqs.size(); ++i) batch.events[i].seq = seqs[i];
-  return Status();
-}
-
 Result<std::vector<EventRecord>> SqliteStore::list_events(const std::string& run_id,
                                                           int64_t after_seq, size_t limit) {
   return with_connection("list_events", [&](Connection& conn) -> Result<std::vector<EventRecord>> {
@@ -430,7 +331,7 @@ Result<std::vector<EventRecord>> SqliteStore::list_events(const std::string& run
 Status SqliteStore::put_workflow(const WorkflowRecord& workflow, bool create_only) {
   return with_connection("put_workflow", [&](Connection& conn) -> Status {
     static const std::string kInsert = kWorkflowColumns.insert_sql();
-    static const std::string kUpsert = upsert_sql(kWorkflowColumns);
+    static const std::string kUpsert = kWorkflowColumns.upsert_sql();
     Query write(conn, create_only ? kInsert : kUpsert);
     bind_workflow(*write, workflow);
     WriteTransaction txn(conn, writer_mu_);

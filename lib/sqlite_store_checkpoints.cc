@@ -46,10 +46,6 @@ bool same_link(const ChainLink& a, const ChainLink& b) {
          a.chain_bytes == b.chain_bytes && a.base_bytes == b.base_bytes;
 }
 
-Status run_not_found(const std::string& run_id) {
-  return Status::not_found("run " + run_id + " not found");
-}
-
 }  // namespace
 
 // ---- Cache ------------------------------------------------------------------------

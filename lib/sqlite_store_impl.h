@@ -11,6 +11,7 @@
 // held if it can be done before.
 #pragma once
 
+#include <condition_variable>
 #include <cstddef>
 #include <exception>
 #include <memory>
@@ -58,7 +59,7 @@ class SqliteStore final : public Store {
   Result<int64_t> append_event(EventRecord event) override;
   Result<std::vector<EventRecord>> list_events(const std::string& run_id, int64_t after_seq,
                                                size_t limit) override;
-  // One transaction for the whole batch.
+  // Group commit: see sqlite_store_batches.cc.
   Status write_batch(StoreBatch& batch) override;
 
   Status put_workflow(const WorkflowRecord& workflow, bool create_only) override;
@@ -120,6 +121,15 @@ class SqliteStore final : public Store {
   ConnectionPool pool_;
   std::mutex writer_mu_;
 
+  // Group commit of batches (sqlite_store_batches.cc).
+  struct GroupMember;
+  void write_group(const std::vector<GroupMember*>& group);
+  Status write_batch_rows(Connection& conn, GroupMember& member);
+  std::mutex group_mu_;
+  std::condition_variable group_done_;
+  std::vector<GroupMember*> group_queue_;
+  bool group_leader_ = false;
+
   std::mutex cache_mu_;
   std::unordered_map<std::string, CachedDocument> cache_;
 };
@@ -127,6 +137,8 @@ class SqliteStore final : public Store {
 }  // namespace orch::sqlite
 
 namespace orch::sqlite {
+
+Status run_not_found(const std::string& run_id);
 
 template <typename Body>
 auto SqliteStore::with_connection(const char* what, Body&& body)

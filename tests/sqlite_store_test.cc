@@ -653,3 +653,58 @@ TEST_CASE("write_batch: one transaction, seqs after the run's last, all or nothi
   CHECK(store->write_batch(orphan).code() == StatusCode::kNotFound);
   CHECK_FALSE(store->get_step("s2").ok());
 }
+
+TEST_CASE("write_batch: concurrent batches commit together, a failing one leaves the others alone", "[sqlite]") {
+  TempDir dir;
+  auto store = open_store(dir.file("group.db"));
+  constexpr int kRuns = 12;
+  constexpr int kBatches = 25;
+  for (int r = 0; r < kRuns; ++r) REQUIRE(store->create_run(make_run("g" + std::to_string(r))).ok());
+  std::atomic<int> failures{0};
+  std::atomic<int> orphan_not_found{0};
+  std::vector<std::thread> threads;
+  for (int r = 0; r < kRuns; ++r) {
+    threads.emplace_back([&, r] {
+      const std::string id = "g" + std::to_string(r);
+      for (int b = 0; b < kBatches; ++b) {
+        orch::StoreBatch batch;
+        orch::StepRecord step;
+        step.id = id + "-s" + std::to_string(b);
+        step.run_id = id;
+        step.node_name = "n";
+        batch.steps.push_back(step);
+        batch.checkpoint = make_checkpoint(id, b, Value::object({{"b", b}}));
+        RunRecord run = make_run(id);
+        run.state = batch.checkpoint->state;
+        batch.run = run;
+        for (int e = 0; e < 3; ++e) {
+          orch::EventRecord ev;
+          ev.run_id = id;
+          ev.kind = "e";
+          ev.data = Value::object({{"b", b}, {"e", e}});
+          batch.events.push_back(ev);
+        }
+        if (!store->write_batch(batch).ok() || batch.events[2].seq != 3 * b + 3) ++failures;
+        // Interleave batches for a run that does not exist.
+        orch::StoreBatch orphan;
+        orch::EventRecord lost;
+        lost.run_id = "missing-" + id;
+        lost.kind = "x";
+        orphan.events.push_back(lost);
+        if (store->write_batch(orphan).code() == StatusCode::kNotFound) ++orphan_not_found;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(failures == 0);
+  CHECK(orphan_not_found == kRuns * kBatches);
+  for (int r = 0; r < kRuns; ++r) {
+    const std::string id = "g" + std::to_string(r);
+    auto events = store->list_events(id, 0, 1000);
+    REQUIRE(events.ok());
+    REQUIRE(events->size() == 3 * kBatches);
+    for (size_t i = 0; i < events->size(); ++i) CHECK((*events)[i].seq == static_cast<int64_t>(i + 1));
+    CHECK(store->list_steps(id)->size() == kBatches);
+    CHECK(store->get_run(id)->state == Value::object({{"b", kBatches - 1}}));
+  }
+}

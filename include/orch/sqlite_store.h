@@ -39,7 +39,7 @@ struct SqliteStoreOptions {
   int busy_timeout_ms = 5000;
   // Connections kept open for reuse; more are opened while many threads are
   // busy at once and closed again when they return.
-  size_t max_idle_connections = 8;
+  size_t max_idle_connections = 64;
   // At most this many deltas follow a snapshot, which bounds the rows read to
   // rebuild one checkpoint. A snapshot is also taken earlier, as soon as the
   // deltas since the last one add up to more bytes than that snapshot.

@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: MIT
+// SqliteStore::write_batch with group commit. Each engine superstep hands
+// over one batch; batches that arrive while a transaction is being written
+// wait, and the next writer commits all of them in one transaction, each
+// inside its own savepoint (so one failing batch, say for a deleted run,
+// leaves the others alone). Many runs then share one commit's cost instead of
+// queueing behind the writer lock one transaction at a time.
+#include <algorithm>
+#include <unordered_map>
+
+#include "sqlite_rows.h"
+#include "sqlite_store_impl.h"
+
+namespace orch::sqlite {
+namespace {
+
+// The run every item of `batch` belongs to, or "" when they differ.
+std::string single_run_of(const StoreBatch& batch) {
+  std::string run_id;
+  if (batch.run) run_id = batch.run->id;
+  if (run_id.empty() && !batch.events.empty()) run_id = batch.events.front().run_id;
+  if (run_id.empty() && !batch.steps.empty()) run_id = batch.steps.front().run_id;
+  if (run_id.empty() && !batch.pending_writes.empty()) run_id = batch.pending_writes.front().run_id;
+  auto same = [&run_id](const std::string& id) { return id == run_id; };
+  bool single = std::all_of(batch.steps.begin(), batch.steps.end(), [&](const StepRecord& s) { return same(s.run_id); }) &&
+                std::all_of(batch.pending_writes.begin(), batch.pending_writes.end(),
+                            [&](const PendingWrite& w) { return same(w.run_id); }) &&
+                std::all_of(batch.events.begin(), batch.events.end(), [&](const EventRecord& e) { return same(e.run_id); }) &&
+                (!batch.checkpoint || batch.checkpoint->run_id == run_id);
+  return single ? run_id : std::string();
+}
+
+}  // namespace
+
+struct SqliteStore::GroupMember {
+  StoreBatch* batch = nullptr;
+  std::string run_id;
+  std::optional<PreparedCheckpoint> prepared;
+  std::vector<int64_t> seqs;
+  Status result;
+  bool done = false;
+};
+
+Status SqliteStore::write_batch(StoreBatch& batch) {
+  if (batch.empty()) return Status();
+  GroupMember me;
+  me.batch = &batch;
+  me.run_id = single_run_of(batch);
+  // Not the engine's shape: one call per item.
+  if (me.run_id.empty() || (batch.checkpoint && !batch.run)) return Store::write_batch(batch);
+  // Encoding the checkpoint needs no lock: do it while others write.
+  if (batch.checkpoint) me.prepared = prepare_checkpoint(*batch.checkpoint, *batch.run);
+
+  std::unique_lock<std::mutex> lock(group_mu_);
+  group_queue_.push_back(&me);
+  while (!me.done) {
+    if (group_leader_) {
+      group_done_.wait(lock);
+      continue;
+    }
+    // Lead: write everything queued so far (this batch included).
+    group_leader_ = true;
+    std::vector<GroupMember*> group(group_queue_.begin(), group_queue_.end());
+    group_queue_.clear();
+    lock.unlock();
+    write_group(group);
+    lock.lock();
+    for (GroupMember* member : group) member->done = true;
+    group_leader_ = false;
+    group_done_.notify_all();
+  }
+  lock.unlock();
+  if (!me.result.ok()) return me.result;
+  if (me.prepared) checkpoint_committed(*batch.run, *me.prepared);
+  for (size_t i = 0; i < me.seqs.size(); ++i) batch.events[i].seq = me.seqs[i];
+  return Status();
+}
+
+void SqliteStore::write_group(const std::vector<GroupMember*>& group) {
+  const bool sync = std::any_of(group.begin(), group.end(), [](GroupMember* m) { return m->batch->sync_to_disk; });
+  Status status = with_connection("write_batch", [&](Connection& conn) -> Status {
+    WriteTransaction txn(conn, writer_mu_, sync);
+    if (group.size() == 1) {
+      // Alone: no savepoint; a failure rolls the transaction back.
+      GroupMember& member = *group.front();
+      member.result = write_batch_rows(conn, member);
+      if (!member.result.ok()) return member.result;
+      txn.commit();
+      return Status();
+    }
+    for (GroupMember* member : group) {
+      Query(conn, "SAVEPOINT batch")->exec();
+      try {
+        member->result = write_batch_rows(conn, *member);
+      } catch (const SQLite::Exception& e) {
+        member->result = status_from_exception(e, "write_batch");
+      }
+      if (!member->result.ok()) {
+        member->seqs.clear();
+        Query(conn, "ROLLBACK TO batch")->exec();
+      }
+      Query(conn, "RELEASE batch")->exec();
+    }
+    txn.commit();
+    return Status();
+  });
+  if (!status.ok()) {
+    // The transaction itself failed: nothing in it was written.
+    for (GroupMember* member : group) {
+      member->result = status;
+      member->seqs.clear();
+    }
+  }
+}
+
+Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
+  StoreBatch& batch = *member.batch;
+  const std::string& run_id = member.run_id;
+  ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run_id));
+  if (!exists) return run_not_found(run_id);
+  if (!batch.steps.empty()) {
+    // A step written twice in one batch (started, then completed): only its
+    // last version needs writing.
+    std::unordered_map<std::string, size_t> last_of;
+    for (size_t i = 0; i < batch.steps.size(); ++i) last_of[batch.steps[i].id] = i;
+    static const std::string kUpsert = kStepColumns.upsert_sql();
+    Query upsert(conn, kUpsert);
+    for (size_t i = 0; i < batch.steps.size(); ++i) {
+      if (last_of[batch.steps[i].id] != i) continue;
+      bind_step(*upsert, batch.steps[i]);
+      upsert->exec();
+      upsert->reset();
+    }
+  }
+  // The checkpoint drops the run's pending writes in this same transaction,
+  // so with one in the batch there is no point writing them first.
+  if (!batch.pending_writes.empty() && !member.prepared) {
+    static const std::string kInsert = kPendingWriteColumns.insert_sql();
+    Query insert(conn, kInsert);
+    for (const PendingWrite& write : batch.pending_writes) {
+      bind_pending_write(*insert, write);
+      insert->exec();
+      insert->reset();
+    }
+  }
+  if (member.prepared) {
+    ORCH_RETURN_IF_ERROR(write_checkpoint(conn, *batch.checkpoint, *batch.run, *member.prepared));
+  } else if (batch.run) {
+    static const std::string kUpdate = kRunColumns.update_sql();
+    Query update(conn, kUpdate);
+    bind_run(*update, *batch.run);
+    if (update->exec() == 0) return run_not_found(run_id);
+  }
+  if (!batch.events.empty()) {
+    // Take the whole range of seqs at once from the run's counter.
+    int64_t seq = 0;
+    {
+      Query next(conn, "UPDATE runs SET last_event_seq = last_event_seq + ?2 WHERE id = ?1 RETURNING last_event_seq");
+      next->bind(1, run_id);
+      next->bind(2, static_cast<int64_t>(batch.events.size()));
+      if (!next->executeStep()) return run_not_found(run_id);
+      seq = next->getColumn(0).getInt64() - static_cast<int64_t>(batch.events.size());
+    }
+    static const std::string kInsert = kEventColumns.insert_sql();
+    Query insert(conn, kInsert);
+    for (const EventRecord& event : batch.events) {
+      bind_event(*insert, event);
+      insert->bind(2, ++seq);
+      insert->exec();
+      insert->reset();
+      member.seqs.push_back(seq);
+    }
+  }
+  return Status();
+}
+
+}  // namespace orch::sqlite
