@@ -182,10 +182,7 @@ class ORCH_EXPORT Array {
 
   void push_back(Value v);
   template <class... Args>
-  Value& emplace_back(Args&&... args) {
-    push_back(Value(std::forward<Args>(args)...));
-    return back_for_write();
-  }
+  Value& emplace_back(Args&&... args);
   // Inserting at end() appends; anywhere else rebuilds the array.
   template <class It>
   iterator insert(const_iterator pos, It first, It last);
@@ -319,6 +316,12 @@ inline Array::const_iterator Array::begin() const { return const_iterator(this, 
 inline Array::const_iterator Array::end() const { return const_iterator(this, size_); }
 inline Array::const_iterator Array::cbegin() const { return begin(); }
 inline Array::const_iterator Array::cend() const { return end(); }
+
+template <class... Args>
+Value& Array::emplace_back(Args&&... args) {
+  push_back(Value(std::forward<Args>(args)...));
+  return back_for_write();
+}
 
 template <class It>
 Array::iterator Array::insert(const_iterator pos, It first, It last) {
