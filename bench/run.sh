@@ -10,5 +10,7 @@ out=bench/results.jsonl
 : > "$out.tmp"
 build-bench/bench/bench_engine "$@" | tee -a "$out.tmp"
 build-bench/bench/bench_server build-bench/server/orch --runs 100 | tee -a "$out.tmp"
+# A worker that takes 20 ms per call, as a model would.
+build-bench/bench/bench_server build-bench/server/orch --runs 100 --worker-ms 20 | tee -a "$out.tmp"
 mv "$out.tmp" "$out"
 echo "wrote $out" >&2
