@@ -190,32 +190,30 @@ TEST_CASE("worker faults: a close without an answer is a lost connection and is 
   fails_then_recovers(Fault::kClose, "connection lost while reading the response");
 }
 
+namespace {
+
+// A fault that outlasts a 300 ms deadline: retried, and without a retry the
+// error names the deadline and the engine's cancel closes the connection.
+void times_out_and_is_retried(Fault fault) {
+  fails_then_recovers(fault, "", 300);
+  Rig rig;
+  rig.worker.push(fault);
+  RunRecord r = rig.run(one_node(1, 300));
+  REQUIRE(r.status == RunStatus::kFailed);
+  INFO("error: " << r.error);
+  CHECK(names_timeout(r.error, 300));
+  CHECK(rig.settles());
+  CHECK(rig.worker.wait_for_open_at_most(0, kSettle));
+}
+
+}  // namespace
+
 TEST_CASE("worker faults: a hung worker times out at the node's deadline and is retried", "[faults]") {
-  fails_then_recovers(Fault::kHang, "", 300);
-  SECTION("the error names the deadline; the engine's cancel closed the connection") {
-    Rig rig;
-    rig.worker.push(Fault::kHang);
-    RunRecord r = rig.run(one_node(1, 300));
-    REQUIRE(r.status == RunStatus::kFailed);
-    INFO("error: " << r.error);
-    CHECK(names_timeout(r.error, 300));
-    CHECK(rig.settles());
-    CHECK(rig.worker.wait_for_open_at_most(0, kSettle));
-  }
+  times_out_and_is_retried(Fault::kHang);
 }
 
 TEST_CASE("worker faults: a trickle that outlasts the deadline times out and is retried", "[faults]") {
-  fails_then_recovers(Fault::kSlowTrickle, "", 300);
-  SECTION("the error names the deadline; the engine's cancel closed the connection") {
-    Rig rig;
-    rig.worker.push(Fault::kSlowTrickle);
-    RunRecord r = rig.run(one_node(1, 300));
-    REQUIRE(r.status == RunStatus::kFailed);
-    INFO("error: " << r.error);
-    CHECK(names_timeout(r.error, 300));
-    CHECK(rig.settles());
-    CHECK(rig.worker.wait_for_open_at_most(0, kSettle));
-  }
+  times_out_and_is_retried(Fault::kSlowTrickle);
 }
 
 TEST_CASE("worker faults: the registry alone ends a trickling call at its deadline", "[faults]") {
