@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "orch/store.h"
+#include "store_batch.h"
 
 namespace orch {
 namespace {
@@ -181,6 +182,37 @@ class MemoryStore final : public Store {
     event.seq = static_cast<int64_t>(it->second.events.size()) + 1;
     it->second.events.push_back(std::move(event));
     return it->second.events.back().seq;
+  }
+
+  // One lock for the whole batch; its records are moved in (the engine only
+  // reads the events back, for their seqs).
+  Status write_batch(StoreBatch& batch) override {
+    const std::string run_id = internal::single_run_of(batch);
+    if (run_id.empty()) return Store::write_batch(batch);
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = runs_.find(run_id);
+    if (it == runs_.end()) return Status::not_found("run " + run_id + " not found");
+    RunData& data = it->second;
+    for (StepRecord& step : batch.steps) {
+      auto [pos, inserted] = data.steps.try_emplace(step.id);
+      if (inserted) {
+        data.step_order.push_back(step.id);
+        step_run_[step.id] = run_id;
+      }
+      pos->second = std::move(step);
+    }
+    for (PendingWrite& write : batch.pending_writes) data.pending_writes.push_back(std::move(write));
+    if (batch.checkpoint) {
+      checkpoint_run_[batch.checkpoint->id] = run_id;
+      data.checkpoints.push_back(std::move(*batch.checkpoint));
+      data.pending_writes.clear();
+    }
+    if (batch.run) data.record = std::move(*batch.run);
+    for (EventRecord& event : batch.events) {
+      event.seq = static_cast<int64_t>(data.events.size()) + 1;
+      data.events.push_back(event);
+    }
+    return Status();
   }
 
   Result<std::vector<EventRecord>> list_events(const std::string& run_id, int64_t after_seq,

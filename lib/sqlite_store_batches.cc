@@ -10,28 +10,9 @@
 
 #include "sqlite_rows.h"
 #include "sqlite_store_impl.h"
+#include "store_batch.h"
 
 namespace orch::sqlite {
-namespace {
-
-// The run every item of `batch` belongs to, or "" when they differ.
-std::string single_run_of(const StoreBatch& batch) {
-  std::string run_id;
-  if (batch.run) run_id = batch.run->id;
-  if (run_id.empty() && !batch.events.empty()) run_id = batch.events.front().run_id;
-  if (run_id.empty() && !batch.steps.empty()) run_id = batch.steps.front().run_id;
-  if (run_id.empty() && !batch.pending_writes.empty()) run_id = batch.pending_writes.front().run_id;
-  auto same = [&run_id](const std::string& id) { return id == run_id; };
-  bool single = std::all_of(batch.steps.begin(), batch.steps.end(), [&](const StepRecord& s) { return same(s.run_id); }) &&
-                std::all_of(batch.pending_writes.begin(), batch.pending_writes.end(),
-                            [&](const PendingWrite& w) { return same(w.run_id); }) &&
-                std::all_of(batch.events.begin(), batch.events.end(), [&](const EventRecord& e) { return same(e.run_id); }) &&
-                (!batch.checkpoint || batch.checkpoint->run_id == run_id);
-  return single ? run_id : std::string();
-}
-
-}  // namespace
-
 struct SqliteStore::GroupMember {
   StoreBatch* batch = nullptr;
   std::string run_id;
@@ -45,9 +26,8 @@ Status SqliteStore::write_batch(StoreBatch& batch) {
   if (batch.empty()) return Status();
   GroupMember me;
   me.batch = &batch;
-  me.run_id = single_run_of(batch);
-  // Not the engine's shape: one call per item.
-  if (me.run_id.empty() || (batch.checkpoint && !batch.run)) return Store::write_batch(batch);
+  me.run_id = internal::single_run_of(batch);
+  if (me.run_id.empty()) return Store::write_batch(batch);  // not the engine's shape
   // Encoding the checkpoint needs no lock: do it while others write.
   if (batch.checkpoint) me.prepared = prepare_checkpoint(*batch.checkpoint, *batch.run);
 

@@ -1,8 +1,31 @@
 // SPDX-License-Identifier: MIT
-// Store::write_batch's default: one call per item, in the batch's order.
-#include "orch/store.h"
+// Store::write_batch's default (one call per item, in the batch's order) and
+// what stores that write batches their own way share.
+#include "store_batch.h"
+
+#include <algorithm>
 
 namespace orch {
+
+namespace internal {
+
+std::string single_run_of(const StoreBatch& batch) {
+  if (batch.checkpoint && !batch.run) return std::string();
+  std::string run_id;
+  if (batch.run) run_id = batch.run->id;
+  if (run_id.empty() && !batch.events.empty()) run_id = batch.events.front().run_id;
+  if (run_id.empty() && !batch.steps.empty()) run_id = batch.steps.front().run_id;
+  if (run_id.empty() && !batch.pending_writes.empty()) run_id = batch.pending_writes.front().run_id;
+  auto same = [&run_id](const std::string& id) { return id == run_id; };
+  bool single = std::all_of(batch.steps.begin(), batch.steps.end(), [&](const StepRecord& s) { return same(s.run_id); }) &&
+                std::all_of(batch.pending_writes.begin(), batch.pending_writes.end(),
+                            [&](const PendingWrite& w) { return same(w.run_id); }) &&
+                std::all_of(batch.events.begin(), batch.events.end(), [&](const EventRecord& e) { return same(e.run_id); }) &&
+                (!batch.checkpoint || batch.checkpoint->run_id == run_id);
+  return single ? run_id : std::string();
+}
+
+}  // namespace internal
 
 Status Store::write_batch(StoreBatch& batch) {
   for (const StepRecord& step : batch.steps) ORCH_RETURN_IF_ERROR(put_step(step));

@@ -206,6 +206,8 @@ class ORCH_EXPORT Store {
   // Writes `batch` in its order: steps, pending writes, checkpoint or run,
   // events (setting each event's seq). On error, what was written before the
   // failing item stays (the default) or nothing does (a transactional store).
+  // A store may move the steps, pending writes, checkpoint and run out of
+  // the batch; the events stay readable.
   virtual Status write_batch(StoreBatch& batch);
 
   // Registered workers (the server's POST /workers), as JSON records keyed by
