@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // AsyncCalls: waiting calls, orphan replies and duplicate detection.
 #include "async_calls.h"
+#include "worker_reply.h"
 
 #include <optional>
 #include <utility>
@@ -10,13 +11,6 @@ namespace {
 
 constexpr size_t kMaxAnswered = 20000;
 constexpr std::chrono::milliseconds kDeadlineLead{5};
-
-WorkerReply failure(Status status, bool retryable) {
-  WorkerReply reply;
-  reply.status = std::move(status);
-  reply.retryable = retryable;
-  return reply;
-}
 
 }  // namespace
 

@@ -3,6 +3,7 @@
 // redis_stream protocols.
 #include "async_wire.h"
 
+#include <algorithm>
 #include <cctype>
 
 #include "worker_wire.h"
@@ -50,6 +51,22 @@ Result<BrokerTarget> parse_broker_url(std::string_view url, std::string_view sch
     }
   }
   return target;
+}
+
+Result<BrokerCall> begin_broker_call(const WorkerInfo& worker, const WorkerRequest& request,
+                                     std::string_view scheme, int default_port, std::string_view protocol,
+                                     SteadyTime now, int64_t default_timeout_ms) {
+  ORCH_ASSIGN_OR_RETURN(BrokerTarget target, parse_broker_url(worker.url, scheme, default_port));
+  if (request.call_id.empty()) {
+    return Status::invalid_argument(std::string(protocol) + ": the request has no call id");
+  }
+  BrokerCall call;
+  call.target = std::move(target);
+  call.deadline = request.deadline == SteadyTime() ? now + std::chrono::milliseconds(default_timeout_ms)
+                                                   : request.deadline;
+  call.wait_ms = std::max<int64_t>(
+      0, std::chrono::duration_cast<std::chrono::milliseconds>(call.deadline - now).count());
+  return call;
 }
 
 std::string describe_wait(int64_t ms) {

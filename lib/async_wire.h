@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "orch/clock.h"
 #include "orch/status.h"
 #include "orch/worker.h"
 #include "orch/workers.h"
@@ -28,6 +29,20 @@ struct BrokerTarget {
 
 // InvalidArgument "invalid mqtt:// URL: ..." and the like.
 Result<BrokerTarget> parse_broker_url(std::string_view url, std::string_view scheme, int default_port);
+
+// A call to a broker worker, checked before it is sent.
+struct BrokerCall {
+  BrokerTarget target;
+  SteadyTime deadline;  // the request's, or now + default_timeout_ms
+  int64_t wait_ms = 0;  // from now to the deadline
+};
+
+// Parses the worker's `scheme://` URL, requires the request's call id (the
+// correlation id replies carry) and works out the deadline. Errors name
+// `protocol` and are not worth retrying.
+Result<BrokerCall> begin_broker_call(const WorkerInfo& worker, const WorkerRequest& request,
+                                     std::string_view scheme, int default_port, std::string_view protocol,
+                                     SteadyTime now, int64_t default_timeout_ms);
 
 // "250 ms", "4.0 s": how long a call waited, for error messages.
 std::string describe_wait(int64_t ms);

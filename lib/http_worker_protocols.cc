@@ -2,6 +2,7 @@
 // webhook, api_chat, openai_chat and a2a over HTTP: each call runs on the
 // transport's thread pool, so call() returns at once.
 #include "http_worker_protocols.h"
+#include "worker_reply.h"
 
 #include <chrono>
 #include <mutex>
@@ -19,13 +20,6 @@ using std::chrono::milliseconds;
 
 constexpr milliseconds kA2aPollInterval{250};
 constexpr size_t kMaxA2aSessions = 10000;
-
-WorkerReply failure(Status status, bool retryable) {
-  WorkerReply reply;
-  reply.status = std::move(status);
-  reply.retryable = retryable;
-  return reply;
-}
 
 // A2A tasks waiting for input, by session: the next turn continues them.
 class A2aSessions {

@@ -2,6 +2,7 @@
 // The mqtt worker protocol: requests published with a correlation id, replies
 // matched by one persistent listener connection per broker.
 #include "mqtt_worker_protocol.h"
+#include "worker_reply.h"
 
 #include <algorithm>
 #include <map>
@@ -19,13 +20,6 @@ using std::chrono::milliseconds;
 
 constexpr int kDefaultPort = 1883;
 constexpr int kNoMatchingSubscribers = 0x10;  // MQTT v5 PUBACK reason
-
-WorkerReply failure(Status status, bool retryable) {
-  WorkerReply reply;
-  reply.status = std::move(status);
-  reply.retryable = retryable;
-  return reply;
-}
 
 // State shared with the sessions' handlers (which hold it weakly).
 class MqttCore : public std::enable_shared_from_this<MqttCore> {
@@ -130,21 +124,17 @@ class MqttProtocol final : public WorkerProtocol {
 
   void call(const WorkerInfo& worker, const WorkerRequest& request, Dispatcher::Callback done) override {
     MqttCore& core = *core_;
-    Result<BrokerTarget> target = parse_broker_url(worker.url, "mqtt", kDefaultPort);
-    if (!target.ok()) {
-      done(failure(target.status(), false));
-      return;
-    }
-    if (request.call_id.empty()) {
-      done(failure(Status::invalid_argument("mqtt: the request has no call id"), false));
-      return;
-    }
     const Clock& clock = core.clock();
     const SteadyTime now = clock.steady_now();
-    const SteadyTime deadline = request.deadline == SteadyTime()
-                                    ? now + milliseconds(core.settings().options.default_timeout_ms)
-                                    : request.deadline;
-    const int64_t wait_ms = std::max<int64_t>(0, std::chrono::duration_cast<milliseconds>(deadline - now).count());
+    Result<BrokerCall> started = begin_broker_call(worker, request, "mqtt", kDefaultPort, "mqtt", now,
+                                                core.settings().options.default_timeout_ms);
+    if (!started.ok()) {
+      done(failure(started.status(), false));
+      return;
+    }
+    const BrokerTarget* target = &started->target;
+    const SteadyTime deadline = started->deadline;
+    const int64_t wait_ms = started->wait_ms;
     std::shared_ptr<MqttSession> session = core.session_for(*target);
     if (!session) {
       done(failure(Status::cancelled("mqtt: protocol shut down"), true));

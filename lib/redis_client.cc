@@ -136,4 +136,13 @@ SigpipeGuard::~SigpipeGuard() {
   pthread_sigmask(SIG_UNBLOCK, &pipe_set, nullptr);
 }
 
+void join_connection_thread(std::thread& thread) {
+  if (!thread.joinable()) return;
+  if (thread.get_id() == std::this_thread::get_id()) {
+    thread.detach();
+  } else {
+    thread.join();
+  }
+}
+
 }  // namespace orch::internal

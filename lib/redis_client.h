@@ -12,6 +12,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "orch/status.h"
@@ -66,6 +67,11 @@ class RedisClient {
 // Blocks SIGPIPE on the calling thread while alive (a write to a socket the
 // server closed then fails with EPIPE instead of killing the process), and
 // discards a SIGPIPE raised meanwhile.
+// Ends a connection thread that owns its state through a shared_ptr: joins
+// it, unless this is that thread (a hook stopped its own owner), which is then
+// detached and finishes on its own.
+void join_connection_thread(std::thread& thread);
+
 class SigpipeGuard {
  public:
   SigpipeGuard();

@@ -57,12 +57,7 @@ void RedisPublisher::stop() {
     state_->stopping = true;
   }
   state_->cv.notify_all();
-  if (!state_->thread.joinable()) return;
-  if (state_->thread.get_id() == std::this_thread::get_id()) {
-    state_->thread.detach();  // the thread holds the state and ends on its own
-  } else {
-    state_->thread.join();
-  }
+  join_connection_thread(state_->thread);
 }
 
 void RedisPublisher::enqueue(Job job) {

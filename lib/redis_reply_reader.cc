@@ -116,12 +116,7 @@ void RedisReplyReader::stop() {
     std::lock_guard<std::mutex> lock(state_->client_mu);
     if (state_->client) state_->client->interrupt();
   }
-  if (!state_->thread.joinable()) return;
-  if (state_->thread.get_id() == std::this_thread::get_id()) {
-    state_->thread.detach();  // the thread holds the state and ends on its own
-  } else {
-    state_->thread.join();
-  }
+  join_connection_thread(state_->thread);
 }
 
 void RedisReplyReader::ack_later(std::string entry_id, std::string call_id) {

@@ -2,6 +2,7 @@
 // The redis_stream worker protocol: requests XADDed with a correlation id,
 // replies read through a consumer group by one reader per broker.
 #include "redis_stream_protocol.h"
+#include "worker_reply.h"
 
 #include <algorithm>
 #include <map>
@@ -21,13 +22,6 @@ using std::chrono::milliseconds;
 
 constexpr int kDefaultPort = 6379;
 constexpr int64_t kNonDurableExpiryS = 24 * 3600;
-
-WorkerReply failure(Status status, bool retryable) {
-  WorkerReply reply;
-  reply.status = std::move(status);
-  reply.retryable = retryable;
-  return reply;
-}
 
 // One broker: its pending set, publisher and reply reader.
 struct Broker {
@@ -216,21 +210,17 @@ class RedisStreamProtocol final : public WorkerProtocol {
 
   void call(const WorkerInfo& worker, const WorkerRequest& request, Dispatcher::Callback done) override {
     RedisCore& core = *core_;
-    Result<BrokerTarget> target = parse_broker_url(worker.url, "redis", kDefaultPort);
-    if (!target.ok()) {
-      done(failure(target.status(), false));
-      return;
-    }
-    if (request.call_id.empty()) {
-      done(failure(Status::invalid_argument("redis_stream: the request has no call id"), false));
-      return;
-    }
     const Clock& clock = core.clock();
     const SteadyTime now = clock.steady_now();
-    const SteadyTime deadline = request.deadline == SteadyTime()
-                                    ? now + milliseconds(core.settings().options.default_timeout_ms)
-                                    : request.deadline;
-    const int64_t wait_ms = std::max<int64_t>(0, std::chrono::duration_cast<milliseconds>(deadline - now).count());
+    Result<BrokerCall> started = begin_broker_call(worker, request, "redis", kDefaultPort, "redis_stream", now,
+                                                core.settings().options.default_timeout_ms);
+    if (!started.ok()) {
+      done(failure(started.status(), false));
+      return;
+    }
+    const BrokerTarget* target = &started->target;
+    const SteadyTime deadline = started->deadline;
+    const int64_t wait_ms = started->wait_ms;
     std::shared_ptr<Broker> broker = core.broker_for(*target);
     if (!broker) {
       done(failure(Status::cancelled("redis_stream: protocol shut down"), true));

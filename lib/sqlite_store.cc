@@ -6,11 +6,9 @@
 // transaction starts, so the writer lock covers only SQLite's own work.
 #include "orch/sqlite_store.h"
 
-#include <algorithm>
 #include <chrono>
 #include <limits>
 #include <string>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 

@@ -326,6 +326,10 @@ struct Tracker::Impl : std::enable_shared_from_this<Tracker::Impl> {
   void set_state(const std::shared_ptr<TrackedTask>& t, TaskState s);
   void append_run_event(const std::string& run_id, const std::string& kind, Value data);
   Value run_config(const TrackedTask& t) const;
+  // Renders `tpl` with the task, its attempt and run config in context (and
+  // `state`, when given).
+  Result<std::string> render_for_task(const std::shared_ptr<TrackedTask>& t, const Template& tpl,
+                                      const Value* state);
   Result<std::shared_ptr<const Workflow>> dispatch_workflow(const PipelineDef& def) const;
   Result<std::shared_ptr<const Workflow>> agent_workflow(const PipelineDef& def) const;
   int allocate_port();
@@ -864,25 +868,31 @@ AttemptResult Tracker::Impl::run_attempt(const std::shared_ptr<TrackedTask>& t) 
   // The first prompt is rendered here, with the task and attempt in context.
   std::string prompt;
   {
-    Value config;
-    Value task_json;
-    TemplateContext tc;
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      config = run_config(*t);
-      task_json = t->task;
-      tc.attempt = t->attempt;
-    }
-    tc.task = &task_json;
-    tc.input = &task_json;
-    tc.config = &config;
-    auto rendered = def.prompt->render(tc);
+    auto rendered = render_for_task(t, *def.prompt, nullptr);
     if (!rendered.ok()) return {Outcome::kFailed, "prompt_template: " + rendered.status().message()};
     prompt = std::move(rendered).value();
   }
   auto wf = agent_workflow(def);
   if (!wf.ok()) return {Outcome::kFailed, wf.status().message()};
   return run_on(t, *agent_engine, *wf, prompt);
+}
+
+Result<std::string> Tracker::Impl::render_for_task(const std::shared_ptr<TrackedTask>& t, const Template& tpl,
+                                                   const Value* state) {
+  Value config;
+  Value task_json;
+  TemplateContext tc;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    config = run_config(*t);
+    task_json = t->task;
+    tc.attempt = t->attempt;
+  }
+  tc.state = state;
+  tc.task = &task_json;
+  tc.input = &task_json;
+  tc.config = &config;
+  return tpl.render(tc);
 }
 
 Value Tracker::Impl::run_config(const TrackedTask& t) const {
@@ -1129,21 +1139,8 @@ WorkerReply Tracker::Impl::drive_agent(const std::shared_ptr<TrackedTask>& t, co
       prompt = request.prompt;
     } else {
       Value state = Value::object({{"turn", static_cast<long long>(turn)}, {"last_output", output}});
-      Value config;
-      Value task_json;
-      TemplateContext tc;
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        config = run_config(*t);
-        task_json = t->task;
-        tc.attempt = t->attempt;
-      }
-      tc.state = &state;
-      tc.task = &task_json;
-      tc.input = &task_json;
-      tc.config = &config;
       const Template& tpl = def.continuation ? *def.continuation : *default_continuation;
-      auto rendered = tpl.render(tc);
+      auto rendered = render_for_task(t, tpl, &state);
       if (!rendered.ok()) return fail("continuation_prompt: " + rendered.status().message());
       prompt = std::move(rendered).value();
     }
