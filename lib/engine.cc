@@ -150,6 +150,15 @@ void EngineImpl::notify_status_change() {
 
 Status EngineImpl::commit(RunContext& ctx, const std::string& step_id, bool force,
                           std::vector<std::string> ran) {
+  const bool was_batching = ctx.batching;
+  ctx.batching = true;
+  const bool staged = stage_checkpoint(ctx, step_id, force, std::move(ran));
+  ctx.batching = was_batching;
+  return staged ? flush(ctx) : Status();
+}
+
+bool EngineImpl::stage_checkpoint(RunContext& ctx, const std::string& step_id, bool force,
+                                  std::vector<std::string> ran) {
   Checkpoint cp;
   cp.id = new_uuid();
   cp.run_id = ctx.record.id;
@@ -170,20 +179,17 @@ Status EngineImpl::commit(RunContext& ctx, const std::string& step_id, bool forc
   ctx.last_checkpoint_id = cp.id;
   if (ctx.durability == Durability::kExit && !force) {
     ctx.unsaved_checkpoint = std::move(cp);
-    return Status();
+    return false;
   }
   ctx.unsaved_checkpoint.reset();
-  // The checkpoint goes out with everything the superstep wrote before it.
-  const std::string checkpoint_id = cp.id;
-  const int64_t version = cp.version;
+  // The checkpoint goes out with everything the superstep wrote before it,
+  // and its event with it: both are written, or neither.
+  Value created = Value::object({{"checkpoint_id", cp.id}, {"version", static_cast<long long>(cp.version)}, {"step_id", step_id}});
   ctx.batch.checkpoint = std::move(cp);
   ctx.batch.run = ctx.record;
   ctx.batch.sync_to_disk = ctx.durability == Durability::kFull;
-  Status s = flush(ctx);
-  if (s.ok()) {
-    emit(ctx, "checkpoint.created", Value::object({{"checkpoint_id", checkpoint_id}, {"version", static_cast<long long>(version)}, {"step_id", step_id}}));
-  }
-  return s;
+  emit(ctx, "checkpoint.created", std::move(created));
+  return true;
 }
 
 void EngineImpl::finish_run(RunContext& ctx, RunStatus status, const std::string& error) {
@@ -579,12 +585,18 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
     }
   }
   c.tasks.clear();
-  Status st = commit(c, step_names, interrupt, std::move(ran));
+  // The "values" event joins its checkpoint's batch (a store may then keep the
+  // state once for both).
+  const bool was_batching = c.batching;
+  c.batching = true;
+  const bool staged = stage_checkpoint(c, step_names, interrupt, std::move(ran));
+  emit(c, "values", Value::object({{"step", step_names}, {"state", c.state}}));
+  c.batching = was_batching;
+  Status st = staged || !was_batching ? flush(c) : Status();
   if (!st.ok()) {
     finish_run(c, RunStatus::kFailed, "checkpoint failed: " + st.message());
     return;
   }
-  emit(c, "values", Value::object({{"step", step_names}, {"state", c.state}}));
   if (interrupt) {
     pause_run(c, "interrupt", interrupt_node);
     return;

@@ -62,6 +62,9 @@ class EngineImpl final : public orch::Engine {
   void apply_injections(RunContext& c, const std::string& node);
   // Writes a checkpoint; `ran` are the nodes of the superstep it closes.
   Status commit(RunContext& ctx, const std::string& step_id, bool force, std::vector<std::string> ran = {});
+  // Puts that checkpoint, and its "checkpoint.created" event, into the run's
+  // batch; false when the durability mode keeps it in memory instead.
+  bool stage_checkpoint(RunContext& ctx, const std::string& step_id, bool force, std::vector<std::string> ran);
   void finish_run(RunContext& ctx, RunStatus status, const std::string& error);
   void pause_run(RunContext& ctx, const std::string& reason, const std::string& node);
   void evict_later(RunContext& ctx);

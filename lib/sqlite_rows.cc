@@ -36,7 +36,7 @@ const char* const kStepNames[] = {
     "attempt",      "max_attempts",  "superstep",     "item_index",    "parent_step_id",
     "worker_id",    "child_run_id",  "input",         "output",        "error",
     "input_tokens", "output_tokens", "created_at_ms", "started_at_ms", "ended_at_ms"};
-const char* const kEventNames[] = {"run_id", "seq", "kind", "data", "created_at_ms"};
+const char* const kEventNames[] = {"run_id", "seq", "kind", "data", "created_at_ms", "state_checkpoint_id"};
 const char* const kPendingWriteNames[] = {"run_id", "superstep", "node_name", "result"};
 const char* const kWorkflowNames[] = {"id",         "name",          "version",
                                       "definition", "created_at_ms", "updated_at_ms"};
@@ -151,8 +151,9 @@ void bind_run(SQLite::Statement& stmt, const RunRecord& run) {
 }
 
 const char* const kRunProgressSql =
-    "UPDATE runs SET status = ?2, error = ?3, updated_at_ms = ?4, started_at_ms = ?5, "
+    "UPDATE runs SET error = ?3, updated_at_ms = ?4, started_at_ms = ?5, "
     "ended_at_ms = ?6, input_tokens = ?7, output_tokens = ?8, checkpoint_count = ?9, state = ?10 WHERE id = ?1";
+const char* const kRunStatusSql = "UPDATE runs SET status = ?2 WHERE id = ?1 AND status <> ?2";
 
 void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run, bool state_is_checkpoints) {
   // '': the run's state is its latest checkpoint's (see read_run).
@@ -262,9 +263,16 @@ void bind_event(SQLite::Statement& stmt, const EventRecord& event) {
   stmt.bind(3, event.kind);
   bind_json(stmt, 4, event.data);
   stmt.bind(5, event.created_at_ms);
+  stmt.bind(6, std::string());
 }
 
-Result<EventRecord> read_event(const SQLite::Statement& stmt) {
+void bind_event_state_ref(SQLite::Statement& stmt, const Value& data_without_state,
+                          const std::string& checkpoint_id) {
+  bind_json(stmt, 4, data_without_state);
+  stmt.bind(6, checkpoint_id);
+}
+
+Result<EventRecord> read_event(const SQLite::Statement& stmt, std::string* state_checkpoint_id) {
   EventRecord event;
   event.run_id = text(stmt, 0);
   event.seq = integer(stmt, 1);
@@ -273,6 +281,7 @@ Result<EventRecord> read_event(const SQLite::Statement& stmt) {
       event.data,
       read_json_column(stmt, 3, "event " + std::to_string(event.seq) + " of run " + event.run_id));
   event.created_at_ms = integer(stmt, 4);
+  *state_checkpoint_id = text(stmt, 5);
   return event;
 }
 

@@ -48,7 +48,11 @@ void bind_run(SQLite::Statement& stmt, const RunRecord& run);
 // engine), the row says '' and read_run returns a null state, which the store
 // fills from the latest checkpoint: rewriting a growing state into the run
 // row at every superstep doubled the cost of a superstep.
+// The status is indexed, so it is written by kRunStatusSql (same parameters),
+// which leaves the row alone when the status has not changed: rewriting an
+// index entry with itself still dirties its page, a page per superstep.
 extern const char* const kRunProgressSql;
+extern const char* const kRunStatusSql;
 void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run, bool state_is_checkpoints);
 Result<RunRecord> read_run(const SQLite::Statement& stmt);
 
@@ -56,7 +60,15 @@ void bind_step(SQLite::Statement& stmt, const StepRecord& step);
 Result<StepRecord> read_step(const SQLite::Statement& stmt);
 
 void bind_event(SQLite::Statement& stmt, const EventRecord& event);
-Result<EventRecord> read_event(const SQLite::Statement& stmt);
+// Rebinds an event bound by bind_event to be stored without the last key of
+// its data, "state", which is that of checkpoint `checkpoint_id` (written in
+// the same transaction): an engine "values" event carries the whole state,
+// and storing it twice per superstep was a quarter of a superstep's pages.
+void bind_event_state_ref(SQLite::Statement& stmt, const Value& data_without_state,
+                          const std::string& checkpoint_id);
+// `state_checkpoint_id` gets the checkpoint whose state the caller must add
+// back as the data's "state", or ''.
+Result<EventRecord> read_event(const SQLite::Statement& stmt, std::string* state_checkpoint_id);
 
 void bind_pending_write(SQLite::Statement& stmt, const PendingWrite& write);
 Result<PendingWrite> read_pending_write(const SQLite::Statement& stmt);

@@ -320,7 +320,20 @@ Result<std::vector<EventRecord>> SqliteStore::list_events(const std::string& run
     q->bind(1, run_id);
     q->bind(2, after_seq);
     q->bind(3, clamp_to_int64(limit));
-    return read_all<EventRecord>(q, read_event);
+    std::vector<EventRecord> events;
+    std::vector<std::pair<size_t, std::string>> state_refs;
+    std::string state_ref;
+    while (q->executeStep()) {
+      ORCH_ASSIGN_OR_RETURN(EventRecord event, read_event(*q, &state_ref));
+      if (!state_ref.empty()) state_refs.emplace_back(events.size(), state_ref);
+      events.push_back(std::move(event));
+    }
+    q->reset();
+    for (const auto& [index, checkpoint_id] : state_refs) {
+      ORCH_ASSIGN_OR_RETURN(Value state, checkpoint_state(conn, checkpoint_id));
+      events[index].data.set("state", std::move(state));
+    }
+    return events;
   });
 }
 
@@ -446,6 +459,15 @@ Status SqliteStore::execute_for_testing(const std::string& sql) {
   return status;
 }
 
+Result<int64_t> SqliteStore::query_int_for_testing(const std::string& sql) {
+  return with_connection("query_int_for_testing", [&](Connection& conn) -> Result<int64_t> {
+    ReadTransaction txn(conn);
+    Query q(conn, sql);
+    if (!q->executeStep()) return Status::not_found("no row: " + sql);
+    return q->getColumn(0).getInt64();
+  });
+}
+
 }  // namespace orch::sqlite
 
 namespace orch {
@@ -471,6 +493,13 @@ Status sqlite_execute_for_testing(Store& store, const std::string& sql) {
   if (sqlite_store == nullptr)
     return Status::invalid_argument("sqlite_execute_for_testing: not a SQLite store");
   return sqlite_store->execute_for_testing(sql);
+}
+
+Result<int64_t> sqlite_query_int_for_testing(Store& store, const std::string& sql) {
+  auto* sqlite_store = dynamic_cast<sqlite::SqliteStore*>(&store);
+  if (sqlite_store == nullptr)
+    return Status::invalid_argument("sqlite_query_int_for_testing: not a SQLite store");
+  return sqlite_store->query_int_for_testing(sql);
 }
 
 }  // namespace orch

@@ -13,6 +13,23 @@
 #include "store_batch.h"
 
 namespace orch::sqlite {
+namespace {
+
+// `data` without its "state" when that is its last key and holds the very
+// state of the batch's checkpoint (the engine's "values" event): shared
+// storage, so the check costs no comparison.
+std::optional<Value> without_checkpoint_state(const Value& data, const Value& checkpoint_state) {
+  if (!data.is_object() || data.size() == 0) return std::nullopt;
+  const Object& fields = data.as_object();
+  const auto& last = *(fields.end() - 1);
+  if (last.first != "state" || !last.second.shares_storage_with(checkpoint_state)) return std::nullopt;
+  Value rest = Value::object();
+  for (auto it = fields.begin(); it + 1 != fields.end(); ++it) rest.set(it->first, it->second);
+  return rest;
+}
+
+}  // namespace
+
 struct SqliteStore::GroupMember {
   StoreBatch* batch = nullptr;
   std::string run_id;
@@ -145,6 +162,11 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
     Query insert(conn, kInsert);
     for (const EventRecord& event : batch.events) {
       bind_event(*insert, event);
+      if (member.prepared) {
+        if (std::optional<Value> rest = without_checkpoint_state(event.data, batch.checkpoint->state)) {
+          bind_event_state_ref(*insert, *rest, batch.checkpoint->id);
+        }
+      }
       insert->bind(2, ++seq);
       insert->exec();
       insert->reset();

@@ -120,12 +120,50 @@ Result<Checkpoint> SqliteStore::read_checkpoint_row(Connection& conn, const char
   return std::move(cp);
 }
 
+namespace {
+const std::string kSelectById = std::string("SELECT ") + kRowColumns + " FROM checkpoints WHERE id = ?1";
+}  // namespace
+
+Result<Value> SqliteStore::checkpoint_state(Connection& conn, const std::string& checkpoint_id) {
+  Result<Checkpoint> cp = read_checkpoint_row(conn, kSelectById.c_str(), checkpoint_id);
+  if (!cp.ok()) {
+    return Status::internal("an event names checkpoint " + checkpoint_id + " for its state: " +
+                            cp.status().message());
+  }
+  return std::move(cp->state);
+}
+
+Status SqliteStore::restore_event_states(Connection& conn, const std::string& run_id, int64_t version) {
+  std::vector<std::pair<int64_t, std::string>> restored;  // seq, data
+  {
+    Query q(conn,
+            "SELECT e.seq, e.data, e.state_checkpoint_id FROM events e JOIN checkpoints c "
+            "ON c.id = e.state_checkpoint_id WHERE e.run_id = ?1 AND c.version > ?2");
+    q->bind(1, run_id);
+    q->bind(2, version);
+    while (q->executeStep()) {
+      const int64_t seq = q->getColumn(0).getInt64();
+      ORCH_ASSIGN_OR_RETURN(Value data, read_json_column(*q, 1, "event " + std::to_string(seq) + " of run " + run_id));
+      ORCH_ASSIGN_OR_RETURN(Value state, checkpoint_state(conn, q->getColumn(2).getString()));
+      data.set("state", std::move(state));
+      restored.emplace_back(seq, data.to_json());
+    }
+  }
+  Query update(conn, "UPDATE events SET data = ?3, state_checkpoint_id = '' WHERE run_id = ?1 AND seq = ?2");
+  for (const auto& [seq, data] : restored) {
+    update->bind(1, run_id);
+    update->bind(2, seq);
+    update->bindNoCopy(3, data);
+    update->exec();
+    update->reset();
+  }
+  return Status();
+}
+
 Result<Checkpoint> SqliteStore::get_checkpoint(const std::string& checkpoint_id) {
   return with_connection("get_checkpoint", [&](Connection& conn) -> Result<Checkpoint> {
-    static const std::string kSelect =
-        std::string("SELECT ") + kRowColumns + " FROM checkpoints WHERE id = ?1";
     ReadTransaction txn(conn);
-    Result<Checkpoint> cp = read_checkpoint_row(conn, kSelect.c_str(), checkpoint_id);
+    Result<Checkpoint> cp = read_checkpoint_row(conn, kSelectById.c_str(), checkpoint_id);
     if (!cp.ok() && cp.status().code() == StatusCode::kNotFound) {
       return Status::not_found("checkpoint " + checkpoint_id + " not found");
     }
@@ -195,6 +233,12 @@ Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpo
   bind_run_progress(*update_run, run,
                     run.state.shares_storage_with(checkpoint.state) || run.state == checkpoint.state);
   if (update_run->exec() == 0) return run_not_found(run.id);
+  {
+    Query update_status(conn, kRunStatusSql);
+    update_status->bind(1, run.id);
+    update_status->bind(2, std::string(run_status_name(run.status)));
+    update_status->exec();
+  }
 
   std::optional<ChainLink> last;
   {
@@ -305,6 +349,7 @@ Status SqliteStore::truncate_checkpoints(const std::string& run_id, int64_t vers
       if (q->executeStep() && !q->getColumn(0).isNull()) first_dropped = q->getColumn(0).getInt64();
     }
     if (first_dropped >= 0) {
+      ORCH_RETURN_IF_ERROR(restore_event_states(conn, run_id, version));
       // Versions increase along a run, so normally every row from the first
       // dropped one on goes and the surviving chains are intact. Should a
       // later row survive (versions out of order), its chain would run through

@@ -73,6 +73,7 @@ class SqliteStore final : public Store {
   Result<int64_t> checkpoint_bytes(const std::string& run_id);
   // Runs `sql` as is (tests use it to plant damaged rows).
   Status execute_for_testing(const std::string& sql);
+  Result<int64_t> query_int_for_testing(const std::string& sql);
 
  private:
   SqliteStore(const std::string& path, const SqliteStoreOptions& options, bool in_memory);
@@ -114,6 +115,10 @@ class SqliteStore final : public Store {
   Result<Value> load_document(Connection& conn, const std::string& run_id, int64_t base_seq,
                               int64_t seq);
   Result<Checkpoint> read_checkpoint_row(Connection& conn, const char* sql, const std::string& key);
+  // The state of checkpoint `checkpoint_id`, for an event stored without it.
+  Result<Value> checkpoint_state(Connection& conn, const std::string& checkpoint_id);
+  // Before checkpoints after `version` go: events naming one get its state back.
+  Status restore_event_states(Connection& conn, const std::string& run_id, int64_t version);
 
   SqliteStoreOptions options_;
   // Before pool_: it must outlive every pooled connection's commit hook.

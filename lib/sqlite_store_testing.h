@@ -15,5 +15,7 @@ namespace orch {
 
 // InvalidArgument when `store` is not a SQLite store.
 ORCH_EXPORT Status sqlite_execute_for_testing(Store& store, const std::string& sql);
+// The integer in the first column of the first row `sql` reads.
+ORCH_EXPORT Result<int64_t> sqlite_query_int_for_testing(Store& store, const std::string& sql);
 
 }  // namespace orch

@@ -451,6 +451,9 @@ void check_write_batch(Store& store, Checker& c) {
     e.data = Value::object({{"kind", kind}});
     batch.events.push_back(e);
   }
+  // As the engine emits it: the very state of the checkpoint (a store may
+  // keep it once for both).
+  batch.events.back().data.set("state", batch.checkpoint->state);
   if (!c.expect_ok(store.write_batch(batch), "write_batch")) return;
   c.expect(batch.events[0].seq == 2 && batch.events[1].seq == 3 && batch.events[2].seq == 4,
            "write_batch must give the events the run's next seqs (2, 3, 4) and set them in the batch");
@@ -470,7 +473,38 @@ void check_write_batch(Store& store, Checker& c) {
   Result<std::vector<EventRecord>> events = store.list_events("batch", 1, 10);
   if (c.expect_ok(events, "list_events") && c.expect(events->size() == 3, "the batch's 3 events are listed")) {
     c.expect((*events)[2].kind == "values", "events keep the batch's order");
+    c.same_value(Value::object({{"kind", "values"}, {"state", state}}), (*events)[2].data,
+                 "a values event carrying the checkpoint's state");
   }
+
+  // A checkpoint that changes the run's status.
+  StoreBatch last;
+  last.checkpoint = sample_checkpoint("batch", 2, Value::object({{"count", 2}}));
+  run.status = RunStatus::kCompleted;
+  run.checkpoint_count = 2;
+  run.state = last.checkpoint->state;
+  last.run = run;
+  EventRecord values;
+  values.run_id = "batch";
+  values.kind = "values";
+  values.data = Value::object({{"step", "b"}, {"state", last.checkpoint->state}});
+  last.events.push_back(values);
+  c.expect_ok(store.write_batch(last), "write_batch(completing checkpoint)");
+  got_run = store.get_run("batch");
+  if (c.expect_ok(got_run, "get_run after the completing checkpoint")) {
+    c.expect(got_run->status == RunStatus::kCompleted, "a checkpoint's run record sets the run's status");
+  }
+  // Dropping checkpoints leaves the events whole.
+  c.expect_ok(store.truncate_checkpoints("batch", 0), "truncate_checkpoints(batch, 0)");
+  events = store.list_events("batch", 1, 10);
+  if (c.expect_ok(events, "list_events after truncate_checkpoints") &&
+      c.expect(events->size() == 4, "4 events after the second batch")) {
+    c.same_value(Value::object({{"kind", "values"}, {"state", state}}), (*events)[2].data,
+                 "the first values event after its checkpoint was dropped");
+    c.same_value(Value::object({{"step", "b"}, {"state", Value::object({{"count", 2}})}}), (*events)[3].data,
+                 "the second values event after its checkpoint was dropped");
+  }
+  run.status = RunStatus::kRunning;
 
   // Without a checkpoint, a run record in the batch is an update_run.
   StoreBatch pause;

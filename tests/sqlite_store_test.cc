@@ -218,6 +218,37 @@ TEST_CASE("opening migrates once and refuses newer or foreign files", "[sqlite]"
   CHECK_FALSE(orch::open_sqlite_store(dir.file("no-such-dir/orch.db")).ok());
 }
 
+TEST_CASE("a schema 2 file's events survive the upgrade to rowid events", "[sqlite]") {
+  TempDir dir;
+  const std::string path = dir.file("orch.db");
+  {
+    auto store = open_store(path);
+    REQUIRE(store->create_run(make_run("old")).ok());
+    // Put the events table back as schema 2 had it, with two events.
+    REQUIRE(orch::sqlite_execute_for_testing(*store, R"sql(
+DROP TABLE events;
+CREATE TABLE events (run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, data TEXT NOT NULL,
+                     created_at_ms INTEGER NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
+INSERT INTO events VALUES ('old', 2, 'values', '{"state":{"b":2}}', 20), ('old', 1, 'run.started', '{}', 10);
+UPDATE runs SET last_event_seq = 2 WHERE id = 'old';
+PRAGMA user_version = 2;
+)sql").ok());
+  }
+  auto store = open_store(path);
+  auto events = store->list_events("old", 0, 10);
+  REQUIRE(events.ok());
+  REQUIRE(events->size() == 2);
+  CHECK((*events)[0].kind == "run.started");
+  CHECK((*events)[1].seq == 2);
+  CHECK((*events)[1].data.to_json() == R"({"state":{"b":2}})");
+  orch::EventRecord next;
+  next.run_id = "old";
+  next.kind = "after";
+  auto seq = store->append_event(next);
+  REQUIRE(seq.ok());
+  CHECK(*seq == 3);
+}
+
 TEST_CASE("a file that is not a database gives an error, not a crash", "[sqlite]") {
   TempDir dir;
   const std::string path = dir.file("garbage.db");
@@ -570,6 +601,25 @@ TEST_CASE("the engine runs a long loop on the SQLite store", "[sqlite][engine]")
   WARN("engine loop: " << cps->size() << " checkpoints, " << *stored << " bytes; final state "
                        << final_bytes << " bytes");
   CHECK(*stored < 20 * final_bytes);
+
+  // Each superstep's "values" event names its checkpoint instead of storing
+  // the state a second time, and still reads back with the state.
+  auto values_rows = orch::sqlite_query_int_for_testing(*store, "SELECT count(*) FROM events WHERE kind = 'values'");
+  auto by_reference = orch::sqlite_query_int_for_testing(
+      *store, "SELECT count(*) FROM events WHERE kind = 'values' AND state_checkpoint_id <> '' "
+              "AND data NOT LIKE '%\"state\"%'");
+  REQUIRE(values_rows.ok());
+  REQUIRE(by_reference.ok());
+  CHECK(*values_rows > 300);
+  CHECK(*by_reference == *values_rows);
+  auto events = store->list_events(r.id, 0, 100000);
+  REQUIRE(events.ok());
+  const orch::EventRecord* last_values = nullptr;
+  for (const orch::EventRecord& e : *events) {
+    if (e.kind == "values") last_values = &e;
+  }
+  REQUIRE(last_values != nullptr);
+  require_same_text(r.state, last_values->data["state"]);
 }
 
 TEST_CASE("worker records persist across reopen", "[sqlite]") {
