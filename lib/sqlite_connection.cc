@@ -6,6 +6,8 @@
 
 #include <utility>
 
+#include "sqlite_coalescing_vfs.h"
+
 namespace orch::sqlite {
 
 Status status_from_exception(const SQLite::Exception& e, std::string_view context) {
@@ -26,7 +28,8 @@ Status status_from_exception(const SQLite::Exception& e, std::string_view contex
 }
 
 Connection::Connection(const std::string& path, int busy_timeout_ms)
-    : db_(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_URI, busy_timeout_ms) {}
+    : db_(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_URI, busy_timeout_ms,
+          coalescing_vfs_name()) {}
 
 SQLite::Statement& Connection::statement(std::string_view sql) {
   auto it = statements_.find(sql);

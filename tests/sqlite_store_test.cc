@@ -249,6 +249,23 @@ PRAGMA user_version = 2;
   CHECK(*seq == 3);
 }
 
+TEST_CASE("a transaction of megabytes commits whole and reads back from another store", "[sqlite]") {
+  // The store gathers a transaction's log writes into large writes; one
+  // transaction here is far larger than a single write may be.
+  TempDir dir;
+  const std::string path = dir.file("orch.db");
+  auto store = open_store(path);
+  RunRecord run = make_run("big");
+  REQUIRE(store->create_run(run).ok());
+  Value state = Value::object({{"blob", std::string(3 << 20, 'x')}, {"n", 1}});
+  commit(*store, run, make_checkpoint("big", 0, state));
+  auto other = open_store(path);
+  auto latest = other->latest_checkpoint("big");
+  REQUIRE(latest.ok());
+  CHECK(latest->state["blob"].as_string().size() == (3u << 20));
+  CHECK(latest->state["n"].as_int() == 1);
+}
+
 TEST_CASE("a file that is not a database gives an error, not a crash", "[sqlite]") {
   TempDir dir;
   const std::string path = dir.file("garbage.db");
