@@ -26,6 +26,13 @@ bool is_callback_event(const std::string& kind) {
          kind == "run.interrupted" || kind == "run.cancelled";
 }
 
+bool ends_run(const std::string& kind) {
+  return kind == "run.completed" || kind == "run.failed" || kind == "run.cancelled";
+}
+
+// Runs whose callbacks are remembered at most; past it the cache starts over.
+constexpr size_t kMaxCachedRuns = 100000;
+
 }  // namespace
 
 std::string sign_callback(const std::string& secret, const std::string& timestamp, const std::string& nonce,
@@ -61,16 +68,45 @@ void CallbackSender::start() {
   // Called under the run's lock: only queue the event here.
   subscription_ = app_.engine->subscribe("", [this](const EventRecord& e) {
     if (!is_callback_event(e.kind)) return;
+    {
+      // Most runs have no callbacks: once that is known, their events stop here.
+      std::lock_guard<std::mutex> lock(cache_mu_);
+      auto it = callbacks_of_.find(e.run_id);
+      if (it != callbacks_of_.end() && !it->second.is_array()) {
+        if (ends_run(e.kind)) callbacks_of_.erase(it);
+        return;
+      }
+    }
     std::lock_guard<std::mutex> lock(mu_);
     events_.push_back(e);
     cv_.notify_one();
   });
 }
 
+Value CallbackSender::callbacks_of(const std::string& run_id) {
+  {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    auto it = callbacks_of_.find(run_id);
+    if (it != callbacks_of_.end()) return it->second;
+  }
+  // A run's callbacks are fixed when it is created: read them once.
+  auto run = app_.store->get_run(run_id);
+  if (!run.ok()) return Value();
+  Value callbacks = run->callbacks.is_array() ? run->callbacks : Value();
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  if (callbacks_of_.size() >= kMaxCachedRuns) callbacks_of_.clear();
+  callbacks_of_[run_id] = callbacks;
+  return callbacks;
+}
+
 void CallbackSender::on_event(const EventRecord& e) {
-  auto run = app_.store->get_run(e.run_id);
-  if (!run.ok() || !run->callbacks.is_array()) return;
-  for (const Value& cb : run->callbacks.as_array()) {
+  Value callbacks = callbacks_of(e.run_id);
+  if (ends_run(e.kind)) {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    callbacks_of_.erase(e.run_id);
+  }
+  if (!callbacks.is_array()) return;
+  for (const Value& cb : callbacks.as_array()) {
     if (!cb.is_object() || !cb["url"].is_string() || !wants(cb, e.kind)) continue;
     Value body = Value::object({{"event", e.kind}, {"run_id", e.run_id}});
     if (e.data["step_id"].is_string()) body.set("step_id", e.data["step_id"]);

@@ -18,6 +18,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "app.h"
@@ -45,6 +46,8 @@ class CallbackSender {
     int attempt = 1;
   };
   void on_event(const EventRecord& e);
+  // The run's callbacks array, or null when it has none (or is gone).
+  Value callbacks_of(const std::string& run_id);
   void enqueue(Delivery d);
   void worker();
   bool send(const Delivery& d);
@@ -59,6 +62,8 @@ class CallbackSender {
   bool stop_ = false;
   std::vector<std::thread> threads_;
   uint64_t subscription_ = 0;
+  std::mutex cache_mu_;
+  std::unordered_map<std::string, Value> callbacks_of_;  // run id -> callbacks (null: none)
 };
 
 }  // namespace orch::server
