@@ -135,10 +135,13 @@ Status EngineImpl::flush(RunContext& ctx) {
   if (ctx.batch.empty()) return Status();
   StoreBatch batch = std::move(ctx.batch);
   ctx.batch = StoreBatch();
+  const bool deferred_checkpoint = ctx.checkpoint_deferred;
+  ctx.checkpoint_deferred = false;
   Status s = options_.store->write_batch(batch);
   for (const EventRecord& ev : batch.events) {
     if (ev.seq > 0) notify_listeners(ev);  // events written before a failure still count
   }
+  if (!s.ok() && deferred_checkpoint) finish_run(ctx, RunStatus::kFailed, "checkpoint failed: " + s.message());
   return s;
 }
 
@@ -159,6 +162,8 @@ Status EngineImpl::commit(RunContext& ctx, const std::string& step_id, bool forc
 
 bool EngineImpl::stage_checkpoint(RunContext& ctx, const std::string& step_id, bool force,
                                   std::vector<std::string> ran) {
+  // A batch holds one checkpoint: an earlier one still waiting goes first.
+  if (ctx.batch.checkpoint && !flush(ctx).ok() && is_terminal(ctx.record.status)) return false;
   Checkpoint cp;
   cp.id = new_uuid();
   cp.run_id = ctx.record.id;
@@ -380,6 +385,8 @@ void EngineImpl::locked_then_drain(const std::shared_ptr<RunContext>& ctx, const
   while (!ctx->inline_work.empty()) {
     std::vector<std::function<void()>> work;
     work.swap(ctx->inline_work);
+    // In-process nodes may take long: what came before them is written first.
+    (void)flush(*ctx);
     lock.unlock();
     for (auto& job : work) job();
     lock.lock();
@@ -590,12 +597,19 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
   const bool was_batching = c.batching;
   c.batching = true;
   const bool staged = stage_checkpoint(c, step_names, interrupt, std::move(ran));
+  if (is_terminal(c.record.status)) return;  // an earlier checkpoint failed
   emit(c, "values", Value::object({{"step", step_names}, {"state", c.state}}));
   c.batching = was_batching;
-  Status st = staged || !was_batching ? flush(c) : Status();
-  if (!st.ok()) {
-    finish_run(c, RunStatus::kFailed, "checkpoint failed: " + st.message());
-    return;
+  if (staged && was_batching && !interrupt) {
+    // Whoever batches flushes before the run's lock goes (and before a call
+    // is sent): the checkpoint can share that transaction.
+    c.checkpoint_deferred = true;
+  } else if (staged || !was_batching) {
+    Status st = flush(c);
+    if (!st.ok()) {
+      finish_run(c, RunStatus::kFailed, "checkpoint failed: " + st.message());
+      return;
+    }
   }
   if (interrupt) {
     pause_run(c, "interrupt", interrupt_node);

@@ -103,6 +103,11 @@ struct RunContext {
   // checkpoint, when the run pauses or ends, and before the thread leaves it.
   bool batching = false;
   StoreBatch batch;
+  // The batch holds a superstep's checkpoint that was left to go out with
+  // the writes that follow it (the next step's record before its call is
+  // sent, say): one transaction per superstep instead of two. Should that
+  // batch fail, the run fails as a failed checkpoint does.
+  bool checkpoint_deferred = false;
 };
 
 }  // namespace orch::internal

@@ -210,6 +210,7 @@ void EngineImpl::call_worker(const std::shared_ptr<RunContext>& ctx, const Node&
   // The step's record (and the call id it carries) is stored before the call
   // goes out, so a restart resumes this call instead of sending a new one.
   (void)flush(*ctx);
+  if (is_terminal(ctx->record.status)) return;  // the flush failed the run: nothing to call for
   asio::post(pool_, [dispatcher, request = std::move(request), done = std::move(done)]() mutable {
     dispatcher->dispatch(request, std::move(done));
   });

@@ -790,6 +790,72 @@ class BatchCountingStore : public orch::StoreWrapper {
 };
 }  // namespace
 
+namespace {
+// Counts batches whose checkpoint travels with the next step's record, and
+// fails the batch holding the checkpoint after node `fail_after` when set.
+class NextStepBatchStore : public orch::StoreWrapper {
+ public:
+  using StoreWrapper::StoreWrapper;
+  orch::Status write_batch(orch::StoreBatch& batch) override {
+    if (batch.checkpoint) {
+      if (!fail_after.empty() && batch.checkpoint->step_id == fail_after) {
+        return orch::Status::unavailable("the disk is gone");
+      }
+      for (const orch::StepRecord& step : batch.steps) {
+        if (step.status == orch::StepStatus::kRunning && step.node_name != batch.checkpoint->step_id) {
+          ++checkpoints_with_next_step;
+        }
+      }
+    }
+    return target().write_batch(batch);
+  }
+  std::string fail_after;
+  std::atomic<int> checkpoints_with_next_step{0};
+};
+
+std::shared_ptr<orch::InProcessWorkers> counting_workers(std::atomic<int>* calls) {
+  auto workers = std::make_shared<orch::InProcessWorkers>();
+  workers->add("w", {}, [calls](const orch::WorkerRequest& req) {
+    ++*calls;
+    orch::WorkerReply reply;
+    reply.output = "did " + req.prompt;
+    return reply;
+  });
+  return workers;
+}
+
+const char* const kThreeTasks = R"({"nodes": {"a": {"prompt_template": "a"}, "b": {"prompt_template": "b"},
+    "c": {"prompt_template": "c"}}, "edges": [["__start__","a"],["a","b"],["b","c"],["c","__end__"]]})";
+}  // namespace
+
+TEST_CASE("a worker node's checkpoint goes out with the next node's step record", "[engine][store]") {
+  auto sqlite = orch::open_sqlite_store(":memory:");
+  REQUIRE(sqlite.ok());
+  auto store = std::make_shared<NextStepBatchStore>(*sqlite);
+  std::atomic<int> calls{0};
+  auto engine = make_engine(counting_workers(&calls), nullptr, store);
+  auto r = run_to_end(*engine, make_workflow(kThreeTasks));
+  REQUIRE(r.status == RunStatus::kCompleted);
+  CHECK(calls == 3);
+  // a's checkpoint with b's record, b's with c's (one transaction each).
+  CHECK(store->checkpoints_with_next_step >= 2);
+  auto cps = store->list_checkpoints(r.id);
+  REQUIRE(cps.ok());
+  CHECK(cps->size() == 5);  // __init__, a, b, c, __end__
+}
+
+TEST_CASE("a checkpoint that cannot be written fails the run before the next call goes out", "[engine][store]") {
+  auto store = std::make_shared<NextStepBatchStore>(orch::new_memory_store());
+  store->fail_after = "a";
+  std::atomic<int> calls{0};
+  auto engine = make_engine(counting_workers(&calls), nullptr, store);
+  auto r = run_to_end(*engine, make_workflow(kThreeTasks));
+  REQUIRE(r.status == RunStatus::kFailed);
+  CHECK(r.error.find("checkpoint failed") != std::string::npos);
+  CHECK(r.error.find("the disk is gone") != std::string::npos);
+  CHECK(calls == 1);  // b was never called
+}
+
 TEST_CASE("in-process supersteps write their steps, events and checkpoint as one batch", "[engine][store]") {
   auto sqlite = orch::open_sqlite_store(":memory:");
   REQUIRE(sqlite.ok());
