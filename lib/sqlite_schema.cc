@@ -168,6 +168,8 @@ void configure_connection(Connection& conn) {
   // NORMAL is durable against process crashes in WAL mode; commits that ask
   // for sync_to_disk switch to FULL for their transaction.
   conn.db().exec("PRAGMA synchronous = NORMAL");
+  // Statement journals (savepoints) stay in memory instead of a temp file.
+  conn.db().exec("PRAGMA temp_store = MEMORY");
 }
 
 Status migrate_schema(Connection& conn, bool in_memory) {

@@ -76,22 +76,38 @@ Status SqliteStore::write_batch(StoreBatch& batch) {
 void SqliteStore::write_group(const std::vector<GroupMember*>& group) {
   const bool sync = std::any_of(group.begin(), group.end(), [](GroupMember* m) { return m->batch->sync_to_disk; });
   Status status = with_connection("write_batch", [&](Connection& conn) -> Status {
-    WriteTransaction txn(conn, writer_mu_, sync);
-    if (group.size() == 1) {
-      // Alone: no savepoint; a failure rolls the transaction back.
-      GroupMember& member = *group.front();
-      member.result = write_batch_rows(conn, member);
-      if (!member.result.ok()) return member.result;
-      txn.commit();
-      return Status();
+    {
+      // All at once first, without savepoints: a savepoint copies every page
+      // it changes into a statement journal, which doubled a group's writes.
+      WriteTransaction txn(conn, writer_mu_, sync);
+      bool all_ok = true;
+      for (GroupMember* member : group) {
+        member->result = write_member(conn, *member);
+        if (!member->result.ok()) {
+          all_ok = false;
+          break;
+        }
+      }
+      if (all_ok) {
+        txn.commit();
+        return Status();
+      }
+      if (group.size() == 1) {
+        group.front()->seqs.clear();
+        return Status();  // its result says why; the transaction rolls back
+      }
     }
+    // A member failed (say its run was deleted): write the group again, each
+    // member in its own savepoint, so only the failing ones are lost.
+    for (GroupMember* member : group) {
+      member->seqs.clear();
+      member->result = Status();
+      if (member->prepared) member->prepared->early.reset();  // it may have been used up
+    }
+    WriteTransaction txn(conn, writer_mu_, sync);
     for (GroupMember* member : group) {
       Query(conn, "SAVEPOINT batch")->exec();
-      try {
-        member->result = write_batch_rows(conn, *member);
-      } catch (const SQLite::Exception& e) {
-        member->result = status_from_exception(e, "write_batch");
-      }
+      member->result = write_member(conn, *member);
       if (!member->result.ok()) {
         member->seqs.clear();
         Query(conn, "ROLLBACK TO batch")->exec();
@@ -107,6 +123,14 @@ void SqliteStore::write_group(const std::vector<GroupMember*>& group) {
       member->result = status;
       member->seqs.clear();
     }
+  }
+}
+
+Status SqliteStore::write_member(Connection& conn, GroupMember& member) {
+  try {
+    return write_batch_rows(conn, member);
+  } catch (const SQLite::Exception& e) {
+    return status_from_exception(e, "write_batch");
   }
 }
 

@@ -130,6 +130,8 @@ class SqliteStore final : public Store {
   struct GroupMember;
   void write_group(const std::vector<GroupMember*>& group);
   Status write_batch_rows(Connection& conn, GroupMember& member);
+  // write_batch_rows with a failed statement as a Status.
+  Status write_member(Connection& conn, GroupMember& member);
   std::mutex group_mu_;
   std::condition_variable group_done_;
   std::vector<GroupMember*> group_queue_;

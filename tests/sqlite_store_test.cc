@@ -773,5 +773,12 @@ TEST_CASE("write_batch: concurrent batches commit together, a failing one leaves
     for (size_t i = 0; i < events->size(); ++i) CHECK((*events)[i].seq == static_cast<int64_t>(i + 1));
     CHECK(store->list_steps(id)->size() == kBatches);
     CHECK(store->get_run(id)->state == Value::object({{"b", kBatches - 1}}));
+    // Every checkpoint reads back, also those written again after a failing
+    // neighbour made the group start over.
+    auto cold = open_store(dir.file("group.db"));
+    auto cps = cold->list_checkpoints(id);
+    REQUIRE(cps.ok());
+    REQUIRE(cps->size() == static_cast<size_t>(kBatches));
+    for (int b = 0; b < kBatches; ++b) CHECK((*cps)[static_cast<size_t>(b)].state == Value::object({{"b", b}}));
   }
 }
