@@ -9,6 +9,10 @@
 // pool can be a task): that thread is detached instead of joined and exits
 // after its task without touching the destroyed pool.
 //
+// A task posted from inside one of the pool's tasks while no other task
+// waits runs next on that same thread, once the posting task returns (a reply
+// handler that sends the next call keeps its thread instead of waking one).
+//
 // Thread-safety: post() may be called from any thread.
 #pragma once
 

@@ -2,15 +2,16 @@
 // webhook, api_chat, openai_chat and a2a over HTTP: each call runs on the
 // transport's thread pool, so call() returns at once.
 #include "http_worker_protocols.h"
-#include "worker_reply.h"
 
 #include <chrono>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
 
+#include "deferred_calls.h"
 #include "http_transport.h"
 #include "orch/id.h"
+#include "worker_reply.h"
 #include "worker_wire.h"
 
 namespace orch::internal {
@@ -132,6 +133,9 @@ class HttpWorkerProtocol final : public WorkerProtocol {
                                      done = std::move(done)]() mutable {
       WorkerReply reply = perform(*transport, *sessions, plan);
       transport->forget(plan.spec.call_id);
+      // The next calls this reply leads to are sent from this (call) thread,
+      // after done() returns, rather than handed to other threads.
+      DeferredCalls next_calls;
       done(std::move(reply));
     });
   }

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <random>
 
+#include "deferred_calls.h"
 #include "engine.h"
 #include "orch/id.h"
 #include "orch/state.h"
@@ -211,9 +212,11 @@ void EngineImpl::call_worker(const std::shared_ptr<RunContext>& ctx, const Node&
   // goes out, so a restart resumes this call instead of sending a new one.
   (void)flush(*ctx);
   if (is_terminal(ctx->record.status)) return;  // the flush failed the run: nothing to call for
-  asio::post(pool_, [dispatcher, request = std::move(request), done = std::move(done)]() mutable {
+  std::function<void()> send = [dispatcher, request = std::move(request), done = std::move(done)]() mutable {
     dispatcher->dispatch(request, std::move(done));
-  });
+  };
+  // Never under the run's lock: a dispatcher may answer at once.
+  if (!DeferredCalls::defer(send)) asio::post(pool_, std::move(send));
 }
 
 void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t index) {
