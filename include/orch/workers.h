@@ -118,10 +118,13 @@ struct WorkerRegistryOptions {
   // How long an open circuit stays open before a probe call is let through.
   int64_t circuit_cooldown_ms = 60000;
   // Upper bound of the threads that carry blocking HTTP calls (started on
-  // demand). Calls beyond it wait for a free thread.
-  size_t max_call_threads = 64;
-  // Idle keep-alive connections kept per worker origin.
-  size_t max_idle_connections = 8;
+  // demand), so of the HTTP calls in flight at once. Calls beyond it wait for
+  // a free thread. A model call takes seconds: with many runs in flight, a
+  // low bound queues calls that workers could already be serving.
+  size_t max_call_threads = 256;
+  // Idle keep-alive connections kept per worker origin (beyond it, a call's
+  // connection closes after it, and a later call connects anew).
+  size_t max_idle_connections = 64;
   // Deadline of a call whose request carries none.
   int64_t default_timeout_ms = 300000;
   // check_health() every this many ms on a background thread; 0: never.
