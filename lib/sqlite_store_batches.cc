@@ -6,6 +6,7 @@
 // leaves the others alone). Many runs then share one commit's cost instead of
 // queueing behind the writer lock one transaction at a time.
 #include <algorithm>
+#include <condition_variable>
 #include <unordered_map>
 
 #include "sqlite_rows.h"
@@ -37,6 +38,9 @@ struct SqliteStore::GroupMember {
   std::vector<int64_t> seqs;
   Status result;
   bool done = false;
+  // Woken when its batch is written, or when it is next to lead: each member
+  // has its own, so a leader wakes only those it wrote and its successor.
+  std::condition_variable wake;
 };
 
 Status SqliteStore::write_batch(StoreBatch& batch) {
@@ -52,7 +56,7 @@ Status SqliteStore::write_batch(StoreBatch& batch) {
   group_queue_.push_back(&me);
   while (!me.done) {
     if (group_leader_) {
-      group_done_.wait(lock);
+      me.wake.wait(lock);
       continue;
     }
     // Lead: write everything queued so far (this batch included).
@@ -62,9 +66,13 @@ Status SqliteStore::write_batch(StoreBatch& batch) {
     lock.unlock();
     write_group(group);
     lock.lock();
-    for (GroupMember* member : group) member->done = true;
+    // Under the lock: a member may return (and its frame go) once it sees done.
+    for (GroupMember* member : group) {
+      member->done = true;
+      member->wake.notify_one();
+    }
     group_leader_ = false;
-    group_done_.notify_all();
+    if (!group_queue_.empty()) group_queue_.front()->wake.notify_one();
   }
   lock.unlock();
   if (!me.result.ok()) return me.result;

@@ -133,7 +133,6 @@ class SqliteStore final : public Store {
   // write_batch_rows with a failed statement as a Status.
   Status write_member(Connection& conn, GroupMember& member);
   std::mutex group_mu_;
-  std::condition_variable group_done_;
   std::vector<GroupMember*> group_queue_;
   bool group_leader_ = false;
 
