@@ -12,7 +12,11 @@
 // runs in flight and an instant worker, Little's law makes each node wait
 // about R / throughput).
 //
-//   bench_server ORCH_BINARY [--runs 100] [--db PATH|:memory:] [--worker-ms 0]
+// After a warm-up round, --reps rounds (default 5) each start R new runs at
+// once and wait for them all to end: node executions per second is the median
+// round's, the latency percentiles are over every measured round's nodes.
+//
+//   bench_server ORCH_BINARY [--runs 100] [--db PATH|:memory:] [--worker-ms 0] [--reps 5]
 #include <arpa/inet.h>
 #include <httplib.h>
 #include <netinet/in.h>
@@ -65,18 +69,20 @@ int free_port() {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: bench_server ORCH_BINARY [--runs N] [--db PATH] [--worker-ms N]\n");
+    std::fprintf(stderr, "usage: bench_server ORCH_BINARY [--runs N] [--db PATH] [--worker-ms N] [--reps N]\n");
     return 2;
   }
   std::string orch_bin = argv[1];
   int runs = 100;
   int worker_ms = 0;
+  int reps = 5;
   std::string db = "/tmp/orch-bench-server.db";
   for (int i = 2; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
     if (flag == "--runs") runs = std::max(1, std::atoi(argv[i + 1]));
     if (flag == "--db") db = argv[i + 1];
     if (flag == "--worker-ms") worker_ms = std::max(0, std::atoi(argv[i + 1]));
+    if (flag == "--reps") reps = std::max(1, std::atoi(argv[i + 1]));
   }
   for (const char* suffix : {"", "-wal", "-shm"}) std::remove((db + suffix).c_str());
 
@@ -143,39 +149,62 @@ int main(int argc, char** argv) {
   edges += R"(,["n9","__end__"])";
   api.Post("/workflows", R"({"id":"bench","nodes":{)" + nodes + "},\"edges\":[" + edges + "]}", "application/json");
 
-  auto start = Clock::now();
-  std::vector<std::string> ids(static_cast<size_t>(runs));
-  std::vector<std::thread> starters;
-  std::atomic<int> next{0};
-  for (int t = 0; t < 8; ++t) {
-    starters.emplace_back([&] {
-      httplib::Client c("127.0.0.1", port);
-      c.set_tcp_nodelay(true);
-      for (int i; (i = next++) < runs;) {
-        auto r = c.Post("/workflows/bench/run", "{}", "application/json");
-        auto v = r ? orch::parse_json(r->body) : orch::Result<orch::Value>(orch::Status::internal("no reply"));
-        if (v.ok()) ids[static_cast<size_t>(i)] = (*v)["id"].get_string("");
+  // One round: `runs` new runs at once, until every one has ended. Returns
+  // the round's wall seconds and appends its per-node gaps (µs).
+  auto round = [&](std::vector<double>* gaps_us) {
+    {
+      std::lock_guard<std::mutex> lock(timeline.mu);
+      timeline.calls.clear();
+      timeline.answered = 0;
+    }
+    auto start = Clock::now();
+    std::vector<std::thread> starters;
+    std::atomic<int> next{0};
+    for (int t = 0; t < 8; ++t) {
+      starters.emplace_back([&] {
+        httplib::Client c("127.0.0.1", port);
+        c.set_tcp_nodelay(true);
+        while (next++ < runs) c.Post("/workflows/bench/run", "{}", "application/json");
+      });
+    }
+    for (auto& t : starters) t.join();
+    // The worker hears every node of every run; once it answered them all, only
+    // the last commits are left, so the client polls only for that short tail
+    // (polling throughout would take CPU from the server it measures).
+    {
+      std::unique_lock<std::mutex> lock(timeline.mu);
+      timeline.all_answered.wait_for(lock, std::chrono::seconds(30), [&] { return timeline.answered >= runs * 10; });
+    }
+    for (int spin = 0; spin < 30000; ++spin) {
+      auto r = api.Get("/runs?status=running&limit=1");
+      auto v = r ? orch::parse_json(r->body) : orch::Result<orch::Value>(orch::Status::internal("no reply"));
+      if (v.ok() && (*v)["items"].size() == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    std::lock_guard<std::mutex> lock(timeline.mu);
+    for (auto& [run, calls] : timeline.calls) {
+      for (size_t i = 1; i < calls.size(); ++i) {
+        gaps_us->push_back(std::chrono::duration<double, std::micro>(calls[i].first - calls[i - 1].second).count());
       }
-    });
-  }
-  for (auto& t : starters) t.join();
-  // The worker hears every node of every run; once it answered them all, only
-  // the last commits are left, so the client polls only for that short tail
-  // (polling throughout would take CPU from the server it measures).
-  {
-    std::unique_lock<std::mutex> lock(timeline.mu);
-    timeline.all_answered.wait_for(lock, std::chrono::seconds(30), [&] { return timeline.answered >= runs * 10; });
+    }
+    return elapsed;
+  };
+
+  std::vector<double> warmup_gaps;
+  round(&warmup_gaps);  // threads, connections and caches start up here
+  std::vector<double> gaps_us;
+  std::vector<double> rates;
+  std::vector<double> elapsed_ms;
+  for (int rep = 0; rep < reps; ++rep) {
+    double seconds = round(&gaps_us);
+    elapsed_ms.push_back(seconds * 1000);
+    rates.push_back(runs * 10 / seconds);
   }
   int completed = 0;
   std::string failure;
-  for (int spin = 0; spin < 30000; ++spin) {
-    auto r = api.Get("/runs?status=running&limit=1");
-    auto v = r ? orch::parse_json(r->body) : orch::Result<orch::Value>(orch::Status::internal("no reply"));
-    if (v.ok() && (*v)["items"].size() == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
   {
-    auto r = api.Get("/runs?status=completed&limit=1000");
+    auto r = api.Get(("/runs?status=completed&limit=" + std::to_string(runs * (reps + 1))).c_str());
     auto v = r ? orch::parse_json(r->body) : orch::Result<orch::Value>(orch::Status::internal("no reply"));
     completed = v.ok() ? static_cast<int>((*v)["items"].size()) : 0;
     auto f = api.Get("/runs?status=failed&limit=1");
@@ -185,27 +214,20 @@ int main(int argc, char** argv) {
       if (one) failure = orch::parse_json(one->body)->find("error_text")->get_string("");
     }
   }
-  double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-
-  std::vector<double> gaps_us;
-  {
-    std::lock_guard<std::mutex> lock(timeline.mu);
-    for (auto& [run, calls] : timeline.calls) {
-      for (size_t i = 1; i < calls.size(); ++i) {
-        gaps_us.push_back(std::chrono::duration<double, std::micro>(calls[i].first - calls[i - 1].second).count());
-      }
-    }
-  }
   std::sort(gaps_us.begin(), gaps_us.end());
+  std::sort(rates.begin(), rates.end());
+  std::sort(elapsed_ms.begin(), elapsed_ms.end());
   auto pct = [&](double p) { return gaps_us.empty() ? 0.0 : gaps_us[static_cast<size_t>(p * (gaps_us.size() - 1))]; };
   std::printf(
-      "{\"scenario\":\"server\",\"store\":\"%s\",\"runs\":%d,\"nodes_per_run\":10,\"worker_ms\":%d,\"completed\":%d,"
-      "\"elapsed_ms\":%.1f,\"node_executions_per_s\":%.0f,\"added_latency_p50_ms\":%.3f,\"added_latency_p99_ms\":%.3f%s}\n",
-      db == ":memory:" ? "memory" : "sqlite", runs, worker_ms, completed, elapsed * 1000, completed * 10 / elapsed, pct(0.5) / 1000,
-      pct(0.99) / 1000, failure.empty() ? "" : (",\"first_failure\":" + orch::Value(failure).to_json()).c_str());
+      "{\"scenario\":\"server\",\"store\":\"%s\",\"runs\":%d,\"nodes_per_run\":10,\"worker_ms\":%d,\"reps\":%d,"
+      "\"completed\":%d,\"median_ms\":%.1f,\"min_ms\":%.1f,\"max_ms\":%.1f,\"node_executions_per_s\":%.0f,"
+      "\"added_latency_p50_ms\":%.3f,\"added_latency_p99_ms\":%.3f%s}\n",
+      db == ":memory:" ? "memory" : "sqlite", runs, worker_ms, reps, completed, elapsed_ms[elapsed_ms.size() / 2],
+      elapsed_ms.front(), elapsed_ms.back(), rates[rates.size() / 2], pct(0.5) / 1000, pct(0.99) / 1000,
+      failure.empty() ? "" : (",\"first_failure\":" + orch::Value(failure).to_json()).c_str());
   kill(child, SIGTERM);
   waitpid(child, nullptr, 0);
   worker.stop();
   worker_thread.join();
-  return completed == runs ? 0 : 1;
+  return completed == runs * (reps + 1) ? 0 : 1;
 }
