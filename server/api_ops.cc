@@ -50,7 +50,7 @@ void agent_event(App& app, const httplib::Request& req, httplib::Response& res, 
                         std::chrono::system_clock::now().time_since_epoch()).count();
   auto seq = app.store->append_event(e);
   if (!seq.ok()) return send_status(res, seq.status());
-  app.hub.publish();
+  app.hub.publish(e.run_id);
   send_json(res, 200, Value::object({{"ok", true}}));
 }
 

@@ -97,7 +97,7 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
     else if (e.kind == "task_result") {
       raw->metrics.step_latency.observe(static_cast<double>(e.data["duration_ms"].get_int(0)) / 1000.0);
     }
-    raw->hub.publish();
+    raw->hub.publish(e.run_id);
   });
   app->callbacks = std::make_unique<CallbackSender>(*app);
   app->callbacks->start();

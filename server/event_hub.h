@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 //
-// EventHub: wakes SSE streams when a run gets a new event. The events
-// themselves are read from the Store, so a stream never misses one and any
-// number of clients can follow a run, each with its own cursor.
+// EventHub: wakes the SSE streams of a run when it gets a new event. The
+// events themselves are read from the Store, so a stream never misses one and
+// any number of clients can follow a run, each with its own cursor. A publish
+// wakes only the streams of that run: with many streams open, an event does
+// not send every one of them back to the store.
 // Thread-safe.
 #pragma once
 
@@ -10,40 +12,34 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <string>
+#include <unordered_map>
 
 namespace orch::server {
 
 class EventHub {
  public:
-  // Something happened (any run).
-  void publish() {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++epoch_;
-    cv_.notify_all();
-  }
-  uint64_t epoch() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return epoch_;
-  }
-  // Waits until publish() moves past `seen`, close() is called, or `timeout`.
-  void wait(uint64_t seen, std::chrono::milliseconds timeout) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, timeout, [&] { return epoch_ != seen || closed_; });
-  }
-  void close() {
-    std::lock_guard<std::mutex> lock(mu_);
-    closed_ = true;
-    cv_.notify_all();
-  }
-  bool closed() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return closed_;
-  }
+  // A new event of `run_id` is in the store.
+  void publish(const std::string& run_id);
+  // What to pass to wait() for `run_id`; take it before reading the store.
+  uint64_t epoch(const std::string& run_id);
+  // Waits until `run_id` gets an event published after `seen` was taken (or
+  // possibly so: a wake-up may be spurious, never missed), close(), or `timeout`.
+  void wait(const std::string& run_id, uint64_t seen, std::chrono::milliseconds timeout);
+  void close();
+  bool closed();
+  // Streams waiting on `run_id` now.
+  int waiting(const std::string& run_id);
 
  private:
+  struct Watch {
+    uint64_t epoch = 0;  // published_ at the run's last publish (or when watched)
+    int waiters = 0;
+    std::condition_variable cv;
+  };
   std::mutex mu_;
-  std::condition_variable cv_;
-  uint64_t epoch_ = 0;
+  uint64_t published_ = 0;  // counts every publish, of any run
+  std::unordered_map<std::string, Watch> watches_;  // runs a stream waits on
   bool closed_ = false;
 };
 

@@ -116,7 +116,7 @@ void stream(App& app, const httplib::Request& req, httplib::Response& res, const
   res.set_chunked_content_provider(
       "text/event-stream",
       [&app, state, run_id, modes](size_t, httplib::DataSink& sink) {
-        uint64_t epoch = app.hub.epoch();
+        uint64_t epoch = app.hub.epoch(run_id);
         // Status first: a run's last event is stored before it shows as ended.
         auto now = app.engine->get_run(run_id);
         bool ended = !now.ok() || is_terminal(now->status) || app.stopping;
@@ -148,7 +148,7 @@ void stream(App& app, const httplib::Request& req, httplib::Response& res, const
           static const char kPing[] = ": keep-alive\n\n";
           if (!sink.write(kPing, sizeof(kPing) - 1)) return false;
         }
-        app.hub.wait(epoch, kWakeInterval);
+        app.hub.wait(run_id, epoch, kWakeInterval);
         return true;
       },
       [&app](bool) { app.sse_clients.fetch_sub(1); });

@@ -1357,7 +1357,7 @@ void Tracker::Impl::append_run_event(const std::string& run_id, const std::strin
   e.kind = kind;
   e.data = std::move(data);
   e.created_at_ms = wall_ms();
-  if (app.store->append_event(std::move(e)).ok()) app.hub.publish();
+  if (app.store->append_event(std::move(e)).ok()) app.hub.publish(run_id);
 }
 
 int Tracker::Impl::allocate_port() {
@@ -1390,7 +1390,7 @@ void Tracker::Impl::on_engine_event(const EventRecord& e, bool from_agent_engine
     else if (e.kind == "run.failed") m.runs_failed.fetch_add(1, std::memory_order_relaxed);
     else if (e.kind == "step.completed") m.steps_completed.fetch_add(1, std::memory_order_relaxed);
     else if (e.kind == "step.failed") m.steps_failed.fetch_add(1, std::memory_order_relaxed);
-    app.hub.publish();
+    app.hub.publish(e.run_id);
   }
   std::lock_guard<std::mutex> lock(mu);
   auto it = by_run.find(e.run_id);
