@@ -141,6 +141,15 @@ Status EngineImpl::flush(RunContext& ctx) {
   for (const EventRecord& ev : batch.events) {
     if (ev.seq > 0) notify_listeners(ev);  // events written before a failure still count
   }
+  // The next batch reuses this one's vectors: growing fresh ones every
+  // superstep cost more allocator work than the writes.
+  batch.steps.clear();
+  batch.pending_writes.clear();
+  batch.events.clear();
+  batch.checkpoint.reset();
+  batch.run.reset();
+  batch.sync_to_disk = false;
+  if (ctx.batch.empty()) ctx.batch = std::move(batch);
   if (!s.ok() && deferred_checkpoint) finish_run(ctx, RunStatus::kFailed, "checkpoint failed: " + s.message());
   return s;
 }
@@ -478,7 +487,8 @@ void EngineImpl::start_superstep(const std::shared_ptr<RunContext>& ctx, const s
       complete_task(ctx, i, std::move(o), false);
       continue;
     }
-    emit(c, "task_start", Value::object({{"id", t.step_id}, {"name", name}, {"type", std::string(node_type_name(c.compiled->graph->node(t.vertex)->type))}}));
+    const CompiledGraph& g = *c.compiled->graph;
+    emit(c, "task_start", Value::object({{"id", t.step_id_value()}, {"name", g.name_value(t.vertex)}, {"type", g.type_value(t.vertex)}}));
     launch_node(ctx, i);
   }
 }
@@ -499,7 +509,7 @@ void EngineImpl::complete_task(const std::shared_ptr<RunContext>& ctx, size_t in
   if (record && t.outcome.kind != NodeOutcome::Kind::kFailed) {
     write_pending(c, PendingWrite{c.record.id, c.version + 1, name, t.outcome.to_value()});
   }
-  emit(c, "task_result", Value::object({{"id", t.step_id}, {"name", name},
+  emit(c, "task_result", Value::object({{"id", t.step_id_value()}, {"name", c.compiled->graph->name_value(t.vertex)},
                                         {"ok", t.outcome.kind != NodeOutcome::Kind::kFailed},
                                         {"duration_ms", static_cast<long long>(options_.clock->now_ms() - t.started_ms)}}));
   if (--c.outstanding == 0) finish_superstep(ctx);
@@ -554,7 +564,7 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
       c.record.input_tokens += t.outcome.usage["input_tokens"].get_int(0);
       c.record.output_tokens += t.outcome.usage["output_tokens"].get_int(0);
     }
-    emit(c, "updates", Value::object({{"step", name}, {"updates", node_updates}}));
+    emit(c, "updates", Value::object({{"step", g.name_value(t.vertex)}, {"updates", node_updates}}));
     if (t.outcome.custom.is_array()) {
       for (const Value& m : t.outcome.custom.as_array()) emit(c, "custom", m);
     }

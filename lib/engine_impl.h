@@ -32,6 +32,12 @@ struct CompiledWorkflow {
 struct NodeTask {
   int vertex = -1;
   std::string step_id;
+  // step_id as a shared JSON string, for the events that name it.
+  const Value& step_id_value() {
+    if (!step_id_json.is_string() || step_id_json.as_string() != step_id) step_id_json = Value(step_id);
+    return step_id_json;
+  }
+  Value step_id_json;
   int attempt = 1;
   int turn = 1;
   uint64_t token = 0;            // identifies the current attempt; stale replies are ignored

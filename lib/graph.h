@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "orch/value.h"
 #include "orch/workflow.h"
 
 namespace orch::internal {
@@ -34,6 +35,10 @@ class CompiledGraph {
   std::shared_ptr<const Workflow> workflow_ptr() const { return workflow_; }
   size_t vertex_count() const { return names_.size(); }
   const std::string& name(int v) const { return names_[static_cast<size_t>(v)]; }
+  // The name, and the node's type name, as shared JSON strings: events carry
+  // them every superstep, and a shared Value costs no allocation.
+  const Value& name_value(int v) const { return name_values_[static_cast<size_t>(v)]; }
+  const Value& type_value(int v) const { return type_values_[static_cast<size_t>(v)]; }
   // -1 when unknown.
   int vertex(const std::string& name) const;
   // nullptr for __start__/__end__.
@@ -47,6 +52,8 @@ class CompiledGraph {
  private:
   std::shared_ptr<const Workflow> workflow_;
   std::vector<std::string> names_;
+  std::vector<Value> name_values_;
+  std::vector<Value> type_values_;  // null for __start__/__end__
   std::unordered_map<std::string, int> index_;
   std::vector<GraphEdge> edges_;
   std::vector<std::vector<int>> in_;

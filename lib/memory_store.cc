@@ -84,7 +84,7 @@ class MemoryStore final : public Store {
     auto it = runs_.find(run.id);
     if (it == runs_.end()) return Status::not_found("run " + run.id + " not found");
     it->second.checkpoints.push_back(checkpoint);
-    checkpoint_run_[checkpoint.id] = run.id;
+    checkpoint_run_[checkpoint.id] = &it->first;
     it->second.record = run;
     it->second.pending_writes.clear();
     return Status();
@@ -94,7 +94,7 @@ class MemoryStore final : public Store {
     std::lock_guard<std::mutex> lock(mu_);
     auto owner = checkpoint_run_.find(checkpoint_id);
     if (owner == checkpoint_run_.end()) return Status::not_found("checkpoint " + checkpoint_id + " not found");
-    for (const Checkpoint& cp : runs_.at(owner->second).checkpoints) {
+    for (const Checkpoint& cp : runs_.at(*owner->second).checkpoints) {
       if (cp.id == checkpoint_id) return cp;
     }
     return Status::not_found("checkpoint " + checkpoint_id + " not found");
@@ -150,8 +150,8 @@ class MemoryStore final : public Store {
     if (it == runs_.end()) return Status::not_found("run " + step.run_id + " not found");
     auto [pos, inserted] = it->second.steps.emplace(step.id, step);
     if (inserted) {
-      it->second.step_order.push_back(step.id);
-      step_run_[step.id] = step.run_id;
+      it->second.step_order.push_back(&pos->first);
+      step_run_[step.id] = &it->first;
     } else {
       pos->second = step;
     }
@@ -162,7 +162,7 @@ class MemoryStore final : public Store {
     std::lock_guard<std::mutex> lock(mu_);
     auto owner = step_run_.find(step_id);
     if (owner == step_run_.end()) return Status::not_found("step " + step_id + " not found");
-    return runs_.at(owner->second).steps.at(step_id);
+    return runs_.at(*owner->second).steps.at(step_id);
   }
 
   Result<std::vector<StepRecord>> list_steps(const std::string& run_id) override {
@@ -171,7 +171,7 @@ class MemoryStore final : public Store {
     if (it == runs_.end()) return Status::not_found("run " + run_id + " not found");
     std::vector<StepRecord> out;
     out.reserve(it->second.step_order.size());
-    for (const std::string& id : it->second.step_order) out.push_back(it->second.steps.at(id));
+    for (const std::string* id : it->second.step_order) out.push_back(it->second.steps.at(*id));
     return out;
   }
 
@@ -180,6 +180,7 @@ class MemoryStore final : public Store {
     auto it = runs_.find(event.run_id);
     if (it == runs_.end()) return Status::not_found("run " + event.run_id + " not found");
     event.seq = static_cast<int64_t>(it->second.events.size()) + 1;
+    event.run_id.clear();  // the run's own; list_events puts it back
     it->second.events.push_back(std::move(event));
     return it->second.events.back().seq;
   }
@@ -196,21 +197,25 @@ class MemoryStore final : public Store {
     for (StepRecord& step : batch.steps) {
       auto [pos, inserted] = data.steps.try_emplace(step.id);
       if (inserted) {
-        data.step_order.push_back(step.id);
-        step_run_[step.id] = run_id;
+        data.step_order.push_back(&pos->first);
+        step_run_[step.id] = &it->first;
       }
       pos->second = std::move(step);
     }
     for (PendingWrite& write : batch.pending_writes) data.pending_writes.push_back(std::move(write));
     if (batch.checkpoint) {
-      checkpoint_run_[batch.checkpoint->id] = run_id;
+      checkpoint_run_[batch.checkpoint->id] = &it->first;
       data.checkpoints.push_back(std::move(*batch.checkpoint));
       data.pending_writes.clear();
     }
     if (batch.run) data.record = std::move(*batch.run);
     for (EventRecord& event : batch.events) {
       event.seq = static_cast<int64_t>(data.events.size()) + 1;
-      data.events.push_back(event);
+      EventRecord& kept = data.events.emplace_back();  // without its run id (see list_events)
+      kept.seq = event.seq;
+      kept.kind = event.kind;
+      kept.data = event.data;
+      kept.created_at_ms = event.created_at_ms;
     }
     return Status();
   }
@@ -223,7 +228,10 @@ class MemoryStore final : public Store {
     const auto& events = it->second.events;
     std::vector<EventRecord> out;
     size_t start = after_seq < 0 ? 0 : static_cast<size_t>(after_seq);
-    for (size_t i = start; i < events.size() && out.size() < limit; ++i) out.push_back(events[i]);
+    for (size_t i = start; i < events.size() && out.size() < limit; ++i) {
+      out.push_back(events[i]);
+      out.back().run_id = run_id;
+    }
     return out;
   }
 
@@ -286,16 +294,17 @@ class MemoryStore final : public Store {
     std::vector<Checkpoint> checkpoints;
     std::vector<PendingWrite> pending_writes;
     std::unordered_map<std::string, StepRecord> steps;
-    std::vector<std::string> step_order;
-    std::vector<EventRecord> events;
+    std::vector<const std::string*> step_order;  // keys of `steps`, in first-write order
+    std::vector<EventRecord> events;  // kept without their run_id
   };
 
   std::mutex mu_;
   std::unordered_map<std::string, RunData> runs_;
   std::vector<std::string> order_;
   std::unordered_map<std::string, std::string> idempotency_;
-  std::unordered_map<std::string, std::string> checkpoint_run_;
-  std::unordered_map<std::string, std::string> step_run_;
+  // Id -> the key of its run in runs_ (map keys stay put until erased).
+  std::unordered_map<std::string, const std::string*> checkpoint_run_;
+  std::unordered_map<std::string, const std::string*> step_run_;
   std::unordered_map<std::string, WorkflowRecord> workflows_;
   std::vector<std::string> workflow_order_;
   std::unordered_map<std::string, Value> workers_;

@@ -296,7 +296,7 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
   step.created_at_ms = step.started_at_ms = options_.clock->now_ms();
   write_step(c, step);
   t.step = std::move(step);
-  emit(c, "step.started", Value::object({{"step_id", t.step_id}, {"node", name}, {"attempt", t.attempt}}));
+  emit(c, "step.started", Value::object({{"step_id", t.step_id_value()}, {"node", c.compiled->graph->name_value(t.vertex)}, {"attempt", t.attempt}}));
 
   int64_t timeout_ms = node.task.timeout_ms.value_or(options_.default_timeout_ms);
   if (node.type == NodeType::kAgent && t.turn > 1 && node.task.turn_timeout_ms) {
@@ -376,7 +376,7 @@ void EngineImpl::on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t 
     return;
   }
   ReplyEffects effects = std::move(result).value();
-  emit(c, "step.completed", Value::object({{"step_id", t.step_id}, {"node", node.name}, {"output", output}}));
+  emit(c, "step.completed", Value::object({{"step_id", t.step_id_value()}, {"node", c.compiled->graph->name_value(t.vertex)}, {"output", output}}));
 
   // Accumulate this turn.
   Value usage = t.outcome.usage;

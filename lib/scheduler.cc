@@ -126,7 +126,7 @@ std::vector<std::string> Scheduler::waiting_nodes() const {
 namespace {
 Value names_of(const CompiledGraph& g, const std::set<int>& vs) {
   Value out = Value::array();
-  for (int v : vs) out.push_back(g.name(v));
+  for (int v : vs) out.push_back(g.name_value(v));
   return out;
 }
 

@@ -33,8 +33,22 @@ bool parse_index(std::string_view s, size_t* out) {
 // ---------------------------------------------------------------- Object
 
 Object::Object(std::initializer_list<Member> members) {
+  // The engine builds many small objects this way: append directly, and look
+  // for a repeated key (the later one wins, as with set) only among those
+  // already in.
   members_.reserve(members.size());
-  for (const auto& m : members) set(m.first, m.second);
+  for (const auto& m : members) {
+    bool repeated = false;
+    for (Member& existing : members_) {
+      if (existing.first == m.first) {
+        existing.second = m.second;
+        repeated = true;
+        break;
+      }
+    }
+    if (!repeated) members_.push_back(m);
+  }
+  if (members_.size() > kIndexThreshold) rebuild_index();
 }
 
 ptrdiff_t Object::index_of(std::string_view key) const {
