@@ -506,7 +506,11 @@ void EngineImpl::complete_task(const std::shared_ptr<RunContext>& ctx, size_t in
   t.finished = true;
   t.outcome = std::move(outcome);
   const std::string& name = c.compiled->graph->name(t.vertex);
-  if (record && t.outcome.kind != NodeOutcome::Kind::kFailed) {
+  // A finished node's result is kept (a pending write) so that a restart
+  // does not run it again while its siblings still run. The superstep's last
+  // node needs none when batching: its checkpoint joins the same batch.
+  const bool last_of_superstep = c.outstanding == 1 && c.batching;
+  if (record && t.outcome.kind != NodeOutcome::Kind::kFailed && !last_of_superstep) {
     write_pending(c, PendingWrite{c.record.id, c.version + 1, name, t.outcome.to_value()});
   }
   emit(c, "task_result", Value::object({{"id", t.step_id_value()}, {"name", c.compiled->graph->name_value(t.vertex)},

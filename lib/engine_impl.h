@@ -73,6 +73,12 @@ struct Injection {
 struct RunContext {
   std::mutex mu;
   RunRecord record;
+  // record.id as a shared JSON string (for what every node's request carries).
+  const Value& run_id_value() const {
+    if (!run_id_json.is_string() || run_id_json.as_string() != record.id) run_id_json = Value(record.id);
+    return run_id_json;
+  }
+  mutable Value run_id_json;
   std::shared_ptr<const CompiledWorkflow> compiled;
   std::unique_ptr<Scheduler> scheduler;
   Value state;

@@ -55,7 +55,7 @@ Value EngineImpl::state_with_meta(const RunContext& c, const std::string& node, 
   s.set("__meta", Value::object({{"step", static_cast<long long>(step)},
                                  {"remaining_steps", static_cast<long long>(c.recursion_limit - step)},
                                  {"is_last_step", step >= c.recursion_limit},
-                                 {"run_id", c.record.id},
+                                 {"run_id", c.run_id_value()},
                                  {"node_name", node},
                                  {"attempt", attempt}}));
   return s;
