@@ -506,11 +506,15 @@ void EngineImpl::complete_task(const std::shared_ptr<RunContext>& ctx, size_t in
   t.finished = true;
   t.outcome = std::move(outcome);
   const std::string& name = c.compiled->graph->name(t.vertex);
-  // A finished node's result is kept (a pending write) so that a restart
-  // does not run it again while its siblings still run. The superstep's last
-  // node needs none when batching: its checkpoint joins the same batch.
-  const bool last_of_superstep = c.outstanding == 1 && c.batching;
-  if (record && t.outcome.kind != NodeOutcome::Kind::kFailed && !last_of_superstep) {
+  // A finished node's result is kept (a pending write) so that a restart, or
+  // a retry after a sibling failed, does not run it again. The last node of a
+  // superstep in which nothing failed needs none when batching: the
+  // superstep's checkpoint joins the same batch.
+  bool checkpoint_follows = c.outstanding == 1 && c.batching && c.durability != Durability::kExit;
+  for (const NodeTask& other : c.tasks) {
+    if (other.finished && other.outcome.kind == NodeOutcome::Kind::kFailed) checkpoint_follows = false;
+  }
+  if (record && t.outcome.kind != NodeOutcome::Kind::kFailed && !checkpoint_follows) {
     write_pending(c, PendingWrite{c.record.id, c.version + 1, name, t.outcome.to_value()});
   }
   emit(c, "task_result", Value::object({{"id", t.step_id_value()}, {"name", c.compiled->graph->name_value(t.vertex)},

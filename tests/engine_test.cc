@@ -418,6 +418,50 @@ TEST_CASE("one of three parallel nodes fails: run fails, retry re-runs only that
   CHECK(trace_of(*again) == std::vector<std::string>{"a", "b", "c"});
 }
 
+TEST_CASE("the last node to finish beside a failed one is not run again by retry", "[engine]") {
+  // b finishes after a and c (c fails): its result must still be kept for the
+  // retry, although it is the last node of its superstep.
+  std::atomic<int> a_calls{0}, b_calls{0}, c_calls{0};
+  std::atomic<bool> c_ok{false};
+  auto wf = make_workflow(std::string(R"({)") + kTraceSchema + R"(,
+    "nodes": {"a": {}, "b": {}, "c": {}},
+    "edges": [["__start__","a"],["__start__","b"],["__start__","c"],["a","__end__"],["b","__end__"],["c","__end__"]]})",
+                          {{"a", [&](const NodeCall&) -> Result<NodeOutput> {
+                              ++a_calls;
+                              return NodeOutput(Value::object({{"trace", Value::array({"a"})}}));
+                            }},
+                           {"b", [&](const NodeCall&) -> Result<NodeOutput> {
+                              ++b_calls;
+                              for (int i = 0; i < 5000 && (a_calls == 0 || c_calls == 0); ++i) {
+                                std::this_thread::sleep_for(1ms);
+                              }
+                              std::this_thread::sleep_for(20ms);  // let a's and c's replies land first
+                              return NodeOutput(Value::object({{"trace", Value::array({"b"})}}));
+                            }},
+                           {"c", [&](const NodeCall&) -> Result<NodeOutput> {
+                              ++c_calls;
+                              if (!c_ok) return orch::Status::internal("c is broken");
+                              return NodeOutput(Value::object({{"trace", Value::array({"c"})}}));
+                            }}});
+  for (const char* store : {"memory", "sqlite"}) {
+    INFO(store);
+    a_calls = b_calls = c_calls = 0;
+    c_ok = false;
+    std::shared_ptr<orch::Store> st = orch::new_memory_store();
+    if (std::string(store) == "sqlite") st = *orch::open_sqlite_store(":memory:");
+    auto engine = make_engine(nullptr, nullptr, st);
+    auto r = run_to_end(*engine, wf);
+    REQUIRE(r.status == RunStatus::kFailed);
+    c_ok = true;
+    REQUIRE(engine->retry_run(r.id).ok());
+    auto again = engine->wait(r.id, 10s);
+    REQUIRE(again->status == RunStatus::kCompleted);
+    CHECK(a_calls == 1);
+    CHECK(b_calls == 1);
+    CHECK(c_calls == 2);
+  }
+}
+
 TEST_CASE("1000 concurrent runs of a 10-node workflow complete with the right state", "[engine]") {
   std::string nodes, edges = R"(["__start__","n0"])";
   std::map<std::string, orch::NodeFunction> fns;
