@@ -615,7 +615,10 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
   const bool was_batching = c.batching;
   c.batching = true;
   const bool staged = stage_checkpoint(c, step_names, interrupt, std::move(ran));
-  if (is_terminal(c.record.status)) return;  // an earlier checkpoint failed
+  if (is_terminal(c.record.status)) {  // an earlier checkpoint failed
+    c.batching = was_batching;
+    return;
+  }
   emit(c, "values", Value::object({{"step", step_names}, {"state", c.state}}));
   c.batching = was_batching;
   if (staged && was_batching && !interrupt) {
