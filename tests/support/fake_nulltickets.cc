@@ -148,7 +148,9 @@ std::string FakeNullTickets::url() const { return "http://127.0.0.1:" + std::to_
 
 void FakeNullTickets::route() {
   State& s = *state_;
-  server_->set_logger([&s](const httplib::Request& req, const httplib::Response& res) {
+  // Recorded before the response goes out (httplib's logger runs after it is
+  // sent, so a client could act on the answer before its call was recorded).
+  server_->set_post_routing_handler([&s](const httplib::Request& req, httplib::Response& res) {
     TrackerCall call;
     call.method = req.method;
     call.path = req.path;
