@@ -88,13 +88,13 @@ Result<std::shared_ptr<const CompiledWorkflow>> EngineImpl::compile(std::shared_
   return std::shared_ptr<const CompiledWorkflow>(c);
 }
 
-void EngineImpl::emit(RunContext& ctx, std::string kind, Value data) {
+void EngineImpl::emit(RunContext& ctx, std::string kind, Value data, bool into_batch) {
   EventRecord ev;
   ev.run_id = ctx.record.id;
   ev.kind = std::move(kind);
   ev.data = std::move(data);
   ev.created_at_ms = options_.clock->now_ms();
-  if (ctx.batching) {
+  if (ctx.batching || into_batch) {
     ctx.batch.events.push_back(std::move(ev));
     return;
   }
@@ -162,11 +162,7 @@ void EngineImpl::notify_status_change() {
 
 Status EngineImpl::commit(RunContext& ctx, const std::string& step_id, bool force,
                           std::vector<std::string> ran) {
-  const bool was_batching = ctx.batching;
-  ctx.batching = true;
-  const bool staged = stage_checkpoint(ctx, step_id, force, std::move(ran));
-  ctx.batching = was_batching;
-  return staged ? flush(ctx) : Status();
+  return stage_checkpoint(ctx, step_id, force, std::move(ran)) ? flush(ctx) : Status();
 }
 
 bool EngineImpl::stage_checkpoint(RunContext& ctx, const std::string& step_id, bool force,
@@ -202,7 +198,7 @@ bool EngineImpl::stage_checkpoint(RunContext& ctx, const std::string& step_id, b
   ctx.batch.checkpoint = std::move(cp);
   ctx.batch.run = ctx.record;
   ctx.batch.sync_to_disk = ctx.durability == Durability::kFull;
-  emit(ctx, "checkpoint.created", std::move(created));
+  emit(ctx, "checkpoint.created", std::move(created), /*into_batch=*/true);
   return true;
 }
 
@@ -612,20 +608,14 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
   c.tasks.clear();
   // The "values" event joins its checkpoint's batch (a store may then keep the
   // state once for both).
-  const bool was_batching = c.batching;
-  c.batching = true;
   const bool staged = stage_checkpoint(c, step_names, interrupt, std::move(ran));
-  if (is_terminal(c.record.status)) {  // an earlier checkpoint failed
-    c.batching = was_batching;
-    return;
-  }
-  emit(c, "values", Value::object({{"step", step_names}, {"state", c.state}}));
-  c.batching = was_batching;
-  if (staged && was_batching && !interrupt) {
+  if (is_terminal(c.record.status)) return;  // an earlier checkpoint failed
+  emit(c, "values", Value::object({{"step", step_names}, {"state", c.state}}), /*into_batch=*/true);
+  if (staged && c.batching && !interrupt) {
     // Whoever batches flushes before the run's lock goes (and before a call
     // is sent): the checkpoint can share that transaction.
     c.checkpoint_deferred = true;
-  } else if (staged || !was_batching) {
+  } else if (staged || !c.batching) {
     Status st = flush(c);
     if (!st.ok()) {
       finish_run(c, RunStatus::kFailed, "checkpoint failed: " + st.message());

@@ -68,7 +68,10 @@ class EngineImpl final : public orch::Engine {
   void finish_run(RunContext& ctx, RunStatus status, const std::string& error);
   void pause_run(RunContext& ctx, const std::string& reason, const std::string& node);
   void evict_later(RunContext& ctx);
-  void emit(RunContext& ctx, std::string kind, Value data);
+  // Stores an event: in the run's batch while it batches (or when
+  // `into_batch`, for events that must be written with what is in the batch),
+  // otherwise at once.
+  void emit(RunContext& ctx, std::string kind, Value data, bool into_batch = false);
   void notify_listeners(const EventRecord& ev);
   // Store writes that join the run's batch while it is batching.
   void write_step(RunContext& ctx, const StepRecord& step);
