@@ -10,11 +10,14 @@
 //
 //   bench_engine [--scenario chain|fanout|loop|all] [--store memory|sqlite] [--reps N]
 //                [--n N] [--durability sync|full]
+// With BENCH_EACH=1 in the environment, each repetition's milliseconds also go
+// to stderr (to see how a noisy machine spreads them).
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -172,6 +175,7 @@ void run_config(const Config& c, int reps) {
       return;
     }
     if (rep > 0) ms.push_back(elapsed);  // rep 0 is the warm-up
+    if (std::getenv("BENCH_EACH") != nullptr) std::fprintf(stderr, "%.2f ", elapsed);
     if (rep == reps) bytes = checkpoint_bytes(*store, *id, path, c);  // once: it is not part of the timing
   }
   std::sort(ms.begin(), ms.end());

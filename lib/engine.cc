@@ -93,7 +93,7 @@ void EngineImpl::emit(RunContext& ctx, std::string kind, Value data, bool into_b
   ev.run_id = ctx.record.id;
   ev.kind = std::move(kind);
   ev.data = std::move(data);
-  ev.created_at_ms = options_.clock->now_ms();
+  ev.created_at_ms = stamp_ms(ctx);
   if (ctx.batching || into_batch) {
     ctx.batch.events.push_back(std::move(ev));
     return;
@@ -138,6 +138,7 @@ Status EngineImpl::flush(RunContext& ctx) {
   const bool deferred_checkpoint = ctx.checkpoint_deferred;
   ctx.checkpoint_deferred = false;
   Status s = options_.store->write_batch(batch);
+  ctx.stamp = -1;  // a write takes time: later records read the clock again
   for (const EventRecord& ev : batch.events) {
     if (ev.seq > 0) notify_listeners(ev);  // events written before a failure still count
   }
@@ -177,7 +178,7 @@ bool EngineImpl::stage_checkpoint(RunContext& ctx, const std::string& step_id, b
   cp.version = ++ctx.version;
   cp.state = ctx.state;
   cp.completed_nodes = std::move(ran);
-  cp.created_at_ms = options_.clock->now_ms();
+  cp.created_at_ms = stamp_ms(ctx);
   Value meta = Value::object();
   if (ctx.scheduler->route_results().size() > 0) meta.set("route_results", ctx.scheduler->route_results());
   meta.set("workflow_version", static_cast<long long>(ctx.compiled->graph->workflow().version));
@@ -385,21 +386,27 @@ void EngineImpl::locked_then_drain(const std::shared_ptr<RunContext>& ctx, const
   const bool outer = !ctx->draining;
   ctx->draining = true;
   ctx->batching = true;
+  ctx->start_stamping();
   body();
   if (!outer) return;
+  std::vector<std::function<void()>> work;
   while (!ctx->inline_work.empty()) {
-    std::vector<std::function<void()>> work;
     work.swap(ctx->inline_work);
     // In-process nodes may take long: what came before them is written first.
     (void)flush(*ctx);
+    ctx->stop_stamping();
     lock.unlock();
     for (auto& job : work) job();
+    work.clear();
     lock.lock();
+    ctx->start_stamping();
   }
+  ctx->inline_work.swap(work);  // keeps the capacity for the next node
   // Nothing this thread wrote may wait for another thread to come by.
   (void)flush(*ctx);
   ctx->batching = false;
   ctx->draining = false;
+  ctx->stop_stamping();
 }
 
 // Starts supersteps until one has to wait for work, or the run stops.
@@ -462,7 +469,7 @@ void EngineImpl::start_superstep(const std::shared_ptr<RunContext>& ctx, const s
     NodeTask& t = c.tasks[i];
     t.vertex = ready[i];
     t.step_id = new_uuid();
-    t.started_ms = options_.clock->now_ms();
+    t.started_ms = stamp_ms(c);
     // Async workers: a step that was waiting for a reply when the run was
     // loaded resumes under its id and attempt (same call id).
     auto resumed = c.resumable_steps.find(c.compiled->graph->name(t.vertex));
@@ -515,7 +522,7 @@ void EngineImpl::complete_task(const std::shared_ptr<RunContext>& ctx, size_t in
   }
   emit(c, "task_result", Value::object({{"id", t.step_id_value()}, {"name", c.compiled->graph->name_value(t.vertex)},
                                         {"ok", t.outcome.kind != NodeOutcome::Kind::kFailed},
-                                        {"duration_ms", static_cast<long long>(options_.clock->now_ms() - t.started_ms)}}));
+                                        {"duration_ms", static_cast<long long>(stamp_ms(c) - t.started_ms)}}));
   if (--c.outstanding == 0) finish_superstep(ctx);
 }
 
@@ -560,7 +567,9 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
         finish_run(c, RunStatus::kFailed, "node '" + name + "': state update failed: " + st.message());
         return;
       }
-      if (u.is_object()) {
+      if (t.outcome.updates.size() == 1) {
+        node_updates = u;  // the usual case: nothing to merge
+      } else if (u.is_object()) {
         for (const auto& [k, v] : u.as_object()) node_updates.set(k, v);
       }
     }
@@ -605,12 +614,14 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
       }
     }
   }
+  // A one-node superstep is named by its node (a shared Value).
+  Value step_value = c.tasks.size() == 1 ? g.name_value(c.tasks.front().vertex) : Value(step_names);
   c.tasks.clear();
   // The "values" event joins its checkpoint's batch (a store may then keep the
   // state once for both).
   const bool staged = stage_checkpoint(c, step_names, interrupt, std::move(ran));
   if (is_terminal(c.record.status)) return;  // an earlier checkpoint failed
-  emit(c, "values", Value::object({{"step", step_names}, {"state", c.state}}), /*into_batch=*/true);
+  emit(c, "values", Value::object({{"step", step_value}, {"state", c.state}}), /*into_batch=*/true);
   if (staged && c.batching && !interrupt) {
     // Whoever batches flushes before the run's lock goes (and before a call
     // is sent): the checkpoint can share that transaction.

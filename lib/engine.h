@@ -86,11 +86,14 @@ class EngineImpl final : public orch::Engine {
     BatchedRunLock(EngineImpl& engine, RunContext& ctx) : engine_(engine), ctx_(ctx), lock_(ctx.mu) {
       owner_ = !ctx.batching;
       ctx.batching = true;
+      ctx.start_stamping();
     }
     ~BatchedRunLock() {
-      if (!owner_) return;
-      (void)engine_.flush(ctx_);
-      ctx_.batching = false;
+      if (owner_) {
+        (void)engine_.flush(ctx_);
+        ctx_.batching = false;
+      }
+      ctx_.stop_stamping();
     }
     BatchedRunLock(const BatchedRunLock&) = delete;
     BatchedRunLock& operator=(const BatchedRunLock&) = delete;
@@ -102,6 +105,13 @@ class EngineImpl final : public orch::Engine {
     bool owner_ = false;
   };
   void notify_status_change();
+  // Wall-clock milliseconds for a record or event of `ctx`: read once per
+  // stamping section (see RunContext::stamping), else read now.
+  int64_t stamp_ms(RunContext& ctx) {
+    if (!ctx.stamping) return options_.clock->now_ms();
+    if (ctx.stamp < 0) ctx.stamp = options_.clock->now_ms();
+    return ctx.stamp;
+  }
 
   // node_exec.cc: running one node
   void launch_node(const std::shared_ptr<RunContext>& ctx, size_t index);
@@ -116,11 +126,14 @@ class EngineImpl final : public orch::Engine {
   void start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t index);
   void notify_parent(RunContext& child);
   void on_child_stopped(const std::shared_ptr<RunContext>& ctx, size_t index, const RunRecord& child);
-  Value state_with_meta(const RunContext& ctx, const std::string& node, int attempt) const;
+  Value state_with_meta(const RunContext& ctx, int vertex, int attempt) const;
   Result<std::string> render(const RunContext& ctx, const Template& tpl, const Value& state,
                              const Value* item, int attempt) const;
   void call_worker(const std::shared_ptr<RunContext>& ctx, const Node& node, WorkerRequest request,
                    std::function<void(WorkerReply)> done);
+  using FunctionDone = std::function<void(Result<ReplyEffects> effects, std::string output)>;
+  void call_function(const std::shared_ptr<RunContext>& ctx, const Node& node, WorkerRequest request,
+                     FunctionDone done);
 
   EngineOptions options_;
   asio::thread_pool pool_;

@@ -120,6 +120,19 @@ struct RunContext {
   // sent, say): one transaction per superstep instead of two. Should that
   // batch fail, the run fails as a failed checkpoint does.
   bool checkpoint_deferred = false;
+  // One wall-clock reading serves every record and event of a short locked
+  // section (EngineImpl::stamp_ms): set on first use inside a section that
+  // opted in (`stamping`), cleared when it ends, unlocks or writes.
+  bool stamping = false;
+  int64_t stamp = -1;
+  void start_stamping() {
+    stamping = true;
+    stamp = -1;
+  }
+  void stop_stamping() {
+    stamping = false;
+    stamp = -1;
+  }
 };
 
 }  // namespace orch::internal

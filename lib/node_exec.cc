@@ -49,14 +49,14 @@ double jitter_factor(double jitter) {
 
 }  // namespace
 
-Value EngineImpl::state_with_meta(const RunContext& c, const std::string& node, int attempt) const {
+Value EngineImpl::state_with_meta(const RunContext& c, int vertex, int attempt) const {
   Value s = c.state;
   int64_t step = c.version;  // the superstep number, from 1
   s.set("__meta", Value::object({{"step", static_cast<long long>(step)},
                                  {"remaining_steps", static_cast<long long>(c.recursion_limit - step)},
                                  {"is_last_step", step >= c.recursion_limit},
                                  {"run_id", c.run_id_value()},
-                                 {"node_name", node},
+                                 {"node_name", c.compiled->graph->name_value(vertex)},
                                  {"attempt", attempt}}));
   return s;
 }
@@ -157,48 +157,87 @@ void EngineImpl::launch_node(const std::shared_ptr<RunContext>& ctx, size_t inde
   launch_attempt(ctx, index);
 }
 
+// Reads an in-process node's output as a worker reply would be read: its
+// updates are the reply's state_updates. Only a non-empty "output" text can
+// carry more (control fields inside it), so only then is it read as a reply.
+static ReplyEffects function_effects(const NodeOutput& out, std::string* output) {
+  ReplyEffects e = effects_of(out);
+  const Value* text = e.updates.find("output");
+  if (text != nullptr && text->is_string() && !text->as_string().empty()) {
+    *output = text->as_string();
+    Value envelope = Value::object({{"state_updates", e.updates}});
+    if (e.has_goto) {
+      Value g = Value::array();
+      for (const std::string& n : e.goto_nodes) g.push_back(n);
+      envelope.set("goto", std::move(g));
+    }
+    if (e.done) envelope.set("done", true);
+    static const TaskConfig kUnused;  // state_updates decide; the config is not read
+    return interpret_reply(*output, envelope, kUnused);
+  }
+  if (!e.updates.is_object()) e.updates = Value::object();  // changes nothing, as from a worker
+  e.has_state_updates = true;
+  return e;
+}
+
+// Calls an in-process node function: on this engine thread once it drops the
+// run lock, or on the pool. `done` runs there, without the run lock.
+void EngineImpl::call_function(const std::shared_ptr<RunContext>& ctx, const Node& node, WorkerRequest request,
+                               FunctionDone done) {
+  // The function is called where it lives, in the compiled workflow this
+  // job keeps alive (copying a std::function may allocate).
+  const NodeFunction* fn = &node.function;
+  Value input = ctx->record.input;
+  Value config = ctx->record.config;
+  auto job = [compiled = ctx->compiled, fn, request = std::move(request), input, config, done = std::move(done)] {
+    std::string output;
+    NodeCall call{request.state, input, config, request.run_id, request.node_name, request.attempt,
+                  request.item.is_null() ? nullptr : &request.item, request.prompt};
+    auto effects = [&]() -> Result<ReplyEffects> {
+      try {
+        Result<NodeOutput> out = (*fn)(call);
+        if (!out.ok()) return out.status();
+        return function_effects(*out, &output);
+      } catch (const std::exception& ex) {
+        return Status::internal(std::string("node function threw: ") + ex.what());
+      } catch (...) {
+        return Status::internal("node function threw a non-standard exception");
+      }
+    }();
+    done(std::move(effects), std::move(output));
+  };
+  // The first in-process call of a superstep runs on this engine thread once
+  // it drops the run lock (no thread hop); any others go to the pool so a
+  // superstep's nodes still run in parallel.
+  if (ctx->draining && ctx->inline_work.empty()) {
+    ctx->inline_work.push_back(std::move(job));
+  } else {
+    asio::post(pool_, std::move(job));
+  }
+}
+
 // Calls the node's function or a worker on the pool; `done` runs on the pool
 // without the run lock.
 void EngineImpl::call_worker(const std::shared_ptr<RunContext>& ctx, const Node& node, WorkerRequest request,
                              std::function<void(WorkerReply)> done) {
   if (node.function) {
-    NodeFunction fn = node.function;
-    Value input = ctx->record.input;
-    Value config = ctx->record.config;
-    auto job = [fn, request = std::move(request), input, config, done = std::move(done)] {
-      WorkerReply reply;
-      NodeCall call{request.state, input, config, request.run_id, request.node_name, request.attempt,
-                    request.item.is_null() ? nullptr : &request.item, request.prompt};
-      try {
-        Result<NodeOutput> out = fn(call);
-        if (!out.ok()) {
-          reply.status = out.status();
-        } else {
-          ReplyEffects e = effects_of(*out);
-          reply.envelope = Value::object({{"state_updates", e.updates}});
-          if (e.has_goto) {
-            Value g = Value::array();
-            for (const std::string& n : e.goto_nodes) g.push_back(n);
-            reply.envelope.set("goto", std::move(g));
-          }
-          if (e.done) reply.envelope.set("done", true);
-          reply.output = e.updates["output"].is_string() ? e.updates["output"].as_string() : std::string();
-        }
-      } catch (const std::exception& ex) {
-        reply.status = Status::internal(std::string("node function threw: ") + ex.what());
-      } catch (...) {
-        reply.status = Status::internal("node function threw a non-standard exception");
-      }
-      done(std::move(reply));
-    };
-    // The first in-process call of a superstep runs on this engine thread once
-    // it drops the run lock (no thread hop); any others go to the pool so a
-    // superstep's nodes still run in parallel.
-    if (ctx->draining && ctx->inline_work.empty()) {
-      ctx->inline_work.push_back(std::move(job));
-    } else {
-      asio::post(pool_, std::move(job));
-    }
+    call_function(ctx, node, std::move(request),
+                  [done = std::move(done)](Result<ReplyEffects> effects, std::string output) {
+                    WorkerReply reply;
+                    if (!effects.ok()) {
+                      reply.status = effects.status();
+                    } else {
+                      reply.envelope = Value::object({{"state_updates", effects->updates}});
+                      if (effects->has_goto) {
+                        Value g = Value::array();
+                        for (const std::string& n : effects->goto_nodes) g.push_back(n);
+                        reply.envelope.set("goto", std::move(g));
+                      }
+                      if (effects->done) reply.envelope.set("done", true);
+                      reply.output = std::move(output);
+                    }
+                    done(std::move(reply));
+                  });
     return;
   }
   std::shared_ptr<Dispatcher> dispatcher = options_.dispatcher;
@@ -227,16 +266,18 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
   const uint64_t token = c.next_token++;
   t.token = token;
 
-  Value state = state_with_meta(c, name, t.attempt);
+  Value state = state_with_meta(c, t.vertex, t.attempt);
   WorkerRequest req;
-  req.call_id = t.step_id + "#" + std::to_string(t.attempt) + "." + std::to_string(t.turn);
   req.run_id = c.record.id;
   req.node_name = name;
-  req.node_type = std::string(node_type_name(node.type));
-  req.worker_tags = node.task.worker_tags;
   req.attempt = t.attempt;
   req.turn = t.turn;
-  req.session_id = "run_" + c.record.id + "_step_" + t.step_id;
+  if (!node.function) {  // what only a dispatcher reads
+    req.call_id = t.step_id + "#" + std::to_string(t.attempt) + "." + std::to_string(t.turn);
+    req.node_type = std::string(node_type_name(node.type));
+    req.worker_tags = node.task.worker_tags;
+    req.session_id = "run_" + c.record.id + "_step_" + t.step_id;
+  }
   if (t.turn == 1) {
     auto tpl = c.compiled->prompts.find(name);
     if (tpl != c.compiled->prompts.end()) {
@@ -287,13 +328,13 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
   step.id = t.step_id;
   step.run_id = c.record.id;
   step.node_name = name;
-  step.type = req.node_type;
+  step.type = node_type_name(node.type);
   step.status = StepStatus::kRunning;
   step.attempt = t.attempt;
   step.max_attempts = node.task.retry.max_attempts;
   step.superstep = c.version + 1;
   step.input = Value::object({{"prompt", req.prompt}});
-  step.created_at_ms = step.started_at_ms = options_.clock->now_ms();
+  step.created_at_ms = step.started_at_ms = stamp_ms(c);
   write_step(c, step);
   t.step = std::move(step);
   emit(c, "step.started", Value::object({{"step_id", t.step_id_value()}, {"node", c.compiled->graph->name_value(t.vertex)}, {"attempt", t.attempt}}));
@@ -319,30 +360,36 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
                     "", "", true, -1);
   });
 
-  TaskConfig config = node.task;
-  // Replies to in-process calls arrive on engine threads, which may go on to run
-  // the next node inline; replies from a Dispatcher arrive on its threads.
-  const bool engine_thread = bool(node.function);
+  if (node.function) {
+    // Replies to in-process calls arrive on engine threads, which may go on
+    // to run the next node inline.
+    call_function(ctx, node, std::move(req),
+                  [this, weak, gen, index, token](Result<ReplyEffects> effects, std::string output) {
+                    auto locked = weak.lock();
+                    if (!locked) return;
+                    locked_then_drain(locked, [&] {
+                      if (locked->generation != gen) return;
+                      on_attempt_done(locked, index, token, std::move(effects), std::move(output), "", true, -1);
+                    });
+                  });
+    return;
+  }
+  // The node's task config is read where it lives, in the compiled workflow
+  // the callback keeps alive.
+  const TaskConfig* config = &node.task;
   call_worker(ctx, node, std::move(req),
-              [this, weak, gen, index, token, config, engine_thread](WorkerReply reply) {
+              [this, weak, compiled = c.compiled, gen, index, token, config](WorkerReply reply) {
                 auto locked = weak.lock();
                 if (!locked) return;
-                auto handle = [&] {
-                  if (locked->generation != gen) return;
-                  if (!reply.status.ok()) {
-                    on_attempt_done(locked, index, token, reply.status, "", reply.worker_id, reply.retryable,
-                                    reply.retry_after_ms);
-                    return;
-                  }
-                  ReplyEffects effects = interpret_reply(reply.output, reply.envelope, config);
-                  on_attempt_done(locked, index, token, std::move(effects), reply.output, reply.worker_id, true, -1);
-                };
-                if (engine_thread) {
-                  locked_then_drain(locked, handle);
-                } else {
-                  BatchedRunLock lock(*this, *locked);
-                  handle();
+                BatchedRunLock lock(*this, *locked);
+                if (locked->generation != gen) return;
+                if (!reply.status.ok()) {
+                  on_attempt_done(locked, index, token, reply.status, "", reply.worker_id, reply.retryable,
+                                  reply.retry_after_ms);
+                  return;
                 }
+                ReplyEffects effects = interpret_reply(reply.output, reply.envelope, *config);
+                on_attempt_done(locked, index, token, std::move(effects), reply.output, reply.worker_id, true, -1);
               });
 }
 
@@ -361,7 +408,7 @@ void EngineImpl::on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t 
   if (t.step.id == t.step_id) {
     StepRecord& step = t.step;
     step.status = result.ok() ? StepStatus::kCompleted : StepStatus::kFailed;
-    step.ended_at_ms = options_.clock->now_ms();
+    step.ended_at_ms = stamp_ms(c);
     step.worker_id = worker_id;
     if (result.ok()) {
       step.output = Value::object({{"output", output}});
@@ -463,6 +510,7 @@ void EngineImpl::launch_send_items(const std::shared_ptr<RunContext>& ctx, size_
   const uint64_t gen = c.generation;
   std::weak_ptr<RunContext> weak = ctx;
   auto tpl = c.compiled->prompts.find(target.name);
+  const int target_vertex = c.compiled->graph->vertex(target.name);
   while ((!t.retry_items.empty() || t.next_item < t.items.size()) && t.items_in_flight < limit) {
     size_t i;
     if (!t.retry_items.empty()) {
@@ -481,7 +529,7 @@ void EngineImpl::launch_send_items(const std::shared_ptr<RunContext>& ctx, size_
     req.worker_tags = target.task.worker_tags;
     req.attempt = t.item_attempts[i];
     req.item = t.items[i];
-    req.state = state_with_meta(c, target.name, req.attempt);
+    req.state = state_with_meta(c, target_vertex, req.attempt);
     if (tpl != c.compiled->prompts.end()) {
       auto prompt = render(c, tpl->second, req.state, &t.items[i], req.attempt);
       if (!prompt.ok()) {

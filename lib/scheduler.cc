@@ -143,8 +143,13 @@ Result<std::set<int>> vertices_of(const CompiledGraph& g, const Value& names) {
 }  // namespace
 
 Value Scheduler::to_value() const {
-  Value fired = Value::array();
-  Value dead = Value::array();
+  // Written at every checkpoint: empty lists and defaults are left out
+  // (from_value reads a missing key as empty).
+  Value out = Value::object({{"edge_count", graph_->edges().size()}});
+  Object& o = out.mutable_object();
+  o.reserve(8);
+  Value fired;
+  Value dead;
   std::vector<int> marked = marked_;  // settle() may not have compacted it yet
   std::sort(marked.begin(), marked.end());
   marked.erase(std::unique(marked.begin(), marked.end()), marked.end());
@@ -152,14 +157,14 @@ Value Scheduler::to_value() const {
     if (edges_[static_cast<size_t>(e)] == kFired) fired.push_back(e);
     if (edges_[static_cast<size_t>(e)] == kDead) dead.push_back(e);
   }
-  return Value::object({{"edge_count", graph_->edges().size()},
-                        {"fired", fired},
-                        {"dead", dead},
-                        {"ready", names_of(*graph_, ready_)},
-                        {"parked", names_of(*graph_, parked_)},
-                        {"passed_before", names_of(*graph_, passed_before_)},
-                        {"route_results", route_results_},
-                        {"end_reached", end_reached_}});
+  if (!fired.is_null()) o.set("fired", std::move(fired));
+  if (!dead.is_null()) o.set("dead", std::move(dead));
+  if (!ready_.empty()) o.set("ready", names_of(*graph_, ready_));
+  if (!parked_.empty()) o.set("parked", names_of(*graph_, parked_));
+  if (!passed_before_.empty()) o.set("passed_before", names_of(*graph_, passed_before_));
+  if (route_results_.size() > 0) o.set("route_results", route_results_);
+  if (end_reached_) o.set("end_reached", true);
+  return out;
 }
 
 Result<Scheduler> Scheduler::from_value(std::shared_ptr<const CompiledGraph> graph, const Value& v) {

@@ -51,10 +51,23 @@ Object::Object(std::initializer_list<Member> members) {
   if (members_.size() > kIndexThreshold) rebuild_index();
 }
 
+Object::Object(const Object& other) : members_(other.members_) {
+  if (other.index_) index_ = std::make_unique<std::unordered_map<std::string, size_t>>(*other.index_);
+}
+
+Object& Object::operator=(const Object& other) {
+  if (this != &other) {
+    members_ = other.members_;
+    index_.reset();
+    if (other.index_) index_ = std::make_unique<std::unordered_map<std::string, size_t>>(*other.index_);
+  }
+  return *this;
+}
+
 ptrdiff_t Object::index_of(std::string_view key) const {
-  if (!index_.empty()) {
-    auto it = index_.find(std::string(key));
-    return it == index_.end() ? -1 : static_cast<ptrdiff_t>(it->second);
+  if (index_) {
+    auto it = index_->find(std::string(key));
+    return it == index_->end() ? -1 : static_cast<ptrdiff_t>(it->second);
   }
   for (size_t i = 0; i < members_.size(); ++i) {
     if (members_[i].first == key) return static_cast<ptrdiff_t>(i);
@@ -79,9 +92,9 @@ Value& Object::set(std::string key, Value value) {
     slot = std::move(value);
     return slot;
   }
-  if (!index_.empty()) index_.emplace(key, members_.size());
+  if (index_) index_->emplace(key, members_.size());
   members_.emplace_back(std::move(key), std::move(value));
-  if (index_.empty() && members_.size() > kIndexThreshold) rebuild_index();
+  if (!index_ && members_.size() > kIndexThreshold) rebuild_index();
   return members_.back().second;
 }
 
@@ -94,15 +107,15 @@ bool Object::erase(std::string_view key) {
   ptrdiff_t i = index_of(key);
   if (i < 0) return false;
   members_.erase(members_.begin() + i);
-  index_.clear();
+  index_.reset();
   if (members_.size() > kIndexThreshold) rebuild_index();
   return true;
 }
 
 void Object::rebuild_index() {
-  index_.clear();
-  index_.reserve(members_.size() * 2);
-  for (size_t i = 0; i < members_.size(); ++i) index_.emplace(members_[i].first, i);
+  index_ = std::make_unique<std::unordered_map<std::string, size_t>>();
+  index_->reserve(members_.size() * 2);
+  for (size_t i = 0; i < members_.size(); ++i) index_->emplace(members_[i].first, i);
 }
 
 bool operator==(const Object& a, const Object& b) {
@@ -224,6 +237,33 @@ Value::Value(std::string s) : rep_(std::make_shared<std::string>(std::move(s))) 
 Value::Value(Array a) : rep_(std::make_shared<Array>(std::move(a))) {}
 Value::Value(Object o) : rep_(std::make_shared<Object>(std::move(o))) {}
 
+Value Value::object(std::initializer_list<std::pair<std::string_view, Value>> members) {
+  if (members.size() == 0) {
+    // Empty objects are everywhere (defaults, builders): they share one, which
+    // copy-on-write unshares when a copy is changed. Never destroyed, so it
+    // outlives every static that holds a copy.
+    static const Value* const kEmpty = new Value(Object());
+    return *kEmpty;
+  }
+  // The engine builds many small objects this way: built in place, each key
+  // checked for a repeat only against those already in.
+  auto o = std::make_shared<Object>();
+  auto& out = o->members_;
+  out.reserve(members.size());
+  for (const auto& m : members) {
+    auto repeated = std::find_if(out.begin(), out.end(), [&m](const Object::Member& e) { return e.first == m.first; });
+    if (repeated != out.end()) {
+      repeated->second = m.second;
+    } else {
+      out.emplace_back(std::string(m.first), m.second);
+    }
+  }
+  if (out.size() > kIndexThreshold) o->rebuild_index();
+  Value v;
+  v.rep_ = std::move(o);
+  return v;
+}
+
 double Value::as_double() const {
   if (is_int()) return static_cast<double>(std::get<int64_t>(rep_));
   return std::get<double>(rep_);
@@ -256,7 +296,15 @@ Array& Value::mutable_array() {
 Object& Value::mutable_object() {
   if (is_null()) rep_ = std::make_shared<Object>();
   auto& p = std::get<ObjectPtr>(rep_);
-  if (p.use_count() > 1) p = std::make_shared<Object>(*p);
+  if (p.use_count() > 1) {
+    // A copy made to be changed is usually grown next: room for one more
+    // member saves moving them all again.
+    auto copy = std::make_shared<Object>();
+    copy->members_.reserve(p->members_.size() + 1);
+    copy->members_ = p->members_;
+    if (p->index_) copy->index_ = std::make_unique<std::unordered_map<std::string, size_t>>(*p->index_);
+    p = std::move(copy);
+  }
   return *p;
 }
 

@@ -899,3 +899,85 @@ TEST_CASE("in-process supersteps write their steps, events and checkpoint as one
   REQUIRE(heard.size() == events->size());
   for (size_t i = 0; i < heard.size(); ++i) CHECK(heard[i] == static_cast<int64_t>(i + 1));
 }
+
+TEST_CASE("an in-process node's output text is read as a worker's reply would be", "[engine]") {
+  // Control fields inside a JSON "output" text count, as they do in a worker's reply.
+  auto wf = make_workflow(std::string(R"({)") + kTraceSchema + R"(,
+    "nodes": {"a": {}, "b": {}, "c": {}}, "edges": [["__start__","a"],["a","b"],["b","__end__"],["c","__end__"]]})",
+                          {{"a", [](const NodeCall&) -> Result<NodeOutput> {
+                              return NodeOutput(Value::object({{"trace", Value::array({"a"})}, {"output", R"({"goto": "c"})"}}));
+                            }},
+                           {"b", tracer("b")},
+                           {"c", tracer("c")}});
+  auto engine = make_engine();
+  auto r = run_to_end(*engine, wf);
+  REQUIRE(r.status == RunStatus::kCompleted);
+  CHECK(trace_of(r) == std::vector<std::string>{"a", "c"});
+  CHECK(r.state["output"].as_string() == R"({"goto": "c"})");
+  // Updates that are not an object change nothing, as from a worker.
+  auto odd = make_workflow(R"({"nodes": {"a": {}}, "edges": [["__start__","a"],["a","__end__"]]})",
+                           {{"a", [](const NodeCall&) -> Result<NodeOutput> { return NodeOutput(Value::array({1})); }}});
+  auto r2 = run_to_end(*engine, odd, json(R"({"keep": 1})"));
+  REQUIRE(r2.status == RunStatus::kCompleted);
+  CHECK(r2.state == json(R"({"keep": 1})"));
+}
+
+TEST_CASE("step times and durations read the clock afresh after a node ran", "[engine][store]") {
+  // Records made together share one clock reading; one made after the node
+  // function ran must not reuse a reading from before it.
+  auto clock = std::make_shared<orch::ManualClock>();
+  auto store = orch::new_memory_store();
+  auto wf = make_workflow(R"({"nodes": {"a": {}, "b": {}}, "edges": [["__start__","a"],["a","b"],["b","__end__"]]})",
+                          {{"a", [clock](const NodeCall&) -> Result<NodeOutput> {
+                              clock->advance(50ms);
+                              return NodeOutput(Value::object());
+                            }},
+                           {"b", [clock](const NodeCall&) -> Result<NodeOutput> {
+                              clock->advance(7ms);
+                              return NodeOutput(Value::object());
+                            }}});
+  auto engine = make_engine(nullptr, clock, store);
+  auto r = run_to_end(*engine, wf);
+  REQUIRE(r.status == RunStatus::kCompleted);
+  auto steps = store->list_steps(r.id);
+  REQUIRE(steps.ok());
+  REQUIRE(steps->size() == 2);
+  CHECK((*steps)[0].ended_at_ms - (*steps)[0].started_at_ms == 50);
+  CHECK((*steps)[1].started_at_ms == (*steps)[0].ended_at_ms);
+  CHECK((*steps)[1].ended_at_ms - (*steps)[1].started_at_ms == 7);
+  auto events = store->list_events(r.id, 0, 1000);
+  REQUIRE(events.ok());
+  std::vector<int64_t> durations;
+  for (const auto& ev : *events) {
+    if (ev.kind == "task_result") durations.push_back(ev.data["duration_ms"].as_int());
+  }
+  CHECK(durations == std::vector<int64_t>{50, 7});
+}
+
+TEST_CASE("checkpoint scheduler metadata leaves out what is empty and still resumes", "[engine]") {
+  auto wf = make_workflow(std::string(R"({)") + kTraceSchema + R"(,
+    "nodes": {"a": {}, "b": {}, "c": {}}, "edges": [["__start__","a"],["a","b"],["b","c"],["c","__end__"]]})",
+                          {{"a", tracer("a")}, {"b", tracer("b")}, {"c", tracer("c")}});
+  auto engine = make_engine();
+  auto r = run_to_end(*engine, wf);
+  REQUIRE(r.status == RunStatus::kCompleted);
+  auto cps = *engine->store()->list_checkpoints(r.id);
+  const orch::Checkpoint* after_a = nullptr;
+  for (const auto& cp : cps) {
+    if (cp.step_id == "a") after_a = &cp;
+  }
+  REQUIRE(after_a != nullptr);
+  const Value& sched = after_a->metadata["scheduler"];
+  CHECK(sched["ready"] == json(R"(["b"])"));
+  for (const char* absent : {"dead", "parked", "passed_before", "route_results", "end_reached"}) {
+    CHECK(sched.find(absent) == nullptr);
+  }
+  CHECK(cps.back().metadata["scheduler"]["end_reached"].as_bool());
+  // A fork from there runs b and c, and only them.
+  auto fork = engine->fork_run(after_a->id, Value::object());
+  REQUIRE(fork.ok());
+  auto forked = engine->wait(*fork, 10s);
+  REQUIRE(forked.ok());
+  REQUIRE(forked->status == RunStatus::kCompleted);
+  CHECK(trace_of(*forked) == std::vector<std::string>{"a", "b", "c"});
+}

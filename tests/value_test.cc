@@ -186,3 +186,50 @@ TEST_CASE("arrays: the vector operations the engine and hosts use", "[value][arr
   CHECK(a.empty());
   CHECK(Array(std::vector<Value>{1, 2}) == Array{1, 2});
 }
+
+TEST_CASE("built objects: a repeated key keeps its first place and takes the later value", "[value]") {
+  Value v = Value::object({{"a", 1}, {"b", 2}, {"a", 3}});
+  REQUIRE(v.size() == 2);
+  CHECK(v.as_object().at_index(0).first == "a");
+  CHECK(v["a"].as_int() == 3);
+  CHECK(v["b"].as_int() == 2);
+  // Past the size where lookups go through the hash index.
+  Value big = Value::object({{"k0", 0}, {"k1", 1}, {"k2", 2}, {"k3", 3}, {"k4", 4}, {"k5", 5}, {"k6", 6},
+                             {"k7", 7}, {"k8", 8}, {"k9", 9}, {"k10", 10}, {"k11", 11}, {"k12", 12}, {"k13", 13}});
+  REQUIRE(big.size() == 14);
+  for (int i = 0; i < 14; ++i) CHECK(big["k" + std::to_string(i)].as_int() == i);
+  CHECK(big.find("k14") == nullptr);
+}
+
+TEST_CASE("empty objects share one storage and a write unshares it", "[value]") {
+  Value a = Value::object();
+  Value b = Value::object();
+  CHECK(a.shares_storage_with(b));
+  a.set("x", 1);
+  CHECK(a["x"].as_int() == 1);
+  CHECK(b.size() == 0);
+  CHECK(Value::object().size() == 0);
+  b["y"] = 2;
+  CHECK(a.find("y") == nullptr);
+  CHECK(Value::object().find("y") == nullptr);
+}
+
+TEST_CASE("a copy of a large object keeps its own hash index", "[value]") {
+  Value a = Value::object();
+  for (int i = 0; i < 40; ++i) a.set("k" + std::to_string(i), i);
+  Value b = a;
+  b.set("k5", -5);   // unshares b: its members and index are copied
+  b.set("new", 99);
+  CHECK(a["k5"].as_int() == 5);
+  CHECK(a.find("new") == nullptr);
+  CHECK(b["k5"].as_int() == -5);
+  CHECK(b["new"].as_int() == 99);
+  CHECK(b["k39"].as_int() == 39);
+  Object copied = b.as_object();
+  Object assigned;
+  assigned = copied;
+  CHECK(assigned.find("new")->as_int() == 99);
+  CHECK(assigned.erase("k0"));
+  CHECK(assigned.find("k1")->as_int() == 1);
+  CHECK(copied.find("k0")->as_int() == 0);
+}

@@ -46,6 +46,10 @@ class ORCH_EXPORT Object {
 
   Object() = default;
   Object(std::initializer_list<Member> members);
+  Object(const Object& other);
+  Object& operator=(const Object& other);
+  Object(Object&&) noexcept = default;
+  Object& operator=(Object&&) noexcept = default;
 
   size_t size() const { return members_.size(); }
   bool empty() const { return members_.empty(); }
@@ -73,12 +77,15 @@ class ORCH_EXPORT Object {
   friend bool operator==(const Object& a, const Object& b);
 
  private:
+  friend class Value;  // builds objects in place
   ptrdiff_t index_of(std::string_view key) const;
   void rebuild_index();
 
   std::vector<Member> members_;
-  // Built once the object grows past a small size; linear search is faster below.
-  std::unordered_map<std::string, size_t> index_;
+  // Built once the object grows past a small size; linear search is faster
+  // below. Held by pointer so that the many small objects stay small and cheap
+  // to create, move and destroy.
+  std::unique_ptr<std::unordered_map<std::string, size_t>> index_;
 };
 
 // A sequence of Values with std::vector's reading interface, stored in
@@ -231,9 +238,9 @@ class ORCH_EXPORT Value {
   Value(Object o);  // NOLINT
 
   static Value array(std::initializer_list<Value> items = {}) { return Value(Array(items)); }
-  static Value object(std::initializer_list<Object::Member> members = {}) {
-    return Value(Object(members));
-  }
+  // Keys are copied once, straight into the object (a repeated key: the later
+  // value wins, as with set).
+  static Value object(std::initializer_list<std::pair<std::string_view, Value>> members = {});
 
   Type type() const { return static_cast<Type>(rep_.index()); }
   bool is_null() const { return type() == Type::kNull; }
