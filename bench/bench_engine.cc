@@ -159,7 +159,7 @@ void run_config(const Config& c, int reps) {
     }
     orch::EngineOptions options;
     options.store = store;
-    options.threads = 2;
+    options.threads = std::getenv("BENCH_THREADS") ? std::atoi(std::getenv("BENCH_THREADS")) : 2;
     options.durability = c.durability == "full" ? orch::Durability::kFull
                          : c.durability == "exit" ? orch::Durability::kExit
                                                   : orch::Durability::kSync;

@@ -18,6 +18,10 @@
 #include "orch/state_path.h"
 
 namespace orch::internal {
+namespace {
+// How many written events a run keeps for reuse (a superstep's worth).
+constexpr size_t kSpareEvents = 32;
+}  // namespace
 
 Result<std::unique_ptr<orch::Engine>> EngineImpl::open(EngineOptions options) {
   if (!options.store) return Status::invalid_argument("EngineOptions.store is required");
@@ -90,6 +94,11 @@ Result<std::shared_ptr<const CompiledWorkflow>> EngineImpl::compile(std::shared_
 
 void EngineImpl::emit(RunContext& ctx, std::string kind, Value data, bool into_batch) {
   EventRecord ev;
+  if (!ctx.spare_events.empty()) {  // its run id's buffer is reused
+    ev = std::move(ctx.spare_events.back());
+    ctx.spare_events.pop_back();
+    ev.seq = 0;
+  }
   ev.run_id = ctx.record.id;
   ev.kind = std::move(kind);
   ev.data = std::move(data);
@@ -115,9 +124,9 @@ void EngineImpl::notify_listeners(const EventRecord& ev) {
   for (const auto& l : listeners) l(ev);
 }
 
-void EngineImpl::write_step(RunContext& ctx, const StepRecord& step) {
+void EngineImpl::write_step(RunContext& ctx, StepRecord step) {
   if (ctx.batching) {
-    ctx.batch.steps.push_back(step);
+    ctx.batch.steps.push_back(std::move(step));
   } else {
     (void)options_.store->put_step(step);
   }
@@ -146,6 +155,12 @@ Status EngineImpl::flush(RunContext& ctx) {
   // superstep cost more allocator work than the writes.
   batch.steps.clear();
   batch.pending_writes.clear();
+  // Written events come back as spares for emit(): every one carries the
+  // run's id, and reusing their strings saves an allocation each.
+  for (EventRecord& ev : batch.events) {
+    if (ctx.spare_events.size() >= kSpareEvents) break;
+    ctx.spare_events.push_back(std::move(ev));
+  }
   batch.events.clear();
   batch.checkpoint.reset();
   batch.run.reset();

@@ -74,7 +74,7 @@ class EngineImpl final : public orch::Engine {
   void emit(RunContext& ctx, std::string kind, Value data, bool into_batch = false);
   void notify_listeners(const EventRecord& ev);
   // Store writes that join the run's batch while it is batching.
-  void write_step(RunContext& ctx, const StepRecord& step);
+  void write_step(RunContext& ctx, StepRecord step);
   void write_pending(RunContext& ctx, PendingWrite write);
   // Writes the run's batch (if any) and tells listeners about its events.
   Status flush(RunContext& ctx);

@@ -115,6 +115,7 @@ struct RunContext {
   // checkpoint, when the run pauses or ends, and before the thread leaves it.
   bool batching = false;
   StoreBatch batch;
+  std::vector<EventRecord> spare_events;  // written events, reused by emit()
   // The batch holds a superstep's checkpoint that was left to go out with
   // the writes that follow it (the next step's record before its call is
   // sent, say): one transaction per superstep instead of two. Should that

@@ -188,11 +188,11 @@ class MemoryStore final : public Store {
   // One lock for the whole batch; its records are moved in (the engine only
   // reads the events back, for their seqs).
   Status write_batch(StoreBatch& batch) override {
-    const std::string run_id = internal::single_run_of(batch);
-    if (run_id.empty()) return Store::write_batch(batch);
+    const std::string* run_id = internal::single_run_of(batch);  // points into the batch
+    if (run_id == nullptr) return Store::write_batch(batch);
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = runs_.find(run_id);
-    if (it == runs_.end()) return Status::not_found("run " + run_id + " not found");
+    auto it = runs_.find(*run_id);
+    if (it == runs_.end()) return Status::not_found("run " + *run_id + " not found");
     RunData& data = it->second;
     for (StepRecord& step : batch.steps) {
       auto [pos, inserted] = data.steps.try_emplace(step.id);

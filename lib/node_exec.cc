@@ -415,7 +415,8 @@ void EngineImpl::on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t 
     } else {
       step.error = result.status().message();
     }
-    write_step(c, step);
+    write_step(c, std::move(step));  // the attempt's record is final: no copy kept
+    t.step = StepRecord();
   }
   if (!result.ok()) {
     emit(c, "step.failed", Value::object({{"step_id", t.step_id}, {"node", node.name}, {"error", result.status().message()}}));

@@ -47,8 +47,9 @@ Status SqliteStore::write_batch(StoreBatch& batch) {
   if (batch.empty()) return Status();
   GroupMember me;
   me.batch = &batch;
-  me.run_id = internal::single_run_of(batch);
-  if (me.run_id.empty()) return Store::write_batch(batch);  // not the engine's shape
+  const std::string* run_id = internal::single_run_of(batch);
+  if (run_id == nullptr) return Store::write_batch(batch);  // not the engine's shape
+  me.run_id = *run_id;
   // Encoding the checkpoint needs no lock: do it while others write.
   if (batch.checkpoint) me.prepared = prepare_checkpoint(*batch.checkpoint, *batch.run);
 

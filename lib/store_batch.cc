@@ -9,20 +9,21 @@ namespace orch {
 
 namespace internal {
 
-std::string single_run_of(const StoreBatch& batch) {
-  if (batch.checkpoint && !batch.run) return std::string();
-  std::string run_id;
-  if (batch.run) run_id = batch.run->id;
-  if (run_id.empty() && !batch.events.empty()) run_id = batch.events.front().run_id;
-  if (run_id.empty() && !batch.steps.empty()) run_id = batch.steps.front().run_id;
-  if (run_id.empty() && !batch.pending_writes.empty()) run_id = batch.pending_writes.front().run_id;
-  auto same = [&run_id](const std::string& id) { return id == run_id; };
+const std::string* single_run_of(const StoreBatch& batch) {
+  if (batch.checkpoint && !batch.run) return nullptr;
+  const std::string* run_id = nullptr;
+  if (batch.run) run_id = &batch.run->id;
+  if ((run_id == nullptr || run_id->empty()) && !batch.events.empty()) run_id = &batch.events.front().run_id;
+  if ((run_id == nullptr || run_id->empty()) && !batch.steps.empty()) run_id = &batch.steps.front().run_id;
+  if ((run_id == nullptr || run_id->empty()) && !batch.pending_writes.empty()) run_id = &batch.pending_writes.front().run_id;
+  if (run_id == nullptr || run_id->empty()) return nullptr;
+  auto same = [run_id](const std::string& id) { return id == *run_id; };
   bool single = std::all_of(batch.steps.begin(), batch.steps.end(), [&](const StepRecord& s) { return same(s.run_id); }) &&
                 std::all_of(batch.pending_writes.begin(), batch.pending_writes.end(),
                             [&](const PendingWrite& w) { return same(w.run_id); }) &&
                 std::all_of(batch.events.begin(), batch.events.end(), [&](const EventRecord& e) { return same(e.run_id); }) &&
-                (!batch.checkpoint || batch.checkpoint->run_id == run_id);
-  return single ? run_id : std::string();
+                (!batch.checkpoint || batch.checkpoint->run_id == *run_id);
+  return single ? run_id : nullptr;
 }
 
 }  // namespace internal

@@ -233,7 +233,17 @@ Value::Value(unsigned long long u) {
   }
 }
 
-Value::Value(std::string s) : rep_(std::make_shared<std::string>(std::move(s))) {}
+namespace {
+// Empty strings are common (no prompt, no output): they share one storage.
+// Never destroyed, so it outlives every static that holds a copy.
+const std::shared_ptr<std::string>& empty_string_storage() {
+  static const auto* const kEmpty = new std::shared_ptr<std::string>(std::make_shared<std::string>());
+  return *kEmpty;
+}
+}  // namespace
+
+Value::Value(std::string s)
+    : rep_(s.empty() ? empty_string_storage() : std::make_shared<std::string>(std::move(s))) {}
 Value::Value(Array a) : rep_(std::make_shared<Array>(std::move(a))) {}
 Value::Value(Object o) : rep_(std::make_shared<Object>(std::move(o))) {}
 
