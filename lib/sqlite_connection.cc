@@ -55,6 +55,12 @@ ConnectionPool::ConnectionPool(std::string path, int busy_timeout_ms, size_t max
       single_(single),
       setup_(std::move(setup)) {}
 
+std::unique_ptr<Connection> ConnectionPool::open() {
+  auto conn = std::make_unique<Connection>(path_, busy_timeout_ms_);
+  if (setup_) setup_(*conn);
+  return conn;
+}
+
 ConnectionPool::Lease ConnectionPool::acquire() {
   {
     std::unique_lock<std::mutex> lock(mu_);
@@ -68,9 +74,7 @@ ConnectionPool::Lease ConnectionPool::acquire() {
   }
   // Opening takes a while (file open, PRAGMAs): do it outside the lock.
   try {
-    auto conn = std::make_unique<Connection>(path_, busy_timeout_ms_);
-    if (setup_) setup_(*conn);
-    return Lease(this, std::move(conn));
+    return Lease(this, open());
   } catch (...) {
     std::lock_guard<std::mutex> lock(mu_);
     --open_;
@@ -79,7 +83,26 @@ ConnectionPool::Lease ConnectionPool::acquire() {
   }
 }
 
-void ConnectionPool::release(std::unique_ptr<Connection> conn) {
+ConnectionPool::Lease ConnectionPool::acquire_writer() {
+  if (single_) return acquire();  // the one in-memory connection is the database
+  bool busy = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (writer_) return Lease(this, std::move(writer_), /*writer=*/true);
+    busy = writer_open_;
+    writer_open_ = true;
+  }
+  if (busy) return acquire();  // another write holds it (it waits for the writer lock)
+  try {
+    return Lease(this, open(), /*writer=*/true);
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mu_);
+    writer_open_ = false;
+    throw;
+  }
+}
+
+void ConnectionPool::release(std::unique_ptr<Connection> conn, bool writer) {
   // Transaction guards end what they begin, but a connection whose ROLLBACK
   // failed must not carry its transaction into the next caller's work.
   if (sqlite3_get_autocommit(conn->db().getHandle()) == 0) {
@@ -87,7 +110,11 @@ void ConnectionPool::release(std::unique_ptr<Connection> conn) {
     // (The single in-memory connection is the database: it is kept anyway.)
     if (sqlite3_get_autocommit(conn->db().getHandle()) == 0 && !single_) {
       std::lock_guard<std::mutex> lock(mu_);
-      --open_;
+      if (writer) {
+        writer_open_ = false;
+      } else {
+        --open_;
+      }
       conn.reset();
       returned_.notify_one();
       return;
@@ -96,6 +123,10 @@ void ConnectionPool::release(std::unique_ptr<Connection> conn) {
   std::unique_ptr<Connection> surplus;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (writer) {
+      writer_ = std::move(conn);
+      return;
+    }
     if (idle_.size() < max_idle_ || single_) {
       idle_.push_back(std::move(conn));
     } else {

@@ -75,12 +75,12 @@ class ConnectionPool {
 
   class Lease {
    public:
-    Lease(ConnectionPool* pool, std::unique_ptr<Connection> conn)
-        : pool_(pool), conn_(std::move(conn)) {}
+    Lease(ConnectionPool* pool, std::unique_ptr<Connection> conn, bool writer = false)
+        : pool_(pool), conn_(std::move(conn)), writer_(writer) {}
     Lease(Lease&&) = default;
     Lease& operator=(Lease&&) = delete;
     ~Lease() {
-      if (conn_) pool_->release(std::move(conn_));
+      if (conn_) pool_->release(std::move(conn_), writer_);
     }
     Connection& operator*() { return *conn_; }
     Connection* operator->() { return conn_.get(); }
@@ -88,13 +88,19 @@ class ConnectionPool {
    private:
     ConnectionPool* pool_;
     std::unique_ptr<Connection> conn_;
+    bool writer_ = false;
   };
 
   // Throws SQLite::Exception when a new connection cannot be opened.
   Lease acquire();
+  // For writes: the pool's writer connection when it is free, else any.
+  // SQLite empties a connection's page cache whenever another connection has
+  // committed, so writes kept on one connection find their pages cached.
+  Lease acquire_writer();
 
  private:
-  void release(std::unique_ptr<Connection> conn);
+  void release(std::unique_ptr<Connection> conn, bool writer);
+  std::unique_ptr<Connection> open();
 
   const std::string path_;
   const int busy_timeout_ms_;
@@ -105,6 +111,8 @@ class ConnectionPool {
   std::condition_variable returned_;
   std::vector<std::unique_ptr<Connection>> idle_;
   size_t open_ = 0;
+  std::unique_ptr<Connection> writer_;  // the writer connection while it is free
+  bool writer_open_ = false;            // the writer connection exists
 };
 
 // BEGIN IMMEDIATE ... COMMIT, rolled back unless commit() ran. Holds

@@ -82,7 +82,7 @@ Result<bool> SqliteStore::run_exists(Connection& conn, const std::string& run_id
 // ---- Runs -------------------------------------------------------------------
 
 Status SqliteStore::create_run(const RunRecord& run) {
-  return with_connection("create_run", [&](Connection& conn) -> Status {
+  return with_writer("create_run", [&](Connection& conn) -> Status {
     static const std::string kInsert = kRunColumns.insert_sql();
     Query insert(conn, kInsert);
     bind_run(*insert, run);
@@ -102,7 +102,7 @@ Status SqliteStore::create_run(const RunRecord& run) {
 }
 
 Status SqliteStore::update_run(const RunRecord& run) {
-  return with_connection("update_run", [&](Connection& conn) -> Status {
+  return with_writer("update_run", [&](Connection& conn) -> Status {
     static const std::string kUpdate = kRunColumns.update_sql();
     Query update(conn, kUpdate);
     bind_run(*update, run);
@@ -164,7 +164,7 @@ Result<std::vector<RunRecord>> SqliteStore::list_runs(const RunFilter& filter) {
 }
 
 Status SqliteStore::delete_run(const std::string& run_id) {
-  Status status = with_connection("delete_run", [&](Connection& conn) -> Status {
+  Status status = with_writer("delete_run", [&](Connection& conn) -> Status {
     WriteTransaction txn(conn, writer_mu_);
     {
       Query q(conn, "DELETE FROM runs WHERE id = ?1");
@@ -187,7 +187,7 @@ Status SqliteStore::delete_run(const std::string& run_id) {
 
 Status SqliteStore::claim_run(const std::string& run_id, const std::string& owner,
                               int64_t lease_ms) {
-  return with_connection("claim_run", [&](Connection& conn) -> Status {
+  return with_writer("claim_run", [&](Connection& conn) -> Status {
     const int64_t now = now_ms();
     WriteTransaction txn(conn, writer_mu_);
     // One statement decides: free, ours already, or expired.
@@ -214,7 +214,7 @@ Status SqliteStore::claim_run(const std::string& run_id, const std::string& owne
 // ---- Pending writes -----------------------------------------------------------
 
 Status SqliteStore::put_pending_write(const PendingWrite& write) {
-  return with_connection("put_pending_write", [&](Connection& conn) -> Status {
+  return with_writer("put_pending_write", [&](Connection& conn) -> Status {
     static const std::string kInsert = kPendingWriteColumns.insert_sql();
     Query insert(conn, kInsert);
     bind_pending_write(*insert, write);
@@ -244,7 +244,7 @@ Result<std::vector<PendingWrite>> SqliteStore::list_pending_writes(const std::st
 // ---- Steps ----------------------------------------------------------------------
 
 Status SqliteStore::put_step(const StepRecord& step) {
-  return with_connection("put_step", [&](Connection& conn) -> Status {
+  return with_writer("put_step", [&](Connection& conn) -> Status {
     static const std::string kUpsert = kStepColumns.upsert_sql();
     Query upsert(conn, kUpsert);
     bind_step(*upsert, step);
@@ -284,7 +284,7 @@ Result<std::vector<StepRecord>> SqliteStore::list_steps(const std::string& run_i
 // ---- Events ---------------------------------------------------------------------
 
 Result<int64_t> SqliteStore::append_event(EventRecord event) {
-  return with_connection("append_event", [&](Connection& conn) -> Result<int64_t> {
+  return with_writer("append_event", [&](Connection& conn) -> Result<int64_t> {
     static const std::string kInsert = kEventColumns.insert_sql();
     Query insert(conn, kInsert);
     bind_event(*insert, event);
@@ -340,7 +340,7 @@ Result<std::vector<EventRecord>> SqliteStore::list_events(const std::string& run
 // ---- Workflows ------------------------------------------------------------------
 
 Status SqliteStore::put_workflow(const WorkflowRecord& workflow, bool create_only) {
-  return with_connection("put_workflow", [&](Connection& conn) -> Status {
+  return with_writer("put_workflow", [&](Connection& conn) -> Status {
     static const std::string kInsert = kWorkflowColumns.insert_sql();
     static const std::string kUpsert = kWorkflowColumns.upsert_sql();
     Query write(conn, create_only ? kInsert : kUpsert);
@@ -380,7 +380,7 @@ Result<std::vector<WorkflowRecord>> SqliteStore::list_workflows() {
 }
 
 Status SqliteStore::delete_workflow(const std::string& id) {
-  return with_connection("delete_workflow", [&](Connection& conn) -> Status {
+  return with_writer("delete_workflow", [&](Connection& conn) -> Status {
     WriteTransaction txn(conn, writer_mu_);
     Query q(conn, "DELETE FROM workflows WHERE id = ?1");
     q->bind(1, id);
@@ -393,7 +393,7 @@ Status SqliteStore::delete_workflow(const std::string& id) {
 // ---- Worker records ---------------------------------------------------------------
 
 Status SqliteStore::put_worker_record(const std::string& id, const Value& record) {
-  return with_connection("put_worker_record", [&](Connection& conn) -> Status {
+  return with_writer("put_worker_record", [&](Connection& conn) -> Status {
     Query q(conn,
             "INSERT INTO worker_records (id, record) VALUES (?1, ?2) "
             "ON CONFLICT (id) DO UPDATE SET record = excluded.record");
@@ -407,7 +407,7 @@ Status SqliteStore::put_worker_record(const std::string& id, const Value& record
 }
 
 Status SqliteStore::delete_worker_record(const std::string& id) {
-  return with_connection("delete_worker_record", [&](Connection& conn) -> Status {
+  return with_writer("delete_worker_record", [&](Connection& conn) -> Status {
     WriteTransaction txn(conn, writer_mu_);
     Query q(conn, "DELETE FROM worker_records WHERE id = ?1");
     q->bind(1, id);

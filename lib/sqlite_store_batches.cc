@@ -84,7 +84,7 @@ Status SqliteStore::write_batch(StoreBatch& batch) {
 
 void SqliteStore::write_group(const std::vector<GroupMember*>& group) {
   const bool sync = std::any_of(group.begin(), group.end(), [](GroupMember* m) { return m->batch->sync_to_disk; });
-  Status status = with_connection("write_batch", [&](Connection& conn) -> Status {
+  Status status = with_writer("write_batch", [&](Connection& conn) -> Status {
     {
       // All at once first, without savepoints: a savepoint copies every page
       // it changes into a statement journal, which doubled a group's writes.

@@ -325,7 +325,7 @@ Status SqliteStore::commit_checkpoint(const Checkpoint& checkpoint, const RunRec
                                     checkpoint.run_id + ", not " + run.id);
   }
   PreparedCheckpoint prepared = prepare_checkpoint(checkpoint, run);
-  Status status = with_connection("commit_checkpoint", [&](Connection& conn) -> Status {
+  Status status = with_writer("commit_checkpoint", [&](Connection& conn) -> Status {
     WriteTransaction txn(conn, writer_mu_, sync_to_disk);
     ORCH_RETURN_IF_ERROR(write_checkpoint(conn, checkpoint, run, prepared));
     txn.commit();
@@ -336,7 +336,7 @@ Status SqliteStore::commit_checkpoint(const Checkpoint& checkpoint, const RunRec
 }
 
 Status SqliteStore::truncate_checkpoints(const std::string& run_id, int64_t version) {
-  Status status = with_connection("truncate_checkpoints", [&](Connection& conn) -> Status {
+  Status status = with_writer("truncate_checkpoints", [&](Connection& conn) -> Status {
     WriteTransaction txn(conn, writer_mu_);
     ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run_id));
     if (!exists) return run_not_found(run_id);

@@ -83,6 +83,10 @@ class SqliteStore final : public Store {
   template <typename Body>
   auto with_connection(const char* what, Body&& body)
       -> decltype(body(std::declval<Connection&>()));
+  // The same, for a body that writes: on the pool's writer connection.
+  template <typename Body>
+  auto with_writer(const char* what, Body&& body)
+      -> decltype(body(std::declval<Connection&>()));
 
   // The latest checkpoint document of a run, kept so the next commit can diff
   // against it without reading the chain back.
@@ -151,6 +155,19 @@ auto SqliteStore::with_connection(const char* what, Body&& body)
     -> decltype(body(std::declval<Connection&>())) {
   try {
     ConnectionPool::Lease conn = pool_.acquire();
+    return body(*conn);
+  } catch (const SQLite::Exception& e) {
+    return status_from_exception(e, what);
+  } catch (const std::exception& e) {
+    return Status::internal(std::string(what) + ": " + e.what());
+  }
+}
+
+template <typename Body>
+auto SqliteStore::with_writer(const char* what, Body&& body)
+    -> decltype(body(std::declval<Connection&>())) {
+  try {
+    ConnectionPool::Lease conn = pool_.acquire_writer();
     return body(*conn);
   } catch (const SQLite::Exception& e) {
     return status_from_exception(e, what);

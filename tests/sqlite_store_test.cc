@@ -3,6 +3,7 @@
 // migrations, incremental checkpoint size, damaged data, several stores on
 // one file. (The contract itself: store_conformance_test.cc.)
 #include "orch/sqlite_store.h"
+#include "sqlite_connection.h"
 
 #include <unistd.h>
 
@@ -781,4 +782,24 @@ TEST_CASE("write_batch: concurrent batches commit together, a failing one leaves
     REQUIRE(cps->size() == static_cast<size_t>(kBatches));
     for (int b = 0; b < kBatches; ++b) CHECK((*cps)[static_cast<size_t>(b)].state == Value::object({{"b", b}}));
   }
+}
+
+TEST_CASE("writes share one pooled connection, a second writer meanwhile gets another", "[sqlite]") {
+  // SQLite empties a connection's page cache when another connection has
+  // committed; keeping writes on one connection keeps its cache warm.
+  TempDir dir;
+  orch::sqlite::ConnectionPool pool(dir.file("pool.db"), 1000, 4, /*single=*/false, nullptr);
+  orch::sqlite::Connection* writer = nullptr;
+  {
+    auto first = pool.acquire_writer();
+    writer = &*first;
+    auto second = pool.acquire_writer();  // the writer connection is busy
+    CHECK(&*second != writer);
+    auto reader = pool.acquire();
+    CHECK(&*reader != writer);
+  }
+  auto again = pool.acquire_writer();
+  CHECK(&*again == writer);
+  auto reader = pool.acquire();  // readers never get the writer connection
+  CHECK(&*reader != writer);
 }
