@@ -237,7 +237,11 @@ void EngineImpl::finish_run(RunContext& ctx, RunStatus status, const std::string
     (void)options_.store->commit_checkpoint(*ctx.unsaved_checkpoint, ctx.record, false);
     ctx.unsaved_checkpoint.reset();
   }
-  (void)options_.store->update_run(ctx.record);
+  if (ctx.batching) {
+    ctx.batch.run = ctx.record;  // one write with the run's last events
+  } else {
+    (void)options_.store->update_run(ctx.record);
+  }
   if (status == RunStatus::kCompleted) {
     emit(ctx, "run.completed", Value::object({{"state", ctx.state}}));
   } else if (status == RunStatus::kFailed) {
@@ -283,7 +287,11 @@ void EngineImpl::pause_run(RunContext& ctx, const std::string& reason, const std
     (void)options_.store->commit_checkpoint(*ctx.unsaved_checkpoint, ctx.record, false);
     ctx.unsaved_checkpoint.reset();
   }
-  (void)options_.store->update_run(ctx.record);
+  if (ctx.batching) {
+    ctx.batch.run = ctx.record;  // one write with the run's last events
+  } else {
+    (void)options_.store->update_run(ctx.record);
+  }
   emit(ctx, "run.interrupted", Value::object({{"reason", reason}, {"node", node}}));
   (void)flush(ctx);
   notify_parent(ctx);

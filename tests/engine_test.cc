@@ -791,6 +791,10 @@ class BatchCountingStore : public orch::StoreWrapper {
     note_direct("pending write " + w.node_name);
     return StoreWrapper::put_pending_write(w);
   }
+  orch::Status update_run(const orch::RunRecord& run) override {
+    note_direct("run " + std::string(orch::run_status_name(run.status)));
+    return StoreWrapper::update_run(run);
+  }
   void note_direct(const std::string& what) {
     std::lock_guard<std::mutex> lock(mu);
     direct_writes.push_back(what);
