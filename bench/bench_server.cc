@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 //
 // Server benchmark: `orch serve` (a child process, real HTTP) with its store,
-// a webhook worker on loopback answering at once, and R concurrent runs of a
-// 10-node workflow. Prints one JSON line: node executions per second, and the
+// a webhook worker on loopback answering at once (loopback_worker.h: one
+// event-loop thread, so it takes little of the CPU orch needs), and R
+// concurrent runs of a 10-node workflow. Prints one JSON line: node executions per second, and the
 // latency orch adds per node beyond the worker's own time (p50/p99), measured
 // in the worker as the gap between answering node i and receiving node i+1 of
 // the same run.
@@ -38,6 +39,7 @@
 #include <vector>
 
 #include "http_api.h"
+#include "loopback_worker.h"
 #include "orch/value.h"
 
 namespace {
@@ -88,32 +90,25 @@ int main(int argc, char** argv) {
 
   // The worker: records when each call of each run arrives and is answered.
   Timeline timeline;
-  httplib::Server worker;
-  worker.new_task_queue = [] { return new httplib::ThreadPool(256); };
-  worker.set_keep_alive_max_count(100000);
-  worker.set_tcp_nodelay(true);
-  worker.Post("/webhook", [&](const httplib::Request& req, httplib::Response& res) {
-    auto arrived = Clock::now();
-    // The run id is in the session key "run_<run>_step_<step>"; found without
-    // parsing the whole body, so the harness takes little of the CPU it shares.
-    static const std::string kSessionKey = "\"session_id\":\"";
-    size_t at = req.body.find(kSessionKey);
-    std::string session;
-    if (at != std::string::npos) {
-      at += kSessionKey.size();
-      session = req.body.substr(at, req.body.find('"', at) - at);
-    }
-    std::string run = session.substr(0, session.find("_step_"));
-    if (worker_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(worker_ms));
-    res.set_content(R"({"response":"ok"})", "application/json");
-    std::lock_guard<std::mutex> lock(timeline.mu);
-    timeline.calls[run].emplace_back(arrived, Clock::now());
-    ++timeline.answered;
-    timeline.all_answered.notify_all();
-  });
-  int worker_port = worker.bind_to_any_port("127.0.0.1");
-  orch::server::raise_listen_backlog(worker_port);
-  std::thread worker_thread([&] { worker.listen_after_bind(); });
+  orch::bench::LoopbackWorker worker(
+      std::chrono::milliseconds(worker_ms),
+      [&](const std::string& body, Clock::time_point arrived, Clock::time_point answered) {
+        // The run id is in the session key "run_<run>_step_<step>"; found
+        // without parsing the whole body.
+        static const std::string kSessionKey = "\"session_id\":\"";
+        size_t at = body.find(kSessionKey);
+        std::string session;
+        if (at != std::string::npos) {
+          at += kSessionKey.size();
+          session = body.substr(at, body.find('"', at) - at);
+        }
+        std::string run = session.substr(0, session.find("_step_"));
+        std::lock_guard<std::mutex> lock(timeline.mu);
+        timeline.calls[run].emplace_back(arrived, answered);
+        ++timeline.answered;
+        timeline.all_answered.notify_all();
+      });
+  const int worker_port = worker.port();
 
   // orch serve, configured with that worker.
   int port = free_port();
@@ -227,7 +222,5 @@ int main(int argc, char** argv) {
       failure.empty() ? "" : (",\"first_failure\":" + orch::Value(failure).to_json()).c_str());
   kill(child, SIGTERM);
   waitpid(child, nullptr, 0);
-  worker.stop();
-  worker_thread.join();
   return completed == runs * (reps + 1) ? 0 : 1;
 }
