@@ -5,6 +5,7 @@
 #include <map>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "orch/store.h"
 #include "store_batch.h"
@@ -180,9 +181,8 @@ class MemoryStore final : public Store {
     auto it = runs_.find(event.run_id);
     if (it == runs_.end()) return Status::not_found("run " + event.run_id + " not found");
     event.seq = static_cast<int64_t>(it->second.events.size()) + 1;
-    event.run_id.clear();  // the run's own; list_events puts it back
-    it->second.events.push_back(std::move(event));
-    return it->second.events.back().seq;
+    keep_event(it->second, event);
+    return event.seq;
   }
 
   // One lock for the whole batch; its records are moved in (the engine only
@@ -211,11 +211,7 @@ class MemoryStore final : public Store {
     if (batch.run) data.record = std::move(*batch.run);
     for (EventRecord& event : batch.events) {
       event.seq = static_cast<int64_t>(data.events.size()) + 1;
-      EventRecord& kept = data.events.emplace_back();  // without its run id (see list_events)
-      kept.seq = event.seq;
-      kept.kind = event.kind;
-      kept.data = event.data;
-      kept.created_at_ms = event.created_at_ms;
+      keep_event(data, event);
     }
     return Status();
   }
@@ -229,8 +225,12 @@ class MemoryStore final : public Store {
     std::vector<EventRecord> out;
     size_t start = after_seq < 0 ? 0 : static_cast<size_t>(after_seq);
     for (size_t i = start; i < events.size() && out.size() < limit; ++i) {
-      out.push_back(events[i]);
-      out.back().run_id = run_id;
+      EventRecord& ev = out.emplace_back();
+      ev.run_id = run_id;
+      ev.seq = static_cast<int64_t>(i) + 1;
+      ev.kind = *events[i].kind;
+      ev.data = events[i].data;
+      ev.created_at_ms = events[i].created_at_ms;
     }
     return out;
   }
@@ -289,16 +289,31 @@ class MemoryStore final : public Store {
   }
 
  private:
+  // An event as kept: its run is the one holding it, its seq its position,
+  // and its kind one of the few the store has seen (interned).
+  struct StoredEvent {
+    const std::string* kind;
+    Value data;
+    int64_t created_at_ms;
+  };
+
   struct RunData {
     RunRecord record;
     std::vector<Checkpoint> checkpoints;
     std::vector<PendingWrite> pending_writes;
     std::unordered_map<std::string, StepRecord> steps;
     std::vector<const std::string*> step_order;  // keys of `steps`, in first-write order
-    std::vector<EventRecord> events;  // kept without their run_id
+    std::vector<StoredEvent> events;  // events[i] has seq i + 1
   };
 
+  // REQUIRES: mu_ held.
+  void keep_event(RunData& data, const EventRecord& event) {
+    const std::string* kind = &*kinds_.insert(event.kind).first;
+    data.events.push_back(StoredEvent{kind, event.data, event.created_at_ms});
+  }
+
   std::mutex mu_;
+  std::unordered_set<std::string> kinds_;  // event kinds, for StoredEvent (set nodes stay put)
   std::unordered_map<std::string, RunData> runs_;
   std::vector<std::string> order_;
   std::unordered_map<std::string, std::string> idempotency_;

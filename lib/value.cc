@@ -153,9 +153,11 @@ void Array::push_back(Value v) {
     chunks_.push_back(std::move(chunk));
   } else if (chunks_.back().use_count() > 1) {
     // The last chunk is shared with a copy of this array: copy it (at most
-    // kChunkSize elements), with room to fill up.
+    // kChunkSize elements) with room for this one. No more: the usual sharer
+    // is a checkpoint, and the next append, after the next checkpoint, copies
+    // the chunk again, so spare room would only be carried in every snapshot.
     auto chunk = std::make_shared<Chunk>();
-    chunk->reserve(chunks_.size() > 1 ? kChunkSize : std::min(kChunkSize, 2 * chunks_.back()->size()));
+    chunk->reserve(chunks_.back()->size() + 1);
     chunk->insert(chunk->end(), chunks_.back()->begin(), chunks_.back()->end());
     chunks_.back() = std::move(chunk);
   }
