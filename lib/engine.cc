@@ -88,7 +88,17 @@ Result<std::shared_ptr<const CompiledWorkflow>> EngineImpl::compile(std::shared_
   }
   c->graph = CompiledGraph::compile(std::move(wf));
   std::lock_guard<std::mutex> lock(compiled_mu_);
+  // Entries of workflows no run holds any more go once the map has doubled
+  // (the server parses a fresh Workflow for each run it starts).
+  if (compiled_.size() >= next_compiled_sweep_) {
+    for (auto it = compiled_.begin(); it != compiled_.end();) it = it->second.expired() ? compiled_.erase(it) : std::next(it);
+    next_compiled_sweep_ = std::max<size_t>(64, 2 * compiled_.size());
+  }
   compiled_[&c->graph->workflow()] = c;
+  // The newest few stay compiled with no run of theirs alive: a host that
+  // starts runs of one Workflow one after another compiles it once.
+  recent_compiled_.push_front(c);
+  if (recent_compiled_.size() > kRecentCompiled) recent_compiled_.pop_back();
   return std::shared_ptr<const CompiledWorkflow>(c);
 }
 

@@ -2,6 +2,7 @@
 // EngineImpl: the Engine behind orch::Engine::open (not installed).
 #pragma once
 
+#include <deque>
 #include <unordered_map>
 
 #include "engine_impl.h"
@@ -155,6 +156,9 @@ class EngineImpl final : public orch::Engine {
 
   std::mutex compiled_mu_;
   std::unordered_map<const Workflow*, std::weak_ptr<CompiledWorkflow>> compiled_;
+  size_t next_compiled_sweep_ = 64;
+  static constexpr size_t kRecentCompiled = 16;
+  std::deque<std::shared_ptr<const CompiledWorkflow>> recent_compiled_;  // newest first
 
   std::mutex subs_mu_;
   struct Subscription {

@@ -985,3 +985,30 @@ TEST_CASE("checkpoint scheduler metadata leaves out what is empty and still resu
   REQUIRE(forked->status == RunStatus::kCompleted);
   CHECK(trace_of(*forked) == std::vector<std::string>{"a", "b", "c"});
 }
+
+TEST_CASE("the engine keeps the newest compiled workflows for the next runs, and only a few", "[engine]") {
+  auto engine = make_engine();
+  auto transform = [](int i) {
+    return make_workflow(R"({"nodes": {"t": {"type": "transform", "updates": {"n": )" + std::to_string(i) +
+                         R"(}}}, "edges": [["__start__","t"],["t","__end__"]]})");
+  };
+  // Deleting a run drops the engine's hold on it at once, so only the cache
+  // of compiled workflows can keep `watched` alive.
+  auto run_and_delete = [&engine](std::shared_ptr<const orch::Workflow> w) {
+    auto r = run_to_end(*engine, std::move(w));
+    REQUIRE(engine->delete_run(r.id).ok());
+    return r;
+  };
+  auto wf = transform(0);
+  std::weak_ptr<const orch::Workflow> watched = wf;
+  REQUIRE(run_and_delete(wf).status == RunStatus::kCompleted);
+  REQUIRE(run_and_delete(wf).status == RunStatus::kCompleted);  // a second run of the same object
+  wf.reset();
+  CHECK_FALSE(watched.expired());  // still compiled, though no run of it exists
+  for (int i = 1; i <= 16; ++i) {
+    auto r = run_and_delete(transform(i));
+    REQUIRE(r.status == RunStatus::kCompleted);
+    CHECK(r.state["n"].as_int() == i);
+  }
+  CHECK(watched.expired());  // sixteen newer ones pushed it out
+}
