@@ -124,6 +124,7 @@ void EngineImpl::emit(RunContext& ctx, std::string kind, Value data, bool into_b
 }
 
 void EngineImpl::notify_listeners(const EventRecord& ev) {
+  if (subscription_count_.load(std::memory_order_acquire) == 0) return;
   std::vector<EventListener> listeners;
   {
     std::lock_guard<std::mutex> lock(subs_mu_);
@@ -204,11 +205,12 @@ bool EngineImpl::stage_checkpoint(RunContext& ctx, const std::string& step_id, b
   cp.state = ctx.state;
   cp.completed_nodes = std::move(ran);
   cp.created_at_ms = stamp_ms(ctx);
-  Value meta = Value::object();
-  if (ctx.scheduler->route_results().size() > 0) meta.set("route_results", ctx.scheduler->route_results());
-  meta.set("workflow_version", static_cast<long long>(ctx.compiled->graph->workflow().version));
-  meta.set("scheduler", ctx.scheduler->to_value());
-  cp.metadata = std::move(meta);
+  const Value version = static_cast<long long>(ctx.compiled->graph->workflow().version);
+  const Value& routes = ctx.scheduler->route_results();
+  cp.metadata = routes.size() > 0
+                    ? Value::object({{"route_results", routes}, {"workflow_version", version},
+                                     {"scheduler", ctx.scheduler->to_value()}})
+                    : Value::object({{"workflow_version", version}, {"scheduler", ctx.scheduler->to_value()}});
   ctx.record.state = ctx.state;
   ctx.record.checkpoint_count += 1;
   ctx.record.updated_at_ms = cp.created_at_ms;
@@ -908,12 +910,14 @@ uint64_t EngineImpl::subscribe(const std::string& run_id, EventListener listener
   std::lock_guard<std::mutex> lock(subs_mu_);
   uint64_t id = next_subscription_++;
   subscriptions_[id] = Subscription{run_id, std::move(listener)};
+  subscription_count_.store(subscriptions_.size(), std::memory_order_release);
   return id;
 }
 
 void EngineImpl::unsubscribe(uint64_t subscription) {
   std::lock_guard<std::mutex> lock(subs_mu_);
   subscriptions_.erase(subscription);
+  subscription_count_.store(subscriptions_.size(), std::memory_order_release);
 }
 
 size_t EngineImpl::active_runs() const {

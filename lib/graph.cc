@@ -84,6 +84,7 @@ std::shared_ptr<const CompiledGraph> CompiledGraph::compile(std::shared_ptr<cons
   for (size_t i = 0; i < g->names_.size(); ++i) g->index_.emplace(g->names_[i], static_cast<int>(i));
   for (size_t i = 0; i < g->names_.size(); ++i) {
     g->name_values_.emplace_back(g->names_[i]);
+    g->name_lists_.push_back(Value::array({g->name_values_.back()}));
     g->type_values_.push_back(i < 2 ? Value() : Value(std::string(node_type_name(wf.nodes[i - 2].type))));
   }
   const size_t n = g->names_.size();

@@ -39,6 +39,8 @@ class CompiledGraph {
   // them every superstep, and a shared Value costs no allocation.
   const Value& name_value(int v) const { return name_values_[static_cast<size_t>(v)]; }
   const Value& type_value(int v) const { return type_values_[static_cast<size_t>(v)]; }
+  // [name of v], built once: checkpoints list one-node sets at every step.
+  const Value& name_list_value(int v) const { return name_lists_[static_cast<size_t>(v)]; }
   // -1 when unknown.
   int vertex(const std::string& name) const;
   // nullptr for __start__/__end__.
@@ -54,6 +56,7 @@ class CompiledGraph {
   std::vector<std::string> names_;
   std::vector<Value> name_values_;
   std::vector<Value> type_values_;  // null for __start__/__end__
+  std::vector<Value> name_lists_;
   std::unordered_map<std::string, int> index_;
   std::vector<GraphEdge> edges_;
   std::vector<std::vector<int>> in_;

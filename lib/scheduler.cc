@@ -125,6 +125,7 @@ std::vector<std::string> Scheduler::waiting_nodes() const {
 
 namespace {
 Value names_of(const CompiledGraph& g, const std::set<int>& vs) {
+  if (vs.size() == 1) return g.name_list_value(*vs.begin());  // shared, built once
   Value out = Value::array();
   for (int v : vs) out.push_back(g.name_value(v));
   return out;
@@ -145,9 +146,9 @@ Result<std::set<int>> vertices_of(const CompiledGraph& g, const Value& names) {
 Value Scheduler::to_value() const {
   // Written at every checkpoint: empty lists and defaults are left out
   // (from_value reads a missing key as empty).
-  Value out = Value::object({{"edge_count", graph_->edges().size()}});
-  Object& o = out.mutable_object();
+  Object o;
   o.reserve(8);
+  o.set("edge_count", graph_->edges().size());
   Value fired;
   Value dead;
   std::vector<int> marked = marked_;  // settle() may not have compacted it yet
@@ -164,7 +165,7 @@ Value Scheduler::to_value() const {
   if (!passed_before_.empty()) o.set("passed_before", names_of(*graph_, passed_before_));
   if (route_results_.size() > 0) o.set("route_results", route_results_);
   if (end_reached_) o.set("end_reached", true);
-  return out;
+  return Value(std::move(o));
 }
 
 Result<Scheduler> Scheduler::from_value(std::shared_ptr<const CompiledGraph> graph, const Value& v) {

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 // Applying updates, initial state and ephemeral keys (see include/orch/state.h).
 #include "orch/state.h"
+
+#include <vector>
+
 #include "reducers.h"
 
 namespace orch {
@@ -25,15 +28,28 @@ Status apply_updates(Value* state, const Value& updates, const Workflow* workflo
     const StateKey* decl = workflow ? workflow->find_state_key(key) : nullptr;
     return decl ? decl->reducer : ReducerKind::kLastValue;
   };
-  for (const auto& [key, update] : updates.as_object()) {
-    Status st = internal::check_reducer(reducer_of(key, update), current ? current->find(key) : nullptr, update);
+  // Each key's reducer is looked up once (kept on the stack for the usual
+  // few keys).
+  const Object& changes = updates.as_object();
+  ReducerKind few[8];
+  std::vector<ReducerKind> many;
+  ReducerKind* kinds = few;
+  if (changes.size() > 8) {
+    many.resize(changes.size());
+    kinds = many.data();
+  }
+  for (size_t i = 0; i < changes.size(); ++i) {
+    const auto& [key, update] = changes.at_index(i);
+    kinds[i] = reducer_of(key, update);
+    Status st = internal::check_reducer(kinds[i], current ? current->find(key) : nullptr, update);
     if (!st.ok()) return Status::invalid_argument("state key '" + key + "': " + st.message());
   }
   if (!state->is_object()) *state = Value::object();
   Object& members = state->mutable_object();
-  for (const auto& [key, update] : updates.as_object()) {
+  for (size_t i = 0; i < changes.size(); ++i) {
+    const auto& [key, update] = changes.at_index(i);
     const Value& value = is_overwrite(update) ? update["value"] : update;
-    internal::reduce_in_place(reducer_of(key, update), &members[key], value);
+    internal::reduce_in_place(kinds[i], &members[key], value);
   }
   return Status();
 }
