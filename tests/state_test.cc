@@ -236,3 +236,21 @@ TEST_CASE("worker replies become state updates", "[state][reply]") {
     CHECK_FALSE(e.has_goto);
   }
 }
+
+TEST_CASE("an update of many keys applies each key's own reducer", "[state]") {
+  orch::Workflow wf;
+  wf.state_schema = {decl("a", "array", ReducerKind::kAppend, false), decl("n", "number", ReducerKind::kAdd, false),
+                     decl("z", "array", ReducerKind::kAppend, false)};
+  wf.reindex();
+  Value state = J(R"({"a":[1],"n":1,"z":[0]})");
+  // More keys than apply_updates keeps on its stack, reducers in both places.
+  REQUIRE(orch::apply_updates(&state, J(R"({"k1":1,"a":[2],"k2":2,"k3":3,"k4":4,"n":5,"k5":5,"k6":6,"k7":7,
+                                           "k8":8,"z":[9],"k9":{"__overwrite":true,"value":9}})"),
+                              &wf)
+              .ok());
+  CHECK(state == J(R"({"a":[1,2],"n":6,"z":[0,9],"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9})"));
+  // A failing key among many still leaves the state as it was.
+  Value before = state;
+  CHECK_FALSE(orch::apply_updates(&state, J(R"({"k1":0,"k2":0,"k3":0,"k4":0,"k5":0,"k6":0,"k7":0,"k8":0,"k9":0,"n":"x"})"), &wf).ok());
+  CHECK(state == before);
+}

@@ -233,3 +233,13 @@ TEST_CASE("a copy of a large object keeps its own hash index", "[value]") {
   CHECK(assigned.find("k1")->as_int() == 1);
   CHECK(copied.find("k0")->as_int() == 0);
 }
+
+TEST_CASE("empty strings share one storage and a write unshares it", "[value]") {
+  Value a{std::string()};
+  Value b("");
+  CHECK(a.shares_storage_with(b));
+  a.mutable_string() += "x";
+  CHECK(a.as_string() == "x");
+  CHECK(b.as_string().empty());
+  CHECK(Value("").as_string().empty());
+}
