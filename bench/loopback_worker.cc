@@ -97,7 +97,8 @@ struct LoopbackWorker::Loop {
   void accept() {
     acceptor.async_accept([this](std::error_code ec, asio::ip::tcp::socket socket) {
       if (ec) return;
-      socket.set_option(asio::ip::tcp::no_delay(true));
+      std::error_code ignored;  // a connection already reset fails later, in its read
+      socket.set_option(asio::ip::tcp::no_delay(true), ignored);
       std::make_shared<Session>(*this, std::move(socket))->read_head();
       accept();
     });

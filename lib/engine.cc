@@ -423,7 +423,10 @@ void EngineImpl::locked_then_drain(const std::shared_ptr<RunContext>& ctx, const
   ctx->batching = true;
   ctx->start_stamping();
   body();
-  if (!outer) return;
+  if (!outer) {
+    ctx->stop_stamping();  // the lock goes: the next holder reads the clock again
+    return;
+  }
   std::vector<std::function<void()>> work;
   while (!ctx->inline_work.empty()) {
     work.swap(ctx->inline_work);

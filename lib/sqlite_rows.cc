@@ -68,6 +68,10 @@ void bind_json(SQLite::Statement& stmt, int index, const Value& value) {
   stmt.bind(index, value.to_json());
 }
 
+// A record's own string, bound without SQLite copying it: the record outlives
+// the statement's execution (see sqlite_rows.h).
+void bind_field(SQLite::Statement& stmt, int index, const std::string& field) { stmt.bindNoCopy(index, field); }
+
 }  // namespace
 
 const TableColumns kRunColumns{"runs", kRunNames, count_of(kRunNames)};
@@ -122,25 +126,25 @@ Result<Value> read_json_column(const SQLite::Statement& stmt, int index, const s
 }
 
 void bind_run(SQLite::Statement& stmt, const RunRecord& run) {
-  stmt.bind(1, run.id);
+  bind_field(stmt, 1, run.id);
   stmt.bind(2, std::string(run_status_name(run.status)));
-  stmt.bind(3, run.workflow_id);
+  bind_field(stmt, 3, run.workflow_id);
   bind_json(stmt, 4, run.workflow);
   bind_json(stmt, 5, run.input);
   bind_json(stmt, 6, run.config);
   bind_json(stmt, 7, run.state);
   bind_json(stmt, 8, run.callbacks);
-  stmt.bind(9, run.error);
-  stmt.bind(10, run.parent_run_id);
-  stmt.bind(11, run.parent_node);
+  bind_field(stmt, 9, run.error);
+  bind_field(stmt, 10, run.parent_run_id);
+  bind_field(stmt, 11, run.parent_node);
   // NULL, not '', for "no key": the UNIQUE index then ignores keyless runs.
   if (run.idempotency_key.empty()) {
     stmt.bind(12);
   } else {
-    stmt.bind(12, run.idempotency_key);
+    bind_field(stmt, 12, run.idempotency_key);
   }
-  stmt.bind(13, run.forked_from_run_id);
-  stmt.bind(14, run.forked_from_checkpoint_id);
+  bind_field(stmt, 13, run.forked_from_run_id);
+  bind_field(stmt, 14, run.forked_from_checkpoint_id);
   stmt.bind(15, run.created_at_ms);
   stmt.bind(16, run.updated_at_ms);
   stmt.bind(17, run.started_at_ms);
@@ -152,25 +156,28 @@ void bind_run(SQLite::Statement& stmt, const RunRecord& run) {
 
 const char* const kRunProgressSql =
     "UPDATE runs SET error = ?3, updated_at_ms = ?4, started_at_ms = ?5, "
-    "ended_at_ms = ?6, input_tokens = ?7, output_tokens = ?8, checkpoint_count = ?9, state = ?10 WHERE id = ?1";
+    "ended_at_ms = ?6, input_tokens = ?7, output_tokens = ?8, checkpoint_count = ?9, state = ?10, "
+    "last_event_seq = last_event_seq + ?11 WHERE id = ?1";
 const char* const kRunStatusSql = "UPDATE runs SET status = ?2 WHERE id = ?1 AND status <> ?2";
 
-void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run, bool state_is_checkpoints) {
+void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run, bool state_is_checkpoints,
+                       int64_t new_events) {
   // '': the run's state is its latest checkpoint's (see read_run).
   if (state_is_checkpoints) {
     stmt.bind(10, std::string());
   } else {
     bind_json(stmt, 10, run.state);
   }
-  stmt.bind(1, run.id);
+  bind_field(stmt, 1, run.id);
   stmt.bind(2, std::string(run_status_name(run.status)));
-  stmt.bind(3, run.error);
+  bind_field(stmt, 3, run.error);
   stmt.bind(4, run.updated_at_ms);
   stmt.bind(5, run.started_at_ms);
   stmt.bind(6, run.ended_at_ms);
   stmt.bind(7, run.input_tokens);
   stmt.bind(8, run.output_tokens);
   stmt.bind(9, run.checkpoint_count);
+  stmt.bind(11, new_events);
 }
 
 Result<RunRecord> read_run(const SQLite::Statement& stmt) {
@@ -207,21 +214,21 @@ Result<RunRecord> read_run(const SQLite::Statement& stmt) {
 }
 
 void bind_step(SQLite::Statement& stmt, const StepRecord& step) {
-  stmt.bind(1, step.id);
-  stmt.bind(2, step.run_id);
-  stmt.bind(3, step.node_name);
-  stmt.bind(4, step.type);
+  bind_field(stmt, 1, step.id);
+  bind_field(stmt, 2, step.run_id);
+  bind_field(stmt, 3, step.node_name);
+  bind_field(stmt, 4, step.type);
   stmt.bind(5, std::string(step_status_name(step.status)));
   stmt.bind(6, step.attempt);
   stmt.bind(7, step.max_attempts);
   stmt.bind(8, step.superstep);
   stmt.bind(9, step.item_index);
-  stmt.bind(10, step.parent_step_id);
-  stmt.bind(11, step.worker_id);
-  stmt.bind(12, step.child_run_id);
+  bind_field(stmt, 10, step.parent_step_id);
+  bind_field(stmt, 11, step.worker_id);
+  bind_field(stmt, 12, step.child_run_id);
   bind_json(stmt, 13, step.input);
   bind_json(stmt, 14, step.output);
-  stmt.bind(15, step.error);
+  bind_field(stmt, 15, step.error);
   stmt.bind(16, step.input_tokens);
   stmt.bind(17, step.output_tokens);
   stmt.bind(18, step.created_at_ms);
@@ -258,9 +265,9 @@ Result<StepRecord> read_step(const SQLite::Statement& stmt) {
 }
 
 void bind_event(SQLite::Statement& stmt, const EventRecord& event) {
-  stmt.bind(1, event.run_id);
+  bind_field(stmt, 1, event.run_id);
   stmt.bind(2, event.seq);
-  stmt.bind(3, event.kind);
+  bind_field(stmt, 3, event.kind);
   bind_json(stmt, 4, event.data);
   stmt.bind(5, event.created_at_ms);
   stmt.bind(6, std::string());
@@ -269,7 +276,7 @@ void bind_event(SQLite::Statement& stmt, const EventRecord& event) {
 void bind_event_state_ref(SQLite::Statement& stmt, const Value& data_without_state,
                           const std::string& checkpoint_id) {
   bind_json(stmt, 4, data_without_state);
-  stmt.bind(6, checkpoint_id);
+  bind_field(stmt, 6, checkpoint_id);
 }
 
 Result<EventRecord> read_event(const SQLite::Statement& stmt, std::string* state_checkpoint_id) {
@@ -286,9 +293,9 @@ Result<EventRecord> read_event(const SQLite::Statement& stmt, std::string* state
 }
 
 void bind_pending_write(SQLite::Statement& stmt, const PendingWrite& write) {
-  stmt.bind(1, write.run_id);
+  bind_field(stmt, 1, write.run_id);
   stmt.bind(2, write.superstep);
-  stmt.bind(3, write.node_name);
+  bind_field(stmt, 3, write.node_name);
   bind_json(stmt, 4, write.result);
 }
 

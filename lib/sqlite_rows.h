@@ -39,7 +39,9 @@ extern const TableColumns kPendingWriteColumns;
 extern const TableColumns kWorkflowColumns;
 
 // bind_* binds parameters ?1..?count in column order; read_* reads the columns
-// of the current row, starting at column 0, in the same order.
+// of the current row, starting at column 0, in the same order. A record's
+// strings are bound without SQLite copying them: the record must stay alive
+// and unchanged until the statement has been stepped.
 void bind_run(SQLite::Statement& stmt, const RunRecord& run);
 // What a checkpoint commit changes in a run's row: status, error, timestamps,
 // token counts, checkpoint count. The workflow, input and config (often the
@@ -51,9 +53,13 @@ void bind_run(SQLite::Statement& stmt, const RunRecord& run);
 // The status is indexed, so it is written by kRunStatusSql (same parameters),
 // which leaves the row alone when the status has not changed: rewriting an
 // index entry with itself still dirties its page, a page per superstep.
+// `new_events` is added to the run's last_event_seq in the same write: events
+// that go out with the checkpoint take their seqs without a second rewrite of
+// the row (an UPDATE rewrites the whole record, its overflow pages included).
 extern const char* const kRunProgressSql;
 extern const char* const kRunStatusSql;
-void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run, bool state_is_checkpoints);
+void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run, bool state_is_checkpoints,
+                       int64_t new_events = 0);
 Result<RunRecord> read_run(const SQLite::Statement& stmt);
 
 void bind_step(SQLite::Statement& stmt, const StepRecord& step);

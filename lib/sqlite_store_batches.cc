@@ -174,7 +174,8 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
     }
   }
   if (member.prepared) {
-    ORCH_RETURN_IF_ERROR(write_checkpoint(conn, *batch.checkpoint, *batch.run, *member.prepared));
+    ORCH_RETURN_IF_ERROR(write_checkpoint(conn, *batch.checkpoint, *batch.run, *member.prepared,
+                                          static_cast<int64_t>(batch.events.size())));
   } else if (batch.run) {
     static const std::string kUpdate = kRunColumns.update_sql();
     Query update(conn, kUpdate);
@@ -182,14 +183,21 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
     if (update->exec() == 0) return run_not_found(run_id);
   }
   if (!batch.events.empty()) {
-    // Take the whole range of seqs at once from the run's counter.
+    // Take the whole range of seqs at once from the run's counter (the
+    // checkpoint's update of the run row already moved it past them).
     int64_t seq = 0;
-    {
+    const int64_t count = static_cast<int64_t>(batch.events.size());
+    if (member.prepared) {
+      Query last(conn, "SELECT last_event_seq FROM runs WHERE id = ?1");
+      last->bind(1, run_id);
+      if (!last->executeStep()) return run_not_found(run_id);
+      seq = last->getColumn(0).getInt64() - count;
+    } else {
       Query next(conn, "UPDATE runs SET last_event_seq = last_event_seq + ?2 WHERE id = ?1 RETURNING last_event_seq");
       next->bind(1, run_id);
-      next->bind(2, static_cast<int64_t>(batch.events.size()));
+      next->bind(2, count);
       if (!next->executeStep()) return run_not_found(run_id);
-      seq = next->getColumn(0).getInt64() - static_cast<int64_t>(batch.events.size());
+      seq = next->getColumn(0).getInt64() - count;
     }
     static const std::string kInsert = kEventColumns.insert_sql();
     Query insert(conn, kInsert);

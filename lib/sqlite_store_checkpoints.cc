@@ -228,10 +228,10 @@ SqliteStore::PreparedCheckpoint SqliteStore::prepare_checkpoint(const Checkpoint
 }
 
 Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpoint, const RunRecord& run,
-                                     PreparedCheckpoint& prepared) {
+                                     PreparedCheckpoint& prepared, int64_t new_events) {
   Query update_run(conn, kRunProgressSql);
   bind_run_progress(*update_run, run,
-                    run.state.shares_storage_with(checkpoint.state) || run.state == checkpoint.state);
+                    run.state.shares_storage_with(checkpoint.state) || run.state == checkpoint.state, new_events);
   if (update_run->exec() == 0) return run_not_found(run.id);
   {
     Query update_status(conn, kRunStatusSql);

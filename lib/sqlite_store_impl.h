@@ -107,8 +107,10 @@ class SqliteStore final : public Store {
     std::optional<ChainLink> committed;
   };
   PreparedCheckpoint prepare_checkpoint(const Checkpoint& checkpoint, const RunRecord& run);
+  // `new_events`: events written after it in the same transaction, whose
+  // seqs the run row's update reserves.
   Status write_checkpoint(Connection& conn, const Checkpoint& checkpoint, const RunRecord& run,
-                          PreparedCheckpoint& prepared);
+                          PreparedCheckpoint& prepared, int64_t new_events = 0);
   void checkpoint_committed(const RunRecord& run, PreparedCheckpoint& prepared);
   // A run row read with a null state (see kRunProgressSql) gets its latest
   // checkpoint's state: from the document cache when it is current.

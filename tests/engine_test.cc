@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Engine behaviour: scheduling, control flow and failure handling (issue: graph engine).
 #include <atomic>
+#include <condition_variable>
 #include <chrono>
 #include <mutex>
 #include <random>
@@ -1011,4 +1012,58 @@ TEST_CASE("the engine keeps the newest compiled workflows for the next runs, and
     CHECK(r.state["n"].as_int() == i);
   }
   CHECK(watched.expired());  // sixteen newer ones pushed it out
+}
+
+TEST_CASE("a cancel while a node runs stamps its event with the time it happens", "[engine]") {
+  // b's reply is handled (and stamped) while a runs on the draining thread
+  // without the run lock; the cancel that follows must not reuse that reading.
+  auto clock = std::make_shared<orch::ManualClock>();
+  auto store = orch::new_memory_store();
+  std::mutex mu;
+  std::condition_variable cv;
+  bool a_started = false, b_returned = false, release_a = false;
+  auto wf = make_workflow(R"({"nodes": {"a": {}, "b": {}}, "edges": [["__start__","a"],["__start__","b"],["a","__end__"],["b","__end__"]]})",
+                          {{"a", [&](const NodeCall&) -> Result<NodeOutput> {
+                              std::unique_lock<std::mutex> lock(mu);
+                              a_started = true;
+                              cv.notify_all();
+                              cv.wait_for(lock, 10s, [&] { return release_a; });
+                              return NodeOutput(Value::object());
+                            }},
+                           {"b", [&](const NodeCall&) -> Result<NodeOutput> {
+                              std::unique_lock<std::mutex> lock(mu);
+                              cv.wait_for(lock, 10s, [&] { return a_started; });
+                              b_returned = true;
+                              cv.notify_all();
+                              return NodeOutput(Value::object());
+                            }}});
+  auto engine = make_engine(nullptr, clock, store);
+  const int64_t start_ms = clock->now_ms();
+  auto id = engine->start_run(wf, {});
+  REQUIRE(id.ok());
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    REQUIRE(cv.wait_for(lock, 10s, [&] { return b_returned; }));
+  }
+  std::this_thread::sleep_for(200ms);  // b's reply is handled meanwhile
+  clock->advance(100ms);
+  REQUIRE(engine->cancel_run(*id).ok());
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release_a = true;
+  }
+  cv.notify_all();
+  auto r = engine->wait(*id, 10s);
+  REQUIRE(r.ok());
+  CHECK(r->status == RunStatus::kCancelled);
+  auto events = store->list_events(*id, 0, 1000);
+  REQUIRE(events.ok());
+  bool saw_cancel = false;
+  for (const auto& ev : *events) {
+    if (ev.kind == "run.cancelled") {
+      saw_cancel = true;
+      CHECK(ev.created_at_ms == start_ms + 100);
+    }
+  }
+  CHECK(saw_cancel);
 }
