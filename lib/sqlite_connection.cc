@@ -27,15 +27,18 @@ Status status_from_exception(const SQLite::Exception& e, std::string_view contex
   }
 }
 
+// NOMUTEX: a connection is used by one thread at a time (the pool hands it
+// out whole), so SQLite need not lock it around every call.
 Connection::Connection(const std::string& path, int busy_timeout_ms)
-    : db_(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_URI, busy_timeout_ms,
-          coalescing_vfs_name()) {}
+    : db_(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_URI | SQLite::OPEN_NOMUTEX,
+          busy_timeout_ms, coalescing_vfs_name()) {}
 
 SQLite::Statement& Connection::statement(std::string_view sql) {
   auto it = statements_.find(sql);
   if (it == statements_.end()) {
     auto stmt = std::make_unique<SQLite::Statement>(db_, std::string(sql));
-    it = statements_.emplace(std::string(sql), std::move(stmt)).first;
+    std::string_view key = stmt->getQuery();  // lives as long as the statement
+    it = statements_.emplace(key, std::move(stmt)).first;
   }
   return *it->second;
 }

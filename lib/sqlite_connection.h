@@ -16,11 +16,11 @@
 #include <condition_variable>
 #include <cstddef>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "orch/status.h"
@@ -45,7 +45,8 @@ class Connection {
 
  private:
   SQLite::Database db_;
-  std::map<std::string, std::unique_ptr<SQLite::Statement>, std::less<>> statements_;
+  // Keyed by each statement's own SQL text (a view into the statement).
+  std::unordered_map<std::string_view, std::unique_ptr<SQLite::Statement>> statements_;
 };
 
 // One use of a cached statement: starts from a reset statement with no
