@@ -264,18 +264,16 @@ Result<StepRecord> read_step(const SQLite::Statement& stmt) {
   return step;
 }
 
-void bind_event(SQLite::Statement& stmt, const EventRecord& event) {
+void bind_event(SQLite::Statement& stmt, const EventRecord& event, const Value* data) {
   bind_field(stmt, 1, event.run_id);
   stmt.bind(2, event.seq);
   bind_field(stmt, 3, event.kind);
-  bind_json(stmt, 4, event.data);
+  bind_json(stmt, 4, data != nullptr ? *data : event.data);
   stmt.bind(5, event.created_at_ms);
   stmt.bind(6, std::string());
 }
 
-void bind_event_state_ref(SQLite::Statement& stmt, const Value& data_without_state,
-                          const std::string& checkpoint_id) {
-  bind_json(stmt, 4, data_without_state);
+void bind_event_state_ref(SQLite::Statement& stmt, const std::string& checkpoint_id) {
   bind_field(stmt, 6, checkpoint_id);
 }
 

@@ -65,13 +65,14 @@ Result<RunRecord> read_run(const SQLite::Statement& stmt);
 void bind_step(SQLite::Statement& stmt, const StepRecord& step);
 Result<StepRecord> read_step(const SQLite::Statement& stmt);
 
-void bind_event(SQLite::Statement& stmt, const EventRecord& event);
-// Rebinds an event bound by bind_event to be stored without the last key of
-// its data, "state", which is that of checkpoint `checkpoint_id` (written in
-// the same transaction): an engine "values" event carries the whole state,
-// and storing it twice per superstep was a quarter of a superstep's pages.
-void bind_event_state_ref(SQLite::Statement& stmt, const Value& data_without_state,
-                          const std::string& checkpoint_id);
+// `data`, when given, is stored instead of the event's own data.
+void bind_event(SQLite::Statement& stmt, const EventRecord& event, const Value* data = nullptr);
+// Marks an event bound by bind_event(stmt, event, &data_without_state) as
+// stored without the last key of its data, "state", which is that of
+// checkpoint `checkpoint_id` (written in the same transaction): an engine
+// "values" event carries the whole state, and storing it twice per superstep
+// was a quarter of a superstep's pages.
+void bind_event_state_ref(SQLite::Statement& stmt, const std::string& checkpoint_id);
 // `state_checkpoint_id` gets the checkpoint whose state the caller must add
 // back as the data's "state", or ''.
 Result<EventRecord> read_event(const SQLite::Statement& stmt, std::string* state_checkpoint_id);

@@ -202,11 +202,13 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
     static const std::string kInsert = kEventColumns.insert_sql();
     Query insert(conn, kInsert);
     for (const EventRecord& event : batch.events) {
-      bind_event(*insert, event);
-      if (member.prepared) {
-        if (std::optional<Value> rest = without_checkpoint_state(event.data, batch.checkpoint->state)) {
-          bind_event_state_ref(*insert, *rest, batch.checkpoint->id);
-        }
+      std::optional<Value> rest;  // the event's data without the checkpoint's state
+      if (member.prepared) rest = without_checkpoint_state(event.data, batch.checkpoint->state);
+      if (rest) {
+        bind_event(*insert, event, &*rest);  // the full state is never serialized
+        bind_event_state_ref(*insert, batch.checkpoint->id);
+      } else {
+        bind_event(*insert, event);
       }
       insert->bind(2, ++seq);
       insert->exec();

@@ -167,6 +167,15 @@ void Array::push_back(Value v) {
 
 Value& Array::back_for_write() { return (*this)[size_ - 1]; }
 
+size_t Array::shared_prefix(const Array& other) const {
+  // A chunk both arrays point at holds the same elements for both: a write
+  // copies a shared chunk first.
+  size_t chunks = 0;
+  const size_t limit = std::min(chunks_.size(), other.chunks_.size());
+  while (chunks < limit && chunks_[chunks] == other.chunks_[chunks]) ++chunks;
+  return std::min({chunks * kChunkSize, size_, other.size_});
+}
+
 std::vector<Value> Array::take_all() const {
   std::vector<Value> all;
   all.reserve(size_);

@@ -47,7 +47,9 @@ bool key_order_reachable(const Object& before, const Object& after) {
 // True when `before` is a proper prefix of `after`.
 bool only_grew(const Array& before, const Array& after) {
   if (after.size() <= before.size()) return false;
-  for (size_t i = 0; i < before.size(); ++i) {
+  // A list that grows from one checkpoint to the next still shares all but
+  // its last chunk with the previous state: only the rest is compared.
+  for (size_t i = before.shared_prefix(after); i < before.size(); ++i) {
     if (!before[i].shares_storage_with(after[i]) && !identical_values(before[i], after[i]))
       return false;
   }

@@ -243,3 +243,19 @@ TEST_CASE("empty strings share one storage and a write unshares it", "[value]") 
   CHECK(b.as_string().empty());
   CHECK(Value("").as_string().empty());
 }
+
+TEST_CASE("arrays: shared_prefix counts what a copy still shares", "[value][array]") {
+  Array a;
+  for (int i = 0; i < 100; ++i) a.push_back(i);
+  Array b = a;
+  CHECK(a.shared_prefix(b) == 100);
+  b.push_back(100);  // copies only the last chunk (elements 96..99)
+  CHECK(a.shared_prefix(b) == 96);
+  CHECK(b.shared_prefix(a) == 96);
+  b[10] = -1;  // unshares the first chunk
+  CHECK(a.shared_prefix(b) == 0);
+  Array c;
+  for (int i = 0; i < 100; ++i) c.push_back(i);
+  CHECK(a.shared_prefix(c) == 0);  // equal, but not shared: it does not compare
+  CHECK(a.shared_prefix(Array()) == 0);
+}
