@@ -2,22 +2,23 @@
 //
 // Server benchmark: `orch serve` (a child process, real HTTP) with its store,
 // a webhook worker on loopback answering at once (loopback_worker.h: one
-// event-loop thread, so it takes little of the CPU orch needs), and R
-// concurrent runs of a 10-node workflow. Prints one JSON line: node executions per second, and the
-// latency orch adds per node beyond the worker's own time (p50/p99), measured
-// in the worker as the gap between answering node i and receiving node i+1 of
-// the same run.
+// event-loop thread, so it takes little of the CPU orch needs), and R runs of
+// a 10-node workflow in flight at all times: when a run's last node is
+// answered, the next run starts. Prints one JSON line: node executions per
+// second over the measured window, and the latency orch adds per node beyond
+// the worker's own time (p50/p99), measured in the worker as the gap between
+// answering node i and receiving node i+1 of the same run.
 //
 // With --worker-ms the worker takes that long per call, as a model would: the
 // added latency is then not dominated by runs queueing for the CPU (with R
 // runs in flight and an instant worker, Little's law makes each node wait
-// about R / throughput).
+// about R / throughput), and R / worker time bounds the throughput.
 //
-// After a warm-up round, --reps rounds (default 5) each start R new runs at
-// once and wait for them all to end: node executions per second is the median
-// round's, the latency percentiles are over every measured round's nodes.
+// A warm-up (R runs, until all end) and a second of load come before the
+// measured window of --seconds (default 3); then no new run starts and every
+// started run must complete.
 //
-//   bench_server ORCH_BINARY [--runs 100] [--db PATH|:memory:] [--worker-ms 0] [--reps 5]
+//   bench_server ORCH_BINARY [--runs 100] [--db PATH|:memory:] [--worker-ms 0] [--seconds 3]
 #include <arpa/inet.h>
 #include <httplib.h>
 #include <netinet/in.h>
@@ -45,6 +46,7 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
+constexpr size_t kNodesPerRun = 10;
 
 struct Timeline {
   std::mutex mu;
@@ -52,6 +54,11 @@ struct Timeline {
   std::map<std::string, std::vector<std::pair<Clock::time_point, Clock::time_point>>> calls;
   int answered = 0;
   std::condition_variable all_answered;
+  // Under load: a run whose last node was answered asks for the next run.
+  bool steady = false;
+  int to_start = 0;    // runs the starters owe
+  int finished = 0;    // runs whose last node was answered
+  std::condition_variable start_wanted;
 };
 
 // A free loopback port: bind to port 0, read the port back, close.
@@ -71,20 +78,20 @@ int free_port() {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: bench_server ORCH_BINARY [--runs N] [--db PATH] [--worker-ms N] [--reps N]\n");
+    std::fprintf(stderr, "usage: bench_server ORCH_BINARY [--runs N] [--db PATH] [--worker-ms N] [--seconds S]\n");
     return 2;
   }
   std::string orch_bin = argv[1];
   int runs = 100;
   int worker_ms = 0;
-  int reps = 5;
+  double seconds = 3;
   std::string db = "/tmp/orch-bench-server.db";
   for (int i = 2; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
     if (flag == "--runs") runs = std::max(1, std::atoi(argv[i + 1]));
     if (flag == "--db") db = argv[i + 1];
     if (flag == "--worker-ms") worker_ms = std::max(0, std::atoi(argv[i + 1]));
-    if (flag == "--reps") reps = std::max(1, std::atoi(argv[i + 1]));
+    if (flag == "--seconds") seconds = std::max(0.5, std::atof(argv[i + 1]));
   }
   for (const char* suffix : {"", "-wal", "-shm"}) std::remove((db + suffix).c_str());
 
@@ -104,8 +111,16 @@ int main(int argc, char** argv) {
         }
         std::string run = session.substr(0, session.find("_step_"));
         std::lock_guard<std::mutex> lock(timeline.mu);
-        timeline.calls[run].emplace_back(arrived, answered);
+        auto& calls = timeline.calls[run];
+        calls.emplace_back(arrived, answered);
         ++timeline.answered;
+        if (calls.size() == kNodesPerRun) {
+          ++timeline.finished;
+          if (timeline.steady) {
+            ++timeline.to_start;
+            timeline.start_wanted.notify_one();
+          }
+        }
         timeline.all_answered.notify_all();
       });
   const int worker_port = worker.port();
@@ -136,23 +151,36 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::string nodes, edges = R"(["__start__","n0"])";
-  for (int i = 0; i < 10; ++i) {
+  for (size_t i = 0; i < kNodesPerRun; ++i) {
     nodes += (i ? "," : "") + std::string("\"n") + std::to_string(i) + R"(":{"type":"task","prompt_template":"step )" +
              std::to_string(i) + R"("})";
     if (i > 0) edges += ",[\"n" + std::to_string(i - 1) + "\",\"n" + std::to_string(i) + "\"]";
   }
-  edges += R"(,["n9","__end__"])";
+  edges += ",[\"n" + std::to_string(kNodesPerRun - 1) + R"(","__end__"])";
   api.Post("/workflows", R"({"id":"bench","nodes":{)" + nodes + "},\"edges\":[" + edges + "]}", "application/json");
 
-  // One round: `runs` new runs at once, until every one has ended. Returns
-  // the round's wall seconds and appends its per-node gaps (µs).
-  auto round = [&](std::vector<double>* gaps_us) {
+  auto runs_in = [&](const char* status) {
+    auto r = api.Get((std::string("/runs?status=") + status + "&limit=1").c_str());
+    auto v = r ? orch::parse_json(r->body) : orch::Result<orch::Value>(orch::Status::internal("no reply"));
+    return v.ok() ? static_cast<int>((*v)["items"].size()) : -1;
+  };
+  // Once the worker answered every node, only the runs' last commits are left:
+  // the client polls only for that short tail (polling throughout would take
+  // CPU from the server it measures).
+  auto wait_for_runs = [&](int runs_finished) {
     {
-      std::lock_guard<std::mutex> lock(timeline.mu);
-      timeline.calls.clear();
-      timeline.answered = 0;
+      std::unique_lock<std::mutex> lock(timeline.mu);
+      timeline.all_answered.wait_for(lock, std::chrono::seconds(30),
+                                     [&] { return timeline.finished >= runs_finished; });
     }
-    auto start = Clock::now();
+    for (int spin = 0; spin < 15000 && runs_in("running") != 0; ++spin) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  };
+
+  // Warm-up: `runs` runs at once, until all end (threads, connections and
+  // caches start up here).
+  {
     std::vector<std::thread> starters;
     std::atomic<int> next{0};
     for (int t = 0; t < 8; ++t) {
@@ -163,45 +191,69 @@ int main(int argc, char** argv) {
       });
     }
     for (auto& t : starters) t.join();
-    // The worker hears every node of every run; once it answered them all, only
-    // the last commits are left, so the client polls only for that short tail
-    // (polling throughout would take CPU from the server it measures).
-    {
-      std::unique_lock<std::mutex> lock(timeline.mu);
-      timeline.all_answered.wait_for(lock, std::chrono::seconds(30), [&] { return timeline.answered >= runs * 10; });
-    }
-    for (int spin = 0; spin < 30000; ++spin) {
-      auto r = api.Get("/runs?status=running&limit=1");
-      auto v = r ? orch::parse_json(r->body) : orch::Result<orch::Value>(orch::Status::internal("no reply"));
-      if (v.ok() && (*v)["items"].size() == 0) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    wait_for_runs(runs);
+  }
+
+  // Load: `runs` runs in flight; each run's last answer starts the next.
+  {
+    std::lock_guard<std::mutex> lock(timeline.mu);
+    timeline.calls.clear();
+    timeline.answered = 0;
+    timeline.finished = 0;
+    timeline.steady = true;
+    timeline.to_start = runs;
+  }
+  bool stop = false;  // under timeline.mu
+  std::atomic<int> started{0};
+  std::vector<std::thread> starters;
+  for (int t = 0; t < 8; ++t) {
+    starters.emplace_back([&] {
+      httplib::Client c("127.0.0.1", port);
+      c.set_tcp_nodelay(true);
+      for (;;) {
+        {
+          std::unique_lock<std::mutex> lock(timeline.mu);
+          timeline.start_wanted.wait(lock, [&] { return timeline.to_start > 0 || stop; });
+          if (stop) return;
+          --timeline.to_start;
+        }
+        auto r = c.Post("/workflows/bench/run", "{}", "application/json");
+        if (r && r->status / 100 == 2) ++started;
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // the load settles
+  const auto window_start = Clock::now();
+  std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
+  const auto window_end = Clock::now();
+  {
+    std::lock_guard<std::mutex> lock(timeline.mu);
+    timeline.steady = false;
+    stop = true;
+  }
+  timeline.start_wanted.notify_all();
+  for (auto& t : starters) t.join();
+  wait_for_runs(started.load());  // every started run must complete
+
+  // Node executions answered inside the window, and the gaps inside it.
+  std::vector<double> gaps_us;
+  int64_t executions = 0;
+  {
     std::lock_guard<std::mutex> lock(timeline.mu);
     for (auto& [run, calls] : timeline.calls) {
-      for (size_t i = 1; i < calls.size(); ++i) {
-        gaps_us->push_back(std::chrono::duration<double, std::micro>(calls[i].first - calls[i - 1].second).count());
+      for (size_t i = 0; i < calls.size(); ++i) {
+        if (calls[i].second >= window_start && calls[i].second < window_end) ++executions;
+        if (i > 0 && calls[i - 1].second >= window_start && calls[i].first < window_end) {
+          gaps_us.push_back(std::chrono::duration<double, std::micro>(calls[i].first - calls[i - 1].second).count());
+        }
       }
     }
-    return elapsed;
-  };
-
-  std::vector<double> warmup_gaps;
-  round(&warmup_gaps);  // threads, connections and caches start up here
-  std::vector<double> gaps_us;
-  std::vector<double> rates;
-  std::vector<double> elapsed_ms;
-  for (int rep = 0; rep < reps; ++rep) {
-    double seconds = round(&gaps_us);
-    elapsed_ms.push_back(seconds * 1000);
-    rates.push_back(runs * 10 / seconds);
   }
-  int completed = 0;
+  const double window_s = std::chrono::duration<double>(window_end - window_start).count();
+  const int running = runs_in("running");
+  const int failed = runs_in("failed");
   std::string failure;
-  {
-    auto r = api.Get(("/runs?status=completed&limit=" + std::to_string(runs * (reps + 1))).c_str());
-    auto v = r ? orch::parse_json(r->body) : orch::Result<orch::Value>(orch::Status::internal("no reply"));
-    completed = v.ok() ? static_cast<int>((*v)["items"].size()) : 0;
+  if (failed > 0) {
     auto f = api.Get("/runs?status=failed&limit=1");
     auto fv = f ? orch::parse_json(f->body) : orch::Result<orch::Value>(orch::Status::internal("no reply"));
     if (fv.ok() && (*fv)["items"].size() > 0) {
@@ -210,17 +262,15 @@ int main(int argc, char** argv) {
     }
   }
   std::sort(gaps_us.begin(), gaps_us.end());
-  std::sort(rates.begin(), rates.end());
-  std::sort(elapsed_ms.begin(), elapsed_ms.end());
   auto pct = [&](double p) { return gaps_us.empty() ? 0.0 : gaps_us[static_cast<size_t>(p * (gaps_us.size() - 1))]; };
   std::printf(
-      "{\"scenario\":\"server\",\"store\":\"%s\",\"runs\":%d,\"nodes_per_run\":10,\"worker_ms\":%d,\"reps\":%d,"
-      "\"completed\":%d,\"median_ms\":%.1f,\"min_ms\":%.1f,\"max_ms\":%.1f,\"node_executions_per_s\":%.0f,"
-      "\"added_latency_p50_ms\":%.3f,\"added_latency_p99_ms\":%.3f%s}\n",
-      db == ":memory:" ? "memory" : "sqlite", runs, worker_ms, reps, completed, elapsed_ms[elapsed_ms.size() / 2],
-      elapsed_ms.front(), elapsed_ms.back(), rates[rates.size() / 2], pct(0.5) / 1000, pct(0.99) / 1000,
+      "{\"scenario\":\"server\",\"store\":\"%s\",\"runs_in_flight\":%d,\"nodes_per_run\":%zu,\"worker_ms\":%d,"
+      "\"seconds\":%.1f,\"runs_started\":%d,\"runs_left_running\":%d,\"runs_failed\":%d,"
+      "\"node_executions_per_s\":%.0f,\"added_latency_p50_ms\":%.3f,\"added_latency_p99_ms\":%.3f%s}\n",
+      db == ":memory:" ? "memory" : "sqlite", runs, kNodesPerRun, worker_ms, window_s, started.load(), running, failed,
+      static_cast<double>(executions) / window_s, pct(0.5) / 1000, pct(0.99) / 1000,
       failure.empty() ? "" : (",\"first_failure\":" + orch::Value(failure).to_json()).c_str());
   kill(child, SIGTERM);
   waitpid(child, nullptr, 0);
-  return completed == runs * (reps + 1) ? 0 : 1;
+  return running == 0 && failed == 0 ? 0 : 1;
 }

@@ -6,6 +6,7 @@
 // transaction starts, so the writer lock covers only SQLite's own work.
 #include "orch/sqlite_store.h"
 
+#include <algorithm>
 #include <chrono>
 #include <limits>
 #include <string>
@@ -51,7 +52,8 @@ Result<std::vector<T>> read_all(Query& q, Reader read) {
 
 SqliteStore::SqliteStore(const std::string& path, const SqliteStoreOptions& options, bool in_memory)
     : options_(options),
-      checkpointer_(in_memory ? nullptr : std::make_unique<WalCheckpointer>(path, options.busy_timeout_ms)),
+      checkpointer_(in_memory ? nullptr : std::make_unique<WalCheckpointer>(path, options.busy_timeout_ms,
+                                                                            std::max(1, options.wal_checkpoint_pages))),
       pool_(path, options.busy_timeout_ms, options.max_idle_connections, in_memory, [this](Connection& conn) {
         configure_connection(conn);
         if (checkpointer_) checkpointer_->attach(conn);

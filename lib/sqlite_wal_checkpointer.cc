@@ -24,7 +24,7 @@ void WalCheckpointer::attach(Connection& conn) {
 
 int WalCheckpointer::on_commit(void* self, sqlite3* db, const char* name, int frames) {
   auto* checkpointer = static_cast<WalCheckpointer*>(self);
-  if (frames >= 20 * checkpointer->frames_) {
+  if (frames >= 4 * checkpointer->frames_) {
     // The thread is far behind (or a reader holds the log): do what SQLite would.
     sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
   } else if (frames >= checkpointer->frames_) {

@@ -7,9 +7,11 @@
 //
 // attach() installs a commit hook on a connection; when a commit leaves the
 // log at or above `frames` pages, the checkpointer's own thread runs a PASSIVE
-// checkpoint (which never blocks writers). A log that grows far past that
-// (the thread is behind) is checkpointed by the committing thread, as SQLite
-// would.
+// checkpoint (which never blocks writers). A log that grows to four times
+// that (the thread is behind, or a reader holds the log) is checkpointed by
+// the committing thread, as SQLite would. A checkpoint's fsyncs still stall
+// the commits that meet them, so fewer, larger checkpoints (a higher `frames`)
+// stall fewer commits.
 //
 // Thread-safety: attach() and the hook may be called from any thread. The
 // destructor stops and joins the thread; connections must not commit after it.
@@ -26,7 +28,7 @@ namespace orch::sqlite {
 
 class WalCheckpointer {
  public:
-  WalCheckpointer(std::string path, int busy_timeout_ms, int frames = 1000);
+  WalCheckpointer(std::string path, int busy_timeout_ms, int frames);
   ~WalCheckpointer();
   WalCheckpointer(const WalCheckpointer&) = delete;
   WalCheckpointer& operator=(const WalCheckpointer&) = delete;
