@@ -37,10 +37,13 @@ struct SqliteStore::GroupMember {
   std::optional<PreparedCheckpoint> prepared;
   std::vector<int64_t> seqs;
   Status result;
-  bool done = false;
-  // Woken when its batch is written, or when it is next to lead: each member
-  // has its own, so a leader wakes only those it wrote and its successor.
+  // Its own lock and wake-up: a leader marks it written, or hands it the lead,
+  // under this lock only, so woken members do not queue up on group_mu_ (nor
+  // wake one another).
+  std::mutex mu;
   std::condition_variable wake;
+  bool done = false;  // its batch was written (result says how)
+  bool lead = false;  // the previous leader handed over: write the queue
 };
 
 Status SqliteStore::write_batch(StoreBatch& batch) {
@@ -53,33 +56,54 @@ Status SqliteStore::write_batch(StoreBatch& batch) {
   // Encoding the checkpoint needs no lock: do it while others write.
   if (batch.checkpoint) me.prepared = prepare_checkpoint(*batch.checkpoint, *batch.run);
 
-  std::unique_lock<std::mutex> lock(group_mu_);
-  group_queue_.push_back(&me);
-  while (!me.done) {
-    if (group_leader_) {
-      me.wake.wait(lock);
-      continue;
-    }
-    // Lead: write everything queued so far (this batch included).
+  bool leading = false;
+  {
+    std::lock_guard<std::mutex> lock(group_mu_);
+    group_queue_.push_back(&me);
+    leading = !group_leader_;
     group_leader_ = true;
-    std::vector<GroupMember*> group(group_queue_.begin(), group_queue_.end());
-    group_queue_.clear();
-    lock.unlock();
-    write_group(group);
-    lock.lock();
-    // Under the lock: a member may return (and its frame go) once it sees done.
-    for (GroupMember* member : group) {
-      member->done = true;
-      member->wake.notify_one();
-    }
-    group_leader_ = false;
-    if (!group_queue_.empty()) group_queue_.front()->wake.notify_one();
   }
-  lock.unlock();
+  if (!leading) {
+    std::unique_lock<std::mutex> lock(me.mu);
+    me.wake.wait(lock, [&me] { return me.done || me.lead; });
+    leading = !me.done;
+  }
+  if (leading) lead_group();
   if (!me.result.ok()) return me.result;
   if (me.prepared) checkpoint_committed(*batch.run, *me.prepared);
   for (size_t i = 0; i < me.seqs.size(); ++i) batch.events[i].seq = me.seqs[i];
   return Status();
+}
+
+// The leader writes everything queued so far (its own batch included), then
+// hands the lead to the first batch that arrived meanwhile.
+void SqliteStore::lead_group() {
+  std::vector<GroupMember*> group;
+  {
+    std::lock_guard<std::mutex> lock(group_mu_);
+    group.swap(group_queue_);
+  }
+  write_group(group);
+  GroupMember* next = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(group_mu_);
+    if (group_queue_.empty()) {
+      group_leader_ = false;
+    } else {
+      next = group_queue_.front();  // the lead passes on; newcomers keep queueing
+    }
+  }
+  for (GroupMember* member : group) {
+    // Under its lock: a member may return (and its frame go) once it sees done.
+    std::lock_guard<std::mutex> lock(member->mu);
+    member->done = true;
+    member->wake.notify_one();
+  }
+  if (next != nullptr) {
+    std::lock_guard<std::mutex> lock(next->mu);
+    next->lead = true;
+    next->wake.notify_one();
+  }
 }
 
 void SqliteStore::write_group(const std::vector<GroupMember*>& group) {

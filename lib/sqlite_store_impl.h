@@ -134,6 +134,7 @@ class SqliteStore final : public Store {
 
   // Group commit of batches (sqlite_store_batches.cc).
   struct GroupMember;
+  void lead_group();
   void write_group(const std::vector<GroupMember*>& group);
   Status write_batch_rows(Connection& conn, GroupMember& member);
   // write_batch_rows with a failed statement as a Status.
