@@ -230,6 +230,22 @@ bool EngineImpl::stage_checkpoint(RunContext& ctx, const std::string& step_id, b
   return true;
 }
 
+// A run pausing or ending: what was pending goes out, a run in "exit"
+// durability writes its newest checkpoint now, and the run's record goes out
+// with the events that follow it (one write when batching).
+void EngineImpl::save_stopped_run(RunContext& ctx) {
+  (void)flush(ctx);
+  if (ctx.unsaved_checkpoint) {
+    (void)options_.store->commit_checkpoint(*ctx.unsaved_checkpoint, ctx.record, false);
+    ctx.unsaved_checkpoint.reset();
+  }
+  if (ctx.batching) {
+    ctx.batch.run = ctx.record;
+  } else {
+    (void)options_.store->update_run(ctx.record);
+  }
+}
+
 void EngineImpl::finish_run(RunContext& ctx, RunStatus status, const std::string& error) {
   if (is_terminal(ctx.record.status)) return;
   ctx.record.status = status;
@@ -243,17 +259,7 @@ void EngineImpl::finish_run(RunContext& ctx, RunStatus status, const std::string
     if (!t.finished) cancel_calls(t.step_id);
   }
   ctx.in_superstep = false;
-  (void)flush(ctx);
-  // A run in "exit" durability writes its newest checkpoint now.
-  if (ctx.unsaved_checkpoint) {
-    (void)options_.store->commit_checkpoint(*ctx.unsaved_checkpoint, ctx.record, false);
-    ctx.unsaved_checkpoint.reset();
-  }
-  if (ctx.batching) {
-    ctx.batch.run = ctx.record;  // one write with the run's last events
-  } else {
-    (void)options_.store->update_run(ctx.record);
-  }
+  save_stopped_run(ctx);
   if (status == RunStatus::kCompleted) {
     emit(ctx, "run.completed", Value::object({{"state", ctx.state}}));
   } else if (status == RunStatus::kFailed) {
@@ -294,16 +300,7 @@ void EngineImpl::evict_later(RunContext& ctx) {
 void EngineImpl::pause_run(RunContext& ctx, const std::string& reason, const std::string& node) {
   ctx.record.status = RunStatus::kInterrupted;
   ctx.record.updated_at_ms = options_.clock->now_ms();
-  (void)flush(ctx);
-  if (ctx.unsaved_checkpoint) {
-    (void)options_.store->commit_checkpoint(*ctx.unsaved_checkpoint, ctx.record, false);
-    ctx.unsaved_checkpoint.reset();
-  }
-  if (ctx.batching) {
-    ctx.batch.run = ctx.record;  // one write with the run's last events
-  } else {
-    (void)options_.store->update_run(ctx.record);
-  }
+  save_stopped_run(ctx);
   emit(ctx, "run.interrupted", Value::object({{"reason", reason}, {"node", node}}));
   (void)flush(ctx);
   notify_parent(ctx);

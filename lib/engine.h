@@ -67,6 +67,7 @@ class EngineImpl final : public orch::Engine {
   // Puts that checkpoint, and its "checkpoint.created" event, into the run's
   // batch; false when the durability mode keeps it in memory instead.
   bool stage_checkpoint(RunContext& ctx, const std::string& step_id, bool force, std::vector<std::string> ran);
+  void save_stopped_run(RunContext& ctx);
   void finish_run(RunContext& ctx, RunStatus status, const std::string& error);
   void pause_run(RunContext& ctx, const std::string& reason, const std::string& node);
   void evict_later(RunContext& ctx);
@@ -119,7 +120,8 @@ class EngineImpl final : public orch::Engine {
   void launch_node(const std::shared_ptr<RunContext>& ctx, size_t index);
   void launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t index);
   void launch_send_items(const std::shared_ptr<RunContext>& ctx, size_t index);
-  void on_item_reply(const std::shared_ptr<RunContext>& ctx, size_t index, size_t item, WorkerReply reply);
+  void on_item_reply(const std::shared_ptr<RunContext>& ctx, size_t index, size_t item,
+                     Result<ReplyEffects> effects, std::string output, bool retryable);
   void on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t index, uint64_t token,
                        Result<ReplyEffects> result, std::string output, std::string worker_id, bool retryable,
                        int64_t retry_after_ms);
@@ -131,7 +133,7 @@ class EngineImpl final : public orch::Engine {
   Value state_with_meta(const RunContext& ctx, int vertex, int attempt) const;
   Result<std::string> render(const RunContext& ctx, const Template& tpl, const Value& state,
                              const Value* item, int attempt) const;
-  void call_worker(const std::shared_ptr<RunContext>& ctx, const Node& node, WorkerRequest request,
+  void call_worker(const std::shared_ptr<RunContext>& ctx, WorkerRequest request,
                    std::function<void(WorkerReply)> done);
   using FunctionDone = std::function<void(Result<ReplyEffects> effects, std::string output)>;
   void call_function(const std::shared_ptr<RunContext>& ctx, const Node& node, WorkerRequest request,

@@ -216,30 +216,10 @@ void EngineImpl::call_function(const std::shared_ptr<RunContext>& ctx, const Nod
   }
 }
 
-// Calls the node's function or a worker on the pool; `done` runs on the pool
+// Sends a worker call through the dispatcher; `done` runs on its threads
 // without the run lock.
-void EngineImpl::call_worker(const std::shared_ptr<RunContext>& ctx, const Node& node, WorkerRequest request,
+void EngineImpl::call_worker(const std::shared_ptr<RunContext>& ctx, WorkerRequest request,
                              std::function<void(WorkerReply)> done) {
-  if (node.function) {
-    call_function(ctx, node, std::move(request),
-                  [done = std::move(done)](Result<ReplyEffects> effects, std::string output) {
-                    WorkerReply reply;
-                    if (!effects.ok()) {
-                      reply.status = effects.status();
-                    } else {
-                      reply.envelope = Value::object({{"state_updates", effects->updates}});
-                      if (effects->has_goto) {
-                        Value g = Value::array();
-                        for (const std::string& n : effects->goto_nodes) g.push_back(n);
-                        reply.envelope.set("goto", std::move(g));
-                      }
-                      if (effects->done) reply.envelope.set("done", true);
-                      reply.output = std::move(output);
-                    }
-                    done(std::move(reply));
-                  });
-    return;
-  }
   std::shared_ptr<Dispatcher> dispatcher = options_.dispatcher;
   if (!dispatcher) {
     WorkerReply reply;
@@ -377,7 +357,7 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
   // The node's task config is read where it lives, in the compiled workflow
   // the callback keeps alive.
   const TaskConfig* config = &node.task;
-  call_worker(ctx, node, std::move(req),
+  call_worker(ctx, std::move(req),
               [this, weak, compiled = c.compiled, gen, index, token, config](WorkerReply reply) {
                 auto locked = weak.lock();
                 if (!locked) return;
@@ -534,40 +514,50 @@ void EngineImpl::launch_send_items(const std::shared_ptr<RunContext>& ctx, size_
     if (tpl != c.compiled->prompts.end()) {
       auto prompt = render(c, tpl->second, req.state, &t.items[i], req.attempt);
       if (!prompt.ok()) {
-        // Treated like a failed call so on_item_error applies.
-        WorkerReply reply;
-        reply.status = Status::invalid_argument("template render failed: " + prompt.status().message());
-        reply.retryable = false;
-        asio::post(pool_, [this, weak, gen, index, i, reply]() mutable {
+        // Treated like a failed call (not retried) so on_item_error applies.
+        Status failure = Status::invalid_argument("template render failed: " + prompt.status().message());
+        asio::post(pool_, [this, weak, gen, index, i, failure]() {
           auto locked = weak.lock();
           if (!locked) return;
           BatchedRunLock lock(*this, *locked);
           if (locked->generation != gen || index >= locked->tasks.size()) return;
-          on_item_reply(locked, index, i, std::move(reply));
+          on_item_reply(locked, index, i, failure, "", false);
         });
         continue;
       }
       req.prompt = std::move(prompt).value();
     }
-    const bool engine_thread = bool(target.function);
-    call_worker(ctx, target, std::move(req), [this, weak, gen, index, i, engine_thread](WorkerReply reply) {
+    if (target.function) {
+      // Replies to in-process calls arrive on engine threads, which may go on
+      // to run the next item inline.
+      call_function(ctx, target, std::move(req),
+                    [this, weak, gen, index, i](Result<ReplyEffects> effects, std::string output) {
+                      auto locked = weak.lock();
+                      if (!locked) return;
+                      locked_then_drain(locked, [&] {
+                        if (locked->generation != gen || index >= locked->tasks.size()) return;
+                        on_item_reply(locked, index, i, std::move(effects), std::move(output), true);
+                      });
+                    });
+      continue;
+    }
+    call_worker(ctx, std::move(req), [this, weak, gen, index, i](WorkerReply reply) {
       auto locked = weak.lock();
       if (!locked) return;
-      auto handle = [&] {
-        if (locked->generation != gen || index >= locked->tasks.size()) return;
-        on_item_reply(locked, index, i, std::move(reply));
-      };
-      if (engine_thread) {
-        locked_then_drain(locked, handle);
-      } else {
-        BatchedRunLock lock(*this, *locked);
-        handle();
+      BatchedRunLock lock(*this, *locked);
+      if (locked->generation != gen || index >= locked->tasks.size()) return;
+      if (!reply.status.ok()) {
+        on_item_reply(locked, index, i, reply.status, "", reply.retryable);
+        return;
       }
+      static const TaskConfig kItemConfig;  // item replies: state_updates or the output text
+      on_item_reply(locked, index, i, interpret_reply(reply.output, reply.envelope, kItemConfig), reply.output, true);
     });
   }
 }
 
-void EngineImpl::on_item_reply(const std::shared_ptr<RunContext>& ctx, size_t index, size_t item, WorkerReply reply) {
+void EngineImpl::on_item_reply(const std::shared_ptr<RunContext>& ctx, size_t index, size_t item,
+                               Result<ReplyEffects> effects, std::string output, bool retryable) {
   RunContext& c = *ctx;
   NodeTask& t = c.tasks[index];
   if (t.finished) return;
@@ -575,7 +565,7 @@ void EngineImpl::on_item_reply(const std::shared_ptr<RunContext>& ctx, size_t in
   const Node& target = *c.compiled->graph->workflow().find_node(send.send.target_node);
   --t.items_in_flight;
   const RetryPolicy& retry = target.task.retry;
-  if (!reply.status.ok() && reply.retryable && t.item_attempts[item] < retry.max_attempts) {
+  if (!effects.ok() && retryable && t.item_attempts[item] < retry.max_attempts) {
     // Back off, then run this item again (the target's retry policy).
     double delay = static_cast<double>(retry.initial_interval_ms) * std::pow(retry.backoff_factor, t.item_attempts[item] - 1);
     delay = std::min(delay, static_cast<double>(retry.max_interval_ms)) * jitter_factor(retry.jitter);
@@ -595,13 +585,12 @@ void EngineImpl::on_item_reply(const std::shared_ptr<RunContext>& ctx, size_t in
     return;
   }
   ++t.items_done;
-  if (!reply.status.ok()) {
+  if (!effects.ok()) {
     t.item_results[item] = Value();
-    t.item_errors.emplace_back(item, reply.status.message());
+    t.item_errors.emplace_back(item, effects.status().message());
   } else {
-    ReplyEffects e = interpret_reply(reply.output, reply.envelope, TaskConfig());
-    if (e.has_state_updates && e.updates.size() > 0) t.item_updates[item].push_back(e.updates);
-    t.item_results[item] = reply.output;
+    if (effects->has_state_updates && effects->updates.size() > 0) t.item_updates[item].push_back(effects->updates);
+    t.item_results[item] = std::move(output);
   }
   if (t.items_done < t.items.size()) {
     launch_send_items(ctx, index);

@@ -81,12 +81,16 @@ class SqliteStore final : public Store {
   // Runs `body(connection)` on a pooled connection and turns SQLite (and any
   // other) exceptions into a Status naming `what`.
   template <typename Body>
-  auto with_connection(const char* what, Body&& body)
-      -> decltype(body(std::declval<Connection&>()));
+  auto with_connection(const char* what, Body&& body) -> decltype(body(std::declval<Connection&>())) {
+    return with_lease(what, /*writer=*/false, std::forward<Body>(body));
+  }
   // The same, for a body that writes: on the pool's writer connection.
   template <typename Body>
-  auto with_writer(const char* what, Body&& body)
-      -> decltype(body(std::declval<Connection&>()));
+  auto with_writer(const char* what, Body&& body) -> decltype(body(std::declval<Connection&>())) {
+    return with_lease(what, /*writer=*/true, std::forward<Body>(body));
+  }
+  template <typename Body>
+  auto with_lease(const char* what, bool writer, Body&& body) -> decltype(body(std::declval<Connection&>()));
 
   // The latest checkpoint document of a run, kept so the next commit can diff
   // against it without reading the chain back.
@@ -154,23 +158,10 @@ namespace orch::sqlite {
 Status run_not_found(const std::string& run_id);
 
 template <typename Body>
-auto SqliteStore::with_connection(const char* what, Body&& body)
+auto SqliteStore::with_lease(const char* what, bool writer, Body&& body)
     -> decltype(body(std::declval<Connection&>())) {
   try {
-    ConnectionPool::Lease conn = pool_.acquire();
-    return body(*conn);
-  } catch (const SQLite::Exception& e) {
-    return status_from_exception(e, what);
-  } catch (const std::exception& e) {
-    return Status::internal(std::string(what) + ": " + e.what());
-  }
-}
-
-template <typename Body>
-auto SqliteStore::with_writer(const char* what, Body&& body)
-    -> decltype(body(std::declval<Connection&>())) {
-  try {
-    ConnectionPool::Lease conn = pool_.acquire_writer();
+    ConnectionPool::Lease conn = writer ? pool_.acquire_writer() : pool_.acquire();
     return body(*conn);
   } catch (const SQLite::Exception& e) {
     return status_from_exception(e, what);

@@ -1067,3 +1067,27 @@ TEST_CASE("a cancel while a node runs stamps its event with the time it happens"
   }
   CHECK(saw_cancel);
 }
+
+TEST_CASE("a run that pauses writes its record with its last events, in one batch", "[engine][store]") {
+  auto sqlite = orch::open_sqlite_store(":memory:");
+  REQUIRE(sqlite.ok());
+  auto store = std::make_shared<BatchCountingStore>(*sqlite);
+  auto engine = make_engine(nullptr, nullptr, store);
+  auto wf = make_workflow(std::string(R"({)") + kTraceSchema + R"(,
+    "nodes": {"a": {}, "ask": {"type": "interrupt"}, "after": {}},
+    "edges": [["__start__","a"],["a","ask"],["ask","after"],["after","__end__"]]})",
+                          {{"a", tracer("a")}, {"after", tracer("after")}});
+  auto id = engine->start_run(wf, {});
+  REQUIRE(id.ok());
+  auto paused = engine->wait(*id, 10s);
+  REQUIRE(paused.ok());
+  REQUIRE(paused->status == RunStatus::kInterrupted);
+  CHECK(store->direct_writes.empty());  // no separate update_run, no event on its own
+  auto stored = store->get_run(*id);
+  REQUIRE(stored.ok());
+  CHECK(stored->status == RunStatus::kInterrupted);
+  auto events = store->list_events(*id, 0, 1000);
+  REQUIRE(events.ok());
+  REQUIRE(!events->empty());
+  CHECK(events->back().kind == "run.interrupted");
+}
