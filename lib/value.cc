@@ -33,33 +33,29 @@ bool parse_index(std::string_view s, size_t* out) {
 // ---------------------------------------------------------------- Object
 
 Object::Object(std::initializer_list<Member> members) {
-  // The engine builds many small objects this way: append directly, and look
-  // for a repeated key (the later one wins, as with set) only among those
-  // already in.
   members_.reserve(members.size());
-  for (const auto& m : members) {
-    bool repeated = false;
-    for (Member& existing : members_) {
-      if (existing.first == m.first) {
-        existing.second = m.second;
-        repeated = true;
-        break;
-      }
-    }
-    if (!repeated) members_.push_back(m);
-  }
+  for (const auto& m : members) append_or_replace(m.first, m.second);
   if (members_.size() > kIndexThreshold) rebuild_index();
 }
 
-Object::Object(const Object& other) : members_(other.members_) {
-  if (other.index_) index_ = std::make_unique<std::unordered_map<std::string, size_t>>(*other.index_);
+void Object::append_or_replace(std::string_view key, const Value& value) {
+  // For building small objects: a repeated key (the later one wins, as with
+  // set) is looked for only among those already in, without the index.
+  for (Member& existing : members_) {
+    if (existing.first == key) {
+      existing.second = value;
+      return;
+    }
+  }
+  members_.emplace_back(std::string(key), value);
 }
+
+Object::Object(const Object& other) { *this = other; }
 
 Object& Object::operator=(const Object& other) {
   if (this != &other) {
-    members_ = other.members_;
-    index_.reset();
-    if (other.index_) index_ = std::make_unique<std::unordered_map<std::string, size_t>>(*other.index_);
+    members_ = other.members_;  // keeps this object's capacity when it suffices
+    index_ = other.index_ ? std::make_unique<std::unordered_map<std::string, size_t>>(*other.index_) : nullptr;
   }
   return *this;
 }
@@ -266,20 +262,11 @@ Value Value::object(std::initializer_list<std::pair<std::string_view, Value>> me
     static const Value* const kEmpty = new Value(Object());
     return *kEmpty;
   }
-  // The engine builds many small objects this way: built in place, each key
-  // checked for a repeat only against those already in.
+  // The engine builds many small objects this way: built in place.
   auto o = std::make_shared<Object>();
-  auto& out = o->members_;
-  out.reserve(members.size());
-  for (const auto& m : members) {
-    auto repeated = std::find_if(out.begin(), out.end(), [&m](const Object::Member& e) { return e.first == m.first; });
-    if (repeated != out.end()) {
-      repeated->second = m.second;
-    } else {
-      out.emplace_back(std::string(m.first), m.second);
-    }
-  }
-  if (out.size() > kIndexThreshold) o->rebuild_index();
+  o->members_.reserve(members.size());
+  for (const auto& m : members) o->append_or_replace(m.first, m.second);
+  if (o->members_.size() > kIndexThreshold) o->rebuild_index();
   Value v;
   v.rep_ = std::move(o);
   return v;
@@ -322,8 +309,7 @@ Object& Value::mutable_object() {
     // member saves moving them all again.
     auto copy = std::make_shared<Object>();
     copy->members_.reserve(p->members_.size() + 1);
-    copy->members_ = p->members_;
-    if (p->index_) copy->index_ = std::make_unique<std::unordered_map<std::string, size_t>>(*p->index_);
+    *copy = *p;
     p = std::move(copy);
   }
   return *p;

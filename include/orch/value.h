@@ -78,6 +78,7 @@ class ORCH_EXPORT Object {
 
  private:
   friend class Value;  // builds objects in place
+  void append_or_replace(std::string_view key, const Value& value);
   ptrdiff_t index_of(std::string_view key) const;
   void rebuild_index();
 
