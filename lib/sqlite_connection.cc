@@ -88,19 +88,18 @@ ConnectionPool::Lease ConnectionPool::acquire() {
 
 ConnectionPool::Lease ConnectionPool::acquire_writer() {
   if (single_) return acquire();  // the one in-memory connection is the database
-  bool busy = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
+    writer_returned_.wait(lock, [this] { return writer_ != nullptr || !writer_open_; });
     if (writer_) return Lease(this, std::move(writer_), /*writer=*/true);
-    busy = writer_open_;
     writer_open_ = true;
   }
-  if (busy) return acquire();  // another write holds it (it waits for the writer lock)
   try {
     return Lease(this, open(), /*writer=*/true);
   } catch (...) {
     std::lock_guard<std::mutex> lock(mu_);
     writer_open_ = false;
+    writer_returned_.notify_one();
     throw;
   }
 }
@@ -115,11 +114,12 @@ void ConnectionPool::release(std::unique_ptr<Connection> conn, bool writer) {
       std::lock_guard<std::mutex> lock(mu_);
       if (writer) {
         writer_open_ = false;
+        writer_returned_.notify_one();
       } else {
         --open_;
+        returned_.notify_one();
       }
       conn.reset();
-      returned_.notify_one();
       return;
     }
   }
@@ -128,6 +128,7 @@ void ConnectionPool::release(std::unique_ptr<Connection> conn, bool writer) {
     std::lock_guard<std::mutex> lock(mu_);
     if (writer) {
       writer_ = std::move(conn);
+      writer_returned_.notify_one();
       return;
     }
     if (idle_.size() < max_idle_ || single_) {

@@ -94,9 +94,11 @@ class ConnectionPool {
 
   // Throws SQLite::Exception when a new connection cannot be opened.
   Lease acquire();
-  // For writes: the pool's writer connection when it is free, else any.
-  // SQLite empties a connection's page cache whenever another connection has
-  // committed, so writes kept on one connection find their pages cached.
+  // For writes: the pool's one writer connection, waiting while another
+  // write has it. SQLite empties a connection's page cache whenever another
+  // connection has committed, so writes kept on one connection find their
+  // pages cached (writes queue on the store's writer mutex anyway). Not
+  // reentrant: a thread holding the writer must not ask for it again.
   Lease acquire_writer();
 
  private:
@@ -114,6 +116,7 @@ class ConnectionPool {
   size_t open_ = 0;
   std::unique_ptr<Connection> writer_;  // the writer connection while it is free
   bool writer_open_ = false;            // the writer connection exists
+  std::condition_variable writer_returned_;
 };
 
 // BEGIN IMMEDIATE ... COMMIT, rolled back unless commit() ran. Holds

@@ -46,7 +46,13 @@ void WalCheckpointer::run() {
     requested_ = false;
     lock.unlock();
     try {
-      if (!conn) conn = std::make_unique<Connection>(path_, busy_timeout_ms_);
+      if (!conn) {
+        conn = std::make_unique<Connection>(path_, busy_timeout_ms_);
+        // A connection learns that the file is in WAL mode, and opens the
+        // log, only when it first reads. Before that, SQLite 3.40's
+        // checkpoint call returns OK having done nothing (log size -1).
+        conn->db().exec("SELECT count(*) FROM sqlite_schema");
+      }
       sqlite3_wal_checkpoint_v2(conn->db().getHandle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
     } catch (const std::exception&) {
       conn.reset();  // try again with a fresh connection next time

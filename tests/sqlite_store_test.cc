@@ -784,20 +784,28 @@ TEST_CASE("write_batch: concurrent batches commit together, a failing one leaves
   }
 }
 
-TEST_CASE("writes share one pooled connection, a second writer meanwhile gets another", "[sqlite]") {
+TEST_CASE("writes share one pooled connection, a second writer waits for it", "[sqlite]") {
   // SQLite empties a connection's page cache when another connection has
-  // committed; keeping writes on one connection keeps its cache warm.
+  // committed; keeping every write on one connection keeps its cache warm.
   TempDir dir;
   orch::sqlite::ConnectionPool pool(dir.file("pool.db"), 1000, 4, /*single=*/false, nullptr);
   orch::sqlite::Connection* writer = nullptr;
+  std::atomic<orch::sqlite::Connection*> second_got{nullptr};
+  std::thread second;
   {
     auto first = pool.acquire_writer();
     writer = &*first;
-    auto second = pool.acquire_writer();  // the writer connection is busy
-    CHECK(&*second != writer);
+    second = std::thread([&] {
+      auto lease = pool.acquire_writer();
+      second_got = &*lease;
+    });
     auto reader = pool.acquire();
     CHECK(&*reader != writer);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    CHECK(second_got.load() == nullptr);  // still waiting: the writer connection is out
   }
+  second.join();
+  CHECK(second_got.load() == writer);
   auto again = pool.acquire_writer();
   CHECK(&*again == writer);
   auto reader = pool.acquire();  // readers never get the writer connection
@@ -819,14 +827,18 @@ TEST_CASE("the write-ahead log goes back into the database once it holds wal_che
     const uintmax_t initial = size_of(path);
     RunRecord run = make_run("r");
     REQUIRE(store->create_run(run).ok());
-    // About 400 KB of states that differ completely: a hundred pages of log and more.
-    for (int v = 0; v < 100; ++v) {
+    // States that differ completely, until the log holds `pages` pages (or
+    // 100 commits, ~400 KB): past the threshold, yet far below the four times
+    // it at which the committing thread would copy the log back itself.
+    const uintmax_t threshold_bytes = 32 + static_cast<uintmax_t>(pages) * (4096 + 24);
+    for (int v = 0; v < 100 && size_of(path + "-wal") < threshold_bytes; ++v) {
       commit(*store, run, make_checkpoint("r", v, Value::object({{"blob", std::string(4000, static_cast<char>('a' + v % 26))}})));
     }
     if (pages == 50) {
+      REQUIRE(size_of(path + "-wal") < 2 * threshold_bytes);
       // The checkpoint runs on the store's own thread: give it a moment.
-      for (int i = 0; i < 500 && size_of(path) < initial + 200000; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      CHECK(size_of(path) >= initial + 200000);
+      for (int i = 0; i < 500 && size_of(path) < initial + 100000; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      CHECK(size_of(path) >= initial + 100000);
     } else {
       CHECK(size_of(path) == initial);  // all of it still in the log
     }
