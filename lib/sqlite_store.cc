@@ -111,6 +111,7 @@ Status SqliteStore::update_run(const RunRecord& run) {
     WriteTransaction txn(conn, writer_mu_);
     if (update->exec() == 0) return run_not_found(run.id);
     txn.commit();
+    if (is_terminal(run.status)) forget_document(run.id);
     return Status();
   });
 }
@@ -461,6 +462,11 @@ Status SqliteStore::execute_for_testing(const std::string& sql) {
   return status;
 }
 
+size_t SqliteStore::cached_documents_for_testing() {
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  return cache_.size();
+}
+
 Result<int64_t> SqliteStore::query_int_for_testing(const std::string& sql) {
   return with_connection("query_int_for_testing", [&](Connection& conn) -> Result<int64_t> {
     ReadTransaction txn(conn);
@@ -502,6 +508,13 @@ Result<int64_t> sqlite_query_int_for_testing(Store& store, const std::string& sq
   if (sqlite_store == nullptr)
     return Status::invalid_argument("sqlite_query_int_for_testing: not a SQLite store");
   return sqlite_store->query_int_for_testing(sql);
+}
+
+Result<int64_t> sqlite_cached_documents_for_testing(Store& store) {
+  auto* sqlite_store = dynamic_cast<sqlite::SqliteStore*>(&store);
+  if (sqlite_store == nullptr)
+    return Status::invalid_argument("sqlite_cached_documents_for_testing: not a SQLite store");
+  return static_cast<int64_t>(sqlite_store->cached_documents_for_testing());
 }
 
 }  // namespace orch

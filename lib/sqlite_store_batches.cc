@@ -70,7 +70,13 @@ Status SqliteStore::write_batch(StoreBatch& batch) {
   }
   if (leading) lead_group();
   if (!me.result.ok()) return me.result;
-  if (me.prepared) checkpoint_committed(*batch.run, *me.prepared);
+  if (me.prepared) {
+    checkpoint_committed(*batch.run, *me.prepared);
+  } else if (batch.run && is_terminal(batch.run->status)) {
+    // A run that ended is rarely written again: its document leaves the
+    // cache (ended runs kept there would push out the running ones).
+    forget_document(me.run_id);
+  }
   for (size_t i = 0; i < me.seqs.size(); ++i) batch.events[i].seq = me.seqs[i];
   return Status();
 }

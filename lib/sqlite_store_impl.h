@@ -74,6 +74,7 @@ class SqliteStore final : public Store {
   // Runs `sql` as is (tests use it to plant damaged rows).
   Status execute_for_testing(const std::string& sql);
   Result<int64_t> query_int_for_testing(const std::string& sql);
+  size_t cached_documents_for_testing();
 
  private:
   SqliteStore(const std::string& path, const SqliteStoreOptions& options, bool in_memory);

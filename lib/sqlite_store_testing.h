@@ -17,5 +17,7 @@ namespace orch {
 ORCH_EXPORT Status sqlite_execute_for_testing(Store& store, const std::string& sql);
 // The integer in the first column of the first row `sql` reads.
 ORCH_EXPORT Result<int64_t> sqlite_query_int_for_testing(Store& store, const std::string& sql);
+// How many runs' latest checkpoint documents the store keeps in memory.
+ORCH_EXPORT Result<int64_t> sqlite_cached_documents_for_testing(Store& store);
 
 }  // namespace orch

@@ -722,6 +722,38 @@ TEST_CASE("write_batch: one transaction, seqs after the run's last, all or nothi
   CHECK_FALSE(store->get_step("s2").ok());
 }
 
+TEST_CASE("a run that ends leaves the checkpoint document cache, with or without a checkpoint", "[sqlite]") {
+  // Ended runs kept in the cache would push running runs out of it (each
+  // miss then reads the run's checkpoint chain inside the write transaction).
+  TempDir dir;
+  auto store = open_store(dir.file("cache.db"));
+  auto cached = [&] { return *orch::sqlite_cached_documents_for_testing(*store); };
+  for (const char* id : {"by-batch", "by-update"}) {
+    RunRecord run = make_run(id);
+    run.status = RunStatus::kRunning;
+    REQUIRE(store->create_run(run).ok());
+    orch::StoreBatch progress;
+    progress.checkpoint = make_checkpoint(id, 1, Value::object({{"x", 1}}));
+    progress.run = run;
+    REQUIRE(store->write_batch(progress).ok());
+  }
+  CHECK(cached() == 2);
+  RunRecord ended = *store->get_run("by-batch");
+  ended.status = RunStatus::kCompleted;
+  orch::StoreBatch last;  // the final record with its last event, no checkpoint
+  last.run = ended;
+  orch::EventRecord event;
+  event.run_id = "by-batch";
+  event.kind = "run.completed";
+  last.events.push_back(event);
+  REQUIRE(store->write_batch(last).ok());
+  CHECK(cached() == 1);
+  ended = *store->get_run("by-update");
+  ended.status = RunStatus::kFailed;
+  REQUIRE(store->update_run(ended).ok());
+  CHECK(cached() == 0);
+}
+
 TEST_CASE("write_batch: concurrent batches commit together, a failing one leaves the others alone", "[sqlite]") {
   TempDir dir;
   auto store = open_store(dir.file("group.db"));
