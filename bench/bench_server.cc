@@ -33,7 +33,9 @@
 #include <condition_variable>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <map>
+#include <sstream>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -60,6 +62,21 @@ struct Timeline {
   int finished = 0;    // runs whose last node was answered
   std::condition_variable start_wanted;
 };
+
+// CPU time (user + system) the process has used so far, in microseconds.
+double cpu_us_of(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  // Fields after the command name (which may hold spaces) start past ')'.
+  size_t at = text.rfind(')');
+  if (at == std::string::npos) return 0;
+  std::istringstream fields(text.substr(at + 2));
+  std::string skip;
+  for (int i = 3; i < 14; ++i) fields >> skip;  // state .. cmajflt
+  double utime = 0, stime = 0;
+  fields >> utime >> stime;
+  return (utime + stime) * 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
 
 // A free loopback port: bind to port 0, read the port back, close.
 int free_port() {
@@ -224,8 +241,10 @@ int main(int argc, char** argv) {
   }
   std::this_thread::sleep_for(std::chrono::seconds(1));  // the load settles
   const auto window_start = Clock::now();
+  const double cpu_start = cpu_us_of(child);
   std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
   const auto window_end = Clock::now();
+  const double cpu_end = cpu_us_of(child);
   {
     std::lock_guard<std::mutex> lock(timeline.mu);
     timeline.steady = false;
@@ -266,9 +285,11 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"scenario\":\"server\",\"store\":\"%s\",\"runs_in_flight\":%d,\"nodes_per_run\":%zu,\"worker_ms\":%d,"
       "\"seconds\":%.1f,\"runs_started\":%d,\"runs_left_running\":%d,\"runs_failed\":%d,"
-      "\"node_executions_per_s\":%.0f,\"added_latency_p50_ms\":%.3f,\"added_latency_p99_ms\":%.3f%s}\n",
+      "\"node_executions_per_s\":%.0f,\"orch_cpu_us_per_node\":%.0f,\"added_latency_p50_ms\":%.3f,"
+      "\"added_latency_p99_ms\":%.3f%s}\n",
       db == ":memory:" ? "memory" : "sqlite", runs, kNodesPerRun, worker_ms, window_s, started.load(), running, failed,
-      static_cast<double>(executions) / window_s, pct(0.5) / 1000, pct(0.99) / 1000,
+      static_cast<double>(executions) / window_s, executions > 0 ? (cpu_end - cpu_start) / static_cast<double>(executions) : 0.0,
+      pct(0.5) / 1000, pct(0.99) / 1000,
       failure.empty() ? "" : (",\"first_failure\":" + orch::Value(failure).to_json()).c_str());
   kill(child, SIGTERM);
   waitpid(child, nullptr, 0);

@@ -348,8 +348,7 @@ Result<std::string> EngineImpl::start_run_internal(std::shared_ptr<const Workflo
   r.state = ctx->state;
 
   ctx->scheduler = std::make_unique<Scheduler>(compiled->graph);
-  ORCH_RETURN_IF_ERROR(options_.store->create_run(r));
-  (void)options_.store->claim_run(r.id, options_.owner_id, options_.lease_ms);
+  ORCH_RETURN_IF_ERROR(options_.store->create_claimed_run(r, options_.owner_id, options_.lease_ms));
   {
     std::lock_guard<std::mutex> runs_lock(runs_mu_);
     runs_[r.id] = ctx;

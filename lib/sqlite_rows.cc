@@ -157,7 +157,7 @@ void bind_run(SQLite::Statement& stmt, const RunRecord& run) {
 const char* const kRunProgressSql =
     "UPDATE runs SET error = ?3, updated_at_ms = ?4, started_at_ms = ?5, "
     "ended_at_ms = ?6, input_tokens = ?7, output_tokens = ?8, checkpoint_count = ?9, state = ?10, "
-    "last_event_seq = last_event_seq + ?11 WHERE id = ?1";
+    "last_event_seq = last_event_seq + ?11 WHERE id = ?1 RETURNING last_event_seq";
 const char* const kRunStatusSql = "UPDATE runs SET status = ?2 WHERE id = ?1 AND status <> ?2";
 
 void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run, bool state_is_checkpoints,

@@ -55,7 +55,8 @@ void bind_run(SQLite::Statement& stmt, const RunRecord& run);
 // index entry with itself still dirties its page, a page per superstep.
 // `new_events` is added to the run's last_event_seq in the same write: events
 // that go out with the checkpoint take their seqs without a second rewrite of
-// the row (an UPDATE rewrites the whole record, its overflow pages included).
+// the row (an UPDATE rewrites the whole record, its overflow pages included);
+// the statement returns the new last_event_seq (no row: no such run).
 extern const char* const kRunProgressSql;
 extern const char* const kRunStatusSql;
 void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run, bool state_is_checkpoints,

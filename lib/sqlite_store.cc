@@ -83,7 +83,24 @@ Result<bool> SqliteStore::run_exists(Connection& conn, const std::string& run_id
 
 // ---- Runs -------------------------------------------------------------------
 
-Status SqliteStore::create_run(const RunRecord& run) {
+namespace {
+
+// When a lease taken at `now` for `lease_ms` runs out (saturating).
+int64_t lease_expiry(int64_t now, int64_t lease_ms) {
+  return lease_ms > std::numeric_limits<int64_t>::max() - now ? std::numeric_limits<int64_t>::max()
+                                                               : now + lease_ms;
+}
+
+}  // namespace
+
+Status SqliteStore::create_run(const RunRecord& run) { return insert_run(run, nullptr, 0); }
+
+Status SqliteStore::create_claimed_run(const RunRecord& run, const std::string& owner, int64_t lease_ms) {
+  // One transaction (one commit) instead of two.
+  return insert_run(run, &owner, lease_ms);
+}
+
+Status SqliteStore::insert_run(const RunRecord& run, const std::string* owner, int64_t lease_ms) {
   return with_writer("create_run", [&](Connection& conn) -> Status {
     static const std::string kInsert = kRunColumns.insert_sql();
     Query insert(conn, kInsert);
@@ -98,6 +115,13 @@ Status SqliteStore::create_run(const RunRecord& run) {
       if (q->executeStep()) return Status::already_exists(q->getColumn(0).getString());
     }
     insert->exec();
+    if (owner != nullptr) {
+      Query claim(conn, "UPDATE runs SET lease_owner = ?2, lease_expires_at_ms = ?3 WHERE id = ?1");
+      claim->bind(1, run.id);
+      claim->bind(2, *owner);
+      claim->bind(3, lease_expiry(now_ms(), lease_ms));
+      claim->exec();
+    }
     txn.commit();
     return Status();
   });
@@ -199,9 +223,7 @@ Status SqliteStore::claim_run(const std::string& run_id, const std::string& owne
                 "(lease_owner = '' OR lease_owner = ?2 OR lease_expires_at_ms <= ?4)");
     claim->bind(1, run_id);
     claim->bind(2, owner);
-    claim->bind(3, lease_ms > std::numeric_limits<int64_t>::max() - now
-                       ? std::numeric_limits<int64_t>::max()
-                       : now + lease_ms);
+    claim->bind(3, lease_expiry(now, lease_ms));
     claim->bind(4, now);
     if (claim->exec() == 0) {
       Query q(conn, "SELECT lease_owner FROM runs WHERE id = ?1");

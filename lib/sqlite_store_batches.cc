@@ -176,8 +176,12 @@ Status SqliteStore::write_member(Connection& conn, GroupMember& member) {
 Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
   StoreBatch& batch = *member.batch;
   const std::string& run_id = member.run_id;
-  ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run_id));
-  if (!exists) return run_not_found(run_id);
+  if (!batch.run) {
+    // Otherwise the run row's update below finds out (and a failing member's
+    // rows are rolled back with it).
+    ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run_id));
+    if (!exists) return run_not_found(run_id);
+  }
   if (!batch.steps.empty()) {
     // A step written twice in one batch (started, then completed): only its
     // last version needs writing.
@@ -203,9 +207,10 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
       insert->reset();
     }
   }
+  int64_t last_event_seq = 0;  // after this batch's events, when a checkpoint reserved them
   if (member.prepared) {
     ORCH_RETURN_IF_ERROR(write_checkpoint(conn, *batch.checkpoint, *batch.run, *member.prepared,
-                                          static_cast<int64_t>(batch.events.size())));
+                                          static_cast<int64_t>(batch.events.size()), &last_event_seq));
   } else if (batch.run) {
     static const std::string kUpdate = kRunColumns.update_sql();
     Query update(conn, kUpdate);
@@ -218,10 +223,7 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
     int64_t seq = 0;
     const int64_t count = static_cast<int64_t>(batch.events.size());
     if (member.prepared) {
-      Query last(conn, "SELECT last_event_seq FROM runs WHERE id = ?1");
-      last->bind(1, run_id);
-      if (!last->executeStep()) return run_not_found(run_id);
-      seq = last->getColumn(0).getInt64() - count;
+      seq = last_event_seq - count;
     } else {
       Query next(conn, "UPDATE runs SET last_event_seq = last_event_seq + ?2 WHERE id = ?1 RETURNING last_event_seq");
       next->bind(1, run_id);

@@ -228,11 +228,15 @@ SqliteStore::PreparedCheckpoint SqliteStore::prepare_checkpoint(const Checkpoint
 }
 
 Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpoint, const RunRecord& run,
-                                     PreparedCheckpoint& prepared, int64_t new_events) {
-  Query update_run(conn, kRunProgressSql);
-  bind_run_progress(*update_run, run,
-                    run.state.shares_storage_with(checkpoint.state) || run.state == checkpoint.state, new_events);
-  if (update_run->exec() == 0) return run_not_found(run.id);
+                                     PreparedCheckpoint& prepared, int64_t new_events,
+                                     int64_t* last_event_seq) {
+  {
+    Query update_run(conn, kRunProgressSql);
+    bind_run_progress(*update_run, run,
+                      run.state.shares_storage_with(checkpoint.state) || run.state == checkpoint.state, new_events);
+    if (!update_run->executeStep()) return run_not_found(run.id);
+    if (last_event_seq != nullptr) *last_event_seq = update_run->getColumn(0).getInt64();
+  }
   {
     Query update_status(conn, kRunStatusSql);
     update_status->bind(1, run.id);

@@ -35,6 +35,7 @@ class SqliteStore final : public Store {
                                                    const SqliteStoreOptions& options);
 
   Status create_run(const RunRecord& run) override;
+  Status create_claimed_run(const RunRecord& run, const std::string& owner, int64_t lease_ms) override;
   Status update_run(const RunRecord& run) override;
   Result<RunRecord> get_run(const std::string& run_id) override;
   Result<RunRecord> find_run_by_idempotency_key(const std::string& key) override;
@@ -77,6 +78,8 @@ class SqliteStore final : public Store {
   size_t cached_documents_for_testing();
 
  private:
+  // create_run, and with `owner` also its lease, in one transaction.
+  Status insert_run(const RunRecord& run, const std::string* owner, int64_t lease_ms);
   SqliteStore(const std::string& path, const SqliteStoreOptions& options, bool in_memory);
 
   // Runs `body(connection)` on a pooled connection and turns SQLite (and any
@@ -113,9 +116,11 @@ class SqliteStore final : public Store {
   };
   PreparedCheckpoint prepare_checkpoint(const Checkpoint& checkpoint, const RunRecord& run);
   // `new_events`: events written after it in the same transaction, whose
-  // seqs the run row's update reserves.
+  // seqs the run row's update reserves; `last_event_seq` receives the run's
+  // last seq after them.
   Status write_checkpoint(Connection& conn, const Checkpoint& checkpoint, const RunRecord& run,
-                          PreparedCheckpoint& prepared, int64_t new_events = 0);
+                          PreparedCheckpoint& prepared, int64_t new_events = 0,
+                          int64_t* last_event_seq = nullptr);
   void checkpoint_committed(const RunRecord& run, PreparedCheckpoint& prepared);
   // A run row read with a null state (see kRunProgressSql) gets its latest
   // checkpoint's state: from the document cache when it is current.

@@ -28,6 +28,14 @@ const std::string* single_run_of(const StoreBatch& batch) {
 
 }  // namespace internal
 
+Status Store::create_claimed_run(const RunRecord& run, const std::string& owner, int64_t lease_ms) {
+  ORCH_RETURN_IF_ERROR(create_run(run));
+  // A run nobody else knows of yet: the claim cannot be refused by another
+  // owner, and a store that fails it still has a usable run.
+  (void)claim_run(run.id, owner, lease_ms);
+  return Status();
+}
+
 Status Store::write_batch(StoreBatch& batch) {
   for (const StepRecord& step : batch.steps) ORCH_RETURN_IF_ERROR(put_step(step));
   for (const PendingWrite& write : batch.pending_writes) ORCH_RETURN_IF_ERROR(put_pending_write(write));

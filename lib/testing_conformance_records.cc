@@ -243,6 +243,14 @@ void check_leases(Store& store, Checker& c) {
   if (!create(store, c, sample_run("leased"))) return;
   c.expect_ok(store.claim_run("leased", "engine-a", 60000), "claim_run by its first owner");
   c.expect_ok(store.claim_run("leased", "engine-a", 60000), "claim_run again by the same owner");
+  c.expect_ok(store.create_claimed_run(sample_run("leased-at-creation"), "engine-a", 60000),
+              "create_claimed_run");
+  c.expect_ok(store.get_run("leased-at-creation"), "get_run after create_claimed_run");
+  c.expect_ok(store.claim_run("leased-at-creation", "engine-a", 60000),
+              "claim_run by the owner that created it claimed");
+  c.expect(store.create_claimed_run(sample_run("leased-at-creation"), "engine-b", 60000).code() ==
+               StatusCode::kAlreadyExists,
+           "create_claimed_run of a taken id must fail with AlreadyExists");
 }
 
 void check_pending_writes(Store& store, Checker& c) {

@@ -83,6 +83,17 @@ void CallbackSender::start() {
   });
 }
 
+void CallbackSender::expect_run(const std::string& run_id, const Value& callbacks) {
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  if (callbacks_of_.size() >= kMaxCachedRuns) callbacks_of_.clear();
+  callbacks_of_[run_id] = callbacks.is_array() ? callbacks : Value();
+}
+
+void CallbackSender::forget_run(const std::string& run_id) {
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  callbacks_of_.erase(run_id);
+}
+
 Value CallbackSender::callbacks_of(const std::string& run_id) {
   {
     std::lock_guard<std::mutex> lock(cache_mu_);

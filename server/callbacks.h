@@ -36,6 +36,10 @@ class CallbackSender {
 
   // Subscribes to the engine; call once.
   void start();
+  // The callbacks of a run about to start (null: none), so its events need
+  // no read of the run from the store; forget_run() if it does not start.
+  void expect_run(const std::string& run_id, const Value& callbacks);
+  void forget_run(const std::string& run_id);
 
  private:
   struct Delivery {

@@ -3,7 +3,9 @@
 
 #include <httplib.h>
 
+#include "callbacks.h"
 #include "http_api.h"
+#include "orch/id.h"
 #include "orch/workflow.h"
 
 namespace orch::server {
@@ -79,8 +81,14 @@ void start_run_from_request(App& app, const httplib::Request& req, httplib::Resp
   options.callbacks = callbacks;
   options.idempotency_key = key;
   options.workflow_id = workflow_id;
+  options.run_id = new_uuid();
+  const std::string run_id = options.run_id;
+  // Its events then stop at the sender's subscription (most runs have no
+  // callbacks) instead of waking a sender thread to read the run back.
+  if (app.callbacks) app.callbacks->expect_run(run_id, callbacks);
   auto id = app.engine->start_run(*wf, std::move(options));
   if (!id.ok()) {
+    if (app.callbacks) app.callbacks->forget_run(run_id);
     if (id.status().code() == StatusCode::kAlreadyExists && !key.empty()) {
       // Lost a race with an identical request: answer as its replay.
       auto existing = app.store->find_run_by_idempotency_key(key);

@@ -428,6 +428,49 @@ TEST_CASE("callbacks are signed with HMAC-SHA256 and retried", "[server][callbac
   CHECK(calls >= 2);
 }
 
+TEST_CASE("a run's callbacks announced at its start are used without reading the run back", "[server][callbacks]") {
+  std::mutex mu;
+  std::vector<std::string> runs_heard;
+  httplib::Server hook;
+  hook.Post("/hook", [&](const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(mu);
+    runs_heard.push_back((*orch::parse_json(req.body))["run_id"].as_string());
+    res.status = 200;
+  });
+  int port = hook.bind_to_any_port("127.0.0.1");
+  std::thread hook_thread([&] { hook.listen_after_bind(); });
+
+  TestServer server;
+  auto c = server.client();
+  auto workflow = orch::parse_workflow(*orch::parse_json(kLinear));
+  REQUIRE(workflow.ok());
+  Value callbacks = *orch::parse_json(R"([{"url": "http://127.0.0.1:)" + std::to_string(port) +
+                                      R"(/hook", "events": ["run.completed"]}])");
+  auto start = [&](const std::string& run_id, const Value& announced) {
+    server.app().callbacks->expect_run(run_id, announced);
+    orch::RunOptions options;
+    options.run_id = run_id;
+    options.callbacks = callbacks;  // what the store keeps
+    REQUIRE(server.app().engine->start_run(*workflow, std::move(options)).ok());
+    CHECK(wait_run(*c, run_id)["status"].as_string() == "completed");
+  };
+  // Announced as having none: the stored callbacks are never read.
+  start("announced-none", Value());
+  start("announced", callbacks);
+  for (int i = 0; i < 400; ++i) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!runs_heard.empty()) break;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  std::this_thread::sleep_for(100ms);  // time for a wrong delivery to arrive too
+  hook.stop();
+  hook_thread.join();
+  std::lock_guard<std::mutex> lock(mu);
+  CHECK(runs_heard == std::vector<std::string>{"announced"});
+}
+
 TEST_CASE("finished runs older than the retention are deleted with their history", "[server][retention]") {
   orch::server::ServerConfig config;
   config.retention_ms = 200;

@@ -489,6 +489,18 @@ TEST_CASE("leases fence other owners until they expire", "[sqlite]") {
   CHECK(store->claim_run("missing", "a", 1000).code() == StatusCode::kNotFound);
 }
 
+TEST_CASE("create_claimed_run writes the run and its lease in one commit", "[sqlite]") {
+  auto store = open_store(":memory:");
+  REQUIRE(store->create_claimed_run(make_run("claimed"), "a", 60000).ok());
+  CHECK(store->get_run("claimed").ok());
+  CHECK(*orch::sqlite_query_int_for_testing(*store, "SELECT count(*) FROM runs WHERE lease_owner = 'a'") == 1);
+  CHECK(store->claim_run("claimed", "a", 60000).ok());
+  CHECK(store->claim_run("claimed", "b", 60000).code() == StatusCode::kAborted);
+  // Taken ids and idempotency keys are refused as by create_run, with no lease left behind.
+  CHECK(store->create_claimed_run(make_run("claimed"), "b", 60000).code() == StatusCode::kAlreadyExists);
+  CHECK(*orch::sqlite_query_int_for_testing(*store, "SELECT count(*) FROM runs WHERE lease_owner = 'b'") == 0);
+}
+
 TEST_CASE("two stores on one file: concurrent writers and a stale cache", "[sqlite][concurrency]") {
   TempDir dir;
   const std::string path = dir.file("shared.db");

@@ -173,6 +173,9 @@ class ORCH_EXPORT Store {
   // Leases, for stores shared by several engines. Returns Aborted when another
   // live owner holds the run. The in-memory store always grants.
   virtual Status claim_run(const std::string& run_id, const std::string& owner, int64_t lease_ms) = 0;
+  // create_run, then claim_run for `owner` (the engine's start of a run). The
+  // default makes the two calls; a database store can write both at once.
+  virtual Status create_claimed_run(const RunRecord& run, const std::string& owner, int64_t lease_ms);
 
   // Checkpoints. commit_checkpoint writes the checkpoint, updates the run
   // record's progress (status, state, error, timestamps, token counts,
