@@ -75,8 +75,8 @@ void bind_field(SQLite::Statement& stmt, int index, const std::string& field) { 
 }  // namespace
 
 const TableColumns kRunColumns{"runs", kRunNames, count_of(kRunNames)};
-const TableColumns kStepColumns{"steps", kStepNames, count_of(kStepNames)};
-const TableColumns kEventColumns{"events", kEventNames, count_of(kEventNames)};
+const TableColumns kStepColumns{"steps", kStepNames, count_of(kStepNames), /*run_id_column=*/1};
+const TableColumns kEventColumns{"events", kEventNames, count_of(kEventNames), /*run_id_column=*/0};
 const TableColumns kPendingWriteColumns{"pending_writes", kPendingWriteNames,
                                         count_of(kPendingWriteNames)};
 const TableColumns kWorkflowColumns{"workflows", kWorkflowNames, count_of(kWorkflowNames)};
@@ -91,8 +91,10 @@ std::string TableColumns::select_list() const {
 }
 
 std::string TableColumns::insert_sql() const {
-  std::string out = std::string("INSERT INTO ") + table + " (" + select_list() + ") VALUES (";
+  std::string out = std::string("INSERT INTO ") + table + " (" + select_list() +
+                    (run_id_column >= 0 ? ", run_pk" : "") + ") VALUES (";
   for (int i = 0; i < count; ++i) out += (i > 0 ? ", ?" : "?") + std::to_string(i + 1);
+  if (run_id_column >= 0) out += ", (SELECT pk FROM runs WHERE id = ?" + std::to_string(run_id_column + 1) + ")";
   return out + ")";
 }
 

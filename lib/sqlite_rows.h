@@ -20,10 +20,14 @@ struct TableColumns {
   const char* table;
   const char* const* columns;
   int count;
+  // For a table keyed by its run's pk (see migration 4): the index of the
+  // run_id column. insert_sql() then also sets run_pk from it (NULL, which
+  // the column refuses, when there is no such run).
+  int run_id_column = -1;
 
   // "c1, c2, ..." for SELECT.
   std::string select_list() const;
-  // "INSERT INTO t (c1, ...) VALUES (?1, ...)".
+  // "INSERT INTO t (c1, ...) VALUES (?1, ...)" (and run_pk, see above).
   std::string insert_sql() const;
   // "UPDATE t SET c2 = ?2, ... WHERE c1 = ?1".
   std::string update_sql() const;

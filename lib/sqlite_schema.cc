@@ -151,6 +151,92 @@ INSERT INTO events_v3 (run_id, seq, kind, data, created_at_ms)
 DROP TABLE events;
 ALTER TABLE events_v3 RENAME TO events;
 )sql",
+    // 4: events, checkpoints and steps are found through their run's `pk`
+    // (run_pk) instead of its id. Run ids are random UUIDs, so an index on
+    // (run_id, ...) puts the rows of the runs in flight on as many scattered
+    // pages, each rewritten into the log at every commit (half of all pages
+    // written under load). The pks of the runs in flight are consecutive:
+    // their index entries share a few pages at the index's end. The tables
+    // are rebuilt (a UNIQUE constraint's index cannot be dropped); run_id
+    // stays as data.
+    R"sql(
+CREATE TABLE events_v4 (
+  pk INTEGER PRIMARY KEY,
+  run_pk INTEGER NOT NULL,
+  run_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  data TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  state_checkpoint_id TEXT NOT NULL DEFAULT '',
+  UNIQUE (run_pk, seq)
+);
+INSERT INTO events_v4 (pk, run_pk, run_id, seq, kind, data, created_at_ms, state_checkpoint_id)
+  SELECT e.pk, COALESCE((SELECT r.pk FROM runs r WHERE r.id = e.run_id), 0), e.run_id, e.seq, e.kind,
+         e.data, e.created_at_ms, e.state_checkpoint_id FROM events e ORDER BY e.pk;
+DROP TABLE events;
+ALTER TABLE events_v4 RENAME TO events;
+
+CREATE TABLE checkpoints_v4 (
+  pk INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  run_pk INTEGER NOT NULL,
+  run_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  parent_id TEXT NOT NULL,
+  step_id TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  base_seq INTEGER NOT NULL,
+  chain_bytes INTEGER NOT NULL,
+  base_bytes INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  UNIQUE (run_pk, seq)
+);
+INSERT INTO checkpoints_v4 (pk, id, run_pk, run_id, seq, parent_id, step_id, version, created_at_ms, kind,
+                            base_seq, chain_bytes, base_bytes, body)
+  SELECT c.pk, c.id, COALESCE((SELECT r.pk FROM runs r WHERE r.id = c.run_id), 0), c.run_id, c.seq,
+         c.parent_id, c.step_id, c.version, c.created_at_ms, c.kind, c.base_seq, c.chain_bytes,
+         c.base_bytes, c.body FROM checkpoints c ORDER BY c.pk;
+DROP TABLE checkpoints;
+ALTER TABLE checkpoints_v4 RENAME TO checkpoints;
+
+CREATE TABLE steps_v4 (
+  pk INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  run_pk INTEGER NOT NULL,
+  run_id TEXT NOT NULL,
+  node_name TEXT NOT NULL,
+  type TEXT NOT NULL,
+  status TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  max_attempts INTEGER NOT NULL,
+  superstep INTEGER NOT NULL,
+  item_index INTEGER NOT NULL,
+  parent_step_id TEXT NOT NULL,
+  worker_id TEXT NOT NULL,
+  child_run_id TEXT NOT NULL,
+  input TEXT NOT NULL,
+  output TEXT NOT NULL,
+  error TEXT NOT NULL,
+  input_tokens INTEGER NOT NULL,
+  output_tokens INTEGER NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  started_at_ms INTEGER NOT NULL,
+  ended_at_ms INTEGER NOT NULL
+);
+INSERT INTO steps_v4 (pk, id, run_pk, run_id, node_name, type, status, attempt, max_attempts, superstep,
+                      item_index, parent_step_id, worker_id, child_run_id, input, output, error,
+                      input_tokens, output_tokens, created_at_ms, started_at_ms, ended_at_ms)
+  SELECT s.pk, s.id, COALESCE((SELECT r.pk FROM runs r WHERE r.id = s.run_id), 0), s.run_id, s.node_name,
+         s.type, s.status, s.attempt, s.max_attempts, s.superstep, s.item_index, s.parent_step_id,
+         s.worker_id, s.child_run_id, s.input, s.output, s.error, s.input_tokens, s.output_tokens,
+         s.created_at_ms, s.started_at_ms, s.ended_at_ms FROM steps s ORDER BY s.pk;
+DROP TABLE steps;
+ALTER TABLE steps_v4 RENAME TO steps;
+CREATE INDEX steps_by_run ON steps (run_pk, pk);
+)sql",
 };
 
 constexpr int kMigrationCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));

@@ -177,24 +177,10 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
   StoreBatch& batch = *member.batch;
   const std::string& run_id = member.run_id;
   if (!batch.run) {
-    // Otherwise the run row's update below finds out (and a failing member's
-    // rows are rolled back with it).
+    // Otherwise the run row's update finds out, before any row of the run is
+    // written (those are found through the run row).
     ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run_id));
     if (!exists) return run_not_found(run_id);
-  }
-  if (!batch.steps.empty()) {
-    // A step written twice in one batch (started, then completed): only its
-    // last version needs writing.
-    std::unordered_map<std::string, size_t> last_of;
-    for (size_t i = 0; i < batch.steps.size(); ++i) last_of[batch.steps[i].id] = i;
-    static const std::string kUpsert = kStepColumns.upsert_sql();
-    Query upsert(conn, kUpsert);
-    for (size_t i = 0; i < batch.steps.size(); ++i) {
-      if (last_of[batch.steps[i].id] != i) continue;
-      bind_step(*upsert, batch.steps[i]);
-      upsert->exec();
-      upsert->reset();
-    }
   }
   // The checkpoint drops the run's pending writes in this same transaction,
   // so with one in the batch there is no point writing them first.
@@ -216,6 +202,20 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
     Query update(conn, kUpdate);
     bind_run(*update, *batch.run);
     if (update->exec() == 0) return run_not_found(run_id);
+  }
+  if (!batch.steps.empty()) {
+    // A step written twice in one batch (started, then completed): only its
+    // last version needs writing.
+    std::unordered_map<std::string, size_t> last_of;
+    for (size_t i = 0; i < batch.steps.size(); ++i) last_of[batch.steps[i].id] = i;
+    static const std::string kUpsert = kStepColumns.upsert_sql();
+    Query upsert(conn, kUpsert);
+    for (size_t i = 0; i < batch.steps.size(); ++i) {
+      if (last_of[batch.steps[i].id] != i) continue;
+      bind_step(*upsert, batch.steps[i]);
+      upsert->exec();
+      upsert->reset();
+    }
   }
   if (!batch.events.empty()) {
     // Take the whole range of seqs at once from the run's counter (the

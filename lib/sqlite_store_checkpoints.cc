@@ -77,7 +77,7 @@ void SqliteStore::forget_document(const std::string& run_id) {
 Result<Value> SqliteStore::load_document(Connection& conn, const std::string& run_id,
                                          int64_t base_seq, int64_t seq) {
   Query q(conn,
-          "SELECT seq, kind, body FROM checkpoints WHERE run_id = ?1 AND seq BETWEEN ?2 AND ?3 "
+          "SELECT seq, kind, body FROM checkpoints WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) AND seq BETWEEN ?2 AND ?3 "
           "ORDER BY seq");
   q->bind(1, run_id);
   q->bind(2, base_seq);
@@ -138,7 +138,7 @@ Status SqliteStore::restore_event_states(Connection& conn, const std::string& ru
   {
     Query q(conn,
             "SELECT e.seq, e.data, e.state_checkpoint_id FROM events e JOIN checkpoints c "
-            "ON c.id = e.state_checkpoint_id WHERE e.run_id = ?1 AND c.version > ?2");
+            "ON c.id = e.state_checkpoint_id WHERE e.run_pk = (SELECT pk FROM runs WHERE id = ?1) AND c.version > ?2");
     q->bind(1, run_id);
     q->bind(2, version);
     while (q->executeStep()) {
@@ -149,7 +149,7 @@ Status SqliteStore::restore_event_states(Connection& conn, const std::string& ru
       restored.emplace_back(seq, data.to_json());
     }
   }
-  Query update(conn, "UPDATE events SET data = ?3, state_checkpoint_id = '' WHERE run_id = ?1 AND seq = ?2");
+  Query update(conn, "UPDATE events SET data = ?3, state_checkpoint_id = '' WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) AND seq = ?2");
   for (const auto& [seq, data] : restored) {
     update->bind(1, run_id);
     update->bind(2, seq);
@@ -175,7 +175,7 @@ Result<Checkpoint> SqliteStore::latest_checkpoint(const std::string& run_id) {
   return with_connection("latest_checkpoint", [&](Connection& conn) -> Result<Checkpoint> {
     static const std::string kSelect =
         std::string("SELECT ") + kRowColumns +
-        " FROM checkpoints WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1";
+        " FROM checkpoints WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) ORDER BY seq DESC LIMIT 1";
     ReadTransaction txn(conn);
     Result<Checkpoint> cp = read_checkpoint_row(conn, kSelect.c_str(), run_id);
     if (!cp.ok() && cp.status().code() == StatusCode::kNotFound) {
@@ -192,7 +192,7 @@ Result<std::vector<Checkpoint>> SqliteStore::list_checkpoints(const std::string&
       "list_checkpoints", [&](Connection& conn) -> Result<std::vector<Checkpoint>> {
         static const std::string kSelect =
             std::string("SELECT ") + kRowColumns +
-            ", kind, body FROM checkpoints WHERE run_id = ?1 ORDER BY seq";
+            ", kind, body FROM checkpoints WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) ORDER BY seq";
         ReadTransaction txn(conn);
         ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run_id));
         if (!exists) return run_not_found(run_id);
@@ -247,7 +247,7 @@ Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpo
   std::optional<ChainLink> last;
   {
     Query q(conn,
-            "SELECT id, seq, base_seq, chain_bytes, base_bytes FROM checkpoints WHERE run_id = ?1 "
+            "SELECT id, seq, base_seq, chain_bytes, base_bytes FROM checkpoints WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) "
             "ORDER BY seq DESC LIMIT 1");
     q->bind(1, run.id);
     if (q->executeStep()) {
@@ -268,7 +268,8 @@ Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpo
   }
   Query insert(conn,
                "INSERT INTO checkpoints (id, run_id, seq, parent_id, step_id, version, created_at_ms, kind, "
-               "base_seq, chain_bytes, base_bytes, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
+               "base_seq, chain_bytes, base_bytes, body, run_pk) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+               "?11, ?12, (SELECT pk FROM runs WHERE id = ?2))");
   insert->bind(1, checkpoint.id);
   insert->bind(2, checkpoint.run_id);
   insert->bind(3, row.link.seq);
@@ -294,7 +295,7 @@ Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpo
 Status SqliteStore::resolve_state(Connection& conn, RunRecord* run) {
   if (!run->state.is_null()) return Status();
   Query q(conn,
-          "SELECT id, seq, base_seq, chain_bytes, base_bytes FROM checkpoints WHERE run_id = ?1 "
+          "SELECT id, seq, base_seq, chain_bytes, base_bytes FROM checkpoints WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) "
           "ORDER BY seq DESC LIMIT 1");
   q->bind(1, run->id);
   if (!q->executeStep()) return Status();  // no checkpoint: the state stays null
@@ -347,7 +348,7 @@ Status SqliteStore::truncate_checkpoints(const std::string& run_id, int64_t vers
 
     int64_t first_dropped = -1;
     {
-      Query q(conn, "SELECT MIN(seq) FROM checkpoints WHERE run_id = ?1 AND version > ?2");
+      Query q(conn, "SELECT MIN(seq) FROM checkpoints WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) AND version > ?2");
       q->bind(1, run_id);
       q->bind(2, version);
       if (q->executeStep() && !q->getColumn(0).isNull()) first_dropped = q->getColumn(0).getInt64();
@@ -362,7 +363,7 @@ Status SqliteStore::truncate_checkpoints(const std::string& run_id, int64_t vers
       std::vector<std::pair<int64_t, int64_t>> survivors;
       {
         Query q(conn,
-                "SELECT seq, base_seq FROM checkpoints WHERE run_id = ?1 AND seq > ?2 AND version "
+                "SELECT seq, base_seq FROM checkpoints WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) AND seq > ?2 AND version "
                 "<= ?3");
         q->bind(1, run_id);
         q->bind(2, first_dropped);
@@ -375,7 +376,7 @@ Status SqliteStore::truncate_checkpoints(const std::string& run_id, int64_t vers
         rewrites.emplace_back(seq, document.to_json());
       }
       {
-        Query q(conn, "DELETE FROM checkpoints WHERE run_id = ?1 AND version > ?2");
+        Query q(conn, "DELETE FROM checkpoints WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) AND version > ?2");
         q->bind(1, run_id);
         q->bind(2, version);
         q->exec();
@@ -384,7 +385,7 @@ Status SqliteStore::truncate_checkpoints(const std::string& run_id, int64_t vers
         Query q(conn,
                 "UPDATE checkpoints SET kind = 'snapshot', base_seq = seq, chain_bytes = 0, "
                 "base_bytes = ?3, "
-                "body = ?4 WHERE run_id = ?1 AND seq = ?2");
+                "body = ?4 WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) AND seq = ?2");
         q->bind(1, run_id);
         q->bind(2, seq);
         q->bind(3, static_cast<int64_t>(body.size()));

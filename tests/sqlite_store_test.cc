@@ -250,6 +250,76 @@ PRAGMA user_version = 2;
   CHECK(*seq == 3);
 }
 
+TEST_CASE("a schema 3 file's steps, checkpoints and events survive the move to run pks", "[sqlite]") {
+  TempDir dir;
+  const std::string path = dir.file("orch.db");
+  std::vector<Checkpoint> expected;
+  {
+    auto store = open_store(path);
+    REQUIRE(store->create_run(make_run("first")).ok());  // takes pk 1: the runs' pks differ from 0
+    RunRecord run = make_run("v3");
+    REQUIRE(store->create_run(run).ok());
+    Value state = Value::object({{"items", Value::array()}});
+    for (int v = 0; v < 4; ++v) {  // a snapshot and deltas after it
+      state = grown_state(state, v);
+      expected.push_back(make_checkpoint("v3", v, state));
+      commit(*store, run, expected.back());
+    }
+    orch::StepRecord step;
+    step.id = "v3-step";
+    step.run_id = "v3";
+    step.node_name = "a";
+    REQUIRE(store->put_step(step).ok());
+    orch::EventRecord event;
+    event.run_id = "v3";
+    event.kind = "run.started";
+    REQUIRE(store->append_event(event).ok());
+    // Rebuild the three tables as schema 3 had them: keyed by run_id.
+    REQUIRE(orch::sqlite_execute_for_testing(*store, R"sql(
+CREATE TABLE e3 (pk INTEGER PRIMARY KEY, run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,
+                 data TEXT NOT NULL, created_at_ms INTEGER NOT NULL, state_checkpoint_id TEXT NOT NULL DEFAULT '',
+                 UNIQUE (run_id, seq));
+INSERT INTO e3 SELECT pk, run_id, seq, kind, data, created_at_ms, state_checkpoint_id FROM events;
+DROP TABLE events;
+ALTER TABLE e3 RENAME TO events;
+CREATE TABLE c3 (pk INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, run_id TEXT NOT NULL, seq INTEGER NOT NULL,
+                 parent_id TEXT NOT NULL, step_id TEXT NOT NULL, version INTEGER NOT NULL,
+                 created_at_ms INTEGER NOT NULL, kind TEXT NOT NULL, base_seq INTEGER NOT NULL,
+                 chain_bytes INTEGER NOT NULL, base_bytes INTEGER NOT NULL, body TEXT NOT NULL, UNIQUE (run_id, seq));
+INSERT INTO c3 SELECT pk, id, run_id, seq, parent_id, step_id, version, created_at_ms, kind, base_seq,
+                      chain_bytes, base_bytes, body FROM checkpoints;
+DROP TABLE checkpoints;
+ALTER TABLE c3 RENAME TO checkpoints;
+DROP INDEX steps_by_run;
+ALTER TABLE steps DROP COLUMN run_pk;
+CREATE INDEX steps_by_run ON steps (run_id, pk);
+PRAGMA user_version = 3;
+)sql").ok());
+  }
+  auto store = open_store(path);
+  CHECK(*orch::sqlite_query_int_for_testing(*store, "SELECT count(*) FROM checkpoints WHERE run_pk = 2") == 4);
+  auto checkpoints = store->list_checkpoints("v3");
+  REQUIRE(checkpoints.ok());
+  REQUIRE(checkpoints->size() == expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) require_same_text(expected[i].state, (*checkpoints)[i].state);
+  CHECK(store->get_checkpoint("v3-cp2")->state.to_json() == expected[2].state.to_json());
+  CHECK(store->latest_checkpoint("v3")->id == "v3-cp3");
+  CHECK(store->get_step("v3-step")->node_name == "a");
+  REQUIRE(store->list_steps("v3")->size() == 1);
+  REQUIRE(store->list_events("v3", 0, 10)->size() == 1);
+  // And the run goes on: more rows, read back in order, then all of it deleted.
+  orch::EventRecord next;
+  next.run_id = "v3";
+  next.kind = "after";
+  CHECK(*store->append_event(next) == 2);
+  CHECK(store->list_events("v3", 1, 10)->at(0).kind == "after");
+  REQUIRE(store->delete_run("v3").ok());
+  CHECK(*orch::sqlite_query_int_for_testing(*store, "SELECT count(*) FROM events") == 0);
+  CHECK(*orch::sqlite_query_int_for_testing(*store, "SELECT count(*) FROM checkpoints") == 0);
+  CHECK(*orch::sqlite_query_int_for_testing(*store, "SELECT count(*) FROM steps") == 0);
+  CHECK(store->get_run("first").ok());
+}
+
 TEST_CASE("a transaction of megabytes commits whole and reads back from another store", "[sqlite]") {
   // The store gathers a transaction's log writes into large writes; one
   // transaction here is far larger than a single write may be.
