@@ -76,6 +76,7 @@ class SqliteStore final : public Store {
   Status execute_for_testing(const std::string& sql);
   Result<int64_t> query_int_for_testing(const std::string& sql);
   size_t cached_documents_for_testing();
+  int64_t wal_checkpoints_for_testing() const { return checkpointer_ ? checkpointer_->checkpoints_run() : 0; }
 
  private:
   // create_run, and with `owner` also its lease, in one transaction.

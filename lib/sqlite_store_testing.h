@@ -19,5 +19,7 @@ ORCH_EXPORT Status sqlite_execute_for_testing(Store& store, const std::string& s
 ORCH_EXPORT Result<int64_t> sqlite_query_int_for_testing(Store& store, const std::string& sql);
 // How many runs' latest checkpoint documents the store keeps in memory.
 ORCH_EXPORT Result<int64_t> sqlite_cached_documents_for_testing(Store& store);
+// How many WAL checkpoints the store has started.
+ORCH_EXPORT Result<int64_t> sqlite_wal_checkpoints_for_testing(Store& store);
 
 }  // namespace orch

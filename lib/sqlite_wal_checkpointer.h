@@ -7,7 +7,10 @@
 //
 // attach() installs a commit hook on a connection; when a commit leaves the
 // log at or above `frames` pages, the checkpointer's own thread runs a PASSIVE
-// checkpoint (which never blocks writers). A log that grows to four times
+// checkpoint (which never blocks writers). While a reader still needs some of
+// the log, a checkpoint cannot copy all of it and the log keeps growing; the
+// next checkpoint is then asked for once it has grown by another 1/64 of
+// `frames`, at least 64 pages (not at every commit). A log that grows to four times
 // that (the thread is behind, or a reader holds the log) is checkpointed by
 // the committing thread, as SQLite would. A checkpoint's fsyncs still stall
 // the commits that meet them, so fewer, larger checkpoints (a higher `frames`)
@@ -17,7 +20,9 @@
 // destructor stops and joins the thread; connections must not commit after it.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -34,6 +39,8 @@ class WalCheckpointer {
   WalCheckpointer& operator=(const WalCheckpointer&) = delete;
 
   void attach(Connection& conn);
+  // Checkpoints started so far (on the thread or by a committing thread).
+  int64_t checkpoints_run() const { return checkpoints_.load(std::memory_order_relaxed); }
 
  private:
   static int on_commit(void* self, sqlite3* db, const char* name, int frames);
@@ -46,6 +53,8 @@ class WalCheckpointer {
   std::condition_variable wake_;
   bool requested_ = false;
   bool stopping_ = false;
+  std::atomic<int> asked_at_{-1};  // the log's size when a checkpoint was last asked for (-1: never)
+  std::atomic<int64_t> checkpoints_{0};
   std::thread thread_;
 };
 

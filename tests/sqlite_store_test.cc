@@ -898,6 +898,29 @@ TEST_CASE("write_batch: concurrent batches commit together, a failing one leaves
   }
 }
 
+TEST_CASE("a reader that holds the log back does not make every commit checkpoint", "[sqlite]") {
+  TempDir dir;
+  const std::string path = dir.file("held.db");
+  orch::SqliteStoreOptions options;
+  options.wal_checkpoint_pages = 200;
+  auto store = open_store(path, options);
+  RunRecord run = make_run("r");
+  REQUIRE(store->create_run(run).ok());
+  // A read transaction on its own connection: no checkpoint can copy the
+  // frames written after it began, so the log cannot start over.
+  orch::sqlite::Connection reader(path, 1000);
+  reader.db().exec("BEGIN");
+  CHECK(reader.db().execAndGet("SELECT count(*) FROM runs").getInt() == 1);
+  const int commits = 300;  // a few pages of log each: the threshold is passed early on
+  for (int v = 0; v < commits; ++v) commit(*store, run, make_checkpoint("r", v, Value::object({{"v", v}})));
+  const int64_t checkpoints = *orch::sqlite_wal_checkpoints_for_testing(*store);
+  // Past the threshold every commit would ask for one; asked again only per
+  // 64 more pages of log, it is a small fraction of that.
+  CHECK(checkpoints >= 1);
+  CHECK(checkpoints < commits / 5);
+  reader.db().exec("COMMIT");
+}
+
 TEST_CASE("writes share one pooled connection, a second writer waits for it", "[sqlite]") {
   // SQLite empties a connection's page cache when another connection has
   // committed; keeping every write on one connection keeps its cache warm.
