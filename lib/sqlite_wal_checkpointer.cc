@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "sqlite_wal_checkpointer.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -52,6 +53,7 @@ int WalCheckpointer::on_commit(void* self, sqlite3* db, const char* name, int fr
 }
 
 void WalCheckpointer::run() {
+  pthread_setname_np(pthread_self(), "orch-wal");  // as `top -H` shows it
   std::unique_ptr<Connection> conn;
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
