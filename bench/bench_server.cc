@@ -4,10 +4,11 @@
 // a webhook worker on loopback answering at once (loopback_worker.h: one
 // event-loop thread, so it takes little of the CPU orch needs), and R runs of
 // a 10-node workflow in flight at all times: when a run's last node is
-// answered, the next run starts. Prints one JSON line: node executions per
-// second over the measured window, and the latency orch adds per node beyond
-// the worker's own time (p50/p99), measured in the worker as the gap between
-// answering node i and receiving node i+1 of the same run.
+// answered, the next run starts. Measures node executions per second over a
+// window, orch's CPU time per node (user + system, from /proc), and the
+// latency orch adds per node beyond the worker's own time (p50/p99),
+// measured in the worker as the gap between answering node i and receiving
+// node i+1 of the same run.
 //
 // With --worker-ms the worker takes that long per call, as a model would: the
 // added latency is then not dominated by runs queueing for the CPU (with R
@@ -16,9 +17,11 @@
 //
 // A warm-up (R runs, until all end) and a second of load come before the
 // measured window of --seconds (default 3); then no new run starts and every
-// started run must complete.
+// started run must complete. This repeats --reps times (default 3), each with
+// a fresh database and server; the one JSON line printed holds the medians
+// (and the min/max of the rate and the p50).
 //
-//   bench_server ORCH_BINARY [--runs 100] [--db PATH|:memory:] [--worker-ms 0] [--seconds 3]
+//   bench_server ORCH_BINARY [--runs 100] [--db PATH|:memory:] [--worker-ms 0] [--seconds 3] [--reps 3]
 #include <arpa/inet.h>
 #include <httplib.h>
 #include <netinet/in.h>
@@ -91,25 +94,31 @@ int free_port() {
   return ntohs(addr.sin_port);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: bench_server ORCH_BINARY [--runs N] [--db PATH] [--worker-ms N] [--seconds S]\n");
-    return 2;
-  }
-  std::string orch_bin = argv[1];
+struct Options {
+  std::string orch_bin;
   int runs = 100;
   int worker_ms = 0;
   double seconds = 3;
+  int reps = 3;
   std::string db = "/tmp/orch-bench-server.db";
-  for (int i = 2; i + 1 < argc; i += 2) {
-    std::string flag = argv[i];
-    if (flag == "--runs") runs = std::max(1, std::atoi(argv[i + 1]));
-    if (flag == "--db") db = argv[i + 1];
-    if (flag == "--worker-ms") worker_ms = std::max(0, std::atoi(argv[i + 1]));
-    if (flag == "--seconds") seconds = std::max(0.5, std::atof(argv[i + 1]));
-  }
+};
+
+// One repetition's figures.
+struct Measurement {
+  bool started = false;  // orch serve came up
+  int runs_started = 0, runs_left_running = 0, runs_failed = 0;
+  double executions_per_s = 0, cpu_us_per_node = 0, p50_ms = 0, p99_ms = 0;
+  std::string first_failure;
+};
+
+// A fresh database and `orch serve`, warm-up, load, measured window.
+Measurement measure_once(const Options& options) {
+  const std::string& orch_bin = options.orch_bin;
+  const int runs = options.runs;
+  const int worker_ms = options.worker_ms;
+  const double seconds = options.seconds;
+  const std::string& db = options.db;
+  Measurement out;
   for (const char* suffix : {"", "-wal", "-shm"}) std::remove((db + suffix).c_str());
 
   // The worker: records when each call of each run arrives and is answered.
@@ -163,10 +172,11 @@ int main(int argc, char** argv) {
     if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   if (!up) {
-    std::printf("{\"scenario\":\"server\",\"error\":\"orch serve did not start\"}\n");
     kill(child, SIGKILL);
-    return 1;
+    waitpid(child, nullptr, 0);
+    return out;
   }
+  out.started = true;
   std::string nodes, edges = R"(["__start__","n0"])";
   for (size_t i = 0; i < kNodesPerRun; ++i) {
     nodes += (i ? "," : "") + std::string("\"n") + std::to_string(i) + R"(":{"type":"task","prompt_template":"step )" +
@@ -282,16 +292,78 @@ int main(int argc, char** argv) {
   }
   std::sort(gaps_us.begin(), gaps_us.end());
   auto pct = [&](double p) { return gaps_us.empty() ? 0.0 : gaps_us[static_cast<size_t>(p * (gaps_us.size() - 1))]; };
-  std::printf(
-      "{\"scenario\":\"server\",\"store\":\"%s\",\"runs_in_flight\":%d,\"nodes_per_run\":%zu,\"worker_ms\":%d,"
-      "\"seconds\":%.1f,\"runs_started\":%d,\"runs_left_running\":%d,\"runs_failed\":%d,"
-      "\"node_executions_per_s\":%.0f,\"orch_cpu_us_per_node\":%.0f,\"added_latency_p50_ms\":%.3f,"
-      "\"added_latency_p99_ms\":%.3f%s}\n",
-      db == ":memory:" ? "memory" : "sqlite", runs, kNodesPerRun, worker_ms, window_s, started.load(), running, failed,
-      static_cast<double>(executions) / window_s, executions > 0 ? (cpu_end - cpu_start) / static_cast<double>(executions) : 0.0,
-      pct(0.5) / 1000, pct(0.99) / 1000,
-      failure.empty() ? "" : (",\"first_failure\":" + orch::Value(failure).to_json()).c_str());
+  out.runs_started = started.load();
+  out.runs_left_running = running;
+  out.runs_failed = failed;
+  out.first_failure = failure;
+  out.executions_per_s = static_cast<double>(executions) / window_s;
+  out.cpu_us_per_node = executions > 0 ? (cpu_end - cpu_start) / static_cast<double>(executions) : 0.0;
+  out.p50_ms = pct(0.5) / 1000;
+  out.p99_ms = pct(0.99) / 1000;
   kill(child, SIGTERM);
   waitpid(child, nullptr, 0);
-  return running == 0 && failed == 0 ? 0 : 1;
+  return out;
+}
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr,
+                 "usage: bench_server ORCH_BINARY [--runs N] [--db PATH] [--worker-ms N] [--seconds S] [--reps N]\n");
+    return 2;
+  }
+  Options options;
+  options.orch_bin = argv[1];
+  for (int i = 2; i + 1 < argc; i += 2) {
+    std::string flag = argv[i];
+    if (flag == "--runs") options.runs = std::max(1, std::atoi(argv[i + 1]));
+    if (flag == "--db") options.db = argv[i + 1];
+    if (flag == "--worker-ms") options.worker_ms = std::max(0, std::atoi(argv[i + 1]));
+    if (flag == "--seconds") options.seconds = std::max(0.5, std::atof(argv[i + 1]));
+    if (flag == "--reps") options.reps = std::max(1, std::atoi(argv[i + 1]));
+  }
+  // Repetitions, each with a fresh server and database: this machine's speed
+  // drifts, and one window can land in a slow spell.
+  std::vector<Measurement> reps;
+  for (int r = 0; r < options.reps; ++r) {
+    reps.push_back(measure_once(options));
+    if (!reps.back().started) {
+      std::printf("{\"scenario\":\"server\",\"error\":\"orch serve did not start\"}\n");
+      return 1;
+    }
+  }
+  auto field = [&](double Measurement::*member) {
+    std::vector<double> values;
+    for (const Measurement& m : reps) values.push_back(m.*member);
+    return values;
+  };
+  const std::vector<double> rates = field(&Measurement::executions_per_s);
+  const std::vector<double> p50s = field(&Measurement::p50_ms);
+  int started = 0, left_running = 0, failed = 0;
+  std::string failure;
+  for (const Measurement& m : reps) {
+    started += m.runs_started;
+    left_running += m.runs_left_running;
+    failed += m.runs_failed;
+    if (failure.empty()) failure = m.first_failure;
+  }
+  std::printf(
+      "{\"scenario\":\"server\",\"store\":\"%s\",\"runs_in_flight\":%d,\"nodes_per_run\":%zu,\"worker_ms\":%d,"
+      "\"seconds\":%.1f,\"reps\":%d,\"runs_started\":%d,\"runs_left_running\":%d,\"runs_failed\":%d,"
+      "\"node_executions_per_s\":%.0f,\"node_executions_per_s_min\":%.0f,\"node_executions_per_s_max\":%.0f,"
+      "\"orch_cpu_us_per_node\":%.0f,\"added_latency_p50_ms\":%.3f,\"added_latency_p50_ms_min\":%.3f,"
+      "\"added_latency_p50_ms_max\":%.3f,\"added_latency_p99_ms\":%.3f%s}\n",
+      options.db == ":memory:" ? "memory" : "sqlite", options.runs, kNodesPerRun, options.worker_ms, options.seconds,
+      options.reps, started, left_running, failed, median_of(rates), *std::min_element(rates.begin(), rates.end()),
+      *std::max_element(rates.begin(), rates.end()), median_of(field(&Measurement::cpu_us_per_node)), median_of(p50s),
+      *std::min_element(p50s.begin(), p50s.end()), *std::max_element(p50s.begin(), p50s.end()),
+      median_of(field(&Measurement::p99_ms)),
+      failure.empty() ? "" : (",\"first_failure\":" + orch::Value(failure).to_json()).c_str());
+  return left_running == 0 && failed == 0 ? 0 : 1;
 }
