@@ -75,8 +75,8 @@ void bind_field(SQLite::Statement& stmt, int index, const std::string& field) { 
 }  // namespace
 
 const TableColumns kRunColumns{"runs", kRunNames, count_of(kRunNames)};
-const TableColumns kStepColumns{"steps", kStepNames, count_of(kStepNames), /*run_id_column=*/1};
-const TableColumns kEventColumns{"events", kEventNames, count_of(kEventNames), /*run_id_column=*/0};
+const TableColumns kStepColumns{"steps", kStepNames, count_of(kStepNames), /*keyed_by_run_pk=*/true};
+const TableColumns kEventColumns{"events", kEventNames, count_of(kEventNames), /*keyed_by_run_pk=*/true};
 const TableColumns kPendingWriteColumns{"pending_writes", kPendingWriteNames,
                                         count_of(kPendingWriteNames)};
 const TableColumns kWorkflowColumns{"workflows", kWorkflowNames, count_of(kWorkflowNames)};
@@ -92,9 +92,9 @@ std::string TableColumns::select_list() const {
 
 std::string TableColumns::insert_sql() const {
   std::string out = std::string("INSERT INTO ") + table + " (" + select_list() +
-                    (run_id_column >= 0 ? ", run_pk" : "") + ") VALUES (";
-  for (int i = 0; i < count; ++i) out += (i > 0 ? ", ?" : "?") + std::to_string(i + 1);
-  if (run_id_column >= 0) out += ", (SELECT pk FROM runs WHERE id = ?" + std::to_string(run_id_column + 1) + ")";
+                    (keyed_by_run_pk ? ", run_pk" : "") + ") VALUES (";
+  const int params = keyed_by_run_pk ? count + 1 : count;
+  for (int i = 0; i < params; ++i) out += (i > 0 ? ", ?" : "?") + std::to_string(i + 1);
   return out + ")";
 }
 
@@ -159,7 +159,7 @@ void bind_run(SQLite::Statement& stmt, const RunRecord& run) {
 const char* const kRunProgressSql =
     "UPDATE runs SET error = ?3, updated_at_ms = ?4, started_at_ms = ?5, "
     "ended_at_ms = ?6, input_tokens = ?7, output_tokens = ?8, checkpoint_count = ?9, state = ?10, "
-    "last_event_seq = last_event_seq + ?11 WHERE id = ?1 RETURNING last_event_seq";
+    "last_event_seq = last_event_seq + ?11 WHERE id = ?1 RETURNING last_event_seq, pk";
 const char* const kRunStatusSql = "UPDATE runs SET status = ?2 WHERE id = ?1 AND status <> ?2";
 
 void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run, bool state_is_checkpoints,

@@ -20,10 +20,10 @@ struct TableColumns {
   const char* table;
   const char* const* columns;
   int count;
-  // For a table keyed by its run's pk (see migration 4): the index of the
-  // run_id column. insert_sql() then also sets run_pk from it (NULL, which
-  // the column refuses, when there is no such run).
-  int run_id_column = -1;
+  // A table whose rows are found through their run's pk (see migration 4):
+  // insert_sql() also sets run_pk, from parameter count + 1, which the
+  // caller binds (the writer has just read or updated the run's row).
+  bool keyed_by_run_pk = false;
 
   // "c1, c2, ..." for SELECT.
   std::string select_list() const;
@@ -60,7 +60,8 @@ void bind_run(SQLite::Statement& stmt, const RunRecord& run);
 // `new_events` is added to the run's last_event_seq in the same write: events
 // that go out with the checkpoint take their seqs without a second rewrite of
 // the row (an UPDATE rewrites the whole record, its overflow pages included);
-// the statement returns the new last_event_seq (no row: no such run).
+// the statement returns the new last_event_seq and the run's pk (no row: no
+// such run).
 extern const char* const kRunProgressSql;
 extern const char* const kRunStatusSql;
 void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run, bool state_is_checkpoints,

@@ -81,6 +81,13 @@ Result<bool> SqliteStore::run_exists(Connection& conn, const std::string& run_id
   return q->executeStep();
 }
 
+Result<int64_t> SqliteStore::run_pk(Connection& conn, const std::string& run_id) {
+  Query q(conn, "SELECT pk FROM runs WHERE id = ?1");
+  q->bind(1, run_id);
+  if (!q->executeStep()) return run_not_found(run_id);
+  return q->getColumn(0).getInt64();
+}
+
 // ---- Runs -------------------------------------------------------------------
 
 namespace {
@@ -193,15 +200,15 @@ Result<std::vector<RunRecord>> SqliteStore::list_runs(const RunFilter& filter) {
 Status SqliteStore::delete_run(const std::string& run_id) {
   Status status = with_writer("delete_run", [&](Connection& conn) -> Status {
     WriteTransaction txn(conn, writer_mu_);
-    {
-      Query q(conn, "DELETE FROM runs WHERE id = ?1");
-      q->bind(1, run_id);
-      if (q->exec() == 0) return run_not_found(run_id);
-    }
-    for (const char* sql :
-         {"DELETE FROM checkpoints WHERE run_id = ?1", "DELETE FROM steps WHERE run_id = ?1",
-          "DELETE FROM events WHERE run_id = ?1", "DELETE FROM pending_writes WHERE run_id = ?1"}) {
+    ORCH_ASSIGN_OR_RETURN(int64_t pk, run_pk(conn, run_id));
+    for (const char* sql : {"DELETE FROM checkpoints WHERE run_pk = ?1", "DELETE FROM steps WHERE run_pk = ?1",
+                            "DELETE FROM events WHERE run_pk = ?1", "DELETE FROM runs WHERE pk = ?1"}) {
       Query q(conn, sql);
+      q->bind(1, pk);
+      q->exec();
+    }
+    {
+      Query q(conn, "DELETE FROM pending_writes WHERE run_id = ?1");
       q->bind(1, run_id);
       q->exec();
     }
@@ -274,8 +281,8 @@ Status SqliteStore::put_step(const StepRecord& step) {
     Query upsert(conn, kUpsert);
     bind_step(*upsert, step);
     WriteTransaction txn(conn, writer_mu_);
-    ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, step.run_id));
-    if (!exists) return run_not_found(step.run_id);
+    ORCH_ASSIGN_OR_RETURN(int64_t pk, run_pk(conn, step.run_id));
+    upsert->bind(kStepColumns.count + 1, pk);
     upsert->exec();
     txn.commit();
     return Status();
@@ -296,7 +303,7 @@ Result<StepRecord> SqliteStore::get_step(const std::string& step_id) {
 Result<std::vector<StepRecord>> SqliteStore::list_steps(const std::string& run_id) {
   return with_connection("list_steps", [&](Connection& conn) -> Result<std::vector<StepRecord>> {
     static const std::string kSelect =
-        "SELECT " + kStepColumns.select_list() + " FROM steps WHERE run_id = ?1 ORDER BY pk";
+        "SELECT " + kStepColumns.select_list() + " FROM steps WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) ORDER BY pk";
     ReadTransaction txn(conn);
     ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run_id));
     if (!exists) return run_not_found(run_id);
@@ -320,10 +327,11 @@ Result<int64_t> SqliteStore::append_event(EventRecord event) {
     {
       Query next(conn,
                  "UPDATE runs SET last_event_seq = last_event_seq + 1 WHERE id = ?1 RETURNING "
-                 "last_event_seq");
+                 "last_event_seq, pk");
       next->bind(1, event.run_id);
       if (!next->executeStep()) return run_not_found(event.run_id);
       seq = next->getColumn(0).getInt64();
+      insert->bind(kEventColumns.count + 1, next->getColumn(1).getInt64());
     }
     insert->bind(2, seq);
     insert->exec();
@@ -337,7 +345,7 @@ Result<std::vector<EventRecord>> SqliteStore::list_events(const std::string& run
   return with_connection("list_events", [&](Connection& conn) -> Result<std::vector<EventRecord>> {
     static const std::string kSelect =
         "SELECT " + kEventColumns.select_list() +
-        " FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
+        " FROM events WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) AND seq > ?2 ORDER BY seq LIMIT ?3";
     ReadTransaction txn(conn);
     ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run_id));
     if (!exists) return run_not_found(run_id);
@@ -464,7 +472,7 @@ Result<int64_t> SqliteStore::checkpoint_bytes(const std::string& run_id) {
     if (!exists) return run_not_found(run_id);
     Query q(
         conn,
-        "SELECT COALESCE(SUM(LENGTH(CAST(body AS BLOB))), 0) FROM checkpoints WHERE run_id = ?1");
+        "SELECT COALESCE(SUM(LENGTH(CAST(body AS BLOB))), 0) FROM checkpoints WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1)");
     q->bind(1, run_id);
     q->executeStep();
     return q->getColumn(0).getInt64();

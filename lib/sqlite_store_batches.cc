@@ -176,11 +176,11 @@ Status SqliteStore::write_member(Connection& conn, GroupMember& member) {
 Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
   StoreBatch& batch = *member.batch;
   const std::string& run_id = member.run_id;
+  // The run's pk, which its rows carry: from the run row's update when the
+  // batch has one (it also finds out whether the run exists), else read.
+  int64_t pk = 0;
   if (!batch.run) {
-    // Otherwise the run row's update finds out, before any row of the run is
-    // written (those are found through the run row).
-    ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run_id));
-    if (!exists) return run_not_found(run_id);
+    ORCH_ASSIGN_OR_RETURN(pk, run_pk(conn, run_id));
   }
   // The checkpoint drops the run's pending writes in this same transaction,
   // so with one in the batch there is no point writing them first.
@@ -196,12 +196,13 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
   int64_t last_event_seq = 0;  // after this batch's events, when a checkpoint reserved them
   if (member.prepared) {
     ORCH_RETURN_IF_ERROR(write_checkpoint(conn, *batch.checkpoint, *batch.run, *member.prepared,
-                                          static_cast<int64_t>(batch.events.size()), &last_event_seq));
+                                          static_cast<int64_t>(batch.events.size()), &last_event_seq, &pk));
   } else if (batch.run) {
-    static const std::string kUpdate = kRunColumns.update_sql();
+    static const std::string kUpdate = kRunColumns.update_sql() + " RETURNING pk";
     Query update(conn, kUpdate);
     bind_run(*update, *batch.run);
-    if (update->exec() == 0) return run_not_found(run_id);
+    if (!update->executeStep()) return run_not_found(run_id);
+    pk = update->getColumn(0).getInt64();
   }
   if (!batch.steps.empty()) {
     // A step written twice in one batch (started, then completed): only its
@@ -213,6 +214,7 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
     for (size_t i = 0; i < batch.steps.size(); ++i) {
       if (last_of[batch.steps[i].id] != i) continue;
       bind_step(*upsert, batch.steps[i]);
+      upsert->bind(kStepColumns.count + 1, pk);
       upsert->exec();
       upsert->reset();
     }
@@ -243,6 +245,7 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
         bind_event(*insert, event);
       }
       insert->bind(2, ++seq);
+      insert->bind(kEventColumns.count + 1, pk);
       insert->exec();
       insert->reset();
       member.seqs.push_back(seq);

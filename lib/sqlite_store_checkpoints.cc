@@ -229,13 +229,16 @@ SqliteStore::PreparedCheckpoint SqliteStore::prepare_checkpoint(const Checkpoint
 
 Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpoint, const RunRecord& run,
                                      PreparedCheckpoint& prepared, int64_t new_events,
-                                     int64_t* last_event_seq) {
+                                     int64_t* last_event_seq, int64_t* run_pk_out) {
+  int64_t pk = 0;
   {
     Query update_run(conn, kRunProgressSql);
     bind_run_progress(*update_run, run,
                       run.state.shares_storage_with(checkpoint.state) || run.state == checkpoint.state, new_events);
     if (!update_run->executeStep()) return run_not_found(run.id);
     if (last_event_seq != nullptr) *last_event_seq = update_run->getColumn(0).getInt64();
+    pk = update_run->getColumn(1).getInt64();
+    if (run_pk_out != nullptr) *run_pk_out = pk;
   }
   {
     Query update_status(conn, kRunStatusSql);
@@ -269,7 +272,7 @@ Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpo
   Query insert(conn,
                "INSERT INTO checkpoints (id, run_id, seq, parent_id, step_id, version, created_at_ms, kind, "
                "base_seq, chain_bytes, base_bytes, body, run_pk) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
-               "?11, ?12, (SELECT pk FROM runs WHERE id = ?2))");
+               "?11, ?12, ?13)");
   insert->bind(1, checkpoint.id);
   insert->bind(2, checkpoint.run_id);
   insert->bind(3, row.link.seq);
@@ -282,6 +285,7 @@ Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpo
   insert->bind(10, row.link.chain_bytes);
   insert->bind(11, row.link.base_bytes);
   insert->bindNoCopy(12, row.body);
+  insert->bind(13, pk);
   insert->exec();
   {
     Query q(conn, "DELETE FROM pending_writes WHERE run_id = ?1");

@@ -118,10 +118,10 @@ class SqliteStore final : public Store {
   PreparedCheckpoint prepare_checkpoint(const Checkpoint& checkpoint, const RunRecord& run);
   // `new_events`: events written after it in the same transaction, whose
   // seqs the run row's update reserves; `last_event_seq` receives the run's
-  // last seq after them.
+  // last seq after them, `run_pk` its pk.
   Status write_checkpoint(Connection& conn, const Checkpoint& checkpoint, const RunRecord& run,
                           PreparedCheckpoint& prepared, int64_t new_events = 0,
-                          int64_t* last_event_seq = nullptr);
+                          int64_t* last_event_seq = nullptr, int64_t* run_pk = nullptr);
   void checkpoint_committed(const RunRecord& run, PreparedCheckpoint& prepared);
   // A run row read with a null state (see kRunProgressSql) gets its latest
   // checkpoint's state: from the document cache when it is current.
@@ -129,6 +129,8 @@ class SqliteStore final : public Store {
 
   // Checkpoint helpers; all run inside a transaction on `conn`.
   Result<bool> run_exists(Connection& conn, const std::string& run_id);
+  // The run's pk (rows of events, checkpoints and steps carry it); NotFound.
+  Result<int64_t> run_pk(Connection& conn, const std::string& run_id);
   Result<Value> load_document(Connection& conn, const std::string& run_id, int64_t base_seq,
                               int64_t seq);
   Result<Checkpoint> read_checkpoint_row(Connection& conn, const char* sql, const std::string& key);
