@@ -43,6 +43,16 @@ SQLite::Statement& Connection::statement(std::string_view sql) {
   return *it->second;
 }
 
+std::vector<std::string> Connection::full_scans() const {
+  std::vector<std::string> out;
+  sqlite3* handle = db_.getHandle();
+  for (sqlite3_stmt* stmt = sqlite3_next_stmt(handle, nullptr); stmt != nullptr;
+       stmt = sqlite3_next_stmt(handle, stmt)) {
+    if (sqlite3_stmt_status(stmt, SQLITE_STMTSTATUS_FULLSCAN_STEP, 0) > 0) out.emplace_back(sqlite3_sql(stmt));
+  }
+  return out;
+}
+
 Query::Query(Connection& conn, std::string_view sql) : stmt_(&conn.statement(sql)) {
   stmt_->tryReset();
   stmt_->clearBindings();
@@ -102,6 +112,16 @@ ConnectionPool::Lease ConnectionPool::acquire_writer() {
     writer_returned_.notify_one();
     throw;
   }
+}
+
+std::vector<std::string> ConnectionPool::full_scans() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> out = writer_ ? writer_->full_scans() : std::vector<std::string>();
+  for (const auto& conn : idle_) {
+    std::vector<std::string> more = conn->full_scans();
+    out.insert(out.end(), more.begin(), more.end());
+  }
+  return out;
 }
 
 void ConnectionPool::release(std::unique_ptr<Connection> conn, bool writer) {

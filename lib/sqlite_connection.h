@@ -43,6 +43,10 @@ class Connection {
   // paths never re-prepare. Use it through a Query, which resets it after.
   SQLite::Statement& statement(std::string_view sql);
 
+  // For tests: the SQL of each prepared statement that has stepped through a
+  // table or index in full (not by a key) since it was prepared.
+  std::vector<std::string> full_scans() const;
+
  private:
   SQLite::Database db_;
   // Keyed by each statement's own SQL text (a view into the statement).
@@ -100,6 +104,9 @@ class ConnectionPool {
   // pages cached (writes queue on the store's writer mutex anyway). Not
   // reentrant: a thread holding the writer must not ask for it again.
   Lease acquire_writer();
+
+  // For tests: Connection::full_scans() of the connections in the pool now.
+  std::vector<std::string> full_scans();
 
  private:
   void release(std::unique_ptr<Connection> conn, bool writer);

@@ -547,6 +547,13 @@ Result<int64_t> sqlite_wal_checkpoints_for_testing(Store& store) {
   return sqlite_store->wal_checkpoints_for_testing();
 }
 
+Result<std::vector<std::string>> sqlite_full_scans_for_testing(Store& store) {
+  auto* sqlite_store = dynamic_cast<sqlite::SqliteStore*>(&store);
+  if (sqlite_store == nullptr)
+    return Status::invalid_argument("sqlite_full_scans_for_testing: not a SQLite store");
+  return sqlite_store->full_scans_for_testing();
+}
+
 Result<int64_t> sqlite_cached_documents_for_testing(Store& store) {
   auto* sqlite_store = dynamic_cast<sqlite::SqliteStore*>(&store);
   if (sqlite_store == nullptr)

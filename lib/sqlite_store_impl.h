@@ -76,6 +76,7 @@ class SqliteStore final : public Store {
   Status execute_for_testing(const std::string& sql);
   Result<int64_t> query_int_for_testing(const std::string& sql);
   size_t cached_documents_for_testing();
+  std::vector<std::string> full_scans_for_testing() { return pool_.full_scans(); }
   int64_t wal_checkpoints_for_testing() const { return checkpointer_ ? checkpointer_->checkpoints_run() : 0; }
 
  private:

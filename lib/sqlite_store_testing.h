@@ -6,6 +6,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "orch/export.h"
 #include "orch/status.h"
@@ -19,6 +20,10 @@ ORCH_EXPORT Status sqlite_execute_for_testing(Store& store, const std::string& s
 ORCH_EXPORT Result<int64_t> sqlite_query_int_for_testing(Store& store, const std::string& sql);
 // How many runs' latest checkpoint documents the store keeps in memory.
 ORCH_EXPORT Result<int64_t> sqlite_cached_documents_for_testing(Store& store);
+// The SQL of the store's statements that scanned a whole table or index
+// instead of seeking by a key (on its pooled connections, so call it while
+// no operation is in flight).
+ORCH_EXPORT Result<std::vector<std::string>> sqlite_full_scans_for_testing(Store& store);
 // How many WAL checkpoints the store has started.
 ORCH_EXPORT Result<int64_t> sqlite_wal_checkpoints_for_testing(Store& store);
 

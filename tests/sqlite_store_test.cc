@@ -320,6 +320,64 @@ PRAGMA user_version = 3;
   CHECK(store->get_run("first").ok());
 }
 
+TEST_CASE("a run's rows are found through indexes, never by scanning a table", "[sqlite]") {
+  // With many runs in a file, a statement that scans events or checkpoints
+  // instead of seeking by the run costs time in proportion to all runs ever
+  // kept: every statement the store ran here must have used a key.
+  TempDir dir;
+  auto store = open_store(dir.file("indexed.db"));
+  for (int r = 0; r < 3; ++r) {
+    const std::string id = "run" + std::to_string(r);
+    RunRecord run = make_run(id);
+    REQUIRE(store->create_claimed_run(run, "owner", 60000).ok());
+    for (int v = 0; v < 4; ++v) {
+      orch::StoreBatch batch;
+      orch::StepRecord step;
+      step.id = id + "-step" + std::to_string(v);
+      step.run_id = id;
+      step.node_name = "n";
+      batch.steps.push_back(step);
+      batch.checkpoint = make_checkpoint(id, v, Value::object({{"v", v}}));
+      run.state = batch.checkpoint->state;
+      run.checkpoint_count = v + 1;
+      batch.run = run;
+      orch::EventRecord event;
+      event.run_id = id;
+      event.kind = "values";
+      event.data = Value::object({{"state", batch.checkpoint->state}});
+      batch.events.push_back(event);
+      REQUIRE(store->write_batch(batch).ok());
+    }
+    orch::StepRecord extra;
+    extra.id = id + "-extra";
+    extra.run_id = id;
+    REQUIRE(store->put_step(extra).ok());
+    orch::EventRecord event;
+    event.run_id = id;
+    event.kind = "note";
+    REQUIRE(store->append_event(event).ok());
+    REQUIRE(store->put_pending_write({id, 1, "n", Value(1)}).ok());
+  }
+  CHECK(store->list_events("run1", 0, 100)->size() == 5);
+  CHECK(store->list_steps("run1")->size() == 5);
+  CHECK(store->list_checkpoints("run1")->size() == 4);
+  CHECK(store->list_pending_writes("run1")->size() == 1);
+  CHECK(store->latest_checkpoint("run1")->id == "run1-cp3");
+  CHECK(store->get_checkpoint("run2-cp1").ok());
+  CHECK(store->get_step("run0-extra").ok());
+  CHECK(store->get_run("run1").ok());
+  CHECK(*orch::sqlite_checkpoint_bytes(*store, "run1") > 0);
+  CHECK(store->claim_run("run1", "owner", 60000).ok());
+  REQUIRE(store->truncate_checkpoints("run2", 1).ok());
+  REQUIRE(store->delete_run("run0").ok());
+  auto scans = orch::sqlite_full_scans_for_testing(*store);
+  REQUIRE(scans.ok());
+  std::string all;
+  for (const std::string& sql : *scans) all += sql + "\n";
+  INFO(all);
+  CHECK(scans->empty());
+}
+
 TEST_CASE("a transaction of megabytes commits whole and reads back from another store", "[sqlite]") {
   // The store gathers a transaction's log writes into large writes; one
   // transaction here is far larger than a single write may be.
