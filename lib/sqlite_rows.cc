@@ -266,11 +266,15 @@ Result<StepRecord> read_step(const SQLite::Statement& stmt) {
   return step;
 }
 
-void bind_event(SQLite::Statement& stmt, const EventRecord& event, const Value* data) {
+void bind_event(SQLite::Statement& stmt, const EventRecord& event, const std::string* data_json) {
   bind_field(stmt, 1, event.run_id);
   stmt.bind(2, event.seq);
   bind_field(stmt, 3, event.kind);
-  bind_json(stmt, 4, data != nullptr ? *data : event.data);
+  if (data_json != nullptr) {
+    bind_field(stmt, 4, *data_json);
+  } else {
+    bind_json(stmt, 4, event.data);
+  }
   stmt.bind(5, event.created_at_ms);
   stmt.bind(6, std::string());
 }

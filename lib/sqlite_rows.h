@@ -71,8 +71,8 @@ Result<RunRecord> read_run(const SQLite::Statement& stmt);
 void bind_step(SQLite::Statement& stmt, const StepRecord& step);
 Result<StepRecord> read_step(const SQLite::Statement& stmt);
 
-// `data`, when given, is stored instead of the event's own data.
-void bind_event(SQLite::Statement& stmt, const EventRecord& event, const Value* data = nullptr);
+// `data_json`, when given, is stored (as is) instead of the event's own data.
+void bind_event(SQLite::Statement& stmt, const EventRecord& event, const std::string* data_json = nullptr);
 // Marks an event bound by bind_event(stmt, event, &data_without_state) as
 // stored without the last key of its data, "state", which is that of
 // checkpoint `checkpoint_id` (written in the same transaction): an engine

@@ -35,6 +35,11 @@ struct SqliteStore::GroupMember {
   StoreBatch* batch = nullptr;
   std::string run_id;
   std::optional<PreparedCheckpoint> prepared;
+  // Each event's data as stored, serialized before the lead is taken; and
+  // whether it was stored without the checkpoint's state (see
+  // bind_event_state_ref).
+  std::vector<std::string> event_data;
+  std::vector<bool> event_state_ref;
   std::vector<int64_t> seqs;
   Status result;
   // Its own lock and wake-up: a leader marks it written, or hands it the lead,
@@ -55,6 +60,14 @@ Status SqliteStore::write_batch(StoreBatch& batch) {
   me.run_id = *run_id;
   // Encoding the checkpoint needs no lock: do it while others write.
   if (batch.checkpoint) me.prepared = prepare_checkpoint(*batch.checkpoint, *batch.run);
+  // So is serializing the events.
+  me.event_data.reserve(batch.events.size());
+  for (const EventRecord& event : batch.events) {
+    std::optional<Value> rest;  // the event's data without the checkpoint's state
+    if (me.prepared) rest = without_checkpoint_state(event.data, batch.checkpoint->state);
+    me.event_state_ref.push_back(rest.has_value());
+    me.event_data.push_back(rest ? rest->to_json() : event.data.to_json());
+  }
 
   bool leading = false;
   {
@@ -235,15 +248,9 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
     }
     static const std::string kInsert = kEventColumns.insert_sql();
     Query insert(conn, kInsert);
-    for (const EventRecord& event : batch.events) {
-      std::optional<Value> rest;  // the event's data without the checkpoint's state
-      if (member.prepared) rest = without_checkpoint_state(event.data, batch.checkpoint->state);
-      if (rest) {
-        bind_event(*insert, event, &*rest);  // the full state is never serialized
-        bind_event_state_ref(*insert, batch.checkpoint->id);
-      } else {
-        bind_event(*insert, event);
-      }
+    for (size_t i = 0; i < batch.events.size(); ++i) {
+      bind_event(*insert, batch.events[i], &member.event_data[i]);
+      if (member.event_state_ref[i]) bind_event_state_ref(*insert, batch.checkpoint->id);
       insert->bind(2, ++seq);
       insert->bind(kEventColumns.count + 1, pk);
       insert->exec();
