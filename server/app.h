@@ -15,6 +15,7 @@
 #include "orch/engine.h"
 #include "orch/store.h"
 #include "orch/workers.h"
+#include "workflow_cache.h"
 
 namespace orch::server {
 
@@ -41,6 +42,7 @@ struct App {
   std::unique_ptr<CallbackSender> callbacks;  // declared after engine: destroyed first
   std::unique_ptr<Tracker> tracker;           // pull mode (null when off); stopped first
   std::unique_ptr<RetentionSweeper> retention;  // null when engine.retention_ms is 0
+  WorkflowCache workflows;  // stored workflows as runs start from them
 };
 
 // Opens the store named by config.db (":memory:" or a SQLite file), the worker

@@ -65,14 +65,24 @@ void start_run_from_request(App& app, const httplib::Request& req, httplib::Resp
     if (existing.ok()) return replay_or_conflict(*existing);
   }
 
-  std::vector<ValidationIssue> issues = validate_workflow(definition);
-  if (!workflow_is_valid(issues)) {
+  // A stored workflow's parsed form is kept (see workflow_cache.h); an
+  // inline definition is parsed for its run alone.
+  std::shared_ptr<const WorkflowCache::Entry> parsed;
+  if (!workflow_id.empty()) {
+    parsed = app.workflows.get(workflow_id, definition);
+  } else {
+    auto entry = std::make_shared<WorkflowCache::Entry>();
+    entry->issues = validate_workflow(definition);
+    if (workflow_is_valid(entry->issues)) entry->workflow = parse_workflow(definition);
+    parsed = std::move(entry);
+  }
+  if (!workflow_is_valid(parsed->issues)) {
     Value err = Value::object({{"code", "bad_request"},
                                {"message", "workflow has validation errors"},
-                               {"details", issues_json(issues)}});
+                               {"details", issues_json(parsed->issues)}});
     return send_json(res, 400, Value::object({{"error", err}}));
   }
-  auto wf = parse_workflow(definition);
+  const auto& wf = parsed->workflow;
   if (!wf.ok()) return send_status(res, wf.status());
 
   RunOptions options;

@@ -7,6 +7,7 @@
 
 #include "catch.h"
 #include "callbacks.h"
+#include "workflow_cache.h"
 #include "support/server_fixture.h"
 
 using namespace std::chrono_literals;
@@ -469,6 +470,36 @@ TEST_CASE("a run's callbacks announced at its start are used without reading the
   hook_thread.join();
   std::lock_guard<std::mutex> lock(mu);
   CHECK(runs_heard == std::vector<std::string>{"announced"});
+}
+
+TEST_CASE("runs of a stored workflow share its parsed form until the workflow changes", "[server][workflows]") {
+  orch::server::WorkflowCache cache;
+  Value linear = *orch::parse_json(kLinear);
+  auto first = cache.get("linear", linear);
+  REQUIRE(first->workflow.ok());
+  CHECK(cache.get("linear", *orch::parse_json(kLinear)) == first);  // an equal definition, read again
+  Value changed = linear;
+  changed["nodes"]["b"]["updates"]["n"] = 5;
+  auto second = cache.get("linear", changed);
+  CHECK(second != first);
+  REQUIRE(second->workflow.ok());
+  Value broken = linear;
+  broken["edges"] = Value::array({Value::array({"__start__", "nowhere"})});
+  auto bad = cache.get("linear", broken);
+  CHECK_FALSE(orch::workflow_is_valid(bad->issues));
+  CHECK_FALSE(bad->workflow.ok());
+
+  // Through the API: a run started after an update runs the new definition.
+  TestServer server;
+  auto c = server.client();
+  create_workflow(*c, kLinear);
+  std::string before = body_of(c->Post("/workflows/linear/run", "{}", "application/json"))["id"].as_string();
+  CHECK(wait_run(*c, before)["state_json"]["n"].as_int() == 3);
+  REQUIRE(c->Put("/workflows/linear", R"({"definition": )" + changed.to_json() + "}", "application/json")->status == 200);
+  std::string after = body_of(c->Post("/workflows/linear/run", "{}", "application/json"))["id"].as_string();
+  CHECK(wait_run(*c, after)["state_json"]["n"].as_int() == 6);
+  REQUIRE(c->Put("/workflows/linear", R"({"definition": )" + broken.to_json() + "}", "application/json")->status == 200);
+  CHECK(c->Post("/workflows/linear/run", "{}", "application/json")->status == 400);
 }
 
 TEST_CASE("finished runs older than the retention are deleted with their history", "[server][retention]") {
