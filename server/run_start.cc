@@ -67,15 +67,8 @@ void start_run_from_request(App& app, const httplib::Request& req, httplib::Resp
 
   // A stored workflow's parsed form is kept (see workflow_cache.h); an
   // inline definition is parsed for its run alone.
-  std::shared_ptr<const WorkflowCache::Entry> parsed;
-  if (!workflow_id.empty()) {
-    parsed = app.workflows.get(workflow_id, definition);
-  } else {
-    auto entry = std::make_shared<WorkflowCache::Entry>();
-    entry->issues = validate_workflow(definition);
-    if (workflow_is_valid(entry->issues)) entry->workflow = parse_workflow(definition);
-    parsed = std::move(entry);
-  }
+  std::shared_ptr<const WorkflowCache::Entry> parsed =
+      workflow_id.empty() ? WorkflowCache::make(definition) : app.workflows.get(workflow_id, definition);
   if (!workflow_is_valid(parsed->issues)) {
     Value err = Value::object({{"code", "bad_request"},
                                {"message", "workflow has validation errors"},

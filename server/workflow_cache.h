@@ -34,6 +34,8 @@ class WorkflowCache {
   // The entry for workflow `id` with this `definition`, made now if there is
   // none or the definition changed.
   std::shared_ptr<const Entry> get(const std::string& id, const Value& definition);
+  // An entry made for `definition` alone (not kept).
+  static std::shared_ptr<const Entry> make(const Value& definition);
 
  private:
   static constexpr size_t kMaxEntries = 256;
