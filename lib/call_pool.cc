@@ -101,19 +101,22 @@ CallPool::~CallPool() {
 }
 
 void CallPool::post(std::function<void()> task) {
-  std::lock_guard<std::mutex> lock(state_->mu);
-  // Posted by one of our tasks with nothing else waiting: this thread runs it
-  // as soon as its task returns, sparing another thread's wake-up.
-  if (t_running_pool == state_.get() && !*t_next_task && state_->tasks.empty() && !state_->stopping) {
-    *t_next_task = std::move(task);
-    return;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    // Posted by one of our tasks with nothing else waiting: this thread runs it
+    // as soon as its task returns, sparing another thread's wake-up.
+    if (t_running_pool == state_.get() && !*t_next_task && state_->tasks.empty() && !state_->stopping) {
+      *t_next_task = std::move(task);
+      return;
+    }
+    state_->tasks.push_back(std::move(task));
+    if (state_->tasks.size() > state_->idle && state_->threads.size() < state_->max_threads && !state_->stopping) {
+      state_->threads.emplace_back(run_tasks, state_);
+      return;
+    }
   }
-  state_->tasks.push_back(std::move(task));
-  if (state_->tasks.size() > state_->idle && state_->threads.size() < state_->max_threads && !state_->stopping) {
-    state_->threads.emplace_back(run_tasks, state_);
-  } else {
-    state_->cv.notify_one();
-  }
+  // After the unlock: the woken thread does not wait for the mutex first.
+  state_->cv.notify_one();
 }
 
 size_t CallPool::threads() const {
