@@ -250,9 +250,9 @@ Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpo
   std::optional<ChainLink> last;
   {
     Query q(conn,
-            "SELECT id, seq, base_seq, chain_bytes, base_bytes FROM checkpoints WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) "
+            "SELECT id, seq, base_seq, chain_bytes, base_bytes FROM checkpoints WHERE run_pk = ?1 "
             "ORDER BY seq DESC LIMIT 1");
-    q->bind(1, run.id);
+    q->bind(1, pk);
     if (q->executeStep()) {
       last = ChainLink{q->getColumn(0).getString(), q->getColumn(1).getInt64(), q->getColumn(2).getInt64(),
                        q->getColumn(3).getInt64(), q->getColumn(4).getInt64()};

@@ -238,6 +238,8 @@ class ORCH_EXPORT Store {
 
 // Forwards every call to another Store. Derive from it to change only part of
 // a store's behaviour (count calls, add caching, inject faults in tests).
+// write_batch and create_claimed_run keep Store's defaults, which call this
+// wrapper's own methods, so a derived wrapper's overrides apply to them too.
 class ORCH_EXPORT StoreWrapper : public Store {
  public:
   explicit StoreWrapper(std::shared_ptr<Store> target) : target_(std::move(target)) {}
