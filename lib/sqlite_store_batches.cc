@@ -95,33 +95,44 @@ Status SqliteStore::write_batch(StoreBatch& batch) {
 }
 
 // The leader writes everything queued so far (its own batch included), then
-// hands the lead to the first batch that arrived meanwhile.
+// what queued meanwhile, for up to kLeaderRounds groups, before it hands the
+// lead to the first batch still waiting: a hand-over first wakes another
+// thread, a delay on the path of every batch of the next group.
 void SqliteStore::lead_group() {
-  std::vector<GroupMember*> group;
-  {
-    std::lock_guard<std::mutex> lock(group_mu_);
-    group.swap(group_queue_);
-  }
-  write_group(group);
-  GroupMember* next = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(group_mu_);
-    if (group_queue_.empty()) {
-      group_leader_ = false;
-    } else {
-      next = group_queue_.front();  // the lead passes on; newcomers keep queueing
+  // Measured with orch serve and a 15 ms worker: 3 rounds lowered the p50
+  // added latency by ~0.1 ms in three of four alternating comparisons.
+  constexpr int kLeaderRounds = 3;
+  for (int round = 1;; ++round) {
+    std::vector<GroupMember*> group;
+    {
+      std::lock_guard<std::mutex> lock(group_mu_);
+      group.swap(group_queue_);
     }
-  }
-  for (GroupMember* member : group) {
-    // Under its lock: a member may return (and its frame go) once it sees done.
-    std::lock_guard<std::mutex> lock(member->mu);
-    member->done = true;
-    member->wake.notify_one();
-  }
-  if (next != nullptr) {
-    std::lock_guard<std::mutex> lock(next->mu);
-    next->lead = true;
-    next->wake.notify_one();
+    write_group(group);
+    GroupMember* next = nullptr;
+    bool again = false;
+    {
+      std::lock_guard<std::mutex> lock(group_mu_);
+      if (group_queue_.empty()) {
+        group_leader_ = false;
+      } else if (round < kLeaderRounds) {
+        again = true;  // still the leader: nobody else writes meanwhile
+      } else {
+        next = group_queue_.front();  // the lead passes on; newcomers keep queueing
+      }
+    }
+    for (GroupMember* member : group) {
+      // Under its lock: a member may return (and its frame go) once it sees done.
+      std::lock_guard<std::mutex> lock(member->mu);
+      member->done = true;
+      member->wake.notify_one();
+    }
+    if (next != nullptr) {
+      std::lock_guard<std::mutex> lock(next->mu);
+      next->lead = true;
+      next->wake.notify_one();
+    }
+    if (!again) return;
   }
 }
 
