@@ -48,10 +48,11 @@ struct SqliteStoreOptions {
   // against it instead of reading it back from the file.
   size_t cached_runs = 1024;
   // The write-ahead log is copied back into the database file (a checkpoint,
-  // with its fsyncs, on a background thread) once it holds this many pages of
-  // 4 KiB. Larger: fewer checkpoints, each stalling commits briefly (64 MiB of
-  // log by default; SQLite's own default, 1000, checkpointed every few dozen
-  // supersteps under load and made a stalled commit a 1-in-100 event).
+  // with its fsyncs, on the store's own thread) once it holds this many pages
+  // of 4 KiB (64 MiB by default; SQLite's own default, 1000, checkpointed
+  // every few dozen supersteps under load). While a reader keeps part of the
+  // log in use, the copy is retried per 1/64 of this much new log; a log four
+  // times this size is copied by the committing thread itself, as SQLite would.
   int wal_checkpoint_pages = 16000;
 };
 
