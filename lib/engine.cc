@@ -213,6 +213,7 @@ bool EngineImpl::stage_checkpoint(RunContext& ctx, const std::string& step_id, b
                     : Value::object({{"workflow_version", version}, {"scheduler", ctx.scheduler->to_value()}});
   ctx.record.state = ctx.state;
   ctx.record.checkpoint_count += 1;
+  ctx.record.recoveries = 0;  // progress: a later crash starts a fresh count
   ctx.record.updated_at_ms = cp.created_at_ms;
   ctx.last_checkpoint_id = cp.id;
   if (ctx.durability == Durability::kExit && !force) {
@@ -354,6 +355,7 @@ Result<std::string> EngineImpl::start_run_internal(std::shared_ptr<const Workflo
     runs_[r.id] = ctx;
   }
   BatchedRunLock lock(*this, *ctx);  // run.started goes out with the __init__ checkpoint
+  if (options.plan_steps) plan_steps(*ctx);
   ctx->scheduler->start();
   emit(*ctx, "run.started", Value::object({{"input", r.input}}));
   Status s = commit(*ctx, "__init__", false);
@@ -363,6 +365,23 @@ Result<std::string> EngineImpl::start_run_internal(std::shared_ptr<const Workflo
   }
   schedule_advance(ctx);
   return r.id;
+}
+
+// Writes a pending record for every node, whose first execution takes it over.
+void EngineImpl::plan_steps(RunContext& c) {
+  const CompiledGraph& g = *c.compiled->graph;
+  for (const Node& n : g.workflow().nodes) {
+    StepRecord step;
+    step.id = new_uuid();
+    step.run_id = c.record.id;
+    step.node_name = n.name;
+    step.type = std::string(node_type_name(n.type));
+    step.status = StepStatus::kPending;
+    step.max_attempts = n.task.retry.max_attempts;
+    step.created_at_ms = stamp_ms(c);
+    c.planned_steps[n.name] = step.id;
+    write_step(c, std::move(step));
+  }
 }
 
 // Reads per-run settings from the workflow and the run's config.
@@ -447,6 +466,16 @@ void EngineImpl::locked_then_drain(const std::shared_ptr<RunContext>& ctx, const
 // REQUIRES: ctx->mu held.
 void EngineImpl::advance(const std::shared_ptr<RunContext>& ctx) {
   RunContext& c = *ctx;
+  // A superstep of route/transform/interrupt nodes finishes inside
+  // start_superstep and calls back here: that inner call returns at once and
+  // this loop starts the next superstep, so the stack does not grow with the
+  // number of supersteps (a 100 000-step loop must not overflow it).
+  if (c.advancing) return;
+  c.advancing = true;
+  struct Reset {
+    bool& flag;
+    ~Reset() { flag = false; }
+  } reset{c.advancing};
   while (c.record.status == RunStatus::kRunning && !c.in_superstep) {
     apply_injections(c, "");
     Scheduler& s = *c.scheduler;
@@ -510,6 +539,13 @@ void EngineImpl::start_superstep(const std::shared_ptr<RunContext>& ctx, const s
     if (resumed != c.resumable_steps.end()) {
       t.step_id = resumed->second.first;
       t.attempt = resumed->second.second;
+    } else if (!c.planned_steps.empty()) {
+      auto planned = c.planned_steps.find(c.compiled->graph->name(t.vertex));
+      if (planned != c.planned_steps.end()) {
+        t.step_id = std::move(planned->second);
+        t.planned = true;
+        c.planned_steps.erase(planned);
+      }
     }
   }
   c.resumable_steps.clear();  // only the superstep the run was loaded in
@@ -542,6 +578,7 @@ void EngineImpl::complete_task(const std::shared_ptr<RunContext>& ctx, size_t in
   }
   t.finished = true;
   t.outcome = std::move(outcome);
+  if (record) finish_step_record(c, t);
   const std::string& name = c.compiled->graph->name(t.vertex);
   // A finished node's result is kept (a pending write) so that a restart, or
   // a retry after a sibling failed, does not run it again. The last node of a
@@ -1017,6 +1054,7 @@ Result<std::shared_ptr<RunContext>> EngineImpl::load_context(const std::string& 
   auto steps = options_.store->list_steps(run_id);
   if (steps.ok()) {
     for (const StepRecord& s : *steps) {
+      if (s.status == StepStatus::kPending && s.superstep == 0) ctx->planned_steps[s.node_name] = s.id;
       if (s.status != StepStatus::kRunning || s.superstep != cp.version + 1 || s.item_index >= 0) continue;
       auto& slot = ctx->resumable_steps[s.node_name];
       if (slot.first.empty() || s.attempt > slot.second) slot = {s.id, s.attempt};
@@ -1049,6 +1087,23 @@ Status EngineImpl::recover() {
       continue;
     }
     std::lock_guard<std::mutex> lock((*ctx)->mu);
+    RunContext& c = **ctx;
+    // The process stopped while executing this run. If it did so again and
+    // again without the run getting further, the run itself may be what
+    // stops it: fail it instead of resuming it into the same crash.
+    if (options_.max_recoveries > 0 && c.record.recoveries >= options_.max_recoveries) {
+      finish_run(c, RunStatus::kFailed,
+                 "run was resumed " + std::to_string(c.record.recoveries) +
+                     " times after its process stopped while executing it, without reaching a new "
+                     "checkpoint; not resuming it again (max_recoveries)");
+      continue;
+    }
+    c.record.recoveries += 1;
+    Status saved = options_.store->update_run(c.record);
+    if (!saved.ok()) {
+      if (first_error.ok()) first_error = saved;
+      continue;
+    }
     schedule_advance(*ctx);
   }
   if (retry_later) {

@@ -40,6 +40,7 @@ class EngineImpl final : public orch::Engine {
                                          const std::string& parent_run_id, const std::string& parent_node,
                                          int depth);
   Status configure(RunContext& ctx);
+  void plan_steps(RunContext& ctx);
   Result<std::shared_ptr<const CompiledWorkflow>> compile(std::shared_ptr<const Workflow> wf);
   Result<std::shared_ptr<const Workflow>> workflow_of(const RunRecord& r);
   Result<std::shared_ptr<const Workflow>> resolve_workflow(const std::string& id);
@@ -118,6 +119,10 @@ class EngineImpl final : public orch::Engine {
 
   // node_exec.cc: running one node
   void launch_node(const std::shared_ptr<RunContext>& ctx, size_t index);
+  void record_instant_step(RunContext& c, NodeTask& t, Value output);
+  // The final record of a node that keeps none of its own while it runs (send,
+  // subgraph; any node whose record was planned), written as it completes.
+  void finish_step_record(RunContext& c, NodeTask& t);
   void launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t index);
   void launch_send_items(const std::shared_ptr<RunContext>& ctx, size_t index);
   void on_item_reply(const std::shared_ptr<RunContext>& ctx, size_t index, size_t item,

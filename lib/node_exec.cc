@@ -26,6 +26,11 @@ NodeOutcome failed(std::string error) {
   return o;
 }
 
+const Value& interrupted_output() {
+  static const Value kOutput = Value::object({{"interrupted", true}});
+  return kOutput;
+}
+
 NodeOutcome with_updates(Value updates) {
   NodeOutcome o;
   o.updates.push_back(std::move(updates));
@@ -73,6 +78,42 @@ Result<std::string> EngineImpl::render(const RunContext& c, const Template& tpl,
   return tpl.render(tc);
 }
 
+// Route, transform and interrupt nodes finish where they start: one completed
+// step record each (NullBoiler writes one too), in the superstep's batch.
+void EngineImpl::record_instant_step(RunContext& c, NodeTask& t, Value output) {
+  t.has_step_record = true;
+  StepRecord step;
+  step.id = t.step_id;
+  step.run_id = c.record.id;
+  step.node_name = c.compiled->graph->name(t.vertex);
+  step.type = c.compiled->graph->type_value(t.vertex).as_string();
+  step.status = StepStatus::kCompleted;
+  step.superstep = c.version + 1;
+  step.output = std::move(output);
+  step.created_at_ms = step.started_at_ms = step.ended_at_ms = stamp_ms(c);
+  write_step(c, std::move(step));
+}
+
+void EngineImpl::finish_step_record(RunContext& c, NodeTask& t) {
+  const Node& node = *c.compiled->graph->node(t.vertex);
+  const bool own_record = node.type == NodeType::kSend || node.type == NodeType::kSubgraph;
+  if (!own_record && !(t.planned && !t.has_step_record)) return;
+  StepRecord step;
+  step.id = t.step_id;
+  step.run_id = c.record.id;
+  step.node_name = node.name;
+  step.type = c.compiled->graph->type_value(t.vertex).as_string();
+  const bool failed = t.outcome.kind == NodeOutcome::Kind::kFailed;
+  step.status = failed ? StepStatus::kFailed : StepStatus::kCompleted;
+  step.superstep = c.version + 1;
+  step.child_run_id = t.child_run_id;
+  step.error = failed ? t.outcome.error : std::string();
+  step.created_at_ms = step.started_at_ms = t.started_ms;
+  step.ended_at_ms = stamp_ms(c);
+  write_step(c, std::move(step));
+  t.has_step_record = true;
+}
+
 void EngineImpl::launch_node(const std::shared_ptr<RunContext>& ctx, size_t index) {
   RunContext& c = *ctx;
   NodeTask& t = c.tasks[index];
@@ -99,6 +140,7 @@ void EngineImpl::launch_node(const std::shared_ptr<RunContext>& ctx, size_t inde
       }
       NodeOutcome o;
       o.route = choice;
+      record_instant_step(c, t, choice ? Value::object({{"route", *choice}}) : Value::object({{"route", Value()}}));
       complete_task(ctx, index, std::move(o), true);
       return;
     }
@@ -107,11 +149,13 @@ void EngineImpl::launch_node(const std::shared_ptr<RunContext>& ctx, size_t inde
         complete_task(ctx, index, failed("transform store_updates need a NullTickets store, and none is configured"), true);
         return;
       }
+      record_instant_step(c, t, node.transform.updates);
       complete_task(ctx, index, with_updates(node.transform.updates), true);
       return;
     case NodeType::kInterrupt: {
       NodeOutcome o;
       o.kind = NodeOutcome::Kind::kInterrupt;
+      record_instant_step(c, t, interrupted_output());
       complete_task(ctx, index, std::move(o), true);
       return;
     }
@@ -317,6 +361,7 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
   step.created_at_ms = step.started_at_ms = stamp_ms(c);
   write_step(c, step);
   t.step = std::move(step);
+  t.has_step_record = true;
   emit(c, "step.started", Value::object({{"step_id", t.step_id_value()}, {"node", c.compiled->graph->name_value(t.vertex)}, {"attempt", t.attempt}}));
 
   int64_t timeout_ms = node.task.timeout_ms.value_or(options_.default_timeout_ms);
@@ -640,11 +685,22 @@ void EngineImpl::start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t i
   opts.config = c.record.config;  // children share the run's config
   opts.workflow_id = node.subgraph.workflow_id;
   t.waiting_child = true;
+  t.child_run_id = new_uuid();
+  StepRecord step;  // running while the child runs; finish_step_record closes it
+  step.id = t.step_id;
+  step.run_id = c.record.id;
+  step.node_name = node.name;
+  step.type = std::string(node_type_name(node.type));
+  step.status = StepStatus::kRunning;
+  step.superstep = c.version + 1;
+  step.child_run_id = t.child_run_id;
+  step.created_at_ms = step.started_at_ms = t.started_ms;
+  write_step(c, std::move(step));
+  t.has_step_record = true;
   // The child's id is known before it starts, so when it stops notify_parent()
   // always finds the task waiting for it. It is started off this lock: its
   // first events may call back here.
-  opts.run_id = new_uuid();
-  t.child_run_id = opts.run_id;
+  opts.run_id = t.child_run_id;
   std::weak_ptr<RunContext> weak = ctx;
   const uint64_t gen = c.generation;
   std::string parent_id = c.record.id;

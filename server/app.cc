@@ -28,6 +28,7 @@ App::~App() {
 }
 
 Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_ptr<Dispatcher> dispatcher) {
+  ORCH_RETURN_IF_ERROR(check_config(config));
   auto app = std::make_unique<App>();
   app->config = config;
   if (config.db == ":memory:") {
@@ -78,6 +79,7 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   options.store = app->store;
   options.dispatcher = app->dispatcher;
   options.default_timeout_ms = config.default_timeout_ms;
+  options.max_recoveries = config.max_recoveries;
   // A stable owner id: a server restarted on the same host and database takes
   // its runs back at once instead of waiting for its old leases to expire.
   char host[256] = {0};

@@ -63,6 +63,11 @@ int serve_command(const Args& args) {
   signal(SIGTERM, on_signal);
   signal(SIGINT, on_signal);
   signal(SIGPIPE, SIG_IGN);
+  if (config.api_token.empty() && !server::is_loopback_host(config.host)) {
+    std::cerr << "orch serve: WARNING: listening on " << config.host
+              << " without an API token: anyone who can reach this address can start runs and register "
+                 "workers; put a reverse proxy with authentication in front, or set --token\n";
+  }
   std::cerr << "orch v" << orch::version() << " listening on http://" << config.host << ":" << config.port
             << " (db " << config.db << ", auth " << (config.api_token.empty() ? "off" : "bearer token") << ")\n";
   if (!svr.bind_to_port(config.host.c_str(), config.port)) {

@@ -31,12 +31,37 @@ struct ServerConfig {
   int64_t worker_circuit_breaker_ms = 60000;
   std::string durability = "sync";
   int64_t retention_ms = 0;              // delete finished runs older than this (0: keep)
+  int64_t max_recoveries = 3;            // EngineOptions::max_recoveries (0: no limit)
   // HTTP
   size_t max_body_bytes = 8 * 1024 * 1024;
-  size_t http_threads = 16;
-  size_t max_sse_clients = 200;
+  // Every SSE stream holds a thread of the pool for its whole life, so
+  // streams are capped below the pool: max_sse_clients + kReservedHttpThreads
+  // <= http_threads (check_config refuses less).
+  size_t http_threads = 64;
+  size_t max_sse_clients = 48;
+  size_t max_header_count = 100;         // more: 431
+  size_t max_header_bytes = 64 * 1024;   // names + values; more: 431
+  // Origins (scheme://host[:port]) whose cross-site requests are served, with
+  // CORS headers; "*" allows any. Others get 403 (CSRF).
+  std::vector<std::string> allowed_origins;
+  // Host names served without an API token besides localhost, IP addresses
+  // and `host` (DNS rebinding).
+  std::vector<std::string> allowed_hosts;
+  // Binding an address other than loopback without an API token needs this
+  // (--allow-unauthenticated-remote); a warning is printed.
+  bool allow_unauthenticated_remote = false;
   std::string config_path;               // where it was read from (empty: defaults)
 };
+
+// Threads of the HTTP pool that SSE streams may never take.
+constexpr size_t kReservedHttpThreads = 8;
+
+// Settings that contradict each other or are unsafe: InvalidArgument naming
+// them. Called after the file and the flags are read, and by open_app.
+Status check_config(const ServerConfig& config);
+
+// True for 127.0.0.0/8, ::1 and "localhost".
+bool is_loopback_host(const std::string& host);
 
 // Reads `path` into `config` (fields present override). Unknown keys, wrong
 // types and invalid JSON are InvalidArgument naming the key.

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "orch/id.h"
+#include "request_guard.h"
 
 namespace orch::server {
 namespace {
@@ -170,12 +171,61 @@ void install_api(App& app, httplib::Server& svr) {
     if (res.status >= 400) app.metrics.http_errors.fetch_add(1, std::memory_order_relaxed);
     app.metrics.http_latency.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   };
+  auto guard = std::make_shared<RequestGuard>(app.config);
+  // Runs once a request's headers are read, before its body is.
+  svr.set_pre_routing_handler([guard, dispatch](const httplib::Request& req, httplib::Response& res) {
+    if (auto refusal = guard->check(req)) {
+      send_error(res, refusal->status, refusal->code, refusal->message);
+      // The body (if any) was not read: it must not be taken for a request.
+      if (!RequestGuard::has_no_body(req) && req.method != "GET") close_connection_after(req);
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    guard->add_cors_headers(req, res);
+    if (guard->is_preflight(req)) {
+      res.status = 204;
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (RequestGuard::has_no_body(req)) {  // an empty body: nothing to wait for
+      dispatch(req, res);
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  // Bodies are read here, up to the limit however they are framed: the
+  // Content-Length was checked above, a chunked body stops at the limit.
+  const size_t max_body = app.config.max_body_bytes;
+  auto with_body = [dispatch, max_body](const httplib::Request& req, httplib::Response& res,
+                                        const httplib::ContentReader& reader) {
+    std::string body;
+    bool too_large = false;
+    bool complete = reader([&](const char* data, size_t n) {
+      if (body.size() + n > max_body) {
+        too_large = true;
+        return false;
+      }
+      body.append(data, n);
+      return true;
+    });
+    if (!complete) {
+      if (too_large) {
+        send_error(res, 413, "payload_too_large",
+                   "request body exceeds the size limit of " + std::to_string(max_body) + " bytes (http.max_body_bytes)");
+      } else {
+        send_error(res, 400, "bad_request", "the request body could not be read (malformed chunked encoding?)");
+      }
+      close_connection_after(req);
+      return;
+    }
+    // The handlers read req.body, as for any request httplib reads itself.
+    const_cast<httplib::Request&>(req).body = std::move(body);
+    dispatch(req, res);
+  };
   for (const char* pattern : {"/.*", "/"}) {
     svr.Get(pattern, dispatch);
-    svr.Post(pattern, dispatch);
-    svr.Put(pattern, dispatch);
-    svr.Delete(pattern, dispatch);
-    svr.Patch(pattern, dispatch);
+    svr.Post(pattern, with_body);
+    svr.Put(pattern, with_body);
+    svr.Delete(pattern, with_body);
+    svr.Patch(pattern, with_body);
     svr.Options(pattern, dispatch);
   }
   // Errors httplib produces itself (413, 400 for a malformed request line, ...)

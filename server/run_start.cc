@@ -85,6 +85,8 @@ void start_run_from_request(App& app, const httplib::Request& req, httplib::Resp
   options.idempotency_key = key;
   options.workflow_id = workflow_id;
   options.run_id = new_uuid();
+  // Legacy `steps` runs list every step from the start, as NullBoiler's do.
+  options.plan_steps = body.find("steps") != nullptr;
   const std::string run_id = options.run_id;
   // Its events then stop at the sender's subscription (most runs have no
   // callbacks) instead of waking a sender thread to read the run back.

@@ -68,6 +68,11 @@ struct EngineOptions {
   std::string owner_id;
   // Lease length asked for when claiming a run.
   int64_t lease_ms = 60000;
+  // How many times recover() resumes a run that was executing when its process
+  // stopped, without the run committing a checkpoint in between; the next
+  // time it is failed ("resumed N times without progress") instead of being
+  // resumed again. Guards against a crash loop. 0: no limit.
+  int64_t max_recoveries = 3;
 };
 
 // Options of one run.
@@ -78,6 +83,10 @@ struct RunOptions {
   std::string workflow_id;          // recorded on the run
   std::string idempotency_key;
   Value callbacks;
+  // Writes a pending step record for every node when the run starts, so a
+  // reader lists them all at once (NullBoiler's legacy `steps` runs do); a
+  // node's first execution takes its record over.
+  bool plan_steps = false;
 };
 
 // An event as delivered to subscribers (also stored, see Store::append_event).
