@@ -7,8 +7,8 @@
 // prompt is echoed back as "echo: <prompt>".
 //
 //   build/examples/mock_worker --port 9001 &
-//   build/orch run examples/workflows/review_loop.json --input '{"topic": "graphs"}' \
-//       --worker http://127.0.0.1:9001/webhook,tags=writer|reviewer
+//   build/orch run examples/workflows/review_loop.json --input '{"topic": "graphs"}'
+//       --worker 'http://127.0.0.1:9001/webhook,tags=writer|reviewer'   (one line)
 //
 // Flags: --port P (default 9001), --host H (default 127.0.0.1),
 // --approve-after N (reviews answered "revise" before "approve", default 1).

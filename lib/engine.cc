@@ -8,6 +8,7 @@
 // and when the last one finishes apply every outcome in definition order,
 // settle the scheduler, commit a checkpoint and start the next superstep.
 #include "engine.h"
+#include "value_bytes.h"
 
 #include <algorithm>
 #include <thread>
@@ -32,7 +33,10 @@ Result<std::unique_ptr<orch::Engine>> EngineImpl::open(EngineOptions options) {
 }
 
 EngineImpl::EngineImpl(EngineOptions options)
-    : options_(std::move(options)), pool_(options_.threads), alive_(std::make_shared<Liveness>()) {
+    : options_(std::move(options)),
+      pool_(options_.threads),
+      alive_(std::make_shared<Liveness>()),
+      cache_(options_.max_cached_results) {
   alive_->engine = this;
 }
 
@@ -247,8 +251,20 @@ void EngineImpl::save_stopped_run(RunContext& ctx) {
   }
 }
 
+bool EngineImpl::take_descendant(const std::string& root) {
+  std::lock_guard<std::mutex> lock(descendants_mu_);
+  size_t& n = descendants_[root];
+  if (options_.max_descendant_runs > 0 && n >= options_.max_descendant_runs) return false;
+  ++n;
+  return true;
+}
+
 void EngineImpl::finish_run(RunContext& ctx, RunStatus status, const std::string& error) {
   if (is_terminal(ctx.record.status)) return;
+  if (ctx.parent_run_id.empty()) {
+    std::lock_guard<std::mutex> lock(descendants_mu_);
+    descendants_.erase(ctx.record.id);
+  }
   ctx.record.status = status;
   ctx.record.error = error;
   ctx.record.ended_at_ms = options_.clock->now_ms();
@@ -317,8 +333,16 @@ Result<std::string> EngineImpl::start_run(std::shared_ptr<const Workflow> workfl
 
 Result<std::string> EngineImpl::start_run_internal(std::shared_ptr<const Workflow> workflow, RunOptions options,
                                                     const std::string& parent_run_id,
-                                                    const std::string& parent_node, int depth) {
+                                                    const std::string& parent_node, int depth,
+                                                    const std::string& root_run_id) {
   if (stopping_) return Status::unavailable("engine is shutting down");
+  if (options_.max_live_runs > 0) {
+    std::lock_guard<std::mutex> lock(runs_mu_);
+    if (runs_.size() >= options_.max_live_runs) {
+      return Status::resource_exhausted("this engine already holds " + std::to_string(runs_.size()) +
+                                        " runs (max_live_runs); try again when some have ended");
+    }
+  }
   ORCH_ASSIGN_OR_RETURN(auto compiled, compile(workflow));
   if (!options.input.is_object() && !options.input.is_null()) {
     // Non-object input is kept reachable as {{input}} but contributes no state keys.
@@ -343,6 +367,7 @@ Result<std::string> EngineImpl::start_run_internal(std::shared_ptr<const Workflo
   ctx->compiled = compiled;
   ctx->depth = depth;
   ctx->parent_run_id = parent_run_id;
+  ctx->root_run_id = root_run_id.empty() ? r.id : root_run_id;
   ORCH_RETURN_IF_ERROR(configure(*ctx));
   ctx->state = initial_state(r.input, *workflow);
   if (!config.as_object().empty()) ctx->state.set("__config", config);
@@ -669,6 +694,25 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
     if (t.outcome.kind == NodeOutcome::Kind::kInterrupt && !interrupt) {
       interrupt = true;
       interrupt_node = name;
+    }
+  }
+  if (options_.max_state_bytes > 0) {
+    const bool unknown = c.state_bytes < 0;
+    for (NodeTask& t : c.tasks) {
+      for (const Value& u : t.outcome.updates) {
+        if (!unknown) c.state_bytes += static_cast<int64_t>(value_bytes(u));
+      }
+    }
+    // The running figure only grows (a replaced value is counted again), so
+    // it is measured exactly once it passes the limit.
+    if (unknown || c.state_bytes > static_cast<int64_t>(options_.max_state_bytes)) {
+      c.state_bytes = static_cast<int64_t>(value_bytes(state));
+      if (c.state_bytes > static_cast<int64_t>(options_.max_state_bytes)) {
+        finish_run(c, RunStatus::kFailed,
+                   "the updates of node(s) '" + step_names + "' would make the state " + std::to_string(c.state_bytes) +
+                       " bytes, over the limit of " + std::to_string(options_.max_state_bytes) + " (max_state_bytes)");
+        return;
+      }
     }
   }
   c.state = std::move(state);

@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "engine_impl.h"
+#include "result_cache.h"
 #include "orch/state.h"
 
 namespace orch::internal {
@@ -38,7 +39,7 @@ class EngineImpl final : public orch::Engine {
   // engine.cc: lifecycle
   Result<std::string> start_run_internal(std::shared_ptr<const Workflow> workflow, RunOptions options,
                                          const std::string& parent_run_id, const std::string& parent_node,
-                                         int depth);
+                                         int depth, const std::string& root_run_id = "");
   Status configure(RunContext& ctx);
   void plan_steps(RunContext& ctx);
   Result<std::shared_ptr<const CompiledWorkflow>> compile(std::shared_ptr<const Workflow> wf);
@@ -183,12 +184,13 @@ class EngineImpl final : public orch::Engine {
   std::condition_variable wait_cv_;
   uint64_t status_epoch_ = 0;
 
-  std::mutex cache_mu_;
-  struct CacheEntry {
-    NodeOutcome outcome;
-    SteadyTime expires;
-  };
-  std::unordered_map<std::string, CacheEntry> cache_;
+  ResultCache cache_;
+
+  // Subgraph runs started per top-level run (EngineOptions::max_descendant_runs).
+  std::mutex descendants_mu_;
+  std::unordered_map<std::string, size_t> descendants_;
+  // Reserves a child run for the family of `root`; false at the limit.
+  bool take_descendant(const std::string& root);
 };
 
 }  // namespace orch::internal

@@ -107,6 +107,10 @@ struct RunContext {
   // execution, whose id that execution takes over.
   std::map<std::string, std::string> planned_steps;
   int depth = 0;                 // subgraph nesting
+  std::string root_run_id;       // the top-level run of a subgraph family (its own id at the top)
+  // About how many bytes the state takes (see value_bytes): grown by each
+  // superstep's updates, measured exactly when it passes the limit. -1: not known.
+  int64_t state_bytes = -1;
   // Set when this run is a subgraph child: who to tell when it stops.
   std::string parent_run_id;
   // Durability "exit": the newest checkpoint, written only at pause or end.

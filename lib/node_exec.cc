@@ -46,6 +46,14 @@ ReplyEffects effects_of(const NodeOutput& out) {
   return e;
 }
 
+// Timeouts, back-offs and TTLs come from workflows and worker replies: a
+// huge value (INT64_MAX) must not overflow a deadline. One week at most.
+std::chrono::milliseconds bounded_ms(double ms) {
+  constexpr double kMaxMs = 7.0 * 24 * 3600 * 1000;
+  if (!(ms > 0)) return std::chrono::milliseconds(0);  // also NaN
+  return std::chrono::milliseconds(static_cast<int64_t>(std::min(ms, kMaxMs)));
+}
+
 double jitter_factor(double jitter) {
   if (jitter <= 0) return 1.0;
   thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -333,18 +341,10 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
     const Workflow& wf = c.compiled->graph->workflow();
     cache_key = wf.id + "\x1f" + std::to_string(wf.version) + "\x1f" + name + "\x1f" + req.prompt;
     for (const std::string& tag : node.task.worker_tags) cache_key += "\x1f" + tag;
-    std::lock_guard<std::mutex> lock(cache_mu_);
-    auto hit = cache_.find(cache_key);
-    if (hit != cache_.end()) {
-      if (hit->second.expires > options_.clock->steady_now()) {
-        emit(c, "cache.hit", Value::object({{"node", name}}));
-        NodeOutcome o = hit->second.outcome;
-        cache_mu_.unlock();
-        complete_task(ctx, index, std::move(o), true);
-        cache_mu_.lock();
-        return;
-      }
-      cache_.erase(hit);
+    if (std::optional<NodeOutcome> hit = cache_.get(cache_key, options_.clock->steady_now())) {
+      emit(c, "cache.hit", Value::object({{"node", name}}));
+      complete_task(ctx, index, std::move(*hit), true);
+      return;
     }
   }
 
@@ -368,6 +368,7 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
   if (node.type == NodeType::kAgent && t.turn > 1 && node.task.turn_timeout_ms) {
     timeout_ms = *node.task.turn_timeout_ms;
   }
+  timeout_ms = bounded_ms(static_cast<double>(timeout_ms)).count();
   const uint64_t gen = c.generation;
   std::weak_ptr<RunContext> weak = ctx;
   req.deadline = options_.clock->steady_now() + std::chrono::milliseconds(timeout_ms);
@@ -480,8 +481,7 @@ void EngineImpl::on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t 
     return;
   }
   if (node.task.cache_ttl_ms && !t.cache_key.empty()) {
-    std::lock_guard<std::mutex> lock(cache_mu_);
-    cache_[t.cache_key] = CacheEntry{o, options_.clock->steady_now() + std::chrono::milliseconds(*node.task.cache_ttl_ms)};
+    cache_.put(t.cache_key, o, options_.clock->steady_now() + bounded_ms(static_cast<double>(*node.task.cache_ttl_ms)));
   }
   complete_task(ctx, index, std::move(o), true);
 }
@@ -512,10 +512,10 @@ void EngineImpl::fail_or_retry(const std::shared_ptr<RunContext>& ctx, size_t in
   t.step_id = new_uuid();
   const uint64_t token = c.next_token++;
   t.token = token;
-  emit(c, "step.retrying", Value::object({{"node", node.name}, {"attempt", t.attempt}, {"delay_ms", static_cast<long long>(delay)}, {"error", error}}));
+  emit(c, "step.retrying", Value::object({{"node", node.name}, {"attempt", t.attempt}, {"delay_ms", static_cast<long long>(bounded_ms(delay).count())}, {"error", error}}));
   std::weak_ptr<RunContext> weak = ctx;
   const uint64_t gen = c.generation;
-  t.timer = options_.clock->call_after(std::chrono::milliseconds(static_cast<int64_t>(delay)), [this, weak, gen, index, token] {
+  t.timer = options_.clock->call_after(bounded_ms(delay), [this, weak, gen, index, token] {
     auto locked = weak.lock();
     if (!locked) return;
     BatchedRunLock lock(*this, *locked);
@@ -617,7 +617,7 @@ void EngineImpl::on_item_reply(const std::shared_ptr<RunContext>& ctx, size_t in
     ++t.items_in_flight;  // still owed
     std::weak_ptr<RunContext> weak = ctx;
     const uint64_t gen = c.generation;
-    options_.clock->call_after(std::chrono::milliseconds(static_cast<int64_t>(delay)), [this, weak, gen, index, item] {
+    options_.clock->call_after(bounded_ms(delay), [this, weak, gen, index, item] {
       auto locked = weak.lock();
       if (!locked) return;
       BatchedRunLock lock(*this, *locked);
@@ -671,6 +671,12 @@ void EngineImpl::start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t i
     complete_task(ctx, index, failed("subgraph missing workflow_id"), true);
     return;
   }
+  if (!take_descendant(c.root_run_id.empty() ? c.record.id : c.root_run_id)) {
+    complete_task(ctx, index, failed("subgraph not started: run " + (c.root_run_id.empty() ? c.record.id : c.root_run_id) +
+                                     " already started " + std::to_string(options_.max_descendant_runs) +
+                                     " subgraph runs (max_descendant_runs)"), true);
+    return;
+  }
   auto child_wf = resolve_workflow(node.subgraph.workflow_id);
   if (!child_wf.ok()) {
     complete_task(ctx, index, failed("subgraph workflow '" + node.subgraph.workflow_id + "' not found: " +
@@ -705,8 +711,9 @@ void EngineImpl::start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t i
   const uint64_t gen = c.generation;
   std::string parent_id = c.record.id;
   int depth = c.depth + 1;
-  asio::post(pool_, [this, weak, gen, index, wf = *child_wf, opts, parent_id, name = node.name, depth]() mutable {
-    auto child = start_run_internal(wf, std::move(opts), parent_id, name, depth);
+  std::string root = c.root_run_id.empty() ? c.record.id : c.root_run_id;
+  asio::post(pool_, [this, weak, gen, index, wf = *child_wf, opts, parent_id, name = node.name, depth, root]() mutable {
+    auto child = start_run_internal(wf, std::move(opts), parent_id, name, depth, root);
     if (child.ok()) return;
     auto locked = weak.lock();
     if (!locked) return;

@@ -25,7 +25,12 @@ void Scheduler::kill_out_edges(int v) {
 void Scheduler::set_edge(int e, EdgeState state) {
   edges_[static_cast<size_t>(e)] = state;
   if (state != kPending) marked_.push_back(e);
-  touched_.push_back(graph_->edges()[static_cast<size_t>(e)].target);
+  const int target = graph_->edges()[static_cast<size_t>(e)].target;
+  // A path reached __end__: once nothing else is ready or running the run is
+  // done, whatever other in-edges of __end__ still wait for (nothing can
+  // fire them any more then).
+  if (target == kEndVertex && state == kFired) end_reached_ = true;
+  touched_.push_back(target);
 }
 
 void Scheduler::rearm_downstream(int v) {

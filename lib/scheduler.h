@@ -7,7 +7,9 @@
 // all and triggers the goto targets instead). A node is ready when a back
 // in-edge fired, or when none of its forward in-edges is pending and at least
 // one fired. A node whose forward in-edges are all dead is skipped: its
-// out-edges die too, to a fixpoint; __end__ is never skipped. A node's in-edges
+// out-edges die too, to a fixpoint; __end__ is never skipped, and it counts as
+// reached as soon as one of its in-edges fires (the run completes once nothing
+// else is ready or running). A node's in-edges
 // return to pending when it becomes ready. A node entered again (a back edge
 // fired, or a goto) re-arms what lies downstream of it: every forward edge
 // reachable from it returns to pending, so a loop body runs as on its first

@@ -80,6 +80,9 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   options.dispatcher = app->dispatcher;
   options.default_timeout_ms = config.default_timeout_ms;
   options.max_recoveries = config.max_recoveries;
+  options.max_state_bytes = static_cast<size_t>(config.max_state_bytes);
+  options.max_descendant_runs = static_cast<size_t>(config.max_descendant_runs);
+  options.max_live_runs = static_cast<size_t>(config.max_live_runs);
   // A stable owner id: a server restarted on the same host and database takes
   // its runs back at once instead of waiting for its old leases to expire.
   char host[256] = {0};

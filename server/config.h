@@ -32,6 +32,9 @@ struct ServerConfig {
   std::string durability = "sync";
   int64_t retention_ms = 0;              // delete finished runs older than this (0: keep)
   int64_t max_recoveries = 3;            // EngineOptions::max_recoveries (0: no limit)
+  int64_t max_state_bytes = 16 * 1024 * 1024;  // EngineOptions::max_state_bytes
+  int64_t max_descendant_runs = 1000;    // EngineOptions::max_descendant_runs
+  int64_t max_live_runs = 100000;        // EngineOptions::max_live_runs (429 beyond)
   // HTTP
   size_t max_body_bytes = 8 * 1024 * 1024;
   // Every SSE stream holds a thread of the pool for its whole life, so

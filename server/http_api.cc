@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -15,13 +16,16 @@
 namespace orch::server {
 namespace {
 
-std::vector<std::string> split_path(const std::string& path) {
+// The segments of a path. A request's path is split as it came (its target,
+// before '?') and each segment is percent-decoded once: "%2F" in an id stays
+// inside its segment, and "%2541" is "%41", not "A".
+std::vector<std::string> split_path(const std::string& path, bool decode) {
   std::vector<std::string> out;
+  const size_t end = std::min(path.find('?'), path.size());
   size_t i = 0;
-  while (i < path.size()) {
-    size_t j = path.find('/', i);
-    if (j == std::string::npos) j = path.size();
-    if (j > i) out.push_back(httplib::detail::decode_url(path.substr(i, j - i), false));
+  while (i < end) {
+    size_t j = std::min(path.find('/', i), end);
+    if (j > i) out.push_back(decode ? httplib::detail::decode_url(path.substr(i, j - i), false) : path.substr(i, j - i));
     i = j + 1;
   }
   return out;
@@ -85,6 +89,16 @@ void raise_listen_backlog(int port) {
   }
 }
 
+std::string id_problem(const std::string& id, const std::string& what) {
+  if (id.size() > kMaxIdBytes) {
+    return what + " is " + std::to_string(id.size()) + " bytes long; the limit is " + std::to_string(kMaxIdBytes);
+  }
+  for (unsigned char ch : id) {
+    if (ch < 0x20 || ch == 0x7f) return what + " must not contain control characters";
+  }
+  return "";
+}
+
 void send_json(httplib::Response& res, int status, const Value& body) {
   res.status = status;
   res.set_content(body.to_json(), "application/json");
@@ -130,7 +144,7 @@ bool read_json_object(const httplib::Request& req, httplib::Response& res, Value
 void install_api(App& app, httplib::Server& svr) {
   auto routes = std::make_shared<std::vector<CompiledRoute>>();
   for (auto* table : {run_routes, workflow_routes, ops_routes, stream_routes, tracker_routes, worker_routes}) {
-    for (Route& r : table()) routes->push_back({r.method, split_path(r.pattern), std::move(r.handler)});
+    for (Route& r : table()) routes->push_back({r.method, split_path(r.pattern, false), std::move(r.handler)});
   }
   // A fixed pool: every SSE stream pins one thread, so there are always threads
   // left for the rest of the API (SSE is capped below the pool size).
@@ -145,7 +159,7 @@ void install_api(App& app, httplib::Server& svr) {
     app.metrics.http_requests.fetch_add(1, std::memory_order_relaxed);
     std::string request_id = req.get_header_value("X-Request-Id");
     res.set_header("X-Request-Id", request_id.empty() ? new_uuid() : request_id);
-    std::vector<std::string> path = split_path(req.path);
+    std::vector<std::string> path = split_path(req.target.empty() ? req.path : req.target, !req.target.empty());
     Params params;
     const CompiledRoute* found = nullptr;
     std::string allow;
@@ -161,7 +175,15 @@ void install_api(App& app, httplib::Server& svr) {
       send_error(res, 401, "unauthorized", "missing or invalid bearer token");
     } else if (found != nullptr) {
       match(found->pattern, path, &params);
-      found->handler(app, req, res, params);
+      std::string problem;
+      for (const std::string& p : params) {
+        if (problem.empty()) problem = id_problem(p, "id in the path");
+      }
+      if (problem.empty()) {
+        found->handler(app, req, res, params);
+      } else {
+        send_error(res, 400, "bad_request", problem);
+      }
     } else if (!allow.empty()) {
       res.set_header("Allow", allow);
       send_error(res, 405, "method_not_allowed", "method " + req.method + " is not allowed on " + req.path + " (allowed: " + allow + ")");

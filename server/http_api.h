@@ -51,6 +51,12 @@ void send_json(httplib::Response& res, int status, const Value& body);
 void send_error(httplib::Response& res, int status, const std::string& code, const std::string& message);
 // The HTTP status and envelope code for a Status.
 void send_status(httplib::Response& res, const Status& status);
+// Ids (workflow, worker, run, step ids, idempotency keys) are at most this
+// long and hold no control characters (NUL included).
+constexpr size_t kMaxIdBytes = 256;
+// Empty when `id` is acceptable, else why not ("<what> is longer than ...").
+std::string id_problem(const std::string& id, const std::string& what);
+
 // Parses a JSON object body. On failure answers 400 and returns false. An empty
 // body is {} when `allow_empty`.
 bool read_json_object(const httplib::Request& req, httplib::Response& res, Value* out, bool allow_empty = false);

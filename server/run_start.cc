@@ -43,6 +43,9 @@ void start_run_from_request(App& app, const httplib::Request& req, httplib::Resp
     }
     if (k.is_string()) key = k.as_string();
   }
+  if (std::string problem = id_problem(key, "idempotency key"); !problem.empty()) {
+    return send_error(res, 400, "bad_request", problem);
+  }
   const Value& input = body["input"];
   const Value& config = body["config"];
   const Value& callbacks = body["callbacks"];

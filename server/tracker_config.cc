@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "tracker_config.h"
 
+#include <cstdlib>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -106,6 +108,12 @@ Status read_limits(ObjectReader& r, const std::string& key, std::map<std::string
   return Status();
 }
 
+std::string default_workspace_root() {
+  if (const char* home = std::getenv("ORCH_HOME"); home && *home) return std::string(home) + "/workspaces";
+  if (const char* home = std::getenv("HOME"); home && *home) return std::string(home) + "/.orch/workspaces";
+  return "orch-workspaces";
+}
+
 std::string anchored(const std::string& path, const std::string& base_dir) {
   if (path.empty() || fs::path(path).is_absolute() || base_dir.empty()) return path;
   return (fs::path(base_dir) / path).lexically_normal().string();
@@ -198,6 +206,7 @@ Result<TrackerConfig> parse_tracker_config(const Value& tracker, const std::stri
     return Status::invalid_argument("tracker.heartbeat_interval_ms (" + std::to_string(c.heartbeat_interval_ms) +
                                     ") must be less than tracker.lease_ttl_ms (" + std::to_string(c.lease_ttl_ms) + ")");
   }
+  if (c.workspace_root.empty()) c.workspace_root = default_workspace_root();
   c.workspace_root = anchored(c.workspace_root, base_dir);
   c.workflows_dir = anchored(c.workflows_dir, base_dir);
   return c;

@@ -42,7 +42,9 @@ struct TrackerConfig {
   std::map<std::string, int64_t> per_role;
   std::map<std::string, int64_t> per_state;
   // workspace
-  std::string workspace_root = "/tmp/nullboiler-workspaces";
+  // Default: $ORCH_HOME/workspaces, else $HOME/.orch/workspaces (not a
+  // predictable path under /tmp that another user could create first).
+  std::string workspace_root;
   TrackerHooks hooks;
   int64_t hook_timeout_ms = 30000;
   // subprocess agents

@@ -73,6 +73,20 @@ struct EngineOptions {
   // time it is failed ("resumed N times without progress") instead of being
   // resumed again. Guards against a crash loop. 0: no limit.
   int64_t max_recoveries = 3;
+  // Node results kept for nodes with cache_ttl_ms; past this many the least
+  // recently used goes.
+  size_t max_cached_results = 10000;
+  // A run's state may hold this many bytes (as JSON, about); a superstep whose
+  // updates would grow it past that fails the run, naming its nodes. 0: no limit.
+  size_t max_state_bytes = 16 * 1024 * 1024;
+  // Subgraph runs one top-level run may start in all (children, their
+  // children, ...); the subgraph node that would start one more fails. A
+  // workflow whose subgraphs call it back would otherwise fan out without
+  // end. 0: no limit.
+  size_t max_descendant_runs = 1000;
+  // Runs this engine holds at once (running or interrupted, with their
+  // contexts in memory); start_run beyond it is ResourceExhausted. 0: no limit.
+  size_t max_live_runs = 100000;
 };
 
 // Options of one run.
