@@ -204,6 +204,14 @@ Status parse_serve_flags(const std::vector<std::string>& args, ServerConfig* c) 
       ORCH_RETURN_IF_ERROR(value(&c->db));
     } else if (flag == "--token") {
       ORCH_RETURN_IF_ERROR(value(&c->api_token));
+    } else if (flag == "--token-file") {
+      // Keeps the token out of the process list (argv is world-readable).
+      ORCH_RETURN_IF_ERROR(value(&v));
+      std::ifstream in(v, std::ios::binary);
+      if (!in) return Status::invalid_argument("--token-file: cannot read " + v);
+      std::getline(in, c->api_token);
+      while (!c->api_token.empty() && (c->api_token.back() == '\r' || c->api_token.back() == ' ')) c->api_token.pop_back();
+      if (c->api_token.empty()) return Status::invalid_argument("--token-file: " + v + " holds no token");
     } else if (flag == "--workflows-dir") {
       ORCH_RETURN_IF_ERROR(value(&c->workflows_dir));
     } else if (flag == "--allow-unauthenticated-remote") {
@@ -211,6 +219,9 @@ Status parse_serve_flags(const std::vector<std::string>& args, ServerConfig* c) 
     } else {
       return Status::invalid_argument("unknown flag " + flag);
     }
+  }
+  if (c->api_token.empty()) {
+    if (const char* token = std::getenv("ORCH_API_TOKEN"); token && *token) c->api_token = token;
   }
   return check_config(*c);
 }

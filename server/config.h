@@ -71,7 +71,8 @@ bool is_loopback_host(const std::string& host);
 Status load_config_file(const std::string& path, ServerConfig* config);
 
 // Applies `orch serve` flags: --host --port --db --config --token
-// --workflows-dir. --config is read first (else $ORCH_HOME/config.json when it
+// --token-file --workflows-dir --allow-unauthenticated-remote; without a token
+// from the file or the flags, $ORCH_API_TOKEN is used. --config is read first (else $ORCH_HOME/config.json when it
 // exists), then the other flags override. InvalidArgument for bad flags.
 Status parse_serve_flags(const std::vector<std::string>& args, ServerConfig* config);
 

@@ -199,7 +199,7 @@ void install_api(App& app, httplib::Server& svr) {
     if (auto refusal = guard->check(req)) {
       send_error(res, refusal->status, refusal->code, refusal->message);
       // The body (if any) was not read: it must not be taken for a request.
-      if (!RequestGuard::has_no_body(req) && req.method != "GET") close_connection_after(req);
+      if (!RequestGuard::has_no_body(req) && req.method != "GET") close_connection_after(req, res);
       return httplib::Server::HandlerResponse::Handled;
     }
     guard->add_cors_headers(req, res);
@@ -235,13 +235,16 @@ void install_api(App& app, httplib::Server& svr) {
       } else {
         send_error(res, 400, "bad_request", "the request body could not be read (malformed chunked encoding?)");
       }
-      close_connection_after(req);
+      close_connection_after(req, res);
       return;
     }
     // The handlers read req.body, as for any request httplib reads itself.
     const_cast<httplib::Request&>(req).body = std::move(body);
     dispatch(req, res);
   };
+  // Runs after each response is written: a connection whose request body was
+  // refused unread ends here.
+  svr.set_logger([](const httplib::Request& req, const httplib::Response&) { cut_connection_if_asked(req); });
   for (const char* pattern : {"/.*", "/"}) {
     svr.Get(pattern, dispatch);
     svr.Post(pattern, with_body);

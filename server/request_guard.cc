@@ -145,7 +145,21 @@ void RequestGuard::add_cors_headers(const httplib::Request& req, httplib::Respon
   res.set_header("Access-Control-Max-Age", "600");
 }
 
-void close_connection_after(const httplib::Request& req) {
+namespace {
+// Set by close_connection_after, read by cut_connection_if_asked: httplib
+// runs a request's handlers, writes its response and calls its logger on one
+// thread.
+thread_local bool t_cut_asked = false;
+}  // namespace
+
+void close_connection_after(const httplib::Request&, httplib::Response& res) {
+  res.set_header("Connection", "close");
+  t_cut_asked = true;
+}
+
+void cut_connection_if_asked(const httplib::Request& req) {
+  if (!t_cut_asked) return;
+  t_cut_asked = false;
   // httplib 0.11 offers no handle on a request's socket: find it by its
   // addresses (rare: only a refused body that was not read to its end).
   DIR* dir = opendir("/proc/self/fd");
@@ -169,8 +183,18 @@ void close_connection_after(const httplib::Request& req) {
       inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6&>(peer).sin6_addr, ip, sizeof(ip));
     }
     if (port_of(local) == req.local_port && port_of(peer) == req.remote_port && req.remote_addr == ip) {
-      // The response is still written; the next read sees the end and the
-      // connection closes instead of parsing the body's rest as a request.
+      // What of the body has arrived is read and dropped (up to 1 MiB):
+      // closing a socket with unread data sends a reset, which would make
+      // the client lose the response too. Then the response is still
+      // written; the next read sees the end and the connection closes
+      // instead of parsing the body's rest as a request.
+      char sink[16384];
+      size_t drained = 0;
+      while (drained < (1u << 20)) {
+        ssize_t n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+        if (n <= 0) break;
+        drained += static_cast<size_t>(n);
+      }
       shutdown(fd, SHUT_RD);
       break;
     }

@@ -65,9 +65,12 @@ class RequestGuard {
   std::vector<std::string> allowed_hosts_;
 };
 
-// Ends the connection `req` came on once its response is written (its
-// socket stops reading): used after refusing a body that was not read to its
-// end, whose rest must not be taken for the next request.
-void close_connection_after(const httplib::Request& req);
+// Ends the connection `req` came on once `res` is written (Connection: close,
+// its socket stops reading): used after refusing a body that was not read to
+// its end, whose rest must not be taken for the next request.
+void close_connection_after(const httplib::Request& req, httplib::Response& res);
+// Called once each response is written (httplib's logger runs then): after
+// close_connection_after, drops what arrived of the body and stops reading.
+void cut_connection_if_asked(const httplib::Request& req);
 
 }  // namespace orch::server

@@ -55,6 +55,7 @@ Result<std::unique_ptr<SubprocessAgent>> SubprocessAgent::start(Options options)
   spawn.argv.insert(spawn.argv.end(), o.args.begin(), o.args.end());
   spawn.argv.insert(spawn.argv.end(), {"--port", std::to_string(o.port), "--workdir", o.workdir});
   spawn.env = o.env;
+  spawn.inherit = o.inherit_env;
   spawn.cwd = o.workdir;
   ORCH_ASSIGN_OR_RETURN(agent->child_, ChildProcess::spawn(spawn));
   agent->pid_ = agent->child_->pid();

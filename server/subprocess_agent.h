@@ -52,6 +52,7 @@ class SubprocessAgent {
     int port = 0;
     std::string workdir;
     std::vector<std::pair<std::string, std::string>> env;
+    std::vector<std::string> inherit_env;  // parent variables let through (SpawnOptions::inherit)
     std::string token;  // sent as a bearer token on every call when set
   };
 

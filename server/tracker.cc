@@ -788,7 +788,7 @@ HookResult Tracker::Impl::hook(const std::shared_ptr<TrackedTask>& t, const char
     std::lock_guard<std::mutex> lock(mu);
     cwd = t->workspace;
   }
-  HookResult r = run_hook(name, script, cwd, env, cfg.hook_timeout_ms);
+  HookResult r = run_hook(name, script, cwd, env, cfg.hook_timeout_ms, cfg.inherit_env);
   if (!r.ok) log("task " + t->task_id + ": " + r.error);
   return r;
 }
@@ -1062,6 +1062,7 @@ WorkerReply Tracker::Impl::drive_agent(const std::shared_ptr<TrackedTask>& t, co
   }
   options.token = new_uuid();
   options.env = task_env(t);
+  options.inherit_env = cfg.inherit_env;
   {
     std::lock_guard<std::mutex> lock(mu);
     options.workdir = t->workspace;

@@ -157,6 +157,7 @@ Status parse_subprocess(const Value& v, const std::string& path, TrackerConfig* 
   ORCH_RETURN_IF_ERROR(r.check_object());
   ORCH_RETURN_IF_ERROR(read_string(r, "command", &c->command, false));
   ORCH_RETURN_IF_ERROR(read_string_list(r, "args", &c->args));
+  ORCH_RETURN_IF_ERROR(read_string_list(r, "inherit_env", &c->inherit_env));
   // The port range is base_port .. base_port+999.
   ORCH_RETURN_IF_ERROR(read_int(r, "base_port", &c->base_port, 1, 65535 - 999));
   ORCH_RETURN_IF_ERROR(read_int(r, "health_check_retries", &c->health_check_retries, 1));

@@ -156,12 +156,14 @@ size_t WorkspaceManager::remove_stale() {
 }
 
 HookResult run_hook(const std::string& name, const std::string& script, const std::string& cwd,
-                    const std::vector<std::pair<std::string, std::string>>& env, int64_t timeout_ms) {
+                    const std::vector<std::pair<std::string, std::string>>& env, int64_t timeout_ms,
+                    const std::vector<std::string>& inherit) {
   HookResult result;
   if (script.empty()) return result;
   SpawnOptions options;
   options.argv = {"/bin/sh", "-c", script};
   options.env = env;
+  options.inherit = inherit;
   options.env.emplace_back("ORCH_HOOK", name);
   options.cwd = cwd;
   auto child = ChildProcess::spawn(options);

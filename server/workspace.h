@@ -77,7 +77,10 @@ struct HookResult {
 };
 
 // Runs `script` with /bin/sh -c in `cwd`. Empty script: ok, nothing runs.
+// The environment is `env` plus the allow-listed variables of orch's own
+// (SpawnOptions::inherit: kDefaultInheritedEnv and `inherit`).
 HookResult run_hook(const std::string& name, const std::string& script, const std::string& cwd,
-                    const std::vector<std::pair<std::string, std::string>>& env, int64_t timeout_ms);
+                    const std::vector<std::pair<std::string, std::string>>& env, int64_t timeout_ms,
+                    const std::vector<std::string>& inherit = {});
 
 }  // namespace orch::server

@@ -97,7 +97,7 @@ TEST_CASE("100 000 supersteps of in-process nodes run in constant stack depth", 
   // (SIGSEGV at a few thousand supersteps).
   auto wf = make_workflow(R"({"state_schema": {"count": {"type": "number", "reducer": "add"}},
     "nodes": {"inc": {"type": "transform", "updates": {"count": 1}},
-              "check": {"type": "route", "input": "state.count", "routes": {"50000": "__end__"}, "default": "again"}},
+              "check": {"type": "route", "input": "state.count", "routes": {"50000": "__end__", "again": "inc"}, "default": "again"}},
     "edges": [["__start__","inc"],["inc","check"],["check:again","inc"],["check:50000","__end__"]]})");
   auto engine = make_engine();
   auto run = engine->start_run(wf, [] {

@@ -455,7 +455,9 @@ TEST_CASE("dispatch: claim, workspace and hooks, an orch run, transition", "[tra
     return std::string("echo \"") + name + " $ORCH_TASK_ID $ORCH_ATTEMPT $ORCH_PIPELINE_ID $ORCH_AGENT_ROLE " +
            "$ORCH_TASK_STAGE $(basename \"$PWD\") $ORCH_OUTCOME\" >> " + log;
   };
-  fs::create_directories(dir.str("ws/stale-from-last-time"));
+  fs::create_directories(dir.str("ws/stale-from-last-time"));  // a workspace an earlier orch made
+  std::ofstream(dir.str("ws/stale-from-last-time/") + srv::WorkspaceManager::kMarker) << "";
+  fs::create_directories(dir.str("ws/not-orchs"));  // someone else's: kept
   PullServer server(nt, dir,
                     Value::object({{"pipelines", Value::array({dispatch_pipeline("dev", "coder")})},
                                    {"workspace", Value::object({{"hooks", Value::object({{"after_create", line("after_create")},
@@ -464,6 +466,7 @@ TEST_CASE("dispatch: claim, workspace and hooks, an orch run, transition", "[tra
                                                                                         {"before_remove", line("before_remove")}})}})}}),
                     workers.dispatcher());
   CHECK_FALSE(fs::exists(dir.str("ws/stale-from-last-time")));  // cleaned at start
+  CHECK(fs::exists(dir.str("ws/not-orchs")));
 
   REQUIRE(server.wait_state("T1", "completed"));
   CHECK(nt.task("T1")["stage"].get_string("") == "review");
