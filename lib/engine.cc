@@ -8,9 +8,11 @@
 // and when the last one finishes apply every outcome in definition order,
 // settle the scheduler, commit a checkpoint and start the next superstep.
 #include "engine.h"
+#include "crash_guard.h"
 #include "value_bytes.h"
 
 #include <algorithm>
+#include <set>
 #include <thread>
 #include <asio/post.hpp>
 
@@ -26,6 +28,7 @@ constexpr size_t kSpareEvents = 32;
 
 Result<std::unique_ptr<orch::Engine>> EngineImpl::open(EngineOptions options) {
   if (!options.store) return Status::invalid_argument("EngineOptions.store is required");
+  if (!options.crash_log_path.empty()) ORCH_RETURN_IF_ERROR(install_crash_guard(options.crash_log_path));
   if (!options.clock) options.clock = Clock::system();
   if (options.threads == 0) options.threads = std::max(2u, std::thread::hardware_concurrency());
   if (options.owner_id.empty()) options.owner_id = new_uuid();
@@ -217,7 +220,6 @@ bool EngineImpl::stage_checkpoint(RunContext& ctx, const std::string& step_id, b
                     : Value::object({{"workflow_version", version}, {"scheduler", ctx.scheduler->to_value()}});
   ctx.record.state = ctx.state;
   ctx.record.checkpoint_count += 1;
-  ctx.record.recoveries = 0;  // progress: a later crash starts a fresh count
   ctx.record.updated_at_ms = cp.created_at_ms;
   ctx.last_checkpoint_id = cp.id;
   if (ctx.durability == Durability::kExit && !force) {
@@ -457,6 +459,7 @@ void EngineImpl::cancel_calls(const std::string& step_id) {
 }
 
 void EngineImpl::locked_then_drain(const std::shared_ptr<RunContext>& ctx, const std::function<void()>& body) {
+  CurrentRun current(ctx->record.id);  // what a crash on this thread is charged to
   std::unique_lock<std::mutex> lock(ctx->mu);
   const bool outer = !ctx->draining;
   ctx->draining = true;
@@ -1114,6 +1117,10 @@ Status EngineImpl::recover() {
   filter.status = RunStatus::kRunning;
   filter.limit = SIZE_MAX;
   ORCH_ASSIGN_OR_RETURN(auto runs, options_.store->list_runs(filter));
+  std::set<std::string> crashed;
+  if (!options_.crash_log_path.empty()) {
+    for (std::string& id : take_crash_log(options_.crash_log_path)) crashed.insert(std::move(id));
+  }
   Status first_error;
   bool retry_later = false;
   for (const RunRecord& r : runs) {
@@ -1132,21 +1139,23 @@ Status EngineImpl::recover() {
     }
     std::lock_guard<std::mutex> lock((*ctx)->mu);
     RunContext& c = **ctx;
-    // The process stopped while executing this run. If it did so again and
-    // again without the run getting further, the run itself may be what
-    // stops it: fail it instead of resuming it into the same crash.
-    if (options_.max_recoveries > 0 && c.record.recoveries >= options_.max_recoveries) {
-      finish_run(c, RunStatus::kFailed,
-                 "run was resumed " + std::to_string(c.record.recoveries) +
-                     " times after its process stopped while executing it, without reaching a new "
-                     "checkpoint; not resuming it again (max_recoveries)");
-      continue;
-    }
-    c.record.recoveries += 1;
-    Status saved = options_.store->update_run(c.record);
-    if (!saved.ok()) {
-      if (first_error.ok()) first_error = saved;
-      continue;
+    if (crashed.count(c.record.id)) {
+      // The process crashed while executing this run. After a few such
+      // resumes the run itself is taken to be the cause: it is failed
+      // instead of crashing the process on every restart.
+      if (options_.max_recoveries > 0 && c.record.recoveries >= options_.max_recoveries) {
+        finish_run(c, RunStatus::kFailed,
+                   "the process crashed while executing this run, and it was resumed " +
+                       std::to_string(c.record.recoveries) +
+                       " times already; not resuming it again (max_recoveries)");
+        continue;
+      }
+      c.record.recoveries += 1;
+      Status saved = options_.store->update_run(c.record);
+      if (!saved.ok()) {
+        if (first_error.ok()) first_error = saved;
+        continue;
+      }
     }
     schedule_advance(*ctx);
   }

@@ -6,6 +6,7 @@
 #include <deque>
 #include <unordered_map>
 
+#include "crash_guard.h"
 #include "engine_impl.h"
 #include "result_cache.h"
 #include "orch/state.h"
@@ -88,7 +89,8 @@ class EngineImpl final : public orch::Engine {
   // an engine thread already batches for the run and will flush them itself.
   class BatchedRunLock {
    public:
-    BatchedRunLock(EngineImpl& engine, RunContext& ctx) : engine_(engine), ctx_(ctx), lock_(ctx.mu) {
+    BatchedRunLock(EngineImpl& engine, RunContext& ctx)
+        : engine_(engine), ctx_(ctx), current_(ctx.record.id), lock_(ctx.mu) {
       owner_ = !ctx.batching;
       ctx.batching = true;
       ctx.start_stamping();
@@ -106,6 +108,7 @@ class EngineImpl final : public orch::Engine {
    private:
     EngineImpl& engine_;
     RunContext& ctx_;
+    CurrentRun current_;                // a crash meanwhile is charged to this run
     std::lock_guard<std::mutex> lock_;  // released after the flush
     bool owner_ = false;
   };

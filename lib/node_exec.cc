@@ -242,6 +242,7 @@ void EngineImpl::call_function(const std::shared_ptr<RunContext>& ctx, const Nod
   Value input = ctx->record.input;
   Value config = ctx->record.config;
   auto job = [compiled = ctx->compiled, fn, request = std::move(request), input, config, done = std::move(done)] {
+    CurrentRun current(request.run_id);  // user code runs here: a crash is charged to this run
     std::string output;
     NodeCall call{request.state, input, config, request.run_id, request.node_name, request.attempt,
                   request.item.is_null() ? nullptr : &request.item, request.prompt};

@@ -80,6 +80,8 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   options.dispatcher = app->dispatcher;
   options.default_timeout_ms = config.default_timeout_ms;
   options.max_recoveries = config.max_recoveries;
+  // Which run a crash happened in, for recover() (see EngineOptions).
+  if (config.db != ":memory:") options.crash_log_path = config.db + ".crashes";
   options.max_state_bytes = static_cast<size_t>(config.max_state_bytes);
   options.max_descendant_runs = static_cast<size_t>(config.max_descendant_runs);
   options.max_live_runs = static_cast<size_t>(config.max_live_runs);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <atomic>
 #include <map>
+#include <fstream>
+#include <filesystem>
 #include <condition_variable>
 #include <chrono>
 #include <mutex>
@@ -12,6 +14,7 @@
 
 #include "catch.h"
 #include "orch/engine.h"
+#include "orch/id.h"
 #include "orch/sqlite_store.h"
 #include "support/engine_fixture.h"
 
@@ -933,9 +936,17 @@ TEST_CASE("recover() starts a run that stopped before its first checkpoint", "[e
   CHECK(trace_of(*done) == std::vector<std::string>{"before", "a"});
 }
 
-TEST_CASE("recover() fails a run resumed max_recoveries times without progress", "[engine][hardening]") {
+namespace {
+std::string temp_crash_log(const std::string& content) {
+  std::string path = (std::filesystem::temp_directory_path() / ("orch-crashes-" + orch::new_uuid())).string();
+  std::ofstream(path) << content;
+  return path;
+}
+}  // namespace
+
+TEST_CASE("recover() fails a run that crashed the process max_recoveries times", "[engine][hardening]") {
   // A run whose node crashes the process would otherwise crash it on every
-  // restart: each engine here stands for one restart that found it in flight.
+  // restart. The crash log names the run a crashing thread was executing.
   auto store = orch::new_memory_store();
   auto wf = make_workflow(std::string(R"({"id": "wf", )") + kTraceSchema + R"(,
     "nodes": {"a": {}}, "edges": [["__start__","a"],["a","__end__"]]})",
@@ -944,53 +955,56 @@ TEST_CASE("recover() fails a run resumed max_recoveries times without progress",
   r.id = "looping";
   r.status = RunStatus::kRunning;
   r.workflow_id = "wf";
+  r.recoveries = 2;  // resumed twice after crashes already
   REQUIRE(store->create_run(r).ok());
   orch::EngineOptions options;
   options.store = store;
   options.max_recoveries = 2;
+  options.crash_log_path = temp_crash_log("looping\n");
   options.workflow_resolver = [wf](const std::string&) -> Result<std::shared_ptr<const orch::Workflow>> { return wf; };
-  for (int restart = 1; restart <= 2; ++restart) {
-    // Recovered, then "crashes" before its next checkpoint: the count stays.
-    orch::RunRecord stored = *store->get_run("looping");
-    CHECK(stored.recoveries == restart - 1);
-    stored.recoveries = restart;  // what recover() writes before resuming it
-    REQUIRE(store->update_run(stored).ok());
-  }
   auto engine = orch::Engine::open(options);
   REQUIRE(engine.ok());
   REQUIRE((*engine)->recover().ok());
   auto done = (*engine)->wait("looping", 10s);
   REQUIRE(done.ok());
   CHECK(done->status == RunStatus::kFailed);
-  CHECK(done->error.find("resumed 2 times") != std::string::npos);
+  CHECK(done->error.find("crashed while executing this run") != std::string::npos);
+  CHECK(std::filesystem::file_size(options.crash_log_path) == 0);  // read once
+  std::filesystem::remove(options.crash_log_path);
 }
 
-TEST_CASE("recover() counts a resume, and a checkpoint resets the count", "[engine][hardening]") {
+TEST_CASE("recover() counts a resume only against runs the crash log names", "[engine][hardening]") {
   auto store = orch::new_memory_store();
   std::atomic<long long> count_while_running{-1};
   auto wf = make_workflow(std::string(R"({"id": "wf", )") + kTraceSchema + R"(,
     "nodes": {"a": {}}, "edges": [["__start__","a"],["a","__end__"]]})",
-                          {{"a", [&](const NodeCall&) -> Result<NodeOutput> {
-                              count_while_running = store->get_run("crashed")->recoveries;
+                          {{"a", [&](const NodeCall& call) -> Result<NodeOutput> {
+                              if (call.run_id == "crashed") count_while_running = store->get_run("crashed")->recoveries;
                               return NodeOutput(Value::object());
                             }}});
-  orch::RunRecord r;
-  r.id = "crashed";
-  r.status = RunStatus::kRunning;
-  r.workflow_id = "wf";
-  r.recoveries = 2;  // two restarts already, one more is allowed (max 3)
-  REQUIRE(store->create_run(r).ok());
+  for (const char* id : {"crashed", "killed"}) {
+    orch::RunRecord r;
+    r.id = id;
+    r.status = RunStatus::kRunning;
+    r.workflow_id = "wf";
+    r.recoveries = 2;  // two crash resumes already; one more is allowed (max 3)
+    REQUIRE(store->create_run(r).ok());
+  }
   orch::EngineOptions options;
   options.store = store;
+  options.crash_log_path = temp_crash_log("crashed\ncrashed\n");
   options.workflow_resolver = [wf](const std::string&) -> Result<std::shared_ptr<const orch::Workflow>> { return wf; };
   auto engine = orch::Engine::open(options);
   REQUIRE(engine.ok());
   REQUIRE((*engine)->recover().ok());
-  auto done = (*engine)->wait("crashed", 10s);
-  REQUIRE(done.ok());
-  CHECK(done->status == RunStatus::kCompleted);
-  CHECK(count_while_running == 3);                        // counted before it ran again
-  CHECK(store->get_run("crashed")->recoveries == 0);  // its checkpoints reset it
+  for (const char* id : {"crashed", "killed"}) {
+    auto done = (*engine)->wait(id, 10s);
+    REQUIRE(done.ok());
+    CHECK(done->status == RunStatus::kCompleted);
+  }
+  CHECK(count_while_running == 3);                         // counted before it ran again
+  CHECK(store->get_run("killed")->recoveries == 2);     // only in flight: not counted
+  std::filesystem::remove(options.crash_log_path);
 }
 
 namespace {

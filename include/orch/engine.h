@@ -68,10 +68,17 @@ struct EngineOptions {
   std::string owner_id;
   // Lease length asked for when claiming a run.
   int64_t lease_ms = 60000;
-  // How many times recover() resumes a run that was executing when its process
-  // stopped, without the run committing a checkpoint in between; the next
-  // time it is failed ("resumed N times without progress") instead of being
-  // resumed again. Guards against a crash loop. 0: no limit.
+  // A file where the engine notes which run each thread was executing when
+  // the process crashed (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT); recover()
+  // reads and empties it. Setting it installs process-wide handlers for those
+  // signals (they hand the signal on to the previous handler): give it to one
+  // engine per process. Empty: no crash attribution.
+  std::string crash_log_path;
+  // How many times recover() resumes a run that crashed the process (as
+  // crash_log_path tells); the next time the run is failed instead, so a run
+  // that crashes its process cannot crash it again on every restart. Runs
+  // that were merely in flight when the process stopped are always resumed.
+  // 0: no limit.
   int64_t max_recoveries = 3;
   // Node results kept for nodes with cache_ttl_ms; past this many the least
   // recently used goes.
