@@ -43,6 +43,8 @@ struct ServerConfig {
   size_t http_threads = 64;
   size_t max_sse_clients = 48;
   size_t max_header_count = 100;         // more: 431
+  size_t max_connections_per_client = 256;  // per remote address; more: 429 (0: no limit)
+  int64_t header_timeout_ms = 10000;     // a request's headers must arrive within it: 408
   size_t max_header_bytes = 64 * 1024;   // names + values; more: 431
   // Origins (scheme://host[:port]) whose cross-site requests are served, with
   // CORS headers; "*" allows any. Others get 403 (CSRF).

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "orch/id.h"
+#include "http_listener.h"
 #include "request_guard.h"
 
 namespace orch::server {
@@ -74,21 +75,6 @@ struct CompiledRoute {
 
 }  // namespace
 
-void raise_listen_backlog(int port) {
-  for (int fd = 3; fd < 4096; ++fd) {
-    int listening = 0;
-    socklen_t len = sizeof(listening);
-    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
-    sockaddr_storage addr{};
-    socklen_t addr_len = sizeof(addr);
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &addr_len) != 0) continue;
-    int bound = addr.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port)
-                : addr.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
-                                             : -1;
-    if (bound == port) listen(fd, SOMAXCONN);
-  }
-}
-
 std::string id_problem(const std::string& id, const std::string& what) {
   if (id.size() > kMaxIdBytes) {
     return what + " is " + std::to_string(id.size()) + " bytes long; the limit is " + std::to_string(kMaxIdBytes);
@@ -141,15 +127,22 @@ bool read_json_object(const httplib::Request& req, httplib::Response& res, Value
   return true;
 }
 
+ListenerLimits listener_limits(const ServerConfig& config) {
+  ListenerLimits limits;
+  limits.threads = std::max<size_t>(config.http_threads, 4);
+  limits.max_connections_per_client = config.max_connections_per_client;
+  limits.header_timeout_ms = config.header_timeout_ms;
+  limits.max_header_bytes = config.max_header_bytes;
+  return limits;
+}
+
 void install_api(App& app, httplib::Server& svr) {
   auto routes = std::make_shared<std::vector<CompiledRoute>>();
   for (auto* table : {run_routes, workflow_routes, ops_routes, stream_routes, tracker_routes, worker_routes}) {
     for (Route& r : table()) routes->push_back({r.method, split_path(r.pattern, false), std::move(r.handler)});
   }
-  // A fixed pool: every SSE stream pins one thread, so there are always threads
-  // left for the rest of the API (SSE is capped below the pool size).
-  size_t threads = std::max<size_t>(app.config.http_threads, 4);
-  svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  // Connections are accepted and given threads by HttpListener (its pool has
+  // http.threads threads; SSE streams are capped below that).
   svr.set_tcp_nodelay(true);
   svr.set_payload_max_length(app.config.max_body_bytes);
   svr.set_keep_alive_max_count(1000);
@@ -196,6 +189,7 @@ void install_api(App& app, httplib::Server& svr) {
   auto guard = std::make_shared<RequestGuard>(app.config);
   // Runs once a request's headers are read, before its body is.
   svr.set_pre_routing_handler([guard, dispatch](const httplib::Request& req, httplib::Response& res) {
+    HttpListener::request_headers_read();
     if (auto refusal = guard->check(req)) {
       send_error(res, refusal->status, refusal->code, refusal->message);
       // The body (if any) was not read: it must not be taken for a request.
@@ -244,7 +238,10 @@ void install_api(App& app, httplib::Server& svr) {
   };
   // Runs after each response is written: a connection whose request body was
   // refused unread ends here.
-  svr.set_logger([](const httplib::Request& req, const httplib::Response&) { cut_connection_if_asked(req); });
+  svr.set_logger([](const httplib::Request& req, const httplib::Response&) {
+    cut_connection_if_asked(req);
+    HttpListener::response_written();
+  });
   for (const char* pattern : {"/.*", "/"}) {
     svr.Get(pattern, dispatch);
     svr.Post(pattern, with_body);

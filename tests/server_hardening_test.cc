@@ -7,9 +7,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "catch.h"
 #include "support/server_fixture.h"
@@ -231,4 +237,134 @@ TEST_CASE("unsafe or contradictory HTTP settings stop start-up", "[server][harde
   CHECK(orch::server::parse_serve_flags({"--host", "0.0.0.0"}, &flags).code() == orch::StatusCode::kInvalidArgument);
   orch::server::ServerConfig allowed;
   CHECK(orch::server::parse_serve_flags({"--host", "0.0.0.0", "--allow-unauthenticated-remote"}, &allowed).ok());
+}
+
+namespace {
+
+// A client that opens a connection and sends `prefix`, then one more byte
+// every `gap` until it is closed: slowloris.
+class SlowClient {
+ public:
+  SlowClient(int port, std::string prefix, std::chrono::milliseconds gap) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    if (connected_) (void)!send(fd_, prefix.data(), prefix.size(), MSG_NOSIGNAL);
+    thread_ = std::thread([this, gap] {
+      std::unique_lock<std::mutex> lock(mu_);
+      while (!done_ && !cv_.wait_for(lock, gap, [this] { return done_; })) {
+        if (send(fd_, "X", 1, MSG_NOSIGNAL) != 1) break;
+      }
+    });
+  }
+  ~SlowClient() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    close(fd_);
+  }
+  bool connected() const { return connected_; }
+  // What the server sent, waiting at most `wait`.
+  std::string answer(std::chrono::milliseconds wait) {
+    timeval tv{static_cast<time_t>(wait.count() / 1000), static_cast<suseconds_t>((wait.count() % 1000) * 1000)};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char buf[2048];
+    ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+  }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
+TEST_CASE("full SSE streams and slow clients do not starve the API", "[server][hardening]") {
+  orch::server::ServerConfig config;
+  config.http_threads = 16;
+  config.max_sse_clients = 8;  // 8 threads stay for the rest of the API
+  config.header_timeout_ms = 3000;
+  orch::testing::TestServer server(config);
+  auto c = server.client();
+  auto res = c->Post("/runs", R"({"workflow": {"nodes": {"i": {"type": "interrupt"}},
+      "edges": [["__start__","i"],["i","__end__"]]}})", "application/json");
+  REQUIRE(res->status == 201);
+  std::string id = orch::parse_json(res->body)->find("id")->as_string();
+  REQUIRE(server.app().engine->wait(id, 10s)->status == RunStatus::kInterrupted);
+
+  // Every stream the server allows, held open.
+  std::atomic<int> streaming{0};
+  std::atomic<bool> stop_streams{false};
+  std::vector<std::thread> streams;
+  for (int i = 0; i < 8; ++i) {
+    streams.emplace_back([&] {
+      httplib::Client sc("127.0.0.1", server.port());
+      sc.set_read_timeout(20, 0);
+      bool counted = false;
+      sc.Get(("/runs/" + id + "/stream").c_str(), [&](const char*, size_t) {
+        if (!counted) {
+          counted = true;
+          ++streaming;
+        }
+        return !stop_streams.load();
+      });
+    });
+  }
+  for (int i = 0; i < 1000 && streaming < 8; ++i) std::this_thread::sleep_for(5ms);
+  REQUIRE(streaming == 8);
+  // Forty clients trickling their headers, and forty saying nothing at all.
+  std::vector<std::unique_ptr<SlowClient>> slow;
+  for (int i = 0; i < 40; ++i) {
+    slow.push_back(std::make_unique<SlowClient>(server.port(), "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ", 200ms));
+    slow.push_back(std::make_unique<SlowClient>(server.port(), "", 1h));
+  }
+  std::this_thread::sleep_for(300ms);
+
+  // The API answers within a second: each client gives up after one.
+  for (int i = 0; i < 5; ++i) {
+    httplib::Client quick("127.0.0.1", server.port());
+    quick.set_connection_timeout(1, 0);
+    quick.set_read_timeout(1, 0);
+    auto health = quick.Get("/health");
+    REQUIRE(health);
+    CHECK(health->status == 200);
+    auto started = quick.Post("/runs", R"({"workflow": {"nodes": {"t": {"type": "transform", "updates": {"a": 1}}},
+        "edges": [["__start__","t"],["t","__end__"]]}})", "application/json");
+    REQUIRE(started);
+    CHECK(started->status == 201);
+  }
+  // Past the header deadline the slow ones are answered 408 and dropped.
+  std::string late = slow.front()->answer(5000ms);
+  CHECK(late.rfind("HTTP/1.1 408", 0) == 0);
+  CHECK(late.find("header_timeout_ms") != std::string::npos);
+
+  stop_streams = true;
+  REQUIRE(c->Post(("/runs/" + id + "/resume").c_str(), "{}", "application/json")->status == 200);
+  for (auto& t : streams) t.join();
+}
+
+TEST_CASE("one client's connections are capped", "[server][hardening]") {
+  orch::server::ServerConfig config;
+  config.max_connections_per_client = 10;
+  orch::testing::TestServer server(config);
+  std::vector<std::unique_ptr<SlowClient>> idle;
+  for (int i = 0; i < 10; ++i) idle.push_back(std::make_unique<SlowClient>(server.port(), "", 1h));
+  std::this_thread::sleep_for(200ms);  // accepted, waiting for their headers
+  std::string answer = raw_exchange(server.port(), "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  CHECK(status_of(answer) == 429);
+  CHECK(answer.find("max_connections_per_client") != std::string::npos);
+  idle.clear();
+  std::this_thread::sleep_for(200ms);  // their closes are seen
+  CHECK(status_of(raw_exchange(server.port(), "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")) == 200);
 }
