@@ -6,6 +6,7 @@
 
 #include "async_protocols.h"
 #include "http_worker_protocols.h"
+#include "orch/url.h"
 #include "worker_registry_impl.h"
 
 namespace orch {
@@ -62,6 +63,11 @@ Status WorkerRegistry::Impl::check_worker_locked(const WorkerInfo& worker,
   auto it = protocols.find(worker.protocol);
   if (it == protocols.end()) return Status::invalid_argument("unsupported worker protocol: " + worker.protocol);
   ORCH_RETURN_IF_ERROR(it->second->validate(worker));
+  // A URL orch can parse (http, https, mqtt, redis) names a host the policy
+  // must allow; other URLs are the business of their (host-supplied) protocol.
+  if (Result<Url> url = parse_url(worker.url); url.ok()) {
+    ORCH_RETURN_IF_ERROR(check_host(options.host_policy, url->host));
+  }
   *protocol = it->second;
   return Status();
 }
