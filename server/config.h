@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "orch/host_policy.h"
 #include "orch/status.h"
 #include "orch/value.h"
 
@@ -35,6 +36,9 @@ struct ServerConfig {
   size_t max_body_bytes = 8 * 1024 * 1024;
   size_t http_threads = 16;
   size_t max_sse_clients = 200;
+  // Outbound: hosts workers, their health probes and run callbacks may reach
+  // (config key "network"; see orch/host_policy.h).
+  HostPolicy network;
   std::string config_path;               // where it was read from (empty: defaults)
 };
 
