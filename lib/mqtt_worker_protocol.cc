@@ -10,6 +10,7 @@
 
 #include "async_calls.h"
 #include "async_wire.h"
+#include "broker_users.h"
 #include "call_ledger.h"
 #include "mqtt_session.h"
 
@@ -42,10 +43,30 @@ class MqttCore : public std::enable_shared_from_this<MqttCore> {
   AsyncCalls& calls() { return *calls_; }
   CallLedger& ledger() { return *ledger_; }
 
-  // The session of `target`'s broker, started on first use; null once stopped.
+  void attach(const BrokerTarget& target) {
+    std::lock_guard<std::mutex> lock(mu_);
+    users_.attach(target.endpoint());
+  }
+
+  // The last worker of `target`'s broker is gone: close its session.
+  void detach(const BrokerTarget& target) {
+    std::shared_ptr<MqttSession> gone;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!users_.detach(target.endpoint())) return;
+      auto it = sessions_.find(target.endpoint());
+      if (it == sessions_.end()) return;
+      gone = std::move(it->second);
+      sessions_.erase(it);
+    }
+    gone->stop();  // joins its threads, closes its socket
+  }
+
+  // The session of `target`'s broker, started on first use; null once stopped
+  // or when no worker uses that broker any more (see broker_users.h).
   std::shared_ptr<MqttSession> session_for(const BrokerTarget& target) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopped_) return nullptr;
+    if (stopped_ || !users_.may_connect(target.endpoint())) return nullptr;
     std::shared_ptr<MqttSession>& slot = sessions_[target.endpoint()];
     if (slot) return slot;
     MqttSession::Config config;
@@ -109,6 +130,7 @@ class MqttCore : public std::enable_shared_from_this<MqttCore> {
   std::mutex mu_;
   bool stopped_ = false;
   std::map<std::string, std::shared_ptr<MqttSession>> sessions_;  // by "host:port"
+  BrokerUsers users_;
 };
 
 class MqttProtocol final : public WorkerProtocol {
@@ -137,7 +159,7 @@ class MqttProtocol final : public WorkerProtocol {
     const int64_t wait_ms = started->wait_ms;
     std::shared_ptr<MqttSession> session = core.session_for(*target);
     if (!session) {
-      done(failure(Status::cancelled("mqtt: protocol shut down"), true));
+      done(failure(Status::cancelled("mqtt: protocol shut down or worker removed"), true));
       return;
     }
     for (const std::string& id : core.calls().expire_orphans()) core.ledger().remove(id);
@@ -170,6 +192,18 @@ class MqttProtocol final : public WorkerProtocol {
     }
   }
 
+  void attach(const WorkerInfo& worker) override {
+    if (Result<BrokerTarget> target = parse_broker_url(worker.url, "mqtt", kDefaultPort); target.ok()) {
+      core_->attach(*target);
+    }
+  }
+
+  void detach(const WorkerInfo& worker) override {
+    if (Result<BrokerTarget> target = parse_broker_url(worker.url, "mqtt", kDefaultPort); target.ok()) {
+      core_->detach(*target);
+    }
+  }
+
   void cancel(const std::string& call_id) override {
     AsyncCalls::Cancelled c = core_->calls().cancel(call_id);
     // A call abandoned at its deadline is over; one abandoned otherwise (a
@@ -181,7 +215,7 @@ class MqttProtocol final : public WorkerProtocol {
     Result<BrokerTarget> target = parse_broker_url(worker.url, "mqtt", kDefaultPort);
     if (!target.ok()) return target.status();
     std::shared_ptr<MqttSession> session = core_->session_for(*target);
-    if (!session) return Status::unavailable("mqtt: protocol shut down");
+    if (!session) return Status::unavailable("mqtt: protocol shut down or worker removed");
     if (session->wait_connected(timeout)) return Status();
     return Status::unavailable("mqtt: broker " + target->endpoint() + " unreachable: " + session->last_error());
   }

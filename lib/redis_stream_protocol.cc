@@ -10,6 +10,7 @@
 
 #include "async_calls.h"
 #include "async_wire.h"
+#include "broker_users.h"
 #include "redis_client.h"
 #include "redis_pending.h"
 #include "redis_publisher.h"
@@ -57,9 +58,31 @@ class RedisCore : public std::enable_shared_from_this<RedisCore> {
   const Clock& clock() const { return *clock_; }
   AsyncCalls& calls() { return *calls_; }
 
+  void attach(const BrokerTarget& target) {
+    std::lock_guard<std::mutex> lock(mu_);
+    users_.attach(target.endpoint());
+  }
+
+  // The last worker of `target`'s broker is gone: stop its publisher and
+  // reader (joins their threads, closes their connections).
+  void detach(const BrokerTarget& target) {
+    std::shared_ptr<Broker> gone;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!users_.detach(target.endpoint())) return;
+      auto it = brokers_.find(target.endpoint());
+      if (it == brokers_.end()) return;
+      gone = std::move(it->second);
+      brokers_.erase(it);
+    }
+    gone->publisher->stop();
+    gone->reader->stop();
+  }
+
+  // Null once stopped or when no worker uses that broker any more.
   std::shared_ptr<Broker> broker_for(const BrokerTarget& target) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopped_) return nullptr;
+    if (stopped_ || !users_.may_connect(target.endpoint())) return nullptr;
     std::shared_ptr<Broker>& slot = brokers_[target.endpoint()];
     if (slot) return slot;
     auto broker = std::make_shared<Broker>();
@@ -194,6 +217,7 @@ class RedisCore : public std::enable_shared_from_this<RedisCore> {
   std::mutex mu_;
   bool stopped_ = false;
   std::map<std::string, std::shared_ptr<Broker>> brokers_;                  // by "host:port"
+  BrokerUsers users_;
   std::map<std::string, std::pair<std::string, std::string>> held_;        // call id -> (broker, entry id)
 };
 
@@ -223,7 +247,7 @@ class RedisStreamProtocol final : public WorkerProtocol {
     const int64_t wait_ms = started->wait_ms;
     std::shared_ptr<Broker> broker = core.broker_for(*target);
     if (!broker) {
-      done(failure(Status::cancelled("redis_stream: protocol shut down"), true));
+      done(failure(Status::cancelled("redis_stream: protocol shut down or worker removed"), true));
       return;
     }
     std::weak_ptr<Broker> weak_broker = broker;
@@ -250,6 +274,18 @@ class RedisStreamProtocol final : public WorkerProtocol {
                                         now_ms + wait_ms);
     // The publisher skips a call whose request is already queued (sent before a restart).
     broker->publisher->enqueue(std::move(job));
+  }
+
+  void attach(const WorkerInfo& worker) override {
+    if (Result<BrokerTarget> target = parse_broker_url(worker.url, "redis", kDefaultPort); target.ok()) {
+      core_->attach(*target);
+    }
+  }
+
+  void detach(const WorkerInfo& worker) override {
+    if (Result<BrokerTarget> target = parse_broker_url(worker.url, "redis", kDefaultPort); target.ok()) {
+      core_->detach(*target);
+    }
   }
 
   void cancel(const std::string& call_id) override {

@@ -324,6 +324,7 @@ Status WorkerRegistry::add_worker(WorkerInfo worker) {
     if (impl_->find_locked(worker.id)) return Status::already_exists("worker " + worker.id + " already exists");
     internal::CircuitBreaker breaker(impl_->options.failure_threshold,
                                      std::chrono::milliseconds(impl_->options.circuit_cooldown_ms));
+    protocol->attach(worker);
     impl_->workers.push_back(
         std::make_shared<WorkerEntry>(std::move(worker), std::move(protocol), impl_->next_seq++, breaker));
   }
@@ -332,28 +333,41 @@ Status WorkerRegistry::add_worker(WorkerInfo worker) {
 }
 
 Status WorkerRegistry::update_worker(WorkerInfo worker) {
+  std::shared_ptr<WorkerProtocol> old_protocol;
+  WorkerInfo old_info;
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     std::shared_ptr<WorkerEntry> entry = impl_->find_locked(worker.id);
     if (!entry) return Status::not_found("worker " + worker.id + " not found");
     std::shared_ptr<WorkerProtocol> protocol;
     ORCH_RETURN_IF_ERROR(impl_->check_worker_locked(worker, &protocol));
+    protocol->attach(worker);
+    old_protocol = std::move(entry->protocol);
+    old_info = std::move(entry->info);
     entry->info = std::move(worker);
     entry->protocol = std::move(protocol);
   }
+  // Outside the lock: releasing a connection may join its threads.
+  old_protocol->detach(old_info);
   impl_->drain();
   return Status();
 }
 
 Status WorkerRegistry::remove_worker(const std::string& id) {
+  std::shared_ptr<WorkerProtocol> protocol;
+  WorkerInfo info;
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     auto& workers = impl_->workers;
     auto it = std::find_if(workers.begin(), workers.end(), [&](const auto& w) { return w->info.id == id; });
     if (it == workers.end()) return Status::not_found("worker " + id + " not found");
+    protocol = (*it)->protocol;
+    info = (*it)->info;
     workers.erase(it);
     impl_->rate_limits.erase(id);
   }
+  // Outside the lock: releasing a connection may join its threads.
+  protocol->detach(info);
   impl_->drain();
   return Status();
 }

@@ -81,6 +81,17 @@ class ORCH_EXPORT WorkerProtocol {
   // A health probe; may block up to `timeout`. OK means healthy. The default
   // reports every worker healthy.
   virtual Status probe(const WorkerInfo& worker, std::chrono::milliseconds timeout);
+
+  // The registry calls attach() when a worker of this protocol is added (or
+  // updated to it), before its first call, and detach() once it is removed
+  // (or updated away). A protocol that holds something per destination (the
+  // built-in mqtt and redis_stream keep one connection per broker) counts its
+  // users and releases it with the last one; calls of that destination still
+  // waiting then end at their deadline. attach() runs under the registry's
+  // lock and must be quick; detach() does not, and may block briefly (joining
+  // a connection's threads). Defaults: nothing.
+  virtual void attach(const WorkerInfo& worker);
+  virtual void detach(const WorkerInfo& worker);
 };
 
 enum class CircuitState { kClosed, kOpen, kHalfOpen };
