@@ -6,6 +6,7 @@
 #include <openssl/hmac.h>
 
 #include "callback_check.h"
+#include "guarded.h"
 #include "orch/host_policy.h"
 #include "orch/id.h"
 #include "orch/url.h"
@@ -151,7 +152,7 @@ void CallbackSender::worker() {
       EventRecord e = std::move(events_.front());
       events_.pop_front();
       lock.unlock();
-      on_event(e);
+      guarded("callback sender", [&] { on_event(e); });
       lock.lock();
       continue;
     }
@@ -163,7 +164,8 @@ void CallbackSender::worker() {
     Delivery d = std::move(queue_.front());
     queue_.pop_front();
     lock.unlock();
-    bool ok = send(d);
+    bool ok = false;
+    guarded("callback sender", [&] { ok = send(d); });
     lock.lock();
     if (ok) {
       app_.metrics.callbacks_sent.fetch_add(1, std::memory_order_relaxed);

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "subprocess_agent.h"
 
+#include "guarded.h"
+
 #include <fcntl.h>
 #include <httplib.h>
 #include <signal.h>
@@ -60,7 +62,7 @@ Result<std::unique_ptr<SubprocessAgent>> SubprocessAgent::start(Options options)
   agent->pid_ = agent->child_->pid();
   if (pipe2(agent->wake_pipe_, O_CLOEXEC) != 0) return Status::internal("pipe failed");
   agent->touch();
-  agent->drain_thread_ = std::thread([a = agent.get()] { a->drain_loop(); });
+  agent->drain_thread_ = std::thread([a = agent.get()] { a->drain_loop_guarded(); });
   return agent;
 }
 
@@ -75,6 +77,15 @@ SubprocessAgent::~SubprocessAgent() {
     if (fd >= 0) close(fd);
   }
   // child_'s destructor reaps (and kills, had it survived).
+}
+
+void SubprocessAgent::drain_loop_guarded() {
+  if (guarded("agent output drain", [this] { drain_loop(); })) return;
+  // Whoever waits for the exit must not wait forever.
+  std::lock_guard<std::mutex> lock(mu_);
+  exit_text_ = "output drain failed (see the orch log)";
+  exited_ = true;
+  exited_cv_.notify_all();
 }
 
 void SubprocessAgent::drain_loop() {
