@@ -171,6 +171,9 @@ Result<TrackerConfig> parse_tracker_config(const Value& tracker, const std::stri
   if (const Value* url = r.get("url")) {
     if (!url->is_string()) return type_error("tracker.url", "a string or null");
     const std::string& u = url->as_string();
+    if (u.rfind("http://", 0) != 0 && u.rfind("https://", 0) != 0) {
+      return Status::invalid_argument("tracker.url: expected an http:// or https:// URL, got '" + u + "'");
+    }
     if (Result<Url> parsed = parse_http_url(u); !parsed.ok()) {
       return Status::invalid_argument("tracker.url: " + parsed.status().message());
     }
