@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "call_pool.h"
-#include "thread_guard.h"
+#include "orch/thread_guard.h"
 
 #include <algorithm>
 #include <condition_variable>

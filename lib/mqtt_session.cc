@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // MqttSession: one persistent libmosquitto connection per broker.
 #include "mqtt_session.h"
-#include "thread_guard.h"
+#include "orch/thread_guard.h"
 
 #include <mosquitto.h>
 #include <mqtt_protocol.h>

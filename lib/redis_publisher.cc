@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // RedisPublisher: pipelined XADD of requests on a thread of its own.
 #include "redis_publisher.h"
-#include "thread_guard.h"
+#include "orch/thread_guard.h"
 
 #include <algorithm>
 #include <condition_variable>

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // RedisReplyReader: the consumer-group reader of a reply stream.
 #include "redis_reply_reader.h"
-#include "thread_guard.h"
+#include "orch/thread_guard.h"
 
 #include <algorithm>
 #include <condition_variable>

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
-#include "thread_guard.h"
+#include "orch/thread_guard.h"
 
 #include <atomic>
 #include <cstdio>
 
-namespace orch::internal {
+namespace orch {
 namespace {
 std::atomic<uint64_t> g_caught{0};
 }  // namespace
@@ -17,4 +17,4 @@ void report_thread_exception(const char* where, const char* what) noexcept {
 
 uint64_t thread_exceptions() noexcept { return g_caught.load(std::memory_order_relaxed); }
 
-}  // namespace orch::internal
+}  // namespace orch

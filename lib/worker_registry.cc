@@ -7,7 +7,7 @@
 #include "async_protocols.h"
 #include "http_worker_protocols.h"
 #include "orch/url.h"
-#include "thread_guard.h"
+#include "orch/thread_guard.h"
 #include "worker_registry_impl.h"
 
 namespace orch {
@@ -65,7 +65,7 @@ Status WorkerRegistry::Impl::check_worker_locked(const WorkerInfo& worker,
   if (it == protocols.end()) return Status::invalid_argument("unsupported worker protocol: " + worker.protocol);
   // Protocols may come from the host: one that throws must not reach the caller.
   Status valid;
-  if (!internal::run_guarded("worker protocol validate", [&] { valid = it->second->validate(worker); })) {
+  if (!run_guarded("worker protocol validate", [&] { valid = it->second->validate(worker); })) {
     return Status::invalid_argument("worker protocol " + worker.protocol + " failed to validate the worker");
   }
   ORCH_RETURN_IF_ERROR(valid);
@@ -260,7 +260,7 @@ void WorkerRegistry::Impl::cancel(const std::string& id) {
     }
   }
   for (auto& [protocol, call_id] : running) {
-    internal::run_guarded("worker protocol cancel", [&] { protocol->cancel(call_id); });
+    run_guarded("worker protocol cancel", [&] { protocol->cancel(call_id); });
   }
   for (Callback& done : dropped) done(failure(Status::cancelled("call cancelled"), true));
 }
@@ -280,7 +280,7 @@ void WorkerRegistry::Impl::shutdown() {
     health_timer = 0;
   }
   for (auto& [protocol, call_id] : running) {
-    internal::run_guarded("worker protocol cancel", [&] { protocol->cancel(call_id); });
+    run_guarded("worker protocol cancel", [&] { protocol->cancel(call_id); });
   }
   for (auto& p : waiting) p->done(failure(Status::cancelled("worker registry shut down"), true));
 }
@@ -334,7 +334,7 @@ Status WorkerRegistry::add_worker(WorkerInfo worker) {
     if (impl_->find_locked(worker.id)) return Status::already_exists("worker " + worker.id + " already exists");
     internal::CircuitBreaker breaker(impl_->options.failure_threshold,
                                      std::chrono::milliseconds(impl_->options.circuit_cooldown_ms));
-    if (!internal::run_guarded("worker protocol attach", [&] { protocol->attach(worker); })) {
+    if (!run_guarded("worker protocol attach", [&] { protocol->attach(worker); })) {
       return Status::internal("worker protocol " + worker.protocol + " failed to take the worker");
     }
     impl_->workers.push_back(
@@ -353,7 +353,7 @@ Status WorkerRegistry::update_worker(WorkerInfo worker) {
     if (!entry) return Status::not_found("worker " + worker.id + " not found");
     std::shared_ptr<WorkerProtocol> protocol;
     ORCH_RETURN_IF_ERROR(impl_->check_worker_locked(worker, &protocol));
-    if (!internal::run_guarded("worker protocol attach", [&] { protocol->attach(worker); })) {
+    if (!run_guarded("worker protocol attach", [&] { protocol->attach(worker); })) {
       return Status::internal("worker protocol " + worker.protocol + " failed to take the worker");
     }
     old_protocol = std::move(entry->protocol);
@@ -362,7 +362,7 @@ Status WorkerRegistry::update_worker(WorkerInfo worker) {
     entry->protocol = std::move(protocol);
   }
   // Outside the lock: releasing a connection may join its threads.
-  internal::run_guarded("worker protocol detach", [&] { old_protocol->detach(old_info); });
+  run_guarded("worker protocol detach", [&] { old_protocol->detach(old_info); });
   impl_->drain();
   return Status();
 }
@@ -381,7 +381,7 @@ Status WorkerRegistry::remove_worker(const std::string& id) {
     impl_->rate_limits.erase(id);
   }
   // Outside the lock: releasing a connection may join its threads.
-  internal::run_guarded("worker protocol detach", [&] { protocol->detach(info); });
+  run_guarded("worker protocol detach", [&] { protocol->detach(info); });
   impl_->drain();
   return Status();
 }

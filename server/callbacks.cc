@@ -6,7 +6,7 @@
 #include <openssl/hmac.h>
 
 #include "callback_check.h"
-#include "guarded.h"
+#include "orch/thread_guard.h"
 #include "orch/host_policy.h"
 #include "orch/id.h"
 #include "orch/url.h"
@@ -152,7 +152,7 @@ void CallbackSender::worker() {
       EventRecord e = std::move(events_.front());
       events_.pop_front();
       lock.unlock();
-      guarded("callback sender", [&] { on_event(e); });
+      run_guarded("callback sender", [&] { on_event(e); });
       lock.lock();
       continue;
     }
@@ -165,7 +165,7 @@ void CallbackSender::worker() {
     queue_.pop_front();
     lock.unlock();
     bool ok = false;
-    guarded("callback sender", [&] { ok = send(d); });
+    run_guarded("callback sender", [&] { ok = send(d); });
     lock.lock();
     if (ok) {
       app_.metrics.callbacks_sent.fetch_add(1, std::memory_order_relaxed);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "subprocess_agent.h"
 
-#include "guarded.h"
+#include "orch/thread_guard.h"
 
 #include <fcntl.h>
 #include <httplib.h>
@@ -80,7 +80,7 @@ SubprocessAgent::~SubprocessAgent() {
 }
 
 void SubprocessAgent::drain_loop_guarded() {
-  if (guarded("agent output drain", [this] { drain_loop(); })) return;
+  if (run_guarded("agent output drain", [this] { drain_loop(); })) return;
   // Whoever waits for the exit must not wait forever.
   std::lock_guard<std::mutex> lock(mu_);
   exit_text_ = "output drain failed (see the orch log)";

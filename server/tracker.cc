@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "tracker.h"
 
-#include "guarded.h"
+#include "orch/thread_guard.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -453,19 +453,19 @@ void Tracker::Impl::join_finished(std::unique_lock<std::mutex>& lock) {
 }
 
 void Tracker::Impl::keep_running(const char* where, void (Impl::*loop)()) {
-  while (!guarded(where, [&] { (this->*loop)(); })) {
+  while (!run_guarded(where, [&] { (this->*loop)(); })) {
     std::unique_lock<std::mutex> lock(mu);
     if (poll_cv.wait_for(lock, std::chrono::seconds(1), [this] { return stopping; })) return;
   }
 }
 
 void Tracker::Impl::run_task_guarded(const std::shared_ptr<TrackedTask>& t) {
-  if (guarded("tracker task", [&] { run_task(t); })) return;
+  if (run_guarded("tracker task", [&] { run_task(t); })) return;
   {
     std::lock_guard<std::mutex> lock(mu);
     if (t->finished) return;
   }
-  guarded("tracker task", [&] { finish(t, {Outcome::kFailed, "internal error (see the orch log)"}); });
+  run_guarded("tracker task", [&] { finish(t, {Outcome::kFailed, "internal error (see the orch log)"}); });
 }
 
 void Tracker::Impl::poll_loop() {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "workflow_dir.h"
 
-#include "guarded.h"
+#include "orch/thread_guard.h"
 
 #include <poll.h>
 #include <sys/inotify.h>
@@ -80,7 +80,7 @@ void WorkflowDirWatcher::watch_loop() {
       auto* ev = reinterpret_cast<inotify_event*>(buf + i);
       std::string name = ev->len ? ev->name : "";
       if (name.size() > 5 && name.substr(name.size() - 5) == ".json") {
-        guarded("workflow reload", [&] {
+        run_guarded("workflow reload", [&] {
           Status s = load_file(dir_ + "/" + name);
           if (!s.ok()) std::cerr << "orch: workflow reload failed: " << s.message() << "\n";
         });

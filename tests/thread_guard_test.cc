@@ -15,7 +15,7 @@
 #include "orch/clock.h"
 #include "orch/workers.h"
 #include "support/fake_workers.h"
-#include "thread_guard.h"
+#include "orch/thread_guard.h"
 
 using namespace std::chrono_literals;
 using orch::Status;
@@ -84,24 +84,24 @@ WorkerRequest request(const std::string& call_id, const std::string& tag) {
 
 TEST_CASE("a timer callback that throws does not stop the clock's thread", "[threads]") {
   auto clock = orch::Clock::system();
-  const uint64_t before = orch::internal::thread_exceptions();
+  const uint64_t before = orch::thread_exceptions();
   std::promise<void> later;
   std::future<void> fired = later.get_future();
   clock->call_after(0ms, [] { throw std::runtime_error("timer boom"); });
   clock->call_after(1ms, [&later] { later.set_value(); });
   REQUIRE(fired.wait_for(30s) == std::future_status::ready);
-  CHECK(orch::internal::thread_exceptions() > before);
+  CHECK(orch::thread_exceptions() > before);
 }
 
 TEST_CASE("a pool task that throws does not stop the pool", "[threads]") {
   orch::internal::CallPool pool(1);
-  const uint64_t before = orch::internal::thread_exceptions();
+  const uint64_t before = orch::thread_exceptions();
   std::promise<void> later;
   std::future<void> ran = later.get_future();
   pool.post([] { throw "not even a std::exception"; });
   pool.post([&later] { later.set_value(); });
   REQUIRE(ran.wait_for(30s) == std::future_status::ready);
-  CHECK(orch::internal::thread_exceptions() > before);
+  CHECK(orch::thread_exceptions() > before);
 }
 
 TEST_CASE("a worker protocol that throws fails its call, not the process", "[threads][workers]") {
@@ -127,9 +127,9 @@ TEST_CASE("a worker protocol that throws fails its call, not the process", "[thr
   std::promise<WorkerReply> late;
   std::future<WorkerReply> late_reply = late.get_future();
   registry->dispatch(request("h#1", "h"), [&late](WorkerReply r) { late.set_value(std::move(r)); });
-  const uint64_t before = orch::internal::thread_exceptions();
+  const uint64_t before = orch::thread_exceptions();
   registry->cancel("h#1");
-  CHECK(orch::internal::thread_exceptions() > before);
+  CHECK(orch::thread_exceptions() > before);
   protocol->answer();
   REQUIRE(late_reply.wait_for(30s) == std::future_status::ready);
   CHECK(late_reply.get().output == "late");
