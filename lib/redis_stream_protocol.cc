@@ -10,7 +10,7 @@
 
 #include "async_calls.h"
 #include "async_wire.h"
-#include "broker_users.h"
+#include "broker_sessions.h"
 #include "redis_client.h"
 #include "redis_pending.h"
 #include "redis_publisher.h"
@@ -30,6 +30,12 @@ struct Broker {
   std::shared_ptr<RedisPendingSet> pending;
   std::unique_ptr<RedisPublisher> publisher;
   std::unique_ptr<RedisReplyReader> reader;
+
+  // Ends both threads (joined) and closes their connections.
+  void stop() {
+    publisher->stop();
+    reader->stop();
+  }
 
   // Why the broker cannot be used right now (empty when it can).
   std::string trouble() const {
@@ -58,33 +64,41 @@ class RedisCore : public std::enable_shared_from_this<RedisCore> {
   const Clock& clock() const { return *clock_; }
   AsyncCalls& calls() { return *calls_; }
 
-  void attach(const BrokerTarget& target) {
-    std::lock_guard<std::mutex> lock(mu_);
-    users_.attach(target.endpoint());
+  BrokerSessions<Broker>& brokers() { return brokers_; }
+
+  // Started on first use; null once stopped or when no worker uses that
+  // broker any more (see broker_sessions.h).
+  std::shared_ptr<Broker> broker_for(const BrokerTarget& target) {
+    return brokers_.get(target.endpoint(), [&] { return start_broker(target); });
   }
 
-  // The last worker of `target`'s broker is gone: stop its publisher and
-  // reader (joins their threads, closes their connections).
-  void detach(const BrokerTarget& target) {
-    std::shared_ptr<Broker> gone;
+  // A reply held unacknowledged was handed to its call: acknowledge it now.
+  void release_held(const std::string& call_id) {
+    std::string endpoint, entry_id;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (!users_.detach(target.endpoint())) return;
-      auto it = brokers_.find(target.endpoint());
-      if (it == brokers_.end()) return;
-      gone = std::move(it->second);
-      brokers_.erase(it);
+      auto it = held_.find(call_id);
+      if (it == held_.end()) return;
+      endpoint = it->second.first;
+      entry_id = it->second.second;
+      held_.erase(it);
     }
-    gone->publisher->stop();
-    gone->reader->stop();
+    if (auto broker = brokers_.find(endpoint)) broker->reader->ack_later(entry_id, call_id);
   }
 
-  // Null once stopped or when no worker uses that broker any more.
-  std::shared_ptr<Broker> broker_for(const BrokerTarget& target) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopped_ || !users_.may_connect(target.endpoint())) return nullptr;
-    std::shared_ptr<Broker>& slot = brokers_[target.endpoint()];
-    if (slot) return slot;
+  // Drops the pending record of a call that is over.
+  void forget(const std::string& call_id) {
+    for (const auto& broker : brokers_.all()) {
+      if (broker->pending->contains(call_id)) broker->reader->ack_later("", call_id);
+    }
+  }
+
+  void stop() {
+    for (const auto& broker : brokers_.close()) broker->stop();
+  }
+
+ private:
+  std::shared_ptr<Broker> start_broker(const BrokerTarget& target) {
     auto broker = std::make_shared<Broker>();
     broker->endpoint = target.endpoint();
     broker->pending = std::make_shared<RedisPendingSet>(settings_.redis_pending_key(), settings_.options.pending_ttl_ms);
@@ -125,54 +139,7 @@ class RedisCore : public std::enable_shared_from_this<RedisCore> {
       if (auto self = weak.lock()) self->expire_orphans();
     };
     broker->reader = std::make_unique<RedisReplyReader>(rc, broker->pending, rh, clock_);
-    slot = std::move(broker);
-    return slot;
-  }
-
-  // A reply held unacknowledged was handed to its call: acknowledge it now.
-  void release_held(const std::string& call_id) {
-    std::string endpoint, entry_id;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = held_.find(call_id);
-      if (it == held_.end()) return;
-      endpoint = it->second.first;
-      entry_id = it->second.second;
-      held_.erase(it);
-    }
-    if (auto broker = find(endpoint)) broker->reader->ack_later(entry_id, call_id);
-  }
-
-  // Drops the pending record of a call that is over.
-  void forget(const std::string& call_id) {
-    std::vector<std::shared_ptr<Broker>> brokers;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (auto& [endpoint, broker] : brokers_) brokers.push_back(broker);
-    }
-    for (auto& broker : brokers) {
-      if (broker->pending->contains(call_id)) broker->reader->ack_later("", call_id);
-    }
-  }
-
-  void stop() {
-    std::map<std::string, std::shared_ptr<Broker>> brokers;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopped_ = true;
-      brokers.swap(brokers_);
-    }
-    for (auto& [endpoint, broker] : brokers) {
-      broker->publisher->stop();
-      broker->reader->stop();
-    }
-  }
-
- private:
-  std::shared_ptr<Broker> find(const std::string& endpoint) {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = brokers_.find(endpoint);
-    return it == brokers_.end() ? nullptr : it->second;
+    return broker;
   }
 
   RedisReplyReader::Verdict on_entry(const std::string& endpoint, const RedisPendingSet& pending,
@@ -215,9 +182,7 @@ class RedisCore : public std::enable_shared_from_this<RedisCore> {
   const std::shared_ptr<Clock> clock_;
   const std::shared_ptr<AsyncCalls> calls_;
   std::mutex mu_;
-  bool stopped_ = false;
-  std::map<std::string, std::shared_ptr<Broker>> brokers_;                  // by "host:port"
-  BrokerUsers users_;
+  BrokerSessions<Broker> brokers_;                                          // by "host:port"
   std::map<std::string, std::pair<std::string, std::string>> held_;        // call id -> (broker, entry id)
 };
 
@@ -276,17 +241,8 @@ class RedisStreamProtocol final : public WorkerProtocol {
     broker->publisher->enqueue(std::move(job));
   }
 
-  void attach(const WorkerInfo& worker) override {
-    if (Result<BrokerTarget> target = parse_broker_url(worker.url, "redis", kDefaultPort); target.ok()) {
-      core_->attach(*target);
-    }
-  }
-
-  void detach(const WorkerInfo& worker) override {
-    if (Result<BrokerTarget> target = parse_broker_url(worker.url, "redis", kDefaultPort); target.ok()) {
-      core_->detach(*target);
-    }
-  }
+  void attach(const WorkerInfo& worker) override { attach_worker(core_->brokers(), worker, "redis", kDefaultPort); }
+  void detach(const WorkerInfo& worker) override { detach_worker(core_->brokers(), worker, "redis", kDefaultPort); }
 
   void cancel(const std::string& call_id) override {
     AsyncCalls::Cancelled c = core_->calls().cancel(call_id);

@@ -16,10 +16,12 @@
 #include "catch.h"
 #include "support/brokers.h"
 #include "support/server_fixture.h"
+#include "support/test_helpers.h"
 
 using namespace std::chrono_literals;
 using orch::testing::MosquittoBroker;
 using orch::testing::RedisBroker;
+using orch::testing::eventually;
 
 namespace {
 
@@ -30,16 +32,6 @@ size_t entries(const char* dir) {
 }
 size_t threads() { return entries("/proc/self/task"); }
 size_t fds() { return entries("/proc/self/fd"); }
-
-// Polls until `done()` (a test helper; a generous bound, nothing is timed).
-template <typename Pred>
-bool eventually(Pred done) {
-  for (int i = 0; i < 2000; ++i) {
-    if (done()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return done();
-}
 
 struct BrokerWorker {
   std::string id;

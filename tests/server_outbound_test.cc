@@ -14,36 +14,22 @@
 #include "support/brokers.h"
 #include "support/fake_workers.h"
 #include "support/server_fixture.h"
+#include "support/test_helpers.h"
 #include "tracker_config.h"
 
 using namespace std::chrono_literals;
 using orch::Value;
 using orch::testing::TestServer;
+using orch::testing::eventually;
+using orch::testing::json_body;
 
 namespace {
 
-Value body_of(const httplib::Result& r) {
-  REQUIRE(r);
-  auto v = orch::parse_json(r->body);
-  REQUIRE(v.ok());
-  return *v;
-}
-
-std::string error_of(const httplib::Result& r) { return body_of(r)["error"]["message"].get_string(""); }
+std::string error_of(const httplib::Result& r) { return json_body(r)["error"]["message"].get_string(""); }
 
 const char* kLinear = R"({"id": "linear",
   "nodes": {"a": {"type": "transform", "updates": {"x": 1}}},
   "edges": [["__start__", "a"], ["a", "__end__"]]})";
-
-// Polls until `done()` (a test helper; a generous bound, nothing is timed).
-template <typename Pred>
-bool eventually(Pred done) {
-  for (int i = 0; i < 2000; ++i) {
-    if (done()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return done();
-}
 
 // Writes `json` to a fresh config file and loads it.
 orch::Status load_config(const std::string& json, orch::server::ServerConfig* config) {
@@ -144,7 +130,7 @@ TEST_CASE("link-local is refused by default and allowed when the config says so"
     REQUIRE(r->status == 400);
     CHECK(error_of(r).find("host 169.254.169.254 is not allowed by the network policy: link-local address") !=
           std::string::npos);
-    CHECK(body_of(c->Get("/workers")).size() == 0);
+    CHECK(json_body(c->Get("/workers")).size() == 0);
   }
   orch::server::ServerConfig config;
   config.network.deny_link_local = false;
@@ -168,10 +154,10 @@ TEST_CASE("a worker name that resolves to a denied address is not connected to",
       "nodes": {"t": {"type": "task", "worker_tags": ["t"], "prompt_template": "hi"}},
       "edges": [["__start__", "t"], ["t", "__end__"]]}})", "application/json");
   REQUIRE(run->status == 201);
-  const std::string id = body_of(run)["id"].as_string();
+  const std::string id = json_body(run)["id"].as_string();
   Value done;
   REQUIRE(eventually([&] {
-    done = body_of(c->Get(("/runs/" + id).c_str()));
+    done = json_body(c->Get(("/runs/" + id).c_str()));
     return done["status"].as_string() != "running";
   }));
   CHECK(done["status"].as_string() == "failed");
@@ -187,7 +173,7 @@ TEST_CASE("config workers and the tracker url go through the URL parser", "[serv
       {"id": "ftp", "url": "ftp://x/webhook"},
       {"id": "good", "url": "http://127.0.0.1:9/webhook"}])");
   TestServer server(config);  // starts: the bad ones are skipped with a warning
-  Value list = body_of(server.client()->Get("/workers"));
+  Value list = json_body(server.client()->Get("/workers"));
   REQUIRE(list.size() == 1);
   CHECK((*list.at(0))["id"].as_string() == "good");
 
