@@ -176,7 +176,8 @@ Result<HttpResponse> HttpTransport::send(const HttpRequestSpec& spec) {
   // decides); a GET (health probe) is.
   if (!result && reused &&
       (result.error() == httplib::Error::Write || (result.error() == httplib::Error::Read && spec.method == "GET")) &&
-      std::chrono::steady_clock::now() - start < milliseconds(50)) {
+      std::chrono::steady_clock::now() - start < milliseconds(50) &&
+      check_resolved_host(policy_, parts.host).ok()) {  // a new connection: see above
     std::unique_ptr<httplib::Client> fresh = acquire_fresh(origin);
     configure(*fresh);
     if (track(fresh.get())) {  // before the old client goes away

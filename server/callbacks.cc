@@ -6,9 +6,9 @@
 #include <openssl/hmac.h>
 
 #include "callback_check.h"
-#include "orch/thread_guard.h"
 #include "orch/host_policy.h"
 #include "orch/id.h"
+#include "orch/thread_guard.h"
 #include "orch/url.h"
 
 namespace orch::server {
