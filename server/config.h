@@ -24,6 +24,9 @@ struct ServerConfig {
   std::string strategies_dir = "strategies";
   Value workers = Value::array();        // seeded workers (raw config entries)
   Value tracker;                         // pull-mode settings (null: disabled)
+  // Outbound: hosts workers, their health probes and run callbacks may reach
+  // (config key "network"; see orch/host_policy.h).
+  HostPolicy network;
   // engine
   int64_t default_timeout_ms = 300000;
   int64_t shutdown_grace_ms = 30000;
@@ -36,9 +39,6 @@ struct ServerConfig {
   size_t max_body_bytes = 8 * 1024 * 1024;
   size_t http_threads = 16;
   size_t max_sse_clients = 200;
-  // Outbound: hosts workers, their health probes and run callbacks may reach
-  // (config key "network"; see orch/host_policy.h).
-  HostPolicy network;
   std::string config_path;               // where it was read from (empty: defaults)
 };
 

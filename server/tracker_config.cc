@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
 #include "tracker_config.h"
 
-#include "orch/url.h"
-
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include "orch/url.h"
 
 namespace orch::server {
 namespace {
