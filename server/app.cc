@@ -50,6 +50,7 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   registry_options.circuit_cooldown_ms = config.worker_circuit_breaker_ms;
   registry_options.default_timeout_ms = config.default_timeout_ms;
   registry_options.health_check_interval_ms = config.health_check_interval_ms;
+  registry_options.host_policy = config.network;
   app->registry = std::make_shared<WorkerRegistry>(registry_options);
   if (config.db != ":memory:") {
     // mqtt/redis_stream: a stable instance name and a state directory next to

@@ -112,6 +112,37 @@ Status load_engine(const Value& engine, ServerConfig* c) {
   return Status();
 }
 
+Status read_host_list(const Value& v, const std::string& key, std::vector<std::string>* out) {
+  if (!v.is_array()) return type_error(key, "an array of strings");
+  out->clear();
+  for (const Value& entry : v.as_array()) {
+    if (!entry.is_string()) return type_error(key, "an array of strings");
+    out->push_back(entry.as_string());
+  }
+  return Status();
+}
+
+// "network": {"allow_hosts": [...], "deny_hosts": [...], "deny_link_local": true}
+Status load_network(const Value& network, ServerConfig* c) {
+  if (!network.is_object()) return type_error("network", "an object");
+  for (const auto& [key, v] : network.as_object()) {
+    const std::string k = "network." + key;
+    if (key == "allow_hosts") {
+      ORCH_RETURN_IF_ERROR(read_host_list(v, k, &c->network.allow_hosts));
+    } else if (key == "deny_hosts") {
+      ORCH_RETURN_IF_ERROR(read_host_list(v, k, &c->network.deny_hosts));
+    } else if (key == "deny_link_local") {
+      if (!v.is_bool()) return type_error(k, "true or false");
+      c->network.deny_link_local = v.as_bool();
+    } else {
+      return Status::invalid_argument("unknown config key '" + k + "'");
+    }
+  }
+  Status valid = validate_host_policy(c->network);
+  if (!valid.ok()) return Status::invalid_argument("config key 'network': " + valid.message());
+  return Status();
+}
+
 }  // namespace
 
 Status load_config_file(const std::string& path, ServerConfig* c) {
@@ -147,6 +178,8 @@ Status load_config_file(const std::string& path, ServerConfig* c) {
       c->workers = v;
     } else if (key == "engine") {
       ORCH_RETURN_IF_ERROR(load_engine(v, c));
+    } else if (key == "network") {
+      ORCH_RETURN_IF_ERROR(load_network(v, c));
     } else if (key == "tracker") {
       if (!v.is_null() && !v.is_object()) return type_error(key, "an object or null");
       c->tracker = v;

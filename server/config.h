@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "orch/host_policy.h"
 #include "orch/status.h"
 #include "orch/value.h"
 
@@ -23,6 +24,9 @@ struct ServerConfig {
   std::string strategies_dir = "strategies";
   Value workers = Value::array();        // seeded workers (raw config entries)
   Value tracker;                         // pull-mode settings (null: disabled)
+  // Outbound: hosts workers, their health probes and run callbacks may reach
+  // (config key "network"; see orch/host_policy.h).
+  HostPolicy network;
   // engine
   int64_t default_timeout_ms = 300000;
   int64_t shutdown_grace_ms = 30000;

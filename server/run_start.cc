@@ -3,6 +3,7 @@
 
 #include <httplib.h>
 
+#include "callback_check.h"
 #include "callbacks.h"
 #include "http_api.h"
 #include "orch/id.h"
@@ -50,8 +51,8 @@ void start_run_from_request(App& app, const httplib::Request& req, httplib::Resp
   const Value& config = body["config"];
   const Value& callbacks = body["callbacks"];
   if (!config.is_null() && !config.is_object()) return send_error(res, 400, "bad_request", "config must be an object");
-  if (!callbacks.is_null() && !callbacks.is_array()) {
-    return send_error(res, 400, "bad_request", "callbacks must be an array");
+  if (Status s = check_callbacks(callbacks, app.config.network); !s.ok()) {
+    return send_error(res, 400, "bad_request", s.message());
   }
 
   auto replay_or_conflict = [&](const RunRecord& existing) {

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "subprocess_agent.h"
 
+#include "orch/thread_guard.h"
+
 #include <fcntl.h>
 #include <httplib.h>
 #include <signal.h>
@@ -61,7 +63,7 @@ Result<std::unique_ptr<SubprocessAgent>> SubprocessAgent::start(Options options)
   agent->pid_ = agent->child_->pid();
   if (pipe2(agent->wake_pipe_, O_CLOEXEC) != 0) return Status::internal("pipe failed");
   agent->touch();
-  agent->drain_thread_ = std::thread([a = agent.get()] { a->drain_loop(); });
+  agent->drain_thread_ = std::thread([a = agent.get()] { a->drain_loop_guarded(); });
   return agent;
 }
 
@@ -76,6 +78,15 @@ SubprocessAgent::~SubprocessAgent() {
     if (fd >= 0) close(fd);
   }
   // child_'s destructor reaps (and kills, had it survived).
+}
+
+void SubprocessAgent::drain_loop_guarded() {
+  if (run_guarded("agent output drain", [this] { drain_loop(); })) return;
+  // Whoever waits for the exit must not wait forever.
+  std::lock_guard<std::mutex> lock(mu_);
+  exit_text_ = "output drain failed (see the orch log)";
+  exited_ = true;
+  exited_cv_.notify_all();
 }
 
 void SubprocessAgent::drain_loop() {

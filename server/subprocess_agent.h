@@ -86,6 +86,8 @@ class SubprocessAgent {
  private:
   explicit SubprocessAgent(Options options) : options_(std::move(options)) {}
   void drain_loop();
+  // The drain thread: drain_loop(), and if it throws, reported as exited.
+  void drain_loop_guarded();
 
   Options options_;
   std::unique_ptr<ChildProcess> child_;  // owned by the drain thread once started

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "orch/url.h"
+
 namespace orch::server {
 namespace {
 
@@ -180,6 +182,9 @@ Result<TrackerConfig> parse_tracker_config(const Value& tracker, const std::stri
     const std::string& u = url->as_string();
     if (u.rfind("http://", 0) != 0 && u.rfind("https://", 0) != 0) {
       return Status::invalid_argument("tracker.url: expected an http:// or https:// URL, got '" + u + "'");
+    }
+    if (Result<Url> parsed = parse_http_url(u); !parsed.ok()) {
+      return Status::invalid_argument("tracker.url: " + parsed.status().message());
     }
     c.url = u;
     while (!c.url.empty() && c.url.back() == '/') c.url.pop_back();
