@@ -19,6 +19,7 @@
 #include "orch/id.h"
 #include "orch/state.h"
 #include "orch/state_path.h"
+#include "orch/thread_guard.h"
 
 namespace orch::internal {
 namespace {
@@ -139,7 +140,7 @@ void EngineImpl::notify_listeners(const EventRecord& ev) {
       if (sub.run_id.empty() || sub.run_id == ev.run_id) listeners.push_back(sub.listener);
     }
   }
-  for (const auto& l : listeners) l(ev);
+  for (const auto& l : listeners) run_guarded("event listener", [&] { l(ev); });
 }
 
 void EngineImpl::write_step(RunContext& ctx, StepRecord step) {
@@ -303,7 +304,7 @@ void EngineImpl::evict_later(RunContext& ctx) {
   }
   std::string id = ctx.record.id;
   uint64_t gen = ctx.generation;
-  asio::post(pool_, [this, id, gen] {
+  post([this, id, gen] {
     std::lock_guard<std::mutex> lock(runs_mu_);
     auto it = runs_.find(id);
     if (it == runs_.end()) return;
@@ -445,7 +446,7 @@ Status EngineImpl::configure(RunContext& ctx) {
 
 void EngineImpl::schedule_advance(const std::shared_ptr<RunContext>& ctx) {
   uint64_t gen = ctx->generation;
-  asio::post(pool_, [this, ctx, gen] {
+  post([this, ctx, gen] {
     locked_then_drain(ctx, [&] {
       if (ctx->generation == gen) advance(ctx);
     });
@@ -455,7 +456,7 @@ void EngineImpl::schedule_advance(const std::shared_ptr<RunContext>& ctx) {
 void EngineImpl::cancel_calls(const std::string& step_id) {
   std::shared_ptr<Dispatcher> dispatcher = options_.dispatcher;
   if (!dispatcher) return;
-  asio::post(pool_, [dispatcher, step_id] { dispatcher->cancel(step_id); });
+  post([dispatcher, step_id] { run_guarded("worker dispatcher cancel", [&] { dispatcher->cancel(step_id); }); });
 }
 
 void EngineImpl::locked_then_drain(const std::shared_ptr<RunContext>& ctx, const std::function<void()>& body) {
@@ -794,7 +795,7 @@ Status EngineImpl::resume_run(const std::string& run_id, const Value& state_upda
     for (NodeTask& t : ctx->tasks) {
       if (t.waiting_child && !t.finished) {
         std::string child = t.child_run_id;
-        asio::post(pool_, [this, child] { (void)resume_run(child, Value()); });
+        post([this, child] { (void)resume_run(child, Value()); });
       }
     }
     return Status();

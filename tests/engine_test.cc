@@ -9,12 +9,14 @@
 #include <chrono>
 #include <mutex>
 #include <random>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
 #include "catch.h"
 #include "orch/engine.h"
 #include "orch/id.h"
+#include "orch/thread_guard.h"
 #include "orch/sqlite_store.h"
 #include "support/engine_fixture.h"
 
@@ -506,6 +508,26 @@ TEST_CASE("a worker that never answers fails the attempt after timeout_ms", "[en
   auto r = engine->wait(id, 10s);
   REQUIRE(r->status == RunStatus::kFailed);
   CHECK(r->error.find("timed out after 5000 ms") != std::string::npos);
+}
+
+TEST_CASE("a dispatcher or listener that throws fails the call, not the process", "[engine][hardening]") {
+  struct Throwing : orch::Dispatcher {
+    void dispatch(const orch::WorkerRequest&, Callback) override { throw std::runtime_error("plugin bug"); }
+    void cancel(const std::string&) override { throw std::logic_error("cancel bug"); }
+  };
+  auto wf = make_workflow(R"({"nodes": {"t": {"prompt_template": "hi"}},
+    "edges": [["__start__","t"],["t","__end__"]]})");
+  auto engine = make_engine(std::make_shared<Throwing>());
+  const uint64_t before = orch::thread_exceptions();
+  engine->subscribe("", [](const orch::EventRecord&) { throw std::runtime_error("listener bug"); });
+  auto r = run_to_end(*engine, wf);
+  CHECK(r.status == RunStatus::kFailed);
+  CHECK(r.error.find("dispatcher threw") != std::string::npos);
+  CHECK(orch::thread_exceptions() > before);
+  // The engine goes on working.
+  auto ok = run_to_end(*engine, make_workflow(R"({"nodes": {"x": {"type": "transform", "updates": {"a": 1}}},
+    "edges": [["__start__","x"],["x","__end__"]]})"));
+  CHECK(ok.status == RunStatus::kCompleted);
 }
 
 TEST_CASE("a cache hit skips the worker call and still checkpoints and breaks", "[engine]") {
