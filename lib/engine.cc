@@ -279,6 +279,19 @@ void EngineImpl::finish_run(RunContext& ctx, RunStatus status, const std::string
     if (!t.finished) cancel_calls(t.step_id);
   }
   ctx.in_superstep = false;
+  // Planned step records of nodes that never ran are closed, not left pending.
+  for (auto& [node, step_id] : ctx.planned_steps) {
+    StepRecord step;
+    step.id = step_id;
+    step.run_id = ctx.record.id;
+    step.node_name = node;
+    const Node* n = ctx.compiled->graph->workflow().find_node(node);
+    step.type = n != nullptr ? std::string(node_type_name(n->type)) : "task";
+    step.status = StepStatus::kSkipped;
+    step.created_at_ms = step.ended_at_ms = ctx.record.ended_at_ms;
+    write_step(ctx, std::move(step));
+  }
+  ctx.planned_steps.clear();
   save_stopped_run(ctx);
   if (status == RunStatus::kCompleted) {
     emit(ctx, "run.completed", Value::object({{"state", ctx.state}}));
