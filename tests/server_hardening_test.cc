@@ -192,6 +192,7 @@ TEST_CASE("cross-site requests and DNS rebinding are refused on a server without
   // A form or text/plain POST from a foreign page (no preflight needed).
   CHECK(status_of(post("Origin: http://evil.example\r\nContent-Type: text/plain\r\n")) == 403);
   CHECK(status_of(post("Origin: null\r\nContent-Type: application/x-www-form-urlencoded\r\n")) == 403);
+  CHECK(status_of(post("Sec-Fetch-Site: cross-site\r\nContent-Type: text/plain\r\n")) == 403);
   // curl and SDKs send no Origin, with or without a Content-Type.
   CHECK(status_of(post("")) == 201);
   // The server's own pages, and an allowed origin (with CORS headers).
