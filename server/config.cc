@@ -65,6 +65,7 @@ Status load_http(const Value& http, ServerConfig* c) {
     else if (hk == "max_header_bytes") c->max_header_bytes = n;
     else if (hk == "max_connections_per_client") c->max_connections_per_client = n;
     else if (hk == "header_timeout_ms") c->header_timeout_ms = static_cast<int64_t>(n);
+    else if (hk == "body_timeout_ms") c->body_timeout_ms = static_cast<int64_t>(n);
     else return Status::invalid_argument("unknown config key '" + key + "'");
   }
   return Status();

@@ -49,6 +49,7 @@ struct ServerConfig {
   size_t max_header_count = 100;         // more: 431
   size_t max_connections_per_client = 256;  // per remote address; more: 429 (0: no limit)
   int64_t header_timeout_ms = 10000;     // a request's headers must arrive within it: 408
+  int64_t body_timeout_ms = 30000;       // and its body within this, once the headers are in: 408
   size_t max_header_bytes = 64 * 1024;   // names + values; more: 431
   // Origins (scheme://host[:port]) whose cross-site requests are served, with
   // CORS headers; "*" allows any. Others get 403 (CSRF).

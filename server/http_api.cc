@@ -210,13 +210,21 @@ void install_api(App& app, httplib::Server& svr) {
   // Bodies are read here, up to the limit however they are framed: the
   // Content-Length was checked above, a chunked body stops at the limit.
   const size_t max_body = app.config.max_body_bytes;
-  auto with_body = [dispatch, max_body](const httplib::Request& req, httplib::Response& res,
-                                        const httplib::ContentReader& reader) {
+  const auto body_timeout = std::chrono::milliseconds(app.config.body_timeout_ms);
+  auto with_body = [dispatch, max_body, body_timeout](const httplib::Request& req, httplib::Response& res,
+                                                      const httplib::ContentReader& reader) {
     std::string body;
-    bool too_large = false;
+    bool too_large = false, too_slow = false;
+    // Each read waits 5 s at most, but a body trickled a byte at a time
+    // would never end: the whole body has a deadline.
+    const auto deadline = std::chrono::steady_clock::now() + body_timeout;
     bool complete = reader([&](const char* data, size_t n) {
       if (body.size() + n > max_body) {
         too_large = true;
+        return false;
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        too_slow = true;
         return false;
       }
       body.append(data, n);
@@ -226,6 +234,10 @@ void install_api(App& app, httplib::Server& svr) {
       if (too_large) {
         send_error(res, 413, "payload_too_large",
                    "request body exceeds the size limit of " + std::to_string(max_body) + " bytes (http.max_body_bytes)");
+      } else if (too_slow) {
+        send_error(res, 408, "request_timeout",
+                   "the request body did not arrive within " + std::to_string(body_timeout.count()) +
+                       " ms (http.body_timeout_ms)");
       } else {
         send_error(res, 400, "bad_request", "the request body could not be read (malformed chunked encoding?)");
       }

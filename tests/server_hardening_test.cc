@@ -393,3 +393,13 @@ TEST_CASE("the API token can come from a file or the environment instead of argv
   CHECK(flag_wins.api_token == "from-flag");
   unsetenv("ORCH_API_TOKEN");
 }
+
+TEST_CASE("a body trickled a byte at a time is cut at its deadline", "[server][hardening]") {
+  orch::server::ServerConfig config;
+  config.body_timeout_ms = 1000;
+  orch::testing::TestServer server(config);
+  SlowClient slow(server.port(), "POST /runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n{", 200ms);
+  std::string answer = slow.answer(5000ms);
+  CHECK(answer.rfind("HTTP/1.1 408", 0) == 0);
+  CHECK(answer.find("body_timeout_ms") != std::string::npos);
+}
