@@ -12,19 +12,14 @@
 
 #include "catch.h"
 #include "support/server_fixture.h"
+#include "support/test_helpers.h"
 
 using namespace std::chrono_literals;
 using orch::RunStatus;
 using orch::Value;
+using orch::testing::json_body;
 
 namespace {
-
-Value body_of(const httplib::Result& r) {
-  REQUIRE(r);
-  auto v = orch::parse_json(r->body);
-  REQUIRE(v.ok());
-  return *v;
-}
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
@@ -38,7 +33,7 @@ std::string start(httplib::Client& c, const std::string& body) {
   REQUIRE(r);
   INFO(r->body);
   REQUIRE(r->status == 201);
-  return body_of(r)["id"].as_string();
+  return json_body(r)["id"].as_string();
 }
 
 }  // namespace
@@ -49,7 +44,7 @@ TEST_CASE("every executed node has a step record, route, transform and interrupt
   const std::string hello = read_text(std::string(ORCH_EXAMPLES_DIR) + "/hello.json");
   std::string id = start(*c, "{\"workflow\": " + hello + "}");
   REQUIRE(server.app().engine->wait(id, 10s)->status == RunStatus::kCompleted);
-  Value steps = body_of(c->Get(("/runs/" + id + "/steps").c_str()));
+  Value steps = json_body(c->Get(("/runs/" + id + "/steps").c_str()));
   // greet, enough, again, enough, again, enough: six nodes ran.
   REQUIRE(steps.size() == 6);
   int routes = 0, transforms = 0;
@@ -63,12 +58,12 @@ TEST_CASE("every executed node has a step record, route, transform and interrupt
   }
   CHECK(routes == 3);
   CHECK(transforms == 3);
-  CHECK(body_of(c->Get(("/runs/" + id).c_str()))["steps"].size() == 6);
+  CHECK(json_body(c->Get(("/runs/" + id).c_str()))["steps"].size() == 6);
 
   std::string paused = start(*c, R"({"workflow": {"nodes": {"i": {"type": "interrupt"}},
       "edges": [["__start__","i"],["i","__end__"]]}})");
   REQUIRE(server.app().engine->wait(paused, 10s)->status == RunStatus::kInterrupted);
-  Value interrupt_steps = body_of(c->Get(("/runs/" + paused + "/steps").c_str()));
+  Value interrupt_steps = json_body(c->Get(("/runs/" + paused + "/steps").c_str()));
   REQUIRE(interrupt_steps.size() == 1);
   CHECK(interrupt_steps.as_array()[0]["type"].as_string() == "interrupt");
   CHECK(interrupt_steps.as_array()[0]["output_json"].to_json().find("interrupted") != std::string::npos);
@@ -80,14 +75,14 @@ TEST_CASE("a legacy steps run lists all its steps from the start", "[server][com
   // No workers: "b" waits (and fails after its timeout), but both rows exist at once.
   std::string id = start(*c, R"({"steps": [{"id": "a", "type": "task", "prompt_template": "x", "timeout_ms": 60000},
                                           {"id": "b", "type": "task", "depends_on": ["a"]}]})");
-  Value steps = body_of(c->Get(("/runs/" + id + "/steps").c_str()));
+  Value steps = json_body(c->Get(("/runs/" + id + "/steps").c_str()));
   REQUIRE(steps.size() == 2);
   std::set<std::string> names;
   for (const Value& s : steps.as_array()) names.insert(s["def_step_id"].as_string());
   CHECK(names == std::set<std::string>{"a", "b"});
   // Once the run has ended, none is left pending: the one never reached is skipped.
   (void)server.app().engine->wait(id, 10s);
-  Value after = body_of(c->Get(("/runs/" + id + "/steps").c_str()));
+  Value after = json_body(c->Get(("/runs/" + id + "/steps").c_str()));
   for (const Value& s : after.as_array()) CHECK(s["status"].as_string() != "pending");
 }
 
@@ -97,27 +92,27 @@ TEST_CASE("checkpoints and events come in pages with a cursor", "[server][harden
   const std::string hello = read_text(std::string(ORCH_EXAMPLES_DIR) + "/hello.json");
   std::string id = start(*c, "{\"workflow\": " + hello + "}");
   REQUIRE(server.app().engine->wait(id, 10s)->status == RunStatus::kCompleted);
-  const size_t all_checkpoints = body_of(c->Get(("/runs/" + id + "/checkpoints").c_str())).size();
+  const size_t all_checkpoints = json_body(c->Get(("/runs/" + id + "/checkpoints").c_str())).size();
   REQUIRE(all_checkpoints > 4);
   std::vector<int64_t> versions;
   std::string cursor = "0";
   for (int page = 0; page < 20 && !cursor.empty(); ++page) {
     auto r = c->Get(("/runs/" + id + "/checkpoints?limit=2&after_version=" + cursor).c_str());
     REQUIRE(r);
-    Value items = body_of(r);
+    Value items = json_body(r);
     for (const Value& cp : items.as_array()) versions.push_back(cp["version"].as_int());
     cursor = r->get_header_value("X-Next-After-Version");
   }
   CHECK(versions.size() == all_checkpoints);
   CHECK(std::is_sorted(versions.begin(), versions.end()));
 
-  const size_t all_events = body_of(c->Get(("/runs/" + id + "/events").c_str())).size();
+  const size_t all_events = json_body(c->Get(("/runs/" + id + "/events").c_str())).size();
   size_t paged = 0;
   cursor = "0";
   for (int page = 0; page < 100 && !cursor.empty(); ++page) {
     auto r = c->Get(("/runs/" + id + "/events?limit=5&after_seq=" + cursor).c_str());
     REQUIRE(r);
-    paged += body_of(r).size();
+    paged += json_body(r).size();
     cursor = r->get_header_value("X-Next-After-Seq");
   }
   CHECK(paged == all_events);

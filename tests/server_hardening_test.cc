@@ -52,7 +52,8 @@ namespace {
 
 // Sends `request` on a fresh connection and returns what the server answers
 // until it closes the connection or `wait` passes without more bytes.
-std::string raw_exchange(int port, const std::string& request, std::chrono::milliseconds wait = 3000ms) {
+// A connection to 127.0.0.1:`port`, or -1.
+int connect_loopback(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -60,8 +61,14 @@ std::string raw_exchange(int port, const std::string& request, std::chrono::mill
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     close(fd);
-    return "";
+    return -1;
   }
+  return fd;
+}
+
+std::string raw_exchange(int port, const std::string& request, std::chrono::milliseconds wait = 3000ms) {
+  int fd = connect_loopback(port);
+  if (fd < 0) return "";
   timeval tv{static_cast<time_t>(wait.count() / 1000), static_cast<suseconds_t>((wait.count() % 1000) * 1000)};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   size_t sent = 0;
@@ -247,12 +254,8 @@ namespace {
 class SlowClient {
  public:
   SlowClient(int port, std::string prefix, std::chrono::milliseconds gap) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    fd_ = connect_loopback(port);
+    connected_ = fd_ >= 0;
     if (connected_) (void)!send(fd_, prefix.data(), prefix.size(), MSG_NOSIGNAL);
     thread_ = std::thread([this, gap] {
       std::unique_lock<std::mutex> lock(mu_);
@@ -268,7 +271,7 @@ class SlowClient {
     }
     cv_.notify_all();
     thread_.join();
-    close(fd_);
+    if (fd_ >= 0) close(fd_);
   }
   bool connected() const { return connected_; }
   // What the server sent, waiting at most `wait`.
