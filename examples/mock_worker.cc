@@ -10,7 +10,7 @@
 //   build/orch run examples/workflows/review_loop.json --input '{"topic": "graphs"}'
 //       --worker 'http://127.0.0.1:9001/webhook,tags=writer|reviewer'   (one line)
 //
-// Flags: --port P (default 9001), --host H (default 127.0.0.1),
+// Flags: --port P (default 9001; 0: any free port), --host H (default 127.0.0.1),
 // --approve-after N (reviews answered "revise" before "approve", default 1).
 #include <httplib.h>
 
@@ -64,10 +64,13 @@ int main(int argc, char** argv) {
   svr.Get("/health", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(R"({"status":"ok"})", "application/json");
   });
-  std::cerr << "mock_worker listening on http://" << host << ":" << port << "\n";
-  if (!svr.listen(host.c_str(), port)) {
+  // --port 0 takes a free port; the port is printed on stdout either way.
+  const int bound = port == 0 ? svr.bind_to_any_port(host.c_str()) : (svr.bind_to_port(host.c_str(), port) ? port : -1);
+  if (bound <= 0) {
     std::cerr << "mock_worker: cannot listen on " << host << ":" << port << "\n";
     return 1;
   }
-  return 0;
+  std::cout << bound << std::endl;
+  std::cerr << "mock_worker listening on http://" << host << ":" << bound << "\n";
+  return svr.listen_after_bind() ? 0 : 1;
 }

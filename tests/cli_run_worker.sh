@@ -4,14 +4,15 @@
 #   cli_run_worker.sh ORCH MOCK_WORKER WORKFLOW
 set -euo pipefail
 orch="$1" mock="$2" workflow="$3"
-port=$(( 20000 + RANDOM % 20000 ))
-"$mock" --port "$port" 2>/dev/null &
+portfile=$(mktemp)
+"$mock" --port 0 >"$portfile" 2>/dev/null &
 worker=$!
-trap 'kill $worker 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
+trap 'kill $worker 2>/dev/null || true; rm -f "$portfile"' EXIT
+for _ in $(seq 200); do  # it prints its port once it listens
+  [ -s "$portfile" ] && break
   sleep 0.05
 done
+port=$(head -1 "$portfile")
 out=$("$orch" run "$workflow" --db :memory: --input '{"topic": "graphs"}' \
       --worker "http://127.0.0.1:$port/webhook,tags=writer|reviewer" 2>/tmp/orch-run-worker.$$.err) || {
   cat /tmp/orch-run-worker.$$.err; rm -f /tmp/orch-run-worker.$$.err; exit 1; }
