@@ -6,6 +6,7 @@
 #include "orch/template.h"
 
 #include <algorithm>
+#include <unordered_set>
 #include <utility>
 
 #include "orch/state_path.h"
@@ -48,16 +49,26 @@ TagKind classify_tag(std::string_view tag, std::string_view* condition) {
   return TagKind::kOther;
 }
 
-// Adds the top-level key of a `state.X…` expression to `refs` (once).
-void collect_state_ref(std::string_view expr, std::vector<std::string>* refs) {
-  constexpr std::string_view kPrefix = "state.";
-  if (expr.substr(0, kPrefix.size()) != kPrefix) return;
-  std::string_view key = expr.substr(kPrefix.size());
-  key = key.substr(0, key.find('.'));
-  key = key.substr(0, key.find('['));
-  if (key.empty()) return;
-  if (std::find(refs->begin(), refs->end(), key) == refs->end()) refs->emplace_back(key);
-}
+// Top-level state keys in order of first appearance, each once. The set makes
+// a repeat cost O(1): a text can hold a hundred thousand distinct keys.
+class StateRefs {
+ public:
+  // Adds the top-level key of a `state.X…` expression.
+  void collect(std::string_view expr) {
+    constexpr std::string_view kPrefix = "state.";
+    if (expr.substr(0, kPrefix.size()) != kPrefix) return;
+    std::string_view key = expr.substr(kPrefix.size());
+    key = key.substr(0, key.find('.'));
+    key = key.substr(0, key.find('['));
+    if (key.empty() || !seen_.emplace(key).second) return;
+    keys_.emplace_back(key);
+  }
+  std::vector<std::string> take() { return std::move(keys_); }
+
+ private:
+  std::vector<std::string> keys_;
+  std::unordered_set<std::string> seen_;
+};
 
 enum class Root : uint8_t { kNone, kState, kInput, kItem, kConfig, kTask, kAttempt, kStore };
 
@@ -217,7 +228,7 @@ Status template_error(size_t pos, std::string_view why, size_t* error_offset) {
 struct Template::Impl {
   std::string source;
   std::vector<Instr> code;
-  std::vector<std::string> state_refs;
+  std::vector<std::string> state_refs;  // set once compiling is done
   size_t literal_bytes = 0;  // a reserve hint for render
   bool uses_store = false;
 };
@@ -249,6 +260,7 @@ Result<Template> Template::compile(std::string_view text, size_t* error_offset) 
   };
   std::vector<OpenIf> open_ifs;
   std::string pending;  // literal text not yet emitted
+  StateRefs refs;
 
   auto flush = [&] {
     if (pending.empty()) return;
@@ -266,7 +278,7 @@ Result<Template> Template::compile(std::string_view text, size_t* error_offset) 
     Status st = compile_expr(expr_text, &in.expr);
     if (!st.ok()) return template_error(pos, st.message(), error_offset);
     if (in.expr.root == Root::kStore) impl->uses_store = true;
-    collect_state_ref(expr_text, &impl->state_refs);
+    refs.collect(expr_text);
     flush();
     code.push_back(std::move(in));
     return Status();
@@ -339,6 +351,7 @@ Result<Template> Template::compile(std::string_view text, size_t* error_offset) 
                           error_offset);
   }
   flush();
+  impl->state_refs = refs.take();
   return Template(std::move(impl));
 }
 
@@ -377,7 +390,7 @@ Result<std::string> Template::render(const TemplateContext& context) const {
 }
 
 std::vector<std::string> Template::list_state_references(std::string_view text) {
-  std::vector<std::string> refs;
+  StateRefs refs;
   size_t pos = 0;
   while (true) {
     size_t open = find_open(text, pos);
@@ -388,13 +401,13 @@ std::vector<std::string> Template::list_state_references(std::string_view text) 
     std::string_view inner = trim(text.substr(open + 2, close - open - 2));
     std::string_view condition;
     if (is_expr) {
-      collect_state_ref(inner, &refs);
+      refs.collect(inner);
     } else if (classify_tag(inner, &condition) == TagKind::kIf) {
-      collect_state_ref(condition, &refs);
+      refs.collect(condition);
     }
     pos = close + 2;
   }
-  return refs;
+  return refs.take();
 }
 
 Result<std::string> render_template(std::string_view text, const TemplateContext& context) {

@@ -496,3 +496,38 @@ TEST_CASE("state references list top-level keys", "[template][refs]") {
   CHECK(Template::list_state_references("{% if state.z").empty());
   CHECK(Template::list_state_references("no templates here").empty());
 }
+
+namespace {
+
+std::string repeat(const std::string& piece, size_t bytes) {
+  std::string out;
+  out.reserve(bytes + piece.size());
+  while (out.size() < bytes) out += piece;
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("compiling and listing references are linear in the text", "[template][limits]") {
+  // A megabyte of delimiters that never close, or close at once, used to cost
+  // seconds in the reference scans; each is now one pass.
+  constexpr size_t kMiB = size_t{1} << 20;
+  for (const char* piece : {"{", "{{", "{%", "}}{{", "%}{%", "{{state.a", "{% if state.a "}) {
+    INFO(piece);
+    std::string text = repeat(piece, kMiB);
+    (void)Template::compile(text);  // fails or not; it must only finish
+    (void)Template::list_state_references(text);
+  }
+  CHECK(Template::list_state_references(repeat("{{state.a}}", kMiB)) ==
+        std::vector<std::string>{"a"});
+  // Tens of thousands of distinct keys, each listed once in order.
+  std::string many;
+  for (int i = 0; many.size() < kMiB; ++i) many += "{{state.k" + std::to_string(i) + "}}";
+  auto tpl = Template::compile(many);
+  REQUIRE(tpl.ok());
+  const auto& refs = tpl->state_references();
+  CHECK(refs.size() > 50000);
+  CHECK(refs.front() == "k0");
+  CHECK(refs.back() == "k" + std::to_string(refs.size() - 1));
+  CHECK(Template::list_state_references(many) == refs);
+}
