@@ -189,14 +189,78 @@ Status resolve(const Expr& expr, const TemplateContext& ctx, Value* scratch, con
   return Status();
 }
 
-void append_value(const Value* v, std::string* out) {
-  if (v == nullptr || v->is_null()) return;
-  if (v->is_string()) {
-    out->append(v->as_string());
-  } else {
-    v->write_json(out);
+// The render output, never allowed past `limit` bytes. Each piece is checked
+// before it is added, and arrays and objects are written element by element,
+// so an oversized render stops early instead of allocating the whole result
+// (an array holding one large string many times costs little in state, but
+// its JSON text can be enormous).
+class BoundedOutput {
+ public:
+  BoundedOutput(size_t limit, size_t reserve) : limit_(limit) {
+    out_.reserve(std::min(reserve, limit));
   }
-}
+
+  Status append(std::string_view text) {
+    if (text.size() > limit_ - out_.size()) return too_large();
+    out_.append(text);
+    return Status();
+  }
+
+  // Missing and null values add nothing, strings their characters, other
+  // values their compact JSON.
+  Status append_value(const Value* v) {
+    if (v == nullptr || v->is_null()) return Status();
+    if (v->is_string()) return append(v->as_string());
+    return append_json(*v);
+  }
+
+  std::string take() { return std::move(out_); }
+
+ private:
+  Status append_json(const Value& v) {
+    if (v.is_array()) {
+      ORCH_RETURN_IF_ERROR(append("["));
+      bool first = true;
+      for (const Value& item : v.as_array()) {
+        if (!first) ORCH_RETURN_IF_ERROR(append(","));
+        first = false;
+        ORCH_RETURN_IF_ERROR(append_json(item));
+      }
+      return append("]");
+    }
+    if (v.is_object()) {
+      ORCH_RETURN_IF_ERROR(append("{"));
+      bool first = true;
+      for (const auto& [key, item] : v.as_object()) {
+        if (!first) ORCH_RETURN_IF_ERROR(append(","));
+        first = false;
+        ORCH_RETURN_IF_ERROR(append_scalar_json(Value(key)));
+        ORCH_RETURN_IF_ERROR(append(":"));
+        ORCH_RETURN_IF_ERROR(append_json(item));
+      }
+      return append("}");
+    }
+    return append_scalar_json(v);
+  }
+
+  Status append_scalar_json(const Value& v) {
+    // A string's JSON text is at least as long as the string.
+    if (v.is_string() && v.as_string().size() > limit_ - out_.size()) return too_large();
+    size_t before = out_.size();
+    v.write_json(&out_);
+    if (out_.size() <= limit_) return Status();
+    out_.resize(before);
+    return too_large();
+  }
+
+  Status too_large() const {
+    return Status::resource_exhausted("rendered template exceeds " + std::to_string(limit_) +
+                                      " bytes (the max_output_bytes limit)");
+  }
+
+  std::string out_;
+  size_t limit_;
+};
 
 bool truthy(const Value* v) {
   if (v == nullptr) return false;
@@ -357,21 +421,20 @@ Result<Template> Template::compile(std::string_view text, size_t* error_offset) 
 
 Result<std::string> Template::render(const TemplateContext& context) const {
   const std::vector<Instr>& code = impl_->code;
-  std::string out;
-  out.reserve(impl_->literal_bytes);
+  BoundedOutput out(context.max_output_bytes, impl_->literal_bytes);
   Value scratch;
   size_t pc = 0;
   while (pc < code.size()) {
     const Instr& in = code[pc];
     switch (in.op) {
       case Op::kText:
-        out.append(in.text);
+        ORCH_RETURN_IF_ERROR(out.append(in.text));
         ++pc;
         break;
       case Op::kValue: {
         const Value* v = nullptr;
         ORCH_RETURN_IF_ERROR(resolve(in.expr, context, &scratch, &v));
-        append_value(v, &out);
+        ORCH_RETURN_IF_ERROR(out.append_value(v));
         ++pc;
         break;
       }
@@ -386,7 +449,7 @@ Result<std::string> Template::render(const TemplateContext& context) const {
         break;
     }
   }
-  return out;
+  return out.take();
 }
 
 std::vector<std::string> Template::list_state_references(std::string_view text) {
