@@ -6,74 +6,115 @@
 namespace orch::internal {
 namespace {
 
-// A fixed-size bitset over vertices, one 64-bit word at a time.
-class Bits {
- public:
-  Bits(size_t n, bool value) : words_((n + 63) / 64, value ? ~uint64_t{0} : 0) {}
-  void set(size_t i) { words_[i / 64] |= uint64_t{1} << (i % 64); }
-  bool test(size_t i) const { return (words_[i / 64] >> (i % 64)) & 1; }
-  void assign_and(const Bits& other) {
-    for (size_t w = 0; w < words_.size(); ++w) words_[w] &= other.words_[w];
-  }
-  void clear() { std::fill(words_.begin(), words_.end(), 0); }
-  bool operator!=(const Bits& other) const { return words_ != other.words_; }
+using Adjacency = std::vector<std::vector<int>>;
 
- private:
-  std::vector<uint64_t> words_;
-};
-
-// Dominator sets by the classic iterative data-flow algorithm:
-// dom(start) = {start}; dom(v) = {v} ∪ ⋂ dom(p) over predecessors p. Word-wide
-// bitsets keep this fast for graphs of thousands of nodes; it runs once per
-// workflow.
-std::vector<Bits> dominators(size_t n, const std::vector<GraphEdge>& edges,
-                             const std::vector<std::vector<int>>& in) {
-  // Vertices __start__ cannot reach are dominated by nothing but themselves,
-  // so no edge touching them counts as a back edge.
-  std::vector<bool> reachable(n, false);
-  std::vector<size_t> stack{static_cast<size_t>(kStartVertex)};
-  reachable[kStartVertex] = true;
-  std::vector<std::vector<int>> out(n);
-  for (size_t e = 0; e < edges.size(); ++e) out[static_cast<size_t>(edges[e].source)].push_back(static_cast<int>(e));
-  while (!stack.empty()) {
-    size_t v = stack.back();
-    stack.pop_back();
-    for (int e : out[v]) {
-      size_t t = static_cast<size_t>(edges[static_cast<size_t>(e)].target);
-      if (!reachable[t]) {
-        reachable[t] = true;
-        stack.push_back(t);
+// The vertices __start__ reaches, in reverse post-order of a depth-first walk
+// (iterative, so a long chain cannot exhaust the stack). `post_number`
+// receives each vertex's post-order number, -1 for those not reached.
+std::vector<int> reverse_post_order(const Adjacency& successors, std::vector<int>* post_number) {
+  post_number->assign(successors.size(), -1);
+  std::vector<bool> seen(successors.size(), false);
+  std::vector<int> order;
+  std::vector<std::pair<int, size_t>> walk{{kStartVertex, 0}};  // vertex, next successor
+  seen[kStartVertex] = true;
+  while (!walk.empty()) {
+    int v = walk.back().first;
+    const std::vector<int>& next = successors[static_cast<size_t>(v)];
+    size_t i = walk.back().second++;
+    if (i < next.size()) {
+      int w = next[i];
+      if (!seen[static_cast<size_t>(w)]) {
+        seen[static_cast<size_t>(w)] = true;
+        walk.emplace_back(w, 0);
       }
+      continue;
     }
+    (*post_number)[static_cast<size_t>(v)] = static_cast<int>(order.size());
+    order.push_back(v);
+    walk.pop_back();
   }
-  std::vector<Bits> dom(n, Bits(n, true));
-  for (size_t v = 0; v < n; ++v) {
-    if (v == static_cast<size_t>(kStartVertex) || !reachable[v]) {
-      dom[v].clear();
-      dom[v].set(v);
-    }
+  std::reverse(order.begin(), order.end());
+  return order;
+}
+
+// The nearest common dominator of `a` and `b` in the dominator tree built so
+// far: the finger with the lower post-order number climbs.
+int intersect(int a, int b, const std::vector<int>& idom, const std::vector<int>& post) {
+  auto rank = [&post](int v) { return post[static_cast<size_t>(v)]; };
+  auto up = [&idom](int v) { return idom[static_cast<size_t>(v)]; };
+  while (a != b) {
+    while (rank(a) < rank(b)) a = up(a);
+    while (rank(b) < rank(a)) b = up(b);
   }
+  return a;
+}
+
+}  // namespace
+
+DominatorTree::DominatorTree(size_t vertex_count, const std::vector<GraphEdge>& edges) {
+  const size_t n = vertex_count;
+  Adjacency successors(n), predecessors(n);
+  for (const GraphEdge& e : edges) {
+    successors[static_cast<size_t>(e.source)].push_back(e.target);
+    predecessors[static_cast<size_t>(e.target)].push_back(e.source);
+  }
+  std::vector<int> post;
+  std::vector<int> order = reverse_post_order(successors, &post);
+
+  // Cooper-Harvey-Kennedy: in reverse post-order each vertex's idom becomes the
+  // common dominator of its predecessors that already have one; repeat until
+  // nothing changes (a few passes: one more per level of loop nesting).
+  idom_.assign(n, -1);
+  idom_[kStartVertex] = kStartVertex;
   bool changed = true;
   while (changed) {
     changed = false;
-    for (size_t v = 1; v < n; ++v) {
-      if (!reachable[v]) continue;
-      Bits next(n, true);
-      for (int e : in[v]) {
-        size_t source = static_cast<size_t>(edges[static_cast<size_t>(e)].source);
-        if (reachable[source]) next.assign_and(dom[source]);
+    for (int v : order) {
+      if (v == kStartVertex) continue;
+      int next = -1;
+      for (int p : predecessors[static_cast<size_t>(v)]) {
+        if (idom_[static_cast<size_t>(p)] == -1) continue;  // unreachable, or not yet seen
+        next = next == -1 ? p : intersect(p, next, idom_, post);
       }
-      next.set(v);
-      if (next != dom[v]) {
-        dom[v] = std::move(next);
+      if (idom_[static_cast<size_t>(v)] != next) {
+        idom_[static_cast<size_t>(v)] = next;
         changed = true;
       }
     }
   }
-  return dom;
+
+  // Number the dominator tree: `a` dominates `b` exactly when b's walk interval
+  // lies inside a's.
+  Adjacency children(n);
+  for (int v : order) {
+    if (v == kStartVertex) continue;
+    children[static_cast<size_t>(idom_[static_cast<size_t>(v)])].push_back(v);
+  }
+  enter_.assign(n, -1);
+  leave_.assign(n, -1);
+  int clock = 0;
+  std::vector<std::pair<int, size_t>> walk{{kStartVertex, 0}};  // vertex, next child
+  enter_[kStartVertex] = clock++;
+  while (!walk.empty()) {
+    int v = walk.back().first;
+    size_t i = walk.back().second++;
+    if (i < children[static_cast<size_t>(v)].size()) {
+      int c = children[static_cast<size_t>(v)][i];
+      enter_[static_cast<size_t>(c)] = clock++;
+      walk.emplace_back(c, 0);
+      continue;
+    }
+    leave_[static_cast<size_t>(v)] = clock++;
+    walk.pop_back();
+  }
 }
 
-}  // namespace
+bool DominatorTree::dominates(int a, int b) const {
+  if (a == b) return true;
+  size_t x = static_cast<size_t>(a), y = static_cast<size_t>(b);
+  if (enter_[x] < 0 || enter_[y] < 0) return false;
+  return enter_[x] <= enter_[y] && leave_[y] <= leave_[x];
+}
 
 std::shared_ptr<const CompiledGraph> CompiledGraph::compile(std::shared_ptr<const Workflow> workflow) {
   auto g = std::make_shared<CompiledGraph>();
@@ -99,10 +140,9 @@ std::shared_ptr<const CompiledGraph> CompiledGraph::compile(std::shared_ptr<cons
     g->out_[static_cast<size_t>(s)].push_back(id);
     g->in_[static_cast<size_t>(t)].push_back(id);
   }
-  auto dom = dominators(n, g->edges_, g->in_);
-  for (GraphEdge& e : g->edges_) {
-    e.back = dom[static_cast<size_t>(e.source)].test(static_cast<size_t>(e.target));
-  }
+  // An edge closes a loop when its target dominates its source.
+  DominatorTree dom(n, g->edges_);
+  for (GraphEdge& e : g->edges_) e.back = dom.dominates(e.target, e.source);
   return g;
 }
 
