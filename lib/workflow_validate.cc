@@ -251,9 +251,11 @@ void check_breakpoints(const Workflow& wf, Issues* out) {
   for (const auto* list : {&wf.interrupt_before, &wf.interrupt_after}) {
     const char* key = list == &wf.interrupt_before ? "interrupt_before" : "interrupt_after";
     for (const std::string& name : *list) {
+      // An error, not a warning: a misspelt breakpoint would silently never
+      // pause, and whatever it was meant to guard would run unreviewed.
       if (wf.find_node(name) == nullptr) {
         add(out, "unknown_interrupt_node", name, key,
-            std::string(key) + " names a node that does not exist, so it never pauses", true);
+            std::string(key) + " names a node that does not exist, so it would never pause");
       }
     }
   }

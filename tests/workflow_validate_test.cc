@@ -258,6 +258,19 @@ TEST_CASE("workflow size caps come first and alone", "[workflow][validate][limit
   }
 }
 
+TEST_CASE("a breakpoint naming no node is an error", "[workflow][validate]") {
+  auto issues = validate(R"({"interrupt_before": ["ghost"], "interrupt_after": ["a", "spook"],
+      "nodes": {"a": {}}, "edges": [["__start__", "a"], ["a", "__end__"]]})");
+  REQUIRE(issues.size() == 2);
+  CHECK(orch::to_string(issues[0]) ==
+        "unknown_interrupt_node ghost interrupt_before: interrupt_before names a node that does "
+        "not exist, so it would never pause");
+  CHECK_FALSE(issues[0].warning);
+  CHECK(issues[1].node == "spook");
+  CHECK(issues[1].key == "interrupt_after");
+  CHECK_FALSE(orch::workflow_is_valid(issues));
+}
+
 TEST_CASE("many routes and edges validate in linear time", "[workflow][validate][limits]") {
   // One route node with 20 000 values, all with their conditional edges: the
   // route check used to compare every route with every edge.

@@ -283,8 +283,8 @@ struct ValidationIssue {
 //  9. Send nodes, node order: missing_send_target or invalid_send_target;
 //     missing_items_key (warning: no items_key / items_from).
 // 10. Subgraph nodes, node order: missing_workflow_id.
-// 11. unknown_interrupt_node (warning): interrupt_before, then interrupt_after
-//     entries that name no node.
+// 11. unknown_interrupt_node (an error: a breakpoint that can never pause is a
+//     typo): interrupt_before, then interrupt_after entries that name no node.
 ORCH_EXPORT std::vector<ValidationIssue> validate_workflow(const Value& definition,
                                                           const WorkflowLimits& limits = {});
 // The same for JSON text; text that is not JSON gives parse_error "failed to
