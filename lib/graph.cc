@@ -8,45 +8,87 @@ namespace {
 
 using Adjacency = std::vector<std::vector<int>>;
 
-// The vertices __start__ reaches, in reverse post-order of a depth-first walk
-// (iterative, so a long chain cannot exhaust the stack). `post_number`
-// receives each vertex's post-order number, -1 for those not reached.
-std::vector<int> reverse_post_order(const Adjacency& successors, std::vector<int>* post_number) {
-  post_number->assign(successors.size(), -1);
-  std::vector<bool> seen(successors.size(), false);
-  std::vector<int> order;
+// A depth-first walk from __start__, iterative so that a long chain cannot
+// exhaust the stack. Vertices are numbered in the order the walk enters them.
+struct DepthFirstTree {
+  std::vector<int> vertex;     // by number
+  std::vector<size_t> parent;  // by number: the parent's number (0 for __start__ itself)
+  std::vector<int> number;     // by vertex: -1 when __start__ cannot reach it
+};
+
+DepthFirstTree depth_first(const Adjacency& successors) {
+  DepthFirstTree t;
+  t.number.assign(successors.size(), -1);
+  auto enter = [&t](int v, size_t parent) {
+    t.number[static_cast<size_t>(v)] = static_cast<int>(t.vertex.size());
+    t.vertex.push_back(v);
+    t.parent.push_back(parent);
+  };
+  enter(kStartVertex, 0);
   std::vector<std::pair<int, size_t>> walk{{kStartVertex, 0}};  // vertex, next successor
-  seen[kStartVertex] = true;
   while (!walk.empty()) {
     int v = walk.back().first;
     const std::vector<int>& next = successors[static_cast<size_t>(v)];
     size_t i = walk.back().second++;
-    if (i < next.size()) {
-      int w = next[i];
-      if (!seen[static_cast<size_t>(w)]) {
-        seen[static_cast<size_t>(w)] = true;
-        walk.emplace_back(w, 0);
-      }
-      continue;
+    if (i == next.size()) {
+      walk.pop_back();
+    } else if (int w = next[i]; t.number[static_cast<size_t>(w)] < 0) {
+      enter(w, static_cast<size_t>(t.number[static_cast<size_t>(v)]));
+      walk.emplace_back(w, 0);
     }
-    (*post_number)[static_cast<size_t>(v)] = static_cast<int>(order.size());
-    order.push_back(v);
-    walk.pop_back();
   }
-  std::reverse(order.begin(), order.end());
-  return order;
+  return t;
 }
 
-// The nearest common dominator of `a` and `b` in the dominator tree built so
-// far: the finger with the lower post-order number climbs.
-int intersect(int a, int b, const std::vector<int>& idom, const std::vector<int>& post) {
-  auto rank = [&post](int v) { return post[static_cast<size_t>(v)]; };
-  auto up = [&idom](int v) { return idom[static_cast<size_t>(v)]; };
-  while (a != b) {
-    while (rank(a) < rank(b)) a = up(a);
-    while (rank(b) < rank(a)) b = up(b);
+// Immediate dominators by Lengauer and Tarjan's "A Fast Algorithm for Finding
+// Dominators in a Flowgraph", the simple version (path compression without
+// balancing): O(m log n) for any graph. Cooper-Harvey-Kennedy's iteration
+// was tried first and measured quadratic on crafted graphs (a chain linked
+// both ways with two entries: 0.5 s at 10 000 nodes, 14 s at 50 000).
+// Vertices are their depth-first numbers here, and so is the result.
+std::vector<size_t> immediate_dominators(const DepthFirstTree& tree,
+                                         const Adjacency& predecessors) {
+  constexpr size_t kNone = static_cast<size_t>(-1);
+  const size_t n = tree.vertex.size();
+  std::vector<size_t> semi(n), label(n), idom(n, 0), ancestor(n, kNone);
+  for (size_t i = 0; i < n; ++i) semi[i] = label[i] = i;
+  std::vector<std::vector<size_t>> bucket(n);
+
+  // The vertex of smallest semidominator on the linked path above `v`. The
+  // path is compressed on the way, iteratively: it can be as long as the graph.
+  std::vector<size_t> path;
+  auto eval = [&](size_t v) {
+    if (ancestor[v] == kNone) return v;
+    path.clear();
+    for (size_t x = v; ancestor[ancestor[x]] != kNone; x = ancestor[x]) path.push_back(x);
+    for (auto it = path.rbegin(); it != path.rend(); ++it) {
+      size_t up = ancestor[*it];
+      if (semi[label[up]] < semi[label[*it]]) label[*it] = label[up];
+      ancestor[*it] = ancestor[up];
+    }
+    return label[v];
+  };
+
+  for (size_t w = n - 1; w > 0; --w) {
+    for (int p : predecessors[static_cast<size_t>(tree.vertex[w])]) {
+      int v = tree.number[static_cast<size_t>(p)];
+      if (v >= 0) semi[w] = std::min(semi[w], semi[eval(static_cast<size_t>(v))]);
+    }
+    bucket[semi[w]].push_back(w);
+    size_t parent = tree.parent[w];
+    ancestor[w] = parent;
+    // Every vertex whose semidominator is `parent` now has its answer, or
+    // the vertex whose immediate dominator it shares.
+    for (size_t v : bucket[parent]) {
+      size_t u = eval(v);
+      idom[v] = semi[u] < semi[v] ? u : parent;
+    }
+    bucket[parent].clear();
   }
-  return a;
+  for (size_t w = 1; w < n; ++w) {
+    if (idom[w] != semi[w]) idom[w] = idom[idom[w]];
+  }
+  return idom;
 }
 
 }  // namespace
@@ -58,36 +100,18 @@ DominatorTree::DominatorTree(size_t vertex_count, const std::vector<GraphEdge>& 
     successors[static_cast<size_t>(e.source)].push_back(e.target);
     predecessors[static_cast<size_t>(e.target)].push_back(e.source);
   }
-  std::vector<int> post;
-  std::vector<int> order = reverse_post_order(successors, &post);
-
-  // Cooper-Harvey-Kennedy: in reverse post-order each vertex's idom becomes the
-  // common dominator of its predecessors that already have one; repeat until
-  // nothing changes (a few passes: one more per level of loop nesting).
+  DepthFirstTree tree = depth_first(successors);
+  std::vector<size_t> by_number = immediate_dominators(tree, predecessors);
   idom_.assign(n, -1);
-  idom_[kStartVertex] = kStartVertex;
-  bool changed = true;
-  while (changed) {
-    changed = false;
-    for (int v : order) {
-      if (v == kStartVertex) continue;
-      int next = -1;
-      for (int p : predecessors[static_cast<size_t>(v)]) {
-        if (idom_[static_cast<size_t>(p)] == -1) continue;  // unreachable, or not yet seen
-        next = next == -1 ? p : intersect(p, next, idom_, post);
-      }
-      if (idom_[static_cast<size_t>(v)] != next) {
-        idom_[static_cast<size_t>(v)] = next;
-        changed = true;
-      }
-    }
+  for (size_t i = 0; i < tree.vertex.size(); ++i) {
+    idom_[static_cast<size_t>(tree.vertex[i])] = tree.vertex[by_number[i]];
   }
 
   // Number the dominator tree: `a` dominates `b` exactly when b's walk interval
   // lies inside a's.
   Adjacency children(n);
-  for (int v : order) {
-    if (v == kStartVertex) continue;
+  for (size_t i = 1; i < tree.vertex.size(); ++i) {
+    int v = tree.vertex[i];
     children[static_cast<size_t>(idom_[static_cast<size_t>(v)])].push_back(v);
   }
   enter_.assign(n, -1);

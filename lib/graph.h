@@ -29,9 +29,8 @@ struct GraphEdge {
 
 // Dominance over vertices 0..n-1 of an edge list, from kStartVertex: `a`
 // dominates `b` when every path from __start__ to `b` passes through `a`.
-// Immediate dominators by Cooper, Harvey and Kennedy's "A Simple, Fast
-// Dominance Algorithm"; queries in O(1) from the pre/post order numbers of the
-// dominator tree. A vertex that __start__ cannot reach is dominated only by
+// Immediate dominators by Lengauer and Tarjan (O(m log n)); queries in O(1)
+// from the entry and exit times of a walk of the dominator tree. A vertex that __start__ cannot reach is dominated only by
 // itself, and dominates only itself.
 class DominatorTree {
  public:
