@@ -5,7 +5,8 @@
 // bytes make thousands of nodes, long chains, loops back, wide fans and route
 // nodes:
 //
-//   bytes 0-1  node count, 1 + (value % 4000)
+//   byte 0     below 128: 1 + (byte % 62) nodes, a graph small enough for its
+//              dominators to be checked; else bytes 1-2 give 1 + (value % 4000)
 //   then commands, one opcode byte each, operands after it (a vertex is two
 //   bytes, modulo node count + 2: the last two mean __start__ and __end__):
 //     0 edge A B
@@ -30,6 +31,8 @@
 namespace {
 
 constexpr size_t kMaxNodes = 4000;
+// With __start__ and __end__, at most 64 vertices: dominators are checked.
+constexpr size_t kSmallNodes = 62;
 // A little past the default cap of 50 000 edges, so that too_many_edges is
 // reached too, but not so far that building the JSON dominates each run.
 constexpr size_t kMaxEdges = 51000;
@@ -173,7 +176,8 @@ void check_dominators(const orch::internal::CompiledGraph& g) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Reader in(data, size);
-  GraphProgram program(1 + in.u16() % kMaxNodes);
+  size_t kind = in.byte();
+  GraphProgram program(kind < 128 ? 1 + kind % kSmallNodes : 1 + in.u16() % kMaxNodes);
   program.run(&in);
   orch::Value definition = program.definition();
 
@@ -181,7 +185,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto wf = orch::parse_workflow(definition);
   if (!wf.ok()) return 0;  // too many edges
   auto compiled = orch::internal::CompiledGraph::compile(*wf);
-  if (compiled->vertex_count() <= 64) check_dominators(*compiled);
+  if (compiled->vertex_count() <= kSmallNodes + 2) check_dominators(*compiled);
   // These definitions have no field-level problems, so the typed checks must
   // agree with the JSON ones.
   if (orch::workflow_is_valid(issues) != orch::workflow_is_valid(orch::validate_workflow(**wf))) {
