@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "orch/url.h"
 #include "worker_wire.h"
 
 namespace orch::internal {
@@ -16,40 +17,26 @@ Result<BrokerTarget> parse_broker_url(std::string_view url, std::string_view sch
   if (url.substr(0, prefix.size()) != prefix) {
     return Status::invalid_argument(what + ": " + std::string(url) + " (expected " + prefix + "host:port/name)");
   }
-  std::string_view rest = url.substr(prefix.size());
-  size_t slash = rest.find('/');
-  if (slash == std::string_view::npos || slash + 1 >= rest.size()) {
+  Result<Url> parsed = parse_url(url);
+  if (!parsed.ok()) return Status::invalid_argument(what + ": " + parsed.status().message());
+  // '#' and '+' are MQTT wildcards: a request topic must name one topic.
+  if (parsed->has_fragment || parsed->target.find('+') != std::string::npos) {
+    return Status::invalid_argument(what + ": wildcards are not allowed in " + std::string(url));
+  }
+  if (parsed->target.size() < 2) {
     return Status::invalid_argument(what + ": " + std::string(url) + " names no topic or stream");
   }
-  std::string_view authority = rest.substr(0, slash);
   BrokerTarget target;
-  target.name = std::string(rest.substr(slash + 1));
-  target.port = default_port;
-  size_t colon = authority.rfind(':');
-  if (colon != std::string_view::npos) {
-    std::string_view port = authority.substr(colon + 1);
-    if (port.empty() || port.size() > 5) return Status::invalid_argument(what + ": bad port in " + std::string(url));
-    int value = 0;
-    for (char c : port) {
-      if (!std::isdigit(static_cast<unsigned char>(c))) {
-        return Status::invalid_argument(what + ": bad port in " + std::string(url));
-      }
-      value = value * 10 + (c - '0');
-    }
-    if (value < 1 || value > 65535) return Status::invalid_argument(what + ": bad port in " + std::string(url));
-    target.port = value;
-    authority = authority.substr(0, colon);
-  }
-  if (authority.size() >= 2 && authority.front() == '[' && authority.back() == ']') {
-    authority = authority.substr(1, authority.size() - 2);
-  }
-  if (authority.empty()) return Status::invalid_argument(what + ": no host in " + std::string(url));
-  target.host = std::string(authority);
-  for (char c : target.name) {
-    if (c == '+' || c == '#' || c == '\0') {
-      return Status::invalid_argument(what + ": wildcards are not allowed in " + std::string(url));
-    }
-  }
+  target.host = parsed->host;
+  // Without a port in the URL, parse_url gives the scheme's standard one; the
+  // protocol's own default applies instead.
+  const std::string_view rest = url.substr(prefix.size());
+  const std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+  const size_t colon = authority.rfind(':');
+  const size_t bracket = authority.rfind(']');
+  const bool has_port = colon != std::string_view::npos && (bracket == std::string_view::npos || colon > bracket);
+  target.port = has_port ? parsed->port : default_port;
+  target.name = parsed->target.substr(1);
   return target;
 }
 

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "call_pool.h"
+#include "orch/thread_guard.h"
 
 #include <algorithm>
 #include <condition_variable>
@@ -45,11 +46,8 @@ void CallPool::run_tasks(std::shared_ptr<State> state) {
     t_running_pool = state.get();
     t_next_task = &next;
     for (;;) {
-      try {
-        task();
-      } catch (...) {
-        // A task must not throw; never let it take the process down.
-      }
+      // A task must not throw; never let it take the process down.
+      run_guarded("call pool task", task);
       task = nullptr;  // its captures go before the next task starts
       if (!next) break;
       task = std::move(next);
@@ -90,10 +88,7 @@ CallPool::~CallPool() {
       std::function<void()> task = std::move(state_->tasks.front());
       state_->tasks.pop_front();
       lock.unlock();
-      try {
-        task();
-      } catch (...) {
-      }
+      run_guarded("call pool task", task);
       task = nullptr;
       lock.lock();
     }

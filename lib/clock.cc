@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "orch/clock.h"
+#include "orch/thread_guard.h"
 
 #include <condition_variable>
 #include <thread>
@@ -63,7 +64,8 @@ class SystemClock final : public Clock {
       deadlines_.erase(first->first.second);
       timers_.erase(first);
       lock.unlock();
-      fn();
+      run_guarded("clock timer", fn);
+      fn = nullptr;  // its captures go before the lock is taken again
       lock.lock();
     }
   }

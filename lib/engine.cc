@@ -8,8 +8,11 @@
 // and when the last one finishes apply every outcome in definition order,
 // settle the scheduler, commit a checkpoint and start the next superstep.
 #include "engine.h"
+#include "crash_guard.h"
+#include "value_bytes.h"
 
 #include <algorithm>
+#include <set>
 #include <thread>
 #include <asio/post.hpp>
 
@@ -25,6 +28,7 @@ constexpr size_t kSpareEvents = 32;
 
 Result<std::unique_ptr<orch::Engine>> EngineImpl::open(EngineOptions options) {
   if (!options.store) return Status::invalid_argument("EngineOptions.store is required");
+  if (!options.crash_log_path.empty()) ORCH_RETURN_IF_ERROR(install_crash_guard(options.crash_log_path));
   if (!options.clock) options.clock = Clock::system();
   if (options.threads == 0) options.threads = std::max(2u, std::thread::hardware_concurrency());
   if (options.owner_id.empty()) options.owner_id = new_uuid();
@@ -32,7 +36,10 @@ Result<std::unique_ptr<orch::Engine>> EngineImpl::open(EngineOptions options) {
 }
 
 EngineImpl::EngineImpl(EngineOptions options)
-    : options_(std::move(options)), pool_(options_.threads), alive_(std::make_shared<Liveness>()) {
+    : options_(std::move(options)),
+      pool_(options_.threads),
+      alive_(std::make_shared<Liveness>()),
+      cache_(options_.max_cached_results) {
   alive_->engine = this;
 }
 
@@ -246,8 +253,20 @@ void EngineImpl::save_stopped_run(RunContext& ctx) {
   }
 }
 
+bool EngineImpl::take_descendant(const std::string& root) {
+  std::lock_guard<std::mutex> lock(descendants_mu_);
+  size_t& n = descendants_[root];
+  if (options_.max_descendant_runs > 0 && n >= options_.max_descendant_runs) return false;
+  ++n;
+  return true;
+}
+
 void EngineImpl::finish_run(RunContext& ctx, RunStatus status, const std::string& error) {
   if (is_terminal(ctx.record.status)) return;
+  if (ctx.parent_run_id.empty()) {
+    std::lock_guard<std::mutex> lock(descendants_mu_);
+    descendants_.erase(ctx.record.id);
+  }
   ctx.record.status = status;
   ctx.record.error = error;
   ctx.record.ended_at_ms = options_.clock->now_ms();
@@ -316,8 +335,16 @@ Result<std::string> EngineImpl::start_run(std::shared_ptr<const Workflow> workfl
 
 Result<std::string> EngineImpl::start_run_internal(std::shared_ptr<const Workflow> workflow, RunOptions options,
                                                     const std::string& parent_run_id,
-                                                    const std::string& parent_node, int depth) {
+                                                    const std::string& parent_node, int depth,
+                                                    const std::string& root_run_id) {
   if (stopping_) return Status::unavailable("engine is shutting down");
+  if (options_.max_live_runs > 0) {
+    std::lock_guard<std::mutex> lock(runs_mu_);
+    if (runs_.size() >= options_.max_live_runs) {
+      return Status::resource_exhausted("this engine already holds " + std::to_string(runs_.size()) +
+                                        " runs (max_live_runs); try again when some have ended");
+    }
+  }
   ORCH_ASSIGN_OR_RETURN(auto compiled, compile(workflow));
   if (!options.input.is_object() && !options.input.is_null()) {
     // Non-object input is kept reachable as {{input}} but contributes no state keys.
@@ -342,6 +369,7 @@ Result<std::string> EngineImpl::start_run_internal(std::shared_ptr<const Workflo
   ctx->compiled = compiled;
   ctx->depth = depth;
   ctx->parent_run_id = parent_run_id;
+  ctx->root_run_id = root_run_id.empty() ? r.id : root_run_id;
   ORCH_RETURN_IF_ERROR(configure(*ctx));
   ctx->state = initial_state(r.input, *workflow);
   if (!config.as_object().empty()) ctx->state.set("__config", config);
@@ -354,6 +382,7 @@ Result<std::string> EngineImpl::start_run_internal(std::shared_ptr<const Workflo
     runs_[r.id] = ctx;
   }
   BatchedRunLock lock(*this, *ctx);  // run.started goes out with the __init__ checkpoint
+  if (options.plan_steps) plan_steps(*ctx);
   ctx->scheduler->start();
   emit(*ctx, "run.started", Value::object({{"input", r.input}}));
   Status s = commit(*ctx, "__init__", false);
@@ -363,6 +392,23 @@ Result<std::string> EngineImpl::start_run_internal(std::shared_ptr<const Workflo
   }
   schedule_advance(ctx);
   return r.id;
+}
+
+// Writes a pending record for every node, whose first execution takes it over.
+void EngineImpl::plan_steps(RunContext& c) {
+  const CompiledGraph& g = *c.compiled->graph;
+  for (const Node& n : g.workflow().nodes) {
+    StepRecord step;
+    step.id = new_uuid();
+    step.run_id = c.record.id;
+    step.node_name = n.name;
+    step.type = std::string(node_type_name(n.type));
+    step.status = StepStatus::kPending;
+    step.max_attempts = n.task.retry.max_attempts;
+    step.created_at_ms = stamp_ms(c);
+    c.planned_steps[n.name] = step.id;
+    write_step(c, std::move(step));
+  }
 }
 
 // Reads per-run settings from the workflow and the run's config.
@@ -413,6 +459,7 @@ void EngineImpl::cancel_calls(const std::string& step_id) {
 }
 
 void EngineImpl::locked_then_drain(const std::shared_ptr<RunContext>& ctx, const std::function<void()>& body) {
+  CurrentRun current(ctx->record.id);  // what a crash on this thread is charged to
   std::unique_lock<std::mutex> lock(ctx->mu);
   const bool outer = !ctx->draining;
   ctx->draining = true;
@@ -447,6 +494,16 @@ void EngineImpl::locked_then_drain(const std::shared_ptr<RunContext>& ctx, const
 // REQUIRES: ctx->mu held.
 void EngineImpl::advance(const std::shared_ptr<RunContext>& ctx) {
   RunContext& c = *ctx;
+  // A superstep of route/transform/interrupt nodes finishes inside
+  // start_superstep and calls back here: that inner call returns at once and
+  // this loop starts the next superstep, so the stack does not grow with the
+  // number of supersteps (a 100 000-step loop must not overflow it).
+  if (c.advancing) return;
+  c.advancing = true;
+  struct Reset {
+    bool& flag;
+    ~Reset() { flag = false; }
+  } reset{c.advancing};
   while (c.record.status == RunStatus::kRunning && !c.in_superstep) {
     apply_injections(c, "");
     Scheduler& s = *c.scheduler;
@@ -510,6 +567,13 @@ void EngineImpl::start_superstep(const std::shared_ptr<RunContext>& ctx, const s
     if (resumed != c.resumable_steps.end()) {
       t.step_id = resumed->second.first;
       t.attempt = resumed->second.second;
+    } else if (!c.planned_steps.empty()) {
+      auto planned = c.planned_steps.find(c.compiled->graph->name(t.vertex));
+      if (planned != c.planned_steps.end()) {
+        t.step_id = std::move(planned->second);
+        t.planned = true;
+        c.planned_steps.erase(planned);
+      }
     }
   }
   c.resumable_steps.clear();  // only the superstep the run was loaded in
@@ -542,6 +606,7 @@ void EngineImpl::complete_task(const std::shared_ptr<RunContext>& ctx, size_t in
   }
   t.finished = true;
   t.outcome = std::move(outcome);
+  if (record) finish_step_record(c, t);
   const std::string& name = c.compiled->graph->name(t.vertex);
   // A finished node's result is kept (a pending write) so that a restart, or
   // a retry after a sibling failed, does not run it again. The last node of a
@@ -632,6 +697,25 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
     if (t.outcome.kind == NodeOutcome::Kind::kInterrupt && !interrupt) {
       interrupt = true;
       interrupt_node = name;
+    }
+  }
+  if (options_.max_state_bytes > 0) {
+    const bool unknown = c.state_bytes < 0;
+    for (NodeTask& t : c.tasks) {
+      for (const Value& u : t.outcome.updates) {
+        if (!unknown) c.state_bytes += static_cast<int64_t>(value_bytes(u));
+      }
+    }
+    // The running figure only grows (a replaced value is counted again), so
+    // it is measured exactly once it passes the limit.
+    if (unknown || c.state_bytes > static_cast<int64_t>(options_.max_state_bytes)) {
+      c.state_bytes = static_cast<int64_t>(value_bytes(state));
+      if (c.state_bytes > static_cast<int64_t>(options_.max_state_bytes)) {
+        finish_run(c, RunStatus::kFailed,
+                   "the updates of node(s) '" + step_names + "' would make the state " + std::to_string(c.state_bytes) +
+                       " bytes, over the limit of " + std::to_string(options_.max_state_bytes) + " (max_state_bytes)");
+        return;
+      }
     }
   }
   c.state = std::move(state);
@@ -1017,6 +1101,7 @@ Result<std::shared_ptr<RunContext>> EngineImpl::load_context(const std::string& 
   auto steps = options_.store->list_steps(run_id);
   if (steps.ok()) {
     for (const StepRecord& s : *steps) {
+      if (s.status == StepStatus::kPending && s.superstep == 0) ctx->planned_steps[s.node_name] = s.id;
       if (s.status != StepStatus::kRunning || s.superstep != cp.version + 1 || s.item_index >= 0) continue;
       auto& slot = ctx->resumable_steps[s.node_name];
       if (slot.first.empty() || s.attempt > slot.second) slot = {s.id, s.attempt};
@@ -1032,6 +1117,10 @@ Status EngineImpl::recover() {
   filter.status = RunStatus::kRunning;
   filter.limit = SIZE_MAX;
   ORCH_ASSIGN_OR_RETURN(auto runs, options_.store->list_runs(filter));
+  std::set<std::string> crashed;
+  if (!options_.crash_log_path.empty()) {
+    for (std::string& id : take_crash_log(options_.crash_log_path)) crashed.insert(std::move(id));
+  }
   Status first_error;
   bool retry_later = false;
   for (const RunRecord& r : runs) {
@@ -1049,6 +1138,25 @@ Status EngineImpl::recover() {
       continue;
     }
     std::lock_guard<std::mutex> lock((*ctx)->mu);
+    RunContext& c = **ctx;
+    if (crashed.count(c.record.id)) {
+      // The process crashed while executing this run. After a few such
+      // resumes the run itself is taken to be the cause: it is failed
+      // instead of crashing the process on every restart.
+      if (options_.max_recoveries > 0 && c.record.recoveries >= options_.max_recoveries) {
+        finish_run(c, RunStatus::kFailed,
+                   "the process crashed while executing this run, and it was resumed " +
+                       std::to_string(c.record.recoveries) +
+                       " times already; not resuming it again (max_recoveries)");
+        continue;
+      }
+      c.record.recoveries += 1;
+      Status saved = options_.store->update_run(c.record);
+      if (!saved.ok()) {
+        if (first_error.ok()) first_error = saved;
+        continue;
+      }
+    }
     schedule_advance(*ctx);
   }
   if (retry_later) {

@@ -6,7 +6,9 @@
 #include <deque>
 #include <unordered_map>
 
+#include "crash_guard.h"
 #include "engine_impl.h"
+#include "result_cache.h"
 #include "orch/state.h"
 
 namespace orch::internal {
@@ -38,8 +40,9 @@ class EngineImpl final : public orch::Engine {
   // engine.cc: lifecycle
   Result<std::string> start_run_internal(std::shared_ptr<const Workflow> workflow, RunOptions options,
                                          const std::string& parent_run_id, const std::string& parent_node,
-                                         int depth);
+                                         int depth, const std::string& root_run_id = "");
   Status configure(RunContext& ctx);
+  void plan_steps(RunContext& ctx);
   Result<std::shared_ptr<const CompiledWorkflow>> compile(std::shared_ptr<const Workflow> wf);
   Result<std::shared_ptr<const Workflow>> workflow_of(const RunRecord& r);
   Result<std::shared_ptr<const Workflow>> resolve_workflow(const std::string& id);
@@ -86,7 +89,8 @@ class EngineImpl final : public orch::Engine {
   // an engine thread already batches for the run and will flush them itself.
   class BatchedRunLock {
    public:
-    BatchedRunLock(EngineImpl& engine, RunContext& ctx) : engine_(engine), ctx_(ctx), lock_(ctx.mu) {
+    BatchedRunLock(EngineImpl& engine, RunContext& ctx)
+        : engine_(engine), ctx_(ctx), current_(ctx.record.id), lock_(ctx.mu) {
       owner_ = !ctx.batching;
       ctx.batching = true;
       ctx.start_stamping();
@@ -104,6 +108,7 @@ class EngineImpl final : public orch::Engine {
    private:
     EngineImpl& engine_;
     RunContext& ctx_;
+    CurrentRun current_;                // a crash meanwhile is charged to this run
     std::lock_guard<std::mutex> lock_;  // released after the flush
     bool owner_ = false;
   };
@@ -118,6 +123,10 @@ class EngineImpl final : public orch::Engine {
 
   // node_exec.cc: running one node
   void launch_node(const std::shared_ptr<RunContext>& ctx, size_t index);
+  void record_instant_step(RunContext& c, NodeTask& t, Value output);
+  // The final record of a node that keeps none of its own while it runs (send,
+  // subgraph; any node whose record was planned), written as it completes.
+  void finish_step_record(RunContext& c, NodeTask& t);
   void launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t index);
   void launch_send_items(const std::shared_ptr<RunContext>& ctx, size_t index);
   void on_item_reply(const std::shared_ptr<RunContext>& ctx, size_t index, size_t item,
@@ -178,12 +187,13 @@ class EngineImpl final : public orch::Engine {
   std::condition_variable wait_cv_;
   uint64_t status_epoch_ = 0;
 
-  std::mutex cache_mu_;
-  struct CacheEntry {
-    NodeOutcome outcome;
-    SteadyTime expires;
-  };
-  std::unordered_map<std::string, CacheEntry> cache_;
+  ResultCache cache_;
+
+  // Subgraph runs started per top-level run (EngineOptions::max_descendant_runs).
+  std::mutex descendants_mu_;
+  std::unordered_map<std::string, size_t> descendants_;
+  // Reserves a child run for the family of `root`; false at the limit.
+  bool take_descendant(const std::string& root);
 };
 
 }  // namespace orch::internal

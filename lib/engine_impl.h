@@ -47,6 +47,8 @@ struct NodeTask {
   std::string child_run_id;
   NodeOutcome outcome;
   StepRecord step;               // the current attempt's record, as last written
+  bool has_step_record = false;  // a record under step_id was written this superstep
+  bool planned = false;          // step_id is a record written pending at the run's start
   int64_t started_ms = 0;
   std::string cache_key;         // set when the node's result may be cached
   // agent multi-turn
@@ -91,6 +93,7 @@ struct RunContext {
   std::vector<NodeTask> tasks;   // the superstep in flight
   size_t outstanding = 0;
   bool in_superstep = false;
+  bool advancing = false;        // EngineImpl::advance is on the stack (it loops, never nests)
   uint64_t generation = 0;       // bumped by cancel; callbacks of older generations are dropped
   std::vector<Injection> injections;
   std::map<std::string, Value> recorded;  // node -> outcome recorded before a crash
@@ -100,7 +103,14 @@ struct RunContext {
   // mqtt/redis_stream protocol waits for the reply to the request it already
   // sent instead of sending it again. Consumed by start_superstep.
   std::map<std::string, std::pair<std::string, int>> resumable_steps;
+  // RunOptions::plan_steps: node -> the pending record written for its first
+  // execution, whose id that execution takes over.
+  std::map<std::string, std::string> planned_steps;
   int depth = 0;                 // subgraph nesting
+  std::string root_run_id;       // the top-level run of a subgraph family (its own id at the top)
+  // About how many bytes the state takes (see value_bytes): grown by each
+  // superstep's updates, measured exactly when it passes the limit. -1: not known.
+  int64_t state_bytes = -1;
   // Set when this run is a subgraph child: who to tell when it stops.
   std::string parent_run_id;
   // Durability "exit": the newest checkpoint, written only at pause or end.

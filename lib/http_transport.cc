@@ -42,27 +42,12 @@ const std::string* HttpResponse::header(std::string_view name) const {
   return nullptr;
 }
 
-Result<UrlParts> split_url(std::string_view url) {
-  size_t scheme_end = url.find("://");
-  if (scheme_end == std::string_view::npos) return Status::invalid_argument("invalid worker url: " + std::string(url));
-  std::string scheme = lower(std::string(url.substr(0, scheme_end)));
-  if (scheme != "http" && scheme != "https") {
-    return Status::invalid_argument("worker url must be http:// or https://: " + std::string(url));
-  }
-  size_t host_begin = scheme_end + 3;
-  size_t host_end = url.find_first_of("/?#", host_begin);
-  if (host_end == std::string_view::npos) host_end = url.size();
-  if (host_end == host_begin) return Status::invalid_argument("worker url has no host: " + std::string(url));
-  UrlParts parts;
-  parts.origin = scheme + "://" + std::string(url.substr(host_begin, host_end - host_begin));
-  std::string_view rest = url.substr(host_end);
-  if (size_t hash = rest.find('#'); hash != std::string_view::npos) rest = rest.substr(0, hash);
-  parts.target = rest.empty() ? "/" : (rest.front() == '?' ? "/" + std::string(rest) : std::string(rest));
-  return parts;
-}
-
-HttpTransport::HttpTransport(std::shared_ptr<Clock> clock, size_t max_threads, size_t max_idle_per_origin)
-    : clock_(std::move(clock)), max_idle_(max_idle_per_origin), pool_(std::make_unique<CallPool>(max_threads)) {}
+HttpTransport::HttpTransport(std::shared_ptr<Clock> clock, size_t max_threads, size_t max_idle_per_origin,
+                             HostPolicy policy)
+    : clock_(std::move(clock)),
+      max_idle_(max_idle_per_origin),
+      policy_(std::move(policy)),
+      pool_(std::make_unique<CallPool>(max_threads)) {}
 
 HttpTransport::~HttpTransport() {
   {
@@ -129,12 +114,15 @@ void HttpTransport::release(const std::string& origin, std::unique_ptr<httplib::
 }
 
 Result<HttpResponse> HttpTransport::send(const HttpRequestSpec& spec) {
-  ORCH_ASSIGN_OR_RETURN(UrlParts parts, split_url(spec.url));
+  ORCH_ASSIGN_OR_RETURN(Url parts, parse_http_url(spec.url));
+  const std::string origin = parts.origin();
   auto remaining = duration_cast<microseconds>(spec.deadline - clock_->steady_now());
   if (remaining.count() <= 0) return Status::deadline_exceeded("deadline passed before the worker was called");
 
   bool reused = false;
-  std::unique_ptr<httplib::Client> client = acquire(parts.origin, &reused);
+  std::unique_ptr<httplib::Client> client = acquire(origin, &reused);
+  // A new connection resolves the host again: check where the name points now.
+  if (!reused) ORCH_RETURN_IF_ERROR(check_resolved_host(policy_, parts.host));
   if (!client->is_valid()) return Status::invalid_argument("invalid worker url: " + spec.url);
   auto configure = [&](httplib::Client& c) {
     c.set_connection_timeout(std::min<microseconds>(remaining, kMaxConnectTimeout));
@@ -188,8 +176,9 @@ Result<HttpResponse> HttpTransport::send(const HttpRequestSpec& spec) {
   // decides); a GET (health probe) is.
   if (!result && reused &&
       (result.error() == httplib::Error::Write || (result.error() == httplib::Error::Read && spec.method == "GET")) &&
-      std::chrono::steady_clock::now() - start < milliseconds(50)) {
-    std::unique_ptr<httplib::Client> fresh = acquire_fresh(parts.origin);
+      std::chrono::steady_clock::now() - start < milliseconds(50) &&
+      check_resolved_host(policy_, parts.host).ok()) {  // a new connection: see above
+    std::unique_ptr<httplib::Client> fresh = acquire_fresh(origin);
     configure(*fresh);
     if (track(fresh.get())) {  // before the old client goes away
       client = std::move(fresh);
@@ -230,14 +219,14 @@ Result<HttpResponse> HttpTransport::send(const HttpRequestSpec& spec) {
       return Status::deadline_exceeded("worker did not answer within " +
                                        std::to_string(std::chrono::ceil<milliseconds>(remaining).count()) + " ms");
     }
-    return Status::unavailable("HTTP request failed: " + describe(error) + " (" + parts.origin + ")");
+    return Status::unavailable("HTTP request failed: " + describe(error) + " (" + origin + ")");
   }
   HttpResponse response;
   response.status = result->status;
   response.body = std::move(result->body);
   response.headers.reserve(result->headers.size());
   for (const auto& [name, value] : result->headers) response.headers.emplace_back(lower(name), value);
-  if (!deadline_cut) release(parts.origin, std::move(client));  // else stop() may have shut its socket
+  if (!deadline_cut) release(origin, std::move(client));  // else stop() may have shut its socket
   return response;
 }
 

@@ -24,7 +24,9 @@
 
 #include "call_pool.h"
 #include "orch/clock.h"
+#include "orch/host_policy.h"
 #include "orch/status.h"
+#include "orch/url.h"
 
 namespace httplib {
 class Client;
@@ -51,16 +53,11 @@ struct HttpRequestSpec {
   std::string call_id;          // for cancel(); empty: not cancellable
 };
 
-// "http://h:1/a/b?q" → origin "http://h:1", target "/a/b?q" ("/" when empty).
-struct UrlParts {
-  std::string origin;
-  std::string target;
-};
-Result<UrlParts> split_url(std::string_view url);
-
 class HttpTransport {
  public:
-  HttpTransport(std::shared_ptr<Clock> clock, size_t max_threads, size_t max_idle_per_origin);
+  // `policy` is checked (host names resolved) before each new connection.
+  HttpTransport(std::shared_ptr<Clock> clock, size_t max_threads, size_t max_idle_per_origin,
+                HostPolicy policy = {});
   // Cancels running calls, runs the queued ones (they return Cancelled) and
   // joins the threads.
   ~HttpTransport();
@@ -76,7 +73,7 @@ class HttpTransport {
 
   // One request, blocking until the response, the deadline or a cancel.
   // Errors: Unavailable (could not connect, connection lost), DeadlineExceeded,
-  // Cancelled, InvalidArgument (bad URL).
+  // Cancelled, InvalidArgument (bad URL, or a host the policy refuses).
   Result<HttpResponse> send(const HttpRequestSpec& spec);
 
   const std::shared_ptr<Clock>& clock() const { return clock_; }
@@ -95,6 +92,7 @@ class HttpTransport {
 
   std::shared_ptr<Clock> clock_;
   size_t max_idle_;
+  const HostPolicy policy_;
 
   std::mutex idle_mu_;
   std::map<std::string, std::vector<std::unique_ptr<httplib::Client>>> idle_;

@@ -169,7 +169,7 @@ class HttpWorkerProtocol final : public WorkerProtocol {
 void register_http_protocols(WorkerRegistry& registry, std::shared_ptr<Clock> clock,
                              const WorkerRegistryOptions& options) {
   auto transport = std::make_shared<HttpTransport>(std::move(clock), options.max_call_threads,
-                                                   options.max_idle_connections);
+                                                   options.max_idle_connections, options.host_policy);
   auto sessions = std::make_shared<A2aSessions>();
   const std::pair<const char*, WireProtocol> kProtocols[] = {{"webhook", WireProtocol::kWebhook},
                                                               {"api_chat", WireProtocol::kApiChat},

@@ -1,20 +1,55 @@
 // SPDX-License-Identifier: MIT
 #include "orch/id.h"
 
+#include <sys/random.h>
+
+#include <cerrno>
 #include <cstdint>
-#include <random>
+#include <cstring>
+#include <cstdlib>
+#include <cstdio>
 
 namespace orch {
+namespace {
+
+// Ids name runs, steps and callback nonces, and some are guessable handles
+// to a run: they come from the kernel's CSPRNG (getrandom), read a few
+// hundred bytes at a time per thread so an id costs no system call.
+class RandomBytes {
+ public:
+  uint64_t next() {
+    if (used_ == sizeof(buf_)) refill();
+    uint64_t v;
+    std::memcpy(&v, buf_ + used_, sizeof(v));
+    used_ += sizeof(v);
+    return v;
+  }
+
+ private:
+  void refill() {
+    size_t filled = 0;
+    while (filled < sizeof(buf_)) {
+      ssize_t n = getrandom(buf_ + filled, sizeof(buf_) - filled, 0);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        // No entropy source at all: ids must not be predictable, so stop.
+        std::fprintf(stderr, "orch: getrandom failed: %s\n", std::strerror(errno));
+        std::abort();
+      }
+      filled += static_cast<size_t>(n);
+    }
+    used_ = 0;
+  }
+  unsigned char buf_[512];
+  size_t used_ = sizeof(buf_);
+};
+
+}  // namespace
 
 std::string new_uuid() {
-  // One generator per thread: no lock, and seeded from the OS once.
-  thread_local std::mt19937_64 rng([] {
-    std::random_device rd;
-    std::seed_seq seq{rd(), rd(), rd(), rd(), rd(), rd(), rd(), rd()};
-    return std::mt19937_64(seq);
-  }());
-  uint64_t hi = rng();
-  uint64_t lo = rng();
+  thread_local RandomBytes random;
+  uint64_t hi = random.next();
+  uint64_t lo = random.next();
   hi = (hi & ~uint64_t{0xF000}) | uint64_t{0x4000};         // version 4
   lo = (lo & ~(uint64_t{0xC} << 60)) | (uint64_t{0x8} << 60);  // RFC 4122 variant
   static const char kHex[] = "0123456789abcdef";

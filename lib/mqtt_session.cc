@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // MqttSession: one persistent libmosquitto connection per broker.
 #include "mqtt_session.h"
+#include "orch/thread_guard.h"
 
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
@@ -48,11 +49,25 @@ MqttSession::MqttSession(Config config, Handlers handlers)
   mosquitto_int_option(mosq_, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
   mosquitto_int_option(mosq_, MOSQ_OPT_TCP_NODELAY, 1);
   mosquitto_reconnect_delay_set(mosq_, config_.reconnect_min_s, config_.reconnect_max_s, true);
-  mosquitto_connect_v5_callback_set(mosq_, &MqttSession::on_connect);
-  mosquitto_disconnect_v5_callback_set(mosq_, &MqttSession::on_disconnect);
-  mosquitto_subscribe_v5_callback_set(mosq_, &MqttSession::on_subscribe);
-  mosquitto_publish_v5_callback_set(mosq_, &MqttSession::on_publish);
-  mosquitto_message_v5_callback_set(mosq_, &MqttSession::on_message);
+  // The callbacks run on libmosquitto's network thread, called from C: an
+  // exception must stop in them (see thread_guard.h).
+  mosquitto_connect_v5_callback_set(mosq_, [](mosquitto* m, void* self, int rc, int flags, const mqtt5__property* p) {
+    run_guarded("mqtt on_connect", [&] { on_connect(m, self, rc, flags, p); });
+  });
+  mosquitto_disconnect_v5_callback_set(mosq_, [](mosquitto* m, void* self, int rc, const mqtt5__property* p) {
+    run_guarded("mqtt on_disconnect", [&] { on_disconnect(m, self, rc, p); });
+  });
+  mosquitto_subscribe_v5_callback_set(
+      mosq_, [](mosquitto* m, void* self, int mid, int count, const int* granted, const mqtt5__property* p) {
+        run_guarded("mqtt on_subscribe", [&] { on_subscribe(m, self, mid, count, granted, p); });
+      });
+  mosquitto_publish_v5_callback_set(mosq_, [](mosquitto* m, void* self, int mid, int reason, const mqtt5__property* p) {
+    run_guarded("mqtt on_publish", [&] { on_publish(m, self, mid, reason, p); });
+  });
+  mosquitto_message_v5_callback_set(
+      mosq_, [](mosquitto* m, void* self, const mosquitto_message* msg, const mqtt5__property* p) {
+        run_guarded("mqtt on_message", [&] { on_message(m, self, msg, p); });
+      });
 }
 
 std::shared_ptr<MqttSession> MqttSession::start(Config config, Handlers handlers) {
@@ -61,7 +76,7 @@ std::shared_ptr<MqttSession> MqttSession::start(Config config, Handlers handlers
   if (session->mosq_) {
     // The starter touches only the session, which joins it before going away.
     MqttSession* raw = session.get();
-    session->starter_ = std::thread([raw] { raw->run_starter(); });
+    session->starter_ = std::thread([raw] { run_guarded("mqtt session start", [raw] { raw->run_starter(); }); });
   }
   return session;
 }
@@ -104,7 +119,7 @@ void MqttSession::stop() {
   if (tl_network_session == this) {
     // The network thread cannot join itself: finish on a helper thread, which
     // keeps the session alive until then.
-    std::thread([self = shared_from_this()] { self->teardown(); }).detach();
+    std::thread([self = shared_from_this()] { run_guarded("mqtt session stop", [&] { self->teardown(); }); }).detach();
     return;
   }
   teardown();

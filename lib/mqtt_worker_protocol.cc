@@ -10,6 +10,7 @@
 
 #include "async_calls.h"
 #include "async_wire.h"
+#include "broker_sessions.h"
 #include "call_ledger.h"
 #include "mqtt_session.h"
 
@@ -42,12 +43,20 @@ class MqttCore : public std::enable_shared_from_this<MqttCore> {
   AsyncCalls& calls() { return *calls_; }
   CallLedger& ledger() { return *ledger_; }
 
-  // The session of `target`'s broker, started on first use; null once stopped.
+  BrokerSessions<MqttSession>& sessions() { return sessions_; }
+
+  // The session of `target`'s broker, started on first use; null once stopped
+  // or when no worker uses that broker any more (see broker_sessions.h).
   std::shared_ptr<MqttSession> session_for(const BrokerTarget& target) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopped_) return nullptr;
-    std::shared_ptr<MqttSession>& slot = sessions_[target.endpoint()];
-    if (slot) return slot;
+    return sessions_.get(target.endpoint(), [&] { return start_session(target); });
+  }
+
+  void stop() {
+    for (const auto& session : sessions_.close()) session->stop();
+  }
+
+ private:
+  std::shared_ptr<MqttSession> start_session(const BrokerTarget& target) {
     MqttSession::Config config;
     config.host = target.host;
     config.port = target.port;
@@ -63,21 +72,9 @@ class MqttCore : public std::enable_shared_from_this<MqttCore> {
     handlers.on_published = [weak](const std::string& call_id, int reason) {
       if (auto self = weak.lock()) self->on_published(call_id, reason);
     };
-    slot = MqttSession::start(std::move(config), std::move(handlers));
-    return slot;
+    return MqttSession::start(std::move(config), std::move(handlers));
   }
 
-  void stop() {
-    std::map<std::string, std::shared_ptr<MqttSession>> sessions;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopped_ = true;
-      sessions.swap(sessions_);
-    }
-    for (auto& [endpoint, session] : sessions) session->stop();
-  }
-
- private:
   void on_message(MqttSession::Message m) {
     if (m.topic != settings_.mqtt_reply_topic()) return;
     Result<AsyncReply> parsed = parse_async_reply(m.payload, std::move(m.correlation));
@@ -106,9 +103,7 @@ class MqttCore : public std::enable_shared_from_this<MqttCore> {
   const std::shared_ptr<Clock> clock_;
   const std::shared_ptr<AsyncCalls> calls_;
   const std::unique_ptr<CallLedger> ledger_;
-  std::mutex mu_;
-  bool stopped_ = false;
-  std::map<std::string, std::shared_ptr<MqttSession>> sessions_;  // by "host:port"
+  BrokerSessions<MqttSession> sessions_;  // by "host:port"
 };
 
 class MqttProtocol final : public WorkerProtocol {
@@ -137,7 +132,7 @@ class MqttProtocol final : public WorkerProtocol {
     const int64_t wait_ms = started->wait_ms;
     std::shared_ptr<MqttSession> session = core.session_for(*target);
     if (!session) {
-      done(failure(Status::cancelled("mqtt: protocol shut down"), true));
+      done(failure(Status::cancelled("mqtt: protocol shut down or worker removed"), true));
       return;
     }
     for (const std::string& id : core.calls().expire_orphans()) core.ledger().remove(id);
@@ -170,6 +165,9 @@ class MqttProtocol final : public WorkerProtocol {
     }
   }
 
+  void attach(const WorkerInfo& worker) override { attach_worker(core_->sessions(), worker, "mqtt", kDefaultPort); }
+  void detach(const WorkerInfo& worker) override { detach_worker(core_->sessions(), worker, "mqtt", kDefaultPort); }
+
   void cancel(const std::string& call_id) override {
     AsyncCalls::Cancelled c = core_->calls().cancel(call_id);
     // A call abandoned at its deadline is over; one abandoned otherwise (a
@@ -181,7 +179,7 @@ class MqttProtocol final : public WorkerProtocol {
     Result<BrokerTarget> target = parse_broker_url(worker.url, "mqtt", kDefaultPort);
     if (!target.ok()) return target.status();
     std::shared_ptr<MqttSession> session = core_->session_for(*target);
-    if (!session) return Status::unavailable("mqtt: protocol shut down");
+    if (!session) return Status::unavailable("mqtt: protocol shut down or worker removed");
     if (session->wait_connected(timeout)) return Status();
     return Status::unavailable("mqtt: broker " + target->endpoint() + " unreachable: " + session->last_error());
   }

@@ -26,6 +26,11 @@ NodeOutcome failed(std::string error) {
   return o;
 }
 
+const Value& interrupted_output() {
+  static const Value kOutput = Value::object({{"interrupted", true}});
+  return kOutput;
+}
+
 NodeOutcome with_updates(Value updates) {
   NodeOutcome o;
   o.updates.push_back(std::move(updates));
@@ -39,6 +44,14 @@ ReplyEffects effects_of(const NodeOutput& out) {
   e.goto_nodes = out.goto_nodes;
   e.done = out.done;
   return e;
+}
+
+// Timeouts, back-offs and TTLs come from workflows and worker replies: a
+// huge value (INT64_MAX) must not overflow a deadline. One week at most.
+std::chrono::milliseconds bounded_ms(double ms) {
+  constexpr double kMaxMs = 7.0 * 24 * 3600 * 1000;
+  if (!(ms > 0)) return std::chrono::milliseconds(0);  // also NaN
+  return std::chrono::milliseconds(static_cast<int64_t>(std::min(ms, kMaxMs)));
 }
 
 double jitter_factor(double jitter) {
@@ -73,6 +86,42 @@ Result<std::string> EngineImpl::render(const RunContext& c, const Template& tpl,
   return tpl.render(tc);
 }
 
+// Route, transform and interrupt nodes finish where they start: one completed
+// step record each (NullBoiler writes one too), in the superstep's batch.
+void EngineImpl::record_instant_step(RunContext& c, NodeTask& t, Value output) {
+  t.has_step_record = true;
+  StepRecord step;
+  step.id = t.step_id;
+  step.run_id = c.record.id;
+  step.node_name = c.compiled->graph->name(t.vertex);
+  step.type = c.compiled->graph->type_value(t.vertex).as_string();
+  step.status = StepStatus::kCompleted;
+  step.superstep = c.version + 1;
+  step.output = std::move(output);
+  step.created_at_ms = step.started_at_ms = step.ended_at_ms = stamp_ms(c);
+  write_step(c, std::move(step));
+}
+
+void EngineImpl::finish_step_record(RunContext& c, NodeTask& t) {
+  const Node& node = *c.compiled->graph->node(t.vertex);
+  const bool own_record = node.type == NodeType::kSend || node.type == NodeType::kSubgraph;
+  if (!own_record && !(t.planned && !t.has_step_record)) return;
+  StepRecord step;
+  step.id = t.step_id;
+  step.run_id = c.record.id;
+  step.node_name = node.name;
+  step.type = c.compiled->graph->type_value(t.vertex).as_string();
+  const bool failed = t.outcome.kind == NodeOutcome::Kind::kFailed;
+  step.status = failed ? StepStatus::kFailed : StepStatus::kCompleted;
+  step.superstep = c.version + 1;
+  step.child_run_id = t.child_run_id;
+  step.error = failed ? t.outcome.error : std::string();
+  step.created_at_ms = step.started_at_ms = t.started_ms;
+  step.ended_at_ms = stamp_ms(c);
+  write_step(c, std::move(step));
+  t.has_step_record = true;
+}
+
 void EngineImpl::launch_node(const std::shared_ptr<RunContext>& ctx, size_t index) {
   RunContext& c = *ctx;
   NodeTask& t = c.tasks[index];
@@ -99,6 +148,7 @@ void EngineImpl::launch_node(const std::shared_ptr<RunContext>& ctx, size_t inde
       }
       NodeOutcome o;
       o.route = choice;
+      record_instant_step(c, t, choice ? Value::object({{"route", *choice}}) : Value::object({{"route", Value()}}));
       complete_task(ctx, index, std::move(o), true);
       return;
     }
@@ -107,11 +157,13 @@ void EngineImpl::launch_node(const std::shared_ptr<RunContext>& ctx, size_t inde
         complete_task(ctx, index, failed("transform store_updates need a NullTickets store, and none is configured"), true);
         return;
       }
+      record_instant_step(c, t, node.transform.updates);
       complete_task(ctx, index, with_updates(node.transform.updates), true);
       return;
     case NodeType::kInterrupt: {
       NodeOutcome o;
       o.kind = NodeOutcome::Kind::kInterrupt;
+      record_instant_step(c, t, interrupted_output());
       complete_task(ctx, index, std::move(o), true);
       return;
     }
@@ -190,6 +242,7 @@ void EngineImpl::call_function(const std::shared_ptr<RunContext>& ctx, const Nod
   Value input = ctx->record.input;
   Value config = ctx->record.config;
   auto job = [compiled = ctx->compiled, fn, request = std::move(request), input, config, done = std::move(done)] {
+    CurrentRun current(request.run_id);  // user code runs here: a crash is charged to this run
     std::string output;
     NodeCall call{request.state, input, config, request.run_id, request.node_name, request.attempt,
                   request.item.is_null() ? nullptr : &request.item, request.prompt};
@@ -289,18 +342,10 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
     const Workflow& wf = c.compiled->graph->workflow();
     cache_key = wf.id + "\x1f" + std::to_string(wf.version) + "\x1f" + name + "\x1f" + req.prompt;
     for (const std::string& tag : node.task.worker_tags) cache_key += "\x1f" + tag;
-    std::lock_guard<std::mutex> lock(cache_mu_);
-    auto hit = cache_.find(cache_key);
-    if (hit != cache_.end()) {
-      if (hit->second.expires > options_.clock->steady_now()) {
-        emit(c, "cache.hit", Value::object({{"node", name}}));
-        NodeOutcome o = hit->second.outcome;
-        cache_mu_.unlock();
-        complete_task(ctx, index, std::move(o), true);
-        cache_mu_.lock();
-        return;
-      }
-      cache_.erase(hit);
+    if (std::optional<NodeOutcome> hit = cache_.get(cache_key, options_.clock->steady_now())) {
+      emit(c, "cache.hit", Value::object({{"node", name}}));
+      complete_task(ctx, index, std::move(*hit), true);
+      return;
     }
   }
 
@@ -317,12 +362,14 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
   step.created_at_ms = step.started_at_ms = stamp_ms(c);
   write_step(c, step);
   t.step = std::move(step);
+  t.has_step_record = true;
   emit(c, "step.started", Value::object({{"step_id", t.step_id_value()}, {"node", c.compiled->graph->name_value(t.vertex)}, {"attempt", t.attempt}}));
 
   int64_t timeout_ms = node.task.timeout_ms.value_or(options_.default_timeout_ms);
   if (node.type == NodeType::kAgent && t.turn > 1 && node.task.turn_timeout_ms) {
     timeout_ms = *node.task.turn_timeout_ms;
   }
+  timeout_ms = bounded_ms(static_cast<double>(timeout_ms)).count();
   const uint64_t gen = c.generation;
   std::weak_ptr<RunContext> weak = ctx;
   req.deadline = options_.clock->steady_now() + std::chrono::milliseconds(timeout_ms);
@@ -435,8 +482,7 @@ void EngineImpl::on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t 
     return;
   }
   if (node.task.cache_ttl_ms && !t.cache_key.empty()) {
-    std::lock_guard<std::mutex> lock(cache_mu_);
-    cache_[t.cache_key] = CacheEntry{o, options_.clock->steady_now() + std::chrono::milliseconds(*node.task.cache_ttl_ms)};
+    cache_.put(t.cache_key, o, options_.clock->steady_now() + bounded_ms(static_cast<double>(*node.task.cache_ttl_ms)));
   }
   complete_task(ctx, index, std::move(o), true);
 }
@@ -467,10 +513,10 @@ void EngineImpl::fail_or_retry(const std::shared_ptr<RunContext>& ctx, size_t in
   t.step_id = new_uuid();
   const uint64_t token = c.next_token++;
   t.token = token;
-  emit(c, "step.retrying", Value::object({{"node", node.name}, {"attempt", t.attempt}, {"delay_ms", static_cast<long long>(delay)}, {"error", error}}));
+  emit(c, "step.retrying", Value::object({{"node", node.name}, {"attempt", t.attempt}, {"delay_ms", static_cast<long long>(bounded_ms(delay).count())}, {"error", error}}));
   std::weak_ptr<RunContext> weak = ctx;
   const uint64_t gen = c.generation;
-  t.timer = options_.clock->call_after(std::chrono::milliseconds(static_cast<int64_t>(delay)), [this, weak, gen, index, token] {
+  t.timer = options_.clock->call_after(bounded_ms(delay), [this, weak, gen, index, token] {
     auto locked = weak.lock();
     if (!locked) return;
     BatchedRunLock lock(*this, *locked);
@@ -572,7 +618,7 @@ void EngineImpl::on_item_reply(const std::shared_ptr<RunContext>& ctx, size_t in
     ++t.items_in_flight;  // still owed
     std::weak_ptr<RunContext> weak = ctx;
     const uint64_t gen = c.generation;
-    options_.clock->call_after(std::chrono::milliseconds(static_cast<int64_t>(delay)), [this, weak, gen, index, item] {
+    options_.clock->call_after(bounded_ms(delay), [this, weak, gen, index, item] {
       auto locked = weak.lock();
       if (!locked) return;
       BatchedRunLock lock(*this, *locked);
@@ -626,6 +672,12 @@ void EngineImpl::start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t i
     complete_task(ctx, index, failed("subgraph missing workflow_id"), true);
     return;
   }
+  if (!take_descendant(c.root_run_id.empty() ? c.record.id : c.root_run_id)) {
+    complete_task(ctx, index, failed("subgraph not started: run " + (c.root_run_id.empty() ? c.record.id : c.root_run_id) +
+                                     " already started " + std::to_string(options_.max_descendant_runs) +
+                                     " subgraph runs (max_descendant_runs)"), true);
+    return;
+  }
   auto child_wf = resolve_workflow(node.subgraph.workflow_id);
   if (!child_wf.ok()) {
     complete_task(ctx, index, failed("subgraph workflow '" + node.subgraph.workflow_id + "' not found: " +
@@ -640,17 +692,29 @@ void EngineImpl::start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t i
   opts.config = c.record.config;  // children share the run's config
   opts.workflow_id = node.subgraph.workflow_id;
   t.waiting_child = true;
+  t.child_run_id = new_uuid();
+  StepRecord step;  // running while the child runs; finish_step_record closes it
+  step.id = t.step_id;
+  step.run_id = c.record.id;
+  step.node_name = node.name;
+  step.type = std::string(node_type_name(node.type));
+  step.status = StepStatus::kRunning;
+  step.superstep = c.version + 1;
+  step.child_run_id = t.child_run_id;
+  step.created_at_ms = step.started_at_ms = t.started_ms;
+  write_step(c, std::move(step));
+  t.has_step_record = true;
   // The child's id is known before it starts, so when it stops notify_parent()
   // always finds the task waiting for it. It is started off this lock: its
   // first events may call back here.
-  opts.run_id = new_uuid();
-  t.child_run_id = opts.run_id;
+  opts.run_id = t.child_run_id;
   std::weak_ptr<RunContext> weak = ctx;
   const uint64_t gen = c.generation;
   std::string parent_id = c.record.id;
   int depth = c.depth + 1;
-  asio::post(pool_, [this, weak, gen, index, wf = *child_wf, opts, parent_id, name = node.name, depth]() mutable {
-    auto child = start_run_internal(wf, std::move(opts), parent_id, name, depth);
+  std::string root = c.root_run_id.empty() ? c.record.id : c.root_run_id;
+  asio::post(pool_, [this, weak, gen, index, wf = *child_wf, opts, parent_id, name = node.name, depth, root]() mutable {
+    auto child = start_run_internal(wf, std::move(opts), parent_id, name, depth, root);
     if (child.ok()) return;
     auto locked = weak.lock();
     if (!locked) return;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // RedisPublisher: pipelined XADD of requests on a thread of its own.
 #include "redis_publisher.h"
+#include "orch/thread_guard.h"
 
 #include <algorithm>
 #include <condition_variable>
@@ -83,6 +84,19 @@ void RedisPublisher::run(std::shared_ptr<State> state) {
   SigpipeGuard sigpipe;
   State& s = *state;
   std::unique_ptr<RedisClient> client;
+  // An exception ends one pass, not the thread: drop the connection, pause,
+  // and go on with the queue (calls of the lost batch end at their deadline).
+  while (!run_guarded("redis publisher", [&] { publish(s, client); })) {
+    client.reset();
+    std::unique_lock<std::mutex> lock(s.mu);
+    s.connected = false;
+    s.last_error = "internal error; reconnecting";
+    s.cv.wait_for(lock, kMaxBackoff, [&s] { return s.stopping; });
+    if (s.stopping) return;
+  }
+}
+
+void RedisPublisher::publish(State& s, std::unique_ptr<RedisClient>& client) {
   milliseconds backoff = kMinBackoff;
   auto set_error = [&s](std::string error) {
     std::lock_guard<std::mutex> lock(s.mu);

@@ -23,6 +23,8 @@
 
 namespace orch::internal {
 
+class RedisClient;
+
 class RedisPublisher {
  public:
   struct Config {
@@ -56,7 +58,10 @@ class RedisPublisher {
 
  private:
   struct State;
+  // The thread: publish() passes, each guarded (see thread_guard.h).
   static void run(std::shared_ptr<State> state);
+  // Publishes until stopped; `client` is the connection it (re)opens.
+  static void publish(State& s, std::unique_ptr<RedisClient>& client);
   std::shared_ptr<State> state_;
 };
 

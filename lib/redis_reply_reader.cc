@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // RedisReplyReader: the consumer-group reader of a reply stream.
 #include "redis_reply_reader.h"
+#include "orch/thread_guard.h"
 
 #include <algorithm>
 #include <condition_variable>
@@ -137,8 +138,23 @@ std::string RedisReplyReader::last_error() const {
 void RedisReplyReader::run(std::shared_ptr<State> state) {
   SigpipeGuard sigpipe;
   State& s = *state;
-  const Config& c = s.config;
   std::unique_ptr<RedisClient> client;
+  // An exception ends one pass, not the thread: drop the connection (stop()
+  // must not see it any more), pause, and read again.
+  while (!run_guarded("redis reply reader", [&] { read_replies(s, client); })) {
+    {
+      std::lock_guard<std::mutex> lock(s.client_mu);
+      s.client = nullptr;
+    }
+    client.reset();
+    s.set_error("internal error; reconnecting");
+    s.pause(kMaxBackoff);
+    if (s.stopped()) return;
+  }
+}
+
+void RedisReplyReader::read_replies(State& s, std::unique_ptr<RedisClient>& client) {
+  const Config& c = s.config;
   milliseconds backoff = kMinBackoff;
   bool read_own_pending = true;
   std::string pending_cursor = "0";

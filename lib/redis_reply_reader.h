@@ -28,6 +28,8 @@
 
 namespace orch::internal {
 
+class RedisClient;
+
 class RedisReplyReader {
  public:
   struct Config {
@@ -71,7 +73,10 @@ class RedisReplyReader {
 
  private:
   struct State;
+  // The thread: read_replies() passes, each guarded (see thread_guard.h).
   static void run(std::shared_ptr<State> state);
+  // Reads until stopped; `client` is the connection it (re)opens.
+  static void read_replies(State& s, std::unique_ptr<RedisClient>& client);
   std::shared_ptr<State> state_;
 };
 

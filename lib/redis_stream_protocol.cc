@@ -10,6 +10,7 @@
 
 #include "async_calls.h"
 #include "async_wire.h"
+#include "broker_sessions.h"
 #include "redis_client.h"
 #include "redis_pending.h"
 #include "redis_publisher.h"
@@ -29,6 +30,12 @@ struct Broker {
   std::shared_ptr<RedisPendingSet> pending;
   std::unique_ptr<RedisPublisher> publisher;
   std::unique_ptr<RedisReplyReader> reader;
+
+  // Ends both threads (joined) and closes their connections.
+  void stop() {
+    publisher->stop();
+    reader->stop();
+  }
 
   // Why the broker cannot be used right now (empty when it can).
   std::string trouble() const {
@@ -57,11 +64,41 @@ class RedisCore : public std::enable_shared_from_this<RedisCore> {
   const Clock& clock() const { return *clock_; }
   AsyncCalls& calls() { return *calls_; }
 
+  BrokerSessions<Broker>& brokers() { return brokers_; }
+
+  // Started on first use; null once stopped or when no worker uses that
+  // broker any more (see broker_sessions.h).
   std::shared_ptr<Broker> broker_for(const BrokerTarget& target) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopped_) return nullptr;
-    std::shared_ptr<Broker>& slot = brokers_[target.endpoint()];
-    if (slot) return slot;
+    return brokers_.get(target.endpoint(), [&] { return start_broker(target); });
+  }
+
+  // A reply held unacknowledged was handed to its call: acknowledge it now.
+  void release_held(const std::string& call_id) {
+    std::string endpoint, entry_id;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = held_.find(call_id);
+      if (it == held_.end()) return;
+      endpoint = it->second.first;
+      entry_id = it->second.second;
+      held_.erase(it);
+    }
+    if (auto broker = brokers_.find(endpoint)) broker->reader->ack_later(entry_id, call_id);
+  }
+
+  // Drops the pending record of a call that is over.
+  void forget(const std::string& call_id) {
+    for (const auto& broker : brokers_.all()) {
+      if (broker->pending->contains(call_id)) broker->reader->ack_later("", call_id);
+    }
+  }
+
+  void stop() {
+    for (const auto& broker : brokers_.close()) broker->stop();
+  }
+
+ private:
+  std::shared_ptr<Broker> start_broker(const BrokerTarget& target) {
     auto broker = std::make_shared<Broker>();
     broker->endpoint = target.endpoint();
     broker->pending = std::make_shared<RedisPendingSet>(settings_.redis_pending_key(), settings_.options.pending_ttl_ms);
@@ -102,54 +139,7 @@ class RedisCore : public std::enable_shared_from_this<RedisCore> {
       if (auto self = weak.lock()) self->expire_orphans();
     };
     broker->reader = std::make_unique<RedisReplyReader>(rc, broker->pending, rh, clock_);
-    slot = std::move(broker);
-    return slot;
-  }
-
-  // A reply held unacknowledged was handed to its call: acknowledge it now.
-  void release_held(const std::string& call_id) {
-    std::string endpoint, entry_id;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = held_.find(call_id);
-      if (it == held_.end()) return;
-      endpoint = it->second.first;
-      entry_id = it->second.second;
-      held_.erase(it);
-    }
-    if (auto broker = find(endpoint)) broker->reader->ack_later(entry_id, call_id);
-  }
-
-  // Drops the pending record of a call that is over.
-  void forget(const std::string& call_id) {
-    std::vector<std::shared_ptr<Broker>> brokers;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (auto& [endpoint, broker] : brokers_) brokers.push_back(broker);
-    }
-    for (auto& broker : brokers) {
-      if (broker->pending->contains(call_id)) broker->reader->ack_later("", call_id);
-    }
-  }
-
-  void stop() {
-    std::map<std::string, std::shared_ptr<Broker>> brokers;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopped_ = true;
-      brokers.swap(brokers_);
-    }
-    for (auto& [endpoint, broker] : brokers) {
-      broker->publisher->stop();
-      broker->reader->stop();
-    }
-  }
-
- private:
-  std::shared_ptr<Broker> find(const std::string& endpoint) {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = brokers_.find(endpoint);
-    return it == brokers_.end() ? nullptr : it->second;
+    return broker;
   }
 
   RedisReplyReader::Verdict on_entry(const std::string& endpoint, const RedisPendingSet& pending,
@@ -192,8 +182,7 @@ class RedisCore : public std::enable_shared_from_this<RedisCore> {
   const std::shared_ptr<Clock> clock_;
   const std::shared_ptr<AsyncCalls> calls_;
   std::mutex mu_;
-  bool stopped_ = false;
-  std::map<std::string, std::shared_ptr<Broker>> brokers_;                  // by "host:port"
+  BrokerSessions<Broker> brokers_;                                          // by "host:port"
   std::map<std::string, std::pair<std::string, std::string>> held_;        // call id -> (broker, entry id)
 };
 
@@ -223,7 +212,7 @@ class RedisStreamProtocol final : public WorkerProtocol {
     const int64_t wait_ms = started->wait_ms;
     std::shared_ptr<Broker> broker = core.broker_for(*target);
     if (!broker) {
-      done(failure(Status::cancelled("redis_stream: protocol shut down"), true));
+      done(failure(Status::cancelled("redis_stream: protocol shut down or worker removed"), true));
       return;
     }
     std::weak_ptr<Broker> weak_broker = broker;
@@ -251,6 +240,9 @@ class RedisStreamProtocol final : public WorkerProtocol {
     // The publisher skips a call whose request is already queued (sent before a restart).
     broker->publisher->enqueue(std::move(job));
   }
+
+  void attach(const WorkerInfo& worker) override { attach_worker(core_->brokers(), worker, "redis", kDefaultPort); }
+  void detach(const WorkerInfo& worker) override { detach_worker(core_->brokers(), worker, "redis", kDefaultPort); }
 
   void cancel(const std::string& call_id) override {
     AsyncCalls::Cancelled c = core_->calls().cancel(call_id);

@@ -25,7 +25,34 @@ void Scheduler::kill_out_edges(int v) {
 void Scheduler::set_edge(int e, EdgeState state) {
   edges_[static_cast<size_t>(e)] = state;
   if (state != kPending) marked_.push_back(e);
-  touched_.push_back(graph_->edges()[static_cast<size_t>(e)].target);
+  const int target = graph_->edges()[static_cast<size_t>(e)].target;
+  // A path reached __end__: once nothing else is ready or running the run is
+  // done, whatever other in-edges of __end__ still wait for (nothing can
+  // fire them any more then).
+  if (target == kEndVertex && state == kFired) end_reached_ = true;
+  touched_.push_back(target);
+}
+
+void Scheduler::rearm_downstream(int v) {
+  if (seen_.empty()) seen_.assign(graph_->vertex_count(), 0);
+  visited_.assign(1, v);
+  seen_[static_cast<size_t>(v)] = 1;
+  stack_.assign(1, v);
+  while (!stack_.empty()) {
+    int u = stack_.back();
+    stack_.pop_back();
+    for (int e : graph_->out_edges(u)) {
+      const GraphEdge& edge = graph_->edges()[static_cast<size_t>(e)];
+      if (edge.back) continue;  // an enclosing loop's edge: not this pass's business
+      edges_[static_cast<size_t>(e)] = kPending;
+      if (!seen_[static_cast<size_t>(edge.target)]) {
+        seen_[static_cast<size_t>(edge.target)] = 1;
+        visited_.push_back(edge.target);
+        stack_.push_back(edge.target);
+      }
+    }
+  }
+  for (int u : visited_) seen_[static_cast<size_t>(u)] = 0;
 }
 
 void Scheduler::make_ready(int v) {
@@ -51,7 +78,10 @@ std::vector<int> Scheduler::take_ready() {
 void Scheduler::node_finished(int v, const std::string* route, const std::vector<int>* goto_targets) {
   if (goto_targets != nullptr) {
     kill_out_edges(v);
-    for (int t : *goto_targets) make_ready(t);
+    for (int t : *goto_targets) {
+      rearm_downstream(t);
+      make_ready(t);
+    }
     return;
   }
   if (route != nullptr) route_results_.set(graph_->name(v), *route);
@@ -83,11 +113,14 @@ void Scheduler::settle() {
       forward_pending = forward_pending || s == kPending;
       forward_fired = forward_fired || s == kFired;
     }
-    if (back_fired || (any_forward && !forward_pending && forward_fired)) {
+    if (back_fired) {
+      rearm_downstream(v);  // the loop goes round again
       make_ready(v);
-    } else if (any_forward && !forward_pending && !forward_fired) {
+    } else if (any_forward && !forward_pending && forward_fired) {
+      make_ready(v);
+    } else if (any_forward && !forward_pending && !forward_fired && v != kEndVertex) {
       // Every forward in-edge is dead: skip the node and let the death spread.
-      reset_in_edges(v);
+      // Its dead in-edges stay dead until something upstream is entered again.
       kill_out_edges(v);
     }
   }

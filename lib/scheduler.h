@@ -7,9 +7,16 @@
 // all and triggers the goto targets instead). A node is ready when a back
 // in-edge fired, or when none of its forward in-edges is pending and at least
 // one fired. A node whose forward in-edges are all dead is skipped: its
-// out-edges die too, to a fixpoint. A node's in-edges return to pending when it
-// runs or is skipped, so a loop can trigger it again. Deferred nodes that
-// become ready are parked until nothing else is ready or running.
+// out-edges die too, to a fixpoint; __end__ is never skipped, and it counts as
+// reached as soon as one of its in-edges fires (the run completes once nothing
+// else is ready or running). A node's in-edges
+// return to pending when it becomes ready. A node entered again (a back edge
+// fired, or a goto) re-arms what lies downstream of it: every forward edge
+// reachable from it returns to pending, so a loop body runs as on its first
+// pass, and a node reached by goto after it was skipped feeds its successors
+// as usual (what other branches decided, e.g. a dead edge into __end__, is
+// kept). Deferred nodes that become ready are parked until nothing else is
+// ready or running.
 //
 // The whole state serializes to a small Value stored in each checkpoint (only
 // edges that are not pending are listed), so a run resumes, forks or replays
@@ -75,6 +82,8 @@ class Scheduler {
   void reset_in_edges(int v);
   void kill_out_edges(int v);
   void make_ready(int v);
+  // `v` is entered again: forward edges reachable from it return to pending.
+  void rearm_downstream(int v);
   void set_edge(int e, EdgeState state);  // also queues the edge's target for settle()
 
   std::shared_ptr<const CompiledGraph> graph_;
@@ -87,6 +96,9 @@ class Scheduler {
   // again until settle() compacts it), so a checkpoint lists the fired and
   // dead edges without scanning all of them.
   std::vector<int> marked_;
+  std::vector<char> seen_;       // rearm_downstream's visited set, kept all-zero between calls
+  std::vector<int> stack_;
+  std::vector<int> visited_;
   Value route_results_ = Value::object();
   bool end_reached_ = false;
 };

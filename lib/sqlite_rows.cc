@@ -30,7 +30,8 @@ const char* const kRunNames[] = {"id",
                                  "ended_at_ms",
                                  "input_tokens",
                                  "output_tokens",
-                                 "checkpoint_count"};
+                                 "checkpoint_count",
+                                 "recoveries"};
 const char* const kStepNames[] = {
     "id",           "run_id",        "node_name",     "type",          "status",
     "attempt",      "max_attempts",  "superstep",     "item_index",    "parent_step_id",
@@ -154,12 +155,13 @@ void bind_run(SQLite::Statement& stmt, const RunRecord& run) {
   stmt.bind(19, run.input_tokens);
   stmt.bind(20, run.output_tokens);
   stmt.bind(21, run.checkpoint_count);
+  stmt.bind(22, run.recoveries);
 }
 
 const char* const kRunProgressSql =
     "UPDATE runs SET error = ?3, updated_at_ms = ?4, started_at_ms = ?5, "
     "ended_at_ms = ?6, input_tokens = ?7, output_tokens = ?8, checkpoint_count = ?9, state = ?10, "
-    "last_event_seq = last_event_seq + ?11 WHERE id = ?1 RETURNING last_event_seq, pk";
+    "recoveries = ?12, last_event_seq = last_event_seq + ?11 WHERE id = ?1 RETURNING last_event_seq, pk";
 const char* const kRunStatusSql = "UPDATE runs SET status = ?2 WHERE id = ?1 AND status <> ?2";
 
 void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run, bool state_is_checkpoints,
@@ -180,6 +182,7 @@ void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run, bool state
   stmt.bind(8, run.output_tokens);
   stmt.bind(9, run.checkpoint_count);
   stmt.bind(11, new_events);
+  stmt.bind(12, run.recoveries);
 }
 
 Result<RunRecord> read_run(const SQLite::Statement& stmt) {
@@ -212,6 +215,7 @@ Result<RunRecord> read_run(const SQLite::Statement& stmt) {
   run.input_tokens = integer(stmt, 18);
   run.output_tokens = integer(stmt, 19);
   run.checkpoint_count = integer(stmt, 20);
+  run.recoveries = integer(stmt, 21);
   return run;
 }
 

@@ -237,6 +237,11 @@ DROP TABLE steps;
 ALTER TABLE steps_v4 RENAME TO steps;
 CREATE INDEX steps_by_run ON steps (run_pk, pk);
 )sql",
+    // 5: how often a run was resumed after a crash without progress since
+    // (RunRecord::recoveries).
+    R"sql(
+ALTER TABLE runs ADD COLUMN recoveries INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 
 constexpr int kMigrationCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));

@@ -16,6 +16,9 @@
 #include "sqlite_rows.h"
 #include "sqlite_schema.h"
 #include "sqlite_store_impl.h"
+
+#include <fcntl.h>
+#include <unistd.h>
 #include "sqlite_store_testing.h"
 
 namespace orch::sqlite {
@@ -65,6 +68,13 @@ Result<std::shared_ptr<SqliteStore>> SqliteStore::open(const std::string& path,
   if (options.busy_timeout_ms < 0)
     return Status::invalid_argument("open_sqlite_store: negative busy_timeout_ms");
   const bool in_memory = path == ":memory:";
+  if (!in_memory && path.rfind("file:", 0) != 0) {
+    // The database holds worker tokens and callback secrets: a new file is
+    // readable by its owner only (SQLite gives its -wal and -shm files the
+    // same mode).
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) ::close(fd);
+  }
   std::shared_ptr<SqliteStore> store(new SqliteStore(path, options, in_memory));
   try {
     ConnectionPool::Lease conn = store->pool_.acquire();

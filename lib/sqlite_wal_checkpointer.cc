@@ -73,6 +73,8 @@ void WalCheckpointer::run() {
       sqlite3_wal_checkpoint_v2(conn->db().getHandle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
     } catch (const std::exception&) {
       conn.reset();  // try again with a fresh connection next time
+    } catch (...) {
+      conn.reset();  // nothing else may end the thread (std::terminate)
     }
     lock.lock();
   }

@@ -45,6 +45,7 @@ void check_runs_crud(Store& store, Checker& c) {
   run.error = "node a failed: boom";
   run.ended_at_ms = 1700000009999;
   run.checkpoint_count = 4;
+  run.recoveries = 2;
   run.workflow = Value();
   run.callbacks = Value();
   c.expect_ok(store.update_run(run), "update_run");

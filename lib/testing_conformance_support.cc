@@ -99,6 +99,7 @@ bool Checker::same_run(const RunRecord& expected, const RunRecord& actual,
   ORCH_CONFORMANCE_FIELD(input_tokens)
   ORCH_CONFORMANCE_FIELD(output_tokens)
   ORCH_CONFORMANCE_FIELD(checkpoint_count)
+  ORCH_CONFORMANCE_FIELD(recoveries)
   return ok;
 }
 

@@ -2,6 +2,8 @@
 // Worker health checks (NullBoiler engine reference §7.3): probe every worker
 // whose circuit is not open; a healthy one is cleared, an unhealthy one
 // records a failure. Optionally on a timer.
+#include <algorithm>
+
 #include "worker_registry_impl.h"
 
 namespace orch {
@@ -43,23 +45,44 @@ void WorkerRegistry::Impl::check_health() {
   drain();  // a closed circuit may take waiting calls
 }
 
-void WorkerRegistry::Impl::schedule_health_check() {
+void WorkerRegistry::Impl::schedule_health_check(std::optional<SteadyTime> due) {
   std::weak_ptr<Impl> weak = weak_from_this();
+  const auto interval = std::chrono::milliseconds(options.health_check_interval_ms);
   std::lock_guard<std::mutex> lock(mu);
   if (shut_down) return;
   if (!background) background = std::make_unique<internal::CallPool>(1);
-  health_timer = clock->call_after(std::chrono::milliseconds(options.health_check_interval_ms), [weak] {
+  const SteadyTime when = due ? *due : clock->steady_now() + interval;
+  health_timer = clock->call_at(when, [weak, when, interval] {
     auto self = weak.lock();
     if (!self) return;
-    // Timer callbacks must not block: probe on the background thread.
-    std::lock_guard<std::mutex> inner(self->mu);
-    if (self->shut_down) return;
-    self->background->post([weak] {
-      if (auto s = weak.lock()) {
-        s->check_health();
-        s->schedule_health_check();
+    self->schedule_health_check(when + interval);
+    self->request_health_check();
+  });
+}
+
+void WorkerRegistry::Impl::request_health_check() {
+  std::weak_ptr<Impl> weak = weak_from_this();
+  std::lock_guard<std::mutex> lock(mu);
+  if (shut_down) return;
+  if (health_check_running) {
+    constexpr int kMaxOwedHealthChecks = 4;  // probes slower than the interval do not pile up
+    health_checks_owed = std::min(health_checks_owed + 1, kMaxOwedHealthChecks);
+    return;
+  }
+  health_check_running = true;
+  // Timer callbacks must not block: probe on the background thread.
+  background->post([weak] {
+    for (;;) {
+      auto self = weak.lock();
+      if (!self) return;
+      self->check_health();
+      std::lock_guard<std::mutex> inner(self->mu);
+      if (self->health_checks_owed == 0 || self->shut_down) {
+        self->health_check_running = false;
+        return;
       }
-    });
+      --self->health_checks_owed;
+    }
   });
 }
 

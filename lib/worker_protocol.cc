@@ -17,6 +17,10 @@ Status WorkerProtocol::probe(const WorkerInfo& worker, std::chrono::milliseconds
   return Status();
 }
 
+void WorkerProtocol::attach(const WorkerInfo& worker) { (void)worker; }
+
+void WorkerProtocol::detach(const WorkerInfo& worker) { (void)worker; }
+
 const char* circuit_state_name(CircuitState state) {
   switch (state) {
     case CircuitState::kClosed: return "closed";

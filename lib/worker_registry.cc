@@ -6,6 +6,8 @@
 
 #include "async_protocols.h"
 #include "http_worker_protocols.h"
+#include "orch/url.h"
+#include "orch/thread_guard.h"
 #include "worker_registry_impl.h"
 
 namespace orch {
@@ -61,7 +63,17 @@ Status WorkerRegistry::Impl::check_worker_locked(const WorkerInfo& worker,
   if (worker.max_concurrent < 1) return Status::invalid_argument("max_concurrent must be at least 1");
   auto it = protocols.find(worker.protocol);
   if (it == protocols.end()) return Status::invalid_argument("unsupported worker protocol: " + worker.protocol);
-  ORCH_RETURN_IF_ERROR(it->second->validate(worker));
+  // Protocols may come from the host: one that throws must not reach the caller.
+  Status valid;
+  if (!run_guarded("worker protocol validate", [&] { valid = it->second->validate(worker); })) {
+    return Status::invalid_argument("worker protocol " + worker.protocol + " failed to validate the worker");
+  }
+  ORCH_RETURN_IF_ERROR(valid);
+  // A URL orch can parse (http, https, mqtt, redis) names a host the policy
+  // must allow; other URLs are the business of their (host-supplied) protocol.
+  if (Result<Url> url = parse_url(worker.url); url.ok()) {
+    ORCH_RETURN_IF_ERROR(check_host(options.host_policy, url->host));
+  }
   *protocol = it->second;
   return Status();
 }
@@ -247,7 +259,9 @@ void WorkerRegistry::Impl::cancel(const std::string& id) {
       if (call_belongs_to(it->first, id)) running.emplace_back(it->second.worker->protocol, it->first);
     }
   }
-  for (auto& [protocol, call_id] : running) protocol->cancel(call_id);
+  for (auto& [protocol, call_id] : running) {
+    run_guarded("worker protocol cancel", [&] { protocol->cancel(call_id); });
+  }
   for (Callback& done : dropped) done(failure(Status::cancelled("call cancelled"), true));
 }
 
@@ -265,7 +279,9 @@ void WorkerRegistry::Impl::shutdown() {
     if (health_timer) clock->cancel(health_timer);
     health_timer = 0;
   }
-  for (auto& [protocol, call_id] : running) protocol->cancel(call_id);
+  for (auto& [protocol, call_id] : running) {
+    run_guarded("worker protocol cancel", [&] { protocol->cancel(call_id); });
+  }
   for (auto& p : waiting) p->done(failure(Status::cancelled("worker registry shut down"), true));
 }
 
@@ -318,6 +334,9 @@ Status WorkerRegistry::add_worker(WorkerInfo worker) {
     if (impl_->find_locked(worker.id)) return Status::already_exists("worker " + worker.id + " already exists");
     internal::CircuitBreaker breaker(impl_->options.failure_threshold,
                                      std::chrono::milliseconds(impl_->options.circuit_cooldown_ms));
+    if (!run_guarded("worker protocol attach", [&] { protocol->attach(worker); })) {
+      return Status::internal("worker protocol " + worker.protocol + " failed to take the worker");
+    }
     impl_->workers.push_back(
         std::make_shared<WorkerEntry>(std::move(worker), std::move(protocol), impl_->next_seq++, breaker));
   }
@@ -326,28 +345,43 @@ Status WorkerRegistry::add_worker(WorkerInfo worker) {
 }
 
 Status WorkerRegistry::update_worker(WorkerInfo worker) {
+  std::shared_ptr<WorkerProtocol> old_protocol;
+  WorkerInfo old_info;
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     std::shared_ptr<WorkerEntry> entry = impl_->find_locked(worker.id);
     if (!entry) return Status::not_found("worker " + worker.id + " not found");
     std::shared_ptr<WorkerProtocol> protocol;
     ORCH_RETURN_IF_ERROR(impl_->check_worker_locked(worker, &protocol));
+    if (!run_guarded("worker protocol attach", [&] { protocol->attach(worker); })) {
+      return Status::internal("worker protocol " + worker.protocol + " failed to take the worker");
+    }
+    old_protocol = std::move(entry->protocol);
+    old_info = std::move(entry->info);
     entry->info = std::move(worker);
     entry->protocol = std::move(protocol);
   }
+  // Outside the lock: releasing a connection may join its threads.
+  run_guarded("worker protocol detach", [&] { old_protocol->detach(old_info); });
   impl_->drain();
   return Status();
 }
 
 Status WorkerRegistry::remove_worker(const std::string& id) {
+  std::shared_ptr<WorkerProtocol> protocol;
+  WorkerInfo info;
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     auto& workers = impl_->workers;
     auto it = std::find_if(workers.begin(), workers.end(), [&](const auto& w) { return w->info.id == id; });
     if (it == workers.end()) return Status::not_found("worker " + id + " not found");
+    protocol = (*it)->protocol;
+    info = (*it)->info;
     workers.erase(it);
     impl_->rate_limits.erase(id);
   }
+  // Outside the lock: releasing a connection may join its threads.
+  run_guarded("worker protocol detach", [&] { protocol->detach(info); });
   impl_->drain();
   return Status();
 }

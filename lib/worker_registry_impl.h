@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,7 +59,13 @@ struct ORCH_NO_EXPORT WorkerRegistry::Impl : std::enable_shared_from_this<Worker
   void cancel(const std::string& id);
   void shutdown();
   void check_health();
-  void schedule_health_check();
+  // Arms the periodic check due at `due` (default: one interval from now).
+  // Each tick arms the next one at a fixed cadence before its check runs,
+  // so a check that is slow, or a clock that jumps, never loses a tick.
+  void schedule_health_check(std::optional<SteadyTime> due = std::nullopt);
+  // Runs check_health on the background thread, or after the check that is
+  // running: every tick gets its check (a backlog of a few at most).
+  void request_health_check();
 
   // REQUIRES: mu held.
   Launch start_call_locked(const std::shared_ptr<internal::WorkerEntry>& worker, std::shared_ptr<Pending> pending,
@@ -82,6 +89,8 @@ struct ORCH_NO_EXPORT WorkerRegistry::Impl : std::enable_shared_from_this<Worker
   bool drain_again = false;
   bool shut_down = false;
   Clock::TimerId health_timer = 0;
+  bool health_check_running = false;
+  int health_checks_owed = 0;  // ticks that met a running check (at most kMaxOwedHealthChecks)
   // Runs periodic health checks (they block on probes).
   std::unique_ptr<internal::CallPool> background;
 };

@@ -26,7 +26,7 @@ std::string session_key(const WorkerRequest& request) {
 
 Result<std::string> call_url(WireProtocol protocol, const WorkerInfo& worker) {
   std::string url = trim_trailing_slashes(worker.url);
-  ORCH_ASSIGN_OR_RETURN(UrlParts parts, split_url(url));
+  ORCH_ASSIGN_OR_RETURN(Url parts, parse_http_url(url));
   switch (protocol) {
     case WireProtocol::kWebhook:
       if (parts.target == "/" || parts.target.empty()) {

@@ -227,22 +227,40 @@ void list_events(App& app, const httplib::Request& req, httplib::Response& res, 
   RunRecord r;
   if (!load_run(app, res, p[0], &r)) return;
   int64_t after = query_int(req, "after_seq", 0, 0, INT64_MAX);
-  int64_t limit = query_int(req, "limit", 10000, 1, 100000);
-  auto events = app.store->list_events(r.id, after, static_cast<size_t>(limit));
+  int64_t limit = query_int(req, "limit", 10000, 1, 10000);
+  // One more than asked says whether another page follows (its cursor in
+  // X-Next-After-Seq); the body stays NullBoiler's array.
+  auto events = app.store->list_events(r.id, after, static_cast<size_t>(limit) + 1);
   if (!events.ok()) return send_status(res, events.status());
+  if (events->size() > static_cast<size_t>(limit)) {
+    events->pop_back();
+    res.set_header("X-Next-After-Seq", std::to_string(events->back().seq));
+  }
   Value list = Value::array();
   for (const EventRecord& e : *events) list.push_back(event_json(e));
   send_json(res, 200, list);
 }
 
-void list_checkpoints(App& app, const httplib::Request&, httplib::Response& res, const Params& p) {
+// Pages of a run's checkpoints: `limit` (default and most 1000) from the one
+// after version `after_version`; X-Next-After-Version names the next page's
+// cursor while there is one. The body stays NullBoiler's array.
+void list_checkpoints(App& app, const httplib::Request& req, httplib::Response& res, const Params& p) {
   RunRecord r;
   if (!load_run(app, res, p[0], &r)) return;
+  const int64_t after = query_int(req, "after_version", 0, 0, INT64_MAX);
+  const size_t limit = static_cast<size_t>(query_int(req, "limit", 1000, 1, 1000));
   auto cps = app.store->list_checkpoints(r.id);
   if (!cps.ok()) return send_status(res, cps.status());
   Value list = Value::array();
   auto completed = cumulative_completed(*cps);
-  for (size_t i = 0; i < cps->size(); ++i) list.push_back(checkpoint_json((*cps)[i], completed[i]));
+  for (size_t i = 0; i < cps->size(); ++i) {
+    if ((*cps)[i].version <= after) continue;
+    if (list.size() == limit) {
+      res.set_header("X-Next-After-Version", std::to_string((*cps)[i - 1].version));
+      break;
+    }
+    list.push_back(checkpoint_json((*cps)[i], completed[i]));
+  }
   send_json(res, 200, list);
 }
 

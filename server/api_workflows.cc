@@ -56,6 +56,11 @@ void create_workflow(App& app, const httplib::Request& req, httplib::Response& r
   if (!id.is_null() && (!id.is_string() || id.as_string().empty())) {
     return send_error(res, 400, "bad_request", "id must be a non-empty string");
   }
+  if (id.is_string()) {
+    if (std::string problem = id_problem(id.as_string(), "id"); !problem.empty()) {
+      return send_error(res, 400, "bad_request", problem);
+    }
+  }
   w.id = id.is_string() ? id.as_string() : new_uuid();
   w.name = body["name"].get_string("untitled");
   w.version = body["version"].get_int(1);

@@ -28,6 +28,7 @@ App::~App() {
 }
 
 Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_ptr<Dispatcher> dispatcher) {
+  ORCH_RETURN_IF_ERROR(check_config(config));
   auto app = std::make_unique<App>();
   app->config = config;
   if (config.db == ":memory:") {
@@ -49,6 +50,7 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   registry_options.circuit_cooldown_ms = config.worker_circuit_breaker_ms;
   registry_options.default_timeout_ms = config.default_timeout_ms;
   registry_options.health_check_interval_ms = config.health_check_interval_ms;
+  registry_options.host_policy = config.network;
   app->registry = std::make_shared<WorkerRegistry>(registry_options);
   if (config.db != ":memory:") {
     // mqtt/redis_stream: a stable instance name and a state directory next to
@@ -78,6 +80,12 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   options.store = app->store;
   options.dispatcher = app->dispatcher;
   options.default_timeout_ms = config.default_timeout_ms;
+  options.max_recoveries = config.max_recoveries;
+  // Which run a crash happened in, for recover() (see EngineOptions).
+  if (config.db != ":memory:") options.crash_log_path = config.db + ".crashes";
+  options.max_state_bytes = static_cast<size_t>(config.max_state_bytes);
+  options.max_descendant_runs = static_cast<size_t>(config.max_descendant_runs);
+  options.max_live_runs = static_cast<size_t>(config.max_live_runs);
   // A stable owner id: a server restarted on the same host and database takes
   // its runs back at once instead of waiting for its old leases to expire.
   char host[256] = {0};

@@ -5,7 +5,11 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "callback_check.h"
+#include "orch/host_policy.h"
 #include "orch/id.h"
+#include "orch/thread_guard.h"
+#include "orch/url.h"
 
 namespace orch::server {
 namespace {
@@ -148,7 +152,7 @@ void CallbackSender::worker() {
       EventRecord e = std::move(events_.front());
       events_.pop_front();
       lock.unlock();
-      on_event(e);
+      run_guarded("callback sender", [&] { on_event(e); });
       lock.lock();
       continue;
     }
@@ -160,7 +164,8 @@ void CallbackSender::worker() {
     Delivery d = std::move(queue_.front());
     queue_.pop_front();
     lock.unlock();
-    bool ok = send(d);
+    bool ok = false;
+    run_guarded("callback sender", [&] { ok = send(d); });
     lock.lock();
     if (ok) {
       app_.metrics.callbacks_sent.fetch_add(1, std::memory_order_relaxed);
@@ -176,20 +181,18 @@ void CallbackSender::worker() {
 }
 
 bool CallbackSender::send(const Delivery& d) {
-  // Split "http://host:port/path" for httplib.
-  size_t scheme_end = d.url.find("://");
-  if (scheme_end == std::string::npos) return false;
-  size_t path_start = d.url.find('/', scheme_end + 3);
-  std::string origin = d.url.substr(0, path_start);
-  std::string path = path_start == std::string::npos ? "/" : d.url.substr(path_start);
-  httplib::Client client(origin);
+  // Checked when the run was created (callback_check.h); checked again for
+  // runs stored before that check existed, and the host resolved now.
+  Result<Url> url = parse_http_url(d.url);
+  if (!url.ok() || !check_resolved_host(app_.config.network, url->host).ok()) return false;
+  httplib::Client client(url->origin());
   client.set_tcp_nodelay(true);
   client.set_connection_timeout(5, 0);
   client.set_read_timeout(10, 0);
   httplib::Headers headers;
   if (d.headers.is_object()) {
     for (const auto& [k, v] : d.headers.as_object()) {
-      if (v.is_string()) headers.emplace(k, v.as_string());
+      if (v.is_string() && check_callback_header(k, v.as_string()).ok()) headers.emplace(k, v.as_string());
     }
   }
   if (!d.secret.empty()) {
@@ -203,7 +206,7 @@ bool CallbackSender::send(const Delivery& d) {
       headers.emplace(std::string(prefix) + "Signature", sig);
     }
   }
-  auto res = client.Post(path.c_str(), headers, d.body, "application/json");
+  auto res = client.Post(url->target.c_str(), headers, d.body, "application/json");
   return res && res->status >= 200 && res->status < 300;
 }
 

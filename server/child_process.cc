@@ -55,13 +55,24 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(const SpawnOptions& op
   if (options.argv.empty() || options.argv[0].empty()) return Status::invalid_argument("no program to start");
   const std::string& program = options.argv[0];
 
-  // The environment: the parent's, with `env` added or replaced.
+  // The environment: `env`, and what the allow-list lets through of the parent's.
   std::map<std::string, std::string> overrides(options.env.begin(), options.env.end());
+  auto allowed = [&options](const std::string& key) {
+    for (const auto* list : {&kDefaultInheritedEnv, &options.inherit}) {
+      for (const std::string& name : *list) {
+        if (name == key) return true;
+        if (!name.empty() && name.back() == '*' && key.compare(0, name.size() - 1, name, 0, name.size() - 1) == 0) {
+          return true;
+        }
+      }
+    }
+    return false;
+  };
   std::vector<std::string> env_strings;
   for (char** e = environ; e && *e; ++e) {
     std::string_view entry(*e);
     std::string key(entry.substr(0, entry.find('=')));
-    if (!overrides.count(key)) env_strings.emplace_back(entry);
+    if (!overrides.count(key) && allowed(key)) env_strings.emplace_back(entry);
   }
   for (const auto& [k, v] : overrides) env_strings.push_back(k + "=" + v);
   std::vector<char*> envp;

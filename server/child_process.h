@@ -29,10 +29,17 @@
 
 namespace orch::server {
 
+// Names of the parent's environment a child always gets; "LC_*" is a prefix.
+inline const std::vector<std::string> kDefaultInheritedEnv = {"PATH", "HOME",   "USER",   "LOGNAME", "SHELL", "LANG",
+                                                              "LANGUAGE", "LC_*", "TZ", "TMPDIR", "TERM"};
+
 struct SpawnOptions {
   std::vector<std::string> argv;  // argv[0] is looked up on PATH when it has no '/'
-  // Added to (or replacing in) the parent's environment.
+  // The child's environment: `env`, plus the variables of the parent's that
+  // kDefaultInheritedEnv or `inherit` names (an agent or a hook must not see
+  // the server's secrets, e.g. ORCH_API_TOKEN or a cloud key in its env).
   std::vector<std::pair<std::string, std::string>> env;
+  std::vector<std::string> inherit;
   std::string cwd;                // empty: the parent's
 };
 

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
-// `orch run FILE --input JSON`: one workflow, run locally to its end.
+// `orch run FILE [--input JSON] [--db PATH] [--config FILE] [--worker SPEC]...`:
+// one workflow, run locally to its end, with the config file's workers and
+// any given on the command line.
 #include <iostream>
 
 #include "app.h"
@@ -7,25 +9,89 @@
 #include "orch/workflow.h"
 
 namespace orch::cli {
+namespace {
+
+constexpr const char* kUsage =
+    "usage: orch run FILE [--input JSON] [--db PATH] [--config FILE] "
+    "[--worker URL[,tags=a|b][,protocol=P][,token=T][,model=M]]...\n";
+
+// "URL[,key=value]...": a worker entry as the config file's `workers` holds it.
+Result<Value> worker_from_flag(const std::string& spec, size_t n) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  for (size_t i = 0; i <= spec.size(); ++i) {
+    if (i == spec.size() || spec[i] == ',') {
+      parts.push_back(spec.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  if (parts.empty() || parts[0].empty()) return Status::invalid_argument("--worker needs a URL");
+  Value w = Value::object({{"id", "cli-worker-" + std::to_string(n)}, {"url", parts[0]}, {"max_concurrent", 8}});
+  for (size_t i = 1; i < parts.size(); ++i) {
+    size_t eq = parts[i].find('=');
+    if (eq == std::string::npos) return Status::invalid_argument("--worker: '" + parts[i] + "' is not key=value");
+    std::string key = parts[i].substr(0, eq), value = parts[i].substr(eq + 1);
+    if (key == "tags") {
+      Value tags = Value::array();
+      size_t from = 0;
+      for (size_t j = 0; j <= value.size(); ++j) {
+        if (j == value.size() || value[j] == '|') {
+          if (j > from) tags.push_back(value.substr(from, j - from));
+          from = j + 1;
+        }
+      }
+      w.set("tags", std::move(tags));
+    } else if (key == "protocol" || key == "token" || key == "model" || key == "id") {
+      w.set(key, value);
+    } else {
+      return Status::invalid_argument("--worker: unknown key '" + key + "' (tags, protocol, token, model, id)");
+    }
+  }
+  return w;
+}
+
+}  // namespace
 
 int run_command(const Args& args) {
   std::string file;
   std::string input_text = "{}";
   server::ServerConfig config;
+  std::string config_file, db;
+  std::vector<std::string> worker_flags;
   for (size_t i = 0; i < args.size(); ++i) {
-    if ((args[i] == "--input" || args[i] == "--db") && i + 1 < args.size()) {
-      (args[i] == "--input" ? input_text : config.db) = args[i + 1];
-      ++i;
-    } else if (file.empty() && args[i].rfind("--", 0) != 0) {
-      file = args[i];
+    const std::string& a = args[i];
+    if ((a == "--input" || a == "--db" || a == "--config" || a == "--worker") && i + 1 < args.size()) {
+      const std::string& v = args[++i];
+      if (a == "--input") input_text = v;
+      else if (a == "--db") db = v;
+      else if (a == "--config") config_file = v;
+      else worker_flags.push_back(v);
+    } else if (file.empty() && a.rfind("--", 0) != 0) {
+      file = a;
     } else {
-      std::cerr << "orch run: unexpected argument " << args[i] << "\nusage: orch run FILE [--input JSON] [--db PATH]\n";
+      std::cerr << "orch run: unexpected argument " << a << "\n" << kUsage;
       return kExitUsage;
     }
   }
   if (file.empty()) {
-    std::cerr << "usage: orch run FILE [--input JSON] [--db PATH]\n";
+    std::cerr << kUsage;
     return kExitUsage;
+  }
+  if (!config_file.empty()) {
+    Status s = server::load_config_file(config_file, &config);
+    if (!s.ok()) {
+      std::cerr << "orch run: " << s.message() << "\n";
+      return kExitUsage;
+    }
+  }
+  if (!db.empty()) config.db = db;
+  for (size_t n = 0; n < worker_flags.size(); ++n) {
+    auto w = worker_from_flag(worker_flags[n], n + 1);
+    if (!w.ok()) {
+      std::cerr << "orch run: " << w.status().message() << "\n" << kUsage;
+      return kExitUsage;
+    }
+    config.workers.push_back(*w);
   }
   std::string error;
   auto text = read_file(file, &error);

@@ -14,6 +14,7 @@
 #include "app.h"
 #include "cli.h"
 #include "http_api.h"
+#include "http_listener.h"
 #include "orch/version.h"
 #include "tracker.h"
 #include "workflow_dir.h"
@@ -21,12 +22,12 @@
 namespace orch::cli {
 namespace {
 
-httplib::Server* g_server = nullptr;
+server::HttpListener* g_listener = nullptr;
 std::atomic<bool> g_stop{false};
 
 void on_signal(int) {
   g_stop = true;
-  if (g_server) g_server->stop();  // makes listen() return
+  if (g_listener) g_listener->stop();  // makes run() return
 }
 
 }  // namespace
@@ -59,23 +60,28 @@ int serve_command(const Args& args) {
   }
   httplib::Server svr;
   server::install_api(**app, svr);
-  g_server = &svr;
+  server::HttpListener listener(svr, server::listener_limits(config));
+  g_listener = &listener;
   signal(SIGTERM, on_signal);
   signal(SIGINT, on_signal);
   signal(SIGPIPE, SIG_IGN);
+  if (config.api_token.empty() && !server::is_loopback_host(config.host)) {
+    std::cerr << "orch serve: WARNING: listening on " << config.host
+              << " without an API token: anyone who can reach this address can start runs and register "
+                 "workers; put a reverse proxy with authentication in front, or set --token\n";
+  }
   std::cerr << "orch v" << orch::version() << " listening on http://" << config.host << ":" << config.port
             << " (db " << config.db << ", auth " << (config.api_token.empty() ? "off" : "bearer token") << ")\n";
-  if (!svr.bind_to_port(config.host.c_str(), config.port)) {
-    std::cerr << "orch serve: cannot listen on " << config.host << ":" << config.port << "\n";
+  if (Status b = listener.bind(config.host, config.port); !b.ok()) {
+    std::cerr << "orch serve: " << b.message() << "\n";
     return kExitFailure;
   }
-  server::raise_listen_backlog(config.port);
   // Pull mode (config `tracker`) starts once the API's port is bound.
   if (Status t = server::start_tracker(**app); !t.ok()) {
     std::cerr << "orch serve: " << t.message() << "\n";
     return kExitFailure;
   }
-  svr.listen_after_bind();
+  listener.run();
   // Graceful shutdown: no new requests; give running runs the grace period.
   (*app)->stopping = true;
   server::stop_tracker(**app);  // kills agents, cancels its runs, releases leases

@@ -29,6 +29,47 @@ Status read_string(const Value& v, const std::string& key, std::string* out, boo
   return Status();
 }
 
+Status read_strings(const Value& v, const std::string& key, std::vector<std::string>* out) {
+  if (!v.is_array()) return type_error(key, "an array of strings");
+  out->clear();
+  for (const Value& s : v.as_array()) {
+    if (!s.is_string() || s.as_string().empty()) return type_error(key, "an array of non-empty strings");
+    out->push_back(s.as_string());
+  }
+  return Status();
+}
+
+Status load_http(const Value& http, ServerConfig* c) {
+  if (!http.is_object()) return type_error("http", "an object");
+  for (const auto& [hk, hv] : http.as_object()) {
+    const std::string key = "http." + hk;
+    if (hk == "allowed_origins") {
+      ORCH_RETURN_IF_ERROR(read_strings(hv, key, &c->allowed_origins));
+      continue;
+    }
+    if (hk == "allowed_hosts") {
+      ORCH_RETURN_IF_ERROR(read_strings(hv, key, &c->allowed_hosts));
+      continue;
+    }
+    if (hk == "allow_unauthenticated_remote") {
+      if (!hv.is_bool()) return type_error(key, "a boolean");
+      c->allow_unauthenticated_remote = hv.as_bool();
+      continue;
+    }
+    if (!hv.is_int() || hv.as_int() < 1) return type_error(key, "a positive integer");
+    size_t n = static_cast<size_t>(hv.as_int());
+    if (hk == "max_body_bytes") c->max_body_bytes = n;
+    else if (hk == "threads") c->http_threads = n;
+    else if (hk == "max_sse_clients") c->max_sse_clients = n;
+    else if (hk == "max_header_count") c->max_header_count = n;
+    else if (hk == "max_header_bytes") c->max_header_bytes = n;
+    else if (hk == "max_connections_per_client") c->max_connections_per_client = n;
+    else if (hk == "header_timeout_ms") c->header_timeout_ms = static_cast<int64_t>(n);
+    else return Status::invalid_argument("unknown config key '" + key + "'");
+  }
+  return Status();
+}
+
 Status load_engine(const Value& engine, ServerConfig* c) {
   if (!engine.is_object()) return type_error("engine", "an object");
   for (const auto& [key, v] : engine.as_object()) {
@@ -47,6 +88,14 @@ Status load_engine(const Value& engine, ServerConfig* c) {
     } else if (key == "retention_ms") {
       ORCH_RETURN_IF_ERROR(read_int(v, k, &c->retention_ms));
       if (c->retention_ms < 0) return Status::invalid_argument("config key 'engine.retention_ms' must be >= 0");
+    } else if (key == "max_recoveries" || key == "max_state_bytes" || key == "max_descendant_runs" ||
+               key == "max_live_runs") {
+      int64_t* field = key == "max_recoveries"        ? &c->max_recoveries
+                       : key == "max_state_bytes"     ? &c->max_state_bytes
+                       : key == "max_descendant_runs" ? &c->max_descendant_runs
+                                                      : &c->max_live_runs;
+      ORCH_RETURN_IF_ERROR(read_int(v, k, field));
+      if (*field < 0) return Status::invalid_argument("config key '" + k + "' must be >= 0 (0: no limit)");
     } else if (key == "durability") {
       ORCH_RETURN_IF_ERROR(read_string(v, k, &c->durability, false));
       if (c->durability != "sync" && c->durability != "full" && c->durability != "exit") {
@@ -60,6 +109,37 @@ Status load_engine(const Value& engine, ServerConfig* c) {
       return Status::invalid_argument("unknown config key '" + k + "'");
     }
   }
+  return Status();
+}
+
+Status read_host_list(const Value& v, const std::string& key, std::vector<std::string>* out) {
+  if (!v.is_array()) return type_error(key, "an array of strings");
+  out->clear();
+  for (const Value& entry : v.as_array()) {
+    if (!entry.is_string()) return type_error(key, "an array of strings");
+    out->push_back(entry.as_string());
+  }
+  return Status();
+}
+
+// "network": {"allow_hosts": [...], "deny_hosts": [...], "deny_link_local": true}
+Status load_network(const Value& network, ServerConfig* c) {
+  if (!network.is_object()) return type_error("network", "an object");
+  for (const auto& [key, v] : network.as_object()) {
+    const std::string k = "network." + key;
+    if (key == "allow_hosts") {
+      ORCH_RETURN_IF_ERROR(read_host_list(v, k, &c->network.allow_hosts));
+    } else if (key == "deny_hosts") {
+      ORCH_RETURN_IF_ERROR(read_host_list(v, k, &c->network.deny_hosts));
+    } else if (key == "deny_link_local") {
+      if (!v.is_bool()) return type_error(k, "true or false");
+      c->network.deny_link_local = v.as_bool();
+    } else {
+      return Status::invalid_argument("unknown config key '" + k + "'");
+    }
+  }
+  Status valid = validate_host_policy(c->network);
+  if (!valid.ok()) return Status::invalid_argument("config key 'network': " + valid.message());
   return Status();
 }
 
@@ -98,6 +178,8 @@ Status load_config_file(const std::string& path, ServerConfig* c) {
       c->workers = v;
     } else if (key == "engine") {
       ORCH_RETURN_IF_ERROR(load_engine(v, c));
+    } else if (key == "network") {
+      ORCH_RETURN_IF_ERROR(load_network(v, c));
     } else if (key == "tracker") {
       if (!v.is_null() && !v.is_object()) return type_error(key, "an object or null");
       c->tracker = v;
@@ -105,14 +187,7 @@ Status load_config_file(const std::string& path, ServerConfig* c) {
         c->workflows_dir = v["workflows_dir"].as_string();
       }
     } else if (key == "http") {
-      if (!v.is_object()) return type_error(key, "an object");
-      for (const auto& [hk, hv] : v.as_object()) {
-        if (!hv.is_int() || hv.as_int() < 1) return type_error("http." + hk, "a positive integer");
-        if (hk == "max_body_bytes") c->max_body_bytes = static_cast<size_t>(hv.as_int());
-        else if (hk == "threads") c->http_threads = static_cast<size_t>(hv.as_int());
-        else if (hk == "max_sse_clients") c->max_sse_clients = static_cast<size_t>(hv.as_int());
-        else return Status::invalid_argument("unknown config key 'http." + hk + "'");
-      }
+      ORCH_RETURN_IF_ERROR(load_http(v, c));
     } else {
       return Status::invalid_argument("unknown config key '" + key + "'");
     }
@@ -164,11 +239,43 @@ Status parse_serve_flags(const std::vector<std::string>& args, ServerConfig* c) 
       ORCH_RETURN_IF_ERROR(value(&c->db));
     } else if (flag == "--token") {
       ORCH_RETURN_IF_ERROR(value(&c->api_token));
+    } else if (flag == "--token-file") {
+      // Keeps the token out of the process list (argv is world-readable).
+      ORCH_RETURN_IF_ERROR(value(&v));
+      std::ifstream in(v, std::ios::binary);
+      if (!in) return Status::invalid_argument("--token-file: cannot read " + v);
+      std::getline(in, c->api_token);
+      while (!c->api_token.empty() && (c->api_token.back() == '\r' || c->api_token.back() == ' ')) c->api_token.pop_back();
+      if (c->api_token.empty()) return Status::invalid_argument("--token-file: " + v + " holds no token");
     } else if (flag == "--workflows-dir") {
       ORCH_RETURN_IF_ERROR(value(&c->workflows_dir));
+    } else if (flag == "--allow-unauthenticated-remote") {
+      c->allow_unauthenticated_remote = true;
     } else {
       return Status::invalid_argument("unknown flag " + flag);
     }
+  }
+  if (c->api_token.empty()) {
+    if (const char* token = std::getenv("ORCH_API_TOKEN"); token && *token) c->api_token = token;
+  }
+  return check_config(*c);
+}
+
+bool is_loopback_host(const std::string& host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
+Status check_config(const ServerConfig& c) {
+  if (c.max_sse_clients + kReservedHttpThreads > c.http_threads) {
+    return Status::invalid_argument(
+        "http.max_sse_clients (" + std::to_string(c.max_sse_clients) + ") must leave " +
+        std::to_string(kReservedHttpThreads) + " of http.threads (" + std::to_string(c.http_threads) +
+        ") to the rest of the API: every stream holds a thread");
+  }
+  if (!is_loopback_host(c.host) && c.api_token.empty() && !c.allow_unauthenticated_remote) {
+    return Status::invalid_argument("listening on " + c.host +
+                                    " without an API token would expose the API to the network: set "
+                                    "api_token (--token), or pass --allow-unauthenticated-remote");
   }
   return Status();
 }

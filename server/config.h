@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "orch/host_policy.h"
 #include "orch/status.h"
 #include "orch/value.h"
 
@@ -23,6 +24,9 @@ struct ServerConfig {
   std::string strategies_dir = "strategies";
   Value workers = Value::array();        // seeded workers (raw config entries)
   Value tracker;                         // pull-mode settings (null: disabled)
+  // Outbound: hosts workers, their health probes and run callbacks may reach
+  // (config key "network"; see orch/host_policy.h).
+  HostPolicy network;
   // engine
   int64_t default_timeout_ms = 300000;
   int64_t shutdown_grace_ms = 30000;
@@ -31,19 +35,50 @@ struct ServerConfig {
   int64_t worker_circuit_breaker_ms = 60000;
   std::string durability = "sync";
   int64_t retention_ms = 0;              // delete finished runs older than this (0: keep)
+  int64_t max_recoveries = 3;            // EngineOptions::max_recoveries (0: no limit)
+  int64_t max_state_bytes = 16 * 1024 * 1024;  // EngineOptions::max_state_bytes
+  int64_t max_descendant_runs = 1000;    // EngineOptions::max_descendant_runs
+  int64_t max_live_runs = 100000;        // EngineOptions::max_live_runs (429 beyond)
   // HTTP
   size_t max_body_bytes = 8 * 1024 * 1024;
-  size_t http_threads = 16;
-  size_t max_sse_clients = 200;
+  // Every SSE stream holds a thread of the pool for its whole life, so
+  // streams are capped below the pool: max_sse_clients + kReservedHttpThreads
+  // <= http_threads (check_config refuses less).
+  size_t http_threads = 64;
+  size_t max_sse_clients = 48;
+  size_t max_header_count = 100;         // more: 431
+  size_t max_connections_per_client = 256;  // per remote address; more: 429 (0: no limit)
+  int64_t header_timeout_ms = 10000;     // a request's headers must arrive within it: 408
+  size_t max_header_bytes = 64 * 1024;   // names + values; more: 431
+  // Origins (scheme://host[:port]) whose cross-site requests are served, with
+  // CORS headers; "*" allows any. Others get 403 (CSRF).
+  std::vector<std::string> allowed_origins;
+  // Host names served without an API token besides localhost, IP addresses
+  // and `host` (DNS rebinding).
+  std::vector<std::string> allowed_hosts;
+  // Binding an address other than loopback without an API token needs this
+  // (--allow-unauthenticated-remote); a warning is printed.
+  bool allow_unauthenticated_remote = false;
   std::string config_path;               // where it was read from (empty: defaults)
 };
+
+// Threads of the HTTP pool that SSE streams may never take.
+constexpr size_t kReservedHttpThreads = 8;
+
+// Settings that contradict each other or are unsafe: InvalidArgument naming
+// them. Called after the file and the flags are read, and by open_app.
+Status check_config(const ServerConfig& config);
+
+// True for 127.0.0.0/8, ::1 and "localhost".
+bool is_loopback_host(const std::string& host);
 
 // Reads `path` into `config` (fields present override). Unknown keys, wrong
 // types and invalid JSON are InvalidArgument naming the key.
 Status load_config_file(const std::string& path, ServerConfig* config);
 
 // Applies `orch serve` flags: --host --port --db --config --token
-// --workflows-dir. --config is read first (else $ORCH_HOME/config.json when it
+// --token-file --workflows-dir --allow-unauthenticated-remote; without a token
+// from the file or the flags, $ORCH_API_TOKEN is used. --config is read first (else $ORCH_HOME/config.json when it
 // exists), then the other flags override. InvalidArgument for bad flags.
 Status parse_serve_flags(const std::vector<std::string>& args, ServerConfig* config);
 

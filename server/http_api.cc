@@ -6,21 +6,27 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
 #include "orch/id.h"
+#include "http_listener.h"
+#include "request_guard.h"
 
 namespace orch::server {
 namespace {
 
-std::vector<std::string> split_path(const std::string& path) {
+// The segments of a path. A request's path is split as it came (its target,
+// before '?') and each segment is percent-decoded once: "%2F" in an id stays
+// inside its segment, and "%2541" is "%41", not "A".
+std::vector<std::string> split_path(const std::string& path, bool decode) {
   std::vector<std::string> out;
+  const size_t end = std::min(path.find('?'), path.size());
   size_t i = 0;
-  while (i < path.size()) {
-    size_t j = path.find('/', i);
-    if (j == std::string::npos) j = path.size();
-    if (j > i) out.push_back(httplib::detail::decode_url(path.substr(i, j - i), false));
+  while (i < end) {
+    size_t j = std::min(path.find('/', i), end);
+    if (j > i) out.push_back(decode ? httplib::detail::decode_url(path.substr(i, j - i), false) : path.substr(i, j - i));
     i = j + 1;
   }
   return out;
@@ -69,19 +75,14 @@ struct CompiledRoute {
 
 }  // namespace
 
-void raise_listen_backlog(int port) {
-  for (int fd = 3; fd < 4096; ++fd) {
-    int listening = 0;
-    socklen_t len = sizeof(listening);
-    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
-    sockaddr_storage addr{};
-    socklen_t addr_len = sizeof(addr);
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &addr_len) != 0) continue;
-    int bound = addr.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port)
-                : addr.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
-                                             : -1;
-    if (bound == port) listen(fd, SOMAXCONN);
+std::string id_problem(const std::string& id, const std::string& what) {
+  if (id.size() > kMaxIdBytes) {
+    return what + " is " + std::to_string(id.size()) + " bytes long; the limit is " + std::to_string(kMaxIdBytes);
   }
+  for (unsigned char ch : id) {
+    if (ch < 0x20 || ch == 0x7f) return what + " must not contain control characters";
+  }
+  return "";
 }
 
 void send_json(httplib::Response& res, int status, const Value& body) {
@@ -126,15 +127,22 @@ bool read_json_object(const httplib::Request& req, httplib::Response& res, Value
   return true;
 }
 
+ListenerLimits listener_limits(const ServerConfig& config) {
+  ListenerLimits limits;
+  limits.threads = std::max<size_t>(config.http_threads, 4);
+  limits.max_connections_per_client = config.max_connections_per_client;
+  limits.header_timeout_ms = config.header_timeout_ms;
+  limits.max_header_bytes = config.max_header_bytes;
+  return limits;
+}
+
 void install_api(App& app, httplib::Server& svr) {
   auto routes = std::make_shared<std::vector<CompiledRoute>>();
   for (auto* table : {run_routes, workflow_routes, ops_routes, stream_routes, tracker_routes, worker_routes}) {
-    for (Route& r : table()) routes->push_back({r.method, split_path(r.pattern), std::move(r.handler)});
+    for (Route& r : table()) routes->push_back({r.method, split_path(r.pattern, false), std::move(r.handler)});
   }
-  // A fixed pool: every SSE stream pins one thread, so there are always threads
-  // left for the rest of the API (SSE is capped below the pool size).
-  size_t threads = std::max<size_t>(app.config.http_threads, 4);
-  svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  // Connections are accepted and given threads by HttpListener (its pool has
+  // http.threads threads; SSE streams are capped below that).
   svr.set_tcp_nodelay(true);
   svr.set_payload_max_length(app.config.max_body_bytes);
   svr.set_keep_alive_max_count(1000);
@@ -144,7 +152,7 @@ void install_api(App& app, httplib::Server& svr) {
     app.metrics.http_requests.fetch_add(1, std::memory_order_relaxed);
     std::string request_id = req.get_header_value("X-Request-Id");
     res.set_header("X-Request-Id", request_id.empty() ? new_uuid() : request_id);
-    std::vector<std::string> path = split_path(req.path);
+    std::vector<std::string> path = split_path(req.target.empty() ? req.path : req.target, !req.target.empty());
     Params params;
     const CompiledRoute* found = nullptr;
     std::string allow;
@@ -160,7 +168,15 @@ void install_api(App& app, httplib::Server& svr) {
       send_error(res, 401, "unauthorized", "missing or invalid bearer token");
     } else if (found != nullptr) {
       match(found->pattern, path, &params);
-      found->handler(app, req, res, params);
+      std::string problem;
+      for (const std::string& p : params) {
+        if (problem.empty()) problem = id_problem(p, "id in the path");
+      }
+      if (problem.empty()) {
+        found->handler(app, req, res, params);
+      } else {
+        send_error(res, 400, "bad_request", problem);
+      }
     } else if (!allow.empty()) {
       res.set_header("Allow", allow);
       send_error(res, 405, "method_not_allowed", "method " + req.method + " is not allowed on " + req.path + " (allowed: " + allow + ")");
@@ -170,12 +186,68 @@ void install_api(App& app, httplib::Server& svr) {
     if (res.status >= 400) app.metrics.http_errors.fetch_add(1, std::memory_order_relaxed);
     app.metrics.http_latency.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   };
+  auto guard = std::make_shared<RequestGuard>(app.config);
+  // Runs once a request's headers are read, before its body is.
+  svr.set_pre_routing_handler([guard, dispatch](const httplib::Request& req, httplib::Response& res) {
+    HttpListener::request_headers_read();
+    if (auto refusal = guard->check(req)) {
+      send_error(res, refusal->status, refusal->code, refusal->message);
+      // The body (if any) was not read: it must not be taken for a request.
+      if (!RequestGuard::has_no_body(req) && req.method != "GET") close_connection_after(req, res);
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    guard->add_cors_headers(req, res);
+    if (guard->is_preflight(req)) {
+      res.status = 204;
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (RequestGuard::has_no_body(req)) {  // an empty body: nothing to wait for
+      dispatch(req, res);
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  // Bodies are read here, up to the limit however they are framed: the
+  // Content-Length was checked above, a chunked body stops at the limit.
+  const size_t max_body = app.config.max_body_bytes;
+  auto with_body = [dispatch, max_body](const httplib::Request& req, httplib::Response& res,
+                                        const httplib::ContentReader& reader) {
+    std::string body;
+    bool too_large = false;
+    bool complete = reader([&](const char* data, size_t n) {
+      if (body.size() + n > max_body) {
+        too_large = true;
+        return false;
+      }
+      body.append(data, n);
+      return true;
+    });
+    if (!complete) {
+      if (too_large) {
+        send_error(res, 413, "payload_too_large",
+                   "request body exceeds the size limit of " + std::to_string(max_body) + " bytes (http.max_body_bytes)");
+      } else {
+        send_error(res, 400, "bad_request", "the request body could not be read (malformed chunked encoding?)");
+      }
+      close_connection_after(req, res);
+      return;
+    }
+    // The handlers read req.body, as for any request httplib reads itself.
+    const_cast<httplib::Request&>(req).body = std::move(body);
+    dispatch(req, res);
+  };
+  // Runs after each response is written: a connection whose request body was
+  // refused unread ends here.
+  svr.set_logger([](const httplib::Request& req, const httplib::Response&) {
+    cut_connection_if_asked(req);
+    HttpListener::response_written();
+  });
   for (const char* pattern : {"/.*", "/"}) {
     svr.Get(pattern, dispatch);
-    svr.Post(pattern, dispatch);
-    svr.Put(pattern, dispatch);
-    svr.Delete(pattern, dispatch);
-    svr.Patch(pattern, dispatch);
+    svr.Post(pattern, with_body);
+    svr.Put(pattern, with_body);
+    svr.Delete(pattern, with_body);
+    svr.Patch(pattern, with_body);
     svr.Options(pattern, dispatch);
   }
   // Errors httplib produces itself (413, 400 for a malformed request line, ...)

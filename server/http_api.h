@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "app.h"
+#include "http_listener.h"
 
 namespace httplib {
 class Server;
@@ -40,17 +41,21 @@ std::vector<Route> worker_routes();
 // Installs every route, limits, auth, error and exception handlers on `svr`.
 void install_api(App& app, httplib::Server& svr);
 
-// cpp-httplib 0.11 listens with a backlog of 5, so a burst of new connections
-// gets SYNs dropped and one-second client retries. After bind_to_port(), this
-// finds the listening socket on `port` and raises its backlog to the system
-// maximum (listen() again on a listening socket only updates the backlog).
-void raise_listen_backlog(int port);
+// The listener limits `config` asks for (see http_listener.h).
+ListenerLimits listener_limits(const ServerConfig& config);
+
 
 // Response helpers shared by the handlers.
 void send_json(httplib::Response& res, int status, const Value& body);
 void send_error(httplib::Response& res, int status, const std::string& code, const std::string& message);
 // The HTTP status and envelope code for a Status.
 void send_status(httplib::Response& res, const Status& status);
+// Ids (workflow, worker, run, step ids, idempotency keys) are at most this
+// long and hold no control characters (NUL included).
+constexpr size_t kMaxIdBytes = 256;
+// Empty when `id` is acceptable, else why not ("<what> is longer than ...").
+std::string id_problem(const std::string& id, const std::string& what);
+
 // Parses a JSON object body. On failure answers 400 and returns false. An empty
 // body is {} when `allow_empty`.
 bool read_json_object(const httplib::Request& req, httplib::Response& res, Value* out, bool allow_empty = false);

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "metrics.h"
 
+#include "orch/thread_guard.h"
+
 #include <fmt/format.h>
 
 namespace orch::server {
@@ -49,6 +51,8 @@ std::string Metrics::render(size_t active_runs, size_t sse) const {
   counter("orch_steps_retry_scheduled_total", "Retries scheduled after a failed attempt.", steps_retried);
   counter("orch_callbacks_sent_total", "Run callbacks delivered.", callbacks_sent);
   counter("orch_callbacks_failed_total", "Run callbacks that could not be delivered.", callbacks_failed);
+  counter("orch_background_exceptions_total", "Exceptions caught in background threads (each logged on stderr).",
+          thread_exceptions());
   gauge("orch_runs_active", "Runs currently executing.", active_runs);
   gauge("orch_sse_clients", "Open SSE streams.", sse);
   http_latency.write(&out, "orch_http_request_duration_seconds", "Time to answer an HTTP request.");

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "app.h"
+#include "orch/thread_guard.h"
 
 namespace orch::server {
 
@@ -43,7 +44,7 @@ void RetentionSweeper::loop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!cv_.wait_for(lock, interval, [this] { return stop_; })) {
     lock.unlock();
-    sweep();
+    run_guarded("retention sweep", [this] { sweep(); });
     lock.lock();
   }
 }

@@ -3,6 +3,7 @@
 
 #include <httplib.h>
 
+#include "callback_check.h"
 #include "callbacks.h"
 #include "http_api.h"
 #include "orch/id.h"
@@ -43,12 +44,15 @@ void start_run_from_request(App& app, const httplib::Request& req, httplib::Resp
     }
     if (k.is_string()) key = k.as_string();
   }
+  if (std::string problem = id_problem(key, "idempotency key"); !problem.empty()) {
+    return send_error(res, 400, "bad_request", problem);
+  }
   const Value& input = body["input"];
   const Value& config = body["config"];
   const Value& callbacks = body["callbacks"];
   if (!config.is_null() && !config.is_object()) return send_error(res, 400, "bad_request", "config must be an object");
-  if (!callbacks.is_null() && !callbacks.is_array()) {
-    return send_error(res, 400, "bad_request", "callbacks must be an array");
+  if (Status s = check_callbacks(callbacks, app.config.network); !s.ok()) {
+    return send_error(res, 400, "bad_request", s.message());
   }
 
   auto replay_or_conflict = [&](const RunRecord& existing) {
@@ -85,6 +89,8 @@ void start_run_from_request(App& app, const httplib::Request& req, httplib::Resp
   options.idempotency_key = key;
   options.workflow_id = workflow_id;
   options.run_id = new_uuid();
+  // Legacy `steps` runs list every step from the start, as NullBoiler's do.
+  options.plan_steps = body.find("steps") != nullptr;
   const std::string run_id = options.run_id;
   // Its events then stop at the sender's subscription (most runs have no
   // callbacks) instead of waking a sender thread to read the run back.

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "subprocess_agent.h"
 
+#include "orch/thread_guard.h"
+
 #include <fcntl.h>
 #include <httplib.h>
 #include <signal.h>
@@ -55,12 +57,13 @@ Result<std::unique_ptr<SubprocessAgent>> SubprocessAgent::start(Options options)
   spawn.argv.insert(spawn.argv.end(), o.args.begin(), o.args.end());
   spawn.argv.insert(spawn.argv.end(), {"--port", std::to_string(o.port), "--workdir", o.workdir});
   spawn.env = o.env;
+  spawn.inherit = o.inherit_env;
   spawn.cwd = o.workdir;
   ORCH_ASSIGN_OR_RETURN(agent->child_, ChildProcess::spawn(spawn));
   agent->pid_ = agent->child_->pid();
   if (pipe2(agent->wake_pipe_, O_CLOEXEC) != 0) return Status::internal("pipe failed");
   agent->touch();
-  agent->drain_thread_ = std::thread([a = agent.get()] { a->drain_loop(); });
+  agent->drain_thread_ = std::thread([a = agent.get()] { a->drain_loop_guarded(); });
   return agent;
 }
 
@@ -75,6 +78,15 @@ SubprocessAgent::~SubprocessAgent() {
     if (fd >= 0) close(fd);
   }
   // child_'s destructor reaps (and kills, had it survived).
+}
+
+void SubprocessAgent::drain_loop_guarded() {
+  if (run_guarded("agent output drain", [this] { drain_loop(); })) return;
+  // Whoever waits for the exit must not wait forever.
+  std::lock_guard<std::mutex> lock(mu_);
+  exit_text_ = "output drain failed (see the orch log)";
+  exited_ = true;
+  exited_cv_.notify_all();
 }
 
 void SubprocessAgent::drain_loop() {

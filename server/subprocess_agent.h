@@ -52,6 +52,7 @@ class SubprocessAgent {
     int port = 0;
     std::string workdir;
     std::vector<std::pair<std::string, std::string>> env;
+    std::vector<std::string> inherit_env;  // parent variables let through (SpawnOptions::inherit)
     std::string token;  // sent as a bearer token on every call when set
   };
 
@@ -85,6 +86,8 @@ class SubprocessAgent {
  private:
   explicit SubprocessAgent(Options options) : options_(std::move(options)) {}
   void drain_loop();
+  // The drain thread: drain_loop(), and if it throws, reported as exited.
+  void drain_loop_guarded();
 
   Options options_;
   std::unique_ptr<ChildProcess> child_;  // owned by the drain thread once started

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "tracker.h"
 
+#include "orch/thread_guard.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -294,6 +296,12 @@ struct Tracker::Impl : std::enable_shared_from_this<Tracker::Impl> {
   void stop();
   void poll_loop();
   void liveness_loop();
+  // Runs `loop` (a thread's whole life) until it returns; an exception it
+  // throws restarts it after a pause instead of ending the server.
+  void keep_running(const char* where, void (Impl::*loop)());
+  // A task thread: run_task, and a failed finish if it throws (stop() waits
+  // for every task to finish).
+  void run_task_guarded(const std::shared_ptr<TrackedTask>& t);
   void join_finished(std::unique_lock<std::mutex>& lock);
 
   // ---- NullTickets --------------------------------------------------------
@@ -403,8 +411,8 @@ Status Tracker::Impl::start() {
   });
   std::lock_guard<std::mutex> lock(mu);
   started = true;
-  poll_thread = std::thread([this] { poll_loop(); });
-  live_thread = std::thread([this] { liveness_loop(); });
+  poll_thread = std::thread([this] { keep_running("tracker poll", &Impl::poll_loop); });
+  live_thread = std::thread([this] { keep_running("tracker liveness", &Impl::liveness_loop); });
   return Status();
 }
 
@@ -442,6 +450,22 @@ void Tracker::Impl::join_finished(std::unique_lock<std::mutex>& lock) {
   lock.unlock();
   for (std::thread& th : threads) th.join();
   lock.lock();
+}
+
+void Tracker::Impl::keep_running(const char* where, void (Impl::*loop)()) {
+  while (!run_guarded(where, [&] { (this->*loop)(); })) {
+    std::unique_lock<std::mutex> lock(mu);
+    if (poll_cv.wait_for(lock, std::chrono::seconds(1), [this] { return stopping; })) return;
+  }
+}
+
+void Tracker::Impl::run_task_guarded(const std::shared_ptr<TrackedTask>& t) {
+  if (run_guarded("tracker task", [&] { run_task(t); })) return;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (t->finished) return;
+  }
+  run_guarded("tracker task", [&] { finish(t, {Outcome::kFailed, "internal error (see the orch log)"}); });
 }
 
 void Tracker::Impl::poll_loop() {
@@ -635,7 +659,7 @@ void Tracker::Impl::admit(const std::shared_ptr<const PipelineDef>& def, const s
   live_cv.notify_all();
   log("claimed task " + t->task_id + " (pipeline " + pipeline + ", role " + role + ", stage " + stage + ", attempt " +
       std::to_string(t->attempt) + ")");
-  t->thread = std::thread([self = shared_from_this(), t] { self->run_task(t); });
+  t->thread = std::thread([self = shared_from_this(), t] { self->run_task_guarded(t); });
 }
 
 void Tracker::Impl::heartbeat(const std::shared_ptr<TrackedTask>& t) {
@@ -788,7 +812,7 @@ HookResult Tracker::Impl::hook(const std::shared_ptr<TrackedTask>& t, const char
     std::lock_guard<std::mutex> lock(mu);
     cwd = t->workspace;
   }
-  HookResult r = run_hook(name, script, cwd, env, cfg.hook_timeout_ms);
+  HookResult r = run_hook(name, script, cwd, env, cfg.hook_timeout_ms, cfg.inherit_env);
   if (!r.ok) log("task " + t->task_id + ": " + r.error);
   return r;
 }
@@ -1062,6 +1086,7 @@ WorkerReply Tracker::Impl::drive_agent(const std::shared_ptr<TrackedTask>& t, co
   }
   options.token = new_uuid();
   options.env = task_env(t);
+  options.inherit_env = cfg.inherit_env;
   {
     std::lock_guard<std::mutex> lock(mu);
     options.workdir = t->workspace;

@@ -3,24 +3,25 @@
 
 #include <httplib.h>
 
+#include "orch/url.h"
+
 #include <cctype>
 #include <chrono>
 
 namespace orch::server {
 namespace {
 
-// Splits "http://host:port/prefix" into the origin httplib wants and the prefix.
+// Splits "http://host:port/prefix" into the origin httplib wants and the
+// prefix. The config reader checked the URL (tracker_config.cc); one that does
+// not parse leaves the origin empty, and every call fails cleanly.
 void split_url(const std::string& url, std::string* origin, std::string* prefix) {
-  size_t scheme_end = url.find("://");
-  size_t path_start = scheme_end == std::string::npos ? std::string::npos : url.find('/', scheme_end + 3);
-  if (path_start == std::string::npos) {
-    *origin = url;
-    prefix->clear();
-  } else {
-    *origin = url.substr(0, path_start);
-    *prefix = url.substr(path_start);
-    while (!prefix->empty() && prefix->back() == '/') prefix->pop_back();
-  }
+  Result<Url> parsed = parse_http_url(url);
+  origin->clear();
+  prefix->clear();
+  if (!parsed.ok()) return;
+  *origin = parsed->origin();
+  *prefix = parsed->target == "/" ? std::string() : parsed->target;
+  while (!prefix->empty() && prefix->back() == '/') prefix->pop_back();
 }
 
 std::chrono::microseconds micros(int64_t ms) { return std::chrono::milliseconds(ms); }
@@ -58,6 +59,11 @@ TrackerReply TrackerClient::call(const char* method, const std::string& path, co
                                  const std::string& bearer) {
   // One connection per call: calls come from several threads, httplib's
   // Client is not shareable across them, and NullTickets is local or near.
+  if (origin_.empty()) {
+    TrackerReply reply;
+    reply.error = "invalid tracker url";
+    return reply;
+  }
   httplib::Client cli(origin_);
   cli.set_tcp_nodelay(true);
   cli.set_connection_timeout(micros(timeout_ms_));

@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: MIT
 #include "tracker_config.h"
 
+#include <cstdlib>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include "orch/url.h"
 
 namespace orch::server {
 namespace {
@@ -106,6 +110,12 @@ Status read_limits(ObjectReader& r, const std::string& key, std::map<std::string
   return Status();
 }
 
+std::string default_workspace_root() {
+  if (const char* home = std::getenv("ORCH_HOME"); home && *home) return std::string(home) + "/workspaces";
+  if (const char* home = std::getenv("HOME"); home && *home) return std::string(home) + "/.orch/workspaces";
+  return "orch-workspaces";
+}
+
 std::string anchored(const std::string& path, const std::string& base_dir) {
   if (path.empty() || fs::path(path).is_absolute() || base_dir.empty()) return path;
   return (fs::path(base_dir) / path).lexically_normal().string();
@@ -149,6 +159,7 @@ Status parse_subprocess(const Value& v, const std::string& path, TrackerConfig* 
   ORCH_RETURN_IF_ERROR(r.check_object());
   ORCH_RETURN_IF_ERROR(read_string(r, "command", &c->command, false));
   ORCH_RETURN_IF_ERROR(read_string_list(r, "args", &c->args));
+  ORCH_RETURN_IF_ERROR(read_string_list(r, "inherit_env", &c->inherit_env));
   // The port range is base_port .. base_port+999.
   ORCH_RETURN_IF_ERROR(read_int(r, "base_port", &c->base_port, 1, 65535 - 999));
   ORCH_RETURN_IF_ERROR(read_int(r, "health_check_retries", &c->health_check_retries, 1));
@@ -171,6 +182,9 @@ Result<TrackerConfig> parse_tracker_config(const Value& tracker, const std::stri
     const std::string& u = url->as_string();
     if (u.rfind("http://", 0) != 0 && u.rfind("https://", 0) != 0) {
       return Status::invalid_argument("tracker.url: expected an http:// or https:// URL, got '" + u + "'");
+    }
+    if (Result<Url> parsed = parse_http_url(u); !parsed.ok()) {
+      return Status::invalid_argument("tracker.url: " + parsed.status().message());
     }
     c.url = u;
     while (!c.url.empty() && c.url.back() == '/') c.url.pop_back();
@@ -198,6 +212,7 @@ Result<TrackerConfig> parse_tracker_config(const Value& tracker, const std::stri
     return Status::invalid_argument("tracker.heartbeat_interval_ms (" + std::to_string(c.heartbeat_interval_ms) +
                                     ") must be less than tracker.lease_ttl_ms (" + std::to_string(c.lease_ttl_ms) + ")");
   }
+  if (c.workspace_root.empty()) c.workspace_root = default_workspace_root();
   c.workspace_root = anchored(c.workspace_root, base_dir);
   c.workflows_dir = anchored(c.workflows_dir, base_dir);
   return c;

@@ -42,11 +42,16 @@ struct TrackerConfig {
   std::map<std::string, int64_t> per_role;
   std::map<std::string, int64_t> per_state;
   // workspace
-  std::string workspace_root = "/tmp/nullboiler-workspaces";
+  // Default: $ORCH_HOME/workspaces, else $HOME/.orch/workspaces (not a
+  // predictable path under /tmp that another user could create first).
+  std::string workspace_root;
   TrackerHooks hooks;
   int64_t hook_timeout_ms = 30000;
   // subprocess agents
   std::string command = "nullclaw";
+  // Variables of orch's environment that agents and hooks also get, beyond
+  // PATH, HOME, LANG and the like (subprocess.inherit_env; "X_*" a prefix).
+  std::vector<std::string> inherit_env;
   std::vector<std::string> args = {"gateway"};
   int64_t base_port = 9200;
   int64_t health_check_retries = 10;

@@ -4,14 +4,16 @@
 #include <algorithm>
 #include <iostream>
 
+#include "orch/url.h"
+
 namespace orch::server {
 namespace {
 
-bool has_url_path(const std::string& url) {
-  size_t scheme = url.find("://");
-  size_t host_start = scheme == std::string::npos ? 0 : scheme + 3;
-  size_t slash = url.find('/', host_start);
-  return slash != std::string::npos && slash + 1 < url.size();
+// The URL scheme each built-in protocol speaks.
+bool scheme_fits(const std::string& protocol, const std::string& scheme) {
+  if (protocol == "mqtt") return scheme == "mqtt";
+  if (protocol == "redis_stream") return scheme == "redis";
+  return scheme == "http" || scheme == "https";
 }
 
 }  // namespace
@@ -32,7 +34,15 @@ Result<WorkerInfo> WorkerBook::parse(const Value& body) {
   if (std::find(std::begin(kProtocols), std::end(kProtocols), w.protocol) == std::end(kProtocols)) {
     return Status::invalid_argument("invalid protocol (expected webhook|api_chat|openai_chat|mqtt|redis_stream|a2a)");
   }
-  if (w.protocol == "webhook" && !has_url_path(w.url)) {
+  // Parsed once here, so no malformed URL reaches a connection (the registry
+  // then checks the host against the network policy).
+  Result<Url> url = parse_url(w.url);
+  if (!url.ok()) return Status::invalid_argument("invalid worker url: " + url.status().message());
+  if (!scheme_fits(w.protocol, url->scheme)) {
+    return Status::invalid_argument("invalid worker url: protocol " + w.protocol + " does not speak " + url->scheme +
+                                    "://");
+  }
+  if (w.protocol == "webhook" && url->target.substr(0, url->target.find('?')).size() < 2) {
     return Status::invalid_argument("webhook protocol requires explicit URL path (for example /webhook)");
   }
   w.model = body["model"].get_string("");

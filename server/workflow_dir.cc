@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "workflow_dir.h"
 
+#include "orch/thread_guard.h"
+
 #include <poll.h>
 #include <sys/inotify.h>
 #include <unistd.h>
@@ -78,8 +80,10 @@ void WorkflowDirWatcher::watch_loop() {
       auto* ev = reinterpret_cast<inotify_event*>(buf + i);
       std::string name = ev->len ? ev->name : "";
       if (name.size() > 5 && name.substr(name.size() - 5) == ".json") {
-        Status s = load_file(dir_ + "/" + name);
-        if (!s.ok()) std::cerr << "orch: workflow reload failed: " << s.message() << "\n";
+        run_guarded("workflow reload", [&] {
+          Status s = load_file(dir_ + "/" + name);
+          if (!s.ok()) std::cerr << "orch: workflow reload failed: " << s.message() << "\n";
+        });
       }
       i += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
     }

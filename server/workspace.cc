@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -47,12 +48,24 @@ Result<std::string> real_path(const std::string& path) {
 
 Status WorkspaceManager::init() {
   std::error_code ec;
-  fs::create_directories(configured_root_, ec);
-  if (ec) return Status::invalid_argument("cannot create workspace root " + configured_root_ + ": " + ec.message());
+  const bool existed = fs::exists(configured_root_, ec);
+  fs::path parent = fs::path(configured_root_).parent_path();
+  if (!parent.empty()) fs::create_directories(parent, ec);
+  if (!existed && mkdir(configured_root_.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Status::invalid_argument("cannot create workspace root " + configured_root_ + ": " + strerror(errno));
+  }
   ORCH_ASSIGN_OR_RETURN(root_, real_path(configured_root_));
   struct stat st;
   if (stat(root_.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     return Status::invalid_argument("workspace root " + configured_root_ + " is not a directory");
+  }
+  if (st.st_uid != geteuid()) {
+    return Status::invalid_argument("workspace root " + root_ + " belongs to another user (uid " +
+                                    std::to_string(st.st_uid) + "); orch deletes workspaces there, so it must own it");
+  }
+  if (st.st_mode & S_IWOTH) {
+    return Status::invalid_argument("workspace root " + root_ +
+                                    " is writable by other users; make it 0700 (chmod go-w) or choose another root");
   }
   return Status();
 }
@@ -96,9 +109,11 @@ Result<WorkspaceManager::Workspace> WorkspaceManager::prepare(const std::string&
     std::error_code ec;
     ws.fresh = fs::is_empty(path, ec);
   } else {
-    if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
+    if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
       return Status::internal("cannot create workspace " + path + ": " + strerror(errno));
     }
+    // Only what carries the marker is ever deleted (remove, remove_stale).
+    if (FILE* marker = std::fopen((path + "/" + kMarker).c_str(), "w")) std::fclose(marker);
     ws.fresh = true;
   }
   // Belt and braces: whatever happened in between, the directory must
@@ -117,12 +132,13 @@ Status WorkspaceManager::remove(const std::string& path) {
   }
   struct stat st;
   if (lstat(path.c_str(), &st) != 0) return Status();  // already gone
-  std::error_code ec;
-  if (S_ISLNK(st.st_mode)) {
-    fs::remove(path, ec);  // the link, not its target
-  } else {
-    fs::remove_all(path, ec);  // does not follow symlinks inside
+  if (!S_ISDIR(st.st_mode)) return Status();            // a link or a file: not orch's to delete
+  struct stat marker;
+  if (lstat((path + "/" + kMarker).c_str(), &marker) != 0 || !S_ISREG(marker.st_mode)) {
+    return Status();  // a directory orch did not create: left alone
   }
+  std::error_code ec;
+  fs::remove_all(path, ec);  // does not follow symlinks inside
   if (ec) return Status::internal("cannot remove workspace " + path + ": " + ec.message());
   return Status();
 }
@@ -131,19 +147,23 @@ size_t WorkspaceManager::remove_stale() {
   size_t removed = 0;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(root_, ec)) {
-    if (!entry.is_symlink(ec) && !entry.is_directory(ec)) continue;
+    if (entry.is_symlink(ec) || !entry.is_directory(ec)) continue;
+    std::error_code exists_ec;
+    if (!fs::exists(entry.path() / kMarker, exists_ec)) continue;
     if (remove(entry.path().string()).ok()) ++removed;
   }
   return removed;
 }
 
 HookResult run_hook(const std::string& name, const std::string& script, const std::string& cwd,
-                    const std::vector<std::pair<std::string, std::string>>& env, int64_t timeout_ms) {
+                    const std::vector<std::pair<std::string, std::string>>& env, int64_t timeout_ms,
+                    const std::vector<std::string>& inherit) {
   HookResult result;
   if (script.empty()) return result;
   SpawnOptions options;
   options.argv = {"/bin/sh", "-c", script};
   options.env = env;
+  options.inherit = inherit;
   options.env.emplace_back("ORCH_HOOK", name);
   options.cwd = cwd;
   auto child = ChildProcess::spawn(options);

@@ -34,8 +34,13 @@ class WorkspaceManager {
  public:
   explicit WorkspaceManager(std::string root) : configured_root_(std::move(root)) {}
 
-  // Creates the root (and parents) and canonicalizes it.
+  // Creates the root (and parents; the root itself 0700) and canonicalizes
+  // it. A root that another user owns, or that others may write to, is
+  // refused: orch deletes workspaces in it.
   Status init();
+  // The marker file orch leaves in each workspace it creates: only those are
+  // ever deleted.
+  static constexpr const char* kMarker = ".orch-workspace";
   // The canonical root (after init()).
   const std::string& root() const { return root_; }
 
@@ -50,10 +55,11 @@ class WorkspaceManager {
   // Creates (or reuses) the workspace of `task_id`. InvalidArgument for an id
   // or a path that would leave the root.
   Result<Workspace> prepare(const std::string& task_id);
-  // Deletes a workspace made by prepare(); refuses anything else.
+  // Deletes a workspace that prepare() created (it holds kMarker); leaves
+  // any other directory alone. Refuses a path outside the root.
   Status remove(const std::string& path);
-  // Deletes what a previous process left in the root: directories and
-  // symlinks (the links themselves, never their targets). Returns how many.
+  // Deletes the workspaces a previous process created (kMarker) and left in
+  // the root; nothing else. Returns how many.
   size_t remove_stale();
 
  private:
@@ -71,7 +77,10 @@ struct HookResult {
 };
 
 // Runs `script` with /bin/sh -c in `cwd`. Empty script: ok, nothing runs.
+// The environment is `env` plus the allow-listed variables of orch's own
+// (SpawnOptions::inherit: kDefaultInheritedEnv and `inherit`).
 HookResult run_hook(const std::string& name, const std::string& script, const std::string& cwd,
-                    const std::vector<std::pair<std::string, std::string>>& env, int64_t timeout_ms);
+                    const std::vector<std::pair<std::string, std::string>>& env, int64_t timeout_ms,
+                    const std::vector<std::string>& inherit = {});
 
 }  // namespace orch::server

@@ -31,12 +31,13 @@ using namespace std::chrono_literals;
 
 namespace {
 
-pid_t spawn(const std::string& db, const std::string& log) {
+pid_t spawn(const std::string& db, const std::string& log, const char* mode = nullptr) {
   pid_t pid = fork();
   if (pid == 0) {
     int devnull = open("/dev/null", O_WRONLY);
     dup2(devnull, STDOUT_FILENO);
-    execl(ORCH_CRASH_CHILD, ORCH_CRASH_CHILD, db.c_str(), log.c_str(), static_cast<char*>(nullptr));
+    if (mode != nullptr) dup2(devnull, STDERR_FILENO);  // a sanitizer's report of the planned crash
+    execl(ORCH_CRASH_CHILD, ORCH_CRASH_CHILD, db.c_str(), log.c_str(), mode, static_cast<char*>(nullptr));
     _exit(127);
   }
   return pid;
@@ -110,5 +111,43 @@ TEST_CASE("SIGKILL at random moments: every run completes, no recorded node runs
   CHECK(lost == 0);
   CHECK(kills == 20);
   CHECK(executions >= 250);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a run that crashes its process is resumed max_recoveries times, then failed", "[crash][sqlite][hardening]") {
+  // Without crash attribution it would crash the process on every restart,
+  // for ever. The run beside it, only in flight at each crash, completes.
+  auto dir = std::filesystem::temp_directory_path() / ("orch-crash-loop-" + orch::new_uuid());
+  std::filesystem::create_directories(dir);
+  const std::string db = (dir / "orch.db").string();
+  int crashes = 0, clean_exits = 0;
+  for (int start = 0; start < 8 && clean_exits == 0; ++start) {
+    pid_t child = spawn(db, (dir / "unused.log").string(), "--crash-loop");
+    int status = 0;
+    for (int i = 0; i < 600 && waitpid(child, &status, WNOHANG) == 0; ++i) std::this_thread::sleep_for(50ms);
+    if (waitpid(child, &status, WNOHANG) == 0) {
+      kill(child, SIGKILL);
+      waitpid(child, &status, 0);
+      FAIL("the child neither crashed nor finished within 30 s");
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+      ++clean_exits;
+    } else {
+      ++crashes;
+    }
+  }
+  CHECK(crashes == 4);  // the first run and 3 resumes (max_recoveries)
+  CHECK(clean_exits == 1);
+  auto store = orch::open_sqlite_store(db);
+  REQUIRE(store.ok());
+  auto bad = (*store)->get_run("bad");
+  REQUIRE(bad.ok());
+  CHECK(bad->status == orch::RunStatus::kFailed);
+  CHECK(bad->error.find("crashed while executing this run") != std::string::npos);
+  CHECK(bad->recoveries == 3);
+  auto good = (*store)->get_run("good");
+  REQUIRE(good.ok());
+  CHECK(good->status == orch::RunStatus::kCompleted);
+  CHECK(good->recoveries == 0);
   std::filesystem::remove_all(dir);
 }

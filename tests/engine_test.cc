@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: MIT
 // Engine behaviour: scheduling, control flow and failure handling (issue: graph engine).
+#include <algorithm>
 #include <atomic>
+#include <map>
+#include <fstream>
+#include <filesystem>
 #include <condition_variable>
 #include <chrono>
 #include <mutex>
@@ -10,6 +14,7 @@
 
 #include "catch.h"
 #include "orch/engine.h"
+#include "orch/id.h"
 #include "orch/sqlite_store.h"
 #include "support/engine_fixture.h"
 
@@ -109,6 +114,28 @@ TEST_CASE("exceeding the recursion limit fails the run with a clear error", "[en
   CHECK(engine->store()->list_checkpoints(r.id)->size() == 8);
 }
 
+TEST_CASE("100 000 supersteps of in-process nodes run in constant stack depth", "[engine][hardening]") {
+  // A transform and a route in a loop: both finish inside the superstep that
+  // launched them, which once nested the next superstep's call on the stack
+  // (SIGSEGV at a few thousand supersteps).
+  auto wf = make_workflow(R"({"state_schema": {"count": {"type": "number", "reducer": "add"}},
+    "nodes": {"inc": {"type": "transform", "updates": {"count": 1}},
+              "check": {"type": "route", "input": "state.count", "routes": {"50000": "__end__", "again": "inc"}, "default": "again"}},
+    "edges": [["__start__","inc"],["inc","check"],["check:again","inc"],["check:50000","__end__"]]})");
+  auto engine = make_engine();
+  auto run = engine->start_run(wf, [] {
+    orch::RunOptions o;
+    o.config = json(R"({"recursion_limit": 100001, "durability": "exit"})");
+    return o;
+  }());
+  REQUIRE(run.ok());
+  auto r = engine->wait(*run, std::chrono::minutes(5));
+  REQUIRE(r.ok());
+  CHECK(r->status == RunStatus::kCompleted);
+  CHECK(r->error.empty());
+  CHECK(r->state["count"].as_int() == 50000);
+}
+
 TEST_CASE("a graph where nothing can become ready fails naming the stuck nodes", "[engine]") {
   // "join" also waits for "c", which sits on a cycle nothing enters.
   auto wf = make_workflow(R"({"nodes": {"a": {}, "c": {}, "d": {}, "join": {}},
@@ -196,6 +223,148 @@ TEST_CASE("goto replaces static edges and survives interrupt_after", "[engine]")
   auto r = engine->wait(id, 10s);
   REQUIRE(r->status == RunStatus::kCompleted);
   CHECK(trace_of(*r) == std::vector<std::string>{"decide", "special"});
+}
+
+namespace {
+// The graph of the goto-after-skip report: r0 routes on state.v, so with
+// v = "x" nodes c and d are skipped before a's goto reaches them.
+std::shared_ptr<const orch::Workflow> goto_after_skip(std::vector<std::string> targets, bool interrupt_after_a) {
+  std::string json_text = std::string(R"({"state_schema": {"trace": {"type": "array", "reducer": "append"},
+                                          "v": {"type": "string"}}, )") +
+                          (interrupt_after_a ? R"("interrupt_after": ["a"], )" : "") + R"(
+    "nodes": {"r0": {"type": "route", "input": "state.v", "routes": {"x": "a", "y": "c", "z": "d"}},
+              "a": {}, "b": {}, "c": {}, "d": {}},
+    "edges": [["__start__","r0"],["r0:x","a"],["r0:y","c"],["r0:z","d"],
+              ["a","b"],["b","__end__"],["c","__end__"],["d","__end__"]]})";
+  return make_workflow(json_text, {{"a", [targets](const NodeCall&) -> Result<NodeOutput> {
+                                     NodeOutput out(json(R"({"trace":["a"]})"));
+                                     out.goto_nodes = targets;
+                                     return out;
+                                   }},
+                                   {"b", tracer("b")},
+                                   {"c", tracer("c")},
+                                   {"d", tracer("d")}});
+}
+}  // namespace
+
+TEST_CASE("goto to a node skipped earlier runs it and completes the run", "[engine][goto]") {
+  auto engine = make_engine();
+  SECTION("one target") {
+    auto r = run_to_end(*engine, goto_after_skip({"c"}, false), json(R"({"v": "x"})"));
+    INFO(r.error);
+    REQUIRE(r.status == RunStatus::kCompleted);
+    CHECK(trace_of(r) == std::vector<std::string>{"a", "c"});
+  }
+  SECTION("a list of targets") {
+    auto r = run_to_end(*engine, goto_after_skip({"c", "d"}, false), json(R"({"v": "x"})"));
+    INFO(r.error);
+    REQUIRE(r.status == RunStatus::kCompleted);
+    CHECK(trace_of(r) == std::vector<std::string>{"a", "c", "d"});
+  }
+  SECTION("across an interrupt_after on the node that chose the goto") {
+    auto id = *engine->start_run(goto_after_skip({"c"}, true), [] {
+      orch::RunOptions o;
+      o.input = json(R"({"v": "x"})");
+      return o;
+    }());
+    REQUIRE(engine->wait(id, 10s)->status == RunStatus::kInterrupted);
+    REQUIRE(engine->resume_run(id, Value()).ok());
+    auto r = engine->wait(id, 10s);
+    INFO(r->error);
+    REQUIRE(r->status == RunStatus::kCompleted);
+    CHECK(trace_of(*r) == std::vector<std::string>{"a", "c"});
+  }
+}
+
+TEST_CASE("goto to a skipped node feeds a join whose other branch was skipped", "[engine][goto]") {
+  // c -> j <- b: both c and b were skipped by r0 before a's goto reaches c.
+  auto wf = make_workflow(std::string(R"({"state_schema": {"trace": {"type": "array", "reducer": "append"},
+                                                   "v": {"type": "string"}},
+    "nodes": {"r0": {"type": "route", "input": "state.v", "routes": {"x": "a", "y": "b", "z": "c"}},
+              "a": {}, "b": {}, "c": {}, "j": {}},
+    "edges": [["__start__","r0"],["r0:x","a"],["r0:y","b"],["r0:z","c"],
+              ["a","__end__"],["b","j"],["c","j"],["j","__end__"]]})"),
+                          {{"a", [](const NodeCall&) -> Result<NodeOutput> {
+                              NodeOutput out(json(R"({"trace":["a"]})"));
+                              out.goto_nodes = {"c"};
+                              return out;
+                            }},
+                           {"b", tracer("b")}, {"c", tracer("c")}, {"j", tracer("j")}});
+  auto engine = make_engine();
+  auto r = run_to_end(*engine, wf, json(R"({"v": "x"})"));
+  INFO(r.error);
+  REQUIRE(r.status == RunStatus::kCompleted);
+  CHECK(trace_of(r) == std::vector<std::string>{"a", "c", "j"});
+}
+
+TEST_CASE("property: random DAGs with routes and gotos complete or fail with a reason, never stuck",
+          "[engine][goto][property]") {
+  // Random layered DAGs: every node can reach __end__, routes pick among
+  // their successors at random, and task nodes sometimes goto a random node.
+  // Since every path leads to __end__, a run must complete; "stuck" (or a
+  // timeout) is the defect this guards against.
+  std::mt19937 rng(20261206);
+  auto engine = make_engine();
+  for (int round = 0; round < 300; ++round) {
+    const int n = 3 + static_cast<int>(rng() % 10);
+    std::vector<std::vector<int>> succ(n);
+    std::vector<bool> is_route(n);
+    for (int i = 1; i < n; ++i) succ[rng() % static_cast<unsigned>(i)].push_back(i);  // all reachable
+    for (int i = 0; i < n; ++i) {
+      is_route[i] = rng() % 3 == 0;
+      int fan = succ[i].empty() ? 1 : static_cast<int>(rng() % 3);
+      for (int k = 0; k < fan; ++k) {
+        int t = i + 1 + static_cast<int>(rng() % static_cast<unsigned>(n - i));  // n means __end__
+        if (std::find(succ[i].begin(), succ[i].end(), t) == succ[i].end()) succ[i].push_back(t);
+      }
+    }
+    auto name = [n](int i) { return i == n ? std::string("__end__") : "n" + std::to_string(i); };
+    std::string nodes, edges = R"(["__start__","n0"])";
+    std::map<std::string, orch::NodeFunction> fns;
+    Value input = Value::object();
+    std::string gotos;
+    // Input keys outside the schema do not reach the state: declare the routes'.
+    std::string schema = R"("trace": {"type": "array", "reducer": "append"})";
+    for (int i = 0; i < n; ++i) {
+      if (!nodes.empty()) nodes += ",";
+      if (is_route[i]) {
+        std::string routes;
+        for (size_t k = 0; k < succ[i].size(); ++k) {
+          routes += (k ? "," : "") + std::string("\"") + std::to_string(k) + "\": \"" + name(succ[i][k]) + "\"";
+          edges += ",[\"" + name(i) + ":" + std::to_string(k) + "\",\"" + name(succ[i][k]) + "\"]";
+        }
+        nodes += "\"" + name(i) + "\": {\"type\": \"route\", \"input\": \"state.r" + std::to_string(i) +
+                 "\", \"routes\": {" + routes + "}}";
+        input.set("r" + std::to_string(i), std::to_string(rng() % succ[i].size()));
+        schema += ", \"r" + std::to_string(i) + "\": {\"type\": \"string\"}";
+      } else {
+        nodes += "\"" + name(i) + "\": {}";
+        for (int t : succ[i]) edges += ",[\"" + name(i) + "\",\"" + name(t) + "\"]";
+        std::vector<std::string> go;
+        if (rng() % 4 == 0) {
+          int t = i + 1 + static_cast<int>(rng() % static_cast<unsigned>(n - i));  // forward: a DAG
+          go.push_back(name(t));
+          gotos += name(i) + " -> goto " + name(t) + "; ";
+        }
+        fns[name(i)] = [go, nm = name(i)](const NodeCall&) -> Result<NodeOutput> {
+          NodeOutput out(Value::object({{"trace", Value::array({nm})}}));
+          out.goto_nodes = go;
+          return out;
+        };
+      }
+    }
+    std::string text = "{\"state_schema\": {" + schema + "}, \"nodes\": {" + nodes + "}, \"edges\": [" + edges + "]}";
+    INFO(text);
+    INFO(input.to_json());
+    INFO(gotos);
+    // Nodes no path reaches fail validation; such a graph is not a workflow.
+    auto parsed = orch::parse_workflow_json(text);
+    REQUIRE(parsed.ok());
+    auto wf = make_workflow(text, fns);
+    auto r = run_to_end(*engine, wf, input);
+    INFO(r.error);
+    CHECK(r.status == RunStatus::kCompleted);
+  }
 }
 
 TEST_CASE("send over 100 items keeps item order, null where an item failed", "[engine]") {
@@ -785,6 +954,77 @@ TEST_CASE("recover() starts a run that stopped before its first checkpoint", "[e
   auto done = (*engine)->wait("early", 10s);
   REQUIRE(done->status == RunStatus::kCompleted);
   CHECK(trace_of(*done) == std::vector<std::string>{"before", "a"});
+}
+
+namespace {
+std::string temp_crash_log(const std::string& content) {
+  std::string path = (std::filesystem::temp_directory_path() / ("orch-crashes-" + orch::new_uuid())).string();
+  std::ofstream(path) << content;
+  return path;
+}
+}  // namespace
+
+TEST_CASE("recover() fails a run that crashed the process max_recoveries times", "[engine][hardening]") {
+  // A run whose node crashes the process would otherwise crash it on every
+  // restart. The crash log names the run a crashing thread was executing.
+  auto store = orch::new_memory_store();
+  auto wf = make_workflow(std::string(R"({"id": "wf", )") + kTraceSchema + R"(,
+    "nodes": {"a": {}}, "edges": [["__start__","a"],["a","__end__"]]})",
+                          {{"a", tracer("a")}});
+  orch::RunRecord r;
+  r.id = "looping";
+  r.status = RunStatus::kRunning;
+  r.workflow_id = "wf";
+  r.recoveries = 2;  // resumed twice after crashes already
+  REQUIRE(store->create_run(r).ok());
+  orch::EngineOptions options;
+  options.store = store;
+  options.max_recoveries = 2;
+  options.crash_log_path = temp_crash_log("looping\n");
+  options.workflow_resolver = [wf](const std::string&) -> Result<std::shared_ptr<const orch::Workflow>> { return wf; };
+  auto engine = orch::Engine::open(options);
+  REQUIRE(engine.ok());
+  REQUIRE((*engine)->recover().ok());
+  auto done = (*engine)->wait("looping", 10s);
+  REQUIRE(done.ok());
+  CHECK(done->status == RunStatus::kFailed);
+  CHECK(done->error.find("crashed while executing this run") != std::string::npos);
+  CHECK(std::filesystem::file_size(options.crash_log_path) == 0);  // read once
+  std::filesystem::remove(options.crash_log_path);
+}
+
+TEST_CASE("recover() counts a resume only against runs the crash log names", "[engine][hardening]") {
+  auto store = orch::new_memory_store();
+  std::atomic<long long> count_while_running{-1};
+  auto wf = make_workflow(std::string(R"({"id": "wf", )") + kTraceSchema + R"(,
+    "nodes": {"a": {}}, "edges": [["__start__","a"],["a","__end__"]]})",
+                          {{"a", [&](const NodeCall& call) -> Result<NodeOutput> {
+                              if (call.run_id == "crashed") count_while_running = store->get_run("crashed")->recoveries;
+                              return NodeOutput(Value::object());
+                            }}});
+  for (const char* id : {"crashed", "killed"}) {
+    orch::RunRecord r;
+    r.id = id;
+    r.status = RunStatus::kRunning;
+    r.workflow_id = "wf";
+    r.recoveries = 2;  // two crash resumes already; one more is allowed (max 3)
+    REQUIRE(store->create_run(r).ok());
+  }
+  orch::EngineOptions options;
+  options.store = store;
+  options.crash_log_path = temp_crash_log("crashed\ncrashed\n");
+  options.workflow_resolver = [wf](const std::string&) -> Result<std::shared_ptr<const orch::Workflow>> { return wf; };
+  auto engine = orch::Engine::open(options);
+  REQUIRE(engine.ok());
+  REQUIRE((*engine)->recover().ok());
+  for (const char* id : {"crashed", "killed"}) {
+    auto done = (*engine)->wait(id, 10s);
+    REQUIRE(done.ok());
+    CHECK(done->status == RunStatus::kCompleted);
+  }
+  CHECK(count_while_running == 3);                         // counted before it ran again
+  CHECK(store->get_run("killed")->recoveries == 2);     // only in flight: not counted
+  std::filesystem::remove(options.crash_log_path);
 }
 
 namespace {

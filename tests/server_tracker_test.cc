@@ -388,14 +388,36 @@ TEST_CASE("workspaces stay inside their root", "[tracker][workspace]") {
   CHECK_FALSE(ws.remove(dir.str("root/../outside")).ok());
   CHECK_FALSE(ws.remove(dir.str("root")).ok());
 
-  // Stale cleanup removes directories and links (not their targets), not files.
+  // Stale cleanup removes only the workspaces orch created (their marker):
+  // not links, not their targets, not files, not directories someone else made.
   std::ofstream(dir.str("outside/keep")) << "x";
   std::ofstream(dir.str("root/plain-file")) << "x";
-  CHECK(ws.remove_stale() == 2);
+  fs::create_directories(dir.str("root/someone-elses"));
+  std::ofstream(dir.str("root/someone-elses/data")) << "x";
+  CHECK(fs::exists(dir.str("root/t1/") + srv::WorkspaceManager::kMarker));
+  CHECK(ws.remove_stale() == 1);
   CHECK_FALSE(fs::exists(dir.str("root/t1")));
-  CHECK_FALSE(fs::is_symlink(dir.str("root/evil")));
+  CHECK(fs::is_symlink(dir.str("root/evil")));
   CHECK(fs::exists(dir.str("outside/keep")));
   CHECK(fs::exists(dir.str("root/plain-file")));
+  CHECK(fs::exists(dir.str("root/someone-elses/data")));
+  CHECK(ws.remove(dir.str("root/someone-elses")).ok());  // refused quietly: not orch's
+  CHECK(fs::exists(dir.str("root/someone-elses/data")));
+}
+
+TEST_CASE("a workspace root is created 0700, and one others may write to is refused", "[tracker][workspace][hardening]") {
+  TempDir dir;
+  srv::WorkspaceManager fresh(dir.str("new-root"));
+  REQUIRE(fresh.init().ok());
+  CHECK((fs::status(dir.str("new-root")).permissions() & fs::perms::all) == fs::perms::owner_all);
+  fs::create_directories(dir.str("open-root"));
+  fs::permissions(dir.str("open-root"), fs::perms::all);  // 0777, like /tmp without the sticky bit
+  srv::WorkspaceManager open(dir.str("open-root"));
+  orch::Status s = open.init();
+  CHECK_FALSE(s.ok());
+  CHECK(s.message().find("writable by other users") != std::string::npos);
+  srv::WorkspaceManager tmp("/tmp");
+  CHECK_FALSE(tmp.init().ok());
 }
 
 TEST_CASE("hooks get the task environment, failures and timeouts are reported", "[tracker][hooks]") {
@@ -433,7 +455,9 @@ TEST_CASE("dispatch: claim, workspace and hooks, an orch run, transition", "[tra
     return std::string("echo \"") + name + " $ORCH_TASK_ID $ORCH_ATTEMPT $ORCH_PIPELINE_ID $ORCH_AGENT_ROLE " +
            "$ORCH_TASK_STAGE $(basename \"$PWD\") $ORCH_OUTCOME\" >> " + log;
   };
-  fs::create_directories(dir.str("ws/stale-from-last-time"));
+  fs::create_directories(dir.str("ws/stale-from-last-time"));  // a workspace an earlier orch made
+  std::ofstream(dir.str("ws/stale-from-last-time/") + srv::WorkspaceManager::kMarker) << "";
+  fs::create_directories(dir.str("ws/not-orchs"));  // someone else's: kept
   PullServer server(nt, dir,
                     Value::object({{"pipelines", Value::array({dispatch_pipeline("dev", "coder")})},
                                    {"workspace", Value::object({{"hooks", Value::object({{"after_create", line("after_create")},
@@ -442,6 +466,7 @@ TEST_CASE("dispatch: claim, workspace and hooks, an orch run, transition", "[tra
                                                                                         {"before_remove", line("before_remove")}})}})}}),
                     workers.dispatcher());
   CHECK_FALSE(fs::exists(dir.str("ws/stale-from-last-time")));  // cleaned at start
+  CHECK(fs::exists(dir.str("ws/not-orchs")));
 
   REQUIRE(server.wait_state("T1", "completed"));
   CHECK(nt.task("T1")["stage"].get_string("") == "review");

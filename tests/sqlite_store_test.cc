@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <sys/stat.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -232,6 +234,7 @@ CREATE TABLE events (run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT N
                      created_at_ms INTEGER NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
 INSERT INTO events VALUES ('old', 2, 'values', '{"state":{"b":2}}', 20), ('old', 1, 'run.started', '{}', 10);
 UPDATE runs SET last_event_seq = 2 WHERE id = 'old';
+ALTER TABLE runs DROP COLUMN recoveries;  -- added by schema 5
 PRAGMA user_version = 2;
 )sql").ok());
   }
@@ -248,6 +251,39 @@ PRAGMA user_version = 2;
   auto seq = store->append_event(next);
   REQUIRE(seq.ok());
   CHECK(*seq == 3);
+}
+
+TEST_CASE("a new database file and its log are readable by their owner only", "[sqlite][hardening]") {
+  // It holds worker tokens and callback HMAC secrets.
+  TempDir dir;
+  const std::string path = dir.file("orch.db");
+  auto store = open_store(path);
+  REQUIRE(store->create_run(make_run("r")).ok());
+  struct stat st {};
+  REQUIRE(stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  REQUIRE(stat((path + "-wal").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+}
+
+TEST_CASE("a schema 4 file's runs get a recovery count of 0", "[sqlite]") {
+  TempDir dir;
+  const std::string path = dir.file("orch.db");
+  {
+    auto store = open_store(path);
+    REQUIRE(store->create_run(make_run("old")).ok());
+    REQUIRE(orch::sqlite_execute_for_testing(*store, R"sql(
+ALTER TABLE runs DROP COLUMN recoveries;
+PRAGMA user_version = 4;
+)sql").ok());
+  }
+  auto store = open_store(path);
+  auto run = store->get_run("old");
+  REQUIRE(run.ok());
+  CHECK(run->recoveries == 0);
+  run->recoveries = 2;
+  REQUIRE(store->update_run(*run).ok());
+  CHECK(store->get_run("old")->recoveries == 2);
 }
 
 TEST_CASE("a schema 3 file's steps, checkpoints and events survive the move to run pks", "[sqlite]") {
@@ -293,6 +329,7 @@ ALTER TABLE c3 RENAME TO checkpoints;
 DROP INDEX steps_by_run;
 ALTER TABLE steps DROP COLUMN run_pk;
 CREATE INDEX steps_by_run ON steps (run_id, pk);
+ALTER TABLE runs DROP COLUMN recoveries;  -- added by schema 5
 PRAGMA user_version = 3;
 )sql").ok());
   }

@@ -68,6 +68,32 @@ struct EngineOptions {
   std::string owner_id;
   // Lease length asked for when claiming a run.
   int64_t lease_ms = 60000;
+  // A file where the engine notes which run each thread was executing when
+  // the process crashed (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT); recover()
+  // reads and empties it. Setting it installs process-wide handlers for those
+  // signals (they hand the signal on to the previous handler): give it to one
+  // engine per process. Empty: no crash attribution.
+  std::string crash_log_path;
+  // How many times recover() resumes a run that crashed the process (as
+  // crash_log_path tells); the next time the run is failed instead, so a run
+  // that crashes its process cannot crash it again on every restart. Runs
+  // that were merely in flight when the process stopped are always resumed.
+  // 0: no limit.
+  int64_t max_recoveries = 3;
+  // Node results kept for nodes with cache_ttl_ms; past this many the least
+  // recently used goes.
+  size_t max_cached_results = 10000;
+  // A run's state may hold this many bytes (as JSON, about); a superstep whose
+  // updates would grow it past that fails the run, naming its nodes. 0: no limit.
+  size_t max_state_bytes = 16 * 1024 * 1024;
+  // Subgraph runs one top-level run may start in all (children, their
+  // children, ...); the subgraph node that would start one more fails. A
+  // workflow whose subgraphs call it back would otherwise fan out without
+  // end. 0: no limit.
+  size_t max_descendant_runs = 1000;
+  // Runs this engine holds at once (running or interrupted, with their
+  // contexts in memory); start_run beyond it is ResourceExhausted. 0: no limit.
+  size_t max_live_runs = 100000;
 };
 
 // Options of one run.
@@ -78,6 +104,10 @@ struct RunOptions {
   std::string workflow_id;          // recorded on the run
   std::string idempotency_key;
   Value callbacks;
+  // Writes a pending step record for every node when the run starts, so a
+  // reader lists them all at once (NullBoiler's legacy `steps` runs do); a
+  // node's first execution takes its record over.
+  bool plan_steps = false;
 };
 
 // An event as delivered to subscribers (also stored, see Store::append_event).

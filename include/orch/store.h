@@ -58,6 +58,11 @@ struct RunRecord {
   int64_t input_tokens = 0;
   int64_t output_tokens = 0;
   int64_t checkpoint_count = 0;
+  // Times Engine::recover() resumed the run after it crashed the process
+  // (EngineOptions::crash_log_path). The engine fails a run whose count
+  // reaches EngineOptions::max_recoveries: a run that crashes its process
+  // must not crash it again on every restart.
+  int64_t recoveries = 0;
 };
 
 struct Checkpoint {

@@ -39,6 +39,7 @@
 
 #include "orch/clock.h"
 #include "orch/export.h"
+#include "orch/host_policy.h"
 #include "orch/status.h"
 #include "orch/worker.h"
 
@@ -80,6 +81,17 @@ class ORCH_EXPORT WorkerProtocol {
   // A health probe; may block up to `timeout`. OK means healthy. The default
   // reports every worker healthy.
   virtual Status probe(const WorkerInfo& worker, std::chrono::milliseconds timeout);
+
+  // The registry calls attach() when a worker of this protocol is added (or
+  // updated to it), before its first call, and detach() once it is removed
+  // (or updated away). A protocol that holds something per destination (the
+  // built-in mqtt and redis_stream keep one connection per broker) counts its
+  // users and releases it with the last one; calls of that destination still
+  // waiting then end at their deadline. attach() runs under the registry's
+  // lock and must be quick; detach() does not, and may block briefly (joining
+  // a connection's threads). Defaults: nothing.
+  virtual void attach(const WorkerInfo& worker);
+  virtual void detach(const WorkerInfo& worker);
 };
 
 enum class CircuitState { kClosed, kOpen, kHalfOpen };
@@ -133,6 +145,12 @@ struct WorkerRegistryOptions {
   int64_t health_check_timeout_ms = 5000;
   // Register webhook, api_chat, openai_chat, a2a, mqtt and redis_stream.
   bool builtin_protocols = true;
+  // Hosts workers may be reached at (see orch/host_policy.h). add_worker and
+  // update_worker refuse a worker whose URL host it refuses; the HTTP
+  // protocols check it again, resolving the name, before each new connection.
+  // Default: link-local addresses (169.254.0.0/16, fe80::/10) refused. Check
+  // it with validate_host_policy() first: a malformed entry is ignored here.
+  HostPolicy host_policy;
 };
 
 class ORCH_EXPORT WorkerRegistry : public Dispatcher {
@@ -149,8 +167,9 @@ class ORCH_EXPORT WorkerRegistry : public Dispatcher {
   std::vector<std::string> protocol_names() const;
 
   // InvalidArgument for an empty id or url, max_concurrent < 1, an unknown
-  // protocol ("unsupported worker protocol: x") or a record its protocol
-  // rejects; AlreadyExists for a taken id.
+  // protocol ("unsupported worker protocol: x"), a record its protocol
+  // rejects or a URL host options.host_policy refuses; AlreadyExists for a
+  // taken id.
   Status add_worker(WorkerInfo worker);
   // Replaces the record of worker `worker.id` (NotFound when absent). Calls in
   // flight finish; load and circuit state are kept.

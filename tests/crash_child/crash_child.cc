@@ -7,7 +7,14 @@
 //   R <run> <node> <superstep>   the store recorded that node's result
 // so the test can tell whether a node ran again after its result was recorded.
 //   crash_child DB LOG
+//
+// With --crash-loop it runs two workflows instead, "good" and "bad", whose
+// node crashes the process (SIGSEGV) each time it runs; crash attribution
+// (EngineOptions::crash_log_path) must fail "bad" after max_recoveries
+// restarts while "good" completes.
+//   crash_child DB LOG --crash-loop
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -48,9 +55,48 @@ class RecordingStore : public orch::StoreWrapper {
   }
 };
 
+int crash_loop(const std::string& db) {
+  auto store = orch::open_sqlite_store(db);
+  if (!store.ok()) return 1;
+  auto parsed = orch::parse_workflow_json(R"({
+    "state_schema": {"trace": {"type": "array", "reducer": "append"}},
+    "nodes": {"a": {}, "b": {}}, "edges": [["__start__","a"],["a","b"],["b","__end__"]]})");
+  auto wf = std::make_shared<orch::Workflow>(**parsed);
+  for (auto& node : wf->nodes) {
+    std::string name = node.name;
+    node.function = [name](const orch::NodeCall& call) -> orch::Result<orch::NodeOutput> {
+      if (name == "b" && std::string(call.run_id) == "bad") raise(SIGSEGV);
+      return orch::NodeOutput(orch::Value::object({{"trace", orch::Value::array({name})}}));
+    };
+  }
+  wf->reindex();
+  orch::EngineOptions options;
+  options.store = *store;
+  options.owner_id = "crash-loop-child";
+  options.crash_log_path = db + ".crashes";
+  options.max_recoveries = 3;
+  options.workflow_resolver = [wf](const std::string&) -> orch::Result<std::shared_ptr<const orch::Workflow>> {
+    return std::shared_ptr<const orch::Workflow>(wf);
+  };
+  auto engine = orch::Engine::open(options);
+  if (!engine.ok()) return 1;
+  (void)(*engine)->recover();
+  for (const char* id : {"good", "bad"}) {
+    orch::RunOptions run;
+    run.run_id = id;
+    run.workflow_id = "loop";
+    (void)(*engine)->start_run(wf, run);  // AlreadyExists after the first start
+  }
+  for (const char* id : {"good", "bad"}) {
+    if (!(*engine)->wait(id, std::chrono::seconds(30)).ok()) return 3;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 4 && std::string(argv[3]) == "--crash-loop") return crash_loop(argv[1]);
   if (argc < 3) return 2;
   g_log = open(argv[2], O_WRONLY | O_APPEND | O_CREAT, 0644);
   auto sqlite = orch::open_sqlite_store(argv[1]);

@@ -12,6 +12,7 @@
 
 #include "app.h"
 #include "http_api.h"
+#include "http_listener.h"
 
 namespace orch::testing {
 
@@ -23,16 +24,19 @@ class TestServer {
     if (!app.ok()) throw std::runtime_error(app.status().to_string());
     app_ = std::move(app).value();
     server::install_api(*app_, svr_);
-    port_ = svr_.bind_to_any_port("127.0.0.1");
-    server::raise_listen_backlog(port_);
-    thread_ = std::thread([this] { svr_.listen_after_bind(); });
-    while (!svr_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    listener_ = std::make_unique<server::HttpListener>(svr_, server::listener_limits(app_->config));
+    Status bound = listener_->bind("127.0.0.1", 0);
+    if (!bound.ok()) throw std::runtime_error(bound.to_string());
+    port_ = listener_->port();
+    thread_ = std::thread([this] { listener_->run(); });
+    while (!listener_->running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   ~TestServer() {
     app_->stopping = true;
     app_->hub.close();
-    svr_.stop();
+    listener_->stop();
     thread_.join();
+    listener_.reset();  // ends the connections and joins its threads
   }
   int port() const { return port_; }
   server::App& app() { return *app_; }
@@ -46,6 +50,7 @@ class TestServer {
  private:
   std::unique_ptr<server::App> app_;
   httplib::Server svr_;
+  std::unique_ptr<server::HttpListener> listener_;
   int port_ = 0;
   std::thread thread_;
 };

@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: MIT
+//
+// Small helpers for tests over real HTTP: the JSON body of an answer, and
+// polling for a condition another thread brings about (a generous bound, so
+// nothing is timed: a slow machine only waits longer).
+#pragma once
+
+#include <httplib.h>
+
+#include <chrono>
+#include <thread>
+
+#include "catch.h"
+#include "orch/value.h"
+
+namespace orch::testing {
+
+// The answer's body parsed as JSON; REQUIREs an answer and valid JSON.
+inline Value json_body(const httplib::Result& r) {
+  REQUIRE(r);
+  auto v = parse_json(r->body);
+  REQUIRE(v.ok());
+  return *v;
+}
+
+// Checks `done()` every 10 ms until it holds (true) or about 20 s passed (false).
+template <typename Pred>
+bool eventually(Pred done) {
+  for (int i = 0; i < 2000; ++i) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return done();
+}
+
+}  // namespace orch::testing
