@@ -196,8 +196,9 @@ Status resolve(const Expr& expr, const TemplateContext& ctx, Value* scratch, con
 // its JSON text can be enormous).
 class BoundedOutput {
  public:
-  BoundedOutput(size_t limit, size_t reserve) : limit_(limit) {
-    out_.reserve(std::min(reserve, limit));
+  // A `limit` of 0 means none.
+  BoundedOutput(size_t limit, size_t reserve) : limit_(limit == 0 ? kUnlimited : limit) {
+    out_.reserve(std::min(reserve, limit_));
   }
 
   Status append(std::string_view text) {
@@ -257,6 +258,8 @@ class BoundedOutput {
     return Status::resource_exhausted("rendered template exceeds " + std::to_string(limit_) +
                                       " bytes (the max_output_bytes limit)");
   }
+
+  static constexpr size_t kUnlimited = static_cast<size_t>(-1);
 
   std::string out_;
   size_t limit_;

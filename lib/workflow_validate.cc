@@ -284,13 +284,14 @@ std::string conditional_edge_id(std::string_view source, std::string_view value,
 
 std::optional<ValidationIssue> check_size(size_t nodes, size_t edges,
                                           const WorkflowLimits& limits) {
-  if (nodes > limits.max_nodes) {
+  // A cap of 0 is no cap, as for the engine's limits.
+  if (limits.max_nodes != 0 && nodes > limits.max_nodes) {
     return ValidationIssue{"too_many_nodes", "", "nodes",
                            "workflow has " + std::to_string(nodes) + " nodes; at most " +
                                std::to_string(limits.max_nodes) + " are allowed",
                            false};
   }
-  if (edges > limits.max_edges) {
+  if (limits.max_edges != 0 && edges > limits.max_edges) {
     return ValidationIssue{"too_many_edges", "", "edges",
                            "workflow has " + std::to_string(edges) +
                                " edges (route targets included); at most " +

@@ -542,10 +542,16 @@ TEST_CASE("rendered output is capped, by default at 1 MiB", "[template][limits]"
     CHECK(render_error("012345{{state.n}}", ctx).code() == StatusCode::kResourceExhausted);
     CHECK(render("01234{{state.list}}", ctx) == "01234[1,2]");
     CHECK(render_error("012345{{state.list}}", ctx).code() == StatusCode::kResourceExhausted);
-    ctx.max_output_bytes = 0;
+    ctx.max_output_bytes = 1;
     CHECK(render("", ctx).empty());
     CHECK(render("{{state.missing}}", ctx).empty());
-    CHECK(render_error("x", ctx).code() == StatusCode::kResourceExhausted);
+    CHECK(render("x", ctx) == "x");
+    CHECK(render_error("xy", ctx).code() == StatusCode::kResourceExhausted);
+  }
+  SECTION("0 is no limit") {
+    ctx.max_output_bytes = 0;
+    CHECK(render("{{state.big}}{{state.big}}{{state.big}}{{state.big}}", ctx).size() ==
+          4 * 300 * 1024);
   }
   SECTION("a container holding a large value many times stops early") {
     // The array costs little in memory (its items share one string), but its

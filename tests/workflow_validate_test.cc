@@ -208,6 +208,11 @@ TEST_CASE("workflow size caps come first and alone", "[workflow][validate][limit
     CHECK(orch::validate_workflow(big, roomy).size() == 1);  // only the ghost breakpoint
     CHECK(orch::validate_workflow_json(big.to_json())[0].type == "too_many_nodes");
     CHECK(orch::parse_workflow_json(big.to_json(), roomy).ok());
+    // 0 is no cap, as for the engine's limits.
+    orch::WorkflowLimits none;
+    none.max_nodes = 0;
+    none.max_edges = 0;
+    CHECK(orch::parse_workflow(big, none).ok());
   }
   SECTION("edges") {
     Value def = chain(3);  // 4 edges

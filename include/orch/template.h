@@ -96,7 +96,7 @@ struct TemplateContext {
   StoreLookup store;
   // The largest output a render may produce. A small template can render a
   // huge prompt (one large state value named many times), so the output is
-  // capped as it grows. Default 1 MiB.
+  // capped as it grows. Default 1 MiB; 0: no limit.
   static constexpr size_t kDefaultMaxOutputBytes = size_t{1} << 20;
   size_t max_output_bytes = kDefaultMaxOutputBytes;
 };

@@ -195,10 +195,10 @@ class ORCH_EXPORT Workflow {
 // large. A definition beyond them gets the issue too_many_nodes or
 // too_many_edges (alone), and parse_workflow() fails with its message.
 struct WorkflowLimits {
-  // Entries of `nodes`. Default 10 000.
+  // Entries of `nodes`. Default 10 000; 0: no limit.
   size_t max_nodes = 10000;
   // Entries of `edges` plus the targets of route nodes' `routes` (each is a
-  // conditional edge in all but name). Default 50 000.
+  // conditional edge in all but name). Default 50 000; 0: no limit.
   size_t max_edges = 50000;
 };
 
