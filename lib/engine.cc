@@ -19,6 +19,7 @@
 #include "orch/id.h"
 #include "orch/state.h"
 #include "orch/state_path.h"
+#include "orch/thread_guard.h"
 
 namespace orch::internal {
 namespace {
@@ -139,7 +140,7 @@ void EngineImpl::notify_listeners(const EventRecord& ev) {
       if (sub.run_id.empty() || sub.run_id == ev.run_id) listeners.push_back(sub.listener);
     }
   }
-  for (const auto& l : listeners) l(ev);
+  for (const auto& l : listeners) run_guarded("event listener", [&] { l(ev); });
 }
 
 void EngineImpl::write_step(RunContext& ctx, StepRecord step) {
@@ -278,6 +279,19 @@ void EngineImpl::finish_run(RunContext& ctx, RunStatus status, const std::string
     if (!t.finished) cancel_calls(t.step_id);
   }
   ctx.in_superstep = false;
+  // Planned step records of nodes that never ran are closed, not left pending.
+  for (auto& [node, step_id] : ctx.planned_steps) {
+    StepRecord step;
+    step.id = step_id;
+    step.run_id = ctx.record.id;
+    step.node_name = node;
+    const Node* n = ctx.compiled->graph->workflow().find_node(node);
+    step.type = n != nullptr ? std::string(node_type_name(n->type)) : "task";
+    step.status = StepStatus::kSkipped;
+    step.created_at_ms = step.ended_at_ms = ctx.record.ended_at_ms;
+    write_step(ctx, std::move(step));
+  }
+  ctx.planned_steps.clear();
   save_stopped_run(ctx);
   if (status == RunStatus::kCompleted) {
     emit(ctx, "run.completed", Value::object({{"state", ctx.state}}));
@@ -303,7 +317,7 @@ void EngineImpl::evict_later(RunContext& ctx) {
   }
   std::string id = ctx.record.id;
   uint64_t gen = ctx.generation;
-  asio::post(pool_, [this, id, gen] {
+  post([this, id, gen] {
     std::lock_guard<std::mutex> lock(runs_mu_);
     auto it = runs_.find(id);
     if (it == runs_.end()) return;
@@ -445,7 +459,7 @@ Status EngineImpl::configure(RunContext& ctx) {
 
 void EngineImpl::schedule_advance(const std::shared_ptr<RunContext>& ctx) {
   uint64_t gen = ctx->generation;
-  asio::post(pool_, [this, ctx, gen] {
+  post([this, ctx, gen] {
     locked_then_drain(ctx, [&] {
       if (ctx->generation == gen) advance(ctx);
     });
@@ -455,7 +469,7 @@ void EngineImpl::schedule_advance(const std::shared_ptr<RunContext>& ctx) {
 void EngineImpl::cancel_calls(const std::string& step_id) {
   std::shared_ptr<Dispatcher> dispatcher = options_.dispatcher;
   if (!dispatcher) return;
-  asio::post(pool_, [dispatcher, step_id] { dispatcher->cancel(step_id); });
+  post([dispatcher, step_id] { run_guarded("worker dispatcher cancel", [&] { dispatcher->cancel(step_id); }); });
 }
 
 void EngineImpl::locked_then_drain(const std::shared_ptr<RunContext>& ctx, const std::function<void()>& body) {
@@ -794,7 +808,7 @@ Status EngineImpl::resume_run(const std::string& run_id, const Value& state_upda
     for (NodeTask& t : ctx->tasks) {
       if (t.waiting_child && !t.finished) {
         std::string child = t.child_run_id;
-        asio::post(pool_, [this, child] { (void)resume_run(child, Value()); });
+        post([this, child] { (void)resume_run(child, Value()); });
       }
     }
     return Status();

@@ -2,12 +2,14 @@
 // EngineImpl: the Engine behind orch::Engine::open (not installed).
 #pragma once
 
+#include <asio/post.hpp>
 #include <atomic>
 #include <deque>
 #include <unordered_map>
 
 #include "crash_guard.h"
 #include "engine_impl.h"
+#include "orch/thread_guard.h"
 #include "result_cache.h"
 #include "orch/state.h"
 
@@ -147,6 +149,13 @@ class EngineImpl final : public orch::Engine {
   using FunctionDone = std::function<void(Result<ReplyEffects> effects, std::string output)>;
   void call_function(const std::shared_ptr<RunContext>& ctx, const Node& node, WorkerRequest request,
                      FunctionDone done);
+
+  // Runs `job` on the pool. A host's Store, Dispatcher or listener that
+  // throws there is reported (run_guarded), not allowed to end the process.
+  template <typename Job>
+  void post(Job&& job) {
+    asio::post(pool_, [job = std::forward<Job>(job)]() mutable { run_guarded("engine thread", job); });
+  }
 
   EngineOptions options_;
   asio::thread_pool pool_;

@@ -11,6 +11,7 @@
 #include <random>
 
 #include "deferred_calls.h"
+#include "orch/thread_guard.h"
 #include "engine.h"
 #include "orch/id.h"
 #include "orch/state.h"
@@ -265,7 +266,7 @@ void EngineImpl::call_function(const std::shared_ptr<RunContext>& ctx, const Nod
   if (ctx->draining && ctx->inline_work.empty()) {
     ctx->inline_work.push_back(std::move(job));
   } else {
-    asio::post(pool_, std::move(job));
+    post(std::move(job));
   }
 }
 
@@ -277,18 +278,33 @@ void EngineImpl::call_worker(const std::shared_ptr<RunContext>& ctx, WorkerReque
   if (!dispatcher) {
     WorkerReply reply;
     reply.status = Status::unavailable("no worker available: the engine has no dispatcher");
-    asio::post(pool_, [done = std::move(done), reply = std::move(reply)]() mutable { done(std::move(reply)); });
+    post([done = std::move(done), reply = std::move(reply)]() mutable { done(std::move(reply)); });
     return;
   }
   // The step's record (and the call id it carries) is stored before the call
   // goes out, so a restart resumes this call instead of sending a new one.
   (void)flush(*ctx);
   if (is_terminal(ctx->record.status)) return;  // the flush failed the run: nothing to call for
-  std::function<void()> send = [dispatcher, request = std::move(request), done = std::move(done)]() mutable {
-    dispatcher->dispatch(request, std::move(done));
+  // A host dispatcher that throws must not take the thread down, and the
+  // call must still end: it fails (once, whatever the dispatcher did).
+  struct Once {
+    std::atomic<bool> fired{false};
+    std::function<void(WorkerReply)> done;
+  };
+  auto once = std::make_shared<Once>();
+  once->done = std::move(done);
+  std::function<void()> send = [dispatcher, request = std::move(request), once]() mutable {
+    auto answer = [once](WorkerReply reply) {
+      if (!once->fired.exchange(true)) once->done(std::move(reply));
+    };
+    if (!run_guarded("worker dispatcher", [&] { dispatcher->dispatch(request, answer); })) {
+      WorkerReply failure;
+      failure.status = Status::internal("the worker dispatcher threw an exception");
+      answer(std::move(failure));
+    }
   };
   // Never under the run's lock: a dispatcher may answer at once.
-  if (!DeferredCalls::defer(send)) asio::post(pool_, std::move(send));
+  if (!DeferredCalls::defer(send)) post(std::move(send));
 }
 
 void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t index) {
@@ -562,7 +578,7 @@ void EngineImpl::launch_send_items(const std::shared_ptr<RunContext>& ctx, size_
       if (!prompt.ok()) {
         // Treated like a failed call (not retried) so on_item_error applies.
         Status failure = Status::invalid_argument("template render failed: " + prompt.status().message());
-        asio::post(pool_, [this, weak, gen, index, i, failure]() {
+        post([this, weak, gen, index, i, failure]() {
           auto locked = weak.lock();
           if (!locked) return;
           BatchedRunLock lock(*this, *locked);
@@ -713,7 +729,7 @@ void EngineImpl::start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t i
   std::string parent_id = c.record.id;
   int depth = c.depth + 1;
   std::string root = c.root_run_id.empty() ? c.record.id : c.root_run_id;
-  asio::post(pool_, [this, weak, gen, index, wf = *child_wf, opts, parent_id, name = node.name, depth, root]() mutable {
+  post([this, weak, gen, index, wf = *child_wf, opts, parent_id, name = node.name, depth, root]() mutable {
     auto child = start_run_internal(wf, std::move(opts), parent_id, name, depth, root);
     if (child.ok()) return;
     auto locked = weak.lock();
@@ -729,7 +745,7 @@ void EngineImpl::notify_parent(RunContext& child) {
   if (child.parent_run_id.empty()) return;
   std::string parent_id = child.parent_run_id;
   RunRecord record = child.record;
-  asio::post(pool_, [this, parent_id, record] {
+  post([this, parent_id, record] {
     auto parent = find_context(parent_id);
     if (!parent) return;
     BatchedRunLock lock(*this, *parent);

@@ -4,6 +4,7 @@
 // records a failure. Optionally on a timer.
 #include <algorithm>
 
+#include "orch/thread_guard.h"
 #include "worker_registry_impl.h"
 
 namespace orch {
@@ -75,7 +76,7 @@ void WorkerRegistry::Impl::request_health_check() {
     for (;;) {
       auto self = weak.lock();
       if (!self) return;
-      self->check_health();
+      run_guarded("worker health check", [&] { self->check_health(); });
       std::lock_guard<std::mutex> inner(self->mu);
       if (self->health_checks_owed == 0 || self->shut_down) {
         self->health_check_running = false;

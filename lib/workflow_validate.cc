@@ -230,6 +230,13 @@ void check_sends(const Workflow& wf, Issues* out) {
     } else if (wf.find_node(node.send.target_node) == nullptr) {
       add(out, "invalid_send_target", node.name, "target_node",
           "send target_node does not exist in nodes map");
+    } else if (const Node* target = wf.find_node(node.send.target_node);
+               target->type != NodeType::kTask && target->type != NodeType::kAgent) {
+      // Each item is one call of the target (a worker call or a C++ function)
+      // with {{item}} bound: only task and agent nodes make calls.
+      add(out, "invalid_send_target_type", node.name, "target_node",
+          "send target '" + target->name + "' is a " + std::string(node_type_name(target->type)) +
+              " node; a send target must be a task or agent node");
     }
     if (node.send.items_key.empty()) {
       add(out, "missing_items_key", node.name, "items_key",

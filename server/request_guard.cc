@@ -108,6 +108,9 @@ std::optional<Refusal> RequestGuard::check(const httplib::Request& req) const {
       return Refusal{403, "forbidden",
                      "cross-origin request from '" + origin + "' refused; allow it with http.allowed_origins"};
     }
+  } else if (lower(req.get_header_value("Sec-Fetch-Site")) == "cross-site") {
+    // A browser that sent no Origin still says where the request comes from.
+    return Refusal{403, "forbidden", "cross-site request refused (Sec-Fetch-Site: cross-site)"};
   }
   std::string encoding = lower(req.get_header_value("Content-Encoding"));
   if (!encoding.empty() && encoding != "identity") {

@@ -9,12 +9,14 @@
 #include <chrono>
 #include <mutex>
 #include <random>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
 #include "catch.h"
 #include "orch/engine.h"
 #include "orch/id.h"
+#include "orch/thread_guard.h"
 #include "orch/sqlite_store.h"
 #include "support/engine_fixture.h"
 
@@ -481,6 +483,80 @@ TEST_CASE("a subgraph child that interrupts pauses its parent, resuming continue
   CHECK(kids->front().status == RunStatus::kCompleted);
 }
 
+TEST_CASE("a workflow whose subgraphs call it back starts at most max_descendant_runs runs", "[engine][hardening]") {
+  // Two subgraph nodes calling their own workflow: 2^10 runs before the
+  // depth limit without a cap on the family.
+  auto store = orch::new_memory_store();
+  orch::WorkflowRecord self;
+  self.id = "self";
+  self.definition = json(R"({"id": "self", "nodes": {
+      "s1": {"type": "subgraph", "workflow_id": "self", "output_key": "o1"},
+      "s2": {"type": "subgraph", "workflow_id": "self", "output_key": "o2"}},
+    "edges": [["__start__","s1"],["__start__","s2"],["s1","__end__"],["s2","__end__"]]})");
+  REQUIRE(store->put_workflow(self, true).ok());
+  orch::EngineOptions options;
+  options.store = store;
+  options.max_descendant_runs = 20;
+  auto engine = orch::Engine::open(options);
+  REQUIRE(engine.ok());
+  auto id = (*engine)->start_run(*orch::parse_workflow(self.definition), {});
+  REQUIRE(id.ok());
+  auto r = (*engine)->wait(*id, 30s);
+  REQUIRE(r.ok());
+  CHECK(r->status == RunStatus::kFailed);
+  CHECK(r->error.find("max_descendant_runs") != std::string::npos);
+  // Every child ends too (each failing its own node), and no more were started.
+  orch::RunFilter all;
+  all.limit = SIZE_MAX;
+  for (int i = 0; i < 500 && (*engine)->active_runs() > 0; ++i) std::this_thread::sleep_for(10ms);
+  CHECK(store->list_runs(all)->size() <= 21);
+}
+
+TEST_CASE("a superstep that would grow the state past max_state_bytes fails the run", "[engine][hardening]") {
+  orch::EngineOptions options;
+  options.store = orch::new_memory_store();
+  options.max_state_bytes = 2000;
+  auto engine = orch::Engine::open(options);
+  REQUIRE(engine.ok());
+  const std::string chunk(600, 'x');
+  auto wf = make_workflow(R"({"state_schema": {"log": {"type": "array", "reducer": "append"}},
+    "nodes": {"a": {"type": "transform", "updates": {"log": [")" + chunk + R"("]}},
+              "b": {"type": "transform", "updates": {"log": [")" + chunk + R"("]}},
+              "c": {"type": "transform", "updates": {"log": [")" + chunk + R"("]}},
+              "d": {"type": "transform", "updates": {"log": [")" + chunk + R"("]}}},
+    "edges": [["__start__","a"],["a","b"],["b","c"],["c","d"],["d","__end__"]]})");
+  auto r = run_to_end(**engine, wf);
+  CHECK(r.status == RunStatus::kFailed);
+  CHECK(r.error.find("max_state_bytes") != std::string::npos);
+  CHECK(r.error.find("'d'") != std::string::npos);  // the fourth 600-byte entry is one too many
+  CHECK(r.state["log"].size() == 3);                 // the state before it stays
+}
+
+TEST_CASE("an engine holding max_live_runs runs refuses another with ResourceExhausted", "[engine][hardening]") {
+  orch::EngineOptions options;
+  options.store = orch::new_memory_store();
+  options.max_live_runs = 3;
+  auto engine = orch::Engine::open(options);
+  REQUIRE(engine.ok());
+  auto wf = make_workflow(R"({"nodes": {"i": {"type": "interrupt"}}, "edges": [["__start__","i"],["i","__end__"]]})");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto id = (*engine)->start_run(wf, {});
+    REQUIRE(id.ok());
+    ids.push_back(*id);
+  }
+  auto refused = (*engine)->start_run(wf, {});
+  CHECK(refused.status().code() == orch::StatusCode::kResourceExhausted);
+  CHECK(refused.status().message().find("max_live_runs") != std::string::npos);
+  REQUIRE((*engine)->cancel_run(ids[0]).ok());
+  bool started = false;  // once a run ends and leaves memory, there is room again
+  for (int i = 0; i < 500 && !started; ++i) {
+    started = (*engine)->start_run(wf, {}).ok();
+    if (!started) std::this_thread::sleep_for(5ms);
+  }
+  CHECK(started);
+}
+
 TEST_CASE("retry: fails twice, succeeds on attempt 3, other runs go on meanwhile", "[engine]") {
   auto clock = std::make_shared<orch::ManualClock>();
   std::atomic<int> calls{0};
@@ -526,6 +602,29 @@ TEST_CASE("a worker that never answers fails the attempt after timeout_ms", "[en
   auto r = engine->wait(id, 10s);
   REQUIRE(r->status == RunStatus::kFailed);
   CHECK(r->error.find("timed out after 5000 ms") != std::string::npos);
+}
+
+TEST_CASE("a dispatcher or listener that throws fails the call, not the process", "[engine][hardening]") {
+  struct Throwing : orch::Dispatcher {
+    void dispatch(const orch::WorkerRequest&, Callback) override { throw std::runtime_error("plugin bug"); }
+    void cancel(const std::string&) override { throw std::logic_error("cancel bug"); }
+  };
+  auto wf = make_workflow(R"({"nodes": {"t": {"prompt_template": "hi"}},
+    "edges": [["__start__","t"],["t","__end__"]]})");
+  auto engine = make_engine(std::make_shared<Throwing>());
+  const uint64_t before = orch::thread_exceptions();
+  auto subscription = engine->subscribe("", [](const orch::EventRecord& e) {
+    if (e.kind == "run.started") throw std::runtime_error("listener bug");
+  });
+  auto r = run_to_end(*engine, wf);
+  engine->unsubscribe(subscription);
+  CHECK(r.status == RunStatus::kFailed);
+  CHECK(r.error.find("dispatcher threw") != std::string::npos);
+  CHECK(orch::thread_exceptions() > before);
+  // The engine goes on working.
+  auto ok = run_to_end(*engine, make_workflow(R"({"nodes": {"x": {"type": "transform", "updates": {"a": 1}}},
+    "edges": [["__start__","x"],["x","__end__"]]})"));
+  CHECK(ok.status == RunStatus::kCompleted);
 }
 
 TEST_CASE("a cache hit skips the worker call and still checkpoints and breaks", "[engine]") {

@@ -154,6 +154,18 @@ TEST_CASE("bad input table", "[server][reliability]") {
        "link-local"},
       {"POST", "/workers", R"({"id": "b1", "url": "http://127.0.0.1:1883/jobs", "protocol": "mqtt"})", 400, "does not speak http"},
       {"POST", "/workers", R"({"id": "b1", "url": "mqtt://127.0.0.1:99999/jobs", "protocol": "mqtt"})", 400, "port must be"},
+      // Ids: bounded, no control characters; paths decoded once.
+      {"POST", "/workflows", "{\"id\": \"" + std::string(300, 'w') + "\", \"nodes\": {}, \"edges\": []}", 400, "300 bytes long"},
+      {"POST", "/workflows", R"({"id": "bad\u0001id", "nodes": {}, "edges": []})", 400, "control characters"},
+      {"POST", "/workflows", R"({"id": "nul\u0000id", "nodes": {}, "edges": []})", 400, "control characters"},
+      {"GET", "/runs/" + std::string(300, 'r'), "", 400, "id in the path"},
+      {"GET", "/runs/a%00b", "", 400, "control characters"},
+      {"GET", "/runs/a%0Ab/steps", "", 400, "control characters"},
+      {"GET", "/workflows/%2541", "", 404, "not found"},
+      {"POST", "/runs", "{\"workflow_id\": \"w\", \"idempotency_key\": \"" + std::string(300, 'k') + "\"}", 400,
+       "idempotency key is 300 bytes long"},
+      // Limits of the engine as a request meets them.
+      {"POST", "/runs", R"({"workflow_id": "w", "config": {"recursion_limit": 9223372036854775807}})", 201, ""},
   };
   for (const Case& k : cases) {
     INFO(k.method << " " << k.path << " " << k.body.substr(0, 80));

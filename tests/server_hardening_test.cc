@@ -192,6 +192,7 @@ TEST_CASE("cross-site requests and DNS rebinding are refused on a server without
   // A form or text/plain POST from a foreign page (no preflight needed).
   CHECK(status_of(post("Origin: http://evil.example\r\nContent-Type: text/plain\r\n")) == 403);
   CHECK(status_of(post("Origin: null\r\nContent-Type: application/x-www-form-urlencoded\r\n")) == 403);
+  CHECK(status_of(post("Sec-Fetch-Site: cross-site\r\nContent-Type: text/plain\r\n")) == 403);
   // curl and SDKs send no Origin, with or without a Content-Type.
   CHECK(status_of(post("")) == 201);
   // The server's own pages, and an allowed origin (with CORS headers).
@@ -367,4 +368,28 @@ TEST_CASE("one client's connections are capped", "[server][hardening]") {
   idle.clear();
   std::this_thread::sleep_for(200ms);  // their closes are seen
   CHECK(status_of(raw_exchange(server.port(), "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")) == 200);
+}
+
+TEST_CASE("the API token can come from a file or the environment instead of argv", "[server][hardening]") {
+  // argv is visible to every user of the machine (ps).
+  std::string path = "/tmp/orch-token-" + std::to_string(getpid());
+  FILE* f = std::fopen(path.c_str(), "w");
+  REQUIRE(f != nullptr);
+  std::fputs("from-file\n", f);
+  std::fclose(f);
+  orch::server::ServerConfig from_file;
+  REQUIRE(orch::server::parse_serve_flags({"--token-file", path}, &from_file).ok());
+  CHECK(from_file.api_token == "from-file");
+  std::remove(path.c_str());
+  orch::server::ServerConfig missing;
+  CHECK(orch::server::parse_serve_flags({"--token-file", path}, &missing).message().find("cannot read") != std::string::npos);
+
+  setenv("ORCH_API_TOKEN", "from-env", 1);
+  orch::server::ServerConfig from_env;
+  REQUIRE(orch::server::parse_serve_flags({}, &from_env).ok());
+  CHECK(from_env.api_token == "from-env");
+  orch::server::ServerConfig flag_wins;
+  REQUIRE(orch::server::parse_serve_flags({"--token", "from-flag"}, &flag_wins).ok());
+  CHECK(flag_wins.api_token == "from-flag");
+  unsetenv("ORCH_API_TOKEN");
 }

@@ -420,6 +420,24 @@ TEST_CASE("a workspace root is created 0700, and one others may write to is refu
   CHECK_FALSE(tmp.init().ok());
 }
 
+TEST_CASE("hooks and agents see only allow-listed variables of orch's environment", "[tracker][hooks][hardening]") {
+  TempDir dir;
+  setenv("ORCH_API_TOKEN", "server-secret", 1);
+  setenv("AWS_SECRET_ACCESS_KEY", "cloud-secret", 1);
+  setenv("MY_TOOL_HOME", "/opt/tool", 1);
+  auto r = srv::run_hook("after_create", "env > env.txt", dir.str(), {{"ORCH_TASK_ID", "T-1"}}, 2000, {"MY_TOOL_*"});
+  REQUIRE(r.ok);
+  std::string env = read_file(dir.str("env.txt"));
+  CHECK(env.find("server-secret") == std::string::npos);
+  CHECK(env.find("cloud-secret") == std::string::npos);
+  CHECK(env.find("MY_TOOL_HOME=/opt/tool") != std::string::npos);  // allowed by the prefix
+  CHECK(env.find("ORCH_TASK_ID=T-1") != std::string::npos);        // the task's own
+  CHECK(env.find("PATH=") != std::string::npos);                   // always
+  unsetenv("ORCH_API_TOKEN");
+  unsetenv("AWS_SECRET_ACCESS_KEY");
+  unsetenv("MY_TOOL_HOME");
+}
+
 TEST_CASE("hooks get the task environment, failures and timeouts are reported", "[tracker][hooks]") {
   TempDir dir;
   auto ok = srv::run_hook("after_create", "echo \"$ORCH_TASK_ID $ORCH_HOOK $(pwd)\" > out.txt", dir.str(),

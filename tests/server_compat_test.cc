@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: MIT
+// What a NullBoiler client sees of orch (issue: correctness and NullBoiler
+// compatibility): step records for every node, legacy runs listing their
+// steps at once, paged history.
+#include <algorithm>
+#include <chrono>
+#include <set>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "catch.h"
+#include "support/server_fixture.h"
+
+using namespace std::chrono_literals;
+using orch::RunStatus;
+using orch::Value;
+
+namespace {
+
+Value body_of(const httplib::Result& r) {
+  REQUIRE(r);
+  auto v = orch::parse_json(r->body);
+  REQUIRE(v.ok());
+  return *v;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string start(httplib::Client& c, const std::string& body) {
+  auto r = c.Post("/runs", body, "application/json");
+  REQUIRE(r);
+  INFO(r->body);
+  REQUIRE(r->status == 201);
+  return body_of(r)["id"].as_string();
+}
+
+}  // namespace
+
+TEST_CASE("every executed node has a step record, route, transform and interrupt included", "[server][compat]") {
+  orch::testing::TestServer server;
+  auto c = server.client();
+  const std::string hello = read_text(std::string(ORCH_EXAMPLES_DIR) + "/hello.json");
+  std::string id = start(*c, "{\"workflow\": " + hello + "}");
+  REQUIRE(server.app().engine->wait(id, 10s)->status == RunStatus::kCompleted);
+  Value steps = body_of(c->Get(("/runs/" + id + "/steps").c_str()));
+  // greet, enough, again, enough, again, enough: six nodes ran.
+  REQUIRE(steps.size() == 6);
+  int routes = 0, transforms = 0;
+  for (const Value& s : steps.as_array()) {
+    CHECK(s["status"].as_string() == "completed");
+    if (s["type"].as_string() == "route") {
+      ++routes;
+      CHECK(s["output_json"].to_json().find("route") != std::string::npos);
+    }
+    if (s["type"].as_string() == "transform") ++transforms;
+  }
+  CHECK(routes == 3);
+  CHECK(transforms == 3);
+  CHECK(body_of(c->Get(("/runs/" + id).c_str()))["steps"].size() == 6);
+
+  std::string paused = start(*c, R"({"workflow": {"nodes": {"i": {"type": "interrupt"}},
+      "edges": [["__start__","i"],["i","__end__"]]}})");
+  REQUIRE(server.app().engine->wait(paused, 10s)->status == RunStatus::kInterrupted);
+  Value interrupt_steps = body_of(c->Get(("/runs/" + paused + "/steps").c_str()));
+  REQUIRE(interrupt_steps.size() == 1);
+  CHECK(interrupt_steps.as_array()[0]["type"].as_string() == "interrupt");
+  CHECK(interrupt_steps.as_array()[0]["output_json"].to_json().find("interrupted") != std::string::npos);
+}
+
+TEST_CASE("a legacy steps run lists all its steps from the start", "[server][compat]") {
+  orch::testing::TestServer server;
+  auto c = server.client();
+  // No workers: "b" waits (and fails after its timeout), but both rows exist at once.
+  std::string id = start(*c, R"({"steps": [{"id": "a", "type": "task", "prompt_template": "x", "timeout_ms": 60000},
+                                          {"id": "b", "type": "task", "depends_on": ["a"]}]})");
+  Value steps = body_of(c->Get(("/runs/" + id + "/steps").c_str()));
+  REQUIRE(steps.size() == 2);
+  std::set<std::string> names;
+  for (const Value& s : steps.as_array()) names.insert(s["def_step_id"].as_string());
+  CHECK(names == std::set<std::string>{"a", "b"});
+  // Once the run has ended, none is left pending: the one never reached is skipped.
+  (void)server.app().engine->wait(id, 10s);
+  Value after = body_of(c->Get(("/runs/" + id + "/steps").c_str()));
+  for (const Value& s : after.as_array()) CHECK(s["status"].as_string() != "pending");
+}
+
+TEST_CASE("checkpoints and events come in pages with a cursor", "[server][hardening]") {
+  orch::testing::TestServer server;
+  auto c = server.client();
+  const std::string hello = read_text(std::string(ORCH_EXAMPLES_DIR) + "/hello.json");
+  std::string id = start(*c, "{\"workflow\": " + hello + "}");
+  REQUIRE(server.app().engine->wait(id, 10s)->status == RunStatus::kCompleted);
+  const size_t all_checkpoints = body_of(c->Get(("/runs/" + id + "/checkpoints").c_str())).size();
+  REQUIRE(all_checkpoints > 4);
+  std::vector<int64_t> versions;
+  std::string cursor = "0";
+  for (int page = 0; page < 20 && !cursor.empty(); ++page) {
+    auto r = c->Get(("/runs/" + id + "/checkpoints?limit=2&after_version=" + cursor).c_str());
+    REQUIRE(r);
+    Value items = body_of(r);
+    for (const Value& cp : items.as_array()) versions.push_back(cp["version"].as_int());
+    cursor = r->get_header_value("X-Next-After-Version");
+  }
+  CHECK(versions.size() == all_checkpoints);
+  CHECK(std::is_sorted(versions.begin(), versions.end()));
+
+  const size_t all_events = body_of(c->Get(("/runs/" + id + "/events").c_str())).size();
+  size_t paged = 0;
+  cursor = "0";
+  for (int page = 0; page < 100 && !cursor.empty(); ++page) {
+    auto r = c->Get(("/runs/" + id + "/events?limit=5&after_seq=" + cursor).c_str());
+    REQUIRE(r);
+    paged += body_of(r).size();
+    cursor = r->get_header_value("X-Next-After-Seq");
+  }
+  CHECK(paged == all_events);
+}
+
+TEST_CASE("a server holding max_live_runs runs answers 429 to another", "[server][hardening]") {
+  orch::server::ServerConfig config;
+  config.max_live_runs = 2;
+  orch::testing::TestServer server(config);
+  auto c = server.client();
+  const std::string pausing = R"({"workflow": {"nodes": {"i": {"type": "interrupt"}},
+      "edges": [["__start__","i"],["i","__end__"]]}})";
+  start(*c, pausing);
+  start(*c, pausing);
+  auto refused = c->Post("/runs", pausing, "application/json");
+  REQUIRE(refused);
+  CHECK(refused->status == 429);
+  CHECK(refused->body.find("max_live_runs") != std::string::npos);
+}
