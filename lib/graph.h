@@ -27,6 +27,28 @@ struct GraphEdge {
   bool back = false;
 };
 
+// Dominance over vertices 0..n-1 of an edge list, from kStartVertex: `a`
+// dominates `b` when every path from __start__ to `b` passes through `a`.
+// Immediate dominators by Lengauer and Tarjan (O(m log n)); queries in O(1)
+// from the entry and exit times of a walk of the dominator tree. A vertex that __start__ cannot reach is dominated only by
+// itself, and dominates only itself.
+class DominatorTree {
+ public:
+  DominatorTree(size_t vertex_count, const std::vector<GraphEdge>& edges);
+
+  bool dominates(int a, int b) const;
+  // The immediate dominator of `v`; __start__'s is itself, and -1 for a
+  // vertex __start__ cannot reach.
+  int idom(int v) const { return idom_[static_cast<size_t>(v)]; }
+
+ private:
+  std::vector<int> idom_;
+  // Entry and exit times of each vertex in a walk of the dominator tree; -1
+  // for unreachable vertices.
+  std::vector<int> enter_;
+  std::vector<int> leave_;
+};
+
 class CompiledGraph {
  public:
   static std::shared_ptr<const CompiledGraph> compile(std::shared_ptr<const Workflow> workflow);

@@ -60,47 +60,86 @@ Status expand_strategy(const Value& request, Array* steps) {
   return Status::ok_status();
 }
 
+// Finds `needle` in `text` at or after positions that never decrease. A search
+// is repeated only once the position has passed the match it found, and a
+// search that found nothing is never repeated: scanning a text with many
+// unclosed "{{" then costs O(length) instead of one scan to the end per "{{".
+class ForwardFinder {
+ public:
+  ForwardFinder(std::string_view text, std::string_view needle) : text_(text), needle_(needle) {}
+
+  size_t next(size_t pos) {
+    if (!searched_ || (found_ != std::string_view::npos && pos > found_)) {
+      found_ = text_.find(needle_, pos);
+      searched_ = true;
+    }
+    return found_;
+  }
+
+ private:
+  std::string_view text_;
+  std::string_view needle_;
+  bool searched_ = false;
+  size_t found_ = std::string_view::npos;
+};
+
+std::string_view trim_left(std::string_view s) {
+  size_t b = s.find_first_not_of(" \t\r\n");
+  return b == std::string_view::npos ? std::string_view() : s.substr(b);
+}
+
+std::string_view trim(std::string_view s) {
+  s = trim_left(s);
+  return s.substr(0, s.find_last_not_of(" \t\r\n") + 1);
+}
+
+// ID when `expr` is `steps.ID.output` for an id of this request, else "".
+std::string_view legacy_output_id(std::string_view expr,
+                                  const std::unordered_set<std::string>& ids) {
+  constexpr std::string_view kHead = "steps.", kTail = ".output";
+  if (expr.size() <= kHead.size() + kTail.size() || expr.substr(0, kHead.size()) != kHead ||
+      expr.substr(expr.size() - kTail.size()) != kTail) {
+    return {};
+  }
+  std::string_view id = expr.substr(kHead.size(), expr.size() - kHead.size() - kTail.size());
+  return ids.count(std::string(id)) > 0 ? id : std::string_view();
+}
+
 // `{{steps.ID.output}}` (legacy renderer) -> `{{state.ID}}`, also as an
-// `{% if %}` condition, for ids of this request. Other tags are kept as they are.
-std::string rewrite_prompt(const std::string& text, const std::unordered_set<std::string>& ids) {
+// `{% if %}` condition, for ids of this request. Other tags are kept as they
+// are. One pass over the text: each byte is looked at a bounded number of
+// times, and only rewritten tags break the copy into pieces.
+std::string rewrite_prompt(std::string_view text, const std::unordered_set<std::string>& ids) {
   std::string out;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t open = text.find('{', pos);
-    if (open == std::string::npos || open + 1 >= text.size()) break;
+  ForwardFinder expr_close(text, "}}"), tag_close(text, "%}");
+  size_t copied = 0;  // text before this offset is in `out`
+  size_t scan = 0;    // where to look for the next '{'
+  while (true) {
+    size_t open = text.find('{', scan);
+    if (open == std::string_view::npos || open + 1 >= text.size()) break;
     char kind = text[open + 1];
-    std::string closer = kind == '{' ? "}}" : kind == '%' ? "%}" : "";
-    size_t close = closer.empty() ? std::string::npos : text.find(closer, open + 2);
-    if (close == std::string::npos) {
-      out.append(text, pos, open + 1 - pos);
-      pos = open + 1;
+    size_t close = kind == '{'   ? expr_close.next(open + 2)
+                   : kind == '%' ? tag_close.next(open + 2)
+                                 : std::string_view::npos;
+    if (close == std::string_view::npos) {
+      scan = open + 1;
       continue;
     }
-    std::string inner = text.substr(open + 2, close - open - 2);
-    size_t b = inner.find_first_not_of(" \t\r\n");
-    size_t e = inner.find_last_not_of(" \t\r\n");
-    std::string expr = b == std::string::npos ? "" : inner.substr(b, e - b + 1);
-    std::string prefix;
-    if (kind == '%' && expr.compare(0, 3, "if ") == 0) {
-      prefix = "if ";
-      expr = expr.substr(3);
-      expr.erase(0, expr.find_first_not_of(" \t\r\n"));
-    } else if (kind == '%') {
-      expr.clear();
+    scan = close + 2;
+    std::string_view expr = trim(text.substr(open + 2, close - open - 2));
+    if (kind == '%') {
+      if (expr.substr(0, 3) != "if ") continue;  // only `if` tags read a value
+      expr = trim_left(expr.substr(3));
     }
-    constexpr std::string_view kHead = "steps.", kTail = ".output";
-    out.append(text, pos, open - pos);
-    if (expr.size() > kHead.size() + kTail.size() && expr.compare(0, kHead.size(), kHead) == 0 &&
-        expr.compare(expr.size() - kTail.size(), kTail.size(), kTail) == 0 &&
-        ids.count(expr.substr(kHead.size(), expr.size() - kHead.size() - kTail.size())) > 0) {
-      std::string id = expr.substr(kHead.size(), expr.size() - kHead.size() - kTail.size());
-      out += kind == '{' ? "{{state." + id + "}}" : "{% " + prefix + "state." + id + " %}";
-    } else {
-      out.append(text, open, close + 2 - open);
-    }
-    pos = close + 2;
+    std::string_view id = legacy_output_id(expr, ids);
+    if (id.empty()) continue;
+    out.append(text.substr(copied, open - copied));
+    out.append(kind == '{' ? "{{state." : "{% if state.");
+    out.append(id);
+    out.append(kind == '{' ? "}}" : " %}");
+    copied = close + 2;
   }
-  if (pos < text.size()) out.append(text, pos, std::string::npos);
+  out.append(text.substr(copied));
   return out;
 }
 

@@ -6,6 +6,7 @@
 #include "orch/template.h"
 
 #include <algorithm>
+#include <unordered_set>
 #include <utility>
 
 #include "orch/state_path.h"
@@ -48,16 +49,26 @@ TagKind classify_tag(std::string_view tag, std::string_view* condition) {
   return TagKind::kOther;
 }
 
-// Adds the top-level key of a `state.X…` expression to `refs` (once).
-void collect_state_ref(std::string_view expr, std::vector<std::string>* refs) {
-  constexpr std::string_view kPrefix = "state.";
-  if (expr.substr(0, kPrefix.size()) != kPrefix) return;
-  std::string_view key = expr.substr(kPrefix.size());
-  key = key.substr(0, key.find('.'));
-  key = key.substr(0, key.find('['));
-  if (key.empty()) return;
-  if (std::find(refs->begin(), refs->end(), key) == refs->end()) refs->emplace_back(key);
-}
+// Top-level state keys in order of first appearance, each once. The set makes
+// a repeat cost O(1): a text can hold a hundred thousand distinct keys.
+class StateRefs {
+ public:
+  // Adds the top-level key of a `state.X…` expression.
+  void collect(std::string_view expr) {
+    constexpr std::string_view kPrefix = "state.";
+    if (expr.substr(0, kPrefix.size()) != kPrefix) return;
+    std::string_view key = expr.substr(kPrefix.size());
+    key = key.substr(0, key.find('.'));
+    key = key.substr(0, key.find('['));
+    if (key.empty() || !seen_.emplace(key).second) return;
+    keys_.emplace_back(key);
+  }
+  std::vector<std::string> take() { return std::move(keys_); }
+
+ private:
+  std::vector<std::string> keys_;
+  std::unordered_set<std::string> seen_;
+};
 
 enum class Root : uint8_t { kNone, kState, kInput, kItem, kConfig, kTask, kAttempt, kStore };
 
@@ -178,14 +189,81 @@ Status resolve(const Expr& expr, const TemplateContext& ctx, Value* scratch, con
   return Status();
 }
 
-void append_value(const Value* v, std::string* out) {
-  if (v == nullptr || v->is_null()) return;
-  if (v->is_string()) {
-    out->append(v->as_string());
-  } else {
-    v->write_json(out);
+// The render output, never allowed past `limit` bytes. Each piece is checked
+// before it is added, and arrays and objects are written element by element,
+// so an oversized render stops early instead of allocating the whole result
+// (an array holding one large string many times costs little in state, but
+// its JSON text can be enormous).
+class BoundedOutput {
+ public:
+  // A `limit` of 0 means none.
+  BoundedOutput(size_t limit, size_t reserve) : limit_(limit == 0 ? kUnlimited : limit) {
+    out_.reserve(std::min(reserve, limit_));
   }
-}
+
+  Status append(std::string_view text) {
+    if (text.size() > limit_ - out_.size()) return too_large();
+    out_.append(text);
+    return Status();
+  }
+
+  // Missing and null values add nothing, strings their characters, other
+  // values their compact JSON.
+  Status append_value(const Value* v) {
+    if (v == nullptr || v->is_null()) return Status();
+    if (v->is_string()) return append(v->as_string());
+    return append_json(*v);
+  }
+
+  std::string take() { return std::move(out_); }
+
+ private:
+  Status append_json(const Value& v) {
+    if (v.is_array()) {
+      ORCH_RETURN_IF_ERROR(append("["));
+      bool first = true;
+      for (const Value& item : v.as_array()) {
+        if (!first) ORCH_RETURN_IF_ERROR(append(","));
+        first = false;
+        ORCH_RETURN_IF_ERROR(append_json(item));
+      }
+      return append("]");
+    }
+    if (v.is_object()) {
+      ORCH_RETURN_IF_ERROR(append("{"));
+      bool first = true;
+      for (const auto& [key, item] : v.as_object()) {
+        if (!first) ORCH_RETURN_IF_ERROR(append(","));
+        first = false;
+        ORCH_RETURN_IF_ERROR(append_scalar_json(Value(key)));
+        ORCH_RETURN_IF_ERROR(append(":"));
+        ORCH_RETURN_IF_ERROR(append_json(item));
+      }
+      return append("}");
+    }
+    return append_scalar_json(v);
+  }
+
+  Status append_scalar_json(const Value& v) {
+    // A string's JSON text is at least as long as the string.
+    if (v.is_string() && v.as_string().size() > limit_ - out_.size()) return too_large();
+    size_t before = out_.size();
+    v.write_json(&out_);
+    if (out_.size() <= limit_) return Status();
+    out_.resize(before);
+    return too_large();
+  }
+
+  Status too_large() const {
+    return Status::resource_exhausted("rendered template exceeds " + std::to_string(limit_) +
+                                      " bytes (the max_output_bytes limit)");
+  }
+
+  static constexpr size_t kUnlimited = static_cast<size_t>(-1);
+
+  std::string out_;
+  size_t limit_;
+};
 
 bool truthy(const Value* v) {
   if (v == nullptr) return false;
@@ -217,7 +295,7 @@ Status template_error(size_t pos, std::string_view why, size_t* error_offset) {
 struct Template::Impl {
   std::string source;
   std::vector<Instr> code;
-  std::vector<std::string> state_refs;
+  std::vector<std::string> state_refs;  // set once compiling is done
   size_t literal_bytes = 0;  // a reserve hint for render
   bool uses_store = false;
 };
@@ -249,6 +327,7 @@ Result<Template> Template::compile(std::string_view text, size_t* error_offset) 
   };
   std::vector<OpenIf> open_ifs;
   std::string pending;  // literal text not yet emitted
+  StateRefs refs;
 
   auto flush = [&] {
     if (pending.empty()) return;
@@ -266,7 +345,7 @@ Result<Template> Template::compile(std::string_view text, size_t* error_offset) 
     Status st = compile_expr(expr_text, &in.expr);
     if (!st.ok()) return template_error(pos, st.message(), error_offset);
     if (in.expr.root == Root::kStore) impl->uses_store = true;
-    collect_state_ref(expr_text, &impl->state_refs);
+    refs.collect(expr_text);
     flush();
     code.push_back(std::move(in));
     return Status();
@@ -339,26 +418,26 @@ Result<Template> Template::compile(std::string_view text, size_t* error_offset) 
                           error_offset);
   }
   flush();
+  impl->state_refs = refs.take();
   return Template(std::move(impl));
 }
 
 Result<std::string> Template::render(const TemplateContext& context) const {
   const std::vector<Instr>& code = impl_->code;
-  std::string out;
-  out.reserve(impl_->literal_bytes);
+  BoundedOutput out(context.max_output_bytes, impl_->literal_bytes);
   Value scratch;
   size_t pc = 0;
   while (pc < code.size()) {
     const Instr& in = code[pc];
     switch (in.op) {
       case Op::kText:
-        out.append(in.text);
+        ORCH_RETURN_IF_ERROR(out.append(in.text));
         ++pc;
         break;
       case Op::kValue: {
         const Value* v = nullptr;
         ORCH_RETURN_IF_ERROR(resolve(in.expr, context, &scratch, &v));
-        append_value(v, &out);
+        ORCH_RETURN_IF_ERROR(out.append_value(v));
         ++pc;
         break;
       }
@@ -373,11 +452,11 @@ Result<std::string> Template::render(const TemplateContext& context) const {
         break;
     }
   }
-  return out;
+  return out.take();
 }
 
 std::vector<std::string> Template::list_state_references(std::string_view text) {
-  std::vector<std::string> refs;
+  StateRefs refs;
   size_t pos = 0;
   while (true) {
     size_t open = find_open(text, pos);
@@ -388,13 +467,13 @@ std::vector<std::string> Template::list_state_references(std::string_view text) 
     std::string_view inner = trim(text.substr(open + 2, close - open - 2));
     std::string_view condition;
     if (is_expr) {
-      collect_state_ref(inner, &refs);
+      refs.collect(inner);
     } else if (classify_tag(inner, &condition) == TagKind::kIf) {
-      collect_state_ref(condition, &refs);
+      refs.collect(condition);
     }
     pos = close + 2;
   }
-  return refs;
+  return refs.take();
 }
 
 Result<std::string> render_template(std::string_view text, const TemplateContext& context) {

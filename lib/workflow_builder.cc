@@ -2,7 +2,10 @@
 //
 // WorkflowBuilder and the node helpers: Workflows made in C++, validated with
 // the same checks as JSON definitions.
+#include <unordered_set>
+
 #include "orch/workflow.h"
+#include "workflow_internal.h"
 
 namespace orch {
 
@@ -80,15 +83,19 @@ WorkflowBuilder& WorkflowBuilder::durability(std::string value) {
 }
 
 Result<std::shared_ptr<const Workflow>> WorkflowBuilder::build() const {
+  using workflow_internal::conditional_edge_id;
   auto wf = std::make_shared<Workflow>(wf_);
+  // Route entries imply their conditional edges; those already listed are kept.
+  std::unordered_set<std::string> conditional;
+  for (const Edge& e : wf->edges) {
+    if (e.condition) conditional.insert(conditional_edge_id(e.source, *e.condition, e.target));
+  }
   for (const Node& node : wf_.nodes) {
     if (node.type != NodeType::kRoute) continue;
     for (const auto& [value, target] : node.route.routes) {
-      bool present = false;
-      for (const Edge& e : wf->edges) {
-        present = present || (e.source == node.name && e.condition == value && e.target == target);
+      if (conditional.insert(conditional_edge_id(node.name, value, target)).second) {
+        wf->edges.push_back(Edge{node.name, target, value});
       }
-      if (!present) wf->edges.push_back(Edge{node.name, target, value});
     }
   }
   wf->reindex();

@@ -28,8 +28,21 @@ std::string_view split_edge_source(std::string_view source, std::optional<std::s
 // malformed edges) are appended to `issues` when it is not null. Returns the
 // fatal issue (parse_error / missing_field) when the definition cannot be a
 // workflow at all; `out` is then unspecified.
+// A definition beyond `limits` gives too_many_nodes / too_many_edges as its
+// fatal issue, found before any node is read.
 std::optional<ValidationIssue> read_definition(const Value& definition, Workflow* out,
-                                               std::vector<ValidationIssue>* issues);
+                                               std::vector<ValidationIssue>* issues,
+                                               const WorkflowLimits& limits);
+
+// too_many_nodes when `nodes` is beyond the cap, else too_many_edges when
+// `edges` (route targets included) is; nullopt when both fit.
+std::optional<ValidationIssue> check_size(size_t nodes, size_t edges,
+                                          const WorkflowLimits& limits);
+
+// One string per conditional edge source -value-> target, to find route
+// edges in a set: scanning every edge for every route would be quadratic.
+std::string conditional_edge_id(std::string_view source, std::string_view value,
+                                std::string_view target);
 
 // Appends the checks of validate_workflow() steps 3-11 on a typed workflow.
 void check_workflow(const Workflow& workflow, std::vector<ValidationIssue>* issues);

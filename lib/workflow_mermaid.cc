@@ -12,6 +12,9 @@
 //   classDef interrupt_before stroke:#e67e22,stroke-width:3px
 //   class x interrupt_before               breakpoints (thick border), and the
 //                                          same for interrupt_after
+#include <string_view>
+#include <unordered_set>
+
 #include "orch/workflow.h"
 #include "workflow_internal.h"
 
@@ -46,15 +49,15 @@ void append_class(std::string* out, const std::vector<std::string>& names, const
   *out += std::string(" ") + cls + "\n";
 }
 
-// Breakpoint names that are nodes, without repeats, in list order.
+// Breakpoint names that are nodes, without repeats, in list order. Repeats
+// are found in a set: a long list naming many nodes would be quadratic.
 std::vector<std::string> breakpoint_nodes(const Value& list, const Object& nodes) {
   std::vector<std::string> names;
   if (!list.is_array()) return names;
+  std::unordered_set<std::string_view> seen;
   for (const Value& item : list.as_array()) {
     if (!item.is_string() || !nodes.contains(item.as_string())) continue;
-    bool repeated = false;
-    for (const auto& n : names) repeated = repeated || n == item.as_string();
-    if (!repeated) names.push_back(item.as_string());
+    if (seen.insert(item.as_string()).second) names.push_back(item.as_string());
   }
   return names;
 }

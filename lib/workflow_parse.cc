@@ -434,10 +434,36 @@ ValidationIssue fatal(std::string type, std::string key, std::string message) {
   return {std::move(type), "", std::move(key), std::move(message), false};
 }
 
+// Route targets are conditional edges too: each may become a graph edge.
+size_t count_route_targets(const Object& nodes) {
+  size_t count = 0;
+  for (const auto& entry : nodes) {
+    const Value& spec = entry.second;
+    // Only a string can read as "route" (field_text gives other types as JSON).
+    const Value* type = spec.find("type");
+    if (type == nullptr || !type->is_string() || type->as_string() != "route") continue;
+    const Value* routes = spec.find("routes");
+    if (routes != nullptr && routes->is_object()) count += routes->as_object().size();
+  }
+  return count;
+}
+
+// The caps are checked on the raw JSON, before a single node is read. Route
+// targets are only counted once the node count is known to be within its cap.
+std::optional<ValidationIssue> check_definition_size(const Value& nodes, const Value& edges,
+                                                     const WorkflowLimits& limits) {
+  size_t node_count = nodes.as_object().size();
+  if (auto issue = check_size(node_count, 0, limits)) return issue;
+  size_t edge_count = edges.as_array().size();
+  if (auto issue = check_size(node_count, edge_count, limits)) return issue;
+  return check_size(node_count, edge_count + count_route_targets(nodes.as_object()), limits);
+}
+
 }  // namespace
 
 std::optional<ValidationIssue> read_definition(const Value& definition, Workflow* out,
-                                               std::vector<ValidationIssue>* issues) {
+                                               std::vector<ValidationIssue>* issues,
+                                               const WorkflowLimits& limits) {
   if (!definition.is_object()) return fatal("parse_error", "", "workflow must be a JSON object");
   const Value* nodes = definition.find("nodes");
   if (nodes == nullptr)
@@ -447,6 +473,7 @@ std::optional<ValidationIssue> read_definition(const Value& definition, Workflow
   if (edges == nullptr)
     return fatal("missing_field", "edges", "workflow must have an 'edges' array");
   if (!edges->is_array()) return fatal("missing_field", "edges", "'edges' must be an array");
+  if (auto too_big = check_definition_size(*nodes, *edges, limits)) return too_big;
   DefinitionReader(issues).read(definition, out);
   out->reindex();
   return std::nullopt;
@@ -454,20 +481,22 @@ std::optional<ValidationIssue> read_definition(const Value& definition, Workflow
 
 }  // namespace workflow_internal
 
-Result<std::shared_ptr<const Workflow>> parse_workflow(const Value& definition) {
+Result<std::shared_ptr<const Workflow>> parse_workflow(const Value& definition,
+                                                       const WorkflowLimits& limits) {
   auto wf = std::make_shared<Workflow>();
-  if (auto fatal = workflow_internal::read_definition(definition, wf.get(), nullptr)) {
+  if (auto fatal = workflow_internal::read_definition(definition, wf.get(), nullptr, limits)) {
     return Status::invalid_argument(fatal->message);
   }
   return std::shared_ptr<const Workflow>(std::move(wf));
 }
 
-Result<std::shared_ptr<const Workflow>> parse_workflow_json(std::string_view json_text) {
+Result<std::shared_ptr<const Workflow>> parse_workflow_json(std::string_view json_text,
+                                                            const WorkflowLimits& limits) {
   auto parsed = parse_json(json_text);
   if (!parsed.ok()) {
     return Status::invalid_argument("failed to parse workflow JSON: " + parsed.status().message());
   }
-  return parse_workflow(*parsed);
+  return parse_workflow(*parsed, limits);
 }
 
 }  // namespace orch

@@ -5,7 +5,7 @@
 // does not depend on the template engine: it only has to find `state.X` at the
 // start of a `{{ }}` expression or of an `{% if %}` condition, the forms the
 // renderer resolves against state.
-#include <algorithm>
+#include <unordered_set>
 
 #include "workflow_internal.h"
 
@@ -39,9 +39,11 @@ std::string_view state_key_of(std::string_view expr) {
 
 std::vector<std::string> referenced_state_keys(std::string_view text) {
   std::vector<std::string> keys;
-  auto add = [&keys](std::string_view key) {
-    if (key.empty()) return;
-    if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.emplace_back(key);
+  // Repeats are found in a set: searching `keys` would be quadratic in a text
+  // naming many distinct keys.
+  std::unordered_set<std::string_view> seen;
+  auto add = [&keys, &seen](std::string_view key) {
+    if (!key.empty() && seen.insert(key).second) keys.emplace_back(key);
   };
   size_t pos = 0;
   while (pos < text.size()) {

@@ -4,6 +4,7 @@
 // its mistakes fixed (route targets may be __end__; loops with an exit are
 // fine) plus the checks it lacks. The order of the issues is documented at
 // validate_workflow() in orch/workflow.h; each check_* below is one step.
+#include <algorithm>
 #include <unordered_set>
 
 #include "orch/workflow.h"
@@ -192,6 +193,11 @@ void check_state_refs(const Workflow& wf, Issues* out) {
 }
 
 void check_routes(const Workflow& wf, Issues* out) {
+  std::unordered_set<std::string> conditional_edges;
+  for (const Edge& e : wf.edges) {
+    if (!e.condition) continue;
+    conditional_edges.insert(conditional_edge_id(e.source, *e.condition, e.target));
+  }
   for (const Node& node : wf.nodes) {
     if (node.type != NodeType::kRoute) continue;
     const auto& routes = node.route.routes;
@@ -199,19 +205,15 @@ void check_routes(const Workflow& wf, Issues* out) {
       if (target != kEndNode && wf.find_node(target) == nullptr) {
         add(out, "invalid_route_target", node.name, value, "route target node does not exist");
       }
-      bool has_edge = false;
-      for (const Edge& e : wf.edges) {
-        if (e.source == node.name && e.condition == value && e.target == target) has_edge = true;
-      }
-      if (!has_edge) {
+      if (conditional_edges.count(conditional_edge_id(node.name, value, target)) == 0) {
         add(out, "missing_route_edge", node.name, value,
             "route key is declared in routes but has no matching conditional edge");
       }
     }
     const auto& def = node.route.default_route;
     if (def && !routes.empty()) {
-      bool declared = false;
-      for (const auto& entry : routes) declared = declared || entry.first == *def;
+      bool declared = std::any_of(routes.begin(), routes.end(),
+                                  [&def](const auto& entry) { return entry.first == *def; });
       if (!declared) {
         add(out, "invalid_route_default", node.name, "default",
             "route default must reference a declared routes key");
@@ -256,15 +258,55 @@ void check_breakpoints(const Workflow& wf, Issues* out) {
   for (const auto* list : {&wf.interrupt_before, &wf.interrupt_after}) {
     const char* key = list == &wf.interrupt_before ? "interrupt_before" : "interrupt_after";
     for (const std::string& name : *list) {
+      // An error, not a warning: a misspelt breakpoint would silently never
+      // pause, and whatever it was meant to guard would run unreviewed.
       if (wf.find_node(name) == nullptr) {
         add(out, "unknown_interrupt_node", name, key,
-            std::string(key) + " names a node that does not exist, so it never pauses", true);
+            std::string(key) + " names a node that does not exist, so it would never pause");
       }
     }
   }
 }
 
+size_t route_target_count(const Workflow& wf) {
+  size_t count = 0;
+  for (const Node& node : wf.nodes) {
+    if (node.type == NodeType::kRoute) count += node.route.routes.size();
+  }
+  return count;
+}
+
 }  // namespace
+
+std::string conditional_edge_id(std::string_view source, std::string_view value,
+                                std::string_view target) {
+  // '\0' cannot occur in the parts' meaning, so it separates them safely.
+  std::string id(source);
+  id += '\0';
+  id += value;
+  id += '\0';
+  id += target;
+  return id;
+}
+
+std::optional<ValidationIssue> check_size(size_t nodes, size_t edges,
+                                          const WorkflowLimits& limits) {
+  // A cap of 0 is no cap, as for the engine's limits.
+  if (limits.max_nodes != 0 && nodes > limits.max_nodes) {
+    return ValidationIssue{"too_many_nodes", "", "nodes",
+                           "workflow has " + std::to_string(nodes) + " nodes; at most " +
+                               std::to_string(limits.max_nodes) + " are allowed",
+                           false};
+  }
+  if (limits.max_edges != 0 && edges > limits.max_edges) {
+    return ValidationIssue{"too_many_edges", "", "edges",
+                           "workflow has " + std::to_string(edges) +
+                               " edges (route targets included); at most " +
+                               std::to_string(limits.max_edges) + " are allowed",
+                           false};
+  }
+  return std::nullopt;
+}
 
 void check_workflow(const Workflow& wf, Issues* out) {
   check_typed_fields(wf, out);
@@ -281,21 +323,30 @@ void check_workflow(const Workflow& wf, Issues* out) {
 
 }  // namespace workflow_internal
 
-std::vector<ValidationIssue> validate_workflow(const Value& definition) {
+std::vector<ValidationIssue> validate_workflow(const Value& definition,
+                                               const WorkflowLimits& limits) {
   std::vector<ValidationIssue> issues;
   Workflow wf;
-  if (auto fatal = workflow_internal::read_definition(definition, &wf, &issues)) return {*fatal};
+  if (auto fatal = workflow_internal::read_definition(definition, &wf, &issues, limits)) {
+    return {*fatal};
+  }
   workflow_internal::check_workflow(wf, &issues);
   return issues;
 }
 
-std::vector<ValidationIssue> validate_workflow_json(std::string_view json_text) {
+std::vector<ValidationIssue> validate_workflow_json(std::string_view json_text,
+                                                    const WorkflowLimits& limits) {
   auto parsed = parse_json(json_text);
   if (!parsed.ok()) return {{"parse_error", "", "", "failed to parse workflow JSON", false}};
-  return validate_workflow(*parsed);
+  return validate_workflow(*parsed, limits);
 }
 
-std::vector<ValidationIssue> validate_workflow(const Workflow& workflow) {
+std::vector<ValidationIssue> validate_workflow(const Workflow& workflow,
+                                               const WorkflowLimits& limits) {
+  size_t edges = workflow.edges.size() + workflow_internal::route_target_count(workflow);
+  if (auto too_big = workflow_internal::check_size(workflow.nodes.size(), edges, limits)) {
+    return {*too_big};
+  }
   // A caller may have edited the node list since the last reindex().
   Workflow copy = workflow;
   copy.reindex();

@@ -84,6 +84,26 @@ TEST_CASE("a route-driven review/fix loop iterates as the route says, then exits
   CHECK(r.state["count"].as_int() == 3);
 }
 
+TEST_CASE("a prompt rendering past 1 MiB fails its node without running it", "[engine][limits]") {
+  // A 155 KB request once rendered a 500 MB prompt: one input value named
+  // many times. The render stops at the cap and the node fails.
+  std::atomic<int> calls{0};
+  std::string prompt;
+  for (int i = 0; i < 8; ++i) prompt += "{{input.big}}";
+  auto wf = make_workflow(R"({"nodes": {"a": {"prompt_template": ")" + prompt + R"("}},
+    "edges": [["__start__","a"],["a","__end__"]]})",
+                          {{"a", [&calls](const NodeCall&) -> Result<NodeOutput> {
+                              ++calls;
+                              return NodeOutput(Value::object());
+                            }}});
+  auto engine = make_engine();
+  auto r = run_to_end(*engine, wf, Value::object({{"big", std::string(150 * 1024, 'x')}}));
+  CHECK(r.status == RunStatus::kFailed);
+  CHECK(r.error.find("template render failed: rendered template exceeds 1048576 bytes") !=
+        std::string::npos);
+  CHECK(calls == 0);
+}
+
 TEST_CASE("exceeding the recursion limit fails the run with a clear error", "[engine]") {
   auto wf = make_workflow(R"({"nodes": {"a": {}, "b": {}},
     "edges": [["__start__","a"],["a","b"],["b","a"]]})",

@@ -162,3 +162,64 @@ TEST_CASE("null optional step fields count as absent", "[legacy]") {
   CHECK(edge_list(def) == std::vector<std::string>{"__start__->a", "a->__end__"});
   CHECK(def["nodes"]["a"].find("prompt_template") == nullptr);
 }
+
+namespace {
+
+// The prompt of step "b" after conversion, for a two-step chain a -> b.
+std::string rewritten(const std::string& prompt) {
+  Value request = Value::object(
+      {{"steps", Value::array({Value::object({{"id", "a"}}),
+                               Value::object({{"id", "b"},
+                                              {"depends_on", Value::array({"a"})},
+                                              {"prompt_template", prompt}})})}});
+  auto def = orch::legacy_steps_to_workflow(request);
+  REQUIRE(def.ok());
+  return (*def)["nodes"]["b"]["prompt_template"].as_string();
+}
+
+std::string repeat(const std::string& piece, size_t bytes) {
+  std::string out;
+  out.reserve(bytes + piece.size());
+  while (out.size() < bytes) out += piece;
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("prompt rewriting keeps every other tag and stray delimiter", "[legacy]") {
+  CHECK(rewritten("") == "");
+  CHECK(rewritten("plain") == "plain");
+  CHECK(rewritten("{{steps.a.output}}") == "{{state.a}}");
+  CHECK(rewritten("x{{ \tsteps.a.output\n }}y") == "x{{state.a}}y");
+  CHECK(rewritten("{%if steps.a.output%}") == "{% if state.a %}");
+  CHECK(rewritten("{%   if    steps.a.output   %}") == "{% if state.a %}");
+  CHECK(rewritten("{% if\tsteps.a.output %}") == "{% if\tsteps.a.output %}");  // "if " only
+  CHECK(rewritten("{% steps.a.output %}") == "{% steps.a.output %}");
+  CHECK(rewritten("{{steps.b.output}} {{steps.zz.output}}") ==
+        "{{state.b}} {{steps.zz.output}}");  // zz is no step of this request
+  CHECK(rewritten("{{steps..output}} {{steps.output}}") == "{{steps..output}} {{steps.output}}");
+  CHECK(rewritten("{ {{steps.a.output}} }") == "{ {{state.a}} }");
+  CHECK(rewritten("{{{steps.a.output}}") == "{{{steps.a.output}}");  // "{steps.a.output" is no id
+  CHECK(rewritten("{{steps.a.output}}}}") == "{{state.a}}}}");
+  CHECK(rewritten("{{steps.a.output") == "{{steps.a.output");
+  CHECK(rewritten("{%{{steps.a.output}}") == "{%{{state.a}}");
+  CHECK(rewritten("{{ {%if steps.a.output%} }}{%if steps.a.output%}") ==
+        "{{ {%if steps.a.output%} }}{% if state.a %}");
+  CHECK(rewritten("}}{{steps.a.output}}{{") == "}}{{state.a}}{{");
+}
+
+TEST_CASE("prompt rewriting is linear in the prompt's length", "[legacy]") {
+  // Each of these used to rescan the rest of the text from every '{': a
+  // megabyte of them took seconds. Now each is one pass.
+  constexpr size_t kMiB = size_t{1} << 20;
+  for (const char* piece : {"{", "{{", "{%", "}}{{", "%}{%", "{{steps.a.output", "{ "}) {
+    INFO(piece);
+    std::string text = repeat(piece, kMiB);
+    CHECK(rewritten(text) == text);
+  }
+  std::string many = repeat("{{steps.a.output}}", kMiB);
+  std::string want = repeat("{{state.a}}", many.size() / 18 * 11);
+  CHECK(rewritten(many) == want);
+  std::string conditions = repeat("{% if steps.a.output %}", kMiB);
+  CHECK(rewritten(conditions) == repeat("{% if state.a %}", conditions.size() / 23 * 16));
+}

@@ -496,3 +496,106 @@ TEST_CASE("state references list top-level keys", "[template][refs]") {
   CHECK(Template::list_state_references("{% if state.z").empty());
   CHECK(Template::list_state_references("no templates here").empty());
 }
+
+namespace {
+
+std::string repeat(const std::string& piece, size_t bytes) {
+  std::string out;
+  out.reserve(bytes + piece.size());
+  while (out.size() < bytes) out += piece;
+  return out;
+}
+
+// The render error of `text`, which must compile and fail to render.
+Status render_error(const std::string& text, const TemplateContext& ctx) {
+  auto tpl = Template::compile(text);
+  REQUIRE(tpl.ok());
+  auto out = tpl->render(ctx);
+  REQUIRE_FALSE(out.ok());
+  return out.status();
+}
+
+}  // namespace
+
+TEST_CASE("rendered output is capped, by default at 1 MiB", "[template][limits]") {
+  CHECK(TemplateContext().max_output_bytes == size_t{1} << 20);
+  Value state = Value::object({{"big", std::string(300 * 1024, 'x')}});
+  TemplateContext ctx;
+  ctx.state = &state;
+
+  SECTION("one large value named many times") {
+    Status st = render_error("{{state.big}}{{state.big}}{{state.big}}{{state.big}}", ctx);
+    CHECK(st.code() == StatusCode::kResourceExhausted);
+    CHECK(st.message() == "rendered template exceeds 1048576 bytes (the max_output_bytes limit)");
+    // Three fit.
+    CHECK(render("{{state.big}}{{state.big}}{{state.big}}", ctx).size() == 3 * 300 * 1024);
+  }
+  SECTION("the cap is exact and counts literal text too") {
+    ctx.max_output_bytes = 10;
+    CHECK(render("0123456789", ctx) == "0123456789");
+    CHECK(render_error("0123456789A", ctx).code() == StatusCode::kResourceExhausted);
+    Value small = Value::object({{"s", "56789"}, {"n", 12345}, {"list", Value::array({1, 2})}});
+    ctx.state = &small;
+    CHECK(render("01234{{state.s}}", ctx) == "0123456789");
+    CHECK(render_error("012345{{state.s}}", ctx).code() == StatusCode::kResourceExhausted);
+    CHECK(render("01234{{state.n}}", ctx) == "0123412345");
+    CHECK(render_error("012345{{state.n}}", ctx).code() == StatusCode::kResourceExhausted);
+    CHECK(render("01234{{state.list}}", ctx) == "01234[1,2]");
+    CHECK(render_error("012345{{state.list}}", ctx).code() == StatusCode::kResourceExhausted);
+    ctx.max_output_bytes = 1;
+    CHECK(render("", ctx).empty());
+    CHECK(render("{{state.missing}}", ctx).empty());
+    CHECK(render("x", ctx) == "x");
+    CHECK(render_error("xy", ctx).code() == StatusCode::kResourceExhausted);
+  }
+  SECTION("0 is no limit") {
+    ctx.max_output_bytes = 0;
+    CHECK(render("{{state.big}}{{state.big}}{{state.big}}{{state.big}}", ctx).size() ==
+          4 * 300 * 1024);
+  }
+  SECTION("a container holding a large value many times stops early") {
+    // The array costs little in memory (its items share one string), but its
+    // JSON text is 12 MB.
+    Value list = Value::array();
+    for (int i = 0; i < 40; ++i) list.push_back(state["big"]);
+    Value nested = Value::object({{"outer", Value::object({{"k", list}})}});
+    ctx.state = &nested;
+    CHECK(render_error("{{state.outer}}", ctx).code() == StatusCode::kResourceExhausted);
+    ctx.max_output_bytes = size_t{16} << 20;
+    CHECK(render("{{state.outer}}", ctx) == nested["outer"].to_json());
+  }
+  SECTION("a larger cap lets a larger prompt through") {
+    ctx.max_output_bytes = 2 << 20;
+    CHECK(render("{{state.big}}{{state.big}}{{state.big}}{{state.big}}", ctx).size() ==
+          4 * 300 * 1024);
+  }
+  SECTION("one-shot rendering obeys the cap too") {
+    ctx.max_output_bytes = 3;
+    CHECK(orch::render_template("{{state.big}}", ctx).status().code() ==
+          StatusCode::kResourceExhausted);
+  }
+}
+
+TEST_CASE("compiling and listing references are linear in the text", "[template][limits]") {
+  // A megabyte of delimiters that never close, or close at once, used to cost
+  // seconds in the reference scans; each is now one pass.
+  constexpr size_t kMiB = size_t{1} << 20;
+  for (const char* piece : {"{", "{{", "{%", "}}{{", "%}{%", "{{state.a", "{% if state.a "}) {
+    INFO(piece);
+    std::string text = repeat(piece, kMiB);
+    (void)Template::compile(text);  // fails or not; it must only finish
+    (void)Template::list_state_references(text);
+  }
+  CHECK(Template::list_state_references(repeat("{{state.a}}", kMiB)) ==
+        std::vector<std::string>{"a"});
+  // Tens of thousands of distinct keys, each listed once in order.
+  std::string many;
+  for (int i = 0; many.size() < kMiB; ++i) many += "{{state.k" + std::to_string(i) + "}}";
+  auto tpl = Template::compile(many);
+  REQUIRE(tpl.ok());
+  const auto& refs = tpl->state_references();
+  CHECK(refs.size() > 50000);
+  CHECK(refs.front() == "k0");
+  CHECK(refs.back() == "k" + std::to_string(refs.size() - 1));
+  CHECK(Template::list_state_references(many) == refs);
+}

@@ -158,15 +158,25 @@ TEST_CASE("builder checks match the JSON checks", "[workflow][builder]") {
         .add_node(ask)
         .add_edge(orch::kStartNode, "ask")
         .add_edge("ask", orch::kEndNode)
-        .add_edge("ask", orch::kEndNode)
-        .interrupt_before("nobody");
+        .add_edge("ask", orch::kEndNode);
     auto wf = b.build();
     REQUIRE(wf.ok());
     auto issues = orch::validate_workflow(**wf);
-    REQUIRE(issues.size() == 3);
+    REQUIRE(issues.size() == 2);
     CHECK(issues[0].type == "duplicate_edge");
     CHECK(issues[1].type == "undefined_state_key");
-    CHECK(issues[2].type == "unknown_interrupt_node");
+  }
+  SECTION("a breakpoint on a node that does not exist") {
+    orch::WorkflowBuilder b;
+    b.add_function_node("a", noop())
+        .add_edge(orch::kStartNode, "a")
+        .add_edge("a", orch::kEndNode)
+        .interrupt_after("a")
+        .interrupt_before("nobody");
+    auto wf = b.build();
+    REQUIRE_FALSE(wf.ok());
+    CHECK(wf.status().message().find("unknown_interrupt_node nobody interrupt_before") !=
+          std::string::npos);
   }
   SECTION("a bad node name") {
     orch::WorkflowBuilder b;

@@ -60,3 +60,24 @@ TEST_CASE("a builder workflow draws through workflow_to_definition", "[workflow]
         "graph TD\n    __start__((Start))\n    work[work\\ntask]\n    __end__((End))\n"
         "    __start__ --> work\n    work --> __end__\n");
 }
+
+TEST_CASE("long breakpoint lists draw each node once, in one pass", "[workflow][mermaid]") {
+  // 10 000 nodes, each named 20 times in interrupt_before: repeats used to be
+  // found by scanning the names kept so far (10^9 comparisons here).
+  orch::Value nodes = orch::Value::object();
+  orch::Value breakpoints = orch::Value::array();
+  for (int i = 0; i < 10000; ++i) nodes.set("n" + std::to_string(i), orch::Value::object());
+  for (int round = 0; round < 20; ++round) {
+    for (int i = 0; i < 10000; ++i) breakpoints.push_back("n" + std::to_string(i));
+  }
+  breakpoints.push_back("ghost");
+  std::string text = orch::workflow_to_mermaid(orch::Value::object(
+      {{"nodes", nodes}, {"edges", orch::Value::array()}, {"interrupt_before", breakpoints}}));
+  std::string marker = "class n0,n1,";
+  size_t at = text.find(marker);
+  REQUIRE(at != std::string::npos);
+  std::string line = text.substr(at, text.find('\n', at) - at);
+  CHECK(std::count(line.begin(), line.end(), ',') == 9999);
+  CHECK(line.find("ghost") == std::string::npos);
+  CHECK(line.substr(line.find("n9998,")) == "n9998,n9999 interrupt_before");
+}

@@ -493,7 +493,12 @@ TEST_CASE("malformed input never crashes", "[workflow][parse]") {
     }
     edges.push_back(Value::array({"n" + std::to_string(n - 1), "n0"}));
     Value def = Value::object({{"nodes", Value(nodes)}, {"edges", Value(edges)}});
-    auto issues = orch::validate_workflow(def);
+    // Beyond the default caps; raised to reach the graph walks.
+    CHECK(orch::validate_workflow(def)[0].type == "too_many_nodes");
+    orch::WorkflowLimits limits;
+    limits.max_nodes = n;
+    limits.max_edges = n + 1;
+    auto issues = orch::validate_workflow(def, limits);
     REQUIRE(issues.size() == 2);
     CHECK(issues[0].type == "end_unreachable");
     CHECK(issues[1].type == "unintentional_cycle");

@@ -4,6 +4,7 @@
 // the issue text format, the template scan and the graph facts.
 #include "catch.h"
 #include "orch/workflow.h"
+#include "workflow_internal.h"
 
 using orch::ValidationIssue;
 using orch::Value;
@@ -176,4 +177,157 @@ TEST_CASE("validating a typed workflow reindexes a copy", "[workflow][validate]"
   // No reindex(): the lookups are empty, validation must not be fooled.
   CHECK(orch::validate_workflow(wf).empty());
   CHECK(wf.node_index("a") == -1);
+}
+
+namespace {
+
+// A chain __start__ -> n0 -> ... -> n(count-1) -> __end__.
+Value chain(int count) {
+  Value nodes = Value::object();
+  Value edges = Value::array();
+  std::string previous(orch::kStartNode);
+  for (int i = 0; i < count; ++i) {
+    std::string name = "n" + std::to_string(i);
+    nodes.set(name, Value::object());
+    edges.push_back(Value::array({previous, name}));
+    previous = name;
+  }
+  edges.push_back(Value::array({previous, std::string(orch::kEndNode)}));
+  return Value::object({{"nodes", nodes}, {"edges", edges}});
+}
+
+}  // namespace
+
+TEST_CASE("workflow size caps come first and alone", "[workflow][validate][limits]") {
+  orch::WorkflowLimits defaults;
+  CHECK(defaults.max_nodes == 10000);
+  CHECK(defaults.max_edges == 50000);
+
+  SECTION("nodes") {
+    CHECK(orch::workflow_is_valid(orch::validate_workflow(chain(10000))));
+    CHECK(orch::parse_workflow(chain(10000)).ok());
+    Value big = chain(10001);
+    big.set("interrupt_before", Value::array({"ghost"}));  // not reported: the cap comes first
+    auto issues = orch::validate_workflow(big);
+    REQUIRE(issues.size() == 1);
+    CHECK(issues[0].type == "too_many_nodes");
+    CHECK(issues[0].key == "nodes");
+    CHECK(issues[0].message == "workflow has 10001 nodes; at most 10000 are allowed");
+    auto wf = orch::parse_workflow(big);
+    REQUIRE_FALSE(wf.ok());
+    CHECK(wf.status().code() == orch::StatusCode::kInvalidArgument);
+    CHECK(wf.status().message() == issues[0].message);
+    // The caps are options.
+    orch::WorkflowLimits roomy;
+    roomy.max_nodes = 20000;
+    CHECK(orch::parse_workflow(big, roomy).ok());
+    CHECK(orch::validate_workflow(big, roomy).size() == 1);  // only the ghost breakpoint
+    CHECK(orch::validate_workflow_json(big.to_json())[0].type == "too_many_nodes");
+    CHECK(orch::parse_workflow_json(big.to_json(), roomy).ok());
+    // 0 is no cap, as for the engine's limits.
+    orch::WorkflowLimits none;
+    none.max_nodes = 0;
+    none.max_edges = 0;
+    CHECK(orch::parse_workflow(big, none).ok());
+  }
+  SECTION("edges") {
+    Value def = chain(3);  // 4 edges
+    orch::WorkflowLimits tight;
+    tight.max_edges = 4;
+    CHECK(orch::validate_workflow(def, tight).empty());
+    def.mutable_object()["edges"].push_back(Value::array({"n0", "n2"}));
+    auto issues = orch::validate_workflow(def, tight);
+    REQUIRE(issues.size() == 1);
+    CHECK(issues[0].type == "too_many_edges");
+    CHECK(issues[0].key == "edges");
+    CHECK(issues[0].message ==
+          "workflow has 5 edges (route targets included); at most 4 are allowed");
+    CHECK_FALSE(orch::parse_workflow(def, tight).ok());
+  }
+  SECTION("route targets count as edges") {
+    auto def = orch::parse_json(R"({"nodes": {"r": {"type": "route",
+        "routes": {"a": "__end__", "b": "__end__"}}},
+      "edges": [["__start__", "r"], ["r:a", "__end__"], ["r:b", "__end__"]]})");
+    REQUIRE(def.ok());
+    orch::WorkflowLimits tight;
+    tight.max_edges = 5;
+    CHECK(orch::validate_workflow(*def, tight).empty());
+    tight.max_edges = 4;
+    CHECK(orch::validate_workflow(*def, tight)[0].type == "too_many_edges");
+    // `routes` of a node that is not a route node is no edge.
+    def->mutable_object()["nodes"]["r"].set("type", "task");
+    CHECK(orch::validate_workflow(*def, tight)[0].type != "too_many_edges");
+  }
+  SECTION("typed workflows, and the builder") {
+    auto wf = orch::parse_workflow(chain(5));
+    REQUIRE(wf.ok());
+    orch::WorkflowLimits tight;
+    tight.max_nodes = 4;
+    auto issues = orch::validate_workflow(**wf, tight);
+    REQUIRE(issues.size() == 1);
+    CHECK(issues[0].type == "too_many_nodes");
+    orch::WorkflowBuilder b;
+    b.add_edge(orch::kStartNode, "n0");
+    for (int i = 0; i <= 10000; ++i) {
+      b.add_node(orch::transform_node("n" + std::to_string(i), Value::object()));
+      if (i > 0) b.add_edge("n" + std::to_string(i - 1), "n" + std::to_string(i));
+    }
+    b.add_edge("n10000", orch::kEndNode);
+    auto built = b.build();
+    REQUIRE_FALSE(built.ok());
+    CHECK(built.status().message().find("too_many_nodes") != std::string::npos);
+  }
+}
+
+TEST_CASE("a breakpoint naming no node is an error", "[workflow][validate]") {
+  auto issues = validate(R"({"interrupt_before": ["ghost"], "interrupt_after": ["a", "spook"],
+      "nodes": {"a": {}}, "edges": [["__start__", "a"], ["a", "__end__"]]})");
+  REQUIRE(issues.size() == 2);
+  CHECK(orch::to_string(issues[0]) ==
+        "unknown_interrupt_node ghost interrupt_before: interrupt_before names a node that does "
+        "not exist, so it would never pause");
+  CHECK_FALSE(issues[0].warning);
+  CHECK(issues[1].node == "spook");
+  CHECK(issues[1].key == "interrupt_after");
+  CHECK_FALSE(orch::workflow_is_valid(issues));
+}
+
+TEST_CASE("many routes and edges validate in linear time", "[workflow][validate][limits]") {
+  // One route node with 20 000 values, all with their conditional edges: the
+  // route check used to compare every route with every edge.
+  Value routes = Value::object();
+  Value edges = Value::array({Value::array({"__start__", "r"})});
+  for (int i = 0; i < 20000; ++i) {
+    std::string value = "v" + std::to_string(i);
+    routes.set(value, i % 2 == 0 ? "a" : "__end__");
+    edges.push_back(Value::array({"r:" + value, i % 2 == 0 ? "a" : "__end__"}));
+  }
+  edges.push_back(Value::array({"a", "__end__"}));
+  Value def = Value::object(
+      {{"nodes", Value::object({{"r", Value::object({{"type", "route"}, {"routes", routes}})},
+                                {"a", Value::object()}})},
+       {"edges", edges}});
+  CHECK(validate(def.to_json()).empty());
+  // One missing edge is still found.
+  def.mutable_object()["nodes"]["r"]["routes"].set("extra", "a");
+  auto issues = validate(def.to_json());
+  REQUIRE(issues.size() == 1);
+  CHECK(issues[0].type == "missing_route_edge");
+  CHECK(issues[0].key == "extra");
+}
+
+TEST_CASE("the template scan is linear in the text", "[workflow][validate][limits]") {
+  constexpr size_t kMiB = size_t{1} << 20;
+  for (const char* piece : {"{", "{{", "{%", "}}{{", "%}{%", "{{state.a", "{{state.a}}"}) {
+    INFO(piece);
+    std::string text;
+    while (text.size() < kMiB) text += piece;
+    auto keys = orch::workflow_internal::referenced_state_keys(text);
+    CHECK(keys.size() <= 1);
+  }
+  std::string many;
+  for (int i = 0; many.size() < kMiB; ++i) many += "{{state.k" + std::to_string(i) + "}}";
+  auto keys = orch::workflow_internal::referenced_state_keys(many);
+  CHECK(keys.size() > 50000);
+  CHECK(keys[12345] == "k12345");
 }

@@ -46,10 +46,13 @@
 // namespace or key, a root with an empty path ("state."), or a malformed path
 // index ("state.a[x]").
 //
-// Render errors come only from store expressions (also inside `{% if %}`, which
+// Render errors come from store expressions (also inside `{% if %}`, which
 // does not swallow them): no store callback configured → FailedPrecondition; a
 // callback error other than NotFound → that error's code, with the expression
-// named in the message. A NotFound reply renders empty (and is false).
+// named in the message. A NotFound reply renders empty (and is false). And
+// from the size cap: output that would grow past
+// TemplateContext::max_output_bytes → ResourceExhausted, "rendered template
+// exceeds N bytes"; the render stops there, without building the rest.
 //
 // Ownership: a Template owns its compiled form; copies share it. A
 // TemplateContext only points at values owned by the caller, which must outlive
@@ -91,6 +94,11 @@ struct TemplateContext {
   std::optional<int64_t> attempt;
   // When empty, any `{{store…}}` expression fails the render.
   StoreLookup store;
+  // The largest output a render may produce. A small template can render a
+  // huge prompt (one large state value named many times), so the output is
+  // capped as it grows. Default 1 MiB; 0: no limit.
+  static constexpr size_t kDefaultMaxOutputBytes = size_t{1} << 20;
+  size_t max_output_bytes = kDefaultMaxOutputBytes;
 };
 
 class ORCH_EXPORT Template {

@@ -12,6 +12,7 @@
 // from any number of threads. WorkflowBuilder is not thread-safe.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -189,17 +190,31 @@ class ORCH_EXPORT Workflow {
   std::unordered_map<std::string, int> state_key_index_;
 };
 
+// Size caps on a workflow, checked before any other work on it, so that a
+// hostile definition cannot make parsing, validation or compilation slow or
+// large. A definition beyond them gets the issue too_many_nodes or
+// too_many_edges (alone), and parse_workflow() fails with its message.
+struct WorkflowLimits {
+  // Entries of `nodes`. Default 10 000; 0: no limit.
+  size_t max_nodes = 10000;
+  // Entries of `edges` plus the targets of route nodes' `routes` (each is a
+  // conditional edge in all but name). Default 50 000; 0: no limit.
+  size_t max_edges = 50000;
+};
+
 // Parses a NullBoiler workflow definition. Accepts its coercions (node fields
 // that are not strings read as their JSON text, `updates` as an object or a
 // JSON string, `items_from`, `schema` for `state_schema`). Fails with
 // InvalidArgument only when the document cannot be a workflow at all (not an
-// object, `nodes` not an object, `edges` not an array; the message is that of
-// validation's fatal issue); everything else is validate_workflow()'s job: a
-// value of the wrong type falls back to its default (NullBoiler's leniency),
-// an unknown node type or reducer is kept in Node::unknown_type /
-// StateKey::unknown_reducer, a malformed edge is left out.
-ORCH_EXPORT Result<std::shared_ptr<const Workflow>> parse_workflow(const Value& definition);
-ORCH_EXPORT Result<std::shared_ptr<const Workflow>> parse_workflow_json(std::string_view json_text);
+// object, `nodes` not an object, `edges` not an array, a size beyond `limits`;
+// the message is that of validation's fatal issue); everything else is
+// validate_workflow()'s job: a value of the wrong type falls back to its
+// default (NullBoiler's leniency), an unknown node type or reducer is kept in
+// Node::unknown_type / StateKey::unknown_reducer, a malformed edge is left out.
+ORCH_EXPORT Result<std::shared_ptr<const Workflow>> parse_workflow(
+    const Value& definition, const WorkflowLimits& limits = {});
+ORCH_EXPORT Result<std::shared_ptr<const Workflow>> parse_workflow_json(
+    std::string_view json_text, const WorkflowLimits& limits = {});
 
 // The definition JSON of a workflow (NullBoiler format), e.g. to store or draw a
 // builder workflow. parse_workflow() of the result gives back the same typed
@@ -237,7 +252,9 @@ struct ValidationIssue {
 // Every problem of a definition, errors and warnings, in this order:
 //
 //  1. Fatal, returned alone (NullBoiler's messages): parse_error (not JSON / not
-//     an object), missing_field `nodes` / `edges` (absent or of the wrong type).
+//     an object), missing_field `nodes` / `edges` (absent or of the wrong type);
+//     then orch's size caps (see WorkflowLimits): too_many_nodes (key "nodes"),
+//     too_many_edges (key "edges").
 //  2. Problems met while reading fields, in reading order (top-level keys,
 //     state_schema, nodes in JSON order, edges): invalid_field (a value of the
 //     wrong type or out of range; a warning when orch falls back to the default
@@ -266,16 +283,20 @@ struct ValidationIssue {
 //  9. Send nodes, node order: missing_send_target or invalid_send_target;
 //     missing_items_key (warning: no items_key / items_from).
 // 10. Subgraph nodes, node order: missing_workflow_id.
-// 11. unknown_interrupt_node (warning): interrupt_before, then interrupt_after
-//     entries that name no node.
-ORCH_EXPORT std::vector<ValidationIssue> validate_workflow(const Value& definition);
+// 11. unknown_interrupt_node (an error: a breakpoint that can never pause is a
+//     typo): interrupt_before, then interrupt_after entries that name no node.
+ORCH_EXPORT std::vector<ValidationIssue> validate_workflow(const Value& definition,
+                                                          const WorkflowLimits& limits = {});
 // The same for JSON text; text that is not JSON gives parse_error "failed to
 // parse workflow JSON".
-ORCH_EXPORT std::vector<ValidationIssue> validate_workflow_json(std::string_view json_text);
-// The checks of steps 3-11 on a typed workflow (e.g. one built in C++). Fields
-// that are not node fields of the typed workflow (`prompt`, non-interrupt
-// `message`) are read from `workflow.definition` when it is an object.
-ORCH_EXPORT std::vector<ValidationIssue> validate_workflow(const Workflow& workflow);
+ORCH_EXPORT std::vector<ValidationIssue> validate_workflow_json(std::string_view json_text,
+                                                               const WorkflowLimits& limits = {});
+// The size caps then the checks of steps 3-11 on a typed workflow (e.g. one
+// built in C++). Fields that are not node fields of the typed workflow
+// (`prompt`, non-interrupt `message`) are read from `workflow.definition` when
+// it is an object.
+ORCH_EXPORT std::vector<ValidationIssue> validate_workflow(const Workflow& workflow,
+                                                          const WorkflowLimits& limits = {});
 // True when `issues` holds no error (warnings allowed).
 ORCH_EXPORT bool workflow_is_valid(const std::vector<ValidationIssue>& issues);
 // "type node key: message", leaving out empty parts ("-" stands for an empty
