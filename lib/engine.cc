@@ -441,17 +441,24 @@ Status EngineImpl::configure(RunContext& ctx) {
   else if (durability == "exit") ctx.durability = Durability::kExit;
   else if (durability == "sync") ctx.durability = Durability::kSync;
   else if (!durability.empty()) return Status::invalid_argument("durability must be sync, full or exit, not '" + durability + "'");
-  ctx.interrupt_before = wf.interrupt_before;
-  ctx.interrupt_after = wf.interrupt_after;
-  for (auto [key, list] : {std::pair{"interrupt_before", &ctx.interrupt_before}, std::pair{"interrupt_after", &ctx.interrupt_after}}) {
+  const CompiledGraph& g = *ctx.compiled->graph;
+  auto mark = [&g](std::vector<bool>* set, const std::string& name) {
+    int v = g.vertex(name);
+    if (v < 0) return false;
+    if (set->empty()) set->assign(g.vertex_count(), false);
+    (*set)[static_cast<size_t>(v)] = true;
+    return true;
+  };
+  for (const std::string& n : wf.interrupt_before) (void)mark(&ctx.break_before, n);
+  for (const std::string& n : wf.interrupt_after) (void)mark(&ctx.break_after, n);
+  for (auto [key, set] : {std::pair{"interrupt_before", &ctx.break_before}, std::pair{"interrupt_after", &ctx.break_after}}) {
     const Value& names = config[key];
     if (names.is_null()) continue;
     if (!names.is_array()) return Status::invalid_argument(std::string("config.") + key + " must be an array of node names");
     for (const Value& n : names.as_array()) {
-      if (!n.is_string() || !wf.find_node(n.as_string())) {
+      if (!n.is_string() || !mark(set, n.as_string())) {
         return Status::invalid_argument(std::string("config.") + key + " names unknown node " + n.to_json());
       }
-      list->push_back(n.as_string());
     }
   }
   return Status();
@@ -546,12 +553,9 @@ void EngineImpl::advance(const std::shared_ptr<RunContext>& ctx) {
     // interrupt_before: pause before the superstep, once per arrival.
     for (int v : ready) {
       const std::string& name = c.compiled->graph->name(v);
-      bool breakpoint = std::find(c.interrupt_before.begin(), c.interrupt_before.end(), name) != c.interrupt_before.end();
-      if (breakpoint && !s.breakpoint_passed(v)) {
+      if (c.breaks_before(v) && !s.breakpoint_passed(v)) {
         for (int w : ready) {
-          if (std::find(c.interrupt_before.begin(), c.interrupt_before.end(), c.compiled->graph->name(w)) != c.interrupt_before.end()) {
-            s.set_breakpoint_passed(w);
-          }
+          if (c.breaks_before(w)) s.set_breakpoint_passed(w);
         }
         s.restore_ready(ready);
         (void)commit(c, name, true);
@@ -738,10 +742,9 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
   s.settle();
   if (!interrupt) {
     for (NodeTask& t : c.tasks) {
-      const std::string& name = g.name(t.vertex);
-      if (std::find(c.interrupt_after.begin(), c.interrupt_after.end(), name) != c.interrupt_after.end()) {
+      if (c.breaks_after(t.vertex)) {
         interrupt = true;
-        interrupt_node = name;
+        interrupt_node = g.name(t.vertex);
         break;
       }
     }

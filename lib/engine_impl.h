@@ -88,8 +88,12 @@ struct RunContext {
   std::string last_checkpoint_id;
   int64_t recursion_limit = 1000;
   Durability durability = Durability::kSync;
-  std::vector<std::string> interrupt_before;
-  std::vector<std::string> interrupt_after;
+  // Breakpoints by vertex (empty: none); a list in a request may be long, so
+  // it is looked up once here, not at every superstep.
+  std::vector<bool> break_before;
+  std::vector<bool> break_after;
+  bool breaks_before(int v) const { return !break_before.empty() && break_before[static_cast<size_t>(v)]; }
+  bool breaks_after(int v) const { return !break_after.empty() && break_after[static_cast<size_t>(v)]; }
   std::vector<NodeTask> tasks;   // the superstep in flight
   size_t outstanding = 0;
   bool in_superstep = false;

@@ -332,7 +332,9 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
     if (tpl != c.compiled->prompts.end()) {
       auto prompt = render(c, tpl->second, state, nullptr, t.attempt);
       if (!prompt.ok()) {
-        fail_or_retry(ctx, index, "template render failed: " + prompt.status().message(), true, -1);
+        // Past the size limit it would only fail the same way again.
+        fail_or_retry(ctx, index, "template render failed: " + prompt.status().message(),
+                      prompt.status().code() != StatusCode::kResourceExhausted, -1);
         return;
       }
       req.prompt = std::move(prompt).value();
@@ -344,7 +346,8 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
                         &c.compiled->graph->workflow());
     auto prompt = render(c, c.compiled->continuations.at(name), fresh, nullptr, t.attempt);
     if (!prompt.ok()) {
-      fail_or_retry(ctx, index, "continuation render failed: " + prompt.status().message(), true, -1);
+      fail_or_retry(ctx, index, "continuation render failed: " + prompt.status().message(),
+                    prompt.status().code() != StatusCode::kResourceExhausted, -1);
       return;
     }
     req.prompt = std::move(prompt).value();

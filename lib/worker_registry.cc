@@ -260,7 +260,7 @@ void WorkerRegistry::Impl::cancel(const std::string& id) {
     }
   }
   for (auto& [protocol, call_id] : running) {
-    run_guarded("worker protocol cancel", [&] { protocol->cancel(call_id); });
+    run_guarded("worker protocol cancel", [&p = protocol, &id = call_id] { p->cancel(id); });
   }
   for (Callback& done : dropped) done(failure(Status::cancelled("call cancelled"), true));
 }
@@ -280,7 +280,7 @@ void WorkerRegistry::Impl::shutdown() {
     health_timer = 0;
   }
   for (auto& [protocol, call_id] : running) {
-    run_guarded("worker protocol cancel", [&] { protocol->cancel(call_id); });
+    run_guarded("worker protocol cancel", [&p = protocol, &id = call_id] { p->cancel(id); });
   }
   for (auto& p : waiting) p->done(failure(Status::cancelled("worker registry shut down"), true));
 }

@@ -532,6 +532,28 @@ TEST_CASE("a superstep that would grow the state past max_state_bytes fails the 
   CHECK(r.state["log"].size() == 3);                 // the state before it stays
 }
 
+TEST_CASE("a long breakpoint list costs one lookup per node, not a scan per superstep", "[engine][hardening]") {
+  // 100 000 names in a run's config.interrupt_before: looked up once.
+  auto wf = make_workflow(R"({"nodes": {"a": {"type": "transform", "updates": {"x": 1}},
+                                       "b": {"type": "transform", "updates": {"y": 2}}},
+    "edges": [["__start__","a"],["a","b"],["b","__end__"]]})");
+  Value names = Value::array();
+  for (int i = 0; i < 100000; ++i) names.push_back(i % 2 ? "a" : "b");
+  auto engine = make_engine();
+  auto id = engine->start_run(wf, [&] {
+    orch::RunOptions o;
+    o.config = Value::object({{"interrupt_before", names}});
+    return o;
+  }());
+  REQUIRE(id.ok());
+  auto paused = engine->wait(*id, 10s);
+  REQUIRE(paused->status == RunStatus::kInterrupted);
+  REQUIRE(engine->resume_run(*id, Value()).ok());
+  REQUIRE(engine->wait(*id, 10s)->status == RunStatus::kInterrupted);  // before b
+  REQUIRE(engine->resume_run(*id, Value()).ok());
+  CHECK(engine->wait(*id, 10s)->status == RunStatus::kCompleted);
+}
+
 TEST_CASE("an engine holding max_live_runs runs refuses another with ResourceExhausted", "[engine][hardening]") {
   orch::EngineOptions options;
   options.store = orch::new_memory_store();
