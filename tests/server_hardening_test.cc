@@ -95,6 +95,17 @@ std::string raw_exchange(int port, const std::string& request, std::chrono::mill
   return response;
 }
 
+// Starts a run that pauses at once (an interrupt node); returns its id.
+std::string start_paused_run(orch::testing::TestServer& server) {
+  auto res = server.client()->Post("/runs", R"({"workflow": {"nodes": {"i": {"type": "interrupt"}},
+      "edges": [["__start__","i"],["i","__end__"]]}})", "application/json");
+  REQUIRE(res);
+  REQUIRE(res->status == 201);
+  std::string id = orch::parse_json(res->body)->find("id")->as_string();
+  REQUIRE(server.app().engine->wait(id, 10s)->status == RunStatus::kInterrupted);
+  return id;
+}
+
 int status_of(const std::string& response) {
   if (response.rfind("HTTP/1.1 ", 0) != 0) return -1;
   return std::stoi(response.substr(9, 3));
@@ -107,11 +118,7 @@ TEST_CASE("a write request with no body at all is answered at once, as having an
   // Transfer-Encoding (RFC 9112 §6.3: a zero-length body).
   orch::testing::TestServer server;
   auto c = server.client();
-  auto res = c->Post("/runs", R"({"workflow": {"nodes": {"i": {"type": "interrupt"}},
-      "edges": [["__start__","i"],["i","__end__"]]}})", "application/json");
-  REQUIRE(res->status == 201);
-  std::string id = orch::parse_json(res->body)->find("id")->as_string();
-  REQUIRE(server.app().engine->wait(id, 10s)->status == RunStatus::kInterrupted);
+  const std::string id = start_paused_run(server);
 
   // A raw socket waits at most 2 s: the old behaviour waited 5 s, then 400.
   std::string answer = raw_exchange(server.port(), "POST /runs/" + id + "/cancel HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 2000ms);
@@ -306,11 +313,7 @@ TEST_CASE("full SSE streams and slow clients do not starve the API", "[server][h
   config.header_timeout_ms = 3000;
   orch::testing::TestServer server(config);
   auto c = server.client();
-  auto res = c->Post("/runs", R"({"workflow": {"nodes": {"i": {"type": "interrupt"}},
-      "edges": [["__start__","i"],["i","__end__"]]}})", "application/json");
-  REQUIRE(res->status == 201);
-  std::string id = orch::parse_json(res->body)->find("id")->as_string();
-  REQUIRE(server.app().engine->wait(id, 10s)->status == RunStatus::kInterrupted);
+  const std::string id = start_paused_run(server);
 
   // Every stream the server allows, held open.
   std::atomic<int> streaming{0};
