@@ -13,11 +13,14 @@
 #include <cstdio>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "catch.h"
+#include "orch/thread_guard.h"
+#include "retention.h"
 #include "support/server_fixture.h"
 
 using namespace std::chrono_literals;
@@ -414,4 +417,25 @@ TEST_CASE("a body trickled a byte at a time is cut at its deadline", "[server][h
   INFO(answer);
   CHECK(answer.rfind("HTTP/1.1 408", 0) == 0);
   CHECK(answer.find("body_timeout_ms") != std::string::npos);
+}
+
+TEST_CASE("the retention thread survives a store that throws, and keeps sweeping", "[server][hardening]") {
+  struct ThrowingStore : orch::StoreWrapper {
+    using StoreWrapper::StoreWrapper;
+    orch::Result<std::vector<orch::RunRecord>> list_runs(const orch::RunFilter&) override {
+      throw std::runtime_error("store bug");
+    }
+  };
+  orch::testing::TestServer server;
+  auto original = server.app().store;
+  server.app().store = std::make_shared<ThrowingStore>(original);
+  const uint64_t before = orch::thread_exceptions();
+  {
+    orch::server::RetentionSweeper sweeper(server.app(), 40);  // sweeps every 10 ms
+    // Three throwing sweeps: the thread went on after each.
+    for (int i = 0; i < 2000 && orch::thread_exceptions() < before + 3; ++i) std::this_thread::sleep_for(5ms);
+    CHECK(orch::thread_exceptions() >= before + 3);
+  }
+  server.app().store = original;
+  CHECK(server.client()->Get("/health")->status == 200);
 }
