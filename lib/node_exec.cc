@@ -84,6 +84,7 @@ Result<std::string> EngineImpl::render(const RunContext& c, const Template& tpl,
   tc.config = &c.record.config;
   tc.task = c.record.config.find("task");  // pull mode puts the tracker task here
   tc.attempt = attempt;
+  tc.max_output_bytes = options_.max_prompt_bytes;
   return tpl.render(tc);
 }
 

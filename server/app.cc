@@ -86,6 +86,7 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   options.max_state_bytes = static_cast<size_t>(config.max_state_bytes);
   options.max_descendant_runs = static_cast<size_t>(config.max_descendant_runs);
   options.max_live_runs = static_cast<size_t>(config.max_live_runs);
+  options.max_prompt_bytes = static_cast<size_t>(config.max_prompt_bytes);
   // A stable owner id: a server restarted on the same host and database takes
   // its runs back at once instead of waiting for its old leases to expire.
   char host[256] = {0};

@@ -39,6 +39,7 @@ struct ServerConfig {
   int64_t max_state_bytes = 16 * 1024 * 1024;  // EngineOptions::max_state_bytes
   int64_t max_descendant_runs = 1000;    // EngineOptions::max_descendant_runs
   int64_t max_live_runs = 100000;        // EngineOptions::max_live_runs (429 beyond)
+  int64_t max_prompt_bytes = 1024 * 1024;  // EngineOptions::max_prompt_bytes
   // HTTP
   size_t max_body_bytes = 8 * 1024 * 1024;
   // Every SSE stream holds a thread of the pool for its whole life, so

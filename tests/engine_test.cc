@@ -554,6 +554,29 @@ TEST_CASE("a long breakpoint list costs one lookup per node, not a scan per supe
   CHECK(engine->wait(*id, 10s)->status == RunStatus::kCompleted);
 }
 
+TEST_CASE("EngineOptions::max_prompt_bytes bounds a rendered prompt; the node fails without a retry", "[engine][hardening]") {
+  std::atomic<int> calls{0};
+  auto workers = std::make_shared<orch::InProcessWorkers>();
+  workers->add("w", {}, [&calls](const orch::WorkerRequest&) {
+    ++calls;
+    return orch::WorkerReply();
+  });
+  orch::EngineOptions options;
+  options.store = orch::new_memory_store();
+  options.dispatcher = workers;
+  options.max_prompt_bytes = 100;
+  auto engine = orch::Engine::open(options);
+  REQUIRE(engine.ok());
+  auto wf = make_workflow(R"({"state_schema": {"text": {"type": "string"}},
+    "nodes": {"t": {"prompt_template": "{{state.text}}{{state.text}}", "retry": {"max_attempts": 3}}},
+    "edges": [["__start__","t"],["t","__end__"]]})");
+  auto r = run_to_end(**engine, wf, Value::object({{"text", std::string(60, 'x')}}));
+  CHECK(r.status == RunStatus::kFailed);
+  CHECK(r.error.find("max_output_bytes") != std::string::npos);
+  CHECK(r.error.find("attempts") == std::string::npos);  // not retried: it would fail the same way
+  CHECK(calls == 0);
+}
+
 TEST_CASE("an engine holding max_live_runs runs refuses another with ResourceExhausted", "[engine][hardening]") {
   orch::EngineOptions options;
   options.store = orch::new_memory_store();

@@ -34,6 +34,7 @@
 #include "orch/store.h"
 #include "orch/value.h"
 #include "orch/worker.h"
+#include "orch/template.h"
 #include "orch/workflow.h"
 
 namespace orch {
@@ -94,6 +95,9 @@ struct EngineOptions {
   // Runs this engine holds at once (running or interrupted, with their
   // contexts in memory); start_run beyond it is ResourceExhausted. 0: no limit.
   size_t max_live_runs = 100000;
+  // A rendered prompt larger than this fails its node (not retried) instead of
+  // being built. 0: no limit.
+  size_t max_prompt_bytes = TemplateContext::kDefaultMaxOutputBytes;
 };
 
 // Options of one run.
