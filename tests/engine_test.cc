@@ -554,7 +554,7 @@ TEST_CASE("a long breakpoint list costs one lookup per node, not a scan per supe
   CHECK(engine->wait(*id, 10s)->status == RunStatus::kCompleted);
 }
 
-TEST_CASE("EngineOptions::max_prompt_bytes bounds a rendered prompt; the node fails without a retry", "[engine][hardening]") {
+TEST_CASE("EngineOptions::max_prompt_bytes bounds a rendered prompt, and the node fails without a retry", "[engine][hardening]") {
   std::atomic<int> calls{0};
   auto workers = std::make_shared<orch::InProcessWorkers>();
   workers->add("w", {}, [&calls](const orch::WorkerRequest&) {
