@@ -145,7 +145,10 @@ void CallbackSender::worker() {
     if (delayed_.empty()) {
       cv_.wait(lock, ready);
     } else {
-      cv_.wait_until(lock, delayed_.begin()->first, ready);
+      // A copy: another sender thread may take (and free) that delivery
+      // while this one waits, and wait_until reads the time again.
+      const auto next_due = delayed_.begin()->first;
+      cv_.wait_until(lock, next_due, ready);
     }
     if (stop_) return;
     if (!events_.empty()) {
