@@ -44,7 +44,7 @@
 #include <thread>
 #include <vector>
 
-#include "http_api.h"
+#include "http/http_api.h"
 #include "loopback_worker.h"
 #include "orch/value.h"
 

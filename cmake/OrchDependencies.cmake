@@ -25,15 +25,24 @@ if(NOT TARGET orch_asio)
   target_link_libraries(orch_asio INTERFACE Threads::Threads)
 endif()
 
+# The optional components' libraries are looked for only when they are built.
+find_package(PkgConfig REQUIRED)
+
 # SQLiteCpp 3.2: config package; target is the un-namespaced static `SQLiteCpp`.
-find_package(SQLiteCpp 3 REQUIRED CONFIG)
+if(ORCH_WITH_SQLITE)
+  find_package(SQLiteCpp 3 REQUIRED CONFIG)
+endif()
 
 # cpp-httplib 0.11.4 is shipped compiled; its ABI defines (OpenSSL/zlib/brotli)
-# must come from pkg-config or the binary crashes at run time.
-find_package(PkgConfig REQUIRED)
-pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET GLOBAL cpp-httplib>=0.11)
+# must come from pkg-config or the binary crashes at run time. The server and
+# the tests' fake workers use it too.
+if(ORCH_WITH_HTTP_WORKERS OR ORCH_BUILD_SERVER OR ORCH_BUILD_TESTS)
+  pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET GLOBAL cpp-httplib>=0.11)
+endif()
 
 # libmosquitto 2.0 (the mqtt worker protocol) and hiredis 0.14 (redis_stream)
 # have only pkg-config files.
-pkg_check_modules(MOSQUITTO REQUIRED IMPORTED_TARGET GLOBAL libmosquitto>=2.0)
-pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET GLOBAL hiredis>=0.14)
+if(ORCH_WITH_ASYNC_WORKERS OR ORCH_BUILD_TESTS)
+  pkg_check_modules(MOSQUITTO REQUIRED IMPORTED_TARGET GLOBAL libmosquitto>=2.0)
+  pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET GLOBAL hiredis>=0.14)
+endif()

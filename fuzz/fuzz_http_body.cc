@@ -9,7 +9,7 @@
 #include <string>
 
 #include "app.h"
-#include "http_api.h"
+#include "http/http_api.h"
 
 namespace {
 

@@ -25,7 +25,7 @@
 #include <string>
 #include <vector>
 
-#include "graph.h"
+#include "engine/graph.h"
 #include "orch/workflow.h"
 
 namespace {

@@ -4,7 +4,8 @@
 #include "callbacks.h"
 #include "retention.h"
 #include "orch/async_workers.h"
-#include "tracker.h"
+#include "orch/http_workers.h"
+#include "pull/tracker.h"
 #include "worker_book.h"
 
 #include <unistd.h>
@@ -52,7 +53,10 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   registry_options.health_check_interval_ms = config.health_check_interval_ms;
   registry_options.host_policy = config.network;
   app->registry = std::make_shared<WorkerRegistry>(registry_options);
-  if (config.db != ":memory:") {
+  ORCH_RETURN_IF_ERROR(register_http_protocols(*app->registry));
+  if (config.db == ":memory:") {
+    ORCH_RETURN_IF_ERROR(register_async_protocols(*app->registry, AsyncWorkerOptions{}));
+  } else {
     // mqtt/redis_stream: a stable instance name and a state directory next to
     // the database, so replies to calls in flight survive a restart.
     AsyncWorkerOptions async;

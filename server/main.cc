@@ -5,7 +5,7 @@
 #include <iostream>
 #include <string_view>
 
-#include "cli.h"
+#include "cli/cli.h"
 #include "orch/version.h"
 
 namespace {

@@ -5,7 +5,7 @@
 
 #include "callback_check.h"
 #include "callbacks.h"
-#include "http_api.h"
+#include "http/http_api.h"
 #include "orch/id.h"
 #include "orch/workflow.h"
 

@@ -10,14 +10,15 @@
 #include <fstream>
 #include <thread>
 
-#include "async_calls.h"
-#include "async_wire.h"
-#include "call_ledger.h"
+#include "workers/async/async_calls.h"
+#include "workers/async/async_wire.h"
+#include "workers/async/call_ledger.h"
 #include "catch.h"
 #include "orch/async_workers.h"
 #include "orch/workers.h"
 #include "support/brokers.h"
 #include "support/fake_workers.h"
+#include "support/registry.h"
 
 using namespace std::chrono_literals;
 using orch::ManualClock;
@@ -221,6 +222,7 @@ TEST_CASE("call ledger: survives reopening, forgets answered and stale calls", "
 
 TEST_CASE("registry: mqtt and redis_stream are built in and check their urls", "[async]") {
   orch::WorkerRegistry registry;
+  REQUIRE(orch::register_async_protocols(registry, {}).ok());
   auto names = registry.protocol_names();
   CHECK(std::find(names.begin(), names.end(), "mqtt") != names.end());
   CHECK(std::find(names.begin(), names.end(), "redis_stream") != names.end());
@@ -250,7 +252,7 @@ TEST_CASE("registry: mqtt and redis_stream are built in and check their urls", "
 
 TEST_CASE("an unreachable broker fails the call at its deadline, saying so", "[async]") {
   const int closed_port = orch::testing::free_loopback_port();
-  auto registry = std::make_shared<orch::WorkerRegistry>();
+  auto registry = orch::test::builtin_registry();
   WorkerInfo mq;
   mq.id = "mq";
   mq.protocol = "mqtt";

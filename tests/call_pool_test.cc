@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // CallPool and DeferredCalls: the thread hand-offs the HTTP call path saves.
-#include "call_pool.h"
+#include "workers/call_pool.h"
 
 #include <atomic>
 #include <chrono>
@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "catch.h"
-#include "deferred_calls.h"
+#include "engine/deferred_calls.h"
 
 using namespace std::chrono_literals;
 using orch::internal::CallPool;

@@ -8,7 +8,7 @@
 #include <random>
 
 #include "catch.h"
-#include "graph.h"
+#include "engine/graph.h"
 #include "orch/workflow.h"
 #include "support/figures.h"
 

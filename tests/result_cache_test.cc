@@ -4,7 +4,7 @@
 #include <chrono>
 
 #include "catch.h"
-#include "result_cache.h"
+#include "engine/result_cache.h"
 
 using orch::internal::NodeOutcome;
 using orch::internal::ResultCache;

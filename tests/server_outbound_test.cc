@@ -15,7 +15,7 @@
 #include "support/fake_workers.h"
 #include "support/server_fixture.h"
 #include "support/test_helpers.h"
-#include "tracker_config.h"
+#include "pull/tracker_config.h"
 
 using namespace std::chrono_literals;
 using orch::Value;

@@ -21,13 +21,13 @@
 
 #include "app.h"
 #include "catch.h"
-#include "http_api.h"
+#include "http/http_api.h"
 #include "orch/worker.h"
 #include "support/fake_nulltickets.h"
 #include "support/server_fixture.h"
-#include "tracker.h"
-#include "tracker_config.h"
-#include "workspace.h"
+#include "pull/tracker.h"
+#include "pull/tracker_config.h"
+#include "pull/workspace.h"
 
 namespace {
 

@@ -3,7 +3,7 @@
 // migrations, incremental checkpoint size, damaged data, several stores on
 // one file. (The contract itself: store_conformance_test.cc.)
 #include "orch/sqlite_store.h"
-#include "sqlite_connection.h"
+#include "store/sqlite/sqlite_connection.h"
 
 #include <unistd.h>
 
@@ -21,7 +21,7 @@
 
 #include "catch.h"
 #include "orch/store.h"
-#include "sqlite_store_testing.h"
+#include "store/sqlite/sqlite_store_testing.h"
 #include "support/engine_fixture.h"
 
 using orch::Checkpoint;

@@ -10,12 +10,13 @@
 #include <stdexcept>
 #include <string>
 
-#include "call_pool.h"
+#include "workers/call_pool.h"
 #include "catch.h"
 #include "orch/clock.h"
 #include "orch/workers.h"
 #include "support/fake_workers.h"
 #include "orch/thread_guard.h"
+#include "support/registry.h"
 
 using namespace std::chrono_literals;
 using orch::Status;
@@ -106,7 +107,6 @@ TEST_CASE("a pool task that throws does not stop the pool", "[threads]") {
 
 TEST_CASE("a worker protocol that throws fails its call, not the process", "[threads][workers]") {
   orch::WorkerRegistryOptions options;
-  options.builtin_protocols = false;
   auto registry = std::make_shared<orch::WorkerRegistry>(options);
   auto protocol = std::make_shared<ThrowingProtocol>();
   REQUIRE(registry->register_protocol("boom", protocol).ok());

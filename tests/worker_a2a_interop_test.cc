@@ -20,6 +20,7 @@
 #include "orch/engine.h"
 #include "orch/workers.h"
 #include "support/engine_fixture.h"
+#include "support/registry.h"
 
 using namespace std::chrono_literals;
 using orch::RunStatus;
@@ -168,7 +169,7 @@ TEST_CASE("interop: an agent built with the official A2A JavaScript SDK", "[a2a]
   SdkAgent agent(node, dir, read_file(kTestsDir + "/interop/a2a_sdk_server.mjs"));
   REQUIRE(agent.port() > 0);
 
-  auto registry = std::make_shared<orch::WorkerRegistry>();
+  auto registry = orch::test::builtin_registry();
   REQUIRE(registry->add_worker(a2a_worker(agent.port())).ok());
   auto engine = make_engine(registry);
 

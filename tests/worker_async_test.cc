@@ -21,11 +21,12 @@
 #include "orch/engine.h"
 #include "orch/sqlite_store.h"
 #include "orch/workers.h"
-#include "redis_client.h"
+#include "workers/async/redis_client.h"
 #include "support/broker_workers.h"
 #include "support/brokers.h"
 #include "support/engine_fixture.h"
 #include "support/fake_workers.h"
+#include "support/registry.h"
 
 using namespace std::chrono_literals;
 using orch::RunRecord;
@@ -158,7 +159,7 @@ void check_round_trip(Kind kind) {
   std::string why;
   auto rig = make_rig(kind, &why);
   if (!rig) ORCH_SKIP(why);
-  auto registry = std::make_shared<orch::WorkerRegistry>();
+  auto registry = orch::test::builtin_registry();
   REQUIRE(registry->add_worker(rig->worker_info()).ok());
   auto engine = orch::testing::make_engine(registry);
   auto r = orch::testing::run_to_end(*engine, make_workflow(kOneTask), json(R"({"name":"bob"})"));
@@ -191,7 +192,7 @@ void check_reply_fields(Kind kind) {
   std::string why;
   auto rig = make_rig(kind, &why);
   if (!rig) ORCH_SKIP(why);
-  auto registry = std::make_shared<orch::WorkerRegistry>();
+  auto registry = orch::test::builtin_registry();
   REQUIRE(registry->add_worker(rig->worker_info()).ok());
   auto engine = orch::testing::make_engine(registry);
 
@@ -219,7 +220,7 @@ void check_concurrent_runs(Kind kind, int runs) {
   std::string why;
   auto rig = make_rig(kind, &why);
   if (!rig) ORCH_SKIP(why);
-  auto registry = std::make_shared<orch::WorkerRegistry>();
+  auto registry = orch::test::builtin_registry();
   REQUIRE(registry->add_worker(rig->worker_info(runs)).ok());
   auto engine = orch::testing::make_engine(registry);
   auto wf = make_workflow(kOneTask);
@@ -248,7 +249,7 @@ void check_orch_restart(Kind kind) {
   async.instance = "restart-" + std::to_string(::getpid());
   async.state_dir = dir;
   auto open_registry = [&] {
-    auto registry = std::make_shared<orch::WorkerRegistry>();
+    auto registry = orch::test::builtin_registry();
     REQUIRE(orch::register_async_protocols(*registry, async).ok());
     REQUIRE(registry->add_worker(rig->worker_info()).ok());
     return registry;
@@ -311,7 +312,7 @@ void check_broker_restart(Kind kind) {
   if (!rig) ORCH_SKIP(why);
   orch::WorkerRegistryOptions options;
   options.failure_threshold = 1000000;  // timeouts here say nothing about the worker
-  auto registry = std::make_shared<orch::WorkerRegistry>(options);
+  auto registry = orch::test::builtin_registry(options);
   REQUIRE(registry->add_worker(rig->worker_info(50)).ok());
   auto engine = orch::testing::make_engine(registry);
   constexpr int kRuns = 10;
@@ -418,7 +419,7 @@ TEST_CASE("redis_stream: replies a crashed orch read but never acknowledged are 
   orch::AsyncWorkerOptions async;
   async.instance = instance;
   async.redis_claim_idle_ms = 50;
-  auto registry = std::make_shared<orch::WorkerRegistry>();
+  auto registry = orch::test::builtin_registry();
   REQUIRE(orch::register_async_protocols(*registry, async).ok());
   WorkerInfo w;
   w.id = "rs";
@@ -447,7 +448,7 @@ TEST_CASE("redis_stream: replies a crashed orch read but never acknowledged are 
 TEST_CASE("mqtt: a request no worker subscribes to fails at once, not at the deadline", "[mqtt]") {
   if (!orch::testing::MosquittoBroker::available()) ORCH_SKIP("skipped: mosquitto is not installed");
   orch::testing::MosquittoBroker broker;
-  auto registry = std::make_shared<orch::WorkerRegistry>();
+  auto registry = orch::test::builtin_registry();
   WorkerInfo w;
   w.id = "nobody";
   w.protocol = "mqtt";

@@ -26,6 +26,7 @@
 #include "support/fake_workers.h"
 #include "support/faulty_worker.h"
 #include "support/figures.h"
+#include "support/registry.h"
 
 using namespace std::chrono_literals;
 using orch::RunRecord;
@@ -56,7 +57,7 @@ std::string one_node(int max_attempts, int timeout_ms = 5000) {
 struct Rig {
   explicit Rig(FaultyWorkerOptions options = {}, orch::WorkerRegistryOptions registry_options = {},
                int max_concurrent = 1)
-      : worker(options), registry(std::make_shared<orch::WorkerRegistry>(registry_options)) {
+      : worker(options), registry(orch::test::builtin_registry(registry_options)) {
     orch::WorkerInfo info;
     info.id = "faulty";
     info.url = worker.url();

@@ -9,6 +9,7 @@
 #include "orch/workers.h"
 #include "support/engine_fixture.h"
 #include "support/fake_workers.h"
+#include "support/registry.h"
 
 using namespace std::chrono_literals;
 using orch::RunStatus;
@@ -55,7 +56,7 @@ const char* kOneTask = R"({"nodes": {"t": {"prompt_template": "hello {{input.nam
 
 TEST_CASE("webhook: the exact request, the bearer token, the output in state", "[http]") {
   FakeWorker fake(FakeWorker::Format::kWebhook);
-  auto registry = std::make_shared<orch::WorkerRegistry>();
+  auto registry = orch::test::builtin_registry();
   WorkerInfo w = worker("hook", fake.url(), "webhook");
   w.token = "s3cret";
   REQUIRE(registry->add_worker(w).ok());
@@ -83,7 +84,7 @@ TEST_CASE("webhook: the exact request, the bearer token, the output in state", "
 
 TEST_CASE("api_chat: no token, no Authorization, state_updates and goto steer the run", "[http]") {
   FakeWorker fake(FakeWorker::Format::kApiChat);
-  auto registry = std::make_shared<orch::WorkerRegistry>();
+  auto registry = orch::test::builtin_registry();
   REQUIRE(registry->add_worker(worker("chat", fake.url(), "api_chat")).ok());
   FakeReply reply = FakeReply::with_text("decided");
   reply.fields = json(R"({"state_updates": {"score": 7}, "goto": "b"})");
@@ -109,7 +110,7 @@ TEST_CASE("api_chat: no token, no Authorization, state_updates and goto steer th
 
 TEST_CASE("openai_chat: exact body, content into state, token usage and rate limits", "[http]") {
   FakeWorker fake(FakeWorker::Format::kOpenAiChat);
-  auto registry = std::make_shared<orch::WorkerRegistry>();
+  auto registry = orch::test::builtin_registry();
   WorkerInfo w = worker("gpt", fake.url(), "openai_chat");
   w.model = "gpt-test";
   w.token = "sk-1";
@@ -138,7 +139,7 @@ TEST_CASE("openai_chat: exact body, content into state, token usage and rate lim
 
 TEST_CASE("a2a: an agent asks for input, continues the task, and completes", "[http]") {
   FakeWorker fake(FakeWorker::Format::kA2a);
-  auto registry = std::make_shared<orch::WorkerRegistry>();
+  auto registry = orch::test::builtin_registry();
   REQUIRE(registry->add_worker(worker("agent", fake.url(), "a2a")).ok());
   REQUIRE(registry->add_worker(worker("hook", "http://127.0.0.1:9/never", "webhook")).ok());
   FakeReply ask = FakeReply::with_text("which topic?");
@@ -173,7 +174,7 @@ TEST_CASE("a2a: an agent asks for input, continues the task, and completes", "[h
 
 TEST_CASE("a2a: a JSON-RPC error fails the node with the agent's message", "[http]") {
   FakeWorker fake(FakeWorker::Format::kA2a);
-  auto registry = std::make_shared<orch::WorkerRegistry>();
+  auto registry = orch::test::builtin_registry();
   REQUIRE(registry->add_worker(worker("agent", fake.url(), "a2a")).ok());
   FakeReply err;
   err.a2a_error = json(R"({"code": -32603, "message": "Agent processing failed"})");
@@ -186,7 +187,7 @@ TEST_CASE("a2a: a JSON-RPC error fails the node with the agent's message", "[htt
 
 TEST_CASE("429 with Retry-After is retried after the delay the worker asked for", "[http]") {
   FakeWorker fake(FakeWorker::Format::kWebhook);
-  auto registry = std::make_shared<orch::WorkerRegistry>();
+  auto registry = orch::test::builtin_registry();
   REQUIRE(registry->add_worker(worker("w", fake.url(), "webhook")).ok());
   FakeReply limited = FakeReply::failing(429, R"({"error":{"message":"slow down","code":"rate_limit_exceeded"}})");
   limited.headers = {{"Retry-After", "1"}};
@@ -208,7 +209,7 @@ TEST_CASE("429 with Retry-After is retried after the delay the worker asked for"
 
 TEST_CASE("insufficient_quota and other 4xx are not retried, 5xx is", "[http]") {
   FakeWorker fake(FakeWorker::Format::kWebhook);
-  auto registry = std::make_shared<orch::WorkerRegistry>();
+  auto registry = orch::test::builtin_registry();
   REQUIRE(registry->add_worker(worker("w", fake.url(), "webhook")).ok());
   auto engine = make_engine(registry);
   auto wf = make_workflow(R"({"nodes": {"t": {"prompt_template": "hi",
@@ -244,7 +245,7 @@ TEST_CASE("a worker that refuses connections fails retryably and trips its circu
   }
   orch::WorkerRegistryOptions options;
   options.failure_threshold = 2;
-  auto registry = std::make_shared<orch::WorkerRegistry>(options);
+  auto registry = orch::test::builtin_registry(options);
   REQUIRE(registry->add_worker(worker("w", "http://127.0.0.1:" + std::to_string(port) + "/hook", "webhook")).ok());
   orch::WorkerRequest req;
   req.call_id = "c1";
@@ -264,7 +265,7 @@ TEST_CASE("max_concurrent 2: never more than 2 calls in flight at the worker", "
   FakeReply slow;
   slow.delay_ms = 60;
   fake.set_default(slow);
-  auto registry = std::make_shared<orch::WorkerRegistry>();
+  auto registry = orch::test::builtin_registry();
   REQUIRE(registry->add_worker(worker("w", fake.url(), "webhook", {}, 2)).ok());
   auto engine = make_engine(registry);
   auto wf = make_workflow(R"({"nodes": {
@@ -287,7 +288,7 @@ TEST_CASE("a hung worker times out without holding up other runs", "[http]") {
   never.hang = true;
   hung.set_default(never);
   FakeWorker fast(FakeWorker::Format::kWebhook);
-  auto registry = std::make_shared<orch::WorkerRegistry>();
+  auto registry = orch::test::builtin_registry();
   REQUIRE(registry->add_worker(worker("slow", hung.url(), "webhook", {"slow"})).ok());
   REQUIRE(registry->add_worker(worker("fast", fast.url(), "webhook", {"fast"})).ok());
   auto engine = make_engine(registry);
@@ -321,7 +322,7 @@ TEST_CASE("the registry cuts a call at its deadline on its own", "[http]") {
   FakeReply never;
   never.hang = true;
   hung.set_default(never);
-  auto registry = std::make_shared<orch::WorkerRegistry>();
+  auto registry = orch::test::builtin_registry();
   REQUIRE(registry->add_worker(worker("w", hung.url(), "webhook")).ok());
   orch::WorkerRequest req;
   req.call_id = "c1";
@@ -338,7 +339,7 @@ TEST_CASE("the registry cuts a call at its deadline on its own", "[http]") {
 
 TEST_CASE("keep-alive: sequential calls reuse one connection", "[http]") {
   FakeWorker fake(FakeWorker::Format::kWebhook);
-  auto registry = std::make_shared<orch::WorkerRegistry>();
+  auto registry = orch::test::builtin_registry();
   REQUIRE(registry->add_worker(worker("w", fake.url(), "webhook")).ok());
   orch::WorkerRequest req;
   req.node_name = "n";
@@ -358,7 +359,7 @@ TEST_CASE("health checks probe with GET, any status below 500 is healthy", "[htt
   orch::WorkerRegistryOptions options;
   auto clock = std::make_shared<orch::ManualClock>();
   options.clock = clock;
-  auto registry = std::make_shared<orch::WorkerRegistry>(options);
+  auto registry = orch::test::builtin_registry(options);
   REQUIRE(registry->add_worker(worker("a", fake.url(), "a2a")).ok());
   fake.set_health_status(404);
   registry->check_health();

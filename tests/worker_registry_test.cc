@@ -10,6 +10,7 @@
 #include "catch.h"
 #include "orch/workers.h"
 #include "support/fake_workers.h"
+#include "support/registry.h"
 
 using namespace std::chrono_literals;
 using orch::CircuitState;
@@ -136,7 +137,6 @@ class Replies {
 struct Fixture {
   explicit Fixture(std::shared_ptr<orch::Clock> c = nullptr) : clock(std::move(c)) {
     orch::WorkerRegistryOptions options;
-    options.builtin_protocols = false;
     options.clock = clock;
     options.circuit_cooldown_ms = 60000;
     registry = std::make_shared<orch::WorkerRegistry>(options);
@@ -206,8 +206,16 @@ TEST_CASE("worker records are validated on add, update and remove", "[workers]")
   CHECK(f.registry->get_worker("w1").status().code() == StatusCode::kNotFound);
 }
 
+TEST_CASE("a registry starts with no protocol", "[workers]") {
+  orch::WorkerRegistry registry;
+  CHECK(registry.protocol_names().empty());
+  Status s = registry.add_worker(info("h", "http://127.0.0.1:1/webhook", "webhook"));
+  CHECK(s.message() == "unsupported worker protocol: webhook");
+}
+
 TEST_CASE("the built-in protocols are registered and check their records", "[workers]") {
   orch::WorkerRegistry registry;
+  REQUIRE(orch::register_builtin_protocols(registry).ok());
   auto names = registry.protocol_names();
   for (const char* p : {"webhook", "api_chat", "openai_chat", "a2a"}) {
     CHECK(std::find(names.begin(), names.end(), p) != names.end());
@@ -509,7 +517,6 @@ TEST_CASE("health checks open and close circuits", "[workers]") {
 TEST_CASE("periodic health checks run on the clock", "[workers]") {
   auto clock = std::make_shared<orch::ManualClock>();
   orch::WorkerRegistryOptions options;
-  options.builtin_protocols = false;
   options.clock = clock;
   options.health_check_interval_ms = 30000;
   auto registry = std::make_shared<orch::WorkerRegistry>(options);

@@ -8,6 +8,7 @@
 #include "orch/id.h"
 #include "orch/workers.h"
 #include "support/fake_workers.h"
+#include "support/registry.h"
 
 using namespace std::chrono_literals;
 using orch::Status;
@@ -33,7 +34,7 @@ struct Wire {
     orch::WorkerRegistryOptions options;
     options.clock = clock;
     options.failure_threshold = 1000000;  // every reply here reaches the worker
-    registry = std::make_shared<orch::WorkerRegistry>(options);
+    registry = orch::test::builtin_registry(options);
     WorkerInfo w;
     w.id = "w";
     w.url = fake.url() + url_suffix;

@@ -4,7 +4,7 @@
 // the issue text format, the template scan and the graph facts.
 #include "catch.h"
 #include "orch/workflow.h"
-#include "workflow_internal.h"
+#include "workflow/workflow_internal.h"
 
 using orch::ValidationIssue;
 using orch::Value;

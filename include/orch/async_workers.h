@@ -7,11 +7,11 @@
 // per broker consumes the replies and completes the waiting calls. Worker
 // authors: see docs/async-workers.md.
 //
-// A WorkerRegistry registers both protocols by default, under a random
-// instance name: enough while the process runs. For nodes that wait for a
-// reply to survive an orch restart, give this orch a stable instance name (and,
-// for MQTT, a state directory) and register the protocols again before adding
-// workers:
+// Component orch::async_workers (libmosquitto, hiredis). Register both
+// protocols on a WorkerRegistry before adding workers. Under a random instance
+// name (the default options) replies reach only this process. For nodes that
+// wait for a reply to survive an orch restart, give this orch a stable
+// instance name (and, for MQTT, a state directory):
 //
 //   orch::AsyncWorkerOptions async;
 //   async.instance = "orch-1";
@@ -67,7 +67,8 @@ struct AsyncWorkerOptions {
   // Records of published calls that never got a reply are dropped after this
   // long.
   int64_t pending_ttl_ms = 24 * 3600 * 1000;
-  // Deadlines run on this clock. Default: Clock::system().
+  // Deadlines run on this clock. Default: the registry's (register_async_protocols),
+  // else Clock::system().
   std::shared_ptr<Clock> clock;
 };
 
@@ -77,7 +78,8 @@ struct AsyncWorkerOptions {
 ORCH_EXPORT Result<std::shared_ptr<WorkerProtocol>> new_mqtt_protocol(AsyncWorkerOptions options);
 ORCH_EXPORT Result<std::shared_ptr<WorkerProtocol>> new_redis_stream_protocol(AsyncWorkerOptions options);
 
-// Registers `mqtt` and `redis_stream` on `registry` (replacing the defaults).
+// Registers `mqtt` and `redis_stream` on `registry` (replacing protocols of
+// those names).
 ORCH_EXPORT Status register_async_protocols(WorkerRegistry& registry, AsyncWorkerOptions options);
 
 }  // namespace orch

@@ -129,30 +129,25 @@ struct WorkerRegistryOptions {
   int failure_threshold = 3;
   // How long an open circuit stays open before a probe call is let through.
   int64_t circuit_cooldown_ms = 60000;
-  // Upper bound of the threads that carry blocking HTTP calls (started on
-  // demand), so of the HTTP calls in flight at once. Calls beyond it wait for
-  // a free thread. A model call takes seconds: with many runs in flight, a
-  // low bound queues calls that workers could already be serving.
-  size_t max_call_threads = 256;
-  // Idle keep-alive connections kept per worker origin (beyond it, a call's
-  // connection closes after it, and a later call connects anew).
-  size_t max_idle_connections = 64;
-  // Deadline of a call whose request carries none.
+  // Deadline of a call whose request carries none (the protocols registered
+  // later default to it).
   int64_t default_timeout_ms = 300000;
   // check_health() every this many ms on a background thread; 0: never.
   int64_t health_check_interval_ms = 0;
   // Time limit of one health probe.
   int64_t health_check_timeout_ms = 5000;
-  // Register webhook, api_chat, openai_chat, a2a, mqtt and redis_stream.
-  bool builtin_protocols = true;
   // Hosts workers may be reached at (see orch/host_policy.h). add_worker and
   // update_worker refuse a worker whose URL host it refuses; the HTTP
-  // protocols check it again, resolving the name, before each new connection.
+  // protocols (orch/http_workers.h) check it again, resolving the name,
+  // before each new connection.
   // Default: link-local addresses (169.254.0.0/16, fe80::/10) refused. Check
   // it with validate_host_policy() first: a malformed entry is ignored here.
   HostPolicy host_policy;
 };
 
+// Comes with no protocol: register the ones the host uses, e.g.
+// orch::register_http_protocols (orch/http_workers.h),
+// orch::register_async_protocols (orch/async_workers.h), or its own.
 class ORCH_EXPORT WorkerRegistry : public Dispatcher {
  public:
   explicit WorkerRegistry(WorkerRegistryOptions options = {});
@@ -165,6 +160,8 @@ class ORCH_EXPORT WorkerRegistry : public Dispatcher {
   // workers already added keep the one they were added with until updated).
   Status register_protocol(std::string name, std::shared_ptr<WorkerProtocol> protocol);
   std::vector<std::string> protocol_names() const;
+  // The options it was made with, the clock filled in.
+  const WorkerRegistryOptions& options() const;
 
   // InvalidArgument for an empty id or url, max_concurrent < 1, an unknown
   // protocol ("unsupported worker protocol: x"), a record its protocol

@@ -11,8 +11,8 @@
 #include <thread>
 
 #include "app.h"
-#include "http_api.h"
-#include "http_listener.h"
+#include "http/http_api.h"
+#include "http/http_listener.h"
 
 namespace orch::testing {
 

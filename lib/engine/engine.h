@@ -1,0 +1,208 @@
+// SPDX-License-Identifier: MIT
+// EngineImpl: the Engine behind orch::Engine::open (not installed).
+#pragma once
+
+#include <asio/post.hpp>
+#include <atomic>
+#include <deque>
+#include <unordered_map>
+
+#include "engine/crash_guard.h"
+#include "engine/engine_impl.h"
+#include "orch/thread_guard.h"
+#include "engine/result_cache.h"
+#include "orch/state.h"
+
+namespace orch::internal {
+
+class EngineImpl final : public orch::Engine {
+ public:
+  static Result<std::unique_ptr<orch::Engine>> open(EngineOptions options);
+  ~EngineImpl() override;
+
+  Result<std::string> start_run(std::shared_ptr<const Workflow> workflow, RunOptions options) override;
+  Status resume_run(const std::string& run_id, const Value& state_updates) override;
+  Status cancel_run(const std::string& run_id) override;
+  Status retry_run(const std::string& run_id) override;
+  Result<std::string> fork_run(const std::string& checkpoint_id, const Value& state_overrides) override;
+  Status replay_run(const std::string& run_id, const std::string& checkpoint_id) override;
+  Status inject_state(const std::string& run_id, const Value& updates, const std::string& after_node) override;
+  Status delete_run(const std::string& run_id) override;
+  Result<RunRecord> get_run(const std::string& run_id) override;
+  std::shared_ptr<Store> store() const override { return options_.store; }
+  Result<RunRecord> wait(const std::string& run_id, std::chrono::milliseconds timeout) override;
+  uint64_t subscribe(const std::string& run_id, EventListener listener) override;
+  void unsubscribe(uint64_t subscription) override;
+  Status recover() override;
+  size_t active_runs() const override;
+
+ private:
+  explicit EngineImpl(EngineOptions options);
+
+  // engine.cc: lifecycle
+  Result<std::string> start_run_internal(std::shared_ptr<const Workflow> workflow, RunOptions options,
+                                         const std::string& parent_run_id, const std::string& parent_node,
+                                         int depth, const std::string& root_run_id = "");
+  Status configure(RunContext& ctx);
+  void plan_steps(RunContext& ctx);
+  Result<std::shared_ptr<const CompiledWorkflow>> compile(std::shared_ptr<const Workflow> wf);
+  Result<std::shared_ptr<const Workflow>> workflow_of(const RunRecord& r);
+  Result<std::shared_ptr<const Workflow>> resolve_workflow(const std::string& id);
+  Result<std::shared_ptr<RunContext>> load_context(const std::string& run_id,
+                                                   std::shared_ptr<const CompiledWorkflow> compiled = nullptr);
+  std::shared_ptr<const CompiledWorkflow> forget_context(const std::string& run_id);
+  std::shared_ptr<RunContext> find_context(const std::string& run_id);
+  void schedule_advance(const std::shared_ptr<RunContext>& ctx);
+  // Runs `body` under the run's lock; then, if this is the outermost such scope
+  // on the run, runs the in-process calls `body` queued, without the lock (and
+  // whatever their completions queue in turn). Only engine pool threads use it.
+  void locked_then_drain(const std::shared_ptr<RunContext>& ctx, const std::function<void()>& body);
+  // Asks the dispatcher to abandon the calls of step `step_id`, from a pool
+  // thread: callers hold a run lock, and a dispatcher may answer an abandoned
+  // call at once (WorkerRegistry does for a call still queued), and that answer
+  // takes the run lock.
+  void cancel_calls(const std::string& step_id);
+  void advance(const std::shared_ptr<RunContext>& ctx);
+  void start_superstep(const std::shared_ptr<RunContext>& ctx, const std::vector<int>& ready);
+  void complete_task(const std::shared_ptr<RunContext>& ctx, size_t index, NodeOutcome outcome, bool record);
+  void finish_superstep(const std::shared_ptr<RunContext>& ctx);
+  void apply_injections(RunContext& c, const std::string& node);
+  // Writes a checkpoint; `ran` are the nodes of the superstep it closes.
+  Status commit(RunContext& ctx, const std::string& step_id, bool force, std::vector<std::string> ran = {});
+  // Puts that checkpoint, and its "checkpoint.created" event, into the run's
+  // batch; false when the durability mode keeps it in memory instead.
+  bool stage_checkpoint(RunContext& ctx, const std::string& step_id, bool force, std::vector<std::string> ran);
+  void save_stopped_run(RunContext& ctx);
+  void finish_run(RunContext& ctx, RunStatus status, const std::string& error);
+  void pause_run(RunContext& ctx, const std::string& reason, const std::string& node);
+  void evict_later(RunContext& ctx);
+  // Stores an event: in the run's batch while it batches (or when
+  // `into_batch`, for events that must be written with what is in the batch),
+  // otherwise at once.
+  void emit(RunContext& ctx, std::string kind, Value data, bool into_batch = false);
+  void notify_listeners(const EventRecord& ev);
+  // Store writes that join the run's batch while it is batching.
+  void write_step(RunContext& ctx, StepRecord step);
+  void write_pending(RunContext& ctx, PendingWrite write);
+  // Writes the run's batch (if any) and tells listeners about its events.
+  Status flush(RunContext& ctx);
+  // Holds a run's lock for a worker reply or a timer; the store writes made
+  // under it go out as one batch (flushed before the lock is released), unless
+  // an engine thread already batches for the run and will flush them itself.
+  class BatchedRunLock {
+   public:
+    BatchedRunLock(EngineImpl& engine, RunContext& ctx)
+        : engine_(engine), ctx_(ctx), current_(ctx.record.id), lock_(ctx.mu) {
+      owner_ = !ctx.batching;
+      ctx.batching = true;
+      ctx.start_stamping();
+    }
+    ~BatchedRunLock() {
+      if (owner_) {
+        (void)engine_.flush(ctx_);
+        ctx_.batching = false;
+      }
+      ctx_.stop_stamping();
+    }
+    BatchedRunLock(const BatchedRunLock&) = delete;
+    BatchedRunLock& operator=(const BatchedRunLock&) = delete;
+
+   private:
+    EngineImpl& engine_;
+    RunContext& ctx_;
+    CurrentRun current_;                // a crash meanwhile is charged to this run
+    std::lock_guard<std::mutex> lock_;  // released after the flush
+    bool owner_ = false;
+  };
+  void notify_status_change();
+  // Wall-clock milliseconds for a record or event of `ctx`: read once per
+  // stamping section (see RunContext::stamping), else read now.
+  int64_t stamp_ms(RunContext& ctx) {
+    if (!ctx.stamping) return options_.clock->now_ms();
+    if (ctx.stamp < 0) ctx.stamp = options_.clock->now_ms();
+    return ctx.stamp;
+  }
+
+  // node_exec.cc: running one node
+  void launch_node(const std::shared_ptr<RunContext>& ctx, size_t index);
+  void record_instant_step(RunContext& c, NodeTask& t, Value output);
+  // The final record of a node that keeps none of its own while it runs (send,
+  // subgraph; any node whose record was planned), written as it completes.
+  void finish_step_record(RunContext& c, NodeTask& t);
+  void launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t index);
+  void launch_send_items(const std::shared_ptr<RunContext>& ctx, size_t index);
+  void on_item_reply(const std::shared_ptr<RunContext>& ctx, size_t index, size_t item,
+                     Result<ReplyEffects> effects, std::string output, bool retryable);
+  void on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t index, uint64_t token,
+                       Result<ReplyEffects> result, std::string output, std::string worker_id, bool retryable,
+                       int64_t retry_after_ms);
+  void fail_or_retry(const std::shared_ptr<RunContext>& ctx, size_t index, const std::string& error,
+                     bool retryable, int64_t retry_after_ms);
+  void start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t index);
+  void notify_parent(RunContext& child);
+  void on_child_stopped(const std::shared_ptr<RunContext>& ctx, size_t index, const RunRecord& child);
+  Value state_with_meta(const RunContext& ctx, int vertex, int attempt) const;
+  Result<std::string> render(const RunContext& ctx, const Template& tpl, const Value& state,
+                             const Value* item, int attempt) const;
+  void call_worker(const std::shared_ptr<RunContext>& ctx, WorkerRequest request,
+                   std::function<void(WorkerReply)> done);
+  using FunctionDone = std::function<void(Result<ReplyEffects> effects, std::string output)>;
+  void call_function(const std::shared_ptr<RunContext>& ctx, const Node& node, WorkerRequest request,
+                     FunctionDone done);
+
+  // Runs `job` on the pool. A host's Store, Dispatcher or listener that
+  // throws there is reported (run_guarded), not allowed to end the process.
+  template <typename Job>
+  void post(Job&& job) {
+    asio::post(pool_, [job = std::forward<Job>(job)]() mutable { run_guarded("engine thread", job); });
+  }
+
+  EngineOptions options_;
+  asio::thread_pool pool_;
+  // Lets clock timers reach the engine only while it exists.
+  struct Liveness {
+    std::mutex mu;
+    EngineImpl* engine = nullptr;
+  };
+  std::shared_ptr<Liveness> alive_;
+
+  mutable std::mutex runs_mu_;
+  std::unordered_map<std::string, std::shared_ptr<RunContext>> runs_;
+  bool stopping_ = false;
+
+  // Runs that ended are dropped from runs_; a workflow with C++ functions bound
+  // cannot be rebuilt from JSON, so retry/fork/replay find it here.
+  std::mutex ended_mu_;
+  std::unordered_map<std::string, std::shared_ptr<const CompiledWorkflow>> ended_with_functions_;
+
+  std::mutex compiled_mu_;
+  std::unordered_map<const Workflow*, std::weak_ptr<CompiledWorkflow>> compiled_;
+  size_t next_compiled_sweep_ = 64;
+  static constexpr size_t kRecentCompiled = 16;
+  std::deque<std::shared_ptr<const CompiledWorkflow>> recent_compiled_;  // newest first
+
+  std::mutex subs_mu_;
+  struct Subscription {
+    std::string run_id;
+    EventListener listener;
+  };
+  std::unordered_map<uint64_t, Subscription> subscriptions_;
+  // subscriptions_.size(), read without the lock: with no listener at all,
+  // events skip the lock (seven events a node).
+  std::atomic<size_t> subscription_count_{0};
+  uint64_t next_subscription_ = 1;
+
+  std::mutex wait_mu_;
+  std::condition_variable wait_cv_;
+  uint64_t status_epoch_ = 0;
+
+  ResultCache cache_;
+
+  // Subgraph runs started per top-level run (EngineOptions::max_descendant_runs).
+  std::mutex descendants_mu_;
+  std::unordered_map<std::string, size_t> descendants_;
+  // Reserves a child run for the family of `root`; false at the limit.
+  bool take_descendant(const std::string& root);
+};
+
+}  // namespace orch::internal

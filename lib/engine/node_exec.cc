@@ -1,0 +1,789 @@
+// SPDX-License-Identifier: MIT
+//
+// Running one node of a superstep: route/transform/interrupt finish at once;
+// task and agent attempts (a C++ function or a worker call) run on the pool
+// with a deadline timer and retry timers on the engine's Clock; send fans out
+// its target per item; subgraph starts a child run and waits for it.
+// Every entry point here runs with the run's mutex held; no lock is held while
+// user code or a worker runs.
+#include <asio/post.hpp>
+#include <cmath>
+#include <random>
+
+#include "engine/deferred_calls.h"
+#include "orch/thread_guard.h"
+#include "engine/engine.h"
+#include "orch/id.h"
+#include "orch/state.h"
+#include "orch/state_path.h"
+
+namespace orch::internal {
+namespace {
+
+NodeOutcome failed(std::string error) {
+  NodeOutcome o;
+  o.kind = NodeOutcome::Kind::kFailed;
+  o.error = std::move(error);
+  return o;
+}
+
+const Value& interrupted_output() {
+  static const Value kOutput = Value::object({{"interrupted", true}});
+  return kOutput;
+}
+
+NodeOutcome with_updates(Value updates) {
+  NodeOutcome o;
+  o.updates.push_back(std::move(updates));
+  return o;
+}
+
+ReplyEffects effects_of(const NodeOutput& out) {
+  ReplyEffects e;
+  e.updates = out.updates.is_null() ? Value::object() : out.updates;
+  e.has_goto = !out.goto_nodes.empty();
+  e.goto_nodes = out.goto_nodes;
+  e.done = out.done;
+  return e;
+}
+
+// Timeouts, back-offs and TTLs come from workflows and worker replies: a
+// huge value (INT64_MAX) must not overflow a deadline. One week at most.
+std::chrono::milliseconds bounded_ms(double ms) {
+  constexpr double kMaxMs = 7.0 * 24 * 3600 * 1000;
+  if (!(ms > 0)) return std::chrono::milliseconds(0);  // also NaN
+  return std::chrono::milliseconds(static_cast<int64_t>(std::min(ms, kMaxMs)));
+}
+
+double jitter_factor(double jitter) {
+  if (jitter <= 0) return 1.0;
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return 1.0 + std::uniform_real_distribution<double>(0.0, jitter)(rng);
+}
+
+}  // namespace
+
+Value EngineImpl::state_with_meta(const RunContext& c, int vertex, int attempt) const {
+  Value s = c.state;
+  int64_t step = c.version;  // the superstep number, from 1
+  s.set("__meta", Value::object({{"step", static_cast<long long>(step)},
+                                 {"remaining_steps", static_cast<long long>(c.recursion_limit - step)},
+                                 {"is_last_step", step >= c.recursion_limit},
+                                 {"run_id", c.run_id_value()},
+                                 {"node_name", c.compiled->graph->name_value(vertex)},
+                                 {"attempt", attempt}}));
+  return s;
+}
+
+Result<std::string> EngineImpl::render(const RunContext& c, const Template& tpl, const Value& state,
+                                       const Value* item, int attempt) const {
+  TemplateContext tc;
+  tc.state = &state;
+  tc.input = &c.record.input;
+  tc.item = item;
+  tc.config = &c.record.config;
+  tc.task = c.record.config.find("task");  // pull mode puts the tracker task here
+  tc.attempt = attempt;
+  tc.max_output_bytes = options_.max_prompt_bytes;
+  return tpl.render(tc);
+}
+
+// Route, transform and interrupt nodes finish where they start: one completed
+// step record each (NullBoiler writes one too), in the superstep's batch.
+void EngineImpl::record_instant_step(RunContext& c, NodeTask& t, Value output) {
+  t.has_step_record = true;
+  StepRecord step;
+  step.id = t.step_id;
+  step.run_id = c.record.id;
+  step.node_name = c.compiled->graph->name(t.vertex);
+  step.type = c.compiled->graph->type_value(t.vertex).as_string();
+  step.status = StepStatus::kCompleted;
+  step.superstep = c.version + 1;
+  step.output = std::move(output);
+  step.created_at_ms = step.started_at_ms = step.ended_at_ms = stamp_ms(c);
+  write_step(c, std::move(step));
+}
+
+void EngineImpl::finish_step_record(RunContext& c, NodeTask& t) {
+  const Node& node = *c.compiled->graph->node(t.vertex);
+  const bool own_record = node.type == NodeType::kSend || node.type == NodeType::kSubgraph;
+  if (!own_record && !(t.planned && !t.has_step_record)) return;
+  StepRecord step;
+  step.id = t.step_id;
+  step.run_id = c.record.id;
+  step.node_name = node.name;
+  step.type = c.compiled->graph->type_value(t.vertex).as_string();
+  const bool failed = t.outcome.kind == NodeOutcome::Kind::kFailed;
+  step.status = failed ? StepStatus::kFailed : StepStatus::kCompleted;
+  step.superstep = c.version + 1;
+  step.child_run_id = t.child_run_id;
+  step.error = failed ? t.outcome.error : std::string();
+  step.created_at_ms = step.started_at_ms = t.started_ms;
+  step.ended_at_ms = stamp_ms(c);
+  write_step(c, std::move(step));
+  t.has_step_record = true;
+}
+
+void EngineImpl::launch_node(const std::shared_ptr<RunContext>& ctx, size_t index) {
+  RunContext& c = *ctx;
+  NodeTask& t = c.tasks[index];
+  const Node& node = *c.compiled->graph->node(t.vertex);
+  if (!node.unknown_type.empty()) {
+    complete_task(ctx, index, failed("unknown node type '" + node.unknown_type + "'"), true);
+    return;
+  }
+  switch (node.type) {
+    case NodeType::kRoute: {
+      const Value* v = find_state_path(c.state, node.route.input);
+      std::optional<std::string> choice;
+      if (v != nullptr) choice = route_value_string(*v);
+      auto is_key = [&node](const std::string& k) {
+        for (const auto& r : node.route.routes) {
+          if (r.first == k) return true;
+        }
+        return false;
+      };
+      if (!node.route.routes.empty() && (!choice || !is_key(*choice)) && node.route.default_route) {
+        choice = node.route.default_route;
+      } else if (!choice) {
+        choice = node.route.default_route;
+      }
+      NodeOutcome o;
+      o.route = choice;
+      record_instant_step(c, t, choice ? Value::object({{"route", *choice}}) : Value::object({{"route", Value()}}));
+      complete_task(ctx, index, std::move(o), true);
+      return;
+    }
+    case NodeType::kTransform:
+      if (!node.transform.store_updates.is_null()) {
+        complete_task(ctx, index, failed("transform store_updates need a NullTickets store, and none is configured"), true);
+        return;
+      }
+      record_instant_step(c, t, node.transform.updates);
+      complete_task(ctx, index, with_updates(node.transform.updates), true);
+      return;
+    case NodeType::kInterrupt: {
+      NodeOutcome o;
+      o.kind = NodeOutcome::Kind::kInterrupt;
+      record_instant_step(c, t, interrupted_output());
+      complete_task(ctx, index, std::move(o), true);
+      return;
+    }
+    case NodeType::kSubgraph:
+      start_subgraph(ctx, index);
+      return;
+    case NodeType::kSend: {
+      const Value* items = find_state_path(c.state, node.send.items_key);
+      const Node* target = c.compiled->graph->workflow().find_node(node.send.target_node);
+      if (target == nullptr) {
+        complete_task(ctx, index, failed("send target node '" + node.send.target_node + "' does not exist"), true);
+        return;
+      }
+      if (target->type != NodeType::kTask && target->type != NodeType::kAgent) {
+        complete_task(ctx, index, failed("send target '" + target->name + "' must be a task or agent node"), true);
+        return;
+      }
+      if (items != nullptr && !items->is_array() && !items->is_null()) {
+        complete_task(ctx, index, failed("send items at '" + node.send.items_key + "' are " +
+                                         std::string(type_name(items->type())) + ", not an array"), true);
+        return;
+      }
+      if (items != nullptr && items->is_array()) t.items.assign(items->as_array().begin(), items->as_array().end());
+      size_t n = t.items.size();
+      t.item_results.assign(n, Value());
+      t.item_updates.assign(n, {});
+      t.item_attempts.assign(n, 0);
+      if (n == 0) {
+        complete_task(ctx, index, with_updates(Value::object({{node.send.output_key, Value::array()}})), true);
+        return;
+      }
+      launch_send_items(ctx, index);
+      return;
+    }
+    case NodeType::kTask:
+    case NodeType::kAgent:
+      break;
+  }
+  if (!node.function && !node.task.prompt_template) {
+    complete_task(ctx, index, NodeOutcome(), true);  // nothing to do (NullBoiler compatible)
+    return;
+  }
+  launch_attempt(ctx, index);
+}
+
+// Reads an in-process node's output as a worker reply would be read: its
+// updates are the reply's state_updates. Only a non-empty "output" text can
+// carry more (control fields inside it), so only then is it read as a reply.
+static ReplyEffects function_effects(const NodeOutput& out, std::string* output) {
+  ReplyEffects e = effects_of(out);
+  const Value* text = e.updates.find("output");
+  if (text != nullptr && text->is_string() && !text->as_string().empty()) {
+    *output = text->as_string();
+    Value envelope = Value::object({{"state_updates", e.updates}});
+    if (e.has_goto) {
+      Value g = Value::array();
+      for (const std::string& n : e.goto_nodes) g.push_back(n);
+      envelope.set("goto", std::move(g));
+    }
+    if (e.done) envelope.set("done", true);
+    static const TaskConfig kUnused;  // state_updates decide; the config is not read
+    return interpret_reply(*output, envelope, kUnused);
+  }
+  if (!e.updates.is_object()) e.updates = Value::object();  // changes nothing, as from a worker
+  e.has_state_updates = true;
+  return e;
+}
+
+// Calls an in-process node function: on this engine thread once it drops the
+// run lock, or on the pool. `done` runs there, without the run lock.
+void EngineImpl::call_function(const std::shared_ptr<RunContext>& ctx, const Node& node, WorkerRequest request,
+                               FunctionDone done) {
+  // The function is called where it lives, in the compiled workflow this
+  // job keeps alive (copying a std::function may allocate).
+  const NodeFunction* fn = &node.function;
+  Value input = ctx->record.input;
+  Value config = ctx->record.config;
+  auto job = [compiled = ctx->compiled, fn, request = std::move(request), input, config, done = std::move(done)] {
+    CurrentRun current(request.run_id);  // user code runs here: a crash is charged to this run
+    std::string output;
+    NodeCall call{request.state, input, config, request.run_id, request.node_name, request.attempt,
+                  request.item.is_null() ? nullptr : &request.item, request.prompt};
+    auto effects = [&]() -> Result<ReplyEffects> {
+      try {
+        Result<NodeOutput> out = (*fn)(call);
+        if (!out.ok()) return out.status();
+        return function_effects(*out, &output);
+      } catch (const std::exception& ex) {
+        return Status::internal(std::string("node function threw: ") + ex.what());
+      } catch (...) {
+        return Status::internal("node function threw a non-standard exception");
+      }
+    }();
+    done(std::move(effects), std::move(output));
+  };
+  // The first in-process call of a superstep runs on this engine thread once
+  // it drops the run lock (no thread hop); any others go to the pool so a
+  // superstep's nodes still run in parallel.
+  if (ctx->draining && ctx->inline_work.empty()) {
+    ctx->inline_work.push_back(std::move(job));
+  } else {
+    post(std::move(job));
+  }
+}
+
+// Sends a worker call through the dispatcher; `done` runs on its threads
+// without the run lock.
+void EngineImpl::call_worker(const std::shared_ptr<RunContext>& ctx, WorkerRequest request,
+                             std::function<void(WorkerReply)> done) {
+  std::shared_ptr<Dispatcher> dispatcher = options_.dispatcher;
+  if (!dispatcher) {
+    WorkerReply reply;
+    reply.status = Status::unavailable("no worker available: the engine has no dispatcher");
+    post([done = std::move(done), reply = std::move(reply)]() mutable { done(std::move(reply)); });
+    return;
+  }
+  // The step's record (and the call id it carries) is stored before the call
+  // goes out, so a restart resumes this call instead of sending a new one.
+  (void)flush(*ctx);
+  if (is_terminal(ctx->record.status)) return;  // the flush failed the run: nothing to call for
+  // A host dispatcher that throws must not take the thread down, and the
+  // call must still end: it fails (once, whatever the dispatcher did).
+  struct Once {
+    std::atomic<bool> fired{false};
+    std::function<void(WorkerReply)> done;
+  };
+  auto once = std::make_shared<Once>();
+  once->done = std::move(done);
+  std::function<void()> send = [dispatcher, request = std::move(request), once]() mutable {
+    auto answer = [once](WorkerReply reply) {
+      if (!once->fired.exchange(true)) once->done(std::move(reply));
+    };
+    if (!run_guarded("worker dispatcher", [&] { dispatcher->dispatch(request, answer); })) {
+      WorkerReply failure;
+      failure.status = Status::internal("the worker dispatcher threw an exception");
+      answer(std::move(failure));
+    }
+  };
+  // Never under the run's lock: a dispatcher may answer at once.
+  if (!DeferredCalls::defer(send)) post(std::move(send));
+}
+
+void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t index) {
+  RunContext& c = *ctx;
+  NodeTask& t = c.tasks[index];
+  const Node& node = *c.compiled->graph->node(t.vertex);
+  const std::string& name = node.name;
+  const uint64_t token = c.next_token++;
+  t.token = token;
+
+  Value state = state_with_meta(c, t.vertex, t.attempt);
+  WorkerRequest req;
+  req.run_id = c.record.id;
+  req.node_name = name;
+  req.attempt = t.attempt;
+  req.turn = t.turn;
+  if (!node.function) {  // what only a dispatcher reads
+    req.call_id = t.step_id + "#" + std::to_string(t.attempt) + "." + std::to_string(t.turn);
+    req.node_type = std::string(node_type_name(node.type));
+    req.worker_tags = node.task.worker_tags;
+    req.session_id = "run_" + c.record.id + "_step_" + t.step_id;
+  }
+  if (t.turn == 1) {
+    auto tpl = c.compiled->prompts.find(name);
+    if (tpl != c.compiled->prompts.end()) {
+      auto prompt = render(c, tpl->second, state, nullptr, t.attempt);
+      if (!prompt.ok()) {
+        // Past the size limit it would only fail the same way again.
+        fail_or_retry(ctx, index, "template render failed: " + prompt.status().message(),
+                      prompt.status().code() != StatusCode::kResourceExhausted, -1);
+        return;
+      }
+      req.prompt = std::move(prompt).value();
+    }
+  } else {
+    // Continuation turns render against fresh state: earlier turns' updates applied.
+    Value fresh = state;
+    (void)apply_updates(&fresh, t.outcome.updates.empty() ? Value::object() : t.outcome.updates.back(),
+                        &c.compiled->graph->workflow());
+    auto prompt = render(c, c.compiled->continuations.at(name), fresh, nullptr, t.attempt);
+    if (!prompt.ok()) {
+      fail_or_retry(ctx, index, "continuation render failed: " + prompt.status().message(),
+                    prompt.status().code() != StatusCode::kResourceExhausted, -1);
+      return;
+    }
+    req.prompt = std::move(prompt).value();
+    state = std::move(fresh);
+  }
+  req.state = std::move(state);
+
+  // Cache: an identical call (workflow, version, node, prompt, worker choice) reuses its result.
+  std::string& cache_key = t.cache_key;
+  if (node.task.cache_ttl_ms && t.turn == 1) {
+    const Workflow& wf = c.compiled->graph->workflow();
+    cache_key = wf.id + "\x1f" + std::to_string(wf.version) + "\x1f" + name + "\x1f" + req.prompt;
+    for (const std::string& tag : node.task.worker_tags) cache_key += "\x1f" + tag;
+    if (std::optional<NodeOutcome> hit = cache_.get(cache_key, options_.clock->steady_now())) {
+      emit(c, "cache.hit", Value::object({{"node", name}}));
+      complete_task(ctx, index, std::move(*hit), true);
+      return;
+    }
+  }
+
+  StepRecord step;
+  step.id = t.step_id;
+  step.run_id = c.record.id;
+  step.node_name = name;
+  step.type = node_type_name(node.type);
+  step.status = StepStatus::kRunning;
+  step.attempt = t.attempt;
+  step.max_attempts = node.task.retry.max_attempts;
+  step.superstep = c.version + 1;
+  step.input = Value::object({{"prompt", req.prompt}});
+  step.created_at_ms = step.started_at_ms = stamp_ms(c);
+  write_step(c, step);
+  t.step = std::move(step);
+  t.has_step_record = true;
+  emit(c, "step.started", Value::object({{"step_id", t.step_id_value()}, {"node", c.compiled->graph->name_value(t.vertex)}, {"attempt", t.attempt}}));
+
+  int64_t timeout_ms = node.task.timeout_ms.value_or(options_.default_timeout_ms);
+  if (node.type == NodeType::kAgent && t.turn > 1 && node.task.turn_timeout_ms) {
+    timeout_ms = *node.task.turn_timeout_ms;
+  }
+  timeout_ms = bounded_ms(static_cast<double>(timeout_ms)).count();
+  const uint64_t gen = c.generation;
+  std::weak_ptr<RunContext> weak = ctx;
+  req.deadline = options_.clock->steady_now() + std::chrono::milliseconds(timeout_ms);
+  t.timer = options_.clock->call_at(req.deadline, [this, weak, gen, index, token, timeout_ms] {
+    auto locked = weak.lock();
+    if (!locked) return;
+    BatchedRunLock lock(*this, *locked);
+    if (locked->generation != gen || index >= locked->tasks.size()) return;
+    NodeTask& task = locked->tasks[index];
+    if (task.token != token || task.finished) return;
+    task.timer = 0;
+    cancel_calls(task.step_id);
+    on_attempt_done(locked, index, token,
+                    Status::deadline_exceeded("worker call timed out after " + std::to_string(timeout_ms) + " ms"),
+                    "", "", true, -1);
+  });
+
+  if (node.function) {
+    // Replies to in-process calls arrive on engine threads, which may go on
+    // to run the next node inline.
+    call_function(ctx, node, std::move(req),
+                  [this, weak, gen, index, token](Result<ReplyEffects> effects, std::string output) {
+                    auto locked = weak.lock();
+                    if (!locked) return;
+                    locked_then_drain(locked, [&] {
+                      if (locked->generation != gen) return;
+                      on_attempt_done(locked, index, token, std::move(effects), std::move(output), "", true, -1);
+                    });
+                  });
+    return;
+  }
+  // The node's task config is read where it lives, in the compiled workflow
+  // the callback keeps alive.
+  const TaskConfig* config = &node.task;
+  call_worker(ctx, std::move(req),
+              [this, weak, compiled = c.compiled, gen, index, token, config](WorkerReply reply) {
+                auto locked = weak.lock();
+                if (!locked) return;
+                BatchedRunLock lock(*this, *locked);
+                if (locked->generation != gen) return;
+                if (!reply.status.ok()) {
+                  on_attempt_done(locked, index, token, reply.status, "", reply.worker_id, reply.retryable,
+                                  reply.retry_after_ms);
+                  return;
+                }
+                ReplyEffects effects = interpret_reply(reply.output, reply.envelope, *config);
+                on_attempt_done(locked, index, token, std::move(effects), reply.output, reply.worker_id, true, -1);
+              });
+}
+
+void EngineImpl::on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t index, uint64_t token,
+                                 Result<ReplyEffects> result, std::string output, std::string worker_id,
+                                 bool retryable, int64_t retry_after_ms) {
+  RunContext& c = *ctx;
+  if (index >= c.tasks.size()) return;
+  NodeTask& t = c.tasks[index];
+  if (t.token != token || t.finished) return;  // a late reply of an abandoned attempt
+  if (t.timer) {
+    options_.clock->cancel(t.timer);
+    t.timer = 0;
+  }
+  const Node& node = *c.compiled->graph->node(t.vertex);
+  if (t.step.id == t.step_id) {
+    StepRecord& step = t.step;
+    step.status = result.ok() ? StepStatus::kCompleted : StepStatus::kFailed;
+    step.ended_at_ms = stamp_ms(c);
+    step.worker_id = worker_id;
+    if (result.ok()) {
+      step.output = Value::object({{"output", output}});
+    } else {
+      step.error = result.status().message();
+    }
+    write_step(c, std::move(step));  // the attempt's record is final: no copy kept
+    t.step = StepRecord();
+  }
+  if (!result.ok()) {
+    emit(c, "step.failed", Value::object({{"step_id", t.step_id}, {"node", node.name}, {"error", result.status().message()}}));
+    fail_or_retry(ctx, index, result.status().message(), retryable, retry_after_ms);
+    return;
+  }
+  ReplyEffects effects = std::move(result).value();
+  emit(c, "step.completed", Value::object({{"step_id", t.step_id_value()}, {"node", c.compiled->graph->name_value(t.vertex)}, {"output", output}}));
+
+  // Accumulate this turn.
+  Value usage = t.outcome.usage;
+  if (!effects.usage.is_null()) {
+    usage = Value::object({{"input_tokens", static_cast<long long>(usage["input_tokens"].get_int(0) + effects.usage["input_tokens"].get_int(0))},
+                           {"output_tokens", static_cast<long long>(usage["output_tokens"].get_int(0) + effects.usage["output_tokens"].get_int(0))}});
+  }
+  NodeOutcome o;
+  o.updates.push_back(effects.updates);
+  o.has_goto = effects.has_goto;
+  o.goto_nodes = effects.goto_nodes;
+  o.usage = usage;
+  Value custom = Value::array();
+  for (const Value* list : {&effects.ui_messages, &effects.stream_messages}) {
+    if (list->is_array()) {
+      for (const Value& m : list->as_array()) custom.push_back(m);
+    }
+  }
+  if (custom.size() > 0) o.custom = custom;
+
+  // Agent multi-turn: continue until done, max_turns, or a failed turn.
+  bool more_turns = node.type == NodeType::kAgent && node.task.continuation_prompt && !effects.done &&
+                    t.turn < node.task.max_turns;
+  t.outcome = o;
+  if (more_turns) {
+    ++t.turn;
+    launch_attempt(ctx, index);
+    return;
+  }
+  if (node.task.cache_ttl_ms && !t.cache_key.empty()) {
+    cache_.put(t.cache_key, o, options_.clock->steady_now() + bounded_ms(static_cast<double>(*node.task.cache_ttl_ms)));
+  }
+  complete_task(ctx, index, std::move(o), true);
+}
+
+void EngineImpl::fail_or_retry(const std::shared_ptr<RunContext>& ctx, size_t index, const std::string& error,
+                               bool retryable, int64_t retry_after_ms) {
+  RunContext& c = *ctx;
+  NodeTask& t = c.tasks[index];
+  const Node& node = *c.compiled->graph->node(t.vertex);
+  const RetryPolicy& retry = node.task.retry;
+  if (t.turn > 1 && !t.outcome.updates.empty()) {
+    // A failed continuation turn ends the loop; the last good turn stands.
+    NodeOutcome o = t.outcome;
+    complete_task(ctx, index, std::move(o), true);
+    return;
+  }
+  if (!retryable || t.attempt >= retry.max_attempts) {
+    std::string msg = error;
+    if (t.attempt > 1) msg += " (after " + std::to_string(t.attempt) + " attempts)";
+    complete_task(ctx, index, failed(msg), true);
+    return;
+  }
+  double delay = static_cast<double>(retry.initial_interval_ms) * std::pow(retry.backoff_factor, t.attempt - 1);
+  delay = std::min(delay, static_cast<double>(retry.max_interval_ms)) * jitter_factor(retry.jitter);
+  if (retry_after_ms >= 0) delay = static_cast<double>(retry_after_ms);
+  ++t.attempt;
+  t.turn = 1;
+  t.step_id = new_uuid();
+  const uint64_t token = c.next_token++;
+  t.token = token;
+  emit(c, "step.retrying", Value::object({{"node", node.name}, {"attempt", t.attempt}, {"delay_ms", static_cast<long long>(bounded_ms(delay).count())}, {"error", error}}));
+  std::weak_ptr<RunContext> weak = ctx;
+  const uint64_t gen = c.generation;
+  t.timer = options_.clock->call_after(bounded_ms(delay), [this, weak, gen, index, token] {
+    auto locked = weak.lock();
+    if (!locked) return;
+    BatchedRunLock lock(*this, *locked);
+    if (locked->generation != gen || index >= locked->tasks.size()) return;
+    NodeTask& task = locked->tasks[index];
+    if (task.token != token || task.finished) return;
+    task.timer = 0;
+    launch_attempt(locked, index);
+  });
+}
+
+void EngineImpl::launch_send_items(const std::shared_ptr<RunContext>& ctx, size_t index) {
+  RunContext& c = *ctx;
+  NodeTask& t = c.tasks[index];
+  const Node& send = *c.compiled->graph->node(t.vertex);
+  const Node& target = *c.compiled->graph->workflow().find_node(send.send.target_node);
+  size_t limit = send.send.max_concurrency ? static_cast<size_t>(std::max(1, *send.send.max_concurrency)) : SIZE_MAX;
+  const uint64_t gen = c.generation;
+  std::weak_ptr<RunContext> weak = ctx;
+  auto tpl = c.compiled->prompts.find(target.name);
+  const int target_vertex = c.compiled->graph->vertex(target.name);
+  while ((!t.retry_items.empty() || t.next_item < t.items.size()) && t.items_in_flight < limit) {
+    size_t i;
+    if (!t.retry_items.empty()) {
+      i = t.retry_items.back();
+      t.retry_items.pop_back();
+    } else {
+      i = t.next_item++;
+    }
+    ++t.items_in_flight;
+    ++t.item_attempts[i];
+    WorkerRequest req;
+    req.call_id = t.step_id + "#item" + std::to_string(i) + "." + std::to_string(t.item_attempts[i]);
+    req.run_id = c.record.id;
+    req.node_name = target.name;
+    req.node_type = std::string(node_type_name(target.type));
+    req.worker_tags = target.task.worker_tags;
+    req.attempt = t.item_attempts[i];
+    req.item = t.items[i];
+    req.state = state_with_meta(c, target_vertex, req.attempt);
+    if (tpl != c.compiled->prompts.end()) {
+      auto prompt = render(c, tpl->second, req.state, &t.items[i], req.attempt);
+      if (!prompt.ok()) {
+        // Treated like a failed call (not retried) so on_item_error applies.
+        Status failure = Status::invalid_argument("template render failed: " + prompt.status().message());
+        post([this, weak, gen, index, i, failure]() {
+          auto locked = weak.lock();
+          if (!locked) return;
+          BatchedRunLock lock(*this, *locked);
+          if (locked->generation != gen || index >= locked->tasks.size()) return;
+          on_item_reply(locked, index, i, failure, "", false);
+        });
+        continue;
+      }
+      req.prompt = std::move(prompt).value();
+    }
+    if (target.function) {
+      // Replies to in-process calls arrive on engine threads, which may go on
+      // to run the next item inline.
+      call_function(ctx, target, std::move(req),
+                    [this, weak, gen, index, i](Result<ReplyEffects> effects, std::string output) {
+                      auto locked = weak.lock();
+                      if (!locked) return;
+                      locked_then_drain(locked, [&] {
+                        if (locked->generation != gen || index >= locked->tasks.size()) return;
+                        on_item_reply(locked, index, i, std::move(effects), std::move(output), true);
+                      });
+                    });
+      continue;
+    }
+    call_worker(ctx, std::move(req), [this, weak, gen, index, i](WorkerReply reply) {
+      auto locked = weak.lock();
+      if (!locked) return;
+      BatchedRunLock lock(*this, *locked);
+      if (locked->generation != gen || index >= locked->tasks.size()) return;
+      if (!reply.status.ok()) {
+        on_item_reply(locked, index, i, reply.status, "", reply.retryable);
+        return;
+      }
+      static const TaskConfig kItemConfig;  // item replies: state_updates or the output text
+      on_item_reply(locked, index, i, interpret_reply(reply.output, reply.envelope, kItemConfig), reply.output, true);
+    });
+  }
+}
+
+void EngineImpl::on_item_reply(const std::shared_ptr<RunContext>& ctx, size_t index, size_t item,
+                               Result<ReplyEffects> effects, std::string output, bool retryable) {
+  RunContext& c = *ctx;
+  NodeTask& t = c.tasks[index];
+  if (t.finished) return;
+  const Node& send = *c.compiled->graph->node(t.vertex);
+  const Node& target = *c.compiled->graph->workflow().find_node(send.send.target_node);
+  --t.items_in_flight;
+  const RetryPolicy& retry = target.task.retry;
+  if (!effects.ok() && retryable && t.item_attempts[item] < retry.max_attempts) {
+    // Back off, then run this item again (the target's retry policy).
+    double delay = static_cast<double>(retry.initial_interval_ms) * std::pow(retry.backoff_factor, t.item_attempts[item] - 1);
+    delay = std::min(delay, static_cast<double>(retry.max_interval_ms)) * jitter_factor(retry.jitter);
+    ++t.items_in_flight;  // still owed
+    std::weak_ptr<RunContext> weak = ctx;
+    const uint64_t gen = c.generation;
+    options_.clock->call_after(bounded_ms(delay), [this, weak, gen, index, item] {
+      auto locked = weak.lock();
+      if (!locked) return;
+      BatchedRunLock lock(*this, *locked);
+      if (locked->generation != gen || index >= locked->tasks.size() || locked->tasks[index].finished) return;
+      NodeTask& task = locked->tasks[index];
+      --task.items_in_flight;
+      task.retry_items.push_back(item);
+      launch_send_items(locked, index);
+    });
+    return;
+  }
+  ++t.items_done;
+  if (!effects.ok()) {
+    t.item_results[item] = Value();
+    t.item_errors.emplace_back(item, effects.status().message());
+  } else {
+    if (effects->has_state_updates && effects->updates.size() > 0) t.item_updates[item].push_back(effects->updates);
+    t.item_results[item] = std::move(output);
+  }
+  if (t.items_done < t.items.size()) {
+    launch_send_items(ctx, index);
+    return;
+  }
+  // Every item is in: results in item order, item updates in item order.
+  if (!t.item_errors.empty() && !send.send.null_on_item_error) {
+    std::sort(t.item_errors.begin(), t.item_errors.end());
+    complete_task(ctx, index,
+                  failed("send item " + std::to_string(t.item_errors.front().first) + " failed: " +
+                         t.item_errors.front().second),
+                  true);
+    return;
+  }
+  NodeOutcome o;
+  for (auto& ups : t.item_updates) {
+    for (Value& u : ups) o.updates.push_back(std::move(u));
+  }
+  o.updates.push_back(Value::object({{send.send.output_key, Value(std::move(t.item_results))}}));
+  complete_task(ctx, index, std::move(o), true);
+}
+
+void EngineImpl::start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t index) {
+  RunContext& c = *ctx;
+  NodeTask& t = c.tasks[index];
+  const Node& node = *c.compiled->graph->node(t.vertex);
+  constexpr int kMaxDepth = 10;
+  if (c.depth + 1 > kMaxDepth) {
+    complete_task(ctx, index, failed("subgraph max recursion depth of 10 exceeded"), true);
+    return;
+  }
+  if (node.subgraph.workflow_id.empty()) {
+    complete_task(ctx, index, failed("subgraph missing workflow_id"), true);
+    return;
+  }
+  if (!take_descendant(c.root_run_id.empty() ? c.record.id : c.root_run_id)) {
+    complete_task(ctx, index, failed("subgraph not started: run " + (c.root_run_id.empty() ? c.record.id : c.root_run_id) +
+                                     " already started " + std::to_string(options_.max_descendant_runs) +
+                                     " subgraph runs (max_descendant_runs)"), true);
+    return;
+  }
+  auto child_wf = resolve_workflow(node.subgraph.workflow_id);
+  if (!child_wf.ok()) {
+    complete_task(ctx, index, failed("subgraph workflow '" + node.subgraph.workflow_id + "' not found: " +
+                                     child_wf.status().message()), true);
+    return;
+  }
+  RunOptions opts;
+  opts.input = Value::object();
+  for (const auto& [child_key, parent_path] : node.subgraph.input_mapping) {
+    if (const Value* v = find_state_path(c.state, parent_path)) opts.input.set(child_key, *v);
+  }
+  opts.config = c.record.config;  // children share the run's config
+  opts.workflow_id = node.subgraph.workflow_id;
+  t.waiting_child = true;
+  t.child_run_id = new_uuid();
+  StepRecord step;  // running while the child runs; finish_step_record closes it
+  step.id = t.step_id;
+  step.run_id = c.record.id;
+  step.node_name = node.name;
+  step.type = std::string(node_type_name(node.type));
+  step.status = StepStatus::kRunning;
+  step.superstep = c.version + 1;
+  step.child_run_id = t.child_run_id;
+  step.created_at_ms = step.started_at_ms = t.started_ms;
+  write_step(c, std::move(step));
+  t.has_step_record = true;
+  // The child's id is known before it starts, so when it stops notify_parent()
+  // always finds the task waiting for it. It is started off this lock: its
+  // first events may call back here.
+  opts.run_id = t.child_run_id;
+  std::weak_ptr<RunContext> weak = ctx;
+  const uint64_t gen = c.generation;
+  std::string parent_id = c.record.id;
+  int depth = c.depth + 1;
+  std::string root = c.root_run_id.empty() ? c.record.id : c.root_run_id;
+  post([this, weak, gen, index, wf = *child_wf, opts, parent_id, name = node.name, depth, root]() mutable {
+    auto child = start_run_internal(wf, std::move(opts), parent_id, name, depth, root);
+    if (child.ok()) return;
+    auto locked = weak.lock();
+    if (!locked) return;
+    BatchedRunLock lock(*this, *locked);
+    if (locked->generation != gen || index >= locked->tasks.size()) return;
+    complete_task(locked, index, failed("subgraph could not start: " + child.status().message()), true);
+  });
+}
+
+// Called with the child's lock held: hand the news to the parent off this lock.
+void EngineImpl::notify_parent(RunContext& child) {
+  if (child.parent_run_id.empty()) return;
+  std::string parent_id = child.parent_run_id;
+  RunRecord record = child.record;
+  post([this, parent_id, record] {
+    auto parent = find_context(parent_id);
+    if (!parent) return;
+    BatchedRunLock lock(*this, *parent);
+    for (size_t i = 0; i < parent->tasks.size(); ++i) {
+      if (parent->tasks[i].waiting_child && parent->tasks[i].child_run_id == record.id) {
+        on_child_stopped(parent, i, record);
+        return;
+      }
+    }
+  });
+}
+
+void EngineImpl::on_child_stopped(const std::shared_ptr<RunContext>& ctx, size_t index, const RunRecord& child) {
+  RunContext& c = *ctx;
+  NodeTask& t = c.tasks[index];
+  if (t.finished) return;
+  const Node& node = *c.compiled->graph->node(t.vertex);
+  switch (child.status) {
+    case RunStatus::kCompleted:
+      complete_task(ctx, index, with_updates(Value::object({{node.subgraph.output_key, child.state[node.subgraph.output_key]}})), true);
+      return;
+    case RunStatus::kInterrupted:
+      // A pause in the child pauses the parent; resuming the parent resumes the child.
+      if (c.record.status == RunStatus::kRunning) pause_run(c, "subgraph_interrupted", node.name);
+      return;
+    case RunStatus::kFailed:
+      complete_task(ctx, index, failed("subgraph run " + child.id + " failed: " + child.error), true);
+      return;
+    case RunStatus::kCancelled:
+      complete_task(ctx, index, failed("subgraph run " + child.id + " was cancelled"), true);
+      return;
+    default:
+      return;
+  }
+}
+
+}  // namespace orch::internal

@@ -1,0 +1,366 @@
+// SPDX-License-Identifier: MIT
+// The in-memory Store: maps under one mutex. Values share storage, so keeping
+// a full state per checkpoint costs only what each step changed.
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "orch/store.h"
+#include "store/store_batch.h"
+
+namespace orch {
+namespace {
+
+class MemoryStore final : public Store {
+ public:
+  Status create_run(const RunRecord& run) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (runs_.count(run.id)) return Status::already_exists("run " + run.id + " already exists");
+    if (!run.idempotency_key.empty()) {
+      auto it = idempotency_.find(run.idempotency_key);
+      if (it != idempotency_.end()) return Status::already_exists(it->second);
+      idempotency_[run.idempotency_key] = run.id;
+    }
+    runs_[run.id].record = run;
+    order_.push_back(run.id);
+    return Status();
+  }
+
+  Status update_run(const RunRecord& run) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = runs_.find(run.id);
+    if (it == runs_.end()) return Status::not_found("run " + run.id + " not found");
+    it->second.record = run;
+    return Status();
+  }
+
+  Result<RunRecord> get_run(const std::string& run_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = runs_.find(run_id);
+    if (it == runs_.end()) return Status::not_found("run " + run_id + " not found");
+    return it->second.record;
+  }
+
+  Result<RunRecord> find_run_by_idempotency_key(const std::string& key) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = idempotency_.find(key);
+    if (it == idempotency_.end()) return Status::not_found("no run with idempotency key " + key);
+    return runs_.at(it->second).record;
+  }
+
+  Result<std::vector<RunRecord>> list_runs(const RunFilter& filter) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<RunRecord> out;
+    size_t skipped = 0;
+    // Newest first.
+    for (auto it = order_.rbegin(); it != order_.rend() && out.size() < filter.limit; ++it) {
+      const RunRecord& r = runs_.at(*it).record;
+      if (filter.status && r.status != *filter.status) continue;
+      if (!filter.workflow_id.empty() && r.workflow_id != filter.workflow_id) continue;
+      if (!filter.parent_run_id.empty() && r.parent_run_id != filter.parent_run_id) continue;
+      if (skipped++ < filter.offset) continue;
+      out.push_back(r);
+    }
+    return out;
+  }
+
+  Status delete_run(const std::string& run_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = runs_.find(run_id);
+    if (it == runs_.end()) return Status::not_found("run " + run_id + " not found");
+    for (const Checkpoint& cp : it->second.checkpoints) checkpoint_run_.erase(cp.id);
+    for (const auto& [id, step] : it->second.steps) step_run_.erase(id);
+    if (!it->second.record.idempotency_key.empty()) idempotency_.erase(it->second.record.idempotency_key);
+    runs_.erase(it);
+    order_.erase(std::remove(order_.begin(), order_.end(), run_id), order_.end());
+    return Status();
+  }
+
+  Status claim_run(const std::string&, const std::string&, int64_t) override { return Status(); }
+
+  Status commit_checkpoint(const Checkpoint& checkpoint, const RunRecord& run, bool) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = runs_.find(run.id);
+    if (it == runs_.end()) return Status::not_found("run " + run.id + " not found");
+    it->second.checkpoints.push_back(checkpoint);
+    checkpoint_run_[checkpoint.id] = &it->first;
+    it->second.record = run;
+    it->second.pending_writes.clear();
+    return Status();
+  }
+
+  Result<Checkpoint> get_checkpoint(const std::string& checkpoint_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto owner = checkpoint_run_.find(checkpoint_id);
+    if (owner == checkpoint_run_.end()) return Status::not_found("checkpoint " + checkpoint_id + " not found");
+    for (const Checkpoint& cp : runs_.at(*owner->second).checkpoints) {
+      if (cp.id == checkpoint_id) return cp;
+    }
+    return Status::not_found("checkpoint " + checkpoint_id + " not found");
+  }
+
+  Result<Checkpoint> latest_checkpoint(const std::string& run_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = runs_.find(run_id);
+    if (it == runs_.end()) return Status::not_found("run " + run_id + " not found");
+    if (it->second.checkpoints.empty()) return Status::not_found("run " + run_id + " has no checkpoint");
+    return it->second.checkpoints.back();
+  }
+
+  Result<std::vector<Checkpoint>> list_checkpoints(const std::string& run_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = runs_.find(run_id);
+    if (it == runs_.end()) return Status::not_found("run " + run_id + " not found");
+    return it->second.checkpoints;
+  }
+
+  Status truncate_checkpoints(const std::string& run_id, int64_t version) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = runs_.find(run_id);
+    if (it == runs_.end()) return Status::not_found("run " + run_id + " not found");
+    auto& cps = it->second.checkpoints;
+    for (const Checkpoint& cp : cps) {
+      if (cp.version > version) checkpoint_run_.erase(cp.id);
+    }
+    cps.erase(std::remove_if(cps.begin(), cps.end(), [version](const Checkpoint& cp) { return cp.version > version; }),
+              cps.end());
+    it->second.pending_writes.clear();
+    return Status();
+  }
+
+  Status put_pending_write(const PendingWrite& write) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = runs_.find(write.run_id);
+    if (it == runs_.end()) return Status::not_found("run " + write.run_id + " not found");
+    it->second.pending_writes.push_back(write);
+    return Status();
+  }
+
+  Result<std::vector<PendingWrite>> list_pending_writes(const std::string& run_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = runs_.find(run_id);
+    if (it == runs_.end()) return Status::not_found("run " + run_id + " not found");
+    return it->second.pending_writes;
+  }
+
+  Status put_step(const StepRecord& step) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = runs_.find(step.run_id);
+    if (it == runs_.end()) return Status::not_found("run " + step.run_id + " not found");
+    auto [pos, inserted] = it->second.steps.emplace(step.id, step);
+    if (inserted) {
+      it->second.step_order.push_back(&pos->first);
+      step_run_[step.id] = &it->first;
+    } else {
+      pos->second = step;
+    }
+    return Status();
+  }
+
+  Result<StepRecord> get_step(const std::string& step_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto owner = step_run_.find(step_id);
+    if (owner == step_run_.end()) return Status::not_found("step " + step_id + " not found");
+    return runs_.at(*owner->second).steps.at(step_id);
+  }
+
+  Result<std::vector<StepRecord>> list_steps(const std::string& run_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = runs_.find(run_id);
+    if (it == runs_.end()) return Status::not_found("run " + run_id + " not found");
+    std::vector<StepRecord> out;
+    out.reserve(it->second.step_order.size());
+    for (const std::string* id : it->second.step_order) out.push_back(it->second.steps.at(*id));
+    return out;
+  }
+
+  Result<int64_t> append_event(EventRecord event) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = runs_.find(event.run_id);
+    if (it == runs_.end()) return Status::not_found("run " + event.run_id + " not found");
+    event.seq = static_cast<int64_t>(it->second.events.size()) + 1;
+    keep_event(it->second, event);
+    return event.seq;
+  }
+
+  // One lock for the whole batch; its records are moved in (the engine only
+  // reads the events back, for their seqs).
+  Status write_batch(StoreBatch& batch) override {
+    const std::string* run_id = internal::single_run_of(batch);  // points into the batch
+    if (run_id == nullptr) return Store::write_batch(batch);
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = runs_.find(*run_id);
+    if (it == runs_.end()) return Status::not_found("run " + *run_id + " not found");
+    RunData& data = it->second;
+    for (StepRecord& step : batch.steps) {
+      auto [pos, inserted] = data.steps.try_emplace(step.id);
+      if (inserted) {
+        data.step_order.push_back(&pos->first);
+        step_run_[step.id] = &it->first;
+      }
+      pos->second = std::move(step);
+    }
+    for (PendingWrite& write : batch.pending_writes) data.pending_writes.push_back(std::move(write));
+    if (batch.checkpoint) {
+      checkpoint_run_[batch.checkpoint->id] = &it->first;
+      data.checkpoints.push_back(std::move(*batch.checkpoint));
+      data.pending_writes.clear();
+    }
+    if (batch.run) data.record = std::move(*batch.run);
+    for (EventRecord& event : batch.events) {
+      event.seq = static_cast<int64_t>(data.events.size()) + 1;
+      keep_event(data, event);
+    }
+    return Status();
+  }
+
+  Result<std::vector<EventRecord>> list_events(const std::string& run_id, int64_t after_seq,
+                                               size_t limit) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = runs_.find(run_id);
+    if (it == runs_.end()) return Status::not_found("run " + run_id + " not found");
+    const auto& events = it->second.events;
+    std::vector<EventRecord> out;
+    size_t start = after_seq < 0 ? 0 : static_cast<size_t>(after_seq);
+    for (size_t i = start; i < events.size() && out.size() < limit; ++i) {
+      EventRecord& ev = out.emplace_back();
+      ev.run_id = run_id;
+      ev.seq = static_cast<int64_t>(i) + 1;
+      ev.kind = *events[i].kind;
+      ev.data = events[i].data;
+      ev.created_at_ms = events[i].created_at_ms;
+    }
+    return out;
+  }
+
+  Status put_workflow(const WorkflowRecord& workflow, bool create_only) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = workflows_.find(workflow.id);
+    if (it != workflows_.end() && create_only) {
+      return Status::already_exists("workflow " + workflow.id + " already exists");
+    }
+    if (it == workflows_.end()) workflow_order_.push_back(workflow.id);
+    workflows_[workflow.id] = workflow;
+    return Status();
+  }
+
+  Result<WorkflowRecord> get_workflow(const std::string& id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = workflows_.find(id);
+    if (it == workflows_.end()) return Status::not_found("workflow " + id + " not found");
+    return it->second;
+  }
+
+  Result<std::vector<WorkflowRecord>> list_workflows() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<WorkflowRecord> out;
+    for (const std::string& id : workflow_order_) out.push_back(workflows_.at(id));
+    return out;
+  }
+
+  Status delete_workflow(const std::string& id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (workflows_.erase(id) == 0) return Status::not_found("workflow " + id + " not found");
+    workflow_order_.erase(std::remove(workflow_order_.begin(), workflow_order_.end(), id), workflow_order_.end());
+    return Status();
+  }
+
+  Status put_worker_record(const std::string& id, const Value& record) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!workers_.count(id)) worker_order_.push_back(id);
+    workers_[id] = record;
+    return Status();
+  }
+
+  Status delete_worker_record(const std::string& id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (workers_.erase(id) == 0) return Status::not_found("worker " + id + " not found");
+    worker_order_.erase(std::remove(worker_order_.begin(), worker_order_.end(), id), worker_order_.end());
+    return Status();
+  }
+
+  Result<std::vector<Value>> list_worker_records() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<Value> out;
+    for (const std::string& id : worker_order_) out.push_back(workers_.at(id));
+    return out;
+  }
+
+ private:
+  // An event as kept: its run is the one holding it, its seq its position,
+  // and its kind one of the few the store has seen (interned).
+  struct StoredEvent {
+    const std::string* kind;
+    Value data;
+    int64_t created_at_ms;
+  };
+
+  struct RunData {
+    RunRecord record;
+    std::vector<Checkpoint> checkpoints;
+    std::vector<PendingWrite> pending_writes;
+    std::unordered_map<std::string, StepRecord> steps;
+    std::vector<const std::string*> step_order;  // keys of `steps`, in first-write order
+    std::vector<StoredEvent> events;  // events[i] has seq i + 1
+  };
+
+  // REQUIRES: mu_ held.
+  void keep_event(RunData& data, const EventRecord& event) {
+    const std::string* kind = &*kinds_.insert(event.kind).first;
+    data.events.push_back(StoredEvent{kind, event.data, event.created_at_ms});
+  }
+
+  std::mutex mu_;
+  std::unordered_set<std::string> kinds_;  // event kinds, for StoredEvent (set nodes stay put)
+  std::unordered_map<std::string, RunData> runs_;
+  std::vector<std::string> order_;
+  std::unordered_map<std::string, std::string> idempotency_;
+  // Id -> the key of its run in runs_ (map keys stay put until erased).
+  std::unordered_map<std::string, const std::string*> checkpoint_run_;
+  std::unordered_map<std::string, const std::string*> step_run_;
+  std::unordered_map<std::string, WorkflowRecord> workflows_;
+  std::vector<std::string> workflow_order_;
+  std::unordered_map<std::string, Value> workers_;
+  std::vector<std::string> worker_order_;
+};
+
+}  // namespace
+
+std::shared_ptr<Store> new_memory_store() { return std::make_shared<MemoryStore>(); }
+
+std::string_view run_status_name(RunStatus status) {
+  switch (status) {
+    case RunStatus::kPending: return "pending";
+    case RunStatus::kRunning: return "running";
+    case RunStatus::kInterrupted: return "interrupted";
+    case RunStatus::kCompleted: return "completed";
+    case RunStatus::kFailed: return "failed";
+    case RunStatus::kCancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+std::optional<RunStatus> run_status_from_name(std::string_view name) {
+  for (RunStatus s : {RunStatus::kPending, RunStatus::kRunning, RunStatus::kInterrupted,
+                      RunStatus::kCompleted, RunStatus::kFailed, RunStatus::kCancelled}) {
+    if (run_status_name(s) == name) return s;
+  }
+  return std::nullopt;
+}
+
+std::string_view step_status_name(StepStatus status) {
+  switch (status) {
+    case StepStatus::kPending: return "pending";
+    case StepStatus::kReady: return "ready";
+    case StepStatus::kRunning: return "running";
+    case StepStatus::kCompleted: return "completed";
+    case StepStatus::kFailed: return "failed";
+    case StepStatus::kSkipped: return "skipped";
+    case StepStatus::kInterrupted: return "interrupted";
+  }
+  return "unknown";
+}
+
+}  // namespace orch

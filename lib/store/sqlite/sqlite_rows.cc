@@ -1,0 +1,340 @@
+// SPDX-License-Identifier: MIT
+// Row <-> record mapping of the SQLite store.
+#include "store/sqlite/sqlite_rows.h"
+
+#include <SQLiteCpp/Column.h>
+
+#include <optional>
+#include <string_view>
+
+namespace orch::sqlite {
+namespace {
+
+const char* const kRunNames[] = {"id",
+                                 "status",
+                                 "workflow_id",
+                                 "workflow",
+                                 "input",
+                                 "config",
+                                 "state",
+                                 "callbacks",
+                                 "error",
+                                 "parent_run_id",
+                                 "parent_node",
+                                 "idempotency_key",
+                                 "forked_from_run_id",
+                                 "forked_from_checkpoint_id",
+                                 "created_at_ms",
+                                 "updated_at_ms",
+                                 "started_at_ms",
+                                 "ended_at_ms",
+                                 "input_tokens",
+                                 "output_tokens",
+                                 "checkpoint_count",
+                                 "recoveries"};
+const char* const kStepNames[] = {
+    "id",           "run_id",        "node_name",     "type",          "status",
+    "attempt",      "max_attempts",  "superstep",     "item_index",    "parent_step_id",
+    "worker_id",    "child_run_id",  "input",         "output",        "error",
+    "input_tokens", "output_tokens", "created_at_ms", "started_at_ms", "ended_at_ms"};
+const char* const kEventNames[] = {"run_id", "seq", "kind", "data", "created_at_ms", "state_checkpoint_id"};
+const char* const kPendingWriteNames[] = {"run_id", "superstep", "node_name", "result"};
+const char* const kWorkflowNames[] = {"id",         "name",          "version",
+                                      "definition", "created_at_ms", "updated_at_ms"};
+
+template <size_t N>
+constexpr int count_of(const char* const (&)[N]) {
+  return static_cast<int>(N);
+}
+
+std::string text(const SQLite::Statement& stmt, int index) {
+  SQLite::Column col = stmt.getColumn(index);
+  return std::string(col.getText(), static_cast<size_t>(col.getBytes()));
+}
+
+int64_t integer(const SQLite::Statement& stmt, int index) {
+  return stmt.getColumn(index).getInt64();
+}
+
+std::optional<StepStatus> step_status_from_name(std::string_view name) {
+  for (StepStatus s :
+       {StepStatus::kPending, StepStatus::kReady, StepStatus::kRunning, StepStatus::kCompleted,
+        StepStatus::kFailed, StepStatus::kSkipped, StepStatus::kInterrupted}) {
+    if (step_status_name(s) == name) return s;
+  }
+  return std::nullopt;
+}
+
+void bind_json(SQLite::Statement& stmt, int index, const Value& value) {
+  stmt.bind(index, value.to_json());
+}
+
+// A record's own string, bound without SQLite copying it: the record outlives
+// the statement's execution (see sqlite_rows.h).
+void bind_field(SQLite::Statement& stmt, int index, const std::string& field) { stmt.bindNoCopy(index, field); }
+
+}  // namespace
+
+const TableColumns kRunColumns{"runs", kRunNames, count_of(kRunNames)};
+const TableColumns kStepColumns{"steps", kStepNames, count_of(kStepNames), /*keyed_by_run_pk=*/true};
+const TableColumns kEventColumns{"events", kEventNames, count_of(kEventNames), /*keyed_by_run_pk=*/true};
+const TableColumns kPendingWriteColumns{"pending_writes", kPendingWriteNames,
+                                        count_of(kPendingWriteNames)};
+const TableColumns kWorkflowColumns{"workflows", kWorkflowNames, count_of(kWorkflowNames)};
+
+std::string TableColumns::select_list() const {
+  std::string out;
+  for (int i = 0; i < count; ++i) {
+    if (i > 0) out += ", ";
+    out += columns[i];
+  }
+  return out;
+}
+
+std::string TableColumns::insert_sql() const {
+  std::string out = std::string("INSERT INTO ") + table + " (" + select_list() +
+                    (keyed_by_run_pk ? ", run_pk" : "") + ") VALUES (";
+  const int params = keyed_by_run_pk ? count + 1 : count;
+  for (int i = 0; i < params; ++i) out += (i > 0 ? ", ?" : "?") + std::to_string(i + 1);
+  return out + ")";
+}
+
+std::string TableColumns::upsert_sql() const {
+  std::string sql = insert_sql() + " ON CONFLICT (" + columns[0] + ") DO UPDATE SET ";
+  for (int i = 1; i < count; ++i) {
+    if (i > 1) sql += ", ";
+    sql += std::string(columns[i]) + " = excluded." + columns[i];
+  }
+  return sql;
+}
+
+std::string TableColumns::update_sql() const {
+  std::string out = std::string("UPDATE ") + table + " SET ";
+  for (int i = 1; i < count; ++i) {
+    if (i > 1) out += ", ";
+    out += std::string(columns[i]) + " = ?" + std::to_string(i + 1);
+  }
+  return out + " WHERE " + columns[0] + " = ?1";
+}
+
+Result<Value> read_json_column(const SQLite::Statement& stmt, int index, const std::string& what) {
+  SQLite::Column col = stmt.getColumn(index);
+  std::string_view json(col.getText(), static_cast<size_t>(col.getBytes()));
+  Result<Value> parsed = parse_json(json);
+  if (!parsed.ok()) {
+    return Status::internal(what + ": column " + stmt.getColumnName(index) +
+                            " holds malformed JSON: " + parsed.status().message());
+  }
+  return parsed;
+}
+
+void bind_run(SQLite::Statement& stmt, const RunRecord& run) {
+  bind_field(stmt, 1, run.id);
+  stmt.bind(2, std::string(run_status_name(run.status)));
+  bind_field(stmt, 3, run.workflow_id);
+  bind_json(stmt, 4, run.workflow);
+  bind_json(stmt, 5, run.input);
+  bind_json(stmt, 6, run.config);
+  bind_json(stmt, 7, run.state);
+  bind_json(stmt, 8, run.callbacks);
+  bind_field(stmt, 9, run.error);
+  bind_field(stmt, 10, run.parent_run_id);
+  bind_field(stmt, 11, run.parent_node);
+  // NULL, not '', for "no key": the UNIQUE index then ignores keyless runs.
+  if (run.idempotency_key.empty()) {
+    stmt.bind(12);
+  } else {
+    bind_field(stmt, 12, run.idempotency_key);
+  }
+  bind_field(stmt, 13, run.forked_from_run_id);
+  bind_field(stmt, 14, run.forked_from_checkpoint_id);
+  stmt.bind(15, run.created_at_ms);
+  stmt.bind(16, run.updated_at_ms);
+  stmt.bind(17, run.started_at_ms);
+  stmt.bind(18, run.ended_at_ms);
+  stmt.bind(19, run.input_tokens);
+  stmt.bind(20, run.output_tokens);
+  stmt.bind(21, run.checkpoint_count);
+  stmt.bind(22, run.recoveries);
+}
+
+const char* const kRunProgressSql =
+    "UPDATE runs SET error = ?3, updated_at_ms = ?4, started_at_ms = ?5, "
+    "ended_at_ms = ?6, input_tokens = ?7, output_tokens = ?8, checkpoint_count = ?9, state = ?10, "
+    "recoveries = ?12, last_event_seq = last_event_seq + ?11 WHERE id = ?1 RETURNING last_event_seq, pk";
+const char* const kRunStatusSql = "UPDATE runs SET status = ?2 WHERE id = ?1 AND status <> ?2";
+
+void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run, bool state_is_checkpoints,
+                       int64_t new_events) {
+  // '': the run's state is its latest checkpoint's (see read_run).
+  if (state_is_checkpoints) {
+    stmt.bind(10, std::string());
+  } else {
+    bind_json(stmt, 10, run.state);
+  }
+  bind_field(stmt, 1, run.id);
+  stmt.bind(2, std::string(run_status_name(run.status)));
+  bind_field(stmt, 3, run.error);
+  stmt.bind(4, run.updated_at_ms);
+  stmt.bind(5, run.started_at_ms);
+  stmt.bind(6, run.ended_at_ms);
+  stmt.bind(7, run.input_tokens);
+  stmt.bind(8, run.output_tokens);
+  stmt.bind(9, run.checkpoint_count);
+  stmt.bind(11, new_events);
+  stmt.bind(12, run.recoveries);
+}
+
+Result<RunRecord> read_run(const SQLite::Statement& stmt) {
+  RunRecord run;
+  run.id = text(stmt, 0);
+  const std::string what = "run " + run.id;
+  std::optional<RunStatus> status = run_status_from_name(text(stmt, 1));
+  if (!status) return Status::internal(what + ": unknown status '" + text(stmt, 1) + "'");
+  run.status = *status;
+  run.workflow_id = text(stmt, 2);
+  ORCH_ASSIGN_OR_RETURN(run.workflow, read_json_column(stmt, 3, what));
+  ORCH_ASSIGN_OR_RETURN(run.input, read_json_column(stmt, 4, what));
+  ORCH_ASSIGN_OR_RETURN(run.config, read_json_column(stmt, 5, what));
+  if (stmt.getColumn(6).getBytes() > 0) {
+    ORCH_ASSIGN_OR_RETURN(run.state, read_json_column(stmt, 6, what));
+  } else {
+    run.state = Value();  // null: the caller takes the state from the latest checkpoint
+  }
+  ORCH_ASSIGN_OR_RETURN(run.callbacks, read_json_column(stmt, 7, what));
+  run.error = text(stmt, 8);
+  run.parent_run_id = text(stmt, 9);
+  run.parent_node = text(stmt, 10);
+  run.idempotency_key = text(stmt, 11);  // NULL reads as ""
+  run.forked_from_run_id = text(stmt, 12);
+  run.forked_from_checkpoint_id = text(stmt, 13);
+  run.created_at_ms = integer(stmt, 14);
+  run.updated_at_ms = integer(stmt, 15);
+  run.started_at_ms = integer(stmt, 16);
+  run.ended_at_ms = integer(stmt, 17);
+  run.input_tokens = integer(stmt, 18);
+  run.output_tokens = integer(stmt, 19);
+  run.checkpoint_count = integer(stmt, 20);
+  run.recoveries = integer(stmt, 21);
+  return run;
+}
+
+void bind_step(SQLite::Statement& stmt, const StepRecord& step) {
+  bind_field(stmt, 1, step.id);
+  bind_field(stmt, 2, step.run_id);
+  bind_field(stmt, 3, step.node_name);
+  bind_field(stmt, 4, step.type);
+  stmt.bind(5, std::string(step_status_name(step.status)));
+  stmt.bind(6, step.attempt);
+  stmt.bind(7, step.max_attempts);
+  stmt.bind(8, step.superstep);
+  stmt.bind(9, step.item_index);
+  bind_field(stmt, 10, step.parent_step_id);
+  bind_field(stmt, 11, step.worker_id);
+  bind_field(stmt, 12, step.child_run_id);
+  bind_json(stmt, 13, step.input);
+  bind_json(stmt, 14, step.output);
+  bind_field(stmt, 15, step.error);
+  stmt.bind(16, step.input_tokens);
+  stmt.bind(17, step.output_tokens);
+  stmt.bind(18, step.created_at_ms);
+  stmt.bind(19, step.started_at_ms);
+  stmt.bind(20, step.ended_at_ms);
+}
+
+Result<StepRecord> read_step(const SQLite::Statement& stmt) {
+  StepRecord step;
+  step.id = text(stmt, 0);
+  const std::string what = "step " + step.id;
+  step.run_id = text(stmt, 1);
+  step.node_name = text(stmt, 2);
+  step.type = text(stmt, 3);
+  std::optional<StepStatus> status = step_status_from_name(text(stmt, 4));
+  if (!status) return Status::internal(what + ": unknown status '" + text(stmt, 4) + "'");
+  step.status = *status;
+  step.attempt = stmt.getColumn(5).getInt();
+  step.max_attempts = stmt.getColumn(6).getInt();
+  step.superstep = integer(stmt, 7);
+  step.item_index = stmt.getColumn(8).getInt();
+  step.parent_step_id = text(stmt, 9);
+  step.worker_id = text(stmt, 10);
+  step.child_run_id = text(stmt, 11);
+  ORCH_ASSIGN_OR_RETURN(step.input, read_json_column(stmt, 12, what));
+  ORCH_ASSIGN_OR_RETURN(step.output, read_json_column(stmt, 13, what));
+  step.error = text(stmt, 14);
+  step.input_tokens = integer(stmt, 15);
+  step.output_tokens = integer(stmt, 16);
+  step.created_at_ms = integer(stmt, 17);
+  step.started_at_ms = integer(stmt, 18);
+  step.ended_at_ms = integer(stmt, 19);
+  return step;
+}
+
+void bind_event(SQLite::Statement& stmt, const EventRecord& event, const std::string* data_json) {
+  bind_field(stmt, 1, event.run_id);
+  stmt.bind(2, event.seq);
+  bind_field(stmt, 3, event.kind);
+  if (data_json != nullptr) {
+    bind_field(stmt, 4, *data_json);
+  } else {
+    bind_json(stmt, 4, event.data);
+  }
+  stmt.bind(5, event.created_at_ms);
+  stmt.bind(6, std::string());
+}
+
+void bind_event_state_ref(SQLite::Statement& stmt, const std::string& checkpoint_id) {
+  bind_field(stmt, 6, checkpoint_id);
+}
+
+Result<EventRecord> read_event(const SQLite::Statement& stmt, std::string* state_checkpoint_id) {
+  EventRecord event;
+  event.run_id = text(stmt, 0);
+  event.seq = integer(stmt, 1);
+  event.kind = text(stmt, 2);
+  ORCH_ASSIGN_OR_RETURN(
+      event.data,
+      read_json_column(stmt, 3, "event " + std::to_string(event.seq) + " of run " + event.run_id));
+  event.created_at_ms = integer(stmt, 4);
+  *state_checkpoint_id = text(stmt, 5);
+  return event;
+}
+
+void bind_pending_write(SQLite::Statement& stmt, const PendingWrite& write) {
+  bind_field(stmt, 1, write.run_id);
+  stmt.bind(2, write.superstep);
+  bind_field(stmt, 3, write.node_name);
+  bind_json(stmt, 4, write.result);
+}
+
+Result<PendingWrite> read_pending_write(const SQLite::Statement& stmt) {
+  PendingWrite write;
+  write.run_id = text(stmt, 0);
+  write.superstep = integer(stmt, 1);
+  write.node_name = text(stmt, 2);
+  ORCH_ASSIGN_OR_RETURN(write.result,
+                        read_json_column(stmt, 3, "pending write of run " + write.run_id));
+  return write;
+}
+
+void bind_workflow(SQLite::Statement& stmt, const WorkflowRecord& workflow) {
+  stmt.bind(1, workflow.id);
+  stmt.bind(2, workflow.name);
+  stmt.bind(3, workflow.version);
+  bind_json(stmt, 4, workflow.definition);
+  stmt.bind(5, workflow.created_at_ms);
+  stmt.bind(6, workflow.updated_at_ms);
+}
+
+Result<WorkflowRecord> read_workflow(const SQLite::Statement& stmt) {
+  WorkflowRecord workflow;
+  workflow.id = text(stmt, 0);
+  workflow.name = text(stmt, 1);
+  workflow.version = integer(stmt, 2);
+  ORCH_ASSIGN_OR_RETURN(workflow.definition, read_json_column(stmt, 3, "workflow " + workflow.id));
+  workflow.created_at_ms = integer(stmt, 4);
+  workflow.updated_at_ms = integer(stmt, 5);
+  return workflow;
+}
+
+}  // namespace orch::sqlite

@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: MIT
+// Schema migrations of the SQLite store (see sqlite_schema.h).
+#include "store/sqlite/sqlite_schema.h"
+
+#include <mutex>
+#include <string>
+
+namespace orch::sqlite {
+namespace {
+
+// "orch" in ASCII.
+constexpr int kApplicationId = 0x6f726368;
+
+// Migration N (1-based) takes the schema from version N-1 to N. Append only:
+// a released migration never changes, or files that already ran it diverge.
+//
+// Tables use an INTEGER PRIMARY KEY `pk` where listing order is insertion
+// order (runs newest first, steps and workflows in first-write order).
+// JSON columns hold compact JSON text. Checkpoint rows hold either a snapshot
+// document or a delta (see sqlite_checkpoint_codec.h).
+const char* const kMigrations[] = {
+    // 1: the initial schema.
+    R"sql(
+CREATE TABLE runs (
+  pk INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  status TEXT NOT NULL,
+  workflow_id TEXT NOT NULL,
+  workflow TEXT NOT NULL,
+  input TEXT NOT NULL,
+  config TEXT NOT NULL,
+  state TEXT NOT NULL,
+  callbacks TEXT NOT NULL,
+  error TEXT NOT NULL,
+  parent_run_id TEXT NOT NULL,
+  parent_node TEXT NOT NULL,
+  idempotency_key TEXT UNIQUE,           -- NULL when the run has none
+  forked_from_run_id TEXT NOT NULL,
+  forked_from_checkpoint_id TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  updated_at_ms INTEGER NOT NULL,
+  started_at_ms INTEGER NOT NULL,
+  ended_at_ms INTEGER NOT NULL,
+  input_tokens INTEGER NOT NULL,
+  output_tokens INTEGER NOT NULL,
+  checkpoint_count INTEGER NOT NULL,
+  lease_owner TEXT NOT NULL DEFAULT '',
+  lease_expires_at_ms INTEGER NOT NULL DEFAULT 0,
+  last_event_seq INTEGER NOT NULL DEFAULT 0  -- seq of the run's newest event
+);
+CREATE INDEX runs_by_status ON runs (status, pk);
+CREATE INDEX runs_by_workflow ON runs (workflow_id, pk);
+CREATE INDEX runs_by_parent ON runs (parent_run_id, pk);
+
+CREATE TABLE checkpoints (
+  pk INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  run_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,                  -- position in the run, from 0
+  parent_id TEXT NOT NULL,
+  step_id TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  kind TEXT NOT NULL,                    -- 'snapshot' or 'delta'
+  base_seq INTEGER NOT NULL,             -- seq of the snapshot the chain starts at
+  chain_bytes INTEGER NOT NULL,          -- delta bytes after that snapshot, this row included
+  base_bytes INTEGER NOT NULL,           -- bytes of that snapshot
+  body TEXT NOT NULL,
+  UNIQUE (run_id, seq)
+);
+
+CREATE TABLE pending_writes (
+  pk INTEGER PRIMARY KEY,
+  run_id TEXT NOT NULL,
+  superstep INTEGER NOT NULL,
+  node_name TEXT NOT NULL,
+  result TEXT NOT NULL
+);
+CREATE INDEX pending_writes_by_run ON pending_writes (run_id, pk);
+
+CREATE TABLE steps (
+  pk INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  run_id TEXT NOT NULL,
+  node_name TEXT NOT NULL,
+  type TEXT NOT NULL,
+  status TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  max_attempts INTEGER NOT NULL,
+  superstep INTEGER NOT NULL,
+  item_index INTEGER NOT NULL,
+  parent_step_id TEXT NOT NULL,
+  worker_id TEXT NOT NULL,
+  child_run_id TEXT NOT NULL,
+  input TEXT NOT NULL,
+  output TEXT NOT NULL,
+  error TEXT NOT NULL,
+  input_tokens INTEGER NOT NULL,
+  output_tokens INTEGER NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  started_at_ms INTEGER NOT NULL,
+  ended_at_ms INTEGER NOT NULL
+);
+CREATE INDEX steps_by_run ON steps (run_id, pk);
+
+CREATE TABLE events (
+  run_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  data TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE workflows (
+  pk INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  definition TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  updated_at_ms INTEGER NOT NULL
+);
+)sql",
+    // 2: workers registered through the API (JSON records), kept across restarts.
+    R"sql(
+CREATE TABLE worker_records (
+  pk INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  record TEXT NOT NULL
+);
+)sql",
+    // 3: events become a rowid table: appending to a WITHOUT ROWID b-tree
+    // rebalances three leaves at each split, several pages per superstep, where
+    // a rowid table's append adds one. An engine "values" event written with its
+    // checkpoint leaves the state out and names that checkpoint instead (see
+    // list_events); state_checkpoint_id is '' otherwise.
+    R"sql(
+CREATE TABLE events_v3 (
+  pk INTEGER PRIMARY KEY,
+  run_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  data TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  state_checkpoint_id TEXT NOT NULL DEFAULT '',
+  UNIQUE (run_id, seq)
+);
+INSERT INTO events_v3 (run_id, seq, kind, data, created_at_ms)
+  SELECT run_id, seq, kind, data, created_at_ms FROM events ORDER BY run_id, seq;
+DROP TABLE events;
+ALTER TABLE events_v3 RENAME TO events;
+)sql",
+    // 4: events, checkpoints and steps are found through their run's `pk`
+    // (run_pk) instead of its id. Run ids are random UUIDs, so an index on
+    // (run_id, ...) puts the rows of the runs in flight on as many scattered
+    // pages, each rewritten into the log at every commit (half of all pages
+    // written under load). The pks of the runs in flight are consecutive:
+    // their index entries share a few pages at the index's end. The tables
+    // are rebuilt (a UNIQUE constraint's index cannot be dropped); run_id
+    // stays as data.
+    R"sql(
+CREATE TABLE events_v4 (
+  pk INTEGER PRIMARY KEY,
+  run_pk INTEGER NOT NULL,
+  run_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  data TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  state_checkpoint_id TEXT NOT NULL DEFAULT '',
+  UNIQUE (run_pk, seq)
+);
+INSERT INTO events_v4 (pk, run_pk, run_id, seq, kind, data, created_at_ms, state_checkpoint_id)
+  SELECT e.pk, COALESCE((SELECT r.pk FROM runs r WHERE r.id = e.run_id), 0), e.run_id, e.seq, e.kind,
+         e.data, e.created_at_ms, e.state_checkpoint_id FROM events e ORDER BY e.pk;
+DROP TABLE events;
+ALTER TABLE events_v4 RENAME TO events;
+
+CREATE TABLE checkpoints_v4 (
+  pk INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  run_pk INTEGER NOT NULL,
+  run_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  parent_id TEXT NOT NULL,
+  step_id TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  base_seq INTEGER NOT NULL,
+  chain_bytes INTEGER NOT NULL,
+  base_bytes INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  UNIQUE (run_pk, seq)
+);
+INSERT INTO checkpoints_v4 (pk, id, run_pk, run_id, seq, parent_id, step_id, version, created_at_ms, kind,
+                            base_seq, chain_bytes, base_bytes, body)
+  SELECT c.pk, c.id, COALESCE((SELECT r.pk FROM runs r WHERE r.id = c.run_id), 0), c.run_id, c.seq,
+         c.parent_id, c.step_id, c.version, c.created_at_ms, c.kind, c.base_seq, c.chain_bytes,
+         c.base_bytes, c.body FROM checkpoints c ORDER BY c.pk;
+DROP TABLE checkpoints;
+ALTER TABLE checkpoints_v4 RENAME TO checkpoints;
+
+CREATE TABLE steps_v4 (
+  pk INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  run_pk INTEGER NOT NULL,
+  run_id TEXT NOT NULL,
+  node_name TEXT NOT NULL,
+  type TEXT NOT NULL,
+  status TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  max_attempts INTEGER NOT NULL,
+  superstep INTEGER NOT NULL,
+  item_index INTEGER NOT NULL,
+  parent_step_id TEXT NOT NULL,
+  worker_id TEXT NOT NULL,
+  child_run_id TEXT NOT NULL,
+  input TEXT NOT NULL,
+  output TEXT NOT NULL,
+  error TEXT NOT NULL,
+  input_tokens INTEGER NOT NULL,
+  output_tokens INTEGER NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  started_at_ms INTEGER NOT NULL,
+  ended_at_ms INTEGER NOT NULL
+);
+INSERT INTO steps_v4 (pk, id, run_pk, run_id, node_name, type, status, attempt, max_attempts, superstep,
+                      item_index, parent_step_id, worker_id, child_run_id, input, output, error,
+                      input_tokens, output_tokens, created_at_ms, started_at_ms, ended_at_ms)
+  SELECT s.pk, s.id, COALESCE((SELECT r.pk FROM runs r WHERE r.id = s.run_id), 0), s.run_id, s.node_name,
+         s.type, s.status, s.attempt, s.max_attempts, s.superstep, s.item_index, s.parent_step_id,
+         s.worker_id, s.child_run_id, s.input, s.output, s.error, s.input_tokens, s.output_tokens,
+         s.created_at_ms, s.started_at_ms, s.ended_at_ms FROM steps s ORDER BY s.pk;
+DROP TABLE steps;
+ALTER TABLE steps_v4 RENAME TO steps;
+CREATE INDEX steps_by_run ON steps (run_pk, pk);
+)sql",
+    // 5: how often a run was resumed after a crash without progress since
+    // (RunRecord::recoveries).
+    R"sql(
+ALTER TABLE runs ADD COLUMN recoveries INTEGER NOT NULL DEFAULT 0;
+)sql",
+};
+
+constexpr int kMigrationCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
+
+int pragma_int(Connection& conn, const char* pragma) {
+  Query q(conn, std::string("PRAGMA ") + pragma);
+  return q->executeStep() ? q->getColumn(0).getInt() : 0;
+}
+
+}  // namespace
+
+int latest_schema_version() { return kMigrationCount; }
+
+void configure_connection(Connection& conn) {
+  // NORMAL is durable against process crashes in WAL mode; commits that ask
+  // for sync_to_disk switch to FULL for their transaction.
+  conn.db().exec("PRAGMA synchronous = NORMAL");
+  // Statement journals (savepoints) stay in memory instead of a temp file.
+  conn.db().exec("PRAGMA temp_store = MEMORY");
+}
+
+Status migrate_schema(Connection& conn, bool in_memory) {
+  try {
+    // WAL lets readers run beside the writer. It is stored in the file, and
+    // cannot be switched inside a transaction, so it comes first.
+    if (!in_memory) conn.db().exec("PRAGMA journal_mode = WAL");
+
+    std::mutex local;  // the store's writer mutex is not needed yet: nobody else has the store
+    WriteTransaction txn(conn, local);
+    const int app_id = pragma_int(conn, "application_id");
+    const int version = pragma_int(conn, "user_version");
+    if (app_id != 0 && app_id != kApplicationId) {
+      return Status::failed_precondition(
+          "the database belongs to another application (application_id " + std::to_string(app_id) +
+          ")");
+    }
+    if (version > kMigrationCount) {
+      return Status::failed_precondition("the database has schema version " +
+                                         std::to_string(version) +
+                                         ", newer than this orch understands (" +
+                                         std::to_string(kMigrationCount) + "); upgrade orch");
+    }
+    if (version == kMigrationCount && app_id == kApplicationId) return Status();
+    for (int next = version + 1; next <= kMigrationCount; ++next)
+      conn.db().exec(kMigrations[next - 1]);
+    conn.db().exec("PRAGMA application_id = " + std::to_string(kApplicationId));
+    conn.db().exec("PRAGMA user_version = " + std::to_string(kMigrationCount));
+    txn.commit();
+    return Status();
+  } catch (const SQLite::Exception& e) {
+    return status_from_exception(e, "migrating the database schema");
+  }
+}
+
+}  // namespace orch::sqlite

@@ -1,0 +1,414 @@
+// SPDX-License-Identifier: MIT
+// Checkpoints of the SQLite store: commit, read back, truncate, and the cache
+// of each run's latest document. The row format is in sqlite_checkpoint_codec.h.
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "store/sqlite/sqlite_rows.h"
+#include "store/sqlite/sqlite_store_impl.h"
+
+namespace orch::sqlite {
+namespace {
+
+// The row columns a Checkpoint needs besides its document.
+constexpr const char* kRowColumns =
+    "id, run_id, seq, base_seq, parent_id, step_id, version, created_at_ms";
+
+struct RowHeader {
+  Checkpoint checkpoint;  // without state, metadata and completed nodes
+  int64_t seq = 0;
+  int64_t base_seq = 0;
+};
+
+// Reads kRowColumns from the current row.
+RowHeader read_header(const SQLite::Statement& stmt) {
+  RowHeader h;
+  h.checkpoint.id = stmt.getColumn(0).getString();
+  h.checkpoint.run_id = stmt.getColumn(1).getString();
+  h.seq = stmt.getColumn(2).getInt64();
+  h.base_seq = stmt.getColumn(3).getInt64();
+  h.checkpoint.parent_id = stmt.getColumn(4).getString();
+  h.checkpoint.step_id = stmt.getColumn(5).getString();
+  h.checkpoint.version = stmt.getColumn(6).getInt64();
+  h.checkpoint.created_at_ms = stmt.getColumn(7).getInt64();
+  return h;
+}
+
+std::string_view column_text(const SQLite::Statement& stmt, int index) {
+  SQLite::Column col = stmt.getColumn(index);
+  return std::string_view(col.getText(), static_cast<size_t>(col.getBytes()));
+}
+
+bool same_link(const ChainLink& a, const ChainLink& b) {
+  return a.id == b.id && a.seq == b.seq && a.base_seq == b.base_seq &&
+         a.chain_bytes == b.chain_bytes && a.base_bytes == b.base_bytes;
+}
+
+}  // namespace
+
+// ---- Cache ------------------------------------------------------------------------
+
+bool SqliteStore::cached_document(const std::string& run_id, CachedDocument* out) {
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  auto it = cache_.find(run_id);
+  if (it == cache_.end()) return false;
+  *out = it->second;  // shares storage: cheap
+  return true;
+}
+
+void SqliteStore::cache_document(const std::string& run_id, CachedDocument entry) {
+  if (options_.cached_runs == 0) return;
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  // Evicting an arbitrary run is fine: a miss costs one chain read.
+  if (cache_.size() >= options_.cached_runs && cache_.find(run_id) == cache_.end())
+    cache_.erase(cache_.begin());
+  cache_[run_id] = std::move(entry);
+}
+
+void SqliteStore::forget_document(const std::string& run_id) {
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  cache_.erase(run_id);
+}
+
+// ---- Reading ------------------------------------------------------------------------
+
+Result<Value> SqliteStore::load_document(Connection& conn, const std::string& run_id,
+                                         int64_t base_seq, int64_t seq) {
+  Query q(conn,
+          "SELECT seq, kind, body FROM checkpoints WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) AND seq BETWEEN ?2 AND ?3 "
+          "ORDER BY seq");
+  q->bind(1, run_id);
+  q->bind(2, base_seq);
+  q->bind(3, seq);
+  DocumentBuilder builder(run_id);
+  int64_t first = -1;
+  int64_t last = -1;
+  while (q->executeStep()) {
+    last = q->getColumn(0).getInt64();
+    if (first < 0) first = last;
+    ORCH_RETURN_IF_ERROR(builder.add(last, column_text(*q, 1), column_text(*q, 2)));
+  }
+  if (first != base_seq || last != seq) {
+    return Status::internal("checkpoint data of run " + run_id + " is corrupt: the chain " +
+                            std::to_string(base_seq) + ".." + std::to_string(seq) +
+                            " is incomplete");
+  }
+  return builder.document();
+}
+
+Result<Checkpoint> SqliteStore::read_checkpoint_row(Connection& conn, const char* sql,
+                                                    const std::string& key) {
+  std::optional<RowHeader> header;
+  {
+    Query q(conn, sql);
+    q->bind(1, key);
+    if (q->executeStep()) header = read_header(*q);
+  }
+  if (!header) return Status::not_found(key);
+  Checkpoint& cp = header->checkpoint;
+  CachedDocument cached;
+  Value document;
+  if (cached_document(cp.run_id, &cached) && cached.link.id == cp.id &&
+      cached.link.seq == header->seq) {
+    document = std::move(cached.document);
+  } else {
+    ORCH_ASSIGN_OR_RETURN(document, load_document(conn, cp.run_id, header->base_seq, header->seq));
+  }
+  ORCH_RETURN_IF_ERROR(unpack_document(document, &cp));
+  return std::move(cp);
+}
+
+namespace {
+const std::string kSelectById = std::string("SELECT ") + kRowColumns + " FROM checkpoints WHERE id = ?1";
+}  // namespace
+
+Result<Value> SqliteStore::checkpoint_state(Connection& conn, const std::string& checkpoint_id) {
+  Result<Checkpoint> cp = read_checkpoint_row(conn, kSelectById.c_str(), checkpoint_id);
+  if (!cp.ok()) {
+    return Status::internal("an event names checkpoint " + checkpoint_id + " for its state: " +
+                            cp.status().message());
+  }
+  return std::move(cp->state);
+}
+
+Status SqliteStore::restore_event_states(Connection& conn, const std::string& run_id, int64_t version) {
+  std::vector<std::pair<int64_t, std::string>> restored;  // seq, data
+  {
+    Query q(conn,
+            "SELECT e.seq, e.data, e.state_checkpoint_id FROM events e JOIN checkpoints c "
+            "ON c.id = e.state_checkpoint_id WHERE e.run_pk = (SELECT pk FROM runs WHERE id = ?1) AND c.version > ?2");
+    q->bind(1, run_id);
+    q->bind(2, version);
+    while (q->executeStep()) {
+      const int64_t seq = q->getColumn(0).getInt64();
+      ORCH_ASSIGN_OR_RETURN(Value data, read_json_column(*q, 1, "event " + std::to_string(seq) + " of run " + run_id));
+      ORCH_ASSIGN_OR_RETURN(Value state, checkpoint_state(conn, q->getColumn(2).getString()));
+      data.set("state", std::move(state));
+      restored.emplace_back(seq, data.to_json());
+    }
+  }
+  Query update(conn, "UPDATE events SET data = ?3, state_checkpoint_id = '' WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) AND seq = ?2");
+  for (const auto& [seq, data] : restored) {
+    update->bind(1, run_id);
+    update->bind(2, seq);
+    update->bindNoCopy(3, data);
+    update->exec();
+    update->reset();
+  }
+  return Status();
+}
+
+Result<Checkpoint> SqliteStore::get_checkpoint(const std::string& checkpoint_id) {
+  return with_connection("get_checkpoint", [&](Connection& conn) -> Result<Checkpoint> {
+    ReadTransaction txn(conn);
+    Result<Checkpoint> cp = read_checkpoint_row(conn, kSelectById.c_str(), checkpoint_id);
+    if (!cp.ok() && cp.status().code() == StatusCode::kNotFound) {
+      return Status::not_found("checkpoint " + checkpoint_id + " not found");
+    }
+    return cp;
+  });
+}
+
+Result<Checkpoint> SqliteStore::latest_checkpoint(const std::string& run_id) {
+  return with_connection("latest_checkpoint", [&](Connection& conn) -> Result<Checkpoint> {
+    static const std::string kSelect =
+        std::string("SELECT ") + kRowColumns +
+        " FROM checkpoints WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) ORDER BY seq DESC LIMIT 1";
+    ReadTransaction txn(conn);
+    Result<Checkpoint> cp = read_checkpoint_row(conn, kSelect.c_str(), run_id);
+    if (!cp.ok() && cp.status().code() == StatusCode::kNotFound) {
+      ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run_id));
+      if (!exists) return run_not_found(run_id);
+      return Status::not_found("run " + run_id + " has no checkpoint");
+    }
+    return cp;
+  });
+}
+
+Result<std::vector<Checkpoint>> SqliteStore::list_checkpoints(const std::string& run_id) {
+  return with_connection(
+      "list_checkpoints", [&](Connection& conn) -> Result<std::vector<Checkpoint>> {
+        static const std::string kSelect =
+            std::string("SELECT ") + kRowColumns +
+            ", kind, body FROM checkpoints WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) ORDER BY seq";
+        ReadTransaction txn(conn);
+        ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run_id));
+        if (!exists) return run_not_found(run_id);
+        Query q(conn, kSelect);
+        q->bind(1, run_id);
+        // One pass: each row's document is the previous one with its delta
+        // applied; the checkpoints share whatever did not change.
+        DocumentBuilder builder(run_id);
+        std::vector<Checkpoint> out;
+        while (q->executeStep()) {
+          RowHeader header = read_header(*q);
+          ORCH_RETURN_IF_ERROR(builder.add(header.seq, column_text(*q, 8), column_text(*q, 9)));
+          ORCH_RETURN_IF_ERROR(unpack_document(builder.document(), &header.checkpoint));
+          out.push_back(std::move(header.checkpoint));
+        }
+        return out;
+      });
+}
+
+// ---- Writing ------------------------------------------------------------------------
+
+SqliteStore::PreparedCheckpoint SqliteStore::prepare_checkpoint(const Checkpoint& checkpoint,
+                                                               const RunRecord& run) {
+  PreparedCheckpoint prepared;
+  prepared.document = checkpoint_document(checkpoint);
+  // Encode against the cached previous document before taking the writer
+  // lock; inside, this is used only if that document is still the run's last.
+  if (cached_document(run.id, &prepared.previous)) {
+    prepared.early = encode_checkpoint(checkpoint.id, prepared.document, &prepared.previous.link,
+                                       &prepared.previous.document, options_.max_delta_chain);
+  }
+  return prepared;
+}
+
+Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpoint, const RunRecord& run,
+                                     PreparedCheckpoint& prepared, int64_t new_events,
+                                     int64_t* last_event_seq, int64_t* run_pk_out) {
+  int64_t pk = 0;
+  {
+    Query update_run(conn, kRunProgressSql);
+    bind_run_progress(*update_run, run,
+                      run.state.shares_storage_with(checkpoint.state) || run.state == checkpoint.state, new_events);
+    if (!update_run->executeStep()) return run_not_found(run.id);
+    if (last_event_seq != nullptr) *last_event_seq = update_run->getColumn(0).getInt64();
+    pk = update_run->getColumn(1).getInt64();
+    if (run_pk_out != nullptr) *run_pk_out = pk;
+  }
+  {
+    Query update_status(conn, kRunStatusSql);
+    update_status->bind(1, run.id);
+    update_status->bind(2, std::string(run_status_name(run.status)));
+    update_status->exec();
+  }
+
+  std::optional<ChainLink> last;
+  {
+    Query q(conn,
+            "SELECT id, seq, base_seq, chain_bytes, base_bytes FROM checkpoints WHERE run_pk = ?1 "
+            "ORDER BY seq DESC LIMIT 1");
+    q->bind(1, pk);
+    if (q->executeStep()) {
+      last = ChainLink{q->getColumn(0).getString(), q->getColumn(1).getInt64(), q->getColumn(2).getInt64(),
+                       q->getColumn(3).getInt64(), q->getColumn(4).getInt64()};
+    }
+  }
+  EncodedCheckpoint row;
+  if (!last) {
+    row = encode_checkpoint(checkpoint.id, prepared.document, nullptr, nullptr, options_.max_delta_chain);
+  } else if (prepared.early && same_link(*last, prepared.previous.link)) {
+    row = std::move(*prepared.early);
+  } else {
+    // Another process wrote this run, or the cache lost it: diff against
+    // the stored document.
+    ORCH_ASSIGN_OR_RETURN(Value last_document, load_document(conn, run.id, last->base_seq, last->seq));
+    row = encode_checkpoint(checkpoint.id, prepared.document, &*last, &last_document, options_.max_delta_chain);
+  }
+  Query insert(conn,
+               "INSERT INTO checkpoints (id, run_id, seq, parent_id, step_id, version, created_at_ms, kind, "
+               "base_seq, chain_bytes, base_bytes, body, run_pk) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+               "?11, ?12, ?13)");
+  insert->bind(1, checkpoint.id);
+  insert->bind(2, checkpoint.run_id);
+  insert->bind(3, row.link.seq);
+  insert->bind(4, checkpoint.parent_id);
+  insert->bind(5, checkpoint.step_id);
+  insert->bind(6, checkpoint.version);
+  insert->bind(7, checkpoint.created_at_ms);
+  insert->bind(8, std::string(row.snapshot ? kSnapshotKind : kDeltaKind));
+  insert->bind(9, row.link.base_seq);
+  insert->bind(10, row.link.chain_bytes);
+  insert->bind(11, row.link.base_bytes);
+  insert->bindNoCopy(12, row.body);
+  insert->bind(13, pk);
+  insert->exec();
+  {
+    Query q(conn, "DELETE FROM pending_writes WHERE run_id = ?1");
+    q->bind(1, run.id);
+    q->exec();
+  }
+  prepared.committed = std::move(row.link);
+  return Status();
+}
+
+Status SqliteStore::resolve_state(Connection& conn, RunRecord* run) {
+  if (!run->state.is_null()) return Status();
+  Query q(conn,
+          "SELECT id, seq, base_seq, chain_bytes, base_bytes FROM checkpoints WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) "
+          "ORDER BY seq DESC LIMIT 1");
+  q->bind(1, run->id);
+  if (!q->executeStep()) return Status();  // no checkpoint: the state stays null
+  ChainLink last{q->getColumn(0).getString(), q->getColumn(1).getInt64(), q->getColumn(2).getInt64(),
+                 q->getColumn(3).getInt64(), q->getColumn(4).getInt64()};
+  q->reset();
+  CachedDocument cached;
+  if (cached_document(run->id, &cached) && same_link(last, cached.link)) {
+    run->state = cached.document["state"];
+    return Status();
+  }
+  ORCH_ASSIGN_OR_RETURN(Value document, load_document(conn, run->id, last.base_seq, last.seq));
+  run->state = document["state"];
+  return Status();
+}
+
+void SqliteStore::checkpoint_committed(const RunRecord& run, PreparedCheckpoint& prepared) {
+  if (!prepared.committed) return;
+  // A run that ended is rarely committed to again (only a replay or retry
+  // does, and a cache miss just reads the chain): free its memory.
+  if (is_terminal(run.status)) {
+    forget_document(run.id);
+  } else {
+    cache_document(run.id, CachedDocument{std::move(*prepared.committed), std::move(prepared.document)});
+  }
+}
+
+Status SqliteStore::commit_checkpoint(const Checkpoint& checkpoint, const RunRecord& run,
+                                      bool sync_to_disk) {
+  if (checkpoint.run_id != run.id) {
+    return Status::invalid_argument("checkpoint " + checkpoint.id + " belongs to run " +
+                                    checkpoint.run_id + ", not " + run.id);
+  }
+  PreparedCheckpoint prepared = prepare_checkpoint(checkpoint, run);
+  Status status = with_writer("commit_checkpoint", [&](Connection& conn) -> Status {
+    WriteTransaction txn(conn, writer_mu_, sync_to_disk);
+    ORCH_RETURN_IF_ERROR(write_checkpoint(conn, checkpoint, run, prepared));
+    txn.commit();
+    return Status();
+  });
+  if (status.ok()) checkpoint_committed(run, prepared);
+  return status;
+}
+
+Status SqliteStore::truncate_checkpoints(const std::string& run_id, int64_t version) {
+  Status status = with_writer("truncate_checkpoints", [&](Connection& conn) -> Status {
+    WriteTransaction txn(conn, writer_mu_);
+    ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run_id));
+    if (!exists) return run_not_found(run_id);
+
+    int64_t first_dropped = -1;
+    {
+      Query q(conn, "SELECT MIN(seq) FROM checkpoints WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) AND version > ?2");
+      q->bind(1, run_id);
+      q->bind(2, version);
+      if (q->executeStep() && !q->getColumn(0).isNull()) first_dropped = q->getColumn(0).getInt64();
+    }
+    if (first_dropped >= 0) {
+      ORCH_RETURN_IF_ERROR(restore_event_states(conn, run_id, version));
+      // Versions increase along a run, so normally every row from the first
+      // dropped one on goes and the surviving chains are intact. Should a
+      // later row survive (versions out of order), its chain would run through
+      // deleted rows: it is rewritten as a snapshot first.
+      std::vector<std::pair<int64_t, std::string>> rewrites;
+      std::vector<std::pair<int64_t, int64_t>> survivors;
+      {
+        Query q(conn,
+                "SELECT seq, base_seq FROM checkpoints WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) AND seq > ?2 AND version "
+                "<= ?3");
+        q->bind(1, run_id);
+        q->bind(2, first_dropped);
+        q->bind(3, version);
+        while (q->executeStep())
+          survivors.emplace_back(q->getColumn(0).getInt64(), q->getColumn(1).getInt64());
+      }
+      for (const auto& [seq, base_seq] : survivors) {
+        ORCH_ASSIGN_OR_RETURN(Value document, load_document(conn, run_id, base_seq, seq));
+        rewrites.emplace_back(seq, document.to_json());
+      }
+      {
+        Query q(conn, "DELETE FROM checkpoints WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) AND version > ?2");
+        q->bind(1, run_id);
+        q->bind(2, version);
+        q->exec();
+      }
+      for (const auto& [seq, body] : rewrites) {
+        Query q(conn,
+                "UPDATE checkpoints SET kind = 'snapshot', base_seq = seq, chain_bytes = 0, "
+                "base_bytes = ?3, "
+                "body = ?4 WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) AND seq = ?2");
+        q->bind(1, run_id);
+        q->bind(2, seq);
+        q->bind(3, static_cast<int64_t>(body.size()));
+        q->bindNoCopy(4, body);
+        q->exec();
+      }
+    }
+    // As in the in-memory store: results recorded for supersteps that are
+    // being replayed no longer apply.
+    {
+      Query q(conn, "DELETE FROM pending_writes WHERE run_id = ?1");
+      q->bind(1, run_id);
+      q->exec();
+    }
+    txn.commit();
+    return Status();
+  });
+  forget_document(run_id);
+  return status;
+}
+
+}  // namespace orch::sqlite

@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: MIT
+// Store::write_batch's default (one call per item, in the batch's order) and
+// what stores that write batches their own way share.
+#include "store/store_batch.h"
+
+#include <algorithm>
+
+namespace orch {
+
+namespace internal {
+
+const std::string* single_run_of(const StoreBatch& batch) {
+  if (batch.checkpoint && !batch.run) return nullptr;
+  const std::string* run_id = nullptr;
+  if (batch.run) run_id = &batch.run->id;
+  if ((run_id == nullptr || run_id->empty()) && !batch.events.empty()) run_id = &batch.events.front().run_id;
+  if ((run_id == nullptr || run_id->empty()) && !batch.steps.empty()) run_id = &batch.steps.front().run_id;
+  if ((run_id == nullptr || run_id->empty()) && !batch.pending_writes.empty()) run_id = &batch.pending_writes.front().run_id;
+  if (run_id == nullptr || run_id->empty()) return nullptr;
+  auto same = [run_id](const std::string& id) { return id == *run_id; };
+  bool single = std::all_of(batch.steps.begin(), batch.steps.end(), [&](const StepRecord& s) { return same(s.run_id); }) &&
+                std::all_of(batch.pending_writes.begin(), batch.pending_writes.end(),
+                            [&](const PendingWrite& w) { return same(w.run_id); }) &&
+                std::all_of(batch.events.begin(), batch.events.end(), [&](const EventRecord& e) { return same(e.run_id); }) &&
+                (!batch.checkpoint || batch.checkpoint->run_id == *run_id);
+  return single ? run_id : nullptr;
+}
+
+}  // namespace internal
+
+Status Store::create_claimed_run(const RunRecord& run, const std::string& owner, int64_t lease_ms) {
+  ORCH_RETURN_IF_ERROR(create_run(run));
+  // A run nobody else knows of yet: the claim cannot be refused by another
+  // owner, and a store that fails it still has a usable run.
+  (void)claim_run(run.id, owner, lease_ms);
+  return Status();
+}
+
+Status Store::write_batch(StoreBatch& batch) {
+  for (const StepRecord& step : batch.steps) ORCH_RETURN_IF_ERROR(put_step(step));
+  for (const PendingWrite& write : batch.pending_writes) ORCH_RETURN_IF_ERROR(put_pending_write(write));
+  if (batch.checkpoint && batch.run) {
+    ORCH_RETURN_IF_ERROR(commit_checkpoint(*batch.checkpoint, *batch.run, batch.sync_to_disk));
+  } else if (batch.run) {
+    ORCH_RETURN_IF_ERROR(update_run(*batch.run));
+  }
+  for (EventRecord& event : batch.events) {
+    ORCH_ASSIGN_OR_RETURN(event.seq, append_event(event));
+  }
+  return Status();
+}
+
+}  // namespace orch

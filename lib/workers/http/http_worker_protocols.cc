@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: MIT
+// webhook, api_chat, openai_chat and a2a over HTTP: each call runs on the
+// transport's thread pool, so call() returns at once.
+#include "orch/http_workers.h"
+
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "engine/deferred_calls.h"
+#include "workers/http/http_transport.h"
+#include "orch/id.h"
+#include "workers/worker_reply.h"
+#include "workers/worker_wire.h"
+
+namespace orch::internal {
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr milliseconds kA2aPollInterval{250};
+constexpr size_t kMaxA2aSessions = 10000;
+
+// A2A tasks waiting for input, by session: the next turn continues them.
+class A2aSessions {
+ public:
+  std::string task_for(const std::string& session) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = tasks_.find(session);
+    return it == tasks_.end() ? std::string() : it->second;
+  }
+  void update(const std::string& session, const std::string& task_id, const std::string& state) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!task_id.empty() && (state == "input-required" || state == "auth-required")) {
+      if (tasks_.size() >= kMaxA2aSessions) tasks_.erase(tasks_.begin());
+      tasks_[session] = task_id;
+    } else {
+      tasks_.erase(session);
+    }
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<std::string, std::string> tasks_;
+};
+
+bool a2a_in_progress(const std::string& state) { return state == "submitted" || state == "working"; }
+
+struct CallPlan {
+  WireProtocol wire;
+  HttpRequestSpec spec;
+  std::string session;
+};
+
+// Sends `plan` and turns the response into a reply (blocking).
+WorkerReply perform(HttpTransport& transport, A2aSessions& sessions, const CallPlan& plan) {
+  Result<HttpResponse> response = transport.send(plan.spec);
+  if (!response.ok()) {
+    return failure(response.status(), response.status().code() != StatusCode::kInvalidArgument);
+  }
+  if (response->status < 200 || response->status >= 300) {
+    return http_error_reply(*response, transport.clock()->now_ms());
+  }
+  if (plan.wire != WireProtocol::kA2a) {
+    WorkerReply reply = parse_chat_reply(response->body);
+    if (reply.status.ok() && !reply.envelope.find("rate_limit")) {
+      Value limits = rate_limit_from_headers(*response);
+      if (!limits.is_null()) reply.envelope.set("rate_limit", std::move(limits));
+    }
+    return reply;
+  }
+  A2aResult result = parse_a2a_reply(response->body);
+  // A server that answered before the task finished: poll tasks/get.
+  while (result.reply.status.ok() && a2a_in_progress(result.state) && !result.task_id.empty()) {
+    if (transport.clock()->steady_now() + kA2aPollInterval >= plan.spec.deadline) {
+      return failure(Status::deadline_exceeded("A2A: task still " + result.state + " at the deadline"), true);
+    }
+    std::this_thread::sleep_for(kA2aPollInterval);
+    HttpRequestSpec poll = plan.spec;
+    poll.body = Value::object({{"jsonrpc", "2.0"},
+                               {"id", plan.session},
+                               {"method", "tasks/get"},
+                               {"params", Value::object({{"id", result.task_id}})}})
+                    .to_json();
+    response = transport.send(poll);
+    if (!response.ok()) return failure(response.status(), true);
+    if (response->status < 200 || response->status >= 300) {
+      return http_error_reply(*response, transport.clock()->now_ms());
+    }
+    result = parse_a2a_reply(response->body);
+  }
+  // Remember a task that waits for input (the next turn continues it); forget it otherwise.
+  sessions.update(plan.session, result.task_id, result.state);
+  return std::move(result.reply);
+}
+
+class HttpWorkerProtocol final : public WorkerProtocol {
+ public:
+  HttpWorkerProtocol(WireProtocol wire, std::shared_ptr<HttpTransport> transport,
+                     std::shared_ptr<A2aSessions> sessions, int64_t default_timeout_ms)
+      : wire_(wire),
+        transport_(std::move(transport)),
+        sessions_(std::move(sessions)),
+        default_timeout_(default_timeout_ms) {}
+
+  Status validate(const WorkerInfo& worker) const override { return validate_worker(wire_, worker); }
+
+  void call(const WorkerInfo& worker, const WorkerRequest& request, Dispatcher::Callback done) override {
+    Result<std::string> url = call_url(wire_, worker);
+    if (!url.ok()) {
+      done(failure(url.status(), false));
+      return;
+    }
+    CallPlan plan{wire_, HttpRequestSpec(), session_key(request)};
+    std::string task_id = wire_ == WireProtocol::kA2a ? sessions_->task_for(plan.session) : std::string();
+    Result<std::string> body = request_body(wire_, worker, request, new_uuid(), task_id);
+    if (!body.ok()) {
+      done(failure(body.status(), false));
+      return;
+    }
+    plan.spec.url = std::move(url).value();
+    plan.spec.body = std::move(body).value();
+    plan.spec.bearer_token = worker.token;
+    plan.spec.call_id = request.call_id;
+    plan.spec.deadline = request.deadline == SteadyTime()
+                             ? transport_->clock()->steady_now() + default_timeout_
+                             : request.deadline;
+    // The task holds the transport by pointer: the transport joins its pool
+    // before it goes away, and the task touches it only before done().
+    HttpTransport* transport = transport_.get();
+    transport->run(request.call_id, [transport, sessions = sessions_, plan = std::move(plan),
+                                     done = std::move(done)]() mutable {
+      WorkerReply reply = perform(*transport, *sessions, plan);
+      transport->forget(plan.spec.call_id);
+      // The next calls this reply leads to are sent from this (call) thread,
+      // after done() returns, rather than handed to other threads.
+      DeferredCalls next_calls;
+      done(std::move(reply));
+    });
+  }
+
+  void cancel(const std::string& call_id) override { transport_->cancel(call_id); }
+
+  Status probe(const WorkerInfo& worker, milliseconds timeout) override {
+    Result<std::string> url = call_url(wire_, worker);
+    if (!url.ok()) return url.status();
+    HttpRequestSpec spec;
+    spec.method = "GET";
+    spec.url = std::move(url).value();
+    spec.bearer_token = worker.token;
+    spec.deadline = transport_->clock()->steady_now() + timeout;
+    Result<HttpResponse> response = transport_->send(spec);
+    if (!response.ok()) return response.status();
+    // Anything below 500 (404 and 405 included) shows a live server.
+    if (response->status >= 500) return Status::unavailable("HTTP " + std::to_string(response->status));
+    return Status();
+  }
+
+ private:
+  WireProtocol wire_;
+  std::shared_ptr<HttpTransport> transport_;
+  std::shared_ptr<A2aSessions> sessions_;
+  milliseconds default_timeout_;
+};
+
+}  // namespace
+
+}  // namespace orch::internal
+
+namespace orch {
+
+Status register_http_protocols(WorkerRegistry& registry, HttpWorkerOptions options) {
+  using namespace internal;
+  const WorkerRegistryOptions& defaults = registry.options();
+  std::shared_ptr<Clock> clock = options.clock ? options.clock : defaults.clock;
+  const int64_t timeout_ms = options.default_timeout_ms.value_or(defaults.default_timeout_ms);
+  auto transport = std::make_shared<HttpTransport>(std::move(clock), options.max_call_threads,
+                                                   options.max_idle_connections,
+                                                   options.host_policy.value_or(defaults.host_policy));
+  auto sessions = std::make_shared<A2aSessions>();
+  const std::pair<const char*, WireProtocol> kProtocols[] = {{"webhook", WireProtocol::kWebhook},
+                                                              {"api_chat", WireProtocol::kApiChat},
+                                                              {"openai_chat", WireProtocol::kOpenAiChat},
+                                                              {"a2a", WireProtocol::kA2a}};
+  for (const auto& [name, wire] : kProtocols) {
+    ORCH_RETURN_IF_ERROR(
+        registry.register_protocol(name, std::make_shared<HttpWorkerProtocol>(wire, transport, sessions, timeout_ms)));
+  }
+  return Status();
+}
+
+}  // namespace orch

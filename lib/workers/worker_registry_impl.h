@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: MIT
+//
+// The state behind WorkerRegistry: workers, protocols, the wait queue, calls
+// in flight and rate limits, under one mutex. Protocol calls and callbacks
+// always run outside it.
+//
+// Lifetime: the registry object owns the Impl; timers and in-flight call
+// callbacks hold weak references, so they never keep it alive or touch it
+// after it is gone.
+#pragma once
+
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "workers/call_pool.h"
+#include "orch/workers.h"
+#include "workers/worker_select.h"
+
+namespace orch {
+
+struct ORCH_NO_EXPORT WorkerRegistry::Impl : std::enable_shared_from_this<WorkerRegistry::Impl> {
+  // A call waiting for a free worker.
+  struct Pending {
+    WorkerRequest request;
+    Callback done;
+    Clock::TimerId timer = 0;  // fires at the request's deadline
+  };
+  // A call handed to a protocol.
+  struct Call {
+    std::shared_ptr<internal::WorkerEntry> worker;
+    uint64_t serial = 0;
+    SteadyTime deadline{};
+    bool probe = false;  // the half-open circuit's probe
+  };
+  // A protocol call to start once the lock is released.
+  struct Launch {
+    std::shared_ptr<internal::WorkerEntry> worker;
+    WorkerInfo info;
+    WorkerRequest request;
+    Callback done;
+    uint64_t serial = 0;
+  };
+
+  explicit Impl(WorkerRegistryOptions opts);
+
+  // Places queued calls on free workers and fails those no worker can take.
+  // Re-entrant calls (from callbacks) fold into the running pass.
+  void drain();
+  // Bookkeeping of a finished call: load, circuit, rate limit.
+  void finish(const std::shared_ptr<internal::WorkerEntry>& worker, const std::string& call_id, uint64_t serial,
+              const WorkerReply& reply);
+  // A queued call's deadline passed.
+  void expire(const std::shared_ptr<Pending>& pending);
+  void cancel(const std::string& id);
+  void shutdown();
+  void check_health();
+  // Arms the periodic check due at `due` (default: one interval from now).
+  // Each tick arms the next one at a fixed cadence before its check runs,
+  // so a check that is slow, or a clock that jumps, never loses a tick.
+  void schedule_health_check(std::optional<SteadyTime> due = std::nullopt);
+  // Runs check_health on the background thread, or after the check that is
+  // running: every tick gets its check (a backlog of a few at most).
+  void request_health_check();
+
+  // REQUIRES: mu held.
+  Launch start_call_locked(const std::shared_ptr<internal::WorkerEntry>& worker, std::shared_ptr<Pending> pending,
+                           SteadyTime now);
+  std::shared_ptr<internal::WorkerEntry> find_locked(const std::string& id) const;
+  void record_rate_limit_locked(const std::string& worker_id, const WorkerReply& reply);
+  WorkerStatus status_locked(const internal::WorkerEntry& worker, SteadyTime now) const;
+  Status check_worker_locked(const WorkerInfo& worker, std::shared_ptr<WorkerProtocol>* protocol) const;
+
+  const WorkerRegistryOptions options;
+  const std::shared_ptr<Clock> clock;
+
+  mutable std::mutex mu;
+  std::map<std::string, std::shared_ptr<WorkerProtocol>> protocols;
+  std::vector<std::shared_ptr<internal::WorkerEntry>> workers;  // in registration order
+  uint64_t next_seq = 1;
+  std::map<std::string, WorkerRateLimit> rate_limits;
+  std::list<std::shared_ptr<Pending>> queue;
+  std::multimap<std::string, Call> calls;  // by call id
+  bool draining = false;
+  bool drain_again = false;
+  bool shut_down = false;
+  Clock::TimerId health_timer = 0;
+  bool health_check_running = false;
+  int health_checks_owed = 0;  // ticks that met a running check (at most kMaxOwedHealthChecks)
+  // Runs periodic health checks (they block on probes).
+  std::unique_ptr<internal::CallPool> background;
+};
+
+}  // namespace orch

@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: MIT
+#include "http/http_api.h"
+
+#include <arpa/inet.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "orch/id.h"
+#include "http/http_listener.h"
+#include "http/request_guard.h"
+
+namespace orch::server {
+namespace {
+
+// The segments of a path. A request's path is split as it came (its target,
+// before '?') and each segment is percent-decoded once: "%2F" in an id stays
+// inside its segment, and "%2541" is "%41", not "A".
+std::vector<std::string> split_path(const std::string& path, bool decode) {
+  std::vector<std::string> out;
+  const size_t end = std::min(path.find('?'), path.size());
+  size_t i = 0;
+  while (i < end) {
+    size_t j = std::min(path.find('/', i), end);
+    if (j > i) out.push_back(decode ? httplib::detail::decode_url(path.substr(i, j - i), false) : path.substr(i, j - i));
+    i = j + 1;
+  }
+  return out;
+}
+
+bool match(const std::vector<std::string>& pattern, const std::vector<std::string>& path, Params* params) {
+  if (pattern.size() != path.size()) return false;
+  params->clear();
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] == "{}") {
+      params->push_back(path[i]);
+    } else if (pattern[i] != path[i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Constant-time comparison so response timing does not leak the token.
+bool same_token(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < b.size(); ++i) {
+    diff |= static_cast<unsigned char>(static_cast<unsigned char>(i < a.size() ? a[i] : 0) ^
+                                       static_cast<unsigned char>(b[i]));
+  }
+  return diff == 0;
+}
+
+bool authorized(const App& app, const httplib::Request& req) {
+  if (app.config.api_token.empty()) return true;
+  if (req.path == "/health" || req.path == "/metrics") return true;
+  std::string header = req.get_header_value("Authorization");
+  constexpr size_t kPrefix = 7;  // "Bearer "
+  if (header.size() <= kPrefix || strncasecmp(header.c_str(), "Bearer ", kPrefix) != 0) return false;
+  std::string token = header.substr(kPrefix);
+  while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.pop_back();
+  while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.erase(0, 1);
+  return same_token(token, app.config.api_token);
+}
+
+struct CompiledRoute {
+  std::string method;
+  std::vector<std::string> pattern;
+  Handler handler;
+};
+
+}  // namespace
+
+std::string id_problem(const std::string& id, const std::string& what) {
+  if (id.size() > kMaxIdBytes) {
+    return what + " is " + std::to_string(id.size()) + " bytes long; the limit is " + std::to_string(kMaxIdBytes);
+  }
+  for (unsigned char ch : id) {
+    if (ch < 0x20 || ch == 0x7f) return what + " must not contain control characters";
+  }
+  return "";
+}
+
+void send_json(httplib::Response& res, int status, const Value& body) {
+  res.status = status;
+  res.set_content(body.to_json(), "application/json");
+}
+
+void send_error(httplib::Response& res, int status, const std::string& code, const std::string& message) {
+  send_json(res, status, Value::object({{"error", Value::object({{"code", code}, {"message", message}})}}));
+}
+
+void send_status(httplib::Response& res, const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kInvalidArgument: return send_error(res, 400, "bad_request", s.message());
+    case StatusCode::kNotFound: return send_error(res, 404, "not_found", s.message());
+    case StatusCode::kAlreadyExists:
+    case StatusCode::kFailedPrecondition:
+    case StatusCode::kAborted: return send_error(res, 409, "conflict", s.message());
+    case StatusCode::kUnavailable: return send_error(res, 503, "unavailable", s.message());
+    case StatusCode::kDeadlineExceeded: return send_error(res, 504, "timeout", s.message());
+    case StatusCode::kResourceExhausted: return send_error(res, 429, "resource_exhausted", s.message());
+    case StatusCode::kUnimplemented: return send_error(res, 501, "unimplemented", s.message());
+    default: return send_error(res, 500, "internal", s.message());
+  }
+}
+
+bool read_json_object(const httplib::Request& req, httplib::Response& res, Value* out, bool allow_empty) {
+  if (req.body.empty() && allow_empty) {
+    *out = Value::object();
+    return true;
+  }
+  auto v = parse_json(req.body);
+  if (!v.ok()) {
+    send_error(res, 400, "bad_request", "invalid JSON body: " + v.status().message());
+    return false;
+  }
+  if (!v->is_object()) {
+    send_error(res, 400, "bad_request", "body must be a JSON object");
+    return false;
+  }
+  *out = std::move(v).value();
+  return true;
+}
+
+ListenerLimits listener_limits(const ServerConfig& config) {
+  ListenerLimits limits;
+  limits.threads = std::max<size_t>(config.http_threads, 4);
+  limits.max_connections_per_client = config.max_connections_per_client;
+  limits.header_timeout_ms = config.header_timeout_ms;
+  limits.max_header_bytes = config.max_header_bytes;
+  return limits;
+}
+
+void install_api(App& app, httplib::Server& svr) {
+  auto routes = std::make_shared<std::vector<CompiledRoute>>();
+  for (auto* table : {run_routes, workflow_routes, ops_routes, stream_routes, tracker_routes, worker_routes}) {
+    for (Route& r : table()) routes->push_back({r.method, split_path(r.pattern, false), std::move(r.handler)});
+  }
+  // Connections are accepted and given threads by HttpListener (its pool has
+  // http.threads threads; SSE streams are capped below that).
+  svr.set_tcp_nodelay(true);
+  svr.set_payload_max_length(app.config.max_body_bytes);
+  svr.set_keep_alive_max_count(1000);
+
+  auto dispatch = [&app, routes](const httplib::Request& req, httplib::Response& res) {
+    auto start = std::chrono::steady_clock::now();
+    app.metrics.http_requests.fetch_add(1, std::memory_order_relaxed);
+    std::string request_id = req.get_header_value("X-Request-Id");
+    res.set_header("X-Request-Id", request_id.empty() ? new_uuid() : request_id);
+    std::vector<std::string> path = split_path(req.target.empty() ? req.path : req.target, !req.target.empty());
+    Params params;
+    const CompiledRoute* found = nullptr;
+    std::string allow;
+    for (const CompiledRoute& r : *routes) {
+      if (!match(r.pattern, path, &params)) continue;
+      if (r.method == req.method) {
+        found = &r;
+        break;
+      }
+      if (allow.find(r.method) == std::string::npos) allow += (allow.empty() ? "" : ", ") + r.method;
+    }
+    if (!authorized(app, req)) {
+      send_error(res, 401, "unauthorized", "missing or invalid bearer token");
+    } else if (found != nullptr) {
+      match(found->pattern, path, &params);
+      std::string problem;
+      for (const std::string& p : params) {
+        if (problem.empty()) problem = id_problem(p, "id in the path");
+      }
+      if (problem.empty()) {
+        found->handler(app, req, res, params);
+      } else {
+        send_error(res, 400, "bad_request", problem);
+      }
+    } else if (!allow.empty()) {
+      res.set_header("Allow", allow);
+      send_error(res, 405, "method_not_allowed", "method " + req.method + " is not allowed on " + req.path + " (allowed: " + allow + ")");
+    } else {
+      send_error(res, 404, "not_found", "endpoint not found");
+    }
+    if (res.status >= 400) app.metrics.http_errors.fetch_add(1, std::memory_order_relaxed);
+    app.metrics.http_latency.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  };
+  auto guard = std::make_shared<RequestGuard>(app.config);
+  // Runs once a request's headers are read, before its body is.
+  svr.set_pre_routing_handler([guard, dispatch](const httplib::Request& req, httplib::Response& res) {
+    HttpListener::request_headers_read();
+    if (auto refusal = guard->check(req)) {
+      send_error(res, refusal->status, refusal->code, refusal->message);
+      // The body (if any) was not read: it must not be taken for a request.
+      if (!RequestGuard::has_no_body(req) && req.method != "GET") close_connection_after(req, res);
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    guard->add_cors_headers(req, res);
+    if (guard->is_preflight(req)) {
+      res.status = 204;
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (RequestGuard::has_no_body(req)) {  // an empty body: nothing to wait for
+      dispatch(req, res);
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  // Bodies are read here, up to the limit however they are framed: the
+  // Content-Length was checked above, a chunked body stops at the limit.
+  const size_t max_body = app.config.max_body_bytes;
+  const auto body_timeout = std::chrono::milliseconds(app.config.body_timeout_ms);
+  auto with_body = [dispatch, max_body, body_timeout](const httplib::Request& req, httplib::Response& res,
+                                                      const httplib::ContentReader& reader) {
+    std::string body;
+    bool too_large = false, too_slow = false;
+    // Each read waits 5 s at most, but a body trickled a byte at a time
+    // would never end: the whole body has a deadline.
+    const auto deadline = std::chrono::steady_clock::now() + body_timeout;
+    bool complete = reader([&](const char* data, size_t n) {
+      if (body.size() + n > max_body) {
+        too_large = true;
+        return false;
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        too_slow = true;
+        return false;
+      }
+      body.append(data, n);
+      return true;
+    });
+    if (!complete) {
+      if (too_large) {
+        send_error(res, 413, "payload_too_large",
+                   "request body exceeds the size limit of " + std::to_string(max_body) + " bytes (http.max_body_bytes)");
+      } else if (too_slow) {
+        send_error(res, 408, "request_timeout",
+                   "the request body did not arrive within " + std::to_string(body_timeout.count()) +
+                       " ms (http.body_timeout_ms)");
+      } else {
+        send_error(res, 400, "bad_request", "the request body could not be read (malformed chunked encoding?)");
+      }
+      close_connection_after(req, res);
+      return;
+    }
+    // The handlers read req.body, as for any request httplib reads itself.
+    const_cast<httplib::Request&>(req).body = std::move(body);
+    dispatch(req, res);
+  };
+  // Runs after each response is written: a connection whose request body was
+  // refused unread ends here.
+  svr.set_logger([](const httplib::Request& req, const httplib::Response&) {
+    cut_connection_if_asked(req);
+    HttpListener::response_written();
+  });
+  // [\s\S], not ".": a path whose id decodes to a newline still reaches the
+  // router (and gets its 400).
+  for (const char* pattern : {R"(/[\s\S]*)", "/"}) {
+    svr.Get(pattern, dispatch);
+    svr.Post(pattern, with_body);
+    svr.Put(pattern, with_body);
+    svr.Delete(pattern, with_body);
+    svr.Patch(pattern, with_body);
+    svr.Options(pattern, dispatch);
+  }
+  // Errors httplib produces itself (413, 400 for a malformed request line, ...)
+  // still get the JSON envelope.
+  svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    if (res.status == 413) {
+      send_error(res, 413, "payload_too_large", "request body exceeds the size limit");
+    } else if (res.status == 400) {
+      send_error(res, 400, "bad_request",
+                 "malformed HTTP request (a POST or PUT needs a Content-Length header or a chunked body; "
+                 "with curl, add -d '' or -d '{}')");
+    } else {
+      send_error(res, res.status, res.status >= 500 ? "internal" : "bad_request",
+                 "the request could not be processed (HTTP " + std::to_string(res.status) + ")");
+    }
+  });
+  // Never leak exception text in a header (httplib's default); answer JSON.
+  svr.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "internal error";
+    try {
+      if (ep) std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    send_error(res, 500, "internal", what);
+  });
+}
+
+}  // namespace orch::server

@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: MIT
+//
+// The HTTP API (NullBoiler-compatible routes, SPEC.md §8–§9) on cpp-httplib.
+// One catch-all handler per method feeds a small router, so a known path with
+// a wrong method gets 405 (with Allow) and an unknown path 404, both with the
+// JSON error envelope {"error":{"code","message"}}.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "app.h"
+#include "http/http_listener.h"
+
+namespace httplib {
+class Server;
+struct Request;
+struct Response;
+}  // namespace httplib
+
+namespace orch::server {
+
+using Params = std::vector<std::string>;  // decoded {placeholders} of the matched path
+using Handler = std::function<void(App&, const httplib::Request&, httplib::Response&, const Params&)>;
+
+struct Route {
+  const char* method;
+  const char* pattern;  // e.g. "/runs/{}/cancel"
+  Handler handler;
+};
+
+// Route tables, one per area.
+std::vector<Route> run_routes();
+std::vector<Route> workflow_routes();
+std::vector<Route> ops_routes();
+std::vector<Route> stream_routes();
+std::vector<Route> tracker_routes();
+std::vector<Route> worker_routes();
+
+// Installs every route, limits, auth, error and exception handlers on `svr`.
+void install_api(App& app, httplib::Server& svr);
+
+// The listener limits `config` asks for (see http_listener.h).
+ListenerLimits listener_limits(const ServerConfig& config);
+
+
+// Response helpers shared by the handlers.
+void send_json(httplib::Response& res, int status, const Value& body);
+void send_error(httplib::Response& res, int status, const std::string& code, const std::string& message);
+// The HTTP status and envelope code for a Status.
+void send_status(httplib::Response& res, const Status& status);
+// Ids (workflow, worker, run, step ids, idempotency keys) are at most this
+// long and hold no control characters (NUL included).
+constexpr size_t kMaxIdBytes = 256;
+// Empty when `id` is acceptable, else why not ("<what> is longer than ...").
+std::string id_problem(const std::string& id, const std::string& what);
+
+// Parses a JSON object body. On failure answers 400 and returns false. An empty
+// body is {} when `allow_empty`.
+bool read_json_object(const httplib::Request& req, httplib::Response& res, Value* out, bool allow_empty = false);
+
+}  // namespace orch::server
