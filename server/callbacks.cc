@@ -107,7 +107,9 @@ Value CallbackSender::callbacks_of(const std::string& run_id) {
   // A run's callbacks are fixed when it is created: read them once.
   auto run = app_.store->get_run(run_id);
   if (!run.ok()) return Value();
-  Value callbacks = run->callbacks.is_array() ? run->callbacks : Value();
+  const Value& host_data = run->host_data;  // const: reading must not make it an object
+  const Value& stored = host_data["callbacks"];
+  Value callbacks = stored.is_array() ? stored : Value();
   std::lock_guard<std::mutex> lock(cache_mu_);
   if (callbacks_of_.size() >= kMaxCachedRuns) callbacks_of_.clear();
   callbacks_of_[run_id] = callbacks;

@@ -85,7 +85,8 @@ void start_run_from_request(App& app, const httplib::Request& req, httplib::Resp
   RunOptions options;
   options.input = input.is_null() ? Value::object() : input;
   options.config = config.is_null() ? Value::object() : config;
-  options.callbacks = callbacks;
+  // Kept with the run for the callback sender (it reads them back after a restart).
+  if (callbacks.is_array()) options.host_data = Value::object({{"callbacks", callbacks}});
   options.idempotency_key = key;
   options.workflow_id = workflow_id;
   options.run_id = new_uuid();

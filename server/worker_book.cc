@@ -7,6 +7,10 @@
 #include "orch/url.h"
 
 namespace orch::server {
+
+// The store collection (Store host records) that keeps workers registered
+// through the API across restarts.
+constexpr const char* kWorkersCollection = "workers";
 namespace {
 
 // The URL scheme each built-in protocol speaks.
@@ -92,7 +96,7 @@ Status WorkerBook::load(const Value& config_workers, int64_t now_ms) {
       if (!s.ok()) std::cerr << "orch: skipping config worker " << w->id << ": " << s.message() << "\n";
     }
   }
-  auto stored = store_->list_worker_records();
+  auto stored = store_->list_host_records(kWorkersCollection);
   if (!stored.ok()) return stored.status().code() == StatusCode::kUnimplemented ? Status() : stored.status();
   for (const Value& record : *stored) {
     auto w = parse(record);
@@ -115,7 +119,7 @@ Status WorkerBook::add(const WorkerInfo& worker, const std::string& source, int6
   ORCH_RETURN_IF_ERROR(registry_->add_worker(worker));
   Entry entry{worker, source, now_ms};
   if (source == "registered") {
-    Status s = store_->put_worker_record(worker.id, record_of(entry));
+    Status s = store_->put_host_record(kWorkersCollection, worker.id, record_of(entry));
     if (!s.ok() && s.code() != StatusCode::kUnimplemented) {
       (void)registry_->remove_worker(worker.id);
       return s;
@@ -130,7 +134,7 @@ Status WorkerBook::remove(const std::string& id) {
   auto it = std::find_if(entries_.begin(), entries_.end(), [&](const Entry& e) { return e.info.id == id; });
   if (it == entries_.end()) return Status::not_found("worker not found");
   (void)registry_->remove_worker(id);
-  (void)store_->delete_worker_record(id);
+  (void)store_->delete_host_record(kWorkersCollection, id);
   entries_.erase(it);
   return Status();
 }

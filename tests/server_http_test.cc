@@ -451,7 +451,7 @@ TEST_CASE("a run's callbacks announced at its start are used without reading the
     server.app().callbacks->expect_run(run_id, announced);
     orch::RunOptions options;
     options.run_id = run_id;
-    options.callbacks = callbacks;  // what the store keeps
+    options.host_data = orch::Value::object({{"callbacks", callbacks}});  // what the store keeps
     REQUIRE(server.app().engine->start_run(*workflow, std::move(options)).ok());
     CHECK(wait_run(*c, run_id)["status"].as_string() == "completed");
   };

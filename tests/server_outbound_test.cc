@@ -203,7 +203,7 @@ TEST_CASE("the callback sender survives callbacks that used to crash it and goes
        {"headers", Value::object({{"X-Good", "yes"}, {"X-Bad", "v\r\nX-Injected: 1"}, {"Host", "evil.example"}})}}));
   orch::RunOptions options;
   options.run_id = "stored-before-checks";
-  options.callbacks = callbacks;
+  options.host_data = orch::Value::object({{"callbacks", callbacks}});
   REQUIRE(server.app().engine->start_run(*workflow, std::move(options)).ok());
 
   REQUIRE(eventually([&] { return !sink.received().empty(); }));

@@ -235,6 +235,9 @@ CREATE TABLE events (run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT N
 INSERT INTO events VALUES ('old', 2, 'values', '{"state":{"b":2}}', 20), ('old', 1, 'run.started', '{}', 10);
 UPDATE runs SET last_event_seq = 2 WHERE id = 'old';
 ALTER TABLE runs DROP COLUMN recoveries;  -- added by schema 5
+DROP TABLE host_records;  -- schema 6
+CREATE TABLE worker_records (pk INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, record TEXT NOT NULL);
+ALTER TABLE runs RENAME COLUMN host_data TO callbacks;
 PRAGMA user_version = 2;
 )sql").ok());
   }
@@ -274,6 +277,9 @@ TEST_CASE("a schema 4 file's runs get a recovery count of 0", "[sqlite]") {
     REQUIRE(store->create_run(make_run("old")).ok());
     REQUIRE(orch::sqlite_execute_for_testing(*store, R"sql(
 ALTER TABLE runs DROP COLUMN recoveries;
+DROP TABLE host_records;  -- schema 6
+CREATE TABLE worker_records (pk INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, record TEXT NOT NULL);
+ALTER TABLE runs RENAME COLUMN host_data TO callbacks;
 PRAGMA user_version = 4;
 )sql").ok());
   }
@@ -284,6 +290,33 @@ PRAGMA user_version = 4;
   run->recoveries = 2;
   REQUIRE(store->update_run(*run).ok());
   CHECK(store->get_run("old")->recoveries == 2);
+}
+
+TEST_CASE("a schema 5 file's worker records and callbacks become host records and host data", "[sqlite]") {
+  TempDir dir;
+  const std::string path = dir.file("orch.db");
+  {
+    auto store = open_store(path);
+    REQUIRE(store->create_run(make_run("with")).ok());
+    REQUIRE(store->create_run(make_run("without")).ok());
+    REQUIRE(orch::sqlite_execute_for_testing(*store, R"sql(
+DROP TABLE host_records;
+CREATE TABLE worker_records (pk INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, record TEXT NOT NULL);
+INSERT INTO worker_records (id, record) VALUES ('w2', '{"id":"w2"}'), ('w1', '{"id":"w1","url":"http://a/x"}');
+ALTER TABLE runs RENAME COLUMN host_data TO callbacks;
+UPDATE runs SET callbacks = '[{"url":"http://cb/x"}]' WHERE id = 'with';
+UPDATE runs SET callbacks = 'null' WHERE id = 'without';
+PRAGMA user_version = 5;
+)sql").ok());
+  }
+  auto store = open_store(path);
+  auto records = store->list_host_records("workers");
+  REQUIRE(records.ok());
+  REQUIRE(records->size() == 2);
+  CHECK((*records)[0].to_json() == R"({"id":"w2"})");
+  CHECK((*records)[1]["url"].as_string() == "http://a/x");
+  CHECK(store->get_run("with")->host_data.to_json() == R"({"callbacks":[{"url":"http://cb/x"}]})");
+  CHECK(store->get_run("without")->host_data.is_null());
 }
 
 TEST_CASE("a schema 3 file's steps, checkpoints and events survive the move to run pks", "[sqlite]") {
@@ -330,6 +363,9 @@ DROP INDEX steps_by_run;
 ALTER TABLE steps DROP COLUMN run_pk;
 CREATE INDEX steps_by_run ON steps (run_id, pk);
 ALTER TABLE runs DROP COLUMN recoveries;  -- added by schema 5
+DROP TABLE host_records;  -- schema 6
+CREATE TABLE worker_records (pk INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, record TEXT NOT NULL);
+ALTER TABLE runs RENAME COLUMN host_data TO callbacks;
 PRAGMA user_version = 3;
 )sql").ok());
   }
@@ -817,21 +853,21 @@ TEST_CASE("the engine runs a long loop on the SQLite store", "[sqlite][engine]")
   require_same_text(r.state, last_values->data["state"]);
 }
 
-TEST_CASE("worker records persist across reopen", "[sqlite]") {
+TEST_CASE("host records persist across reopen", "[sqlite]") {
   TempDir dir;
   const std::string path = dir.file("orch.db");
   {
     auto store = orch::open_sqlite_store(path);
     REQUIRE(store.ok());
-    REQUIRE((*store)->put_worker_record("w1", orch::Value::object({{"id", "w1"}, {"url", "http://a/x"}})).ok());
-    REQUIRE((*store)->put_worker_record("w2", orch::Value::object({{"id", "w2"}})).ok());
-    REQUIRE((*store)->put_worker_record("w1", orch::Value::object({{"id", "w1"}, {"url", "http://b/x"}})).ok());
-    CHECK((*store)->delete_worker_record("w2").ok());
-    CHECK((*store)->delete_worker_record("w2").code() == orch::StatusCode::kNotFound);
+    REQUIRE((*store)->put_host_record("workers", "w1", orch::Value::object({{"id", "w1"}, {"url", "http://a/x"}})).ok());
+    REQUIRE((*store)->put_host_record("workers", "w2", orch::Value::object({{"id", "w2"}})).ok());
+    REQUIRE((*store)->put_host_record("workers", "w1", orch::Value::object({{"id", "w1"}, {"url", "http://b/x"}})).ok());
+    CHECK((*store)->delete_host_record("workers", "w2").ok());
+    CHECK((*store)->delete_host_record("workers", "w2").code() == orch::StatusCode::kNotFound);
   }
   auto store = orch::open_sqlite_store(path);
   REQUIRE(store.ok());
-  auto records = (*store)->list_worker_records();
+  auto records = (*store)->list_host_records("workers");
   REQUIRE(records.ok());
   REQUIRE(records->size() == 1);
   CHECK((*records)[0]["url"].as_string() == "http://b/x");

@@ -107,7 +107,8 @@ struct RunOptions {
   std::string run_id;               // default: a new UUID
   std::string workflow_id;          // recorded on the run
   std::string idempotency_key;
-  Value callbacks;
+  // Stored with the run for the host (RunRecord::host_data); the engine never reads it.
+  Value host_data;
   // Writes a pending step record for every node when the run starts, so a
   // reader lists them all at once (NullBoiler's legacy `steps` runs do); a
   // node's first execution takes its record over.

@@ -44,7 +44,9 @@ struct RunRecord {
   Value input = Value::object();
   Value config = Value::object();  // per-run config, workflow defaults merged in
   Value state = Value::object();   // latest state
-  Value callbacks;                 // array or null
+  // The host application's data about the run (orch serve: its callbacks),
+  // stored with the run; the engine never reads it. Null when none.
+  Value host_data;
   std::string error;               // why it failed
   std::string parent_run_id;       // subgraph children
   std::string parent_node;
@@ -218,20 +220,26 @@ class ORCH_EXPORT Store {
   // the batch; the events stay readable.
   virtual Status write_batch(StoreBatch& batch);
 
-  // Registered workers (the server's POST /workers), as JSON records keyed by
-  // id, so they survive a restart. The defaults say Unimplemented: a store
-  // without them keeps workers only for the life of the process.
-  virtual Status put_worker_record(const std::string& id, const Value& record) {
+  // Host records: JSON documents the host application keeps beside its runs
+  // (orch serve: the workers registered through its API), in named
+  // collections, keyed by id. The engine never reads them. put replaces a
+  // record of that id; delete of a missing one is NotFound; list returns a
+  // collection's records in the order they were first put. The defaults say
+  // Unimplemented: the host then keeps them only for the life of its process.
+  virtual Status put_host_record(const std::string& collection, const std::string& id, const Value& record) {
+    (void)collection;
     (void)id;
     (void)record;
-    return Status::unimplemented("this store does not keep workers");
+    return Status::unimplemented("this store does not keep host records");
   }
-  virtual Status delete_worker_record(const std::string& id) {
+  virtual Status delete_host_record(const std::string& collection, const std::string& id) {
+    (void)collection;
     (void)id;
-    return Status::unimplemented("this store does not keep workers");
+    return Status::unimplemented("this store does not keep host records");
   }
-  virtual Result<std::vector<Value>> list_worker_records() {
-    return Status::unimplemented("this store does not keep workers");
+  virtual Result<std::vector<Value>> list_host_records(const std::string& collection) {
+    (void)collection;
+    return Status::unimplemented("this store does not keep host records");
   }
 
   // Stored workflows.
@@ -287,11 +295,15 @@ class ORCH_EXPORT StoreWrapper : public Store {
   Result<WorkflowRecord> get_workflow(const std::string& id) override { return target_->get_workflow(id); }
   Result<std::vector<WorkflowRecord>> list_workflows() override { return target_->list_workflows(); }
   Status delete_workflow(const std::string& id) override { return target_->delete_workflow(id); }
-  Status put_worker_record(const std::string& id, const Value& record) override {
-    return target_->put_worker_record(id, record);
+  Status put_host_record(const std::string& collection, const std::string& id, const Value& record) override {
+    return target_->put_host_record(collection, id, record);
   }
-  Status delete_worker_record(const std::string& id) override { return target_->delete_worker_record(id); }
-  Result<std::vector<Value>> list_worker_records() override { return target_->list_worker_records(); }
+  Status delete_host_record(const std::string& collection, const std::string& id) override {
+    return target_->delete_host_record(collection, id);
+  }
+  Result<std::vector<Value>> list_host_records(const std::string& collection) override {
+    return target_->list_host_records(collection);
+  }
 
  private:
   std::shared_ptr<Store> target_;

@@ -375,7 +375,7 @@ Result<std::string> EngineImpl::start_run_internal(std::shared_ptr<const Workflo
   Value config = workflow->defaults.is_object() ? workflow->defaults : Value::object();
   for (const auto& [k, v] : options.config.as_object()) config.set(k, v);
   r.config = config;
-  r.callbacks = options.callbacks;
+  r.host_data = options.host_data;
   r.idempotency_key = options.idempotency_key;
   r.parent_run_id = parent_run_id;
   r.parent_node = parent_node;

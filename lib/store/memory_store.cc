@@ -267,24 +267,31 @@ class MemoryStore final : public Store {
     return Status();
   }
 
-  Status put_worker_record(const std::string& id, const Value& record) override {
+  Status put_host_record(const std::string& collection, const std::string& id, const Value& record) override {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!workers_.count(id)) worker_order_.push_back(id);
-    workers_[id] = record;
+    HostCollection& c = host_records_[collection];
+    if (!c.records.count(id)) c.order.push_back(id);
+    c.records[id] = record;
     return Status();
   }
 
-  Status delete_worker_record(const std::string& id) override {
+  Status delete_host_record(const std::string& collection, const std::string& id) override {
     std::lock_guard<std::mutex> lock(mu_);
-    if (workers_.erase(id) == 0) return Status::not_found("worker " + id + " not found");
-    worker_order_.erase(std::remove(worker_order_.begin(), worker_order_.end(), id), worker_order_.end());
+    auto it = host_records_.find(collection);
+    if (it == host_records_.end() || it->second.records.erase(id) == 0) {
+      return Status::not_found(collection + " record " + id + " not found");
+    }
+    auto& order = it->second.order;
+    order.erase(std::remove(order.begin(), order.end(), id), order.end());
     return Status();
   }
 
-  Result<std::vector<Value>> list_worker_records() override {
+  Result<std::vector<Value>> list_host_records(const std::string& collection) override {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<Value> out;
-    for (const std::string& id : worker_order_) out.push_back(workers_.at(id));
+    auto it = host_records_.find(collection);
+    if (it == host_records_.end()) return out;
+    for (const std::string& id : it->second.order) out.push_back(it->second.records.at(id));
     return out;
   }
 
@@ -322,8 +329,11 @@ class MemoryStore final : public Store {
   std::unordered_map<std::string, const std::string*> step_run_;
   std::unordered_map<std::string, WorkflowRecord> workflows_;
   std::vector<std::string> workflow_order_;
-  std::unordered_map<std::string, Value> workers_;
-  std::vector<std::string> worker_order_;
+  struct HostCollection {
+    std::unordered_map<std::string, Value> records;
+    std::vector<std::string> order;  // ids, first put first
+  };
+  std::unordered_map<std::string, HostCollection> host_records_;
 };
 
 }  // namespace

@@ -47,7 +47,7 @@ void check_runs_crud(Store& store, Checker& c) {
   run.checkpoint_count = 4;
   run.recoveries = 2;
   run.workflow = Value();
-  run.callbacks = Value();
+  run.host_data = Value();
   c.expect_ok(store.update_run(run), "update_run");
   got = store.get_run(run.id);
   if (c.expect_ok(got, "get_run after update")) c.same_run(run, *got, "get_run after update");
@@ -529,6 +529,42 @@ void check_write_batch(Store& store, Checker& c) {
   lost.kind = "x";
   orphan.events.push_back(lost);
   c.expect_code(store.write_batch(orphan), StatusCode::kNotFound, "write_batch(no-such-run)");
+}
+
+
+void check_host_records(Store& store, Checker& c) {
+  Status first = store.put_host_record("workers", "w1", Value::object({{"id", "w1"}, {"url", "http://a/x"}}));
+  if (first.code() == StatusCode::kUnimplemented) {
+    // Optional: a store without them says so for every call.
+    c.expect_code(store.list_host_records("workers"), StatusCode::kUnimplemented,
+                  "list_host_records without put_host_record");
+    return;
+  }
+  c.expect_ok(first, "put_host_record(workers, w1)");
+  auto ids = [&](const std::string& collection) {
+    std::vector<std::string> out;
+    Result<std::vector<Value>> all = store.list_host_records(collection);
+    if (c.expect_ok(all, "list_host_records(" + collection + ")")) {
+      for (const Value& v : *all) out.push_back(v["id"].is_string() ? v["id"].as_string() : "?");
+    }
+    return out;
+  };
+  c.expect_ok(store.put_host_record("workers", "w2", Value::object({{"id", "w2"}})), "put_host_record(w2)");
+  c.expect_ok(store.put_host_record("other", "w1", Value::object({{"id", "o1"}})),
+              "put_host_record(other, w1): ids are per collection");
+  c.expect_ok(store.put_host_record("workers", "w1", Value::object({{"id", "w1"}, {"url", "http://b/x"}})),
+              "put_host_record(w1) again replaces it");
+  c.expect(ids("workers") == std::vector<std::string>{"w1", "w2"}, "list_host_records keeps first-put order");
+  c.expect(ids("other") == std::vector<std::string>{"o1"}, "collections are separate");
+  c.expect(ids("none").empty(), "an unknown collection is empty");
+  Result<std::vector<Value>> workers = store.list_host_records("workers");
+  if (c.expect_ok(workers, "list_host_records(workers)") && !workers->empty()) {
+    c.same_value(Value::object({{"id", "w1"}, {"url", "http://b/x"}}), (*workers)[0], "the replaced record");
+  }
+  c.expect_ok(store.delete_host_record("workers", "w2"), "delete_host_record(w2)");
+  c.expect_code(store.delete_host_record("workers", "w2"), StatusCode::kNotFound, "delete_host_record twice");
+  c.expect(ids("workers") == std::vector<std::string>{"w1"}, "list_host_records after delete");
+  c.expect(ids("other") == std::vector<std::string>{"o1"}, "a delete leaves other collections alone");
 }
 
 }  // namespace orch::testing::conformance

@@ -85,7 +85,7 @@ bool Checker::same_run(const RunRecord& expected, const RunRecord& actual,
   ORCH_CONFORMANCE_VALUE(input)
   ORCH_CONFORMANCE_VALUE(config)
   ORCH_CONFORMANCE_VALUE(state)
-  ORCH_CONFORMANCE_VALUE(callbacks)
+  ORCH_CONFORMANCE_VALUE(host_data)
   ORCH_CONFORMANCE_FIELD(error)
   ORCH_CONFORMANCE_FIELD(parent_run_id)
   ORCH_CONFORMANCE_FIELD(parent_node)
@@ -207,7 +207,7 @@ RunRecord sample_run(const std::string& id) {
                              {"empty_map", Value::object()}});
   run.config = Value::object({{"recursion_limit", 25}});
   run.state = Value::object({{"messages", Value::array({"hi"})}});
-  run.callbacks = Value::array({Value::object({{"url", "http://127.0.0.1:1/cb"}})});
+  run.host_data = Value::object({{"callbacks", Value::array({Value::object({{"url", "http://127.0.0.1:1/cb"}})})}});
   run.error = "";
   run.parent_run_id = "";
   run.parent_node = "";

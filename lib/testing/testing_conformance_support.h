@@ -76,6 +76,7 @@ void check_pending_writes(Store& store, Checker& c);
 void check_steps(Store& store, Checker& c);
 void check_events(Store& store, Checker& c);
 void check_workflows(Store& store, Checker& c);
+void check_host_records(Store& store, Checker& c);
 void check_write_batch(Store& store, Checker& c);
 void check_checkpoints(Store& store, Checker& c);
 void check_truncate_checkpoints(Store& store, Checker& c);

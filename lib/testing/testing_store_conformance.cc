@@ -26,6 +26,7 @@ std::vector<std::string> run_store_conformance(
       {"steps", check_steps},
       {"events", check_events},
       {"workflows", check_workflows},
+      {"host_records", check_host_records},
       {"write_batch", check_write_batch},
       {"checkpoints", check_checkpoints},
       {"truncate_checkpoints", check_truncate_checkpoints},

@@ -17,7 +17,7 @@ const char* const kRunNames[] = {"id",
                                  "input",
                                  "config",
                                  "state",
-                                 "callbacks",
+                                 "host_data",
                                  "error",
                                  "parent_run_id",
                                  "parent_node",
@@ -136,7 +136,7 @@ void bind_run(SQLite::Statement& stmt, const RunRecord& run) {
   bind_json(stmt, 5, run.input);
   bind_json(stmt, 6, run.config);
   bind_json(stmt, 7, run.state);
-  bind_json(stmt, 8, run.callbacks);
+  bind_json(stmt, 8, run.host_data);
   bind_field(stmt, 9, run.error);
   bind_field(stmt, 10, run.parent_run_id);
   bind_field(stmt, 11, run.parent_node);
@@ -201,7 +201,7 @@ Result<RunRecord> read_run(const SQLite::Statement& stmt) {
   } else {
     run.state = Value();  // null: the caller takes the state from the latest checkpoint
   }
-  ORCH_ASSIGN_OR_RETURN(run.callbacks, read_json_column(stmt, 7, what));
+  ORCH_ASSIGN_OR_RETURN(run.host_data, read_json_column(stmt, 7, what));
   run.error = text(stmt, 8);
   run.parent_run_id = text(stmt, 9);
   run.parent_node = text(stmt, 10);

@@ -242,6 +242,23 @@ CREATE INDEX steps_by_run ON steps (run_pk, pk);
     R"sql(
 ALTER TABLE runs ADD COLUMN recoveries INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 6: the store keeps the host's data without knowing what it is: worker
+    // records become the `workers` collection of host_records, and a run's
+    // callbacks (an array or null) become {"callbacks": [...]} in host_data.
+    R"sql(
+CREATE TABLE host_records (
+  pk INTEGER PRIMARY KEY,
+  collection TEXT NOT NULL,
+  id TEXT NOT NULL,
+  record TEXT NOT NULL,
+  UNIQUE (collection, id)
+);
+INSERT INTO host_records (collection, id, record)
+  SELECT 'workers', id, record FROM worker_records ORDER BY pk;
+DROP TABLE worker_records;
+ALTER TABLE runs RENAME COLUMN callbacks TO host_data;
+UPDATE runs SET host_data = '{"callbacks":' || host_data || '}' WHERE host_data NOT IN ('null', '');
+)sql",
 };
 
 constexpr int kMigrationCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));

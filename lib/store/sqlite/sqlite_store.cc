@@ -433,15 +433,16 @@ Status SqliteStore::delete_workflow(const std::string& id) {
   });
 }
 
-// ---- Worker records ---------------------------------------------------------------
+// ---- Host records ---------------------------------------------------------------
 
-Status SqliteStore::put_worker_record(const std::string& id, const Value& record) {
-  return with_writer("put_worker_record", [&](Connection& conn) -> Status {
+Status SqliteStore::put_host_record(const std::string& collection, const std::string& id, const Value& record) {
+  return with_writer("put_host_record", [&](Connection& conn) -> Status {
     Query q(conn,
-            "INSERT INTO worker_records (id, record) VALUES (?1, ?2) "
-            "ON CONFLICT (id) DO UPDATE SET record = excluded.record");
-    q->bind(1, id);
-    q->bind(2, record.to_json());
+            "INSERT INTO host_records (collection, id, record) VALUES (?1, ?2, ?3) "
+            "ON CONFLICT (collection, id) DO UPDATE SET record = excluded.record");
+    q->bind(1, collection);
+    q->bind(2, id);
+    q->bind(3, record.to_json());
     WriteTransaction txn(conn, writer_mu_);
     q->exec();
     txn.commit();
@@ -449,24 +450,29 @@ Status SqliteStore::put_worker_record(const std::string& id, const Value& record
   });
 }
 
-Status SqliteStore::delete_worker_record(const std::string& id) {
-  return with_writer("delete_worker_record", [&](Connection& conn) -> Status {
+Status SqliteStore::delete_host_record(const std::string& collection, const std::string& id) {
+  return with_writer("delete_host_record", [&](Connection& conn) -> Status {
     WriteTransaction txn(conn, writer_mu_);
-    Query q(conn, "DELETE FROM worker_records WHERE id = ?1");
-    q->bind(1, id);
-    if (q->exec() == 0) return Status::not_found("worker " + id + " not found");
+    Query q(conn, "DELETE FROM host_records WHERE collection = ?1 AND id = ?2");
+    q->bind(1, collection);
+    q->bind(2, id);
+    if (q->exec() == 0) return Status::not_found(collection + " record " + id + " not found");
     txn.commit();
     return Status();
   });
 }
 
-Result<std::vector<Value>> SqliteStore::list_worker_records() {
-  return with_connection("list_worker_records", [&](Connection& conn) -> Result<std::vector<Value>> {
-    Query q(conn, "SELECT id, record FROM worker_records ORDER BY pk");
+Result<std::vector<Value>> SqliteStore::list_host_records(const std::string& collection) {
+  return with_connection("list_host_records", [&](Connection& conn) -> Result<std::vector<Value>> {
+    Query q(conn, "SELECT id, record FROM host_records WHERE collection = ?1 ORDER BY pk");
+    q->bind(1, collection);
     std::vector<Value> out;
     while (q->executeStep()) {
       auto v = parse_json(q->getColumn(1).getString());
-      if (!v.ok()) return Status::internal("worker record " + q->getColumn(0).getString() + " is damaged: " + v.status().message());
+      if (!v.ok()) {
+        return Status::internal(collection + " record " + q->getColumn(0).getString() +
+                                " is damaged: " + v.status().message());
+      }
       out.push_back(std::move(v).value());
     }
     return out;

@@ -67,9 +67,9 @@ class SqliteStore final : public Store {
   Result<WorkflowRecord> get_workflow(const std::string& id) override;
   Result<std::vector<WorkflowRecord>> list_workflows() override;
   Status delete_workflow(const std::string& id) override;
-  Status put_worker_record(const std::string& id, const Value& record) override;
-  Status delete_worker_record(const std::string& id) override;
-  Result<std::vector<Value>> list_worker_records() override;
+  Status put_host_record(const std::string& collection, const std::string& id, const Value& record) override;
+  Status delete_host_record(const std::string& collection, const std::string& id) override;
+  Result<std::vector<Value>> list_host_records(const std::string& collection) override;
 
   Result<int64_t> checkpoint_bytes(const std::string& run_id);
   // Runs `sql` as is (tests use it to plant damaged rows).
