@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// CallPool and DeferredCalls: the thread hand-offs the HTTP call path saves.
+// CallPool and ReplyScope: the thread hand-offs the HTTP call path saves.
+#include "orch/worker.h"
 #include "workers/call_pool.h"
 
 #include <atomic>
@@ -10,11 +11,10 @@
 #include <vector>
 
 #include "catch.h"
-#include "engine/deferred_calls.h"
 
 using namespace std::chrono_literals;
 using orch::internal::CallPool;
-using orch::internal::DeferredCalls;
+using orch::ReplyScope;
 
 namespace {
 // Waits (bounded) until `done` is true.
@@ -61,13 +61,13 @@ TEST_CASE("only one posted task waits for its poster: a second goes to another t
 
 TEST_CASE("deferred calls run in order once the outermost scope ends, without nesting", "[call_pool]") {
   std::function<void()> outside = [] {};
-  CHECK_FALSE(DeferredCalls::defer(outside));  // no scope: the caller sends it itself
+  CHECK_FALSE(ReplyScope::defer(outside));  // no scope: the caller sends it itself
 
   std::vector<int> order;
   int depth = 0;
   int max_depth = 0;
   {
-    DeferredCalls scope;
+    ReplyScope scope;
     for (int i = 0; i < 3; ++i) {
       std::function<void()> call = [&, i] {
         ++depth;
@@ -75,18 +75,18 @@ TEST_CASE("deferred calls run in order once the outermost scope ends, without ne
         order.push_back(i);
         if (i < 2) {
           // A call that leads to another, as a dispatcher answering at once does.
-          DeferredCalls nested;
+          ReplyScope nested;
           std::function<void()> next = [&, i] { order.push_back(10 + i); };
-          REQUIRE(DeferredCalls::defer(next));
+          REQUIRE(ReplyScope::defer(next));
         }
         --depth;
       };
-      REQUIRE(DeferredCalls::defer(call));
+      REQUIRE(ReplyScope::defer(call));
     }
     CHECK(order.empty());  // nothing is sent inside the scope
   }
   CHECK(order == std::vector<int>{0, 1, 2, 10, 11});
   CHECK(max_depth == 1);
   std::function<void()> after = [] {};
-  CHECK_FALSE(DeferredCalls::defer(after));
+  CHECK_FALSE(ReplyScope::defer(after));
 }

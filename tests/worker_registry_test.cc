@@ -571,3 +571,10 @@ TEST_CASE("a protocol that answers twice is heard once", "[workers]") {
   CHECK(f.registry->get_worker("w")->in_flight == 0);
   CHECK(f.registry->get_worker("w")->calls == 1);
 }
+
+TEST_CASE("a call id names its step, attempt and turn", "[workers]") {
+  CHECK(orch::make_call_id("step-1", 2, 3) == "step-1#2.3");
+  CHECK(orch::step_of_call_id("step-1#2.3") == "step-1");
+  CHECK(orch::step_of_call_id("step-1") == "step-1");
+  CHECK(orch::step_of_call_id("").empty());
+}

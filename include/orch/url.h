@@ -38,7 +38,7 @@ struct Url {
   bool has_fragment = false;
 
   // "scheme://host:port" (an IPv6 host in brackets).
-  std::string origin() const;
+  ORCH_EXPORT std::string origin() const;
   // "host:port" (an IPv6 host in brackets).
   std::string authority() const;
 };

@@ -14,10 +14,12 @@
 // Thread-safety: implementations must accept calls from many threads at once.
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -29,7 +31,10 @@
 namespace orch {
 
 struct WorkerRequest {
-  std::string call_id;       // unique per attempt (a step id)
+  // Unique per call: "<step_id>#<attempt>.<turn>" (make_call_id). Cancelling
+  // a step id cancels every call of that step.
+  std::string call_id;
+  std::string step_id;       // the step (node execution) the call is for
   std::string run_id;
   std::string node_name;
   std::string node_type;     // "task" or "agent"
@@ -59,6 +64,40 @@ class ORCH_EXPORT Dispatcher {
   virtual void dispatch(const WorkerRequest& request, Callback done) = 0;
   // Best effort: abandon an in-flight call (its callback may still come).
   virtual void cancel(const std::string& call_id) { (void)call_id; }
+};
+
+// The call id of one attempt and turn of a step.
+ORCH_EXPORT std::string make_call_id(const std::string& step_id, int attempt, int turn);
+// The step id a call id belongs to (the text before '#'; all of it without one).
+ORCH_EXPORT std::string_view step_of_call_id(std::string_view call_id);
+
+// ReplyScope: an optional part of the Dispatcher contract, for a dispatcher
+// (or WorkerProtocol) that delivers replies on its own threads. Open a scope
+// around a `done(reply)` call: the worker calls the engine starts while it
+// handles that reply are then sent from this thread, in order, once the scope
+// closes, instead of being handed to the engine's thread pool. A reply then
+// leads on to the next call without two thread wake-ups. Open one only where
+// nothing is locked when it closes and where sending may block a little.
+//
+// Scopes nest: only the outermost one on a thread sends; calls made while it
+// sends (a dispatcher that answers at once) join its queue rather than
+// deepening the stack.
+//
+// Thread-safety: per thread; destroy a scope on the thread that made it.
+class ORCH_EXPORT ReplyScope {
+ public:
+  ReplyScope();
+  ~ReplyScope();
+  ReplyScope(const ReplyScope&) = delete;
+  ReplyScope& operator=(const ReplyScope&) = delete;
+
+  // The engine's side: queues `send` when a scope is open on this thread and
+  // returns true; false when none is (the caller sends it some other way).
+  static bool defer(std::function<void()>& send);
+
+ private:
+  std::deque<std::function<void()>> sends_;
+  bool outermost_ = false;
 };
 
 // Runs C++ callables as workers, selected by tag. A handler receives the

@@ -22,6 +22,7 @@
 // keys cannot reproduce b's key order, the object is replaced whole.
 #pragma once
 
+#include "orch/export.h"
 #include "orch/status.h"
 #include "orch/value.h"
 
@@ -29,12 +30,12 @@ namespace orch {
 
 // Returns the delta that turns `before` into `after` (an empty array when they
 // are the same). Unchanged parts are skipped cheaply when they share storage.
-Value make_value_delta(const Value& before, const Value& after);
+ORCH_EXPORT Value make_value_delta(const Value& before, const Value& after);
 
 // Applies `delta` to `*target`. InvalidArgument when the delta is malformed or
 // does not fit the target (a path through a missing key or a non-object, an
 // append to a non-array); *target is then partly updated and must be dropped.
-Status apply_value_delta(const Value& delta, Value* target);
+ORCH_EXPORT Status apply_value_delta(const Value& delta, Value* target);
 
 // Exact equality: types must match (1 is not 1.0), objects must have the same
 // keys in the same order. Value's operator== is looser on both counts.

@@ -10,7 +10,6 @@
 #include <cmath>
 #include <random>
 
-#include "engine/deferred_calls.h"
 #include "orch/thread_guard.h"
 #include "engine/engine.h"
 #include "orch/id.h"
@@ -305,7 +304,7 @@ void EngineImpl::call_worker(const std::shared_ptr<RunContext>& ctx, WorkerReque
     }
   };
   // Never under the run's lock: a dispatcher may answer at once.
-  if (!DeferredCalls::defer(send)) post(std::move(send));
+  if (!ReplyScope::defer(send)) post(std::move(send));
 }
 
 void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t index) {
@@ -323,7 +322,8 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
   req.attempt = t.attempt;
   req.turn = t.turn;
   if (!node.function) {  // what only a dispatcher reads
-    req.call_id = t.step_id + "#" + std::to_string(t.attempt) + "." + std::to_string(t.turn);
+    req.call_id = make_call_id(t.step_id, t.attempt, t.turn);
+    req.step_id = t.step_id;
     req.node_type = std::string(node_type_name(node.type));
     req.worker_tags = node.task.worker_tags;
     req.session_id = "run_" + c.record.id + "_step_" + t.step_id;

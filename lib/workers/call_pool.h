@@ -20,9 +20,11 @@
 #include <functional>
 #include <memory>
 
+#include "orch/export.h"
+
 namespace orch::internal {
 
-class CallPool {
+class ORCH_EXPORT CallPool {  // exported for orch::http_workers (not public API)
  public:
   explicit CallPool(size_t max_threads);
   ~CallPool();

@@ -24,7 +24,7 @@ WorkerReply failure(Status status, bool retryable, int64_t retry_after_ms = -1) 
 
 // True when call `key` belongs to `id`: the call id itself, or a call of step `id`.
 bool call_belongs_to(const std::string& key, const std::string& id) {
-  return key.compare(0, id.size(), id) == 0 && (key.size() == id.size() || key[id.size()] == '#');
+  return key == id || step_of_call_id(key) == id;
 }
 
 std::string no_worker_message(const WorkerRequest& request) {

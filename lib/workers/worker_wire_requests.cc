@@ -22,7 +22,7 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 
 std::string session_key(const WorkerRequest& request) {
   if (!request.session_id.empty()) return request.session_id;
-  std::string step = request.call_id.substr(0, request.call_id.find('#'));
+  std::string step = request.step_id.empty() ? std::string(step_of_call_id(request.call_id)) : request.step_id;
   return "run_" + request.run_id + "_step_" + step;
 }
 

@@ -1075,7 +1075,7 @@ WorkerReply Tracker::Impl::drive_agent(const std::shared_ptr<TrackedTask>& t, co
   };
   const int64_t max_turns = def.max_turns.value_or(cfg.max_turns);
   const int64_t turn_timeout = def.turn_timeout_ms.value_or(cfg.turn_timeout_ms);
-  const std::string step_id = request.call_id.substr(0, request.call_id.find('#'));
+  const std::string step_id = request.step_id;
 
   SubprocessAgent::Options options;
   options.command = def.command.empty() ? cfg.command : def.command;
@@ -1452,12 +1452,12 @@ void Tracker::Impl::on_agent_dispatch(const WorkerRequest& request, Dispatcher::
   t.has_request = true;
   t.request = request;
   t.done = std::move(done);
-  t.step_id = request.call_id.substr(0, request.call_id.find('#'));
+  t.step_id = request.step_id;
   t.cv.notify_all();
 }
 
 void Tracker::Impl::on_agent_cancel(const std::string& call_id) {
-  const std::string step_id = call_id.substr(0, call_id.find('#'));
+  const std::string step_id(step_of_call_id(call_id));
   std::lock_guard<std::mutex> lock(mu);
   for (auto& [id, t] : tasks) {
     if (t->step_id != step_id || !t->has_request) continue;

@@ -8,7 +8,6 @@
 #include <thread>
 #include <unordered_map>
 
-#include "engine/deferred_calls.h"
 #include "workers/http/http_transport.h"
 #include "orch/id.h"
 #include "workers/worker_reply.h"
@@ -135,7 +134,7 @@ class HttpWorkerProtocol final : public WorkerProtocol {
       transport->forget(plan.spec.call_id);
       // The next calls this reply leads to are sent from this (call) thread,
       // after done() returns, rather than handed to other threads.
-      DeferredCalls next_calls;
+      ReplyScope next_calls;
       done(std::move(reply));
     });
   }
