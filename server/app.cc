@@ -3,6 +3,7 @@
 
 #include "callbacks.h"
 #include "retention.h"
+#include "orch/event_kinds.h"
 #include "orch/async_workers.h"
 #include "orch/http_workers.h"
 #include "pull/tracker.h"
@@ -91,23 +92,23 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   options.max_descendant_runs = static_cast<size_t>(config.max_descendant_runs);
   options.max_live_runs = static_cast<size_t>(config.max_live_runs);
   options.max_prompt_bytes = static_cast<size_t>(config.max_prompt_bytes);
+  // Pull mode puts the tracker task in the run config: prompts read it as {{task.…}}.
+  options.config_template_roots = {"task"};
   // A stable owner id: a server restarted on the same host and database takes
   // its runs back at once instead of waiting for its old leases to expire.
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
   options.owner_id = std::string("orch-serve:") + host + ":" + config.db;
-  options.durability = config.durability == "full" ? Durability::kFull
-                       : config.durability == "exit" ? Durability::kExit
-                                                     : Durability::kSync;
+  options.durability = durability_from_name(config.durability).value_or(Durability::kSync);
   ORCH_ASSIGN_OR_RETURN(app->engine, Engine::open(std::move(options)));
   App* raw = app.get();
   app->engine_subscription = app->engine->subscribe("", [raw](const EventRecord& e) {
-    if (e.kind == "run.completed") raw->metrics.runs_completed.fetch_add(1, std::memory_order_relaxed);
-    else if (e.kind == "run.failed") raw->metrics.runs_failed.fetch_add(1, std::memory_order_relaxed);
-    else if (e.kind == "step.completed") raw->metrics.steps_completed.fetch_add(1, std::memory_order_relaxed);
-    else if (e.kind == "step.failed") raw->metrics.steps_failed.fetch_add(1, std::memory_order_relaxed);
-    else if (e.kind == "step.retrying") raw->metrics.steps_retried.fetch_add(1, std::memory_order_relaxed);
-    else if (e.kind == "task_result") {
+    if (e.kind == event_kind::kRunCompleted) raw->metrics.runs_completed.fetch_add(1, std::memory_order_relaxed);
+    else if (e.kind == event_kind::kRunFailed) raw->metrics.runs_failed.fetch_add(1, std::memory_order_relaxed);
+    else if (e.kind == event_kind::kStepCompleted) raw->metrics.steps_completed.fetch_add(1, std::memory_order_relaxed);
+    else if (e.kind == event_kind::kStepFailed) raw->metrics.steps_failed.fetch_add(1, std::memory_order_relaxed);
+    else if (e.kind == event_kind::kStepRetrying) raw->metrics.steps_retried.fetch_add(1, std::memory_order_relaxed);
+    else if (e.kind == event_kind::kTaskResult) {
       raw->metrics.step_latency.observe(static_cast<double>(e.data["duration_ms"].get_int(0)) / 1000.0);
     }
     raw->hub.publish(e.run_id);

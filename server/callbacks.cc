@@ -6,6 +6,7 @@
 #include <openssl/hmac.h>
 
 #include "callback_check.h"
+#include "orch/event_kinds.h"
 #include "orch/host_policy.h"
 #include "orch/id.h"
 #include "orch/thread_guard.h"
@@ -26,12 +27,12 @@ bool wants(const Value& callback, const std::string& kind) {
 }
 
 bool is_callback_event(const std::string& kind) {
-  return kind == "step.completed" || kind == "step.failed" || kind == "run.completed" || kind == "run.failed" ||
-         kind == "run.interrupted" || kind == "run.cancelled";
+  return kind == event_kind::kStepCompleted || kind == event_kind::kStepFailed || kind == event_kind::kRunCompleted || kind == event_kind::kRunFailed ||
+         kind == event_kind::kRunInterrupted || kind == event_kind::kRunCancelled;
 }
 
 bool ends_run(const std::string& kind) {
-  return kind == "run.completed" || kind == "run.failed" || kind == "run.cancelled";
+  return kind == event_kind::kRunCompleted || kind == event_kind::kRunFailed || kind == event_kind::kRunCancelled;
 }
 
 // Runs whose callbacks are remembered at most; past it the cache starts over.

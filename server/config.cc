@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "orch/workflow.h"
+
 namespace orch::server {
 namespace {
 
@@ -100,7 +102,7 @@ Status load_engine(const Value& engine, ServerConfig* c) {
       if (*field < 0) return Status::invalid_argument("config key '" + k + "' must be >= 0 (0: no limit)");
     } else if (key == "durability") {
       ORCH_RETURN_IF_ERROR(read_string(v, k, &c->durability, false));
-      if (c->durability != "sync" && c->durability != "full" && c->durability != "exit") {
+      if (!durability_from_name(c->durability)) {
         return Status::invalid_argument("config key 'engine.durability' must be sync, full or exit");
       }
     } else if (key == "poll_interval_ms" || key == "default_max_attempts" || key == "retry_base_delay_ms" ||

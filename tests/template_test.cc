@@ -63,7 +63,7 @@ struct Fixture {
     ctx.state = &state;
     ctx.input = &input;
     ctx.item = &item;
-    ctx.task = &task;
+    ctx.extra_roots = {{"task", &task}};
     ctx.attempt = 2;
     ctx.store = [](std::string_view ns, std::string_view key) -> Result<Value> {
       if (ns == "prefs" && key == "color") return Value("blue");
@@ -598,4 +598,21 @@ TEST_CASE("compiling and listing references are linear in the text", "[template]
   CHECK(refs.front() == "k0");
   CHECK(refs.back() == "k" + std::to_string(refs.size() - 1));
   CHECK(Template::list_state_references(many) == refs);
+}
+
+TEST_CASE("a host adds template roots by name, built-in roots come first", "[template]") {
+  Value ticket = parse(R"({"id": "T-9", "tags": ["x"]})");
+  Value shadow = parse(R"({"topic": "not the input"})");
+  auto tpl = Template::compile("{{ticket.id}}/{{ticket.tags}}/{{other.id}}/{{input.topic}}");
+  REQUIRE(tpl.ok());
+  Value input = parse(R"({"topic": "rockets"})");
+  TemplateContext ctx;
+  ctx.input = &input;
+  auto without = tpl->render(ctx);
+  REQUIRE(without.ok());
+  CHECK(*without == "///rockets");
+  ctx.extra_roots = {{"ticket", &ticket}, {"input", &shadow}};
+  auto with = tpl->render(ctx);
+  REQUIRE(with.ok());
+  CHECK(*with == R"(T-9/["x"]//rockets)");
 }

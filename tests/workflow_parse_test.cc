@@ -505,3 +505,11 @@ TEST_CASE("malformed input never crashes", "[workflow][parse]") {
     CHECK(issues[1].node == "n0");
   }
 }
+
+TEST_CASE("durability names convert both ways", "[workflow]") {
+  for (orch::Durability d : {orch::Durability::kSync, orch::Durability::kFull, orch::Durability::kExit}) {
+    CHECK(orch::durability_from_name(orch::durability_name(d)) == d);
+  }
+  CHECK_FALSE(orch::durability_from_name("SYNC").has_value());
+  CHECK_FALSE(orch::durability_from_name("").has_value());
+}

@@ -39,8 +39,6 @@
 
 namespace orch {
 
-enum class Durability { kSync, kFull, kExit };
-
 struct EngineOptions {
   // REQUIRED.
   std::shared_ptr<Store> store;
@@ -98,6 +96,10 @@ struct EngineOptions {
   // A rendered prompt larger than this fails its node (not retried) instead of
   // being built. 0: no limit.
   size_t max_prompt_bytes = TemplateContext::kDefaultMaxOutputBytes;
+  // Run config keys that prompts may read as template roots of the same name
+  // (TemplateContext::extra_roots): with {"ticket"}, a run whose config has a
+  // "ticket" object renders {{ticket.title}}. orch serve's pull mode: {"task"}.
+  std::vector<std::string> config_template_roots;
 };
 
 // Options of one run.

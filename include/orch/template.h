@@ -14,10 +14,11 @@
 //   config.PATH    the run config (TemplateContext::config, else state.__config)
 //   store.NS.KEY   a Store value; NS is the text up to the first '.', KEY the
 //                  rest (it may contain dots); fetched through TemplateContext::store
-//   task.PATH      the pull-mode task
-//   attempt        the pull-mode attempt number
-// Any other expression (an unknown root, bare "state", "input", "config" or
-// "task", filters such as "state.x | upper") renders empty and is false.
+//   attempt        the attempt number of the node being run
+//   NAME.PATH      a root the host adds (TemplateContext::extra_roots; orch
+//                  serve's pull mode adds `task`, the tracker task)
+// Any other expression (a root nobody added, bare "state", "input", "config"
+// or NAME, filters such as "state.x | upper") renders empty and is false.
 //
 // Rendering a value:
 //   * missing values and JSON null render empty;
@@ -70,6 +71,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "orch/export.h"
@@ -90,7 +92,9 @@ struct TemplateContext {
   const Value* item = nullptr;
   // When null, `config.PATH` reads state.__config.PATH.
   const Value* config = nullptr;
-  const Value* task = nullptr;
+  // More roots by name: `{{NAME.PATH}}` reads the value paired with NAME (a
+  // host's own data). The built-in roots above take precedence.
+  std::vector<std::pair<std::string, const Value*>> extra_roots;
   std::optional<int64_t> attempt;
   // When empty, any `{{store…}}` expression fails the render.
   StoreLookup store;

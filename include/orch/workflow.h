@@ -29,6 +29,16 @@
 
 namespace orch {
 
+// When the engine writes a run's checkpoints (NullBoiler's durability modes):
+// kSync after every superstep, fsynced; kFull after every superstep, left to
+// the store's usual durability; kExit only when the run pauses or ends.
+enum class Durability { kSync, kFull, kExit };
+// "sync", "full", "exit".
+ORCH_EXPORT const char* durability_name(Durability durability);
+// nullopt for any other name.
+ORCH_EXPORT std::optional<Durability> durability_from_name(std::string_view name);
+
+
 // The synthetic entry and exit of every graph.
 inline constexpr std::string_view kStartNode = "__start__";
 inline constexpr std::string_view kEndNode = "__end__";

@@ -16,6 +16,7 @@
 #include <thread>
 #include <asio/post.hpp>
 
+#include "orch/event_kinds.h"
 #include "orch/id.h"
 #include "orch/state.h"
 #include "orch/state_path.h"
@@ -234,7 +235,7 @@ bool EngineImpl::stage_checkpoint(RunContext& ctx, const std::string& step_id, b
   ctx.batch.checkpoint = std::move(cp);
   ctx.batch.run = ctx.record;
   ctx.batch.sync_to_disk = ctx.durability == Durability::kFull;
-  emit(ctx, "checkpoint.created", std::move(created), /*into_batch=*/true);
+  emit(ctx, event_kind::kCheckpointCreated, std::move(created), /*into_batch=*/true);
   return true;
 }
 
@@ -294,11 +295,11 @@ void EngineImpl::finish_run(RunContext& ctx, RunStatus status, const std::string
   ctx.planned_steps.clear();
   save_stopped_run(ctx);
   if (status == RunStatus::kCompleted) {
-    emit(ctx, "run.completed", Value::object({{"state", ctx.state}}));
+    emit(ctx, event_kind::kRunCompleted, Value::object({{"state", ctx.state}}));
   } else if (status == RunStatus::kFailed) {
-    emit(ctx, "run.failed", Value::object({{"error", error}}));
+    emit(ctx, event_kind::kRunFailed, Value::object({{"error", error}}));
   } else if (status == RunStatus::kCancelled) {
-    emit(ctx, "run.cancelled", Value::object());
+    emit(ctx, event_kind::kRunCancelled, Value::object());
   }
   (void)flush(ctx);  // readers woken below see everything
   notify_parent(ctx);
@@ -334,7 +335,7 @@ void EngineImpl::pause_run(RunContext& ctx, const std::string& reason, const std
   ctx.record.status = RunStatus::kInterrupted;
   ctx.record.updated_at_ms = options_.clock->now_ms();
   save_stopped_run(ctx);
-  emit(ctx, "run.interrupted", Value::object({{"reason", reason}, {"node", node}}));
+  emit(ctx, event_kind::kRunInterrupted, Value::object({{"reason", reason}, {"node", node}}));
   (void)flush(ctx);
   notify_parent(ctx);
   notify_status_change();
@@ -398,7 +399,7 @@ Result<std::string> EngineImpl::start_run_internal(std::shared_ptr<const Workflo
   BatchedRunLock lock(*this, *ctx);  // run.started goes out with the __init__ checkpoint
   if (options.plan_steps) plan_steps(*ctx);
   ctx->scheduler->start();
-  emit(*ctx, "run.started", Value::object({{"input", r.input}}));
+  emit(*ctx, event_kind::kRunStarted, Value::object({{"input", r.input}}));
   Status s = commit(*ctx, "__init__", false);
   if (!s.ok()) {
     finish_run(*ctx, RunStatus::kFailed, "checkpoint failed: " + s.message());
@@ -437,10 +438,11 @@ Status EngineImpl::configure(RunContext& ctx) {
   ctx.durability = options_.durability;
   std::string durability = wf.durability.value_or("");
   if (const Value* d = config.find("durability")) durability = d->get_string("");
-  if (durability == "full") ctx.durability = Durability::kFull;
-  else if (durability == "exit") ctx.durability = Durability::kExit;
-  else if (durability == "sync") ctx.durability = Durability::kSync;
-  else if (!durability.empty()) return Status::invalid_argument("durability must be sync, full or exit, not '" + durability + "'");
+  if (!durability.empty()) {
+    std::optional<Durability> named = durability_from_name(durability);
+    if (!named) return Status::invalid_argument("durability must be sync, full or exit, not '" + durability + "'");
+    ctx.durability = *named;
+  }
   const CompiledGraph& g = *ctx.compiled->graph;
   auto mark = [&g](std::vector<bool>* set, const std::string& name) {
     int v = g.vertex(name);
@@ -607,7 +609,7 @@ void EngineImpl::start_superstep(const std::shared_ptr<RunContext>& ctx, const s
       continue;
     }
     const CompiledGraph& g = *c.compiled->graph;
-    emit(c, "task_start", Value::object({{"id", t.step_id_value()}, {"name", g.name_value(t.vertex)}, {"type", g.type_value(t.vertex)}}));
+    emit(c, event_kind::kTaskStart, Value::object({{"id", t.step_id_value()}, {"name", g.name_value(t.vertex)}, {"type", g.type_value(t.vertex)}}));
     launch_node(ctx, i);
   }
 }
@@ -637,7 +639,7 @@ void EngineImpl::complete_task(const std::shared_ptr<RunContext>& ctx, size_t in
   if (record && t.outcome.kind != NodeOutcome::Kind::kFailed && !checkpoint_follows) {
     write_pending(c, PendingWrite{c.record.id, c.version + 1, name, t.outcome.to_value()});
   }
-  emit(c, "task_result", Value::object({{"id", t.step_id_value()}, {"name", c.compiled->graph->name_value(t.vertex)},
+  emit(c, event_kind::kTaskResult, Value::object({{"id", t.step_id_value()}, {"name", c.compiled->graph->name_value(t.vertex)},
                                         {"ok", t.outcome.kind != NodeOutcome::Kind::kFailed},
                                         {"duration_ms", static_cast<long long>(stamp_ms(c) - t.started_ms)}}));
   if (--c.outstanding == 0) finish_superstep(ctx);
@@ -694,9 +696,9 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
       c.record.input_tokens += t.outcome.usage["input_tokens"].get_int(0);
       c.record.output_tokens += t.outcome.usage["output_tokens"].get_int(0);
     }
-    emit(c, "updates", Value::object({{"step", g.name_value(t.vertex)}, {"updates", node_updates}}));
+    emit(c, event_kind::kUpdates, Value::object({{"step", g.name_value(t.vertex)}, {"updates", node_updates}}));
     if (t.outcome.custom.is_array()) {
-      for (const Value& m : t.outcome.custom.as_array()) emit(c, "custom", m);
+      for (const Value& m : t.outcome.custom.as_array()) emit(c, event_kind::kCustom, m);
     }
     // Scheduling effects.
     std::vector<int> targets;
@@ -756,7 +758,7 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
   // state once for both).
   const bool staged = stage_checkpoint(c, step_names, interrupt, std::move(ran));
   if (is_terminal(c.record.status)) return;  // an earlier checkpoint failed
-  emit(c, "values", Value::object({{"step", step_value}, {"state", c.state}}), /*into_batch=*/true);
+  emit(c, event_kind::kValues, Value::object({{"step", step_value}, {"state", c.state}}), /*into_batch=*/true);
   if (staged && c.batching && !interrupt) {
     // Whoever batches flushes before the run's lock goes (and before a call
     // is sent): the checkpoint can share that transaction.
@@ -781,7 +783,7 @@ void EngineImpl::apply_injections(RunContext& c, const std::string& node) {
   while (it != c.injections.end()) {
     if (it->after_node == node) {
       Status s = apply_updates(&c.state, it->updates, &c.compiled->graph->workflow());
-      emit(c, "state.injected", Value::object({{"updates", it->updates}, {"applied", s.ok()}, {"error", s.message()}}));
+      emit(c, event_kind::kStateInjected, Value::object({{"updates", it->updates}, {"applied", s.ok()}, {"error", s.message()}}));
       it = c.injections.erase(it);
     } else {
       ++it;
@@ -805,7 +807,7 @@ Status EngineImpl::resume_run(const std::string& run_id, const Value& state_upda
   ctx->record.updated_at_ms = options_.clock->now_ms();
   ctx->record.state = ctx->state;
   ORCH_RETURN_IF_ERROR(options_.store->update_run(ctx->record));
-  emit(*ctx, "run.resumed", Value::object({{"state_updates", state_updates}}));
+  emit(*ctx, event_kind::kRunResumed, Value::object({{"state_updates", state_updates}}));
   // A subgraph node waiting on an interrupted child: resume the child instead.
   if (ctx->in_superstep) {
     for (NodeTask& t : ctx->tasks) {
@@ -868,7 +870,7 @@ Status EngineImpl::retry_run(const std::string& run_id) {
   ORCH_RETURN_IF_ERROR(options_.store->update_run(r));
   ORCH_ASSIGN_OR_RETURN(auto ctx, load_context(run_id, live));
   std::lock_guard<std::mutex> lock(ctx->mu);
-  emit(*ctx, "run.retried", Value::object());
+  emit(*ctx, event_kind::kRunRetried, Value::object());
   schedule_advance(ctx);
   return Status();
 }
@@ -913,7 +915,7 @@ Result<std::string> EngineImpl::fork_run(const std::string& checkpoint_id, const
     runs_[r.id] = ctx;
   }
   std::lock_guard<std::mutex> lock(ctx->mu);
-  emit(*ctx, "run.forked", Value::object({{"from_run_id", source.id}, {"from_checkpoint_id", cp.id}}));
+  emit(*ctx, event_kind::kRunForked, Value::object({{"from_run_id", source.id}, {"from_checkpoint_id", cp.id}}));
   ORCH_RETURN_IF_ERROR(commit(*ctx, "__fork__", true));
   schedule_advance(ctx);
   return r.id;
@@ -932,7 +934,7 @@ Status EngineImpl::replay_run(const std::string& run_id, const std::string& chec
   ORCH_RETURN_IF_ERROR(options_.store->update_run(r));
   ORCH_ASSIGN_OR_RETURN(auto ctx, load_context(run_id, live));
   std::lock_guard<std::mutex> lock(ctx->mu);
-  emit(*ctx, "run.replayed", Value::object({{"checkpoint_id", checkpoint_id}}));
+  emit(*ctx, event_kind::kRunReplayed, Value::object({{"checkpoint_id", checkpoint_id}}));
   schedule_advance(ctx);
   return Status();
 }
@@ -959,7 +961,7 @@ Status EngineImpl::inject_state(const std::string& run_id, const Value& updates,
   ctx->record.state = ctx->state;
   --ctx->version;  // re-commit at the same version: an injection is not a superstep
   ORCH_RETURN_IF_ERROR(commit(*ctx, "__inject__", true));
-  emit(*ctx, "state.injected", Value::object({{"updates", updates}, {"applied", true}}));
+  emit(*ctx, event_kind::kStateInjected, Value::object({{"updates", updates}, {"applied", true}}));
   return Status();
 }
 

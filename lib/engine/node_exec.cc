@@ -10,6 +10,7 @@
 #include <cmath>
 #include <random>
 
+#include "orch/event_kinds.h"
 #include "orch/thread_guard.h"
 #include "engine/engine.h"
 #include "orch/id.h"
@@ -81,7 +82,9 @@ Result<std::string> EngineImpl::render(const RunContext& c, const Template& tpl,
   tc.input = &c.record.input;
   tc.item = item;
   tc.config = &c.record.config;
-  tc.task = c.record.config.find("task");  // pull mode puts the tracker task here
+  for (const std::string& name : options_.config_template_roots) {
+    if (const Value* v = c.record.config.find(name)) tc.extra_roots.emplace_back(name, v);
+  }
   tc.attempt = attempt;
   tc.max_output_bytes = options_.max_prompt_bytes;
   return tpl.render(tc);
@@ -363,7 +366,7 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
     cache_key = wf.id + "\x1f" + std::to_string(wf.version) + "\x1f" + name + "\x1f" + req.prompt;
     for (const std::string& tag : node.task.worker_tags) cache_key += "\x1f" + tag;
     if (std::optional<NodeOutcome> hit = cache_.get(cache_key, options_.clock->steady_now())) {
-      emit(c, "cache.hit", Value::object({{"node", name}}));
+      emit(c, event_kind::kCacheHit, Value::object({{"node", name}}));
       complete_task(ctx, index, std::move(*hit), true);
       return;
     }
@@ -383,7 +386,7 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
   write_step(c, step);
   t.step = std::move(step);
   t.has_step_record = true;
-  emit(c, "step.started", Value::object({{"step_id", t.step_id_value()}, {"node", c.compiled->graph->name_value(t.vertex)}, {"attempt", t.attempt}}));
+  emit(c, event_kind::kStepStarted, Value::object({{"step_id", t.step_id_value()}, {"node", c.compiled->graph->name_value(t.vertex)}, {"attempt", t.attempt}}));
 
   int64_t timeout_ms = node.task.timeout_ms.value_or(options_.default_timeout_ms);
   if (node.type == NodeType::kAgent && t.turn > 1 && node.task.turn_timeout_ms) {
@@ -466,12 +469,12 @@ void EngineImpl::on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t 
     t.step = StepRecord();
   }
   if (!result.ok()) {
-    emit(c, "step.failed", Value::object({{"step_id", t.step_id}, {"node", node.name}, {"error", result.status().message()}}));
+    emit(c, event_kind::kStepFailed, Value::object({{"step_id", t.step_id}, {"node", node.name}, {"error", result.status().message()}}));
     fail_or_retry(ctx, index, result.status().message(), retryable, retry_after_ms);
     return;
   }
   ReplyEffects effects = std::move(result).value();
-  emit(c, "step.completed", Value::object({{"step_id", t.step_id_value()}, {"node", c.compiled->graph->name_value(t.vertex)}, {"output", output}}));
+  emit(c, event_kind::kStepCompleted, Value::object({{"step_id", t.step_id_value()}, {"node", c.compiled->graph->name_value(t.vertex)}, {"output", output}}));
 
   // Accumulate this turn.
   Value usage = t.outcome.usage;
@@ -533,7 +536,7 @@ void EngineImpl::fail_or_retry(const std::shared_ptr<RunContext>& ctx, size_t in
   t.step_id = new_uuid();
   const uint64_t token = c.next_token++;
   t.token = token;
-  emit(c, "step.retrying", Value::object({{"node", node.name}, {"attempt", t.attempt}, {"delay_ms", static_cast<long long>(bounded_ms(delay).count())}, {"error", error}}));
+  emit(c, event_kind::kStepRetrying, Value::object({{"node", node.name}, {"attempt", t.attempt}, {"delay_ms", static_cast<long long>(bounded_ms(delay).count())}, {"error", error}}));
   std::weak_ptr<RunContext> weak = ctx;
   const uint64_t gen = c.generation;
   t.timer = options_.clock->call_after(bounded_ms(delay), [this, weak, gen, index, token] {

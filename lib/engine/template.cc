@@ -70,11 +70,12 @@ class StateRefs {
   std::unordered_set<std::string> seen_;
 };
 
-enum class Root : uint8_t { kNone, kState, kInput, kItem, kConfig, kTask, kAttempt, kStore };
+enum class Root : uint8_t { kNone, kState, kInput, kItem, kConfig, kExtra, kAttempt, kStore };
 
 struct Expr {
   Root root = Root::kNone;
   StatePath path;
+  std::string extra_root;  // kExtra: the root's name
   std::string store_ns;
   std::string store_key;
 };
@@ -121,13 +122,22 @@ Status compile_expr(std::string_view text, Expr* out) {
   }
   static constexpr std::pair<std::string_view, Root> kPathRoots[] = {
       {"state", Root::kState},   {"input", Root::kInput}, {"item", Root::kItem},
-      {"config", Root::kConfig}, {"task", Root::kTask},
+      {"config", Root::kConfig},
   };
   Root kind = Root::kNone;
   for (const auto& [name, value] : kPathRoots) {
     if (root == name) kind = value;
   }
-  if (kind == Root::kNone) return Status();  // unknown: renders empty
+  if (kind == Root::kNone) {
+    // A root the host may add at render time (TemplateContext::extra_roots);
+    // a path that does not compile renders empty, as unknown roots always did.
+    Result<StatePath> path = StatePath::compile(rest, StatePrefix::kKeep);
+    if (rest.empty() || !path.ok()) return Status();
+    out->root = Root::kExtra;
+    out->extra_root = std::string(root);
+    out->path = std::move(path).value();
+    return Status();
+  }
   if (rest.empty()) {
     return Status::invalid_argument("expression '" + std::string(text) + "' has an empty path");
   }
@@ -155,8 +165,13 @@ Status resolve(const Expr& expr, const TemplateContext& ctx, Value* scratch, con
     case Root::kItem:
       base = ctx.item;
       break;
-    case Root::kTask:
-      base = ctx.task;
+    case Root::kExtra:
+      for (const auto& [name, value] : ctx.extra_roots) {
+        if (name == expr.extra_root) {
+          base = value;
+          break;
+        }
+      }
       break;
     case Root::kConfig:
       base = ctx.config;

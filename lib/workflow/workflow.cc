@@ -124,4 +124,21 @@ std::string_view split_edge_source(std::string_view source, std::optional<std::s
 }
 
 }  // namespace workflow_internal
+
+const char* durability_name(Durability durability) {
+  switch (durability) {
+    case Durability::kSync: return "sync";
+    case Durability::kFull: return "full";
+    case Durability::kExit: return "exit";
+  }
+  return "sync";
+}
+
+std::optional<Durability> durability_from_name(std::string_view name) {
+  if (name == "sync") return Durability::kSync;
+  if (name == "full") return Durability::kFull;
+  if (name == "exit") return Durability::kExit;
+  return std::nullopt;
+}
+
 }  // namespace orch

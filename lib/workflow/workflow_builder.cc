@@ -107,8 +107,7 @@ Result<std::shared_ptr<const Workflow>> WorkflowBuilder::build() const {
     issues.push_back({"invalid_field", "", "recursion_limit",
                       "recursion_limit must be a positive integer", false});
   }
-  if (wf->durability && *wf->durability != "sync" && *wf->durability != "full" &&
-      *wf->durability != "exit") {
+  if (wf->durability && !durability_from_name(*wf->durability)) {
     issues.push_back({"invalid_field", "", "durability",
                       "durability must be \"sync\", \"full\" or \"exit\"", false});
   }

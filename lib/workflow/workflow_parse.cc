@@ -167,7 +167,7 @@ class DefinitionReader {
     }
     wf->recursion_limit = positive(def, "recursion_limit", "", "recursion_limit");
     if (auto d = string(def, "durability", "", "durability")) {
-      if (*d == "sync" || *d == "full" || *d == "exit") {
+      if (durability_from_name(*d)) {
         wf->durability = *d;
       } else {
         warn("", "durability", "durability must be \"sync\", \"full\" or \"exit\"; ignored");

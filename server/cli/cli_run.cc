@@ -6,6 +6,7 @@
 
 #include "app.h"
 #include "cli/cli.h"
+#include "orch/event_kinds.h"
 #include "orch/workflow.h"
 
 namespace orch::cli {
@@ -129,7 +130,7 @@ int run_command(const Args& args) {
   Engine& engine = *(*app)->engine;
   // Progress: one line per finished node, on stderr.
   engine.subscribe("", [](const EventRecord& e) {
-    if (e.kind == "task_result") {
+    if (e.kind == event_kind::kTaskResult) {
       std::cerr << "  " << (e.data["ok"].get_bool(false) ? "done  " : "failed") << " " << e.data["name"].get_string("")
                 << " (" << e.data["duration_ms"].get_int(0) << " ms)\n";
     }

@@ -4,6 +4,7 @@
 
 #include "http/http_api.h"
 #include "worker_book.h"
+#include "orch/event_kinds.h"
 #include "orch/version.h"
 
 namespace orch::server {
@@ -44,7 +45,7 @@ void agent_event(App& app, const httplib::Request& req, httplib::Response& res, 
   if (body["result"].is_string()) data.set("result", body["result"]);
   EventRecord e;
   e.run_id = p[0];
-  e.kind = "agent_event";
+  e.kind = event_kind::kAgentEvent;
   e.data = std::move(data);
   e.created_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::system_clock::now().time_since_epoch()).count();

@@ -13,6 +13,7 @@
 
 #include <set>
 
+#include "orch/event_kinds.h"
 #include "http/http_api.h"
 
 namespace orch::server {
@@ -23,10 +24,10 @@ constexpr auto kKeepAlive = std::chrono::seconds(15);
 
 // Which stream mode an event kind belongs to.
 std::string mode_of(const std::string& kind) {
-  if (kind == "values") return "values";
-  if (kind == "updates" || kind == "agent_event") return "updates";
-  if (kind == "task_start" || kind == "task_result") return "tasks";
-  if (kind == "custom") return "custom";
+  if (kind == event_kind::kValues) return "values";
+  if (kind == event_kind::kUpdates || kind == event_kind::kAgentEvent) return "updates";
+  if (kind == event_kind::kTaskStart || kind == event_kind::kTaskResult) return "tasks";
+  if (kind == event_kind::kCustom) return "custom";
   return "debug";  // run.*, step.*, checkpoint.*, state.* lifecycle events
 }
 

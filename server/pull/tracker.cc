@@ -913,7 +913,7 @@ Result<std::string> Tracker::Impl::render_for_task(const std::shared_ptr<Tracked
     tc.attempt = t->attempt;
   }
   tc.state = state;
-  tc.task = &task_json;
+  tc.extra_roots = {{"task", &task_json}};
   tc.input = &task_json;
   tc.config = &config;
   return tpl.render(tc);
