@@ -108,10 +108,11 @@ export const enc = encodeURIComponent;
 // GET /runs/{id}/stream as Server-Sent Events, read with fetch (EventSource
 // cannot send the Authorization header). Calls onEvent({seq, kind, data,
 // ts_ms, mode}) per frame; reconnects after a dropped connection from the
-// last seq seen, so nothing is lost or repeated. Returns a stop function.
-export function streamRun(runId, { onEvent, onEnd, onError }) {
+// last seq seen (or `afterSeq` to begin with), so nothing is lost or
+// repeated. Returns a stop function.
+export function streamRun(runId, { onEvent, onEnd, onError, afterSeq = 0 }) {
   let stopped = false;
-  let lastSeq = 0;
+  let lastSeq = afterSeq;
   let controller = null;
   async function connect() {
     while (!stopped) {

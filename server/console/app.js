@@ -21,21 +21,31 @@ const routes = [
 
 function askToken(problem) {
   const dialog = document.getElementById("token-dialog");
+  const form = document.getElementById("token-form");
   const input = document.getElementById("token-input");
   document.getElementById("token-problem").textContent = problem || "";
   input.value = "";
-  return new Promise((resolve) => {
-    const form = document.getElementById("token-form");
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      form.removeEventListener("submit", submit);
+      dialog.removeEventListener("cancel", cancel);
+    };
     const submit = (ev) => {
       ev.preventDefault();
       if (!input.value.trim()) return;
       setToken(input.value.trim());
-      form.removeEventListener("submit", submit);
+      done();
       dialog.close();
       document.getElementById("sign-out").hidden = false;
       resolve();
     };
+    // Escape closes the dialog: the call that needed the token fails and says why.
+    const cancel = () => {
+      done();
+      reject(new Error("this server needs an API token; reload the page to enter it"));
+    };
     form.addEventListener("submit", submit);
+    dialog.addEventListener("cancel", cancel);
     if (!dialog.open) dialog.showModal();
     input.focus();
   });

@@ -94,6 +94,8 @@ export async function render(main, { id }) {
     h("section", { class: "card" }, h("h2", {}, "Events (", logCount, ")"), h("div", { class: "log-scroll", tabindex: "0", "aria-label": "event log" }, logTable)));
 
   let graph = null;
+  let startStream = null;  // set once the page is drawn
+  let reviveStream = () => {};
   let checkpoints = [];
   let selectedCp = null;
 
@@ -141,17 +143,20 @@ export async function render(main, { id }) {
         await refresh();
       }));
     }
-    const inject = h("textarea", { rows: 3, class: "code", spellcheck: "false", id: "inject-updates" }, "{}");
-    const after = h("input", { type: "text", id: "inject-after", autocomplete: "off" });
-    const injectBox = h("details", { class: "inject" }, h("summary", {}, "Inject state…"));
-    actions.append(injectBox);
-    injectBox.append(actionForm("Inject state", "inject-form",
-      [field("Updates (JSON object)", inject), field("Apply after node (optional)", after, "empty: apply now")], "Inject", async () => {
-        const body = { updates: parseJsonField(inject.value, "Updates") };
-        if (after.value.trim()) body.apply_after_step = after.value.trim();
-        await post("/runs/" + enc(run.id) + "/state", body);
-        await refresh();
-      }));
+    // orch takes injections only into runs that have not ended (409 after).
+    if (!TERMINAL.has(run.status)) {
+      const inject = h("textarea", { rows: 3, class: "code", spellcheck: "false", id: "inject-updates" }, "{}");
+      const after = h("input", { type: "text", id: "inject-after", autocomplete: "off" });
+      const injectBox = h("details", { class: "inject" }, h("summary", {}, "Inject state…"));
+      actions.append(injectBox);
+      injectBox.append(actionForm("Inject state", "inject-form",
+        [field("Updates (JSON object)", inject), field("Apply after node (optional)", after, "empty: apply now")], "Inject", async () => {
+          const body = { updates: parseJsonField(inject.value, "Updates") };
+          if (after.value.trim()) body.apply_after_step = after.value.trim();
+          await post("/runs/" + enc(run.id) + "/state", body);
+          await refresh();
+        }));
+    }
     if (TERMINAL.has(run.status)) {
       actions.append(button("Delete run", async () => {
         if (!confirm("Delete run " + run.id + " and its history?")) return;
@@ -167,23 +172,25 @@ export async function render(main, { id }) {
     for (const b of [...actions.querySelectorAll(":scope > button")].reverse()) actions.prepend(b);
   }
 
-  async function loadCheckpoints() {
-    // Pages of 1000 (X-Next-After-Version), up to 10 000 shown.
-    let all = [];
-    let after = 0;
-    for (let i = 0; i < 10; i++) {
+  // Checkpoints in pages of 1000 (X-Next-After-Version). Live updates fetch
+  // only those after the last one shown; `fromStart` (first load, replay)
+  // reads them all again. At most 10 000 are listed.
+  async function loadCheckpoints(fromStart = false) {
+    if (fromStart) checkpoints = [];
+    let after = checkpoints.length ? checkpoints[checkpoints.length - 1].version : 0;
+    for (let i = 0; i < 10 && checkpoints.length < 10000; i++) {
       const { body, headers } = await getJson("/runs/" + enc(run.id) + "/checkpoints?after_version=" + after);
-      all = all.concat(body);
+      checkpoints = checkpoints.concat(body);
       const next = headers.get("X-Next-After-Version");
       if (!next) break;
       after = Number(next);
     }
-    checkpoints = all;
-    clear(cpList);
-    checkpoints.forEach((cp, i) => {
+    if (fromStart || cpList.querySelector(".muted")) clear(cpList);
+    for (let i = cpList.children.length; i < checkpoints.length; i++) {
+      const cp = checkpoints[i];
       const b = button("v" + cp.version + " · " + cp.step_id, () => selectCheckpoint(i), { class: "cp", "data-version": cp.version, "aria-pressed": selectedCp === cp.id ? "true" : "false" });
       cpList.append(h("li", {}, b));
-    });
+    }
     if (!checkpoints.length) cpList.append(h("li", { class: "muted" }, "No checkpoints yet."));
   }
 
@@ -213,7 +220,7 @@ export async function render(main, { id }) {
         try {
           await post("/runs/" + enc(run.id) + "/replay", { from_checkpoint_id: cp.id });
           await refresh();
-          await loadCheckpoints();
+          await loadCheckpoints(true);
         } catch (e) {
           reportError(e, "Replay");
         }
@@ -230,6 +237,7 @@ export async function render(main, { id }) {
     stateBox.textContent = pretty(run.state_json || {});
     if (graph) graph.setStates(nodeStates(run.steps));
     main.dataset.status = run.status;
+    reviveStream();
   }
 
   // Events: queued as they come, drawn once per frame.
@@ -279,30 +287,45 @@ export async function render(main, { id }) {
     graph = g;
     if (graph) graph.setStates(nodeStates(run.steps));
   });
-  await loadCheckpoints();
+  await loadCheckpoints(true);
 
-  const stop = streamRun(run.id, {
-    onEvent(e) {
-      queue.push(e);
-      total++;
-      if (!drawScheduled) {
-        drawScheduled = true;
-        requestAnimationFrame(draw);
-      }
-      if (/checkpoint|values/.test(e.kind) || e.mode === "values") checkpointsStale = true;
-      // Agent progress does not change the run: no re-read for it.
-      if (e.kind !== "agent_event") scheduleRefresh();
-    },
-    onEnd() {
-      checkpointsStale = true;
-      scheduleRefresh();
-    },
-    onError(e) {
-      reportError(e, "Live updates");
-    },
-  });
+  // The stream ends with the run; a run revived by retry or replay gets a
+  // new one, resuming after the last event shown.
+  let stopStream = null;
+  let streaming = false;
+  let lastSeq = 0;
+  startStream = () => {
+    streaming = true;
+    stopStream = streamRun(run.id, {
+      afterSeq: lastSeq,
+      onEvent(e) {
+        lastSeq = e.seq || lastSeq;
+        queue.push(e);
+        total++;
+        if (!drawScheduled) {
+          drawScheduled = true;
+          requestAnimationFrame(draw);
+        }
+        if (/checkpoint|values/.test(e.kind) || e.mode === "values") checkpointsStale = true;
+        // Agent progress does not change the run: no re-read for it.
+        if (e.kind !== "agent_event") scheduleRefresh();
+      },
+      onEnd() {
+        streaming = false;
+        checkpointsStale = true;
+        scheduleRefresh();
+      },
+      onError(e) {
+        reportError(e, "Live updates");
+      },
+    });
+  };
+  reviveStream = () => {
+    if (!streaming && !TERMINAL.has(run.status)) startStream();
+  };
+  startStream();
   return () => {
-    stop();
+    if (stopStream) stopStream();
     if (refreshTimer) clearTimeout(refreshTimer);
   };
 }

@@ -34,6 +34,10 @@ function annotatedJson(definition, problems) {
   return h("div", {}, general.map(problemLine), code);
 }
 
+function plural(n, word) {
+  return n + " " + word + (n === 1 ? "" : "s");
+}
+
 function runForm(id) {
   const input = h("textarea", { rows: 4, spellcheck: "false", class: "code", id: "run-input" }, "{}");
   const config = h("textarea", { rows: 3, spellcheck: "false", class: "code", id: "run-config" }, "{}");
@@ -77,7 +81,7 @@ export async function render(main, { id }) {
       const v = await post("/workflows/" + enc(w.id) + "/validate");
       problems = [...(v.errors || []), ...(v.warnings || [])];
       jsonBox.append(h("p", { class: v.valid ? "ok" : "problem", id: "validity" },
-        v.valid ? "Valid" + (problems.length ? " (" + problems.length + " warnings)" : "") : "Invalid: " + (v.errors || []).length + " errors"));
+        v.valid ? "Valid" + (problems.length ? " (" + plural(problems.length, "warning") + ")" : "") : "Invalid: " + plural((v.errors || []).length, "error")));
     } catch (e) {
       jsonBox.append(h("p", { class: "problem" }, "Validation failed: " + e.message));
     }
