@@ -46,3 +46,8 @@ if(ORCH_WITH_ASYNC_WORKERS OR ORCH_BUILD_TESTS)
   pkg_check_modules(MOSQUITTO REQUIRED IMPORTED_TARGET GLOBAL libmosquitto>=2.0)
   pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET GLOBAL hiredis>=0.14)
 endif()
+
+# Graphviz 2.42+ (libgvc, libcgraph; Debian libgraphviz-dev): pkg-config files.
+if(ORCH_WITH_GRAPHVIZ)
+  pkg_check_modules(GRAPHVIZ REQUIRED IMPORTED_TARGET GLOBAL libgvc libcgraph)
+endif()

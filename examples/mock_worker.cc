@@ -11,13 +11,17 @@
 //       --worker 'http://127.0.0.1:9001/webhook,tags=writer|reviewer'   (one line)
 //
 // Flags: --port P (default 9001; 0: any free port), --host H (default 127.0.0.1),
-// --approve-after N (reviews answered "revise" before "approve", default 1).
+// --approve-after N (reviews answered "revise" before "approve", default 1),
+// --delay-ms N (wait that long before each answer, default 0: slow enough to
+// watch a run's nodes change state, as the console's browser test does).
 #include <httplib.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <string>
+#include <thread>
 
 #include "orch/value.h"
 
@@ -37,13 +41,15 @@ int main(int argc, char** argv) {
   std::string host = "127.0.0.1";
   int port = 9001;
   int approve_after = 1;
+  int delay_ms = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
     if (flag == "--port") port = std::atoi(argv[i + 1]);
     else if (flag == "--host") host = argv[i + 1];
     else if (flag == "--approve-after") approve_after = std::atoi(argv[i + 1]);
+    else if (flag == "--delay-ms") delay_ms = std::atoi(argv[i + 1]);
     else {
-      std::cerr << "usage: mock_worker [--port P] [--host H] [--approve-after N]\n";
+      std::cerr << "usage: mock_worker [--port P] [--host H] [--approve-after N] [--delay-ms N]\n";
       return 2;
     }
   }
@@ -51,6 +57,7 @@ int main(int argc, char** argv) {
   httplib::Server svr;
   svr.set_tcp_nodelay(true);
   svr.Post(".*", [&](const httplib::Request& req, httplib::Response& res) {
+    if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
     auto body = orch::parse_json(req.body);
     std::string prompt = body.ok() ? prompt_of(*body) : "";
     std::string answer;

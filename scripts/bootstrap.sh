@@ -12,6 +12,7 @@ PACKAGES=(
   libmosquitto-dev mosquitto libhiredis-dev redis-server
   curl ca-certificates
   clang libclang-rt-14-dev
+  libgraphviz-dev chromium
 )
 
 missing=()
@@ -53,6 +54,25 @@ install_a2a_sdk() {
     echo "bootstrap: could not install the A2A SDK; the A2A interop test will be skipped" >&2
 }
 
+# The web console's browser test drives Debian's chromium with puppeteer-core
+# (tests/console/package.json), installed into .cache/console-browser. Unlike
+# the A2A SDK, a failed install is reported: that test fails without it.
+install_console_browser_driver() {
+  command -v npm >/dev/null 2>&1 || return 0
+  local root dir
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  dir="$root/.cache/console-browser"
+  if [ -f "$dir/node_modules/puppeteer-core/package.json" ] &&
+     cmp -s "$root/tests/console/package.json" "$dir/package.json"; then
+    return 0
+  fi
+  mkdir -p "$dir"
+  cp "$root/tests/console/package.json" "$dir/package.json"
+  # No browser download: puppeteer-core never fetches one; the test uses /usr/bin/chromium.
+  npm install --prefix "$dir" --no-audit --no-fund --silent >/dev/null 2>&1 ||
+    echo "bootstrap: could not install puppeteer-core; the console browser test will fail" >&2
+}
+
 # Node.js and npm for the A2A interop test: Debian's packages, unless some
 # node/npm is already installed (e.g. a NodeSource build, which conflicts).
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
@@ -63,3 +83,4 @@ if [ ${#missing[@]} -ne 0 ]; then
   install_debian_packages
 fi
 install_a2a_sdk
+install_console_browser_driver

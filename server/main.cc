@@ -25,6 +25,8 @@ constexpr Command kCommands[] = {
      orch::cli::validate_command},
     {"mermaid", "mermaid FILE    print a workflow definition as a Mermaid flowchart",
      orch::cli::mermaid_command},
+    {"svg", "svg FILE        print a workflow definition as an SVG picture (Graphviz)",
+     orch::cli::svg_command},
 };
 
 void print_usage(std::ostream& out) {

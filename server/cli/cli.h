@@ -26,6 +26,11 @@ int validate_command(const Args& args);
 // Exit 1 when FILE is not a workflow, 2 when it cannot be read.
 int mermaid_command(const Args& args);
 
+// `orch svg FILE`: prints the workflow as an SVG picture laid out by Graphviz
+// (see orch/graphviz.h). Exit 1 when FILE is not a workflow, is too large to
+// draw, or orch was built without Graphviz; 2 when it cannot be read.
+int svg_command(const Args& args);
+
 // `orch serve [--host H] [--port P] [--db PATH] [--config FILE] [--token T]
 // [--workflows-dir DIR]`: the HTTP API. Exit 0 after a graceful stop.
 int serve_command(const Args& args);

@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: MIT
 //
-// `orch validate` and `orch mermaid`: workflow files checked and drawn without
-// a server.
+// `orch validate`, `orch mermaid` and `orch svg`: workflow files checked and
+// drawn without a server.
 #include <iostream>
 
 #include "cli/cli.h"
 #include "orch/workflow.h"
+#if ORCH_HAS_GRAPHVIZ
+#include "orch/graphviz.h"
+#endif
 
 namespace orch::cli {
 namespace {
@@ -52,6 +55,29 @@ int mermaid_command(const Args& args) {
   }
   std::cout << workflow_to_mermaid((*workflow)->definition);
   return kExitOk;
+}
+
+int svg_command(const Args& args) {
+  auto text = read_single_file(args, "svg");
+  if (!text) return kExitUsage;
+  auto workflow = parse_workflow_json(*text);
+  if (!workflow.ok()) {
+    std::cerr << "orch: " << args[0] << ": " << workflow.status().message() << "\n";
+    return kExitFailure;
+  }
+#if ORCH_HAS_GRAPHVIZ
+  auto svg = workflow_svg(**workflow);
+  if (!svg.ok()) {
+    std::cerr << "orch: " << args[0] << ": " << svg.status().message() << "\n";
+    return kExitFailure;
+  }
+  std::cout << *svg;
+  return kExitOk;
+#else
+  std::cerr << "orch: this orch was built without Graphviz (ORCH_WITH_GRAPHVIZ=OFF); "
+               "`orch mermaid FILE` draws the workflow as Mermaid text\n";
+  return kExitFailure;
+#endif
 }
 
 }  // namespace orch::cli

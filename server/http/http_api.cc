@@ -138,7 +138,8 @@ ListenerLimits listener_limits(const ServerConfig& config) {
 
 void install_api(App& app, httplib::Server& svr) {
   auto routes = std::make_shared<std::vector<CompiledRoute>>();
-  for (auto* table : {run_routes, workflow_routes, ops_routes, stream_routes, tracker_routes, worker_routes}) {
+  for (auto* table : {run_routes, workflow_routes, ops_routes, stream_routes, tracker_routes, worker_routes,
+                      graph_routes, console_routes}) {
     for (Route& r : table()) routes->push_back({r.method, split_path(r.pattern, false), std::move(r.handler)});
   }
   // Connections are accepted and given threads by HttpListener (its pool has
@@ -164,7 +165,7 @@ void install_api(App& app, httplib::Server& svr) {
       }
       if (allow.find(r.method) == std::string::npos) allow += (allow.empty() ? "" : ", ") + r.method;
     }
-    if (!authorized(app, req)) {
+    if (!authorized(app, req) && !is_console_path(path)) {
       send_error(res, 401, "unauthorized", "missing or invalid bearer token");
     } else if (found != nullptr) {
       match(found->pattern, path, &params);

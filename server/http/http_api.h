@@ -37,6 +37,10 @@ std::vector<Route> ops_routes();
 std::vector<Route> stream_routes();
 std::vector<Route> tracker_routes();
 std::vector<Route> worker_routes();
+std::vector<Route> graph_routes();
+std::vector<Route> console_routes();
+// The console's files (/ui, /ui/...), which need no bearer token.
+bool is_console_path(const std::vector<std::string>& segments);
 
 // Installs every route, limits, auth, error and exception handlers on `svr`.
 void install_api(App& app, httplib::Server& svr);
