@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "legacy_steps.h"
 #include "orch/workflow.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -12,6 +13,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)orch::validate_workflow(*v);
   (void)orch::workflow_to_mermaid(*v);
   (void)orch::parse_workflow(*v);
-  (void)orch::legacy_steps_to_workflow(*v);
+  (void)orch::server::legacy_steps_to_workflow(*v);
   return 0;
 }

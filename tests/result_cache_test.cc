@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// The engine's node result cache (lib/result_cache.h): bounded, least
+// The engine's node result cache (lib/engine/result_cache.h): bounded, least
 // recently used first out, expired entries dropped (issue: hardening).
 #include <chrono>
 

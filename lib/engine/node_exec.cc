@@ -158,7 +158,7 @@ void EngineImpl::launch_node(const std::shared_ptr<RunContext>& ctx, size_t inde
     }
     case NodeType::kTransform:
       if (!node.transform.store_updates.is_null()) {
-        complete_task(ctx, index, failed("transform store_updates need a NullTickets store, and none is configured"), true);
+        complete_task(ctx, index, failed("transform store_updates are not supported: this engine has no key-value store for them"), true);
         return;
       }
       record_instant_step(c, t, node.transform.updates);

@@ -7,6 +7,7 @@
 
 #include "http/http_api.h"
 #include "http/json_views.h"
+#include "legacy_steps.h"
 #include "run_start.h"
 
 namespace orch::server {

@@ -8,9 +8,9 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "orch/workflow.h"
+#include "legacy_steps.h"
 
-namespace orch {
+namespace orch::server {
 namespace {
 
 Status bad(std::string message) { return Status::invalid_argument(std::move(message)); }
@@ -276,4 +276,4 @@ Result<Value> legacy_steps_to_workflow(const Value& request) {
                         {"edges", std::move(edges)}});
 }
 
-}  // namespace orch
+}  // namespace orch::server

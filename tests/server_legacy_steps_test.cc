@@ -5,6 +5,7 @@
 #include <string>
 
 #include "catch.h"
+#include "legacy_steps.h"
 #include "orch/workflow.h"
 
 using orch::Value;
@@ -14,7 +15,7 @@ namespace {
 Value convert(const std::string& json) {
   auto request = orch::parse_json(json);
   REQUIRE(request.ok());
-  auto def = orch::legacy_steps_to_workflow(*request);
+  auto def = orch::server::legacy_steps_to_workflow(*request);
   INFO(json);
   REQUIRE(def.ok());
   return *def;
@@ -23,7 +24,7 @@ Value convert(const std::string& json) {
 std::string error_of(const std::string& json) {
   auto request = orch::parse_json(json);
   REQUIRE(request.ok());
-  auto def = orch::legacy_steps_to_workflow(*request);
+  auto def = orch::server::legacy_steps_to_workflow(*request);
   INFO(json);
   REQUIRE_FALSE(def.ok());
   CHECK(def.status().code() == orch::StatusCode::kInvalidArgument);
@@ -172,7 +173,7 @@ std::string rewritten(const std::string& prompt) {
                                Value::object({{"id", "b"},
                                               {"depends_on", Value::array({"a"})},
                                               {"prompt_template", prompt}})})}});
-  auto def = orch::legacy_steps_to_workflow(request);
+  auto def = orch::server::legacy_steps_to_workflow(request);
   REQUIRE(def.ok());
   return (*def)["nodes"]["b"]["prompt_template"].as_string();
 }
