@@ -10,6 +10,8 @@
 
 #include "legacy_steps.h"
 
+#include "orch/workflow.h"
+
 namespace orch::server {
 namespace {
 

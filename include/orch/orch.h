@@ -16,8 +16,8 @@
 #include "orch/store.h"
 #include "orch/template.h"
 #include "orch/version.h"
-#include "orch/worker.h"
-#include "orch/workers.h"
+#include "orch/dispatcher.h"
+#include "orch/worker_registry.h"
 #include "orch/workflow.h"
 
 namespace orch {

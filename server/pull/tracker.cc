@@ -24,7 +24,7 @@
 #include "orch/engine.h"
 #include "orch/id.h"
 #include "orch/template.h"
-#include "orch/worker.h"
+#include "orch/dispatcher.h"
 #include "orch/workflow.h"
 #include "pull/subprocess_agent.h"
 #include "pull/tracker_client.h"
