@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Checkpoints of the SQLite store: commit, read back, truncate, and the cache
-// of each run's latest document. The row format is in sqlite_checkpoint_codec.h.
+// of each run's latest document. The row format is in store/checkpoint_codec.h.
 #include <optional>
 #include <string>
 #include <utility>

@@ -23,11 +23,20 @@
 
 #include "orch/sqlite_store.h"
 #include "orch/store.h"
-#include "store/sqlite/sqlite_checkpoint_codec.h"
+#include "store/checkpoint_codec.h"
 #include "store/sqlite/sqlite_wal_checkpointer.h"
 #include "store/sqlite/sqlite_connection.h"
 
 namespace orch::sqlite {
+
+using checkpoint_codec::ChainLink;
+using checkpoint_codec::DocumentBuilder;
+using checkpoint_codec::EncodedCheckpoint;
+using checkpoint_codec::checkpoint_document;
+using checkpoint_codec::encode_checkpoint;
+using checkpoint_codec::kDeltaKind;
+using checkpoint_codec::kSnapshotKind;
+using checkpoint_codec::unpack_document;
 
 class SqliteStore final : public Store {
  public:
