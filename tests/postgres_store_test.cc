@@ -518,3 +518,47 @@ TEST_CASE("1000 engine supersteps that each append to a list stay within 1 MB of
   CHECK(*bytes <= 1024 * 1024);
   CHECK_FALSE(orch::postgres_checkpoint_bytes(*orch::new_memory_store(), "chain").ok());
 }
+
+TEST_CASE("a values event written with its checkpoint is stored once and reads back whole, also after a truncate", "[postgres]") {
+  PostgresCluster& pg = cluster();
+  const std::string schema = fresh_schema("values");
+  auto store = open_store(schema);
+  RunRecord run = make_run("v");
+  REQUIRE(store->create_run(run).ok());
+  Value state = Value::object({{"items", Value::array()}});
+  std::vector<Value> states;
+  for (int v = 0; v < 4; ++v) {
+    state = grown_state(state, v);
+    states.push_back(state);
+    orch::StoreBatch batch;
+    batch.checkpoint = make_checkpoint("v", v, state);
+    run.state = state;
+    batch.run = run;
+    EventRecord values;
+    values.run_id = "v";
+    values.kind = "values";
+    values.data = Value::object({{"step", v}, {"state", batch.checkpoint->state}});  // shares storage
+    batch.events.push_back(values);
+    REQUIRE(store->write_batch(batch).ok());
+    CHECK(batch.events[0].seq == v + 1);
+  }
+  // Stored without the state: it names the checkpoint.
+  auto refs = pg.psql("SELECT count(*) FROM \"" + schema + "\".events WHERE state_checkpoint_id <> '' AND "
+                      "data NOT LIKE '%items%'", "orch");
+  REQUIRE(refs.ok());
+  CHECK(*refs == "4\n");
+  auto check_events = [&](Store& reader) {
+    auto events = reader.list_events("v", 0, 100);
+    REQUIRE(events.ok());
+    REQUIRE(events->size() == 4);
+    for (size_t i = 0; i < 4; ++i) {
+      CHECK((*events)[i].data["step"].as_int() == static_cast<int64_t>(i));
+      require_same_text(states[i], (*events)[i].data["state"]);
+    }
+  };
+  check_events(*store);
+  check_events(*open_store(schema));  // without the cached document
+  // Checkpoints 2 and 3 go; their events keep their states.
+  REQUIRE(store->truncate_checkpoints("v", 1).ok());
+  check_events(*open_store(schema));
+}

@@ -52,6 +52,26 @@ Params& Params::null() {
   return *this;
 }
 
+Params& Params::text_array(const std::vector<std::string>& values) {
+  // {"a","b\"c"}: every element quoted; \ and " escaped with a backslash.
+  std::string literal = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    literal += i > 0 ? ",\"" : "\"";
+    for (char c : values[i]) {
+      if (c == '"' || c == '\\') literal += '\\';
+      literal += c;
+    }
+    literal += '"';
+  }
+  return text(literal + "}");
+}
+
+Params& Params::integer_array(const std::vector<int64_t>& values) {
+  std::string literal = "{";
+  for (size_t i = 0; i < values.size(); ++i) literal += (i > 0 ? "," : "") + std::to_string(values[i]);
+  return text(literal + "}");
+}
+
 std::vector<const char*> Params::pointers() const {
   std::vector<const char*> out(values_.size());
   for (size_t i = 0; i < values_.size(); ++i) out[i] = nulls_[i] ? nullptr : values_[i].c_str();

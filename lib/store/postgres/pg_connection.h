@@ -39,6 +39,9 @@ class Params {
   Params& integer(int64_t value);
   Params& boolean(bool value);
   Params& null();
+  // text[] and bigint[] parameters (array literals), for unnest().
+  Params& text_array(const std::vector<std::string>& values);
+  Params& integer_array(const std::vector<int64_t>& values);
 
   size_t size() const { return values_.size(); }
   // InvalidArgument when a value holds a NUL byte (PostgreSQL text cannot).

@@ -2,6 +2,9 @@
 // Row <-> record mapping of the PostgreSQL store (see pg_rows.h).
 #include "store/postgres/pg_rows.h"
 
+#include "store/store_batch.h"
+
+#include <algorithm>
 #include <optional>
 #include <string_view>
 
@@ -296,20 +299,46 @@ const std::string& step_upsert_sql() {
 }
 
 const std::string& event_append_sql() {
-  // The run row holds the counter: the UPDATE takes the next seq under the
+  // The run row holds the counter: the UPDATE takes the next seqs under the
   // row's lock, so appends from any number of connections or instances get
-  // exact, gapless seqs. No row: no such run.
+  // exact, gapless seqs. No row: no such run. Events come as arrays, so a
+  // superstep's events are one statement.
   static const std::string sql =
-      "WITH r AS (UPDATE runs SET last_event_seq = last_event_seq + 1 WHERE id = $1 RETURNING pk, last_event_seq) "
-      "INSERT INTO events (run_pk, run_id, seq, kind, data, created_at_ms) "
-      "SELECT r.pk, $1, r.last_event_seq, $2, $3, $4 FROM r RETURNING seq";
+      "WITH r AS (UPDATE runs SET last_event_seq = last_event_seq + cardinality($2::text[]) WHERE id = $1 "
+      "RETURNING pk, last_event_seq - cardinality($2::text[]) AS base) "
+      "INSERT INTO events (run_pk, run_id, seq, kind, data, created_at_ms, state_checkpoint_id) "
+      "SELECT r.pk, $1, r.base + e.n, e.kind, e.data, e.created_at_ms, e.state_checkpoint_id FROM r, "
+      "unnest($2::text[], $3::text[], $4::bigint[], $5::text[]) "
+      "WITH ORDINALITY AS e(kind, data, created_at_ms, state_checkpoint_id, n) RETURNING seq";
   return sql;
 }
 
-Params event_append_params(const EventRecord& event) {
+Params event_append_params(const std::string& run_id, const std::vector<EventRecord>& events,
+                           const Checkpoint* checkpoint) {
+  std::vector<std::string> kinds, data, state_refs;
+  std::vector<int64_t> created;
+  for (const EventRecord& event : events) {
+    kinds.push_back(event.kind);
+    std::optional<Value> rest;
+    if (checkpoint != nullptr) rest = internal::without_checkpoint_state(event.data, checkpoint->state);
+    data.push_back(rest ? rest->to_json() : event.data.to_json());
+    state_refs.push_back(rest ? checkpoint->id : std::string());
+    created.push_back(event.created_at_ms);
+  }
   Params params;
-  params.text(event.run_id).text(event.kind).text(event.data.to_json()).integer(event.created_at_ms);
+  params.text(run_id).text_array(kinds).text_array(data).integer_array(created).text_array(state_refs);
   return params;
+}
+
+Result<std::vector<int64_t>> event_seqs(const Rows& rows) {
+  std::vector<int64_t> seqs;
+  for (int i = 0; i < rows.count(); ++i) {
+    ORCH_ASSIGN_OR_RETURN(int64_t seq, rows.integer(i, 0));
+    seqs.push_back(seq);
+  }
+  // RETURNING has no order: the events got base+1, base+2, ... in theirs.
+  std::sort(seqs.begin(), seqs.end());
+  return seqs;
 }
 
 }  // namespace orch::postgres

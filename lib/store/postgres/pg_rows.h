@@ -8,6 +8,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "orch/status.h"
 #include "orch/store.h"
@@ -64,9 +65,15 @@ void add_run_progress(Params& params, const RunRecord& run, bool state_is_checkp
 const std::string& pending_write_insert_sql();
 // step_upsert_sql: add_step's parameters; inserts or replaces by step id.
 const std::string& step_upsert_sql();
-// event_append_sql: event_append_params; returns the seq the event got.
+// event_append_sql: event_append_params; appends a run's events at once and
+// returns their seqs (event_seqs puts them in the events' order). With the
+// `checkpoint` written in the same transaction, an event whose data ends with
+// that checkpoint's very state is stored without it, naming the checkpoint
+// (column state_checkpoint_id; list_events puts the state back).
 const std::string& event_append_sql();
-Params event_append_params(const EventRecord& event);
+Params event_append_params(const std::string& run_id, const std::vector<EventRecord>& events,
+                           const Checkpoint* checkpoint = nullptr);
+Result<std::vector<int64_t>> event_seqs(const Rows& rows);
 
 // The JSON text in `column`; Internal naming `what` when it does not parse.
 Result<Value> read_json(const Rows& rows, int row, int column, const std::string& what);

@@ -30,17 +30,24 @@ using checkpoint_codec::encode_checkpoint;
 using checkpoint_codec::kDeltaKind;
 using checkpoint_codec::kSnapshotKind;
 
-constexpr const char* kInsertCheckpointSql =
-    "INSERT INTO checkpoints (id, run_pk, run_id, seq, parent_id, step_id, version, created_at_ms, kind, base_seq, "
-    "chain_bytes, base_bytes, body) SELECT $1, pk, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM runs "
-    "WHERE id = $2";
+// The run's progress, its new checkpoint row and the end of its pending
+// writes, in one statement. $1..$11: add_run_progress; $12..$22: the row.
+const std::string& checkpoint_commit_sql() {
+  static const std::string sql = std::string("WITH run AS (") + kRunProgressSql +
+                                 " RETURNING pk), dropped AS (DELETE FROM pending_writes WHERE run_pk = (SELECT pk "
+                                 "FROM run)) INSERT INTO checkpoints (id, run_pk, run_id, seq, parent_id, step_id, "
+                                 "version, created_at_ms, kind, base_seq, chain_bytes, base_bytes, body) SELECT $12, "
+                                 "run.pk, $1, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22 FROM run";
+  return sql;
+}
 
-Command checkpoint_insert(const Checkpoint& cp, const EncodedCheckpoint& row) {
+Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const EncodedCheckpoint& row) {
   Params p;
-  p.text(cp.id).text(cp.run_id).integer(row.link.seq).text(cp.parent_id).text(cp.step_id);
+  add_run_progress(p, run, run.state.shares_storage_with(cp.state) || run.state == cp.state);
+  p.text(cp.id).integer(row.link.seq).text(cp.parent_id).text(cp.step_id);
   p.integer(cp.version).integer(cp.created_at_ms).text(row.snapshot ? kSnapshotKind : kDeltaKind);
   p.integer(row.link.base_seq).integer(row.link.chain_bytes).integer(row.link.base_bytes).text(row.body);
-  return {kInsertCheckpointSql, std::move(p)};
+  return {checkpoint_commit_sql(), std::move(p)};
 }
 
 }  // namespace
@@ -67,16 +74,23 @@ Status PostgresStore::commit_checkpoint(const Checkpoint& checkpoint, const RunR
   return write_run_batch(batch, run.id, nullptr);
 }
 
-void PostgresStore::open_batch(const StoreBatch& batch, const std::string& run_id, std::vector<Command>* commands) {
+void PostgresStore::open_batch(const StoreBatch& batch, const std::string& run_id, const std::string* expected_checkpoint,
+                               std::vector<Command>* commands) {
   commands->push_back({"BEGIN", Params()});
   // The session may commit without waiting for the WAL flush (see
   // PostgresStoreOptions::relaxed_unsynced_commits); this one must wait.
   if (batch.sync_to_disk) commands->push_back({"SELECT set_config('synchronous_commit', 'on', true)", Params()});
   // Serializes the run's writers (seqs, the checkpoint chain) across
-  // connections and instances; a missing run aborts the pipeline (NotFound).
+  // connections and instances; a missing run aborts the pipeline (NotFound),
+  // and so does a latest checkpoint other than the expected one (Aborted).
   Params lock;
   lock.text(run_id);
-  commands->push_back({"SELECT orch_lock_run($1)", std::move(lock)});
+  if (expected_checkpoint != nullptr) {
+    lock.text(*expected_checkpoint);
+    commands->push_back({"SELECT orch_lock_run($1, $2)", std::move(lock)});
+  } else {
+    commands->push_back({"SELECT orch_lock_run($1)", std::move(lock)});
+  }
 }
 
 std::vector<Command> PostgresStore::batch_commands(const StoreBatch& batch, const std::string& run_id,
@@ -92,15 +106,7 @@ std::vector<Command> PostgresStore::batch_commands(const StoreBatch& batch, cons
     }
   }
   if (checkpoint != nullptr) {
-    const Checkpoint& cp = *batch.checkpoint;
-    const RunRecord& run = *batch.run;
-    Params progress;
-    add_run_progress(progress, run, run.state.shares_storage_with(cp.state) || run.state == cp.state);
-    commands.push_back({kRunProgressSql, std::move(progress)});
-    commands.push_back(checkpoint_insert(cp, checkpoint->encoded));
-    Params drop;
-    drop.text(run_id);
-    commands.push_back({"DELETE FROM pending_writes WHERE run_pk = (SELECT pk FROM runs WHERE id = $1)", std::move(drop)});
+    commands.push_back(checkpoint_commit(*batch.run, *batch.checkpoint, checkpoint->encoded));
   } else if (batch.run) {
     static const std::string kUpdate = kRunColumns.update_sql();
     Params p;
@@ -118,7 +124,10 @@ std::vector<Command> PostgresStore::batch_commands(const StoreBatch& batch, cons
     commands.push_back({step_upsert_sql(), std::move(p)});
   }
   *event_index = commands.size();
-  for (const EventRecord& event : batch.events) commands.push_back({event_append_sql(), event_append_params(event)});
+  if (!batch.events.empty()) {
+    commands.push_back({event_append_sql(),
+                        event_append_params(run_id, batch.events, checkpoint != nullptr ? &*batch.checkpoint : nullptr)});
+  }
   commands.push_back({"COMMIT", Params()});
   return commands;
 }
@@ -135,14 +144,12 @@ Status PostgresStore::write_run_batch(const StoreBatch& batch, const std::string
         encode_checkpoint(batch.checkpoint->id, prepared->document, prepared->previous ? &prepared->previous->link : nullptr,
                           prepared->previous ? &prepared->previous->document : nullptr, options_.max_delta_chain);
   }
-  auto take_seqs = [&](const std::vector<Rows>& results, size_t first) -> Status {
-    if (seqs == nullptr) return Status();
-    seqs->clear();
-    for (size_t i = 0; i < batch.events.size(); ++i) {
-      const Rows& row = results[first + i];
-      if (row.count() != 1) return Status::internal("write_batch: an event of run " + run_id + " got no seq");
-      ORCH_ASSIGN_OR_RETURN(int64_t seq, row.integer(0, 0));
-      seqs->push_back(seq);
+  auto take_seqs = [&](const std::vector<Rows>& results, size_t index) -> Status {
+    if (seqs == nullptr || batch.events.empty()) return Status();
+    ORCH_ASSIGN_OR_RETURN(*seqs, event_seqs(results[index]));
+    if (seqs->size() != batch.events.size()) {
+      return Status::internal("write_batch: the events of run " + run_id + " got " + std::to_string(seqs->size()) +
+                              " seqs, not " + std::to_string(batch.events.size()));
     }
     return Status();
   };
@@ -151,12 +158,8 @@ Status PostgresStore::write_run_batch(const StoreBatch& batch, const std::string
     // Fast path: one pipeline.
     {
       std::vector<Command> commands;
-      open_batch(batch, run_id, &commands);
-      if (prepared) {
-        Params expect;
-        expect.text(run_id).text(prepared->previous ? prepared->previous->link.id : std::string());
-        commands.push_back({"SELECT orch_expect_latest_checkpoint($1, $2)", std::move(expect)});
-      }
+      const std::string expected = prepared && prepared->previous ? prepared->previous->link.id : std::string();
+      open_batch(batch, run_id, prepared ? &expected : nullptr, &commands);
       size_t event_index = 0;
       std::vector<Command> rest = batch_commands(batch, run_id, prepared ? &*prepared : nullptr, &event_index);
       event_index += commands.size();
@@ -168,7 +171,7 @@ Status PostgresStore::write_run_batch(const StoreBatch& batch, const std::string
     // Slow path: the run's chain moved on without this instance. Lock the
     // run, read its latest checkpoint, encode against it, write.
     std::vector<Command> opening;
-    open_batch(batch, run_id, &opening);
+    open_batch(batch, run_id, nullptr, &opening);
     Params link;
     link.text(run_id);
     opening.push_back({kLatestLinkSql, std::move(link)});

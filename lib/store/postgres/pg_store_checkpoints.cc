@@ -134,6 +134,40 @@ Result<Checkpoint> PostgresStore::read_checkpoint(Connection& conn, const std::s
   return std::move(cp);
 }
 
+Result<Value> PostgresStore::checkpoint_state(Connection& conn, const std::string& run_id,
+                                             const std::string& checkpoint_id) {
+  CachedDocument cached;
+  if (cached_document(run_id, &cached) && cached.link.id == checkpoint_id) return cached.document["state"];
+  Result<Value> document = load_document(conn, run_id, checkpoint_id);
+  if (!document.ok()) {
+    return Status::internal("an event of run " + run_id + " names checkpoint " + checkpoint_id +
+                            " for its state: " + document.status().message());
+  }
+  return (*document)["state"];
+}
+
+Status PostgresStore::restore_event_states(Connection& conn, const std::string& run_id, int64_t run_pk,
+                                           int64_t version) {
+  const std::string what = "truncate_checkpoints";
+  ORCH_ASSIGN_OR_RETURN(Rows rows, conn.exec(what,
+                                             "SELECT e.seq, e.data, e.state_checkpoint_id FROM events e JOIN "
+                                             "checkpoints c ON c.id = e.state_checkpoint_id WHERE e.run_pk = $1 AND "
+                                             "c.version > $2",
+                                             Params().integer(run_pk).integer(version)));
+  for (int i = 0; i < rows.count(); ++i) {
+    ORCH_ASSIGN_OR_RETURN(int64_t seq, rows.integer(i, 0));
+    ORCH_ASSIGN_OR_RETURN(Value data, read_json(rows, i, 1, "event " + std::to_string(seq) + " of run " + run_id));
+    ORCH_ASSIGN_OR_RETURN(Value state, checkpoint_state(conn, run_id, rows.string(i, 2)));
+    data.set("state", std::move(state));
+    ORCH_RETURN_IF_ERROR(conn.exec(what,
+                                   "UPDATE events SET data = $3, state_checkpoint_id = '' WHERE run_pk = $1 AND "
+                                   "seq = $2",
+                                   Params().integer(run_pk).integer(seq).text(data.to_json()))
+                             .status());
+  }
+  return Status();
+}
+
 Status PostgresStore::resolve_state(Connection& conn, RunRecord* run) {
   if (!run->state.is_null()) return Status();
   // A truncate between reading the link and the chain can remove the
@@ -215,6 +249,7 @@ Status PostgresStore::truncate_checkpoints(const std::string& run_id, int64_t ve
                                                 Params().integer(pk).integer(version)));
     if (!first.is_null(0, 0)) {
       ORCH_ASSIGN_OR_RETURN(int64_t first_dropped, first.integer(0, 0));
+      ORCH_RETURN_IF_ERROR(restore_event_states(conn, run_id, pk, version));
       // Versions increase along a run, so normally every row from the first
       // dropped one on goes and the surviving chains are intact. Should a
       // later row survive (versions out of order), its chain would run

@@ -116,6 +116,12 @@ class PostgresStore final : public Store {
   Result<Value> load_document(Connection& conn, const std::string& run_id, const std::string& checkpoint_id);
   // The checkpoint whose header `sql` selects with `key` as $1.
   Result<Checkpoint> read_checkpoint(Connection& conn, const std::string& sql, const std::string& key);
+  // The state of checkpoint `checkpoint_id`, for an event stored without it
+  // (Internal when that checkpoint is gone).
+  Result<Value> checkpoint_state(Connection& conn, const std::string& run_id, const std::string& checkpoint_id);
+  // Before checkpoints above `version` go: events naming one for their state
+  // get it back in their data.
+  Status restore_event_states(Connection& conn, const std::string& run_id, int64_t run_pk, int64_t version);
   // A run row read with an empty state gets its latest checkpoint's.
   Status resolve_state(Connection& conn, RunRecord* run);
 
@@ -134,8 +140,10 @@ class PostgresStore final : public Store {
   std::vector<Command> batch_commands(const StoreBatch& batch, const std::string& run_id,
                                       const PreparedCheckpoint* checkpoint, size_t* event_index);
   // The transaction's opening statements: BEGIN, the commit's durability,
-  // the run's lock.
-  void open_batch(const StoreBatch& batch, const std::string& run_id, std::vector<Command>* commands);
+  // the run's lock (checking, with `expected_checkpoint`, that it is the
+  // run's latest).
+  void open_batch(const StoreBatch& batch, const std::string& run_id, const std::string* expected_checkpoint,
+                  std::vector<Command>* commands);
   void checkpoint_committed(const RunRecord& run, PreparedCheckpoint& prepared);
 
   PostgresStoreOptions options_;

@@ -83,7 +83,7 @@ Result<std::vector<StepRecord>> PostgresStore::list_steps(const std::string& run
 // ---- Events ---------------------------------------------------------------------
 
 Result<int64_t> PostgresStore::append_event(EventRecord event) {
-  Params params = event_append_params(event);
+  Params params = event_append_params(event.run_id, {event});
   return with_connection("append_event", [&](Connection& conn) -> Result<int64_t> {
     ORCH_ASSIGN_OR_RETURN(Rows rows, conn.exec("append_event", event_append_sql(), params));
     if (rows.count() == 0) return run_not_found(event.run_id);
@@ -95,12 +95,21 @@ Result<std::vector<EventRecord>> PostgresStore::list_events(const std::string& r
                                                             size_t limit) {
   return with_connection("list_events", [&](Connection& conn) -> Result<std::vector<EventRecord>> {
     static const std::string kSelect = "SELECT " + kEventColumns.select_list() +
-                                       " FROM events WHERE run_pk = (SELECT pk FROM runs WHERE id = $1) AND seq > $2 "
-                                       "ORDER BY seq LIMIT $3";
+                                       ", state_checkpoint_id FROM events WHERE run_pk = (SELECT pk FROM runs WHERE "
+                                       "id = $1) AND seq > $2 ORDER BY seq LIMIT $3";
     ORCH_ASSIGN_OR_RETURN(Rows rows, conn.exec("list_events", kSelect,
                                                Params().text(run_id).integer(after_seq).integer(clamp_size(limit))));
     if (rows.count() == 0) ORCH_RETURN_IF_ERROR(check_run_exists(conn, run_id));
-    return read_all<EventRecord>(rows, read_event);
+    ORCH_ASSIGN_OR_RETURN(std::vector<EventRecord> events, read_all<EventRecord>(rows, read_event));
+    // Events stored without their state (see event_append_params) get it
+    // back from the checkpoint they name.
+    for (size_t i = 0; i < events.size(); ++i) {
+      std::string_view state_ref = rows.text(static_cast<int>(i), kEventColumns.count);
+      if (state_ref.empty()) continue;
+      ORCH_ASSIGN_OR_RETURN(Value state, checkpoint_state(conn, run_id, std::string(state_ref)));
+      events[i].data.set("state", std::move(state));
+    }
+    return events;
   });
 }
 
