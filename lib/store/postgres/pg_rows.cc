@@ -2,58 +2,18 @@
 // Row <-> record mapping of the PostgreSQL store (see pg_rows.h).
 #include "store/postgres/pg_rows.h"
 
-#include "store/store_batch.h"
-
 #include <algorithm>
 #include <optional>
 #include <string_view>
 
+#include "store/record_fields.h"
+#include "store/store_batch.h"
+
 namespace orch::postgres {
 namespace {
 
-const char* const kRunNames[] = {"id",
-                                 "status",
-                                 "workflow_id",
-                                 "workflow",
-                                 "input",
-                                 "config",
-                                 "state",
-                                 "host_data",
-                                 "error",
-                                 "parent_run_id",
-                                 "parent_node",
-                                 "idempotency_key",
-                                 "forked_from_run_id",
-                                 "forked_from_checkpoint_id",
-                                 "created_at_ms",
-                                 "updated_at_ms",
-                                 "started_at_ms",
-                                 "ended_at_ms",
-                                 "input_tokens",
-                                 "output_tokens",
-                                 "checkpoint_count",
-                                 "recoveries"};
-const char* const kStepNames[] = {
-    "id",           "run_id",        "node_name",     "type",          "status",
-    "attempt",      "max_attempts",  "superstep",     "item_index",    "parent_step_id",
-    "worker_id",    "child_run_id",  "input",         "output",        "error",
-    "input_tokens", "output_tokens", "created_at_ms", "started_at_ms", "ended_at_ms"};
-const char* const kEventNames[] = {"run_id", "seq", "kind", "data", "created_at_ms"};
-const char* const kPendingWriteNames[] = {"run_id", "superstep", "node_name", "result"};
-const char* const kWorkflowNames[] = {"id", "name", "version", "definition", "created_at_ms", "updated_at_ms"};
-
-template <size_t N>
-constexpr int count_of(const char* const (&)[N]) {
-  return static_cast<int>(N);
-}
-
-std::optional<StepStatus> step_status_from_name(std::string_view name) {
-  for (StepStatus s : {StepStatus::kPending, StepStatus::kReady, StepStatus::kRunning, StepStatus::kCompleted,
-                       StepStatus::kFailed, StepStatus::kSkipped, StepStatus::kInterrupted}) {
-    if (step_status_name(s) == name) return s;
-  }
-  return std::nullopt;
-}
+using internal::field_count;
+using internal::step_status_from_name;
 
 // Reads a record's columns in order, keeping the first failure.
 class Reader {
@@ -96,11 +56,11 @@ std::string insert_for_run(const TableColumns& table, int run_param) {
 
 }  // namespace
 
-const TableColumns kRunColumns{"runs", kRunNames, count_of(kRunNames)};
-const TableColumns kStepColumns{"steps", kStepNames, count_of(kStepNames)};
-const TableColumns kEventColumns{"events", kEventNames, count_of(kEventNames)};
-const TableColumns kPendingWriteColumns{"pending_writes", kPendingWriteNames, count_of(kPendingWriteNames)};
-const TableColumns kWorkflowColumns{"workflows", kWorkflowNames, count_of(kWorkflowNames)};
+const TableColumns kRunColumns{"runs", internal::kRunFields, field_count(internal::kRunFields)};
+const TableColumns kStepColumns{"steps", internal::kStepFields, field_count(internal::kStepFields)};
+const TableColumns kEventColumns{"events", internal::kEventFields, field_count(internal::kEventFields)};
+const TableColumns kPendingWriteColumns{"pending_writes", internal::kPendingWriteFields, field_count(internal::kPendingWriteFields)};
+const TableColumns kWorkflowColumns{"workflows", internal::kWorkflowFields, field_count(internal::kWorkflowFields)};
 
 std::string TableColumns::select_list() const {
   std::string out;
@@ -230,10 +190,6 @@ Result<StepRecord> read_step(const Rows& rows, int row, int first) {
   step.ended_at_ms = r.integer();
   if (!r.status().ok()) return r.status();
   return step;
-}
-
-void add_event(Params& p, const EventRecord& event) {
-  p.text(event.run_id).integer(event.seq).text(event.kind).text(event.data.to_json()).integer(event.created_at_ms);
 }
 
 Result<EventRecord> read_event(const Rows& rows, int row, int first) {

@@ -37,12 +37,13 @@ extern const TableColumns kPendingWriteColumns;
 extern const TableColumns kWorkflowColumns;
 
 // add_* appends a record's columns to `params` in column order; read_* reads
-// them from `row` of `rows`, starting at column `first`.
+// them from `row` of `rows`, starting at column `first`. (Events are written
+// by event_append_sql below; read_event reads all of kEventColumns but the
+// last, state_checkpoint_id.)
 void add_run(Params& params, const RunRecord& run);
 Result<RunRecord> read_run(const Rows& rows, int row, int first = 0);
 void add_step(Params& params, const StepRecord& step);
 Result<StepRecord> read_step(const Rows& rows, int row, int first = 0);
-void add_event(Params& params, const EventRecord& event);
 Result<EventRecord> read_event(const Rows& rows, int row, int first = 0);
 void add_pending_write(Params& params, const PendingWrite& write);
 Result<PendingWrite> read_pending_write(const Rows& rows, int row, int first = 0);

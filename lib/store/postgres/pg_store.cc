@@ -44,7 +44,9 @@ Status check_options(const std::string& conninfo, const PostgresStoreOptions& o)
 }  // namespace
 
 PostgresStore::PostgresStore(const ConnectSettings& settings, const PostgresStoreOptions& options)
-    : options_(options), pool_(settings, options.max_connections, options.acquire_timeout_ms) {}
+    : options_(options),
+      pool_(settings, options.max_connections, options.acquire_timeout_ms),
+      cache_(options.cached_runs) {}
 
 Result<std::shared_ptr<PostgresStore>> PostgresStore::open(const std::string& conninfo,
                                                            const PostgresStoreOptions& options) {

@@ -59,29 +59,6 @@ bool same_link(const ChainLink& a, const ChainLink& b) {
          a.base_bytes == b.base_bytes;
 }
 
-// ---- Cache ------------------------------------------------------------------------
-
-bool PostgresStore::cached_document(const std::string& run_id, CachedDocument* out) {
-  std::lock_guard<std::mutex> lock(cache_mu_);
-  auto it = cache_.find(run_id);
-  if (it == cache_.end()) return false;
-  *out = it->second;  // shares storage: cheap
-  return true;
-}
-
-void PostgresStore::cache_document(const std::string& run_id, CachedDocument entry) {
-  if (options_.cached_runs == 0) return;
-  std::lock_guard<std::mutex> lock(cache_mu_);
-  // Evicting an arbitrary run is fine: a miss costs one chain read.
-  if (cache_.size() >= options_.cached_runs && cache_.find(run_id) == cache_.end()) cache_.erase(cache_.begin());
-  cache_[run_id] = std::move(entry);
-}
-
-void PostgresStore::forget_document(const std::string& run_id) {
-  std::lock_guard<std::mutex> lock(cache_mu_);
-  cache_.erase(run_id);
-}
-
 // ---- Reading ------------------------------------------------------------------------
 
 Result<std::optional<ChainLink>> PostgresStore::latest_link(Connection& conn, const std::string& run_id) {

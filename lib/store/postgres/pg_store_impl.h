@@ -25,6 +25,7 @@
 #include "orch/postgres_store.h"
 #include "orch/store.h"
 #include "store/checkpoint_codec.h"
+#include "store/document_cache.h"
 #include "store/postgres/pg_connection.h"
 #include "store/postgres/pg_pool.h"
 
@@ -101,13 +102,10 @@ class PostgresStore final : public Store {
   // ---- Checkpoints (pg_store_checkpoints.cc) ----
   // The latest checkpoint document of a run, kept so the next commit can diff
   // against it and reads can skip rebuilding it.
-  struct CachedDocument {
-    ChainLink link;
-    Value document;
-  };
-  bool cached_document(const std::string& run_id, CachedDocument* out);
-  void cache_document(const std::string& run_id, CachedDocument entry);
-  void forget_document(const std::string& run_id);
+  using CachedDocument = checkpoint_codec::CachedDocument;
+  bool cached_document(const std::string& run_id, CachedDocument* out) { return cache_.get(run_id, out); }
+  void cache_document(const std::string& run_id, CachedDocument entry) { cache_.put(run_id, std::move(entry)); }
+  void forget_document(const std::string& run_id) { cache_.forget(run_id); }
 
   // The run's latest checkpoint row's link, or nullopt when it has none.
   Result<std::optional<ChainLink>> latest_link(Connection& conn, const std::string& run_id);
@@ -149,8 +147,7 @@ class PostgresStore final : public Store {
   PostgresStoreOptions options_;
   ConnectionPool pool_;
 
-  std::mutex cache_mu_;
-  std::unordered_map<std::string, CachedDocument> cache_;
+  checkpoint_codec::DocumentCache cache_;
 };
 
 template <typename Body>

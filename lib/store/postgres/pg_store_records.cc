@@ -95,8 +95,8 @@ Result<std::vector<EventRecord>> PostgresStore::list_events(const std::string& r
                                                             size_t limit) {
   return with_connection("list_events", [&](Connection& conn) -> Result<std::vector<EventRecord>> {
     static const std::string kSelect = "SELECT " + kEventColumns.select_list() +
-                                       ", state_checkpoint_id FROM events WHERE run_pk = (SELECT pk FROM runs WHERE "
-                                       "id = $1) AND seq > $2 ORDER BY seq LIMIT $3";
+                                       " FROM events WHERE run_pk = (SELECT pk FROM runs WHERE id = $1) AND seq > $2 "
+                                       "ORDER BY seq LIMIT $3";
     ORCH_ASSIGN_OR_RETURN(Rows rows, conn.exec("list_events", kSelect,
                                                Params().text(run_id).integer(after_seq).integer(clamp_size(limit))));
     if (rows.count() == 0) ORCH_RETURN_IF_ERROR(check_run_exists(conn, run_id));
@@ -104,7 +104,7 @@ Result<std::vector<EventRecord>> PostgresStore::list_events(const std::string& r
     // Events stored without their state (see event_append_params) get it
     // back from the checkpoint they name.
     for (size_t i = 0; i < events.size(); ++i) {
-      std::string_view state_ref = rows.text(static_cast<int>(i), kEventColumns.count);
+      std::string_view state_ref = rows.text(static_cast<int>(i), kEventColumns.count - 1);
       if (state_ref.empty()) continue;
       ORCH_ASSIGN_OR_RETURN(Value state, checkpoint_state(conn, run_id, std::string(state_ref)));
       events[i].data.set("state", std::move(state));
