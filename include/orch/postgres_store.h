@@ -48,9 +48,10 @@ namespace orch {
 
 struct PostgresStoreOptions {
   // Connections the store opens at most. Calls beyond that wait for one to
-  // come back (see acquire_timeout_ms). Each engine superstep commit and each
-  // API read holds one for a few round trips. Keep the sum over all
-  // instances below the server's max_connections.
+  // come back (see acquire_timeout_ms). An engine superstep's commit holds
+  // one for one round trip (its statements go out as one pipeline), an API
+  // read for one or two. Keep the sum over all instances below the server's
+  // max_connections.
   size_t max_connections = 8;
   // How long a call waits for a free connection before failing with
   // Unavailable.
@@ -63,17 +64,19 @@ struct PostgresStoreOptions {
   // (Unavailable; the connection is closed). 0: no limit (not advised).
   int statement_timeout_ms = 30000;
   // How long a statement waits for a row lock another transaction holds
-  // (lock_timeout) before failing with Unavailable. 0: statement_timeout.
+  // (lock_timeout) before failing with Unavailable. 0: only
+  // statement_timeout_ms bounds it.
   int lock_timeout_ms = 10000;
   // The PostgreSQL schema the tables live in, created if missing. Empty: the
   // connection's default (normally "public"). Several orch deployments (or
   // tests) can share one database in different schemas.
   std::string schema;
-  // Commits that do not ask for sync_to_disk (the engine's supersteps under
-  // Durability::kSync) run with synchronous_commit = off: they survive a
-  // crash of orch at once, and a crash of the PostgreSQL server unless it
-  // happens within wal_writer_delay (200 ms by default) of the commit. Commits
-  // that ask for sync_to_disk wait for the WAL flush. false: every commit waits.
+  // Every commit that does not ask for sync_to_disk (all but checkpoint
+  // commits under Durability::kFull) runs with synchronous_commit = off: it
+  // survives a crash of orch at once, and a crash of the PostgreSQL server
+  // unless that happens within wal_writer_delay (200 ms by default) of the
+  // commit, as SQLite's synchronous=NORMAL. Commits that ask for
+  // sync_to_disk wait for the WAL flush. false: every commit waits.
   bool relaxed_unsynced_commits = true;
   // Like SqliteStoreOptions::max_delta_chain: at most this many deltas follow
   // a snapshot (bounds the rows read to rebuild one checkpoint).
