@@ -74,6 +74,9 @@ Result<std::string> PostgresCluster::run(std::vector<std::string> argv, bool as_
   const pid_t pid = ::fork();
   if (pid < 0) return Status::internal(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
+    // The server user may not be allowed into our working directory (a
+    // checkout under /root): run from the temp dir it owns.
+    if (::chdir(dir_.c_str()) != 0) ::_exit(126);
     const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd >= 0) {
       ::dup2(fd, STDOUT_FILENO);
@@ -130,6 +133,7 @@ Result<std::unique_ptr<PostgresCluster>> PostgresCluster::start(const PostgresCl
     const pid_t pid = ::fork();
     if (pid == 0) {
       ::setsid();
+      if (::chdir(cluster->dir_.c_str()) != 0) ::_exit(126);
       ::dup2(fds[0], STDIN_FILENO);
       const int devnull = ::open("/dev/null", O_WRONLY);
       if (devnull >= 0) {
