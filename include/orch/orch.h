@@ -10,6 +10,7 @@
 #include "orch/value.h"
 #include "orch/engine.h"
 #include "orch/http_workers.h"
+#include "orch/postgres_store.h"
 #include "orch/state.h"
 #include "orch/sqlite_store.h"
 #include "orch/state_path.h"

@@ -398,7 +398,7 @@ Status Tracker::Impl::start() {
   // other (POST /runs/{id}/cancel, resuming after a crash).
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
-  options.owner_id = std::string("orch-serve:") + host + ":" + app.config.db;
+  options.owner_id = std::string("orch-serve:") + host + ":" + redacted_db(app.config.db);
   ORCH_ASSIGN_OR_RETURN(agent_engine, Engine::open(std::move(options)));
   // An engine may still be inside a listener when unsubscribe() returns, so
   // listeners keep the tracker alive instead of pointing at it.
