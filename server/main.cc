@@ -18,7 +18,11 @@ struct Command {
 
 constexpr Command kCommands[] = {
     {"serve", "serve [--port P] [--host H] [--db PATH] [--config FILE] [--token T] [--workflows-dir DIR]\n"
-              "                  run the HTTP API server (embedded SQLite)", orch::cli::serve_command},
+              "        [--log-format text|json] [--log-level debug|info|warn|error]\n"
+              "                  run the HTTP API server (embedded SQLite)\n"
+              "  serve --check-config FILE\n"
+              "                  list every problem of a config file (exit 1 when there is one)",
+     orch::cli::serve_command},
     {"run", "run FILE [--input JSON] [--db PATH]   run a workflow locally and print its final state",
      orch::cli::run_command},
     {"validate", "validate FILE   check a workflow definition (exit 1 when it has errors)",
