@@ -35,6 +35,7 @@
 #include "orch/value.h"
 #include "orch/worker.h"
 #include "orch/template.h"
+#include "orch/trace.h"
 #include "orch/workflow.h"
 
 namespace orch {
@@ -98,6 +99,9 @@ struct EngineOptions {
   // A rendered prompt larger than this fails its node (not retried) instead of
   // being built. 0: no limit.
   size_t max_prompt_bytes = TemplateContext::kDefaultMaxOutputBytes;
+  // Receives the spans of every run execution (see orch/trace.h). Null: no
+  // tracing, and no tracing cost.
+  std::shared_ptr<TraceObserver> tracer;
 };
 
 // Options of one run.
@@ -113,6 +117,9 @@ struct RunOptions {
   // reader lists them all at once (NullBoiler's legacy `steps` runs do); a
   // node's first execution takes its record over.
   bool plan_steps = false;
+  // A W3C traceparent (a caller's span): the run's spans continue that trace.
+  // Malformed: ignored (a new trace). Only read when EngineOptions::tracer is set.
+  std::string traceparent;
 };
 
 // An event as delivered to subscribers (also stored, see Store::append_event).

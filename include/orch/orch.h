@@ -15,6 +15,7 @@
 #include "orch/state_path.h"
 #include "orch/store.h"
 #include "orch/template.h"
+#include "orch/trace.h"
 #include "orch/version.h"
 #include "orch/worker.h"
 #include "orch/workers.h"
