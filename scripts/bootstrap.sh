@@ -11,6 +11,7 @@ PACKAGES=(
   rapidjson-dev libfmt-dev catch2
   libmosquitto-dev mosquitto libhiredis-dev redis-server
   curl ca-certificates
+  python3 python3-jsonschema dpkg-dev
   clang libclang-rt-14-dev
 )
 
