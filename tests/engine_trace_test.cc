@@ -26,9 +26,9 @@ class RecordingObserver : public orch::TraceObserver {
     (void)trace_id;
     return sample && (parent == nullptr || parent->sampled);
   }
-  void on_span_end(const Span& span) override {
+  void on_span_end(Span span) override {
     std::lock_guard<std::mutex> lock(mu_);
-    spans_.push_back(span);
+    spans_.push_back(std::move(span));
   }
   std::vector<Span> spans() {
     std::lock_guard<std::mutex> lock(mu_);

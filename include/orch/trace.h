@@ -76,9 +76,10 @@ struct Span {
   // Attributes, in the OpenTelemetry style: "orch.run.id", "orch.workflow.id",
   // "orch.node.name", "orch.node.type", "orch.node.attempt", "orch.worker.id",
   // "orch.worker.protocol", "orch.status", "gen_ai.usage.input_tokens",
-  // "gen_ai.usage.output_tokens", ... Values are strings, integers, doubles
+  // "gen_ai.usage.output_tokens", ... Keys are string literals (static
+  // storage: no allocation per span); values are strings, integers, doubles
   // or booleans.
-  std::vector<std::pair<std::string, Value>> attributes;
+  std::vector<std::pair<std::string_view, Value>> attributes;
 
   // The attribute named `key`, or null.
   ORCH_EXPORT const Value* attribute(std::string_view key) const;
@@ -96,8 +97,10 @@ class ORCH_EXPORT TraceObserver {
     (void)trace_id;
     return parent == nullptr || parent->sampled;
   }
-  // A span ended. Children end before their parents.
-  virtual void on_span_end(const Span& span) = 0;
+  // A span ended; it is the observer's to keep (move it into a queue).
+  // Children end before their parents, except a worker call abandoned at its
+  // deadline, which ends when its worker answers.
+  virtual void on_span_end(Span span) = 0;
 };
 
 }  // namespace orch

@@ -21,6 +21,7 @@ void add_usage(Span* span, const Value& usage) {
 
 RunTrace::RunTrace(std::shared_ptr<TraceObserver> observer, const RunRecord& run, const std::string& parent_traceparent)
     : observer_(std::move(observer)), run_id_(run.id) {
+  // (run_id_ is a Value: each span's copy shares its string.)
   std::optional<TraceContext> parent = TraceContext::from_traceparent(parent_traceparent);
   const std::string trace_id = parent ? parent->trace_id : new_trace_id();
   sampled_ = observer_->should_sample(trace_id, parent ? &*parent : nullptr);
@@ -40,6 +41,7 @@ RunTrace::OpenSpan RunTrace::open_span(SpanKind kind, std::string name, const st
   s.span.span_id = new_span_id();
   s.span.parent_span_id = parent_span_id;
   s.span.start_unix_nanos = now_unix_nanos();
+  s.span.attributes.reserve(8);
   s.span.attributes.emplace_back("orch.run.id", run_id_);
   return s;
 }
@@ -50,7 +52,7 @@ void RunTrace::finish(OpenSpan* s, bool failed, const std::string& error) {
   s->span.end_unix_nanos = now_unix_nanos();
   s->span.error = failed;
   if (failed) s->span.error_message = error;
-  if (sampled_) observer_->on_span_end(s->span);
+  if (sampled_) observer_->on_span_end(std::move(s->span));
 }
 
 void RunTrace::begin_superstep(int64_t number, size_t nodes) {
@@ -140,7 +142,7 @@ std::function<void(WorkerReply)> RunTrace::wrap_call(WorkerRequest* request, std
       span.error = true;
       span.error_message = reply.status.message();
     }
-    observer->on_span_end(span);
+    observer->on_span_end(std::move(span));
     done(std::move(reply));
   };
 }

@@ -56,7 +56,7 @@ class RunTrace {
 
   std::shared_ptr<TraceObserver> observer_;
   bool sampled_ = false;
-  std::string run_id_;
+  Value run_id_;  // shared by every span's attribute
   OpenSpan run_;
   OpenSpan superstep_;
   std::vector<OpenSpan> nodes_;      // by task index

@@ -47,13 +47,13 @@ bool OtlpExporter::should_sample(const std::string& trace_id, const TraceContext
   return true;
 }
 
-void OtlpExporter::on_span_end(const Span& span) {
+void OtlpExporter::on_span_end(Span span) {
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_ || queue_.size() >= config_.max_queue_spans) {
     counters_->spans_dropped.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  queue_.push_back(span);
+  queue_.push_back(std::move(span));
   if (queue_.size() == config_.max_batch_spans) wake_.notify_one();
 }
 

@@ -41,7 +41,7 @@ class OtlpExporter final : public TraceObserver {
   ~OtlpExporter() override;
 
   bool should_sample(const std::string& trace_id, const TraceContext* parent) override;
-  void on_span_end(const Span& span) override;
+  void on_span_end(Span span) override;
 
   // Sends what is queued (one last export, bounded by export_timeout_ms) and
   // stops the thread. Spans ending later are dropped.
