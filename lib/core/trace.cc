@@ -2,6 +2,7 @@
 // W3C trace context ids and the traceparent header (orch/trace.h).
 #include "orch/trace.h"
 
+#include <atomic>
 #include <random>
 
 namespace orch {
@@ -16,13 +17,24 @@ bool is_lower_hex(std::string_view s) {
 
 bool all_zero(std::string_view s) { return s.find_first_not_of('0') == std::string_view::npos; }
 
+// Span ids are made on whatever thread ends a worker call, often a fresh one:
+// a per-thread generator would be seeded (a getrandom call and 2.5 KB of
+// state) on every such thread. One process-wide splitmix64 sequence, seeded
+// once, costs an atomic add. Ids must be unique and spread, not secret.
+uint64_t next_random() {
+  static std::atomic<uint64_t> state{(static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}()};
+  uint64_t z = state.fetch_add(0x9e3779b97f4a7c15ull, std::memory_order_relaxed) + 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
 std::string random_hex(size_t digits) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
   static const char kHex[] = "0123456789abcdef";
   std::string out(digits, '0');
   do {
     for (size_t i = 0; i < digits; i += 16) {
-      uint64_t bits = rng();
+      uint64_t bits = next_random();
       for (size_t j = i; j < digits && j < i + 16; ++j, bits >>= 4) out[j] = kHex[bits & 0xf];
     }
   } while (all_zero(out));

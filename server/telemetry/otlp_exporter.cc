@@ -58,24 +58,40 @@ void OtlpExporter::on_span_end(Span span) {
 }
 
 void OtlpExporter::run() {
+  // One connection, kept alive between exports (a collector that closes it
+  // gets a new one on the next export).
+  Result<Url> url = parse_http_url(config_.endpoint);  // checked in start()
+  httplib::Client client(url->origin());
+  const auto timeout = std::chrono::milliseconds(config_.export_timeout_ms);
+  client.set_connection_timeout(timeout);
+  client.set_read_timeout(timeout);
+  client.set_write_timeout(timeout);
+  client.set_keep_alive(true);
   const auto interval = std::chrono::milliseconds(config_.export_interval_ms);
+  auto next_flush = std::chrono::steady_clock::now() + interval;
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    wake_.wait_for(lock, interval, [this] { return stopping_ || queue_.size() >= config_.max_batch_spans; });
+    wake_.wait_until(lock, next_flush, [this] { return stopping_ || queue_.size() >= config_.max_batch_spans; });
     const bool last = stopping_;
-    // Everything queued goes out, a batch at a time (when stopping: one batch,
-    // so shutdown waits for one export at most).
-    while (!queue_.empty()) {
+    const bool due = last || std::chrono::steady_clock::now() >= next_flush;
+    // Full batches go out at once; a partial one waits for the interval (or
+    // shutdown), so a busy server sends few large requests, not many small
+    // ones. When stopping: one export at most, so shutdown is bounded.
+    while (queue_.size() >= config_.max_batch_spans || (due && !queue_.empty())) {
       const size_t n = std::min(queue_.size(), config_.max_batch_spans);
-      std::vector<Span> batch(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.begin() + static_cast<long>(n)));
+      std::vector<Span> batch(std::make_move_iterator(queue_.begin()),
+                              std::make_move_iterator(queue_.begin() + static_cast<long>(n)));
       queue_.erase(queue_.begin(), queue_.begin() + static_cast<long>(n));
       exporting_ = true;
+      in_flight_ = &client;
       lock.unlock();
-      export_batch(std::move(batch));
+      export_batch(client, url->target, std::move(batch));
       lock.lock();
+      in_flight_ = nullptr;
       exporting_ = false;
-      if (last || stopping_) break;
+      if (last || stopping_ || n < config_.max_batch_spans) break;
     }
+    if (due) next_flush = std::chrono::steady_clock::now() + interval;
     if (last || stopping_) {
       counters_->spans_dropped.fetch_add(queue_.size(), std::memory_order_relaxed);
       queue_.clear();
@@ -84,27 +100,13 @@ void OtlpExporter::run() {
   }
 }
 
-bool OtlpExporter::export_batch(std::vector<Span> batch) {
+bool OtlpExporter::export_batch(httplib::Client& client, const std::string& target, std::vector<Span> batch) {
   const size_t n = batch.size();
   const std::string body = otlp_export_request(resource_, batch);
   batch.clear();
-  Result<Url> url = parse_http_url(config_.endpoint);  // checked in start()
-  httplib::Client client(url->origin());
-  const auto timeout = std::chrono::milliseconds(config_.export_timeout_ms);
-  client.set_connection_timeout(timeout);
-  client.set_read_timeout(timeout);
-  client.set_write_timeout(timeout);
   httplib::Headers headers;
   for (const auto& [name, value] : config_.headers) headers.emplace(name, value);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    in_flight_ = &client;
-  }
-  httplib::Result result = client.Post(url->target, headers, body, "application/json");
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    in_flight_ = nullptr;
-  }
+  httplib::Result result = client.Post(target, headers, body, "application/json");
   const bool ok = result && result->status >= 200 && result->status < 300;
   if (ok) {
     counters_->spans_exported.fetch_add(n, std::memory_order_relaxed);
@@ -114,7 +116,7 @@ bool OtlpExporter::export_batch(std::vector<Span> batch) {
   counters_->spans_dropped.fetch_add(n, std::memory_order_relaxed);
   // The endpoint's origin only: its path or headers may carry credentials.
   log(LogLevel::kWarn, "tracing.export_failed",
-      {{"collector", url->origin()},
+      {{"collector", parse_http_url(config_.endpoint)->origin()},
        {"spans", static_cast<long long>(n)},
        {"status", result ? Value(result->status) : Value()},
        {"error", result ? Value() : Value(httplib::to_string(result.error()))}});

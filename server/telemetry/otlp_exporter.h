@@ -50,7 +50,7 @@ class OtlpExporter final : public TraceObserver {
  private:
   OtlpExporter(const TracingConfig& config, std::shared_ptr<TraceExportCounters> counters);
   void run();
-  bool export_batch(std::vector<Span> batch);
+  bool export_batch(httplib::Client& client, const std::string& target, std::vector<Span> batch);
 
   const TracingConfig config_;
   std::shared_ptr<TraceExportCounters> counters_;
