@@ -57,6 +57,7 @@ const Span* by_id(const std::vector<Span>& spans, const std::string& id) {
 struct Harness {
   std::shared_ptr<RecordingObserver> observer = std::make_shared<RecordingObserver>();
   std::shared_ptr<orch::InProcessWorkers> workers = std::make_shared<orch::InProcessWorkers>();
+  std::shared_ptr<orch::Store> store = orch::new_memory_store();
   std::unique_ptr<orch::Engine> engine;
   std::mutex mu;
   std::vector<std::string> traceparents;  // what the workers received
@@ -76,7 +77,7 @@ struct Harness {
       return reply;
     });
     orch::EngineOptions options;
-    options.store = orch::new_memory_store();
+    options.store = store;
     options.dispatcher = workers;
     if (with_tracer) options.tracer = observer;
     engine = std::move(orch::Engine::open(options)).value();
@@ -245,4 +246,32 @@ TEST_CASE("a malformed traceparent starts a new trace, and no tracer means no tr
   untraced.run(kTwoSteps, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
   std::lock_guard<std::mutex> lock(untraced.mu);
   for (const std::string& tp : untraced.traceparents) CHECK(tp.empty());
+}
+
+TEST_CASE("a subgraph's child run is a run span under its node's span, in the same trace", "[trace][engine]") {
+  Harness h;
+  orch::WorkflowRecord child;
+  child.id = "child";
+  child.definition = *orch::parse_json(R"({"nodes": {"set": {"type": "transform", "updates": {"output": "from child"}}},
+    "edges": [["__start__", "set"], ["set", "__end__"]]})");
+  REQUIRE(h.store->put_workflow(child, true).ok());
+  orch::RunRecord run = h.run(R"({"nodes": {"sub": {"type": "subgraph", "workflow_id": "child", "output_key": "output"}},
+    "edges": [["__start__", "sub"], ["sub", "__end__"]]})");
+  REQUIRE(run.status == orch::RunStatus::kCompleted);
+  auto spans = h.observer->spans();
+  auto runs = of_kind(spans, SpanKind::kRun);
+  REQUIRE(runs.size() == 2);
+  const Span& parent = runs[0].parent_span_id.empty() ? runs[0] : runs[1];
+  const Span& child_run = runs[0].parent_span_id.empty() ? runs[1] : runs[0];
+  CHECK(parent.attribute("orch.run.id")->as_string() == run.id);
+  CHECK(child_run.trace_id == parent.trace_id);
+  const Span* sub = by_id(spans, child_run.parent_span_id);
+  REQUIRE(sub != nullptr);
+  CHECK(sub->kind == SpanKind::kNode);
+  CHECK(sub->name == "node sub");
+  CHECK(sub->attribute("orch.node.type")->as_string() == "subgraph");
+  CHECK(child_run.attribute("orch.run.parent_id")->as_string() == run.id);
+  CHECK_FALSE(child_run.parent_is_remote);
+  auto nodes = of_kind(spans, SpanKind::kNode);
+  CHECK(std::count_if(nodes.begin(), nodes.end(), [](const Span& n) { return n.name == "node set"; }) == 1);
 }

@@ -27,7 +27,8 @@ RunTrace::RunTrace(std::shared_ptr<TraceObserver> observer, const RunRecord& run
   sampled_ = observer_->should_sample(trace_id, parent ? &*parent : nullptr);
   run_ = open_span(SpanKind::kRun, "run", parent ? parent->span_id : std::string());
   run_.span.trace_id = trace_id;
-  run_.span.parent_is_remote = parent.has_value();
+  // A subgraph child's parent is its parent run's node span, in this process.
+  run_.span.parent_is_remote = parent.has_value() && run.parent_run_id.empty();
   run_.span.attributes.emplace_back("orch.workflow.id", run.workflow_id);
   if (!run.parent_run_id.empty()) run_.span.attributes.emplace_back("orch.run.parent_id", run.parent_run_id);
 }
