@@ -12,6 +12,7 @@ PACKAGES=(
   libmosquitto-dev mosquitto libhiredis-dev redis-server
   postgresql libpq-dev
   curl ca-certificates
+  python3 python3-jsonschema dpkg-dev
   clang libclang-rt-14-dev
   libgraphviz-dev chromium
 )

@@ -2,12 +2,14 @@
 #include "app.h"
 
 #include "callbacks.h"
+#include "log/run_log.h"
 #include "retention.h"
 #include "orch/event_kinds.h"
 #include "orch/async_workers.h"
 #include "orch/http_workers.h"
 #include "orch/postgres_store.h"
 #include "pull/tracker.h"
+#include "telemetry/otlp_exporter.h"
 #include "worker_book.h"
 
 #include <unistd.h>
@@ -124,6 +126,11 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   gethostname(host, sizeof(host) - 1);
   options.owner_id = std::string("orch-serve:") + host + ":" + redacted_db(config.db);
   options.durability = durability_from_name(config.durability).value_or(Durability::kSync);
+  if (config.tracing.enabled) {
+    ORCH_ASSIGN_OR_RETURN(auto exporter, OtlpExporter::start(config.tracing, app->metrics.tracing));
+    options.tracer = exporter;
+    app->tracer = std::move(exporter);
+  }
   ORCH_ASSIGN_OR_RETURN(app->engine, Engine::open(std::move(options)));
   App* raw = app.get();
   app->engine_subscription = app->engine->subscribe("", [raw](const EventRecord& e) {
@@ -135,6 +142,7 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
     else if (e.kind == event_kind::kTaskResult) {
       raw->metrics.step_latency.observe(static_cast<double>(e.data["duration_ms"].get_int(0)) / 1000.0);
     }
+    log_run_event(e);
     raw->hub.publish(e.run_id);
   });
   app->callbacks = std::make_unique<CallbackSender>(*app);

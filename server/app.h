@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "event_hub.h"
+#include "http/request_log.h"
 #include "metrics.h"
 #include "orch/engine.h"
 #include "orch/store.h"
@@ -20,6 +21,7 @@
 namespace orch::server {
 
 class CallbackSender;
+class OtlpExporter;
 class RetentionSweeper;
 class Tracker;
 class WorkerBook;
@@ -32,6 +34,7 @@ struct App {
   std::shared_ptr<Dispatcher> dispatcher;   // the registry unless a test supplies its own
   std::shared_ptr<WorkerRegistry> registry;  // the workers the engine dispatches to
   std::unique_ptr<WorkerBook> workers;       // /workers: config and registered workers
+  std::shared_ptr<OtlpExporter> tracer;     // config.tracing (null when off); shared with the engine
   std::unique_ptr<Engine> engine;
   std::atomic<bool> draining{false};
   Metrics metrics;
@@ -43,6 +46,9 @@ struct App {
   std::unique_ptr<Tracker> tracker;           // pull mode (null when off); stopped first
   std::unique_ptr<RetentionSweeper> retention;  // null when engine.retention_ms is 0
   WorkflowCache workflows;  // stored workflows as runs start from them
+  // Called with every response once it is written (tests record them; see
+  // http/request_log.h). Set before the server starts.
+  ResponseRecorder response_recorder;
 };
 
 // Opens the store named by config.db (":memory:" or a SQLite file), the worker

@@ -12,6 +12,15 @@
 namespace orch::server {
 namespace {
 
+// Every problem of a config file, in the order met: a loader notes one and
+// goes on with the next key, so --check-config can list them all.
+struct Problems {
+  std::vector<std::string>* list;
+  void note(const Status& s) {
+    if (!s.ok()) list->push_back(s.message());
+  }
+};
+
 Status type_error(const std::string& key, const char* want) {
   return Status::invalid_argument("config key '" + key + "' must be " + want);
 }
@@ -42,24 +51,34 @@ Status read_strings(const Value& v, const std::string& key, std::vector<std::str
   return Status();
 }
 
-Status load_http(const Value& http, ServerConfig* c) {
-  if (!http.is_object()) return type_error("http", "an object");
+void load_http(const Value& http, ServerConfig* c, Problems& p) {
+  if (!http.is_object()) return p.note(type_error("http", "an object"));
   for (const auto& [hk, hv] : http.as_object()) {
     const std::string key = "http." + hk;
     if (hk == "allowed_origins") {
-      ORCH_RETURN_IF_ERROR(read_strings(hv, key, &c->allowed_origins));
+      p.note(read_strings(hv, key, &c->allowed_origins));
       continue;
     }
     if (hk == "allowed_hosts") {
-      ORCH_RETURN_IF_ERROR(read_strings(hv, key, &c->allowed_hosts));
+      p.note(read_strings(hv, key, &c->allowed_hosts));
       continue;
     }
     if (hk == "allow_unauthenticated_remote") {
-      if (!hv.is_bool()) return type_error(key, "a boolean");
-      c->allow_unauthenticated_remote = hv.as_bool();
+      if (!hv.is_bool()) p.note(type_error(key, "a boolean"));
+      else c->allow_unauthenticated_remote = hv.as_bool();
       continue;
     }
-    if (!hv.is_int() || hv.as_int() < 1) return type_error(key, "a positive integer");
+    static const char* kSizes[] = {"max_body_bytes", "threads", "max_sse_clients", "max_header_count",
+                                   "max_header_bytes", "max_connections_per_client", "header_timeout_ms",
+                                   "body_timeout_ms"};
+    if (std::find(std::begin(kSizes), std::end(kSizes), hk) == std::end(kSizes)) {
+      p.note(Status::invalid_argument("unknown config key '" + key + "'"));
+      continue;
+    }
+    if (!hv.is_int() || hv.as_int() < 1) {
+      p.note(type_error(key, "a positive integer"));
+      continue;
+    }
     size_t n = static_cast<size_t>(hv.as_int());
     if (hk == "max_body_bytes") c->max_body_bytes = n;
     else if (hk == "threads") c->http_threads = n;
@@ -68,30 +87,28 @@ Status load_http(const Value& http, ServerConfig* c) {
     else if (hk == "max_header_bytes") c->max_header_bytes = n;
     else if (hk == "max_connections_per_client") c->max_connections_per_client = n;
     else if (hk == "header_timeout_ms") c->header_timeout_ms = static_cast<int64_t>(n);
-    else if (hk == "body_timeout_ms") c->body_timeout_ms = static_cast<int64_t>(n);
-    else return Status::invalid_argument("unknown config key '" + key + "'");
+    else c->body_timeout_ms = static_cast<int64_t>(n);
   }
-  return Status();
 }
 
-Status load_engine(const Value& engine, ServerConfig* c) {
-  if (!engine.is_object()) return type_error("engine", "an object");
+void load_engine(const Value& engine, ServerConfig* c, Problems& p) {
+  if (!engine.is_object()) return p.note(type_error("engine", "an object"));
   for (const auto& [key, v] : engine.as_object()) {
     std::string k = "engine." + key;
     int64_t ignored = 0;
     if (key == "default_timeout_ms") {
-      ORCH_RETURN_IF_ERROR(read_int(v, k, &c->default_timeout_ms));
+      p.note(read_int(v, k, &c->default_timeout_ms));
     } else if (key == "shutdown_grace_ms") {
-      ORCH_RETURN_IF_ERROR(read_int(v, k, &c->shutdown_grace_ms));
+      p.note(read_int(v, k, &c->shutdown_grace_ms));
     } else if (key == "health_check_interval_ms") {
-      ORCH_RETURN_IF_ERROR(read_int(v, k, &c->health_check_interval_ms));
+      p.note(read_int(v, k, &c->health_check_interval_ms));
     } else if (key == "worker_failure_threshold") {
-      ORCH_RETURN_IF_ERROR(read_int(v, k, &c->worker_failure_threshold));
+      p.note(read_int(v, k, &c->worker_failure_threshold));
     } else if (key == "worker_circuit_breaker_ms") {
-      ORCH_RETURN_IF_ERROR(read_int(v, k, &c->worker_circuit_breaker_ms));
+      p.note(read_int(v, k, &c->worker_circuit_breaker_ms));
     } else if (key == "retention_ms") {
-      ORCH_RETURN_IF_ERROR(read_int(v, k, &c->retention_ms));
-      if (c->retention_ms < 0) return Status::invalid_argument("config key 'engine.retention_ms' must be >= 0");
+      p.note(read_int(v, k, &c->retention_ms));
+      if (c->retention_ms < 0) p.note(Status::invalid_argument("config key 'engine.retention_ms' must be >= 0"));
     } else if (key == "max_recoveries" || key == "max_state_bytes" || key == "max_descendant_runs" ||
                key == "max_live_runs" || key == "max_prompt_bytes") {
       int64_t* field = key == "max_recoveries"        ? &c->max_recoveries
@@ -99,22 +116,21 @@ Status load_engine(const Value& engine, ServerConfig* c) {
                        : key == "max_descendant_runs" ? &c->max_descendant_runs
                        : key == "max_prompt_bytes"    ? &c->max_prompt_bytes
                                                       : &c->max_live_runs;
-      ORCH_RETURN_IF_ERROR(read_int(v, k, field));
-      if (*field < 0) return Status::invalid_argument("config key '" + k + "' must be >= 0 (0: no limit)");
+      p.note(read_int(v, k, field));
+      if (*field < 0) p.note(Status::invalid_argument("config key '" + k + "' must be >= 0 (0: no limit)"));
     } else if (key == "durability") {
-      ORCH_RETURN_IF_ERROR(read_string(v, k, &c->durability, false));
+      p.note(read_string(v, k, &c->durability, false));
       if (!durability_from_name(c->durability)) {
-        return Status::invalid_argument("config key 'engine.durability' must be sync, full or exit");
+        p.note(Status::invalid_argument("config key 'engine.durability' must be sync, full or exit"));
       }
     } else if (key == "poll_interval_ms" || key == "default_max_attempts" || key == "retry_base_delay_ms" ||
                key == "retry_max_delay_ms" || key == "retry_jitter_ms" || key == "retry_max_elapsed_ms") {
       // NullBoiler keys with no effect here (orch is event driven; retry is per node).
-      ORCH_RETURN_IF_ERROR(read_int(v, k, &ignored));
+      p.note(read_int(v, k, &ignored));
     } else {
-      return Status::invalid_argument("unknown config key '" + k + "'");
+      p.note(Status::invalid_argument("unknown config key '" + k + "'"));
     }
   }
-  return Status();
 }
 
 // "postgres": {"max_connections": 8, "statement_timeout_ms": 30000, ...}
@@ -152,24 +168,41 @@ Status read_host_list(const Value& v, const std::string& key, std::vector<std::s
 }
 
 // "network": {"allow_hosts": [...], "deny_hosts": [...], "deny_link_local": true}
-Status load_network(const Value& network, ServerConfig* c) {
-  if (!network.is_object()) return type_error("network", "an object");
+void load_network(const Value& network, ServerConfig* c, Problems& p) {
+  if (!network.is_object()) return p.note(type_error("network", "an object"));
   for (const auto& [key, v] : network.as_object()) {
     const std::string k = "network." + key;
     if (key == "allow_hosts") {
-      ORCH_RETURN_IF_ERROR(read_host_list(v, k, &c->network.allow_hosts));
+      p.note(read_host_list(v, k, &c->network.allow_hosts));
     } else if (key == "deny_hosts") {
-      ORCH_RETURN_IF_ERROR(read_host_list(v, k, &c->network.deny_hosts));
+      p.note(read_host_list(v, k, &c->network.deny_hosts));
     } else if (key == "deny_link_local") {
-      if (!v.is_bool()) return type_error(k, "true or false");
-      c->network.deny_link_local = v.as_bool();
+      if (!v.is_bool()) p.note(type_error(k, "true or false"));
+      else c->network.deny_link_local = v.as_bool();
     } else {
-      return Status::invalid_argument("unknown config key '" + k + "'");
+      p.note(Status::invalid_argument("unknown config key '" + k + "'"));
     }
   }
   Status valid = validate_host_policy(c->network);
-  if (!valid.ok()) return Status::invalid_argument("config key 'network': " + valid.message());
-  return Status();
+  if (!valid.ok()) p.note(Status::invalid_argument("config key 'network': " + valid.message()));
+}
+
+// "log": {"format": "text"|"json", "level": "debug"|"info"|"warn"|"error"}
+void load_log(const Value& log, ServerConfig* c, Problems& p) {
+  if (!log.is_object()) return p.note(type_error("log", "an object"));
+  for (const auto& [key, v] : log.as_object()) {
+    if (key == "format") {
+      auto f = v.is_string() ? log_format_from_name(v.as_string()) : std::nullopt;
+      if (!f) p.note(type_error("log.format", "\"text\" or \"json\""));
+      else c->log_format = *f;
+    } else if (key == "level") {
+      auto l = v.is_string() ? log_level_from_name(v.as_string()) : std::nullopt;
+      if (!l) p.note(type_error("log.level", "\"debug\", \"info\", \"warn\" or \"error\""));
+      else c->log_level = *l;
+    } else {
+      p.note(Status::invalid_argument("unknown config key 'log." + key + "'"));
+    }
+  }
 }
 
 }  // namespace
@@ -192,7 +225,7 @@ std::string redacted_db(const std::string& db) {
   return out;
 }
 
-Status load_config_file(const std::string& path, ServerConfig* c) {
+Status read_config_file(const std::string& path, ServerConfig* c, std::vector<std::string>* problems) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::not_found("cannot read config file " + path);
   std::stringstream ss;
@@ -201,59 +234,76 @@ Status load_config_file(const std::string& path, ServerConfig* c) {
   if (!doc.ok()) return Status::invalid_argument("config file " + path + ": " + doc.status().message());
   if (!doc->is_object()) return Status::invalid_argument("config file " + path + " must hold a JSON object");
   c->config_path = path;
+  Problems p{problems};
   for (const auto& [key, v] : doc->as_object()) {
     int64_t n = 0;
     if (key == "host") {
-      ORCH_RETURN_IF_ERROR(read_string(v, key, &c->host, false));
+      p.note(read_string(v, key, &c->host, false));
     } else if (key == "port") {
-      ORCH_RETURN_IF_ERROR(read_int(v, key, &n));
-      if (n < 0 || n > 65535) return Status::invalid_argument("config key 'port' must be 0..65535");
-      c->port = static_cast<int>(n);
+      Status s = read_int(v, key, &n);
+      if (s.ok() && (n < 0 || n > 65535)) s = Status::invalid_argument("config key 'port' must be 0..65535");
+      if (s.ok()) c->port = static_cast<int>(n);
+      p.note(s);
     } else if (key == "db") {
-      ORCH_RETURN_IF_ERROR(read_string(v, key, &c->db, false));
+      p.note(read_string(v, key, &c->db, false));
     } else if (key == "postgres") {
-      ORCH_RETURN_IF_ERROR(load_postgres(v, c));
+      p.note(load_postgres(v, c));
     } else if (key == "state_dir") {
-      ORCH_RETURN_IF_ERROR(read_string(v, key, &c->state_dir));
+      p.note(read_string(v, key, &c->state_dir));
     } else if (key == "api_token") {
-      ORCH_RETURN_IF_ERROR(read_string(v, key, &c->api_token));
+      p.note(read_string(v, key, &c->api_token));
     } else if (key == "self_url") {
       std::string ignored;
-      ORCH_RETURN_IF_ERROR(read_string(v, key, &ignored));
+      p.note(read_string(v, key, &ignored));
     } else if (key == "strategies_dir") {
-      ORCH_RETURN_IF_ERROR(read_string(v, key, &c->strategies_dir, false));
+      p.note(read_string(v, key, &c->strategies_dir, false));
     } else if (key == "workflows_dir") {
-      ORCH_RETURN_IF_ERROR(read_string(v, key, &c->workflows_dir));
+      p.note(read_string(v, key, &c->workflows_dir));
     } else if (key == "workers") {
-      if (!v.is_array()) return type_error(key, "an array");
-      c->workers = v;
+      if (!v.is_array()) p.note(type_error(key, "an array"));
+      else c->workers = v;
     } else if (key == "engine") {
-      ORCH_RETURN_IF_ERROR(load_engine(v, c));
+      load_engine(v, c, p);
     } else if (key == "network") {
-      ORCH_RETURN_IF_ERROR(load_network(v, c));
+      load_network(v, c, p);
     } else if (key == "tracker") {
-      if (!v.is_null() && !v.is_object()) return type_error(key, "an object or null");
+      if (!v.is_null() && !v.is_object()) {
+        p.note(type_error(key, "an object or null"));
+        continue;
+      }
       c->tracker = v;
       if (v.is_object() && v["workflows_dir"].is_string() && c->workflows_dir.empty()) {
         c->workflows_dir = v["workflows_dir"].as_string();
       }
     } else if (key == "http") {
-      ORCH_RETURN_IF_ERROR(load_http(v, c));
+      load_http(v, c, p);
+    } else if (key == "log") {
+      load_log(v, c, p);
+    } else if (key == "tracing") {
+      c->tracing_section = v;  // read with the environment (resolve_tracing_config)
     } else {
-      return Status::invalid_argument("unknown config key '" + key + "'");
+      p.note(Status::invalid_argument("unknown config key '" + key + "'"));
     }
   }
   // Relative paths are relative to the config file's directory (NullBoiler).
   std::filesystem::path base = std::filesystem::path(path).parent_path();
-  auto anchor = [&base](std::string* p) {
-    if (!p->empty() && *p != ":memory:" && !is_postgres_uri(*p) && std::filesystem::path(*p).is_relative()) {
-      *p = (base / *p).string();
+  auto anchor = [&base](std::string* path_field) {
+    std::string& v = *path_field;
+    if (!v.empty() && v != ":memory:" && !is_postgres_uri(v) && std::filesystem::path(v).is_relative()) {
+      v = (base / v).string();
     }
   };
   anchor(&c->db);
   anchor(&c->state_dir);
   anchor(&c->workflows_dir);
   anchor(&c->strategies_dir);
+  return Status();
+}
+
+Status load_config_file(const std::string& path, ServerConfig* c) {
+  std::vector<std::string> problems;
+  ORCH_RETURN_IF_ERROR(read_config_file(path, c, &problems));
+  if (!problems.empty()) return Status::invalid_argument(problems.front());
   return Status();
 }
 
@@ -307,6 +357,16 @@ Status parse_serve_flags(const std::vector<std::string>& args, ServerConfig* c) 
       ORCH_RETURN_IF_ERROR(value(&c->workflows_dir));
     } else if (flag == "--allow-unauthenticated-remote") {
       c->allow_unauthenticated_remote = true;
+    } else if (flag == "--log-format") {
+      ORCH_RETURN_IF_ERROR(value(&v));
+      auto f = log_format_from_name(v);
+      if (!f) return Status::invalid_argument("--log-format must be text or json, not '" + v + "'");
+      c->log_format = *f;
+    } else if (flag == "--log-level") {
+      ORCH_RETURN_IF_ERROR(value(&v));
+      auto l = log_level_from_name(v);
+      if (!l) return Status::invalid_argument("--log-level must be debug, info, warn or error, not '" + v + "'");
+      c->log_level = *l;
     } else {
       return Status::invalid_argument("unknown flag " + flag);
     }
@@ -314,6 +374,9 @@ Status parse_serve_flags(const std::vector<std::string>& args, ServerConfig* c) 
   if (c->api_token.empty()) {
     if (const char* token = std::getenv("ORCH_API_TOKEN"); token && *token) c->api_token = token;
   }
+  std::vector<std::string> problems;
+  c->tracing = resolve_tracing_config(c->tracing_section, process_env(), &problems);
+  if (!problems.empty()) return Status::invalid_argument(problems.front());
   return check_config(*c);
 }
 
@@ -321,18 +384,24 @@ bool is_loopback_host(const std::string& host) {
   return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
 }
 
-Status check_config(const ServerConfig& c) {
+std::vector<std::string> config_problems(const ServerConfig& c) {
+  std::vector<std::string> out;
   if (c.max_sse_clients + kReservedHttpThreads > c.http_threads) {
-    return Status::invalid_argument(
-        "http.max_sse_clients (" + std::to_string(c.max_sse_clients) + ") must leave " +
-        std::to_string(kReservedHttpThreads) + " of http.threads (" + std::to_string(c.http_threads) +
-        ") to the rest of the API: every stream holds a thread");
+    out.push_back("http.max_sse_clients (" + std::to_string(c.max_sse_clients) + ") must leave " +
+                  std::to_string(kReservedHttpThreads) + " of http.threads (" + std::to_string(c.http_threads) +
+                  ") to the rest of the API: every stream holds a thread");
   }
   if (!is_loopback_host(c.host) && c.api_token.empty() && !c.allow_unauthenticated_remote) {
-    return Status::invalid_argument("listening on " + c.host +
-                                    " without an API token would expose the API to the network: set "
-                                    "api_token (--token), or pass --allow-unauthenticated-remote");
+    out.push_back("listening on " + c.host +
+                  " without an API token would expose the API to the network: set "
+                  "api_token (--token), or pass --allow-unauthenticated-remote");
   }
+  return out;
+}
+
+Status check_config(const ServerConfig& c) {
+  std::vector<std::string> problems = config_problems(c);
+  if (!problems.empty()) return Status::invalid_argument(problems.front());
   return Status();
 }
 

@@ -9,10 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "log/log.h"
 #include "orch/host_policy.h"
 #include "orch/postgres_store.h"
 #include "orch/status.h"
 #include "orch/value.h"
+#include "telemetry/trace_config.h"
 
 namespace orch::server {
 
@@ -77,14 +79,23 @@ struct ServerConfig {
   // (--allow-unauthenticated-remote); a warning is printed.
   bool allow_unauthenticated_remote = false;
   std::string config_path;               // where it was read from (empty: defaults)
+  // Logs (config "log", --log-format, --log-level; see log/log.h).
+  LogFormat log_format = LogFormat::kText;
+  LogLevel log_level = LogLevel::kInfo;
+  // Trace export: the file's "tracing" section as written, and what it and
+  // the OTEL_* environment resolve to (telemetry/trace_config.h).
+  Value tracing_section;
+  TracingConfig tracing;
 };
 
 // Threads of the HTTP pool that SSE streams may never take.
 constexpr size_t kReservedHttpThreads = 8;
 
 // Settings that contradict each other or are unsafe: InvalidArgument naming
-// them. Called after the file and the flags are read, and by open_app.
+// the first. Called after the file and the flags are read, and by open_app.
 Status check_config(const ServerConfig& config);
+// All of them, one message each (empty: none).
+std::vector<std::string> config_problems(const ServerConfig& config);
 
 // `db` fit for logs and owner ids: a PostgreSQL URI's password (user:PASS@
 // or password=PASS) becomes "***".
@@ -94,11 +105,16 @@ std::string redacted_db(const std::string& db);
 bool is_loopback_host(const std::string& host);
 
 // Reads `path` into `config` (fields present override). Unknown keys, wrong
-// types and invalid JSON are InvalidArgument naming the key.
+// types and invalid JSON are InvalidArgument naming the key (the first one).
 Status load_config_file(const std::string& path, ServerConfig* config);
+// The same, noting every problem of the file's keys in `problems` instead of
+// stopping at the first. The Status is for a file that cannot be read or is
+// not a JSON object (nothing else can then be checked).
+Status read_config_file(const std::string& path, ServerConfig* config, std::vector<std::string>* problems);
 
 // Applies `orch serve` flags: --host --port --db --config --token
-// --token-file --workflows-dir --allow-unauthenticated-remote; without a token
+// --token-file --workflows-dir --allow-unauthenticated-remote --log-format
+// --log-level; resolves the tracing config (file + OTEL_* env); without a token
 // from the file or the flags, $ORCH_API_TOKEN is used. --config is read first (else $ORCH_HOME/config.json when it
 // exists), then the other flags override. InvalidArgument for bad flags.
 Status parse_serve_flags(const std::vector<std::string>& args, ServerConfig* config);

@@ -19,7 +19,10 @@ struct Command {
 constexpr Command kCommands[] = {
     {"serve", "serve [--port P] [--host H] [--db PATH|postgresql://...] [--config FILE] [--token T]\n"
               "                  [--workflows-dir DIR] [--state-dir DIR]\n"
-              "                  run the HTTP API server (embedded SQLite, or PostgreSQL for a postgres:// URI)",
+              "                  [--log-format text|json] [--log-level debug|info|warn|error]\n"
+              "                  run the HTTP API server (embedded SQLite, or PostgreSQL for a postgres:// URI)\n"
+              "  serve --check-config FILE\n"
+              "                  list every problem of a config file (exit 1 when there is one)",
      orch::cli::serve_command},
     {"run", "run FILE [--input JSON] [--db PATH]   run a workflow locally and print its final state",
      orch::cli::run_command},

@@ -53,6 +53,11 @@ std::string Metrics::render(size_t active_runs, size_t sse) const {
   counter("orch_callbacks_failed_total", "Run callbacks that could not be delivered.", callbacks_failed);
   counter("orch_background_exceptions_total", "Exceptions caught in background threads (each logged on stderr).",
           thread_exceptions());
+  counter("orch_trace_spans_exported_total", "Trace spans the OTLP collector accepted.", tracing->spans_exported);
+  counter("orch_trace_spans_dropped_total",
+          "Trace spans dropped: the export queue was full, or their export failed.", tracing->spans_dropped);
+  counter("orch_trace_exports_failed_total", "OTLP export requests that failed (error, timeout, refused).",
+          tracing->exports_failed);
   gauge("orch_runs_active", "Runs currently executing.", active_runs);
   gauge("orch_sse_clients", "Open SSE streams.", sse);
   http_latency.write(&out, "orch_http_request_duration_seconds", "Time to answer an HTTP request.");

@@ -7,6 +7,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace orch::server {
@@ -25,6 +26,14 @@ class Histogram {
   std::atomic<uint64_t> sum_micros_{0};
 };
 
+// What the OTLP trace exporter did (telemetry/otlp_exporter.h). Shared with
+// it: the engine may hold the exporter a little longer than the server.
+struct TraceExportCounters {
+  std::atomic<uint64_t> spans_exported{0};
+  std::atomic<uint64_t> spans_dropped{0};   // queue full, export failed, or ended after shutdown
+  std::atomic<uint64_t> exports_failed{0};
+};
+
 struct Metrics {
   std::atomic<uint64_t> http_requests{0};
   std::atomic<uint64_t> http_errors{0};
@@ -40,6 +49,7 @@ struct Metrics {
   std::atomic<uint64_t> callbacks_failed{0};
   Histogram http_latency;
   Histogram step_latency;
+  std::shared_ptr<TraceExportCounters> tracing = std::make_shared<TraceExportCounters>();
 
   // Prometheus text; `active_runs` and `sse_clients` are gauges read by the caller.
   std::string render(size_t active_runs, size_t sse_clients) const;

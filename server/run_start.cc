@@ -88,6 +88,9 @@ void start_run_from_request(App& app, const httplib::Request& req, httplib::Resp
   // Kept with the run for the callback sender (it reads them back after a restart).
   if (callbacks.is_array()) options.host_data = Value::object({{"callbacks", callbacks}});
   options.idempotency_key = key;
+  // W3C Trace Context: the caller's trace continues into the run (a
+  // malformed header is ignored there).
+  options.traceparent = req.get_header_value("traceparent");
   options.workflow_id = workflow_id;
   options.run_id = new_uuid();
   // Legacy `steps` runs list every step from the start, as NullBoiler's do.

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "worker_book.h"
 
+#include "log/log.h"
+
 #include <algorithm>
 #include <iostream>
 
@@ -89,11 +91,11 @@ Status WorkerBook::load(const Value& config_workers, int64_t now_ms) {
       auto w = parse(c);
       if (!w.ok()) {
         // NullBoiler skips a bad config worker with a warning.
-        std::cerr << "orch: skipping config worker " << c["id"].to_json() << ": " << w.status().message() << "\n";
+        log(LogLevel::kWarn, "config.worker_skipped", {{"worker_id", c["id"]}, {"error", w.status().message()}});
         continue;
       }
       Status s = add(*w, "config", now_ms);
-      if (!s.ok()) std::cerr << "orch: skipping config worker " << w->id << ": " << s.message() << "\n";
+      if (!s.ok()) log(LogLevel::kWarn, "config.worker_skipped", {{"worker_id", w->id}, {"error", s.message()}});
     }
   }
   auto stored = store_->list_host_records(kWorkersCollection);

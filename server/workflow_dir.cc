@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "workflow_dir.h"
 
+#include "log/log.h"
+
 #include "orch/thread_guard.h"
 
 #include <poll.h>
@@ -46,7 +48,7 @@ Status WorkflowDirWatcher::start() {
   for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
     if (entry.path().extension() != ".json") continue;
     Status s = load_file(entry.path().string());
-    if (!s.ok()) std::cerr << "orch: skipping workflow " << s.message() << "\n";
+    if (!s.ok()) log(LogLevel::kWarn, "workflow.skipped", {{"error", s.message()}});
   }
   inotify_fd_ = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
   if (inotify_fd_ < 0 || pipe(stop_pipe_) != 0) return Status::internal("cannot watch " + dir_);
@@ -82,7 +84,7 @@ void WorkflowDirWatcher::watch_loop() {
       if (name.size() > 5 && name.substr(name.size() - 5) == ".json") {
         run_guarded("workflow reload", [&] {
           Status s = load_file(dir_ + "/" + name);
-          if (!s.ok()) std::cerr << "orch: workflow reload failed: " << s.message() << "\n";
+          if (!s.ok()) log(LogLevel::kWarn, "workflow.reload_failed", {{"error", s.message()}});
         });
       }
       i += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);

@@ -72,6 +72,20 @@ TEST_CASE("broker urls: host, port, topic or stream, bad ones are refused", "[as
   }
 }
 
+TEST_CASE("request payload: the call's traceparent as a field, only when there is one", "[async][trace]") {
+  WorkerInfo w;
+  w.id = "w1";
+  WorkerRequest req;
+  req.call_id = "step-1#1.1";
+  auto plain = orch::parse_json(orch::internal::async_request_payload(w, req, "r", 1, 2));
+  REQUIRE(plain.ok());
+  CHECK(plain->find("traceparent") == nullptr);
+  req.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  auto traced = orch::parse_json(orch::internal::async_request_payload(w, req, "r", 1, 2));
+  REQUIRE(traced.ok());
+  CHECK((*traced)["traceparent"].as_string() == req.traceparent);
+}
+
 TEST_CASE("request payload: NullBoiler fields plus run, node and deadline", "[async]") {
   WorkerInfo w;
   w.id = "w1";

@@ -46,6 +46,10 @@ struct WorkerRequest {
   Value state;               // state snapshot with __meta
   Value item;                // send item, null otherwise
   SteadyTime deadline;
+  // W3C traceparent of this call's span (empty when the engine has no
+  // tracer). HTTP protocols send it as the `traceparent` header, MQTT and
+  // Redis as a `traceparent` field of the message (docs/async-workers.md).
+  std::string traceparent;
 };
 
 struct WorkerReply {
@@ -55,6 +59,7 @@ struct WorkerReply {
   std::string output;        // the output text
   Value envelope;            // top-level reply fields (goto, state_updates, usage, ...)
   std::string worker_id;
+  std::string worker_protocol;  // set by the worker registry ("webhook", "mqtt", ...)
 };
 
 class ORCH_EXPORT Dispatcher {

@@ -42,6 +42,7 @@
 #include "orch/value.h"
 #include "orch/dispatcher.h"
 #include "orch/template.h"
+#include "orch/trace.h"
 #include "orch/workflow.h"
 
 namespace orch {
@@ -107,6 +108,9 @@ struct EngineOptions {
   // (TemplateContext::extra_roots): with {"ticket"}, a run whose config has a
   // "ticket" object renders {{ticket.title}}. orch serve's pull mode: {"task"}.
   std::vector<std::string> config_template_roots;
+  // Receives the spans of every run execution (see orch/trace.h). Null: no
+  // tracing, and no tracing cost.
+  std::shared_ptr<TraceObserver> tracer;
 };
 
 // Options of one run.
@@ -122,6 +126,9 @@ struct RunOptions {
   // reader lists them all at once (NullBoiler's legacy `steps` runs do); a
   // node's first execution takes its record over.
   bool plan_steps = false;
+  // A W3C traceparent (a caller's span): the run's spans continue that trace.
+  // Malformed: ignored (a new trace). Only read when EngineOptions::tracer is set.
+  std::string traceparent;
 };
 
 // An event as delivered to subscribers (also stored, see Store::append_event).

@@ -16,6 +16,7 @@
 #include "orch/state_path.h"
 #include "orch/store.h"
 #include "orch/template.h"
+#include "orch/trace.h"
 #include "orch/version.h"
 #include "orch/dispatcher.h"
 #include "orch/worker_registry.h"

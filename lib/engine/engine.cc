@@ -294,6 +294,7 @@ void EngineImpl::finish_run(RunContext& ctx, RunStatus status, const std::string
   }
   ctx.planned_steps.clear();
   save_stopped_run(ctx);
+  if (ctx.trace) end_trace(ctx);
   if (status == RunStatus::kCompleted) {
     emit(ctx, event_kind::kRunCompleted, Value::object({{"state", ctx.state}}));
   } else if (status == RunStatus::kFailed) {
@@ -335,6 +336,7 @@ void EngineImpl::pause_run(RunContext& ctx, const std::string& reason, const std
   ctx.record.status = RunStatus::kInterrupted;
   ctx.record.updated_at_ms = options_.clock->now_ms();
   save_stopped_run(ctx);
+  if (ctx.trace) end_trace(ctx);
   emit(ctx, event_kind::kRunInterrupted, Value::object({{"reason", reason}, {"node", node}}));
   (void)flush(ctx);
   notify_parent(ctx);
@@ -385,6 +387,7 @@ Result<std::string> EngineImpl::start_run_internal(std::shared_ptr<const Workflo
   ctx->depth = depth;
   ctx->parent_run_id = parent_run_id;
   ctx->root_run_id = root_run_id.empty() ? r.id : root_run_id;
+  ctx->traceparent = std::move(options.traceparent);
   ORCH_RETURN_IF_ERROR(configure(*ctx));
   ctx->state = initial_state(r.input, *workflow);
   if (!config.as_object().empty()) ctx->state.set("__config", config);
@@ -597,6 +600,7 @@ void EngineImpl::start_superstep(const std::shared_ptr<RunContext>& ctx, const s
     }
   }
   c.resumable_steps.clear();  // only the superstep the run was loaded in
+  if (options_.tracer) trace_superstep(c);
   for (size_t i = 0; i < ready.size() && c.in_superstep; ++i) {
     NodeTask& t = c.tasks[i];
     const std::string& name = c.compiled->graph->name(t.vertex);
@@ -627,6 +631,10 @@ void EngineImpl::complete_task(const std::shared_ptr<RunContext>& ctx, size_t in
   t.finished = true;
   t.outcome = std::move(outcome);
   if (record) finish_step_record(c, t);
+  if (c.trace) {
+    const bool failed = t.outcome.kind == NodeOutcome::Kind::kFailed;
+    c.trace->end_node(index, failed, t.outcome.error, t.outcome.usage);
+  }
   const std::string& name = c.compiled->graph->name(t.vertex);
   // A finished node's result is kept (a pending write) so that a restart, or
   // a retry after a sibling failed, does not run it again. The last node of a
@@ -661,6 +669,7 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
                  "' failed: " + t.outcome.error;
     }
   }
+  if (c.trace) c.trace->end_superstep(failure);
   if (!failure.empty()) {
     finish_run(c, RunStatus::kFailed, failure);
     return;

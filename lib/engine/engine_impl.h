@@ -76,6 +76,11 @@ class EngineImpl final : public orch::Engine {
   void finish_run(RunContext& ctx, RunStatus status, const std::string& error);
   void pause_run(RunContext& ctx, const std::string& reason, const std::string& node);
   void evict_later(RunContext& ctx);
+  // Tracing (engine_trace.cc): opens the superstep's spans (and the run's
+  // span first, when the run has none open); ends them all when the run
+  // stops or pauses.
+  void trace_superstep(RunContext& ctx);
+  void end_trace(RunContext& ctx);
   // Stores an event: in the run's batch while it batches (or when
   // `into_batch`, for events that must be written with what is in the batch),
   // otherwise at once.

@@ -284,6 +284,7 @@ void EngineImpl::call_worker(const std::shared_ptr<RunContext>& ctx, WorkerReque
     post([done = std::move(done), reply = std::move(reply)]() mutable { done(std::move(reply)); });
     return;
   }
+  if (ctx->trace) done = ctx->trace->wrap_call(&request, std::move(done));
   // The step's record (and the call id it carries) is stored before the call
   // goes out, so a restart resumes this call instead of sending a new one.
   (void)flush(*ctx);
@@ -534,6 +535,7 @@ void EngineImpl::fail_or_retry(const std::shared_ptr<RunContext>& ctx, size_t in
   ++t.attempt;
   t.turn = 1;
   t.step_id = new_uuid();
+  if (c.trace) c.trace->retry_node(index, error, t.attempt, t.step_id);
   const uint64_t token = c.next_token++;
   t.token = token;
   emit(c, event_kind::kStepRetrying, Value::object({{"node", node.name}, {"attempt", t.attempt}, {"delay_ms", static_cast<long long>(bounded_ms(delay).count())}, {"error", error}}));
@@ -714,6 +716,7 @@ void EngineImpl::start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t i
   }
   opts.config = c.record.config;  // children share the run's config
   opts.workflow_id = node.subgraph.workflow_id;
+  if (c.trace) opts.traceparent = c.trace->node_traceparent(index);  // the child's run span is under this node's
   t.waiting_child = true;
   t.child_run_id = new_uuid();
   StepRecord step;  // running while the child runs; finish_step_record closes it

@@ -15,6 +15,7 @@
 
 #include "engine/graph.h"
 #include "engine/node_outcome.h"
+#include "engine/run_trace.h"
 #include "orch/engine.h"
 #include "orch/template.h"
 #include "engine/scheduler.h"
@@ -110,6 +111,10 @@ struct RunContext {
   // RunOptions::plan_steps: node -> the pending record written for its first
   // execution, whose id that execution takes over.
   std::map<std::string, std::string> planned_steps;
+  // Tracing (EngineOptions::tracer): the caller's traceparent, and the spans
+  // of the current execution (null without a tracer, or between executions).
+  std::string traceparent;
+  std::unique_ptr<RunTrace> trace;
   int depth = 0;                 // subgraph nesting
   std::string root_run_id;       // the top-level run of a subgraph family (its own id at the top)
   // About how many bytes the state takes (see value_bytes): grown by each

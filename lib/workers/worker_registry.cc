@@ -152,10 +152,11 @@ void WorkerRegistry::Impl::drain() {
       // Weak: a protocol holding an unanswered callback must not keep its own
       // worker entry (which holds the protocol) alive.
       std::weak_ptr<WorkerEntry> weak_worker = l.worker;
-      Callback wrapped = [weak, weak_worker, worker_id = l.info.id, call_id, serial = l.serial,
-                          done = std::move(l.done), fired](WorkerReply reply) {
+      Callback wrapped = [weak, weak_worker, worker_id = l.info.id, protocol = l.info.protocol, call_id,
+                          serial = l.serial, done = std::move(l.done), fired](WorkerReply reply) {
         if (fired->exchange(true)) return;  // a protocol must answer once; ignore more
         if (reply.worker_id.empty()) reply.worker_id = worker_id;
+        if (reply.worker_protocol.empty()) reply.worker_protocol = protocol;
         auto self = weak.lock();
         auto worker = weak_worker.lock();
         if (self && worker) self->finish(worker, call_id, serial, reply);

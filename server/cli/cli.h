@@ -32,8 +32,14 @@ int mermaid_command(const Args& args);
 int svg_command(const Args& args);
 
 // `orch serve [--host H] [--port P] [--db PATH] [--config FILE] [--token T]
-// [--workflows-dir DIR]`: the HTTP API. Exit 0 after a graceful stop.
+// [--workflows-dir DIR] [--log-format text|json] [--log-level L]`: the HTTP
+// API. Exit 0 after a graceful stop.
 int serve_command(const Args& args);
+
+// `orch serve --check-config FILE`: prints every problem of a config file
+// (with the OTEL_* environment), one a line. Exit 0 when there is none, 1
+// when there are, 2 when FILE cannot be read.
+int check_config_command(const std::string& path);
 
 // `orch run FILE [--input JSON] [--db PATH]`: runs a workflow locally, prints
 // progress as nodes finish and the final state; exit 0 when it completed.

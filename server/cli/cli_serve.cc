@@ -15,6 +15,7 @@
 #include "cli/cli.h"
 #include "http/http_api.h"
 #include "http/http_listener.h"
+#include "log/log.h"
 #include "orch/version.h"
 #include "pull/tracker.h"
 #include "workflow_dir.h"
@@ -38,12 +39,20 @@ int serve_command(const Args& args) {
   // all back, ~2% of the server's CPU under load; its per-thread caches
   // serve the small allocations anyway. Set before any thread starts.
   mallopt(M_MXFAST, 0);
+  if (!args.empty() && args[0] == "--check-config") {
+    if (args.size() != 2) {
+      std::cerr << "usage: orch serve --check-config FILE\n";
+      return kExitUsage;
+    }
+    return check_config_command(args[1]);
+  }
   server::ServerConfig config;
   Status s = server::parse_serve_flags(args, &config);
   if (!s.ok()) {
     std::cerr << "orch serve: " << s.message() << "\n";
     return kExitUsage;
   }
+  server::configure_log(config.log_level, config.log_format);
   auto app = server::open_app(config, nullptr);
   if (!app.ok()) {
     std::cerr << "orch serve: " << app.status().message() << "\n";
@@ -66,12 +75,18 @@ int serve_command(const Args& args) {
   signal(SIGINT, on_signal);
   signal(SIGPIPE, SIG_IGN);
   if (config.api_token.empty() && !server::is_loopback_host(config.host)) {
-    std::cerr << "orch serve: WARNING: listening on " << config.host
-              << " without an API token: anyone who can reach this address can start runs and register "
-                 "workers; put a reverse proxy with authentication in front, or set --token\n";
+    server::log(server::LogLevel::kWarn, "serve.unauthenticated_remote",
+                {{"host", config.host},
+                 {"message", "listening without an API token: anyone who can reach this address can start runs and "
+                             "register workers; put a reverse proxy with authentication in front, or set --token"}});
   }
-  std::cerr << "orch v" << orch::version() << " listening on http://" << config.host << ":" << config.port
-            << " (db " << orch::server::redacted_db(config.db) << ", auth " << (config.api_token.empty() ? "off" : "bearer token") << ")\n";
+  // The token itself is never logged, only whether there is one.
+  server::log(server::LogLevel::kInfo, "serve.listening",
+              {{"version", std::string(orch::version())},
+               {"url", "http://" + config.host + ":" + std::to_string(config.port)},
+               {"db", orch::server::redacted_db(config.db)},
+               {"auth", config.api_token.empty() ? "off" : "bearer token"},
+               {"tracing", config.tracing.enabled ? "on" : "off"}});
   if (Status b = listener.bind(config.host, config.port); !b.ok()) {
     std::cerr << "orch serve: " << b.message() << "\n";
     return kExitFailure;
@@ -98,7 +113,8 @@ int serve_command(const Args& args) {
     }
   }
   if (watcher) watcher->stop();
-  std::cerr << "orch serve: stopped (" << (*app)->engine->active_runs() << " runs left running; they resume on restart)\n";
+  server::log(server::LogLevel::kInfo, "serve.stopped",
+              {{"runs_left_running", static_cast<long long>((*app)->engine->active_runs())}});
   return kExitOk;
 }
 

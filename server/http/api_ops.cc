@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include "http/http_api.h"
+#include "http/openapi_document.h"
 #include "worker_book.h"
 #include "orch/event_kinds.h"
 #include "orch/version.h"
@@ -21,6 +22,12 @@ void health(App& app, const httplib::Request&, httplib::Response& res, const Par
 void metrics(App& app, const httplib::Request&, httplib::Response& res, const Params&) {
   res.status = 200;
   res.set_content(app.metrics.render(app.engine->active_runs(), app.sse_clients.load()), "text/plain; version=0.0.4; charset=utf-8");
+}
+
+void openapi(App&, const httplib::Request&, httplib::Response& res, const Params&) {
+  res.status = 200;
+  const std::string_view doc = openapi_document();
+  res.set_content(doc.data(), doc.size(), "application/json");
 }
 
 void drain(App& app, const httplib::Request&, httplib::Response& res, const Params&) {
@@ -61,6 +68,7 @@ std::vector<Route> ops_routes() {
   return {
       {"GET", "/health", health},
       {"GET", "/metrics", metrics},
+      {"GET", "/openapi.json", openapi},
       {"POST", "/admin/drain", drain},
       {"POST", "/internal/agent-events/{}/{}", agent_event},
   };

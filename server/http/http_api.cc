@@ -13,6 +13,7 @@
 #include "orch/id.h"
 #include "http/http_listener.h"
 #include "http/request_guard.h"
+#include "http/request_log.h"
 
 namespace orch::server {
 namespace {
@@ -68,6 +69,7 @@ bool authorized(const App& app, const httplib::Request& req) {
 }
 
 struct CompiledRoute {
+  const char* text;  // the pattern as the table wrote it (for logs and the response recorder)
   std::string method;
   std::vector<std::string> pattern;
   Handler handler;
@@ -140,7 +142,7 @@ void install_api(App& app, httplib::Server& svr) {
   auto routes = std::make_shared<std::vector<CompiledRoute>>();
   for (auto* table : {run_routes, workflow_routes, ops_routes, stream_routes, tracker_routes, worker_routes,
                       graph_routes, console_routes}) {
-    for (Route& r : table()) routes->push_back({r.method, split_path(r.pattern, false), std::move(r.handler)});
+    for (Route& r : table()) routes->push_back({r.pattern, r.method, split_path(r.pattern, false), std::move(r.handler)});
   }
   // Connections are accepted and given threads by HttpListener (its pool has
   // http.threads threads; SSE streams are capped below that).
@@ -165,6 +167,7 @@ void install_api(App& app, httplib::Server& svr) {
       }
       if (allow.find(r.method) == std::string::npos) allow += (allow.empty() ? "" : ", ") + r.method;
     }
+    if (found != nullptr) note_route(found->text);
     if (!authorized(app, req) && !is_console_path(path)) {
       send_error(res, 401, "unauthorized", "missing or invalid bearer token");
     } else if (found != nullptr) {
@@ -191,6 +194,7 @@ void install_api(App& app, httplib::Server& svr) {
   // Runs once a request's headers are read, before its body is.
   svr.set_pre_routing_handler([guard, dispatch](const httplib::Request& req, httplib::Response& res) {
     HttpListener::request_headers_read();
+    note_request_start();
     if (auto refusal = guard->check(req)) {
       send_error(res, refusal->status, refusal->code, refusal->message);
       // The body (if any) was not read: it must not be taken for a request.
@@ -251,7 +255,8 @@ void install_api(App& app, httplib::Server& svr) {
   };
   // Runs after each response is written: a connection whose request body was
   // refused unread ends here.
-  svr.set_logger([](const httplib::Request& req, const httplib::Response&) {
+  svr.set_logger([&app](const httplib::Request& req, const httplib::Response& res) {
+    request_finished(app, req, res);
     cut_connection_if_asked(req);
     HttpListener::response_written();
   });

@@ -91,6 +91,7 @@ std::string async_request_payload(const WorkerInfo& worker, const WorkerRequest&
   body.set("worker_id", worker.id);
   body.set("deadline_ms", static_cast<long long>(deadline_ms));
   if (!request.item.is_null()) body.set("item", request.item);
+  if (!request.traceparent.empty()) body.set("traceparent", request.traceparent);
   return body.to_json();
 }
 

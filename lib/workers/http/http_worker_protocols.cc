@@ -121,6 +121,7 @@ class HttpWorkerProtocol final : public WorkerProtocol {
     plan.spec.url = std::move(url).value();
     plan.spec.body = std::move(body).value();
     plan.spec.bearer_token = worker.token;
+    if (!request.traceparent.empty()) plan.spec.headers.emplace_back("traceparent", request.traceparent);
     plan.spec.call_id = request.call_id;
     plan.spec.deadline = request.deadline == SteadyTime()
                              ? transport_->clock()->steady_now() + default_timeout_
