@@ -138,12 +138,18 @@ ListenerLimits listener_limits(const ServerConfig& config) {
   return limits;
 }
 
-void install_api(App& app, httplib::Server& svr) {
-  auto routes = std::make_shared<std::vector<CompiledRoute>>();
+std::vector<Route> all_routes() {
+  std::vector<Route> all;
   for (auto* table : {run_routes, workflow_routes, ops_routes, stream_routes, tracker_routes, worker_routes,
                       graph_routes, console_routes}) {
-    for (Route& r : table()) routes->push_back({r.pattern, r.method, split_path(r.pattern, false), std::move(r.handler)});
+    for (Route& r : table()) all.push_back(std::move(r));
   }
+  return all;
+}
+
+void install_api(App& app, httplib::Server& svr) {
+  auto routes = std::make_shared<std::vector<CompiledRoute>>();
+  for (Route& r : all_routes()) routes->push_back({r.pattern, r.method, split_path(r.pattern, false), std::move(r.handler)});
   // Connections are accepted and given threads by HttpListener (its pool has
   // http.threads threads; SSE streams are capped below that).
   svr.set_tcp_nodelay(true);

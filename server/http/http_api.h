@@ -39,6 +39,8 @@ std::vector<Route> tracker_routes();
 std::vector<Route> worker_routes();
 std::vector<Route> graph_routes();
 std::vector<Route> console_routes();
+// Every route orch serves: the tables above, in order.
+std::vector<Route> all_routes();
 // The console's files (/ui, /ui/...), which need no bearer token.
 bool is_console_path(const std::vector<std::string>& segments);
 
