@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <string>
 
+#include "audited_store.h"  // examples/
 #include "catch.h"
 #include "orch/sqlite_store.h"
 #include "orch/store.h"
@@ -46,6 +47,13 @@ class TempDir {
 TEST_CASE("the in-memory store passes the conformance suite", "[store][conformance]") {
   std::vector<std::string> failures =
       orch::testing::run_store_conformance([] { return orch::new_memory_store(); });
+  INFO(describe(failures));
+  CHECK(failures.empty());
+}
+
+TEST_CASE("a host's own store (examples/audited_store.h) passes the conformance suite", "[store][conformance]") {
+  std::vector<std::string> failures = orch::testing::run_store_conformance(
+      [] { return std::make_shared<AuditedStore>(orch::new_memory_store()); });
   INFO(describe(failures));
   CHECK(failures.empty());
 }
