@@ -105,6 +105,10 @@ class ORCH_EXPORT ReplyScope {
   bool outermost_ = false;
 };
 
+// The tag rule of worker selection (SPEC §6): a node that wants no tags may
+// use any worker; otherwise the worker must carry at least one wanted tag.
+ORCH_EXPORT bool tags_match(const std::vector<std::string>& worker_tags, const std::vector<std::string>& wanted);
+
 // Runs C++ callables as workers, selected by tag. A handler receives the
 // request and returns the reply; it runs on the engine's worker threads.
 class ORCH_EXPORT InProcessWorkers : public Dispatcher {

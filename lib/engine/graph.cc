@@ -146,11 +146,11 @@ std::shared_ptr<const CompiledGraph> CompiledGraph::compile(std::shared_ptr<cons
   const Workflow& wf = *g->workflow_;
   g->names_ = {std::string(kStartNode), std::string(kEndNode)};
   for (const Node& n : wf.nodes) g->names_.push_back(n.name);
-  for (size_t i = 0; i < g->names_.size(); ++i) g->index_.emplace(g->names_[i], static_cast<int>(i));
   for (size_t i = 0; i < g->names_.size(); ++i) {
     g->name_values_.emplace_back(g->names_[i]);
     g->name_lists_.push_back(Value::array({g->name_values_.back()}));
-    g->type_values_.push_back(i < 2 ? Value() : Value(std::string(node_type_name(wf.nodes[i - 2].type))));
+    const Node* node = g->node(static_cast<int>(i));
+    g->type_values_.push_back(node == nullptr ? Value() : Value(std::string(node_type_name(node->type))));
   }
   const size_t n = g->names_.size();
   g->in_.resize(n);
@@ -170,9 +170,6 @@ std::shared_ptr<const CompiledGraph> CompiledGraph::compile(std::shared_ptr<cons
   return g;
 }
 
-int CompiledGraph::vertex(const std::string& name) const {
-  auto it = index_.find(name);
-  return it == index_.end() ? -1 : it->second;
-}
+int CompiledGraph::vertex(const std::string& name) const { return workflow_internal::vertex_of(*workflow_, name); }
 
 }  // namespace orch::internal

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 //
 // CompiledGraph: the scheduling view of a Workflow, computed once per workflow.
-// Vertices are 0 = __start__, 1 = __end__, then the nodes in definition order.
+// Vertices are numbered as validation numbers them (workflow/workflow_vertices.h):
+// 0 = __start__, 1 = __end__, then the nodes in definition order.
 // Each edge knows whether it is a back edge (its target dominates its source:
 // it closes a loop), which is what lets loops re-trigger their head.
 #pragma once
@@ -14,11 +15,12 @@
 
 #include "orch/value.h"
 #include "orch/workflow.h"
+#include "workflow/workflow_vertices.h"
 
 namespace orch::internal {
 
-constexpr int kStartVertex = 0;
-constexpr int kEndVertex = 1;
+using workflow_internal::kEndVertex;
+using workflow_internal::kStartVertex;
 
 struct GraphEdge {
   int source;
@@ -67,7 +69,8 @@ class CompiledGraph {
   int vertex(const std::string& name) const;
   // nullptr for __start__/__end__.
   const Node* node(int v) const {
-    return v < 2 ? nullptr : &workflow_->nodes[static_cast<size_t>(v - 2)];
+    int i = workflow_internal::vertex_node(v);
+    return i < 0 ? nullptr : &workflow_->nodes[static_cast<size_t>(i)];
   }
   const std::vector<GraphEdge>& edges() const { return edges_; }
   const std::vector<int>& in_edges(int v) const { return in_[static_cast<size_t>(v)]; }
@@ -79,7 +82,6 @@ class CompiledGraph {
   std::vector<Value> name_values_;
   std::vector<Value> type_values_;  // null for __start__/__end__
   std::vector<Value> name_lists_;
-  std::unordered_map<std::string, int> index_;
   std::vector<GraphEdge> edges_;
   std::vector<std::vector<int>> in_;
   std::vector<std::vector<int>> out_;

@@ -15,11 +15,8 @@ void InProcessWorkers::dispatch(const WorkerRequest& request, Callback done) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& e : entries_) {
-      bool match = request.worker_tags.empty() || e->tags.empty();
-      for (const std::string& t : request.worker_tags) {
-        if (std::find(e->tags.begin(), e->tags.end(), t) != e->tags.end()) match = true;
-      }
-      if (match) {
+      // An entry without tags serves any node.
+      if (e->tags.empty() || tags_match(e->tags, request.worker_tags)) {
         chosen = e;
         break;
       }

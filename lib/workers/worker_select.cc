@@ -23,13 +23,6 @@ std::shared_ptr<WorkerEntry> least_loaded(const std::vector<std::shared_ptr<Work
 
 }  // namespace
 
-bool tags_match(const std::vector<std::string>& tags, const std::vector<std::string>& wanted) {
-  if (wanted.empty()) return true;
-  for (const std::string& t : wanted) {
-    if (std::find(tags.begin(), tags.end(), t) != tags.end()) return true;
-  }
-  return false;
-}
 
 Selection select_worker(const std::vector<std::shared_ptr<WorkerEntry>>& workers, const WorkerRequest& request,
                         SteadyTime now) {

@@ -32,9 +32,6 @@ struct WorkerEntry {
   uint64_t failures = 0;
 };
 
-// True when a node wanting `wanted` may use a worker tagged `tags`: no wanted
-// tags, or at least one in common.
-bool tags_match(const std::vector<std::string>& tags, const std::vector<std::string>& wanted);
 
 enum class Pick {
   kSelected,  // `worker` takes the call now

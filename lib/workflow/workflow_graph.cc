@@ -6,29 +6,26 @@
 #include <algorithm>
 
 #include "workflow/workflow_internal.h"
+#include "workflow/workflow_vertices.h"
 
 namespace orch::workflow_internal {
 namespace {
 
-// Node i of the workflow is vertex i; __start__ and __end__ follow.
+// Vertices as the engine numbers them (workflow_vertices.h).
 struct EdgeGraph {
-  int start = 0;
-  int end = 0;
   std::vector<std::vector<int>> out;
   std::vector<std::vector<int>> in;
 };
 
 EdgeGraph build_graph(const Workflow& wf) {
   EdgeGraph g;
-  int n = static_cast<int>(wf.nodes.size());
-  g.start = n;
-  g.end = n + 1;
-  g.out.resize(static_cast<size_t>(n) + 2);
-  g.in.resize(static_cast<size_t>(n) + 2);
+  const size_t vertices = static_cast<size_t>(vertex_count(wf.nodes.size()));
+  g.out.resize(vertices);
+  g.in.resize(vertices);
   for (const Edge& e : wf.edges) {
-    // The synthetic names win over nodes wrongly defined under them.
-    int s = e.source == kStartNode ? g.start : e.source == kEndNode ? -1 : wf.node_index(e.source);
-    int t = e.target == kEndNode ? g.end : e.target == kStartNode ? -1 : wf.node_index(e.target);
+    // Nothing leaves __end__ and nothing enters __start__.
+    int s = e.source == kEndNode ? -1 : vertex_of(wf, e.source);
+    int t = e.target == kStartNode ? -1 : vertex_of(wf, e.target);
     if (s < 0 || t < 0) continue;
     g.out[static_cast<size_t>(s)].push_back(t);
     g.in[static_cast<size_t>(t)].push_back(s);
@@ -54,11 +51,12 @@ std::vector<bool> walk(const std::vector<std::vector<int>>& adjacency, int from)
 }
 
 // Tarjan's strongly connected components over the node vertices, iteratively.
-// Returns the component id of each node.
-std::vector<int> components(const EdgeGraph& g, int n) {
-  std::vector<int> index(static_cast<size_t>(n), -1), low(static_cast<size_t>(n), 0);
-  std::vector<int> comp(static_cast<size_t>(n), -1);
-  std::vector<bool> on_stack(static_cast<size_t>(n), false);
+// Returns the component id of each vertex (-1 for __start__ and __end__).
+std::vector<int> components(const EdgeGraph& g) {
+  const size_t vertices = g.out.size();
+  std::vector<int> index(vertices, -1), low(vertices, 0);
+  std::vector<int> comp(vertices, -1);
+  std::vector<bool> on_stack(vertices, false);
   std::vector<int> stack;
   std::vector<std::pair<int, size_t>> calls;  // vertex, next out-edge to look at
   int counter = 0;
@@ -69,7 +67,7 @@ std::vector<int> components(const EdgeGraph& g, int n) {
     on_stack[static_cast<size_t>(v)] = true;
     calls.emplace_back(v, 0);
   };
-  for (int root = 0; root < n; ++root) {
+  for (int root = kFirstNodeVertex; root < static_cast<int>(vertices); ++root) {
     if (index[static_cast<size_t>(root)] != -1) continue;
     visit(root);
     while (!calls.empty()) {
@@ -79,7 +77,7 @@ std::vector<int> components(const EdgeGraph& g, int n) {
       if (pos < outs.size()) {
         calls.back().second = pos + 1;
         int w = outs[pos];
-        if (w >= n) continue;  // __end__ is in no cycle
+        if (w == kEndVertex) continue;  // __end__ is in no cycle
         if (index[static_cast<size_t>(w)] == -1) {
           visit(w);
         } else if (on_stack[static_cast<size_t>(w)]) {
@@ -113,17 +111,16 @@ std::vector<int> components(const EdgeGraph& g, int n) {
 
 GraphFacts analyze_graph(const Workflow& wf) {
   GraphFacts facts;
-  int n = static_cast<int>(wf.nodes.size());
   EdgeGraph g = build_graph(wf);
-  std::vector<bool> from_start = walk(g.out, g.start);
-  std::vector<bool> to_end = walk(g.in, g.end);
-  facts.reachable.assign(from_start.begin(), from_start.begin() + n);
-  facts.reaches_end.assign(to_end.begin(), to_end.begin() + n);
-  facts.end_reachable = from_start[static_cast<size_t>(g.end)];
+  std::vector<bool> from_start = walk(g.out, kStartVertex);
+  std::vector<bool> to_end = walk(g.in, kEndVertex);
+  facts.reachable.assign(from_start.begin() + kFirstNodeVertex, from_start.end());
+  facts.reaches_end.assign(to_end.begin() + kFirstNodeVertex, to_end.end());
+  facts.end_reachable = from_start[static_cast<size_t>(kEndVertex)];
 
-  std::vector<int> comp = components(g, n);
-  std::vector<std::vector<int>> members;
-  for (int v = 0; v < n; ++v) {
+  std::vector<int> comp = components(g);
+  std::vector<std::vector<int>> members;  // node vertices by component
+  for (int v = kFirstNodeVertex; v < static_cast<int>(g.out.size()); ++v) {
     size_t c = static_cast<size_t>(comp[static_cast<size_t>(v)]);
     if (members.size() <= c) members.resize(c + 1);
     members[c].push_back(v);  // ascending, as v ascends
@@ -134,10 +131,13 @@ GraphFacts analyze_graph(const Workflow& wf) {
     for (int v : set) {
       for (int w : g.out[static_cast<size_t>(v)]) {
         if (w == v) cyclic = true;
-        if (w >= n || comp[static_cast<size_t>(w)] != comp[static_cast<size_t>(v)]) leaves = true;
+        if (w == kEndVertex || comp[static_cast<size_t>(w)] != comp[static_cast<size_t>(v)]) leaves = true;
       }
     }
-    if (cyclic && !leaves) facts.closed_cycles.push_back(set);
+    if (!cyclic || leaves) continue;
+    std::vector<int> nodes;  // the facts name nodes by index
+    for (int v : set) nodes.push_back(vertex_node(v));
+    facts.closed_cycles.push_back(std::move(nodes));
   }
   std::sort(facts.closed_cycles.begin(), facts.closed_cycles.end(),
             [](const auto& a, const auto& b) { return a.front() < b.front(); });

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
-// ReplyScope (a thread-local queue of sends) and the call id format.
+// The small rules of the Dispatcher contract (orch/dispatcher.h): ReplyScope
+// (a thread-local queue of sends), the call id format, tag matching.
+#include <algorithm>
 #include <string>
 
 #include "orch/dispatcher.h"
@@ -42,6 +44,14 @@ std::string make_call_id(const std::string& step_id, int attempt, int turn) {
 
 std::string_view step_of_call_id(std::string_view call_id) {
   return call_id.substr(0, call_id.find('#'));
+}
+
+bool tags_match(const std::vector<std::string>& worker_tags, const std::vector<std::string>& wanted) {
+  if (wanted.empty()) return true;
+  for (const std::string& t : wanted) {
+    if (std::find(worker_tags.begin(), worker_tags.end(), t) != worker_tags.end()) return true;
+  }
+  return false;
 }
 
 }  // namespace orch
