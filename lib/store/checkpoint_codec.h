@@ -28,12 +28,14 @@
 // Bookkeeping columns: `chain_bytes` (delta bytes since the snapshot, this row
 // included; 0 for a snapshot) and `base_bytes` (the snapshot's size) make the
 // decision without reading the chain.
+// Exported for the store components (orch::sqlite, orch::postgres); not public API.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <string_view>
 
+#include "orch/export.h"
 #include "orch/status.h"
 #include "orch/store.h"
 #include "orch/value.h"
@@ -53,9 +55,9 @@ struct ChainLink {
 };
 
 // The document of `checkpoint`; values share storage with it.
-Value checkpoint_document(const Checkpoint& checkpoint);
+ORCH_EXPORT Value checkpoint_document(const Checkpoint& checkpoint);
 // Sets state, metadata and completed_nodes of `*checkpoint` from `document`.
-Status unpack_document(const Value& document, Checkpoint* checkpoint);
+ORCH_EXPORT Status unpack_document(const Value& document, Checkpoint* checkpoint);
 
 struct EncodedCheckpoint {
   ChainLink link;
@@ -66,7 +68,7 @@ struct EncodedCheckpoint {
 // Encodes the row for checkpoint `id` with `document`, following `previous`
 // (the run's last row, whose document is `previous_document`), or as the
 // run's first row when `previous` is null.
-EncodedCheckpoint encode_checkpoint(const std::string& id, const Value& document,
+ORCH_EXPORT EncodedCheckpoint encode_checkpoint(const std::string& id, const Value& document,
                                     const ChainLink* previous, const Value* previous_document,
                                     int max_delta_chain);
 
@@ -74,7 +76,7 @@ EncodedCheckpoint encode_checkpoint(const std::string& id, const Value& document
 // snapshot. Reports Internal (naming the run and seq) for a chain that does
 // not hold together: a delta with no row before it, a gap, malformed JSON, a
 // delta that does not apply.
-class DocumentBuilder {
+class ORCH_EXPORT DocumentBuilder {
  public:
   explicit DocumentBuilder(std::string run_id) : run_id_(std::move(run_id)) {}
 

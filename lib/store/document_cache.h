@@ -14,6 +14,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "orch/export.h"
 #include "orch/value.h"
 #include "store/checkpoint_codec.h"
 
@@ -24,7 +25,7 @@ struct CachedDocument {
   Value document;
 };
 
-class DocumentCache {
+class ORCH_EXPORT DocumentCache {  // exported for the store components (not public API)
  public:
   // At most `capacity` runs (0: nothing is kept).
   explicit DocumentCache(size_t capacity) : capacity_(capacity) {}

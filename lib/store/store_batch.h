@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "orch/export.h"
 #include "orch/store.h"
 
 namespace orch::internal {
@@ -20,6 +21,6 @@ ORCH_EXPORT const std::string* single_run_of(const StoreBatch& batch);
 // storage, so the check costs no comparison. A store keeps such an event
 // without the state and names the checkpoint instead: storing the whole
 // state twice per superstep (and a growing one at that) is what it saves.
-std::optional<Value> without_checkpoint_state(const Value& data, const Value& checkpoint_state);
+ORCH_EXPORT std::optional<Value> without_checkpoint_state(const Value& data, const Value& checkpoint_state);
 
 }  // namespace orch::internal
