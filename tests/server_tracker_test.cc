@@ -604,6 +604,24 @@ TEST_CASE("subprocess: an agent's turns, visible as an orch run", "[tracker][sub
     CHECK(server.runs_for("S1")[0].status == orch::RunStatus::kCompleted);
   }
 
+  SECTION("a heartbeat refused because the agent moved its task counts as finished upstream, not as a lost lease") {
+    // The ordering that made the section above flaky under load: the agent
+    // transitions its task (NullTickets ends the claim's run and its lease),
+    // the next heartbeat is refused, and only then does orch read the task.
+    nt.hold_task_reads_until_refused_heartbeat();
+    PullServer server(nt, dir,
+                      Value::object({{"pipelines", Value::array({agent_pipeline("dev", Value::array({"--transition", "complete", "--log", log}))})}}));
+    REQUIRE(server.wait_state("S1", "completed"));
+    bool refused = false;
+    for (const auto& hb : nt.calls("POST", "/heartbeat")) refused |= hb.status == 404;
+    CHECK(refused);
+    CHECK(server.task("S1")["error"].is_null());
+    REQUIRE(nt.count("POST", "/transition") == 1);  // the agent's own
+    CHECK(nt.count("POST", "/fail") == 0);
+    CHECK(nt.task("S1")["stage"].get_string("") == "review");
+    CHECK(server.runs_for("S1")[0].status == orch::RunStatus::kCompleted);
+  }
+
   SECTION("an agent that crashes fails the task and its run") {
     PullServer server(nt, dir, Value::object({{"pipelines", Value::array({agent_pipeline("dev", Value::array({"--fail", "crash"}))})}}));
     REQUIRE(server.wait_state("S1", "failed"));

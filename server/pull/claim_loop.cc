@@ -241,27 +241,43 @@ void ClaimLoop::admit(const std::shared_ptr<const PipelineDef>& def, const std::
 void ClaimLoop::heartbeat(const std::shared_ptr<TrackedTask>& t) {
   TaskBoard& b = d_.board;
   const TrackerReply r = d_.client.heartbeat(t->lease_id, t->lease_token);
-  std::lock_guard<std::mutex> lock(b.mu);
-  if (t->finished) return;
-  const int64_t now = steady_ms();
-  if (r.ok() && r.json["expires_at_ms"].is_int()) {
-    t->lease_expires_at_ms = r.json["expires_at_ms"].as_int();
-    ++t->heartbeats;
-    t->heartbeat_due_ms = now + d_.cfg.heartbeat_interval_ms;
-    return;
-  }
-  if (r.transient()) {
-    // Keep the task: try again soon, and give up only once the lease has
-    // really run out.
-    t->heartbeat_due_ms = now + std::min<int64_t>(d_.cfg.heartbeat_interval_ms, 1000);
-    if (t->lease_expires_at_ms > 0 && wall_ms() >= t->lease_expires_at_ms) {
-      b.abort_locked(*t, Abort::kLeaseLost, "lease expired: the last heartbeats got " + r.describe());
+  const std::string lost = "lease lost: heartbeat " + (r.ok() ? std::string("answer without expires_at_ms") : r.describe());
+  {
+    std::lock_guard<std::mutex> lock(b.mu);
+    if (t->finished) return;
+    const int64_t now = steady_ms();
+    if (r.ok() && r.json["expires_at_ms"].is_int()) {
+      t->lease_expires_at_ms = r.json["expires_at_ms"].as_int();
+      ++t->heartbeats;
+      t->heartbeat_due_ms = now + d_.cfg.heartbeat_interval_ms;
+      return;
     }
-    return;
+    if (r.transient()) {
+      // Keep the task: try again soon, and give up only once the lease has
+      // really run out.
+      t->heartbeat_due_ms = now + std::min<int64_t>(d_.cfg.heartbeat_interval_ms, 1000);
+      if (t->lease_expires_at_ms > 0 && wall_ms() >= t->lease_expires_at_ms) {
+        b.abort_locked(*t, Abort::kLeaseLost, "lease expired: the last heartbeats got " + r.describe());
+      }
+      return;
+    }
+    t->heartbeat_due_ms = INT64_MAX;
+    if (r.ok() || t->abort != Abort::kNone || !compared_with_upstream(t->state)) {
+      b.abort_locked(*t, Abort::kLeaseLost, lost);
+      return;
+    }
   }
-  t->heartbeat_due_ms = INT64_MAX;
-  b.abort_locked(*t, Abort::kLeaseLost,
-                 "lease lost: heartbeat " + (r.ok() ? std::string("answer without expires_at_ms") : r.describe()));
+  // A refused heartbeat may only mean that the task left its stage through
+  // this claim: an agent that transitions its task itself ends the claim's
+  // run, and with it the lease. Judge the task as the next reconcile would,
+  // so the outcome does not depend on which of the two came first.
+  const TrackerReply fresh = d_.client.get_task(t->task_id);
+  std::lock_guard<std::mutex> lock(b.mu);
+  if (t->finished || t->abort != Abort::kNone) return;
+  if (fresh.ok() && fresh.json.is_object() && fresh.json["stage"].get_string(t->claimed_stage) != t->claimed_stage) {
+    apply_upstream_view_locked(b, d_.cfg.terminal_stages, *t, fresh.json);
+  }
+  b.abort_locked(*t, Abort::kLeaseLost, lost);  // no-op when the task's view already ended it
 }
 
 void ClaimLoop::reconcile() {

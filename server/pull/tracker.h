@@ -27,7 +27,9 @@
 // per task until it succeeds and local retries keep the lease; hooks get an
 // environment; a task moved to a terminal stage upstream cancels its run
 // (status cancelled, not failed); a transient NullTickets error never drops a
-// task; no lock is held across network I/O.
+// task; a refused heartbeat of a task that has left its claimed stage is
+// judged from the task (the agent moved it: finished upstream), not taken for
+// a lost lease; no lock is held across network I/O.
 //
 // Thread-safety: every public method may be called from any thread.
 #pragma once
