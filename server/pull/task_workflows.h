@@ -5,6 +5,8 @@
 // task node from a NullBoiler dispatch file), the one-node graph of a
 // `subprocess` pipeline, and prompts rendered with the task in context.
 //
+// Owns nothing: results are new workflows and strings.
+//
 // Thread-safety: free functions; render_for_task takes TaskBoard::mu itself
 // (briefly, to copy the task) and must be called without it.
 #pragma once

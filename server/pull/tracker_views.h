@@ -4,6 +4,8 @@
 // a few keys of orch's): status, running tasks, one task, stats. Read-only
 // views of the TaskBoard.
 //
+// Owns nothing: each call builds a new Value.
+//
 // Thread-safety: each function takes TaskBoard::mu itself; call without it.
 #pragma once
 

@@ -4,6 +4,8 @@
 // claim: still ours and unchanged, finished through this claim (the agent
 // moved it), or taken away (moved, deleted, failed upstream).
 //
+// Owns nothing: the caller passes the board and the task.
+//
 // Thread-safety: the caller holds TaskBoard::mu; nothing here does I/O.
 #pragma once
 

@@ -75,7 +75,8 @@ class FakeNullTickets {
   void set_api_token(std::string token);   // required on claim and task reads when set
   // From now on, GET /tasks/{id} of a task whose latest run has ended (e.g.
   // its agent transitioned it) waits until some heartbeat has been refused:
-  // orch then sees the refusal before it can see the move.
+  // orch then sees the refusal before it can see the move (a read waits
+  // 10 s at most).
   void hold_task_reads_until_refused_heartbeat();
 
   // Inspection.
