@@ -9,11 +9,16 @@
 // the store holds for the run's checkpoints, and the process's peak RSS.
 // (How stores and engines are kept between repetitions: see run_config.)
 //
-//   bench_engine [--scenario chain|fanout|loop|all] [--store memory|sqlite] [--reps N]
+//   bench_engine [--scenario chain|fanout|loop|all] [--store memory|sqlite|postgres] [--reps N]
 //                [--n N] [--durability sync|full]
+// PostgreSQL: the server ORCH_BENCH_POSTGRES names (a libpq conninfo), else a
+// private one started for the benchmark (tests/support/postgres_cluster.h:
+// initdb in a temp dir, a Unix socket, fsync on, default settings), removed
+// at exit.
 // With BENCH_EACH=1 in the environment, each repetition's milliseconds also go
 // to stderr (to see how a noisy machine spreads them).
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -28,6 +33,10 @@
 #if __has_include("orch/sqlite_store.h")
 #include "orch/sqlite_store.h"
 #define ORCH_BENCH_SQLITE 1
+#endif
+#ifdef ORCH_BENCH_POSTGRES
+#include "orch/postgres_store.h"
+#include "support/postgres_cluster.h"
 #endif
 
 namespace {
@@ -97,8 +106,43 @@ std::shared_ptr<orch::Workflow> loop(int n) {
   return wf;
 }
 
+#ifdef ORCH_BENCH_POSTGRES
+// The conninfo of the server the benchmark uses ("" when none could start).
+std::string postgres_conninfo() {
+  static std::unique_ptr<orch::testing::PostgresCluster> cluster;
+  static std::string conninfo = [] {
+    if (const char* env = std::getenv("ORCH_BENCH_POSTGRES"); env != nullptr && *env != '\0') return std::string(env);
+    orch::testing::PostgresClusterOptions options;
+    options.fsync = true;
+    auto started = orch::testing::PostgresCluster::start(options);
+    if (!started.ok()) {
+      std::fprintf(stderr, "bench: no PostgreSQL: %s\n", started.status().to_string().c_str());
+      return std::string();
+    }
+    cluster = std::move(started).value();
+    return cluster->conninfo();
+  }();
+  return conninfo;
+}
+#endif
+
 std::shared_ptr<orch::Store> open_store(const Config& c, const std::string& path) {
   if (c.store == "memory") return orch::new_memory_store();
+#ifdef ORCH_BENCH_POSTGRES
+  if (c.store == "postgres") {
+    // A fresh schema per repetition: a run on an empty database, as with SQLite.
+    static int counter = 0;
+    orch::PostgresStoreOptions options;
+    options.schema = "bench_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+    const std::string conninfo = postgres_conninfo();
+    if (conninfo.empty()) return nullptr;
+    auto s = orch::new_postgres_store(conninfo, options);
+    if (s.ok()) return *s;
+    std::fprintf(stderr, "bench: %s\n", s.status().to_string().c_str());
+    return nullptr;
+  }
+#endif
+  if (c.store != "sqlite") return nullptr;
 #ifdef ORCH_BENCH_SQLITE
   std::filesystem::remove(path);
   std::filesystem::remove(path + "-wal");
@@ -111,6 +155,12 @@ std::shared_ptr<orch::Store> open_store(const Config& c, const std::string& path
 }
 
 int64_t checkpoint_bytes(orch::Store& store, const std::string& run_id, const std::string& path, const Config& c) {
+#ifdef ORCH_BENCH_POSTGRES
+  if (c.store == "postgres") {
+    auto bytes = orch::postgres_checkpoint_bytes(store, run_id);
+    if (bytes.ok()) return *bytes;
+  }
+#endif
 #ifdef ORCH_BENCH_SQLITE
   if (c.store == "sqlite") {
     auto bytes = orch::sqlite_checkpoint_bytes(store, run_id);
@@ -229,10 +279,13 @@ int main(int argc, char** argv) {
     configs.push_back({"chain", n, "memory", "sync"});
     configs.push_back({"chain", n, "sqlite", "sync"});
     configs.push_back({"chain", n, "sqlite", "full"});
+    configs.push_back({"chain", n, "postgres", "sync"});
   }
+  configs.push_back({"chain", 1000, "postgres", "full"});
   for (int n : {100, 1000, 10000}) configs.push_back({"fanout", n, "memory", "sync"});
   configs.push_back({"loop", 1000, "memory", "sync"});
   configs.push_back({"loop", 1000, "sqlite", "sync"});
+  configs.push_back({"loop", 1000, "postgres", "sync"});
   for (const Config& c : configs) {
     if (scenario != "all" && c.scenario != scenario) continue;
     if (store != "all" && c.store != store) continue;

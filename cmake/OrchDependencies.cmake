@@ -33,6 +33,12 @@ if(ORCH_WITH_SQLITE)
   find_package(SQLiteCpp 3 REQUIRED CONFIG)
 endif()
 
+# libpq 15 (Debian's libpq-dev; 14+ for pipeline mode): found through
+# pkg-config, and only when orch::postgres is built.
+if(ORCH_WITH_POSTGRES)
+  pkg_check_modules(LIBPQ REQUIRED IMPORTED_TARGET GLOBAL libpq>=14)
+endif()
+
 # cpp-httplib 0.11.4 is shipped compiled; its ABI defines (OpenSSL/zlib/brotli)
 # must come from pkg-config or the binary crashes at run time. The server and
 # the tests' fake workers use it too.

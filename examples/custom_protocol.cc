@@ -17,7 +17,7 @@
 #include <thread>
 
 #include "orch/orch.h"
-#include "orch/workers.h"
+#include "orch/worker_registry.h"
 
 namespace {
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 //
 // A three-node workflow with C++ functions as nodes, run by the embedded
-// engine over the in-memory store:
+// engine over the in-memory store. It prints its graph as Mermaid, then the run:
 //
 //   __start__ -> draft -> review --(ok)--> __end__
 //                  ^         |
@@ -26,22 +26,27 @@ int main() {
   })");
   if (!parsed.ok()) return std::fprintf(stderr, "%s\n", parsed.status().to_string().c_str()), 1;
 
-  auto workflow = std::make_shared<orch::Workflow>(**parsed);
-  workflow->nodes[0].function = [](const orch::NodeCall& call) -> orch::Result<orch::NodeOutput> {
-    size_t n = call.state["drafts"].size() + 1;
-    return orch::NodeOutput(orch::Value::object({{"drafts", orch::Value::array({"draft " + std::to_string(n)})}}));
-  };
-  workflow->nodes[1].function = [](const orch::NodeCall& call) -> orch::Result<orch::NodeOutput> {
-    return orch::NodeOutput(orch::Value::object({{"verdict", call.state["drafts"].size() >= 3 ? "ok" : "redo"}}));
-  };
-  workflow->reindex();
+  // The graph, as a Mermaid flowchart (paste it into any Mermaid viewer).
+  std::printf("%s\n", orch::workflow_to_mermaid((*parsed)->definition).c_str());
+
+  // The task nodes run C++ functions instead of going to workers.
+  auto workflow = orch::bind_functions(*parsed, {
+      {"draft", [](const orch::NodeCall& call) -> orch::Result<orch::NodeOutput> {
+         size_t n = call.state["drafts"].size() + 1;
+         return orch::NodeOutput(orch::Value::object({{"drafts", orch::Value::array({"draft " + std::to_string(n)})}}));
+       }},
+      {"review", [](const orch::NodeCall& call) -> orch::Result<orch::NodeOutput> {
+         return orch::NodeOutput(orch::Value::object({{"verdict", call.state["drafts"].size() >= 3 ? "ok" : "redo"}}));
+       }},
+  });
+  if (!workflow.ok()) return std::fprintf(stderr, "%s\n", workflow.status().to_string().c_str()), 1;
 
   orch::EngineOptions options;
   options.store = orch::new_memory_store();
   auto engine = orch::Engine::open(options);
   if (!engine.ok()) return std::fprintf(stderr, "%s\n", engine.status().to_string().c_str()), 1;
 
-  auto run = (*engine)->start_run(workflow, {});
+  auto run = (*engine)->start_run(*workflow, {});
   if (!run.ok()) return std::fprintf(stderr, "%s\n", run.status().to_string().c_str()), 1;
   auto done = (*engine)->wait(*run, std::chrono::seconds(10));
   if (!done.ok()) return std::fprintf(stderr, "%s\n", done.status().to_string().c_str()), 1;

@@ -10,6 +10,7 @@ PACKAGES=(
   libsqlitecpp-dev libsqlite3-dev sqlite3
   rapidjson-dev libfmt-dev catch2
   libmosquitto-dev mosquitto libhiredis-dev redis-server
+  postgresql libpq-dev
   curl ca-certificates
   clang libclang-rt-14-dev
   libgraphviz-dev chromium
@@ -29,10 +30,18 @@ install_debian_packages() {
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # Debian starts the brokers as system services on install; the tests start their
-  # own instances on free loopback ports, so the system ones are not needed.
+  # Debian starts the brokers and a PostgreSQL cluster as system services on
+  # install; the tests start their own instances (brokers on free loopback
+  # ports, PostgreSQL on a Unix socket in a temp dir), so the system ones are
+  # not needed.
   if command -v systemctl >/dev/null 2>&1; then
-    $SUDO systemctl disable --now mosquitto redis-server >/dev/null 2>&1 || true
+    $SUDO systemctl disable --now mosquitto redis-server postgresql >/dev/null 2>&1 || true
+  fi
+  # Without systemd (containers) the package starts its cluster itself.
+  if command -v pg_lsclusters >/dev/null 2>&1; then
+    pg_lsclusters --no-header 2>/dev/null | while read -r version cluster _; do
+      $SUDO pg_ctlcluster "$version" "$cluster" stop >/dev/null 2>&1 || true
+    done
   fi
 }
 

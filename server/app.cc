@@ -6,6 +6,7 @@
 #include "orch/event_kinds.h"
 #include "orch/async_workers.h"
 #include "orch/http_workers.h"
+#include "orch/postgres_store.h"
 #include "pull/tracker.h"
 #include "worker_book.h"
 
@@ -33,8 +34,15 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   ORCH_RETURN_IF_ERROR(check_config(config));
   auto app = std::make_unique<App>();
   app->config = config;
+  const bool postgres = is_postgres_uri(config.db);
   if (config.db == ":memory:") {
     app->store = new_memory_store();
+  } else if (postgres) {
+    auto store = new_postgres_store(config.db, config.postgres);
+    if (!store.ok()) {
+      return Status(store.status().code(), "opening " + redacted_db(config.db) + ": " + store.status().message());
+    }
+    app->store = std::move(store).value();
   } else {
 #ifdef ORCH_HAVE_SQLITE_STORE
     std::filesystem::path parent = std::filesystem::path(config.db).parent_path();
@@ -44,6 +52,18 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
 #else
     return Status::unimplemented("the SQLite store is not built yet; use --db :memory:");
 #endif
+  }
+  // Local files (crash log, async replies in flight): in state_dir, else
+  // next to a SQLite file; a PostgreSQL database has no "next to" (and its
+  // instances must not share one), so without state_dir there are none.
+  std::string state_dir = config.state_dir;
+  if (state_dir.empty() && !postgres && config.db != ":memory:") {
+    state_dir = std::filesystem::path(config.db).parent_path().string();
+    if (state_dir.empty()) state_dir = ".";
+  }
+  if (!state_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(state_dir, ec);
   }
   auto clock = Clock::system();
   WorkerRegistryOptions registry_options;
@@ -55,11 +75,11 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   registry_options.host_policy = config.network;
   app->registry = std::make_shared<WorkerRegistry>(registry_options);
   ORCH_RETURN_IF_ERROR(register_http_protocols(*app->registry));
-  if (config.db == ":memory:") {
+  if (state_dir.empty()) {
     ORCH_RETURN_IF_ERROR(register_async_protocols(*app->registry, AsyncWorkerOptions{}));
   } else {
-    // mqtt/redis_stream: a stable instance name and a state directory next to
-    // the database, so replies to calls in flight survive a restart.
+    // mqtt/redis_stream: a stable instance name and a state directory, so
+    // replies to calls in flight survive a restart.
     AsyncWorkerOptions async;
     char host[256] = {0};
     gethostname(host, sizeof(host) - 1);
@@ -70,7 +90,7 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
       if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-') ch = '-';
     }
     async.instance = name;
-    async.state_dir = (std::filesystem::path(config.db).parent_path() / "orch-async").string();
+    async.state_dir = (std::filesystem::path(state_dir) / "orch-async").string();
     async.clock = clock;
     async.default_timeout_ms = config.default_timeout_ms;
     std::error_code ec;
@@ -87,7 +107,11 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   options.default_timeout_ms = config.default_timeout_ms;
   options.max_recoveries = config.max_recoveries;
   // Which run a crash happened in, for recover() (see EngineOptions).
-  if (config.db != ":memory:") options.crash_log_path = config.db + ".crashes";
+  if (!state_dir.empty()) {
+    options.crash_log_path = config.state_dir.empty() && !postgres
+                                 ? config.db + ".crashes"
+                                 : (std::filesystem::path(state_dir) / "orch.crashes").string();
+  }
   options.max_state_bytes = static_cast<size_t>(config.max_state_bytes);
   options.max_descendant_runs = static_cast<size_t>(config.max_descendant_runs);
   options.max_live_runs = static_cast<size_t>(config.max_live_runs);
@@ -98,7 +122,7 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   // its runs back at once instead of waiting for its old leases to expire.
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
-  options.owner_id = std::string("orch-serve:") + host + ":" + config.db;
+  options.owner_id = std::string("orch-serve:") + host + ":" + redacted_db(config.db);
   options.durability = durability_from_name(config.durability).value_or(Durability::kSync);
   ORCH_ASSIGN_OR_RETURN(app->engine, Engine::open(std::move(options)));
   App* raw = app.get();

@@ -14,7 +14,7 @@
 #include "metrics.h"
 #include "orch/engine.h"
 #include "orch/store.h"
-#include "orch/workers.h"
+#include "orch/worker_registry.h"
 #include "workflow_cache.h"
 
 namespace orch::server {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "config.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -116,6 +117,30 @@ Status load_engine(const Value& engine, ServerConfig* c) {
   return Status();
 }
 
+// "postgres": {"max_connections": 8, "statement_timeout_ms": 30000, ...}
+Status load_postgres(const Value& postgres, ServerConfig* c) {
+  if (!postgres.is_object()) return type_error("postgres", "an object");
+  PostgresStoreOptions& o = c->postgres;
+  for (const auto& [key, v] : postgres.as_object()) {
+    const std::string k = "postgres." + key;
+    if (key == "schema") {
+      ORCH_RETURN_IF_ERROR(read_string(v, k, &o.schema));
+      continue;
+    }
+    int64_t n = 0;
+    ORCH_RETURN_IF_ERROR(read_int(v, k, &n));
+    if (n < 0 || n > 24LL * 3600 * 1000) return Status::invalid_argument("config key '" + k + "' is out of range");
+    if (key == "max_connections" && n >= 1) o.max_connections = static_cast<size_t>(n);
+    else if (key == "acquire_timeout_ms") o.acquire_timeout_ms = static_cast<int>(n);
+    else if (key == "connect_timeout_s") o.connect_timeout_s = static_cast<int>(n);
+    else if (key == "statement_timeout_ms") o.statement_timeout_ms = static_cast<int>(n);
+    else if (key == "lock_timeout_ms") o.lock_timeout_ms = static_cast<int>(n);
+    else if (key == "max_connections") return Status::invalid_argument("config key '" + k + "' must be at least 1");
+    else return Status::invalid_argument("unknown config key '" + k + "'");
+  }
+  return Status();
+}
+
 Status read_host_list(const Value& v, const std::string& key, std::vector<std::string>* out) {
   if (!v.is_array()) return type_error(key, "an array of strings");
   out->clear();
@@ -149,6 +174,24 @@ Status load_network(const Value& network, ServerConfig* c) {
 
 }  // namespace
 
+std::string redacted_db(const std::string& db) {
+  if (!is_postgres_uri(db)) return db;
+  std::string out = db;
+  const size_t authority = out.find("://") + 3;
+  const size_t authority_end = std::min(out.find_first_of("/?", authority), out.size());
+  const size_t at = out.rfind('@', authority_end);
+  if (at != std::string::npos && at >= authority) {
+    const size_t colon = out.find(':', authority);
+    if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
+  }
+  for (size_t p = out.find("password="); p != std::string::npos; p = out.find("password=", p + 1)) {
+    const size_t value = p + 9;
+    const size_t end = std::min(out.find('&', value), out.size());
+    out.replace(value, end - value, "***");
+  }
+  return out;
+}
+
 Status load_config_file(const std::string& path, ServerConfig* c) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::not_found("cannot read config file " + path);
@@ -168,6 +211,10 @@ Status load_config_file(const std::string& path, ServerConfig* c) {
       c->port = static_cast<int>(n);
     } else if (key == "db") {
       ORCH_RETURN_IF_ERROR(read_string(v, key, &c->db, false));
+    } else if (key == "postgres") {
+      ORCH_RETURN_IF_ERROR(load_postgres(v, c));
+    } else if (key == "state_dir") {
+      ORCH_RETURN_IF_ERROR(read_string(v, key, &c->state_dir));
     } else if (key == "api_token") {
       ORCH_RETURN_IF_ERROR(read_string(v, key, &c->api_token));
     } else if (key == "self_url") {
@@ -199,9 +246,12 @@ Status load_config_file(const std::string& path, ServerConfig* c) {
   // Relative paths are relative to the config file's directory (NullBoiler).
   std::filesystem::path base = std::filesystem::path(path).parent_path();
   auto anchor = [&base](std::string* p) {
-    if (!p->empty() && *p != ":memory:" && std::filesystem::path(*p).is_relative()) *p = (base / *p).string();
+    if (!p->empty() && *p != ":memory:" && !is_postgres_uri(*p) && std::filesystem::path(*p).is_relative()) {
+      *p = (base / *p).string();
+    }
   };
   anchor(&c->db);
+  anchor(&c->state_dir);
   anchor(&c->workflows_dir);
   anchor(&c->strategies_dir);
   return Status();
@@ -241,6 +291,8 @@ Status parse_serve_flags(const std::vector<std::string>& args, ServerConfig* c) 
       c->port = static_cast<int>(port);
     } else if (flag == "--db") {
       ORCH_RETURN_IF_ERROR(value(&c->db));
+    } else if (flag == "--state-dir") {
+      ORCH_RETURN_IF_ERROR(value(&c->state_dir));
     } else if (flag == "--token") {
       ORCH_RETURN_IF_ERROR(value(&c->api_token));
     } else if (flag == "--token-file") {

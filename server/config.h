@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "orch/host_policy.h"
+#include "orch/postgres_store.h"
 #include "orch/status.h"
 #include "orch/value.h"
 
@@ -18,7 +19,21 @@ namespace orch::server {
 struct ServerConfig {
   std::string host = "127.0.0.1";
   int port = 8080;
-  std::string db = "orch.db";            // ":memory:" keeps everything in memory
+  // ":memory:" keeps everything in memory; a postgres:// or postgresql://
+  // URI (libpq's form, a socket dir as ?host=/run/postgresql) selects the
+  // PostgreSQL store; anything else is a SQLite file.
+  std::string db = "orch.db";
+  // PostgreSQL store settings (config key "postgres": max_connections,
+  // acquire_timeout_ms, connect_timeout_s, statement_timeout_ms,
+  // lock_timeout_ms, schema); see orch/postgres_store.h.
+  PostgresStoreOptions postgres;
+  // Where this instance keeps its local files: the crash log (which run was
+  // executing when the process died, EngineOptions::crash_log_path) and the
+  // mqtt/redis_stream workers' replies in flight. Empty: next to a SQLite
+  // database file; with PostgreSQL none (runs are still recovered, but a run
+  // that crashes the process is not singled out, and async replies in flight
+  // at a restart are lost): set it, one directory per instance.
+  std::string state_dir;
   std::string api_token;                 // empty: no auth
   std::string workflows_dir;             // hot-reloaded workflow definitions
   std::string strategies_dir = "strategies";
@@ -70,6 +85,10 @@ constexpr size_t kReservedHttpThreads = 8;
 // Settings that contradict each other or are unsafe: InvalidArgument naming
 // them. Called after the file and the flags are read, and by open_app.
 Status check_config(const ServerConfig& config);
+
+// `db` fit for logs and owner ids: a PostgreSQL URI's password (user:PASS@
+// or password=PASS) becomes "***".
+std::string redacted_db(const std::string& db);
 
 // True for 127.0.0.0/8, ::1 and "localhost".
 bool is_loopback_host(const std::string& host);

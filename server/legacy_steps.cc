@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "legacy_steps.h"
+
 #include "orch/workflow.h"
 
 namespace orch::server {

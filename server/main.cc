@@ -17,8 +17,10 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
-    {"serve", "serve [--port P] [--host H] [--db PATH] [--config FILE] [--token T] [--workflows-dir DIR]\n"
-              "                  run the HTTP API server (embedded SQLite)", orch::cli::serve_command},
+    {"serve", "serve [--port P] [--host H] [--db PATH|postgresql://...] [--config FILE] [--token T]\n"
+              "                  [--workflows-dir DIR] [--state-dir DIR]\n"
+              "                  run the HTTP API server (embedded SQLite, or PostgreSQL for a postgres:// URI)",
+     orch::cli::serve_command},
     {"run", "run FILE [--input JSON] [--db PATH]   run a workflow locally and print its final state",
      orch::cli::run_command},
     {"validate", "validate FILE   check a workflow definition (exit 1 when it has errors)",

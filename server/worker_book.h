@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "orch/store.h"
-#include "orch/workers.h"
+#include "orch/worker_registry.h"
 
 namespace orch::server {
 

@@ -15,7 +15,7 @@
 #include "workers/async/call_ledger.h"
 #include "catch.h"
 #include "orch/async_workers.h"
-#include "orch/workers.h"
+#include "orch/worker_registry.h"
 #include "support/brokers.h"
 #include "support/fake_workers.h"
 #include "support/registry.h"

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // CallPool and ReplyScope: the thread hand-offs the HTTP call path saves.
-#include "orch/worker.h"
+#include "orch/dispatcher.h"
 #include "workers/call_pool.h"
 
 #include <atomic>

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 //
-// Crash test: a child process runs 50 workflows against a SQLite file and is
-// killed with SIGKILL at random moments, 20 times; each restart recovers the
-// runs. At the end every run completed with the state of an uninterrupted
-// run, and no node ran again after its result was recorded.
+// Crash test: a child process runs 50 workflows against a SQLite file (or a
+// PostgreSQL database) and is killed with SIGKILL at random moments, 20
+// times; each restart recovers the runs. At the end every run completed with
+// the state of an uninterrupted run, and no node ran again after its result
+// was recorded.
 #include <signal.h>
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -20,8 +21,10 @@
 
 #include "catch.h"
 #include "orch/id.h"
+#include "orch/postgres_store.h"
 #include "orch/sqlite_store.h"
 #include "support/figures.h"
+#include "support/postgres_cluster.h"
 
 #ifndef ORCH_CRASH_CHILD
 #error "ORCH_CRASH_CHILD must name the crash_child program"
@@ -43,18 +46,16 @@ pid_t spawn(const std::string& db, const std::string& log, const char* mode = nu
   return pid;
 }
 
-}  // namespace
-
-TEST_CASE("SIGKILL at random moments: every run completes, no recorded node runs twice", "[crash][sqlite]") {
-  auto dir = std::filesystem::temp_directory_path() / ("orch-crash-" + orch::new_uuid());
-  std::filesystem::create_directories(dir);
-  const std::string db = (dir / "orch.db").string();
-  const std::string log = (dir / "effects.log").string();
+// Kills the child on `db` 20 times, each `first_kill_ms` plus up to 60 ms
+// after its start, lets it finish, checks what survived. `store_name`
+// labels the figures.
+void kill_and_check(const std::string& db, const std::string& log, const std::string& store_name,
+                    int first_kill_ms) {
   std::mt19937 rng(12345);
   int kills = 0;
   for (int round = 0; kills < 20 && round < 60; ++round) {
     pid_t child = spawn(db, log);
-    std::this_thread::sleep_for(std::chrono::milliseconds(5 + rng() % 60));
+    std::this_thread::sleep_for(std::chrono::milliseconds(first_kill_ms + rng() % 60));
     int status = 0;
     if (waitpid(child, &status, WNOHANG) == 0) {
       kill(child, SIGKILL);
@@ -75,7 +76,7 @@ TEST_CASE("SIGKILL at random moments: every run completes, no recorded node runs
   INFO("kills survived: " << kills);
 
   // Every run completed with exactly the state of an uninterrupted run.
-  auto store = orch::open_sqlite_store(db);
+  auto store = orch::is_postgres_uri(db) ? orch::new_postgres_store(db) : orch::open_sqlite_store(db);
   REQUIRE(store.ok());
   int lost = 0;
   for (int i = 0; i < 50; ++i) {
@@ -104,13 +105,33 @@ TEST_CASE("SIGKILL at random moments: every run completes, no recorded node runs
     }
   }
   orch::testing::report_figures(
-      "crash test", std::to_string(kills) + " kills survived, " + std::to_string(executions) +
-                        " node executions, " + std::to_string(duplicates) +
-                        " after a recorded result, " + std::to_string(lost) + " runs lost (50 runs)");
+      "crash test (" + store_name + ")",
+      std::to_string(kills) + " kills survived, " + std::to_string(executions) + " node executions, " +
+          std::to_string(duplicates) + " after a recorded result, " + std::to_string(lost) + " runs lost (50 runs)");
   CHECK(duplicates == 0);
   CHECK(lost == 0);
   CHECK(kills == 20);
   CHECK(executions >= 250);
+}
+
+}  // namespace
+
+TEST_CASE("SIGKILL at random moments: every run completes, no recorded node runs twice", "[crash][sqlite]") {
+  auto dir = std::filesystem::temp_directory_path() / ("orch-crash-" + orch::new_uuid());
+  std::filesystem::create_directories(dir);
+  kill_and_check((dir / "orch.db").string(), (dir / "effects.log").string(), "sqlite", 5);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("SIGKILL at random moments on PostgreSQL: every run completes, no recorded node runs twice", "[crash][postgres]") {
+  auto cluster = orch::testing::shared_postgres_cluster();
+  INFO("starting a private PostgreSQL server: " << cluster.status().to_string());
+  REQUIRE(cluster.ok());
+  auto dir = std::filesystem::temp_directory_path() / ("orch-crash-pg-" + orch::new_uuid());
+  std::filesystem::create_directories(dir);
+  // A child takes longer to start on PostgreSQL (connecting, reading the
+  // runs back): the kills come later so that they land while nodes run.
+  kill_and_check((*cluster)->uri(), (dir / "effects.log").string(), "postgres", 40);
   std::filesystem::remove_all(dir);
 }
 

@@ -22,7 +22,7 @@
 #include "app.h"
 #include "catch.h"
 #include "http/http_api.h"
-#include "orch/worker.h"
+#include "orch/dispatcher.h"
 #include "support/fake_nulltickets.h"
 #include "support/server_fixture.h"
 #include "pull/tracker.h"

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "support/store_samples.h"
 #include "orch/store.h"
 #include "store/sqlite/sqlite_store_testing.h"
 #include "support/engine_fixture.h"
@@ -60,25 +61,10 @@ std::shared_ptr<Store> open_store(const std::string& path,
   return *store;
 }
 
-RunRecord make_run(const std::string& id) {
-  RunRecord run;
-  run.id = id;
-  run.status = RunStatus::kRunning;
-  run.input = Value::object({{"topic", "x"}});
-  return run;
-}
+RunRecord make_run(const std::string& id) { return orch::testing::sample_running_run(id); }
 
 Checkpoint make_checkpoint(const std::string& run_id, int64_t version, Value state) {
-  Checkpoint cp;
-  cp.id = run_id + "-cp" + std::to_string(version);
-  cp.run_id = run_id;
-  cp.parent_id = version == 0 ? "" : run_id + "-cp" + std::to_string(version - 1);
-  cp.step_id = "node" + std::to_string(version);
-  cp.version = version;
-  cp.state = std::move(state);
-  cp.metadata = Value::object({{"workflow_version", 1}});
-  cp.created_at_ms = 1000 + version;
-  return cp;
+  return orch::testing::sample_checkpoint_of(run_id, version, std::move(state));
 }
 
 void commit(Store& store, RunRecord& run, const Checkpoint& cp) {
@@ -95,13 +81,7 @@ void require_same_text(const Value& expected, const Value& actual) {
 }
 
 // A state that grows by one list item per step, with a counter beside it.
-Value grown_state(const Value& previous, int step) {
-  Value state = previous;
-  state["items"].push_back(
-      Value::object({{"step", step}, {"text", "result of step " + std::to_string(step)}}));
-  state["step"] = step;
-  return state;
-}
+using orch::testing::grown_state;
 
 }  // namespace
 

@@ -13,7 +13,7 @@
 #include "workers/call_pool.h"
 #include "catch.h"
 #include "orch/clock.h"
-#include "orch/workers.h"
+#include "orch/worker_registry.h"
 #include "support/fake_workers.h"
 #include "orch/thread_guard.h"
 #include "support/registry.h"

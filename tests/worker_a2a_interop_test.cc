@@ -18,7 +18,7 @@
 
 #include "catch.h"
 #include "orch/engine.h"
-#include "orch/workers.h"
+#include "orch/worker_registry.h"
 #include "support/engine_fixture.h"
 #include "support/registry.h"
 

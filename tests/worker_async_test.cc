@@ -20,7 +20,7 @@
 #include "orch/async_workers.h"
 #include "orch/engine.h"
 #include "orch/sqlite_store.h"
-#include "orch/workers.h"
+#include "orch/worker_registry.h"
 #include "workers/async/redis_client.h"
 #include "support/broker_workers.h"
 #include "support/brokers.h"

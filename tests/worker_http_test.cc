@@ -6,7 +6,7 @@
 
 #include "catch.h"
 #include "orch/engine.h"
-#include "orch/workers.h"
+#include "orch/worker_registry.h"
 #include "support/engine_fixture.h"
 #include "support/fake_workers.h"
 #include "support/registry.h"

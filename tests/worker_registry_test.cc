@@ -8,7 +8,7 @@
 #include <optional>
 
 #include "catch.h"
-#include "orch/workers.h"
+#include "orch/worker_registry.h"
 #include "support/fake_workers.h"
 #include "support/registry.h"
 

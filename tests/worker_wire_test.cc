@@ -6,7 +6,7 @@
 
 #include "catch.h"
 #include "orch/id.h"
-#include "orch/workers.h"
+#include "orch/worker_registry.h"
 #include "support/fake_workers.h"
 #include "support/registry.h"
 

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 //
 // WorkflowBuilder: workflows made in C++ are validated like JSON ones.
+#include <chrono>
+
 #include "catch.h"
+#include "orch/engine.h"
 #include "orch/workflow.h"
 
 using orch::NodeType;
@@ -187,4 +190,34 @@ TEST_CASE("builder checks match the JSON checks", "[workflow][builder]") {
     REQUIRE_FALSE(wf.ok());
     CHECK(wf.status().message().find("invalid_node_name a:b") != std::string::npos);
   }
+}
+
+TEST_CASE("bind_functions binds C++ functions to task nodes of a copy", "[workflow]") {
+  auto parsed = orch::parse_workflow_json(R"({
+    "nodes": {"a": {"type": "task"}, "r": {"type": "route", "input": "state.x", "routes": {"y": "__end__"}}},
+    "edges": [["__start__", "a"], ["a", "r"], ["r:y", "__end__"]]})");
+  REQUIRE(parsed.ok());
+  orch::NodeFunction fn = [](const orch::NodeCall&) -> orch::Result<orch::NodeOutput> {
+    return orch::NodeOutput(orch::Value::object({{"x", "y"}}));
+  };
+  auto bound = orch::bind_functions(*parsed, {{"a", fn}});
+  REQUIRE(bound.ok());
+  CHECK((*bound)->find_node("a")->function);
+  CHECK_FALSE((*parsed)->find_node("a")->function);  // the parsed workflow is untouched
+  CHECK(orch::bind_functions(*parsed, {{"nope", fn}}).status().message() == "node nope is not in the workflow");
+  CHECK(orch::bind_functions(*parsed, {{"r", fn}}).status().message() ==
+        "node r is a route node; only task and agent nodes run functions");
+  CHECK(orch::bind_functions(*parsed, {{"a", fn}, {"a", fn}}).status().message() == "node a is bound twice");
+  CHECK(orch::bind_functions(*parsed, {{"a", orch::NodeFunction()}}).status().code() ==
+        orch::StatusCode::kInvalidArgument);
+
+  orch::EngineOptions options;
+  options.store = orch::new_memory_store();
+  auto engine = orch::Engine::open(options);
+  REQUIRE(engine.ok());
+  auto run = (*engine)->start_run(*bound, {});
+  REQUIRE(run.ok());
+  auto done = (*engine)->wait(*run, std::chrono::seconds(10));
+  REQUIRE(done.ok());
+  CHECK(done->status == orch::RunStatus::kCompleted);
 }

@@ -35,7 +35,7 @@
 #include "orch/clock.h"
 #include "orch/export.h"
 #include "orch/status.h"
-#include "orch/workers.h"
+#include "orch/worker_registry.h"
 
 namespace orch {
 

@@ -15,11 +15,18 @@
 //
 // Thread-safety: every method may be called from any thread.
 //
-//   auto store = orch::new_memory_store();
-//   auto engine = orch::Engine::open({store});
+//   orch::EngineOptions options;
+//   options.store = orch::new_memory_store();
+//   options.dispatcher = workers;  // e.g. a WorkerRegistry (orch/worker_registry.h)
+//   auto engine = orch::Engine::open(options);
 //   auto wf = orch::parse_workflow_json(text);
-//   auto run = (*engine)->start_run(*wf, input);
+//   orch::RunOptions run_options;
+//   run_options.input = orch::Value::object({{"topic", "graphs"}});
+//   auto run = (*engine)->start_run(*wf, run_options);
 //   auto done = (*engine)->wait(*run, std::chrono::seconds(10));
+//
+// Every call returns a Status or Result: check ok() before using the value
+// (examples/hello_graph.cc is this sketch as a complete program).
 #pragma once
 
 #include <chrono>
@@ -33,7 +40,7 @@
 #include "orch/status.h"
 #include "orch/store.h"
 #include "orch/value.h"
-#include "orch/worker.h"
+#include "orch/dispatcher.h"
 #include "orch/template.h"
 #include "orch/workflow.h"
 

@@ -25,7 +25,7 @@
 #include "orch/export.h"
 #include "orch/host_policy.h"
 #include "orch/status.h"
-#include "orch/workers.h"
+#include "orch/worker_registry.h"
 
 namespace orch {
 

@@ -10,14 +10,15 @@
 #include "orch/value.h"
 #include "orch/engine.h"
 #include "orch/http_workers.h"
+#include "orch/postgres_store.h"
 #include "orch/state.h"
 #include "orch/sqlite_store.h"
 #include "orch/state_path.h"
 #include "orch/store.h"
 #include "orch/template.h"
 #include "orch/version.h"
-#include "orch/worker.h"
-#include "orch/workers.h"
+#include "orch/dispatcher.h"
+#include "orch/worker_registry.h"
 #include "orch/workflow.h"
 
 namespace orch {

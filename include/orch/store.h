@@ -2,8 +2,10 @@
 //
 // Store: where runs, checkpoints, steps and events live. The engine keeps no
 // run state only in memory: everything needed to continue a run after a crash
-// is in the store. orch ships an in-memory store (memory_store.h); hosts may
-// implement their own (e.g. on PostgreSQL).
+// is in the store. orch ships an in-memory store (new_memory_store(), at the
+// end of this header, in orch::core), a SQLite store (orch/sqlite_store.h,
+// orch::sqlite); hosts may implement their own and check it with the
+// conformance kit (orch/testing/store_conformance.h, orch::testing).
 //
 // Design for several engines on one database: claim_run() takes a lease on a
 // run and every commit carries the lease owner, so a database store can fence

@@ -226,6 +226,17 @@ ORCH_EXPORT Result<std::shared_ptr<const Workflow>> parse_workflow(
 ORCH_EXPORT Result<std::shared_ptr<const Workflow>> parse_workflow_json(
     std::string_view json_text, const WorkflowLimits& limits = {});
 
+// Binds C++ functions to nodes by name, without editing the parsed workflow:
+// returns a copy whose named nodes run their function (Node::function)
+// instead of going to a worker. Only task and agent nodes run functions.
+// InvalidArgument for a name that is no such node, a node named twice, or an
+// empty function. The workflow given is left as it was.
+//
+//   auto bound = orch::bind_functions(*parsed, {{"draft", draft_fn}, {"review", review_fn}});
+using NodeFunctions = std::vector<std::pair<std::string, NodeFunction>>;
+ORCH_EXPORT Result<std::shared_ptr<const Workflow>> bind_functions(const std::shared_ptr<const Workflow>& workflow,
+                                                                   const NodeFunctions& functions);
+
 // The definition JSON of a workflow (NullBoiler format), e.g. to store or draw a
 // builder workflow. parse_workflow() of the result gives back the same typed
 // fields. C++ callables (Node::function) cannot be written: such nodes appear as

@@ -7,7 +7,7 @@
 // worker calls go to the thread pool; route/transform/interrupt finish at once),
 // and when the last one finishes apply every outcome in definition order,
 // settle the scheduler, commit a checkpoint and start the next superstep.
-#include "engine/engine.h"
+#include "engine/engine_impl.h"
 #include "engine/crash_guard.h"
 #include "core/value_bytes.h"
 

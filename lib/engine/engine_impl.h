@@ -1,153 +1,208 @@
 // SPDX-License-Identifier: MIT
-//
-// The engine's internals (not installed). One RunContext per executing run,
-// guarded by its own mutex: runs never wait on each other, and no lock is held
-// while a worker or an in-process function runs.
+// EngineImpl: the Engine behind orch::Engine::open (not installed).
 #pragma once
 
-#include <asio/thread_pool.hpp>
-#include <condition_variable>
-#include <functional>
-#include <map>
-#include <mutex>
-#include <optional>
+#include <asio/post.hpp>
+#include <atomic>
+#include <deque>
 #include <unordered_map>
 
-#include "engine/graph.h"
-#include "engine/node_outcome.h"
-#include "orch/engine.h"
-#include "orch/template.h"
-#include "engine/scheduler.h"
+#include "engine/crash_guard.h"
+#include "engine/run_context.h"
+#include "orch/thread_guard.h"
+#include "engine/result_cache.h"
+#include "orch/state.h"
 
 namespace orch::internal {
 
-// Per-workflow data computed once: the graph and the compiled templates.
-struct CompiledWorkflow {
-  std::shared_ptr<const CompiledGraph> graph;
-  std::unordered_map<std::string, Template> prompts;        // node name -> prompt_template
-  std::unordered_map<std::string, Template> continuations;  // node name -> continuation_prompt
-};
+class EngineImpl final : public orch::Engine {
+ public:
+  static Result<std::unique_ptr<orch::Engine>> open(EngineOptions options);
+  ~EngineImpl() override;
 
-// One node of the superstep in flight.
-struct NodeTask {
-  int vertex = -1;
-  std::string step_id;
-  // step_id as a shared JSON string, for the events that name it.
-  const Value& step_id_value() {
-    if (!step_id_json.is_string() || step_id_json.as_string() != step_id) step_id_json = Value(step_id);
-    return step_id_json;
-  }
-  Value step_id_json;
-  int attempt = 1;
-  int turn = 1;
-  uint64_t token = 0;            // identifies the current attempt; stale replies are ignored
-  Clock::TimerId timer = 0;      // deadline or retry timer
-  bool finished = false;
-  bool waiting_child = false;    // subgraph waiting for its child run
-  std::string child_run_id;
-  NodeOutcome outcome;
-  StepRecord step;               // the current attempt's record, as last written
-  bool has_step_record = false;  // a record under step_id was written this superstep
-  bool planned = false;          // step_id is a record written pending at the run's start
-  int64_t started_ms = 0;
-  std::string cache_key;         // set when the node's result may be cached
-  // agent multi-turn
-  std::string last_output;
-  Value last_envelope;
-  int64_t first_turn_done_ms = 0;
-  // send fan-out
-  std::vector<Value> items;
-  std::vector<Value> item_results;
-  std::vector<std::vector<Value>> item_updates;
-  std::vector<int> item_attempts;
-  std::vector<std::pair<size_t, std::string>> item_errors;
-  std::vector<size_t> retry_items;  // items whose back-off ended
-  size_t next_item = 0;
-  size_t items_in_flight = 0;
-  size_t items_done = 0;
-};
+  Result<std::string> start_run(std::shared_ptr<const Workflow> workflow, RunOptions options) override;
+  Status resume_run(const std::string& run_id, const Value& state_updates) override;
+  Status cancel_run(const std::string& run_id) override;
+  Status retry_run(const std::string& run_id) override;
+  Result<std::string> fork_run(const std::string& checkpoint_id, const Value& state_overrides) override;
+  Status replay_run(const std::string& run_id, const std::string& checkpoint_id) override;
+  Status inject_state(const std::string& run_id, const Value& updates, const std::string& after_node) override;
+  Status delete_run(const std::string& run_id) override;
+  Result<RunRecord> get_run(const std::string& run_id) override;
+  std::shared_ptr<Store> store() const override { return options_.store; }
+  Result<RunRecord> wait(const std::string& run_id, std::chrono::milliseconds timeout) override;
+  uint64_t subscribe(const std::string& run_id, EventListener listener) override;
+  void unsubscribe(uint64_t subscription) override;
+  Status recover() override;
+  size_t active_runs() const override;
 
-struct Injection {
-  Value updates;
-  std::string after_node;  // empty: at the next superstep boundary
-};
+ private:
+  explicit EngineImpl(EngineOptions options);
 
-struct RunContext {
-  std::mutex mu;
-  RunRecord record;
-  // record.id as a shared JSON string (for what every node's request carries).
-  const Value& run_id_value() const {
-    if (!run_id_json.is_string() || run_id_json.as_string() != record.id) run_id_json = Value(record.id);
-    return run_id_json;
+  // engine.cc: lifecycle
+  Result<std::string> start_run_internal(std::shared_ptr<const Workflow> workflow, RunOptions options,
+                                         const std::string& parent_run_id, const std::string& parent_node,
+                                         int depth, const std::string& root_run_id = "");
+  Status configure(RunContext& ctx);
+  void plan_steps(RunContext& ctx);
+  Result<std::shared_ptr<const CompiledWorkflow>> compile(std::shared_ptr<const Workflow> wf);
+  Result<std::shared_ptr<const Workflow>> workflow_of(const RunRecord& r);
+  Result<std::shared_ptr<const Workflow>> resolve_workflow(const std::string& id);
+  Result<std::shared_ptr<RunContext>> load_context(const std::string& run_id,
+                                                   std::shared_ptr<const CompiledWorkflow> compiled = nullptr);
+  std::shared_ptr<const CompiledWorkflow> forget_context(const std::string& run_id);
+  std::shared_ptr<RunContext> find_context(const std::string& run_id);
+  void schedule_advance(const std::shared_ptr<RunContext>& ctx);
+  // Runs `body` under the run's lock; then, if this is the outermost such scope
+  // on the run, runs the in-process calls `body` queued, without the lock (and
+  // whatever their completions queue in turn). Only engine pool threads use it.
+  void locked_then_drain(const std::shared_ptr<RunContext>& ctx, const std::function<void()>& body);
+  // Asks the dispatcher to abandon the calls of step `step_id`, from a pool
+  // thread: callers hold a run lock, and a dispatcher may answer an abandoned
+  // call at once (WorkerRegistry does for a call still queued), and that answer
+  // takes the run lock.
+  void cancel_calls(const std::string& step_id);
+  void advance(const std::shared_ptr<RunContext>& ctx);
+  void start_superstep(const std::shared_ptr<RunContext>& ctx, const std::vector<int>& ready);
+  void complete_task(const std::shared_ptr<RunContext>& ctx, size_t index, NodeOutcome outcome, bool record);
+  void finish_superstep(const std::shared_ptr<RunContext>& ctx);
+  void apply_injections(RunContext& c, const std::string& node);
+  // Writes a checkpoint; `ran` are the nodes of the superstep it closes.
+  Status commit(RunContext& ctx, const std::string& step_id, bool force, std::vector<std::string> ran = {});
+  // Puts that checkpoint, and its "checkpoint.created" event, into the run's
+  // batch; false when the durability mode keeps it in memory instead.
+  bool stage_checkpoint(RunContext& ctx, const std::string& step_id, bool force, std::vector<std::string> ran);
+  void save_stopped_run(RunContext& ctx);
+  void finish_run(RunContext& ctx, RunStatus status, const std::string& error);
+  void pause_run(RunContext& ctx, const std::string& reason, const std::string& node);
+  void evict_later(RunContext& ctx);
+  // Stores an event: in the run's batch while it batches (or when
+  // `into_batch`, for events that must be written with what is in the batch),
+  // otherwise at once.
+  void emit(RunContext& ctx, std::string kind, Value data, bool into_batch = false);
+  void notify_listeners(const EventRecord& ev);
+  // Store writes that join the run's batch while it is batching.
+  void write_step(RunContext& ctx, StepRecord step);
+  void write_pending(RunContext& ctx, PendingWrite write);
+  // Writes the run's batch (if any) and tells listeners about its events.
+  Status flush(RunContext& ctx);
+  // Holds a run's lock for a worker reply or a timer; the store writes made
+  // under it go out as one batch (flushed before the lock is released), unless
+  // an engine thread already batches for the run and will flush them itself.
+  class BatchedRunLock {
+   public:
+    BatchedRunLock(EngineImpl& engine, RunContext& ctx)
+        : engine_(engine), ctx_(ctx), current_(ctx.record.id), lock_(ctx.mu) {
+      owner_ = !ctx.batching;
+      ctx.batching = true;
+      ctx.start_stamping();
+    }
+    ~BatchedRunLock() {
+      if (owner_) {
+        (void)engine_.flush(ctx_);
+        ctx_.batching = false;
+      }
+      ctx_.stop_stamping();
+    }
+    BatchedRunLock(const BatchedRunLock&) = delete;
+    BatchedRunLock& operator=(const BatchedRunLock&) = delete;
+
+   private:
+    EngineImpl& engine_;
+    RunContext& ctx_;
+    CurrentRun current_;                // a crash meanwhile is charged to this run
+    std::lock_guard<std::mutex> lock_;  // released after the flush
+    bool owner_ = false;
+  };
+  void notify_status_change();
+  // Wall-clock milliseconds for a record or event of `ctx`: read once per
+  // stamping section (see RunContext::stamping), else read now.
+  int64_t stamp_ms(RunContext& ctx) {
+    if (!ctx.stamping) return options_.clock->now_ms();
+    if (ctx.stamp < 0) ctx.stamp = options_.clock->now_ms();
+    return ctx.stamp;
   }
-  mutable Value run_id_json;
-  std::shared_ptr<const CompiledWorkflow> compiled;
-  std::unique_ptr<Scheduler> scheduler;
-  Value state;
-  int64_t version = 0;           // last committed checkpoint version
-  std::string last_checkpoint_id;
-  int64_t recursion_limit = 1000;
-  Durability durability = Durability::kSync;
-  // Breakpoints by vertex (empty: none); a list in a request may be long, so
-  // it is looked up once here, not at every superstep.
-  std::vector<bool> break_before;
-  std::vector<bool> break_after;
-  bool breaks_before(int v) const { return !break_before.empty() && break_before[static_cast<size_t>(v)]; }
-  bool breaks_after(int v) const { return !break_after.empty() && break_after[static_cast<size_t>(v)]; }
-  std::vector<NodeTask> tasks;   // the superstep in flight
-  size_t outstanding = 0;
-  bool in_superstep = false;
-  bool advancing = false;        // EngineImpl::advance is on the stack (it loops, never nests)
-  uint64_t generation = 0;       // bumped by cancel; callbacks of older generations are dropped
-  std::vector<Injection> injections;
-  std::map<std::string, Value> recorded;  // node -> outcome recorded before a crash
-  // Async workers: steps the store had as running when the run was loaded
-  // (node -> step id, attempt). The next superstep relaunches them under the
-  // same id and attempt, so their worker call keeps its call id and an
-  // mqtt/redis_stream protocol waits for the reply to the request it already
-  // sent instead of sending it again. Consumed by start_superstep.
-  std::map<std::string, std::pair<std::string, int>> resumable_steps;
-  // RunOptions::plan_steps: node -> the pending record written for its first
-  // execution, whose id that execution takes over.
-  std::map<std::string, std::string> planned_steps;
-  int depth = 0;                 // subgraph nesting
-  std::string root_run_id;       // the top-level run of a subgraph family (its own id at the top)
-  // About how many bytes the state takes (see value_bytes): grown by each
-  // superstep's updates, measured exactly when it passes the limit. -1: not known.
-  int64_t state_bytes = -1;
-  // Set when this run is a subgraph child: who to tell when it stops.
-  std::string parent_run_id;
-  // Durability "exit": the newest checkpoint, written only at pause or end.
-  std::optional<Checkpoint> unsaved_checkpoint;
-  uint64_t next_token = 1;
-  // In-process node calls queued to run on the current engine thread once it
-  // drops the lock (see EngineImpl::locked_then_drain), instead of a thread hop.
-  bool draining = false;
-  std::vector<std::function<void()>> inline_work;
-  // While an engine thread works through a run (locked_then_drain), its store
-  // writes gather here and go out as one batch (one SQLite transaction) at a
-  // checkpoint, when the run pauses or ends, and before the thread leaves it.
-  bool batching = false;
-  StoreBatch batch;
-  std::vector<EventRecord> spare_events;  // written events, reused by emit()
-  // The batch holds a superstep's checkpoint that was left to go out with
-  // the writes that follow it (the next step's record before its call is
-  // sent, say): one transaction per superstep instead of two. Should that
-  // batch fail, the run fails as a failed checkpoint does.
-  bool checkpoint_deferred = false;
-  // One wall-clock reading serves every record and event of a short locked
-  // section (EngineImpl::stamp_ms): set on first use inside a section that
-  // opted in (`stamping`), cleared when it ends, unlocks or writes.
-  bool stamping = false;
-  int64_t stamp = -1;
-  void start_stamping() {
-    stamping = true;
-    stamp = -1;
+
+  // node_exec.cc: running one node
+  void launch_node(const std::shared_ptr<RunContext>& ctx, size_t index);
+  void record_instant_step(RunContext& c, NodeTask& t, Value output);
+  // The final record of a node that keeps none of its own while it runs (send,
+  // subgraph; any node whose record was planned), written as it completes.
+  void finish_step_record(RunContext& c, NodeTask& t);
+  void launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t index);
+  void launch_send_items(const std::shared_ptr<RunContext>& ctx, size_t index);
+  void on_item_reply(const std::shared_ptr<RunContext>& ctx, size_t index, size_t item,
+                     Result<ReplyEffects> effects, std::string output, bool retryable);
+  void on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t index, uint64_t token,
+                       Result<ReplyEffects> result, std::string output, std::string worker_id, bool retryable,
+                       int64_t retry_after_ms);
+  void fail_or_retry(const std::shared_ptr<RunContext>& ctx, size_t index, const std::string& error,
+                     bool retryable, int64_t retry_after_ms);
+  void start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t index);
+  void notify_parent(RunContext& child);
+  void on_child_stopped(const std::shared_ptr<RunContext>& ctx, size_t index, const RunRecord& child);
+  Value state_with_meta(const RunContext& ctx, int vertex, int attempt) const;
+  Result<std::string> render(const RunContext& ctx, const Template& tpl, const Value& state,
+                             const Value* item, int attempt) const;
+  void call_worker(const std::shared_ptr<RunContext>& ctx, WorkerRequest request,
+                   std::function<void(WorkerReply)> done);
+  using FunctionDone = std::function<void(Result<ReplyEffects> effects, std::string output)>;
+  void call_function(const std::shared_ptr<RunContext>& ctx, const Node& node, WorkerRequest request,
+                     FunctionDone done);
+
+  // Runs `job` on the pool. A host's Store, Dispatcher or listener that
+  // throws there is reported (run_guarded), not allowed to end the process.
+  template <typename Job>
+  void post(Job&& job) {
+    asio::post(pool_, [job = std::forward<Job>(job)]() mutable { run_guarded("engine thread", job); });
   }
-  void stop_stamping() {
-    stamping = false;
-    stamp = -1;
-  }
+
+  EngineOptions options_;
+  asio::thread_pool pool_;
+  // Lets clock timers reach the engine only while it exists.
+  struct Liveness {
+    std::mutex mu;
+    EngineImpl* engine = nullptr;
+  };
+  std::shared_ptr<Liveness> alive_;
+
+  mutable std::mutex runs_mu_;
+  std::unordered_map<std::string, std::shared_ptr<RunContext>> runs_;
+  bool stopping_ = false;
+
+  // Runs that ended are dropped from runs_; a workflow with C++ functions bound
+  // cannot be rebuilt from JSON, so retry/fork/replay find it here.
+  std::mutex ended_mu_;
+  std::unordered_map<std::string, std::shared_ptr<const CompiledWorkflow>> ended_with_functions_;
+
+  std::mutex compiled_mu_;
+  std::unordered_map<const Workflow*, std::weak_ptr<CompiledWorkflow>> compiled_;
+  size_t next_compiled_sweep_ = 64;
+  static constexpr size_t kRecentCompiled = 16;
+  std::deque<std::shared_ptr<const CompiledWorkflow>> recent_compiled_;  // newest first
+
+  std::mutex subs_mu_;
+  struct Subscription {
+    std::string run_id;
+    EventListener listener;
+  };
+  std::unordered_map<uint64_t, Subscription> subscriptions_;
+  // subscriptions_.size(), read without the lock: with no listener at all,
+  // events skip the lock (seven events a node).
+  std::atomic<size_t> subscription_count_{0};
+  uint64_t next_subscription_ = 1;
+
+  std::mutex wait_mu_;
+  std::condition_variable wait_cv_;
+  uint64_t status_epoch_ = 0;
+
+  ResultCache cache_;
+
+  // Subgraph runs started per top-level run (EngineOptions::max_descendant_runs).
+  std::mutex descendants_mu_;
+  std::unordered_map<std::string, size_t> descendants_;
+  // Reserves a child run for the family of `root`; false at the limit.
+  bool take_descendant(const std::string& root);
 };
 
 }  // namespace orch::internal

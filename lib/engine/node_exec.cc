@@ -12,7 +12,7 @@
 
 #include "orch/event_kinds.h"
 #include "orch/thread_guard.h"
-#include "engine/engine.h"
+#include "engine/engine_impl.h"
 #include "orch/id.h"
 #include "orch/state.h"
 #include "orch/state_path.h"

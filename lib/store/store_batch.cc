@@ -26,6 +26,16 @@ const std::string* single_run_of(const StoreBatch& batch) {
   return single ? run_id : nullptr;
 }
 
+std::optional<Value> without_checkpoint_state(const Value& data, const Value& checkpoint_state) {
+  if (!data.is_object() || data.size() == 0) return std::nullopt;
+  const Object& fields = data.as_object();
+  const auto& last = *(fields.end() - 1);
+  if (last.first != "state" || !last.second.shares_storage_with(checkpoint_state)) return std::nullopt;
+  Value rest = Value::object();
+  for (auto it = fields.begin(); it + 1 != fields.end(); ++it) rest.set(it->first, it->second);
+  return rest;
+}
+
 }  // namespace internal
 
 Status Store::create_claimed_run(const RunRecord& run, const std::string& owner, int64_t lease_ms) {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <algorithm>
 
-#include "orch/worker.h"
+#include "orch/dispatcher.h"
 
 namespace orch {
 

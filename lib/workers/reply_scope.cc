@@ -2,7 +2,7 @@
 // ReplyScope (a thread-local queue of sends) and the call id format.
 #include <string>
 
-#include "orch/worker.h"
+#include "orch/dispatcher.h"
 
 namespace orch {
 namespace {

@@ -13,7 +13,7 @@
 #include <chrono>
 
 #include "orch/clock.h"
-#include "orch/workers.h"
+#include "orch/worker_registry.h"
 
 namespace orch::internal {
 

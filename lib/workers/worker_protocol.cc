@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Defaults of the WorkerProtocol plugin interface.
-#include "orch/workers.h"
+#include "orch/worker_registry.h"
 
 namespace orch {
 

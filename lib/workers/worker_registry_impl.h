@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "workers/call_pool.h"
-#include "orch/workers.h"
+#include "orch/worker_registry.h"
 #include "workers/worker_select.h"
 
 namespace orch {

@@ -5,7 +5,7 @@
 
 #include <utility>
 
-#include "orch/worker.h"
+#include "orch/dispatcher.h"
 
 namespace orch::internal {
 

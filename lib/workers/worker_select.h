@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "orch/workers.h"
+#include "orch/worker_registry.h"
 #include "workers/worker_circuit.h"
 
 namespace orch::internal {

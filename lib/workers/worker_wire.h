@@ -16,8 +16,8 @@
 #include "orch/export.h"
 #include "orch/status.h"
 #include "orch/value.h"
-#include "orch/worker.h"
-#include "orch/workers.h"
+#include "orch/dispatcher.h"
+#include "orch/worker_registry.h"
 
 namespace orch::internal {
 

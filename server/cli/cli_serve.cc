@@ -71,7 +71,7 @@ int serve_command(const Args& args) {
                  "workers; put a reverse proxy with authentication in front, or set --token\n";
   }
   std::cerr << "orch v" << orch::version() << " listening on http://" << config.host << ":" << config.port
-            << " (db " << config.db << ", auth " << (config.api_token.empty() ? "off" : "bearer token") << ")\n";
+            << " (db " << orch::server::redacted_db(config.db) << ", auth " << (config.api_token.empty() ? "off" : "bearer token") << ")\n";
   if (Status b = listener.bind(config.host, config.port); !b.ok()) {
     std::cerr << "orch serve: " << b.message() << "\n";
     return kExitFailure;

@@ -22,10 +22,10 @@
 #include <set>
 #include <string>
 
+#include "orch/dispatcher.h"
 #include "orch/engine.h"
 #include "orch/store.h"
 #include "orch/template.h"
-#include "orch/worker.h"
 #include "pull/tracked_task.h"
 #include "pull/tracker_client.h"
 #include "pull/tracker_config.h"

@@ -26,8 +26,8 @@
 #include <utility>
 #include <vector>
 
+#include "orch/dispatcher.h"
 #include "orch/value.h"
-#include "orch/worker.h"
 #include "pull/subprocess_agent.h"
 #include "pull/tracker_config.h"
 

@@ -40,7 +40,7 @@ TrackerHost host_of(App& app) {
   // The owner id open_app() gives the server's engine.
   char name[256] = {0};
   gethostname(name, sizeof(name) - 1);
-  host.engine_owner_id = std::string("orch-serve:") + name + ":" + app.config.db;
+  host.engine_owner_id = std::string("orch-serve:") + name + ":" + redacted_db(app.config.db);
   host.metrics = &app.metrics;
   host.publish = [&app](const std::string& run_id) { app.hub.publish(run_id); };
   return host;

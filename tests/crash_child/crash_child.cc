@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 //
 // The process the crash test kills. It runs 50 workflows against a SQLite file
-// (creating them on first start, recovering them on later starts) and appends
+// or, for a postgres:// / postgresql:// URI, a PostgreSQL database (creating
+// them on first start, recovering them on later starts) and appends
 // to a side-effect log:
 //   E <run> <node> <superstep>   a node function ran
 //   R <run> <node> <superstep>   the store recorded that node's result
@@ -24,6 +25,7 @@
 #include <thread>
 
 #include "orch/orch.h"
+#include "orch/postgres_store.h"
 #include "orch/sqlite_store.h"
 
 namespace {
@@ -54,6 +56,11 @@ class RecordingStore : public orch::StoreWrapper {
     return s;
   }
 };
+
+orch::Result<std::shared_ptr<orch::Store>> open_store(const std::string& db) {
+  if (orch::is_postgres_uri(db)) return orch::new_postgres_store(db);
+  return orch::open_sqlite_store(db);
+}
 
 int crash_loop(const std::string& db) {
   auto store = orch::open_sqlite_store(db);
@@ -99,12 +106,12 @@ int main(int argc, char** argv) {
   if (argc >= 4 && std::string(argv[3]) == "--crash-loop") return crash_loop(argv[1]);
   if (argc < 3) return 2;
   g_log = open(argv[2], O_WRONLY | O_APPEND | O_CREAT, 0644);
-  auto sqlite = orch::open_sqlite_store(argv[1]);
-  if (!sqlite.ok()) {
-    std::fprintf(stderr, "%s\n", sqlite.status().to_string().c_str());
+  auto opened = open_store(argv[1]);
+  if (!opened.ok()) {
+    std::fprintf(stderr, "%s\n", opened.status().to_string().c_str());
     return 1;
   }
-  auto store = std::make_shared<RecordingStore>(*sqlite);
+  auto store = std::make_shared<RecordingStore>(*opened);
   auto parsed = orch::parse_workflow_json(R"({
     "state_schema": {"trace": {"type": "array", "reducer": "append"}, "count": {"type": "number", "reducer": "add"}},
     "nodes": {"a": {}, "b1": {}, "b2": {}, "join": {}, "c": {}},

@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "orch/value.h"
-#include "orch/worker.h"
+#include "orch/dispatcher.h"
 
 namespace httplib {
 class Server;

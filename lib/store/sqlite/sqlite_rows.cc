@@ -2,6 +2,8 @@
 // Row <-> record mapping of the SQLite store.
 #include "store/sqlite/sqlite_rows.h"
 
+#include "store/record_fields.h"
+
 #include <SQLiteCpp/Column.h>
 
 #include <optional>
@@ -10,42 +12,8 @@
 namespace orch::sqlite {
 namespace {
 
-const char* const kRunNames[] = {"id",
-                                 "status",
-                                 "workflow_id",
-                                 "workflow",
-                                 "input",
-                                 "config",
-                                 "state",
-                                 "host_data",
-                                 "error",
-                                 "parent_run_id",
-                                 "parent_node",
-                                 "idempotency_key",
-                                 "forked_from_run_id",
-                                 "forked_from_checkpoint_id",
-                                 "created_at_ms",
-                                 "updated_at_ms",
-                                 "started_at_ms",
-                                 "ended_at_ms",
-                                 "input_tokens",
-                                 "output_tokens",
-                                 "checkpoint_count",
-                                 "recoveries"};
-const char* const kStepNames[] = {
-    "id",           "run_id",        "node_name",     "type",          "status",
-    "attempt",      "max_attempts",  "superstep",     "item_index",    "parent_step_id",
-    "worker_id",    "child_run_id",  "input",         "output",        "error",
-    "input_tokens", "output_tokens", "created_at_ms", "started_at_ms", "ended_at_ms"};
-const char* const kEventNames[] = {"run_id", "seq", "kind", "data", "created_at_ms", "state_checkpoint_id"};
-const char* const kPendingWriteNames[] = {"run_id", "superstep", "node_name", "result"};
-const char* const kWorkflowNames[] = {"id",         "name",          "version",
-                                      "definition", "created_at_ms", "updated_at_ms"};
-
-template <size_t N>
-constexpr int count_of(const char* const (&)[N]) {
-  return static_cast<int>(N);
-}
+using internal::field_count;
+using internal::step_status_from_name;
 
 std::string text(const SQLite::Statement& stmt, int index) {
   SQLite::Column col = stmt.getColumn(index);
@@ -54,15 +22,6 @@ std::string text(const SQLite::Statement& stmt, int index) {
 
 int64_t integer(const SQLite::Statement& stmt, int index) {
   return stmt.getColumn(index).getInt64();
-}
-
-std::optional<StepStatus> step_status_from_name(std::string_view name) {
-  for (StepStatus s :
-       {StepStatus::kPending, StepStatus::kReady, StepStatus::kRunning, StepStatus::kCompleted,
-        StepStatus::kFailed, StepStatus::kSkipped, StepStatus::kInterrupted}) {
-    if (step_status_name(s) == name) return s;
-  }
-  return std::nullopt;
 }
 
 void bind_json(SQLite::Statement& stmt, int index, const Value& value) {
@@ -75,12 +34,12 @@ void bind_field(SQLite::Statement& stmt, int index, const std::string& field) { 
 
 }  // namespace
 
-const TableColumns kRunColumns{"runs", kRunNames, count_of(kRunNames)};
-const TableColumns kStepColumns{"steps", kStepNames, count_of(kStepNames), /*keyed_by_run_pk=*/true};
-const TableColumns kEventColumns{"events", kEventNames, count_of(kEventNames), /*keyed_by_run_pk=*/true};
-const TableColumns kPendingWriteColumns{"pending_writes", kPendingWriteNames,
-                                        count_of(kPendingWriteNames)};
-const TableColumns kWorkflowColumns{"workflows", kWorkflowNames, count_of(kWorkflowNames)};
+const TableColumns kRunColumns{"runs", internal::kRunFields, field_count(internal::kRunFields)};
+const TableColumns kStepColumns{"steps", internal::kStepFields, field_count(internal::kStepFields), /*keyed_by_run_pk=*/true};
+const TableColumns kEventColumns{"events", internal::kEventFields, field_count(internal::kEventFields), /*keyed_by_run_pk=*/true};
+const TableColumns kPendingWriteColumns{"pending_writes", internal::kPendingWriteFields,
+                                        field_count(internal::kPendingWriteFields)};
+const TableColumns kWorkflowColumns{"workflows", internal::kWorkflowFields, field_count(internal::kWorkflowFields)};
 
 std::string TableColumns::select_list() const {
   std::string out;

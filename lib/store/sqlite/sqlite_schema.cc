@@ -17,7 +17,7 @@ constexpr int kApplicationId = 0x6f726368;
 // Tables use an INTEGER PRIMARY KEY `pk` where listing order is insertion
 // order (runs newest first, steps and workflows in first-write order).
 // JSON columns hold compact JSON text. Checkpoint rows hold either a snapshot
-// document or a delta (see sqlite_checkpoint_codec.h).
+// document or a delta (see store/checkpoint_codec.h).
 const char* const kMigrations[] = {
     // 1: the initial schema.
     R"sql(

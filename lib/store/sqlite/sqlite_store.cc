@@ -60,7 +60,8 @@ SqliteStore::SqliteStore(const std::string& path, const SqliteStoreOptions& opti
       pool_(path, options.busy_timeout_ms, options.max_idle_connections, in_memory, [this](Connection& conn) {
         configure_connection(conn);
         if (checkpointer_) checkpointer_->attach(conn);
-      }) {}
+      }),
+      cache_(options.cached_runs) {}
 
 Result<std::shared_ptr<SqliteStore>> SqliteStore::open(const std::string& path,
                                                        const SqliteStoreOptions& options) {
@@ -503,13 +504,11 @@ Status SqliteStore::execute_for_testing(const std::string& sql) {
     return Status();
   });
   // The rows may no longer match what the cache remembers.
-  std::lock_guard<std::mutex> lock(cache_mu_);
   cache_.clear();
   return status;
 }
 
 size_t SqliteStore::cached_documents_for_testing() {
-  std::lock_guard<std::mutex> lock(cache_mu_);
   return cache_.size();
 }
 

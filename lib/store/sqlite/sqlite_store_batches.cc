@@ -14,23 +14,6 @@
 #include "store/store_batch.h"
 
 namespace orch::sqlite {
-namespace {
-
-// `data` without its "state" when that is its last key and holds the very
-// state of the batch's checkpoint (the engine's "values" event): shared
-// storage, so the check costs no comparison.
-std::optional<Value> without_checkpoint_state(const Value& data, const Value& checkpoint_state) {
-  if (!data.is_object() || data.size() == 0) return std::nullopt;
-  const Object& fields = data.as_object();
-  const auto& last = *(fields.end() - 1);
-  if (last.first != "state" || !last.second.shares_storage_with(checkpoint_state)) return std::nullopt;
-  Value rest = Value::object();
-  for (auto it = fields.begin(); it + 1 != fields.end(); ++it) rest.set(it->first, it->second);
-  return rest;
-}
-
-}  // namespace
-
 struct SqliteStore::GroupMember {
   StoreBatch* batch = nullptr;
   std::string run_id;
@@ -64,7 +47,7 @@ Status SqliteStore::write_batch(StoreBatch& batch) {
   me.event_data.reserve(batch.events.size());
   for (const EventRecord& event : batch.events) {
     std::optional<Value> rest;  // the event's data without the checkpoint's state
-    if (me.prepared) rest = without_checkpoint_state(event.data, batch.checkpoint->state);
+    if (me.prepared) rest = internal::without_checkpoint_state(event.data, batch.checkpoint->state);
     me.event_state_ref.push_back(rest.has_value());
     me.event_data.push_back(rest ? rest->to_json() : event.data.to_json());
   }

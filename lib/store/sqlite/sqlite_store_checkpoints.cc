@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Checkpoints of the SQLite store: commit, read back, truncate, and the cache
-// of each run's latest document. The row format is in sqlite_checkpoint_codec.h.
+// of each run's latest document. The row format is in store/checkpoint_codec.h.
 #include <optional>
 #include <string>
 #include <utility>
@@ -47,30 +47,6 @@ bool same_link(const ChainLink& a, const ChainLink& b) {
 }
 
 }  // namespace
-
-// ---- Cache ------------------------------------------------------------------------
-
-bool SqliteStore::cached_document(const std::string& run_id, CachedDocument* out) {
-  std::lock_guard<std::mutex> lock(cache_mu_);
-  auto it = cache_.find(run_id);
-  if (it == cache_.end()) return false;
-  *out = it->second;  // shares storage: cheap
-  return true;
-}
-
-void SqliteStore::cache_document(const std::string& run_id, CachedDocument entry) {
-  if (options_.cached_runs == 0) return;
-  std::lock_guard<std::mutex> lock(cache_mu_);
-  // Evicting an arbitrary run is fine: a miss costs one chain read.
-  if (cache_.size() >= options_.cached_runs && cache_.find(run_id) == cache_.end())
-    cache_.erase(cache_.begin());
-  cache_[run_id] = std::move(entry);
-}
-
-void SqliteStore::forget_document(const std::string& run_id) {
-  std::lock_guard<std::mutex> lock(cache_mu_);
-  cache_.erase(run_id);
-}
 
 // ---- Reading ------------------------------------------------------------------------
 

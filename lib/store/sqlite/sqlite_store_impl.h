@@ -23,11 +23,21 @@
 
 #include "orch/sqlite_store.h"
 #include "orch/store.h"
-#include "store/sqlite/sqlite_checkpoint_codec.h"
+#include "store/checkpoint_codec.h"
+#include "store/document_cache.h"
 #include "store/sqlite/sqlite_wal_checkpointer.h"
 #include "store/sqlite/sqlite_connection.h"
 
 namespace orch::sqlite {
+
+using checkpoint_codec::ChainLink;
+using checkpoint_codec::DocumentBuilder;
+using checkpoint_codec::EncodedCheckpoint;
+using checkpoint_codec::checkpoint_document;
+using checkpoint_codec::encode_checkpoint;
+using checkpoint_codec::kDeltaKind;
+using checkpoint_codec::kSnapshotKind;
+using checkpoint_codec::unpack_document;
 
 class SqliteStore final : public Store {
  public:
@@ -99,14 +109,11 @@ class SqliteStore final : public Store {
   auto with_lease(const char* what, bool writer, Body&& body) -> decltype(body(std::declval<Connection&>()));
 
   // The latest checkpoint document of a run, kept so the next commit can diff
-  // against it without reading the chain back.
-  struct CachedDocument {
-    ChainLink link;
-    Value document;
-  };
-  bool cached_document(const std::string& run_id, CachedDocument* out);
-  void cache_document(const std::string& run_id, CachedDocument entry);
-  void forget_document(const std::string& run_id);
+  // against it without reading the chain back (store/document_cache.h).
+  using CachedDocument = checkpoint_codec::CachedDocument;
+  bool cached_document(const std::string& run_id, CachedDocument* out) { return cache_.get(run_id, out); }
+  void cache_document(const std::string& run_id, CachedDocument entry) { cache_.put(run_id, std::move(entry)); }
+  void forget_document(const std::string& run_id) { cache_.forget(run_id); }
 
   // A checkpoint commit in three parts: encoding before the writer lock, the
   // rows inside a transaction, the document cache after it committed.
@@ -157,8 +164,7 @@ class SqliteStore final : public Store {
   std::vector<GroupMember*> group_queue_;
   bool group_leader_ = false;
 
-  std::mutex cache_mu_;
-  std::unordered_map<std::string, CachedDocument> cache_;
+  checkpoint_codec::DocumentCache cache_;
 };
 
 }  // namespace orch::sqlite

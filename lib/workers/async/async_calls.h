@@ -30,7 +30,7 @@
 #include <vector>
 
 #include "orch/clock.h"
-#include "orch/worker.h"
+#include "orch/dispatcher.h"
 
 namespace orch::internal {
 

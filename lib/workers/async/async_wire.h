@@ -12,8 +12,8 @@
 
 #include "orch/clock.h"
 #include "orch/status.h"
-#include "orch/worker.h"
-#include "orch/workers.h"
+#include "orch/dispatcher.h"
+#include "orch/worker_registry.h"
 
 namespace orch::internal {
 

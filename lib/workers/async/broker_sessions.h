@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "workers/async/async_wire.h"
-#include "orch/workers.h"
+#include "orch/worker_registry.h"
 
 namespace orch::internal {
 

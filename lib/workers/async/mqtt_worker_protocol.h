@@ -13,7 +13,7 @@
 
 #include "workers/async/async_settings.h"
 #include "orch/status.h"
-#include "orch/workers.h"
+#include "orch/worker_registry.h"
 
 namespace orch::internal {
 

@@ -2,7 +2,7 @@
 //
 // Workers: the registry of external workers and the protocols that reach them.
 //
-// A WorkerRegistry is a Dispatcher (see worker.h): hand it to the engine as
+// A WorkerRegistry is a Dispatcher (see orch/dispatcher.h): hand it to the engine as
 // EngineOptions::dispatcher. For every call it picks a worker (SPEC §6):
 //
 //   1. tag match: a node without worker_tags takes any worker; otherwise the
@@ -41,7 +41,7 @@
 #include "orch/export.h"
 #include "orch/host_policy.h"
 #include "orch/status.h"
-#include "orch/worker.h"
+#include "orch/dispatcher.h"
 
 namespace orch {
 

@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: MIT
 //
-// How the SQLite store lays out checkpoints: incrementally.
+// How the database stores (SQLite, PostgreSQL) lay out checkpoints:
+// incrementally. Shared by both, so a checkpoint costs the same bytes on
+// either and the format has one definition.
 //
 // The part of a checkpoint that grows with the run (state, metadata, completed
 // nodes) forms one JSON "document":
 //
 //   {"state": {...}, "metadata": {...}, "completed_nodes": ["a", "b"]}
 //
-// Each row of the `checkpoints` table stores, in `body`, either
+// Each row of a store's `checkpoints` table stores, in `body`, either
 //   - kind 'snapshot': the document itself, or
 //   - kind 'delta': the value delta (value_delta.h) from the document of the
 //     row before it in the same run (seq - 1) to its own.
@@ -36,7 +38,7 @@
 #include "orch/store.h"
 #include "orch/value.h"
 
-namespace orch::sqlite {
+namespace orch::checkpoint_codec {
 
 inline constexpr std::string_view kSnapshotKind = "snapshot";
 inline constexpr std::string_view kDeltaKind = "delta";
@@ -89,4 +91,4 @@ class DocumentBuilder {
   bool started_ = false;
 };
 
-}  // namespace orch::sqlite
+}  // namespace orch::checkpoint_codec

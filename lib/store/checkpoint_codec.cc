@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
-// Incremental checkpoint rows (format in sqlite_checkpoint_codec.h).
-#include "store/sqlite/sqlite_checkpoint_codec.h"
+// Incremental checkpoint rows (format in checkpoint_codec.h).
+#include "store/checkpoint_codec.h"
 
 #include <utility>
 
 #include "core/value_delta.h"
 
-namespace orch::sqlite {
+namespace orch::checkpoint_codec {
 
 Value checkpoint_document(const Checkpoint& checkpoint) {
   Array nodes;
@@ -95,4 +95,4 @@ Status DocumentBuilder::add(int64_t seq, std::string_view kind, std::string_view
   return Status();
 }
 
-}  // namespace orch::sqlite
+}  // namespace orch::checkpoint_codec

@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: MIT
+//
+// The engine's internals (not installed). One RunContext per executing run,
+// guarded by its own mutex: runs never wait on each other, and no lock is held
+// while a worker or an in-process function runs.
+#pragma once
+
+#include <asio/thread_pool.hpp>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+
+#include "engine/graph.h"
+#include "engine/node_outcome.h"
+#include "orch/engine.h"
+#include "orch/template.h"
+#include "engine/scheduler.h"
+
+namespace orch::internal {
+
+// Per-workflow data computed once: the graph and the compiled templates.
+struct CompiledWorkflow {
+  std::shared_ptr<const CompiledGraph> graph;
+  std::unordered_map<std::string, Template> prompts;        // node name -> prompt_template
+  std::unordered_map<std::string, Template> continuations;  // node name -> continuation_prompt
+};
+
+// One node of the superstep in flight.
+struct NodeTask {
+  int vertex = -1;
+  std::string step_id;
+  // step_id as a shared JSON string, for the events that name it.
+  const Value& step_id_value() {
+    if (!step_id_json.is_string() || step_id_json.as_string() != step_id) step_id_json = Value(step_id);
+    return step_id_json;
+  }
+  Value step_id_json;
+  int attempt = 1;
+  int turn = 1;
+  uint64_t token = 0;            // identifies the current attempt; stale replies are ignored
+  Clock::TimerId timer = 0;      // deadline or retry timer
+  bool finished = false;
+  bool waiting_child = false;    // subgraph waiting for its child run
+  std::string child_run_id;
+  NodeOutcome outcome;
+  StepRecord step;               // the current attempt's record, as last written
+  bool has_step_record = false;  // a record under step_id was written this superstep
+  bool planned = false;          // step_id is a record written pending at the run's start
+  int64_t started_ms = 0;
+  std::string cache_key;         // set when the node's result may be cached
+  // agent multi-turn
+  std::string last_output;
+  Value last_envelope;
+  int64_t first_turn_done_ms = 0;
+  // send fan-out
+  std::vector<Value> items;
+  std::vector<Value> item_results;
+  std::vector<std::vector<Value>> item_updates;
+  std::vector<int> item_attempts;
+  std::vector<std::pair<size_t, std::string>> item_errors;
+  std::vector<size_t> retry_items;  // items whose back-off ended
+  size_t next_item = 0;
+  size_t items_in_flight = 0;
+  size_t items_done = 0;
+};
+
+struct Injection {
+  Value updates;
+  std::string after_node;  // empty: at the next superstep boundary
+};
+
+struct RunContext {
+  std::mutex mu;
+  RunRecord record;
+  // record.id as a shared JSON string (for what every node's request carries).
+  const Value& run_id_value() const {
+    if (!run_id_json.is_string() || run_id_json.as_string() != record.id) run_id_json = Value(record.id);
+    return run_id_json;
+  }
+  mutable Value run_id_json;
+  std::shared_ptr<const CompiledWorkflow> compiled;
+  std::unique_ptr<Scheduler> scheduler;
+  Value state;
+  int64_t version = 0;           // last committed checkpoint version
+  std::string last_checkpoint_id;
+  int64_t recursion_limit = 1000;
+  Durability durability = Durability::kSync;
+  // Breakpoints by vertex (empty: none); a list in a request may be long, so
+  // it is looked up once here, not at every superstep.
+  std::vector<bool> break_before;
+  std::vector<bool> break_after;
+  bool breaks_before(int v) const { return !break_before.empty() && break_before[static_cast<size_t>(v)]; }
+  bool breaks_after(int v) const { return !break_after.empty() && break_after[static_cast<size_t>(v)]; }
+  std::vector<NodeTask> tasks;   // the superstep in flight
+  size_t outstanding = 0;
+  bool in_superstep = false;
+  bool advancing = false;        // EngineImpl::advance is on the stack (it loops, never nests)
+  uint64_t generation = 0;       // bumped by cancel; callbacks of older generations are dropped
+  std::vector<Injection> injections;
+  std::map<std::string, Value> recorded;  // node -> outcome recorded before a crash
+  // Async workers: steps the store had as running when the run was loaded
+  // (node -> step id, attempt). The next superstep relaunches them under the
+  // same id and attempt, so their worker call keeps its call id and an
+  // mqtt/redis_stream protocol waits for the reply to the request it already
+  // sent instead of sending it again. Consumed by start_superstep.
+  std::map<std::string, std::pair<std::string, int>> resumable_steps;
+  // RunOptions::plan_steps: node -> the pending record written for its first
+  // execution, whose id that execution takes over.
+  std::map<std::string, std::string> planned_steps;
+  int depth = 0;                 // subgraph nesting
+  std::string root_run_id;       // the top-level run of a subgraph family (its own id at the top)
+  // About how many bytes the state takes (see value_bytes): grown by each
+  // superstep's updates, measured exactly when it passes the limit. -1: not known.
+  int64_t state_bytes = -1;
+  // Set when this run is a subgraph child: who to tell when it stops.
+  std::string parent_run_id;
+  // Durability "exit": the newest checkpoint, written only at pause or end.
+  std::optional<Checkpoint> unsaved_checkpoint;
+  uint64_t next_token = 1;
+  // In-process node calls queued to run on the current engine thread once it
+  // drops the lock (see EngineImpl::locked_then_drain), instead of a thread hop.
+  bool draining = false;
+  std::vector<std::function<void()>> inline_work;
+  // While an engine thread works through a run (locked_then_drain), its store
+  // writes gather here and go out as one batch (one SQLite transaction) at a
+  // checkpoint, when the run pauses or ends, and before the thread leaves it.
+  bool batching = false;
+  StoreBatch batch;
+  std::vector<EventRecord> spare_events;  // written events, reused by emit()
+  // The batch holds a superstep's checkpoint that was left to go out with
+  // the writes that follow it (the next step's record before its call is
+  // sent, say): one transaction per superstep instead of two. Should that
+  // batch fail, the run fails as a failed checkpoint does.
+  bool checkpoint_deferred = false;
+  // One wall-clock reading serves every record and event of a short locked
+  // section (EngineImpl::stamp_ms): set on first use inside a section that
+  // opted in (`stamping`), cleared when it ends, unlocks or writes.
+  bool stamping = false;
+  int64_t stamp = -1;
+  void start_stamping() {
+    stamping = true;
+    stamp = -1;
+  }
+  void stop_stamping() {
+    stamping = false;
+    stamp = -1;
+  }
+};
+
+}  // namespace orch::internal

@@ -1,0 +1,300 @@
+// SPDX-License-Identifier: MIT
+// Row <-> record mapping of the PostgreSQL store (see pg_rows.h).
+#include "store/postgres/pg_rows.h"
+
+#include <algorithm>
+#include <optional>
+#include <string_view>
+
+#include "store/record_fields.h"
+#include "store/store_batch.h"
+
+namespace orch::postgres {
+namespace {
+
+using internal::field_count;
+using internal::step_status_from_name;
+
+// Reads a record's columns in order, keeping the first failure.
+class Reader {
+ public:
+  Reader(const Rows& rows, int row, int first, std::string what)
+      : rows_(rows), row_(row), column_(first), what_(std::move(what)) {}
+  std::string text() { return rows_.string(row_, column_++); }
+  int64_t integer() {
+    Result<int64_t> v = rows_.integer(row_, column_++);
+    if (!v.ok()) fail(v.status());
+    return v.ok() ? *v : 0;
+  }
+  int small_integer() { return static_cast<int>(integer()); }
+  Value json() {
+    Result<Value> v = read_json(rows_, row_, column_++, what_);
+    if (!v.ok()) fail(v.status());
+    return v.ok() ? std::move(v).value() : Value();
+  }
+  void fail(const Status& s) {
+    if (status_.ok()) status_ = Status::internal(what_ + ": " + s.message());
+  }
+  const Status& status() const { return status_; }
+
+ private:
+  const Rows& rows_;
+  int row_;
+  int column_;
+  std::string what_;
+  Status status_;
+};
+
+// "INSERT INTO t (columns, run_pk) SELECT $1, ..., pk FROM runs WHERE id = $<run>":
+// a row of the run whose id is parameter `run_param`.
+std::string insert_for_run(const TableColumns& table, int run_param) {
+  std::string values;
+  for (int i = 1; i <= table.count; ++i) values += "$" + std::to_string(i) + ", ";
+  return std::string("INSERT INTO ") + table.table + " (" + table.select_list() + ", run_pk) SELECT " + values +
+         "pk FROM runs WHERE id = $" + std::to_string(run_param);
+}
+
+}  // namespace
+
+const TableColumns kRunColumns{"runs", internal::kRunFields, field_count(internal::kRunFields)};
+const TableColumns kStepColumns{"steps", internal::kStepFields, field_count(internal::kStepFields)};
+const TableColumns kEventColumns{"events", internal::kEventFields, field_count(internal::kEventFields)};
+const TableColumns kPendingWriteColumns{"pending_writes", internal::kPendingWriteFields, field_count(internal::kPendingWriteFields)};
+const TableColumns kWorkflowColumns{"workflows", internal::kWorkflowFields, field_count(internal::kWorkflowFields)};
+
+std::string TableColumns::select_list() const {
+  std::string out;
+  for (int i = 0; i < count; ++i) out += (i > 0 ? ", " : "") + std::string(columns[i]);
+  return out;
+}
+
+std::string TableColumns::insert_sql() const {
+  std::string out = std::string("INSERT INTO ") + table + " (" + select_list() + ") VALUES (";
+  for (int i = 0; i < count; ++i) out += (i > 0 ? ", $" : "$") + std::to_string(i + 1);
+  return out + ")";
+}
+
+std::string TableColumns::update_sql() const {
+  std::string out = std::string("UPDATE ") + table + " SET ";
+  for (int i = 1; i < count; ++i) out += (i > 1 ? ", " : "") + std::string(columns[i]) + " = $" + std::to_string(i + 1);
+  return out + " WHERE " + columns[0] + " = $1";
+}
+
+Result<Value> read_json(const Rows& rows, int row, int column, const std::string& what) {
+  Result<Value> parsed = parse_json(rows.text(row, column));
+  if (!parsed.ok()) {
+    return Status::internal(what + ": column " + std::to_string(column) +
+                            " holds malformed JSON: " + parsed.status().message());
+  }
+  return parsed;
+}
+
+void add_run(Params& p, const RunRecord& run) {
+  p.text(run.id).text(run_status_name(run.status)).text(run.workflow_id);
+  p.text(run.workflow.to_json()).text(run.input.to_json()).text(run.config.to_json()).text(run.state.to_json());
+  p.text(run.host_data.to_json()).text(run.error).text(run.parent_run_id).text(run.parent_node);
+  // NULL, not '', for "no key": the UNIQUE constraint then ignores keyless runs.
+  if (run.idempotency_key.empty()) {
+    p.null();
+  } else {
+    p.text(run.idempotency_key);
+  }
+  p.text(run.forked_from_run_id).text(run.forked_from_checkpoint_id);
+  p.integer(run.created_at_ms).integer(run.updated_at_ms).integer(run.started_at_ms).integer(run.ended_at_ms);
+  p.integer(run.input_tokens).integer(run.output_tokens).integer(run.checkpoint_count).integer(run.recoveries);
+}
+
+const char* const kRunProgressSql =
+    "UPDATE runs SET status = $2, error = $3, updated_at_ms = $4, started_at_ms = $5, ended_at_ms = $6, "
+    "input_tokens = $7, output_tokens = $8, checkpoint_count = $9, state = $10, recoveries = $11 WHERE id = $1";
+
+void add_run_progress(Params& p, const RunRecord& run, bool state_is_checkpoints) {
+  p.text(run.id).text(run_status_name(run.status)).text(run.error);
+  p.integer(run.updated_at_ms).integer(run.started_at_ms).integer(run.ended_at_ms);
+  p.integer(run.input_tokens).integer(run.output_tokens).integer(run.checkpoint_count);
+  p.text(state_is_checkpoints ? std::string() : run.state.to_json());
+  p.integer(run.recoveries);
+}
+
+Result<RunRecord> read_run(const Rows& rows, int row, int first) {
+  RunRecord run;
+  run.id = rows.string(row, first);
+  Reader r(rows, row, first + 1, "run " + run.id);
+  const std::string status = r.text();
+  std::optional<RunStatus> parsed = run_status_from_name(status);
+  if (!parsed) r.fail(Status::internal("unknown status '" + status + "'"));
+  run.status = parsed.value_or(RunStatus::kFailed);
+  run.workflow_id = r.text();
+  run.workflow = r.json();
+  run.input = r.json();
+  run.config = r.json();
+  if (rows.text(row, first + 6).empty()) {
+    r.text();
+    run.state = Value();  // null: the caller takes the state from the latest checkpoint
+  } else {
+    run.state = r.json();
+  }
+  run.host_data = r.json();
+  run.error = r.text();
+  run.parent_run_id = r.text();
+  run.parent_node = r.text();
+  run.idempotency_key = r.text();  // NULL reads as ""
+  run.forked_from_run_id = r.text();
+  run.forked_from_checkpoint_id = r.text();
+  run.created_at_ms = r.integer();
+  run.updated_at_ms = r.integer();
+  run.started_at_ms = r.integer();
+  run.ended_at_ms = r.integer();
+  run.input_tokens = r.integer();
+  run.output_tokens = r.integer();
+  run.checkpoint_count = r.integer();
+  run.recoveries = r.integer();
+  if (!r.status().ok()) return r.status();
+  return run;
+}
+
+void add_step(Params& p, const StepRecord& step) {
+  p.text(step.id).text(step.run_id).text(step.node_name).text(step.type).text(step_status_name(step.status));
+  p.integer(step.attempt).integer(step.max_attempts).integer(step.superstep).integer(step.item_index);
+  p.text(step.parent_step_id).text(step.worker_id).text(step.child_run_id);
+  p.text(step.input.to_json()).text(step.output.to_json()).text(step.error);
+  p.integer(step.input_tokens).integer(step.output_tokens);
+  p.integer(step.created_at_ms).integer(step.started_at_ms).integer(step.ended_at_ms);
+}
+
+Result<StepRecord> read_step(const Rows& rows, int row, int first) {
+  StepRecord step;
+  step.id = rows.string(row, first);
+  Reader r(rows, row, first + 1, "step " + step.id);
+  step.run_id = r.text();
+  step.node_name = r.text();
+  step.type = r.text();
+  const std::string status = r.text();
+  std::optional<StepStatus> parsed = step_status_from_name(status);
+  if (!parsed) r.fail(Status::internal("unknown status '" + status + "'"));
+  step.status = parsed.value_or(StepStatus::kFailed);
+  step.attempt = r.small_integer();
+  step.max_attempts = r.small_integer();
+  step.superstep = r.integer();
+  step.item_index = r.small_integer();
+  step.parent_step_id = r.text();
+  step.worker_id = r.text();
+  step.child_run_id = r.text();
+  step.input = r.json();
+  step.output = r.json();
+  step.error = r.text();
+  step.input_tokens = r.integer();
+  step.output_tokens = r.integer();
+  step.created_at_ms = r.integer();
+  step.started_at_ms = r.integer();
+  step.ended_at_ms = r.integer();
+  if (!r.status().ok()) return r.status();
+  return step;
+}
+
+Result<EventRecord> read_event(const Rows& rows, int row, int first) {
+  EventRecord event;
+  event.run_id = rows.string(row, first);
+  Reader r(rows, row, first + 1, "an event of run " + event.run_id);
+  event.seq = r.integer();
+  event.kind = r.text();
+  event.data = r.json();
+  event.created_at_ms = r.integer();
+  if (!r.status().ok()) return r.status();
+  return event;
+}
+
+void add_pending_write(Params& p, const PendingWrite& write) {
+  p.text(write.run_id).integer(write.superstep).text(write.node_name).text(write.result.to_json());
+}
+
+Result<PendingWrite> read_pending_write(const Rows& rows, int row, int first) {
+  PendingWrite write;
+  write.run_id = rows.string(row, first);
+  Reader r(rows, row, first + 1, "a pending write of run " + write.run_id);
+  write.superstep = r.integer();
+  write.node_name = r.text();
+  write.result = r.json();
+  if (!r.status().ok()) return r.status();
+  return write;
+}
+
+void add_workflow(Params& p, const WorkflowRecord& workflow) {
+  p.text(workflow.id).text(workflow.name).integer(workflow.version).text(workflow.definition.to_json());
+  p.integer(workflow.created_at_ms).integer(workflow.updated_at_ms);
+}
+
+Result<WorkflowRecord> read_workflow(const Rows& rows, int row, int first) {
+  WorkflowRecord workflow;
+  workflow.id = rows.string(row, first);
+  Reader r(rows, row, first + 1, "workflow " + workflow.id);
+  workflow.name = r.text();
+  workflow.version = r.integer();
+  workflow.definition = r.json();
+  workflow.created_at_ms = r.integer();
+  workflow.updated_at_ms = r.integer();
+  if (!r.status().ok()) return r.status();
+  return workflow;
+}
+
+const std::string& pending_write_insert_sql() {
+  static const std::string sql = insert_for_run(kPendingWriteColumns, 1);
+  return sql;
+}
+
+const std::string& step_upsert_sql() {
+  // Keeps the row's pk (listing order is first-write order) and its run.
+  static const std::string sql = [] {
+    std::string out = insert_for_run(kStepColumns, 2) + " ON CONFLICT (id) DO UPDATE SET ";
+    for (int i = 1; i < kStepColumns.count; ++i) {
+      out += std::string(i > 1 ? ", " : "") + kStepColumns.columns[i] + " = EXCLUDED." + kStepColumns.columns[i];
+    }
+    return out;
+  }();
+  return sql;
+}
+
+const std::string& event_append_sql() {
+  // The run row holds the counter: the UPDATE takes the next seqs under the
+  // row's lock, so appends from any number of connections or instances get
+  // exact, gapless seqs. No row: no such run. Events come as arrays, so a
+  // superstep's events are one statement.
+  static const std::string sql =
+      "WITH r AS (UPDATE runs SET last_event_seq = last_event_seq + cardinality($2::text[]) WHERE id = $1 "
+      "RETURNING pk, last_event_seq - cardinality($2::text[]) AS base) "
+      "INSERT INTO events (run_pk, run_id, seq, kind, data, created_at_ms, state_checkpoint_id) "
+      "SELECT r.pk, $1, r.base + e.n, e.kind, e.data, e.created_at_ms, e.state_checkpoint_id FROM r, "
+      "unnest($2::text[], $3::text[], $4::bigint[], $5::text[]) "
+      "WITH ORDINALITY AS e(kind, data, created_at_ms, state_checkpoint_id, n) RETURNING seq";
+  return sql;
+}
+
+Params event_append_params(const std::string& run_id, const std::vector<EventRecord>& events,
+                           const Checkpoint* checkpoint) {
+  std::vector<std::string> kinds, data, state_refs;
+  std::vector<int64_t> created;
+  for (const EventRecord& event : events) {
+    kinds.push_back(event.kind);
+    std::optional<Value> rest;
+    if (checkpoint != nullptr) rest = internal::without_checkpoint_state(event.data, checkpoint->state);
+    data.push_back(rest ? rest->to_json() : event.data.to_json());
+    state_refs.push_back(rest ? checkpoint->id : std::string());
+    created.push_back(event.created_at_ms);
+  }
+  Params params;
+  params.text(run_id).text_array(kinds).text_array(data).integer_array(created).text_array(state_refs);
+  return params;
+}
+
+Result<std::vector<int64_t>> event_seqs(const Rows& rows) {
+  std::vector<int64_t> seqs;
+  for (int i = 0; i < rows.count(); ++i) {
+    ORCH_ASSIGN_OR_RETURN(int64_t seq, rows.integer(i, 0));
+    seqs.push_back(seq);
+  }
+  // RETURNING has no order: the events got base+1, base+2, ... in theirs.
+  std::sort(seqs.begin(), seqs.end());
+  return seqs;
+}
+
+}  // namespace orch::postgres

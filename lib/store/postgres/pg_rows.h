@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: MIT
+//
+// Row <-> record mapping of the PostgreSQL store: the column lists and the
+// statements built from them, binding a record's parameters, reading a
+// record from a result row. A row that does not read back (malformed JSON,
+// an unknown status, a non-integer) is Internal naming the record and
+// column, never a crash.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "orch/status.h"
+#include "orch/store.h"
+#include "store/postgres/pg_connection.h"
+
+namespace orch::postgres {
+
+// A table's record columns, in parameter order; the first is the record's key.
+struct TableColumns {
+  const char* table;
+  const char* const* columns;
+  int count;
+
+  // "c1, c2, ..." for SELECT.
+  std::string select_list() const;
+  // "INSERT INTO t (c1, ...) VALUES ($1, ...)".
+  std::string insert_sql() const;
+  // "UPDATE t SET c2 = $2, ... WHERE c1 = $1".
+  std::string update_sql() const;
+};
+
+extern const TableColumns kRunColumns;
+extern const TableColumns kStepColumns;
+extern const TableColumns kEventColumns;
+extern const TableColumns kPendingWriteColumns;
+extern const TableColumns kWorkflowColumns;
+
+// add_* appends a record's columns to `params` in column order; read_* reads
+// them from `row` of `rows`, starting at column `first`. (Events are written
+// by event_append_sql below; read_event reads all of kEventColumns but the
+// last, state_checkpoint_id.)
+void add_run(Params& params, const RunRecord& run);
+Result<RunRecord> read_run(const Rows& rows, int row, int first = 0);
+void add_step(Params& params, const StepRecord& step);
+Result<StepRecord> read_step(const Rows& rows, int row, int first = 0);
+Result<EventRecord> read_event(const Rows& rows, int row, int first = 0);
+void add_pending_write(Params& params, const PendingWrite& write);
+Result<PendingWrite> read_pending_write(const Rows& rows, int row, int first = 0);
+void add_workflow(Params& params, const WorkflowRecord& workflow);
+Result<WorkflowRecord> read_workflow(const Rows& rows, int row, int first = 0);
+
+// What a checkpoint commit changes in a run's row (store.h: status, error,
+// timestamps, token counts, checkpoint count; workflow, input and config
+// stay as create_run and update_run wrote them). When the run's state is
+// the checkpoint's (`state_is_checkpoints`, as it is for the engine), the
+// row says '' and reads fill it from the latest checkpoint, instead of a
+// growing state written twice per superstep. Parameters: $1 the run id,
+// then the progress fields.
+extern const char* const kRunProgressSql;
+void add_run_progress(Params& params, const RunRecord& run, bool state_is_checkpoints);
+
+// Statements of the tables a run owns, shared by the single calls and the
+// batches. The row goes in only when its run exists (no row: no run).
+// pending_write_insert_sql: add_pending_write's parameters.
+const std::string& pending_write_insert_sql();
+// step_upsert_sql: add_step's parameters; inserts or replaces by step id.
+const std::string& step_upsert_sql();
+// event_append_sql: event_append_params; appends a run's events at once and
+// returns their seqs (event_seqs puts them in the events' order). With the
+// `checkpoint` written in the same transaction, an event whose data ends with
+// that checkpoint's very state is stored without it, naming the checkpoint
+// (column state_checkpoint_id; list_events puts the state back).
+const std::string& event_append_sql();
+Params event_append_params(const std::string& run_id, const std::vector<EventRecord>& events,
+                           const Checkpoint* checkpoint = nullptr);
+Result<std::vector<int64_t>> event_seqs(const Rows& rows);
+
+// The JSON text in `column`; Internal naming `what` when it does not parse.
+Result<Value> read_json(const Rows& rows, int row, int column, const std::string& what);
+
+}  // namespace orch::postgres

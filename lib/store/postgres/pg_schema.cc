@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: MIT
+// Schema migrations of the PostgreSQL store (see pg_schema.h).
+#include "store/postgres/pg_schema.h"
+
+namespace orch::postgres {
+namespace {
+
+// "orch" in ASCII: the advisory lock's first key (the second is the schema's).
+constexpr int64_t kLockKey = 0x6f726368;
+
+// Migration N (1-based) takes the schema from version N-1 to N. Append only:
+// a released migration never changes, or databases that already ran it
+// diverge.
+//
+// The layout follows the SQLite store's: a `pk` per table gives listing
+// order (runs newest first, steps and workflows in first-write order); rows
+// a run owns carry its pk (run_pk) and go with it (ON DELETE CASCADE). JSON
+// is stored as text, byte for byte as orch wrote it (jsonb would reorder
+// keys and turn 1.0 into 1). Checkpoint rows hold a snapshot or a delta
+// (store/checkpoint_codec.h).
+const char* const kMigrations[] = {
+    // 1: the initial schema.
+    R"sql(
+CREATE TABLE runs (
+  pk bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  id text NOT NULL UNIQUE,
+  status text NOT NULL,
+  workflow_id text NOT NULL,
+  workflow text NOT NULL,
+  input text NOT NULL,
+  config text NOT NULL,
+  state text NOT NULL,                   -- '': the latest checkpoint's state
+  host_data text NOT NULL,
+  error text NOT NULL,
+  parent_run_id text NOT NULL,
+  parent_node text NOT NULL,
+  idempotency_key text UNIQUE,           -- NULL when the run has none
+  forked_from_run_id text NOT NULL,
+  forked_from_checkpoint_id text NOT NULL,
+  created_at_ms bigint NOT NULL,
+  updated_at_ms bigint NOT NULL,
+  started_at_ms bigint NOT NULL,
+  ended_at_ms bigint NOT NULL,
+  input_tokens bigint NOT NULL,
+  output_tokens bigint NOT NULL,
+  checkpoint_count bigint NOT NULL,
+  recoveries bigint NOT NULL DEFAULT 0,
+  lease_owner text NOT NULL DEFAULT '',
+  lease_expires_at_ms bigint NOT NULL DEFAULT 0,  -- on the database's clock
+  last_event_seq bigint NOT NULL DEFAULT 0        -- seq of the run's newest event
+);
+CREATE INDEX runs_by_status ON runs (status, pk);
+CREATE INDEX runs_by_workflow ON runs (workflow_id, pk);
+CREATE INDEX runs_by_parent ON runs (parent_run_id, pk);
+
+CREATE TABLE checkpoints (
+  pk bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  id text NOT NULL UNIQUE,
+  run_pk bigint NOT NULL REFERENCES runs (pk) ON DELETE CASCADE,
+  run_id text NOT NULL,
+  seq bigint NOT NULL,                   -- position in the run, from 0
+  parent_id text NOT NULL,
+  step_id text NOT NULL,
+  version bigint NOT NULL,
+  created_at_ms bigint NOT NULL,
+  kind text NOT NULL,                    -- 'snapshot' or 'delta'
+  base_seq bigint NOT NULL,              -- seq of the snapshot the chain starts at
+  chain_bytes bigint NOT NULL,           -- delta bytes after that snapshot, this row included
+  base_bytes bigint NOT NULL,            -- bytes of that snapshot
+  body text NOT NULL,
+  UNIQUE (run_pk, seq)
+);
+
+CREATE TABLE pending_writes (
+  pk bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  run_pk bigint NOT NULL REFERENCES runs (pk) ON DELETE CASCADE,
+  run_id text NOT NULL,
+  superstep bigint NOT NULL,
+  node_name text NOT NULL,
+  result text NOT NULL
+);
+CREATE INDEX pending_writes_by_run ON pending_writes (run_pk, pk);
+
+CREATE TABLE steps (
+  pk bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  id text NOT NULL UNIQUE,
+  run_pk bigint NOT NULL REFERENCES runs (pk) ON DELETE CASCADE,
+  run_id text NOT NULL,
+  node_name text NOT NULL,
+  type text NOT NULL,
+  status text NOT NULL,
+  attempt bigint NOT NULL,
+  max_attempts bigint NOT NULL,
+  superstep bigint NOT NULL,
+  item_index bigint NOT NULL,
+  parent_step_id text NOT NULL,
+  worker_id text NOT NULL,
+  child_run_id text NOT NULL,
+  input text NOT NULL,
+  output text NOT NULL,
+  error text NOT NULL,
+  input_tokens bigint NOT NULL,
+  output_tokens bigint NOT NULL,
+  created_at_ms bigint NOT NULL,
+  started_at_ms bigint NOT NULL,
+  ended_at_ms bigint NOT NULL
+);
+CREATE INDEX steps_by_run ON steps (run_pk, pk);
+
+CREATE TABLE events (
+  pk bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  run_pk bigint NOT NULL REFERENCES runs (pk) ON DELETE CASCADE,
+  run_id text NOT NULL,
+  seq bigint NOT NULL,
+  kind text NOT NULL,
+  data text NOT NULL,
+  created_at_ms bigint NOT NULL,
+  -- An engine "values" event written with its checkpoint is stored without
+  -- the state (data lacks "state") and names that checkpoint instead; ''
+  -- otherwise. A growing state stored twice per superstep doubled the bytes.
+  state_checkpoint_id text NOT NULL DEFAULT '',
+  UNIQUE (run_pk, seq)
+);
+
+CREATE TABLE workflows (
+  pk bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  id text NOT NULL UNIQUE,
+  name text NOT NULL,
+  version bigint NOT NULL,
+  definition text NOT NULL,
+  created_at_ms bigint NOT NULL,
+  updated_at_ms bigint NOT NULL
+);
+
+CREATE TABLE host_records (
+  pk bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  collection text NOT NULL,
+  id text NOT NULL,
+  record text NOT NULL,
+  UNIQUE (collection, id)
+);
+
+-- Locks the run's row until the transaction ends and returns its pk; raises
+-- OR404 when there is no such run. Writes that must see the run first (a
+-- superstep's batch, sent as one pipeline) start with it: a missing run then
+-- aborts the whole pipeline instead of writing half of it.
+-- With `expected_checkpoint` (not NULL), also raises OR409 unless the run's
+-- latest checkpoint is that one ('': it has none): a checkpoint delta encoded
+-- against the document this instance remembers must follow that very
+-- checkpoint.
+CREATE FUNCTION orch_lock_run(wanted text, expected_checkpoint text DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+  found bigint;
+  latest text;
+BEGIN
+  SELECT pk INTO found FROM runs WHERE id = wanted FOR UPDATE;
+  IF found IS NULL THEN
+    RAISE EXCEPTION 'run % not found', wanted USING ERRCODE = 'OR404';
+  END IF;
+  IF expected_checkpoint IS NOT NULL THEN
+    SELECT c.id INTO latest FROM checkpoints c WHERE c.run_pk = found ORDER BY c.seq DESC LIMIT 1;
+    IF COALESCE(latest, '') <> expected_checkpoint THEN
+      RAISE EXCEPTION 'the latest checkpoint of run % is %, not %', wanted, COALESCE(latest, 'none'),
+        expected_checkpoint USING ERRCODE = 'OR409';
+    END IF;
+  END IF;
+  RETURN found;
+END $$;
+)sql",
+};
+
+constexpr int kMigrationCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
+
+}  // namespace
+
+int latest_schema_version() { return kMigrationCount; }
+
+Status migrate_schema(Connection& conn, const std::string& schema) {
+  const std::string what = "migrating the orch schema";
+  ORCH_RETURN_IF_ERROR(conn.exec_script(what, "BEGIN"));
+  // Taken before anything is created (the schema itself included) and held
+  // to the end of the transaction: instances starting at once queue here.
+  ORCH_RETURN_IF_ERROR(
+      conn.exec(what, "SELECT pg_advisory_xact_lock($1::integer, hashtext($2))",
+                Params().integer(kLockKey).text(schema))
+          .status());
+  if (!schema.empty()) {
+    ORCH_RETURN_IF_ERROR(conn.exec_script(what, "CREATE SCHEMA IF NOT EXISTS " + conn.quote_identifier(schema)));
+  }
+  ORCH_RETURN_IF_ERROR(conn.exec_script(what, "CREATE TABLE IF NOT EXISTS orch_schema (version integer NOT NULL)"));
+  ORCH_ASSIGN_OR_RETURN(Rows rows, conn.exec(what, "SELECT version FROM orch_schema"));
+  int64_t version = 0;
+  if (rows.count() > 0) {
+    ORCH_ASSIGN_OR_RETURN(version, rows.integer(0, 0));
+  }
+  if (version > kMigrationCount) {
+    return Status::failed_precondition("the PostgreSQL database has orch schema version " + std::to_string(version) +
+                                       ", newer than this orch understands (" + std::to_string(kMigrationCount) +
+                                       "); upgrade orch");
+  }
+  for (int64_t next = version + 1; next <= kMigrationCount; ++next) {
+    ORCH_RETURN_IF_ERROR(
+        conn.exec_script(what + " to version " + std::to_string(next), kMigrations[next - 1]));
+  }
+  if (version < kMigrationCount) {
+    const std::string set = rows.count() > 0 ? "UPDATE orch_schema SET version = " : "INSERT INTO orch_schema VALUES (";
+    ORCH_RETURN_IF_ERROR(conn.exec_script(
+        what, set + std::to_string(kMigrationCount) + (rows.count() > 0 ? "" : ")")));
+  }
+  return conn.exec_script(what, "COMMIT");
+}
+
+}  // namespace orch::postgres

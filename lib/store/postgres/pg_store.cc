@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: MIT
+// The PostgreSQL Store: opening, runs and leases. The rest is in
+// pg_store_records.cc, pg_store_checkpoints.cc and pg_store_batches.cc.
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "store/postgres/pg_rows.h"
+#include "store/postgres/pg_schema.h"
+#include "store/postgres/pg_store_impl.h"
+
+namespace orch::postgres {
+
+Status run_not_found(const std::string& run_id) { return Status::not_found("run " + run_id + " not found"); }
+
+namespace {
+
+// The database's clock in milliseconds: every instance measures leases on it.
+constexpr const char* kNowMs = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+// Lease lengths beyond a century are a century (the expiry stays in bigint).
+int64_t bounded_lease(int64_t lease_ms) {
+  constexpr int64_t kCentury = int64_t{100} * 366 * 24 * 3600 * 1000;
+  return std::clamp<int64_t>(lease_ms, 0, kCentury);
+}
+
+int64_t clamp_size(size_t n) {
+  constexpr size_t kMax = static_cast<size_t>(INT64_MAX);
+  return static_cast<int64_t>(std::min(n, kMax));
+}
+
+Status check_options(const std::string& conninfo, const PostgresStoreOptions& o) {
+  const std::string bad = "new_postgres_store: ";
+  if (conninfo.find('\0') != std::string::npos) return Status::invalid_argument(bad + "the conninfo holds a NUL byte");
+  if (o.schema.find('\0') != std::string::npos) return Status::invalid_argument(bad + "the schema holds a NUL byte");
+  if (o.max_connections == 0) return Status::invalid_argument(bad + "max_connections must be at least 1");
+  if (o.acquire_timeout_ms < 0 || o.connect_timeout_s < 0 || o.statement_timeout_ms < 0 || o.lock_timeout_ms < 0)
+    return Status::invalid_argument(bad + "timeouts cannot be negative");
+  if (o.max_delta_chain < 0) return Status::invalid_argument(bad + "max_delta_chain cannot be negative");
+  return Status();
+}
+
+}  // namespace
+
+PostgresStore::PostgresStore(const ConnectSettings& settings, const PostgresStoreOptions& options)
+    : options_(options),
+      pool_(settings, options.max_connections, options.acquire_timeout_ms),
+      cache_(options.cached_runs) {}
+
+Result<std::shared_ptr<PostgresStore>> PostgresStore::open(const std::string& conninfo,
+                                                           const PostgresStoreOptions& options) {
+  ORCH_RETURN_IF_ERROR(check_options(conninfo, options));
+  ConnectSettings settings;
+  settings.conninfo = conninfo;
+  settings.connect_timeout_s = options.connect_timeout_s;
+  settings.statement_timeout_ms = options.statement_timeout_ms;
+  settings.lock_timeout_ms = options.lock_timeout_ms;
+  settings.schema = options.schema;
+  settings.synchronous_commit = !options.relaxed_unsynced_commits;
+  std::shared_ptr<PostgresStore> store(new PostgresStore(settings, options));
+  ORCH_RETURN_IF_ERROR(store->with_connection("opening the PostgreSQL store", [&](Connection& conn) -> Status {
+    return migrate_schema(conn, options.schema);
+  }));
+  return store;
+}
+
+Result<bool> PostgresStore::run_exists(Connection& conn, const std::string& run_id) {
+  ORCH_ASSIGN_OR_RETURN(Rows rows, conn.exec("run_exists", "SELECT 1 FROM runs WHERE id = $1", Params().text(run_id)));
+  return rows.count() > 0;
+}
+
+Status PostgresStore::check_run_exists(Connection& conn, const std::string& run_id) {
+  ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run_id));
+  return exists ? Status() : run_not_found(run_id);
+}
+
+// ---- Runs -------------------------------------------------------------------
+
+Status PostgresStore::create_run(const RunRecord& run) { return insert_run(run, nullptr, 0); }
+
+Status PostgresStore::create_claimed_run(const RunRecord& run, const std::string& owner, int64_t lease_ms) {
+  // One statement (one commit) instead of two.
+  return insert_run(run, &owner, lease_ms);
+}
+
+Status PostgresStore::insert_run(const RunRecord& run, const std::string* owner, int64_t lease_ms) {
+  static const std::string kInsert = [] {
+    std::string values;
+    for (int i = 1; i <= kRunColumns.count; ++i) values += "$" + std::to_string(i) + ", ";
+    const std::string owner_param = "$" + std::to_string(kRunColumns.count + 1);
+    const std::string lease = "$" + std::to_string(kRunColumns.count + 2);
+    return "INSERT INTO runs (" + kRunColumns.select_list() + ", lease_owner, lease_expires_at_ms) VALUES (" + values +
+           owner_param + ", CASE WHEN " + owner_param + " = '' THEN 0 ELSE " + kNowMs + " + " + lease +
+           "::bigint END) ON CONFLICT DO NOTHING RETURNING pk";
+  }();
+  Params params;
+  add_run(params, run);
+  params.text(owner != nullptr ? *owner : std::string()).integer(bounded_lease(lease_ms));
+  return with_connection("create_run", [&](Connection& conn) -> Status {
+    // A conflict is the id's or the idempotency key's: find out which. A
+    // conflicting run deleted in between lets the insert be tried again.
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      ORCH_ASSIGN_OR_RETURN(Rows inserted, conn.exec("create_run", kInsert, params));
+      if (inserted.count() > 0) return Status();
+      ORCH_ASSIGN_OR_RETURN(bool taken, run_exists(conn, run.id));
+      if (taken) return Status::already_exists("run " + run.id + " already exists");
+      if (!run.idempotency_key.empty()) {
+        ORCH_ASSIGN_OR_RETURN(Rows holder, conn.exec("create_run", "SELECT id FROM runs WHERE idempotency_key = $1",
+                                                     Params().text(run.idempotency_key)));
+        // The contract: the message is the id of the run that holds the key.
+        if (holder.count() > 0) return Status::already_exists(holder.string(0, 0));
+      }
+    }
+    return Status::unavailable("create_run: run " + run.id + " kept conflicting with runs being deleted");
+  });
+}
+
+Status PostgresStore::update_run(const RunRecord& run) {
+  static const std::string kUpdate = kRunColumns.update_sql();
+  Params params;
+  add_run(params, run);
+  Status status = with_connection("update_run", [&](Connection& conn) -> Status {
+    ORCH_ASSIGN_OR_RETURN(Rows updated, conn.exec("update_run", kUpdate, params));
+    return updated.affected() > 0 ? Status() : run_not_found(run.id);
+  });
+  if (status.ok() && is_terminal(run.status)) forget_document(run.id);
+  return status;
+}
+
+Result<RunRecord> PostgresStore::get_run(const std::string& run_id) {
+  return with_connection("get_run", [&](Connection& conn) -> Result<RunRecord> {
+    static const std::string kSelect = "SELECT " + kRunColumns.select_list() + " FROM runs WHERE id = $1";
+    ORCH_ASSIGN_OR_RETURN(Rows rows, conn.exec("get_run", kSelect, Params().text(run_id)));
+    if (rows.count() == 0) return run_not_found(run_id);
+    ORCH_ASSIGN_OR_RETURN(RunRecord run, read_run(rows, 0));
+    ORCH_RETURN_IF_ERROR(resolve_state(conn, &run));
+    return run;
+  });
+}
+
+Result<RunRecord> PostgresStore::find_run_by_idempotency_key(const std::string& key) {
+  if (key.empty()) return Status::not_found("no run with idempotency key ''");
+  return with_connection("find_run_by_idempotency_key", [&](Connection& conn) -> Result<RunRecord> {
+    static const std::string kSelect =
+        "SELECT " + kRunColumns.select_list() + " FROM runs WHERE idempotency_key = $1";
+    ORCH_ASSIGN_OR_RETURN(Rows rows, conn.exec("find_run_by_idempotency_key", kSelect, Params().text(key)));
+    if (rows.count() == 0) return Status::not_found("no run with idempotency key " + key);
+    ORCH_ASSIGN_OR_RETURN(RunRecord run, read_run(rows, 0));
+    ORCH_RETURN_IF_ERROR(resolve_state(conn, &run));
+    return run;
+  });
+}
+
+Result<std::vector<RunRecord>> PostgresStore::list_runs(const RunFilter& filter) {
+  // At most eight distinct texts, each prepared once per connection.
+  std::string sql = "SELECT " + kRunColumns.select_list() + " FROM runs WHERE true";
+  Params params;
+  params.integer(clamp_size(filter.limit)).integer(clamp_size(filter.offset));
+  int next = 3;
+  if (filter.status) {
+    sql += " AND status = $" + std::to_string(next++);
+    params.text(run_status_name(*filter.status));
+  }
+  if (!filter.workflow_id.empty()) {
+    sql += " AND workflow_id = $" + std::to_string(next++);
+    params.text(filter.workflow_id);
+  }
+  if (!filter.parent_run_id.empty()) {
+    sql += " AND parent_run_id = $" + std::to_string(next++);
+    params.text(filter.parent_run_id);
+  }
+  sql += " ORDER BY pk DESC LIMIT $1 OFFSET $2";  // newest first
+  return with_connection("list_runs", [&](Connection& conn) -> Result<std::vector<RunRecord>> {
+    ORCH_ASSIGN_OR_RETURN(Rows rows, conn.exec("list_runs", sql, params));
+    std::vector<RunRecord> runs;
+    runs.reserve(static_cast<size_t>(rows.count()));
+    for (int i = 0; i < rows.count(); ++i) {
+      ORCH_ASSIGN_OR_RETURN(RunRecord run, read_run(rows, i));
+      ORCH_RETURN_IF_ERROR(resolve_state(conn, &run));
+      runs.push_back(std::move(run));
+    }
+    return runs;
+  });
+}
+
+Status PostgresStore::delete_run(const std::string& run_id) {
+  // Checkpoints, steps, events and pending writes go with it (ON DELETE CASCADE).
+  Status status = with_connection("delete_run", [&](Connection& conn) -> Status {
+    ORCH_ASSIGN_OR_RETURN(Rows deleted, conn.exec("delete_run", "DELETE FROM runs WHERE id = $1", Params().text(run_id)));
+    return deleted.affected() > 0 ? Status() : run_not_found(run_id);
+  });
+  forget_document(run_id);
+  return status;
+}
+
+Status PostgresStore::claim_run(const std::string& run_id, const std::string& owner, int64_t lease_ms) {
+  // Free, ours already, or expired: one conditional UPDATE decides. A run
+  // whose row another transaction has locked is skipped at first (SKIP
+  // LOCKED) so a claim never queues behind another instance's work on it;
+  // only when the lease says it could be ours (its owner, or expired) does
+  // the claim wait for the lock (at most lock_timeout_ms) and try again.
+  static const std::string kCondition =
+      std::string("(lease_owner = '' OR lease_owner = $2 OR lease_expires_at_ms <= ") + kNowMs + ")";
+  static const std::string kSkipLocked =
+      std::string("WITH target AS (SELECT pk FROM runs WHERE id = $1 FOR UPDATE SKIP LOCKED) "
+                  "UPDATE runs SET lease_owner = $2, lease_expires_at_ms = ") +
+      kNowMs + " + $3::bigint FROM target WHERE runs.pk = target.pk AND " + kCondition + " RETURNING 1";
+  static const std::string kWaiting = std::string("UPDATE runs SET lease_owner = $2, lease_expires_at_ms = ") + kNowMs +
+                                      " + $3::bigint WHERE id = $1 AND " + kCondition + " RETURNING 1";
+  static const std::string kLease =
+      std::string("SELECT lease_owner, ") + kCondition + " FROM runs WHERE id = $1";
+  Params params;
+  params.text(run_id).text(owner).integer(bounded_lease(lease_ms));
+  return with_connection("claim_run", [&](Connection& conn) -> Status {
+    ORCH_ASSIGN_OR_RETURN(Rows claimed, conn.exec("claim_run", kSkipLocked, params));
+    if (claimed.count() > 0) return Status();
+    ORCH_ASSIGN_OR_RETURN(Rows lease, conn.exec("claim_run", kLease, Params().text(run_id).text(owner)));
+    if (lease.count() == 0) return run_not_found(run_id);
+    if (lease.text(0, 1) == "t") {
+      ORCH_ASSIGN_OR_RETURN(Rows waited, conn.exec("claim_run", kWaiting, params));
+      if (waited.count() > 0) return Status();
+    }
+    return Status::aborted("run " + run_id + " is leased by " + lease.string(0, 0));
+  });
+}
+
+// ---- Diagnostics ----------------------------------------------------------------
+
+Result<int64_t> PostgresStore::checkpoint_bytes(const std::string& run_id) {
+  return with_connection("checkpoint_bytes", [&](Connection& conn) -> Result<int64_t> {
+    ORCH_RETURN_IF_ERROR(check_run_exists(conn, run_id));
+    ORCH_ASSIGN_OR_RETURN(Rows rows, conn.exec("checkpoint_bytes",
+                                               "SELECT COALESCE(SUM(octet_length(body)), 0) FROM checkpoints "
+                                               "WHERE run_pk = (SELECT pk FROM runs WHERE id = $1)",
+                                               Params().text(run_id)));
+    return rows.integer(0, 0);
+  });
+}
+
+}  // namespace orch::postgres
+
+namespace orch {
+
+Result<std::shared_ptr<Store>> new_postgres_store(const std::string& conninfo, PostgresStoreOptions options) {
+  ORCH_ASSIGN_OR_RETURN(std::shared_ptr<postgres::PostgresStore> store,
+                        postgres::PostgresStore::open(conninfo, options));
+  return std::shared_ptr<Store>(std::move(store));
+}
+
+bool is_postgres_uri(const std::string& db) {
+  return db.rfind("postgres://", 0) == 0 || db.rfind("postgresql://", 0) == 0;
+}
+
+int postgres_store_schema_version() { return postgres::latest_schema_version(); }
+
+Result<int64_t> postgres_checkpoint_bytes(Store& store, const std::string& run_id) {
+  auto* pg = dynamic_cast<postgres::PostgresStore*>(&store);
+  if (pg == nullptr) return Status::invalid_argument("postgres_checkpoint_bytes: not a PostgreSQL store");
+  return pg->checkpoint_bytes(run_id);
+}
+
+}  // namespace orch

@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: MIT
+// PostgresStore::write_batch: a superstep's writes for one run (steps,
+// pending writes, checkpoint or run update, events) in one transaction, sent
+// as one libpq pipeline: BEGIN, the run's lock, every statement and COMMIT
+// go out together and their results come back after a single round trip.
+// Separate transactions on separate connections run in parallel in the
+// server, so batches of different runs need no grouping here.
+//
+// A checkpoint is encoded before a connection is taken, as a delta from the
+// run's cached latest document (or as its first snapshot when none is
+// cached). The pipeline then checks that the run's latest checkpoint still
+// is the one the delta follows; when it is not (another instance wrote the
+// run, the process restarted, a truncate), the transaction is rolled back
+// and the batch is written again the slow way: lock the run, read its chain,
+// encode against it, write.
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "store/postgres/pg_rows.h"
+#include "store/postgres/pg_store_impl.h"
+#include "store/store_batch.h"
+
+namespace orch::postgres {
+namespace {
+
+using checkpoint_codec::checkpoint_document;
+using checkpoint_codec::encode_checkpoint;
+using checkpoint_codec::kDeltaKind;
+using checkpoint_codec::kSnapshotKind;
+
+// The run's progress, its new checkpoint row and the end of its pending
+// writes, in one statement. $1..$11: add_run_progress; $12..$22: the row.
+const std::string& checkpoint_commit_sql() {
+  static const std::string sql = std::string("WITH run AS (") + kRunProgressSql +
+                                 " RETURNING pk), dropped AS (DELETE FROM pending_writes WHERE run_pk = (SELECT pk "
+                                 "FROM run)) INSERT INTO checkpoints (id, run_pk, run_id, seq, parent_id, step_id, "
+                                 "version, created_at_ms, kind, base_seq, chain_bytes, base_bytes, body) SELECT $12, "
+                                 "run.pk, $1, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22 FROM run";
+  return sql;
+}
+
+Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const EncodedCheckpoint& row) {
+  Params p;
+  add_run_progress(p, run, run.state.shares_storage_with(cp.state) || run.state == cp.state);
+  p.text(cp.id).integer(row.link.seq).text(cp.parent_id).text(cp.step_id);
+  p.integer(cp.version).integer(cp.created_at_ms).text(row.snapshot ? kSnapshotKind : kDeltaKind);
+  p.integer(row.link.base_seq).integer(row.link.chain_bytes).integer(row.link.base_bytes).text(row.body);
+  return {checkpoint_commit_sql(), std::move(p)};
+}
+
+}  // namespace
+
+Status PostgresStore::write_batch(StoreBatch& batch) {
+  if (batch.empty()) return Status();
+  const std::string* run_id = internal::single_run_of(batch);
+  if (run_id == nullptr) return Store::write_batch(batch);  // not the engine's shape
+  std::vector<int64_t> seqs;
+  ORCH_RETURN_IF_ERROR(write_run_batch(batch, *run_id, &seqs));
+  for (size_t i = 0; i < seqs.size() && i < batch.events.size(); ++i) batch.events[i].seq = seqs[i];
+  return Status();
+}
+
+Status PostgresStore::commit_checkpoint(const Checkpoint& checkpoint, const RunRecord& run, bool sync_to_disk) {
+  if (checkpoint.run_id != run.id) {
+    return Status::invalid_argument("checkpoint " + checkpoint.id + " belongs to run " + checkpoint.run_id +
+                                    ", not " + run.id);
+  }
+  StoreBatch batch;
+  batch.checkpoint = checkpoint;
+  batch.run = run;
+  batch.sync_to_disk = sync_to_disk;
+  return write_run_batch(batch, run.id, nullptr);
+}
+
+void PostgresStore::open_batch(const StoreBatch& batch, const std::string& run_id, const std::string* expected_checkpoint,
+                               std::vector<Command>* commands) {
+  commands->push_back({"BEGIN", Params()});
+  // The session may commit without waiting for the WAL flush (see
+  // PostgresStoreOptions::relaxed_unsynced_commits); this one must wait.
+  if (batch.sync_to_disk) commands->push_back({"SELECT set_config('synchronous_commit', 'on', true)", Params()});
+  // Serializes the run's writers (seqs, the checkpoint chain) across
+  // connections and instances; a missing run aborts the pipeline (NotFound),
+  // and so does a latest checkpoint other than the expected one (Aborted).
+  Params lock;
+  lock.text(run_id);
+  if (expected_checkpoint != nullptr) {
+    lock.text(*expected_checkpoint);
+    commands->push_back({"SELECT orch_lock_run($1, $2)", std::move(lock)});
+  } else {
+    commands->push_back({"SELECT orch_lock_run($1)", std::move(lock)});
+  }
+}
+
+std::vector<Command> PostgresStore::batch_commands(const StoreBatch& batch, const std::string& run_id,
+                                                   const PreparedCheckpoint* checkpoint, size_t* event_index) {
+  std::vector<Command> commands;
+  // The checkpoint drops the run's pending writes in this same transaction,
+  // so with one in the batch there is no point writing them.
+  if (checkpoint == nullptr) {
+    for (const PendingWrite& write : batch.pending_writes) {
+      Params p;
+      add_pending_write(p, write);
+      commands.push_back({pending_write_insert_sql(), std::move(p)});
+    }
+  }
+  if (checkpoint != nullptr) {
+    commands.push_back(checkpoint_commit(*batch.run, *batch.checkpoint, checkpoint->encoded));
+  } else if (batch.run) {
+    static const std::string kUpdate = kRunColumns.update_sql();
+    Params p;
+    add_run(p, *batch.run);
+    commands.push_back({kUpdate, std::move(p)});
+  }
+  // A step written twice in one batch (started, then completed): only its
+  // last version needs writing.
+  std::unordered_map<std::string, size_t> last_of;
+  for (size_t i = 0; i < batch.steps.size(); ++i) last_of[batch.steps[i].id] = i;
+  for (size_t i = 0; i < batch.steps.size(); ++i) {
+    if (last_of[batch.steps[i].id] != i) continue;
+    Params p;
+    add_step(p, batch.steps[i]);
+    commands.push_back({step_upsert_sql(), std::move(p)});
+  }
+  *event_index = commands.size();
+  if (!batch.events.empty()) {
+    commands.push_back({event_append_sql(),
+                        event_append_params(run_id, batch.events, checkpoint != nullptr ? &*batch.checkpoint : nullptr)});
+  }
+  commands.push_back({"COMMIT", Params()});
+  return commands;
+}
+
+Status PostgresStore::write_run_batch(const StoreBatch& batch, const std::string& run_id, std::vector<int64_t>* seqs) {
+  // Encoding needs no connection: done first, against the cached document.
+  std::optional<PreparedCheckpoint> prepared;
+  if (batch.checkpoint) {
+    prepared.emplace();
+    prepared->document = checkpoint_document(*batch.checkpoint);
+    CachedDocument previous;
+    if (cached_document(run_id, &previous)) prepared->previous = std::move(previous);
+    prepared->encoded =
+        encode_checkpoint(batch.checkpoint->id, prepared->document, prepared->previous ? &prepared->previous->link : nullptr,
+                          prepared->previous ? &prepared->previous->document : nullptr, options_.max_delta_chain);
+  }
+  auto take_seqs = [&](const std::vector<Rows>& results, size_t index) -> Status {
+    if (seqs == nullptr || batch.events.empty()) return Status();
+    ORCH_ASSIGN_OR_RETURN(*seqs, event_seqs(results[index]));
+    if (seqs->size() != batch.events.size()) {
+      return Status::internal("write_batch: the events of run " + run_id + " got " + std::to_string(seqs->size()) +
+                              " seqs, not " + std::to_string(batch.events.size()));
+    }
+    return Status();
+  };
+
+  Status status = with_connection("write_batch", [&](Connection& conn) -> Status {
+    // Fast path: one pipeline.
+    {
+      std::vector<Command> commands;
+      const std::string expected = prepared && prepared->previous ? prepared->previous->link.id : std::string();
+      open_batch(batch, run_id, prepared ? &expected : nullptr, &commands);
+      size_t event_index = 0;
+      std::vector<Command> rest = batch_commands(batch, run_id, prepared ? &*prepared : nullptr, &event_index);
+      event_index += commands.size();
+      for (Command& command : rest) commands.push_back(std::move(command));
+      Result<std::vector<Rows>> results = conn.pipeline("write_batch", commands);
+      if (results.ok()) return take_seqs(*results, event_index);
+      if (!prepared || results.status().code() != StatusCode::kAborted) return results.status();
+    }
+    // Slow path: the run's chain moved on without this instance. Lock the
+    // run, read its latest checkpoint, encode against it, write.
+    std::vector<Command> opening;
+    open_batch(batch, run_id, nullptr, &opening);
+    Params link;
+    link.text(run_id);
+    opening.push_back({kLatestLinkSql, std::move(link)});
+    ORCH_ASSIGN_OR_RETURN(std::vector<Rows> opened, conn.pipeline("write_batch", opening));
+    const Rows& latest = opened.back();
+    prepared->previous.reset();
+    if (latest.count() > 0) {
+      ORCH_ASSIGN_OR_RETURN(ChainLink last, read_link(latest, 0));
+      ORCH_ASSIGN_OR_RETURN(Value document, load_document(conn, run_id, last.id));
+      prepared->previous = CachedDocument{std::move(last), std::move(document)};
+    }
+    prepared->encoded =
+        encode_checkpoint(batch.checkpoint->id, prepared->document, prepared->previous ? &prepared->previous->link : nullptr,
+                          prepared->previous ? &prepared->previous->document : nullptr, options_.max_delta_chain);
+    size_t event_index = 0;
+    std::vector<Command> rest = batch_commands(batch, run_id, &*prepared, &event_index);
+    ORCH_ASSIGN_OR_RETURN(std::vector<Rows> results, conn.pipeline("write_batch", rest));
+    return take_seqs(results, event_index);
+  });
+  if (!status.ok()) return status;
+  if (prepared) {
+    checkpoint_committed(*batch.run, *prepared);
+  } else if (batch.run && is_terminal(batch.run->status)) {
+    forget_document(run_id);
+  }
+  return Status();
+}
+
+void PostgresStore::checkpoint_committed(const RunRecord& run, PreparedCheckpoint& prepared) {
+  // A run that ended is rarely committed to again (only a replay or retry
+  // does, and a cache miss just reads the chain): free its memory.
+  if (is_terminal(run.status)) {
+    forget_document(run.id);
+  } else {
+    cache_document(run.id, CachedDocument{prepared.encoded.link, std::move(prepared.document)});
+  }
+}
+
+}  // namespace orch::postgres

@@ -1,0 +1,164 @@
+// SPDX-License-Identifier: MIT
+//
+// The PostgreSQL Store (see include/orch/postgres_store.h). Opening, runs and
+// leases are in pg_store.cc; steps, events, pending writes, workflows and
+// host records in pg_store_records.cc; checkpoints in pg_store_checkpoints.cc;
+// a superstep's batch, written as one pipelined transaction, in
+// pg_store_batches.cc.
+//
+// Concurrency: each call borrows a pooled connection for its duration; calls
+// on different connections run in parallel in the server. What must be
+// serialized per run (event seqs, the checkpoint chain) is, by the run row's
+// lock (orch_lock_run, or the row an UPDATE takes), so it also holds across
+// instances.
+#pragma once
+
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "orch/postgres_store.h"
+#include "orch/store.h"
+#include "store/checkpoint_codec.h"
+#include "store/document_cache.h"
+#include "store/postgres/pg_connection.h"
+#include "store/postgres/pg_pool.h"
+
+namespace orch::postgres {
+
+using checkpoint_codec::ChainLink;
+using checkpoint_codec::EncodedCheckpoint;
+
+Status run_not_found(const std::string& run_id);
+// A checkpoint row's chain link from columns id, seq, base_seq, chain_bytes,
+// base_bytes (in that order) of `row`.
+Result<ChainLink> read_link(const Rows& rows, int row);
+bool same_link(const ChainLink& a, const ChainLink& b);
+// SELECT of the latest checkpoint row's link of run $1.
+extern const char* const kLatestLinkSql;
+
+class PostgresStore final : public Store {
+ public:
+  static Result<std::shared_ptr<PostgresStore>> open(const std::string& conninfo,
+                                                     const PostgresStoreOptions& options);
+
+  Status create_run(const RunRecord& run) override;
+  Status create_claimed_run(const RunRecord& run, const std::string& owner, int64_t lease_ms) override;
+  Status update_run(const RunRecord& run) override;
+  Result<RunRecord> get_run(const std::string& run_id) override;
+  Result<RunRecord> find_run_by_idempotency_key(const std::string& key) override;
+  Result<std::vector<RunRecord>> list_runs(const RunFilter& filter) override;
+  Status delete_run(const std::string& run_id) override;
+  Status claim_run(const std::string& run_id, const std::string& owner, int64_t lease_ms) override;
+
+  Status commit_checkpoint(const Checkpoint& checkpoint, const RunRecord& run, bool sync_to_disk) override;
+  Result<Checkpoint> get_checkpoint(const std::string& checkpoint_id) override;
+  Result<Checkpoint> latest_checkpoint(const std::string& run_id) override;
+  Result<std::vector<Checkpoint>> list_checkpoints(const std::string& run_id) override;
+  Status truncate_checkpoints(const std::string& run_id, int64_t version) override;
+
+  Status put_pending_write(const PendingWrite& write) override;
+  Result<std::vector<PendingWrite>> list_pending_writes(const std::string& run_id) override;
+
+  Status put_step(const StepRecord& step) override;
+  Result<StepRecord> get_step(const std::string& step_id) override;
+  Result<std::vector<StepRecord>> list_steps(const std::string& run_id) override;
+
+  Result<int64_t> append_event(EventRecord event) override;
+  Result<std::vector<EventRecord>> list_events(const std::string& run_id, int64_t after_seq,
+                                               size_t limit) override;
+  Status write_batch(StoreBatch& batch) override;
+
+  Status put_workflow(const WorkflowRecord& workflow, bool create_only) override;
+  Result<WorkflowRecord> get_workflow(const std::string& id) override;
+  Result<std::vector<WorkflowRecord>> list_workflows() override;
+  Status delete_workflow(const std::string& id) override;
+  Status put_host_record(const std::string& collection, const std::string& id, const Value& record) override;
+  Status delete_host_record(const std::string& collection, const std::string& id) override;
+  Result<std::vector<Value>> list_host_records(const std::string& collection) override;
+
+  Result<int64_t> checkpoint_bytes(const std::string& run_id);
+
+ private:
+  PostgresStore(const ConnectSettings& settings, const PostgresStoreOptions& options);
+
+  // Runs `body(connection)` on a pooled connection; Unavailable when none
+  // can be had, Internal for an exception (memory) thrown inside.
+  template <typename Body>
+  auto with_connection(const char* what, Body&& body) -> decltype(body(std::declval<Connection&>()));
+
+  // create_run, and with `owner` also its lease, in one statement.
+  Status insert_run(const RunRecord& run, const std::string* owner, int64_t lease_ms);
+  // Whether run `run_id` exists (to tell "no rows" from "no run").
+  Result<bool> run_exists(Connection& conn, const std::string& run_id);
+  // An empty result of a read keyed by run: NotFound when the run is missing.
+  Status check_run_exists(Connection& conn, const std::string& run_id);
+
+  // ---- Checkpoints (pg_store_checkpoints.cc) ----
+  // The latest checkpoint document of a run, kept so the next commit can diff
+  // against it and reads can skip rebuilding it.
+  using CachedDocument = checkpoint_codec::CachedDocument;
+  bool cached_document(const std::string& run_id, CachedDocument* out) { return cache_.get(run_id, out); }
+  void cache_document(const std::string& run_id, CachedDocument entry) { cache_.put(run_id, std::move(entry)); }
+  void forget_document(const std::string& run_id) { cache_.forget(run_id); }
+
+  // The run's latest checkpoint row's link, or nullopt when it has none.
+  Result<std::optional<ChainLink>> latest_link(Connection& conn, const std::string& run_id);
+  // The document of checkpoint `checkpoint_id`, rebuilt from its chain in one
+  // statement (one snapshot of the database); NotFound when it is gone.
+  Result<Value> load_document(Connection& conn, const std::string& run_id, const std::string& checkpoint_id);
+  // The checkpoint whose header `sql` selects with `key` as $1.
+  Result<Checkpoint> read_checkpoint(Connection& conn, const std::string& sql, const std::string& key);
+  // The state of checkpoint `checkpoint_id`, for an event stored without it
+  // (Internal when that checkpoint is gone).
+  Result<Value> checkpoint_state(Connection& conn, const std::string& run_id, const std::string& checkpoint_id);
+  // Before checkpoints above `version` go: events naming one for their state
+  // get it back in their data.
+  Status restore_event_states(Connection& conn, const std::string& run_id, int64_t run_pk, int64_t version);
+  // A run row read with an empty state gets its latest checkpoint's.
+  Status resolve_state(Connection& conn, RunRecord* run);
+
+  // ---- Batches (pg_store_batches.cc) ----
+  // A checkpoint, encoded before any connection is taken when the run's
+  // previous document is cached.
+  struct PreparedCheckpoint {
+    Value document;
+    std::optional<CachedDocument> previous;  // what `encoded` follows
+    EncodedCheckpoint encoded;
+  };
+  // Writes one run's batch in one transaction; `seqs` gets its events' seqs.
+  Status write_run_batch(const StoreBatch& batch, const std::string& run_id, std::vector<int64_t>* seqs);
+  // The batch's statements after the run's lock (and, for a checkpoint, its
+  // encoding) up to COMMIT; `event_index` gets where the events' start.
+  std::vector<Command> batch_commands(const StoreBatch& batch, const std::string& run_id,
+                                      const PreparedCheckpoint* checkpoint, size_t* event_index);
+  // The transaction's opening statements: BEGIN, the commit's durability,
+  // the run's lock (checking, with `expected_checkpoint`, that it is the
+  // run's latest).
+  void open_batch(const StoreBatch& batch, const std::string& run_id, const std::string* expected_checkpoint,
+                  std::vector<Command>* commands);
+  void checkpoint_committed(const RunRecord& run, PreparedCheckpoint& prepared);
+
+  PostgresStoreOptions options_;
+  ConnectionPool pool_;
+
+  checkpoint_codec::DocumentCache cache_;
+};
+
+template <typename Body>
+auto PostgresStore::with_connection(const char* what, Body&& body) -> decltype(body(std::declval<Connection&>())) {
+  try {
+    Result<ConnectionPool::Lease> lease = pool_.acquire();
+    if (!lease.ok()) return Status(lease.status().code(), std::string(what) + ": " + lease.status().message());
+    return body(**lease);
+  } catch (const std::exception& e) {
+    return Status::internal(std::string(what) + ": " + e.what());
+  }
+}
+
+}  // namespace orch::postgres

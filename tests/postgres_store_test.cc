@@ -1,0 +1,545 @@
+// SPDX-License-Identifier: MIT
+// The PostgreSQL store on a real server (support/postgres_cluster.h starts a
+// private one per test program): the Store contract, persistence, several
+// store instances on one database, migrations, failures (bad conninfo, the
+// server stopped or frozen mid-use) and the checkpoint size budget.
+// Without PostgreSQL's server binaries these tests fail: they do not skip.
+#include "orch/postgres_store.h"
+
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "catch.h"
+#include "support/store_samples.h"
+#include "orch/engine.h"
+#include "orch/store.h"
+#include "orch/testing/store_conformance.h"
+#include "orch/workflow.h"
+#include "support/figures.h"
+#include "support/postgres_cluster.h"
+
+using orch::Checkpoint;
+using orch::EventRecord;
+using orch::RunRecord;
+using orch::RunStatus;
+using orch::Status;
+using orch::StatusCode;
+using orch::Store;
+using orch::Value;
+using orch::testing::PostgresCluster;
+
+namespace {
+
+PostgresCluster& cluster() {
+  auto shared = orch::testing::shared_postgres_cluster();
+  INFO("starting a private PostgreSQL server: " << shared.status().to_string());
+  REQUIRE(shared.ok());
+  return **shared;
+}
+
+// A schema name no other store of this program uses.
+std::string fresh_schema(const std::string& prefix) {
+  static std::atomic<int> counter{0};
+  return prefix + "_" + std::to_string(counter++);
+}
+
+std::shared_ptr<Store> open_store(const std::string& schema, orch::PostgresStoreOptions options = {}) {
+  options.schema = schema;
+  auto store = orch::new_postgres_store(cluster().conninfo(), options);
+  INFO(store.status().to_string());
+  REQUIRE(store.ok());
+  return *store;
+}
+
+std::string describe(const std::vector<std::string>& failures) {
+  std::string out;
+  for (const std::string& f : failures) out += f + "\n";
+  return out;
+}
+
+RunRecord make_run(const std::string& id) { return orch::testing::sample_running_run(id); }
+
+Checkpoint make_checkpoint(const std::string& run_id, int64_t version, Value state) {
+  return orch::testing::sample_checkpoint_of(run_id, version, std::move(state));
+}
+
+using orch::testing::grown_state;
+
+void require_same_text(const Value& expected, const Value& actual) { REQUIRE(expected.to_json() == actual.to_json()); }
+
+// Runs `call` and says how long it took.
+template <typename Call>
+std::chrono::milliseconds timed(Call&& call) {
+  auto started = std::chrono::steady_clock::now();
+  call();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+}
+
+}  // namespace
+
+TEST_CASE("the PostgreSQL store passes the conformance suite", "[postgres][conformance]") {
+  PostgresCluster& pg = cluster();
+  std::vector<std::string> failures =
+      orch::testing::run_store_conformance([&]() -> std::shared_ptr<orch::Store> {
+        orch::PostgresStoreOptions options;
+        options.schema = fresh_schema("conformance");
+        auto store = orch::new_postgres_store(pg.conninfo(), options);
+        if (!store.ok()) FAIL(store.status().to_string());
+        return *store;
+      });
+  INFO(describe(failures));
+  CHECK(failures.empty());
+}
+
+TEST_CASE("the PostgreSQL store conforms with tiny delta chains and one connection", "[postgres][conformance]") {
+  PostgresCluster& pg = cluster();
+  for (int chain : {0, 1, 2}) {
+    orch::testing::StoreConformanceOptions suite;
+    suite.threads = 3;
+    suite.events_per_thread = 20;
+    std::vector<std::string> failures = orch::testing::run_store_conformance(
+        [&]() -> std::shared_ptr<orch::Store> {
+          orch::PostgresStoreOptions options;
+          options.schema = fresh_schema("chain" + std::to_string(chain));
+          options.max_delta_chain = chain;
+          options.max_connections = 1;
+          auto store = orch::new_postgres_store(pg.conninfo(), options);
+          if (!store.ok()) FAIL(store.status().to_string());
+          return *store;
+        },
+        suite);
+    INFO("max_delta_chain " << chain << "\n" << describe(failures));
+    CHECK(failures.empty());
+  }
+}
+
+TEST_CASE("a PostgreSQL store keeps everything across close and reopen", "[postgres]") {
+  const std::string schema = fresh_schema("reopen");
+  std::vector<Value> states;
+  {
+    auto store = open_store(schema);
+    RunRecord run = make_run("kept");
+    run.idempotency_key = "key-kept";
+    run.host_data = Value::object({{"callbacks", Value::array({"http://x"})}});
+    REQUIRE(store->create_run(run).ok());
+    Value state = Value::object({{"items", Value::array()}, {"a", 1.0}, {"b", 1}});
+    for (int v = 0; v < 5; ++v) {
+      state = grown_state(state, v);
+      states.push_back(state);
+      run.state = state;
+      run.checkpoint_count = v + 1;
+      REQUIRE(store->commit_checkpoint(make_checkpoint("kept", v, state), run, v == 4).ok());
+    }
+    EventRecord event;
+    event.run_id = "kept";
+    event.kind = "run.started";
+    event.data = Value::object({{"z", 1}, {"a", 2}});
+    REQUIRE(store->append_event(event).value_or(0) == 1);
+    orch::WorkflowRecord wf;
+    wf.id = "wf";
+    wf.name = "Workflow";
+    wf.definition = Value::object({{"nodes", Value::object()}});
+    REQUIRE(store->put_workflow(wf, true).ok());
+    REQUIRE(store->put_host_record("workers", "w1", Value::object({{"url", "http://w1"}})).ok());
+  }
+  auto store = open_store(schema);
+  auto run = store->get_run("kept");
+  REQUIRE(run.ok());
+  require_same_text(states.back(), run->state);
+  CHECK(run->host_data["callbacks"].to_json() == R"(["http://x"])");
+  CHECK(store->find_run_by_idempotency_key("key-kept").ok());
+  auto cps = store->list_checkpoints("kept");
+  REQUIRE(cps.ok());
+  REQUIRE(cps->size() == states.size());
+  for (size_t i = 0; i < states.size(); ++i) require_same_text(states[i], (*cps)[i].state);
+  auto events = store->list_events("kept", 0, 10);
+  REQUIRE(events.ok());
+  REQUIRE(events->size() == 1);
+  CHECK(events->front().data.to_json() == R"({"z":1,"a":2})");
+  CHECK(store->get_workflow("wf").ok());
+  auto workers = store->list_host_records("workers");
+  REQUIRE(workers.ok());
+  CHECK(workers->size() == 1);
+  // A reopened store continues the chain it did not write (no cached document).
+  Value next = grown_state(states.back(), 5);
+  run->state = next;
+  REQUIRE(store->commit_checkpoint(make_checkpoint("kept", 5, next), *run, false).ok());
+  auto latest = open_store(schema)->latest_checkpoint("kept");
+  REQUIRE(latest.ok());
+  require_same_text(next, latest->state);
+}
+
+TEST_CASE("two PostgreSQL stores on one database: concurrent writers, exact seqs, a stale cache", "[postgres][concurrency]") {
+  const std::string schema = fresh_schema("shared");
+  auto a = open_store(schema);
+  auto b = open_store(schema);
+
+  SECTION("both stores append to one run at once: no lost event, seqs 1..N") {
+    REQUIRE(a->create_run(make_run("busy")).ok());
+    constexpr int kThreads = 6;
+    constexpr int kEach = 50;
+    std::vector<std::thread> threads;
+    std::atomic<int> failures{0};
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        Store& store = t % 2 == 0 ? *a : *b;
+        for (int i = 0; i < kEach; ++i) {
+          // Half through write_batch (the engine's path), half alone.
+          if (i % 2 == 0) {
+            orch::StoreBatch batch;
+            EventRecord e;
+            e.run_id = "busy";
+            e.kind = "batch";
+            e.data = Value::object({{"t", t}, {"i", i}});
+            batch.events.push_back(e);
+            batch.events.push_back(e);
+            if (!store.write_batch(batch).ok() || batch.events[1].seq != batch.events[0].seq + 1) ++failures;
+          } else {
+            EventRecord e;
+            e.run_id = "busy";
+            e.kind = "single";
+            e.data = Value::object({{"t", t}, {"i", i}});
+            if (!store.append_event(e).ok()) ++failures;
+          }
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    CHECK(failures == 0);
+    auto events = b->list_events("busy", 0, 100000);
+    REQUIRE(events.ok());
+    const size_t expected = kThreads * (kEach / 2) * 3;
+    REQUIRE(events->size() == expected);
+    for (size_t i = 0; i < events->size(); ++i) CHECK((*events)[i].seq == static_cast<int64_t>(i + 1));
+  }
+
+  SECTION("runs written from both stores at once, read through the other") {
+    constexpr int kThreads = 6;
+    constexpr int kSteps = 30;
+    std::vector<std::thread> threads;
+    std::atomic<int> failures{0};
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        Store& store = t % 2 == 0 ? *a : *b;
+        RunRecord run = make_run("w" + std::to_string(t));
+        if (!store.create_run(run).ok()) ++failures;
+        Value state = Value::object({{"items", Value::array()}});
+        for (int v = 0; v < kSteps; ++v) {
+          state = grown_state(state, v);
+          run.state = state;
+          if (!store.commit_checkpoint(make_checkpoint(run.id, v, state), run, v % 10 == 0).ok()) ++failures;
+          EventRecord event;
+          event.run_id = run.id;
+          event.kind = "values";
+          if (store.append_event(event).value_or(-1) != v + 1) ++failures;
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    CHECK(failures == 0);
+    for (int t = 0; t < kThreads; ++t) {
+      Store& reader = t % 2 == 0 ? *b : *a;
+      auto cps = reader.list_checkpoints("w" + std::to_string(t));
+      REQUIRE(cps.ok());
+      REQUIRE(cps->size() == static_cast<size_t>(kSteps));
+      CHECK(cps->back().state["items"].size() == static_cast<size_t>(kSteps));
+    }
+  }
+
+  SECTION("a run continued by the other store is diffed against what is stored") {
+    RunRecord run = make_run("handover");
+    REQUIRE(a->create_run(run).ok());
+    Value state = Value::object({{"items", Value::array()}});
+    std::vector<Value> states;
+    for (int v = 0; v < 9; ++v) {
+      state = grown_state(state, v);
+      states.push_back(state);
+      // a, a, a, b, b, a, b, a, a: each store's cached document goes stale.
+      Store& writer = (v == 3 || v == 4 || v == 6) ? *b : *a;
+      run.state = state;
+      REQUIRE(writer.commit_checkpoint(make_checkpoint("handover", v, state), run, false).ok());
+    }
+    for (Store* reader : {a.get(), b.get()}) {
+      auto cps = reader->list_checkpoints("handover");
+      REQUIRE(cps.ok());
+      REQUIRE(cps->size() == states.size());
+      for (size_t i = 0; i < states.size(); ++i) require_same_text(states[i], (*cps)[i].state);
+    }
+    // A truncate through b, then a (whose cache still holds cp8) continues.
+    REQUIRE(b->truncate_checkpoints("handover", 4).ok());
+    Value replay = grown_state(states[4], 100);
+    run.state = replay;
+    REQUIRE(a->commit_checkpoint(make_checkpoint("handover", 5, replay), run, false).ok());
+    auto latest = b->latest_checkpoint("handover");
+    REQUIRE(latest.ok());
+    require_same_text(replay, latest->state);
+    auto got = b->get_run("handover");
+    REQUIRE(got.ok());
+    require_same_text(replay, got->state);
+  }
+
+  SECTION("leases: another live owner is refused, an expired lease is taken over") {
+    REQUIRE(a->create_claimed_run(make_run("leased"), "instance-a", 60000).ok());
+    CHECK(b->claim_run("leased", "instance-b", 60000).code() == StatusCode::kAborted);
+    CHECK(a->claim_run("leased", "instance-a", 60000).ok());
+    REQUIRE(a->claim_run("leased", "instance-a", 1).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    CHECK(b->claim_run("leased", "instance-b", 60000).ok());
+    CHECK(a->claim_run("leased", "instance-a", 60000).code() == StatusCode::kAborted);
+    CHECK(b->claim_run("missing", "instance-b", 60000).code() == StatusCode::kNotFound);
+  }
+
+  SECTION("idempotency keys and workflow ids are unique across stores") {
+    RunRecord first = make_run("idem-a");
+    first.idempotency_key = "shared-key";
+    REQUIRE(a->create_run(first).ok());
+    RunRecord second = make_run("idem-b");
+    second.idempotency_key = "shared-key";
+    Status dup = b->create_run(second);
+    CHECK(dup.code() == StatusCode::kAlreadyExists);
+    CHECK(dup.message() == "idem-a");
+    orch::WorkflowRecord wf;
+    wf.id = "wf-shared";
+    wf.definition = Value::object();
+    REQUIRE(a->put_workflow(wf, true).ok());
+    CHECK(b->put_workflow(wf, true).code() == StatusCode::kAlreadyExists);
+  }
+}
+
+TEST_CASE("PostgreSQL migrations run once when several stores open at once, newer schemas are refused", "[postgres]") {
+  PostgresCluster& pg = cluster();
+  const std::string schema = fresh_schema("migrate");
+  constexpr int kStores = 6;
+  std::vector<std::thread> threads;
+  std::atomic<int> opened{0};
+  std::vector<std::string> errors(kStores);
+  for (int i = 0; i < kStores; ++i) {
+    threads.emplace_back([&, i] {
+      orch::PostgresStoreOptions options;
+      options.schema = schema;
+      auto store = orch::new_postgres_store(pg.conninfo(), options);
+      if (store.ok()) {
+        ++opened;
+      } else {
+        errors[static_cast<size_t>(i)] = store.status().to_string();
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (const std::string& e : errors) INFO(e);
+  CHECK(opened == kStores);
+  auto rows = pg.psql("SELECT count(*), max(version) FROM \"" + schema + "\".orch_schema", "orch");
+  REQUIRE(rows.ok());
+  CHECK(*rows == "1|" + std::to_string(orch::postgres_store_schema_version()) + "\n");
+
+  REQUIRE(pg.psql("UPDATE \"" + schema + "\".orch_schema SET version = 999", "orch").ok());
+  orch::PostgresStoreOptions options;
+  options.schema = schema;
+  auto newer = orch::new_postgres_store(pg.conninfo(), options);
+  REQUIRE_FALSE(newer.ok());
+  CHECK(newer.status().code() == StatusCode::kFailedPrecondition);
+  CHECK(newer.status().message().find("newer than this orch understands") != std::string::npos);
+}
+
+TEST_CASE("bad PostgreSQL conninfo or no server: a clear Status, quickly", "[postgres][hardening]") {
+  auto malformed = orch::new_postgres_store("host=/tmp port=notaport dbname");
+  CHECK(malformed.status().code() == StatusCode::kInvalidArgument);
+  auto bad_uri = orch::new_postgres_store("postgresql://[::1");
+  CHECK(bad_uri.status().code() == StatusCode::kInvalidArgument);
+  const std::string nowhere =
+      (std::filesystem::temp_directory_path() / ("orch-no-server-" + std::to_string(::getpid()))).string();
+  orch::Result<std::shared_ptr<Store>> refused = orch::Status::internal("not run");
+  auto took = timed([&] { refused = orch::new_postgres_store("host=" + nowhere + " dbname=orch"); });
+  CHECK(refused.status().code() == StatusCode::kUnavailable);
+  CHECK(refused.status().message().find(nowhere) != std::string::npos);
+  CHECK(took < std::chrono::seconds(5));
+  // A database that does not exist: the server says so.
+  auto missing = orch::new_postgres_store(cluster().conninfo("no_such_database"));
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.status().message().find("no_such_database") != std::string::npos);
+  // Hostile values never reach the server cut short.
+  auto store = open_store(fresh_schema("hostile"));
+  RunRecord nul = make_run(std::string("with\0nul", 8));
+  CHECK(store->create_run(nul).code() == StatusCode::kInvalidArgument);
+  RunRecord huge = make_run("huge");
+  huge.input = Value::object({{"blob", std::string(8 * 1024 * 1024, 'x')}});
+  REQUIRE(store->create_run(huge).ok());
+  CHECK(store->get_run("huge")->input["blob"].as_string().size() == 8u * 1024 * 1024);
+}
+
+TEST_CASE("damaged PostgreSQL rows give errors, not crashes", "[postgres][hardening]") {
+  PostgresCluster& pg = cluster();
+  const std::string schema = fresh_schema("damaged");
+  auto store = open_store(schema);
+  RunRecord run = make_run("victim");
+  REQUIRE(store->create_run(run).ok());
+  for (int v = 0; v < 3; ++v) {
+    Value state = Value::object({{"v", v}});
+    run.state = state;
+    REQUIRE(store->commit_checkpoint(make_checkpoint("victim", v, state), run, false).ok());
+  }
+  EventRecord e;
+  e.run_id = "victim";
+  e.kind = "x";
+  REQUIRE(store->append_event(e).ok());
+  const std::string q = "\"" + schema + "\".";
+  REQUIRE(pg.psql("UPDATE " + q + "runs SET input = '{not json', status = 'weird' WHERE id = 'victim'", "orch").ok());
+  REQUIRE(pg.psql("UPDATE " + q + "checkpoints SET body = '[1,' WHERE seq = 1", "orch").ok());
+  REQUIRE(pg.psql("UPDATE " + q + "events SET data = 'nope'", "orch").ok());
+  auto fresh = open_store(schema);  // no cached documents
+  CHECK(fresh->get_run("victim").status().code() == StatusCode::kInternal);
+  CHECK(fresh->list_checkpoints("victim").status().code() == StatusCode::kInternal);
+  CHECK(fresh->get_checkpoint("victim-cp2").status().code() == StatusCode::kInternal);
+  CHECK(fresh->list_events("victim", 0, 10).status().code() == StatusCode::kInternal);
+  CHECK(fresh->get_checkpoint("victim-cp0").ok());  // a snapshot before the damage
+}
+
+TEST_CASE("the PostgreSQL server stopped or frozen mid-use: Unavailable, no hang, then it recovers", "[postgres][hardening]") {
+  // A cluster of its own: stopping the shared one would disturb nothing here
+  // (ctest runs each case alone), but this keeps the case self-contained.
+  auto own = PostgresCluster::start();
+  INFO(own.status().to_string());
+  REQUIRE(own.ok());
+  PostgresCluster& pg = **own;
+  orch::PostgresStoreOptions options;
+  options.statement_timeout_ms = 1000;
+  options.lock_timeout_ms = 500;
+  options.connect_timeout_s = 2;
+  options.acquire_timeout_ms = 2000;
+  auto opened = orch::new_postgres_store(pg.conninfo(), options);
+  REQUIRE(opened.ok());
+  std::shared_ptr<Store> store = *opened;
+  REQUIRE(store->create_run(make_run("r")).ok());
+
+  // Stopped: every call fails with Unavailable and a message naming the cause.
+  REQUIRE(pg.stop().ok());
+  Status stopped;
+  auto took = timed([&] { stopped = store->update_run(make_run("r")); });
+  CHECK(stopped.code() == StatusCode::kUnavailable);
+  INFO(stopped.to_string());
+  CHECK(took < std::chrono::seconds(5));
+  auto again = store->get_run("r");
+  CHECK(again.status().code() == StatusCode::kUnavailable);
+
+  // Back: the pool reconnects.
+  REQUIRE(pg.restart().ok());
+  orch::Result<RunRecord> back = orch::Status::internal("not run");
+  for (int i = 0; i < 3 && !back.ok(); ++i) back = store->get_run("r");
+  CHECK(back.ok());
+
+  // A row locked elsewhere: lock_timeout turns the wait into Unavailable.
+  std::thread locker([&] {
+    (void)pg.psql("BEGIN; SELECT 1 FROM runs WHERE id = 'r' FOR UPDATE; SELECT pg_sleep(3); COMMIT;", "orch");
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  Status locked;
+  took = timed([&] { locked = store->update_run(make_run("r")); });
+  locker.join();
+  CHECK(locked.code() == StatusCode::kUnavailable);
+  CHECK(took < std::chrono::seconds(3));
+
+  // Frozen (every server process stopped with SIGSTOP): the client's own
+  // deadline (statement_timeout_ms + 1 s) ends the wait.
+  REQUIRE(pg.freeze().ok());
+  Status frozen;
+  took = timed([&] { frozen = store->update_run(make_run("r")); });
+  REQUIRE(pg.thaw().ok());
+  CHECK(frozen.code() == StatusCode::kUnavailable);
+  INFO(frozen.to_string());
+  CHECK(took < std::chrono::seconds(6));
+  back = orch::Status::internal("not run");
+  for (int i = 0; i < 3 && !back.ok(); ++i) back = store->get_run("r");
+  CHECK(back.ok());
+}
+
+TEST_CASE("1000 engine supersteps that each append to a list stay within 1 MB of checkpoints on PostgreSQL", "[postgres][size][engine]") {
+  auto store = open_store(fresh_schema("budget"));
+  constexpr int kNodes = 1000;
+  std::string nodes, edges = R"(["__start__","n0"])";
+  for (int i = 0; i < kNodes; ++i) {
+    nodes += (i ? "," : "") + std::string("\"n") + std::to_string(i) + "\":{}";
+    if (i > 0) edges += ",[\"n" + std::to_string(i - 1) + "\",\"n" + std::to_string(i) + "\"]";
+  }
+  edges += ",[\"n" + std::to_string(kNodes - 1) + "\",\"__end__\"]";
+  auto parsed = orch::parse_workflow_json(
+      R"({"state_schema":{"items":{"type":"array","reducer":"append"},"total":{"type":"number","reducer":"add"}},"nodes":{)" +
+      nodes + "},\"edges\":[" + edges + "]}");
+  REQUIRE(parsed.ok());
+  auto wf = std::make_shared<orch::Workflow>(**parsed);
+  for (auto& node : wf->nodes) {
+    Value update = Value::object({{"items", Value::array({node.name})}, {"total", 1}});
+    node.function = [update](const orch::NodeCall&) -> orch::Result<orch::NodeOutput> { return orch::NodeOutput(update); };
+  }
+  wf->reindex();
+  orch::EngineOptions options;
+  options.store = store;
+  options.threads = 2;
+  options.default_recursion_limit = 5000;
+  auto engine = orch::Engine::open(options);
+  REQUIRE(engine.ok());
+  orch::RunOptions run;
+  run.run_id = "chain";
+  auto started = (*engine)->start_run(wf, run);
+  REQUIRE(started.ok());
+  auto done = (*engine)->wait("chain", std::chrono::seconds(120));
+  REQUIRE(done.ok());
+  CHECK(done->status == RunStatus::kCompleted);
+  CHECK(done->state["items"].size() == static_cast<size_t>(kNodes));
+  auto bytes = orch::postgres_checkpoint_bytes(*store, "chain");
+  REQUIRE(bytes.ok());
+  orch::testing::report_figures("postgres checkpoint budget",
+                                "chain of 1000: " + std::to_string(*bytes) + " bytes of checkpoints (budget 1048576)");
+  CHECK(*bytes <= 1024 * 1024);
+  CHECK_FALSE(orch::postgres_checkpoint_bytes(*orch::new_memory_store(), "chain").ok());
+}
+
+TEST_CASE("a values event written with its checkpoint is stored once and reads back whole, also after a truncate", "[postgres]") {
+  PostgresCluster& pg = cluster();
+  const std::string schema = fresh_schema("values");
+  auto store = open_store(schema);
+  RunRecord run = make_run("v");
+  REQUIRE(store->create_run(run).ok());
+  Value state = Value::object({{"items", Value::array()}});
+  std::vector<Value> states;
+  for (int v = 0; v < 4; ++v) {
+    state = grown_state(state, v);
+    states.push_back(state);
+    orch::StoreBatch batch;
+    batch.checkpoint = make_checkpoint("v", v, state);
+    run.state = state;
+    batch.run = run;
+    EventRecord values;
+    values.run_id = "v";
+    values.kind = "values";
+    values.data = Value::object({{"step", v}, {"state", batch.checkpoint->state}});  // shares storage
+    batch.events.push_back(values);
+    REQUIRE(store->write_batch(batch).ok());
+    CHECK(batch.events[0].seq == v + 1);
+  }
+  // Stored without the state: it names the checkpoint.
+  auto refs = pg.psql("SELECT count(*) FROM \"" + schema + "\".events WHERE state_checkpoint_id <> '' AND "
+                      "data NOT LIKE '%items%'", "orch");
+  REQUIRE(refs.ok());
+  CHECK(*refs == "4\n");
+  auto check_events = [&](Store& reader) {
+    auto events = reader.list_events("v", 0, 100);
+    REQUIRE(events.ok());
+    REQUIRE(events->size() == 4);
+    for (size_t i = 0; i < 4; ++i) {
+      CHECK((*events)[i].data["step"].as_int() == static_cast<int64_t>(i));
+      require_same_text(states[i], (*events)[i].data["state"]);
+    }
+  };
+  check_events(*store);
+  check_events(*open_store(schema));  // without the cached document
+  // Checkpoints 2 and 3 go; their events keep their states.
+  REQUIRE(store->truncate_checkpoints("v", 1).ok());
+  check_events(*open_store(schema));
+}
