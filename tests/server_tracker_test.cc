@@ -604,6 +604,24 @@ TEST_CASE("subprocess: an agent's turns, visible as an orch run", "[tracker][sub
     CHECK(server.runs_for("S1")[0].status == orch::RunStatus::kCompleted);
   }
 
+  SECTION("a heartbeat refused because the agent moved its task counts as finished upstream, not as a lost lease") {
+    // The ordering that made the section above flaky under load: the agent
+    // transitions its task (NullTickets ends the claim's run and its lease),
+    // the next heartbeat is refused, and only then does orch read the task.
+    nt.hold_task_reads_until_refused_heartbeat();
+    PullServer server(nt, dir,
+                      Value::object({{"pipelines", Value::array({agent_pipeline("dev", Value::array({"--transition", "complete", "--log", log}))})}}));
+    REQUIRE(server.wait_state("S1", "completed"));
+    bool refused = false;
+    for (const auto& hb : nt.calls("POST", "/heartbeat")) refused |= hb.status == 404;
+    CHECK(refused);
+    CHECK(server.task("S1")["error"].is_null());
+    REQUIRE(nt.count("POST", "/transition") == 1);  // the agent's own
+    CHECK(nt.count("POST", "/fail") == 0);
+    CHECK(nt.task("S1")["stage"].get_string("") == "review");
+    CHECK(server.runs_for("S1")[0].status == orch::RunStatus::kCompleted);
+  }
+
   SECTION("an agent that crashes fails the task and its run") {
     PullServer server(nt, dir, Value::object({{"pipelines", Value::array({agent_pipeline("dev", Value::array({"--fail", "crash"}))})}}));
     REQUIRE(server.wait_state("S1", "failed"));
@@ -645,10 +663,15 @@ TEST_CASE("heartbeats keep the lease of a long task", "[tracker][lease]") {
   REQUIRE(server.wait_state("H1", "completed"));
   // Without heartbeats the 250 ms lease would have expired and the transition answered 410.
   CHECK(nt.count("POST", "/leases/lease-1/heartbeat") >= 5);
+  // The lease never expired. A heartbeat that crosses orch's own transition
+  // under load finds the lease ended by it (404), and is harmless then.
+  int renewed = 0;
   for (const auto& hb : nt.calls("POST", "/heartbeat")) {
     CHECK(hb.bearer == "token-1");
-    CHECK(hb.status == 200);
+    CHECK((hb.status == 200 || hb.status == 404));
+    renewed += hb.status == 200;
   }
+  CHECK(renewed >= 5);
   REQUIRE(nt.count("POST", "/transition") == 1);
   CHECK(nt.calls("POST", "/transition")[0].status == 200);
   CHECK(server.task("H1")["heartbeats"].get_int(0) >= 5);
@@ -791,7 +814,10 @@ TEST_CASE("a claimed task that is not run releases its lease", "[tracker][releas
     auto fail = nt.calls("POST", "/fail")[0];
     CHECK(fail.body["error"].get_string("") == "released by orch: no pull-mode workflow for pipeline 'other' and role 'coder'");
     CHECK(fail.status == 200);
-    CHECK(nt.active_leases() == 0);
+    // The release ended the claim's run and its lease (the next poll may
+    // claim the task again at once, so other leases are not counted).
+    const std::string run_id = fail.path.substr(6, fail.path.size() - 6 - 5);  // /runs/{id}/fail
+    CHECK(nt.run(run_id)["status"].get_string("") == "failed");
     CHECK(wait_until([&] { return server.tracker().status_json()["released_count"].get_int(0) >= 1; }));
   }
 

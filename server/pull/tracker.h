@@ -10,6 +10,12 @@
 //                    stalled tasks (no activity for stall_timeout_ms)
 //   one thread/task  workspace + hooks, the orch run, transition or failure
 //
+// The parts, each in its own file and taking only what it uses of the
+// server (TrackerHost, tracker_host.h): ClaimLoop (claim_loop.h: the poll
+// and liveness threads), TaskRunner (task_runner.h: a task's thread),
+// AgentDriver (agent_driver.h: a subprocess agent's turns), the /tracker
+// views (tracker_views.h); they share one TaskBoard (tracked_task.h).
+//
 // Every claimed task becomes orch runs (one per attempt) that GET /runs shows
 // with their steps and events: `dispatch` pipelines run a graph workflow on
 // the server's engine and workers; `subprocess` pipelines run on a second
@@ -21,7 +27,9 @@
 // per task until it succeeds and local retries keep the lease; hooks get an
 // environment; a task moved to a terminal stage upstream cancels its run
 // (status cancelled, not failed); a transient NullTickets error never drops a
-// task; no lock is held across network I/O.
+// task; a refused heartbeat of a task that has left its claimed stage is
+// judged from the task (the agent moved it: finished upstream), not taken for
+// a lost lease; no lock is held across network I/O.
 //
 // Thread-safety: every public method may be called from any thread.
 #pragma once
@@ -41,7 +49,8 @@ struct App;
 
 class Tracker {
  public:
-  // `app` must outlive the Tracker (App owns it and stops it first).
+  // `app` must outlive the Tracker (App owns it and stops it first); the
+  // tracker uses only the parts of it that TrackerHost names.
   Tracker(App& app, TrackerConfig config, std::vector<PipelineDef> pipelines);
   ~Tracker();  // stop()
   Tracker(const Tracker&) = delete;
@@ -64,7 +73,7 @@ class Tracker {
 
   const TrackerConfig& config() const;
 
-  struct Impl;  // tracker.cc only (public so that its helpers can name it)
+  struct Impl;  // tracker.cc only
 
  private:
   std::shared_ptr<Impl> impl_;

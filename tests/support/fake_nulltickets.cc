@@ -55,6 +55,8 @@ struct FakeNullTickets::State {
   int heartbeat_status = 0;
   int task_read_status = 0;
   bool honour_per_state = true;
+  bool hold_reads_until_refused_heartbeat = false;
+  bool heartbeat_refused = false;
   std::string api_token;
   int next_id = 1;
   int max_leases = 0;
@@ -159,6 +161,7 @@ void FakeNullTickets::route() {
     call.bearer = bearer_of(req);
     call.status = res.status;
     std::lock_guard<std::mutex> lock(s.mu);
+    if (req.path.find("/heartbeat") != std::string::npos && res.status >= 300) s.heartbeat_refused = true;
     s.calls.push_back(std::move(call));
     s.cv.notify_all();
   });
@@ -222,7 +225,12 @@ void FakeNullTickets::route() {
   });
 
   server_->Get(R"(/tasks/([^/]+))", [&s](const httplib::Request& req, httplib::Response& res) {
-    std::lock_guard<std::mutex> lock(s.mu);
+    std::unique_lock<std::mutex> lock(s.mu);
+    if (s.hold_reads_until_refused_heartbeat) {
+      auto latest = s.latest_run.find(req.matches[1]);
+      const bool run_ended = latest != s.latest_run.end() && s.runs[latest->second]["status"].get_string("") != "running";
+      if (run_ended) s.cv.wait_for(lock, std::chrono::seconds(10), [&s] { return s.heartbeat_refused; });
+    }
     if (!s.api_token.empty() && bearer_of(req) != s.api_token) return error(res, 401, "unauthorized", "Missing or invalid Authorization header");
     if (s.task_read_status) return error(res, s.task_read_status, "scripted", "scripted task read answer");
     auto it = s.tasks.find(req.matches[1]);
@@ -335,6 +343,11 @@ void FakeNullTickets::set_task_read_status(int status) {
 void FakeNullTickets::set_honour_per_state(bool honour) {
   std::lock_guard<std::mutex> lock(state_->mu);
   state_->honour_per_state = honour;
+}
+
+void FakeNullTickets::hold_task_reads_until_refused_heartbeat() {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->hold_reads_until_refused_heartbeat = true;
 }
 
 void FakeNullTickets::set_api_token(std::string token) {

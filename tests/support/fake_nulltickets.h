@@ -15,7 +15,8 @@
 // Pipelines map stages to the role that may claim them; tasks are claimed in
 // the order they were added. Every call is recorded (method, path, body,
 // bearer token, answer) and the fake can be scripted: move a task upstream,
-// delete it, fail heartbeats or task reads with a status, ignore per_state.
+// delete it, fail heartbeats or task reads with a status, ignore per_state,
+// hold task reads until a heartbeat has been refused.
 //
 // Thread-safety: every method may be called from any thread.
 #pragma once
@@ -72,6 +73,11 @@ class FakeNullTickets {
   void set_task_read_status(int status);   // 0: normal answers (e.g. 503 for GET /tasks/{id})
   void set_honour_per_state(bool honour);  // default true
   void set_api_token(std::string token);   // required on claim and task reads when set
+  // From now on, GET /tasks/{id} of a task whose latest run has ended (e.g.
+  // its agent transitioned it) waits until some heartbeat has been refused:
+  // orch then sees the refusal before it can see the move (a read waits
+  // 10 s at most).
+  void hold_task_reads_until_refused_heartbeat();
 
   // Inspection.
   std::vector<TrackerCall> calls() const;
