@@ -21,6 +21,7 @@ cmake --build "$build_dir" -j "$jobs"
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$PWD/scripts/lsan.supp}"
 # Tests append their figures (kills survived, faults injected...) to one file.
 rm -f "$build_dir/figures.txt"
 status=0
