@@ -10,19 +10,14 @@
 #include "config.h"
 #include "support/postgres_cluster.h"
 #include "support/server_fixture.h"
+#include "support/test_helpers.h"
 
 using namespace std::chrono_literals;
 using orch::Value;
+using orch::testing::json_body;
 using orch::testing::TestServer;
 
 namespace {
-
-Value body_of(const httplib::Result& r) {
-  REQUIRE(r);
-  auto v = orch::parse_json(r->body);
-  REQUIRE(v.ok());
-  return *v;
-}
 
 const char* kLinear = R"({"id": "linear", "name": "Linear",
   "state_schema": {"log": {"type": "array", "reducer": "append"}, "n": {"type": "number", "reducer": "add"}},
@@ -32,7 +27,7 @@ const char* kLinear = R"({"id": "linear", "name": "Linear",
 
 Value wait_run(httplib::Client& c, const std::string& id) {
   for (int i = 0; i < 1000; ++i) {
-    Value run = body_of(c.Get(("/runs/" + id).c_str()));
+    Value run = json_body(c.Get(("/runs/" + id).c_str()));
     if (run["status"].as_string() != "running" && run["status"].as_string() != "pending") return run;
     std::this_thread::sleep_for(5ms);
   }
@@ -65,7 +60,7 @@ TEST_CASE("orch serve on a postgresql:// URI runs a workflow and reads it back a
     auto r = c->Post("/workflows/linear/run", R"({"input": {"n": 10}})", "application/json");
     REQUIRE(r);
     REQUIRE(r->status == 201);
-    id = body_of(r)["id"].as_string();
+    id = json_body(r)["id"].as_string();
     Value run = wait_run(*c, id);
     CHECK(run["status"].as_string() == "completed");
     CHECK(run["state_json"]["n"].as_int() == 13);
@@ -74,18 +69,18 @@ TEST_CASE("orch serve on a postgresql:// URI runs a workflow and reads it back a
   CHECK_FALSE(std::filesystem::exists("orch.db"));
   TestServer again(config);
   auto c = again.client();
-  Value run = body_of(c->Get(("/runs/" + id).c_str()));
+  Value run = json_body(c->Get(("/runs/" + id).c_str()));
   CHECK(run["status"].as_string() == "completed");
   CHECK(run["state_json"]["n"].as_int() == 13);
   CHECK(run["state_json"]["log"].to_json() == R"(["a","b"])");
-  CHECK(body_of(c->Get("/workflows/linear"))["id"].as_string() == "linear");
-  Value events = body_of(c->Get(("/runs/" + id + "/events").c_str()));
+  CHECK(json_body(c->Get("/workflows/linear"))["id"].as_string() == "linear");
+  Value events = json_body(c->Get(("/runs/" + id + "/events").c_str()));
   REQUIRE(events.is_array());
   CHECK(events.size() >= 3);
   // The same run through a second instance on the same database.
   TestServer other(config);
   auto c2 = other.client();
-  CHECK(body_of(c2->Get(("/runs/" + id).c_str()))["status"].as_string() == "completed");
+  CHECK(json_body(c2->Get(("/runs/" + id).c_str()))["status"].as_string() == "completed");
 }
 
 TEST_CASE("the config file's db may be a PostgreSQL URI, with postgres settings and a state dir", "[server][postgres][config]") {
