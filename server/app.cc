@@ -32,29 +32,31 @@ App::~App() {
   if (engine && engine_subscription) engine->unsubscribe(engine_subscription);
 }
 
+Result<std::shared_ptr<Store>> open_store(const ServerConfig& config) {
+  if (config.db == ":memory:") return std::shared_ptr<Store>(new_memory_store());
+  if (is_postgres_uri(config.db)) {
+    auto store = new_postgres_store(config.db, config.postgres);
+    if (!store.ok()) {
+      return Status(store.status().code(), "opening " + redacted_db(config.db) + ": " + store.status().message());
+    }
+    return std::shared_ptr<Store>(std::move(store).value());
+  }
+#ifdef ORCH_HAVE_SQLITE_STORE
+  std::filesystem::path parent = std::filesystem::path(config.db).parent_path();
+  std::error_code ec;
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  return open_sqlite_store(config.db);
+#else
+  return Status::unimplemented("the SQLite store is not built yet; use --db :memory:");
+#endif
+}
+
 Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_ptr<Dispatcher> dispatcher) {
   ORCH_RETURN_IF_ERROR(check_config(config));
   auto app = std::make_unique<App>();
   app->config = config;
   const bool postgres = is_postgres_uri(config.db);
-  if (config.db == ":memory:") {
-    app->store = new_memory_store();
-  } else if (postgres) {
-    auto store = new_postgres_store(config.db, config.postgres);
-    if (!store.ok()) {
-      return Status(store.status().code(), "opening " + redacted_db(config.db) + ": " + store.status().message());
-    }
-    app->store = std::move(store).value();
-  } else {
-#ifdef ORCH_HAVE_SQLITE_STORE
-    std::filesystem::path parent = std::filesystem::path(config.db).parent_path();
-    std::error_code ec;
-    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-    ORCH_ASSIGN_OR_RETURN(app->store, open_sqlite_store(config.db));
-#else
-    return Status::unimplemented("the SQLite store is not built yet; use --db :memory:");
-#endif
-  }
+  ORCH_ASSIGN_OR_RETURN(app->store, open_store(config));
   // Local files (crash log, async replies in flight): in state_dir, else
   // next to a SQLite file; a PostgreSQL database has no "next to" (and its
   // instances must not share one), so without state_dir there are none.

@@ -51,6 +51,11 @@ struct App {
   ResponseRecorder response_recorder;
 };
 
+// Opens the store named by config.db alone: ":memory:", a postgres:// or
+// postgresql:// URI (with config.postgres), or a SQLite file path (its
+// folder is created).
+Result<std::shared_ptr<Store>> open_store(const ServerConfig& config);
+
 // Opens the store named by config.db (":memory:" or a SQLite file), the worker
 // registry (seeded from config and the store), the engine, and resumes runs
 // left running. `dispatcher`, when given, replaces the registry as the

@@ -32,6 +32,12 @@ constexpr Command kCommands[] = {
      orch::cli::mermaid_command},
     {"svg", "svg FILE        print a workflow definition as an SVG picture (Graphviz)",
      orch::cli::svg_command},
+    {"export", "export --db PATH|postgresql://... [--out FILE] [--include-active]\n"
+               "                  write the workflows, workers and finished or paused runs as JSON Lines",
+     orch::cli::export_command},
+    {"import", "import --db PATH|postgresql://... [FILE|-]\n"
+               "                  read an export into this store (what it already has is skipped)",
+     orch::cli::import_command},
 };
 
 void print_usage(std::ostream& out) {

@@ -10,9 +10,6 @@
 
 namespace orch::server {
 
-// The store collection (Store host records) that keeps workers registered
-// through the API across restarts.
-constexpr const char* kWorkersCollection = "workers";
 namespace {
 
 // The URL scheme each built-in protocol speaks.

@@ -17,6 +17,10 @@
 
 namespace orch::server {
 
+// The store collection (Store host records) that keeps workers registered
+// through the API across restarts; each record has its worker's "id".
+inline constexpr const char* kWorkersCollection = "workers";
+
 class WorkerBook {
  public:
   WorkerBook(std::shared_ptr<WorkerRegistry> registry, std::shared_ptr<Store> store)

@@ -45,6 +45,15 @@ int check_config_command(const std::string& path);
 // progress as nodes finish and the final state; exit 0 when it completed.
 int run_command(const Args& args);
 
+// `orch export --db DB [--out FILE] [--include-active]`: writes the store's
+// workflows, workers and runs at rest as JSON Lines (standard output without
+// --out); see transfer/store_transfer.h. `orch import --db DB [FILE|-]`:
+// reads such a file into another store, skipping what it already has. Both
+// print their counts on stderr; exit 1 when the store fails or the file is
+// bad (the error names its line), 2 for bad arguments.
+int export_command(const Args& args);
+int import_command(const Args& args);
+
 // NullBoiler installer modes: `orch --export-manifest` and
 // `orch --from-json '<object>'` (writes $ORCH_HOME/config.json).
 int export_manifest_command(const Args& args);
