@@ -147,6 +147,12 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
     log_run_event(e);
     raw->hub.publish(e.run_id);
   });
+  auto watch = app->store->watch_events([raw](const std::string& run_id) { raw->hub.publish(run_id); });
+  if (watch.ok()) {
+    app->event_watch = std::move(watch).value();
+  } else if (watch.status().code() != StatusCode::kUnimplemented) {
+    return Status(watch.status().code(), "following other instances' events: " + watch.status().message());
+  }
   app->callbacks = std::make_unique<CallbackSender>(*app);
   app->callbacks->start();
   if (config.retention_ms > 0) app->retention = std::make_unique<RetentionSweeper>(*app, config.retention_ms);

@@ -12,6 +12,11 @@ void EventHub::publish(const std::string& run_id) {
   it->second.cv.notify_all();
 }
 
+uint64_t EventHub::published() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return published_;
+}
+
 uint64_t EventHub::epoch(const std::string& run_id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = watches_.find(run_id);

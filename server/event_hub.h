@@ -30,6 +30,8 @@ class EventHub {
   bool closed();
   // Streams waiting on `run_id` now.
   int waiting(const std::string& run_id);
+  // publish() calls so far, of any run.
+  uint64_t published();
 
  private:
   struct Watch {

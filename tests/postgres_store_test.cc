@@ -9,6 +9,8 @@
 #include <signal.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -542,4 +544,77 @@ TEST_CASE("a values event written with its checkpoint is stored once and reads b
   // Checkpoints 2 and 3 go; their events keep their states.
   REQUIRE(store->truncate_checkpoints("v", 1).ok());
   check_events(*open_store(schema));
+}
+
+TEST_CASE("watch_events: a store hears the events another store appends on its schema, and only those", "[postgres][events]") {
+  const std::string schema = fresh_schema("watch");
+  auto writer = open_store(schema);   // another instance, with its own connections
+  auto reader = open_store(schema);
+  auto elsewhere = open_store(fresh_schema("watch_other"));
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> heard;
+  auto watch = reader->watch_events([&](const std::string& run_id) {
+    std::lock_guard<std::mutex> lock(mu);
+    heard.push_back(run_id);
+    cv.notify_all();
+  });
+  INFO(watch.status().to_string());
+  REQUIRE(watch.ok());
+  // An append on another schema of the same database is not this store's.
+  REQUIRE(elsewhere->create_run(make_run("other")).ok());
+  EventRecord noise;
+  noise.run_id = "other";
+  noise.kind = "noise";
+  REQUIRE(elsewhere->append_event(noise).ok());
+  REQUIRE(writer->create_run(make_run("followed")).ok());
+  EventRecord e;
+  e.run_id = "followed";
+  e.kind = "run.started";
+  REQUIRE(writer->append_event(e).ok());
+  // A batch of several events: announced (once or more), at commit.
+  orch::StoreBatch batch;
+  for (int i = 0; i < 3; ++i) {
+    EventRecord ev;
+    ev.run_id = "followed";
+    ev.kind = "k" + std::to_string(i);
+    batch.events.push_back(ev);
+  }
+  REQUIRE(writer->write_batch(batch).ok());
+  std::unique_lock<std::mutex> lock(mu);
+  REQUIRE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return heard.size() >= 2; }));
+  for (const std::string& id : heard) CHECK(id == "followed");
+  lock.unlock();
+  // Destroying the watch stops its thread: no call after it.
+  watch->reset();
+  const size_t count = heard.size();
+  REQUIRE(writer->append_event(e).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK(heard.size() == count);
+}
+
+TEST_CASE("watch_events survives the PostgreSQL server restarting", "[postgres][events][hardening]") {
+  auto own = PostgresCluster::start();
+  INFO(own.status().to_string());
+  REQUIRE(own.ok());
+  PostgresCluster& pg = **own;
+  auto opened = orch::new_postgres_store(pg.conninfo(), {});
+  REQUIRE(opened.ok());
+  std::shared_ptr<Store> store = *opened;
+  std::atomic<int> heard{0};
+  auto watch = store->watch_events([&](const std::string&) { heard++; });
+  REQUIRE(watch.ok());
+  REQUIRE(store->create_run(make_run("r")).ok());
+  REQUIRE(pg.stop().ok());
+  REQUIRE(pg.restart().ok());
+  EventRecord e;
+  e.run_id = "r";
+  e.kind = "after.restart";
+  // The watch reconnects on its own (within its back-off): appends made after
+  // that are heard again.
+  for (int i = 0; i < 200 && heard == 0; ++i) {
+    (void)store->append_event(e);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(heard > 0);
 }

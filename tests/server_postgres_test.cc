@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "catch.h"
@@ -122,4 +123,37 @@ TEST_CASE("orch serve on an unreachable PostgreSQL fails to start with a clear e
   REQUIRE_FALSE(app.ok());
   CHECK(app.status().code() == orch::StatusCode::kUnavailable);
   CHECK(app.status().message().find("/nonexistent-orch-socket-dir") != std::string::npos);
+}
+
+TEST_CASE("two orch serve on one PostgreSQL: B's streams are woken by the events A writes, Last-Event-ID exact", "[server][postgres][sse]") {
+  orch::testing::PostgresCluster& pg = cluster();
+  orch::server::ServerConfig config;
+  config.db = pg.uri();
+  config.postgres.schema = "serve_two_streams";
+  TestServer a(config);
+  TestServer b(config);
+  REQUIRE(b.app().event_watch != nullptr);
+  auto ca = a.client();
+  auto cb = b.client();
+  REQUIRE(ca->Post("/workflows", kLinear, "application/json")->status == 201);
+  const uint64_t before = b.app().hub.published();
+  std::string id = json_body(ca->Post("/workflows/linear/run", R"({"input": {"n": 1}})", "application/json"))["id"].as_string();
+  CHECK(wait_run(*ca, id)["status"].as_string() == "completed");
+  // B executes nothing: only the database's notifications can wake its hub.
+  for (int i = 0; i < 1000 && b.app().hub.published() == before; ++i) std::this_thread::sleep_for(10ms);
+  CHECK(b.app().hub.published() > before);
+  // The stream through B, resumed after event 2: every later event once, in order.
+  Value all = json_body(cb->Get(("/runs/" + id + "/events").c_str()));
+  REQUIRE(all.is_array());
+  REQUIRE(all.size() >= 4);
+  auto streamed = cb->Get(("/runs/" + id + "/stream").c_str(), {{"Last-Event-ID", "2"}, {"Accept", "text/event-stream"}});
+  REQUIRE(streamed);
+  std::vector<long long> ids;
+  std::istringstream lines(streamed->body);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("id: ", 0) == 0) ids.push_back(std::stoll(line.substr(4)));
+  }
+  REQUIRE_FALSE(ids.empty());
+  CHECK(ids.front() == 3);
+  for (size_t i = 1; i < ids.size(); ++i) CHECK(ids[i] == ids[i - 1] + 1);
 }

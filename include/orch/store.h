@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -165,6 +166,13 @@ struct StoreBatch {
   }
 };
 
+// A subscription made with Store::watch_events: the watching stops (and no
+// call of its callback is running) once this is destroyed.
+class ORCH_EXPORT EventWatch {
+ public:
+  virtual ~EventWatch() = default;
+};
+
 class ORCH_EXPORT Store {
  public:
   virtual ~Store() = default;
@@ -244,6 +252,19 @@ class ORCH_EXPORT Store {
     return Status::unimplemented("this store does not keep host records");
   }
 
+  // Calls `on_append(run_id)` whenever events are appended to a run by any
+  // client of this store's database, this process or another: several orch
+  // serve instances sharing PostgreSQL use it so that an SSE stream on one
+  // follows a run executing on another without polling. Calls come from a
+  // thread of the store's, must not block, may repeat or be spurious, and
+  // are missed while the store cannot reach its database (a reader still
+  // looks at the store now and then). The default says Unimplemented: in one
+  // process, Engine::subscribe already sees every event.
+  virtual Result<std::unique_ptr<EventWatch>> watch_events(std::function<void(const std::string& run_id)> on_append) {
+    (void)on_append;
+    return Status::unimplemented("this store does not announce appended events");
+  }
+
   // Stored workflows.
   virtual Status put_workflow(const WorkflowRecord& workflow, bool create_only) = 0;
   virtual Result<WorkflowRecord> get_workflow(const std::string& id) = 0;
@@ -305,6 +326,9 @@ class ORCH_EXPORT StoreWrapper : public Store {
   }
   Result<std::vector<Value>> list_host_records(const std::string& collection) override {
     return target_->list_host_records(collection);
+  }
+  Result<std::unique_ptr<EventWatch>> watch_events(std::function<void(const std::string&)> on_append) override {
+    return target_->watch_events(std::move(on_append));
   }
 
  private:

@@ -168,6 +168,21 @@ BEGIN
   RETURN found;
 END $$;
 )sql",
+    // 2: appended events are announced (PostgresStore::watch_events), so an
+    // instance's SSE streams follow runs another instance executes. One
+    // notification per run per inserting statement, sent at commit; a run id
+    // too long for a notification's payload is not announced (readers poll too).
+    R"sql(
+CREATE FUNCTION orch_notify_events() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('orch_events', TG_TABLE_SCHEMA || ' ' || a.run_id)
+    FROM (SELECT DISTINCT run_id FROM appended WHERE octet_length(run_id) < 7000) a;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER events_announce AFTER INSERT ON events
+  REFERENCING NEW TABLE AS appended FOR EACH STATEMENT EXECUTE FUNCTION orch_notify_events();
+)sql",
 };
 
 constexpr int kMigrationCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));

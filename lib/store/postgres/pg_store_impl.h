@@ -82,6 +82,8 @@ class PostgresStore final : public Store {
   Status delete_host_record(const std::string& collection, const std::string& id) override;
   Result<std::vector<Value>> list_host_records(const std::string& collection) override;
 
+  Result<std::unique_ptr<EventWatch>> watch_events(std::function<void(const std::string&)> on_append) override;
+
   Result<int64_t> checkpoint_bytes(const std::string& run_id);
 
  private:
@@ -145,6 +147,7 @@ class PostgresStore final : public Store {
   void checkpoint_committed(const RunRecord& run, PreparedCheckpoint& prepared);
 
   PostgresStoreOptions options_;
+  ConnectSettings settings_;  // what the pool's connections are opened with
   ConnectionPool pool_;
 
   checkpoint_codec::DocumentCache cache_;

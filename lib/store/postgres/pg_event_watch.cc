@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: MIT
+#include "store/postgres/pg_event_watch.h"
+
+#include <libpq-fe.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace orch::postgres {
+
+Result<std::unique_ptr<PgEventWatch>> PgEventWatch::start(const ConnectSettings& settings, std::string schema,
+                                                          std::function<void(const std::string&)> on_append) {
+  if (!on_append) return Status::invalid_argument("watch_events needs a callback");
+  std::unique_ptr<PgEventWatch> watch(new PgEventWatch(settings, std::move(schema), std::move(on_append)));
+  if (watch->wake_fd_ < 0) return Status::internal(std::string("watch_events: eventfd: ") + std::strerror(errno));
+  watch->thread_ = std::thread([raw = watch.get()] { raw->run(); });
+  return watch;
+}
+
+PgEventWatch::PgEventWatch(const ConnectSettings& settings, std::string schema,
+                           std::function<void(const std::string&)> on_append)
+    : settings_(settings),
+      prefix_(std::move(schema) + " "),
+      on_append_(std::move(on_append)),
+      wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+
+PgEventWatch::~PgEventWatch() {
+  stopping_ = true;
+  if (wake_fd_ >= 0) {
+    const uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof one);
+  }
+  if (thread_.joinable()) thread_.join();
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
+
+pg_conn* PgEventWatch::connect_and_listen() {
+  const std::string timeout = std::to_string(settings_.connect_timeout_s);
+  const char* keys[] = {"dbname", "connect_timeout", "fallback_application_name", nullptr};
+  const char* values[] = {settings_.conninfo.c_str(), timeout.c_str(), "orch-events", nullptr};
+  pg_conn* conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+  if (conn == nullptr) return nullptr;
+  if (PQstatus(conn) == CONNECTION_OK) {
+    // The server's goodbye at a shutdown is expected here, not worth stderr.
+    PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
+    PGresult* listened = PQexec(conn, (std::string("LISTEN ") + kEventsChannel).c_str());
+    const bool ok = PQresultStatus(listened) == PGRES_COMMAND_OK;
+    PQclear(listened);
+    if (ok && PQsetnonblocking(conn, 1) == 0) return conn;
+  }
+  PQfinish(conn);
+  return nullptr;
+}
+
+bool PgEventWatch::drain(pg_conn* conn) {
+  if (PQconsumeInput(conn) == 0) return false;
+  while (PGnotify* n = PQnotifies(conn)) {
+    std::string_view payload = n->extra != nullptr ? n->extra : "";
+    if (payload.size() > prefix_.size() && payload.compare(0, prefix_.size(), prefix_) == 0) {
+      on_append_(std::string(payload.substr(prefix_.size())));
+    }
+    PQfreemem(n);
+  }
+  return PQstatus(conn) == CONNECTION_OK;
+}
+
+void PgEventWatch::run() {
+  pg_conn* conn = nullptr;
+  int pause_ms = 100;  // before reconnecting; doubles up to 5 s
+  while (!stopping_) {
+    if (conn == nullptr) conn = connect_and_listen();
+    pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {conn != nullptr ? PQsocket(conn) : -1, POLLIN, 0}};
+    const int timeout = conn != nullptr ? -1 : pause_ms;
+    if (conn == nullptr) pause_ms = std::min(pause_ms * 2, 5000);
+    if (poll(fds, 2, timeout) < 0 && errno != EINTR) break;
+    if (stopping_ || (fds[0].revents & POLLIN) != 0) break;
+    if (conn != nullptr && fds[1].revents != 0) {
+      if (drain(conn)) {
+        pause_ms = 100;
+      } else {
+        PQfinish(conn);
+        conn = nullptr;
+      }
+    }
+  }
+  if (conn != nullptr) PQfinish(conn);
+}
+
+}  // namespace orch::postgres

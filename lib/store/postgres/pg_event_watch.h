@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: MIT
+//
+// PostgresStore::watch_events: a connection of its own that LISTENs on the
+// channel the events table's trigger notifies (migration 2 of pg_schema.cc:
+// one notification per run per inserting statement, "<schema> <run id>",
+// delivered at commit), and a thread that passes the run ids of this store's
+// schema to a callback. The connection is re-opened after a failure (with a
+// growing pause); notifications sent while it was down are lost, as the
+// Store interface allows.
+//
+// Thread-safety: the callback runs on the watch's thread; destroying the
+// watch stops that thread (waking it at once) and joins it.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "orch/store.h"
+#include "store/postgres/pg_connection.h"
+
+namespace orch::postgres {
+
+// The channel every orch schema's trigger notifies.
+inline constexpr const char* kEventsChannel = "orch_events";
+
+class PgEventWatch final : public EventWatch {
+ public:
+  // `schema`: the schema whose notifications count (the one the store's
+  // tables live in, as the trigger reports it).
+  static Result<std::unique_ptr<PgEventWatch>> start(const ConnectSettings& settings, std::string schema,
+                                                     std::function<void(const std::string&)> on_append);
+  ~PgEventWatch() override;
+
+ private:
+  PgEventWatch(const ConnectSettings& settings, std::string schema, std::function<void(const std::string&)> on_append);
+  void run();
+  // Connects and LISTENs; null (after logging nothing: the store has no log)
+  // when the server cannot be reached.
+  struct pg_conn* connect_and_listen();
+  // Passes on the notifications libpq has read; false when the connection failed.
+  bool drain(struct pg_conn* conn);
+
+  ConnectSettings settings_;
+  std::string prefix_;  // "<schema> "
+  std::function<void(const std::string&)> on_append_;
+  int wake_fd_ = -1;    // an eventfd: written to stop the thread
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+};
+
+}  // namespace orch::postgres
