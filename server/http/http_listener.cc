@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <string_view>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -226,8 +228,10 @@ void HttpListener::peek_ready(int fd) {
   if (it == pending_.end()) return;
   Pending& p = *it->second;
   const size_t cap = limits_.max_header_bytes + 4;
-  std::string buf(cap, '\0');
-  ssize_t n = recv(fd, buf.data(), cap, MSG_PEEK | MSG_DONTWAIT);
+  // One buffer for every peek (only the accept thread peeks): a fresh one of
+  // max_header_bytes per readiness was an allocation and a memset each.
+  if (peek_buffer_.size() < cap) peek_buffer_.resize(cap);
+  ssize_t n = recv(fd, peek_buffer_.data(), cap, MSG_PEEK | MSG_DONTWAIT);
   if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
     epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
     std::string peer = p.peer;
@@ -237,7 +241,7 @@ void HttpListener::peek_ready(int fd) {
     return;
   }
   if (n < 0) return;
-  buf.resize(static_cast<size_t>(n));
+  const std::string_view buf(peek_buffer_.data(), static_cast<size_t>(n));
   // All headers in (or more than a valid header block holds: httplib then
   // answers it), or a client that trickles them: a thread takes over, still
   // held to the deadline by the watchdog.

@@ -96,6 +96,7 @@ class HttpListener {
   std::atomic<bool> stopping_{false};
 
   std::map<int, std::unique_ptr<Pending>> pending_;  // accept loop only
+  std::vector<char> peek_buffer_;  // accept loop only: what peek_ready() reads into
 
   mutable std::mutex mu_;
   std::condition_variable work_cv_;
