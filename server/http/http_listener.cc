@@ -11,11 +11,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <string_view>
-
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <string_view>
 
 namespace orch::server {
 namespace {
