@@ -157,7 +157,10 @@ class PullServer {
          {"stall_timeout_ms", 5000},
          {"workflows_dir", dir.str("workflows")},
          {"workspace", Value::object({{"root", dir.str("ws")}, {"hook_timeout_ms", 2000}})},
+         // Agent ports: a range per test process (ctest runs several at
+         // once), below the kernel's ephemeral ports.
          {"subprocess", Value::object({{"command", ORCH_FAKE_AGENT},
+                                       {"base_port", 10000 + static_cast<int>(getpid() % 20) * 1000},
                                        {"args", Value::array()},
                                        {"health_check_interval_ms", 20},
                                        {"health_check_retries", 150}})}});
