@@ -54,6 +54,7 @@ void request_finished(App& app, const httplib::Request& req, const httplib::Resp
     r.status = res.status;
     r.content_type = res.get_header_value("Content-Type");
     r.body = res.body;
+    r.request_body = req.body;
     app.response_recorder(r);
   }
 }

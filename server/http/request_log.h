@@ -31,6 +31,7 @@ struct RecordedResponse {
   int status = 0;
   std::string content_type;
   std::string body;          // empty for streamed (SSE) bodies
+  std::string request_body;  // what the client sent
 };
 using ResponseRecorder = std::function<void(const RecordedResponse&)>;
 

@@ -9,7 +9,10 @@ A record is {"method","route","path","status","body"} (tests/support/
 server_fixture.h writes them); `route` is the server's route-table pattern
 ("/runs/{}"), empty when no route matched (404/405: the error envelope). Each
 record must find its operation, a response for its status (or "default") and,
-when that response declares JSON, a body its schema accepts. Uses Debian's
+when that response declares JSON, a body its schema accepts. A record of a
+request the server accepted (2xx) also carries "request_body": when the
+operation documents a JSON request body, its schema must accept it (the
+contract may not be stricter than the server). Uses Debian's
 python3-jsonschema (JSON Schema 2020-12, the dialect of OpenAPI 3.1).
 """
 import glob
@@ -62,17 +65,34 @@ class Contract:
                 method.upper(), route, status)
         return media["schema"], None
 
+    def request_schema_for(self, record):
+        """The schema of the operation's JSON request body, or None."""
+        item = self.paths.get(record["route"] or "")
+        op = item.get(record["method"].lower()) if item else None
+        if not op or "requestBody" not in op:
+            return None
+        media = self.resolve(op["requestBody"]).get("content", {}).get("application/json")
+        return media["schema"] if media else None
+
+    def errors(self, schema, text, what):
+        try:
+            body = json.loads(text)
+        except ValueError as e:
+            return ["the %s is not JSON: %s" % (what, e)]
+        validator = self.validator_class(schema, resolver=self.resolver)
+        return ["%s: %s at /%s" % (what, e.message, "/".join(str(p) for p in e.absolute_path))
+                for e in sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))][:3]
+
     def problems(self, record):
         schema, why = self.schema_for(record)
         if schema is None:
             return [why]
-        try:
-            body = json.loads(record["body"])
-        except ValueError as e:
-            return ["the body is not JSON: %s" % e]
-        validator = self.validator_class(schema, resolver=self.resolver)
-        return ["%s at /%s" % (e.message, "/".join(str(p) for p in e.absolute_path))
-                for e in sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))][:3]
+        found = self.errors(schema, record["body"], "body")
+        if record.get("request_body"):
+            request_schema = self.request_schema_for(record)
+            if request_schema is not None:
+                found += self.errors(request_schema, record["request_body"], "request body")
+        return found
 
 
 def validate_dir(contract, directory):
@@ -150,6 +170,11 @@ def self_test(contract):
                          '"max_concurrent":1,"source":"config","status":"active","consecutive_failures":0,'
                          '"created_at_ms":1,"token":"secret"}]'}),
         (False, {"method": "GET", "route": "", "status": 404, "body": "not json"}),
+        # Requests the server took: the documented request schema must accept them.
+        (True, {"method": "POST", "route": "/runs/{}/state", "status": 200, "body": '{"applied":true}',
+                "request_body": '{"updates":{"x":1}}'}),
+        (False, {"method": "POST", "route": "/runs/{}/state", "status": 200, "body": '{"applied":true}',
+                 "request_body": '{"updates":"not an object"}'}),
     ]
     wrong = 0
     for ok, record in cases:

@@ -71,6 +71,12 @@ class TestServer {
       if (r.content_type.rfind("application/json", 0) != 0) return;  // SSE, text: not JSON
       Value line = Value::object({{"method", r.method}, {"route", r.route}, {"path", r.path}, {"status", r.status},
                                   {"body", r.body}});
+      // The request too, when the server took it (2xx) and it is JSON of a
+      // sane size: the contract's request schemas must accept it.
+      if (r.status >= 200 && r.status < 300 && !r.request_body.empty() && r.request_body.size() <= 65536 &&
+          (r.request_body.front() == '{' || r.request_body.front() == '[')) {
+        line.set("request_body", r.request_body);
+      }
       std::lock_guard<std::mutex> lock(mu);
       std::ofstream(path, std::ios::app) << line.to_json() << "\n";
     };
