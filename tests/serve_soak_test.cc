@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: MIT
 //
-// Soak: `orch serve` on SQLite takes a steady stream of runs of a 9-node
-// workflow that calls a webhook worker, and is killed with SIGKILL at random
-// moments (every 1.5-4 s) and restarted at once on the same port and database,
-// for ORCH_SOAK_SECONDS (default 45). Afterwards, every run the server
-// accepted (answered 2xx) must complete with every node's output, no node may
-// have been called again after the call whose result the run recorded, the
-// server must stop cleanly on SIGTERM, and the database must pass
-// PRAGMA integrity_check.
+// Soaks: a steady stream of runs of a 9-node workflow that calls a webhook
+// worker, while an `orch serve` is killed with SIGKILL at random moments
+// (every 1.5-4 s) and restarted at once on the same port and database, for
+// ORCH_SOAK_SECONDS (default 45). Two set-ups: one instance on SQLite, and
+// three instances on one PostgreSQL database (one of them killed each time;
+// its runs must be taken over by whichever instance gets them, and the time
+// until every run that was running at the kill moved on again is reported).
+// Afterwards, every run accepted (answered 2xx) must complete with every
+// node's output, no node may have been called again after the call whose
+// result the run recorded, the servers must stop cleanly on SIGTERM, and the
+// database must be sound (SQLite: PRAGMA integrity_check; PostgreSQL: every
+// run's event seqs without a gap).
 //
 // Knobs for longer or harder local soaks (defaults in brackets):
 // ORCH_SOAK_SECONDS [45], ORCH_SOAK_SEED [20240611], ORCH_SOAK_SUBMIT_MS (one
@@ -24,6 +28,8 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cctype>
+#include <functional>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -34,6 +40,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
@@ -43,6 +50,7 @@
 #include "support/brokers.h"
 #include "support/fake_workers.h"
 #include "support/figures.h"
+#include "support/postgres_cluster.h"
 #include "support/serve_process.h"
 
 #ifndef ORCH_CLI
@@ -176,8 +184,20 @@ std::string integrity_check(const std::string& db) {
 
 }  // namespace
 
-TEST_CASE("orch serve SIGKILLed at random under load: no run lost, no recorded node re-run",
-          "[soak]") {
+// What differs between the soaks: the database, how many instances share it,
+// what their config adds, and how the database is checked at the end.
+struct SoakSetup {
+  std::string label;          // for the figures line
+  std::string db;             // --db of every instance
+  int instances = 1;
+  std::string extra_config;   // ", ..." members added to the config object
+  std::function<std::string()> integrity;  // "ok" when the database is sound
+  // After each kill, measure how long until every run that was running then
+  // makes progress again (its runs taken over); needs a database query.
+  std::function<std::map<std::string, int64_t>()> running_progress;  // run id -> its latest event seq
+};
+
+void soak(const SoakSetup& setup) {
   const int seconds = env_int("ORCH_SOAK_SECONDS", 45, 1, 24 * 3600);
   const unsigned seed = static_cast<unsigned>(env_int("ORCH_SOAK_SEED", 20240611, 0, 2147483647));
   const int submit_ms = env_int("ORCH_SOAK_SUBMIT_MS", 30, 1, 60000);
@@ -190,24 +210,30 @@ TEST_CASE("orch serve SIGKILLed at random under load: no run lost, no recorded n
                             << " ORCH_SOAK_WORKER_DELAY_MS=" << worker_delay_ms);
 
   TempDir dir;
-  const std::string db = (dir.path / "orch.db").string();
-  const std::string config = (dir.path / "config.json").string();
-  const std::string log = (dir.path / "serve.log").string();
-
   orch::testing::FakeWorker worker(orch::testing::FakeWorker::Format::kWebhook, 64);
   orch::testing::FakeReply reply;
   reply.delay_ms = worker_delay_ms;  // calls are in flight when the kills come
   reply.echo_call_number = true;
   worker.set_default(reply);
-  std::ofstream(config) << R"({"workers": [{"id": "w", "url": ")" << worker.url()
-                        << R"(", "token": "", "max_concurrent": 64}]})";
 
-  const int port = orch::testing::free_loopback_port_for_restarts();
-  ServeProcess server(ORCH_CLI, port, db, config, log);
+  const int n = setup.instances;
+  std::vector<std::unique_ptr<ServeProcess>> servers;
+  std::vector<int> ports;
+  for (int i = 0; i < n; ++i) {
+    const std::string config = (dir.path / ("config" + std::to_string(i) + ".json")).string();
+    // Each instance its own state dir (crash log, async replies).
+    std::filesystem::create_directories(dir.path / ("state" + std::to_string(i)));
+    std::ofstream(config) << R"({"workers": [{"id": "w", "url": ")" << worker.url()
+                          << R"(", "token": "", "max_concurrent": 64}], "state_dir": ")"
+                          << (dir.path / ("state" + std::to_string(i))).string() << "\"" << setup.extra_config << "}";
+    ports.push_back(orch::testing::free_loopback_port_for_restarts());
+    servers.push_back(std::make_unique<ServeProcess>(ORCH_CLI, ports.back(), setup.db, config,
+                                                     (dir.path / ("serve" + std::to_string(i) + ".log")).string()));
+  }
   int failed_starts = 0;
-  REQUIRE(start_with_retries(server, &failed_starts));
+  for (auto& server : servers) REQUIRE(start_with_retries(*server, &failed_starts));
   {
-    httplib::Client c("127.0.0.1", port);
+    httplib::Client c("127.0.0.1", ports[0]);
     c.set_read_timeout(30, 0);
     auto r = c.Post("/workflows", workflow_json(), "application/json");
     REQUIRE(r);
@@ -215,7 +241,8 @@ TEST_CASE("orch serve SIGKILLed at random under load: no run lost, no recorded n
     REQUIRE(r->status == 201);
   }
 
-  // The client: one run every submit_ms, as long as the soak lasts.
+  // The client: one run every submit_ms, as long as the soak lasts, to the
+  // instances in turn (the next one when an instance does not answer).
   std::mutex accepted_mu;
   std::vector<std::string> accepted;
   std::atomic<int> refused{0};    // no answer: the server was down or died mid-request
@@ -225,17 +252,21 @@ TEST_CASE("orch serve SIGKILLed at random under load: no run lost, no recorded n
   std::atomic<bool> stop{false};
   ThreadGuard client{
       stop, std::thread([&] {
-        httplib::Client c("127.0.0.1", port);
-        c.set_connection_timeout(1, 0);
-        c.set_read_timeout(30, 0);
-        c.set_write_timeout(30, 0);
+        std::vector<std::unique_ptr<httplib::Client>> clients;
+        for (int port : ports) {
+          clients.push_back(std::make_unique<httplib::Client>("127.0.0.1", port));
+          clients.back()->set_connection_timeout(1, 0);
+          clients.back()->set_read_timeout(30, 0);
+          clients.back()->set_write_timeout(30, 0);
+        }
         auto next = Clock::now();
         bool busy = false;
-        for (int n = 0; !stop; ++n) {
+        for (int k = 0; !stop; ++k) {
+          httplib::Client& c = *clients[static_cast<size_t>(k % n)];
           // At most one submission per submit_ms: no catching up in a burst after a slow request.
           next = std::max(next + std::chrono::milliseconds(submit_ms), Clock::now());
           std::this_thread::sleep_until(next);
-          if (busy || n % 10 == 0) {
+          if (busy || k % 10 == 0) {
             auto r = c.Get(
                 ("/runs?status=running&limit=1&offset=" + std::to_string(kMaxRunning)).c_str());
             auto v =
@@ -248,7 +279,7 @@ TEST_CASE("orch serve SIGKILLed at random under load: no run lost, no recorded n
             }
           }
           auto r = c.Post("/runs",
-                          R"({"workflow_id": "soak", "input": {"n": )" + std::to_string(n) + "}}",
+                          R"({"workflow_id": "soak", "input": {"n": )" + std::to_string(k) + "}}",
                           "application/json");
           if (!r) {
             ++refused;
@@ -265,22 +296,23 @@ TEST_CASE("orch serve SIGKILLed at random under load: no run lost, no recorded n
         }
       })};
 
-  // The killer: SIGKILL at random moments, restart at once.
+  // The killer: SIGKILL one instance at random moments, restart it at once.
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int> pause_ms(kill_min_ms, kill_max_ms);
+  std::uniform_int_distribution<int> pick(0, n - 1);
   const auto start = Clock::now();
   const auto end = start + std::chrono::seconds(seconds);
   int kills = 0;
-  int crashes = 0;  // the server exited by itself
+  int crashes = 0;  // a server exited by itself
   std::string crash_log;
-  auto crashed = [&] {
+  auto crashed = [&](ServeProcess& server) {
     if (crashes++ == 0) {
       crash_log =
           "wait status " + std::to_string(server.exit_status()) + ", log:\n" + server.log_tail();
     }
   };
   int64_t slowest_restart_ms = 0;
-  auto restart = [&] {
+  auto restart = [&](ServeProcess& server) {
     const auto begin = Clock::now();
     if (!start_with_retries(server, &failed_starts)) {
       FAIL("orch serve does not start again; its log:\n" << server.log_tail());
@@ -289,29 +321,59 @@ TEST_CASE("orch serve SIGKILLed at random under load: no run lost, no recorded n
         slowest_restart_ms,
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - begin).count());
   };
+  auto restart_crashed = [&] {
+    for (auto& server : servers) {
+      if (!server->alive()) {
+        crashed(*server);
+        restart(*server);
+      }
+    }
+  };
+  std::vector<int64_t> takeover_ms;  // per kill: until every run running at the kill moved on
+  int takeovers_timed_out = 0;
   for (;;) {
     const auto moment = Clock::now() + std::chrono::milliseconds(pause_ms(rng));
     if (moment >= end) break;
     std::this_thread::sleep_until(moment);
-    if (server.alive()) {
-      server.kill_hard();
+    ServeProcess& victim = *servers[static_cast<size_t>(pick(rng))];
+    std::map<std::string, int64_t> before;
+    if (setup.running_progress) before = setup.running_progress();
+    const auto killed_at = Clock::now();
+    if (victim.alive()) {
+      victim.kill_hard();
       ++kills;
     } else {
-      crashed();
+      crashed(victim);
     }
-    restart();
+    restart(victim);
+    if (setup.running_progress) {
+      // Until every run that was running at the kill has ended or has a
+      // newer event: the killed instance's runs only do once taken over.
+      bool all_moved = false;
+      while (!all_moved && Clock::now() - killed_at < 60s) {
+        std::this_thread::sleep_for(100ms);
+        const std::map<std::string, int64_t> now = setup.running_progress();
+        all_moved = true;
+        for (const auto& [id, seq] : before) {
+          auto it = now.find(id);
+          if (it != now.end() && it->second == seq) all_moved = false;
+        }
+      }
+      if (all_moved) {
+        takeover_ms.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - killed_at).count());
+      } else {
+        ++takeovers_timed_out;
+      }
+    }
   }
-  std::this_thread::sleep_until(end);
+  std::this_thread::sleep_until(std::max(end, Clock::now()));
   stop = true;
   client.thread.join();
   const double soak_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  if (!server.alive()) {
-    crashed();
-    restart();
-  }
+  restart_crashed();
 
   // Drain: every accepted run reaches a final state (bounded).
-  httplib::Client c("127.0.0.1", port);
+  httplib::Client c("127.0.0.1", ports[0]);
   c.set_read_timeout(30, 0);
   std::map<std::string, Value> finished;  // run id -> GET /runs/{id}
   std::set<std::string> missing;
@@ -335,12 +397,8 @@ TEST_CASE("orch serve SIGKILLed at random under load: no run lost, no recorded n
       ++it;
     }
     if (!remaining.empty()) std::this_thread::sleep_for(250ms);
-    if (!server.alive()) {
-      crashed();
-      restart();
-    }
+    restart_crashed();
   }
-
   // Which call of each (run, node) did the run record, and which came after it?
   std::map<std::pair<std::string, std::string>, std::vector<uint64_t>> calls_of;
   const std::vector<orch::testing::RecordedRequest> calls = worker.calls();
@@ -393,15 +451,29 @@ TEST_CASE("orch serve SIGKILLed at random under load: no run lost, no recorded n
       workers_view;  // the server's view of the worker (failures, last error), for failure messages
   if (auto r = c.Get("/workers")) workers_view = r->body;
 
-  // A clean stop, then the database file itself.
-  const int stop_status = server.terminate(120s);
-  const bool clean_stop =
-      stop_status != -1 && WIFEXITED(stop_status) && WEXITSTATUS(stop_status) == 0;
-  const std::string integrity = integrity_check(db);
+  // A clean stop of every instance, then the database itself.
+  bool clean_stop = true;
+  std::string logs;
+  for (auto& server : servers) {
+    logs += server->log_tail(2000) + "\n---\n";
+    const int stop_status = server->terminate(120s);
+    clean_stop = clean_stop && stop_status != -1 && WIFEXITED(stop_status) && WEXITSTATUS(stop_status) == 0;
+  }
+  const std::string integrity = setup.integrity();
+  std::string takeovers;
+  if (setup.running_progress) {
+    std::sort(takeover_ms.begin(), takeover_ms.end());
+    takeovers = ", takeover after a kill " +
+                (takeover_ms.empty() ? std::string("none measured")
+                                     : "median " + std::to_string(takeover_ms[takeover_ms.size() / 2]) + " ms, max " +
+                                           std::to_string(takeover_ms.back()) + " ms") +
+                " (" + std::to_string(takeovers_timed_out) + " over 60 s)";
+  }
 
   orch::testing::report_figures(
-      "serve soak",
-      std::to_string(static_cast<int>(soak_seconds + 0.5)) + " s, " + std::to_string(kills) +
+      setup.label,
+      std::to_string(static_cast<int>(soak_seconds + 0.5)) + " s, " + std::to_string(n) + " instance(s), " +
+          std::to_string(kills) +
           " kills survived, " + std::to_string(accepted.size()) + " runs accepted, " +
           std::to_string(completed) + " completed, " + std::to_string(lost) + " lost, " +
           std::to_string(calls.size()) + " worker calls, " + std::to_string(before) +
@@ -409,7 +481,7 @@ TEST_CASE("orch serve SIGKILLed at random under load: no run lost, no recorded n
           " executions after a recorded result, integrity_check " + integrity + " (" +
           std::to_string(refused) + " submissions unanswered while the server was down, " +
           std::to_string(throttled) + " throttled, slowest restart " +
-          std::to_string(slowest_restart_ms) + " ms, " + std::to_string(crashes) + " crashes)");
+          std::to_string(slowest_restart_ms) + " ms, " + std::to_string(crashes) + " crashes)" + takeovers);
 
   std::string problem_text;
   for (const std::string& p : problems) problem_text += p + "\n";
@@ -417,7 +489,7 @@ TEST_CASE("orch serve SIGKILLed at random under load: no run lost, no recorded n
   INFO("first rejection: " << first_rejection);
   INFO("first crash: " << crash_log);
   INFO("GET /workers: " << workers_view);
-  INFO("serve log (tail):\n" << server.log_tail());
+  INFO("serve logs (tails):\n" << logs);
   CHECK(lost == 0);
   CHECK(bad_outputs == 0);
   CHECK(after == 0);
@@ -425,6 +497,7 @@ TEST_CASE("orch serve SIGKILLed at random under load: no run lost, no recorded n
   CHECK(crashes == 0);
   CHECK(integrity == "ok");
   CHECK(clean_stop);
+  CHECK(takeovers_timed_out == 0);
   // Pauses are at most kill_max_ms; a restart would have to take 7 s on
   // average to miss this.
   CHECK(kills >= std::max(1, seconds * 1000 / (kill_max_ms + 7000)));
@@ -433,4 +506,51 @@ TEST_CASE("orch serve SIGKILLed at random under load: no run lost, no recorded n
   CHECK(accepted.size() >=
         std::min<size_t>(kMaxRunning / 2, static_cast<size_t>(seconds) * 1000 / submit_ms / 4));
   CHECK(calls.size() >= accepted.size() * kNodes);
+}
+
+TEST_CASE("orch serve SIGKILLed at random under load: no run lost, no recorded node re-run",
+          "[soak]") {
+  TempDir db_dir;
+  const std::string db = (db_dir.path / "orch.db").string();
+  SoakSetup setup;
+  setup.label = "serve soak";
+  setup.db = db;
+  setup.integrity = [db] { return integrity_check(db); };
+  soak(setup);
+}
+
+TEST_CASE("three orch serve on one PostgreSQL, one SIGKILLed at random: its runs are taken over, none lost",
+          "[soak][postgres][failover]") {
+  auto shared = orch::testing::shared_postgres_cluster();
+  INFO(shared.status().to_string());
+  REQUIRE(shared.ok());
+  orch::testing::PostgresCluster& pg = **shared;
+  SoakSetup setup;
+  setup.label = "failover soak";
+  setup.db = pg.uri();
+  setup.instances = 3;
+  // A short lease: a killed instance's runs are taken over within seconds.
+  setup.extra_config = R"(, "postgres": {"schema": "failover"}, "engine": {"lease_ttl_ms": 2000})";
+  auto query = [&pg](const std::string& sql) { return pg.psql(sql, "orch"); };
+  setup.integrity = [query] {
+    // Every run row has its events numbered 1..n with no gap.
+    auto gaps = query("SELECT count(*) FROM failover.runs r WHERE (SELECT coalesce(max(seq), 0) - count(*) "
+                      "FROM failover.events e WHERE e.run_pk = r.pk) <> 0");
+    if (!gaps.ok()) return gaps.status().to_string();
+    std::string count = *gaps;
+    count.erase(std::remove_if(count.begin(), count.end(), [](char ch) { return std::isspace(static_cast<unsigned char>(ch)); }), count.end());
+    return count == "0" ? std::string("ok") : "runs with event seq gaps: " + count;
+  };
+  setup.running_progress = [query] {
+    std::map<std::string, int64_t> out;
+    auto rows = query("SELECT r.id || ' ' || coalesce((SELECT max(seq) FROM failover.events e WHERE e.run_pk = r.pk), 0) "
+                      "FROM failover.runs r WHERE r.status = 'running'");
+    if (!rows.ok()) return out;
+    std::istringstream lines(*rows);
+    std::string id;
+    int64_t seq = 0;
+    while (lines >> id >> seq) out[id] = seq;
+    return out;
+  };
+  soak(setup);
 }
