@@ -32,6 +32,22 @@ App::~App() {
   if (engine && engine_subscription) engine->unsubscribe(engine_subscription);
 }
 
+std::string async_instance_name(const ServerConfig& config) {
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  // FNV-1a of the database, and of the state dir when one is configured:
+  // instances sharing a database (PostgreSQL) each have their own state dir,
+  // and must not share a broker client id or a reply topic.
+  uint64_t h = 1469598103934665603ull;
+  const std::string identity = config.state_dir.empty() ? config.db : config.db + "\n" + config.state_dir;
+  for (char ch : identity) h = (h ^ static_cast<unsigned char>(ch)) * 1099511628211ull;
+  std::string name = std::string(host) + "-" + std::to_string(h % 1000000007ull);
+  for (char& ch : name) {
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-') ch = '-';
+  }
+  return name;
+}
+
 Result<std::shared_ptr<Store>> open_store(const ServerConfig& config) {
   if (config.db == ":memory:") return std::shared_ptr<Store>(new_memory_store());
   if (is_postgres_uri(config.db)) {
@@ -85,15 +101,7 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
     // mqtt/redis_stream: a stable instance name and a state directory, so
     // replies to calls in flight survive a restart.
     AsyncWorkerOptions async;
-    char host[256] = {0};
-    gethostname(host, sizeof(host) - 1);
-    uint64_t h = 1469598103934665603ull;  // FNV-1a of the database path
-    for (char ch : config.db) h = (h ^ static_cast<unsigned char>(ch)) * 1099511628211ull;
-    std::string name = std::string(host) + "-" + std::to_string(h % 1000000007ull);
-    for (char& ch : name) {
-      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-') ch = '-';
-    }
-    async.instance = name;
+    async.instance = async_instance_name(config);
     async.state_dir = (std::filesystem::path(state_dir) / "orch-async").string();
     async.clock = clock;
     async.default_timeout_ms = config.default_timeout_ms;

@@ -55,6 +55,11 @@ struct App {
   ResponseRecorder response_recorder;
 };
 
+// The name mqtt/redis_stream workers know this instance by (its broker
+// client id and reply channel): stable across restarts of one instance,
+// different for instances sharing a database (each has its own state_dir).
+std::string async_instance_name(const ServerConfig& config);
+
 // Opens the store named by config.db alone: ":memory:", a postgres:// or
 // postgresql:// URI (with config.postgres), or a SQLite file path (its
 // folder is created).

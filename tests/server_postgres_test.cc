@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "catch.h"
+#include "app.h"
 #include "config.h"
 #include "support/postgres_cluster.h"
 #include "support/server_fixture.h"
@@ -156,4 +157,24 @@ TEST_CASE("two orch serve on one PostgreSQL: B's streams are woken by the events
   REQUIRE_FALSE(ids.empty());
   CHECK(ids.front() == 3);
   for (size_t i = 1; i < ids.size(); ++i) CHECK(ids[i] == ids[i - 1] + 1);
+}
+
+TEST_CASE("instances sharing a database have their own async instance names, stable across restarts", "[server][postgres][async]") {
+  orch::server::ServerConfig a;
+  a.db = "postgresql:///orch?host=/run/pg";
+  a.state_dir = "/var/lib/orch-a";
+  orch::server::ServerConfig b = a;
+  b.state_dir = "/var/lib/orch-b";
+  // Different broker client ids and reply topics for A and B...
+  CHECK(orch::server::async_instance_name(a) != orch::server::async_instance_name(b));
+  // ...and the same for A before and after a restart.
+  CHECK(orch::server::async_instance_name(a) == orch::server::async_instance_name(orch::server::ServerConfig(a)));
+  // A SQLite server without a state_dir keeps the name it always had (its
+  // replies in flight survive the upgrade): host and database only.
+  orch::server::ServerConfig sqlite;
+  sqlite.db = "/var/lib/orch/orch.db";
+  const std::string name = orch::server::async_instance_name(sqlite);
+  sqlite.state_dir = "/var/lib/orch";
+  CHECK(orch::server::async_instance_name(sqlite) != name);
+  for (char ch : name) CHECK((std::isalnum(static_cast<unsigned char>(ch)) || ch == '-'));
 }
