@@ -2,6 +2,7 @@
 #include "app.h"
 
 #include "callbacks.h"
+#include "log/log.h"
 #include "log/run_log.h"
 #include "retention.h"
 #include "orch/event_kinds.h"
@@ -155,11 +156,18 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
     log_run_event(e);
     raw->hub.publish(e.run_id);
   });
-  auto watch = app->store->watch_events([raw](const std::string& run_id) { raw->hub.publish(run_id); });
+  auto watch = app->store->watch_changes([raw, clock](const StoreChange& change) {
+    if (change.kind == StoreChange::Kind::kEvents) {
+      raw->hub.publish(change.key);
+    } else if (change.key == kWorkersCollection) {
+      Status synced = raw->workers->sync_registered(clock->now_ms());
+      if (!synced.ok()) log(LogLevel::kWarn, "workers.sync_failed", {{"error", synced.message()}});
+    }
+  });
   if (watch.ok()) {
-    app->event_watch = std::move(watch).value();
+    app->store_watch = std::move(watch).value();
   } else if (watch.status().code() != StatusCode::kUnimplemented) {
-    return Status(watch.status().code(), "following other instances' events: " + watch.status().message());
+    return Status(watch.status().code(), "following other instances' changes: " + watch.status().message());
   }
   app->callbacks = std::make_unique<CallbackSender>(*app);
   app->callbacks->start();

@@ -41,10 +41,11 @@ struct App {
   std::atomic<size_t> sse_clients{0};
   std::atomic<bool> stopping{false};
   EventHub hub;
-  // Events other instances append (a store shared by several, PostgreSQL)
-  // wake this one's SSE streams too; null when the store has no such feed.
-  // Declared after hub: destroyed (its thread stopped) first.
-  std::unique_ptr<EventWatch> event_watch;
+  // What other instances sharing the store (PostgreSQL) change: their
+  // events wake this one's SSE streams, their worker registrations reach
+  // this one's worker book. Null when the store has no such feed. Declared
+  // after hub and workers: destroyed (its thread stopped) first.
+  std::unique_ptr<StoreWatch> store_watch;
   uint64_t engine_subscription = 0;
   std::unique_ptr<CallbackSender> callbacks;  // declared after engine: destroyed first
   std::unique_ptr<Tracker> tracker;           // pull mode (null when off); stopped first

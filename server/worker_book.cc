@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <iostream>
+#include <map>
 
 #include "orch/url.h"
 
@@ -135,6 +136,44 @@ Status WorkerBook::remove(const std::string& id) {
   (void)registry_->remove_worker(id);
   (void)store_->delete_host_record(kWorkersCollection, id);
   entries_.erase(it);
+  return Status();
+}
+
+Status WorkerBook::sync_registered(int64_t now_ms) {
+  auto stored = store_->list_host_records(kWorkersCollection);
+  if (!stored.ok()) return stored.status().code() == StatusCode::kUnimplemented ? Status() : stored.status();
+  std::map<std::string, Entry> wanted;
+  for (const Value& record : *stored) {
+    auto w = parse(record);
+    if (w.ok()) wanted.emplace(w->id, Entry{*w, "registered", record["created_at_ms"].get_int(now_ms)});
+  }
+  // Two records describe one worker alike when all but their time match.
+  auto same = [](const Entry& a, const Entry& b) {
+    Value x = record_of(a), y = record_of(b);
+    x.set("created_at_ms", 0);
+    y.set("created_at_ms", 0);
+    return x == y;
+  };
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    if (it->source != "registered") {
+      wanted.erase(it->info.id);  // a config worker of that id wins
+      ++it;
+      continue;
+    }
+    auto found = wanted.find(it->info.id);
+    if (found == wanted.end()) {
+      (void)registry_->remove_worker(it->info.id);
+      it = entries_.erase(it);
+      continue;
+    }
+    if (!same(*it, found->second) && registry_->update_worker(found->second.info).ok()) it->info = found->second.info;
+    wanted.erase(found);
+    ++it;
+  }
+  for (auto& [id, entry] : wanted) {
+    if (registry_->add_worker(entry.info).ok()) entries_.push_back(std::move(entry));
+  }
   return Status();
 }
 

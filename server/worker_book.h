@@ -36,6 +36,11 @@ class WorkerBook {
   Status add(const WorkerInfo& worker, const std::string& source, int64_t now_ms);
   // NotFound when the id is unknown.
   Status remove(const std::string& id);
+  // Brings the registered workers in line with the store, after another
+  // instance sharing it registered, changed or removed one: new ones are
+  // added, changed ones updated (calls in flight finish), gone ones removed.
+  // Config workers are left as they are (one with the same id wins).
+  Status sync_registered(int64_t now_ms);
   // Newest first, in GET /workers' shape.
   Value list_json() const;
   size_t size() const;

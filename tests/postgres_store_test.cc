@@ -546,7 +546,7 @@ TEST_CASE("a values event written with its checkpoint is stored once and reads b
   check_events(*open_store(schema));
 }
 
-TEST_CASE("watch_events: a store hears the events another store appends on its schema, and only those", "[postgres][events]") {
+TEST_CASE("watch_changes: a store hears the events and host records another store writes on its schema, and only those", "[postgres][events]") {
   const std::string schema = fresh_schema("watch");
   auto writer = open_store(schema);   // another instance, with its own connections
   auto reader = open_store(schema);
@@ -554,9 +554,11 @@ TEST_CASE("watch_events: a store hears the events another store appends on its s
   std::mutex mu;
   std::condition_variable cv;
   std::vector<std::string> heard;
-  auto watch = reader->watch_events([&](const std::string& run_id) {
+  std::vector<std::string> collections;
+  auto watch = reader->watch_changes([&](const orch::StoreChange& change) {
     std::lock_guard<std::mutex> lock(mu);
-    heard.push_back(run_id);
+    if (change.kind == orch::StoreChange::Kind::kEvents) heard.push_back(change.key);
+    if (change.kind == orch::StoreChange::Kind::kHostRecords) collections.push_back(change.key);
     cv.notify_all();
   });
   INFO(watch.status().to_string());
@@ -581,9 +583,14 @@ TEST_CASE("watch_events: a store hears the events another store appends on its s
     batch.events.push_back(ev);
   }
   REQUIRE(writer->write_batch(batch).ok());
+  // Host records: a put and a delete of the "workers" collection are heard.
+  REQUIRE(elsewhere->put_host_record("workers", "other", Value::object({{"id", "other"}})).ok());
+  REQUIRE(writer->put_host_record("workers", "w1", Value::object({{"id", "w1"}})).ok());
+  REQUIRE(writer->delete_host_record("workers", "w1").ok());
   std::unique_lock<std::mutex> lock(mu);
-  REQUIRE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return heard.size() >= 2; }));
+  REQUIRE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return heard.size() >= 2 && collections.size() >= 2; }));
   for (const std::string& id : heard) CHECK(id == "followed");
+  for (const std::string& c : collections) CHECK(c == "workers");
   lock.unlock();
   // Destroying the watch stops its thread: no call after it.
   watch->reset();
@@ -593,7 +600,7 @@ TEST_CASE("watch_events: a store hears the events another store appends on its s
   CHECK(heard.size() == count);
 }
 
-TEST_CASE("watch_events survives the PostgreSQL server restarting", "[postgres][events][hardening]") {
+TEST_CASE("watch_changes survives the PostgreSQL server restarting", "[postgres][events][hardening]") {
   auto own = PostgresCluster::start();
   INFO(own.status().to_string());
   REQUIRE(own.ok());
@@ -602,7 +609,7 @@ TEST_CASE("watch_events survives the PostgreSQL server restarting", "[postgres][
   REQUIRE(opened.ok());
   std::shared_ptr<Store> store = *opened;
   std::atomic<int> heard{0};
-  auto watch = store->watch_events([&](const std::string&) { heard++; });
+  auto watch = store->watch_changes([&](const orch::StoreChange&) { heard++; });
   REQUIRE(watch.ok());
   REQUIRE(store->create_run(make_run("r")).ok());
   REQUIRE(pg.stop().ok());

@@ -2,6 +2,7 @@
 // orch serve on PostgreSQL: --db / "db" with a postgres:// or postgresql://
 // URI selects the PostgreSQL store; runs and workflows outlive a restart.
 #include <chrono>
+#include <functional>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -133,7 +134,7 @@ TEST_CASE("two orch serve on one PostgreSQL: B's streams are woken by the events
   config.postgres.schema = "serve_two_streams";
   TestServer a(config);
   TestServer b(config);
-  REQUIRE(b.app().event_watch != nullptr);
+  REQUIRE(b.app().store_watch != nullptr);
   auto ca = a.client();
   auto cb = b.client();
   REQUIRE(ca->Post("/workflows", kLinear, "application/json")->status == 201);
@@ -177,4 +178,31 @@ TEST_CASE("instances sharing a database have their own async instance names, sta
   sqlite.state_dir = "/var/lib/orch";
   CHECK(orch::server::async_instance_name(sqlite) != name);
   for (char ch : name) CHECK((std::isalnum(static_cast<unsigned char>(ch)) || ch == '-'));
+}
+
+TEST_CASE("two orch serve on one PostgreSQL: a worker registered or removed through one is known to the other", "[server][postgres][workers]") {
+  orch::testing::PostgresCluster& pg = cluster();
+  orch::server::ServerConfig config;
+  config.db = pg.uri();
+  config.postgres.schema = "serve_two_workers";
+  TestServer a(config);
+  TestServer b(config);
+  auto ca = a.client();
+  auto cb = b.client();
+  auto has_worker = [](httplib::Client& c, const std::string& id) {
+    return json_body(c.Get("/workers")).to_json().find("\"" + id + "\"") != std::string::npos;
+  };
+  auto eventually = [](const std::function<bool()>& check) {
+    for (int i = 0; i < 1000; ++i) {
+      if (check()) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  };
+  REQUIRE(ca->Post("/workers", R"({"id": "shared", "url": "http://127.0.0.1:9/webhook", "tags": ["a"]})", "application/json")->status == 201);
+  CHECK(eventually([&] { return has_worker(*cb, "shared"); }));
+  // The same id through B is taken: B knows it now.
+  CHECK(cb->Post("/workers", R"({"id": "shared", "url": "http://127.0.0.1:9/other"})", "application/json")->status == 409);
+  REQUIRE(cb->Delete("/workers/shared")->status == 200);
+  CHECK(eventually([&] { return !has_worker(*ca, "shared"); }));
 }

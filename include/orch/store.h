@@ -166,11 +166,19 @@ struct StoreBatch {
   }
 };
 
-// A subscription made with Store::watch_events: the watching stops (and no
+// What Store::watch_changes reports: events appended to run `key`, or host
+// records of collection `key` put or deleted.
+struct StoreChange {
+  enum class Kind { kEvents, kHostRecords };
+  Kind kind = Kind::kEvents;
+  std::string key;
+};
+
+// A subscription made with Store::watch_changes: the watching stops (and no
 // call of its callback is running) once this is destroyed.
-class ORCH_EXPORT EventWatch {
+class ORCH_EXPORT StoreWatch {
  public:
-  virtual ~EventWatch() = default;
+  virtual ~StoreWatch() = default;
 };
 
 class ORCH_EXPORT Store {
@@ -252,17 +260,19 @@ class ORCH_EXPORT Store {
     return Status::unimplemented("this store does not keep host records");
   }
 
-  // Calls `on_append(run_id)` whenever events are appended to a run by any
-  // client of this store's database, this process or another: several orch
-  // serve instances sharing PostgreSQL use it so that an SSE stream on one
-  // follows a run executing on another without polling. Calls come from a
-  // thread of the store's, must not block, may repeat or be spurious, and
-  // are missed while the store cannot reach its database (a reader still
-  // looks at the store now and then). The default says Unimplemented: in one
+  // Calls `on_change` whenever a client of this store's database, this
+  // process or another, appends events to a run or changes a collection of
+  // host records: several orch serve instances sharing PostgreSQL use it so
+  // that an SSE stream on one follows a run executing on another, and a
+  // worker registered through one is known to all, without polling. Calls
+  // come from a thread of the store's, one at a time; they should return
+  // quickly (the next change waits), may repeat or be spurious, and are
+  // missed while the store cannot reach its database (a reader still looks
+  // at the store now and then). The default says Unimplemented: in one
   // process, Engine::subscribe already sees every event.
-  virtual Result<std::unique_ptr<EventWatch>> watch_events(std::function<void(const std::string& run_id)> on_append) {
-    (void)on_append;
-    return Status::unimplemented("this store does not announce appended events");
+  virtual Result<std::unique_ptr<StoreWatch>> watch_changes(std::function<void(const StoreChange&)> on_change) {
+    (void)on_change;
+    return Status::unimplemented("this store does not announce changes");
   }
 
   // Stored workflows.
@@ -327,8 +337,8 @@ class ORCH_EXPORT StoreWrapper : public Store {
   Result<std::vector<Value>> list_host_records(const std::string& collection) override {
     return target_->list_host_records(collection);
   }
-  Result<std::unique_ptr<EventWatch>> watch_events(std::function<void(const std::string&)> on_append) override {
-    return target_->watch_events(std::move(on_append));
+  Result<std::unique_ptr<StoreWatch>> watch_changes(std::function<void(const StoreChange&)> on_change) override {
+    return target_->watch_changes(std::move(on_change));
   }
 
  private:

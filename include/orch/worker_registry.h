@@ -143,6 +143,11 @@ struct WorkerRegistryOptions {
   // Default: link-local addresses (169.254.0.0/16, fe80::/10) refused. Check
   // it with validate_host_policy() first: a malformed entry is ignored here.
   HostPolicy host_policy;
+  // Called with each rate-limit report a worker's reply carries (see
+  // WorkerRateLimit), on the thread that took the reply, without the
+  // registry's lock held: it must not block (queue the report and return).
+  // orch serve shares the reports of instances that share a database.
+  std::function<void(const WorkerRateLimit&)> on_rate_limit;
 };
 
 // Comes with no protocol: register the ones the host uses, e.g.

@@ -177,7 +177,24 @@ void WorkerRegistry::Impl::drain() {
 
 void WorkerRegistry::Impl::finish(const std::shared_ptr<WorkerEntry>& worker, const std::string& call_id,
                                   uint64_t serial, const WorkerReply& reply) {
-  std::lock_guard<std::mutex> lock(mu);
+  // Read before the lock: an output may have to be parsed for it.
+  std::optional<WorkerRateLimit> rate_limit = reply.status.ok() ? rate_limit_of(reply) : std::nullopt;
+  if (rate_limit) {
+    rate_limit->worker_id = worker->info.id;
+    rate_limit->updated_at_ms = clock->now_ms();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    finish_locked(worker, call_id, serial, reply, rate_limit);
+  }
+  if (rate_limit && options.on_rate_limit) {
+    (void)run_guarded("rate-limit observer", [&] { options.on_rate_limit(*rate_limit); });
+  }
+}
+
+void WorkerRegistry::Impl::finish_locked(const std::shared_ptr<WorkerEntry>& worker, const std::string& call_id,
+                                         uint64_t serial, const WorkerReply& reply,
+                                         const std::optional<WorkerRateLimit>& rate_limit) {
   const SteadyTime now = clock->steady_now();
   Call call;
   auto range = calls.equal_range(call_id);
@@ -193,7 +210,7 @@ void WorkerRegistry::Impl::finish(const std::shared_ptr<WorkerEntry>& worker, co
   if (reply.status.ok()) {
     worker->breaker.record_success();
     worker->last_error.clear();
-    record_rate_limit_locked(worker->info.id, reply);
+    if (rate_limit) rate_limits[worker->info.id] = *rate_limit;
     return;
   }
   ++worker->failures;
@@ -210,24 +227,25 @@ void WorkerRegistry::Impl::finish(const std::shared_ptr<WorkerEntry>& worker, co
   }
 }
 
-void WorkerRegistry::Impl::record_rate_limit_locked(const std::string& worker_id, const WorkerReply& reply) {
+std::optional<WorkerRateLimit> WorkerRegistry::Impl::rate_limit_of(const WorkerReply& reply) {
   const Value* limits = reply.envelope.find("rate_limit");
   Value parsed;
-  if (!limits && !reply.output.empty() && reply.output.front() == '{') {
+  // An output that is a JSON object is parsed only when it may hold a report:
+  // most replies do not, and this runs for every reply.
+  if (!limits && !reply.output.empty() && reply.output.front() == '{' &&
+      reply.output.find("\"rate_limit\"") != std::string::npos) {
     if (Result<Value> r = parse_json(reply.output); r.ok()) {
       parsed = std::move(r).value();
       limits = parsed.find("rate_limit");
     }
   }
-  if (!limits || !limits->is_object()) return;
+  if (!limits || !limits->is_object()) return std::nullopt;
   WorkerRateLimit rl;
-  rl.worker_id = worker_id;
   rl.remaining = (*limits)["remaining"].get_int(0);
   rl.limit = (*limits)["limit"].get_int(0);
   rl.reset_ms = (*limits)["reset_ms"].get_int(0);
-  if (rl.remaining == 0 && rl.limit == 0) return;  // NullBoiler: no information
-  rl.updated_at_ms = clock->now_ms();
-  rate_limits[worker_id] = rl;
+  if (rl.remaining == 0 && rl.limit == 0) return std::nullopt;  // NullBoiler: no information
+  return rl;
 }
 
 void WorkerRegistry::Impl::expire(const std::shared_ptr<Pending>& pending) {

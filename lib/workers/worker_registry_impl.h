@@ -54,6 +54,9 @@ struct ORCH_NO_EXPORT WorkerRegistry::Impl : std::enable_shared_from_this<Worker
   // Bookkeeping of a finished call: load, circuit, rate limit.
   void finish(const std::shared_ptr<internal::WorkerEntry>& worker, const std::string& call_id, uint64_t serial,
               const WorkerReply& reply);
+  // REQUIRES: mu held.
+  void finish_locked(const std::shared_ptr<internal::WorkerEntry>& worker, const std::string& call_id, uint64_t serial,
+                     const WorkerReply& reply, const std::optional<WorkerRateLimit>& rate_limit);
   // A queued call's deadline passed.
   void expire(const std::shared_ptr<Pending>& pending);
   void cancel(const std::string& id);
@@ -71,7 +74,10 @@ struct ORCH_NO_EXPORT WorkerRegistry::Impl : std::enable_shared_from_this<Worker
   Launch start_call_locked(const std::shared_ptr<internal::WorkerEntry>& worker, std::shared_ptr<Pending> pending,
                            SteadyTime now);
   std::shared_ptr<internal::WorkerEntry> find_locked(const std::string& id) const;
-  void record_rate_limit_locked(const std::string& worker_id, const WorkerReply& reply);
+  // The rate-limit report of a successful reply, if it carries one (the
+  // envelope's `rate_limit`, or that of an output that is a JSON object).
+  // Pure: called before the lock is taken.
+  static std::optional<WorkerRateLimit> rate_limit_of(const WorkerReply& reply);
   WorkerStatus status_locked(const internal::WorkerEntry& worker, SteadyTime now) const;
   Status check_worker_locked(const WorkerInfo& worker, std::shared_ptr<WorkerProtocol>* protocol) const;
 

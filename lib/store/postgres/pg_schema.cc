@@ -168,20 +168,34 @@ BEGIN
   RETURN found;
 END $$;
 )sql",
-    // 2: appended events are announced (PostgresStore::watch_events), so an
-    // instance's SSE streams follow runs another instance executes. One
-    // notification per run per inserting statement, sent at commit; a run id
-    // too long for a notification's payload is not announced (readers poll too).
+    // 2: changes are announced (PostgresStore::watch_changes), so that an
+    // instance's SSE streams follow runs another instance executes and its
+    // workers registered elsewhere are known to all. Channel orch_changes,
+    // payload "<schema> e <run id>" (one per run per inserting statement) or
+    // "<schema> h <collection>", sent at commit. A key too long for a
+    // notification's payload is not announced (readers look anyway).
     R"sql(
-CREATE FUNCTION orch_notify_events() RETURNS trigger
+CREATE FUNCTION orch_announce_events() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-  PERFORM pg_notify('orch_events', TG_TABLE_SCHEMA || ' ' || a.run_id)
+  PERFORM pg_notify('orch_changes', TG_TABLE_SCHEMA || ' e ' || a.run_id)
     FROM (SELECT DISTINCT run_id FROM appended WHERE octet_length(run_id) < 7000) a;
   RETURN NULL;
 END $$;
 CREATE TRIGGER events_announce AFTER INSERT ON events
-  REFERENCING NEW TABLE AS appended FOR EACH STATEMENT EXECUTE FUNCTION orch_notify_events();
+  REFERENCING NEW TABLE AS appended FOR EACH STATEMENT EXECUTE FUNCTION orch_announce_events();
+CREATE FUNCTION orch_announce_host_records() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  collection text := CASE WHEN TG_OP = 'DELETE' THEN OLD.collection ELSE NEW.collection END;
+BEGIN
+  IF octet_length(collection) < 7000 THEN
+    PERFORM pg_notify('orch_changes', TG_TABLE_SCHEMA || ' h ' || collection);
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER host_records_announce AFTER INSERT OR UPDATE OR DELETE ON host_records
+  FOR EACH ROW EXECUTE FUNCTION orch_announce_host_records();
 )sql",
 };
 

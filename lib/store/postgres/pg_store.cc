@@ -9,7 +9,7 @@
 #include "store/postgres/pg_rows.h"
 #include "store/postgres/pg_schema.h"
 #include "store/postgres/pg_store_impl.h"
-#include "store/postgres/pg_event_watch.h"
+#include "store/postgres/pg_change_watch.h"
 
 namespace orch::postgres {
 
@@ -67,20 +67,20 @@ Result<std::shared_ptr<PostgresStore>> PostgresStore::open(const std::string& co
   return store;
 }
 
-Result<std::unique_ptr<EventWatch>> PostgresStore::watch_events(std::function<void(const std::string&)> on_append) {
+Result<std::unique_ptr<StoreWatch>> PostgresStore::watch_changes(std::function<void(const StoreChange&)> on_change) {
   // The trigger names the schema its table is in: the configured one, or
   // the one the server's search_path picks.
   std::string schema = options_.schema;
   if (schema.empty()) {
-    ORCH_RETURN_IF_ERROR(with_connection("watch_events", [&](Connection& conn) -> Status {
-      ORCH_ASSIGN_OR_RETURN(Rows rows, conn.exec("watch_events", "SELECT current_schema()"));
-      if (rows.count() == 0 || rows.is_null(0, 0)) return Status::failed_precondition("watch_events: no current schema");
+    ORCH_RETURN_IF_ERROR(with_connection("watch_changes", [&](Connection& conn) -> Status {
+      ORCH_ASSIGN_OR_RETURN(Rows rows, conn.exec("watch_changes", "SELECT current_schema()"));
+      if (rows.count() == 0 || rows.is_null(0, 0)) return Status::failed_precondition("watch_changes: no current schema");
       schema = rows.string(0, 0);
       return Status();
     }));
   }
-  ORCH_ASSIGN_OR_RETURN(auto watch, PgEventWatch::start(settings_, schema, std::move(on_append)));
-  return std::unique_ptr<EventWatch>(std::move(watch));
+  ORCH_ASSIGN_OR_RETURN(auto watch, PgChangeWatch::start(settings_, schema, std::move(on_change)));
+  return std::unique_ptr<StoreWatch>(std::move(watch));
 }
 
 Result<bool> PostgresStore::run_exists(Connection& conn, const std::string& run_id) {

@@ -82,7 +82,7 @@ class PostgresStore final : public Store {
   Status delete_host_record(const std::string& collection, const std::string& id) override;
   Result<std::vector<Value>> list_host_records(const std::string& collection) override;
 
-  Result<std::unique_ptr<EventWatch>> watch_events(std::function<void(const std::string&)> on_append) override;
+  Result<std::unique_ptr<StoreWatch>> watch_changes(std::function<void(const StoreChange&)> on_change) override;
 
   Result<int64_t> checkpoint_bytes(const std::string& run_id);
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "store/postgres/pg_event_watch.h"
+#include "store/postgres/pg_change_watch.h"
 
 #include <libpq-fe.h>
 #include <poll.h>
@@ -11,23 +11,27 @@
 
 namespace orch::postgres {
 
-Result<std::unique_ptr<PgEventWatch>> PgEventWatch::start(const ConnectSettings& settings, std::string schema,
-                                                          std::function<void(const std::string&)> on_append) {
-  if (!on_append) return Status::invalid_argument("watch_events needs a callback");
-  std::unique_ptr<PgEventWatch> watch(new PgEventWatch(settings, std::move(schema), std::move(on_append)));
-  if (watch->wake_fd_ < 0) return Status::internal(std::string("watch_events: eventfd: ") + std::strerror(errno));
-  watch->thread_ = std::thread([raw = watch.get()] { raw->run(); });
+Result<std::unique_ptr<PgChangeWatch>> PgChangeWatch::start(const ConnectSettings& settings, std::string schema,
+                                                          std::function<void(const StoreChange&)> on_change) {
+  if (!on_change) return Status::invalid_argument("watch_changes needs a callback");
+  std::unique_ptr<PgChangeWatch> watch(new PgChangeWatch(settings, std::move(schema), std::move(on_change)));
+  if (watch->wake_fd_ < 0) return Status::internal(std::string("watch_changes: eventfd: ") + std::strerror(errno));
+  // Listening before this returns: a change made after watch_changes
+  // returned is heard (unless the connection drops later).
+  pg_conn* first = watch->connect_and_listen();
+  if (first == nullptr) return Status::unavailable("watch_changes: cannot connect to PostgreSQL to LISTEN");
+  watch->thread_ = std::thread([raw = watch.get(), first] { raw->run(first); });
   return watch;
 }
 
-PgEventWatch::PgEventWatch(const ConnectSettings& settings, std::string schema,
-                           std::function<void(const std::string&)> on_append)
+PgChangeWatch::PgChangeWatch(const ConnectSettings& settings, std::string schema,
+                           std::function<void(const StoreChange&)> on_change)
     : settings_(settings),
       prefix_(std::move(schema) + " "),
-      on_append_(std::move(on_append)),
+      on_change_(std::move(on_change)),
       wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
-PgEventWatch::~PgEventWatch() {
+PgChangeWatch::~PgChangeWatch() {
   stopping_ = true;
   if (wake_fd_ >= 0) {
     const uint64_t one = 1;
@@ -37,7 +41,7 @@ PgEventWatch::~PgEventWatch() {
   if (wake_fd_ >= 0) close(wake_fd_);
 }
 
-pg_conn* PgEventWatch::connect_and_listen() {
+pg_conn* PgChangeWatch::connect_and_listen() {
   const std::string timeout = std::to_string(settings_.connect_timeout_s);
   const char* keys[] = {"dbname", "connect_timeout", "fallback_application_name", nullptr};
   const char* values[] = {settings_.conninfo.c_str(), timeout.c_str(), "orch-events", nullptr};
@@ -46,7 +50,7 @@ pg_conn* PgEventWatch::connect_and_listen() {
   if (PQstatus(conn) == CONNECTION_OK) {
     // The server's goodbye at a shutdown is expected here, not worth stderr.
     PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
-    PGresult* listened = PQexec(conn, (std::string("LISTEN ") + kEventsChannel).c_str());
+    PGresult* listened = PQexec(conn, (std::string("LISTEN ") + kChangesChannel).c_str());
     const bool ok = PQresultStatus(listened) == PGRES_COMMAND_OK;
     PQclear(listened);
     if (ok && PQsetnonblocking(conn, 1) == 0) return conn;
@@ -55,20 +59,27 @@ pg_conn* PgEventWatch::connect_and_listen() {
   return nullptr;
 }
 
-bool PgEventWatch::drain(pg_conn* conn) {
+bool PgChangeWatch::drain(pg_conn* conn) {
   if (PQconsumeInput(conn) == 0) return false;
   while (PGnotify* n = PQnotifies(conn)) {
     std::string_view payload = n->extra != nullptr ? n->extra : "";
-    if (payload.size() > prefix_.size() && payload.compare(0, prefix_.size(), prefix_) == 0) {
-      on_append_(std::string(payload.substr(prefix_.size())));
+    // "<schema> e <run id>" or "<schema> h <collection>".
+    if (payload.size() > prefix_.size() + 2 && payload.compare(0, prefix_.size(), prefix_) == 0 &&
+        payload[prefix_.size() + 1] == ' ') {
+      const char kind = payload[prefix_.size()];
+      StoreChange change;
+      change.key = std::string(payload.substr(prefix_.size() + 2));
+      if (kind == 'e' || kind == 'h') {
+        change.kind = kind == 'e' ? StoreChange::Kind::kEvents : StoreChange::Kind::kHostRecords;
+        on_change_(change);
+      }
     }
     PQfreemem(n);
   }
   return PQstatus(conn) == CONNECTION_OK;
 }
 
-void PgEventWatch::run() {
-  pg_conn* conn = nullptr;
+void PgChangeWatch::run(pg_conn* conn) {
   int pause_ms = 100;  // before reconnecting; doubles up to 5 s
   while (!stopping_) {
     if (conn == nullptr) conn = connect_and_listen();

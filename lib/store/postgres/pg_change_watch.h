@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 //
-// PostgresStore::watch_events: a connection of its own that LISTENs on the
-// channel the events table's trigger notifies (migration 2 of pg_schema.cc:
-// one notification per run per inserting statement, "<schema> <run id>",
-// delivered at commit), and a thread that passes the run ids of this store's
-// schema to a callback. The connection is re-opened after a failure (with a
+// PostgresStore::watch_changes: a connection of its own that LISTENs on the
+// channel the triggers of migration 2 (pg_schema.cc) notify ("<schema> e
+// <run id>" for appended events, "<schema> h <collection>" for host records,
+// delivered at commit), and a thread that passes this store's schema's
+// changes to a callback. The connection is re-opened after a failure (with a
 // growing pause); notifications sent while it was down are lost, as the
 // Store interface allows.
 //
@@ -22,20 +22,21 @@
 
 namespace orch::postgres {
 
-// The channel every orch schema's trigger notifies.
-inline constexpr const char* kEventsChannel = "orch_events";
+// The channel every orch schema's triggers notify.
+inline constexpr const char* kChangesChannel = "orch_changes";
 
-class PgEventWatch final : public EventWatch {
+class PgChangeWatch final : public StoreWatch {
  public:
   // `schema`: the schema whose notifications count (the one the store's
   // tables live in, as the trigger reports it).
-  static Result<std::unique_ptr<PgEventWatch>> start(const ConnectSettings& settings, std::string schema,
-                                                     std::function<void(const std::string&)> on_append);
-  ~PgEventWatch() override;
+  static Result<std::unique_ptr<PgChangeWatch>> start(const ConnectSettings& settings, std::string schema,
+                                                     std::function<void(const StoreChange&)> on_change);
+  ~PgChangeWatch() override;
 
  private:
-  PgEventWatch(const ConnectSettings& settings, std::string schema, std::function<void(const std::string&)> on_append);
-  void run();
+  PgChangeWatch(const ConnectSettings& settings, std::string schema, std::function<void(const StoreChange&)> on_change);
+  // Owns `conn` (listening already).
+  void run(struct pg_conn* conn);
   // Connects and LISTENs; null (after logging nothing: the store has no log)
   // when the server cannot be reached.
   struct pg_conn* connect_and_listen();
@@ -44,7 +45,7 @@ class PgEventWatch final : public EventWatch {
 
   ConnectSettings settings_;
   std::string prefix_;  // "<schema> "
-  std::function<void(const std::string&)> on_append_;
+  std::function<void(const StoreChange&)> on_change_;
   int wake_fd_ = -1;    // an eventfd: written to stop the thread
   std::atomic<bool> stopping_{false};
   std::thread thread_;
