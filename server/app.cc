@@ -94,6 +94,12 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   registry_options.default_timeout_ms = config.default_timeout_ms;
   registry_options.health_check_interval_ms = config.health_check_interval_ms;
   registry_options.host_policy = config.network;
+  if (postgres) {
+    // Other instances' GET /rate-limits show what the workers told this one.
+    auto share = std::make_shared<RateLimitShare>(app->store);
+    app->rate_limit_share = share;
+    registry_options.on_rate_limit = [share](const WorkerRateLimit& limit) { share->report(limit); };
+  }
   app->registry = std::make_shared<WorkerRegistry>(registry_options);
   ORCH_RETURN_IF_ERROR(register_http_protocols(*app->registry));
   if (state_dir.empty()) {

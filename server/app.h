@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "event_hub.h"
+#include "rate_limit_share.h"
 #include "http/request_log.h"
 #include "metrics.h"
 #include "orch/engine.h"
@@ -32,6 +33,9 @@ struct App {
   ServerConfig config;
   std::shared_ptr<Store> store;
   std::shared_ptr<Dispatcher> dispatcher;   // the registry unless a test supplies its own
+  // Workers' rate-limit reports shared with other instances (PostgreSQL
+  // only; null otherwise). Held by the registry's callback too.
+  std::shared_ptr<RateLimitShare> rate_limit_share;
   std::shared_ptr<WorkerRegistry> registry;  // the workers the engine dispatches to
   std::unique_ptr<WorkerBook> workers;       // /workers: config and registered workers
   std::shared_ptr<OtlpExporter> tracer;     // config.tracing (null when off); shared with the engine

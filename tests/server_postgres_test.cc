@@ -11,6 +11,7 @@
 #include "catch.h"
 #include "app.h"
 #include "config.h"
+#include "support/fake_workers.h"
 #include "support/postgres_cluster.h"
 #include "support/server_fixture.h"
 #include "support/test_helpers.h"
@@ -205,4 +206,38 @@ TEST_CASE("two orch serve on one PostgreSQL: a worker registered or removed thro
   CHECK(cb->Post("/workers", R"({"id": "shared", "url": "http://127.0.0.1:9/other"})", "application/json")->status == 409);
   REQUIRE(cb->Delete("/workers/shared")->status == 200);
   CHECK(eventually([&] { return !has_worker(*ca, "shared"); }));
+}
+
+TEST_CASE("two orch serve on one PostgreSQL: a worker's rate-limit report to one shows on the other", "[server][postgres][workers]") {
+  orch::testing::PostgresCluster& pg = cluster();
+  orch::testing::FakeWorker worker;
+  orch::testing::FakeReply reply;
+  reply.fields = Value::object({{"rate_limit", Value::object({{"remaining", 7}, {"limit", 10}, {"reset_ms", 500}})}});
+  worker.set_default(reply);
+  orch::server::ServerConfig config;
+  config.db = pg.uri();
+  config.postgres.schema = "serve_two_rate_limits";
+  config.workers = *orch::parse_json(std::string(R"([{"id": "limited", "url": ")") + worker.url() +
+                                     R"(", "tags": ["writer"]}])");
+  TestServer a(config);
+  TestServer b(config);
+  auto ca = a.client();
+  auto cb = b.client();
+  auto run = ca->Post("/runs", R"({"workflow": {
+      "state_schema": {"draft": {"type": "string"}},
+      "nodes": {"write": {"type": "task", "worker_tags": ["writer"], "output_key": "draft", "prompt_template": "x"}},
+      "edges": [["__start__", "write"], ["write", "__end__"]]}})", "application/json");
+  REQUIRE(run->status == 201);
+  CHECK(wait_run(*ca, json_body(run)["id"].as_string())["status"].as_string() == "completed");
+  Value limits;
+  for (int i = 0; i < 500; ++i) {
+    limits = json_body(cb->Get("/rate-limits"));
+    if (limits.is_array() && limits.size() > 0) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  REQUIRE(limits.is_array());
+  REQUIRE(limits.size() == 1);
+  CHECK((*limits.at(0))["worker_id"].as_string() == "limited");
+  CHECK((*limits.at(0))["remaining"].as_int() == 7);
+  CHECK((*limits.at(0))["limit"].as_int() == 10);
 }

@@ -36,7 +36,11 @@ void delete_worker(App& app, const httplib::Request&, httplib::Response& res, co
 
 void rate_limits(App& app, const httplib::Request&, httplib::Response& res, const Params&) {
   Value out = Value::array();
-  for (const WorkerRateLimit& r : app.registry->rate_limits()) {
+  std::vector<WorkerRateLimit> limits = app.registry->rate_limits();
+  // Instances sharing a database: their reports too, of the workers known here.
+  if (app.rate_limit_share) limits = app.rate_limit_share->merged(std::move(limits));
+  for (const WorkerRateLimit& r : limits) {
+    if (!app.registry->get_worker(r.worker_id).ok()) continue;
     out.push_back(Value::object({{"worker_id", r.worker_id},
                                  {"remaining", static_cast<long long>(r.remaining)},
                                  {"limit", static_cast<long long>(r.limit)},
