@@ -48,9 +48,6 @@
 #include "support/postgres_cluster.h"
 #endif
 
-// Engine::invoke does not exist yet: seq and par use start_run + wait.
-#define ORCH_BENCH_NO_INVOKE 1
-
 namespace {
 
 using orch::NodeCall;
@@ -335,13 +332,10 @@ void run_short(const Config& c, const ShortRunOptions& o) {
     auto start = std::chrono::steady_clock::now();
     orch::Result<orch::RunRecord> done = orch::Status::internal("not run");
     std::string id;
-#ifndef ORCH_BENCH_NO_INVOKE
     if (o.api == "invoke") {
       done = engine->invoke(wf, orch::RunOptions());
       if (done.ok()) id = done->id;
-    } else
-#endif
-    {
+    } else {
       auto started = engine->start_run(wf, orch::RunOptions());
       if (started.ok()) {
         id = *started;
