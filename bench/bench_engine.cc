@@ -19,7 +19,7 @@
 // (How stores and engines are kept between repetitions: see run_config.)
 //
 //   bench_engine [--scenario chain|fanout|loop|all] [--store memory|sqlite|postgres] [--reps N]
-//                [--n N] [--durability sync|full] [--runs N] [--api invoke|start]
+//                [--n N] [--durability sync|full] [--runs N] [--api invoke|start] [--node-events on|off]
 // PostgreSQL: the server ORCH_BENCH_POSTGRES names (a libpq conninfo), else a
 // private one started for the benchmark (tests/support/postgres_cluster.h:
 // initdb in a temp dir, a Unix socket, fsync on, default settings), removed
@@ -66,6 +66,7 @@ struct Config {
 struct ShortRunOptions {
   int runs = 0;            // 0: 2000 in memory, 300 on a database
   std::string api = "invoke";
+  bool node_events = true;  // --node-events off: EngineOptions::node_events = false
 };
 
 std::shared_ptr<orch::Workflow> chain(int n) {
@@ -320,6 +321,7 @@ void run_short(const Config& c, const ShortRunOptions& o) {
   orch::EngineOptions options;
   options.store = store;
   options.threads = std::getenv("BENCH_THREADS") ? std::atoi(std::getenv("BENCH_THREADS")) : 2;
+  options.node_events = o.node_events;
   auto opened = orch::Engine::open(options);
   if (!opened.ok()) {
     std::printf("{\"scenario\":\"%s\",\"error\":%s}\n", c.scenario.c_str(), Value(opened.status().message()).to_json().c_str());
@@ -371,9 +373,9 @@ void run_short(const Config& c, const ShortRunOptions& o) {
   }
   std::sort(us.begin(), us.end());
   std::printf(
-      "{\"scenario\":\"%s\",\"store\":\"%s\",\"api\":\"%s\",\"runs\":%d,\"us_per_run\":%.2f,\"p10_us\":%.2f,"
+      "{\"scenario\":\"%s\",\"store\":\"%s\",\"api\":\"%s\",\"node_events\":%s,\"runs\":%d,\"us_per_run\":%.2f,\"p10_us\":%.2f,"
       "\"p90_us\":%.2f,\"peak_rss_kb\":%ld}\n",
-      c.scenario.c_str(), c.store.c_str(), o.api.c_str(), runs, us[us.size() / 2], us[us.size() / 10],
+      c.scenario.c_str(), c.store.c_str(), o.api.c_str(), o.node_events ? "true" : "false", runs, us[us.size() / 2], us[us.size() / 10],
       us[us.size() * 9 / 10], peak_rss_kb());
   std::fflush(stdout);
 }
@@ -396,6 +398,7 @@ int main(int argc, char** argv) {
     else if (flag == "--durability") only_durability = argv[i + 1];
     else if (flag == "--runs") short_runs.runs = std::atoi(argv[i + 1]);
     else if (flag == "--api") short_runs.api = argv[i + 1];
+    else if (flag == "--node-events") short_runs.node_events = std::string(argv[i + 1]) != "off";
   }
   std::vector<Config> configs;
   for (int n : {10, 100, 1000}) {

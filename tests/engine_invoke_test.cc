@@ -333,3 +333,23 @@ TEST_CASE("a run starts with one write: the run, its start event and its first c
   REQUIRE(events->size() == 1);
   CHECK((*events)[0].kind == "run.started");
 }
+
+TEST_CASE("node_events false writes a run's lifecycle events and none of its per-node ones", "[engine][invoke]") {
+  auto store = orch::new_memory_store();
+  orch::EngineOptions options;
+  options.store = store;
+  options.node_events = false;
+  auto engine = orch::Engine::open(options);
+  REQUIRE(engine.ok());
+  auto done = (*engine)->invoke(counting_chain(nullptr), orch::RunOptions());
+  REQUIRE(done.ok());
+  CHECK(done->status == RunStatus::kCompleted);
+  CHECK(done->state["counter"].get_int(0) == 3);
+  auto events = store->list_events(done->id, 0, 100);
+  REQUIRE(events.ok());
+  std::vector<std::string> kinds;
+  for (const orch::EventRecord& e : *events) kinds.push_back(e.kind);
+  CHECK(kinds == std::vector<std::string>{"run.started", "run.completed"});
+  CHECK(store->list_steps(done->id)->size() == 3);        // steps are still recorded
+  CHECK(store->list_checkpoints(done->id)->size() == 5);  // and checkpoints
+}

@@ -71,6 +71,14 @@ struct EngineOptions {
   // with start_run always do. Either way their updates are applied in
   // definition order when the superstep ends.
   bool parallel_function_nodes = false;
+  // false: the engine writes none of the events every node and superstep
+  // makes (step.started, step.completed, task_start, task_result, updates,
+  // values, checkpoint.created); runs' lifecycle events, failures, retries
+  // and custom events are still written. For a host that reads runs' results
+  // and not their event logs: those events are about a third of the work of
+  // a short in-process run (seven a node on SQLite: seven rows). orch serve
+  // needs them all (its event list, SSE stream modes, metrics and callbacks).
+  bool node_events = true;
   // Supersteps before a run fails, when neither the workflow nor the run says.
   int64_t default_recursion_limit = 1000;
   Durability durability = Durability::kSync;

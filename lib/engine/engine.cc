@@ -243,7 +243,7 @@ bool EngineImpl::stage_checkpoint(RunContext& ctx, const std::string& step_id, b
   ctx.batch.checkpoint = std::move(cp);
   ctx.run_in_batch = true;
   ctx.batch.sync_to_disk = ctx.durability == Durability::kFull;
-  emit(ctx, event_kind::kCheckpointCreated, std::move(created), /*into_batch=*/true);
+  if (options_.node_events) emit(ctx, event_kind::kCheckpointCreated, std::move(created), /*into_batch=*/true);
   return true;
 }
 
@@ -730,7 +730,7 @@ void EngineImpl::start_superstep(const std::shared_ptr<RunContext>& ctx, const s
       continue;
     }
     const CompiledGraph& g = *c.compiled->graph;
-    emit(c, event_kind::kTaskStart, Value::object({{"id", t.step_id_value()}, {"name", g.name_value(t.vertex)}, {"type", g.type_value(t.vertex)}}));
+    if (options_.node_events) emit(c, event_kind::kTaskStart, Value::object({{"id", t.step_id_value()}, {"name", g.name_value(t.vertex)}, {"type", g.type_value(t.vertex)}}));
     launch_node(ctx, i);
   }
 }
@@ -764,7 +764,7 @@ void EngineImpl::complete_task(const std::shared_ptr<RunContext>& ctx, size_t in
   if (record && t.outcome.kind != NodeOutcome::Kind::kFailed && !checkpoint_follows) {
     write_pending(c, PendingWrite{c.record.id, c.version + 1, name, t.outcome.to_value()});
   }
-  emit(c, event_kind::kTaskResult, Value::object({{"id", t.step_id_value()}, {"name", c.compiled->graph->name_value(t.vertex)},
+  if (options_.node_events) emit(c, event_kind::kTaskResult, Value::object({{"id", t.step_id_value()}, {"name", c.compiled->graph->name_value(t.vertex)},
                                         {"ok", t.outcome.kind != NodeOutcome::Kind::kFailed},
                                         {"duration_ms", static_cast<long long>(stamp_ms(c) - t.started_ms)}}));
   if (--c.outstanding == 0) finish_superstep(ctx);
@@ -822,7 +822,7 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
       c.record.input_tokens += t.outcome.usage["input_tokens"].get_int(0);
       c.record.output_tokens += t.outcome.usage["output_tokens"].get_int(0);
     }
-    emit(c, event_kind::kUpdates, Value::object({{"step", g.name_value(t.vertex)}, {"updates", node_updates}}));
+    if (options_.node_events) emit(c, event_kind::kUpdates, Value::object({{"step", g.name_value(t.vertex)}, {"updates", node_updates}}));
     if (t.outcome.custom.is_array()) {
       for (const Value& m : t.outcome.custom.as_array()) emit(c, event_kind::kCustom, m);
     }
@@ -884,7 +884,7 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
   // state once for both).
   const bool staged = stage_checkpoint(c, step_names, interrupt, std::move(ran));
   if (is_terminal(c.record.status)) return;  // an earlier checkpoint failed
-  emit(c, event_kind::kValues, Value::object({{"step", step_value}, {"state", c.state}}), /*into_batch=*/true);
+  if (options_.node_events) emit(c, event_kind::kValues, Value::object({{"step", step_value}, {"state", c.state}}), /*into_batch=*/true);
   if (staged && c.batching && !interrupt) {
     // Whoever batches flushes before the run's lock goes (and before a call
     // is sent): the checkpoint can share that transaction.

@@ -393,7 +393,7 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
   t.step = std::move(step);
   t.has_step_record = true;
   t.in_process = bool(node.function);
-  emit(c, event_kind::kStepStarted, Value::object({{"step_id", t.step_id_value()}, {"node", c.compiled->graph->name_value(t.vertex)}, {"attempt", t.attempt}}));
+  if (options_.node_events) emit(c, event_kind::kStepStarted, Value::object({{"step_id", t.step_id_value()}, {"node", c.compiled->graph->name_value(t.vertex)}, {"attempt", t.attempt}}));
 
   int64_t timeout_ms = node.task.timeout_ms.value_or(options_.default_timeout_ms);
   if (node.type == NodeType::kAgent && t.turn > 1 && node.task.turn_timeout_ms) {
@@ -484,7 +484,7 @@ void EngineImpl::on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t 
     return;
   }
   ReplyEffects effects = std::move(result).value();
-  emit(c, event_kind::kStepCompleted, Value::object({{"step_id", t.step_id_value()}, {"node", c.compiled->graph->name_value(t.vertex)}, {"output", output}}));
+  if (options_.node_events) emit(c, event_kind::kStepCompleted, Value::object({{"step_id", t.step_id_value()}, {"node", c.compiled->graph->name_value(t.vertex)}, {"output", output}}));
 
   // Accumulate this turn.
   Value usage = t.outcome.usage;
