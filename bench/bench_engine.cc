@@ -4,13 +4,22 @@
 //   chain   N distinct in-process nodes in a line (items: append, total: add)
 //   fanout  a send node over N items to an in-process node, then a join node
 //   loop    a two-node loop (agent <-> tool shape) for N steps
+//   seq     short runs: a -> b -> c over one `counter` key (last value wins),
+//           each node adds 1 (NeoGraph's sequential benchmark)
+//   par     short runs: five nodes fanned out from __start__, each appending
+//           its index to `results` (append reducer), then a join node that
+//           writes `count` (NeoGraph's parallel benchmark)
+// seq and par time each of `--runs` runs (after 50 warm-up runs) on one engine
+// and store and report the median microseconds per run (us_per_run);
+// `--api invoke` (default) runs them with Engine::invoke on this thread,
+// `--api start` with start_run + wait.
 // Each configuration runs once to warm up, then `--reps` times (default 5),
 // reporting median/min/max wall milliseconds, microseconds per node, the bytes
 // the store holds for the run's checkpoints, and the process's peak RSS.
 // (How stores and engines are kept between repetitions: see run_config.)
 //
 //   bench_engine [--scenario chain|fanout|loop|all] [--store memory|sqlite|postgres] [--reps N]
-//                [--n N] [--durability sync|full]
+//                [--n N] [--durability sync|full] [--runs N] [--api invoke|start] [--node-events on|off]
 // PostgreSQL: the server ORCH_BENCH_POSTGRES names (a libpq conninfo), else a
 // private one started for the benchmark (tests/support/postgres_cluster.h:
 // initdb in a temp dir, a Unix socket, fsync on, default settings), removed
@@ -51,6 +60,13 @@ struct Config {
   int n = 0;
   std::string store = "memory";
   std::string durability = "sync";
+};
+
+// seq and par only.
+struct ShortRunOptions {
+  int runs = 0;            // 0: 2000 in memory, 300 on a database
+  std::string api = "invoke";
+  bool node_events = true;  // --node-events off: EngineOptions::node_events = false
 };
 
 std::shared_ptr<orch::Workflow> chain(int n) {
@@ -101,6 +117,39 @@ std::shared_ptr<orch::Workflow> loop(int n) {
   };
   wf->nodes[static_cast<size_t>(wf->node_index("tool"))].function = [](const NodeCall&) -> Result<NodeOutput> {
     return NodeOutput(Value::object({{"log", Value::array({"tool"})}, {"steps", 1}}));
+  };
+  wf->reindex();
+  return wf;
+}
+
+std::shared_ptr<orch::Workflow> seq() {
+  auto parsed = orch::parse_workflow_json(R"({
+    "state_schema": {"counter": {"type": "number"}},
+    "nodes": {"a": {}, "b": {}, "c": {}},
+    "edges": [["__start__","a"],["a","b"],["b","c"],["c","__end__"]]})");
+  auto wf = std::make_shared<orch::Workflow>(**parsed);
+  for (auto& node : wf->nodes) {
+    node.function = [](const NodeCall& call) -> Result<NodeOutput> {
+      return NodeOutput(Value::object({{"counter", call.state["counter"].get_int(0) + 1}}));
+    };
+  }
+  wf->reindex();
+  return wf;
+}
+
+std::shared_ptr<orch::Workflow> par() {
+  auto parsed = orch::parse_workflow_json(R"({
+    "state_schema": {"results": {"type": "array", "reducer": "append"}, "count": {"type": "number"}},
+    "nodes": {"p0": {}, "p1": {}, "p2": {}, "p3": {}, "p4": {}, "join": {}},
+    "edges": [["__start__","p0"],["__start__","p1"],["__start__","p2"],["__start__","p3"],["__start__","p4"],
+              ["p0","join"],["p1","join"],["p2","join"],["p3","join"],["p4","join"],["join","__end__"]]})");
+  auto wf = std::make_shared<orch::Workflow>(**parsed);
+  for (int i = 0; i < 5; ++i) {
+    wf->nodes[static_cast<size_t>(wf->node_index("p" + std::to_string(i)))].function =
+        [i](const NodeCall&) -> Result<NodeOutput> { return NodeOutput(Value::object({{"results", Value::array({i})}})); };
+  }
+  wf->nodes[static_cast<size_t>(wf->node_index("join"))].function = [](const NodeCall& call) -> Result<NodeOutput> {
+    return NodeOutput(Value::object({{"count", static_cast<long long>(call.state["results"].size())}}));
   };
   wf->reindex();
   return wf;
@@ -258,6 +307,79 @@ void run_config(const Config& c, int reps) {
   std::fflush(stdout);
 }
 
+// seq / par: many short runs on one engine and store, each timed alone.
+void run_short(const Config& c, const ShortRunOptions& o) {
+  std::shared_ptr<orch::Workflow> wf = c.scenario == "seq" ? seq() : par();
+  const int runs = o.runs > 0 ? o.runs : (c.store == "memory" ? 2000 : 300);
+  constexpr int kWarmup = 50;
+  std::string path = "/tmp/orch-bench-" + c.scenario + "-" + std::to_string(::getpid()) + ".db";
+  std::shared_ptr<orch::Store> store = open_store(c, path);
+  if (!store) {
+    std::printf("{\"scenario\":\"%s\",\"store\":\"%s\",\"skipped\":\"store not available\"}\n", c.scenario.c_str(), c.store.c_str());
+    return;
+  }
+  orch::EngineOptions options;
+  options.store = store;
+  options.threads = std::getenv("BENCH_THREADS") ? std::atoi(std::getenv("BENCH_THREADS")) : 2;
+  options.node_events = o.node_events;
+  auto opened = orch::Engine::open(options);
+  if (!opened.ok()) {
+    std::printf("{\"scenario\":\"%s\",\"error\":%s}\n", c.scenario.c_str(), Value(opened.status().message()).to_json().c_str());
+    return;
+  }
+  std::unique_ptr<orch::Engine> engine = std::move(opened).value();
+  std::vector<double> us;
+  us.reserve(static_cast<size_t>(runs));
+  for (int i = 0; i < kWarmup + runs; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    orch::Result<orch::RunRecord> done = orch::Status::internal("not run");
+    std::string id;
+    if (o.api == "invoke") {
+      done = engine->invoke(wf, orch::RunOptions());
+      if (done.ok()) id = done->id;
+    } else {
+      auto started = engine->start_run(wf, orch::RunOptions());
+      if (started.ok()) {
+        id = *started;
+        done = engine->wait(id, std::chrono::minutes(1));
+      } else {
+        done = started.status();
+      }
+    }
+    double elapsed = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
+    if (!done.ok() || done->status != orch::RunStatus::kCompleted) {
+      std::printf("{\"scenario\":\"%s\",\"store\":\"%s\",\"error\":\"run did not complete\"}\n", c.scenario.c_str(), c.store.c_str());
+      return;
+    }
+    if (i == 0) {
+      // The workload as described: seq counts to 3, par collects 5 results.
+      const Value& state = done->state;
+      bool right = c.scenario == "seq" ? state["counter"].get_int(0) == 3
+                                       : state["results"].size() == 5 && state["count"].get_int(0) == 5;
+      if (!right) {
+        std::printf("{\"scenario\":\"%s\",\"error\":\"wrong final state\",\"state\":%s}\n", c.scenario.c_str(), state.to_json().c_str());
+        return;
+      }
+    }
+    if (i >= kWarmup) us.push_back(elapsed);
+    if (c.store == "memory") (void)engine->delete_run(id);
+  }
+  engine.reset();
+  store.reset();
+  if (c.store == "sqlite") {
+    std::filesystem::remove(path);
+    std::filesystem::remove(path + "-wal");
+    std::filesystem::remove(path + "-shm");
+  }
+  std::sort(us.begin(), us.end());
+  std::printf(
+      "{\"scenario\":\"%s\",\"store\":\"%s\",\"api\":\"%s\",\"node_events\":%s,\"runs\":%d,\"us_per_run\":%.2f,\"p10_us\":%.2f,"
+      "\"p90_us\":%.2f,\"peak_rss_kb\":%ld}\n",
+      c.scenario.c_str(), c.store.c_str(), o.api.c_str(), o.node_events ? "true" : "false", runs, us[us.size() / 2], us[us.size() / 10],
+      us[us.size() * 9 / 10], peak_rss_kb());
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -266,6 +388,7 @@ int main(int argc, char** argv) {
   int reps = 5;
   int only_n = 0;
   std::string only_durability;
+  ShortRunOptions short_runs;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
     if (flag == "--scenario") scenario = argv[i + 1];
@@ -273,6 +396,9 @@ int main(int argc, char** argv) {
     else if (flag == "--reps") reps = std::max(1, std::atoi(argv[i + 1]));
     else if (flag == "--n") only_n = std::atoi(argv[i + 1]);
     else if (flag == "--durability") only_durability = argv[i + 1];
+    else if (flag == "--runs") short_runs.runs = std::atoi(argv[i + 1]);
+    else if (flag == "--api") short_runs.api = argv[i + 1];
+    else if (flag == "--node-events") short_runs.node_events = std::string(argv[i + 1]) != "off";
   }
   std::vector<Config> configs;
   for (int n : {10, 100, 1000}) {
@@ -286,11 +412,18 @@ int main(int argc, char** argv) {
   configs.push_back({"loop", 1000, "memory", "sync"});
   configs.push_back({"loop", 1000, "sqlite", "sync"});
   configs.push_back({"loop", 1000, "postgres", "sync"});
+  for (const char* name : {"seq", "par"}) {
+    for (const char* st : {"memory", "sqlite"}) configs.push_back({name, 0, st, "sync"});
+  }
   for (const Config& c : configs) {
     if (scenario != "all" && c.scenario != scenario) continue;
     if (store != "all" && c.store != store) continue;
     if (only_n != 0 && c.n != only_n) continue;
     if (!only_durability.empty() && c.durability != only_durability) continue;
+    if (c.scenario == "seq" || c.scenario == "par") {
+      run_short(c, short_runs);
+      continue;
+    }
     run_config(c, reps);
   }
   return 0;

@@ -25,6 +25,10 @@
 //   auto run = (*engine)->start_run(*wf, run_options);
 //   auto done = (*engine)->wait(*run, std::chrono::seconds(10));
 //
+// Or, for a run of in-process nodes (Node::function), executed on the
+// calling thread without a hand-off to the engine's threads:
+//   auto record = (*engine)->invoke(*wf, run_options);
+//
 // Every call returns a Status or Result: check ok() before using the value
 // (examples/hello_graph.cc is this sketch as a complete program).
 #pragma once
@@ -57,8 +61,24 @@ struct EngineOptions {
   std::shared_ptr<Clock> clock;
   // Threads for in-process node functions and engine work. 0: hardware threads.
   size_t threads = 0;
-  // Deadline of a worker call when the node sets no timeout_ms.
+  // Deadline of a worker call when the node sets no timeout_ms. (An
+  // in-process function gets a deadline only from its node's timeout_ms.)
   int64_t default_timeout_ms = 300000;
+  // How Engine::invoke runs the in-process nodes (Node::function) of one
+  // superstep. false: one after the other on the caller's thread (no thread
+  // hand-off; right for short functions). true: on the engine's threads, in
+  // parallel (right for functions that take long or block), as runs started
+  // with start_run always do. Either way their updates are applied in
+  // definition order when the superstep ends.
+  bool parallel_function_nodes = false;
+  // false: the engine writes none of the events every node and superstep
+  // makes (step.started, step.completed, task_start, task_result, updates,
+  // values, checkpoint.created); runs' lifecycle events, failures, retries
+  // and custom events are still written. For a host that reads runs' results
+  // and not their event logs: those events are about a third of the work of
+  // a short in-process run (seven a node on SQLite: seven rows). orch serve
+  // needs them all (its event list, SSE stream modes, metrics and callbacks).
+  bool node_events = true;
   // Supersteps before a run fails, when neither the workflow nor the run says.
   int64_t default_recursion_limit = 1000;
   Durability durability = Durability::kSync;
@@ -143,6 +163,16 @@ class ORCH_EXPORT Engine {
   // workflow; AlreadyExists for a reused idempotency key (message = run id).
   virtual Result<std::string> start_run(std::shared_ptr<const Workflow> workflow,
                                         RunOptions options) = 0;
+  // Runs a new run to its end and returns its final record (status
+  // completed, failed, cancelled or interrupted): start_run and wait in one,
+  // but the run is executed on the calling thread as long as its nodes are
+  // in-process functions, route/transform/interrupt or send nodes over
+  // functions, with no hand-off to the engine's threads (see
+  // EngineOptions::parallel_function_nodes). Nodes that call a worker, or a
+  // subgraph, are waited for as start_run + wait would. The run is stored,
+  // checkpointed and evented exactly as a started run is. Errors: as
+  // start_run's.
+  virtual Result<RunRecord> invoke(std::shared_ptr<const Workflow> workflow, RunOptions options) = 0;
   // Continues an interrupted run, applying `state_updates` through the reducers.
   virtual Status resume_run(const std::string& run_id, const Value& state_updates) = 0;
   // Stops a run: status cancelled, in-flight calls abandoned, nothing later

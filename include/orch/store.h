@@ -160,9 +160,19 @@ struct StoreBatch {
   std::optional<RunRecord> run;
   bool sync_to_disk = false;
   std::vector<EventRecord> events;          // appended last, in order; seq set on success
+  // The start of a run: create_claimed_run(create->run, owner, lease_ms)
+  // before everything else (the run's first checkpoint, say), in the same
+  // transaction for a store that has them. Fails as create_run does
+  // (AlreadyExists), and then nothing of the batch is written.
+  struct NewRun {
+    RunRecord run;
+    std::string owner;
+    int64_t lease_ms = 0;
+  };
+  std::optional<NewRun> create;
 
   bool empty() const {
-    return steps.empty() && pending_writes.empty() && !checkpoint && !run && events.empty();
+    return steps.empty() && pending_writes.empty() && !checkpoint && !run && events.empty() && !create;
   }
 };
 
@@ -231,11 +241,12 @@ class ORCH_EXPORT Store {
   virtual Result<std::vector<EventRecord>> list_events(const std::string& run_id, int64_t after_seq,
                                                        size_t limit) = 0;
 
-  // Writes `batch` in its order: steps, pending writes, checkpoint or run,
-  // events (setting each event's seq). On error, what was written before the
-  // failing item stays (the default) or nothing does (a transactional store).
-  // A store may move the steps, pending writes, checkpoint and run out of
-  // the batch; the events stay readable.
+  // Writes `batch` in its order: the new run, steps, pending writes,
+  // checkpoint or run, events (setting each event's seq). On error, what was
+  // written before the failing item stays (the default) or nothing does (a
+  // transactional store). A store may move the steps, pending writes,
+  // checkpoint and new run out of the batch; `run` (the engine lends its own
+  // record) and the events stay as they were.
   virtual Status write_batch(StoreBatch& batch);
 
   // Host records: JSON documents the host application keeps beside its runs

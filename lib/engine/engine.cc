@@ -161,12 +161,19 @@ void EngineImpl::write_pending(RunContext& ctx, PendingWrite write) {
 }
 
 Status EngineImpl::flush(RunContext& ctx) {
-  if (ctx.batch.empty()) return Status();
+  if (ctx.batch.empty() && !ctx.run_in_batch) return Status();
   StoreBatch batch = std::move(ctx.batch);
   ctx.batch = StoreBatch();
   const bool deferred_checkpoint = ctx.checkpoint_deferred;
   ctx.checkpoint_deferred = false;
+  // The run's record is lent to the store for the write: stores read it and
+  // leave it as it was (StoreBatch::run), and readers of ctx.record hold the
+  // run's lock, which is held here.
+  const bool lent = ctx.run_in_batch;
+  ctx.run_in_batch = false;
+  if (lent) batch.run.emplace(std::move(ctx.record));
   Status s = options_.store->write_batch(batch);
+  if (lent) ctx.record = std::move(*batch.run);
   ctx.stamp = -1;  // a write takes time: later records read the clock again
   for (const EventRecord& ev : batch.events) {
     if (ev.seq > 0) notify_listeners(ev);  // events written before a failure still count
@@ -184,6 +191,7 @@ Status EngineImpl::flush(RunContext& ctx) {
   batch.events.clear();
   batch.checkpoint.reset();
   batch.run.reset();
+  batch.create.reset();
   batch.sync_to_disk = false;
   if (ctx.batch.empty()) ctx.batch = std::move(batch);
   if (!s.ok() && deferred_checkpoint) finish_run(ctx, RunStatus::kFailed, "checkpoint failed: " + s.message());
@@ -233,9 +241,9 @@ bool EngineImpl::stage_checkpoint(RunContext& ctx, const std::string& step_id, b
   // and its event with it: both are written, or neither.
   Value created = Value::object({{"checkpoint_id", cp.id}, {"version", static_cast<long long>(cp.version)}, {"step_id", step_id}});
   ctx.batch.checkpoint = std::move(cp);
-  ctx.batch.run = ctx.record;
+  ctx.run_in_batch = true;
   ctx.batch.sync_to_disk = ctx.durability == Durability::kFull;
-  emit(ctx, event_kind::kCheckpointCreated, std::move(created), /*into_batch=*/true);
+  if (options_.node_events) emit(ctx, event_kind::kCheckpointCreated, std::move(created), /*into_batch=*/true);
   return true;
 }
 
@@ -243,13 +251,15 @@ bool EngineImpl::stage_checkpoint(RunContext& ctx, const std::string& step_id, b
 // durability writes its newest checkpoint now, and the run's record goes out
 // with the events that follow it (one write when batching).
 void EngineImpl::save_stopped_run(RunContext& ctx) {
-  (void)flush(ctx);
+  // While batching, the record joins what is pending (a final checkpoint, say):
+  // one write. It is the newest record, so it may stand for the one staged.
+  if (!ctx.batching || ctx.unsaved_checkpoint) (void)flush(ctx);
   if (ctx.unsaved_checkpoint) {
     (void)options_.store->commit_checkpoint(*ctx.unsaved_checkpoint, ctx.record, false);
     ctx.unsaved_checkpoint.reset();
   }
   if (ctx.batching) {
-    ctx.batch.run = ctx.record;
+    ctx.run_in_batch = true;
   } else {
     (void)options_.store->update_run(ctx.record);
   }
@@ -278,6 +288,15 @@ void EngineImpl::finish_run(RunContext& ctx, RunStatus status, const std::string
   for (NodeTask& t : ctx.tasks) {
     if (t.timer) options_.clock->cancel(t.timer);
     if (!t.finished) cancel_calls(t.step_id);
+    if (!t.finished && t.in_process && t.step.id == t.step_id && status == RunStatus::kCancelled) {
+      // An in-process call in flight has no stored record yet (it is written
+      // when the call ends): it is stored skipped, as a running one would be.
+      StepRecord step = std::move(t.step);
+      t.step = StepRecord();
+      step.status = StepStatus::kSkipped;
+      step.ended_at_ms = ctx.record.ended_at_ms;
+      write_step(ctx, std::move(step));
+    }
   }
   ctx.in_superstep = false;
   // Planned step records of nodes that never ran are closed, not left pending.
@@ -317,6 +336,10 @@ void EngineImpl::evict_later(RunContext& ctx) {
     std::lock_guard<std::mutex> lock(ended_mu_);
     ended_with_functions_[ctx.record.id] = ctx.compiled;
   }
+  if (ctx.caller_drives) {
+    ctx.evict_by_caller = true;  // Engine::invoke's thread does it, off this lock
+    return;
+  }
   std::string id = ctx.record.id;
   uint64_t gen = ctx.generation;
   post([this, id, gen] {
@@ -330,6 +353,16 @@ void EngineImpl::evict_later(RunContext& ctx) {
     // Only if nothing restarted it meanwhile (retry/replay make a new context).
     if (ctx_ref->generation == gen && is_terminal(ctx_ref->record.status)) runs_.erase(it);
   });
+}
+
+bool EngineImpl::evict_now(const std::shared_ptr<RunContext>& ctx, const std::string& run_id, uint64_t generation) {
+  std::lock_guard<std::mutex> lock(runs_mu_);
+  auto it = runs_.find(run_id);
+  if (it == runs_.end() || it->second != ctx) return false;
+  std::lock_guard<std::mutex> run_lock(ctx->mu);
+  if (ctx->generation != generation || !is_terminal(ctx->record.status)) return false;
+  runs_.erase(it);
+  return true;
 }
 
 void EngineImpl::pause_run(RunContext& ctx, const std::string& reason, const std::string& node) {
@@ -354,6 +387,57 @@ Result<std::string> EngineImpl::start_run_internal(std::shared_ptr<const Workflo
                                                     const std::string& parent_run_id,
                                                     const std::string& parent_node, int depth,
                                                     const std::string& root_run_id) {
+  ORCH_ASSIGN_OR_RETURN(auto ctx, new_run_context(std::move(workflow), options, parent_run_id, parent_node, depth, root_run_id));
+  ORCH_RETURN_IF_ERROR(open_run(ctx, options.plan_steps));
+  std::string id;
+  {
+    std::lock_guard<std::mutex> lock(ctx->mu);
+    id = ctx->record.id;
+    if (is_terminal(ctx->record.status)) return id;  // its first checkpoint failed
+  }
+  schedule_advance(ctx);
+  return id;
+}
+
+Result<RunRecord> EngineImpl::invoke(std::shared_ptr<const Workflow> workflow, RunOptions options) {
+  if (!workflow) return Status::invalid_argument("workflow is required");
+  ORCH_ASSIGN_OR_RETURN(auto ctx, new_run_context(std::move(workflow), options, "", "", 0, ""));
+  const std::string id = ctx->record.id;
+  ctx->caller_drives = true;  // from the start: a run whose first checkpoint fails is evicted here too
+  ORCH_RETURN_IF_ERROR(open_run(ctx, options.plan_steps));
+  const uint64_t gen = ctx->generation;
+  // This thread executes the run, in-process calls included, until it ends or
+  // has to wait for a worker, a timer or a child run.
+  locked_then_drain(ctx, [&] {
+    if (ctx->generation == gen && ctx->record.status == RunStatus::kRunning) advance(ctx);
+  });
+  bool evict = false;
+  uint64_t ended_generation = 0;
+  {
+    std::lock_guard<std::mutex> lock(ctx->mu);
+    ctx->caller_drives = false;
+    evict = ctx->evict_by_caller;
+    ctx->evict_by_caller = false;
+    ended_generation = ctx->generation;
+    if (!evict && ctx->record.status != RunStatus::kRunning && ctx->record.status != RunStatus::kPending) {
+      return ctx->record;  // interrupted: the run stays live for resume_run
+    }
+  }
+  if (!evict) return wait(id, std::chrono::hours(24 * 365 * 100));  // the rest happens on other threads
+  const bool evicted = evict_now(ctx, id, ended_generation);
+  std::lock_guard<std::mutex> lock(ctx->mu);
+  if (!evicted) return ctx->record;  // restarted meanwhile (retry_run, replay_run)
+  // Nobody finds this context any more (get_run reads the store for a taken
+  // record): its record is handed over, not copied.
+  ctx->record_taken = true;
+  return std::move(ctx->record);
+}
+
+Result<std::shared_ptr<RunContext>> EngineImpl::new_run_context(std::shared_ptr<const Workflow> workflow,
+                                                                RunOptions& options,
+                                                                const std::string& parent_run_id,
+                                                                const std::string& parent_node, int depth,
+                                                                const std::string& root_run_id) {
   if (stopping_) return Status::unavailable("engine is shutting down");
   if (options_.max_live_runs > 0) {
     std::lock_guard<std::mutex> lock(runs_mu_);
@@ -363,9 +447,6 @@ Result<std::string> EngineImpl::start_run_internal(std::shared_ptr<const Workflo
     }
   }
   ORCH_ASSIGN_OR_RETURN(auto compiled, compile(workflow));
-  if (!options.input.is_object() && !options.input.is_null()) {
-    // Non-object input is kept reachable as {{input}} but contributes no state keys.
-  }
   if (!options.config.is_object()) return Status::invalid_argument("config must be an object");
 
   auto ctx = std::make_shared<RunContext>();
@@ -389,27 +470,53 @@ Result<std::string> EngineImpl::start_run_internal(std::shared_ptr<const Workflo
   ctx->root_run_id = root_run_id.empty() ? r.id : root_run_id;
   ctx->traceparent = std::move(options.traceparent);
   ORCH_RETURN_IF_ERROR(configure(*ctx));
+  // Non-object input is kept reachable as {{input}} but contributes no state keys.
   ctx->state = initial_state(r.input, *workflow);
   if (!config.as_object().empty()) ctx->state.set("__config", config);
   r.state = ctx->state;
-
   ctx->scheduler = std::make_unique<Scheduler>(compiled->graph);
-  ORCH_RETURN_IF_ERROR(options_.store->create_claimed_run(r, options_.owner_id, options_.lease_ms));
+  return ctx;
+}
+
+Status EngineImpl::open_run(const std::shared_ptr<RunContext>& ctx, bool plan) {
+  RunContext& c = *ctx;
+  const std::string id = c.record.id;  // nobody else knows the run yet
+  Status failure = Status::internal("not written");
+  {
+    // Nobody else knows the run yet; the lock is for the helpers that expect it.
+    std::lock_guard<std::mutex> lock(c.mu);
+    c.batching = true;
+    c.start_stamping();
+    c.batch.create.emplace();
+    c.batch.create->run = c.record;
+    c.batch.create->owner = options_.owner_id;
+    c.batch.create->lease_ms = options_.lease_ms;
+    if (plan) plan_steps(c);
+    c.scheduler->start();
+    emit(c, event_kind::kRunStarted, Value::object({{"input", c.record.input}}));
+    (void)stage_checkpoint(c, "__init__", false, {});
+    Status s = flush(c);
+    c.batching = false;
+    c.stop_stamping();
+    if (s.ok()) {
+      failure = Status();
+    } else {
+      // Nothing of the run was stored, unless a store that writes a batch
+      // item by item created it and failed later: that run is failed below.
+      if (s.code() == StatusCode::kAlreadyExists) return s;
+      if (!options_.store->get_run(c.record.id).ok()) return s;
+      failure = s;
+    }
+  }
   {
     std::lock_guard<std::mutex> runs_lock(runs_mu_);
-    runs_[r.id] = ctx;
+    runs_[id] = ctx;
   }
-  BatchedRunLock lock(*this, *ctx);  // run.started goes out with the __init__ checkpoint
-  if (options.plan_steps) plan_steps(*ctx);
-  ctx->scheduler->start();
-  emit(*ctx, event_kind::kRunStarted, Value::object({{"input", r.input}}));
-  Status s = commit(*ctx, "__init__", false);
-  if (!s.ok()) {
-    finish_run(*ctx, RunStatus::kFailed, "checkpoint failed: " + s.message());
-    return r.id;
+  if (!failure.ok()) {
+    std::lock_guard<std::mutex> lock(c.mu);
+    finish_run(c, RunStatus::kFailed, "checkpoint failed: " + failure.message());
   }
-  schedule_advance(ctx);
-  return r.id;
+  return Status();
 }
 
 // Writes a pending record for every node, whose first execution takes it over.
@@ -485,8 +592,8 @@ void EngineImpl::cancel_calls(const std::string& step_id) {
 }
 
 void EngineImpl::locked_then_drain(const std::shared_ptr<RunContext>& ctx, const std::function<void()>& body) {
-  CurrentRun current(ctx->record.id);  // what a crash on this thread is charged to
-  std::unique_lock<std::mutex> lock(ctx->mu);
+  std::unique_lock<std::mutex> lock(ctx->mu);  // first: a flush lends the record to the store
+  CurrentRun current(ctx->record.id);           // what a crash on this thread is charged to
   const bool outer = !ctx->draining;
   ctx->draining = true;
   ctx->batching = true;
@@ -500,7 +607,10 @@ void EngineImpl::locked_then_drain(const std::shared_ptr<RunContext>& ctx, const
   while (!ctx->inline_work.empty()) {
     work.swap(ctx->inline_work);
     // In-process nodes may take long: what came before them is written first.
-    (void)flush(*ctx);
+    // Under Engine::invoke only a pending checkpoint is (durability): a
+    // superstep's start events and records otherwise go out with its results,
+    // one write fewer per run.
+    if (!ctx->caller_drives || ctx->batch.checkpoint || ctx->run_in_batch) (void)flush(*ctx);
     ctx->stop_stamping();
     lock.unlock();
     for (auto& job : work) job();
@@ -509,8 +619,16 @@ void EngineImpl::locked_then_drain(const std::shared_ptr<RunContext>& ctx, const
     ctx->start_stamping();
   }
   ctx->inline_work.swap(work);  // keeps the capacity for the next node
-  // Nothing this thread wrote may wait for another thread to come by.
-  (void)flush(*ctx);
+  // Nothing this thread wrote may wait for another thread to come by, unless
+  // one surely comes: a sibling in-process call of the superstep still
+  // running, whose completion writes it all (one write per superstep,
+  // whatever the number of parallel nodes).
+  bool sibling_flushes = ctx->in_superstep && ctx->outstanding > 0 && !ctx->checkpoint_deferred;
+  for (const NodeTask& t : ctx->tasks) {
+    if (!sibling_flushes) break;
+    if (!t.finished && !(t.in_process && t.step.id == t.step_id)) sibling_flushes = false;
+  }
+  if (!sibling_flushes) (void)flush(*ctx);
   ctx->batching = false;
   ctx->draining = false;
   ctx->stop_stamping();
@@ -535,7 +653,9 @@ void EngineImpl::advance(const std::shared_ptr<RunContext>& ctx) {
     Scheduler& s = *c.scheduler;
     if (!s.has_ready() && !s.release_deferred()) {
       if (s.end_reached()) {
-        (void)commit(c, std::string(kEndNode), true, {std::string(kEndNode)});
+        // While batching, the final checkpoint goes out with the run's end
+        // (finish_run's write): one commit.
+        if (stage_checkpoint(c, std::string(kEndNode), true, {std::string(kEndNode)}) && !c.batching) (void)flush(c);
         finish_run(c, RunStatus::kCompleted, "");
       } else {
         std::vector<std::string> waiting = s.waiting_nodes();
@@ -613,7 +733,7 @@ void EngineImpl::start_superstep(const std::shared_ptr<RunContext>& ctx, const s
       continue;
     }
     const CompiledGraph& g = *c.compiled->graph;
-    emit(c, event_kind::kTaskStart, Value::object({{"id", t.step_id_value()}, {"name", g.name_value(t.vertex)}, {"type", g.type_value(t.vertex)}}));
+    if (options_.node_events) emit(c, event_kind::kTaskStart, Value::object({{"id", t.step_id_value()}, {"name", g.name_value(t.vertex)}, {"type", g.type_value(t.vertex)}}));
     launch_node(ctx, i);
   }
 }
@@ -647,7 +767,7 @@ void EngineImpl::complete_task(const std::shared_ptr<RunContext>& ctx, size_t in
   if (record && t.outcome.kind != NodeOutcome::Kind::kFailed && !checkpoint_follows) {
     write_pending(c, PendingWrite{c.record.id, c.version + 1, name, t.outcome.to_value()});
   }
-  emit(c, event_kind::kTaskResult, Value::object({{"id", t.step_id_value()}, {"name", c.compiled->graph->name_value(t.vertex)},
+  if (options_.node_events) emit(c, event_kind::kTaskResult, Value::object({{"id", t.step_id_value()}, {"name", c.compiled->graph->name_value(t.vertex)},
                                         {"ok", t.outcome.kind != NodeOutcome::Kind::kFailed},
                                         {"duration_ms", static_cast<long long>(stamp_ms(c) - t.started_ms)}}));
   if (--c.outstanding == 0) finish_superstep(ctx);
@@ -705,7 +825,7 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
       c.record.input_tokens += t.outcome.usage["input_tokens"].get_int(0);
       c.record.output_tokens += t.outcome.usage["output_tokens"].get_int(0);
     }
-    emit(c, event_kind::kUpdates, Value::object({{"step", g.name_value(t.vertex)}, {"updates", node_updates}}));
+    if (options_.node_events) emit(c, event_kind::kUpdates, Value::object({{"step", g.name_value(t.vertex)}, {"updates", node_updates}}));
     if (t.outcome.custom.is_array()) {
       for (const Value& m : t.outcome.custom.as_array()) emit(c, event_kind::kCustom, m);
     }
@@ -767,7 +887,7 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
   // state once for both).
   const bool staged = stage_checkpoint(c, step_names, interrupt, std::move(ran));
   if (is_terminal(c.record.status)) return;  // an earlier checkpoint failed
-  emit(c, event_kind::kValues, Value::object({{"step", step_value}, {"state", c.state}}), /*into_batch=*/true);
+  if (options_.node_events) emit(c, event_kind::kValues, Value::object({{"step", step_value}, {"state", c.state}}), /*into_batch=*/true);
   if (staged && c.batching && !interrupt) {
     // Whoever batches flushes before the run's lock goes (and before a call
     // is sent): the checkpoint can share that transaction.
@@ -989,7 +1109,7 @@ Status EngineImpl::delete_run(const std::string& run_id) {
 Result<RunRecord> EngineImpl::get_run(const std::string& run_id) {
   if (auto ctx = find_context(run_id)) {
     std::lock_guard<std::mutex> lock(ctx->mu);
-    return ctx->record;
+    if (!ctx->record_taken) return ctx->record;
   }
   return options_.store->get_run(run_id);
 }

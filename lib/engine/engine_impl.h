@@ -21,6 +21,7 @@ class EngineImpl final : public orch::Engine {
   ~EngineImpl() override;
 
   Result<std::string> start_run(std::shared_ptr<const Workflow> workflow, RunOptions options) override;
+  Result<RunRecord> invoke(std::shared_ptr<const Workflow> workflow, RunOptions options) override;
   Status resume_run(const std::string& run_id, const Value& state_updates) override;
   Status cancel_run(const std::string& run_id) override;
   Status retry_run(const std::string& run_id) override;
@@ -43,6 +44,15 @@ class EngineImpl final : public orch::Engine {
   Result<std::string> start_run_internal(std::shared_ptr<const Workflow> workflow, RunOptions options,
                                          const std::string& parent_run_id, const std::string& parent_node,
                                          int depth, const std::string& root_run_id = "");
+  // A new run's context, ready to open (nothing stored yet).
+  Result<std::shared_ptr<RunContext>> new_run_context(std::shared_ptr<const Workflow> workflow, RunOptions& options,
+                                                      const std::string& parent_run_id, const std::string& parent_node,
+                                                      int depth, const std::string& root_run_id);
+  // Stores a new run, its "run.started" event and its __init__ checkpoint in
+  // one write_batch (one commit), then makes it live. An error when the run
+  // could not be created (nothing stored); a run created whose checkpoint
+  // failed is failed instead (OK returned, the run terminal).
+  Status open_run(const std::shared_ptr<RunContext>& ctx, bool plan);
   Status configure(RunContext& ctx);
   void plan_steps(RunContext& ctx);
   Result<std::shared_ptr<const CompiledWorkflow>> compile(std::shared_ptr<const Workflow> wf);
@@ -76,6 +86,9 @@ class EngineImpl final : public orch::Engine {
   void finish_run(RunContext& ctx, RunStatus status, const std::string& error);
   void pause_run(RunContext& ctx, const std::string& reason, const std::string& node);
   void evict_later(RunContext& ctx);
+  // Drops an ended run's context from runs_ now (the caller holds no run lock).
+  // False when the run is not this ended context any more (restarted).
+  bool evict_now(const std::shared_ptr<RunContext>& ctx, const std::string& run_id, uint64_t generation);
   // Tracing (engine_trace.cc): opens the superstep's spans (and the run's
   // span first, when the run has none open); ends them all when the run
   // stops or pauses.
@@ -97,7 +110,7 @@ class EngineImpl final : public orch::Engine {
   class BatchedRunLock {
    public:
     BatchedRunLock(EngineImpl& engine, RunContext& ctx)
-        : engine_(engine), ctx_(ctx), current_(ctx.record.id), lock_(ctx.mu) {
+        : engine_(engine), ctx_(ctx), lock_(ctx.mu), current_(ctx.record.id) {
       owner_ = !ctx.batching;
       ctx.batching = true;
       ctx.start_stamping();
@@ -115,8 +128,9 @@ class EngineImpl final : public orch::Engine {
    private:
     EngineImpl& engine_;
     RunContext& ctx_;
-    CurrentRun current_;                // a crash meanwhile is charged to this run
+    // Taken before the record is read: a flush lends the record to the store.
     std::lock_guard<std::mutex> lock_;  // released after the flush
+    CurrentRun current_;                // a crash meanwhile is charged to this run
     bool owner_ = false;
   };
   void notify_status_change();

@@ -265,8 +265,10 @@ void EngineImpl::call_function(const std::shared_ptr<RunContext>& ctx, const Nod
   };
   // The first in-process call of a superstep runs on this engine thread once
   // it drops the run lock (no thread hop); any others go to the pool so a
-  // superstep's nodes still run in parallel.
-  if (ctx->draining && ctx->inline_work.empty()) {
+  // superstep's nodes still run in parallel. Under Engine::invoke they all run
+  // on the invoking thread unless parallel_function_nodes asks otherwise.
+  const bool all_inline = ctx->caller_drives && !options_.parallel_function_nodes;
+  if (ctx->draining && (all_inline || ctx->inline_work.empty())) {
     ctx->inline_work.push_back(std::move(job));
   } else {
     post(std::move(job));
@@ -384,10 +386,14 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
   step.superstep = c.version + 1;
   step.input = Value::object({{"prompt", req.prompt}});
   step.created_at_ms = step.started_at_ms = stamp_ms(c);
-  write_step(c, step);
+  // A worker call's record is stored running before the call goes out (a
+  // restart resumes the call under it); an in-process call's record is
+  // written once, when it ends.
+  if (!node.function) write_step(c, step);
   t.step = std::move(step);
   t.has_step_record = true;
-  emit(c, event_kind::kStepStarted, Value::object({{"step_id", t.step_id_value()}, {"node", c.compiled->graph->name_value(t.vertex)}, {"attempt", t.attempt}}));
+  t.in_process = bool(node.function);
+  if (options_.node_events) emit(c, event_kind::kStepStarted, Value::object({{"step_id", t.step_id_value()}, {"node", c.compiled->graph->name_value(t.vertex)}, {"attempt", t.attempt}}));
 
   int64_t timeout_ms = node.task.timeout_ms.value_or(options_.default_timeout_ms);
   if (node.type == NodeType::kAgent && t.turn > 1 && node.task.turn_timeout_ms) {
@@ -396,8 +402,11 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
   timeout_ms = bounded_ms(static_cast<double>(timeout_ms)).count();
   const uint64_t gen = c.generation;
   std::weak_ptr<RunContext> weak = ctx;
-  req.deadline = options_.clock->steady_now() + std::chrono::milliseconds(timeout_ms);
-  t.timer = options_.clock->call_at(req.deadline, [this, weak, gen, index, token, timeout_ms] {
+  // An in-process function has a deadline only when its node sets one
+  // (arming and cancelling a timer per call cost more than a short function).
+  const bool deadline = !node.function || node.task.timeout_ms || (node.type == NodeType::kAgent && t.turn > 1 && node.task.turn_timeout_ms);
+  if (deadline) req.deadline = options_.clock->steady_now() + std::chrono::milliseconds(timeout_ms);
+  if (deadline) t.timer = options_.clock->call_at(req.deadline, [this, weak, gen, index, token, timeout_ms] {
     auto locked = weak.lock();
     if (!locked) return;
     BatchedRunLock lock(*this, *locked);
@@ -475,7 +484,7 @@ void EngineImpl::on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t 
     return;
   }
   ReplyEffects effects = std::move(result).value();
-  emit(c, event_kind::kStepCompleted, Value::object({{"step_id", t.step_id_value()}, {"node", c.compiled->graph->name_value(t.vertex)}, {"output", output}}));
+  if (options_.node_events) emit(c, event_kind::kStepCompleted, Value::object({{"step_id", t.step_id_value()}, {"node", c.compiled->graph->name_value(t.vertex)}, {"output", output}}));
 
   // Accumulate this turn.
   Value usage = t.outcome.usage;

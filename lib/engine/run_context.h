@@ -50,6 +50,7 @@ struct NodeTask {
   StepRecord step;               // the current attempt's record, as last written
   bool has_step_record = false;  // a record under step_id was written this superstep
   bool planned = false;          // step_id is a record written pending at the run's start
+  bool in_process = false;       // the current attempt is an in-process function call
   int64_t started_ms = 0;
   std::string cache_key;         // set when the node's result may be cached
   // agent multi-turn
@@ -129,6 +130,16 @@ struct RunContext {
   // drops the lock (see EngineImpl::locked_then_drain), instead of a thread hop.
   bool draining = false;
   std::vector<std::function<void()>> inline_work;
+  // Engine::invoke's thread is executing the run (its outermost
+  // locked_then_drain): every in-process call queues as inline work for it
+  // (unless EngineOptions::parallel_function_nodes), and a run that ends
+  // meanwhile is evicted by that thread, not by a posted job.
+  bool caller_drives = false;
+  bool evict_by_caller = false;  // set by finish_run while caller_drives
+  bool record_taken = false;     // invoke handed `record` to its caller (the context is evicted)
+  // The batch's run record (StoreBatch::run) is this record: it is lent to
+  // the store for the write (moved in and back), not copied.
+  bool run_in_batch = false;
   // While an engine thread works through a run (locked_then_drain), its store
   // writes gather here and go out as one batch (one SQLite transaction) at a
   // checkpoint, when the run pauses or ends, and before the thread leaves it.

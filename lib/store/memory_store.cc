@@ -17,15 +17,7 @@ class MemoryStore final : public Store {
  public:
   Status create_run(const RunRecord& run) override {
     std::lock_guard<std::mutex> lock(mu_);
-    if (runs_.count(run.id)) return Status::already_exists("run " + run.id + " already exists");
-    if (!run.idempotency_key.empty()) {
-      auto it = idempotency_.find(run.idempotency_key);
-      if (it != idempotency_.end()) return Status::already_exists(it->second);
-      idempotency_[run.idempotency_key] = run.id;
-    }
-    runs_[run.id].record = run;
-    order_.push_back(run.id);
-    return Status();
+    return create_locked(RunRecord(run));
   }
 
   Status update_run(const RunRecord& run) override {
@@ -191,6 +183,10 @@ class MemoryStore final : public Store {
     const std::string* run_id = internal::single_run_of(batch);  // points into the batch
     if (run_id == nullptr) return Store::write_batch(batch);
     std::lock_guard<std::mutex> lock(mu_);
+    if (batch.create) {
+      // run_id may point into the new run's record: it is copied, not moved.
+      ORCH_RETURN_IF_ERROR(create_locked(batch.create->run));  // leases: always granted
+    }
     auto it = runs_.find(*run_id);
     if (it == runs_.end()) return Status::not_found("run " + *run_id + " not found");
     RunData& data = it->second;
@@ -208,7 +204,24 @@ class MemoryStore final : public Store {
       data.checkpoints.push_back(std::move(*batch.checkpoint));
       data.pending_writes.clear();
     }
-    if (batch.run) data.record = std::move(*batch.run);
+    if (batch.run && batch.checkpoint) {
+      // A checkpoint's record: its progress (the rest is as created).
+      RunRecord& to = data.record;
+      const RunRecord& from = *batch.run;
+      to.status = from.status;
+      to.state = from.state;
+      to.error = from.error;
+      to.created_at_ms = from.created_at_ms;
+      to.updated_at_ms = from.updated_at_ms;
+      to.started_at_ms = from.started_at_ms;
+      to.ended_at_ms = from.ended_at_ms;
+      to.input_tokens = from.input_tokens;
+      to.output_tokens = from.output_tokens;
+      to.checkpoint_count = from.checkpoint_count;
+      to.recoveries = from.recoveries;
+    } else if (batch.run) {
+      data.record = *batch.run;  // lent: left as it was
+    }
     for (EventRecord& event : batch.events) {
       event.seq = static_cast<int64_t>(data.events.size()) + 1;
       keep_event(data, event);
@@ -296,6 +309,20 @@ class MemoryStore final : public Store {
   }
 
  private:
+  // create_run with mu_ held.
+  Status create_locked(RunRecord run) {
+    if (runs_.count(run.id)) return Status::already_exists("run " + run.id + " already exists");
+    if (!run.idempotency_key.empty()) {
+      auto it = idempotency_.find(run.idempotency_key);
+      if (it != idempotency_.end()) return Status::already_exists(it->second);
+      idempotency_[run.idempotency_key] = run.id;
+    }
+    std::string id = run.id;
+    runs_[id].record = std::move(run);
+    order_.push_back(std::move(id));
+    return Status();
+  }
+
   // An event as kept: its run is the one holding it, its seq its position,
   // and its kind one of the few the store has seen (interned).
   struct StoredEvent {

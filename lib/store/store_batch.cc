@@ -13,6 +13,7 @@ const std::string* single_run_of(const StoreBatch& batch) {
   if (batch.checkpoint && !batch.run) return nullptr;
   const std::string* run_id = nullptr;
   if (batch.run) run_id = &batch.run->id;
+  if (run_id == nullptr && batch.create) run_id = &batch.create->run.id;
   if ((run_id == nullptr || run_id->empty()) && !batch.events.empty()) run_id = &batch.events.front().run_id;
   if ((run_id == nullptr || run_id->empty()) && !batch.steps.empty()) run_id = &batch.steps.front().run_id;
   if ((run_id == nullptr || run_id->empty()) && !batch.pending_writes.empty()) run_id = &batch.pending_writes.front().run_id;
@@ -22,7 +23,8 @@ const std::string* single_run_of(const StoreBatch& batch) {
                 std::all_of(batch.pending_writes.begin(), batch.pending_writes.end(),
                             [&](const PendingWrite& w) { return same(w.run_id); }) &&
                 std::all_of(batch.events.begin(), batch.events.end(), [&](const EventRecord& e) { return same(e.run_id); }) &&
-                (!batch.checkpoint || batch.checkpoint->run_id == *run_id);
+                (!batch.checkpoint || batch.checkpoint->run_id == *run_id) &&
+                (!batch.create || batch.create->run.id == *run_id);
   return single ? run_id : nullptr;
 }
 
@@ -47,6 +49,7 @@ Status Store::create_claimed_run(const RunRecord& run, const std::string& owner,
 }
 
 Status Store::write_batch(StoreBatch& batch) {
+  if (batch.create) ORCH_RETURN_IF_ERROR(create_claimed_run(batch.create->run, batch.create->owner, batch.create->lease_ms));
   for (const StepRecord& step : batch.steps) ORCH_RETURN_IF_ERROR(put_step(step));
   for (const PendingWrite& write : batch.pending_writes) ORCH_RETURN_IF_ERROR(put_pending_write(write));
   if (batch.checkpoint && batch.run) {

@@ -532,6 +532,61 @@ void check_write_batch(Store& store, Checker& c) {
 }
 
 
+void check_write_batch_create(Store& store, Checker& c) {
+  // The engine's start of a run: the run, its first checkpoint and event at once.
+  StoreBatch start;
+  RunRecord run = sample_run("born");
+  run.idempotency_key = "born-key";
+  start.create.emplace();
+  start.create->run = run;
+  start.create->owner = "engine-a";
+  start.create->lease_ms = 60000;
+  const Value state = Value::object({{"count", 0}});
+  start.checkpoint = sample_checkpoint("born", 1, state);
+  run.state = state;
+  run.checkpoint_count = 1;
+  start.run = run;
+  EventRecord started;
+  started.run_id = "born";
+  started.kind = "run.started";
+  started.data = Value::object({{"input", Value::object()}});
+  start.events.push_back(started);
+  if (!c.expect_ok(store.write_batch(start), "write_batch(create + checkpoint + event)")) return;
+  c.expect(start.events[0].seq == 1, "the new run's first event gets seq 1");
+  c.expect(start.run && start.run->id == "born" && start.run->checkpoint_count == 1,
+           "write_batch must leave the batch's run record as it was");
+  Result<RunRecord> got = store.get_run("born");
+  if (c.expect_ok(got, "get_run after a creating batch")) {
+    c.same_value(state, got->state, "the created run's state is its checkpoint's");
+    c.expect(got->checkpoint_count == 1, "the created run's checkpoint_count");
+    c.expect(got->idempotency_key == "born-key", "the created run keeps its idempotency key");
+  }
+  Result<Checkpoint> latest = store.latest_checkpoint("born");
+  if (c.expect_ok(latest, "latest_checkpoint of the created run")) c.same_value(state, latest->state, "its checkpoint");
+  c.expect_ok(store.claim_run("born", "engine-a", 60000), "claim_run by the owner that created it");
+
+  // A taken id, or a taken idempotency key: AlreadyExists, and nothing of the batch is written.
+  for (const char* id : {"born", "born-twin"}) {
+    StoreBatch again;
+    again.create.emplace();
+    again.create->run = sample_run(id);
+    again.create->run.idempotency_key = "born-key";
+    again.create->owner = "engine-b";
+    EventRecord extra;
+    extra.run_id = id;
+    extra.kind = "run.started";
+    again.events.push_back(extra);
+    Status s = store.write_batch(again);
+    c.expect(s.code() == StatusCode::kAlreadyExists, std::string("write_batch creating a taken run (") + id + ") must fail with AlreadyExists");
+    if (std::string(id) == "born-twin") c.expect(s.message() == "born", "a taken idempotency key's message is the run holding it");
+  }
+  Result<std::vector<EventRecord>> events = store.list_events("born", 0, 10);
+  if (c.expect_ok(events, "list_events after refused creations")) {
+    c.expect(events->size() == 1, "a refused creating batch writes none of its events");
+  }
+  c.expect_code(store.get_run("born-twin"), StatusCode::kNotFound, "a refused creating batch creates no run");
+}
+
 void check_host_records(Store& store, Checker& c) {
   Status first = store.put_host_record("workers", "w1", Value::object({{"id", "w1"}, {"url", "http://a/x"}}));
   if (first.code() == StatusCode::kUnimplemented) {

@@ -28,6 +28,7 @@ std::vector<std::string> run_store_conformance(
       {"workflows", check_workflows},
       {"host_records", check_host_records},
       {"write_batch", check_write_batch},
+      {"write_batch_create", check_write_batch_create},
       {"checkpoints", check_checkpoints},
       {"truncate_checkpoints", check_truncate_checkpoints},
       {"long_checkpoint_chain",

@@ -56,6 +56,15 @@ Status PostgresStore::write_batch(StoreBatch& batch) {
   if (batch.empty()) return Status();
   const std::string* run_id = internal::single_run_of(batch);
   if (run_id == nullptr) return Store::write_batch(batch);  // not the engine's shape
+  if (batch.create) {
+    // The run is created first, in its own transaction: the batch's pipeline
+    // opens by locking the run's row (orch_lock_run), which must exist.
+    // TODO: insert it in the pipeline instead (one commit).
+    ORCH_RETURN_IF_ERROR(create_claimed_run(batch.create->run, batch.create->owner, batch.create->lease_ms));
+    if (batch.steps.empty() && batch.pending_writes.empty() && !batch.checkpoint && !batch.run && batch.events.empty()) {
+      return Status();
+    }
+  }
   std::vector<int64_t> seqs;
   ORCH_RETURN_IF_ERROR(write_run_batch(batch, *run_id, &seqs));
   for (size_t i = 0; i < seqs.size() && i < batch.events.size(); ++i) batch.events[i].seq = seqs[i];

@@ -120,29 +120,34 @@ Status SqliteStore::create_claimed_run(const RunRecord& run, const std::string& 
 
 Status SqliteStore::insert_run(const RunRecord& run, const std::string* owner, int64_t lease_ms) {
   return with_writer("create_run", [&](Connection& conn) -> Status {
-    static const std::string kInsert = kRunColumns.insert_sql();
-    Query insert(conn, kInsert);
-    bind_run(*insert, run);
     WriteTransaction txn(conn, writer_mu_);
-    ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run.id));
-    if (exists) return Status::already_exists("run " + run.id + " already exists");
-    if (!run.idempotency_key.empty()) {
-      Query q(conn, "SELECT id FROM runs WHERE idempotency_key = ?1");
-      q->bind(1, run.idempotency_key);
-      // The contract: the message is the id of the run that holds the key.
-      if (q->executeStep()) return Status::already_exists(q->getColumn(0).getString());
-    }
-    insert->exec();
-    if (owner != nullptr) {
-      Query claim(conn, "UPDATE runs SET lease_owner = ?2, lease_expires_at_ms = ?3 WHERE id = ?1");
-      claim->bind(1, run.id);
-      claim->bind(2, *owner);
-      claim->bind(3, lease_expiry(now_ms(), lease_ms));
-      claim->exec();
-    }
+    ORCH_RETURN_IF_ERROR(insert_run_rows(conn, run, owner, lease_ms));
     txn.commit();
     return Status();
   });
+}
+
+Status SqliteStore::insert_run_rows(Connection& conn, const RunRecord& run, const std::string* owner, int64_t lease_ms) {
+  static const std::string kInsert = kRunColumns.insert_sql();
+  Query insert(conn, kInsert);
+  bind_run(*insert, run);
+  ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run.id));
+  if (exists) return Status::already_exists("run " + run.id + " already exists");
+  if (!run.idempotency_key.empty()) {
+    Query q(conn, "SELECT id FROM runs WHERE idempotency_key = ?1");
+    q->bind(1, run.idempotency_key);
+    // The contract: the message is the id of the run that holds the key.
+    if (q->executeStep()) return Status::already_exists(q->getColumn(0).getString());
+  }
+  insert->exec();
+  if (owner != nullptr) {
+    Query claim(conn, "UPDATE runs SET lease_owner = ?2, lease_expires_at_ms = ?3 WHERE id = ?1");
+    claim->bind(1, run.id);
+    claim->bind(2, *owner);
+    claim->bind(3, lease_expiry(now_ms(), lease_ms));
+    claim->exec();
+  }
+  return Status();
 }
 
 Status SqliteStore::update_run(const RunRecord& run) {

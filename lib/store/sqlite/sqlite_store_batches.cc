@@ -183,6 +183,9 @@ Status SqliteStore::write_member(Connection& conn, GroupMember& member) {
 Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
   StoreBatch& batch = *member.batch;
   const std::string& run_id = member.run_id;
+  if (batch.create) {
+    ORCH_RETURN_IF_ERROR(insert_run_rows(conn, batch.create->run, &batch.create->owner, batch.create->lease_ms));
+  }
   // The run's pk, which its rows carry: from the run row's update when the
   // batch has one (it also finds out whether the run exists), else read.
   int64_t pk = 0;

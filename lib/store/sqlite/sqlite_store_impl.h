@@ -92,6 +92,8 @@ class SqliteStore final : public Store {
  private:
   // create_run, and with `owner` also its lease, in one transaction.
   Status insert_run(const RunRecord& run, const std::string* owner, int64_t lease_ms);
+  // Its rows, inside the caller's write transaction (write_batch's new run too).
+  Status insert_run_rows(Connection& conn, const RunRecord& run, const std::string* owner, int64_t lease_ms);
   SqliteStore(const std::string& path, const SqliteStoreOptions& options, bool in_memory);
 
   // Runs `body(connection)` on a pooled connection and turns SQLite (and any
