@@ -4,6 +4,7 @@
 // one file. (The contract itself: store_conformance_test.cc.)
 #include "orch/sqlite_store.h"
 #include "store/sqlite/sqlite_connection.h"
+#include "store/sqlite/sqlite_rows.h"
 
 #include <unistd.h>
 
@@ -844,10 +845,12 @@ TEST_CASE("the engine runs a long loop on the SQLite store", "[sqlite][engine]")
 
   // Each superstep's "values" event names its checkpoint instead of storing
   // the state a second time, and still reads back with the state.
-  auto values_rows = orch::sqlite_query_int_for_testing(*store, "SELECT count(*) FROM events WHERE kind = 'values'");
+  const std::string values_kind = std::to_string(orch::sqlite::event_kind_code_for_testing("values"));
+  auto values_rows =
+      orch::sqlite_query_int_for_testing(*store, "SELECT count(*) FROM events WHERE kind = " + values_kind);
   auto by_reference = orch::sqlite_query_int_for_testing(
-      *store, "SELECT count(*) FROM events WHERE kind = 'values' AND form <> 0 AND checkpoint_seq IS NOT NULL "
-              "AND data NOT LIKE '%\"state\"%'");
+      *store, "SELECT count(*) FROM events WHERE kind = " + values_kind +
+                  " AND form <> 0 AND checkpoint_seq IS NOT NULL AND data NOT LIKE '%\"state\"%'");
   REQUIRE(values_rows.ok());
   REQUIRE(by_reference.ok());
   CHECK(*values_rows > 300);
@@ -1219,9 +1222,12 @@ TEST_CASE("events rebuilt from their checkpoint read back as written", "[sqlite]
     add("checkpoint.created", Value::object({{"checkpoint_id", cp.id}, {"version", static_cast<long long>(cp.version)},
                                              {"step_id", "elsewhere"}}));
     add("values", Value::object({{"step", cp.step_id}, {"state", *orch::parse_json(cp.state.to_json())}}));
+    add("my.own.kind", Value::object({{"n", v}}));
     REQUIRE(store->write_batch(batch).ok());
   }
   CHECK(count_in_file(path, "SELECT count(*) FROM events WHERE form <> 0") == 12);
+  // The engine's kinds are stored as one-byte codes, other kinds by name.
+  CHECK(count_in_file(path, "SELECT count(*) FROM events WHERE typeof(kind) = 'integer'") == 24);
   CHECK(count_in_file(path, "SELECT count(*) FROM events WHERE form IN (2, 3) AND data = ''") == 8);
   auto check_events = [&] {
     auto events = store->list_events("r", 0, 1000);
@@ -1236,6 +1242,9 @@ TEST_CASE("events rebuilt from their checkpoint read back as written", "[sqlite]
     REQUIRE(tail.ok());
     REQUIRE(tail->size() == 3);
     CHECK((*tail)[0].data.to_json() == expected[7]);
+    CHECK((*events)[6].kind == "my.own.kind");
+    CHECK((*events)[7].kind == "checkpoint.created");
+    CHECK((*events)[8].kind == "values");
   };
   check_events();
   // Replaying from version 1 drops checkpoints 2 and 3: their events are
@@ -1250,6 +1259,8 @@ TEST_CASE("events rebuilt from their checkpoint read back as written", "[sqlite]
   CHECK(damaged.status().code() == StatusCode::kInternal);
   REQUIRE(orch::sqlite_execute_for_testing(*store, "UPDATE events SET form = 9 WHERE seq = 1").ok());
   CHECK(store->list_events("r", 0, 1).status().code() == StatusCode::kInternal);
+  REQUIRE(orch::sqlite_execute_for_testing(*store, "UPDATE events SET kind = 250 WHERE seq = 7").ok());
+  CHECK(store->list_events("r", 6, 1).status().code() == StatusCode::kInternal);
 }
 
 TEST_CASE("a checkpoint's parent reads back whether or not it is the row before", "[sqlite]") {

@@ -2,6 +2,7 @@
 // Row <-> record mapping of the SQLite store.
 #include "store/sqlite/sqlite_rows.h"
 
+#include "orch/event_kinds.h"
 #include "store/record_fields.h"
 #include "store/store_batch.h"
 
@@ -305,6 +306,32 @@ StoredEvent encode_event(const EventRecord& event, const Checkpoint* checkpoint)
   return out;
 }
 
+namespace {
+
+// The engine's event kinds, stored as their position here plus one (an
+// integer of one byte instead of their names, ~12 bytes an event): events.kind
+// holds such a code, or the name of a kind not listed. Append only: a code
+// names its kind for good.
+constexpr const char* kKindCodes[] = {
+    event_kind::kRunStarted,   event_kind::kRunCompleted,  event_kind::kRunFailed,   event_kind::kRunCancelled,
+    event_kind::kRunInterrupted, event_kind::kRunResumed,  event_kind::kRunRetried,  event_kind::kRunReplayed,
+    event_kind::kRunForked,    event_kind::kCheckpointCreated, event_kind::kStateInjected, event_kind::kStepStarted,
+    event_kind::kStepCompleted, event_kind::kStepFailed,   event_kind::kStepRetrying, event_kind::kCacheHit,
+    event_kind::kValues,       event_kind::kUpdates,       event_kind::kTaskStart,   event_kind::kTaskResult,
+    event_kind::kCustom,       event_kind::kAgentEvent};
+constexpr int kKindCodeCount = static_cast<int>(sizeof(kKindCodes) / sizeof(kKindCodes[0]));
+
+int kind_code(const std::string& kind) {
+  for (int i = 0; i < kKindCodeCount; ++i) {
+    if (kind == kKindCodes[i]) return i + 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int event_kind_code_for_testing(const std::string& kind) { return kind_code(kind); }
+
 const char* const kEventInsertSql =
     "INSERT INTO events (run_pk, seq, kind, data, created_at_ms, form, checkpoint_seq) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
@@ -314,7 +341,11 @@ void bind_event(SQLite::Statement& stmt, int64_t run_pk, int64_t seq, const Even
                 const StoredEvent& stored, int64_t checkpoint_seq) {
   stmt.bind(1, run_pk);
   stmt.bind(2, seq);
-  bind_field(stmt, 3, event.kind);
+  if (const int code = kind_code(event.kind); code > 0) {
+    stmt.bind(3, code);
+  } else {
+    bind_field(stmt, 3, event.kind);
+  }
   bind_field(stmt, 4, stored.data);
   stmt.bind(5, event.created_at_ms);
   stmt.bind(6, static_cast<int>(stored.form));
@@ -330,8 +361,14 @@ Result<EventRecord> read_event(const SQLite::Statement& stmt, const std::string&
   EventRecord event;
   event.run_id = run_id;
   event.seq = integer(stmt, 0);
-  event.kind = text(stmt, 1);
   const std::string what = "event " + std::to_string(event.seq) + " of run " + run_id;
+  if (stmt.getColumn(1).isInteger()) {
+    const int64_t code = integer(stmt, 1);
+    if (code < 1 || code > kKindCodeCount) return Status::internal(what + ": unknown kind code " + std::to_string(code));
+    event.kind = kKindCodes[code - 1];
+  } else {
+    event.kind = text(stmt, 1);
+  }
   const int64_t stored_form = integer(stmt, 4);
   if (stored_form < 0 || stored_form > static_cast<int64_t>(EventForm::kValues) ||
       (stored_form != 0 && stmt.getColumn(5).isNull())) {

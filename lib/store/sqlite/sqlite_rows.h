@@ -101,6 +101,9 @@ struct StoredEvent {
 // reading back gives the same JSON text.
 StoredEvent encode_event(const EventRecord& event, const Checkpoint* checkpoint);
 
+// The code events.kind holds for `kind`, 0 for a kind stored by name.
+int event_kind_code_for_testing(const std::string& kind);
+
 // INSERT of an event row: ?1 run_pk, ?2 seq, ?3 kind, ?4 data,
 // ?5 created_at_ms, ?6 form, ?7 checkpoint_seq (NULL for kWhole).
 extern const char* const kEventInsertSql;

@@ -270,7 +270,9 @@ UPDATE runs SET host_data = '{"callbacks":' || host_data || '}' WHERE host_data 
     // - Events are clustered on (run_pk, seq), without run_id and without a
     //   rowid and its separate unique index. An event whose data is rebuilt
     //   from a checkpoint of its run names it by seq (checkpoint_seq) instead
-    //   of by id; `form` says how (EventForm in sqlite_rows.h).
+    //   of by id; `form` says how (EventForm in sqlite_rows.h). The engine's
+    //   kinds are stored as small integers (kKindCodes in sqlite_rows.cc);
+    //   rows written before keep their kind's name, which reads the same.
     R"sql(
 CREATE TABLE definitions (
   pk INTEGER PRIMARY KEY,
@@ -310,7 +312,7 @@ INSERT INTO checkpoints_v7 (pk, id, run_pk, seq, parent_id, step_id, version, cr
 CREATE TABLE events_v7 (
   run_pk INTEGER NOT NULL,
   seq INTEGER NOT NULL,
-  kind TEXT NOT NULL,
+  kind NOT NULL,                         -- no type: a code (integer) or a name (text), kept as given
   data TEXT NOT NULL,
   created_at_ms INTEGER NOT NULL,
   form INTEGER NOT NULL DEFAULT 0,       -- EventForm
