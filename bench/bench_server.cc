@@ -120,7 +120,7 @@ struct Options {
 };
 
 // examples/workflows/hello.json, whose runs execute 6 nodes.
-constexpr const char* kHelloWorkflow = R"({"id": "hello", "name": "Hello (no workers needed)",
+constexpr const char* kHelloWorkflow = R"json({"id": "hello", "name": "Hello (no workers needed)",
   "state_schema": {"greeting": {"type": "string"}, "log": {"type": "array", "reducer": "append"},
                    "count": {"type": "number", "reducer": "add"}},
   "nodes": {
@@ -129,7 +129,7 @@ constexpr const char* kHelloWorkflow = R"({"id": "hello", "name": "Hello (no wor
     "enough": {"type": "route", "input": "state.count", "routes": {"3": "__end__", "more": "again"},
                "default": "more"}},
   "edges": [["__start__", "greet"], ["greet", "enough"], ["enough:more", "again"], ["again", "enough"],
-            ["enough:3", "__end__"]]})";
+            ["enough:3", "__end__"]]})json";
 constexpr int kHelloNodesPerRun = 6;
 
 // One repetition's figures.
