@@ -87,7 +87,8 @@ using orch::testing::grown_state;
 // Turns a file of schema 7 back into schema 6, rows included (events stored
 // whole only), so the tests of older migrations can start from the schema
 // they were written against.
-const char* const kBackToSchema6 = R"sql(
+// (uuid_text(x) stands for the SQL that turns a 16-byte id back into its UUID text.)
+const char* const kBackToSchema6Template = R"sql(
 UPDATE runs SET workflow = COALESCE((SELECT body FROM definitions WHERE pk = runs.definition_pk), workflow);
 DROP INDEX runs_by_definition;
 ALTER TABLE runs DROP COLUMN definition_pk;
@@ -96,8 +97,8 @@ CREATE TABLE c6 (pk INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, run_pk INTEGER
                  seq INTEGER NOT NULL, parent_id TEXT NOT NULL, step_id TEXT NOT NULL, version INTEGER NOT NULL,
                  created_at_ms INTEGER NOT NULL, kind TEXT NOT NULL, base_seq INTEGER NOT NULL,
                  chain_bytes INTEGER NOT NULL, base_bytes INTEGER NOT NULL, body TEXT NOT NULL, UNIQUE (run_pk, seq));
-INSERT INTO c6 SELECT c.pk, c.id, c.run_pk, r.id, c.seq,
-                      COALESCE(c.parent_id, (SELECT p.id FROM checkpoints p WHERE p.run_pk = c.run_pk AND p.seq = c.seq - 1), ''),
+INSERT INTO c6 SELECT c.pk, uuid_text(c.id), c.run_pk, r.id, c.seq,
+                      uuid_text(COALESCE(c.parent_id, (SELECT p.id FROM checkpoints p WHERE p.run_pk = c.run_pk AND p.seq = c.seq - 1), '')),
                       c.step_id, c.version, c.created_at_ms, c.kind, c.base_seq, c.chain_bytes, c.base_bytes, c.body
                FROM checkpoints c JOIN runs r ON r.pk = c.run_pk ORDER BY c.pk;
 DROP TABLE checkpoints;
@@ -112,6 +113,24 @@ DROP TABLE events;
 ALTER TABLE e6 RENAME TO events;
 PRAGMA user_version = 6;
 )sql";
+
+std::string back_to_schema6_sql() {
+  std::string sql = kBackToSchema6Template;
+  for (size_t at = sql.find("uuid_text("); at != std::string::npos; at = sql.find("uuid_text(", at)) {
+    // The argument runs to the matching parenthesis.
+    size_t end = at + 10;
+    for (int depth = 1; depth > 0; ++end) depth += sql[end] == '(' ? 1 : sql[end] == ')' ? -1 : 0;
+    const std::string x = "(" + sql.substr(at + 10, end - 1 - (at + 10)) + ")";
+    const std::string h = "hex(" + x + ")";
+    const std::string text = "(CASE WHEN typeof(" + x + ") = 'blob' THEN lower(substr(" + h + ", 1, 8) || '-' || substr(" +
+                             h + ", 9, 4) || '-' || substr(" + h + ", 13, 4) || '-' || substr(" + h +
+                             ", 17, 4) || '-' || substr(" + h + ", 21, 12)) ELSE " + x + " END)";
+    sql.replace(at, end - at, text);
+    at += text.size();
+  }
+  return sql;
+}
+const std::string kBackToSchema6 = back_to_schema6_sql();
 
 }  // namespace
 
@@ -238,7 +257,7 @@ TEST_CASE("a schema 2 file's events survive the upgrade to rowid events", "[sqli
     auto store = open_store(path);
     REQUIRE(store->create_run(make_run("old")).ok());
     // Put the events table back as schema 2 had it, with two events.
-    REQUIRE(orch::sqlite_execute_for_testing(*store, std::string(kBackToSchema6) + R"sql(
+    REQUIRE(orch::sqlite_execute_for_testing(*store, kBackToSchema6 + R"sql(
 DROP TABLE events;
 CREATE TABLE events (run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, data TEXT NOT NULL,
                      created_at_ms INTEGER NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
@@ -285,7 +304,7 @@ TEST_CASE("a schema 4 file's runs get a recovery count of 0", "[sqlite]") {
   {
     auto store = open_store(path);
     REQUIRE(store->create_run(make_run("old")).ok());
-    REQUIRE(orch::sqlite_execute_for_testing(*store, std::string(kBackToSchema6) + R"sql(
+    REQUIRE(orch::sqlite_execute_for_testing(*store, kBackToSchema6 + R"sql(
 ALTER TABLE runs DROP COLUMN recoveries;
 DROP TABLE host_records;  -- schema 6
 CREATE TABLE worker_records (pk INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, record TEXT NOT NULL);
@@ -309,7 +328,7 @@ TEST_CASE("a schema 5 file's worker records and callbacks become host records an
     auto store = open_store(path);
     REQUIRE(store->create_run(make_run("with")).ok());
     REQUIRE(store->create_run(make_run("without")).ok());
-    REQUIRE(orch::sqlite_execute_for_testing(*store, std::string(kBackToSchema6) + R"sql(
+    REQUIRE(orch::sqlite_execute_for_testing(*store, kBackToSchema6 + R"sql(
 DROP TABLE host_records;
 CREATE TABLE worker_records (pk INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, record TEXT NOT NULL);
 INSERT INTO worker_records (id, record) VALUES ('w2', '{"id":"w2"}'), ('w1', '{"id":"w1","url":"http://a/x"}');
@@ -354,7 +373,7 @@ TEST_CASE("a schema 3 file's steps, checkpoints and events survive the move to r
     event.kind = "run.started";
     REQUIRE(store->append_event(event).ok());
     // Rebuild the three tables as schema 3 had them: keyed by run_id.
-    REQUIRE(orch::sqlite_execute_for_testing(*store, std::string(kBackToSchema6) + R"sql(
+    REQUIRE(orch::sqlite_execute_for_testing(*store, kBackToSchema6 + R"sql(
 CREATE TABLE e3 (pk INTEGER PRIMARY KEY, run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,
                  data TEXT NOT NULL, created_at_ms INTEGER NOT NULL, state_checkpoint_id TEXT NOT NULL DEFAULT '',
                  UNIQUE (run_id, seq));
@@ -1312,7 +1331,7 @@ TEST_CASE("a schema 6 file migrates to 7 with its runs, events and checkpoints",
     // Back to schema 6, then rows as schema 6 wrote them: a "values" event
     // that names its checkpoint (by id) for its state, a whole one, and an
     // event of a run that no longer exists.
-    REQUIRE(orch::sqlite_execute_for_testing(*store, std::string(kBackToSchema6) + R"sql(
+    REQUIRE(orch::sqlite_execute_for_testing(*store, kBackToSchema6 + R"sql(
 INSERT INTO events (run_pk, run_id, seq, kind, data, created_at_ms, state_checkpoint_id) VALUES
   ((SELECT pk FROM runs WHERE id = 'a'), 'a', 1, 'run.started', '{"input":{}}', 10, ''),
   ((SELECT pk FROM runs WHERE id = 'a'), 'a', 2, 'values', '{"step":"node1"}', 11, 'a-cp1'),
@@ -1390,4 +1409,47 @@ TEST_CASE("the log file shrinks back to its limit once it starts over", "[sqlite
   CHECK(size_of(path + "-wal") <= limit + 8 * (4096 + 24));
   require_same_text(Value::object({{"blob", std::string(4000, static_cast<char>('a' + (v - 1) % 26))}}),
                     store->latest_checkpoint("r")->state);
+}
+
+TEST_CASE("checkpoint ids that are UUIDs take 16 bytes and read back the same", "[sqlite]") {
+  TempDir dir;
+  const std::string path = dir.file("uuids.db");
+  const std::vector<std::string> ids = {"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "00000000-0000-4000-8000-000000000001",
+                                        "0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0",  // upper case: kept as text
+                                        "not-a-uuid"};
+  {
+    auto store = open_store(path);
+    RunRecord run = make_run("r");
+    REQUIRE(store->create_run(run).ok());
+    for (size_t v = 0; v < ids.size(); ++v) {
+      Checkpoint cp = make_checkpoint("r", static_cast<int64_t>(v), Value::object({{"v", static_cast<int>(v)}}));
+      cp.id = ids[v];
+      cp.parent_id = v == 0 ? "" : ids[v - 1];
+      commit(*store, run, cp);
+    }
+    CHECK(count_in_file(path, "SELECT count(*) FROM checkpoints WHERE typeof(id) = 'blob' AND length(id) = 16") == 2);
+    for (size_t v = 0; v < ids.size(); ++v) {
+      auto cp = store->get_checkpoint(ids[v]);
+      REQUIRE(cp.ok());
+      CHECK(cp->id == ids[v]);
+      CHECK(cp->parent_id == (v == 0 ? "" : ids[v - 1]));
+      CHECK(cp->state["v"].as_int() == static_cast<int64_t>(v));
+    }
+    CHECK(store->get_checkpoint("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f1").status().code() == StatusCode::kNotFound);
+    // Back to schema 6, where ids were text.
+    REQUIRE(orch::sqlite_execute_for_testing(*store, kBackToSchema6).ok());
+    CHECK(count_in_file(path, "SELECT count(*) FROM checkpoints WHERE typeof(id) = 'text'") == 4);
+  }
+  // The migration compacts the text UUIDs: found by id as before.
+  auto store = open_store(path);
+  CHECK(count_in_file(path, "SELECT count(*) FROM checkpoints WHERE typeof(id) = 'blob'") == 2);
+  auto listed = store->list_checkpoints("r");
+  REQUIRE(listed.ok());
+  REQUIRE(listed->size() == ids.size());
+  for (size_t v = 0; v < ids.size(); ++v) {
+    CHECK((*listed)[v].id == ids[v]);
+    CHECK((*listed)[v].parent_id == (v == 0 ? "" : ids[v - 1]));
+    CHECK(store->get_checkpoint(ids[v])->id == ids[v]);
+  }
+  CHECK(store->latest_checkpoint("r")->id == "not-a-uuid");
 }

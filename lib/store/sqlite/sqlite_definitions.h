@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "orch/status.h"
@@ -39,5 +40,17 @@ int64_t store_definition(Connection& conn, const EncodedDefinition& definition);
 
 // Deletes definition `pk` if no run names it any more. Throws SQLite::Exception.
 void drop_definition_if_unused(Connection& conn, int64_t pk);
+
+// Checkpoint ids (schema 7): an id in the canonical UUID form (36 characters,
+// lowercase hex) is stored as its 16 bytes (a blob), any other id as text.
+// A blob never equals a text, so the two cannot be confused.
+// The 16 bytes of `id`, or nullopt when it is not a canonical UUID.
+std::optional<std::string> compact_id(const std::string& id);
+// Binds `id` at `index` as compact_id() stores it.
+void bind_id(SQLite::Statement& stmt, int index, const std::string& id);
+// An id read back: a 16-byte blob as its UUID text, anything else as text.
+std::string read_id(const SQLite::Statement& stmt, int index);
+// Registers orch_compact_id(text) on `conn`, for the migration to schema 7.
+void register_compact_id(Connection& conn);
 
 }  // namespace orch::sqlite

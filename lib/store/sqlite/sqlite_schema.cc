@@ -266,7 +266,9 @@ UPDATE runs SET host_data = '{"callbacks":' || host_data || '}' WHERE host_data 
     //   distinct text (sqlite_definitions.h), named by runs.definition_pk;
     //   runs.workflow stays, as ''.
     // - Checkpoints lose run_id (their run_pk names the run), and parent_id
-    //   is NULL when it is the id of the run's row before (seq - 1).
+    //   is NULL when it is the id of the run's row before (seq - 1). Ids
+    //   that are UUIDs are stored as 16-byte blobs (compact_id), here and in
+    //   the unique index on them.
     // - Events are clustered on (run_pk, seq), without run_id and without a
     //   rowid and its separate unique index. An event whose data is rebuilt
     //   from a checkpoint of its run names it by seq (checkpoint_seq) instead
@@ -290,10 +292,10 @@ CREATE INDEX runs_by_definition ON runs (definition_pk);
 
 CREATE TABLE checkpoints_v7 (
   pk INTEGER PRIMARY KEY,
-  id TEXT NOT NULL UNIQUE,
+  id NOT NULL UNIQUE,                    -- no type: a UUID's 16 bytes, or text (compact_id)
   run_pk INTEGER NOT NULL,
   seq INTEGER NOT NULL,
-  parent_id TEXT,                        -- NULL: the id of the run's row at seq - 1
+  parent_id,                             -- as id; NULL: the id of the run's row at seq - 1
   step_id TEXT NOT NULL,
   version INTEGER NOT NULL,
   created_at_ms INTEGER NOT NULL,
@@ -306,8 +308,8 @@ CREATE TABLE checkpoints_v7 (
 );
 INSERT INTO checkpoints_v7 (pk, id, run_pk, seq, parent_id, step_id, version, created_at_ms, kind, base_seq,
                             chain_bytes, base_bytes, body)
-  SELECT pk, id, run_pk, seq, parent_id, step_id, version, created_at_ms, kind, base_seq, chain_bytes,
-         base_bytes, body FROM checkpoints ORDER BY pk;
+  SELECT pk, orch_compact_id(id), run_pk, seq, orch_compact_id(parent_id), step_id, version, created_at_ms, kind,
+         base_seq, chain_bytes, base_bytes, body FROM checkpoints ORDER BY pk;
 
 CREATE TABLE events_v7 (
   run_pk INTEGER NOT NULL,
@@ -373,6 +375,7 @@ Status migrate_schema(Connection& conn, bool in_memory) {
     }
     if (version == kMigrationCount && app_id == kApplicationId) return Status();
     register_definition_hash(conn);  // migration 7 hashes the runs' definitions
+    register_compact_id(conn);       // and compacts the checkpoints' ids
     for (int next = version + 1; next <= kMigrationCount; ++next)
       conn.db().exec(kMigrations[next - 1]);
     conn.db().exec("PRAGMA application_id = " + std::to_string(kApplicationId));

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "store/sqlite/sqlite_definitions.h"
 #include "store/sqlite/sqlite_rows.h"
 #include "store/sqlite/sqlite_store_impl.h"
 
@@ -31,11 +32,11 @@ struct RowHeader {
 // Reads kRowColumns from the current row.
 RowHeader read_header(const SQLite::Statement& stmt) {
   RowHeader h;
-  h.checkpoint.id = stmt.getColumn(0).getString();
+  h.checkpoint.id = read_id(stmt, 0);
   h.checkpoint.run_id = stmt.getColumn(1).getString();
   h.seq = stmt.getColumn(2).getInt64();
   h.base_seq = stmt.getColumn(3).getInt64();
-  h.checkpoint.parent_id = stmt.getColumn(4).getString();
+  h.checkpoint.parent_id = read_id(stmt, 4);
   h.checkpoint.step_id = stmt.getColumn(5).getString();
   h.checkpoint.version = stmt.getColumn(6).getInt64();
   h.checkpoint.created_at_ms = stmt.getColumn(7).getInt64();
@@ -155,7 +156,7 @@ Result<Checkpoint> SqliteStore::get_checkpoint(const std::string& checkpoint_id)
   return with_connection("get_checkpoint", [&](Connection& conn) -> Result<Checkpoint> {
     ReadTransaction txn(conn);
     Query q(conn, kSelectById);
-    q->bind(1, checkpoint_id);
+    bind_id(*q, 1, checkpoint_id);
     Result<Checkpoint> cp = read_checkpoint_row(conn, q, checkpoint_id);
     if (!cp.ok() && cp.status().code() == StatusCode::kNotFound) {
       return Status::not_found("checkpoint " + checkpoint_id + " not found");
@@ -247,7 +248,7 @@ Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpo
             "ORDER BY seq DESC LIMIT 1");
     q->bind(1, pk);
     if (q->executeStep()) {
-      last = ChainLink{q->getColumn(0).getString(), q->getColumn(1).getInt64(), q->getColumn(2).getInt64(),
+      last = ChainLink{read_id(*q, 0), q->getColumn(1).getInt64(), q->getColumn(2).getInt64(),
                        q->getColumn(3).getInt64(), q->getColumn(4).getInt64()};
     }
   }
@@ -266,13 +267,13 @@ Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpo
                "INSERT INTO checkpoints (id, seq, parent_id, step_id, version, created_at_ms, kind, "
                "base_seq, chain_bytes, base_bytes, body, run_pk) VALUES (?1, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
                "?11, ?12, ?13)");
-  insert->bind(1, checkpoint.id);
+  bind_id(*insert, 1, checkpoint.id);
   insert->bind(3, row.link.seq);
   // The usual parent, the row before, is not stored again (kRowColumns).
   if (last && checkpoint.parent_id == last->id) {
     insert->bind(4);
   } else {
-    insert->bind(4, checkpoint.parent_id);
+    bind_id(*insert, 4, checkpoint.parent_id);
   }
   insert->bind(5, checkpoint.step_id);
   insert->bind(6, checkpoint.version);
@@ -300,7 +301,7 @@ Status SqliteStore::resolve_state(Connection& conn, RunRecord* run) {
           "ORDER BY seq DESC LIMIT 1");
   q->bind(1, run->id);
   if (!q->executeStep()) return Status();  // no checkpoint: the state stays null
-  ChainLink last{q->getColumn(0).getString(), q->getColumn(1).getInt64(), q->getColumn(2).getInt64(),
+  ChainLink last{read_id(*q, 0), q->getColumn(1).getInt64(), q->getColumn(2).getInt64(),
                  q->getColumn(3).getInt64(), q->getColumn(4).getInt64()};
   q->reset();
   CachedDocument cached;
