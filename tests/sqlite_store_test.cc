@@ -90,6 +90,7 @@ using orch::testing::grown_state;
 // (uuid_text(x) stands for the SQL that turns a 16-byte id back into its UUID text.)
 const char* const kBackToSchema6Template = R"sql(
 UPDATE runs SET workflow = COALESCE((SELECT body FROM definitions WHERE pk = runs.definition_pk), workflow);
+UPDATE steps SET id = uuid_text(id), run_id = COALESCE((SELECT r.id FROM runs r WHERE r.pk = steps.run_pk), run_id);
 DROP INDEX runs_by_definition;
 ALTER TABLE runs DROP COLUMN definition_pk;
 DROP TABLE definitions;
@@ -1411,7 +1412,26 @@ TEST_CASE("the log file shrinks back to its limit once it starts over", "[sqlite
                     store->latest_checkpoint("r")->state);
 }
 
-TEST_CASE("checkpoint ids that are UUIDs take 16 bytes and read back the same", "[sqlite]") {
+namespace {
+
+// Steps `ids` of run "r", in that order, each found by its id.
+void step_ids_ok(Store& store, const std::vector<std::string>& ids) {
+  auto steps = store.list_steps("r");
+  REQUIRE(steps.ok());
+  REQUIRE(steps->size() == ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    CHECK((*steps)[i].id == ids[i]);
+    CHECK((*steps)[i].run_id == "r");
+    auto one = store.get_step(ids[i]);
+    REQUIRE(one.ok());
+    CHECK(one->id == ids[i]);
+    CHECK(one->run_id == "r");
+  }
+}
+
+}  // namespace
+
+TEST_CASE("checkpoint and step ids that are UUIDs take 16 bytes and read back the same", "[sqlite]") {
   TempDir dir;
   const std::string path = dir.file("uuids.db");
   const std::vector<std::string> ids = {"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "00000000-0000-4000-8000-000000000001",
@@ -1428,6 +1448,16 @@ TEST_CASE("checkpoint ids that are UUIDs take 16 bytes and read back the same", 
       commit(*store, run, cp);
     }
     CHECK(count_in_file(path, "SELECT count(*) FROM checkpoints WHERE typeof(id) = 'blob' AND length(id) = 16") == 2);
+    for (const std::string& id : ids) {
+      orch::StepRecord step;
+      step.id = id;
+      step.run_id = "r";
+      step.node_name = "n";
+      REQUIRE(store->put_step(step).ok());
+    }
+    step_ids_ok(*store, ids);
+    CHECK(count_in_file(path, "SELECT count(*) FROM steps WHERE typeof(id) = 'blob' AND length(id) = 16") == 2);
+    CHECK(count_in_file(path, "SELECT count(*) FROM steps WHERE run_id <> ''") == 0);
     for (size_t v = 0; v < ids.size(); ++v) {
       auto cp = store->get_checkpoint(ids[v]);
       REQUIRE(cp.ok());
@@ -1452,4 +1482,6 @@ TEST_CASE("checkpoint ids that are UUIDs take 16 bytes and read back the same", 
     CHECK(store->get_checkpoint(ids[v])->id == ids[v]);
   }
   CHECK(store->latest_checkpoint("r")->id == "not-a-uuid");
+  step_ids_ok(*store, ids);
+  CHECK(count_in_file(path, "SELECT count(*) FROM steps WHERE typeof(id) = 'blob'") == 2);
 }

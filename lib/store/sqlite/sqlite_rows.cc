@@ -4,6 +4,7 @@
 
 #include "orch/event_kinds.h"
 #include "store/record_fields.h"
+#include "store/sqlite/sqlite_definitions.h"
 #include "store/store_batch.h"
 
 #include <SQLiteCpp/Column.h>
@@ -53,6 +54,19 @@ const std::string& run_select_list() {
       out += column == "workflow"
                  ? "COALESCE((SELECT d.body FROM definitions d WHERE d.pk = runs.definition_pk), runs.workflow)"
                  : "runs." + column;
+    }
+    return out;
+  }();
+  return list;
+}
+
+const std::string& step_select_list() {
+  static const std::string list = [] {
+    std::string out;
+    for (int i = 0; i < kStepColumns.count; ++i) {
+      if (i > 0) out += ", ";
+      const std::string column = kStepColumns.columns[i];
+      out += column == "run_id" ? "(SELECT r.id FROM runs r WHERE r.pk = steps.run_pk)" : "steps." + column;
     }
     return out;
   }();
@@ -216,8 +230,8 @@ Result<RunRecord> read_run(const SQLite::Statement& stmt) {
 }
 
 void bind_step(SQLite::Statement& stmt, const StepRecord& step) {
-  bind_field(stmt, 1, step.id);
-  bind_field(stmt, 2, step.run_id);
+  bind_id(stmt, 1, step.id);
+  stmt.bind(2, std::string());  // the run's row holds it (step_select_list)
   bind_field(stmt, 3, step.node_name);
   bind_field(stmt, 4, step.type);
   stmt.bind(5, std::string(step_status_name(step.status)));
@@ -240,7 +254,7 @@ void bind_step(SQLite::Statement& stmt, const StepRecord& step) {
 
 Result<StepRecord> read_step(const SQLite::Statement& stmt) {
   StepRecord step;
-  step.id = text(stmt, 0);
+  step.id = read_id(stmt, 0);
   const std::string what = "step " + step.id;
   step.run_id = text(stmt, 1);
   step.node_name = text(stmt, 2);

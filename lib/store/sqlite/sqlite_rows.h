@@ -46,6 +46,9 @@ extern const TableColumns kWorkflowColumns;
 // and update statements take the run's definition_pk as ?23 (after
 // bind_run's ?1..?22) and store '' as the run's own workflow.
 const std::string& run_select_list();
+// Steps (schema 7): a step's run_id is read from its run's row (steps.run_id
+// holds ''), and a UUID step id is stored in 16 bytes (bind_id, read_id).
+const std::string& step_select_list();
 const std::string& run_insert_sql();
 const std::string& run_update_sql();
 

@@ -268,7 +268,8 @@ UPDATE runs SET host_data = '{"callbacks":' || host_data || '}' WHERE host_data 
     // - Checkpoints lose run_id (their run_pk names the run), and parent_id
     //   is NULL when it is the id of the run's row before (seq - 1). Ids
     //   that are UUIDs are stored as 16-byte blobs (compact_id), here and in
-    //   the unique index on them.
+    //   the unique index on them. Steps likewise, and their run_id is read
+    //   from the run's row (steps.run_id holds '').
     // - Events are clustered on (run_pk, seq), without run_id and without a
     //   rowid and its separate unique index. An event whose data is rebuilt
     //   from a checkpoint of its run names it by seq (checkpoint_seq) instead
@@ -328,6 +329,7 @@ INSERT INTO events_v7 (run_pk, seq, kind, data, created_at_ms, form, checkpoint_
   FROM events e WHERE e.run_pk IN (SELECT pk FROM runs) ORDER BY e.run_pk, e.seq;
 DROP TABLE events;
 ALTER TABLE events_v7 RENAME TO events;
+UPDATE steps SET id = orch_compact_id(id), run_id = '';
 DROP TABLE checkpoints;
 ALTER TABLE checkpoints_v7 RENAME TO checkpoints;
 )sql",

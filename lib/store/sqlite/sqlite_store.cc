@@ -319,9 +319,9 @@ Status SqliteStore::put_step(const StepRecord& step) {
 Result<StepRecord> SqliteStore::get_step(const std::string& step_id) {
   return with_connection("get_step", [&](Connection& conn) -> Result<StepRecord> {
     static const std::string kSelect =
-        "SELECT " + kStepColumns.select_list() + " FROM steps WHERE id = ?1";
+        "SELECT " + step_select_list() + " FROM steps WHERE id = ?1";
     Query q(conn, kSelect);
-    q->bind(1, step_id);
+    bind_id(*q, 1, step_id);
     if (!q->executeStep()) return Status::not_found("step " + step_id + " not found");
     return read_step(*q);
   });
@@ -330,7 +330,7 @@ Result<StepRecord> SqliteStore::get_step(const std::string& step_id) {
 Result<std::vector<StepRecord>> SqliteStore::list_steps(const std::string& run_id) {
   return with_connection("list_steps", [&](Connection& conn) -> Result<std::vector<StepRecord>> {
     static const std::string kSelect =
-        "SELECT " + kStepColumns.select_list() + " FROM steps WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) ORDER BY pk";
+        "SELECT " + step_select_list() + " FROM steps WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) ORDER BY pk";
     ReadTransaction txn(conn);
     ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run_id));
     if (!exists) return run_not_found(run_id);
