@@ -4,6 +4,7 @@
 // one file. (The contract itself: store_conformance_test.cc.)
 #include "orch/sqlite_store.h"
 #include "store/sqlite/sqlite_connection.h"
+#include "store/checkpoint_codec.h"
 #include "store/sqlite/sqlite_rows.h"
 
 #include <unistd.h>
@@ -1484,4 +1485,34 @@ TEST_CASE("checkpoint and step ids that are UUIDs take 16 bytes and read back th
   CHECK(store->latest_checkpoint("r")->id == "not-a-uuid");
   step_ids_ok(*store, ids);
   CHECK(count_in_file(path, "SELECT count(*) FROM steps WHERE typeof(id) = 'blob'") == 2);
+}
+
+TEST_CASE("a small state's checkpoints are deltas after the first snapshot", "[sqlite][size]") {
+  TempDir dir;
+  const std::string path = dir.file("small.db");
+  auto store = open_store(path);
+  RunRecord run = make_run("r");
+  REQUIRE(store->create_run(run).ok());
+  std::vector<Checkpoint> written;
+  for (int v = 0; v < 8; ++v) {
+    // Each delta is about as long as the whole document.
+    written.push_back(make_checkpoint("r", v, Value::object({{"n", v}, {"word", std::string(1, static_cast<char>('a' + v))}})));
+    commit(*store, run, written.back());
+  }
+  CHECK(count_in_file(path, "SELECT count(*) FROM checkpoints WHERE kind = 'snapshot'") == 1);
+  auto listed = store->list_checkpoints("r");
+  REQUIRE(listed.ok());
+  REQUIRE(listed->size() == written.size());
+  for (size_t i = 0; i < written.size(); ++i) require_same_text(written[i].state, (*listed)[i].state);
+
+  // Without the floor (PostgreSQL's choice) such a delta is a snapshot, as before.
+  namespace codec = orch::checkpoint_codec;
+  const Value first = orch::checkpoint_codec::checkpoint_document(written[0]);
+  const Value second = orch::checkpoint_codec::checkpoint_document(written[1]);
+  codec::EncodedCheckpoint base = codec::encode_checkpoint("a", first, nullptr, nullptr, 512);
+  CHECK(base.snapshot);
+  codec::EncodedCheckpoint next = codec::encode_checkpoint("b", second, &base.link, &first, 512);
+  codec::EncodedCheckpoint next_with_floor = codec::encode_checkpoint("b", second, &base.link, &first, 512, 2048);
+  CHECK_FALSE(next_with_floor.snapshot);
+  CHECK(next.snapshot == (static_cast<int64_t>(next_with_floor.body.size()) > base.link.base_bytes));
 }

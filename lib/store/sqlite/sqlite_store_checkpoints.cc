@@ -48,6 +48,11 @@ std::string_view column_text(const SQLite::Statement& stmt, int index) {
   return std::string_view(col.getText(), static_cast<size_t>(col.getBytes()));
 }
 
+// Deltas after a snapshot may add up to this much however small the snapshot
+// (checkpoint_codec.h): the checkpoints of a small state were mostly
+// snapshots (~250 bytes against ~180 for a delta).
+constexpr int64_t kMinChainBytes = 2048;
+
 bool same_link(const ChainLink& a, const ChainLink& b) {
   return a.id == b.id && a.seq == b.seq && a.base_seq == b.base_seq &&
          a.chain_bytes == b.chain_bytes && a.base_bytes == b.base_bytes;
@@ -216,7 +221,7 @@ SqliteStore::PreparedCheckpoint SqliteStore::prepare_checkpoint(const Checkpoint
   // lock; inside, this is used only if that document is still the run's last.
   if (cached_document(run.id, &prepared.previous)) {
     prepared.early = encode_checkpoint(checkpoint.id, prepared.document, &prepared.previous.link,
-                                       &prepared.previous.document, options_.max_delta_chain);
+                                       &prepared.previous.document, options_.max_delta_chain, kMinChainBytes);
   }
   return prepared;
 }
@@ -254,14 +259,15 @@ Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpo
   }
   EncodedCheckpoint row;
   if (!last) {
-    row = encode_checkpoint(checkpoint.id, prepared.document, nullptr, nullptr, options_.max_delta_chain);
+    row = encode_checkpoint(checkpoint.id, prepared.document, nullptr, nullptr, options_.max_delta_chain, kMinChainBytes);
   } else if (prepared.early && same_link(*last, prepared.previous.link)) {
     row = std::move(*prepared.early);
   } else {
     // Another process wrote this run, or the cache lost it: diff against
     // the stored document.
     ORCH_ASSIGN_OR_RETURN(Value last_document, load_document(conn, run.id, last->base_seq, last->seq));
-    row = encode_checkpoint(checkpoint.id, prepared.document, &*last, &last_document, options_.max_delta_chain);
+    row = encode_checkpoint(checkpoint.id, prepared.document, &*last, &last_document, options_.max_delta_chain,
+                            kMinChainBytes);
   }
   Query insert(conn,
                "INSERT INTO checkpoints (id, seq, parent_id, step_id, version, created_at_ms, kind, "
