@@ -50,6 +50,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -220,12 +221,11 @@ Measurement measure_once(const Options& options) {
   const bool on_disk = db != ":memory:";
   Measurement out;
   for (const char* suffix : {"", "-wal", "-shm"}) std::remove((db + suffix).c_str());
+  // Everything orch serve left beside the database goes too (orch-async/,
+  // orch.db.crashes); a database named with --db lies elsewhere and stays.
   auto remove_dir = [&] {
-    if (options.db.empty()) {
-      for (const char* suffix : {"", "-wal", "-shm"}) std::remove((db + suffix).c_str());
-    }
-    std::remove((dir + "/config.json").c_str());
-    ::rmdir(dir.c_str());
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
   };
 
   // The worker: records when each call of each run arrives and is answered.
