@@ -16,5 +16,8 @@ build-bench/bench/bench_server build-bench/server/orch --runs 100 | tee -a "$out
 # then bound the rate at 100 / 15 ms = 6667 node executions/s, and the CPU
 # has room, so the added latency is orch's own.
 build-bench/bench/bench_server build-bench/server/orch --runs 100 --worker-ms 15 | tee -a "$out.tmp"
+# Runs of examples/workflows/hello (no worker): what each run leaves on disk
+# (db_bytes_per_run) and the write-ahead log's peak and final size (issue #25).
+build-bench/bench/bench_server build-bench/server/orch --workflow hello --seconds 10 | tee -a "$out.tmp"
 mv "$out.tmp" "$out"
 echo "wrote $out" >&2

@@ -4,6 +4,8 @@
 // one file. (The contract itself: store_conformance_test.cc.)
 #include "orch/sqlite_store.h"
 #include "store/sqlite/sqlite_connection.h"
+#include "store/checkpoint_codec.h"
+#include "store/sqlite/sqlite_rows.h"
 
 #include <unistd.h>
 
@@ -82,6 +84,55 @@ void require_same_text(const Value& expected, const Value& actual) {
 
 // A state that grows by one list item per step, with a counter beside it.
 using orch::testing::grown_state;
+
+// Turns a file of schema 7 back into schema 6, rows included (events stored
+// whole only), so the tests of older migrations can start from the schema
+// they were written against.
+// (uuid_text(x) stands for the SQL that turns a 16-byte id back into its UUID text.)
+const char* const kBackToSchema6Template = R"sql(
+UPDATE runs SET workflow = COALESCE((SELECT body FROM definitions WHERE pk = runs.definition_pk), workflow);
+UPDATE steps SET id = uuid_text(id), run_id = COALESCE((SELECT r.id FROM runs r WHERE r.pk = steps.run_pk), run_id);
+DROP INDEX runs_by_definition;
+ALTER TABLE runs DROP COLUMN definition_pk;
+DROP TABLE definitions;
+CREATE TABLE c6 (pk INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, run_pk INTEGER NOT NULL, run_id TEXT NOT NULL,
+                 seq INTEGER NOT NULL, parent_id TEXT NOT NULL, step_id TEXT NOT NULL, version INTEGER NOT NULL,
+                 created_at_ms INTEGER NOT NULL, kind TEXT NOT NULL, base_seq INTEGER NOT NULL,
+                 chain_bytes INTEGER NOT NULL, base_bytes INTEGER NOT NULL, body TEXT NOT NULL, UNIQUE (run_pk, seq));
+INSERT INTO c6 SELECT c.pk, uuid_text(c.id), c.run_pk, r.id, c.seq,
+                      uuid_text(COALESCE(c.parent_id, (SELECT p.id FROM checkpoints p WHERE p.run_pk = c.run_pk AND p.seq = c.seq - 1), '')),
+                      c.step_id, c.version, c.created_at_ms, c.kind, c.base_seq, c.chain_bytes, c.base_bytes, c.body
+               FROM checkpoints c JOIN runs r ON r.pk = c.run_pk ORDER BY c.pk;
+DROP TABLE checkpoints;
+ALTER TABLE c6 RENAME TO checkpoints;
+CREATE TABLE e6 (pk INTEGER PRIMARY KEY, run_pk INTEGER NOT NULL, run_id TEXT NOT NULL, seq INTEGER NOT NULL,
+                 kind TEXT NOT NULL, data TEXT NOT NULL, created_at_ms INTEGER NOT NULL,
+                 state_checkpoint_id TEXT NOT NULL DEFAULT '', UNIQUE (run_pk, seq));
+INSERT INTO e6 (run_pk, run_id, seq, kind, data, created_at_ms)
+  SELECT e.run_pk, r.id, e.seq, e.kind, e.data, e.created_at_ms FROM events e JOIN runs r ON r.pk = e.run_pk
+  WHERE e.form = 0 ORDER BY e.run_pk, e.seq;
+DROP TABLE events;
+ALTER TABLE e6 RENAME TO events;
+PRAGMA user_version = 6;
+)sql";
+
+std::string back_to_schema6_sql() {
+  std::string sql = kBackToSchema6Template;
+  for (size_t at = sql.find("uuid_text("); at != std::string::npos; at = sql.find("uuid_text(", at)) {
+    // The argument runs to the matching parenthesis.
+    size_t end = at + 10;
+    for (int depth = 1; depth > 0; ++end) depth += sql[end] == '(' ? 1 : sql[end] == ')' ? -1 : 0;
+    const std::string x = "(" + sql.substr(at + 10, end - 1 - (at + 10)) + ")";
+    const std::string h = "hex(" + x + ")";
+    const std::string text = "(CASE WHEN typeof(" + x + ") = 'blob' THEN lower(substr(" + h + ", 1, 8) || '-' || substr(" +
+                             h + ", 9, 4) || '-' || substr(" + h + ", 13, 4) || '-' || substr(" + h +
+                             ", 17, 4) || '-' || substr(" + h + ", 21, 12)) ELSE " + x + " END)";
+    sql.replace(at, end - at, text);
+    at += text.size();
+  }
+  return sql;
+}
+const std::string kBackToSchema6 = back_to_schema6_sql();
 
 }  // namespace
 
@@ -208,7 +259,7 @@ TEST_CASE("a schema 2 file's events survive the upgrade to rowid events", "[sqli
     auto store = open_store(path);
     REQUIRE(store->create_run(make_run("old")).ok());
     // Put the events table back as schema 2 had it, with two events.
-    REQUIRE(orch::sqlite_execute_for_testing(*store, R"sql(
+    REQUIRE(orch::sqlite_execute_for_testing(*store, kBackToSchema6 + R"sql(
 DROP TABLE events;
 CREATE TABLE events (run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, data TEXT NOT NULL,
                      created_at_ms INTEGER NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
@@ -255,7 +306,7 @@ TEST_CASE("a schema 4 file's runs get a recovery count of 0", "[sqlite]") {
   {
     auto store = open_store(path);
     REQUIRE(store->create_run(make_run("old")).ok());
-    REQUIRE(orch::sqlite_execute_for_testing(*store, R"sql(
+    REQUIRE(orch::sqlite_execute_for_testing(*store, kBackToSchema6 + R"sql(
 ALTER TABLE runs DROP COLUMN recoveries;
 DROP TABLE host_records;  -- schema 6
 CREATE TABLE worker_records (pk INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, record TEXT NOT NULL);
@@ -279,7 +330,7 @@ TEST_CASE("a schema 5 file's worker records and callbacks become host records an
     auto store = open_store(path);
     REQUIRE(store->create_run(make_run("with")).ok());
     REQUIRE(store->create_run(make_run("without")).ok());
-    REQUIRE(orch::sqlite_execute_for_testing(*store, R"sql(
+    REQUIRE(orch::sqlite_execute_for_testing(*store, kBackToSchema6 + R"sql(
 DROP TABLE host_records;
 CREATE TABLE worker_records (pk INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, record TEXT NOT NULL);
 INSERT INTO worker_records (id, record) VALUES ('w2', '{"id":"w2"}'), ('w1', '{"id":"w1","url":"http://a/x"}');
@@ -324,7 +375,7 @@ TEST_CASE("a schema 3 file's steps, checkpoints and events survive the move to r
     event.kind = "run.started";
     REQUIRE(store->append_event(event).ok());
     // Rebuild the three tables as schema 3 had them: keyed by run_id.
-    REQUIRE(orch::sqlite_execute_for_testing(*store, R"sql(
+    REQUIRE(orch::sqlite_execute_for_testing(*store, kBackToSchema6 + R"sql(
 CREATE TABLE e3 (pk INTEGER PRIMARY KEY, run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,
                  data TEXT NOT NULL, created_at_ms INTEGER NOT NULL, state_checkpoint_id TEXT NOT NULL DEFAULT '',
                  UNIQUE (run_id, seq));
@@ -815,10 +866,12 @@ TEST_CASE("the engine runs a long loop on the SQLite store", "[sqlite][engine]")
 
   // Each superstep's "values" event names its checkpoint instead of storing
   // the state a second time, and still reads back with the state.
-  auto values_rows = orch::sqlite_query_int_for_testing(*store, "SELECT count(*) FROM events WHERE kind = 'values'");
+  const std::string values_kind = std::to_string(orch::sqlite::event_kind_code_for_testing("values"));
+  auto values_rows =
+      orch::sqlite_query_int_for_testing(*store, "SELECT count(*) FROM events WHERE kind = " + values_kind);
   auto by_reference = orch::sqlite_query_int_for_testing(
-      *store, "SELECT count(*) FROM events WHERE kind = 'values' AND state_checkpoint_id <> '' "
-              "AND data NOT LIKE '%\"state\"%'");
+      *store, "SELECT count(*) FROM events WHERE kind = " + values_kind +
+                  " AND form <> 0 AND checkpoint_seq IS NOT NULL AND data NOT LIKE '%\"state\"%'");
   REQUIRE(values_rows.ok());
   REQUIRE(by_reference.ok());
   CHECK(*values_rows > 300);
@@ -1091,4 +1144,375 @@ TEST_CASE("the write-ahead log goes back into the database once it holds wal_che
       CHECK(size_of(path) == initial);  // all of it still in the log
     }
   }
+}
+
+namespace {
+
+// The integer `sql` reads on a connection of its own to the file (not the
+// store's): what is really in the file.
+int64_t count_in_file(const std::string& path, const std::string& sql) {
+  orch::sqlite::Connection conn(path, 1000);
+  return conn.db().execAndGet(sql).getInt64();
+}
+
+Value workflow_of_version(int version) {
+  return Value::object({{"id", "wf"},
+                        {"version", version},
+                        {"nodes", Value::object({{"a", Value::object({{"type", "transform"}})}})},
+                        {"edges", Value::array()}});
+}
+
+}  // namespace
+
+TEST_CASE("a workflow definition is stored once for all runs of one version", "[sqlite]") {
+  TempDir dir;
+  const std::string path = dir.file("defs.db");
+  auto store = open_store(path);
+  for (int i = 0; i < 20; ++i) {
+    RunRecord run = make_run("v1-" + std::to_string(i));
+    run.workflow_id = "wf";
+    run.workflow = workflow_of_version(1);
+    REQUIRE(store->create_run(run).ok());
+  }
+  for (int i = 0; i < 3; ++i) {
+    RunRecord run = make_run("v2-" + std::to_string(i));
+    run.workflow_id = "wf";
+    run.workflow = workflow_of_version(2);
+    REQUIRE(store->create_run(run).ok());
+  }
+  CHECK(count_in_file(path, "SELECT count(*) FROM definitions") == 2);
+  CHECK(count_in_file(path, "SELECT count(*) FROM runs WHERE workflow <> ''") == 0);
+  // Each run reads back its own version, exactly.
+  CHECK(store->get_run("v1-7")->workflow.to_json() == workflow_of_version(1).to_json());
+  CHECK(store->get_run("v2-1")->workflow.to_json() == workflow_of_version(2).to_json());
+  auto listed = store->list_runs({});
+  REQUIRE(listed.ok());
+  REQUIRE(listed->size() == 23);
+  CHECK(listed->front().workflow.to_json() == workflow_of_version(2).to_json());
+  CHECK(listed->back().workflow.to_json() == workflow_of_version(1).to_json());
+
+  // Updating a run (the engine's end-of-run write) keeps sharing the row.
+  RunRecord ended = *store->get_run("v1-3");
+  ended.status = RunStatus::kCompleted;
+  REQUIRE(store->update_run(ended).ok());
+  CHECK(count_in_file(path, "SELECT count(*) FROM definitions") == 2);
+  CHECK(store->get_run("v1-3")->workflow.to_json() == workflow_of_version(1).to_json());
+
+  // The last run of a version takes its definition along.
+  for (int i = 0; i < 3; ++i) REQUIRE(store->delete_run("v2-" + std::to_string(i)).ok());
+  CHECK(count_in_file(path, "SELECT count(*) FROM definitions") == 1);
+  REQUIRE(store->delete_run("v1-0").ok());
+  CHECK(count_in_file(path, "SELECT count(*) FROM definitions") == 1);
+  CHECK(store->get_run("v1-1")->workflow.to_json() == workflow_of_version(1).to_json());
+}
+
+TEST_CASE("events rebuilt from their checkpoint read back as written", "[sqlite]") {
+  TempDir dir;
+  const std::string path = dir.file("events.db");
+  auto store = open_store(path);
+  RunRecord run = make_run("r");
+  REQUIRE(store->create_run(run).ok());
+  Value state = Value::object({{"items", Value::array()}});
+  std::vector<std::string> expected;  // each event's data, in seq order
+  for (int v = 0; v < 4; ++v) {
+    state = grown_state(state, v);
+    orch::StoreBatch batch;
+    batch.checkpoint = make_checkpoint("r", v, state);
+    run.state = state;
+    run.checkpoint_count = v + 1;
+    batch.run = run;
+    auto add = [&](const std::string& kind, Value data) {
+      orch::EventRecord e;
+      e.run_id = "r";
+      e.kind = kind;
+      e.data = std::move(data);
+      e.created_at_ms = 100 + v;
+      expected.push_back(e.data.to_json());
+      batch.events.push_back(std::move(e));
+    };
+    const Checkpoint& cp = *batch.checkpoint;
+    // The engine's shapes, stored by reference...
+    add("checkpoint.created", Value::object({{"checkpoint_id", cp.id}, {"version", static_cast<long long>(cp.version)},
+                                             {"step_id", cp.step_id}}));
+    add("values", Value::object({{"step", cp.step_id}, {"state", cp.state}}));
+    add("values", Value::object({{"step", "other"}, {"state", cp.state}}));
+    // ...and near misses, stored whole: other key order, another step, a
+    // state that only looks the same.
+    add("checkpoint.created", Value::object({{"version", static_cast<long long>(cp.version)},
+                                             {"checkpoint_id", cp.id}, {"step_id", cp.step_id}}));
+    add("checkpoint.created", Value::object({{"checkpoint_id", cp.id}, {"version", static_cast<long long>(cp.version)},
+                                             {"step_id", "elsewhere"}}));
+    add("values", Value::object({{"step", cp.step_id}, {"state", *orch::parse_json(cp.state.to_json())}}));
+    add("my.own.kind", Value::object({{"n", v}}));
+    REQUIRE(store->write_batch(batch).ok());
+  }
+  CHECK(count_in_file(path, "SELECT count(*) FROM events WHERE form <> 0") == 12);
+  // The engine's kinds are stored as one-byte codes, other kinds by name.
+  CHECK(count_in_file(path, "SELECT count(*) FROM events WHERE typeof(kind) = 'integer'") == 24);
+  CHECK(count_in_file(path, "SELECT count(*) FROM events WHERE form IN (2, 3) AND data = ''") == 8);
+  auto check_events = [&] {
+    auto events = store->list_events("r", 0, 1000);
+    REQUIRE(events.ok());
+    REQUIRE(events->size() == expected.size());
+    for (size_t i = 0; i < expected.size(); ++i) {
+      CHECK((*events)[i].seq == static_cast<int64_t>(i + 1));
+      CHECK((*events)[i].data.to_json() == expected[i]);
+    }
+    // A page that starts mid-way reads the same.
+    auto tail = store->list_events("r", 7, 3);
+    REQUIRE(tail.ok());
+    REQUIRE(tail->size() == 3);
+    CHECK((*tail)[0].data.to_json() == expected[7]);
+    CHECK((*events)[6].kind == "my.own.kind");
+    CHECK((*events)[7].kind == "checkpoint.created");
+    CHECK((*events)[8].kind == "values");
+  };
+  check_events();
+  // Replaying from version 1 drops checkpoints 2 and 3: their events are
+  // stored whole first, and read back the same.
+  REQUIRE(store->truncate_checkpoints("r", 1).ok());
+  CHECK(count_in_file(path, "SELECT count(*) FROM events WHERE form <> 0") == 6);
+  check_events();
+  // A damaged reference is an error, not a crash.
+  REQUIRE(orch::sqlite_execute_for_testing(*store, "UPDATE events SET checkpoint_seq = 99 WHERE form <> 0").ok());
+  auto damaged = store->list_events("r", 0, 1000);
+  REQUIRE_FALSE(damaged.ok());
+  CHECK(damaged.status().code() == StatusCode::kInternal);
+  REQUIRE(orch::sqlite_execute_for_testing(*store, "UPDATE events SET form = 9 WHERE seq = 1").ok());
+  CHECK(store->list_events("r", 0, 1).status().code() == StatusCode::kInternal);
+  REQUIRE(orch::sqlite_execute_for_testing(*store, "UPDATE events SET kind = 250 WHERE seq = 7").ok());
+  CHECK(store->list_events("r", 6, 1).status().code() == StatusCode::kInternal);
+}
+
+TEST_CASE("a checkpoint's parent reads back whether or not it is the row before", "[sqlite]") {
+  TempDir dir;
+  const std::string path = dir.file("parents.db");
+  auto store = open_store(path);
+  RunRecord run = make_run("r");
+  REQUIRE(store->create_run(run).ok());
+  std::vector<Checkpoint> written;
+  for (int v = 0; v < 4; ++v) {
+    written.push_back(make_checkpoint("r", v, Value::object({{"v", v}})));
+    if (v == 3) written.back().parent_id = "r-cp1";  // a replay's first checkpoint
+    commit(*store, run, written.back());
+  }
+  // Only the unusual parent is stored (the first checkpoint's is '').
+  CHECK(count_in_file(path, "SELECT count(*) FROM checkpoints WHERE parent_id IS NOT NULL") == 2);
+  auto listed = store->list_checkpoints("r");
+  REQUIRE(listed.ok());
+  REQUIRE(listed->size() == 4);
+  for (size_t i = 0; i < 4; ++i) {
+    CHECK((*listed)[i].parent_id == written[i].parent_id);
+    CHECK((*listed)[i].run_id == "r");
+  }
+  CHECK(store->get_checkpoint("r-cp2")->parent_id == "r-cp1");
+  CHECK(store->latest_checkpoint("r")->parent_id == "r-cp1");
+}
+
+TEST_CASE("a schema 6 file migrates to 7 with its runs, events and checkpoints", "[sqlite]") {
+  TempDir dir;
+  const std::string path = dir.file("v6.db");
+  std::vector<Checkpoint> expected;
+  {
+    auto store = open_store(path);
+    RunRecord run = make_run("a");
+    run.workflow = workflow_of_version(1);
+    REQUIRE(store->create_run(run).ok());
+    RunRecord b = make_run("b");
+    b.workflow = workflow_of_version(1);
+    REQUIRE(store->create_run(b).ok());
+    RunRecord c = make_run("c");
+    c.workflow = workflow_of_version(2);
+    REQUIRE(store->create_run(c).ok());
+    Value state = Value::object({{"items", Value::array()}});
+    for (int v = 0; v < 3; ++v) {
+      state = grown_state(state, v);
+      expected.push_back(make_checkpoint("a", v, state));
+      commit(*store, run, expected.back());
+    }
+    // Back to schema 6, then rows as schema 6 wrote them: a "values" event
+    // that names its checkpoint (by id) for its state, a whole one, and an
+    // event of a run that no longer exists.
+    REQUIRE(orch::sqlite_execute_for_testing(*store, kBackToSchema6 + R"sql(
+INSERT INTO events (run_pk, run_id, seq, kind, data, created_at_ms, state_checkpoint_id) VALUES
+  ((SELECT pk FROM runs WHERE id = 'a'), 'a', 1, 'run.started', '{"input":{}}', 10, ''),
+  ((SELECT pk FROM runs WHERE id = 'a'), 'a', 2, 'values', '{"step":"node1"}', 11, 'a-cp1'),
+  (999, 'gone', 1, 'run.started', '{}', 12, '');
+UPDATE runs SET last_event_seq = 2 WHERE id = 'a';
+)sql").ok());
+  }
+  CHECK(count_in_file(path, "PRAGMA user_version") == 6);
+  auto store = open_store(path);
+  CHECK(count_in_file(path, "PRAGMA user_version") == orch::sqlite_store_schema_version());
+  CHECK(count_in_file(path, "SELECT count(*) FROM definitions") == 2);
+  CHECK(store->get_run("a")->workflow.to_json() == workflow_of_version(1).to_json());
+  CHECK(store->get_run("b")->workflow.to_json() == workflow_of_version(1).to_json());
+  CHECK(store->get_run("c")->workflow.to_json() == workflow_of_version(2).to_json());
+  auto checkpoints = store->list_checkpoints("a");
+  REQUIRE(checkpoints.ok());
+  REQUIRE(checkpoints->size() == expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    require_same_text(expected[i].state, (*checkpoints)[i].state);
+    CHECK((*checkpoints)[i].parent_id == expected[i].parent_id);
+  }
+  auto events = store->list_events("a", 0, 10);
+  REQUIRE(events.ok());
+  REQUIRE(events->size() == 2);
+  CHECK((*events)[0].data.to_json() == R"({"input":{}})");
+  CHECK((*events)[1].data.to_json() ==
+        Value::object({{"step", "node1"}, {"state", expected[1].state}}).to_json());
+  CHECK(count_in_file(path, "SELECT count(*) FROM events") == 2);  // the orphan is gone
+  // And the run goes on.
+  orch::EventRecord next;
+  next.run_id = "a";
+  next.kind = "after";
+  CHECK(*store->append_event(next) == 3);
+  RunRecord a = *store->get_run("a");
+  commit(*store, a, make_checkpoint("a", 3, Value::object({{"v", 3}})));
+  CHECK(store->latest_checkpoint("a")->parent_id == "a-cp2");
+}
+
+TEST_CASE("the log file shrinks back to its limit once it starts over", "[sqlite]") {
+  TempDir dir;
+  const std::string path = dir.file("shrink.db");
+  auto size_of = [](const std::string& file) {
+    std::error_code ec;
+    auto size = std::filesystem::file_size(file, ec);
+    return ec ? uintmax_t{0} : size;
+  };
+  orch::SqliteStoreOptions options;
+  options.wal_checkpoint_pages = 50;
+  const uintmax_t limit = 32 + 50 * (4096 + 24);
+  auto store = open_store(path, options);
+  RunRecord run = make_run("r");
+  REQUIRE(store->create_run(run).ok());
+  auto write_some = [&](int from, int count) {
+    for (int v = from; v < from + count; ++v) {
+      commit(*store, run, make_checkpoint("r", v, Value::object({{"blob", std::string(4000, static_cast<char>('a' + v % 26))}})));
+    }
+  };
+  {
+    // A reader holds the log: it cannot start over and grows far past its limit.
+    orch::sqlite::Connection reader(path, 1000);
+    reader.db().exec("BEGIN");
+    CHECK(reader.db().execAndGet("SELECT count(*) FROM runs").getInt() == 1);
+    write_some(0, 300);
+    CHECK(size_of(path + "-wal") > 3 * limit);
+    reader.db().exec("COMMIT");
+  }
+  // Once the reader is gone the checkpointer finishes the copy and the log
+  // starts over; its file is cut back to the limit (plus the commit that
+  // restarted it). The thread works on its own: commits go on until then.
+  int v = 300;
+  for (int i = 0; i < 2000 && size_of(path + "-wal") > limit + 8 * (4096 + 24); ++i) {
+    write_some(v++, 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  CHECK(size_of(path + "-wal") <= limit + 8 * (4096 + 24));
+  require_same_text(Value::object({{"blob", std::string(4000, static_cast<char>('a' + (v - 1) % 26))}}),
+                    store->latest_checkpoint("r")->state);
+}
+
+namespace {
+
+// Steps `ids` of run "r", in that order, each found by its id.
+void step_ids_ok(Store& store, const std::vector<std::string>& ids) {
+  auto steps = store.list_steps("r");
+  REQUIRE(steps.ok());
+  REQUIRE(steps->size() == ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    CHECK((*steps)[i].id == ids[i]);
+    CHECK((*steps)[i].run_id == "r");
+    auto one = store.get_step(ids[i]);
+    REQUIRE(one.ok());
+    CHECK(one->id == ids[i]);
+    CHECK(one->run_id == "r");
+  }
+}
+
+}  // namespace
+
+TEST_CASE("checkpoint and step ids that are UUIDs take 16 bytes and read back the same", "[sqlite]") {
+  TempDir dir;
+  const std::string path = dir.file("uuids.db");
+  const std::vector<std::string> ids = {"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "00000000-0000-4000-8000-000000000001",
+                                        "0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0",  // upper case: kept as text
+                                        "not-a-uuid"};
+  {
+    auto store = open_store(path);
+    RunRecord run = make_run("r");
+    REQUIRE(store->create_run(run).ok());
+    for (size_t v = 0; v < ids.size(); ++v) {
+      Checkpoint cp = make_checkpoint("r", static_cast<int64_t>(v), Value::object({{"v", static_cast<int>(v)}}));
+      cp.id = ids[v];
+      cp.parent_id = v == 0 ? "" : ids[v - 1];
+      commit(*store, run, cp);
+    }
+    CHECK(count_in_file(path, "SELECT count(*) FROM checkpoints WHERE typeof(id) = 'blob' AND length(id) = 16") == 2);
+    for (const std::string& id : ids) {
+      orch::StepRecord step;
+      step.id = id;
+      step.run_id = "r";
+      step.node_name = "n";
+      REQUIRE(store->put_step(step).ok());
+    }
+    step_ids_ok(*store, ids);
+    CHECK(count_in_file(path, "SELECT count(*) FROM steps WHERE typeof(id) = 'blob' AND length(id) = 16") == 2);
+    CHECK(count_in_file(path, "SELECT count(*) FROM steps WHERE run_id <> ''") == 0);
+    for (size_t v = 0; v < ids.size(); ++v) {
+      auto cp = store->get_checkpoint(ids[v]);
+      REQUIRE(cp.ok());
+      CHECK(cp->id == ids[v]);
+      CHECK(cp->parent_id == (v == 0 ? "" : ids[v - 1]));
+      CHECK(cp->state["v"].as_int() == static_cast<int64_t>(v));
+    }
+    CHECK(store->get_checkpoint("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f1").status().code() == StatusCode::kNotFound);
+    // Back to schema 6, where ids were text.
+    REQUIRE(orch::sqlite_execute_for_testing(*store, kBackToSchema6).ok());
+    CHECK(count_in_file(path, "SELECT count(*) FROM checkpoints WHERE typeof(id) = 'text'") == 4);
+  }
+  // The migration compacts the text UUIDs: found by id as before.
+  auto store = open_store(path);
+  CHECK(count_in_file(path, "SELECT count(*) FROM checkpoints WHERE typeof(id) = 'blob'") == 2);
+  auto listed = store->list_checkpoints("r");
+  REQUIRE(listed.ok());
+  REQUIRE(listed->size() == ids.size());
+  for (size_t v = 0; v < ids.size(); ++v) {
+    CHECK((*listed)[v].id == ids[v]);
+    CHECK((*listed)[v].parent_id == (v == 0 ? "" : ids[v - 1]));
+    CHECK(store->get_checkpoint(ids[v])->id == ids[v]);
+  }
+  CHECK(store->latest_checkpoint("r")->id == "not-a-uuid");
+  step_ids_ok(*store, ids);
+  CHECK(count_in_file(path, "SELECT count(*) FROM steps WHERE typeof(id) = 'blob'") == 2);
+}
+
+TEST_CASE("a small state's checkpoints are deltas after the first snapshot", "[sqlite][size]") {
+  TempDir dir;
+  const std::string path = dir.file("small.db");
+  auto store = open_store(path);
+  RunRecord run = make_run("r");
+  REQUIRE(store->create_run(run).ok());
+  std::vector<Checkpoint> written;
+  for (int v = 0; v < 8; ++v) {
+    // Each delta is about as long as the whole document.
+    written.push_back(make_checkpoint("r", v, Value::object({{"n", v}, {"word", std::string(1, static_cast<char>('a' + v))}})));
+    commit(*store, run, written.back());
+  }
+  CHECK(count_in_file(path, "SELECT count(*) FROM checkpoints WHERE kind = 'snapshot'") == 1);
+  auto listed = store->list_checkpoints("r");
+  REQUIRE(listed.ok());
+  REQUIRE(listed->size() == written.size());
+  for (size_t i = 0; i < written.size(); ++i) require_same_text(written[i].state, (*listed)[i].state);
+
+  // Without the floor (PostgreSQL's choice) such a delta is a snapshot, as before.
+  namespace codec = orch::checkpoint_codec;
+  const Value first = orch::checkpoint_codec::checkpoint_document(written[0]);
+  const Value second = orch::checkpoint_codec::checkpoint_document(written[1]);
+  codec::EncodedCheckpoint base = codec::encode_checkpoint("a", first, nullptr, nullptr, 512);
+  CHECK(base.snapshot);
+  codec::EncodedCheckpoint next = codec::encode_checkpoint("b", second, &base.link, &first, 512);
+  codec::EncodedCheckpoint next_with_floor = codec::encode_checkpoint("b", second, &base.link, &first, 512, 2048);
+  CHECK_FALSE(next_with_floor.snapshot);
+  CHECK(next.snapshot == (static_cast<int64_t>(next_with_floor.body.size()) > base.link.base_bytes));
 }

@@ -2,6 +2,7 @@
 // Incremental checkpoint rows (format in checkpoint_codec.h).
 #include "store/checkpoint_codec.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "core/value_delta.h"
@@ -39,7 +40,7 @@ Status unpack_document(const Value& document, Checkpoint* checkpoint) {
 
 EncodedCheckpoint encode_checkpoint(const std::string& id, const Value& document,
                                     const ChainLink* previous, const Value* previous_document,
-                                    int max_delta_chain) {
+                                    int max_delta_chain, int64_t min_chain_bytes) {
   EncodedCheckpoint out;
   out.link.id = id;
   out.link.seq = previous != nullptr ? previous->seq + 1 : 0;
@@ -48,7 +49,7 @@ EncodedCheckpoint encode_checkpoint(const std::string& id, const Value& document
     if (chain_length <= max_delta_chain) {
       std::string delta = make_value_delta(*previous_document, document).to_json();
       const int64_t chain_bytes = previous->chain_bytes + static_cast<int64_t>(delta.size());
-      if (chain_bytes <= previous->base_bytes) {
+      if (chain_bytes <= std::max(previous->base_bytes, min_chain_bytes)) {
         out.snapshot = false;
         out.body = std::move(delta);
         out.link.base_seq = previous->base_seq;

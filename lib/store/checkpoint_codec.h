@@ -23,7 +23,11 @@
 // (so snapshots never cost more than the deltas they save reading, and total
 // storage stays linear in the size of the changes), or when the chain would
 // exceed max_delta_chain rows (which bounds the rows read to rebuild one).
-// The first checkpoint of a run is always a snapshot.
+// The first checkpoint of a run is always a snapshot. A store may let the
+// deltas add up to `min_chain_bytes` even after a smaller snapshot: for a
+// small state a delta is nearly as long as a snapshot, and taking a snapshot
+// every other row saved next to nothing in reading. Only the choice changes,
+// not the format: every store reads the rows of every other.
 //
 // Bookkeeping columns: `chain_bytes` (delta bytes since the snapshot, this row
 // included; 0 for a snapshot) and `base_bytes` (the snapshot's size) make the
@@ -70,7 +74,7 @@ struct EncodedCheckpoint {
 // run's first row when `previous` is null.
 ORCH_EXPORT EncodedCheckpoint encode_checkpoint(const std::string& id, const Value& document,
                                     const ChainLink* previous, const Value* previous_document,
-                                    int max_delta_chain);
+                                    int max_delta_chain, int64_t min_chain_bytes = 0);
 
 // Rebuilds documents from a run's rows fed in seq order, starting at a
 // snapshot. Reports Internal (naming the run and seq) for a chain that does

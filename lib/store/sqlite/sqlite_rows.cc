@@ -2,7 +2,10 @@
 // Row <-> record mapping of the SQLite store.
 #include "store/sqlite/sqlite_rows.h"
 
+#include "orch/event_kinds.h"
 #include "store/record_fields.h"
+#include "store/sqlite/sqlite_definitions.h"
+#include "store/store_batch.h"
 
 #include <SQLiteCpp/Column.h>
 
@@ -36,10 +39,58 @@ void bind_field(SQLite::Statement& stmt, int index, const std::string& field) { 
 
 const TableColumns kRunColumns{"runs", internal::kRunFields, field_count(internal::kRunFields)};
 const TableColumns kStepColumns{"steps", internal::kStepFields, field_count(internal::kStepFields), /*keyed_by_run_pk=*/true};
-const TableColumns kEventColumns{"events", internal::kEventFields, field_count(internal::kEventFields), /*keyed_by_run_pk=*/true};
 const TableColumns kPendingWriteColumns{"pending_writes", internal::kPendingWriteFields,
                                         field_count(internal::kPendingWriteFields)};
 const TableColumns kWorkflowColumns{"workflows", internal::kWorkflowFields, field_count(internal::kWorkflowFields)};
+
+const std::string& run_select_list() {
+  static const std::string list = [] {
+    std::string out;
+    for (int i = 0; i < kRunColumns.count; ++i) {
+      if (i > 0) out += ", ";
+      const std::string column = kRunColumns.columns[i];
+      // A run written before schema 7 and not since has no definition row only
+      // if the migration failed to give it one; its own column is the fallback.
+      out += column == "workflow"
+                 ? "COALESCE((SELECT d.body FROM definitions d WHERE d.pk = runs.definition_pk), runs.workflow)"
+                 : "runs." + column;
+    }
+    return out;
+  }();
+  return list;
+}
+
+const std::string& step_select_list() {
+  static const std::string list = [] {
+    std::string out;
+    for (int i = 0; i < kStepColumns.count; ++i) {
+      if (i > 0) out += ", ";
+      const std::string column = kStepColumns.columns[i];
+      out += column == "run_id" ? "(SELECT r.id FROM runs r WHERE r.pk = steps.run_pk)" : "steps." + column;
+    }
+    return out;
+  }();
+  return list;
+}
+
+const std::string& run_insert_sql() {
+  static const std::string sql = [] {
+    std::string out = "INSERT INTO runs (" + kRunColumns.select_list() + ", definition_pk) VALUES (";
+    for (int i = 0; i <= kRunColumns.count; ++i) out += (i > 0 ? ", ?" : "?") + std::to_string(i + 1);
+    return out + ")";
+  }();
+  return sql;
+}
+
+const std::string& run_update_sql() {
+  static const std::string sql = [] {
+    std::string out = kRunColumns.update_sql();
+    const std::string where = " WHERE ";
+    const size_t at = out.rfind(where);
+    return out.substr(0, at) + ", definition_pk = ?" + std::to_string(kRunColumns.count + 1) + out.substr(at);
+  }();
+  return sql;
+}
 
 std::string TableColumns::select_list() const {
   std::string out;
@@ -91,7 +142,7 @@ void bind_run(SQLite::Statement& stmt, const RunRecord& run) {
   bind_field(stmt, 1, run.id);
   stmt.bind(2, std::string(run_status_name(run.status)));
   bind_field(stmt, 3, run.workflow_id);
-  bind_json(stmt, 4, run.workflow);
+  stmt.bind(4, std::string());  // the definitions row holds it (run_insert_sql)
   bind_json(stmt, 5, run.input);
   bind_json(stmt, 6, run.config);
   bind_json(stmt, 7, run.state);
@@ -179,8 +230,8 @@ Result<RunRecord> read_run(const SQLite::Statement& stmt) {
 }
 
 void bind_step(SQLite::Statement& stmt, const StepRecord& step) {
-  bind_field(stmt, 1, step.id);
-  bind_field(stmt, 2, step.run_id);
+  bind_id(stmt, 1, step.id);
+  stmt.bind(2, std::string());  // the run's row holds it (step_select_list)
   bind_field(stmt, 3, step.node_name);
   bind_field(stmt, 4, step.type);
   stmt.bind(5, std::string(step_status_name(step.status)));
@@ -203,7 +254,7 @@ void bind_step(SQLite::Statement& stmt, const StepRecord& step) {
 
 Result<StepRecord> read_step(const SQLite::Statement& stmt) {
   StepRecord step;
-  step.id = text(stmt, 0);
+  step.id = read_id(stmt, 0);
   const std::string what = "step " + step.id;
   step.run_id = text(stmt, 1);
   step.node_name = text(stmt, 2);
@@ -229,34 +280,139 @@ Result<StepRecord> read_step(const SQLite::Statement& stmt) {
   return step;
 }
 
-void bind_event(SQLite::Statement& stmt, const EventRecord& event, const std::string* data_json) {
-  bind_field(stmt, 1, event.run_id);
-  stmt.bind(2, event.seq);
-  bind_field(stmt, 3, event.kind);
-  if (data_json != nullptr) {
-    bind_field(stmt, 4, *data_json);
-  } else {
-    bind_json(stmt, 4, event.data);
+namespace {
+
+bool is_string_equal(const Value& v, const std::string& s) { return v.is_string() && v.as_string() == s; }
+
+// {"checkpoint_id": id, "version": version, "step_id": step}, in that order.
+bool is_checkpoint_created(const Value& data, const Checkpoint& cp) {
+  if (!data.is_object() || data.size() != 3) return false;
+  const Object& fields = data.as_object();
+  auto it = fields.begin();
+  if (it->first != "checkpoint_id" || !is_string_equal(it->second, cp.id)) return false;
+  ++it;
+  if (it->first != "version" || !it->second.is_int() || it->second.as_int() != cp.version) return false;
+  ++it;
+  return it->first == "step_id" && is_string_equal(it->second, cp.step_id);
+}
+
+}  // namespace
+
+StoredEvent encode_event(const EventRecord& event, const Checkpoint* checkpoint) {
+  StoredEvent out;
+  if (checkpoint != nullptr) {
+    if (event.kind == "checkpoint.created" && is_checkpoint_created(event.data, *checkpoint)) {
+      out.form = EventForm::kCheckpointCreated;
+      return out;
+    }
+    if (std::optional<Value> rest = internal::without_checkpoint_state(event.data, checkpoint->state)) {
+      if (rest->size() == 1 && rest->as_object().begin()->first == "step" &&
+          is_string_equal(rest->as_object().begin()->second, checkpoint->step_id)) {
+        out.form = EventForm::kValues;
+        return out;
+      }
+      out.form = EventForm::kWithoutState;
+      out.data = rest->to_json();
+      return out;
+    }
   }
+  out.data = event.data.to_json();
+  return out;
+}
+
+namespace {
+
+// The engine's event kinds, stored as their position here plus one (an
+// integer of one byte instead of their names, ~12 bytes an event): events.kind
+// holds such a code, or the name of a kind not listed. Append only: a code
+// names its kind for good.
+constexpr const char* kKindCodes[] = {
+    event_kind::kRunStarted,   event_kind::kRunCompleted,  event_kind::kRunFailed,   event_kind::kRunCancelled,
+    event_kind::kRunInterrupted, event_kind::kRunResumed,  event_kind::kRunRetried,  event_kind::kRunReplayed,
+    event_kind::kRunForked,    event_kind::kCheckpointCreated, event_kind::kStateInjected, event_kind::kStepStarted,
+    event_kind::kStepCompleted, event_kind::kStepFailed,   event_kind::kStepRetrying, event_kind::kCacheHit,
+    event_kind::kValues,       event_kind::kUpdates,       event_kind::kTaskStart,   event_kind::kTaskResult,
+    event_kind::kCustom,       event_kind::kAgentEvent};
+constexpr int kKindCodeCount = static_cast<int>(sizeof(kKindCodes) / sizeof(kKindCodes[0]));
+
+int kind_code(const std::string& kind) {
+  for (int i = 0; i < kKindCodeCount; ++i) {
+    if (kind == kKindCodes[i]) return i + 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int event_kind_code_for_testing(const std::string& kind) { return kind_code(kind); }
+
+const char* const kEventInsertSql =
+    "INSERT INTO events (run_pk, seq, kind, data, created_at_ms, form, checkpoint_seq) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const char* const kEventSelectList = "seq, kind, data, created_at_ms, form, checkpoint_seq";
+
+void bind_event(SQLite::Statement& stmt, int64_t run_pk, int64_t seq, const EventRecord& event,
+                const StoredEvent& stored, int64_t checkpoint_seq) {
+  stmt.bind(1, run_pk);
+  stmt.bind(2, seq);
+  if (const int code = kind_code(event.kind); code > 0) {
+    stmt.bind(3, code);
+  } else {
+    bind_field(stmt, 3, event.kind);
+  }
+  bind_field(stmt, 4, stored.data);
   stmt.bind(5, event.created_at_ms);
-  stmt.bind(6, std::string());
+  stmt.bind(6, static_cast<int>(stored.form));
+  if (stored.form == EventForm::kWhole) {
+    stmt.bind(7);
+  } else {
+    stmt.bind(7, checkpoint_seq);
+  }
 }
 
-void bind_event_state_ref(SQLite::Statement& stmt, const std::string& checkpoint_id) {
-  bind_field(stmt, 6, checkpoint_id);
-}
-
-Result<EventRecord> read_event(const SQLite::Statement& stmt, std::string* state_checkpoint_id) {
+Result<EventRecord> read_event(const SQLite::Statement& stmt, const std::string& run_id, EventForm* form,
+                               int64_t* checkpoint_seq) {
   EventRecord event;
-  event.run_id = text(stmt, 0);
-  event.seq = integer(stmt, 1);
-  event.kind = text(stmt, 2);
-  ORCH_ASSIGN_OR_RETURN(
-      event.data,
-      read_json_column(stmt, 3, "event " + std::to_string(event.seq) + " of run " + event.run_id));
-  event.created_at_ms = integer(stmt, 4);
-  *state_checkpoint_id = text(stmt, 5);
+  event.run_id = run_id;
+  event.seq = integer(stmt, 0);
+  const std::string what = "event " + std::to_string(event.seq) + " of run " + run_id;
+  if (stmt.getColumn(1).isInteger()) {
+    const int64_t code = integer(stmt, 1);
+    if (code < 1 || code > kKindCodeCount) return Status::internal(what + ": unknown kind code " + std::to_string(code));
+    event.kind = kKindCodes[code - 1];
+  } else {
+    event.kind = text(stmt, 1);
+  }
+  const int64_t stored_form = integer(stmt, 4);
+  if (stored_form < 0 || stored_form > static_cast<int64_t>(EventForm::kValues) ||
+      (stored_form != 0 && stmt.getColumn(5).isNull())) {
+    return Status::internal(what + ": unknown form " + std::to_string(stored_form));
+  }
+  *form = static_cast<EventForm>(stored_form);
+  *checkpoint_seq = integer(stmt, 5);
+  if (*form == EventForm::kWhole || *form == EventForm::kWithoutState) {
+    ORCH_ASSIGN_OR_RETURN(event.data, read_json_column(stmt, 2, what));
+  }
+  event.created_at_ms = integer(stmt, 3);
   return event;
+}
+
+void complete_event(EventRecord* event, EventForm form, const Checkpoint& checkpoint) {
+  switch (form) {
+    case EventForm::kWhole:
+      return;
+    case EventForm::kWithoutState:
+      event->data.set("state", checkpoint.state);
+      return;
+    case EventForm::kCheckpointCreated:
+      event->data = Value::object({{"checkpoint_id", checkpoint.id},
+                                   {"version", static_cast<long long>(checkpoint.version)},
+                                   {"step_id", checkpoint.step_id}});
+      return;
+    case EventForm::kValues:
+      event->data = Value::object({{"step", checkpoint.step_id}, {"state", checkpoint.state}});
+      return;
+  }
 }
 
 void bind_pending_write(SQLite::Statement& stmt, const PendingWrite& write) {

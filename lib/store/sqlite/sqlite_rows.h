@@ -38,9 +38,19 @@ struct TableColumns {
 
 extern const TableColumns kRunColumns;
 extern const TableColumns kStepColumns;
-extern const TableColumns kEventColumns;
 extern const TableColumns kPendingWriteColumns;
 extern const TableColumns kWorkflowColumns;
+
+// Runs (schema 7): the definition lives in `definitions` (sqlite_definitions.h).
+// The select list reads it back in the workflow column's place; the insert
+// and update statements take the run's definition_pk as ?23 (after
+// bind_run's ?1..?22) and store '' as the run's own workflow.
+const std::string& run_select_list();
+// Steps (schema 7): a step's run_id is read from its run's row (steps.run_id
+// holds ''), and a UUID step id is stored in 16 bytes (bind_id, read_id).
+const std::string& step_select_list();
+const std::string& run_insert_sql();
+const std::string& run_update_sql();
 
 // bind_* binds parameters ?1..?count in column order; read_* reads the columns
 // of the current row, starting at column 0, in the same order. A record's
@@ -71,17 +81,46 @@ Result<RunRecord> read_run(const SQLite::Statement& stmt);
 void bind_step(SQLite::Statement& stmt, const StepRecord& step);
 Result<StepRecord> read_step(const SQLite::Statement& stmt);
 
-// `data_json`, when given, is stored (as is) instead of the event's own data.
-void bind_event(SQLite::Statement& stmt, const EventRecord& event, const std::string* data_json = nullptr);
-// Marks an event bound by bind_event(stmt, event, &data_without_state) as
-// stored without the last key of its data, "state", which is that of
-// checkpoint `checkpoint_id` (written in the same transaction): an engine
-// "values" event carries the whole state, and storing it twice per superstep
-// was a quarter of a superstep's pages.
-void bind_event_state_ref(SQLite::Statement& stmt, const std::string& checkpoint_id);
-// `state_checkpoint_id` gets the checkpoint whose state the caller must add
-// back as the data's "state", or ''.
-Result<EventRecord> read_event(const SQLite::Statement& stmt, std::string* state_checkpoint_id);
+// How an event row holds its data (events.form). An engine event written with
+// its superstep's checkpoint may repeat what that checkpoint holds: the
+// "values" event carries the whole state (storing it twice per superstep was
+// a quarter of a superstep's pages), "checkpoint.created" only the
+// checkpoint's id, version and step. Such a row names the checkpoint by its
+// seq in the run (checkpoint_seq) and stores only the rest.
+enum class EventForm : int {
+  kWhole = 0,              // data is the event's data
+  kWithoutState = 1,       // data lacks its last key, "state": the checkpoint's state
+  kCheckpointCreated = 2,  // data is {"checkpoint_id", "version", "step_id"} of the checkpoint; '' stored
+  kValues = 3,             // data is {"step": its step_id, "state": its state}; '' stored
+};
+
+struct StoredEvent {
+  std::string data;  // JSON text, or '' for the forms that store none
+  EventForm form = EventForm::kWhole;
+};
+
+// How `event` is stored when `checkpoint` (null: none) is written in the same
+// transaction. Only exact shapes (key order, types) get a derived form, so
+// reading back gives the same JSON text.
+StoredEvent encode_event(const EventRecord& event, const Checkpoint* checkpoint);
+
+// The code events.kind holds for `kind`, 0 for a kind stored by name.
+int event_kind_code_for_testing(const std::string& kind);
+
+// INSERT of an event row: ?1 run_pk, ?2 seq, ?3 kind, ?4 data,
+// ?5 created_at_ms, ?6 form, ?7 checkpoint_seq (NULL for kWhole).
+extern const char* const kEventInsertSql;
+// The columns read_event reads, in order.
+extern const char* const kEventSelectList;
+// `stored` and `event` must outlive the statement's execution.
+void bind_event(SQLite::Statement& stmt, int64_t run_pk, int64_t seq, const EventRecord& event,
+                const StoredEvent& stored, int64_t checkpoint_seq);
+// An event of run `run_id`; for a form other than kWhole, `checkpoint_seq`
+// names the checkpoint complete_event() needs.
+Result<EventRecord> read_event(const SQLite::Statement& stmt, const std::string& run_id, EventForm* form,
+                               int64_t* checkpoint_seq);
+// Gives an event read in `form` its whole data from `checkpoint`.
+void complete_event(EventRecord* event, EventForm form, const Checkpoint& checkpoint);
 
 void bind_pending_write(SQLite::Statement& stmt, const PendingWrite& write);
 Result<PendingWrite> read_pending_write(const SQLite::Statement& stmt);

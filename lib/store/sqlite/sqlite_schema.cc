@@ -5,6 +5,8 @@
 #include <mutex>
 #include <string>
 
+#include "store/sqlite/sqlite_definitions.h"
+
 namespace orch::sqlite {
 namespace {
 
@@ -259,6 +261,78 @@ DROP TABLE worker_records;
 ALTER TABLE runs RENAME COLUMN callbacks TO host_data;
 UPDATE runs SET host_data = '{"callbacks":' || host_data || '}' WHERE host_data NOT IN ('null', '');
 )sql",
+    // 7: what a reader needs, stored once (issue #25).
+    // - A run's workflow definition moves to `definitions`, one row per
+    //   distinct text (sqlite_definitions.h), named by runs.definition_pk;
+    //   runs.workflow stays, as ''.
+    // - Checkpoints lose run_id (their run_pk names the run), and parent_id
+    //   is NULL when it is the id of the run's row before (seq - 1). Ids
+    //   that are UUIDs are stored as 16-byte blobs (compact_id), here and in
+    //   the unique index on them. Steps likewise, and their run_id is read
+    //   from the run's row (steps.run_id holds '').
+    // - Events are clustered on (run_pk, seq), without run_id and without a
+    //   rowid and its separate unique index. An event whose data is rebuilt
+    //   from a checkpoint of its run names it by seq (checkpoint_seq) instead
+    //   of by id; `form` says how (EventForm in sqlite_rows.h). The engine's
+    //   kinds are stored as small integers (kKindCodes in sqlite_rows.cc);
+    //   rows written before keep their kind's name, which reads the same.
+    R"sql(
+CREATE TABLE definitions (
+  pk INTEGER PRIMARY KEY,
+  hash INTEGER NOT NULL,
+  body TEXT NOT NULL
+);
+CREATE INDEX definitions_by_hash ON definitions (hash);
+INSERT INTO definitions (hash, body)
+  SELECT orch_definition_hash(workflow), workflow FROM runs GROUP BY workflow ORDER BY MIN(pk);
+ALTER TABLE runs ADD COLUMN definition_pk INTEGER NOT NULL DEFAULT 0;
+UPDATE runs SET definition_pk = (SELECT d.pk FROM definitions d
+                                 WHERE d.hash = orch_definition_hash(runs.workflow) AND d.body = runs.workflow),
+                workflow = '';
+CREATE INDEX runs_by_definition ON runs (definition_pk);
+
+CREATE TABLE checkpoints_v7 (
+  pk INTEGER PRIMARY KEY,
+  id NOT NULL UNIQUE,                    -- no type: a UUID's 16 bytes, or text (compact_id)
+  run_pk INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  parent_id,                             -- as id; NULL: the id of the run's row at seq - 1
+  step_id TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  base_seq INTEGER NOT NULL,
+  chain_bytes INTEGER NOT NULL,
+  base_bytes INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  UNIQUE (run_pk, seq)
+);
+INSERT INTO checkpoints_v7 (pk, id, run_pk, seq, parent_id, step_id, version, created_at_ms, kind, base_seq,
+                            chain_bytes, base_bytes, body)
+  SELECT pk, orch_compact_id(id), run_pk, seq, orch_compact_id(parent_id), step_id, version, created_at_ms, kind,
+         base_seq, chain_bytes, base_bytes, body FROM checkpoints ORDER BY pk;
+
+CREATE TABLE events_v7 (
+  run_pk INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  kind NOT NULL,                         -- no type: a code (integer) or a name (text), kept as given
+  data TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  form INTEGER NOT NULL DEFAULT 0,       -- EventForm
+  checkpoint_seq INTEGER,                -- the checkpoint the data is rebuilt from (form > 0)
+  PRIMARY KEY (run_pk, seq)
+) WITHOUT ROWID;
+INSERT INTO events_v7 (run_pk, seq, kind, data, created_at_ms, form, checkpoint_seq)
+  SELECT e.run_pk, e.seq, e.kind, e.data, e.created_at_ms, CASE WHEN e.state_checkpoint_id = '' THEN 0 ELSE 1 END,
+         CASE WHEN e.state_checkpoint_id = '' THEN NULL
+              ELSE (SELECT c.seq FROM checkpoints c WHERE c.id = e.state_checkpoint_id) END
+  FROM events e WHERE e.run_pk IN (SELECT pk FROM runs) ORDER BY e.run_pk, e.seq;
+DROP TABLE events;
+ALTER TABLE events_v7 RENAME TO events;
+UPDATE steps SET id = orch_compact_id(id), run_id = '';
+DROP TABLE checkpoints;
+ALTER TABLE checkpoints_v7 RENAME TO checkpoints;
+)sql",
 };
 
 constexpr int kMigrationCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
@@ -302,6 +376,8 @@ Status migrate_schema(Connection& conn, bool in_memory) {
                                          std::to_string(kMigrationCount) + "); upgrade orch");
     }
     if (version == kMigrationCount && app_id == kApplicationId) return Status();
+    register_definition_hash(conn);  // migration 7 hashes the runs' definitions
+    register_compact_id(conn);       // and compacts the checkpoints' ids
     for (int next = version + 1; next <= kMigrationCount; ++next)
       conn.db().exec(kMigrations[next - 1]);
     conn.db().exec("PRAGMA application_id = " + std::to_string(kApplicationId));

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "store/sqlite/sqlite_definitions.h"
 #include "store/sqlite/sqlite_rows.h"
 #include "store/sqlite/sqlite_schema.h"
 #include "store/sqlite/sqlite_store_impl.h"
@@ -55,10 +56,16 @@ Result<std::vector<T>> read_all(Query& q, Reader read) {
 
 SqliteStore::SqliteStore(const std::string& path, const SqliteStoreOptions& options, bool in_memory)
     : options_(options),
-      checkpointer_(in_memory ? nullptr : std::make_unique<WalCheckpointer>(path, options.busy_timeout_ms,
-                                                                            std::max(1, options.wal_checkpoint_pages))),
+      checkpointer_(in_memory ? nullptr
+                              : std::make_unique<WalCheckpointer>(path, options.busy_timeout_ms,
+                                                                  std::max(1, options.wal_checkpoint_pages), &writer_mu_)),
       pool_(path, options.busy_timeout_ms, options.max_idle_connections, in_memory, [this](Connection& conn) {
         configure_connection(conn);
+        // A log that grew past its checkpoint size (a reader held it) is cut
+        // back to that size when it starts over, instead of keeping its peak
+        // size on disk for good. A frame is a page plus a 24-byte header.
+        const int64_t log_bytes = int64_t{std::max(1, options_.wal_checkpoint_pages)} * (4096 + 24) + 32;
+        conn.db().exec("PRAGMA journal_size_limit = " + std::to_string(log_bytes));
         if (checkpointer_) checkpointer_->attach(conn);
       }),
       cache_(options.cached_runs) {}
@@ -119,17 +126,21 @@ Status SqliteStore::create_claimed_run(const RunRecord& run, const std::string& 
 }
 
 Status SqliteStore::insert_run(const RunRecord& run, const std::string* owner, int64_t lease_ms) {
+  const EncodedDefinition definition = encode_definition(run.workflow);
   return with_writer("create_run", [&](Connection& conn) -> Status {
     WriteTransaction txn(conn, writer_mu_);
-    ORCH_RETURN_IF_ERROR(insert_run_rows(conn, run, owner, lease_ms));
+    ORCH_RETURN_IF_ERROR(insert_run_rows(conn, run, owner, lease_ms, &definition));
     txn.commit();
     return Status();
   });
 }
 
-Status SqliteStore::insert_run_rows(Connection& conn, const RunRecord& run, const std::string* owner, int64_t lease_ms) {
-  static const std::string kInsert = kRunColumns.insert_sql();
-  Query insert(conn, kInsert);
+Status SqliteStore::insert_run_rows(Connection& conn, const RunRecord& run, const std::string* owner, int64_t lease_ms,
+                                    const EncodedDefinition* encoded) {
+  // The definition is hashed before the writer's lock when the caller can.
+  std::optional<EncodedDefinition> local;
+  if (encoded == nullptr) encoded = &local.emplace(encode_definition(run.workflow));
+  Query insert(conn, run_insert_sql());
   bind_run(*insert, run);
   ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run.id));
   if (exists) return Status::already_exists("run " + run.id + " already exists");
@@ -139,6 +150,7 @@ Status SqliteStore::insert_run_rows(Connection& conn, const RunRecord& run, cons
     // The contract: the message is the id of the run that holds the key.
     if (q->executeStep()) return Status::already_exists(q->getColumn(0).getString());
   }
+  insert->bind(kRunColumns.count + 1, store_definition(conn, *encoded));
   insert->exec();
   if (owner != nullptr) {
     Query claim(conn, "UPDATE runs SET lease_owner = ?2, lease_expires_at_ms = ?3 WHERE id = ?1");
@@ -151,11 +163,12 @@ Status SqliteStore::insert_run_rows(Connection& conn, const RunRecord& run, cons
 }
 
 Status SqliteStore::update_run(const RunRecord& run) {
+  const EncodedDefinition definition = encode_definition(run.workflow);
   return with_writer("update_run", [&](Connection& conn) -> Status {
-    static const std::string kUpdate = kRunColumns.update_sql();
-    Query update(conn, kUpdate);
+    Query update(conn, run_update_sql());
     bind_run(*update, run);
     WriteTransaction txn(conn, writer_mu_);
+    update->bind(kRunColumns.count + 1, store_definition(conn, definition));
     if (update->exec() == 0) return run_not_found(run.id);
     txn.commit();
     if (is_terminal(run.status)) forget_document(run.id);
@@ -166,7 +179,7 @@ Status SqliteStore::update_run(const RunRecord& run) {
 Result<RunRecord> SqliteStore::get_run(const std::string& run_id) {
   return with_connection("get_run", [&](Connection& conn) -> Result<RunRecord> {
     static const std::string kSelect =
-        "SELECT " + kRunColumns.select_list() + " FROM runs WHERE id = ?1";
+        "SELECT " + run_select_list() + " FROM runs WHERE id = ?1";
     Query q(conn, kSelect);
     q->bind(1, run_id);
     if (!q->executeStep()) return run_not_found(run_id);
@@ -180,7 +193,7 @@ Result<RunRecord> SqliteStore::get_run(const std::string& run_id) {
 Result<RunRecord> SqliteStore::find_run_by_idempotency_key(const std::string& key) {
   return with_connection("find_run_by_idempotency_key", [&](Connection& conn) -> Result<RunRecord> {
     static const std::string kSelect =
-        "SELECT " + kRunColumns.select_list() + " FROM runs WHERE idempotency_key = ?1";
+        "SELECT " + run_select_list() + " FROM runs WHERE idempotency_key = ?1";
     Query q(conn, kSelect);
     q->bind(1, key);
     if (key.empty() || !q->executeStep())
@@ -195,7 +208,7 @@ Result<RunRecord> SqliteStore::find_run_by_idempotency_key(const std::string& ke
 Result<std::vector<RunRecord>> SqliteStore::list_runs(const RunFilter& filter) {
   return with_connection("list_runs", [&](Connection& conn) -> Result<std::vector<RunRecord>> {
     // At most eight distinct texts, each prepared once per connection.
-    std::string sql = "SELECT " + kRunColumns.select_list() + " FROM runs WHERE 1";
+    std::string sql = "SELECT " + run_select_list() + " FROM runs WHERE 1";
     if (filter.status) sql += " AND status = ?3";
     if (!filter.workflow_id.empty()) sql += " AND workflow_id = ?4";
     if (!filter.parent_run_id.empty()) sql += " AND parent_run_id = ?5";
@@ -217,12 +230,19 @@ Status SqliteStore::delete_run(const std::string& run_id) {
   Status status = with_writer("delete_run", [&](Connection& conn) -> Status {
     WriteTransaction txn(conn, writer_mu_);
     ORCH_ASSIGN_OR_RETURN(int64_t pk, run_pk(conn, run_id));
+    int64_t definition_pk = 0;
+    {
+      Query q(conn, "SELECT definition_pk FROM runs WHERE pk = ?1");
+      q->bind(1, pk);
+      if (q->executeStep()) definition_pk = q->getColumn(0).getInt64();
+    }
     for (const char* sql : {"DELETE FROM checkpoints WHERE run_pk = ?1", "DELETE FROM steps WHERE run_pk = ?1",
                             "DELETE FROM events WHERE run_pk = ?1", "DELETE FROM runs WHERE pk = ?1"}) {
       Query q(conn, sql);
       q->bind(1, pk);
       q->exec();
     }
+    drop_definition_if_unused(conn, definition_pk);
     {
       Query q(conn, "DELETE FROM pending_writes WHERE run_id = ?1");
       q->bind(1, run_id);
@@ -308,9 +328,9 @@ Status SqliteStore::put_step(const StepRecord& step) {
 Result<StepRecord> SqliteStore::get_step(const std::string& step_id) {
   return with_connection("get_step", [&](Connection& conn) -> Result<StepRecord> {
     static const std::string kSelect =
-        "SELECT " + kStepColumns.select_list() + " FROM steps WHERE id = ?1";
+        "SELECT " + step_select_list() + " FROM steps WHERE id = ?1";
     Query q(conn, kSelect);
-    q->bind(1, step_id);
+    bind_id(*q, 1, step_id);
     if (!q->executeStep()) return Status::not_found("step " + step_id + " not found");
     return read_step(*q);
   });
@@ -319,7 +339,7 @@ Result<StepRecord> SqliteStore::get_step(const std::string& step_id) {
 Result<std::vector<StepRecord>> SqliteStore::list_steps(const std::string& run_id) {
   return with_connection("list_steps", [&](Connection& conn) -> Result<std::vector<StepRecord>> {
     static const std::string kSelect =
-        "SELECT " + kStepColumns.select_list() + " FROM steps WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) ORDER BY pk";
+        "SELECT " + step_select_list() + " FROM steps WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) ORDER BY pk";
     ReadTransaction txn(conn);
     ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run_id));
     if (!exists) return run_not_found(run_id);
@@ -332,14 +352,13 @@ Result<std::vector<StepRecord>> SqliteStore::list_steps(const std::string& run_i
 // ---- Events ---------------------------------------------------------------------
 
 Result<int64_t> SqliteStore::append_event(EventRecord event) {
+  const StoredEvent stored = encode_event(event, nullptr);
   return with_writer("append_event", [&](Connection& conn) -> Result<int64_t> {
-    static const std::string kInsert = kEventColumns.insert_sql();
-    Query insert(conn, kInsert);
-    bind_event(*insert, event);
     WriteTransaction txn(conn, writer_mu_);
     // The run row holds the counter: one statement checks the run exists and
     // takes the next seq, and writers are serialized, so seqs have no gaps.
     int64_t seq = 0;
+    int64_t pk = 0;
     {
       Query next(conn,
                  "UPDATE runs SET last_event_seq = last_event_seq + 1 WHERE id = ?1 RETURNING "
@@ -347,9 +366,10 @@ Result<int64_t> SqliteStore::append_event(EventRecord event) {
       next->bind(1, event.run_id);
       if (!next->executeStep()) return run_not_found(event.run_id);
       seq = next->getColumn(0).getInt64();
-      insert->bind(kEventColumns.count + 1, next->getColumn(1).getInt64());
+      pk = next->getColumn(1).getInt64();
     }
-    insert->bind(2, seq);
+    Query insert(conn, kEventInsertSql);
+    bind_event(*insert, pk, seq, event, stored, 0);
     insert->exec();
     txn.commit();
     return seq;
@@ -359,28 +379,39 @@ Result<int64_t> SqliteStore::append_event(EventRecord event) {
 Result<std::vector<EventRecord>> SqliteStore::list_events(const std::string& run_id,
                                                           int64_t after_seq, size_t limit) {
   return with_connection("list_events", [&](Connection& conn) -> Result<std::vector<EventRecord>> {
-    static const std::string kSelect =
-        "SELECT " + kEventColumns.select_list() +
-        " FROM events WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) AND seq > ?2 ORDER BY seq LIMIT ?3";
+    static const std::string kSelect = std::string("SELECT ") + kEventSelectList +
+                                       " FROM events WHERE run_pk = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
     ReadTransaction txn(conn);
-    ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run_id));
-    if (!exists) return run_not_found(run_id);
+    ORCH_ASSIGN_OR_RETURN(int64_t pk, run_pk(conn, run_id));
     Query q(conn, kSelect);
-    q->bind(1, run_id);
+    q->bind(1, pk);
     q->bind(2, after_seq);
     q->bind(3, clamp_to_int64(limit));
     std::vector<EventRecord> events;
-    std::vector<std::pair<size_t, std::string>> state_refs;
-    std::string state_ref;
+    // Events whose data a checkpoint completes: index, form, checkpoint seq.
+    struct Derived {
+      size_t index;
+      EventForm form;
+      int64_t checkpoint_seq;
+    };
+    std::vector<Derived> derived;
     while (q->executeStep()) {
-      ORCH_ASSIGN_OR_RETURN(EventRecord event, read_event(*q, &state_ref));
-      if (!state_ref.empty()) state_refs.emplace_back(events.size(), state_ref);
+      EventForm form = EventForm::kWhole;
+      int64_t checkpoint_seq = 0;
+      ORCH_ASSIGN_OR_RETURN(EventRecord event, read_event(*q, run_id, &form, &checkpoint_seq));
+      if (form != EventForm::kWhole) derived.push_back(Derived{events.size(), form, checkpoint_seq});
       events.push_back(std::move(event));
     }
     q->reset();
-    for (const auto& [index, checkpoint_id] : state_refs) {
-      ORCH_ASSIGN_OR_RETURN(Value state, checkpoint_state(conn, checkpoint_id));
-      events[index].data.set("state", std::move(state));
+    // Consecutive events usually name the same checkpoint: read it once.
+    Checkpoint checkpoint;
+    int64_t loaded_seq = -1;
+    for (const Derived& d : derived) {
+      if (loaded_seq < 0 || loaded_seq != d.checkpoint_seq) {
+        ORCH_ASSIGN_OR_RETURN(checkpoint, checkpoint_at(conn, pk, d.checkpoint_seq, events[d.index].seq));
+        loaded_seq = d.checkpoint_seq;
+      }
+      complete_event(&events[d.index], d.form, checkpoint);
     }
     return events;
   });

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <unordered_map>
 
+#include "store/sqlite/sqlite_definitions.h"
 #include "store/sqlite/sqlite_rows.h"
 #include "store/sqlite/sqlite_store_impl.h"
 #include "store/store_batch.h"
@@ -18,11 +19,10 @@ struct SqliteStore::GroupMember {
   StoreBatch* batch = nullptr;
   std::string run_id;
   std::optional<PreparedCheckpoint> prepared;
-  // Each event's data as stored, serialized before the lead is taken; and
-  // whether it was stored without the checkpoint's state (see
-  // bind_event_state_ref).
-  std::vector<std::string> event_data;
-  std::vector<bool> event_state_ref;
+  // Each event as stored (EventForm), encoded before the lead is taken; and
+  // the run's definition when its whole row is written.
+  std::vector<StoredEvent> stored_events;
+  std::optional<EncodedDefinition> definition;
   std::vector<int64_t> seqs;
   Status result;
   // Its own lock and wake-up: a leader marks it written, or hands it the lead,
@@ -44,13 +44,10 @@ Status SqliteStore::write_batch(StoreBatch& batch) {
   // Encoding the checkpoint needs no lock: do it while others write.
   if (batch.checkpoint) me.prepared = prepare_checkpoint(*batch.checkpoint, *batch.run);
   // So is serializing the events.
-  me.event_data.reserve(batch.events.size());
-  for (const EventRecord& event : batch.events) {
-    std::optional<Value> rest;  // the event's data without the checkpoint's state
-    if (me.prepared) rest = internal::without_checkpoint_state(event.data, batch.checkpoint->state);
-    me.event_state_ref.push_back(rest.has_value());
-    me.event_data.push_back(rest ? rest->to_json() : event.data.to_json());
-  }
+  me.stored_events.reserve(batch.events.size());
+  for (const EventRecord& event : batch.events)
+    me.stored_events.push_back(encode_event(event, me.prepared ? &*batch.checkpoint : nullptr));
+  if (batch.run && !me.prepared) me.definition = encode_definition(batch.run->workflow);
 
   bool leading = false;
   {
@@ -208,9 +205,10 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
     ORCH_RETURN_IF_ERROR(write_checkpoint(conn, *batch.checkpoint, *batch.run, *member.prepared,
                                           static_cast<int64_t>(batch.events.size()), &last_event_seq, &pk));
   } else if (batch.run) {
-    static const std::string kUpdate = kRunColumns.update_sql() + " RETURNING pk";
+    static const std::string kUpdate = run_update_sql() + " RETURNING pk";
     Query update(conn, kUpdate);
     bind_run(*update, *batch.run);
+    update->bind(kRunColumns.count + 1, store_definition(conn, *member.definition));
     if (!update->executeStep()) return run_not_found(run_id);
     pk = update->getColumn(0).getInt64();
   }
@@ -243,13 +241,10 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
       if (!next->executeStep()) return run_not_found(run_id);
       seq = next->getColumn(0).getInt64() - count;
     }
-    static const std::string kInsert = kEventColumns.insert_sql();
-    Query insert(conn, kInsert);
+    const int64_t checkpoint_seq = member.prepared && member.prepared->committed ? member.prepared->committed->seq : 0;
+    Query insert(conn, kEventInsertSql);
     for (size_t i = 0; i < batch.events.size(); ++i) {
-      bind_event(*insert, batch.events[i], &member.event_data[i]);
-      if (member.event_state_ref[i]) bind_event_state_ref(*insert, batch.checkpoint->id);
-      insert->bind(2, ++seq);
-      insert->bind(kEventColumns.count + 1, pk);
+      bind_event(*insert, pk, ++seq, batch.events[i], member.stored_events[i], checkpoint_seq);
       insert->exec();
       insert->reset();
       member.seqs.push_back(seq);

@@ -3,18 +3,25 @@
 // of each run's latest document. The row format is in store/checkpoint_codec.h.
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
+#include "store/sqlite/sqlite_definitions.h"
 #include "store/sqlite/sqlite_rows.h"
 #include "store/sqlite/sqlite_store_impl.h"
 
 namespace orch::sqlite {
 namespace {
 
-// The row columns a Checkpoint needs besides its document.
+// The row columns a Checkpoint needs besides its document, from
+// kRowTables. The run's id comes from its row; a NULL parent_id is the id of
+// the row before (schema 7).
 constexpr const char* kRowColumns =
-    "id, run_id, seq, base_seq, parent_id, step_id, version, created_at_ms";
+    "c.id, r.id, c.seq, c.base_seq, "
+    "COALESCE(c.parent_id, (SELECT p.id FROM checkpoints p WHERE p.run_pk = c.run_pk AND p.seq = c.seq - 1), ''), "
+    "c.step_id, c.version, c.created_at_ms";
+constexpr const char* kRowTables = " FROM checkpoints c JOIN runs r ON r.pk = c.run_pk";
 
 struct RowHeader {
   Checkpoint checkpoint;  // without state, metadata and completed nodes
@@ -25,11 +32,11 @@ struct RowHeader {
 // Reads kRowColumns from the current row.
 RowHeader read_header(const SQLite::Statement& stmt) {
   RowHeader h;
-  h.checkpoint.id = stmt.getColumn(0).getString();
+  h.checkpoint.id = read_id(stmt, 0);
   h.checkpoint.run_id = stmt.getColumn(1).getString();
   h.seq = stmt.getColumn(2).getInt64();
   h.base_seq = stmt.getColumn(3).getInt64();
-  h.checkpoint.parent_id = stmt.getColumn(4).getString();
+  h.checkpoint.parent_id = read_id(stmt, 4);
   h.checkpoint.step_id = stmt.getColumn(5).getString();
   h.checkpoint.version = stmt.getColumn(6).getInt64();
   h.checkpoint.created_at_ms = stmt.getColumn(7).getInt64();
@@ -40,6 +47,11 @@ std::string_view column_text(const SQLite::Statement& stmt, int index) {
   SQLite::Column col = stmt.getColumn(index);
   return std::string_view(col.getText(), static_cast<size_t>(col.getBytes()));
 }
+
+// Deltas after a snapshot may add up to this much however small the snapshot
+// (checkpoint_codec.h): the checkpoints of a small state were mostly
+// snapshots (~250 bytes against ~180 for a delta).
+constexpr int64_t kMinChainBytes = 2048;
 
 bool same_link(const ChainLink& a, const ChainLink& b) {
   return a.id == b.id && a.seq == b.seq && a.base_seq == b.base_seq &&
@@ -74,14 +86,10 @@ Result<Value> SqliteStore::load_document(Connection& conn, const std::string& ru
   return builder.document();
 }
 
-Result<Checkpoint> SqliteStore::read_checkpoint_row(Connection& conn, const char* sql,
-                                                    const std::string& key) {
+Result<Checkpoint> SqliteStore::read_checkpoint_row(Connection& conn, Query& q, const std::string& key) {
   std::optional<RowHeader> header;
-  {
-    Query q(conn, sql);
-    q->bind(1, key);
-    if (q->executeStep()) header = read_header(*q);
-  }
+  if (q->executeStep()) header = read_header(*q);
+  q->reset();
   if (!header) return Status::not_found(key);
   Checkpoint& cp = header->checkpoint;
   CachedDocument cached;
@@ -97,37 +105,50 @@ Result<Checkpoint> SqliteStore::read_checkpoint_row(Connection& conn, const char
 }
 
 namespace {
-const std::string kSelectById = std::string("SELECT ") + kRowColumns + " FROM checkpoints WHERE id = ?1";
+const std::string kSelectById = std::string("SELECT ") + kRowColumns + kRowTables + " WHERE c.id = ?1";
+const std::string kSelectBySeq = std::string("SELECT ") + kRowColumns + kRowTables + " WHERE c.run_pk = ?1 AND c.seq = ?2";
 }  // namespace
 
-Result<Value> SqliteStore::checkpoint_state(Connection& conn, const std::string& checkpoint_id) {
-  Result<Checkpoint> cp = read_checkpoint_row(conn, kSelectById.c_str(), checkpoint_id);
+Result<Checkpoint> SqliteStore::checkpoint_at(Connection& conn, int64_t pk, int64_t seq, int64_t event_seq) {
+  Query q(conn, kSelectBySeq);
+  q->bind(1, pk);
+  q->bind(2, seq);
+  Result<Checkpoint> cp = read_checkpoint_row(conn, q, "checkpoint " + std::to_string(seq));
   if (!cp.ok()) {
-    return Status::internal("an event names checkpoint " + checkpoint_id + " for its state: " +
-                            cp.status().message());
+    return Status::internal("event " + std::to_string(event_seq) + " names checkpoint " + std::to_string(seq) +
+                            " of its run for its data: " + cp.status().message());
   }
-  return std::move(cp->state);
+  return cp;
 }
 
-Status SqliteStore::restore_event_states(Connection& conn, const std::string& run_id, int64_t version) {
+Status SqliteStore::restore_event_states(Connection& conn, int64_t pk, const std::string& run_id,
+                                         int64_t version) {
   std::vector<std::pair<int64_t, std::string>> restored;  // seq, data
   {
-    Query q(conn,
-            "SELECT e.seq, e.data, e.state_checkpoint_id FROM events e JOIN checkpoints c "
-            "ON c.id = e.state_checkpoint_id WHERE e.run_pk = (SELECT pk FROM runs WHERE id = ?1) AND c.version > ?2");
-    q->bind(1, run_id);
-    q->bind(2, version);
-    while (q->executeStep()) {
-      const int64_t seq = q->getColumn(0).getInt64();
-      ORCH_ASSIGN_OR_RETURN(Value data, read_json_column(*q, 1, "event " + std::to_string(seq) + " of run " + run_id));
-      ORCH_ASSIGN_OR_RETURN(Value state, checkpoint_state(conn, q->getColumn(2).getString()));
-      data.set("state", std::move(state));
-      restored.emplace_back(seq, data.to_json());
+    static const std::string kSelect = std::string("SELECT ") + kEventSelectList +
+                                       " FROM events WHERE run_pk = ?1 AND form <> 0 AND checkpoint_seq IN "
+                                       "(SELECT seq FROM checkpoints WHERE run_pk = ?1 AND version > ?2)";
+    std::vector<std::tuple<EventRecord, EventForm, int64_t>> derived;
+    {
+      Query q(conn, kSelect);
+      q->bind(1, pk);
+      q->bind(2, version);
+      while (q->executeStep()) {
+        EventForm form = EventForm::kWhole;
+        int64_t checkpoint_seq = 0;
+        ORCH_ASSIGN_OR_RETURN(EventRecord event, read_event(*q, run_id, &form, &checkpoint_seq));
+        derived.emplace_back(std::move(event), form, checkpoint_seq);
+      }
+    }
+    for (auto& [event, form, checkpoint_seq] : derived) {
+      ORCH_ASSIGN_OR_RETURN(Checkpoint cp, checkpoint_at(conn, pk, checkpoint_seq, event.seq));
+      complete_event(&event, form, cp);
+      restored.emplace_back(event.seq, event.data.to_json());
     }
   }
-  Query update(conn, "UPDATE events SET data = ?3, state_checkpoint_id = '' WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) AND seq = ?2");
+  Query update(conn, "UPDATE events SET data = ?3, form = 0, checkpoint_seq = NULL WHERE run_pk = ?1 AND seq = ?2");
   for (const auto& [seq, data] : restored) {
-    update->bind(1, run_id);
+    update->bind(1, pk);
     update->bind(2, seq);
     update->bindNoCopy(3, data);
     update->exec();
@@ -139,7 +160,9 @@ Status SqliteStore::restore_event_states(Connection& conn, const std::string& ru
 Result<Checkpoint> SqliteStore::get_checkpoint(const std::string& checkpoint_id) {
   return with_connection("get_checkpoint", [&](Connection& conn) -> Result<Checkpoint> {
     ReadTransaction txn(conn);
-    Result<Checkpoint> cp = read_checkpoint_row(conn, kSelectById.c_str(), checkpoint_id);
+    Query q(conn, kSelectById);
+    bind_id(*q, 1, checkpoint_id);
+    Result<Checkpoint> cp = read_checkpoint_row(conn, q, checkpoint_id);
     if (!cp.ok() && cp.status().code() == StatusCode::kNotFound) {
       return Status::not_found("checkpoint " + checkpoint_id + " not found");
     }
@@ -149,11 +172,12 @@ Result<Checkpoint> SqliteStore::get_checkpoint(const std::string& checkpoint_id)
 
 Result<Checkpoint> SqliteStore::latest_checkpoint(const std::string& run_id) {
   return with_connection("latest_checkpoint", [&](Connection& conn) -> Result<Checkpoint> {
-    static const std::string kSelect =
-        std::string("SELECT ") + kRowColumns +
-        " FROM checkpoints WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) ORDER BY seq DESC LIMIT 1";
+    static const std::string kSelect = std::string("SELECT ") + kRowColumns + kRowTables +
+                                       " WHERE c.run_pk = (SELECT pk FROM runs WHERE id = ?1) ORDER BY c.seq DESC LIMIT 1";
     ReadTransaction txn(conn);
-    Result<Checkpoint> cp = read_checkpoint_row(conn, kSelect.c_str(), run_id);
+    Query q(conn, kSelect);
+    q->bind(1, run_id);
+    Result<Checkpoint> cp = read_checkpoint_row(conn, q, run_id);
     if (!cp.ok() && cp.status().code() == StatusCode::kNotFound) {
       ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run_id));
       if (!exists) return run_not_found(run_id);
@@ -166,9 +190,8 @@ Result<Checkpoint> SqliteStore::latest_checkpoint(const std::string& run_id) {
 Result<std::vector<Checkpoint>> SqliteStore::list_checkpoints(const std::string& run_id) {
   return with_connection(
       "list_checkpoints", [&](Connection& conn) -> Result<std::vector<Checkpoint>> {
-        static const std::string kSelect =
-            std::string("SELECT ") + kRowColumns +
-            ", kind, body FROM checkpoints WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) ORDER BY seq";
+        static const std::string kSelect = std::string("SELECT ") + kRowColumns + ", c.kind, c.body" + kRowTables +
+                                           " WHERE c.run_pk = (SELECT pk FROM runs WHERE id = ?1) ORDER BY c.seq";
         ReadTransaction txn(conn);
         ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run_id));
         if (!exists) return run_not_found(run_id);
@@ -198,7 +221,7 @@ SqliteStore::PreparedCheckpoint SqliteStore::prepare_checkpoint(const Checkpoint
   // lock; inside, this is used only if that document is still the run's last.
   if (cached_document(run.id, &prepared.previous)) {
     prepared.early = encode_checkpoint(checkpoint.id, prepared.document, &prepared.previous.link,
-                                       &prepared.previous.document, options_.max_delta_chain);
+                                       &prepared.previous.document, options_.max_delta_chain, kMinChainBytes);
   }
   return prepared;
 }
@@ -230,29 +253,34 @@ Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpo
             "ORDER BY seq DESC LIMIT 1");
     q->bind(1, pk);
     if (q->executeStep()) {
-      last = ChainLink{q->getColumn(0).getString(), q->getColumn(1).getInt64(), q->getColumn(2).getInt64(),
+      last = ChainLink{read_id(*q, 0), q->getColumn(1).getInt64(), q->getColumn(2).getInt64(),
                        q->getColumn(3).getInt64(), q->getColumn(4).getInt64()};
     }
   }
   EncodedCheckpoint row;
   if (!last) {
-    row = encode_checkpoint(checkpoint.id, prepared.document, nullptr, nullptr, options_.max_delta_chain);
+    row = encode_checkpoint(checkpoint.id, prepared.document, nullptr, nullptr, options_.max_delta_chain, kMinChainBytes);
   } else if (prepared.early && same_link(*last, prepared.previous.link)) {
     row = std::move(*prepared.early);
   } else {
     // Another process wrote this run, or the cache lost it: diff against
     // the stored document.
     ORCH_ASSIGN_OR_RETURN(Value last_document, load_document(conn, run.id, last->base_seq, last->seq));
-    row = encode_checkpoint(checkpoint.id, prepared.document, &*last, &last_document, options_.max_delta_chain);
+    row = encode_checkpoint(checkpoint.id, prepared.document, &*last, &last_document, options_.max_delta_chain,
+                            kMinChainBytes);
   }
   Query insert(conn,
-               "INSERT INTO checkpoints (id, run_id, seq, parent_id, step_id, version, created_at_ms, kind, "
-               "base_seq, chain_bytes, base_bytes, body, run_pk) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+               "INSERT INTO checkpoints (id, seq, parent_id, step_id, version, created_at_ms, kind, "
+               "base_seq, chain_bytes, base_bytes, body, run_pk) VALUES (?1, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
                "?11, ?12, ?13)");
-  insert->bind(1, checkpoint.id);
-  insert->bind(2, checkpoint.run_id);
+  bind_id(*insert, 1, checkpoint.id);
   insert->bind(3, row.link.seq);
-  insert->bind(4, checkpoint.parent_id);
+  // The usual parent, the row before, is not stored again (kRowColumns).
+  if (last && checkpoint.parent_id == last->id) {
+    insert->bind(4);
+  } else {
+    bind_id(*insert, 4, checkpoint.parent_id);
+  }
   insert->bind(5, checkpoint.step_id);
   insert->bind(6, checkpoint.version);
   insert->bind(7, checkpoint.created_at_ms);
@@ -279,7 +307,7 @@ Status SqliteStore::resolve_state(Connection& conn, RunRecord* run) {
           "ORDER BY seq DESC LIMIT 1");
   q->bind(1, run->id);
   if (!q->executeStep()) return Status();  // no checkpoint: the state stays null
-  ChainLink last{q->getColumn(0).getString(), q->getColumn(1).getInt64(), q->getColumn(2).getInt64(),
+  ChainLink last{read_id(*q, 0), q->getColumn(1).getInt64(), q->getColumn(2).getInt64(),
                  q->getColumn(3).getInt64(), q->getColumn(4).getInt64()};
   q->reset();
   CachedDocument cached;
@@ -323,8 +351,7 @@ Status SqliteStore::commit_checkpoint(const Checkpoint& checkpoint, const RunRec
 Status SqliteStore::truncate_checkpoints(const std::string& run_id, int64_t version) {
   Status status = with_writer("truncate_checkpoints", [&](Connection& conn) -> Status {
     WriteTransaction txn(conn, writer_mu_);
-    ORCH_ASSIGN_OR_RETURN(bool exists, run_exists(conn, run_id));
-    if (!exists) return run_not_found(run_id);
+    ORCH_ASSIGN_OR_RETURN(int64_t pk, run_pk(conn, run_id));
 
     int64_t first_dropped = -1;
     {
@@ -334,7 +361,18 @@ Status SqliteStore::truncate_checkpoints(const std::string& run_id, int64_t vers
       if (q->executeStep() && !q->getColumn(0).isNull()) first_dropped = q->getColumn(0).getInt64();
     }
     if (first_dropped >= 0) {
-      ORCH_RETURN_IF_ERROR(restore_event_states(conn, run_id, version));
+      ORCH_RETURN_IF_ERROR(restore_event_states(conn, pk, run_id, version));
+      {
+        // A survivor after a dropped row stores its parent if that was the
+        // row before it (kRowColumns), which may go.
+        Query q(conn,
+                "UPDATE checkpoints SET parent_id = (SELECT p.id FROM checkpoints p WHERE p.run_pk = ?1 AND "
+                "p.seq = checkpoints.seq - 1) WHERE run_pk = ?1 AND seq > ?2 AND version <= ?3 AND parent_id IS NULL");
+        q->bind(1, pk);
+        q->bind(2, first_dropped);
+        q->bind(3, version);
+        q->exec();
+      }
       // Versions increase along a run, so normally every row from the first
       // dropped one on goes and the surviving chains are intact. Should a
       // later row survive (versions out of order), its chain would run through

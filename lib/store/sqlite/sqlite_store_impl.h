@@ -27,6 +27,7 @@
 #include "store/document_cache.h"
 #include "store/sqlite/sqlite_wal_checkpointer.h"
 #include "store/sqlite/sqlite_connection.h"
+#include "store/sqlite/sqlite_definitions.h"
 
 namespace orch::sqlite {
 
@@ -92,8 +93,10 @@ class SqliteStore final : public Store {
  private:
   // create_run, and with `owner` also its lease, in one transaction.
   Status insert_run(const RunRecord& run, const std::string* owner, int64_t lease_ms);
-  // Its rows, inside the caller's write transaction (write_batch's new run too).
-  Status insert_run_rows(Connection& conn, const RunRecord& run, const std::string* owner, int64_t lease_ms);
+  // Its rows, inside the caller's write transaction (write_batch's new run
+  // too); `definition`: the run's workflow encoded already, or null.
+  Status insert_run_rows(Connection& conn, const RunRecord& run, const std::string* owner, int64_t lease_ms,
+                         const EncodedDefinition* definition = nullptr);
   SqliteStore(const std::string& path, const SqliteStoreOptions& options, bool in_memory);
 
   // Runs `body(connection)` on a pooled connection and turns SQLite (and any
@@ -143,17 +146,23 @@ class SqliteStore final : public Store {
   Result<int64_t> run_pk(Connection& conn, const std::string& run_id);
   Result<Value> load_document(Connection& conn, const std::string& run_id, int64_t base_seq,
                               int64_t seq);
-  Result<Checkpoint> read_checkpoint_row(Connection& conn, const char* sql, const std::string& key);
-  // The state of checkpoint `checkpoint_id`, for an event stored without it.
-  Result<Value> checkpoint_state(Connection& conn, const std::string& checkpoint_id);
-  // Before checkpoints after `version` go: events naming one get its state back.
-  Status restore_event_states(Connection& conn, const std::string& run_id, int64_t version);
+  // The checkpoint of the row `q` (prepared and bound by the caller) finds;
+  // NotFound naming `key` when none.
+  Result<Checkpoint> read_checkpoint_row(Connection& conn, Query& q, const std::string& key);
+  // The checkpoint at `seq` of the run with pk `pk`, for event `event_seq` whose data
+  // it completes (EventForm); Internal when it is missing or damaged.
+  Result<Checkpoint> checkpoint_at(Connection& conn, int64_t pk, int64_t seq, int64_t event_seq);
+  // Before checkpoints after `version` go: events whose data one of them
+  // completes are stored whole.
+  Status restore_event_states(Connection& conn, int64_t pk, const std::string& run_id, int64_t version);
 
   SqliteStoreOptions options_;
+  // Before checkpointer_, which takes it to finish a checkpoint with no
+  // writer of this process committing meanwhile.
+  std::mutex writer_mu_;
   // Before pool_: it must outlive every pooled connection's commit hook.
   std::unique_ptr<WalCheckpointer> checkpointer_;
   ConnectionPool pool_;
-  std::mutex writer_mu_;
 
   // Group commit of batches (sqlite_store_batches.cc).
   struct GroupMember;

@@ -8,8 +8,20 @@
 
 namespace orch::sqlite {
 
-WalCheckpointer::WalCheckpointer(std::string path, int busy_timeout_ms, int frames)
-    : path_(std::move(path)), busy_timeout_ms_(busy_timeout_ms), frames_(frames), thread_([this] { run(); }) {}
+namespace {
+
+// How long the finishing checkpoint waits for readers to leave the log while
+// this process's writers wait for it.
+constexpr int kFinishWaitMs = 50;
+
+}  // namespace
+
+WalCheckpointer::WalCheckpointer(std::string path, int busy_timeout_ms, int frames, std::mutex* writer_mu)
+    : path_(std::move(path)),
+      busy_timeout_ms_(busy_timeout_ms),
+      frames_(frames),
+      writer_mu_(writer_mu),
+      thread_([this] { run(); }) {}
 
 WalCheckpointer::~WalCheckpointer() {
   {
@@ -70,7 +82,14 @@ void WalCheckpointer::run() {
         conn->db().exec("SELECT count(*) FROM sqlite_schema");
       }
       checkpoints_.fetch_add(1, std::memory_order_relaxed);
-      sqlite3_wal_checkpoint_v2(conn->db().getHandle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      sqlite3* db = conn->db().getHandle();
+      // The bulk of the log, beside the writers.
+      sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      // The rest with the writers held, so the log can start over.
+      std::lock_guard<std::mutex> writers(*writer_mu_);
+      sqlite3_busy_timeout(db, kFinishWaitMs);
+      sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
+      sqlite3_busy_timeout(db, busy_timeout_ms_);
     } catch (const std::exception&) {
       conn.reset();  // try again with a fresh connection next time
     } catch (...) {

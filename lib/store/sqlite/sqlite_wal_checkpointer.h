@@ -16,6 +16,16 @@
 // the commits that meet them, so fewer, larger checkpoints (a higher `frames`)
 // stall fewer commits.
 //
+// The log starts over (and, with PRAGMA journal_size_limit, its file shrinks
+// back) only when a commit finds all of it copied and no reader still in it.
+// Under steady load a passive checkpoint never gets there: commits keep
+// adding frames while it copies, and the log grew to the 4x fallback and
+// stayed that size. So after the passive copy the thread takes the store's
+// writer mutex (`writer_mu`: no commit of this process meanwhile), copies
+// the few frames committed during the first copy and waits briefly
+// (kFinishWaitMs) for readers to leave the log (a RESTART checkpoint); the
+// next commit then starts the log over.
+//
 // Thread-safety: attach() and the hook may be called from any thread. The
 // destructor stops and joins the thread; connections must not commit after it.
 #pragma once
@@ -33,7 +43,8 @@ namespace orch::sqlite {
 
 class WalCheckpointer {
  public:
-  WalCheckpointer(std::string path, int busy_timeout_ms, int frames);
+  // `writer_mu` must outlive the checkpointer.
+  WalCheckpointer(std::string path, int busy_timeout_ms, int frames, std::mutex* writer_mu);
   ~WalCheckpointer();
   WalCheckpointer(const WalCheckpointer&) = delete;
   WalCheckpointer& operator=(const WalCheckpointer&) = delete;
@@ -49,6 +60,7 @@ class WalCheckpointer {
   const std::string path_;
   const int busy_timeout_ms_;
   const int frames_;
+  std::mutex* const writer_mu_;
   std::mutex mu_;
   std::condition_variable wake_;
   bool requested_ = false;
