@@ -34,8 +34,9 @@
 //     resolver blocks; an IP literal connects at once.
 //
 // `done` runs on a loop thread, on the call's strand, once per call. It may
-// send further calls. It may block for a while (a store commit); while it
-// does, the loop's other threads carry the other calls.
+// send further calls. It should not block: the protocols hand the reply on to
+// a call thread (http_worker_protocols.cc), since handling one may wait for a
+// store commit.
 //
 // Only http://: the https origins go through the blocking transport.
 //
