@@ -2,14 +2,18 @@
 //
 // The HTTP worker protocols (component orch::http_workers): `webhook`,
 // `api_chat`, `openai_chat` and `a2a` (wire formats: docs/workers.md). A call
-// is a blocking HTTP request on a bounded pool of call threads, over pooled
-// keep-alive connections, with the call's deadline; a cancelled call has its
-// socket shut down.
+// to an http:// worker is event-driven: a few loop threads carry every call in
+// flight, over pooled keep-alive connections, each with the call's deadline as
+// a timer; the reply is parsed there and handled (the engine's `done` runs)
+// on a call thread. A call to an https:// worker, and a health probe, is a blocking
+// request on a bounded pool of call threads. A cancelled call has its
+// connection closed. A worker's reply may carry up to 64 KiB of headers (100
+// of them) and 16 MiB of body; beyond that the call fails, not retried.
 //
 //   auto workers = std::make_shared<orch::WorkerRegistry>();
 //   if (auto s = orch::register_http_protocols(*workers); !s.ok()) ...
 //
-// The four protocols share one connection pool and one set of call threads,
+// The four protocols share their connection pools, loop and call threads,
 // owned by the protocols (so by the registry that holds them).
 //
 // Thread-safety: register before the registry is in use; the protocols accept
@@ -30,10 +34,15 @@
 namespace orch {
 
 struct HttpWorkerOptions {
-  // Upper bound of the threads that carry blocking HTTP calls (started on
-  // demand), so of the HTTP calls in flight at once. Calls beyond it wait for
-  // a free thread. A model call takes seconds: with many runs in flight, a
-  // low bound queues calls that workers could already be serving.
+  // Threads running the event loop of http:// calls: they move bytes and
+  // parse replies, and never wait on anything else.
+  size_t io_threads = 2;
+  // Upper bound of the call threads (started on demand) that handle the
+  // replies of http:// calls and carry blocking https:// calls. Handling a
+  // reply may wait for a store commit; many replies handled at once commit
+  // together. Beyond the bound, replies and https calls wait for a free
+  // thread. A model call takes seconds: with many runs in flight, a low bound
+  // queues https calls that workers could already be serving.
   size_t max_call_threads = 256;
   // Idle keep-alive connections kept per worker origin (beyond it, a call's
   // connection closes after it, and a later call connects anew).
