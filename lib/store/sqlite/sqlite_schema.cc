@@ -259,9 +259,26 @@ DROP TABLE worker_records;
 ALTER TABLE runs RENAME COLUMN callbacks TO host_data;
 UPDATE runs SET host_data = '{"callbacks":' || host_data || '}' WHERE host_data NOT IN ('null', '');
 )sql",
+    // 7: MERGE NOTE: reserved for the perf-disk branch's migration 7, being
+    // written in parallel; this no-op only holds its place so that fencing's
+    // migration is number 8. When merging, put perf-disk's migration 7 here
+    // instead of this placeholder (and keep the static_assert below true).
+    R"sql(
+SELECT 1;
+)sql",
+    // 8: fencing (Store::claim_run_lease): the lease's epoch, bumped by every
+    // claim that moves the run to another owner. Runs already leased count
+    // as their first epoch.
+    R"sql(
+ALTER TABLE runs ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
+UPDATE runs SET lease_epoch = 1 WHERE lease_owner <> '';
+)sql",
 };
 
 constexpr int kMigrationCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
+// Gap check: the fencing migration above must stay number 8 (index 7); a
+// merge that drops or adds a migration before it must renumber on purpose.
+static_assert(kMigrationCount == 8, "migration 8 (lease_epoch) must be the 8th entry: check migration 7 after a merge");
 
 int pragma_int(Connection& conn, const char* pragma) {
   Query q(conn, std::string("PRAGMA ") + pragma);
