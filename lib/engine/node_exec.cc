@@ -737,6 +737,11 @@ void EngineImpl::start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t i
   // always finds the task waiting for it. It is started off this lock: its
   // first events may call back here.
   opts.run_id = t.child_run_id;
+  // The step's record (naming the child) is stored before the child starts,
+  // as a worker call's is before it goes out: whoever loads this run next (a
+  // restart, a takeover) continues that child instead of starting another.
+  (void)flush(c);
+  if (is_terminal(c.record.status)) return;  // the flush failed the run (or lost it)
   std::weak_ptr<RunContext> weak = ctx;
   const uint64_t gen = c.generation;
   std::string parent_id = c.record.id;
