@@ -218,6 +218,7 @@ ALTER TABLE runs DROP COLUMN recoveries;  -- added by schema 5
 DROP TABLE host_records;  -- schema 6
 CREATE TABLE worker_records (pk INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, record TEXT NOT NULL);
 ALTER TABLE runs RENAME COLUMN host_data TO callbacks;
+ALTER TABLE runs DROP COLUMN lease_epoch;  -- schema 8
 PRAGMA user_version = 2;
 )sql").ok());
   }
@@ -260,6 +261,7 @@ ALTER TABLE runs DROP COLUMN recoveries;
 DROP TABLE host_records;  -- schema 6
 CREATE TABLE worker_records (pk INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, record TEXT NOT NULL);
 ALTER TABLE runs RENAME COLUMN host_data TO callbacks;
+ALTER TABLE runs DROP COLUMN lease_epoch;  -- schema 8
 PRAGMA user_version = 4;
 )sql").ok());
   }
@@ -286,6 +288,7 @@ INSERT INTO worker_records (id, record) VALUES ('w2', '{"id":"w2"}'), ('w1', '{"
 ALTER TABLE runs RENAME COLUMN host_data TO callbacks;
 UPDATE runs SET callbacks = '[{"url":"http://cb/x"}]' WHERE id = 'with';
 UPDATE runs SET callbacks = 'null' WHERE id = 'without';
+ALTER TABLE runs DROP COLUMN lease_epoch;  -- schema 8
 PRAGMA user_version = 5;
 )sql").ok());
   }
@@ -346,6 +349,7 @@ ALTER TABLE runs DROP COLUMN recoveries;  -- added by schema 5
 DROP TABLE host_records;  -- schema 6
 CREATE TABLE worker_records (pk INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, record TEXT NOT NULL);
 ALTER TABLE runs RENAME COLUMN host_data TO callbacks;
+ALTER TABLE runs DROP COLUMN lease_epoch;  -- schema 8
 PRAGMA user_version = 3;
 )sql").ok());
   }
@@ -1091,4 +1095,28 @@ TEST_CASE("the write-ahead log goes back into the database once it holds wal_che
       CHECK(size_of(path) == initial);  // all of it still in the log
     }
   }
+}
+
+TEST_CASE("a schema 6 file's leased runs are at lease epoch 1 after the upgrade, and fenced from then on", "[sqlite][lease]") {
+  TempDir dir;
+  const std::string path = dir.file("orch.db");
+  {
+    auto store = open_store(path);
+    REQUIRE(store->create_claimed_run(make_run("leased"), "engine-a", 600000).ok());
+    REQUIRE(store->create_run(make_run("free")).ok());
+    REQUIRE(orch::sqlite_execute_for_testing(*store, R"sql(
+ALTER TABLE runs DROP COLUMN lease_epoch;  -- schema 8
+PRAGMA user_version = 6;
+)sql").ok());
+  }
+  auto store = open_store(path);
+  CHECK(store->check_lease("leased", "engine-a", 1).ok());
+  CHECK(orch::lease_lost(store->check_lease("leased", "engine-a", 2)));
+  auto epoch = store->claim_run_lease("free", "engine-b", 600000);
+  REQUIRE(epoch.ok());
+  CHECK(*epoch == 1);
+  REQUIRE(store->claim_run_lease("leased", "engine-a", 0).ok());
+  auto taken = store->claim_run_lease("leased", "engine-b", 600000);
+  REQUIRE(taken.ok());
+  CHECK(*taken == 2);
 }
