@@ -12,6 +12,7 @@
 #include "catch.h"
 #include "config.h"
 #include "lease_keeper.h"
+#include "retention.h"
 #include "orch/engine.h"
 #include "orch/store.h"
 #include "support/engine_fixture.h"
@@ -94,4 +95,28 @@ TEST_CASE("the lease keeper renews this instance's leases and takes over expired
   CHECK(store->claim_run("mine", "other", 1000).code() == orch::StatusCode::kAborted);
   CHECK(store->claim_run("orphan", "other", 1000).code() == orch::StatusCode::kAborted);
   CHECK(keeper.tick() == 0);
+}
+
+TEST_CASE("the retention sweep runs in the instance holding the retention lease only", "[server][lease]") {
+  orch::server::ServerConfig config;
+  config.db = ":memory:";
+  config.retention_ms = 3600 * 1000;  // the sweeper's own timer stays out of the way
+  auto app = orch::server::open_app(config, nullptr);
+  REQUIRE(app.ok());
+  orch::Store& store = *(*app)->store;
+  orch::RunRecord old;
+  old.id = "old";
+  old.status = orch::RunStatus::kCompleted;
+  old.created_at_ms = old.updated_at_ms = old.ended_at_ms = 1;
+  REQUIRE(store.create_run(old).ok());
+  // Another instance sweeps: this one leaves the run alone.
+  auto other = store.claim_singleton("retention", "other-instance", 600000);
+  REQUIRE(other.ok());
+  REQUIRE(*other);
+  CHECK((*app)->retention->sweep() == 0);
+  CHECK(store.get_run("old").ok());
+  // That instance is gone (its lease ran out): this one takes over the sweep.
+  REQUIRE(store.claim_singleton("retention", "other-instance", 0).ok());
+  CHECK((*app)->retention->sweep() == 1);
+  CHECK(store.get_run("old").status().code() == orch::StatusCode::kNotFound);
 }
