@@ -2,6 +2,7 @@
 #include "app.h"
 
 #include "callbacks.h"
+#include "lease_keeper.h"
 #include "log/log.h"
 #include "log/run_log.h"
 #include "retention.h"
@@ -27,6 +28,7 @@ namespace orch::server {
 
 App::App() = default;
 App::~App() {
+  leases.reset();  // takes runs over through the engine: stopped first
   retention.reset();
   tracker.reset();  // its runs and agents use the engine and the store
   callbacks.reset();
@@ -137,11 +139,21 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   options.max_prompt_bytes = static_cast<size_t>(config.max_prompt_bytes);
   // Pull mode puts the tracker task in the run config: prompts read it as {{task.…}}.
   options.config_template_roots = {"task"};
-  // A stable owner id: a server restarted on the same host and database takes
-  // its runs back at once instead of waiting for its old leases to expire.
-  char host[256] = {0};
-  gethostname(host, sizeof(host) - 1);
-  options.owner_id = std::string("orch-serve:") + host + ":" + redacted_db(config.db);
+  // On PostgreSQL each process has its own owner id (instances on one host,
+  // or a restarted one, must fence each other); the runs of a previous
+  // process are taken over once its leases run out (recover(), then the
+  // lease keeper). A SQLite file has one orch serve at a time: a stable id
+  // (host + file) lets a restarted server take its runs back at once.
+  if (postgres || config.db == ":memory:") {
+    app->owner_id = new_instance_owner_id();
+  } else {
+    char host[256] = {0};
+    gethostname(host, sizeof(host) - 1);
+    app->owner_id = std::string("orch-serve:") + host + ":" + redacted_db(config.db);
+  }
+  options.owner_id = app->owner_id;
+  options.lease_ms = config.lease_ttl_ms;
+  log(LogLevel::kInfo, "engine.owner", {{"owner", app->owner_id}, {"lease_ttl_ms", static_cast<long long>(config.lease_ttl_ms)}});
   options.durability = durability_from_name(config.durability).value_or(Durability::kSync);
   if (config.tracing.enabled) {
     ORCH_ASSIGN_OR_RETURN(auto exporter, OtlpExporter::start(config.tracing, app->metrics.tracing));
@@ -180,6 +192,7 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   if (config.retention_ms > 0) app->retention = std::make_unique<RetentionSweeper>(*app, config.retention_ms);
   Status recovered = app->engine->recover();
   if (!recovered.ok()) return Status(recovered.code(), "resuming runs: " + recovered.message());
+  app->leases = std::make_unique<LeaseKeeper>(*app->store, *app->engine, app->owner_id, config.lease_ttl_ms);
   return app;
 }
 

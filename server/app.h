@@ -22,6 +22,7 @@
 namespace orch::server {
 
 class CallbackSender;
+class LeaseKeeper;
 class OtlpExporter;
 class RetentionSweeper;
 class Tracker;
@@ -54,6 +55,10 @@ struct App {
   std::unique_ptr<CallbackSender> callbacks;  // declared after engine: destroyed first
   std::unique_ptr<Tracker> tracker;           // pull mode (null when off); stopped first
   std::unique_ptr<RetentionSweeper> retention;  // null when engine.retention_ms is 0
+  // This process's lease owner id (orch-serve:<host>:<pid>:<random>), and
+  // what renews its leases and takes over expired ones; stopped first.
+  std::string owner_id;
+  std::unique_ptr<LeaseKeeper> leases;
   WorkflowCache workflows;  // stored workflows as runs start from them
   // Called with every response once it is written (tests record them; see
   // http/request_log.h). Set before the server starts.

@@ -91,6 +91,12 @@ void load_http(const Value& http, ServerConfig* c, Problems& p) {
   }
 }
 
+// engine.lease_ttl_ms: renewed every third of it, so below a few hundred ms
+// renewals would be most of the database's work; above a day a dead
+// instance's runs would wait a day.
+constexpr int64_t kMinLeaseTtlMs = 300;
+constexpr int64_t kMaxLeaseTtlMs = int64_t{24} * 3600 * 1000;
+
 void load_engine(const Value& engine, ServerConfig* c, Problems& p) {
   if (!engine.is_object()) return p.note(type_error("engine", "an object"));
   for (const auto& [key, v] : engine.as_object()) {
@@ -106,6 +112,12 @@ void load_engine(const Value& engine, ServerConfig* c, Problems& p) {
       p.note(read_int(v, k, &c->worker_failure_threshold));
     } else if (key == "worker_circuit_breaker_ms") {
       p.note(read_int(v, k, &c->worker_circuit_breaker_ms));
+    } else if (key == "lease_ttl_ms") {
+      p.note(read_int(v, k, &c->lease_ttl_ms));
+      if (c->lease_ttl_ms < kMinLeaseTtlMs || c->lease_ttl_ms > kMaxLeaseTtlMs) {
+        p.note(Status::invalid_argument("config key 'engine.lease_ttl_ms' must be between " +
+                                        std::to_string(kMinLeaseTtlMs) + " and " + std::to_string(kMaxLeaseTtlMs)));
+      }
     } else if (key == "retention_ms") {
       p.note(read_int(v, k, &c->retention_ms));
       if (c->retention_ms < 0) p.note(Status::invalid_argument("config key 'engine.retention_ms' must be >= 0"));

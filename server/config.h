@@ -52,6 +52,9 @@ struct ServerConfig {
   int64_t worker_circuit_breaker_ms = 60000;
   std::string durability = "sync";
   int64_t retention_ms = 0;              // delete finished runs older than this (0: keep)
+  // Lease on each run this instance executes (engine.lease_ttl_ms): renewed
+  // every third of it; another instance takes the runs over once it runs out.
+  int64_t lease_ttl_ms = 30000;
   int64_t max_recoveries = 3;            // EngineOptions::max_recoveries (0: no limit)
   int64_t max_state_bytes = 16 * 1024 * 1024;  // EngineOptions::max_state_bytes
   int64_t max_descendant_runs = 1000;    // EngineOptions::max_descendant_runs

@@ -22,6 +22,11 @@ RetentionSweeper::~RetentionSweeper() {
 }
 
 size_t RetentionSweeper::sweep() {
+  // Once across the instances sharing a database: the one holding the
+  // "retention" lease sweeps (it keeps it while it sweeps every interval;
+  // another instance takes it two intervals after it stopped).
+  auto mine = app_.store->claim_singleton("retention", app_.owner_id, 2 * interval_ms());
+  if (!mine.ok() || !*mine) return 0;
   const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::system_clock::now().time_since_epoch()).count();
   size_t removed = 0;
@@ -39,8 +44,10 @@ size_t RetentionSweeper::sweep() {
   return removed;
 }
 
+int64_t RetentionSweeper::interval_ms() const { return std::clamp<int64_t>(retention_ms_ / 4, 10, 3600 * 1000); }
+
 void RetentionSweeper::loop() {
-  const auto interval = std::chrono::milliseconds(std::clamp<int64_t>(retention_ms_ / 4, 10, 3600 * 1000));
+  const auto interval = std::chrono::milliseconds(interval_ms());
   std::unique_lock<std::mutex> lock(mu_);
   while (!cv_.wait_for(lock, interval, [this] { return stop_; })) {
     lock.unlock();

@@ -3,6 +3,8 @@
 // RetentionSweeper: deletes finished runs (completed, failed, cancelled) once
 // they are older than `engine.retention_ms`, with everything they own. It wakes
 // on a timer (a quarter of the retention, at least every hour), never spins.
+// Instances sharing a database sweep once between them: only the holder of
+// the store's "retention" singleton lease (Store::claim_singleton) sweeps.
 // Thread-safe; stops in its destructor.
 #pragma once
 
@@ -25,6 +27,8 @@ class RetentionSweeper {
 
  private:
   void loop();
+  // How often it wakes: a quarter of the retention, between 10 ms and an hour.
+  int64_t interval_ms() const;
 
   App& app_;
   int64_t retention_ms_;

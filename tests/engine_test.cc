@@ -1221,7 +1221,8 @@ class NextStepBatchStore : public orch::StoreWrapper {
   orch::Status write_batch(orch::StoreBatch& batch) override {
     if (batch.checkpoint) {
       if (!fail_after.empty() && batch.checkpoint->step_id == fail_after) {
-        return orch::Status::unavailable("the disk is gone");
+        // Not Unavailable: a transient failure does not fail the run (engine_lease_test).
+        return orch::Status::internal("the disk is gone");
       }
       for (const orch::StepRecord& step : batch.steps) {
         if (step.status == orch::StepStatus::kRunning && step.node_name != batch.checkpoint->step_id) {

@@ -85,11 +85,13 @@ void require_same_text(const Value& expected, const Value& actual) {
 // A state that grows by one list item per step, with a counter beside it.
 using orch::testing::grown_state;
 
-// Turns a file of schema 7 back into schema 6, rows included (events stored
-// whole only), so the tests of older migrations can start from the schema
-// they were written against.
+// Turns a file of schema 8 back into schema 6 (lease epochs dropped, then
+// schema 7's changes undone), rows included (events stored whole only), so
+// the tests of older migrations can start from the schema they were written
+// against.
 // (uuid_text(x) stands for the SQL that turns a 16-byte id back into its UUID text.)
 const char* const kBackToSchema6Template = R"sql(
+ALTER TABLE runs DROP COLUMN lease_epoch;
 UPDATE runs SET workflow = COALESCE((SELECT body FROM definitions WHERE pk = runs.definition_pk), workflow);
 UPDATE steps SET id = uuid_text(id), run_id = COALESCE((SELECT r.id FROM runs r WHERE r.pk = steps.run_pk), run_id);
 DROP INDEX runs_by_definition;
@@ -1515,4 +1517,25 @@ TEST_CASE("a small state's checkpoints are deltas after the first snapshot", "[s
   codec::EncodedCheckpoint next_with_floor = codec::encode_checkpoint("b", second, &base.link, &first, 512, 2048);
   CHECK_FALSE(next_with_floor.snapshot);
   CHECK(next.snapshot == (static_cast<int64_t>(next_with_floor.body.size()) > base.link.base_bytes));
+}
+
+TEST_CASE("a schema 6 file's leased runs are at lease epoch 1 after the upgrade, and fenced from then on", "[sqlite][lease]") {
+  TempDir dir;
+  const std::string path = dir.file("orch.db");
+  {
+    auto store = open_store(path);
+    REQUIRE(store->create_claimed_run(make_run("leased"), "engine-a", 600000).ok());
+    REQUIRE(store->create_run(make_run("free")).ok());
+    REQUIRE(orch::sqlite_execute_for_testing(*store, kBackToSchema6).ok());
+  }
+  auto store = open_store(path);
+  CHECK(store->check_lease("leased", "engine-a", 1).ok());
+  CHECK(orch::lease_lost(store->check_lease("leased", "engine-a", 2)));
+  auto epoch = store->claim_run_lease("free", "engine-b", 600000);
+  REQUIRE(epoch.ok());
+  CHECK(*epoch == 1);
+  REQUIRE(store->claim_run_lease("leased", "engine-a", 0).ok());
+  auto taken = store->claim_run_lease("leased", "engine-b", 600000);
+  REQUIRE(taken.ok());
+  CHECK(*taken == 2);
 }

@@ -87,11 +87,15 @@ struct EngineOptions {
   // workflows with C++ functions bound can be recovered. Default: the Store's
   // workflows for subgraphs, the stored definition for reloaded runs.
   std::function<Result<std::shared_ptr<const Workflow>>(const std::string& id)> workflow_resolver;
-  // Identifies this engine as the owner of the runs it claims (Store::claim_run)
-  // when it starts or loads a run. Default: a random id. Give a process a
-  // stable id (e.g. host + database) so that after a crash it takes its runs
-  // back at once; runs still leased by another owner are taken over by
-  // recover() when that lease expires.
+  // Identifies this engine as the owner of the runs it claims
+  // (Store::claim_run_lease) when it starts or loads a run; every batch it
+  // writes for a run carries this owner and the lease's epoch, so once
+  // another engine has taken the run over the store refuses them and this
+  // engine drops the run. Default: a random id. Each engine sharing a
+  // database needs its own id (two engines with one id would not fence each
+  // other); runs still leased by another owner are taken over by recover()
+  // or take_over_expired_runs() when that lease expires (the host renews
+  // its leases with Store::renew_leases).
   std::string owner_id;
   // Lease length asked for when claiming a run.
   int64_t lease_ms = 60000;
@@ -209,6 +213,14 @@ class ORCH_EXPORT Engine {
 
   // Continues every run the store has as running (after a restart).
   virtual Status recover() = 0;
+
+  // Takeover, for several engines on one database: claims up to `limit`
+  // top-level runs whose lease has run out (Store::list_expired_leases:
+  // their owner stopped renewing, e.g. its process died) and continues them
+  // here; a subgraph child continues through its parent. Returns how many it
+  // took over; a run another engine claimed first is skipped. Unimplemented
+  // when the store cannot list expired leases.
+  virtual Result<size_t> take_over_expired_runs(size_t limit) = 0;
 
   // Number of runs currently executing in this engine.
   virtual size_t active_runs() const = 0;

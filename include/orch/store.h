@@ -7,13 +7,24 @@
 // orch::sqlite); hosts may implement their own and check it with the
 // conformance kit (orch/testing/store_conformance.h, orch::testing).
 //
-// Design for several engines on one database: claim_run() takes a lease on a
-// run and every commit carries the lease owner, so a database store can fence
-// writes with one atomic statement. Single-process stores may ignore leases.
+// Design for several engines on one database (leases with fencing):
+// claim_run_lease() takes a lease on a run and returns its epoch, a counter
+// the store bumps whenever a claim moves the run to another owner (a
+// takeover). The engine sends owner and epoch with every batch of a run's
+// progress (StoreBatch::lease_owner/lease_epoch); the store refuses the whole
+// batch, atomically with writing it, when the run's lease now has another
+// owner or epoch: a stale owner (a paused or partitioned process whose lease
+// ran out and was taken over) can never write after losing its run. Leases
+// are renewed in bulk (renew_leases) and runs whose lease ran out are found
+// with list_expired_leases. The in-memory, SQLite and PostgreSQL stores
+// fence; a store that does not returns epoch 0 from claim_run_lease, and a
+// batch with epoch 0 is never fenced.
 //
 // Error contract: NotFound for a missing run/checkpoint/step; AlreadyExists for
-// a duplicate id; Aborted when a lease or version check fails; Unavailable for
-// transient failures. Any other code fails the run.
+// a duplicate id; Aborted when a lease or version check fails (a fenced write
+// refused because the run was taken over: Aborted whose message starts with
+// "lease lost", see lease_lost()); Unavailable for transient failures. Any
+// other code fails the run.
 //
 // Thread-safety: implementations must be safe to call from many threads at once.
 #pragma once
@@ -170,6 +181,13 @@ struct StoreBatch {
     int64_t lease_ms = 0;
   };
   std::optional<NewRun> create;
+  // Fencing: with lease_epoch > 0 the batch is written only while the run's
+  // lease is held by lease_owner at lease_epoch (the epoch claim_run_lease
+  // returned); otherwise nothing of it is written and write_batch returns
+  // Aborted "lease lost ...". The lease need not be unexpired: an expired
+  // lease nobody took over is still the writer's.
+  std::string lease_owner;
+  int64_t lease_epoch = 0;
 
   bool empty() const {
     return steps.empty() && pending_writes.empty() && !checkpoint && !run && events.empty() && !create;
@@ -190,6 +208,11 @@ class ORCH_EXPORT StoreWatch {
  public:
   virtual ~StoreWatch() = default;
 };
+// Whether `status` is a fenced write refused because another owner took the
+// run over (Aborted, message starting with "lease lost").
+ORCH_EXPORT bool lease_lost(const Status& status);
+// The Status a store returns for such a refused write.
+ORCH_EXPORT Status lease_lost_status(const std::string& run_id, const std::string& detail);
 
 class ORCH_EXPORT Store {
  public:
@@ -206,11 +229,40 @@ class ORCH_EXPORT Store {
   virtual Status delete_run(const std::string& run_id) = 0;
 
   // Leases, for stores shared by several engines. Returns Aborted when another
-  // live owner holds the run. The in-memory store always grants.
+  // live owner holds the run. The in-memory store keeps leases too (several
+  // engines in one process may share it).
   virtual Status claim_run(const std::string& run_id, const std::string& owner, int64_t lease_ms) = 0;
   // create_run, then claim_run for `owner` (the engine's start of a run). The
   // default makes the two calls; a database store can write both at once.
   virtual Status create_claimed_run(const RunRecord& run, const std::string& owner, int64_t lease_ms);
+  // claim_run that also returns the lease's epoch: 1 for a run's first
+  // owner (create_claimed_run's run has epoch 1), then one more each time a
+  // claim gives the run to a different owner; a claim by the current owner
+  // renews the lease and keeps the epoch. The default calls claim_run and
+  // returns 0 (no fencing).
+  virtual Result<int64_t> claim_run_lease(const std::string& run_id, const std::string& owner, int64_t lease_ms);
+  // Whether `owner` still holds run `run_id` at `epoch`: OK, Aborted "lease
+  // lost ..." when not, NotFound for a missing run. write_batch's default
+  // asks it before writing a fenced batch (not atomic with the writes: a
+  // store shared between processes must fence inside write_batch itself).
+  // The default says OK.
+  virtual Status check_lease(const std::string& run_id, const std::string& owner, int64_t epoch);
+  // Extends every lease `owner` holds on a run that has not ended to now +
+  // `lease_ms` (one statement on a database store); returns how many. A
+  // lease already taken over by another owner is not touched. The default
+  // says Unimplemented.
+  virtual Result<int64_t> renew_leases(const std::string& owner, int64_t lease_ms);
+  // Up to `limit` ids of top-level runs (no parent_run_id) in status
+  // "running" whose lease has run out (or that no owner holds), oldest
+  // first: what a takeover loop claims and resumes. Subgraph children are
+  // left out: they resume through their parents. Default: Unimplemented.
+  virtual Result<std::vector<std::string>> list_expired_leases(size_t limit);
+  // Periodic work that must run once across the engines sharing a store (a
+  // retention sweep): true when `owner` now holds the lease named `name`
+  // until now + `lease_ms` (it was free, expired, or already its own: then
+  // renewed), false while another owner holds it. The default says true (a
+  // store with one process).
+  virtual Result<bool> claim_singleton(const std::string& name, const std::string& owner, int64_t lease_ms);
 
   // Checkpoints. commit_checkpoint writes the checkpoint, updates the run
   // record's progress (status, state, error, timestamps, token counts,
@@ -312,6 +364,21 @@ class ORCH_EXPORT StoreWrapper : public Store {
   Status delete_run(const std::string& id) override { return target_->delete_run(id); }
   Status claim_run(const std::string& id, const std::string& owner, int64_t lease_ms) override {
     return target_->claim_run(id, owner, lease_ms);
+  }
+  Result<int64_t> claim_run_lease(const std::string& id, const std::string& owner, int64_t lease_ms) override {
+    return target_->claim_run_lease(id, owner, lease_ms);
+  }
+  Status check_lease(const std::string& id, const std::string& owner, int64_t epoch) override {
+    return target_->check_lease(id, owner, epoch);
+  }
+  Result<int64_t> renew_leases(const std::string& owner, int64_t lease_ms) override {
+    return target_->renew_leases(owner, lease_ms);
+  }
+  Result<std::vector<std::string>> list_expired_leases(size_t limit) override {
+    return target_->list_expired_leases(limit);
+  }
+  Result<bool> claim_singleton(const std::string& name, const std::string& owner, int64_t lease_ms) override {
+    return target_->claim_singleton(name, owner, lease_ms);
   }
   Status commit_checkpoint(const Checkpoint& cp, const RunRecord& run, bool sync) override {
     return target_->commit_checkpoint(cp, run, sync);

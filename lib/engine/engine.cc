@@ -112,6 +112,7 @@ Result<std::shared_ptr<const CompiledWorkflow>> EngineImpl::compile(std::shared_
 }
 
 void EngineImpl::emit(RunContext& ctx, std::string kind, Value data, bool into_batch) {
+  if (ctx.lease_lost) return;  // another owner has the run now
   EventRecord ev;
   if (!ctx.spare_events.empty()) {  // its run id's buffer is reused
     ev = std::move(ctx.spare_events.back());
@@ -147,7 +148,7 @@ void EngineImpl::notify_listeners(const EventRecord& ev) {
 void EngineImpl::write_step(RunContext& ctx, StepRecord step) {
   if (ctx.batching) {
     ctx.batch.steps.push_back(std::move(step));
-  } else {
+  } else if (!ctx.lease_lost) {
     (void)options_.store->put_step(step);
   }
 }
@@ -155,7 +156,7 @@ void EngineImpl::write_step(RunContext& ctx, StepRecord step) {
 void EngineImpl::write_pending(RunContext& ctx, PendingWrite write) {
   if (ctx.batching) {
     ctx.batch.pending_writes.push_back(std::move(write));
-  } else {
+  } else if (!ctx.lease_lost) {
     (void)options_.store->put_pending_write(write);
   }
 }
@@ -166,6 +167,8 @@ Status EngineImpl::flush(RunContext& ctx) {
   ctx.batch = StoreBatch();
   const bool deferred_checkpoint = ctx.checkpoint_deferred;
   ctx.checkpoint_deferred = false;
+  if (ctx.lease_lost) return lease_lost_status(ctx.record.id, "was taken over by another owner");
+  fence(ctx, batch);
   // The run's record is lent to the store for the write: stores read it and
   // leave it as it was (StoreBatch::run), and readers of ctx.record hold the
   // run's lock, which is held here.
@@ -174,6 +177,7 @@ Status EngineImpl::flush(RunContext& ctx) {
   if (lent) batch.run.emplace(std::move(ctx.record));
   Status s = options_.store->write_batch(batch);
   if (lent) ctx.record = std::move(*batch.run);
+  if (drop_if_lease_lost(ctx, s)) return s;
   ctx.stamp = -1;  // a write takes time: later records read the clock again
   for (const EventRecord& ev : batch.events) {
     if (ev.seq > 0) notify_listeners(ev);  // events written before a failure still count
@@ -194,7 +198,9 @@ Status EngineImpl::flush(RunContext& ctx) {
   batch.create.reset();
   batch.sync_to_disk = false;
   if (ctx.batch.empty()) ctx.batch = std::move(batch);
-  if (!s.ok() && deferred_checkpoint) finish_run(ctx, RunStatus::kFailed, "checkpoint failed: " + s.message());
+  if (deferred_checkpoint && commit_failure_fails_run(ctx, s)) {
+    finish_run(ctx, RunStatus::kFailed, "checkpoint failed: " + s.message());
+  }
   return s;
 }
 
@@ -255,13 +261,19 @@ void EngineImpl::save_stopped_run(RunContext& ctx) {
   // one write. It is the newest record, so it may stand for the one staged.
   if (!ctx.batching || ctx.unsaved_checkpoint) (void)flush(ctx);
   if (ctx.unsaved_checkpoint) {
-    (void)options_.store->commit_checkpoint(*ctx.unsaved_checkpoint, ctx.record, false);
+    StoreBatch checkpoint;  // fenced like every write of the run's progress
+    checkpoint.checkpoint = std::move(*ctx.unsaved_checkpoint);
+    checkpoint.run = ctx.record;
     ctx.unsaved_checkpoint.reset();
+    (void)write_fenced(ctx, std::move(checkpoint));
   }
+  if (ctx.lease_lost) return;
   if (ctx.batching) {
     ctx.run_in_batch = true;
   } else {
-    (void)options_.store->update_run(ctx.record);
+    StoreBatch update;
+    update.run = ctx.record;
+    (void)write_fenced(ctx, std::move(update));
   }
 }
 
@@ -495,9 +507,13 @@ Status EngineImpl::open_run(const std::shared_ptr<RunContext>& ctx, bool plan) {
     c.scheduler->start();
     emit(c, event_kind::kRunStarted, Value::object({{"input", c.record.input}}));
     (void)stage_checkpoint(c, "__init__", false, {});
+    // Unfenced (lease_epoch 0): nobody else can hold a run not yet created.
     Status s = flush(c);
     c.batching = false;
     c.stop_stamping();
+    // A run created claimed is at its first epoch (Store::claim_run_lease);
+    // its writes are fenced from here on.
+    c.lease_epoch = 1;
     if (s.ok()) {
       failure = Status();
     } else {
@@ -611,6 +627,7 @@ void EngineImpl::locked_then_drain(const std::shared_ptr<RunContext>& ctx, const
     // superstep's start events and records otherwise go out with its results,
     // one write fewer per run.
     if (!ctx->caller_drives || ctx->batch.checkpoint || ctx->run_in_batch) (void)flush(*ctx);
+    if (ctx->lease_lost) work.clear();  // refused: the run is another engine's now, run none of it
     ctx->stop_stamping();
     lock.unlock();
     for (auto& job : work) job();
@@ -710,6 +727,8 @@ void EngineImpl::start_superstep(const std::shared_ptr<RunContext>& ctx, const s
     if (resumed != c.resumable_steps.end()) {
       t.step_id = resumed->second.first;
       t.attempt = resumed->second.second;
+      auto child = c.resumable_children.find(resumed->first);
+      if (child != c.resumable_children.end()) t.child_run_id = child->second;  // see start_subgraph
     } else if (!c.planned_steps.empty()) {
       auto planned = c.planned_steps.find(c.compiled->graph->name(t.vertex));
       if (planned != c.planned_steps.end()) {
@@ -720,6 +739,7 @@ void EngineImpl::start_superstep(const std::shared_ptr<RunContext>& ctx, const s
     }
   }
   c.resumable_steps.clear();  // only the superstep the run was loaded in
+  c.resumable_children.clear();
   if (options_.tracer) trace_superstep(c);
   for (size_t i = 0; i < ready.size() && c.in_superstep; ++i) {
     NodeTask& t = c.tasks[i];
@@ -894,10 +914,11 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
     c.checkpoint_deferred = true;
   } else if (staged || !c.batching) {
     Status st = flush(c);
-    if (!st.ok()) {
+    if (commit_failure_fails_run(c, st)) {
       finish_run(c, RunStatus::kFailed, "checkpoint failed: " + st.message());
       return;
     }
+    if (c.lease_lost) return;  // dropped: another owner has the run
   }
   if (interrupt) {
     pause_run(c, "interrupt", interrupt_node);
@@ -1038,7 +1059,9 @@ Result<std::string> EngineImpl::fork_run(const std::string& checkpoint_id, const
   ORCH_ASSIGN_OR_RETURN(Scheduler sched, Scheduler::from_value(compiled->graph, cp.metadata["scheduler"]));
   ctx->scheduler = std::make_unique<Scheduler>(std::move(sched));
   r.state = ctx->state;
-  ORCH_RETURN_IF_ERROR(options_.store->create_run(r));
+  // Claimed at creation: an unowned running run is any engine's to take over.
+  ORCH_RETURN_IF_ERROR(options_.store->create_claimed_run(r, options_.owner_id, options_.lease_ms));
+  ctx->lease_epoch = 1;
   {
     std::lock_guard<std::mutex> runs_lock(runs_mu_);
     runs_[r.id] = ctx;
@@ -1109,7 +1132,9 @@ Status EngineImpl::delete_run(const std::string& run_id) {
 Result<RunRecord> EngineImpl::get_run(const std::string& run_id) {
   if (auto ctx = find_context(run_id)) {
     std::lock_guard<std::mutex> lock(ctx->mu);
-    if (!ctx->record_taken) return ctx->record;
+    // A taken record was handed to invoke's caller; a dropped run's record
+    // is its new owner's: the store has both.
+    if (!ctx->record_taken && !ctx->lease_lost) return ctx->record;
   }
   return options_.store->get_run(run_id);
 }
@@ -1202,6 +1227,11 @@ Result<std::shared_ptr<const Workflow>> EngineImpl::resolve_workflow(const std::
 Result<std::shared_ptr<RunContext>> EngineImpl::load_context(const std::string& run_id,
                                                              std::shared_ptr<const CompiledWorkflow> compiled) {
   if (auto ctx = find_context(run_id)) return ctx;
+  // Another engine on a shared database may own the run (SPEC.md §11). The
+  // claim comes before the reads: once it moved the run here (a new epoch)
+  // the previous owner can write nothing more, so what is read next is final.
+  ORCH_ASSIGN_OR_RETURN(const int64_t lease_epoch,
+                        options_.store->claim_run_lease(run_id, options_.owner_id, options_.lease_ms));
   ORCH_ASSIGN_OR_RETURN(RunRecord r, options_.store->get_run(run_id));
   if (!compiled) {
     std::lock_guard<std::mutex> lock(ended_mu_);
@@ -1226,9 +1256,8 @@ Result<std::shared_ptr<RunContext>> EngineImpl::load_context(const std::string& 
   } else {
     return latest.status();
   }
-  // Another engine on a shared database may own the run (SPEC.md §11).
-  ORCH_RETURN_IF_ERROR(options_.store->claim_run(run_id, options_.owner_id, options_.lease_ms));
   auto ctx = std::make_shared<RunContext>();
+  ctx->lease_epoch = lease_epoch;
   ctx->record = r;
   ctx->compiled = compiled;
   ORCH_RETURN_IF_ERROR(configure(*ctx));
@@ -1253,6 +1282,7 @@ Result<std::shared_ptr<RunContext>> EngineImpl::load_context(const std::string& 
       if (s.status != StepStatus::kRunning || s.superstep != cp.version + 1 || s.item_index >= 0) continue;
       auto& slot = ctx->resumable_steps[s.node_name];
       if (slot.first.empty() || s.attempt > slot.second) slot = {s.id, s.attempt};
+      if (!s.child_run_id.empty()) ctx->resumable_children[s.node_name] = s.child_run_id;
     }
   }
   std::lock_guard<std::mutex> lock(runs_mu_);

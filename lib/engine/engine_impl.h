@@ -35,6 +35,7 @@ class EngineImpl final : public orch::Engine {
   uint64_t subscribe(const std::string& run_id, EventListener listener) override;
   void unsubscribe(uint64_t subscription) override;
   Status recover() override;
+  Result<size_t> take_over_expired_runs(size_t limit) override;
   size_t active_runs() const override;
 
  private:
@@ -104,6 +105,25 @@ class EngineImpl final : public orch::Engine {
   void write_pending(RunContext& ctx, PendingWrite write);
   // Writes the run's batch (if any) and tells listeners about its events.
   Status flush(RunContext& ctx);
+  // engine_lease.cc: fencing. Writes `batch` of `ctx`'s run with the run's
+  // lease owner and epoch (outside the run's batch, for writes made while not
+  // batching); a refused write drops the run (drop_lost_run).
+  Status write_fenced(RunContext& ctx, StoreBatch batch);
+  // Marks `batch` with the run's lease (when it has one).
+  void fence(const RunContext& ctx, StoreBatch& batch) const;
+  // When `status` says another owner took the run over: forgets the run here
+  // (no more writes, calls abandoned, timers cancelled, context dropped) and
+  // returns true. REQUIRES: ctx.mu held.
+  bool drop_if_lease_lost(RunContext& ctx, const Status& status);
+  // Whether a failed checkpoint write fails the run: not when the run was
+  // dropped (lease lost), nor for a transient (Unavailable) store failure.
+  bool commit_failure_fails_run(const RunContext& ctx, const Status& status) const;
+  // A subgraph node relaunched in a loaded run (takeover, restart) whose
+  // child run `child_id` exists: claims and continues the child, or hands
+  // its outcome to the node at `index` of `parent` when it has stopped
+  // already. False when there is no such child (start a new one).
+  bool resume_child(const std::weak_ptr<RunContext>& parent, uint64_t generation, size_t index,
+                    const std::string& child_id);
   // Holds a run's lock for a worker reply or a timer; the store writes made
   // under it go out as one batch (flushed before the lock is released), unless
   // an engine thread already batches for the run and will flush them itself.

@@ -727,7 +727,10 @@ void EngineImpl::start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t i
   opts.workflow_id = node.subgraph.workflow_id;
   if (c.trace) opts.traceparent = c.trace->node_traceparent(index);  // the child's run span is under this node's
   t.waiting_child = true;
-  t.child_run_id = new_uuid();
+  // A run loaded while this node's child was running (a takeover, a
+  // restart) continues that child instead of starting another.
+  const bool resuming_child = !t.child_run_id.empty();
+  if (!resuming_child) t.child_run_id = new_uuid();
   StepRecord step;  // running while the child runs; finish_step_record closes it
   step.id = t.step_id;
   step.run_id = c.record.id;
@@ -743,12 +746,18 @@ void EngineImpl::start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t i
   // always finds the task waiting for it. It is started off this lock: its
   // first events may call back here.
   opts.run_id = t.child_run_id;
+  // The step's record (naming the child) is stored before the child starts,
+  // as a worker call's is before it goes out: whoever loads this run next (a
+  // restart, a takeover) continues that child instead of starting another.
+  (void)flush(c);
+  if (is_terminal(c.record.status)) return;  // the flush failed the run (or lost it)
   std::weak_ptr<RunContext> weak = ctx;
   const uint64_t gen = c.generation;
   std::string parent_id = c.record.id;
   int depth = c.depth + 1;
   std::string root = c.root_run_id.empty() ? c.record.id : c.root_run_id;
-  post([this, weak, gen, index, wf = *child_wf, opts, parent_id, name = node.name, depth, root]() mutable {
+  post([this, weak, gen, index, wf = *child_wf, opts, parent_id, name = node.name, depth, root, resuming_child]() mutable {
+    if (resuming_child && resume_child(weak, gen, index, opts.run_id)) return;
     auto child = start_run_internal(wf, std::move(opts), parent_id, name, depth, root);
     if (child.ok()) return;
     auto locked = weak.lock();

@@ -101,6 +101,11 @@ struct RunContext {
   bool in_superstep = false;
   bool advancing = false;        // EngineImpl::advance is on the stack (it loops, never nests)
   uint64_t generation = 0;       // bumped by cancel; callbacks of older generations are dropped
+  // Fencing (Store::claim_run_lease): the epoch of this engine's lease on the
+  // run, sent with each batch; lease_lost once the store refused a batch
+  // because another owner took the run over (the run is then dropped).
+  int64_t lease_epoch = 0;
+  bool lease_lost = false;
   std::vector<Injection> injections;
   std::map<std::string, Value> recorded;  // node -> outcome recorded before a crash
   // Async workers: steps the store had as running when the run was loaded
@@ -109,6 +114,10 @@ struct RunContext {
   // mqtt/redis_stream protocol waits for the reply to the request it already
   // sent instead of sending it again. Consumed by start_superstep.
   std::map<std::string, std::pair<std::string, int>> resumable_steps;
+  // Subgraph nodes among them: node -> the child run that was running, which
+  // the relaunched node continues (EngineImpl::resume_child) instead of
+  // starting a new child.
+  std::map<std::string, std::string> resumable_children;
   // RunOptions::plan_steps: node -> the pending record written for its first
   // execution, whose id that execution takes over.
   std::map<std::string, std::string> planned_steps;

@@ -2,6 +2,8 @@
 // The in-memory Store: maps under one mutex. Values share storage, so keeping
 // a full state per checkpoint costs only what each step changed.
 #include <algorithm>
+#include <chrono>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -12,6 +14,17 @@
 
 namespace orch {
 namespace {
+
+int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// now + lease_ms, saturating; a negative lease is none.
+int64_t lease_expiry(int64_t now, int64_t lease_ms) {
+  lease_ms = std::max<int64_t>(lease_ms, 0);
+  return lease_ms > std::numeric_limits<int64_t>::max() - now ? std::numeric_limits<int64_t>::max() : now + lease_ms;
+}
 
 class MemoryStore final : public Store {
  public:
@@ -70,7 +83,66 @@ class MemoryStore final : public Store {
     return Status();
   }
 
-  Status claim_run(const std::string&, const std::string&, int64_t) override { return Status(); }
+  Status claim_run(const std::string& run_id, const std::string& owner, int64_t lease_ms) override {
+    return claim_run_lease(run_id, owner, lease_ms).status();
+  }
+
+  Result<int64_t> claim_run_lease(const std::string& run_id, const std::string& owner, int64_t lease_ms) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = runs_.find(run_id);
+    if (it == runs_.end()) return Status::not_found("run " + run_id + " not found");
+    RunData& d = it->second;
+    const int64_t now = wall_ms();
+    if (!d.lease_owner.empty() && d.lease_owner != owner && d.lease_expires_ms > now) {
+      return Status::aborted("run " + run_id + " is leased by " + d.lease_owner);
+    }
+    if (d.lease_owner != owner) ++d.lease_epoch;  // a takeover (or the first owner)
+    d.lease_owner = owner;
+    d.lease_expires_ms = lease_expiry(now, lease_ms);
+    return d.lease_epoch;
+  }
+
+  Status check_lease(const std::string& run_id, const std::string& owner, int64_t epoch) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = runs_.find(run_id);
+    if (it == runs_.end()) return Status::not_found("run " + run_id + " not found");
+    return fence(run_id, it->second, owner, epoch);
+  }
+
+  Result<int64_t> renew_leases(const std::string& owner, int64_t lease_ms) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    const int64_t expiry = lease_expiry(wall_ms(), lease_ms);
+    int64_t renewed = 0;
+    for (auto& [id, d] : runs_) {
+      if (d.lease_owner != owner || owner.empty() || is_terminal(d.record.status)) continue;
+      d.lease_expires_ms = expiry;
+      ++renewed;
+    }
+    return renewed;
+  }
+
+  Result<bool> claim_singleton(const std::string& name, const std::string& owner, int64_t lease_ms) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    const int64_t now = wall_ms();
+    auto& [holder, expires] = singletons_[name];
+    if (!holder.empty() && holder != owner && expires > now) return false;
+    holder = owner;
+    expires = lease_expiry(now, lease_ms);
+    return true;
+  }
+
+  Result<std::vector<std::string>> list_expired_leases(size_t limit) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    const int64_t now = wall_ms();
+    std::vector<std::string> out;
+    for (const std::string& id : order_) {  // oldest first
+      if (out.size() >= limit) break;
+      const RunData& d = runs_.at(id);
+      if (d.record.status != RunStatus::kRunning || !d.record.parent_run_id.empty()) continue;
+      if (d.lease_owner.empty() || d.lease_expires_ms <= now) out.push_back(id);
+    }
+    return out;
+  }
 
   Status commit_checkpoint(const Checkpoint& checkpoint, const RunRecord& run, bool) override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -185,11 +257,18 @@ class MemoryStore final : public Store {
     std::lock_guard<std::mutex> lock(mu_);
     if (batch.create) {
       // run_id may point into the new run's record: it is copied, not moved.
-      ORCH_RETURN_IF_ERROR(create_locked(batch.create->run));  // leases: always granted
+      ORCH_RETURN_IF_ERROR(create_locked(batch.create->run));
+      if (!batch.create->owner.empty()) {  // claimed as it is created: epoch 1 (Store::claim_run_lease)
+        RunData& created = runs_[batch.create->run.id];
+        created.lease_owner = batch.create->owner;
+        created.lease_epoch = 1;
+        created.lease_expires_ms = lease_expiry(wall_ms(), batch.create->lease_ms);
+      }
     }
     auto it = runs_.find(*run_id);
     if (it == runs_.end()) return Status::not_found("run " + *run_id + " not found");
     RunData& data = it->second;
+    if (batch.lease_epoch > 0) ORCH_RETURN_IF_ERROR(fence(*run_id, data, batch.lease_owner, batch.lease_epoch));
     for (StepRecord& step : batch.steps) {
       auto [pos, inserted] = data.steps.try_emplace(step.id);
       if (inserted) {
@@ -338,7 +417,17 @@ class MemoryStore final : public Store {
     std::unordered_map<std::string, StepRecord> steps;
     std::vector<const std::string*> step_order;  // keys of `steps`, in first-write order
     std::vector<StoredEvent> events;  // events[i] has seq i + 1
+    std::string lease_owner;          // '' when nobody holds the run
+    int64_t lease_expires_ms = 0;
+    int64_t lease_epoch = 0;          // see Store::claim_run_lease
   };
+
+  // REQUIRES: mu_ held.
+  static Status fence(const std::string& run_id, const RunData& d, const std::string& owner, int64_t epoch) {
+    if (d.lease_owner == owner && d.lease_epoch == epoch) return Status();
+    return lease_lost_status(run_id, "is held by '" + d.lease_owner + "' at epoch " + std::to_string(d.lease_epoch) +
+                                         ", not by '" + owner + "' at epoch " + std::to_string(epoch));
+  }
 
   // REQUIRES: mu_ held.
   void keep_event(RunData& data, const EventRecord& event) {
@@ -361,6 +450,7 @@ class MemoryStore final : public Store {
     std::vector<std::string> order;  // ids, first put first
   };
   std::unordered_map<std::string, HostCollection> host_records_;
+  std::unordered_map<std::string, std::pair<std::string, int64_t>> singletons_;  // name -> owner, expiry
 };
 
 }  // namespace

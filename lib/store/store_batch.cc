@@ -48,8 +48,38 @@ Status Store::create_claimed_run(const RunRecord& run, const std::string& owner,
   return Status();
 }
 
+bool lease_lost(const Status& status) {
+  return status.code() == StatusCode::kAborted && status.message().rfind("lease lost", 0) == 0;
+}
+
+Status lease_lost_status(const std::string& run_id, const std::string& detail) {
+  return Status::aborted("lease lost: run " + run_id + " " + detail);
+}
+
+Result<int64_t> Store::claim_run_lease(const std::string& run_id, const std::string& owner, int64_t lease_ms) {
+  ORCH_RETURN_IF_ERROR(claim_run(run_id, owner, lease_ms));
+  return int64_t{0};  // this store does not fence
+}
+
+Status Store::check_lease(const std::string&, const std::string&, int64_t) { return Status(); }
+
+Result<int64_t> Store::renew_leases(const std::string&, int64_t) {
+  return Status::unimplemented("this store does not renew leases");
+}
+
+Result<std::vector<std::string>> Store::list_expired_leases(size_t) {
+  return Status::unimplemented("this store does not list expired leases");
+}
+
+Result<bool> Store::claim_singleton(const std::string&, const std::string&, int64_t) { return true; }
+
 Status Store::write_batch(StoreBatch& batch) {
   if (batch.create) ORCH_RETURN_IF_ERROR(create_claimed_run(batch.create->run, batch.create->owner, batch.create->lease_ms));
+  if (batch.lease_epoch > 0) {
+    if (const std::string* run_id = internal::single_run_of(batch)) {
+      ORCH_RETURN_IF_ERROR(check_lease(*run_id, batch.lease_owner, batch.lease_epoch));
+    }
+  }
   for (const StepRecord& step : batch.steps) ORCH_RETURN_IF_ERROR(put_step(step));
   for (const PendingWrite& write : batch.pending_writes) ORCH_RETURN_IF_ERROR(put_pending_write(write));
   if (batch.checkpoint && batch.run) {

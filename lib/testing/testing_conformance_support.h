@@ -72,6 +72,7 @@ void check_idempotency_keys(Store& store, Checker& c);
 void check_list_runs(Store& store, Checker& c);
 void check_delete_run(Store& store, Checker& c);
 void check_leases(Store& store, Checker& c);
+void check_lease_fencing(Store& store, Checker& c);
 void check_pending_writes(Store& store, Checker& c);
 void check_steps(Store& store, Checker& c);
 void check_events(Store& store, Checker& c);

@@ -22,6 +22,7 @@ std::vector<std::string> run_store_conformance(
       {"list_runs", check_list_runs},
       {"delete_run", check_delete_run},
       {"leases", check_leases},
+      {"lease_fencing", check_lease_fencing},
       {"pending_writes", check_pending_writes},
       {"steps", check_steps},
       {"events", check_events},

@@ -18,8 +18,11 @@
 // key order is not checked (a store may keep objects in a JSON column type
 // that reorders keys).
 //
-// Leases are only checked for what every store must do (a run's owner may
-// claim it again): single-process stores may ignore leases.
+// Leases: every store must let a run's owner claim it again. A store that
+// fences (its claim_run_lease returns an epoch above 0) is also checked for
+// fencing: epochs bumped by takeovers, a stale owner's batch refused whole
+// with "lease lost", renew_leases and list_expired_leases. A store that does
+// not fence (epoch 0) must still write unfenced batches.
 //
 // Thread-safety: run one suite at a time per store factory; the suite itself
 // starts threads for its concurrency checks.

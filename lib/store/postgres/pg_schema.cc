@@ -168,7 +168,48 @@ BEGIN
   RETURN found;
 END $$;
 )sql",
-    // 2: changes are announced (PostgresStore::watch_changes), so that an
+    // 2: fencing (Store::claim_run_lease): the lease's epoch, bumped by every
+    // claim that moves the run to another owner, and the lock a fenced
+    // batch opens with, which refuses (OR410) unless the writer still holds
+    // the run at its epoch. Runs already leased count as their first epoch.
+    R"sql(
+ALTER TABLE runs ADD COLUMN lease_epoch bigint NOT NULL DEFAULT 0;
+UPDATE runs SET lease_epoch = 1 WHERE lease_owner <> '';
+-- The takeover loop's query (running top-level runs by lease expiry) and
+-- renewal (one owner's runs) read only these.
+CREATE INDEX runs_by_lease_expiry ON runs (lease_expires_at_ms) WHERE status = 'running' AND parent_run_id = '';
+CREATE INDEX runs_by_lease_owner ON runs (lease_owner) WHERE lease_owner <> '';
+
+-- Store::claim_singleton: work one instance does for all (retention sweep).
+-- A lease row rather than pg_try_advisory_lock: a session-level advisory
+-- lock belongs to one connection, and the store's calls take any pooled one.
+CREATE TABLE singletons (
+  name text PRIMARY KEY,
+  owner text NOT NULL,
+  expires_at_ms bigint NOT NULL          -- on the database's clock
+);
+
+-- orch_lock_run, for a writer that must still hold the run's lease at
+-- `epoch`: the check and the row lock are one step, so no claim can slip
+-- in between them and the transaction's writes.
+CREATE FUNCTION orch_lock_run_fenced(wanted text, writer text, epoch bigint, expected_checkpoint text DEFAULT NULL)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+  found bigint;
+  held_by text;
+  held_at bigint;
+BEGIN
+  SELECT pk, lease_owner, lease_epoch INTO found, held_by, held_at FROM runs WHERE id = wanted FOR UPDATE;
+  IF found IS NULL THEN
+    RAISE EXCEPTION 'run % not found', wanted USING ERRCODE = 'OR404';
+  END IF;
+  IF held_by <> writer OR held_at <> epoch THEN
+    RAISE EXCEPTION 'run % is held by ''%'' at epoch %, not by ''%'' at epoch %', wanted, held_by, held_at, writer,
+      epoch USING ERRCODE = 'OR410';
+  END IF;
+  RETURN orch_lock_run(wanted, expected_checkpoint);
+END $$;
+    // 3: changes are announced (PostgresStore::watch_changes), so that an
     // instance's SSE streams follow runs another instance executes and its
     // workers registered elsewhere are known to all. Channel orch_changes,
     // payload "<schema> e <run id>" (one per run per inserting statement) or

@@ -38,6 +38,8 @@ Status status_from_result(const pg_result* result, const std::string& what) {
   if (state == "23505") return Status::already_exists(message);
   if (state == kRunMissingState) return Status::not_found(message);
   if (state == kStaleChainState) return Status::aborted(message);
+  // Store::lease_lost() recognizes it by the prefix.
+  if (state == kLeaseLostState) return Status::aborted("lease lost: " + message);
   // Class 22: data exceptions (invalid UTF-8, a value too long, ...).
   if (starts_with(state, "22")) return Status::invalid_argument(message);
   if (state.empty()) return Status::unavailable(message);  // no server error: the connection failed

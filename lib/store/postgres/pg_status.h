@@ -19,6 +19,7 @@ namespace orch::postgres {
 // raise them, see pg_schema.cc).
 inline constexpr const char* kRunMissingState = "OR404";   // orch_lock_run: no such run
 inline constexpr const char* kStaleChainState = "OR409";   // the run's latest checkpoint moved
+inline constexpr const char* kLeaseLostState = "OR410";    // orch_lock_run_fenced: another owner or epoch
 
 // The SQLSTATE of a failed result ("" when it has none).
 std::string sqlstate_of(const pg_result* result);

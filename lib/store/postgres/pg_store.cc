@@ -108,9 +108,10 @@ Status PostgresStore::insert_run(const RunRecord& run, const std::string* owner,
     for (int i = 1; i <= kRunColumns.count; ++i) values += "$" + std::to_string(i) + ", ";
     const std::string owner_param = "$" + std::to_string(kRunColumns.count + 1);
     const std::string lease = "$" + std::to_string(kRunColumns.count + 2);
-    return "INSERT INTO runs (" + kRunColumns.select_list() + ", lease_owner, lease_expires_at_ms) VALUES (" + values +
-           owner_param + ", CASE WHEN " + owner_param + " = '' THEN 0 ELSE " + kNowMs + " + " + lease +
-           "::bigint END) ON CONFLICT DO NOTHING RETURNING pk";
+    // A claimed run starts at epoch 1 (Store::claim_run_lease).
+    return "INSERT INTO runs (" + kRunColumns.select_list() + ", lease_owner, lease_expires_at_ms, lease_epoch) VALUES (" +
+           values + owner_param + ", CASE WHEN " + owner_param + " = '' THEN 0 ELSE " + kNowMs + " + " + lease +
+           "::bigint END, CASE WHEN " + owner_param + " = '' THEN 0 ELSE 1 END) ON CONFLICT DO NOTHING RETURNING pk";
   }();
   Params params;
   add_run(params, run);
@@ -213,33 +214,94 @@ Status PostgresStore::delete_run(const std::string& run_id) {
 }
 
 Status PostgresStore::claim_run(const std::string& run_id, const std::string& owner, int64_t lease_ms) {
-  // Free, ours already, or expired: one conditional UPDATE decides. A run
-  // whose row another transaction has locked is skipped at first (SKIP
-  // LOCKED) so a claim never queues behind another instance's work on it;
-  // only when the lease says it could be ours (its owner, or expired) does
-  // the claim wait for the lock (at most lock_timeout_ms) and try again.
+  return claim_run_lease(run_id, owner, lease_ms).status();
+}
+
+Result<int64_t> PostgresStore::claim_run_lease(const std::string& run_id, const std::string& owner, int64_t lease_ms) {
+  // Free, ours already, or expired: one conditional UPDATE decides, and
+  // bumps the epoch when the run changes hands (so the previous owner's
+  // fenced writes are refused from now on). A run whose row another
+  // transaction has locked is skipped at first (SKIP LOCKED) so a claim
+  // never queues behind another instance's work on it; only when the lease
+  // says it could be ours (its owner, or expired) does the claim wait for
+  // the lock (at most lock_timeout_ms) and try again.
   static const std::string kCondition =
-      std::string("(lease_owner = '' OR lease_owner = $2 OR lease_expires_at_ms <= ") + kNowMs + ")";
+      std::string("(runs.lease_owner = '' OR runs.lease_owner = $2 OR runs.lease_expires_at_ms <= ") + kNowMs + ")";
+  static const std::string kSet =
+      std::string("SET lease_owner = $2, lease_epoch = CASE WHEN runs.lease_owner = $2 THEN runs.lease_epoch "
+                  "ELSE runs.lease_epoch + 1 END, lease_expires_at_ms = ") +
+      kNowMs + " + $3::bigint ";
   static const std::string kSkipLocked =
-      std::string("WITH target AS (SELECT pk FROM runs WHERE id = $1 FOR UPDATE SKIP LOCKED) "
-                  "UPDATE runs SET lease_owner = $2, lease_expires_at_ms = ") +
-      kNowMs + " + $3::bigint FROM target WHERE runs.pk = target.pk AND " + kCondition + " RETURNING 1";
-  static const std::string kWaiting = std::string("UPDATE runs SET lease_owner = $2, lease_expires_at_ms = ") + kNowMs +
-                                      " + $3::bigint WHERE id = $1 AND " + kCondition + " RETURNING 1";
-  static const std::string kLease =
-      std::string("SELECT lease_owner, ") + kCondition + " FROM runs WHERE id = $1";
+      "WITH target AS (SELECT pk FROM runs WHERE id = $1 FOR UPDATE SKIP LOCKED) UPDATE runs " + kSet +
+      "FROM target WHERE runs.pk = target.pk AND " + kCondition + " RETURNING runs.lease_epoch";
+  static const std::string kWaiting =
+      "UPDATE runs " + kSet + "WHERE id = $1 AND " + kCondition + " RETURNING runs.lease_epoch";
+  static const std::string kLease = "SELECT lease_owner, " + kCondition + " FROM runs WHERE id = $1";
   Params params;
   params.text(run_id).text(owner).integer(bounded_lease(lease_ms));
-  return with_connection("claim_run", [&](Connection& conn) -> Status {
+  return with_connection("claim_run", [&](Connection& conn) -> Result<int64_t> {
     ORCH_ASSIGN_OR_RETURN(Rows claimed, conn.exec("claim_run", kSkipLocked, params));
-    if (claimed.count() > 0) return Status();
+    if (claimed.count() > 0) return claimed.integer(0, 0);
     ORCH_ASSIGN_OR_RETURN(Rows lease, conn.exec("claim_run", kLease, Params().text(run_id).text(owner)));
     if (lease.count() == 0) return run_not_found(run_id);
     if (lease.text(0, 1) == "t") {
       ORCH_ASSIGN_OR_RETURN(Rows waited, conn.exec("claim_run", kWaiting, params));
-      if (waited.count() > 0) return Status();
+      if (waited.count() > 0) return waited.integer(0, 0);
     }
     return Status::aborted("run " + run_id + " is leased by " + lease.string(0, 0));
+  });
+}
+
+Status PostgresStore::check_lease(const std::string& run_id, const std::string& owner, int64_t epoch) {
+  return with_connection("check_lease", [&](Connection& conn) -> Status {
+    ORCH_ASSIGN_OR_RETURN(Rows rows, conn.exec("check_lease", "SELECT lease_owner, lease_epoch FROM runs WHERE id = $1",
+                                               Params().text(run_id)));
+    if (rows.count() == 0) return run_not_found(run_id);
+    ORCH_ASSIGN_OR_RETURN(int64_t held_at, rows.integer(0, 1));
+    const std::string held_by = rows.string(0, 0);
+    if (held_by == owner && held_at == epoch) return Status();
+    return lease_lost_status(run_id, "is held by '" + held_by + "' at epoch " + std::to_string(held_at) +
+                                         ", not by '" + owner + "' at epoch " + std::to_string(epoch));
+  });
+}
+
+Result<int64_t> PostgresStore::renew_leases(const std::string& owner, int64_t lease_ms) {
+  if (owner.empty()) return int64_t{0};
+  static const std::string kRenew = std::string("UPDATE runs SET lease_expires_at_ms = ") + kNowMs +
+                                    " + $2::bigint WHERE lease_owner = $1 AND status NOT IN ('completed', "
+                                    "'failed', 'cancelled')";
+  return with_connection("renew_leases", [&](Connection& conn) -> Result<int64_t> {
+    ORCH_ASSIGN_OR_RETURN(Rows renewed, conn.exec("renew_leases", kRenew,
+                                                  Params().text(owner).integer(bounded_lease(lease_ms))));
+    return static_cast<int64_t>(renewed.affected());
+  });
+}
+
+Result<bool> PostgresStore::claim_singleton(const std::string& name, const std::string& owner, int64_t lease_ms) {
+  // Free, ours, or expired: one upsert decides (no row: it is free).
+  static const std::string kClaim =
+      std::string("INSERT INTO singletons (name, owner, expires_at_ms) VALUES ($1, $2, ") + kNowMs +
+      " + $3::bigint) ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, expires_at_ms = "
+      "EXCLUDED.expires_at_ms WHERE singletons.owner = EXCLUDED.owner OR singletons.expires_at_ms <= " +
+      kNowMs + " RETURNING 1";
+  return with_connection("claim_singleton", [&](Connection& conn) -> Result<bool> {
+    ORCH_ASSIGN_OR_RETURN(Rows claimed, conn.exec("claim_singleton", kClaim,
+                                                  Params().text(name).text(owner).integer(bounded_lease(lease_ms))));
+    return claimed.count() > 0;
+  });
+}
+
+Result<std::vector<std::string>> PostgresStore::list_expired_leases(size_t limit) {
+  static const std::string kExpired = std::string(
+                                          "SELECT id FROM runs WHERE status = 'running' AND parent_run_id = '' AND "
+                                          "lease_expires_at_ms <= ") +
+                                      kNowMs + " ORDER BY pk LIMIT $1";
+  return with_connection("list_expired_leases", [&](Connection& conn) -> Result<std::vector<std::string>> {
+    ORCH_ASSIGN_OR_RETURN(Rows rows, conn.exec("list_expired_leases", kExpired, Params().integer(clamp_size(limit))));
+    std::vector<std::string> ids;
+    ids.reserve(static_cast<size_t>(rows.count()));
+    for (int i = 0; i < rows.count(); ++i) ids.push_back(rows.string(i, 0));
+    return ids;
   });
 }
 

@@ -92,9 +92,19 @@ void PostgresStore::open_batch(const StoreBatch& batch, const std::string& run_i
   // Serializes the run's writers (seqs, the checkpoint chain) across
   // connections and instances; a missing run aborts the pipeline (NotFound),
   // and so does a latest checkpoint other than the expected one (Aborted).
+  // A fenced batch (StoreBatch::lease_epoch) locks through the lease check:
+  // a writer that lost the run aborts the pipeline (OR410) before any write.
   Params lock;
   lock.text(run_id);
-  if (expected_checkpoint != nullptr) {
+  if (batch.lease_epoch > 0) {
+    lock.text(batch.lease_owner).integer(batch.lease_epoch);
+    if (expected_checkpoint != nullptr) {
+      lock.text(*expected_checkpoint);
+      commands->push_back({"SELECT orch_lock_run_fenced($1, $2, $3, $4)", std::move(lock)});
+    } else {
+      commands->push_back({"SELECT orch_lock_run_fenced($1, $2, $3)", std::move(lock)});
+    }
+  } else if (expected_checkpoint != nullptr) {
     lock.text(*expected_checkpoint);
     commands->push_back({"SELECT orch_lock_run($1, $2)", std::move(lock)});
   } else {
@@ -175,7 +185,9 @@ Status PostgresStore::write_run_batch(const StoreBatch& batch, const std::string
       for (Command& command : rest) commands.push_back(std::move(command));
       Result<std::vector<Rows>> results = conn.pipeline("write_batch", commands);
       if (results.ok()) return take_seqs(*results, event_index);
-      if (!prepared || results.status().code() != StatusCode::kAborted) return results.status();
+      if (!prepared || results.status().code() != StatusCode::kAborted || lease_lost(results.status())) {
+        return results.status();
+      }
     }
     // Slow path: the run's chain moved on without this instance. Lock the
     // run, read its latest checkpoint, encode against it, write.

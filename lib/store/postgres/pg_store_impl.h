@@ -55,6 +55,11 @@ class PostgresStore final : public Store {
   Result<std::vector<RunRecord>> list_runs(const RunFilter& filter) override;
   Status delete_run(const std::string& run_id) override;
   Status claim_run(const std::string& run_id, const std::string& owner, int64_t lease_ms) override;
+  Result<int64_t> claim_run_lease(const std::string& run_id, const std::string& owner, int64_t lease_ms) override;
+  Status check_lease(const std::string& run_id, const std::string& owner, int64_t epoch) override;
+  Result<int64_t> renew_leases(const std::string& owner, int64_t lease_ms) override;
+  Result<std::vector<std::string>> list_expired_leases(size_t limit) override;
+  Result<bool> claim_singleton(const std::string& name, const std::string& owner, int64_t lease_ms) override;
 
   Status commit_checkpoint(const Checkpoint& checkpoint, const RunRecord& run, bool sync_to_disk) override;
   Result<Checkpoint> get_checkpoint(const std::string& checkpoint_id) override;

@@ -333,6 +333,13 @@ UPDATE steps SET id = orch_compact_id(id), run_id = '';
 DROP TABLE checkpoints;
 ALTER TABLE checkpoints_v7 RENAME TO checkpoints;
 )sql",
+    // 8: fencing (Store::claim_run_lease): the lease's epoch, bumped by every
+    // claim that moves the run to another owner. Runs already leased count
+    // as their first epoch.
+    R"sql(
+ALTER TABLE runs ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
+UPDATE runs SET lease_epoch = 1 WHERE lease_owner <> '';
+)sql",
 };
 
 constexpr int kMigrationCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));

@@ -153,7 +153,10 @@ Status SqliteStore::insert_run_rows(Connection& conn, const RunRecord& run, cons
   insert->bind(kRunColumns.count + 1, store_definition(conn, *encoded));
   insert->exec();
   if (owner != nullptr) {
-    Query claim(conn, "UPDATE runs SET lease_owner = ?2, lease_expires_at_ms = ?3 WHERE id = ?1");
+    // A claimed run starts at epoch 1 (Store::claim_run_lease).
+    Query claim(conn,
+                "UPDATE runs SET lease_owner = ?2, lease_expires_at_ms = ?3, "
+                "lease_epoch = CASE WHEN ?2 = '' THEN 0 ELSE 1 END WHERE id = ?1");
     claim->bind(1, run.id);
     claim->bind(2, *owner);
     claim->bind(3, lease_expiry(now_ms(), lease_ms));
@@ -257,25 +260,78 @@ Status SqliteStore::delete_run(const std::string& run_id) {
 
 Status SqliteStore::claim_run(const std::string& run_id, const std::string& owner,
                               int64_t lease_ms) {
-  return with_writer("claim_run", [&](Connection& conn) -> Status {
+  return claim_run_lease(run_id, owner, lease_ms).status();
+}
+
+Result<int64_t> SqliteStore::claim_run_lease(const std::string& run_id, const std::string& owner, int64_t lease_ms) {
+  return with_writer("claim_run", [&](Connection& conn) -> Result<int64_t> {
     const int64_t now = now_ms();
     WriteTransaction txn(conn, writer_mu_);
-    // One statement decides: free, ours already, or expired.
+    // One statement decides: free, ours already, or expired; a run changing
+    // hands gets the next epoch (the previous owner's fenced writes fail).
     Query claim(conn,
-                "UPDATE runs SET lease_owner = ?2, lease_expires_at_ms = ?3 WHERE id = ?1 AND "
-                "(lease_owner = '' OR lease_owner = ?2 OR lease_expires_at_ms <= ?4)");
+                "UPDATE runs SET lease_epoch = CASE WHEN lease_owner = ?2 THEN lease_epoch ELSE lease_epoch + 1 END, "
+                "lease_owner = ?2, lease_expires_at_ms = ?3 WHERE id = ?1 AND "
+                "(lease_owner = '' OR lease_owner = ?2 OR lease_expires_at_ms <= ?4) RETURNING lease_epoch");
     claim->bind(1, run_id);
     claim->bind(2, owner);
     claim->bind(3, lease_expiry(now, lease_ms));
     claim->bind(4, now);
-    if (claim->exec() == 0) {
+    if (!claim->executeStep()) {
+      claim->reset();
       Query q(conn, "SELECT lease_owner FROM runs WHERE id = ?1");
       q->bind(1, run_id);
       if (!q->executeStep()) return run_not_found(run_id);
       return Status::aborted("run " + run_id + " is leased by " + q->getColumn(0).getString());
     }
+    const int64_t epoch = claim->getColumn(0).getInt64();
+    claim->reset();
     txn.commit();
-    return Status();
+    return epoch;
+  });
+}
+
+Status SqliteStore::fence(Connection& conn, const std::string& run_id, const std::string& owner, int64_t epoch) {
+  Query q(conn, "SELECT lease_owner, lease_epoch FROM runs WHERE id = ?1");
+  q->bind(1, run_id);
+  if (!q->executeStep()) return run_not_found(run_id);
+  const std::string held_by = q->getColumn(0).getString();
+  const int64_t held_at = q->getColumn(1).getInt64();
+  q->reset();
+  if (held_by == owner && held_at == epoch) return Status();
+  return lease_lost_status(run_id, "is held by '" + held_by + "' at epoch " + std::to_string(held_at) + ", not by '" +
+                                       owner + "' at epoch " + std::to_string(epoch));
+}
+
+Status SqliteStore::check_lease(const std::string& run_id, const std::string& owner, int64_t epoch) {
+  return with_connection("check_lease", [&](Connection& conn) -> Status { return fence(conn, run_id, owner, epoch); });
+}
+
+Result<int64_t> SqliteStore::renew_leases(const std::string& owner, int64_t lease_ms) {
+  if (owner.empty()) return int64_t{0};
+  return with_writer("renew_leases", [&](Connection& conn) -> Result<int64_t> {
+    WriteTransaction txn(conn, writer_mu_);
+    Query renew(conn,
+                "UPDATE runs SET lease_expires_at_ms = ?2 WHERE lease_owner = ?1 AND "
+                "status NOT IN ('completed', 'failed', 'cancelled')");
+    renew->bind(1, owner);
+    renew->bind(2, lease_expiry(now_ms(), lease_ms));
+    const int64_t renewed = renew->exec();
+    txn.commit();
+    return renewed;
+  });
+}
+
+Result<std::vector<std::string>> SqliteStore::list_expired_leases(size_t limit) {
+  return with_connection("list_expired_leases", [&](Connection& conn) -> Result<std::vector<std::string>> {
+    Query q(conn,
+            "SELECT id FROM runs WHERE status = 'running' AND parent_run_id = '' AND lease_expires_at_ms <= ?2 "
+            "ORDER BY pk LIMIT ?1");
+    q->bind(1, clamp_to_int64(limit));
+    q->bind(2, now_ms());
+    std::vector<std::string> ids;
+    while (q->executeStep()) ids.push_back(q->getColumn(0).getString());
+    return ids;
   });
 }
 

@@ -186,6 +186,9 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
   // The run's pk, which its rows carry: from the run row's update when the
   // batch has one (it also finds out whether the run exists), else read.
   int64_t pk = 0;
+  // Fencing: checked inside the write transaction (one writer at a time), so
+  // no claim comes between the check and the writes.
+  if (batch.lease_epoch > 0) ORCH_RETURN_IF_ERROR(fence(conn, run_id, batch.lease_owner, batch.lease_epoch));
   if (!batch.run) {
     ORCH_ASSIGN_OR_RETURN(pk, run_pk(conn, run_id));
   }

@@ -53,6 +53,10 @@ class SqliteStore final : public Store {
   Result<std::vector<RunRecord>> list_runs(const RunFilter& filter) override;
   Status delete_run(const std::string& run_id) override;
   Status claim_run(const std::string& run_id, const std::string& owner, int64_t lease_ms) override;
+  Result<int64_t> claim_run_lease(const std::string& run_id, const std::string& owner, int64_t lease_ms) override;
+  Status check_lease(const std::string& run_id, const std::string& owner, int64_t epoch) override;
+  Result<int64_t> renew_leases(const std::string& owner, int64_t lease_ms) override;
+  Result<std::vector<std::string>> list_expired_leases(size_t limit) override;
 
   Status commit_checkpoint(const Checkpoint& checkpoint, const RunRecord& run,
                            bool sync_to_disk) override;
@@ -97,6 +101,9 @@ class SqliteStore final : public Store {
   // too); `definition`: the run's workflow encoded already, or null.
   Status insert_run_rows(Connection& conn, const RunRecord& run, const std::string* owner, int64_t lease_ms,
                          const EncodedDefinition* definition = nullptr);
+  // OK when `owner` holds run `run_id` at `epoch`, Aborted "lease lost" when
+  // not (Store::check_lease), inside the caller's transaction.
+  static Status fence(Connection& conn, const std::string& run_id, const std::string& owner, int64_t epoch);
   SqliteStore(const std::string& path, const SqliteStoreOptions& options, bool in_memory);
 
   // Runs `body(connection)` on a pooled connection and turns SQLite (and any

@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: MIT
+// Leases with fencing in the engine (issue #21), on the in-memory store:
+// two engines on one store, the stale one fenced out; a transient store
+// failure does not fail a run.
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+
+#include "catch.h"
+#include "orch/engine.h"
+#include "orch/store.h"
+#include "support/engine_fixture.h"
+#include "support/fencing_scenario.h"
+
+using orch::Result;
+using orch::RunStatus;
+using orch::Status;
+using orch::StatusCode;
+using orch::StoreBatch;
+using orch::Value;
+
+TEST_CASE("an engine whose run was taken over has every write refused and drops the run", "[engine][lease]") {
+  auto store = orch::new_memory_store();
+  orch::testing::FencingOutcome o = orch::testing::run_fencing_scenario(store, store);
+  REQUIRE(o.started);
+  CHECK(o.taken_over == 1);
+  CHECK(o.final_status == RunStatus::kCompleted);
+  CHECK(o.refused_writes_a >= 1);
+  CHECK(o.accepted_writes_a_after_takeover == 0);
+  CHECK(o.a_dropped_run);
+  CHECK(o.slow_on_a == 1);
+  CHECK(o.slow_on_b == 1);
+  CHECK(o.after_on_a == 0);  // A ran nothing after losing the run
+  CHECK(o.after_on_b == 1);  // and B everything, once
+  CHECK(o.completed_events == 1);
+  CHECK(o.slow_results == 1);  // only B's result of the node is stored
+}
+
+TEST_CASE("take_over_expired_runs leaves runs with live leases alone", "[engine][lease]") {
+  auto store = orch::new_memory_store();
+  auto wf = orch::testing::make_workflow(R"({"id": "w", "nodes": {"a": {"type": "interrupt"}},
+    "edges": [["__start__","a"],["a","__end__"]]})");
+  orch::EngineOptions a_options;
+  a_options.store = store;
+  a_options.owner_id = "a";
+  a_options.lease_ms = 600000;
+  auto a = orch::Engine::open(a_options);
+  REQUIRE(a.ok());
+  orch::RunRecord running;
+  running.id = "live";
+  running.status = RunStatus::kRunning;
+  running.workflow = wf->definition;
+  REQUIRE(store->create_claimed_run(running, "a", 600000).ok());
+  orch::EngineOptions b_options = a_options;
+  b_options.owner_id = "b";
+  auto b = orch::Engine::open(b_options);
+  REQUIRE(b.ok());
+  auto taken = (*b)->take_over_expired_runs(10);
+  REQUIRE(taken.ok());
+  CHECK(*taken == 0);
+  // Once A's lease has run out, B takes it.
+  REQUIRE(store->claim_run_lease("live", "a", 0).ok());
+  taken = (*b)->take_over_expired_runs(10);
+  REQUIRE(taken.ok());
+  CHECK(*taken == 1);
+}
+
+namespace {
+
+// Fails the first write_batch that carries a checkpoint with Unavailable.
+class BlinkingStore : public orch::StoreWrapper {
+ public:
+  using StoreWrapper::StoreWrapper;
+  Status write_batch(StoreBatch& batch) override {
+    if (batch.checkpoint && batch.checkpoint->version >= 2 && !failed_.exchange(true)) {
+      return Status::unavailable("the database is restarting");
+    }
+    return target().write_batch(batch);
+  }
+
+ private:
+  std::atomic<bool> failed_{false};
+};
+
+}  // namespace
+
+TEST_CASE("a transient store failure of a checkpoint does not fail the run", "[engine][lease]") {
+  auto store = std::make_shared<BlinkingStore>(orch::new_memory_store());
+  auto wf = orch::testing::make_workflow(R"({"nodes": {"a": {"type": "transform", "updates": {"x": 1}},
+      "b": {"type": "transform", "updates": {"y": 2}}},
+    "edges": [["__start__","a"],["a","b"],["b","__end__"]]})");
+  auto engine = orch::testing::make_engine(nullptr, nullptr, store);
+  orch::RunRecord r = orch::testing::run_to_end(*engine, wf);
+  CHECK(r.status == RunStatus::kCompleted);
+  CHECK(r.error.empty());
+}
+
+TEST_CASE("a subgraph child running when its parent is taken over is continued, not started again", "[engine][lease]") {
+  using namespace std::chrono_literals;
+  auto store = orch::new_memory_store();
+  std::atomic<int> work_a{0}, work_b{0};
+  std::mutex mu;
+  std::condition_variable cv;
+  bool entered = false, released = false;
+  const std::string parent_json = R"({"id": "parent", "nodes": {"sub": {"type": "subgraph", "workflow_id": "child", "output_key": "output"}},
+    "edges": [["__start__","sub"],["sub","__end__"]]})";
+  const std::string child_json = R"({"id": "child", "nodes": {"work": {}}, "edges": [["__start__","work"],["work","__end__"]]})";
+  auto parent_wf = orch::testing::make_workflow(parent_json);
+  auto child_a = orch::testing::make_workflow(child_json, {{"work", [&](const orch::NodeCall&) -> Result<orch::NodeOutput> {
+                                                ++work_a;
+                                                std::unique_lock<std::mutex> lock(mu);
+                                                entered = true;
+                                                cv.notify_all();
+                                                cv.wait_for(lock, 60s, [&] { return released; });
+                                                return orch::NodeOutput(Value::object({{"output", "by a"}}));
+                                              }}});
+  auto child_b = orch::testing::make_workflow(child_json, {{"work", [&](const orch::NodeCall&) -> Result<orch::NodeOutput> {
+                                                ++work_b;
+                                                return orch::NodeOutput(Value::object({{"output", "by b"}}));
+                                              }}});
+  auto resolver = [parent_wf](std::shared_ptr<const orch::Workflow> child) {
+    return [parent_wf, child](const std::string& id) -> Result<std::shared_ptr<const orch::Workflow>> {
+      if (id == "child") return child;
+      return parent_wf;
+    };
+  };
+  orch::EngineOptions a_options;
+  a_options.store = store;
+  a_options.owner_id = "a";
+  a_options.lease_ms = 0;  // A's leases run out at once: as if it had stopped renewing
+  a_options.workflow_resolver = resolver(child_a);
+  orch::EngineOptions b_options;
+  b_options.store = store;
+  b_options.owner_id = "b";
+  b_options.lease_ms = 600000;
+  b_options.workflow_resolver = resolver(child_b);
+  auto a = orch::Engine::open(a_options);
+  auto b = orch::Engine::open(b_options);
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  orch::RunOptions run_options;
+  run_options.workflow_id = "parent";
+  auto id = (*a)->start_run(parent_wf, run_options);
+  REQUIRE(id.ok());
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    REQUIRE(cv.wait_for(lock, 30s, [&] { return entered; }));
+  }
+  auto taken = (*b)->take_over_expired_runs(10);
+  REQUIRE(taken.ok());
+  CHECK(*taken == 1);  // the parent only: the child follows through it
+  auto done = (*b)->wait(*id, 30s);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    released = true;
+    cv.notify_all();
+  }
+  REQUIRE(done.ok());
+  CHECK(done->status == RunStatus::kCompleted);
+  CHECK(done->state["output"].get_string("") == "by b");
+  orch::RunFilter children;
+  children.parent_run_id = *id;
+  auto kids = store->list_runs(children);
+  REQUIRE(kids.ok());
+  CHECK(kids->size() == 1);  // the same child, continued
+  CHECK(work_a == 1);
+  CHECK(work_b == 1);
+  a->reset();  // joins A: its late result for the child was refused
+  b->reset();
+  auto child_events = store->list_events(kids->front().id, 0, 1000);
+  REQUIRE(child_events.ok());
+  int completed = 0;
+  for (const orch::EventRecord& e : *child_events) completed += e.kind == "run.completed" ? 1 : 0;
+  CHECK(completed == 1);
+}
