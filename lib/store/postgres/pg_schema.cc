@@ -209,6 +209,7 @@ BEGIN
   END IF;
   RETURN orch_lock_run(wanted, expected_checkpoint);
 END $$;
+)sql",
     // 3: changes are announced (PostgresStore::watch_changes), so that an
     // instance's SSE streams follow runs another instance executes and its
     // workers registered elsewhere are known to all. Channel orch_changes,
