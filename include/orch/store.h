@@ -158,6 +158,15 @@ struct WorkflowRecord {
   int64_t updated_at_ms = 0;
 };
 
+// A run a StoreBatch creates (StoreBatch::create), claimed by `owner`.
+// (Outside StoreBatch: clang cannot use a nested struct's default member
+// initializers before the enclosing struct is complete.)
+struct NewRunRecord {
+  RunRecord run;
+  std::string owner;
+  int64_t lease_ms = 0;
+};
+
 // Writes the engine makes together, for one run, when it leaves a run or
 // commits a superstep: steps, pending writes, a checkpoint, a run update and
 // events. A store that can should write them in one transaction (the SQLite
@@ -175,11 +184,7 @@ struct StoreBatch {
   // before everything else (the run's first checkpoint, say), in the same
   // transaction for a store that has them. Fails as create_run does
   // (AlreadyExists), and then nothing of the batch is written.
-  struct NewRun {
-    RunRecord run;
-    std::string owner;
-    int64_t lease_ms = 0;
-  };
+  using NewRun = NewRunRecord;
   std::optional<NewRun> create;
   // Fencing: with lease_epoch > 0 the batch is written only while the run's
   // lease is held by lease_owner at lease_epoch (the epoch claim_run_lease
