@@ -350,8 +350,15 @@ async function exercise(browser) {
   await shot("runs");
   // Filtered by status, then the next page.
   await page.select("#filter-status", "completed");
+  // The filtered table is a new one: wait for it (loaded after the click, with
+  // its pager), not for the unfiltered one still on screen meanwhile.
+  const filteredAfter = await page.evaluate(() => performance.now());
   await page.click(".filters button[type=submit]");
-  await page.waitForFunction(() => location.hash.includes("status=completed") && document.querySelectorAll("#runs-table tbody tr").length === 50);
+  await page.waitForFunction((after) => {
+    const table = document.querySelector("#runs-table");
+    return location.hash.includes("status=completed") && table && Number(table.dataset.loadedAt) > after &&
+      table.querySelectorAll("tbody tr").length === 50 && document.querySelector(".pager a.button");
+  }, { timeout: 10000 }, filteredAfter);
   await page.click(".pager a.button:last-of-type");
   await page.waitForFunction(() => location.hash.includes("offset=50") && document.querySelector(".pager").textContent.includes("51–100"), { timeout: 10000 });
 
