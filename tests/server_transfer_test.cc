@@ -250,6 +250,8 @@ TEST_CASE("orch import refuses hostile and cut files with the line that is wrong
       {"part before its run", header + "{\"type\":\"event\",\"event\":{\"run_id\":\"r9\",\"seq\":1,\"kind\":\"k\"}}\n",
        "line 2: part of run 'r9' does not follow"},
       {"cut short", good.substr(0, good.rfind('\n', good.size() - 2) + 1), "cut short"},
+      {"foreign host records", header + "{\"type\":\"host_record\",\"collection\":\"rate_limits\",\"id\":\"w\",\"record\":{}}\n",
+       "line 2: host_record collection \"rate_limits\" is not one orch exports"},
       {"after the end", good + "{\"type\":\"run\",\"run\":{\"id\":\"late\",\"status\":\"completed\"}}\n", "after the end line"},
       {"line too long", header + "{\"type\":\"run\",\"run\":{\"id\":\"" + std::string(5000, 'x') + "\"}}\n",
        "line 2: line longer than 4096 bytes"},

@@ -131,6 +131,11 @@ class Importer {
     if (!collection.is_string() || collection.as_string().empty() || !id.is_string() || id.as_string().empty()) {
       return Status::invalid_argument("host_record needs a collection and an id (strings)");
     }
+    // Only what export writes: a file must not put records where orch serve
+    // keeps other state (shared rate limits, say).
+    if (collection.as_string() != kWorkersCollection) {
+      return Status::invalid_argument("host_record collection " + collection.to_json() + " is not one orch exports");
+    }
     if (!v["record"].is_object()) return Status::invalid_argument("host_record.record must be an object");
     ORCH_RETURN_IF_ERROR(store_.put_host_record(collection.as_string(), id.as_string(), v["record"]));
     counts_->host_records += 1;
