@@ -6,6 +6,7 @@
 #include "log/log.h"
 #include "log/run_log.h"
 #include "retention.h"
+#include "run_commands.h"
 #include "orch/event_kinds.h"
 #include "orch/async_workers.h"
 #include "orch/http_workers.h"
@@ -29,6 +30,8 @@ namespace orch::server {
 App::App() = default;
 App::~App() {
   leases.reset();  // takes runs over through the engine: stopped first
+  store_watch.reset();  // wakes the relay
+  commands.reset();     // applies calls through the engine
   retention.reset();
   tracker.reset();  // its runs and agents use the engine and the store
   callbacks.reset();
@@ -174,9 +177,15 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
     log_run_event(e);
     raw->hub.publish(e.run_id);
   });
+  // On a shared database another instance may hold the run a control call
+  // names; a forwarded call waits for it at most about one lease TTL.
+  app->commands = std::make_unique<RunCommandRelay>(app->store, *app->engine, clock, postgres,
+                                                    config.lease_ttl_ms + 2000);
   auto watch = app->store->watch_changes([raw, clock](const StoreChange& change) {
     if (change.kind == StoreChange::Kind::kEvents) {
       raw->hub.publish(change.key);
+    } else if (change.key == kRunCommandsCollection) {
+      raw->commands->on_change();
     } else if (change.key == kWorkersCollection) {
       Status synced = raw->workers->sync_registered(clock->now_ms());
       if (!synced.ok()) log(LogLevel::kWarn, "workers.sync_failed", {{"error", synced.message()}});

@@ -25,6 +25,7 @@ class CallbackSender;
 class LeaseKeeper;
 class OtlpExporter;
 class RetentionSweeper;
+class RunCommandRelay;
 class Tracker;
 class WorkerBook;
 
@@ -46,6 +47,10 @@ struct App {
   std::atomic<size_t> sse_clients{0};
   std::atomic<bool> stopping{false};
   EventHub hub;
+  // Control calls on runs (cancel, resume, ...): applied here, or handed to
+  // the instance sharing the store that holds the run. Declared after the
+  // engine and before store_watch (whose callback wakes it).
+  std::unique_ptr<RunCommandRelay> commands;
   // What other instances sharing the store (PostgreSQL) change: their
   // events wake this one's SSE streams, their worker registrations reach
   // this one's worker book. Null when the store has no such feed. Declared

@@ -195,7 +195,8 @@ class ORCH_EXPORT Engine {
                               const std::string& after_node) = 0;
 
   // Cancels the run if it is still active, then removes it and everything it
-  // owns from the store.
+  // owns from the store. Aborted, and nothing removed, when another engine
+  // sharing the store holds the active run.
   virtual Status delete_run(const std::string& run_id) = 0;
 
   virtual Result<RunRecord> get_run(const std::string& run_id) = 0;
@@ -224,6 +225,11 @@ class ORCH_EXPORT Engine {
 
   // Number of runs currently executing in this engine.
   virtual size_t active_runs() const = 0;
+
+  // Whether this engine holds `run_id` now (running or interrupted, its
+  // context in memory, its lease not lost): the engine a control call on the
+  // run must reach when several share a database (orch serve forwards it).
+  virtual bool holds_run(const std::string& run_id) const = 0;
 };
 
 }  // namespace orch

@@ -234,7 +234,8 @@ class ORCH_EXPORT Store {
   virtual Status delete_run(const std::string& run_id) = 0;
 
   // Leases, for stores shared by several engines. Returns Aborted when another
-  // live owner holds the run. The in-memory store keeps leases too (several
+  // live owner holds the run. A run that has ended (completed, failed,
+  // cancelled) is anyone's to claim: another engine may retry or replay it. The in-memory store keeps leases too (several
   // engines in one process may share it).
   virtual Status claim_run(const std::string& run_id, const std::string& owner, int64_t lease_ms) = 0;
   // create_run, then claim_run for `owner` (the engine's start of a run). The

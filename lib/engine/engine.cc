@@ -1013,6 +1013,8 @@ Status EngineImpl::retry_run(const std::string& run_id) {
     return Status::failed_precondition("only failed runs can be retried (current: " +
                                        std::string(run_status_name(r.status)) + ")");
   }
+  // Claimed before anything is changed: another engine may hold the run.
+  ORCH_RETURN_IF_ERROR(options_.store->claim_run_lease(run_id, options_.owner_id, options_.lease_ms).status());
   std::shared_ptr<const CompiledWorkflow> live = forget_context(run_id);
   r.status = RunStatus::kRunning;
   r.error.clear();
@@ -1076,6 +1078,8 @@ Result<std::string> EngineImpl::fork_run(const std::string& checkpoint_id, const
 Status EngineImpl::replay_run(const std::string& run_id, const std::string& checkpoint_id) {
   ORCH_ASSIGN_OR_RETURN(Checkpoint cp, options_.store->get_checkpoint(checkpoint_id));
   if (cp.run_id != run_id) return Status::invalid_argument("checkpoint " + checkpoint_id + " does not belong to run " + run_id);
+  // Claimed before anything is changed: another engine may hold the run.
+  ORCH_RETURN_IF_ERROR(options_.store->claim_run_lease(run_id, options_.owner_id, options_.lease_ms).status());
   std::shared_ptr<const CompiledWorkflow> live = forget_context(run_id);
   ORCH_RETURN_IF_ERROR(options_.store->truncate_checkpoints(run_id, cp.version));
   ORCH_ASSIGN_OR_RETURN(RunRecord r, options_.store->get_run(run_id));
@@ -1120,7 +1124,11 @@ Status EngineImpl::inject_state(const std::string& run_id, const Value& updates,
 Status EngineImpl::delete_run(const std::string& run_id) {
   auto r = get_run(run_id);
   if (!r.ok()) return r.status();
-  if (!is_terminal(r->status)) (void)cancel_run(run_id);
+  if (!is_terminal(r->status)) {
+    Status cancelled = cancel_run(run_id);
+    // Held by another engine: pulling the run out from under it is not ours to do.
+    if (cancelled.code() == StatusCode::kAborted) return cancelled;
+  }
   forget_context(run_id);
   {
     std::lock_guard<std::mutex> lock(ended_mu_);
@@ -1174,6 +1182,18 @@ void EngineImpl::unsubscribe(uint64_t subscription) {
   std::lock_guard<std::mutex> lock(subs_mu_);
   subscriptions_.erase(subscription);
   subscription_count_.store(subscriptions_.size(), std::memory_order_release);
+}
+
+bool EngineImpl::holds_run(const std::string& run_id) const {
+  std::shared_ptr<RunContext> ctx;
+  {
+    std::lock_guard<std::mutex> lock(runs_mu_);
+    auto it = runs_.find(run_id);
+    if (it == runs_.end()) return false;
+    ctx = it->second;
+  }
+  std::lock_guard<std::mutex> lock(ctx->mu);
+  return !ctx->lease_lost;
 }
 
 size_t EngineImpl::active_runs() const {

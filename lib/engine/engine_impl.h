@@ -37,6 +37,7 @@ class EngineImpl final : public orch::Engine {
   Status recover() override;
   Result<size_t> take_over_expired_runs(size_t limit) override;
   size_t active_runs() const override;
+  bool holds_run(const std::string& run_id) const override;
 
  private:
   explicit EngineImpl(EngineOptions options);

@@ -93,7 +93,8 @@ class MemoryStore final : public Store {
     if (it == runs_.end()) return Status::not_found("run " + run_id + " not found");
     RunData& d = it->second;
     const int64_t now = wall_ms();
-    if (!d.lease_owner.empty() && d.lease_owner != owner && d.lease_expires_ms > now) {
+    // An ended run is anyone's to claim (a retry or replay through another engine).
+    if (!d.lease_owner.empty() && d.lease_owner != owner && d.lease_expires_ms > now && !is_terminal(d.record.status)) {
       return Status::aborted("run " + run_id + " is leased by " + d.lease_owner);
     }
     if (d.lease_owner != owner) ++d.lease_epoch;  // a takeover (or the first owner)

@@ -149,6 +149,17 @@ void check_lease_fencing(Store& store, Checker& c) {
   StoreBatch missing = fenced_batch("no-such-run", "fenced-s5", RunStatus::kRunning, "engine-b", 1);
   c.expect_code(store.write_batch(missing), StatusCode::kNotFound, "a fenced write_batch of a missing run");
 
+  // An ended run's live lease does not keep another owner out (a retry or
+  // replay through another engine), and the claim fences the previous owner.
+  StoreBatch ended = fenced_batch("fenced", "fenced-s6", RunStatus::kFailed, "engine-b", *taken);
+  if (c.expect_ok(store.write_batch(ended), "write_batch that ends the run")) {
+    Result<int64_t> after_end = store.claim_run_lease("fenced", "engine-c", 600000);
+    if (c.expect_ok(after_end, "claim_run_lease of an ended run under another owner's live lease")) {
+      c.expect(*after_end == *taken + 1, "claiming an ended run must bump the epoch: got " + std::to_string(*after_end));
+      c.expect(lease_lost(store.check_lease("fenced", "engine-b", *taken)), "check_lease of the ended run's old owner");
+    }
+  }
+
   check_expired_listing(store, c);
   check_singletons(store, c);
 }

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "http/http_api.h"
+#include "run_commands.h"
 #include "http/json_views.h"
 #include "legacy_steps.h"
 #include "run_start.h"
@@ -102,7 +103,7 @@ void get_run(App& app, const httplib::Request&, httplib::Response& res, const Pa
 void delete_run(App& app, const httplib::Request&, httplib::Response& res, const Params& p) {
   RunRecord r;
   if (!load_run(app, res, p[0], &r)) return;
-  Status s = app.engine->delete_run(r.id);
+  Status s = app.commands->run({"delete", r.id});
   if (!s.ok()) return send_status(res, s);
   send_json(res, 200, Value::object({{"ok", true}}));
 }
@@ -113,7 +114,7 @@ void cancel_run(App& app, const httplib::Request&, httplib::Response& res, const
   if (is_terminal(r.status)) {
     return send_error(res, 409, "conflict", "run is already " + std::string(run_status_name(r.status)));
   }
-  Status s = app.engine->cancel_run(r.id);
+  Status s = app.commands->run({"cancel", r.id});
   if (!s.ok()) return send_status(res, s);
   app.metrics.runs_cancelled.fetch_add(1, std::memory_order_relaxed);
   send_json(res, 200, Value::object({{"id", r.id}, {"status", "cancelled"}}));
@@ -125,7 +126,7 @@ void retry_run(App& app, const httplib::Request&, httplib::Response& res, const 
   if (r.status != RunStatus::kFailed) {
     return send_error(res, 409, "conflict", "run is not failed (current: " + std::string(run_status_name(r.status)) + ")");
   }
-  Status s = app.engine->retry_run(r.id);
+  Status s = app.commands->run({"retry", r.id});
   if (!s.ok()) return send_status(res, s);
   send_json(res, 200, Value::object({{"id", r.id}, {"status", "running"}}));
 }
@@ -144,7 +145,7 @@ void resume_run(App& app, const httplib::Request& req, httplib::Response& res, c
   if (!updates.is_null() && !updates.is_object()) {
     return send_error(res, 400, "bad_request", "state_updates must be an object");
   }
-  Status s = app.engine->resume_run(r.id, updates);
+  Status s = app.commands->run({"resume", r.id, Value::object({{"state_updates", updates}})});
   if (!s.ok()) return send_status(res, s);
   send_json(res, 200, Value::object({{"id", r.id}, {"status", "running"}}));
 }
@@ -182,7 +183,7 @@ void inject_state(App& app, const httplib::Request& req, httplib::Response& res,
   if (!updates.is_object()) return send_error(res, 400, "bad_request", "updates must be an object");
   const Value& after = body["apply_after_step"];
   if (!after.is_null() && !after.is_string()) return send_error(res, 400, "bad_request", "apply_after_step must be a string");
-  Status s = app.engine->inject_state(r.id, updates, after.get_string(""));
+  Status s = app.commands->run({"inject", r.id, Value::object({{"updates", updates}, {"apply_after_step", after}})});
   if (!s.ok()) return send_status(res, s);
   if (after.is_string()) return send_json(res, 200, Value::object({{"applied", false}, {"pending", true}}));
   send_json(res, 200, Value::object({{"applied", true}}));
@@ -203,7 +204,7 @@ void replay_run(App& app, const httplib::Request& req, httplib::Response& res, c
   if (checkpoint->run_id != p[0]) return send_error(res, 400, "bad_request", "checkpoint does not belong to this run");
   RunRecord r;
   if (!load_run(app, res, p[0], &r)) return;
-  Status s = app.engine->replay_run(r.id, cp.as_string());
+  Status s = app.commands->run({"replay", r.id, Value::object({{"checkpoint_id", cp}})});
   if (!s.ok()) return send_status(res, s);
   send_json(res, 200, Value::object({{"id", r.id}, {"status", "running"}, {"replayed_from_checkpoint", cp}}));
 }

@@ -218,7 +218,8 @@ Status PostgresStore::claim_run(const std::string& run_id, const std::string& ow
 }
 
 Result<int64_t> PostgresStore::claim_run_lease(const std::string& run_id, const std::string& owner, int64_t lease_ms) {
-  // Free, ours already, or expired: one conditional UPDATE decides, and
+  // Free, ours already, expired, or the run has ended (anyone may retry or
+  // replay it): one conditional UPDATE decides, and
   // bumps the epoch when the run changes hands (so the previous owner's
   // fenced writes are refused from now on). A run whose row another
   // transaction has locked is skipped at first (SKIP LOCKED) so a claim
@@ -226,7 +227,8 @@ Result<int64_t> PostgresStore::claim_run_lease(const std::string& run_id, const 
   // says it could be ours (its owner, or expired) does the claim wait for
   // the lock (at most lock_timeout_ms) and try again.
   static const std::string kCondition =
-      std::string("(runs.lease_owner = '' OR runs.lease_owner = $2 OR runs.lease_expires_at_ms <= ") + kNowMs + ")";
+      std::string("(runs.lease_owner = '' OR runs.lease_owner = $2 OR runs.lease_expires_at_ms <= ") + kNowMs +
+      " OR runs.status IN ('completed', 'failed', 'cancelled'))";
   static const std::string kSet =
       std::string("SET lease_owner = $2, lease_epoch = CASE WHEN runs.lease_owner = $2 THEN runs.lease_epoch "
                   "ELSE runs.lease_epoch + 1 END, lease_expires_at_ms = ") +

@@ -267,12 +267,14 @@ Result<int64_t> SqliteStore::claim_run_lease(const std::string& run_id, const st
   return with_writer("claim_run", [&](Connection& conn) -> Result<int64_t> {
     const int64_t now = now_ms();
     WriteTransaction txn(conn, writer_mu_);
-    // One statement decides: free, ours already, or expired; a run changing
-    // hands gets the next epoch (the previous owner's fenced writes fail).
+    // One statement decides: free, ours already, expired, or the run has
+    // ended; a run changing hands gets the next epoch (the previous owner's
+    // fenced writes fail).
     Query claim(conn,
                 "UPDATE runs SET lease_epoch = CASE WHEN lease_owner = ?2 THEN lease_epoch ELSE lease_epoch + 1 END, "
                 "lease_owner = ?2, lease_expires_at_ms = ?3 WHERE id = ?1 AND "
-                "(lease_owner = '' OR lease_owner = ?2 OR lease_expires_at_ms <= ?4) RETURNING lease_epoch");
+                "(lease_owner = '' OR lease_owner = ?2 OR lease_expires_at_ms <= ?4 OR "
+                "status IN ('completed', 'failed', 'cancelled')) RETURNING lease_epoch");
     claim->bind(1, run_id);
     claim->bind(2, owner);
     claim->bind(3, lease_expiry(now, lease_ms));
