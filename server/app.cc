@@ -165,6 +165,10 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   options.config_template_roots = {"task"};
   options.owner_id = app->owner_id;
   options.lease_ms = config.lease_ttl_ms;
+  // The lease keeper (below) takes over runs whose leases run out; on a
+  // shared database recover() retrying would have every instance list every
+  // running run every lease TTL, for as long as any other instance lives.
+  if (postgres) options.recover_retries_leased_runs = false;
   log(LogLevel::kInfo, "engine.owner", {{"owner", app->owner_id}, {"lease_ttl_ms", static_cast<long long>(config.lease_ttl_ms)}});
   options.durability = durability_from_name(config.durability).value_or(Durability::kSync);
   if (config.tracing.enabled) {
