@@ -14,6 +14,7 @@
 #include "pull/tracker.h"
 #include "telemetry/otlp_exporter.h"
 #include "worker_book.h"
+#include "worker_health_share.h"
 
 #include <unistd.h>
 
@@ -105,6 +106,29 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
     app->rate_limit_share = share;
     registry_options.on_rate_limit = [share](const WorkerRateLimit& limit) { share->report(limit); };
   }
+  // The owner id first: the shared periodic work below leases by it.
+  // On PostgreSQL each process has its own owner id (instances on one host,
+  // or a restarted one, must fence each other); the runs of a previous
+  // process are taken over once its leases run out (recover() at start,
+  // then the lease keeper). A
+  // SQLite file has one orch serve at a time: a stable id (host + file)
+  // lets a restarted server take its runs back at once.
+  if (postgres || config.db == ":memory:") {
+    app->owner_id = new_instance_owner_id();
+  } else {
+    char host[256] = {0};
+    gethostname(host, sizeof(host) - 1);
+    app->owner_id = std::string("orch-serve:") + host + ":" + redacted_db(config.db);
+  }
+  if (postgres && config.health_check_interval_ms > 0) {
+    // One instance probes for all; the others take its results.
+    auto health = std::make_shared<WorkerHealthShare>(app->store, app->owner_id, config.health_check_interval_ms);
+    app->worker_health = health;
+    registry_options.health_check_gate = [health] { return health->may_probe(); };
+    registry_options.on_health_checked = [health](const std::vector<WorkerHealth>& results) {
+      health->publish(results);
+    };
+  }
   app->registry = std::make_shared<WorkerRegistry>(registry_options);
   ORCH_RETURN_IF_ERROR(register_http_protocols(*app->registry));
   if (state_dir.empty()) {
@@ -142,20 +166,12 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   options.max_prompt_bytes = static_cast<size_t>(config.max_prompt_bytes);
   // Pull mode puts the tracker task in the run config: prompts read it as {{task.…}}.
   options.config_template_roots = {"task"};
-  // On PostgreSQL each process has its own owner id (instances on one host,
-  // or a restarted one, must fence each other); the runs of a previous
-  // process are taken over once its leases run out (recover(), then the
-  // lease keeper). A SQLite file has one orch serve at a time: a stable id
-  // (host + file) lets a restarted server take its runs back at once.
-  if (postgres || config.db == ":memory:") {
-    app->owner_id = new_instance_owner_id();
-  } else {
-    char host[256] = {0};
-    gethostname(host, sizeof(host) - 1);
-    app->owner_id = std::string("orch-serve:") + host + ":" + redacted_db(config.db);
-  }
   options.owner_id = app->owner_id;
   options.lease_ms = config.lease_ttl_ms;
+  // The lease keeper (below) takes over runs whose leases run out; on a
+  // shared database recover() retrying would have every instance list every
+  // running run every lease TTL, for as long as any other instance lives.
+  if (postgres) options.recover_retries_leased_runs = false;
   log(LogLevel::kInfo, "engine.owner", {{"owner", app->owner_id}, {"lease_ttl_ms", static_cast<long long>(config.lease_ttl_ms)}});
   options.durability = durability_from_name(config.durability).value_or(Durability::kSync);
   if (config.tracing.enabled) {
@@ -189,6 +205,8 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
     } else if (change.key == kWorkersCollection) {
       Status synced = raw->workers->sync_registered(clock->now_ms());
       if (!synced.ok()) log(LogLevel::kWarn, "workers.sync_failed", {{"error", synced.message()}});
+    } else if (change.key == kWorkerHealthCollection && raw->worker_health) {
+      raw->worker_health->apply_new(*raw->registry);
     }
   });
   if (watch.ok()) {

@@ -28,6 +28,7 @@ class RetentionSweeper;
 class RunCommandRelay;
 class Tracker;
 class WorkerBook;
+class WorkerHealthShare;
 
 struct App {
   App();
@@ -38,6 +39,10 @@ struct App {
   // Workers' rate-limit reports shared with other instances (PostgreSQL
   // only; null otherwise). Held by the registry's callback too.
   std::shared_ptr<RateLimitShare> rate_limit_share;
+  // Worker health probes once across the instances sharing a database, their
+  // results shared (PostgreSQL with health checks on; null otherwise). Held
+  // by the registry's callbacks too.
+  std::shared_ptr<WorkerHealthShare> worker_health;
   std::shared_ptr<WorkerRegistry> registry;  // the workers the engine dispatches to
   std::unique_ptr<WorkerBook> workers;       // /workers: config and registered workers
   std::shared_ptr<OtlpExporter> tracer;     // config.tracing (null when off); shared with the engine

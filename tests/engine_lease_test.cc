@@ -173,3 +173,54 @@ TEST_CASE("a subgraph child running when its parent is taken over is continued, 
   for (const orch::EventRecord& e : *child_events) completed += e.kind == "run.completed" ? 1 : 0;
   CHECK(completed == 1);
 }
+
+namespace {
+
+// Counts list_runs calls that ask for running runs (what recover() lists).
+class CountingStore : public orch::StoreWrapper {
+ public:
+  using StoreWrapper::StoreWrapper;
+  Result<std::vector<orch::RunRecord>> list_runs(const orch::RunFilter& f) override {
+    if (f.status == RunStatus::kRunning) running_lists.fetch_add(1);
+    return target().list_runs(f);
+  }
+  std::atomic<int> running_lists{0};
+};
+
+// recover() on an engine "b" while engine "a" holds run "live" for ten
+// minutes; then ten of b's leases pass on its manual clock. Returns how many
+// times b listed the running runs.
+int running_lists_while_leased_elsewhere(bool retries) {
+  auto store = std::make_shared<CountingStore>(orch::new_memory_store());
+  auto wf = orch::testing::make_workflow(R"({"id": "w", "nodes": {"a": {"type": "interrupt"}},
+    "edges": [["__start__","a"],["a","__end__"]]})");
+  orch::RunRecord running;
+  running.id = "live";
+  running.status = RunStatus::kRunning;
+  running.workflow = wf->definition;
+  REQUIRE(store->create_claimed_run(running, "a", 600000).ok());
+  auto clock = std::make_shared<orch::ManualClock>();
+  orch::EngineOptions options;
+  options.store = store;
+  options.clock = clock;
+  options.owner_id = "b";
+  options.lease_ms = 1000;
+  options.recover_retries_leased_runs = retries;
+  auto b = orch::Engine::open(options);
+  REQUIRE(b.ok());
+  REQUIRE((*b)->recover().ok());
+  for (int i = 0; i < 10; ++i) clock->advance(std::chrono::milliseconds(1000));
+  CHECK((*b)->active_runs() == 0);  // a's run stays a's
+  return store->running_lists.load();
+}
+
+}  // namespace
+
+TEST_CASE("recover with a takeover loop in the host lists the running runs once, not every lease", "[engine][lease][recover]") {
+  // The library default, for hosts without a takeover loop: it looks again
+  // every lease_ms while another owner holds a run.
+  CHECK(running_lists_while_leased_elsewhere(true) >= 10);
+  // recover_retries_leased_runs false (orch serve on PostgreSQL, with its
+  // lease keeper): once.
+  CHECK(running_lists_while_leased_elsewhere(false) == 1);
+}

@@ -15,6 +15,7 @@
 #include "support/postgres_cluster.h"
 #include "support/server_fixture.h"
 #include "support/test_helpers.h"
+#include "worker_health_share.h"
 
 using namespace std::chrono_literals;
 using orch::Value;
@@ -240,4 +241,62 @@ TEST_CASE("two orch serve on one PostgreSQL: a worker's rate-limit report to one
   CHECK((*limits.at(0))["worker_id"].as_string() == "limited");
   CHECK((*limits.at(0))["remaining"].as_int() == 7);
   CHECK((*limits.at(0))["limit"].as_int() == 10);
+}
+
+namespace {
+
+bool eventually(const std::function<bool()>& check, std::chrono::seconds limit = std::chrono::seconds(30)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (check()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return check();
+}
+
+std::string last_error_of(orch::server::App& app, const std::string& worker) {
+  auto status = app.registry->get_worker(worker);
+  return status.ok() ? status->last_error : "(no such worker)";
+}
+
+}  // namespace
+
+TEST_CASE("two orch serve on one PostgreSQL: one probes the workers for both, and the other takes over when it stops", "[server][postgres][workers][singleton]") {
+  orch::testing::PostgresCluster& pg = cluster();
+  orch::testing::FakeWorker worker;
+  orch::server::ServerConfig config;
+  config.db = pg.uri();
+  config.postgres.schema = "serve_two_health";
+  config.health_check_interval_ms = 300;  // the lease: two intervals
+  config.worker_failure_threshold = 1000;  // failed probes never open the circuit (open ones are not probed)
+  config.workers = *orch::parse_json(std::string(R"([{"id": "probed", "url": ")") + worker.url() + R"("}])");
+  auto a = std::make_unique<TestServer>(config);
+  auto b = std::make_unique<TestServer>(config);
+  REQUIRE(a->app().worker_health != nullptr);
+  REQUIRE(b->app().worker_health != nullptr);
+  auto rounds = [](TestServer& s) { return s.app().worker_health->rounds_probed(); };
+  REQUIRE(eventually([&] { return rounds(*a) + rounds(*b) >= 4; }));
+  // One of them holds the "worker_health" lease and probes; the other never does.
+  const bool a_probes = rounds(*a) > 0;
+  TestServer& holder = a_probes ? *a : *b;
+  TestServer& other = a_probes ? *b : *a;
+  CHECK(rounds(other) == 0);
+  CHECK(rounds(holder) >= 4);
+  CHECK_FALSE(worker.requests().empty());
+
+  // The holder's findings reach the other: the worker goes unhealthy there
+  // too (its circuit counts the failures), then healthy again.
+  worker.set_health_status(500);
+  CHECK(eventually([&] { return last_error_of(holder.app(), "probed").find("health check") != std::string::npos; }));
+  CHECK(eventually([&] { return last_error_of(other.app(), "probed").find("health check: HTTP 500") != std::string::npos; }));
+  CHECK(other.app().worker_health->rounds_applied() > 0);
+  worker.set_health_status(200);
+  CHECK(eventually([&] { return last_error_of(other.app(), "probed").empty(); }));
+  CHECK(rounds(other) == 0);
+
+  // The holder stops (its lease is not handed over): the other takes the
+  // probes over once the lease has run out.
+  if (a_probes) a.reset(); else b.reset();
+  TestServer& survivor = a ? *a : *b;
+  CHECK(eventually([&] { return survivor.app().worker_health->rounds_probed() >= 2; }));
 }

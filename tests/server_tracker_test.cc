@@ -24,6 +24,7 @@
 #include "http/http_api.h"
 #include "orch/dispatcher.h"
 #include "support/fake_nulltickets.h"
+#include "support/postgres_cluster.h"
 #include "support/server_fixture.h"
 #include "pull/tracker.h"
 #include "pull/tracker_config.h"
@@ -145,8 +146,10 @@ struct Workers {
 // The server App with its HTTP API, pull mode pointed at a FakeNullTickets.
 class PullServer {
  public:
+  // `db`: ":memory:", or a PostgreSQL URI with `pg_schema` (instances sharing a database).
   PullServer(FakeNullTickets& nt, const TempDir& dir, const Value& tracker,
-             std::shared_ptr<orch::Dispatcher> dispatcher = nullptr, bool start = true) {
+             std::shared_ptr<orch::Dispatcher> dispatcher = nullptr, bool start = true,
+             const std::string& db = ":memory:", const std::string& pg_schema = "") {
     Value base = Value::object(
         {{"url", nt.url()},
          {"agent_id", "orch-test"},
@@ -165,7 +168,8 @@ class PullServer {
                                        {"health_check_interval_ms", 20},
                                        {"health_check_retries", 150}})}});
     srv::ServerConfig config;
-    config.db = ":memory:";
+    config.db = db;
+    if (!pg_schema.empty()) config.postgres.schema = pg_schema;
     config.tracker = merge(base, tracker);
     auto app = srv::open_app(config, std::move(dispatcher));
     REQUIRE(app.ok());
@@ -1045,4 +1049,50 @@ TEST_CASE("/tracker routes", "[tracker][api]") {
     CHECK(st["total"].get_int(-1) == 1);
     CHECK(st["max_concurrent"].get_int(-1) == 10);
   }
+}
+
+TEST_CASE("two orch serve on one PostgreSQL poll NullTickets one at a time, and the other takes over when the poller stops", "[tracker][postgres][singleton]") {
+  auto pg = orch::testing::shared_postgres_cluster();
+  INFO("starting a private PostgreSQL server: " << pg.status().to_string());
+  REQUIRE(pg.ok());
+  TempDir dir_a;
+  TempDir dir_b;
+  FakeNullTickets nt;
+  add_dev_pipeline(nt, "dev");
+  Workers workers;
+  // poll_interval_ms 300: the "tracker_poll" lease lasts 600 ms.
+  auto tracker_of = [](const std::string& agent) {
+    return Value::object({{"agent_id", agent}, {"poll_interval_ms", 300},
+                          {"pipelines", Value::array({dispatch_pipeline("dev", "coder")})}});
+  };
+  const std::string db = (*pg)->uri();
+  auto a = std::make_unique<PullServer>(nt, dir_a, tracker_of("orch-a"), workers.dispatcher(), true, db, "tracker_two");
+  auto b = std::make_unique<PullServer>(nt, dir_b, tracker_of("orch-b"), workers.dispatcher(), true, db, "tracker_two");
+  auto claims_by = [&](const std::string& agent) {
+    size_t n = 0;
+    for (const auto& c : nt.calls("POST", "/leases/claim")) n += c.body["agent_id"].get_string("") == agent ? 1 : 0;
+    return n;
+  };
+  REQUIRE(wait_until([&] { return nt.count("POST", "/leases/claim") >= 4; }, 30s));
+  // One instance polls; the other never asked.
+  const bool a_polls = claims_by("orch-a") > 0;
+  const std::string poller = a_polls ? "orch-a" : "orch-b";
+  const std::string other = a_polls ? "orch-b" : "orch-a";
+  CHECK(claims_by(other) == 0);
+
+  // A task runs on the poller: its run, heartbeats and transition as ever.
+  add_task(nt, "T1", "dev", "first");
+  PullServer& polling = a_polls ? *a : *b;
+  REQUIRE(polling.wait_state("T1", "completed", 30s));
+  CHECK(nt.task("T1")["stage"].get_string("") == "review");
+  CHECK(claims_by(other) == 0);
+
+  // The poller stops (its lease is not handed over): the other polls once
+  // the lease has run out, and runs the next task.
+  if (a_polls) a.reset(); else b.reset();
+  PullServer& survivor = a ? *a : *b;
+  REQUIRE(wait_until([&] { return claims_by(other) > 0; }, 30s));
+  add_task(nt, "T2", "dev", "second");
+  CHECK(survivor.wait_state("T2", "completed", 30s));
+  CHECK(nt.task("T2")["stage"].get_string("") == "review");
 }

@@ -535,6 +535,73 @@ TEST_CASE("periodic health checks run on the clock", "[workers]") {
   CHECK(registry->get_worker("w")->circuit == CircuitState::kOpen);
 }
 
+TEST_CASE("a health check gate skips rounds, results are reported and applied elsewhere", "[workers]") {
+  auto clock = std::make_shared<orch::ManualClock>();
+  std::atomic<bool> open_gate{false};
+  std::atomic<int> asked{0};
+  std::mutex mu;
+  std::vector<orch::WorkerHealth> reported;
+  orch::WorkerRegistryOptions options;
+  options.clock = clock;
+  options.health_check_interval_ms = 30000;
+  options.failure_threshold = 100;
+  options.health_check_gate = [&] {
+    ++asked;
+    return open_gate.load();
+  };
+  options.on_health_checked = [&](const std::vector<orch::WorkerHealth>& results) {
+    std::lock_guard<std::mutex> lock(mu);
+    reported.insert(reported.end(), results.begin(), results.end());
+  };
+  auto registry = std::make_shared<orch::WorkerRegistry>(options);
+  auto protocol = std::make_shared<ManualProtocol>();
+  REQUIRE(registry->register_protocol("manual", protocol).ok());
+  REQUIRE(registry->add_worker(info("w", "manual://w", "manual")).ok());
+  protocol->set_health(Status::unavailable("down"));
+  // Closed gate: the rounds come, nothing is probed.
+  for (int i = 0; i < 2; ++i) clock->advance(30s);
+  for (int j = 0; j < 5000 && asked < 2; ++j) std::this_thread::sleep_for(2ms);
+  REQUIRE(asked >= 2);
+  CHECK(registry->get_worker("w")->consecutive_failures == 0);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    CHECK(reported.empty());
+  }
+  // Open gate: the next round probes and reports.
+  open_gate = true;
+  clock->advance(30s);
+  for (int j = 0; j < 5000 && registry->get_worker("w")->consecutive_failures < 1; ++j) {
+    std::this_thread::sleep_for(2ms);
+  }
+  CHECK(registry->get_worker("w")->consecutive_failures == 1);
+  for (int j = 0; j < 5000; ++j) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!reported.empty()) break;
+    }
+    std::this_thread::sleep_for(2ms);
+  }
+  std::vector<orch::WorkerHealth> results;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    results = reported;
+  }
+  REQUIRE(results.size() == 1);
+  CHECK(results[0].worker_id == "w");
+  CHECK(results[0].health.message() == "down");
+
+  // Another registry takes the result as if it had probed.
+  Fixture other(clock);
+  other.add("w");
+  REQUIRE(other.registry->apply_health(results[0]).ok());
+  CHECK(other.registry->get_worker("w")->consecutive_failures == 1);
+  CHECK(other.registry->get_worker("w")->last_error == "health check: down");
+  REQUIRE(other.registry->apply_health(orch::WorkerHealth{"w", Status()}).ok());
+  CHECK(other.registry->get_worker("w")->consecutive_failures == 0);
+  CHECK(other.registry->get_worker("w")->last_error.empty());
+  CHECK(other.registry->apply_health(orch::WorkerHealth{"nobody", Status()}).code() == StatusCode::kNotFound);
+}
+
 TEST_CASE("destroying the registry fails waiting calls with Cancelled", "[workers]") {
   auto f = std::make_unique<Fixture>();
   auto protocol = f->protocol;

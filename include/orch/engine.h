@@ -99,6 +99,16 @@ struct EngineOptions {
   std::string owner_id;
   // Lease length asked for when claiming a run.
   int64_t lease_ms = 60000;
+  // What recover() does about runs it finds still leased by another live
+  // owner. true (the default): it lists the running runs again every
+  // lease_ms for as long as there are such runs, and takes each over once
+  // its lease has run out; right for a host without a takeover loop. A host
+  // that calls take_over_expired_runs() on a timer (orch serve's lease
+  // keeper) sets false: recover() then looks once, and the takeover loop
+  // claims the rest as their leases run out. (With many engines on one
+  // database the retries would have each of them list every running run of
+  // every other engine, every lease_ms, forever.)
+  bool recover_retries_leased_runs = true;
   // A file where the engine notes which run each thread was executing when
   // the process crashed (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT); recover()
   // reads and empties it. Setting it installs process-wide handlers for those
@@ -212,7 +222,9 @@ class ORCH_EXPORT Engine {
   virtual uint64_t subscribe(const std::string& run_id, EventListener listener) = 0;
   virtual void unsubscribe(uint64_t subscription) = 0;
 
-  // Continues every run the store has as running (after a restart).
+  // Continues every run the store has as running (after a restart). Runs
+  // leased by another owner whose lease has not run out are left to it; see
+  // EngineOptions::recover_retries_leased_runs for what happens to them.
   virtual Status recover() = 0;
 
   // Takeover, for several engines on one database: claims up to `limit`

@@ -99,6 +99,13 @@ enum class CircuitState { kClosed, kOpen, kHalfOpen };
 // "closed", "open", "half_open".
 ORCH_EXPORT const char* circuit_state_name(CircuitState state);
 
+// The outcome of one health probe of one worker (see
+// WorkerRegistryOptions::on_health_checked).
+struct WorkerHealth {
+  std::string worker_id;
+  Status health;  // OK: healthy
+};
+
 // A worker as the registry sees it now.
 struct WorkerStatus {
   WorkerInfo info;
@@ -148,6 +155,17 @@ struct WorkerRegistryOptions {
   // registry's lock held: it must not block (queue the report and return).
   // orch serve shares the reports of instances that share a database.
   std::function<void(const WorkerRateLimit&)> on_rate_limit;
+  // Asked on the health-check thread before each periodic check (not an
+  // explicit check_health()); false skips that round's probes. Unset: every
+  // round probes. orch serve answers it with a lease in the shared database,
+  // so that instances sharing one probe once between them. It may block
+  // briefly (one database statement).
+  std::function<bool()> health_check_gate;
+  // Called after each check_health() round (periodic or explicit) with the
+  // result of every probe it made, on that round's thread, without the
+  // registry's lock held. orch serve passes the results to the instances
+  // that did not probe (see apply_health).
+  std::function<void(const std::vector<WorkerHealth>&)> on_health_checked;
 };
 
 // Comes with no protocol: register the ones the host uses, e.g.
@@ -190,6 +208,11 @@ class ORCH_EXPORT WorkerRegistry : public Dispatcher {
   // a healthy worker's failures are cleared and its circuit closed, an
   // unhealthy one records a failure.
   void check_health();
+  // Records a health result found elsewhere (another process probed the
+  // worker) as if this registry's own probe had found it: healthy clears
+  // the worker's failures and closes its circuit, unhealthy records a
+  // failure. NotFound when no worker has that id.
+  Status apply_health(const WorkerHealth& result);
 
   void dispatch(const WorkerRequest& request, Callback done) override;
   // `call_id` may be a WorkerRequest::call_id or a step id: calls whose id

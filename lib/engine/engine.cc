@@ -1357,7 +1357,9 @@ Status EngineImpl::recover() {
     }
     schedule_advance(*ctx);
   }
-  if (retry_later) {
+  // With a takeover loop in the host (recover_retries_leased_runs false),
+  // that loop claims them once their leases run out.
+  if (retry_later && options_.recover_retries_leased_runs) {
     std::weak_ptr<Liveness> alive = alive_;
     options_.clock->call_after(std::chrono::milliseconds(options_.lease_ms), [alive] {
       auto a = alive.lock();

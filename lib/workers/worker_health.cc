@@ -25,6 +25,8 @@ void WorkerRegistry::Impl::check_health() {
     }
   }
   const std::chrono::milliseconds timeout(options.health_check_timeout_ms);
+  std::vector<WorkerHealth> results;
+  results.reserve(targets.size());
   for (const Target& t : targets) {
     Status health;
     try {
@@ -34,16 +36,24 @@ void WorkerRegistry::Impl::check_health() {
     } catch (...) {
       health = Status::internal("health check threw");
     }
-    std::lock_guard<std::mutex> lock(mu);
-    if (health.ok()) {
-      t.worker->breaker.record_success();
-      t.worker->last_error.clear();
-    } else {
-      t.worker->breaker.record_failure(clock->steady_now());
-      t.worker->last_error = "health check: " + health.message();
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      record_health_locked(*t.worker, health);
     }
+    results.push_back(WorkerHealth{t.info.id, std::move(health)});
   }
   drain();  // a closed circuit may take waiting calls
+  if (options.on_health_checked && !results.empty()) options.on_health_checked(results);
+}
+
+void WorkerRegistry::Impl::record_health_locked(internal::WorkerEntry& worker, const Status& health) {
+  if (health.ok()) {
+    worker.breaker.record_success();
+    worker.last_error.clear();
+  } else {
+    worker.breaker.record_failure(clock->steady_now());
+    worker.last_error = "health check: " + health.message();
+  }
 }
 
 void WorkerRegistry::Impl::schedule_health_check(std::optional<SteadyTime> due) {
@@ -76,7 +86,10 @@ void WorkerRegistry::Impl::request_health_check() {
     for (;;) {
       auto self = weak.lock();
       if (!self) return;
-      run_guarded("worker health check", [&] { self->check_health(); });
+      run_guarded("worker health check", [&] {
+        // Another process may probe for this one (see health_check_gate).
+        if (!self->options.health_check_gate || self->options.health_check_gate()) self->check_health();
+      });
       std::lock_guard<std::mutex> inner(self->mu);
       if (self->health_checks_owed == 0 || self->shut_down) {
         self->health_check_running = false;

@@ -434,6 +434,17 @@ size_t WorkerRegistry::queued_calls() const {
 
 void WorkerRegistry::check_health() { impl_->check_health(); }
 
+Status WorkerRegistry::apply_health(const WorkerHealth& result) {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    auto worker = impl_->find_locked(result.worker_id);
+    if (!worker) return Status::not_found("worker not found: " + result.worker_id);
+    impl_->record_health_locked(*worker, result.health);
+  }
+  impl_->drain();  // a closed circuit may take waiting calls
+  return Status();
+}
+
 void WorkerRegistry::dispatch(const WorkerRequest& request, Callback done) {
   auto pending = std::make_shared<Impl::Pending>();
   pending->request = request;

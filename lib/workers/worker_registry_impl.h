@@ -62,6 +62,8 @@ struct ORCH_NO_EXPORT WorkerRegistry::Impl : std::enable_shared_from_this<Worker
   void cancel(const std::string& id);
   void shutdown();
   void check_health();
+  // A probe's result on `worker`'s circuit and last error. REQUIRES: mu held.
+  void record_health_locked(internal::WorkerEntry& worker, const Status& health);
   // Arms the periodic check due at `due` (default: one interval from now).
   // Each tick arms the next one at a fixed cadence before its check runs,
   // so a check that is slow, or a clock that jumps, never loses a tick.

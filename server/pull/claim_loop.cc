@@ -56,7 +56,9 @@ void ClaimLoop::poll_loop() {
     lock.unlock();
     // Reconcile first: a task cancelled upstream frees its slot for this round's claims.
     reconcile();
-    claim_all();
+    // A full instance does not take the turn: one with room takes it over
+    // once the lease of the last holder runs out.
+    if (has_room() && (!d_.may_claim || d_.may_claim())) claim_all();
     lock.lock();
     next_poll = Clock::now() + std::chrono::milliseconds(d_.cfg.poll_interval_ms);
   }
@@ -124,6 +126,12 @@ bool ClaimLoop::can_claim_locked(const std::string& pipeline, const std::string&
     if (count_locked([&](const TrackedTask& t) { return t.role == role; }) >= it->second) return false;
   }
   return true;
+}
+
+bool ClaimLoop::has_room() const {
+  std::lock_guard<std::mutex> lock(d_.board.mu);
+  return !d_.board.stopping && !d_.draining && !d_.stopping &&
+         static_cast<int64_t>(d_.board.tasks.size()) < d_.cfg.max_concurrent_tasks;
 }
 
 void ClaimLoop::claim_all() {

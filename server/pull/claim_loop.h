@@ -4,7 +4,8 @@
 //
 //   poll thread      every poll_interval_ms (or at once on TaskBoard's
 //                    refresh_requested): reconcile running tasks with
-//                    NullTickets, then claim tasks per pipeline workflow and
+//                    NullTickets, then (when it has room and its turn:
+//                    Deps::may_claim) claim tasks per pipeline workflow and
 //                    role within the limits; joins finished task threads
 //   liveness thread  heartbeats each lease on its own timer and detects
 //                    stalled tasks (no activity for stall_timeout_ms)
@@ -44,6 +45,11 @@ class ClaimLoop {
     const std::atomic<bool>& draining;  // the server's: no claims while draining
     const std::atomic<bool>& stopping;  // the server's: no claims while shutting down
     Launch launch;
+    // Asked once per poll, after reconcile and only when there is room for
+    // a task: false means another instance claims this round (see
+    // TrackerHost::claim_turn). Running tasks, their heartbeats and
+    // reconciliation go on here either way.
+    std::function<bool()> may_claim;
   };
 
   explicit ClaimLoop(Deps deps);
@@ -62,6 +68,8 @@ class ClaimLoop {
   void join_finished(std::unique_lock<std::mutex>& lock);
 
   void claim_all();
+  // Room for one more task at all (the global limit), and not stopping.
+  bool has_room() const;
   bool can_claim_locked(const std::string& pipeline, const std::string& role) const;
   void admit(const std::shared_ptr<const PipelineDef>& def, const std::string& role, Claim claim);
   void release(const Claim& claim, const std::string& reason);

@@ -12,6 +12,7 @@
 
 #include "app.h"
 #include "orch/event_kinds.h"
+#include "orch/postgres_store.h"
 #include "pull/agent_driver.h"
 #include "pull/claim_loop.h"
 #include "pull/task_runner.h"
@@ -37,10 +38,19 @@ TrackerHost host_of(App& app) {
   host.draining = &app.draining;
   host.stopping = &app.stopping;
   host.default_timeout_ms = app.config.default_timeout_ms;
-  // The owner id open_app() gives the server's engine.
-  char name[256] = {0};
-  gethostname(name, sizeof(name) - 1);
-  host.engine_owner_id = std::string("orch-serve:") + name + ":" + redacted_db(app.config.db);
+  // The server engine's owner id: the lease keeper renews this engine's
+  // run leases with it too, and an instance sharing a PostgreSQL database
+  // has one of its own (open_app).
+  host.engine_owner_id = app.owner_id;
+  if (is_postgres_uri(app.config.db)) {
+    // Instances sharing the database poll NullTickets one at a time: the
+    // holder of the "tracker_poll" lease claims. (Claims would be safe from
+    // all of them: NullTickets leases each task to one claimant.)
+    host.claim_turn = [&app](int64_t lease_ms) {
+      Result<bool> mine = app.store->claim_singleton("tracker_poll", app.owner_id, lease_ms);
+      return mine.ok() && *mine;
+    };
+  }
   host.metrics = &app.metrics;
   host.publish = [&app](const std::string& run_id) { app.hub.publish(run_id); };
   return host;
@@ -59,7 +69,10 @@ struct Tracker::Impl : std::enable_shared_from_this<Tracker::Impl> {
         agents({board, cfg, client, *host.store, host.publish}),
         runner({board, cfg, client, workspaces, *host.engine, *host.store, agents}),
         loop({board, cfg, defs, client, *host.draining, *host.stopping,
-              [this](const std::shared_ptr<TrackedTask>& t) { launch_locked(t); }}) {
+              [this](const std::shared_ptr<TrackedTask>& t) { launch_locked(t); },
+              // Two polls: one late poll keeps the turn; a dead holder's
+              // turn passes to another instance within two intervals.
+              [this] { return !host.claim_turn || host.claim_turn(2 * cfg.poll_interval_ms); }}) {
     for (PipelineDef& d : p) defs.push_back(std::make_shared<const PipelineDef>(std::move(d)));
   }
 

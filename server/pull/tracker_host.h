@@ -33,6 +33,10 @@ struct TrackerHost {
   // The owner id of the server's engine: run leases in a shared database
   // then never keep one engine of this process from a run of the other.
   std::string engine_owner_id;
+  // Whether this instance claims tasks this poll, leasing the turn for
+  // `lease_ms` (renewed each poll): instances sharing a database poll
+  // NullTickets one at a time. Unset: always (one process on its database).
+  std::function<bool(int64_t lease_ms)> claim_turn;
   Metrics* metrics = nullptr;             // /metrics counts the tracker engine's runs too
   // Wakes the SSE streams of a run after its events changed.
   std::function<void(const std::string& run_id)> publish;
