@@ -131,6 +131,7 @@ export async function render(main, { id }) {
         try {
           await post("/runs/" + enc(run.id) + "/retry");
           await refresh();
+          reviveStream(true);
         } catch (e) {
           reportError(e, "Retry");
         }
@@ -141,6 +142,7 @@ export async function render(main, { id }) {
       actions.append(actionForm("Resume the interrupted run", "resume-form", field("State updates (JSON object)", updates), "Resume", async () => {
         await post("/runs/" + enc(run.id) + "/resume", { state_updates: parseJsonField(updates.value, "State updates") });
         await refresh();
+        reviveStream(true);
       }));
     }
     // orch takes injections only into runs that have not ended (409 after).
@@ -220,6 +222,7 @@ export async function render(main, { id }) {
         try {
           await post("/runs/" + enc(run.id) + "/replay", { from_checkpoint_id: cp.id });
           await refresh();
+          reviveStream(true);
           await loadCheckpoints(true);
         } catch (e) {
           reportError(e, "Replay");
@@ -320,8 +323,10 @@ export async function render(main, { id }) {
       },
     });
   };
-  reviveStream = () => {
-    if (!streaming && !TERMINAL.has(run.status)) startStream();
+  // `revived`: the run was just resumed, retried or replayed; it may have ended again
+  // before the page re-read it, and its new events are still to be shown.
+  reviveStream = (revived = false) => {
+    if (!streaming && (revived || !TERMINAL.has(run.status))) startStream();
   };
   startStream();
   return () => {
