@@ -67,6 +67,15 @@ struct AsyncWorkerOptions {
   // Records of published calls that never got a reply are dropped after this
   // long.
   int64_t pending_ttl_ms = 24 * 3600 * 1000;
+  // Several orch instances share one database and take each other's runs
+  // over (PostgreSQL store). Redis: every published call is then recorded on
+  // the broker (key `orch:call:<correlation id>`: which instance waits for its
+  // reply, on whose reply stream it will arrive, its deadline), so that the
+  // instance that takes a run over waits for the reply to the request already
+  // sent (reading the old instance's reply stream) instead of sending it again,
+  // and an instance that gets a reply for a call another instance now owns
+  // passes it on to that instance's reply stream.
+  bool shared_runs = false;
   // Deadlines run on this clock. Default: the registry's (register_async_protocols),
   // else Clock::system().
   std::shared_ptr<Clock> clock;
