@@ -188,3 +188,63 @@ TEST_CASE("redis_stream: a reply for a call another instance now owns is passed 
   CHECK(worker.requests().size() == 2);
   b->detach(w);
 }
+
+namespace {
+
+std::shared_ptr<orch::WorkerProtocol> shared_mqtt_protocol(const std::string& instance) {
+  orch::AsyncWorkerOptions async;
+  async.instance = instance;
+  async.shared_runs = true;
+  auto protocol = orch::new_mqtt_protocol(async);
+  REQUIRE(protocol.ok());
+  return *protocol;
+}
+
+}  // namespace
+
+TEST_CASE("mqtt: the instance that takes calls over gets the replies to the requests another instance sent", "[mqtt][async]") {
+  if (!orch::testing::MosquittoBroker::available()) ORCH_SKIP("skipped: mosquitto is not installed");
+  orch::testing::MosquittoBroker broker;
+  orch::testing::MqttTestWorker worker(broker.port(), "work/jobs");
+  REQUIRE(worker.wait_subscribed(10s));
+  worker.hold(true);
+  WorkerInfo w;
+  w.id = "mq";
+  w.protocol = "mqtt";
+  w.url = "mqtt://127.0.0.1:" + std::to_string(broker.port()) + "/work/jobs";
+  const std::string pid = std::to_string(::getpid());
+
+  // Instance A publishes two requests, then goes away before the worker replies.
+  auto a = shared_mqtt_protocol("ma-" + pid);
+  a->attach(w);
+  PendingCall a1, a2;
+  a1.start(*a, w, request_for("step-early#1.1"));
+  a2.start(*a, w, request_for("step-late#1.1"));
+  REQUIRE(worker.wait_for_requests(2, 10s));
+  a.reset();
+  REQUIRE(a1.answered(5s));
+  REQUIRE(a2.answered(5s));
+
+  // Instance B (connected, so it hears every instance's replies) takes one
+  // call over before the worker replies and the other after.
+  auto b = shared_mqtt_protocol("mb-" + pid);
+  b->attach(w);
+  REQUIRE(b->probe(w, 10s).ok());
+  PendingCall late;
+  late.start(*b, w, request_for("step-late#1.1"));
+  worker.release_held();
+  REQUIRE(late.answered(20s));
+  WorkerReply reply = late.future.get();
+  INFO(reply.status.to_string());
+  CHECK(reply.status.ok());
+  CHECK(reply.output == "echo: hello");
+  PendingCall early;
+  early.start(*b, w, request_for("step-early#1.1"));
+  REQUIRE(early.answered(20s));
+  reply = early.future.get();
+  INFO(reply.status.to_string());
+  CHECK(reply.status.ok());
+  CHECK(reply.output == "echo: hello");
+  CHECK(worker.requests().size() == 2);  // neither request was sent again
+  b->detach(w);
+}

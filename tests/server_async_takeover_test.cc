@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Two `orch serve` processes on one PostgreSQL database with a redis_stream
-// worker (issue #21: "durable MQTT/Redis replies reach whichever instance
+// or an mqtt worker (issue #21: "durable MQTT/Redis replies reach whichever instance
 // owns the run"): A publishes a node's request and is killed (SIGKILL) before
-// the worker replies; the worker replies to A's reply stream; B takes the run
+// the worker replies; the worker replies to A's reply stream (topic); B takes the run
 // over once A's lease runs out, waits for that reply instead of sending the
 // request again, and completes the run, with the worker having done the work
 // once.
@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <thread>
 
 #include <httplib.h>
@@ -41,10 +42,13 @@ Value get_json(httplib::Client& c, const std::string& path) {
 
 }  // namespace
 
-TEST_CASE("a redis_stream reply sent to a killed orch serve reaches the instance that took the run over", "[server][postgres][redis][async]") {
-  if (!orch::testing::RedisBroker::available()) {
-    std::fprintf(stderr, "skipped: redis-server is not installed\n");
-    WARN("skipped: redis-server is not installed");
+static void check_takeover(bool mqtt) {
+  const bool installed =
+      mqtt ? orch::testing::MosquittoBroker::available() : orch::testing::RedisBroker::available();
+  if (!installed) {
+    const std::string why = mqtt ? "skipped: mosquitto is not installed" : "skipped: redis-server is not installed";
+    std::fprintf(stderr, "%s\n", why.c_str());
+    WARN(why);
     return;
   }
   auto shared = orch::testing::shared_postgres_cluster();
@@ -52,10 +56,25 @@ TEST_CASE("a redis_stream reply sent to a killed orch serve reaches the instance
   REQUIRE(shared.ok());
   orch::testing::PostgresCluster& pg = **shared;
 
-  orch::testing::RedisBroker broker;
-  orch::testing::RedisTestWorker worker(broker.port(), "orch:work");
-  REQUIRE(worker.wait_ready(10s));
+  std::unique_ptr<orch::testing::BrokerProcess> broker;
+  std::unique_ptr<orch::testing::TestWorkerBase> test_worker;
+  std::string url;
+  if (mqtt) {
+    broker = std::make_unique<orch::testing::MosquittoBroker>();
+    auto w = std::make_unique<orch::testing::MqttTestWorker>(broker->port(), "work/jobs");
+    REQUIRE(w->wait_subscribed(10s));
+    test_worker = std::move(w);
+    url = "mqtt://127.0.0.1:" + std::to_string(broker->port()) + "/work/jobs";
+  } else {
+    broker = std::make_unique<orch::testing::RedisBroker>();
+    auto w = std::make_unique<orch::testing::RedisTestWorker>(broker->port(), "orch:work");
+    REQUIRE(w->wait_ready(10s));
+    test_worker = std::move(w);
+    url = "redis://127.0.0.1:" + std::to_string(broker->port()) + "/orch:work";
+  }
+  orch::testing::TestWorkerBase& worker = *test_worker;
   worker.hold(true);
+  const std::string schema = mqtt ? "serve_async_takeover_mqtt" : "serve_async_takeover_redis";
 
   auto dir = std::filesystem::temp_directory_path() / ("orch-async-takeover-" + orch::new_uuid());
   std::filesystem::create_directories(dir);
@@ -63,10 +82,10 @@ TEST_CASE("a redis_stream reply sent to a killed orch serve reaches the instance
   // instance name on the broker.
   auto config_for = [&](const std::string& name) {
     const std::string path = (dir / (name + ".json")).string();
-    std::ofstream(path) << R"({"workers": [{"id": "rs", "protocol": "redis_stream", "url": "redis://127.0.0.1:)"
-                        << broker.port() << R"(/orch:work", "max_concurrent": 5}],
+    std::ofstream(path) << R"({"workers": [{"id": "w", "protocol": ")" << (mqtt ? "mqtt" : "redis_stream")
+                        << R"(", "url": ")" << url << R"(", "max_concurrent": 5}],
       "state_dir": ")" << (dir / name).string() << R"(",
-      "postgres": {"schema": "serve_async_takeover"}, "engine": {"lease_ttl_ms": 1000}})";
+      "postgres": {"schema": ")" << schema << R"("}, "engine": {"lease_ttl_ms": 1000}})";
     return path;
   };
   const std::string db = pg.uri();
@@ -110,4 +129,12 @@ TEST_CASE("a redis_stream reply sent to a killed orch serve reaches the instance
   CHECK(worker.requests().size() == 1);  // the work was done once
   b.terminate();
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a redis_stream reply sent to a killed orch serve reaches the instance that took the run over", "[server][postgres][redis][async]") {
+  check_takeover(false);
+}
+
+TEST_CASE("an mqtt reply sent to a killed orch serve reaches the instance that took the run over", "[server][postgres][mqtt][async]") {
+  check_takeover(true);
 }

@@ -74,7 +74,12 @@ struct AsyncWorkerOptions {
   // instance that takes a run over waits for the reply to the request already
   // sent (reading the old instance's reply stream) instead of sending it again,
   // and an instance that gets a reply for a call another instance now owns
-  // passes it on to that instance's reply stream.
+  // passes it on to that instance's reply stream. MQTT: the routes are
+  // retained messages on `orch/calls/<encoded id>`, and every instance
+  // subscribes to every instance's replies (`orch/replies/+`, so N times the
+  // reply traffic), keeping those of calls it does not own as orphans for a
+  // while: the instance that takes a run over finds the reply there, or gets
+  // it when it comes, without sending the request again.
   bool shared_runs = false;
   // Deadlines run on this clock. Default: the registry's (register_async_protocols),
   // else Clock::system().
