@@ -18,6 +18,8 @@
 #include "catch.h"
 #include "orch/async_workers.h"
 #include "orch/clock.h"
+#include "workers/async/mqtt_call_routes.h"
+#include "workers/async/redis_call_routes.h"
 #include "workers/async/redis_client.h"
 #include "support/broker_workers.h"
 #include "support/brokers.h"
@@ -247,4 +249,63 @@ TEST_CASE("mqtt: the instance that takes calls over gets the replies to the requ
   CHECK(reply.output == "echo: hello");
   CHECK(worker.requests().size() == 2);  // neither request was sent again
   b->detach(w);
+}
+
+TEST_CASE("call routes: formatted, parsed, and hostile text refused", "[async]") {
+  using orch::internal::CallRoute;
+  using orch::internal::parse_call_route;
+  CallRoute route{"orch-b", "host-1.a_b", 1234567};
+  auto parsed = parse_call_route(orch::internal::format_call_route(route));
+  REQUIRE(parsed);
+  CHECK(parsed->owner == "orch-b");
+  CHECK(parsed->origin == "host-1.a_b");
+  CHECK(parsed->deadline_ms == 1234567);
+  for (const char* bad : {"", "a", "a b", "a b c", "a b 12x", "a b  12", "a/x b 12", "a b 99999999999999999999",
+                          "a  b 12", " a b 12", "a b 12 "}) {
+    INFO(bad);
+    CHECK_FALSE(parse_call_route(bad));
+  }
+  CHECK_FALSE(parse_call_route(std::string(300, 'a') + " b 1"));
+  CHECK_FALSE(parse_call_route(std::string(65, 'a') + " b 1"));
+}
+
+TEST_CASE("call routes: MQTT topics encode the call id and decode only what they encode", "[async]") {
+  using orch::internal::call_id_of_route_topic;
+  using orch::internal::mqtt_route_topic;
+  for (const std::string& id :
+       std::vector<std::string>{"step-1#1.1", "a/b+c#d", "x%y", std::string("nul\0byte", 8), "~ready~me"}) {
+    const std::string topic = mqtt_route_topic(id);
+    INFO(topic);
+    CHECK(topic.find_first_of("#+", 0) == std::string::npos);
+    CHECK(topic.find('/', 11) == std::string::npos);
+    auto back = call_id_of_route_topic(topic);
+    REQUIRE(back);
+    CHECK(*back == id);
+  }
+  for (const char* bad : {"orch/calls/", "orch/calls/a%", "orch/calls/a%4", "orch/calls/a%zz", "orch/calls/a/b",
+                          "orch/replies/x", "orch/calls/a#"}) {
+    INFO(bad);
+    CHECK_FALSE(call_id_of_route_topic(bad));
+  }
+}
+
+TEST_CASE("call routes: the route book and the watches stay bounded", "[async]") {
+  orch::internal::MqttRouteBook book(100);
+  for (int i = 0; i < 1000; ++i) book.heard("c" + std::to_string(i), "o" + std::to_string(i) + " x 5000", 1000);
+  CHECK(book.size() <= 100);
+  book.heard("c-new", "owner origin 9000", 1000);
+  REQUIRE(book.find("c-new"));
+  book.heard("c-new", "", 1000);  // cleared
+  CHECK_FALSE(book.find("c-new"));
+  book.heard("c-junk", "not a route", 1000);
+  CHECK_FALSE(book.find("c-junk"));
+
+  orch::internal::CallWatches watches(10);
+  for (int i = 0; i < 100; ++i) watches.add("c" + std::to_string(i), "origin", 5000);
+  CHECK(watches.contains("origin", "c99"));
+  CHECK_FALSE(watches.contains("origin", "c0"));  // the oldest went
+  CHECK_FALSE(watches.contains("other", "c99"));
+  CHECK(watches.origins(4000) == std::vector<std::string>{"origin"});
+  CHECK(watches.origins(6000).empty());  // past their deadline
+  CHECK(watches.empty());
 }

@@ -63,14 +63,14 @@ void MqttRouteBook::heard(const std::string& call_id, std::string_view payload, 
   std::optional<CallRoute> route = parse_call_route(payload);
   if (!route) return;  // not a route: ignored
   std::lock_guard<std::mutex> lock(mu_);
-  routes_[call_id] = std::move(*route);
   trim_locked(now_ms);
+  routes_[call_id] = std::move(*route);
 }
 
 void MqttRouteBook::set(const std::string& call_id, const CallRoute& route, int64_t now_ms) {
   std::lock_guard<std::mutex> lock(mu_);
-  routes_[call_id] = route;
   trim_locked(now_ms);
+  routes_[call_id] = route;
 }
 
 void MqttRouteBook::erase(const std::string& call_id) {
@@ -91,13 +91,13 @@ size_t MqttRouteBook::size() const {
 }
 
 void MqttRouteBook::trim_locked(int64_t now_ms) {
-  if (routes_.size() <= max_) return;
+  if (routes_.size() < max_) return;
   // Over the bound: drop the routes whose deadline passed, then any.
   for (auto it = routes_.begin(); it != routes_.end();) {
     it = it->second.deadline_ms < now_ms ? routes_.erase(it) : std::next(it);
   }
   // (a tenth more than needed, so that a full book is not scanned on every insert)
-  while (routes_.size() > max_ - max_ / 10) routes_.erase(routes_.begin());
+  while (!routes_.empty() && routes_.size() >= max_ - max_ / 10) routes_.erase(routes_.begin());
 }
 
 }  // namespace orch::internal

@@ -168,6 +168,11 @@ class MqttCore : public std::enable_shared_from_this<MqttCore> {
     Result<AsyncReply> parsed = parse_async_reply(m.payload, std::move(m.correlation));
     if (!parsed.ok()) return;  // names no call: not ours to answer
     const std::string id = parsed->correlation_id;
+    // Shared runs: another instance's reply is worth keeping (for an instance
+    // that takes its run over) only while the call's route is live. (Replies
+    // queued for this instance's session come before the retained routes on
+    // a reconnect: its own calls are known by its ledger.)
+    if (shared() && !calls_->is_waiting(id) && !ledger_->contains(id) && !routes_.find(id)) return;
     AsyncCalls::Delivery delivery = calls_->deliver(id, std::move(parsed->reply));
     // An orphan keeps its record: the call may be dispatched again (restart).
     if (delivery != AsyncCalls::Delivery::kOrphan) ledger_->remove(id);

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <iterator>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -25,6 +27,7 @@ constexpr const char* kCount = "100";
 // adopted calls wait, and how many of their entries at most per turn.
 constexpr int64_t kForeignPollMs = 200;
 constexpr const char* kForeignCount = "1000";
+constexpr size_t kForeignCountN = 1000;
 // A passed-on entry keeps at most this many fields (a reply has three).
 constexpr size_t kMaxForwardedFields = 16;
 
@@ -93,6 +96,8 @@ struct RedisReplyReader::State {
   bool connected = false;
   std::string last_error = "not connected yet";
   std::vector<Ack> acks;
+  // Shared runs, reader thread only: where the next look at each origin's stream starts.
+  std::map<std::string, std::string> foreign_cursors;
 
   // The live client, so stop() can interrupt a blocking read.
   std::mutex client_mu;
@@ -229,6 +234,8 @@ void RedisReplyReader::read_replies(State& s, std::unique_ptr<RedisClient>& clie
 
     // Acknowledge what the hooks let go since the last turn.
     std::vector<Ack> acks;
+  // Shared runs, reader thread only: where the next look at each origin's stream starts.
+  std::map<std::string, std::string> foreign_cursors;
     {
       std::lock_guard<std::mutex> lock(s.mu);
       acks.swap(s.acks);
@@ -411,13 +418,28 @@ bool RedisReplyReader::route_entries(State& s, RedisClient& client, std::vector<
 
 bool RedisReplyReader::read_foreign(State& s, RedisClient& client) {
   const Config& c = s.config;
-  for (const std::string& origin : c.watches->origins(s.clock->now_ms())) {
+  const std::vector<std::string> origins = c.watches->origins(s.clock->now_ms());
+  // Cursors of origins no longer watched go.
+  for (auto it = s.foreign_cursors.begin(); it != s.foreign_cursors.end();) {
+    it = std::find(origins.begin(), origins.end(), it->first) == origins.end() ? s.foreign_cursors.erase(it)
+                                                                                : std::next(it);
+  }
+  for (const std::string& origin : origins) {
     const std::string stream = AsyncSettings::redis_reply_stream_of(origin);
-    Result<RedisValue> range = client.command({"XRANGE", stream, "-", "+", "COUNT", kForeignCount});
+    // One page per turn, from where the last one ended (a long stream is read
+    // over several turns), then from the start again.
+    std::string& cursor = s.foreign_cursors[origin];
+    if (cursor.empty()) cursor = "-";
+    Result<RedisValue> range = client.command({"XRANGE", stream, cursor, "+", "COUNT", kForeignCount});
     if (!range.ok()) return false;
-    if (range->is_error()) continue;  // e.g. not a stream: nothing for us there
+    if (range->is_error()) {  // e.g. not a stream: nothing for us there
+      cursor = "-";
+      continue;
+    }
     std::vector<Entry> entries;
     parse_entries(*range, &entries);
+    // (inclusive: the last entry is read again, harmlessly)
+    cursor = entries.size() < kForeignCountN ? "-" : entries.back().id;
     for (const Entry& e : entries) {
       if (e.fields.empty()) continue;
       std::string call_id = s.hooks.route_of ? s.hooks.route_of(e) : std::string();
