@@ -47,12 +47,18 @@ class MqttCore : public std::enable_shared_from_this<MqttCore> {
 
   // Shared runs: runs `fn` once the route book of `endpoint`'s broker has
   // the routes retained there (now, when it has).
-  void run_when_ready(const std::string& endpoint, std::function<void()> fn) {
+  void run_when_ready(const std::string& endpoint, const std::string& call_id, std::function<void()> fn) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       Readiness& r = readiness_[endpoint];
       if (!r.ready) {
-        r.waiting.push_back(std::move(fn));
+        // While the broker stays unreachable, calls that ended meanwhile go.
+        if (r.waiting.size() >= 1000 && r.waiting.size() % 1000 == 0) {
+          r.waiting.erase(std::remove_if(r.waiting.begin(), r.waiting.end(),
+                                         [this](const auto& w) { return !calls_->is_waiting(w.first); }),
+                          r.waiting.end());
+        }
+        r.waiting.emplace_back(call_id, std::move(fn));
         return;
       }
     }
@@ -176,7 +182,8 @@ class MqttCore : public std::enable_shared_from_this<MqttCore> {
     AsyncCalls::Delivery delivery = calls_->deliver(id, std::move(parsed->reply));
     // An orphan keeps its record: the call may be dispatched again (restart).
     if (delivery != AsyncCalls::Delivery::kOrphan) ledger_->remove(id);
-    if (delivery == AsyncCalls::Delivery::kDelivered) clear_route(id);
+    // (whoever the route names: this call is over)
+    if (delivery == AsyncCalls::Delivery::kDelivered) clear_route(id, true);
   }
 
   void on_published(const std::string& call_id, int reason) {
@@ -197,19 +204,19 @@ class MqttCore : public std::enable_shared_from_this<MqttCore> {
   std::string marker_topic() const { return mqtt_route_topic("~ready~" + settings_.instance); }
 
   void mark_ready(const std::string& endpoint) {
-    std::vector<std::function<void()>> waiting;
+    std::vector<std::pair<std::string, std::function<void()>>> waiting;
     {
       std::lock_guard<std::mutex> lock(mu_);
       Readiness& r = readiness_[endpoint];
       r.ready = true;
       waiting.swap(r.waiting);
     }
-    for (auto& fn : waiting) fn();
+    for (auto& w : waiting) w.second();
   }
 
   struct Readiness {
     bool ready = false;
-    std::vector<std::function<void()>> waiting;  // calls to send (or adopt) then
+    std::vector<std::pair<std::string, std::function<void()>>> waiting;  // call id, what to do then
   };
 
   const AsyncSettings settings_;
@@ -273,7 +280,7 @@ class MqttProtocol final : public WorkerProtocol {
       return;
     }
     std::weak_ptr<MqttCore> weak_core = core_;
-    core.run_when_ready(target->endpoint(), [weak_core, weak_session, worker, request, topic = target->name, wait_ms] {
+    core.run_when_ready(target->endpoint(), request.call_id, [weak_core, weak_session, worker, request, topic = target->name, wait_ms] {
       auto live_core = weak_core.lock();
       auto live_session = weak_session.lock();
       if (!live_core || !live_session || !live_core->calls().is_waiting(request.call_id)) return;
