@@ -177,6 +177,10 @@ class RedisCore : public std::enable_shared_from_this<RedisCore> {
     if (!parsed.ok()) return RedisReplyReader::Verdict::kAck;  // not a reply
     const std::string id = parsed->correlation_id;
     AsyncCalls::Delivery delivery = calls_->deliver(id, std::move(parsed->reply));
+    if (delivery != AsyncCalls::Delivery::kOrphan) {
+      // (an adopted call answered here, passed on: its origin's stream need not be read for it)
+      if (auto broker = brokers_.find(endpoint); broker && broker->watches) broker->watches->remove(id);
+    }
     if (delivery == AsyncCalls::Delivery::kOrphan && pending.contains(id)) {
       // A reply to a request this orch sent, whose call is not waiting now
       // (orch restarted, or the run will retry): keep it unacknowledged until
