@@ -10,8 +10,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include <httplib.h>
 
@@ -99,34 +101,53 @@ static void check_takeover(bool mqtt) {
   httplib::Client cb("127.0.0.1", b.port());
   ca.set_read_timeout(30, 0);
   cb.set_read_timeout(30, 0);
-  auto created = ca.Post("/workflows", R"({"id": "one", "state_schema": {"log": {"type": "array", "reducer": "append"}},
-    "nodes": {"a": {"prompt_template": "alpha-{{input.tag}}", "output_key": "log"}},
-    "edges": [["__start__","a"],["a","__end__"]]})", "application/json");
+  auto created = ca.Post("/workflows", R"({"id": "two", "state_schema": {"log": {"type": "array", "reducer": "append"}},
+    "nodes": {"a": {"prompt_template": "alpha-{{input.tag}}", "output_key": "log"},
+              "b": {"prompt_template": "beta-{{input.tag}}", "output_key": "log"}},
+    "edges": [["__start__","a"],["a","b"],["b","__end__"]]})", "application/json");
   REQUIRE(created);
   INFO(created->body);
   REQUIRE(created->status == 201);
-  auto started = ca.Post("/workflows/one/run", R"({"input": {"tag": "t1"}})", "application/json");
-  REQUIRE(started);
-  REQUIRE(started->status == 201);
-  const std::string id = orch::parse_json(started->body)->find("id")->as_string();
+  constexpr int kRuns = 3;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kRuns; ++i) {
+    auto started = ca.Post("/workflows/two/run", R"({"input": {"tag": "t)" + std::to_string(i) + R"("}})",
+                           "application/json");
+    REQUIRE(started);
+    REQUIRE(started->status == 201);
+    ids.push_back(orch::parse_json(started->body)->find("id")->as_string());
+  }
 
-  // A's request is with the worker: kill A, then the worker replies (to A's stream).
-  REQUIRE(worker.wait_for_requests(1, 30s));
+  // A's requests for node a are with the worker: kill A, then the worker
+  // replies (to A's reply channel).
+  REQUIRE(worker.wait_for_requests(kRuns, 30s));
   a.kill_hard();
   worker.hold(false);  // a request sent again would be answered (and counted)
   worker.release_held();
 
-  // B takes the run over and completes it with that reply.
-  Value run;
-  for (int i = 0; i < 3000; ++i) {
-    run = get_json(cb, "/runs/" + id);
-    if (run["status"].get_string("") != "running" && run["status"].get_string("") != "pending") break;
-    std::this_thread::sleep_for(10ms);
+  // B takes the runs over and completes them with those replies (node b it
+  // sends itself).
+  for (int i = 0; i < kRuns; ++i) {
+    const std::string tag = "t" + std::to_string(i);
+    Value run;
+    for (int k = 0; k < 3000; ++k) {
+      run = get_json(cb, "/runs/" + ids[static_cast<size_t>(i)]);
+      if (run["status"].get_string("") != "running" && run["status"].get_string("") != "pending") break;
+      std::this_thread::sleep_for(10ms);
+    }
+    INFO(run.to_json() << "\nB: " << b.log_tail());
+    REQUIRE(run["status"].get_string("") == "completed");
+    CHECK(run["state_json"]["log"].to_json() == "[\"echo: alpha-" + tag + "\",\"echo: beta-" + tag + "\"]");
   }
-  INFO(run.to_json() << "\nB: " << b.log_tail());
-  REQUIRE(run["status"].get_string("") == "completed");
-  CHECK(run["state_json"]["log"].to_json() == "[\"echo: alpha-t1\"]");
-  CHECK(worker.requests().size() == 1);  // the work was done once
+  // Every node's work was done once.
+  std::map<std::string, int> asked;
+  for (const auto& request : worker.requests()) ++asked[request.payload["message"].get_string("")];
+  CHECK(worker.requests().size() == 2 * kRuns);
+  for (int i = 0; i < kRuns; ++i) {
+    const std::string tag = "t" + std::to_string(i);
+    CHECK(asked["alpha-" + tag] == 1);
+    CHECK(asked["beta-" + tag] == 1);
+  }
   b.terminate();
   std::filesystem::remove_all(dir);
 }
