@@ -20,6 +20,8 @@
 #include "catch.h"
 #include "orch/id.h"
 #include "orch/value.h"
+#include "workers/async/redis_call_routes.h"
+#include "workers/async/redis_client.h"
 #include "support/broker_workers.h"
 #include "support/brokers.h"
 #include "support/postgres_cluster.h"
@@ -44,7 +46,12 @@ Value get_json(httplib::Client& c, const std::string& path) {
 
 }  // namespace
 
-static void check_takeover(bool mqtt) {
+// `restart_a` (redis only): A comes back (same state dir, same instance name)
+// after B adopted the calls and before the worker replies: A's reader (started
+// with its workers) reads the replies on its stream and passes them on to B,
+// unless B's look at A's stream took them first; either way A must not keep
+// them. (async_shared_runs_test checks the passing on by itself.)
+static void check_takeover(bool mqtt, bool restart_a = false) {
   const bool installed =
       mqtt ? orch::testing::MosquittoBroker::available() : orch::testing::RedisBroker::available();
   if (!installed) {
@@ -76,7 +83,7 @@ static void check_takeover(bool mqtt) {
   }
   orch::testing::TestWorkerBase& worker = *test_worker;
   worker.hold(true);
-  const std::string schema = mqtt ? "serve_async_takeover_mqtt" : "serve_async_takeover_redis";
+  const std::string schema = std::string("serve_async_takeover_") + (mqtt ? "mqtt" : "redis") + (restart_a ? "_restart" : "");
 
   auto dir = std::filesystem::temp_directory_path() / ("orch-async-takeover-" + orch::new_uuid());
   std::filesystem::create_directories(dir);
@@ -122,6 +129,31 @@ static void check_takeover(bool mqtt) {
   // replies (to A's reply channel).
   REQUIRE(worker.wait_for_requests(kRuns, 30s));
   a.kill_hard();
+  if (restart_a) {
+    // B adopted every call (its route names B as the owner, A as the origin).
+    orch::internal::SigpipeGuard sigpipe;
+    auto redis = orch::internal::RedisClient::connect("127.0.0.1", broker->port(), 2s, 2s);
+    REQUIRE(redis.ok());
+    auto adopted = [&] {
+      auto keys = (*redis)->command({"KEYS", "orch:call:*"});
+      if (!keys.ok() || keys->elements.size() != static_cast<size_t>(kRuns)) return false;
+      for (const auto& key : keys->elements) {
+        auto value = (*redis)->command({"GET", key.str});
+        if (!value.ok()) return false;
+        auto route = orch::internal::parse_call_route(value->str);
+        if (!route || route->owner == route->origin) return false;
+      }
+      return true;
+    };
+    bool all_adopted = false;
+    for (int k = 0; k < 3000 && !all_adopted; ++k) {
+      all_adopted = adopted();
+      if (!all_adopted) std::this_thread::sleep_for(10ms);
+    }
+    INFO("B: " << b.log_tail());
+    REQUIRE(all_adopted);
+    REQUIRE(a.start());
+  }
   worker.hold(false);  // a request sent again would be answered (and counted)
   worker.release_held();
 
@@ -148,12 +180,21 @@ static void check_takeover(bool mqtt) {
     CHECK(asked["alpha-" + tag] == 1);
     CHECK(asked["beta-" + tag] == 1);
   }
+  if (restart_a) {
+    INFO("A: " << a.log_tail());
+    for (const std::string& id : ids) CHECK(get_json(ca, "/runs/" + id)["status"].get_string("") == "completed");
+    a.terminate();
+  }
   b.terminate();
   std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("a redis_stream reply sent to a killed orch serve reaches the instance that took the run over", "[server][postgres][redis][async]") {
   check_takeover(false);
+}
+
+TEST_CASE("a redis_stream reply that reaches the restarted instance which lost the run goes to the new owner", "[server][postgres][redis][async]") {
+  check_takeover(false, true);
 }
 
 TEST_CASE("an mqtt reply sent to a killed orch serve reaches the instance that took the run over", "[server][postgres][mqtt][async]") {

@@ -272,7 +272,17 @@ class RedisStreamProtocol final : public WorkerProtocol {
     broker->publisher->enqueue(std::move(job));
   }
 
-  void attach(const WorkerInfo& worker) override { attach_worker(core_->brokers(), worker, "redis", kDefaultPort); }
+  void attach(const WorkerInfo& worker) override {
+    attach_worker(core_->brokers(), worker, "redis", kDefaultPort);
+    // Shared runs: read the reply stream from now on, so that replies for
+    // calls another instance took over are passed on without waiting for
+    // this instance's first call.
+    if (core_->settings().options.shared_runs) {
+      if (Result<BrokerTarget> target = parse_broker_url(worker.url, "redis", kDefaultPort); target.ok()) {
+        (void)core_->broker_for(*target);
+      }
+    }
+  }
   void detach(const WorkerInfo& worker) override { detach_worker(core_->brokers(), worker, "redis", kDefaultPort); }
 
   void cancel(const std::string& call_id) override {
