@@ -234,8 +234,6 @@ void RedisReplyReader::read_replies(State& s, std::unique_ptr<RedisClient>& clie
 
     // Acknowledge what the hooks let go since the last turn.
     std::vector<Ack> acks;
-  // Shared runs, reader thread only: where the next look at each origin's stream starts.
-  std::map<std::string, std::string> foreign_cursors;
     {
       std::lock_guard<std::mutex> lock(s.mu);
       acks.swap(s.acks);
@@ -385,14 +383,10 @@ bool RedisReplyReader::route_entries(State& s, RedisClient& client, std::vector<
     if (!got.ok()) return false;
     if (got->type == RedisValue::Type::kString) routes[i] = parse_call_route(got->str);
   }
-  std::vector<Entry> local;
-  size_t forwarded = 0;
+  std::vector<size_t> forwarded;  // indexes into `entries`
   for (size_t i = 0; i < entries->size(); ++i) {
-    Entry& e = (*entries)[i];
-    if (!routes[i] || routes[i]->owner == c.instance) {
-      local.push_back(std::move(e));
-      continue;
-    }
+    const Entry& e = (*entries)[i];
+    if (!routes[i] || routes[i]->owner == c.instance) continue;
     // Another instance waits for this reply now (it took the run over).
     std::vector<std::string> add = {"XADD", AsyncSettings::redis_reply_stream_of(routes[i]->owner), "MAXLEN", "~",
                                     std::to_string(c.forward_max_len), "*"};
@@ -401,16 +395,26 @@ bool RedisReplyReader::route_entries(State& s, RedisClient& client, std::vector<
       add.push_back(value);
     }
     client.append(add);
-    ++forwarded;
+    forwarded.push_back(i);
+  }
+  // Acknowledged here only once the owner's stream has it; an XADD the broker
+  // refused leaves the entry to this instance.
+  std::vector<bool> gone(entries->size(), false);
+  for (size_t i : forwarded) {
+    Result<RedisValue> added = client.read();
+    if (!added.ok()) return false;
+    if (added->is_error()) continue;
+    gone[i] = true;
     Ack ack;
-    ack.entry_id = e.id;
+    ack.entry_id = (*entries)[i].id;
     ack.call_id = ids[i];
     ack.keep_route = true;
     std::lock_guard<std::mutex> lock(s.mu);
     s.acks.push_back(std::move(ack));
   }
-  for (size_t i = 0; i < forwarded; ++i) {
-    if (!client.read().ok()) return false;
+  std::vector<Entry> local;
+  for (size_t i = 0; i < entries->size(); ++i) {
+    if (!gone[i]) local.push_back(std::move((*entries)[i]));
   }
   entries->swap(local);
   return true;
