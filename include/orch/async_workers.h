@@ -88,7 +88,8 @@ struct AsyncWorkerOptions {
 
 // The protocols alone (e.g. to register under another name). InvalidArgument
 // for a bad instance name; FailedPrecondition when state_dir cannot be used.
-// Nothing connects until the first call.
+// Nothing connects until the first call (with shared_runs: until a worker on
+// that broker is attached).
 ORCH_EXPORT Result<std::shared_ptr<WorkerProtocol>> new_mqtt_protocol(AsyncWorkerOptions options);
 ORCH_EXPORT Result<std::shared_ptr<WorkerProtocol>> new_redis_stream_protocol(AsyncWorkerOptions options);
 
