@@ -280,12 +280,13 @@ class MqttProtocol final : public WorkerProtocol {
       return;
     }
     std::weak_ptr<MqttCore> weak_core = core_;
-    core.run_when_ready(target->endpoint(), request.call_id, [weak_core, weak_session, worker, request, topic = target->name, wait_ms] {
+    auto decide = [weak_core, weak_session, worker, request, topic = target->name, wait_ms] {
       auto live_core = weak_core.lock();
       auto live_session = weak_session.lock();
       if (!live_core || !live_session || !live_core->calls().is_waiting(request.call_id)) return;
       adopt_or_send(*live_core, *live_session, worker, request, topic, wait_ms);
-    });
+    };
+    core.run_when_ready(target->endpoint(), request.call_id, std::move(decide));
   }
 
   // Shared runs: a request another instance published (the run was taken
@@ -296,7 +297,8 @@ class MqttProtocol final : public WorkerProtocol {
     const int64_t now_ms = core.clock().now_ms();
     std::optional<CallRoute> route = core.routes().find(request.call_id);
     if (route && route->origin != core.settings().instance && route->deadline_ms > now_ms) {
-      core.publish_route(session, request.call_id, CallRoute{core.settings().instance, route->origin, route->deadline_ms});
+      core.publish_route(session, request.call_id,
+                         CallRoute{core.settings().instance, route->origin, route->deadline_ms});
       core.ledger().add(request.call_id, now_ms);
       return;
     }

@@ -185,7 +185,8 @@ void RedisPublisher::publish(State& s, std::unique_ptr<RedisClient>& client) {
       }
     }
     // Calls that ended meanwhile need no request.
-    batch.erase(std::remove_if(batch.begin(), batch.end(), [&s](const Job& j) { return !s.hooks.still_waiting(j.call_id); }),
+    batch.erase(std::remove_if(batch.begin(), batch.end(),
+                               [&s](const Job& j) { return !s.hooks.still_waiting(j.call_id); }),
                 batch.end());
     const int64_t now_ms = s.clock->now_ms();
     std::vector<Action> actions;
@@ -231,7 +232,8 @@ void RedisPublisher::publish(State& s, std::unique_ptr<RedisClient>& client) {
       if (!ok) break;
       if (!actions[done].adopt && first->is_error()) {
         s.pending->removed(j.call_id);
-        s.hooks.on_failed(j.call_id, Status::unavailable("redis: XADD to stream " + j.stream + " failed: " + first->str));
+        s.hooks.on_failed(j.call_id,
+                          Status::unavailable("redis: XADD to stream " + j.stream + " failed: " + first->str));
       }
     }
     if (done < batch.size()) {
