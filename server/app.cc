@@ -132,7 +132,11 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   app->registry = std::make_shared<WorkerRegistry>(registry_options);
   ORCH_RETURN_IF_ERROR(register_http_protocols(*app->registry));
   if (state_dir.empty()) {
-    ORCH_RETURN_IF_ERROR(register_async_protocols(*app->registry, AsyncWorkerOptions{}));
+    AsyncWorkerOptions async;
+    // Instances on one PostgreSQL database take runs over from each other:
+    // a reply must reach whichever of them owns the run (redis_stream).
+    async.shared_runs = postgres;
+    ORCH_RETURN_IF_ERROR(register_async_protocols(*app->registry, async));
   } else {
     // mqtt/redis_stream: a stable instance name and a state directory, so
     // replies to calls in flight survive a restart.
@@ -141,6 +145,7 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
     async.state_dir = (std::filesystem::path(state_dir) / "orch-async").string();
     async.clock = clock;
     async.default_timeout_ms = config.default_timeout_ms;
+    async.shared_runs = postgres;
     std::error_code ec;
     std::filesystem::create_directories(async.state_dir, ec);
     ORCH_RETURN_IF_ERROR(register_async_protocols(*app->registry, async));

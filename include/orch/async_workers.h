@@ -67,6 +67,20 @@ struct AsyncWorkerOptions {
   // Records of published calls that never got a reply are dropped after this
   // long.
   int64_t pending_ttl_ms = 24 * 3600 * 1000;
+  // Several orch instances share one database and take each other's runs
+  // over (PostgreSQL store). Redis: every published call is then recorded on
+  // the broker (key `orch:call:<correlation id>`: which instance waits for its
+  // reply, on whose reply stream it will arrive, its deadline), so that the
+  // instance that takes a run over waits for the reply to the request already
+  // sent (reading the old instance's reply stream) instead of sending it again,
+  // and an instance that gets a reply for a call another instance now owns
+  // passes it on to that instance's reply stream. MQTT: the routes are
+  // retained messages on `orch/calls/<encoded id>`, and every instance
+  // subscribes to every instance's replies (`orch/replies/+`, so N times the
+  // reply traffic), keeping those of calls it does not own as orphans for a
+  // while: the instance that takes a run over finds the reply there, or gets
+  // it when it comes, without sending the request again.
+  bool shared_runs = false;
   // Deadlines run on this clock. Default: the registry's (register_async_protocols),
   // else Clock::system().
   std::shared_ptr<Clock> clock;
@@ -74,7 +88,8 @@ struct AsyncWorkerOptions {
 
 // The protocols alone (e.g. to register under another name). InvalidArgument
 // for a bad instance name; FailedPrecondition when state_dir cannot be used.
-// Nothing connects until the first call.
+// Nothing connects until the first call (with shared_runs: until a worker on
+// that broker is attached).
 ORCH_EXPORT Result<std::shared_ptr<WorkerProtocol>> new_mqtt_protocol(AsyncWorkerOptions options);
 ORCH_EXPORT Result<std::shared_ptr<WorkerProtocol>> new_redis_stream_protocol(AsyncWorkerOptions options);
 

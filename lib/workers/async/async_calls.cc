@@ -117,7 +117,9 @@ AsyncCalls::Delivery AsyncCalls::deliver(const std::string& call_id, WorkerReply
       auto [slot, inserted] = orphans_.try_emplace(call_id, Orphan{std::move(reply), clock_->steady_now()});
       (void)slot;
       if (inserted) orphan_order_.push_back(call_id);
-      while (orphans_.size() > max_orphans_ && !orphan_order_.empty()) {
+      // (discard_orphan() leaves ids behind in the order: bound it too)
+      while ((orphans_.size() > max_orphans_ || orphan_order_.size() > 2 * max_orphans_) &&
+             !orphan_order_.empty()) {
         orphans_.erase(orphan_order_.front());
         orphan_order_.pop_front();
       }
@@ -176,6 +178,11 @@ size_t AsyncCalls::waiting() const {
 size_t AsyncCalls::orphans() const {
   std::lock_guard<std::mutex> lock(mu_);
   return orphans_.size();
+}
+
+void AsyncCalls::discard_orphan(const std::string& call_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  orphans_.erase(call_id);  // (its orphan_order_ entry goes when it reaches the front)
 }
 
 std::vector<std::string> AsyncCalls::expire_orphans() {

@@ -65,6 +65,8 @@ class AsyncCalls : public std::enable_shared_from_this<AsyncCalls> {
   bool is_waiting(const std::string& call_id) const;
   size_t waiting() const;
   size_t orphans() const;
+  // Drops the orphan reply of `call_id`, if one is held.
+  void discard_orphan(const std::string& call_id);
   // Drops orphans older than the TTL; returns their ids.
   std::vector<std::string> expire_orphans();
   // Called with the id of every call that ends at its deadline.

@@ -21,8 +21,12 @@ struct AsyncSettings {
   std::string mqtt_reply_topic() const { return "orch/replies/" + instance; }
   std::string mqtt_client_id() const { return "orch-" + instance; }
   std::string mqtt_ledger_path() const;  // empty: memory only
-  std::string redis_reply_stream() const { return "orch:replies:" + instance; }
-  std::string redis_pending_key() const { return "orch:pending:" + instance; }
+  std::string redis_reply_stream() const { return redis_reply_stream_of(instance); }
+  std::string redis_pending_key() const { return redis_pending_key_of(instance); }
+
+  // Another instance's (shared runs: see AsyncWorkerOptions::shared_runs).
+  static std::string redis_reply_stream_of(const std::string& name) { return "orch:replies:" + name; }
+  static std::string redis_pending_key_of(const std::string& name) { return "orch:pending:" + name; }
 };
 
 // InvalidArgument for a bad instance name or limits.

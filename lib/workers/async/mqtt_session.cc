@@ -221,7 +221,7 @@ Status MqttSession::send(Publish message) {
   }
   int mid = 0;
   int rc = mosquitto_publish_v5(mosq_, &mid, message.topic.c_str(), static_cast<int>(message.payload.size()),
-                                message.payload.data(), 1, false, props);
+                                message.payload.data(), 1, message.retain, props);
   mosquitto_property_free_all(&props);
   switch (rc) {
     case MOSQ_ERR_SUCCESS:
@@ -287,7 +287,14 @@ void MqttSession::on_connect(struct mosquitto* mosq, void* self, int rc, int fla
     // Subscribe on every connect (a broker that lost the session lost the
     // subscription too); requests wait for the SUBACK.
     int mid = 0;
-    int sub = mosquitto_subscribe_v5(mosq, &mid, s->config_.reply_topic.c_str(), 1, 0, nullptr);
+    int sub;
+    if (s->config_.extra_topic.empty()) {
+      sub = mosquitto_subscribe_v5(mosq, &mid, s->config_.reply_topic.c_str(), 1, 0, nullptr);
+    } else {
+      char* topics[2] = {const_cast<char*>(s->config_.reply_topic.c_str()),
+                         const_cast<char*>(s->config_.extra_topic.c_str())};
+      sub = mosquitto_subscribe_multiple(mosq, &mid, 2, topics, 1, 0, nullptr);
+    }
     std::lock_guard<std::mutex> lock(s->mu_);
     s->subscribe_mid_ = mid;
     s->last_error_ = sub == MOSQ_ERR_SUCCESS ? "subscribing to " + s->config_.reply_topic
@@ -313,7 +320,10 @@ void MqttSession::on_subscribe(struct mosquitto*, void* self, int mid, int count
     std::lock_guard<std::mutex> lock(s->mu_);
     if (mid != s->subscribe_mid_) return;
     s->subscribe_mid_ = -1;
-    if (count < 1 || granted[0] > 2) {
+    const int wanted = s->config_.extra_topic.empty() ? 1 : 2;
+    bool refused = count < wanted;
+    for (int i = 0; i < count && i < wanted; ++i) refused = refused || granted[i] > 2;
+    if (refused) {
       s->last_error_ = "the broker refused the subscription to " + s->config_.reply_topic;
       return;
     }
@@ -322,6 +332,7 @@ void MqttSession::on_subscribe(struct mosquitto*, void* self, int mid, int count
   }
   s->cv_.notify_all();
   s->flush_unsent();
+  if (s->handlers_.on_subscribed) s->handlers_.on_subscribed();
 }
 
 void MqttSession::on_disconnect(struct mosquitto*, void* self, int rc, const mqtt5__property* props) {

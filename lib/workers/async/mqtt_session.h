@@ -45,6 +45,7 @@ class MqttSession : public std::enable_shared_from_this<MqttSession> {
     bool persistent = false;
     uint32_t session_expiry_s = 0;
     std::string reply_topic;  // subscribed at QoS 1; empty: none
+    std::string extra_topic;  // subscribed with it (same SUBSCRIBE) when set
     int keepalive_s = 30;
     unsigned reconnect_min_s = 1;
     unsigned reconnect_max_s = 5;
@@ -59,6 +60,8 @@ class MqttSession : public std::enable_shared_from_this<MqttSession> {
     // The broker acknowledged (PUBACK) the publish tagged `tag` with a v5
     // reason code (0 success, 0x10 no matching subscribers, >= 0x80 refused).
     std::function<void(const std::string& tag, int reason)> on_published;
+    // Connected and subscribed (after every (re)connect).
+    std::function<void()> on_subscribed;
   };
   struct Publish {
     std::string topic;
@@ -67,6 +70,7 @@ class MqttSession : public std::enable_shared_from_this<MqttSession> {
     std::string correlation;
     uint32_t expiry_s = 0;  // message expiry interval from now; 0: none
     std::string tag;        // reported by on_published
+    bool retain = false;
   };
 
   static std::shared_ptr<MqttSession> start(Config config, Handlers handlers);

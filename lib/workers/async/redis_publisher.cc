@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -39,6 +40,50 @@ struct RedisPublisher::State {
   bool connected = false;
   std::string last_error = "not connected yet";
 };
+
+namespace {
+
+// SET the route of `call_id` (one reply to read), to expire a while after its deadline.
+void append_route(RedisClient& client, const std::string& call_id, const CallRoute& route, int64_t now_ms,
+                  int64_t grace_ms) {
+  const int64_t ttl = std::max<int64_t>(route.deadline_ms - now_ms, 0) + std::max<int64_t>(grace_ms, 1);
+  client.append({"SET", call_route_key(call_id), format_call_route(route), "PX", std::to_string(ttl)});
+}
+
+}  // namespace
+
+bool RedisPublisher::plan(const State& s, RedisClient& client, int64_t now_ms, std::vector<Job>* batch,
+                          std::vector<Action>* actions) {
+  actions->assign(batch->size(), Action{});
+  if (s.config.watches) {
+    // Shared runs: a request another instance published (the run was taken
+    // over) is adopted while its deadline holds, not sent again.
+    for (const Job& j : *batch) client.append({"GET", call_route_key(j.call_id)});
+    for (size_t i = 0; i < batch->size(); ++i) {
+      Result<RedisValue> got = client.read();
+      if (!got.ok()) return false;
+      if (got->type != RedisValue::Type::kString) continue;
+      std::optional<CallRoute> route = parse_call_route(got->str);
+      if (!route || route->origin == s.config.instance || route->deadline_ms <= now_ms) continue;
+      (*actions)[i].adopt = true;
+      (*actions)[i].origin = route->origin;
+      (*actions)[i].origin_deadline_ms = route->deadline_ms;
+    }
+  }
+  // Requests sent before a restart are not sent twice.
+  size_t kept = 0;
+  for (size_t i = 0; i < batch->size(); ++i) {
+    if (!(*actions)[i].adopt && s.pending->contains((*batch)[i].call_id)) continue;
+    if (kept != i) {  // (a self-move would empty the strings)
+      (*batch)[kept] = std::move((*batch)[i]);
+      (*actions)[kept] = std::move((*actions)[i]);
+    }
+    ++kept;
+  }
+  batch->resize(kept);
+  actions->resize(kept);
+  return true;
+}
 
 RedisPublisher::RedisPublisher(Config config, std::shared_ptr<RedisPendingSet> pending, Hooks hooks,
                                std::shared_ptr<Clock> clock)
@@ -139,30 +184,56 @@ void RedisPublisher::publish(State& s, std::unique_ptr<RedisClient>& client) {
         s.jobs.pop_front();
       }
     }
-    // Calls that ended meanwhile need no request; requests sent before a
-    // restart are not sent twice.
+    // Calls that ended meanwhile need no request.
     batch.erase(std::remove_if(batch.begin(), batch.end(),
-                               [&s](const Job& j) {
-                                 return !s.hooks.still_waiting(j.call_id) || s.pending->contains(j.call_id);
-                               }),
+                               [&s](const Job& j) { return !s.hooks.still_waiting(j.call_id); }),
                 batch.end());
-    const std::string now = std::to_string(s.clock->now_ms());
+    const int64_t now_ms = s.clock->now_ms();
+    std::vector<Action> actions;
+    if (!plan(s, *client, now_ms, &batch, &actions)) {
+      set_error(client->broken() ? "connection lost" : "unexpected reply");
+      client.reset();
+      std::lock_guard<std::mutex> lock(s.mu);
+      for (size_t i = batch.size(); i > 0; --i) s.jobs.push_front(std::move(batch[i - 1]));
+      continue;
+    }
+    const std::string now = std::to_string(now_ms);
     const std::string max_len = std::to_string(s.config.max_len);
-    for (const Job& j : batch) {
+    std::vector<size_t> replies(batch.size(), 0);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const Job& j = batch[i];
+      const Action& a = actions[i];
       s.pending->added(j.call_id);
+      if (a.adopt) {
+        // The request is with a worker already: wait for its reply on the origin's stream.
+        s.config.watches->add(j.call_id, a.origin, std::max(j.deadline_ms, a.origin_deadline_ms));
+        CallRoute route{s.config.instance, a.origin, a.origin_deadline_ms};
+        append_route(*client, j.call_id, route, now_ms, s.config.route_grace_ms);
+        client->append({"HSET", s.pending->key(), j.call_id, now});
+        replies[i] = 2;
+        continue;
+      }
       client->append({"XADD", j.stream, "MAXLEN", "~", max_len, "*", "correlation_id", j.call_id, "reply_to",
                       s.config.reply_stream, "payload", j.payload});
       client->append({"HSET", s.pending->key(), j.call_id, now});
+      replies[i] = 2;
+      if (s.config.watches) {
+        append_route(*client, j.call_id, CallRoute{s.config.instance, s.config.instance, j.deadline_ms}, now_ms,
+                     s.config.route_grace_ms);
+        ++replies[i];
+      }
     }
     size_t done = 0;
     for (; done < batch.size(); ++done) {
-      Result<RedisValue> added = client->read();
-      Result<RedisValue> recorded = added.ok() ? client->read() : added;
-      if (!added.ok() || !recorded.ok()) break;
       const Job& j = batch[done];
-      if (added->is_error()) {
+      Result<RedisValue> first = client->read();
+      bool ok = first.ok();
+      for (size_t k = 1; ok && k < replies[done]; ++k) ok = client->read().ok();
+      if (!ok) break;
+      if (!actions[done].adopt && first->is_error()) {
         s.pending->removed(j.call_id);
-        s.hooks.on_failed(j.call_id, Status::unavailable("redis: XADD to stream " + j.stream + " failed: " + added->str));
+        s.hooks.on_failed(j.call_id,
+                          Status::unavailable("redis: XADD to stream " + j.stream + " failed: " + first->str));
       }
     }
     if (done < batch.size()) {
@@ -173,6 +244,7 @@ void RedisPublisher::publish(State& s, std::unique_ptr<RedisClient>& client) {
       std::lock_guard<std::mutex> lock(s.mu);
       for (size_t i = batch.size(); i > done; --i) {
         s.pending->removed(batch[i - 1].call_id);
+        if (s.config.watches) s.config.watches->remove(batch[i - 1].call_id);
         s.jobs.push_front(std::move(batch[i - 1]));
       }
       continue;
@@ -184,6 +256,11 @@ void RedisPublisher::publish(State& s, std::unique_ptr<RedisClient>& client) {
     }
     if (del.size() > 2) {
       for (size_t i = 2; i < del.size(); ++i) s.pending->removed(del[i]);
+      if (s.config.watches) {
+        std::vector<std::string> routes = {"DEL"};
+        for (size_t i = 2; i < del.size(); ++i) routes.push_back(call_route_key(del[i]));
+        (void)client->command(routes);
+      }
       (void)client->command(del);
     }
   }

@@ -5,9 +5,13 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <iterator>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
+#include "workers/async/async_settings.h"
 #include "workers/async/redis_client.h"
 
 namespace orch::internal {
@@ -19,6 +23,13 @@ constexpr milliseconds kConnectTimeout{2000};
 constexpr milliseconds kMinBackoff{100};
 constexpr milliseconds kMaxBackoff{2000};
 constexpr const char* kCount = "100";
+// Shared runs: how often the origins' streams are looked through while
+// adopted calls wait, and how many of their entries at most per turn.
+constexpr int64_t kForeignPollMs = 200;
+constexpr const char* kForeignCount = "1000";
+constexpr size_t kForeignCountN = 1000;
+// A passed-on entry keeps at most this many fields (a reply has three).
+constexpr size_t kMaxForwardedFields = 16;
 
 using Entry = RedisReplyReader::Entry;
 
@@ -61,6 +72,17 @@ const std::string* RedisReplyReader::Entry::field(const std::string& name) const
   return nullptr;
 }
 
+// An acknowledgement for the next turn: XACK + XDEL of a stream entry (of our
+// stream, or of an origin's), HDEL of the call in the pending set (ours, and
+// the origin's), DEL of its route.
+struct RedisReplyReader::Ack {
+  std::string stream;  // empty: ours
+  std::string entry_id;
+  std::string call_id;
+  std::string origin_pending;  // the origin's pending set, for an adopted call
+  bool keep_route = false;     // passed on: the route still names the owner
+};
+
 struct RedisReplyReader::State {
   Config config;
   std::shared_ptr<RedisPendingSet> pending;
@@ -73,7 +95,9 @@ struct RedisReplyReader::State {
   bool stopping = false;
   bool connected = false;
   std::string last_error = "not connected yet";
-  std::vector<std::pair<std::string, std::string>> acks;  // (entry id, call id)
+  std::vector<Ack> acks;
+  // Shared runs, reader thread only: where the next look at each origin's stream starts.
+  std::map<std::string, std::string> foreign_cursors;
 
   // The live client, so stop() can interrupt a blocking read.
   std::mutex client_mu;
@@ -122,7 +146,10 @@ void RedisReplyReader::stop() {
 
 void RedisReplyReader::ack_later(std::string entry_id, std::string call_id) {
   std::lock_guard<std::mutex> lock(state_->mu);
-  state_->acks.emplace_back(std::move(entry_id), std::move(call_id));
+  Ack ack;
+  ack.entry_id = std::move(entry_id);
+  ack.call_id = std::move(call_id);
+  state_->acks.push_back(std::move(ack));
 }
 
 bool RedisReplyReader::connected() const {
@@ -206,23 +233,33 @@ void RedisReplyReader::read_replies(State& s, std::unique_ptr<RedisClient>& clie
     }
 
     // Acknowledge what the hooks let go since the last turn.
-    std::vector<std::pair<std::string, std::string>> acks;
+    std::vector<Ack> acks;
     {
       std::lock_guard<std::mutex> lock(s.mu);
       acks.swap(s.acks);
     }
     size_t sent = 0;
-    for (const auto& [entry_id, call_id] : acks) {
-      if (!entry_id.empty()) {
-        // Only this orch reads its reply stream: a handled entry can go.
-        client->append({"XACK", c.stream, c.group, entry_id});
-        client->append({"XDEL", c.stream, entry_id});
+    for (const Ack& ack : acks) {
+      if (!ack.entry_id.empty()) {
+        // Only this orch reads its reply stream (and an origin's, only for
+        // the calls it adopted): a handled entry can go.
+        const std::string& stream = ack.stream.empty() ? c.stream : ack.stream;
+        client->append({"XACK", stream, c.group, ack.entry_id});
+        client->append({"XDEL", stream, ack.entry_id});
         sent += 2;
       }
-      if (!call_id.empty()) {
-        s.pending->removed(call_id);
-        client->append({"HDEL", s.pending->key(), call_id});
+      if (!ack.call_id.empty()) {
+        s.pending->removed(ack.call_id);
+        client->append({"HDEL", s.pending->key(), ack.call_id});
         ++sent;
+        if (!ack.origin_pending.empty()) {
+          client->append({"HDEL", ack.origin_pending, ack.call_id});
+          ++sent;
+        }
+        if (c.watches && !ack.keep_route) {
+          client->append({"DEL", call_route_key(ack.call_id)});
+          ++sent;
+        }
       }
     }
     bool io_failed = false;
@@ -231,6 +268,15 @@ void RedisReplyReader::read_replies(State& s, std::unique_ptr<RedisClient>& clie
       // Unacknowledged entries come back from the pending list after the reconnect.
       s.set_error("connection lost");
       drop_client();
+      continue;
+    }
+
+    const bool watching = c.watches && !c.watches->empty();
+    if (watching && !read_foreign(s, *client)) {
+      if (s.stopped()) break;
+      s.set_error("connection lost");
+      drop_client();
+      s.pause(backoff);
       continue;
     }
 
@@ -268,8 +314,10 @@ void RedisReplyReader::read_replies(State& s, std::unique_ptr<RedisClient>& clie
         }
       }
     } else {
+      // While adopted calls wait, come back soon to look at their origins' streams.
+      const int64_t block_ms = watching ? std::min<int64_t>(c.block_ms, kForeignPollMs) : c.block_ms;
       reply = client->command({"XREADGROUP", "GROUP", c.group, c.consumer, "COUNT", kCount, "BLOCK",
-                               std::to_string(c.block_ms), "STREAMS", c.stream, ">"});
+                               std::to_string(block_ms), "STREAMS", c.stream, ">"});
       if (reply.ok() && !reply->is_error()) entries = read_group_entries(*reply);
     }
     if (!reply.ok() || client->broken()) {
@@ -292,17 +340,126 @@ void RedisReplyReader::read_replies(State& s, std::unique_ptr<RedisClient>& clie
       continue;
     }
 
+    if (c.watches && !entries.empty() && !route_entries(s, *client, &entries)) {
+      // Unacknowledged entries come back from the pending list after the reconnect.
+      if (s.stopped()) break;
+      s.set_error("connection lost");
+      drop_client();
+      continue;
+    }
     for (const Entry& e : entries) {
       std::string call_id;
       Verdict verdict = e.fields.empty() ? Verdict::kAck : s.hooks.on_entry(e, &call_id);
       if (verdict == Verdict::kAck) {
+        Ack ack;
+        ack.entry_id = e.id;
+        ack.call_id = std::move(call_id);
         std::lock_guard<std::mutex> lock(s.mu);
-        s.acks.emplace_back(e.id, std::move(call_id));
+        s.acks.push_back(std::move(ack));
       }
     }
     if (s.hooks.on_tick) s.hooks.on_tick();
   }
   drop_client();
+}
+
+bool RedisReplyReader::route_entries(State& s, RedisClient& client, std::vector<Entry>* entries) {
+  const Config& c = s.config;
+  std::vector<std::string> ids(entries->size());
+  size_t asked = 0;
+  for (size_t i = 0; i < entries->size(); ++i) {
+    const Entry& e = (*entries)[i];
+    if (e.fields.empty() || e.fields.size() > kMaxForwardedFields || !s.hooks.route_of) continue;
+    ids[i] = s.hooks.route_of(e);
+    if (ids[i].empty()) continue;
+    client.append({"GET", call_route_key(ids[i])});
+    ++asked;
+  }
+  if (asked == 0) return true;
+  std::vector<std::optional<CallRoute>> routes(entries->size());
+  for (size_t i = 0; i < entries->size(); ++i) {
+    if (ids[i].empty()) continue;
+    Result<RedisValue> got = client.read();
+    if (!got.ok()) return false;
+    if (got->type == RedisValue::Type::kString) routes[i] = parse_call_route(got->str);
+  }
+  std::vector<size_t> forwarded;  // indexes into `entries`
+  for (size_t i = 0; i < entries->size(); ++i) {
+    const Entry& e = (*entries)[i];
+    if (!routes[i] || routes[i]->owner == c.instance) continue;
+    // Another instance waits for this reply now (it took the run over).
+    std::vector<std::string> add = {"XADD", AsyncSettings::redis_reply_stream_of(routes[i]->owner), "MAXLEN", "~",
+                                    std::to_string(c.forward_max_len), "*"};
+    for (const auto& [key, value] : e.fields) {
+      add.push_back(key);
+      add.push_back(value);
+    }
+    client.append(add);
+    forwarded.push_back(i);
+  }
+  // Acknowledged here only once the owner's stream has it; an XADD the broker
+  // refused leaves the entry to this instance.
+  std::vector<bool> gone(entries->size(), false);
+  for (size_t i : forwarded) {
+    Result<RedisValue> added = client.read();
+    if (!added.ok()) return false;
+    if (added->is_error()) continue;
+    gone[i] = true;
+    Ack ack;
+    ack.entry_id = (*entries)[i].id;
+    ack.call_id = ids[i];
+    ack.keep_route = true;
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.acks.push_back(std::move(ack));
+  }
+  std::vector<Entry> local;
+  for (size_t i = 0; i < entries->size(); ++i) {
+    if (!gone[i]) local.push_back(std::move((*entries)[i]));
+  }
+  entries->swap(local);
+  return true;
+}
+
+bool RedisReplyReader::read_foreign(State& s, RedisClient& client) {
+  const Config& c = s.config;
+  const std::vector<std::string> origins = c.watches->origins(s.clock->now_ms());
+  // Cursors of origins no longer watched go.
+  for (auto it = s.foreign_cursors.begin(); it != s.foreign_cursors.end();) {
+    it = std::find(origins.begin(), origins.end(), it->first) == origins.end() ? s.foreign_cursors.erase(it)
+                                                                                : std::next(it);
+  }
+  for (const std::string& origin : origins) {
+    const std::string stream = AsyncSettings::redis_reply_stream_of(origin);
+    // One page per turn, from where the last one ended (a long stream is read
+    // over several turns), then from the start again.
+    std::string& cursor = s.foreign_cursors[origin];
+    if (cursor.empty()) cursor = "-";
+    Result<RedisValue> range = client.command({"XRANGE", stream, cursor, "+", "COUNT", kForeignCount});
+    if (!range.ok()) return false;
+    if (range->is_error()) {  // e.g. not a stream: nothing for us there
+      cursor = "-";
+      continue;
+    }
+    std::vector<Entry> entries;
+    parse_entries(*range, &entries);
+    // (inclusive: the last entry is read again, harmlessly)
+    cursor = entries.size() < kForeignCountN ? "-" : entries.back().id;
+    for (const Entry& e : entries) {
+      if (e.fields.empty()) continue;
+      std::string call_id = s.hooks.route_of ? s.hooks.route_of(e) : std::string();
+      if (call_id.empty() || !c.watches->contains(origin, call_id)) continue;
+      if (!s.hooks.on_foreign_entry || !s.hooks.on_foreign_entry(e)) continue;
+      c.watches->remove(call_id);
+      Ack ack;
+      ack.stream = stream;
+      ack.entry_id = e.id;
+      ack.call_id = call_id;
+      ack.origin_pending = AsyncSettings::redis_pending_key_of(origin);
+      std::lock_guard<std::mutex> lock(s.mu);
+      s.acks.push_back(std::move(ack));
+    }
+  }
+  return true;
 }
 
 }  // namespace orch::internal

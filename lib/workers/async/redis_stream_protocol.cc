@@ -28,6 +28,7 @@ constexpr int64_t kNonDurableExpiryS = 24 * 3600;
 struct Broker {
   std::string endpoint;
   std::shared_ptr<RedisPendingSet> pending;
+  std::shared_ptr<CallWatches> watches;  // shared runs only
   std::unique_ptr<RedisPublisher> publisher;
   std::unique_ptr<RedisReplyReader> reader;
 
@@ -89,6 +90,7 @@ class RedisCore : public std::enable_shared_from_this<RedisCore> {
   // Drops the pending record of a call that is over.
   void forget(const std::string& call_id) {
     for (const auto& broker : brokers_.all()) {
+      if (broker->watches) broker->watches->remove(call_id);
       if (broker->pending->contains(call_id)) broker->reader->ack_later("", call_id);
     }
   }
@@ -102,6 +104,7 @@ class RedisCore : public std::enable_shared_from_this<RedisCore> {
     auto broker = std::make_shared<Broker>();
     broker->endpoint = target.endpoint();
     broker->pending = std::make_shared<RedisPendingSet>(settings_.redis_pending_key(), settings_.options.pending_ttl_ms);
+    if (settings_.options.shared_runs) broker->watches = std::make_shared<CallWatches>();
     std::weak_ptr<RedisCore> weak = weak_from_this();
 
     RedisPublisher::Config pc;
@@ -109,6 +112,9 @@ class RedisCore : public std::enable_shared_from_this<RedisCore> {
     pc.port = target.port;
     pc.reply_stream = settings_.redis_reply_stream();
     pc.max_len = settings_.options.stream_max_len;
+    pc.watches = broker->watches;
+    pc.instance = settings_.instance;
+    pc.route_grace_ms = settings_.options.orphan_ttl_ms;
     RedisPublisher::Hooks ph;
     ph.still_waiting = [weak](const std::string& call_id) {
       auto self = weak.lock();
@@ -127,6 +133,9 @@ class RedisCore : public std::enable_shared_from_this<RedisCore> {
     rc.consumer = settings_.instance;
     rc.expire_s = settings_.durable ? 0 : kNonDurableExpiryS;
     rc.claim_min_idle_ms = settings_.options.redis_claim_idle_ms;
+    rc.watches = broker->watches;
+    rc.instance = settings_.instance;
+    rc.forward_max_len = settings_.options.stream_max_len;
     RedisReplyReader::Hooks rh;
     std::string endpoint = broker->endpoint;
     std::shared_ptr<RedisPendingSet> pending = broker->pending;
@@ -138,19 +147,40 @@ class RedisCore : public std::enable_shared_from_this<RedisCore> {
     rh.on_tick = [weak] {
       if (auto self = weak.lock()) self->expire_orphans();
     };
+    rh.route_of = [](const RedisReplyReader::Entry& entry) {
+      Result<AsyncReply> parsed = parse_entry(entry);
+      return parsed.ok() ? parsed->correlation_id : std::string();
+    };
+    rh.on_foreign_entry = [weak](const RedisReplyReader::Entry& entry) {
+      auto self = weak.lock();
+      if (!self) return false;  // shutting down: the next owner reads it
+      Result<AsyncReply> parsed = parse_entry(entry);
+      if (!parsed.ok()) return false;
+      const std::string id = parsed->correlation_id;
+      return self->calls_->deliver(id, std::move(parsed->reply)) != AsyncCalls::Delivery::kOrphan;
+    };
     broker->reader = std::make_unique<RedisReplyReader>(rc, broker->pending, rh, clock_);
     return broker;
   }
 
-  RedisReplyReader::Verdict on_entry(const std::string& endpoint, const RedisPendingSet& pending,
-                                     const RedisReplyReader::Entry& entry, std::string* call_id) {
+  // A reply stream entry read as a reply (InvalidArgument when it is none).
+  static Result<AsyncReply> parse_entry(const RedisReplyReader::Entry& entry) {
     const std::string* payload = entry.field("payload");
     const std::string* correlation = entry.field("correlation_id");
-    if (!payload) return RedisReplyReader::Verdict::kAck;  // not a reply
-    Result<AsyncReply> parsed = parse_async_reply(*payload, correlation ? *correlation : std::string());
-    if (!parsed.ok()) return RedisReplyReader::Verdict::kAck;
+    if (!payload) return Status::invalid_argument("not a reply");
+    return parse_async_reply(*payload, correlation ? *correlation : std::string());
+  }
+
+  RedisReplyReader::Verdict on_entry(const std::string& endpoint, const RedisPendingSet& pending,
+                                     const RedisReplyReader::Entry& entry, std::string* call_id) {
+    Result<AsyncReply> parsed = parse_entry(entry);
+    if (!parsed.ok()) return RedisReplyReader::Verdict::kAck;  // not a reply
     const std::string id = parsed->correlation_id;
     AsyncCalls::Delivery delivery = calls_->deliver(id, std::move(parsed->reply));
+    if (delivery != AsyncCalls::Delivery::kOrphan) {
+      // (an adopted call answered here, passed on: its origin's stream need not be read for it)
+      if (auto broker = brokers_.find(endpoint); broker && broker->watches) broker->watches->remove(id);
+    }
     if (delivery == AsyncCalls::Delivery::kOrphan && pending.contains(id)) {
       // A reply to a request this orch sent, whose call is not waiting now
       // (orch restarted, or the run will retry): keep it unacknowledged until
@@ -237,11 +267,22 @@ class RedisStreamProtocol final : public WorkerProtocol {
     job.stream = target->name;
     job.payload = async_request_payload(worker, request, core.settings().redis_reply_stream(), now_ms,
                                         now_ms + wait_ms);
+    job.deadline_ms = now_ms + wait_ms;
     // The publisher skips a call whose request is already queued (sent before a restart).
     broker->publisher->enqueue(std::move(job));
   }
 
-  void attach(const WorkerInfo& worker) override { attach_worker(core_->brokers(), worker, "redis", kDefaultPort); }
+  void attach(const WorkerInfo& worker) override {
+    attach_worker(core_->brokers(), worker, "redis", kDefaultPort);
+    // Shared runs: read the reply stream from now on, so that replies for
+    // calls another instance took over are passed on without waiting for
+    // this instance's first call.
+    if (core_->settings().options.shared_runs) {
+      if (Result<BrokerTarget> target = parse_broker_url(worker.url, "redis", kDefaultPort); target.ok()) {
+        (void)core_->broker_for(*target);
+      }
+    }
+  }
   void detach(const WorkerInfo& worker) override { detach_worker(core_->brokers(), worker, "redis", kDefaultPort); }
 
   void cancel(const std::string& call_id) override {
