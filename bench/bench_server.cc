@@ -427,13 +427,21 @@ Measurement measure_once(const Options& options, int rep) {
     if (postgres) (void)exec_sql(db, "DROP SCHEMA IF EXISTS \"" + schema + "\" CASCADE");
   };
   bool up = true;
-  for (int port : ports) {
-    httplib::Client probe("127.0.0.1", port);
+  for (size_t k = 0; k < ports.size() && up; ++k) {
+    httplib::Client probe("127.0.0.1", ports[k]);
     bool this_up = false;
     for (int i = 0; i < 1000 && !this_up; ++i) {
       auto r = probe.Get("/health");
       this_up = r && r->status == 200;
-      if (!this_up) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      if (this_up) break;
+      // An instance that exited (a database it cannot open) will not come up.
+      int status = 0;
+      if (waitpid(children[k], &status, WNOHANG) == children[k]) {
+        children[k] = -1;
+        out.error = "orch serve exited at startup (exit code " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + ")";
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     up = up && this_up;
   }
@@ -443,8 +451,12 @@ Measurement measure_once(const Options& options, int rep) {
   }
   if (!up || !out.error.empty()) {
     if (out.error.empty()) out.error = "orch serve did not start";
-    for (pid_t child : children) kill(child, SIGKILL);
-    for (pid_t child : children) waitpid(child, nullptr, 0);
+    for (pid_t child : children) {
+      if (child > 0) kill(child, SIGKILL);
+    }
+    for (pid_t child : children) {
+      if (child > 0) waitpid(child, nullptr, 0);
+    }
     if (postgres) (void)exec_sql(db, "DROP SCHEMA IF EXISTS \"" + schema + "\" CASCADE");
     remove_dir();
     return out;
