@@ -438,7 +438,8 @@ Measurement measure_once(const Options& options, int rep) {
       int status = 0;
       if (waitpid(children[k], &status, WNOHANG) == children[k]) {
         children[k] = -1;
-        out.error = "orch serve exited at startup (exit code " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + ")";
+        const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        out.error = "orch serve exited at startup (exit code " + std::to_string(code) + ")";
         break;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
