@@ -47,8 +47,12 @@
 // hear of those events (their SSE streams would lag), which the runs
 // themselves do not need.
 //
+// --pg-connections N sets each instance's pool size (postgres.max_connections;
+// default orch's, 8).
+//
 //   bench_server ORCH_BINARY [--runs 100] [--db PATH|:memory:|postgres|postgres://...] [--instances 1]
 //                [--worker-ms 0] [--seconds 3] [--reps 3] [--workflow bench|hello] [--pg-notify on|off]
+//                [--pg-connections N]
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <httplib.h>
@@ -168,6 +172,7 @@ struct Options {
   bool hello = false;  // --workflow hello
   int instances = 1;   // orch serve processes on one PostgreSQL database
   bool pg_notify = true;  // --pg-notify off: the events trigger disabled
+  int pg_connections = 0;  // --pg-connections: each instance's pool size (0: orch's default)
 };
 
 bool is_postgres(const Options& options) {
@@ -392,7 +397,11 @@ Measurement measure_once(const Options& options, int rep) {
     std::ofstream config(config_path);
     config << R"({"workers": [{"id": "w", "url": "http://127.0.0.1:)" << worker_port
            << R"(/webhook", "token": "", "max_concurrent": 1000}], "http": {"threads": 64})";
-    if (postgres) config << R"(, "postgres": {"schema": ")" << schema << R"("})";
+    if (postgres) {
+      config << R"(, "postgres": {"schema": ")" << schema << '"';
+      if (options.pg_connections > 0) config << R"(, "max_connections": )" << options.pg_connections;
+      config << "}";
+    }
     config << "}";
   }
   std::vector<pid_t> children;
@@ -692,7 +701,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: bench_server ORCH_BINARY [--runs N] [--db PATH|:memory:|postgres|postgres://...] "
                  "[--instances N] [--worker-ms N] [--seconds S] [--reps N] [--workflow bench|hello] "
-                 "[--pg-notify on|off]\n");
+                 "[--pg-notify on|off] [--pg-connections N]\n");
     return 2;
   }
   Options options;
@@ -707,6 +716,7 @@ int main(int argc, char** argv) {
     if (flag == "--workflow") options.hello = std::string(argv[i + 1]) == "hello";
     if (flag == "--instances") options.instances = std::clamp(std::atoi(argv[i + 1]), 1, 16);
     if (flag == "--pg-notify") options.pg_notify = std::string(argv[i + 1]) != "off";
+    if (flag == "--pg-connections") options.pg_connections = std::clamp(std::atoi(argv[i + 1]), 0, 64);
   }
   auto fail = [&](const std::string& why) {
     std::printf("{\"scenario\":\"server\",\"store\":\"%s\",\"instances\":%d,\"error\":%s}\n", store_name(options),
@@ -716,7 +726,9 @@ int main(int argc, char** argv) {
   // One orch serve per SQLite file (or memory store): only PostgreSQL is
   // shared.
   if (options.instances > 1 && !is_postgres(options)) return fail("--instances above 1 needs --db postgres");
-  if (!options.pg_notify && !is_postgres(options)) return fail("--pg-notify applies to --db postgres only");
+  if ((!options.pg_notify || options.pg_connections > 0) && !is_postgres(options)) {
+    return fail("--pg-notify and --pg-connections apply to --db postgres only");
+  }
   // Repetitions, each with a fresh server and database: this machine's speed
   // drifts, and one window can land in a slow spell.
   std::vector<Measurement> reps;
@@ -750,6 +762,9 @@ int main(int argc, char** argv) {
       postgres_fields += text;
     }
     postgres_fields += options.pg_notify ? ",\"pg_notify\":true" : ",\"pg_notify\":false";
+    if (options.pg_connections > 0) {
+      postgres_fields += ",\"pg_connections_per_instance\":" + std::to_string(options.pg_connections);
+    }
   }
   std::printf(
       "{\"scenario\":\"%s\",\"store\":\"%s\",\"instances\":%d,\"runs_in_flight\":%d,\"nodes_per_run\":%d,\"worker_ms\":%d,"
