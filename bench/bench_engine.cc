@@ -20,10 +20,14 @@
 //
 //   bench_engine [--scenario chain|fanout|loop|all] [--store memory|sqlite|postgres] [--reps N]
 //                [--n N] [--durability sync|full] [--runs N] [--api invoke|start] [--node-events on|off]
+//                [--pg-notify on|off]
 // PostgreSQL: the server ORCH_BENCH_POSTGRES names (a libpq conninfo), else a
 // private one started for the benchmark (tests/support/postgres_cluster.h:
 // initdb in a temp dir, a Unix socket, fsync on, default settings), removed
-// at exit.
+// at exit. --pg-notify off disables, in each repetition's schema, the trigger
+// that announces appended events to other instances (LISTEN/NOTIFY, schema
+// migration 3), to measure what it costs; the lines then say
+// "pg_notify":false.
 // With BENCH_EACH=1 in the environment, each repetition's milliseconds also go
 // to stderr (to see how a noisy machine spreads them).
 #include <sys/resource.h>
@@ -45,6 +49,7 @@
 #endif
 #ifdef ORCH_BENCH_POSTGRES
 #include "orch/postgres_store.h"
+#include "postgres_sql.h"
 #include "support/postgres_cluster.h"
 #endif
 
@@ -61,6 +66,9 @@ struct Config {
   std::string store = "memory";
   std::string durability = "sync";
 };
+
+// --pg-notify off (PostgreSQL only): the events trigger disabled.
+bool g_pg_notify = true;
 
 // seq and par only.
 struct ShortRunOptions {
@@ -186,9 +194,19 @@ std::shared_ptr<orch::Store> open_store(const Config& c, const std::string& path
     const std::string conninfo = postgres_conninfo();
     if (conninfo.empty()) return nullptr;
     auto s = orch::new_postgres_store(conninfo, options);
-    if (s.ok()) return *s;
-    std::fprintf(stderr, "bench: %s\n", s.status().to_string().c_str());
-    return nullptr;
+    if (!s.ok()) {
+      std::fprintf(stderr, "bench: %s\n", s.status().to_string().c_str());
+      return nullptr;
+    }
+    if (!g_pg_notify) {
+      const std::string failed = orch::bench::exec_postgres_sql(
+          conninfo, "ALTER TABLE \"" + options.schema + "\".events DISABLE TRIGGER events_announce");
+      if (!failed.empty()) {
+        std::fprintf(stderr, "bench: disabling the events trigger: %s\n", failed.c_str());
+        return nullptr;
+      }
+    }
+    return *s;
   }
 #endif
   if (c.store != "sqlite") return nullptr;
@@ -248,7 +266,8 @@ void run_config(const Config& c, int reps) {
   } else {
     wf = loop(c.n);
   }
-  std::string path = "/tmp/orch-bench-" + c.scenario + ".db";
+  // Per process: two benchmarks at once must not share (and delete) a file.
+  std::string path = "/tmp/orch-bench-" + c.scenario + "-" + std::to_string(::getpid()) + ".db";
   std::vector<double> ms;
   int64_t bytes = 0;
   // Memory store: one store and engine for the configuration, as a host keeps
@@ -301,9 +320,10 @@ void run_config(const Config& c, int reps) {
   double median = ms[ms.size() / 2];
   std::printf(
       "{\"scenario\":\"%s\",\"n\":%d,\"store\":\"%s\",\"durability\":\"%s\",\"reps\":%d,\"median_ms\":%.3f,"
-      "\"min_ms\":%.3f,\"max_ms\":%.3f,\"us_per_node\":%.3f,\"checkpoint_bytes\":%lld,\"peak_rss_kb\":%ld}\n",
+      "\"min_ms\":%.3f,\"max_ms\":%.3f,\"us_per_node\":%.3f,\"checkpoint_bytes\":%lld,\"peak_rss_kb\":%ld%s}\n",
       c.scenario.c_str(), c.n, c.store.c_str(), c.durability.c_str(), reps, median, ms.front(), ms.back(),
-      median * 1000.0 / static_cast<double>(nodes), static_cast<long long>(bytes), peak_rss_kb());
+      median * 1000.0 / static_cast<double>(nodes), static_cast<long long>(bytes), peak_rss_kb(),
+      c.store == "postgres" && !g_pg_notify ? ",\"pg_notify\":false" : "");
   std::fflush(stdout);
 }
 
@@ -399,6 +419,7 @@ int main(int argc, char** argv) {
     else if (flag == "--runs") short_runs.runs = std::atoi(argv[i + 1]);
     else if (flag == "--api") short_runs.api = argv[i + 1];
     else if (flag == "--node-events") short_runs.node_events = std::string(argv[i + 1]) != "off";
+    else if (flag == "--pg-notify") g_pg_notify = std::string(argv[i + 1]) != "off";
   }
   std::vector<Config> configs;
   for (int n : {10, 100, 1000}) {

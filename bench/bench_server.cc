@@ -32,8 +32,27 @@
 // 16) each start a run and poll it until it ends, for the window; the rate
 // counts the nodes of the runs that ended in it. No latency is measured.
 //
-//   bench_server ORCH_BINARY [--runs 100] [--db PATH|:memory:] [--worker-ms 0] [--seconds 3] [--reps 3]
-//                [--workflow bench|hello]
+// PostgreSQL (issue #21): --db postgres starts a private server for the
+// benchmark (tests/support/postgres_cluster.h: initdb in a temp dir, a Unix
+// socket, fsync on, removed at exit); --db postgres://... (or postgresql://)
+// names one. Each repetition uses a fresh schema (dropped afterwards), and
+// --instances N starts N orch serve processes on it, each with its own state
+// dir and port: the runs are started round-robin across them (a run executes
+// on the instance that started it), the rate and the latencies are over all
+// of them, and orch's CPU per node is the sum over all instances. With the
+// private server, the CPU its processes used in the window is reported per
+// node too (postgres_cpu_us_per_node). --pg-notify off disables the trigger
+// that announces appended events (LISTEN/NOTIFY, schema migration 3) in the
+// bench's schema, to measure what it costs; other instances then no longer
+// hear of those events (their SSE streams would lag), which the runs
+// themselves do not need.
+//
+// --pg-connections N sets each instance's pool size (postgres.max_connections;
+// default orch's, 8).
+//
+//   bench_server ORCH_BINARY [--runs 100] [--db PATH|:memory:|postgres|postgres://...] [--instances 1]
+//                [--worker-ms 0] [--seconds 3] [--reps 3] [--workflow bench|hello] [--pg-notify on|off]
+//                [--pg-connections N]
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <httplib.h>
@@ -65,6 +84,11 @@
 #include "loopback_worker.h"
 #include "orch/value.h"
 
+#ifdef ORCH_BENCH_POSTGRES
+#include "postgres_sql.h"
+#include "support/postgres_cluster.h"
+#endif
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -83,19 +107,46 @@ struct Timeline {
   std::condition_variable start_wanted;
 };
 
-// CPU time (user + system) the process has used so far, in microseconds.
-double cpu_us_of(pid_t pid) {
+// A process's /proc/<pid>/stat fields from the state on (the command name
+// before them may hold spaces): [0] state, [1] ppid, [11] utime, [12] stime,
+// [13] cutime, [14] cstime. Empty when the process is gone.
+std::vector<std::string> stat_fields_of(pid_t pid) {
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
   std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  // Fields after the command name (which may hold spaces) start past ')'.
   size_t at = text.rfind(')');
-  if (at == std::string::npos) return 0;
-  std::istringstream fields(text.substr(at + 2));
-  std::string skip;
-  for (int i = 3; i < 14; ++i) fields >> skip;  // state .. cmajflt
-  double utime = 0, stime = 0;
-  fields >> utime >> stime;
-  return (utime + stime) * 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
+  if (at == std::string::npos) return {};
+  std::istringstream in(text.substr(at + 2));
+  std::vector<std::string> fields;
+  for (std::string f; fields.size() < 15 && in >> f;) fields.push_back(f);
+  return fields;
+}
+
+double ticks_to_us(double ticks) { return ticks * 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK)); }
+
+// CPU time (user + system) the process has used so far, in microseconds.
+double cpu_us_of(pid_t pid) {
+  const std::vector<std::string> f = stat_fields_of(pid);
+  if (f.size() < 13) return 0;
+  return ticks_to_us(std::atof(f[11].c_str()) + std::atof(f[12].c_str()));
+}
+
+// CPU time of a process, of the children it has reaped, and of its live
+// children: a PostgreSQL server's postmaster and its backends (a backend
+// that ended in between counts through its parent's cutime/cstime).
+double cpu_us_of_tree(pid_t root) {
+  const std::vector<std::string> f = stat_fields_of(root);
+  if (f.size() < 15) return 0;
+  double us = ticks_to_us(std::atof(f[11].c_str()) + std::atof(f[12].c_str()) + std::atof(f[13].c_str()) +
+                          std::atof(f[14].c_str()));
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = std::atoi(name.c_str());
+    const std::vector<std::string> child = stat_fields_of(pid);
+    if (child.size() >= 2 && std::atoi(child[1].c_str()) == root) us += cpu_us_of(pid);
+  }
+  return us;
 }
 
 // A free loopback port: bind to port 0, read the port back, close.
@@ -119,7 +170,64 @@ struct Options {
   int reps = 3;
   std::string db;  // empty: a fresh file in a private temporary directory
   bool hello = false;  // --workflow hello
+  int instances = 1;   // orch serve processes on one PostgreSQL database
+  bool pg_notify = true;  // --pg-notify off: the events trigger disabled
+  int pg_connections = 0;  // --pg-connections: each instance's pool size (0: orch's default)
 };
+
+bool is_postgres(const Options& options) {
+  return options.db == "postgres" || options.db.rfind("postgres://", 0) == 0 ||
+         options.db.rfind("postgresql://", 0) == 0;
+}
+
+const char* store_name(const Options& options) {
+  return is_postgres(options) ? "postgres" : options.db == ":memory:" ? "memory" : "sqlite";
+}
+
+// The PostgreSQL server the runs go to: its URI (for orch serve and libpq)
+// and, for the private one, its postmaster's pid (for its CPU time).
+struct PostgresTarget {
+  std::string uri;
+  pid_t postmaster = 0;
+  std::string error;
+};
+
+#ifdef ORCH_BENCH_POSTGRES
+const PostgresTarget& postgres_target(const Options& options) {
+  static std::unique_ptr<orch::testing::PostgresCluster> cluster;
+  static const PostgresTarget target = [&] {
+    PostgresTarget t;
+    if (options.db != "postgres") {
+      t.uri = options.db;
+      return t;
+    }
+    orch::testing::PostgresClusterOptions cluster_options;
+    cluster_options.fsync = true;
+    auto started = orch::testing::PostgresCluster::start(cluster_options);
+    if (!started.ok()) {
+      t.error = "no PostgreSQL: " + started.status().to_string();
+      return t;
+    }
+    cluster = std::move(started).value();
+    t.uri = cluster->uri();
+    std::ifstream pid_file(cluster->socket_dir() + "/data/postmaster.pid");
+    int pid = 0;
+    if (pid_file >> pid) t.postmaster = pid;
+    return t;
+  }();
+  return target;
+}
+
+std::string exec_sql(const std::string& uri, const std::string& sql) {
+  return orch::bench::exec_postgres_sql(uri, sql);
+}
+#else
+const PostgresTarget& postgres_target(const Options&) {
+  static const PostgresTarget target{"", 0, "this build has no PostgreSQL store"};
+  return target;
+}
+std::string exec_sql(const std::string&, const std::string&) { return "this build has no PostgreSQL store"; }
+#endif
 
 // examples/workflows/hello.json, whose runs execute 6 nodes.
 constexpr const char* kHelloWorkflow = R"json({"id": "hello", "name": "Hello (no workers needed)",
@@ -142,7 +250,10 @@ struct Measurement {
   // On disk (SQLite files only): database bytes per stored run, the log's
   // peak and final size.
   double db_bytes_per_run = 0, wal_peak_bytes = 0, wal_end_bytes = 0;
+  // The private PostgreSQL server's CPU time per node in the window.
+  double postgres_cpu_us_per_node = 0;
   std::string first_failure;
+  std::string error;  // why the repetition could not run
 };
 
 int64_t file_size(const std::string& path) {
@@ -205,28 +316,49 @@ class SizeSampler {
   std::thread thread_;
 };
 
-// A fresh database and `orch serve`, warm-up, load, measured window.
-Measurement measure_once(const Options& options) {
+// A fresh database and `orch serve` (one per instance), warm-up, load,
+// measured window.
+Measurement measure_once(const Options& options, int rep) {
   const std::string& orch_bin = options.orch_bin;
   const int runs = options.runs;
   const int worker_ms = options.worker_ms;
   const double seconds = options.seconds;
-  // A private directory per repetition for the config (and the database
-  // unless one was named): nothing is shared with another bench's files.
+  const int instances = options.instances;
+  Measurement out;
+  // A private directory per repetition for the config and the instances'
+  // state (and the database unless one was named): nothing is shared with
+  // another bench's files.
   char dir_template[] = "/tmp/orch-bench-server-XXXXXX";
   const char* made = mkdtemp(dir_template);
-  if (made == nullptr) return Measurement{};
+  if (made == nullptr) {
+    out.error = "mkdtemp failed";
+    return out;
+  }
   const std::string dir = made;
-  const std::string db = options.db.empty() ? dir + "/orch.db" : options.db;
-  const bool on_disk = db != ":memory:";
-  Measurement out;
-  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((db + suffix).c_str());
-  // Everything orch serve left beside the database goes too (orch-async/,
-  // orch.db.crashes); a database named with --db lies elsewhere and stays.
   auto remove_dir = [&] {
     std::error_code ignored;
     std::filesystem::remove_all(dir, ignored);
   };
+  const bool postgres = is_postgres(options);
+  std::string db = options.db.empty() ? dir + "/orch.db" : options.db;
+  // PostgreSQL: a fresh schema per repetition, dropped at the end.
+  std::string schema;
+  pid_t postmaster = 0;
+  if (postgres) {
+    const PostgresTarget& target = postgres_target(options);
+    if (!target.error.empty()) {
+      out.error = target.error;
+      remove_dir();
+      return out;
+    }
+    db = target.uri;
+    postmaster = target.postmaster;
+    schema = "bench_server_" + std::to_string(::getpid()) + "_" + std::to_string(rep);
+  }
+  const bool on_disk = !postgres && db != ":memory:";
+  if (on_disk) {
+    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((db + suffix).c_str());
+  }
 
   // The worker: records when each call of each run arrives and is answered.
   Timeline timeline;
@@ -258,39 +390,109 @@ Measurement measure_once(const Options& options) {
       });
   const int worker_port = worker.port();
 
-  // orch serve, configured with that worker.
-  int port = free_port();
+  // orch serve, configured with that worker: one process per instance, each
+  // with its own port and state dir.
   std::string config_path = dir + "/config.json";
-  std::ofstream(config_path) << R"({"workers": [{"id": "w", "url": "http://127.0.0.1:)" << worker_port
-                             << R"(/webhook", "token": "", "max_concurrent": 1000}], "http": {"threads": 64}})";
-  pid_t child = fork();
-  if (child == 0) {
-    // Its log stays out of the bench's JSON line (and costs no terminal time).
-    const int null_fd = ::open("/dev/null", O_WRONLY);
-    if (null_fd >= 0) {
-      dup2(null_fd, STDOUT_FILENO);
-      dup2(null_fd, STDERR_FILENO);
+  {
+    std::ofstream config(config_path);
+    config << R"({"workers": [{"id": "w", "url": "http://127.0.0.1:)" << worker_port
+           << R"(/webhook", "token": "", "max_concurrent": 1000}], "http": {"threads": 64})";
+    if (postgres) {
+      config << R"(, "postgres": {"schema": ")" << schema << '"';
+      if (options.pg_connections > 0) config << R"(, "max_connections": )" << options.pg_connections;
+      config << "}";
     }
-    std::string port_arg = std::to_string(port);
-    execl(orch_bin.c_str(), orch_bin.c_str(), "serve", "--port", port_arg.c_str(), "--db", db.c_str(), "--config",
-          config_path.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
+    config << "}";
   }
-  httplib::Client api("127.0.0.1", port);
-  api.set_tcp_nodelay(true);
-  bool up = false;
-  for (int i = 0; i < 500 && !up; ++i) {
-    auto r = api.Get("/health");
-    up = r && r->status == 200;
-    if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::vector<pid_t> children;
+  std::vector<int> ports;
+  for (int i = 0; i < instances; ++i) {
+    const int port = free_port();
+    const std::string state_dir = dir + "/instance-" + std::to_string(i);
+    pid_t child = fork();
+    if (child == 0) {
+      // Its log stays out of the bench's JSON line (and costs no terminal time).
+      const int null_fd = ::open("/dev/null", O_WRONLY);
+      if (null_fd >= 0) {
+        dup2(null_fd, STDOUT_FILENO);
+        dup2(null_fd, STDERR_FILENO);
+      }
+      std::string port_arg = std::to_string(port);
+      if (postgres) {
+        execl(orch_bin.c_str(), orch_bin.c_str(), "serve", "--port", port_arg.c_str(), "--db", db.c_str(),
+              "--state-dir", state_dir.c_str(), "--config", config_path.c_str(), static_cast<char*>(nullptr));
+      } else {
+        execl(orch_bin.c_str(), orch_bin.c_str(), "serve", "--port", port_arg.c_str(), "--db", db.c_str(), "--config",
+              config_path.c_str(), static_cast<char*>(nullptr));
+      }
+      _exit(127);
+    }
+    children.push_back(child);
+    ports.push_back(port);
   }
-  if (!up) {
-    kill(child, SIGKILL);
-    waitpid(child, nullptr, 0);
+  auto stop_children = [&] {
+    for (pid_t child : children) kill(child, SIGTERM);
+    for (pid_t child : children) waitpid(child, nullptr, 0);
+    if (postgres) (void)exec_sql(db, "DROP SCHEMA IF EXISTS \"" + schema + "\" CASCADE");
+  };
+  bool up = true;
+  for (size_t k = 0; k < ports.size() && up; ++k) {
+    httplib::Client probe("127.0.0.1", ports[k]);
+    bool this_up = false;
+    for (int i = 0; i < 1000 && !this_up; ++i) {
+      auto r = probe.Get("/health");
+      this_up = r && r->status == 200;
+      if (this_up) break;
+      // An instance that exited (a database it cannot open) will not come up.
+      int status = 0;
+      if (waitpid(children[k], &status, WNOHANG) == children[k]) {
+        children[k] = -1;
+        const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        out.error = "orch serve exited at startup (exit code " + std::to_string(code) + ")";
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    up = up && this_up;
+  }
+  if (up && postgres && !options.pg_notify) {
+    const std::string failed = exec_sql(db, "ALTER TABLE \"" + schema + "\".events DISABLE TRIGGER events_announce");
+    if (!failed.empty()) out.error = "disabling the events trigger: " + failed;
+  }
+  if (!up || !out.error.empty()) {
+    if (out.error.empty()) out.error = "orch serve did not start";
+    for (pid_t child : children) {
+      if (child > 0) kill(child, SIGKILL);
+    }
+    for (pid_t child : children) {
+      if (child > 0) waitpid(child, nullptr, 0);
+    }
+    if (postgres) (void)exec_sql(db, "DROP SCHEMA IF EXISTS \"" + schema + "\" CASCADE");
     remove_dir();
     return out;
   }
   out.started = true;
+  // Control requests (the workflow, the run lists) go to the first instance:
+  // every instance reads the same database.
+  const int port = ports.front();
+  httplib::Client api("127.0.0.1", port);
+  api.set_tcp_nodelay(true);
+  auto orch_cpu_us = [&] {
+    double us = 0;
+    for (pid_t child : children) us += cpu_us_of(child);
+    return us;
+  };
+  auto postgres_cpu_us = [&] { return postmaster > 0 ? cpu_us_of_tree(postmaster) : 0.0; };
+  // Round-robin over the instances: each client holds one connection to each.
+  std::atomic<unsigned> next_instance{0};
+  auto clients_for_all = [&] {
+    std::vector<std::unique_ptr<httplib::Client>> clients;
+    for (int p : ports) {
+      clients.push_back(std::make_unique<httplib::Client>("127.0.0.1", p));
+      clients.back()->set_tcp_nodelay(true);
+    }
+    return clients;
+  };
   std::optional<SizeSampler> wal_sampler;
   if (on_disk) wal_sampler.emplace(db + "-wal");
   auto finish = [&] {
@@ -300,8 +502,7 @@ Measurement measure_once(const Options& options) {
       out.wal_end_bytes = static_cast<double>(file_size(db + "-wal"));
       out.db_bytes_per_run = stored_bytes_per_run(db);
     }
-    kill(child, SIGTERM);
-    waitpid(child, nullptr, 0);
+    stop_children();
     remove_dir();
   };
   if (options.hello) {
@@ -309,8 +510,9 @@ Measurement measure_once(const Options& options) {
     // Each client: start a run, poll it until it ends, again; until `stop`.
     std::atomic<bool> stop{false}, measuring{false};
     std::atomic<int64_t> ended_in_window{0}, failed{0}, started{0};
-    auto client = [&] {
-      httplib::Client c("127.0.0.1", port);
+    // Client t talks to instance t % N.
+    auto client = [&](int instance) {
+      httplib::Client c("127.0.0.1", ports[static_cast<size_t>(instance) % ports.size()]);
       c.set_tcp_nodelay(true);
       while (!stop) {
         auto r = c.Post("/workflows/hello/run", "{}", "application/json");
@@ -338,15 +540,15 @@ Measurement measure_once(const Options& options) {
       }
     };
     std::vector<std::thread> clients;
-    for (int t = 0; t < std::min(runs, 16); ++t) clients.emplace_back(client);
+    for (int t = 0; t < std::min(runs, 16); ++t) clients.emplace_back(client, t);
     std::this_thread::sleep_for(std::chrono::seconds(1));  // the load settles
     const auto window_start = Clock::now();
-    const double cpu_start = cpu_us_of(child);
+    const double cpu_start = orch_cpu_us(), pg_cpu_start = postgres_cpu_us();
     measuring = true;
     std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
     measuring = false;
     const double window_s = std::chrono::duration<double>(Clock::now() - window_start).count();
-    const double cpu_end = cpu_us_of(child);
+    const double cpu_end = orch_cpu_us(), pg_cpu_end = postgres_cpu_us();
     stop = true;
     for (auto& t : clients) t.join();
     const int64_t executions = ended_in_window.load() * kHelloNodesPerRun;
@@ -354,6 +556,8 @@ Measurement measure_once(const Options& options) {
     out.runs_failed = static_cast<int>(failed.load());
     out.executions_per_s = static_cast<double>(executions) / window_s;
     out.cpu_us_per_node = executions > 0 ? (cpu_end - cpu_start) / static_cast<double>(executions) : 0.0;
+    out.postgres_cpu_us_per_node =
+        executions > 0 ? (pg_cpu_end - pg_cpu_start) / static_cast<double>(executions) : 0.0;
     finish();
     return out;
   }
@@ -392,9 +596,10 @@ Measurement measure_once(const Options& options) {
     std::atomic<int> next{0};
     for (int t = 0; t < 8; ++t) {
       starters.emplace_back([&] {
-        httplib::Client c("127.0.0.1", port);
-        c.set_tcp_nodelay(true);
-        while (next++ < runs) c.Post("/workflows/bench/run", "{}", "application/json");
+        auto clients = clients_for_all();
+        while (next++ < runs) {
+          clients[next_instance++ % clients.size()]->Post("/workflows/bench/run", "{}", "application/json");
+        }
       });
     }
     for (auto& t : starters) t.join();
@@ -415,8 +620,7 @@ Measurement measure_once(const Options& options) {
   std::vector<std::thread> starters;
   for (int t = 0; t < 8; ++t) {
     starters.emplace_back([&] {
-      httplib::Client c("127.0.0.1", port);
-      c.set_tcp_nodelay(true);
+      auto clients = clients_for_all();
       for (;;) {
         {
           std::unique_lock<std::mutex> lock(timeline.mu);
@@ -424,17 +628,17 @@ Measurement measure_once(const Options& options) {
           if (stop) return;
           --timeline.to_start;
         }
-        auto r = c.Post("/workflows/bench/run", "{}", "application/json");
+        auto r = clients[next_instance++ % clients.size()]->Post("/workflows/bench/run", "{}", "application/json");
         if (r && r->status / 100 == 2) ++started;
       }
     });
   }
   std::this_thread::sleep_for(std::chrono::seconds(1));  // the load settles
   const auto window_start = Clock::now();
-  const double cpu_start = cpu_us_of(child);
+  const double cpu_start = orch_cpu_us(), pg_cpu_start = postgres_cpu_us();
   std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
   const auto window_end = Clock::now();
-  const double cpu_end = cpu_us_of(child);
+  const double cpu_end = orch_cpu_us(), pg_cpu_end = postgres_cpu_us();
   {
     std::lock_guard<std::mutex> lock(timeline.mu);
     timeline.steady = false;
@@ -478,6 +682,7 @@ Measurement measure_once(const Options& options) {
   out.first_failure = failure;
   out.executions_per_s = static_cast<double>(executions) / window_s;
   out.cpu_us_per_node = executions > 0 ? (cpu_end - cpu_start) / static_cast<double>(executions) : 0.0;
+  out.postgres_cpu_us_per_node = executions > 0 ? (pg_cpu_end - pg_cpu_start) / static_cast<double>(executions) : 0.0;
   out.p50_ms = pct(0.5) / 1000;
   out.p99_ms = pct(0.99) / 1000;
   finish();
@@ -494,8 +699,9 @@ double median_of(std::vector<double> v) {
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
-                 "usage: bench_server ORCH_BINARY [--runs N] [--db PATH] [--worker-ms N] [--seconds S] [--reps N] "
-                 "[--workflow bench|hello]\n");
+                 "usage: bench_server ORCH_BINARY [--runs N] [--db PATH|:memory:|postgres|postgres://...] "
+                 "[--instances N] [--worker-ms N] [--seconds S] [--reps N] [--workflow bench|hello] "
+                 "[--pg-notify on|off] [--pg-connections N]\n");
     return 2;
   }
   Options options;
@@ -508,16 +714,27 @@ int main(int argc, char** argv) {
     if (flag == "--seconds") options.seconds = std::max(0.5, std::atof(argv[i + 1]));
     if (flag == "--reps") options.reps = std::max(1, std::atoi(argv[i + 1]));
     if (flag == "--workflow") options.hello = std::string(argv[i + 1]) == "hello";
+    if (flag == "--instances") options.instances = std::clamp(std::atoi(argv[i + 1]), 1, 16);
+    if (flag == "--pg-notify") options.pg_notify = std::string(argv[i + 1]) != "off";
+    if (flag == "--pg-connections") options.pg_connections = std::clamp(std::atoi(argv[i + 1]), 0, 64);
+  }
+  auto fail = [&](const std::string& why) {
+    std::printf("{\"scenario\":\"server\",\"store\":\"%s\",\"instances\":%d,\"error\":%s}\n", store_name(options),
+                options.instances, orch::Value(why).to_json().c_str());
+    return 1;
+  };
+  // One orch serve per SQLite file (or memory store): only PostgreSQL is
+  // shared.
+  if (options.instances > 1 && !is_postgres(options)) return fail("--instances above 1 needs --db postgres");
+  if ((!options.pg_notify || options.pg_connections > 0) && !is_postgres(options)) {
+    return fail("--pg-notify and --pg-connections apply to --db postgres only");
   }
   // Repetitions, each with a fresh server and database: this machine's speed
   // drifts, and one window can land in a slow spell.
   std::vector<Measurement> reps;
   for (int r = 0; r < options.reps; ++r) {
-    reps.push_back(measure_once(options));
-    if (!reps.back().started) {
-      std::printf("{\"scenario\":\"server\",\"error\":\"orch serve did not start\"}\n");
-      return 1;
-    }
+    reps.push_back(measure_once(options, r));
+    if (!reps.back().started) return fail(reps.back().error);
   }
   auto field = [&](double Measurement::*member) {
     std::vector<double> values;
@@ -534,20 +751,35 @@ int main(int argc, char** argv) {
     failed += m.runs_failed;
     if (failure.empty()) failure = m.first_failure;
   }
+  // PostgreSQL: the private server's CPU per node (none for a named one),
+  // and whether the events trigger was on.
+  std::string postgres_fields;
+  if (is_postgres(options)) {
+    if (options.db == "postgres") {
+      char text[64];
+      std::snprintf(text, sizeof(text), ",\"postgres_cpu_us_per_node\":%.0f",
+                    median_of(field(&Measurement::postgres_cpu_us_per_node)));
+      postgres_fields += text;
+    }
+    postgres_fields += options.pg_notify ? ",\"pg_notify\":true" : ",\"pg_notify\":false";
+    if (options.pg_connections > 0) {
+      postgres_fields += ",\"pg_connections_per_instance\":" + std::to_string(options.pg_connections);
+    }
+  }
   std::printf(
-      "{\"scenario\":\"%s\",\"store\":\"%s\",\"runs_in_flight\":%d,\"nodes_per_run\":%d,\"worker_ms\":%d,"
+      "{\"scenario\":\"%s\",\"store\":\"%s\",\"instances\":%d,\"runs_in_flight\":%d,\"nodes_per_run\":%d,\"worker_ms\":%d,"
       "\"seconds\":%.1f,\"reps\":%d,\"runs_started\":%d,\"runs_left_running\":%d,\"runs_failed\":%d,"
       "\"node_executions_per_s\":%.0f,\"node_executions_per_s_min\":%.0f,\"node_executions_per_s_max\":%.0f,"
       "\"orch_cpu_us_per_node\":%.0f,\"added_latency_p50_ms\":%.3f,\"added_latency_p50_ms_min\":%.3f,"
       "\"added_latency_p50_ms_max\":%.3f,\"added_latency_p99_ms\":%.3f,\"db_bytes_per_run\":%.0f,"
-      "\"wal_peak_bytes\":%.0f,\"wal_end_bytes\":%.0f%s}\n",
-      options.hello ? "server_hello" : "server", options.db == ":memory:" ? "memory" : "sqlite",
+      "\"wal_peak_bytes\":%.0f,\"wal_end_bytes\":%.0f%s%s}\n",
+      options.hello ? "server_hello" : "server", store_name(options), options.instances,
       options.hello ? std::min(options.runs, 16) : options.runs, options.hello ? kHelloNodesPerRun : static_cast<int>(kNodesPerRun), options.worker_ms, options.seconds,
       options.reps, started, left_running, failed, median_of(rates), *std::min_element(rates.begin(), rates.end()),
       *std::max_element(rates.begin(), rates.end()), median_of(field(&Measurement::cpu_us_per_node)), median_of(p50s),
       *std::min_element(p50s.begin(), p50s.end()), *std::max_element(p50s.begin(), p50s.end()),
       median_of(field(&Measurement::p99_ms)), median_of(field(&Measurement::db_bytes_per_run)),
       median_of(field(&Measurement::wal_peak_bytes)), median_of(field(&Measurement::wal_end_bytes)),
-      failure.empty() ? "" : (",\"first_failure\":" + orch::Value(failure).to_json()).c_str());
+      postgres_fields.c_str(), failure.empty() ? "" : (",\"first_failure\":" + orch::Value(failure).to_json()).c_str());
   return left_running == 0 && failed == 0 ? 0 : 1;
 }

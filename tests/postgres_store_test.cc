@@ -315,6 +315,37 @@ TEST_CASE("two PostgreSQL stores on one database: concurrent writers, exact seqs
   }
 }
 
+TEST_CASE("many callers on one pooled PostgreSQL connection all get it in turn", "[postgres][concurrency]") {
+  // A returned connection wakes one waiter (not all of them): with far more
+  // callers than connections, none may be left waiting for a wake-up that
+  // went to another, nor fail with "connections stayed busy".
+  orch::PostgresStoreOptions options;
+  options.max_connections = 1;
+  auto store = open_store(fresh_schema("pool"), options);
+  REQUIRE(store->create_run(make_run("queued")).ok());
+  constexpr int kThreads = 24;
+  constexpr int kEach = 15;
+  std::vector<std::thread> threads;
+  std::vector<std::string> errors(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        EventRecord e;
+        e.run_id = "queued";
+        e.kind = "queued";
+        e.data = Value::object({{"t", t}, {"i", i}});
+        Status appended = store->append_event(e).status();
+        if (!appended.ok() && errors[static_cast<size_t>(t)].empty()) errors[static_cast<size_t>(t)] = appended.to_string();
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (const std::string& e : errors) CHECK(e.empty());
+  auto events = store->list_events("queued", 0, 100000);
+  REQUIRE(events.ok());
+  CHECK(events->size() == static_cast<size_t>(kThreads * kEach));
+}
+
 TEST_CASE("PostgreSQL migrations run once when several stores open at once, newer schemas are refused", "[postgres]") {
   PostgresCluster& pg = cluster();
   const std::string schema = fresh_schema("migrate");
