@@ -26,6 +26,7 @@
 #include "support/brokers.h"
 #include "support/postgres_cluster.h"
 #include "support/serve_process.h"
+#include "support/test_helpers.h"
 
 #ifndef ORCH_CLI
 #error "ORCH_CLI must name the orch program"
@@ -34,15 +35,9 @@
 using namespace std::chrono_literals;
 using orch::Value;
 using orch::testing::ServeProcess;
+using orch::testing::get_json;
 
 namespace {
-
-Value get_json(httplib::Client& c, const std::string& path) {
-  auto r = c.Get(path.c_str());
-  if (!r || r->status != 200) return Value();
-  auto parsed = orch::parse_json(r->body);
-  return parsed.ok() ? *parsed : Value();
-}
 
 }  // namespace
 

@@ -4,7 +4,6 @@
 // retried and deleted through B, and a call whose holder is gone is applied
 // by the caller once the holder's lease has run out.
 #include <chrono>
-#include <functional>
 #include <thread>
 
 #include "catch.h"
@@ -21,6 +20,7 @@ using namespace std::chrono_literals;
 using orch::Value;
 using orch::testing::json_body;
 using orch::testing::TestServer;
+using orch::testing::eventually;
 
 namespace {
 
@@ -38,14 +38,6 @@ const char* kPaused = R"({"workflow": {
               "b": {"type": "transform", "updates": {"log": ["b"]}}},
     "edges": [["__start__", "a"], ["a", "b"], ["b", "__end__"]]},
   "config": {"interrupt_before": ["b"]}})";
-
-bool eventually(const std::function<bool()>& check) {
-  for (int i = 0; i < 2000; ++i) {
-    if (check()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return false;
-}
 
 std::string status_of(httplib::Client& c, const std::string& id) {
   return json_body(c.Get(("/runs/" + id).c_str()))["status"].get_string("");

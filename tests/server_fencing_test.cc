@@ -19,6 +19,7 @@
 #include "support/fake_workers.h"
 #include "support/postgres_cluster.h"
 #include "support/serve_process.h"
+#include "support/test_helpers.h"
 
 #ifndef ORCH_CLI
 #error "ORCH_CLI must name the orch program"
@@ -27,6 +28,7 @@
 using namespace std::chrono_literals;
 using orch::Value;
 using orch::testing::ServeProcess;
+using orch::testing::get_json;
 
 namespace {
 
@@ -38,13 +40,6 @@ int calls_with(const orch::testing::FakeWorker& worker, const std::string& marke
     ++n;
   }
   return n;
-}
-
-Value get_json(httplib::Client& c, const std::string& path) {
-  auto r = c.Get(path.c_str());
-  if (!r || r->status != 200) return Value();
-  auto parsed = orch::parse_json(r->body);
-  return parsed.ok() ? *parsed : Value();
 }
 
 }  // namespace

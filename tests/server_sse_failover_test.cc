@@ -20,6 +20,7 @@
 #include "support/fake_workers.h"
 #include "support/postgres_cluster.h"
 #include "support/serve_process.h"
+#include "support/test_helpers.h"
 
 #ifndef ORCH_CLI
 #error "ORCH_CLI must name the orch program"
@@ -28,6 +29,7 @@
 using namespace std::chrono_literals;
 using orch::Value;
 using orch::testing::ServeProcess;
+using orch::testing::get_json;
 
 namespace {
 
@@ -72,13 +74,6 @@ std::vector<StreamedEvent> stream_events(int port, const std::string& run_id, lo
   });
   *ended = static_cast<bool>(result) && result->status == 200;
   return events;
-}
-
-Value get_json(httplib::Client& c, const std::string& path) {
-  auto r = c.Get(path.c_str());
-  if (!r || r->status != 200) return Value();
-  auto parsed = orch::parse_json(r->body);
-  return parsed.ok() ? *parsed : Value();
 }
 
 }  // namespace

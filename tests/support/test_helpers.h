@@ -23,6 +23,15 @@ inline Value json_body(const httplib::Result& r) {
   return *v;
 }
 
+// GET `path` as JSON; null when there is no answer, not a 200, or not JSON
+// (for polling a server that may be restarting).
+inline Value get_json(httplib::Client& c, const std::string& path) {
+  auto r = c.Get(path.c_str());
+  if (!r || r->status != 200) return Value();
+  auto parsed = parse_json(r->body);
+  return parsed.ok() ? *parsed : Value();
+}
+
 // Checks `done()` every 10 ms until it holds (true) or about 20 s passed (false).
 template <typename Pred>
 bool eventually(Pred done) {
