@@ -25,6 +25,7 @@
 #include "support/broker_workers.h"
 #include "support/brokers.h"
 #include "support/postgres_cluster.h"
+#include "support/serve_pair.h"
 #include "support/serve_process.h"
 #include "support/test_helpers.h"
 
@@ -80,45 +81,23 @@ static void check_takeover(bool mqtt, bool restart_a = false) {
   worker.hold(true);
   const std::string schema = std::string("serve_async_takeover_") + (mqtt ? "mqtt" : "redis") + (restart_a ? "_restart" : "");
 
-  auto dir = std::filesystem::temp_directory_path() / ("orch-async-takeover-" + orch::new_uuid());
-  std::filesystem::create_directories(dir);
   // Each instance its own state dir, as in a deployment: its own stable
   // instance name on the broker.
-  auto config_for = [&](const std::string& name) {
-    const std::string path = (dir / (name + ".json")).string();
-    std::ofstream(path) << R"({"workers": [{"id": "w", "protocol": ")" << (mqtt ? "mqtt" : "redis_stream")
-                        << R"(", "url": ")" << url << R"(", "max_concurrent": 5}],
-      "state_dir": ")" << (dir / name).string() << R"(",
-      "postgres": {"schema": ")" << schema << R"("}, "engine": {"lease_ttl_ms": 1000}})";
-    return path;
+  auto config_for = [&](const std::string& name, const std::filesystem::path& dir) {
+    return std::string(R"({"workers": [{"id": "w", "protocol": ")") + (mqtt ? "mqtt" : "redis_stream") +
+           R"(", "url": ")" + url + R"(", "max_concurrent": 5}],
+      "state_dir": ")" + (dir / name).string() + R"(",
+      "postgres": {"schema": ")" + schema + R"("}, "engine": {"lease_ttl_ms": 1000}})";
   };
-  const std::string db = pg.uri();
-  ServeProcess a(ORCH_CLI, orch::testing::free_loopback_port_for_restarts(), db, config_for("a"),
-                 (dir / "a.log").string());
-  ServeProcess b(ORCH_CLI, orch::testing::free_loopback_port_for_restarts(), db, config_for("b"),
-                 (dir / "b.log").string());
-  REQUIRE(a.start());
-  REQUIRE(b.start());
-  httplib::Client ca("127.0.0.1", a.port());
-  httplib::Client cb("127.0.0.1", b.port());
-  ca.set_read_timeout(30, 0);
-  cb.set_read_timeout(30, 0);
-  auto created = ca.Post("/workflows", R"({"id": "two", "state_schema": {"log": {"type": "array", "reducer": "append"}},
-    "nodes": {"a": {"prompt_template": "alpha-{{input.tag}}", "output_key": "log"},
-              "b": {"prompt_template": "beta-{{input.tag}}", "output_key": "log"}},
-    "edges": [["__start__","a"],["a","b"],["b","__end__"]]})", "application/json");
-  REQUIRE(created);
-  INFO(created->body);
-  REQUIRE(created->status == 201);
+  orch::testing::ServePair pair(ORCH_CLI, pg.uri(), "async-takeover", config_for);
+  REQUIRE(pair.start());
+  ServeProcess& a = pair.a();
+  ServeProcess& b = pair.b();
+  httplib::Client& ca = pair.ca();
+  httplib::Client& cb = pair.cb();
+  orch::testing::create_two_node_workflow(ca);
   constexpr int kRuns = 3;
-  std::vector<std::string> ids;
-  for (int i = 0; i < kRuns; ++i) {
-    auto started = ca.Post("/workflows/two/run", R"({"input": {"tag": "t)" + std::to_string(i) + R"("}})",
-                           "application/json");
-    REQUIRE(started);
-    REQUIRE(started->status == 201);
-    ids.push_back(orch::parse_json(started->body)->find("id")->as_string());
-  }
+  const std::vector<std::string> ids = orch::testing::start_tagged_runs(ca, kRuns, "t");
 
   // A's requests for node a are with the worker: kill A, then the worker
   // replies (to A's reply channel).
@@ -181,7 +160,7 @@ static void check_takeover(bool mqtt, bool restart_a = false) {
     a.terminate();
   }
   b.terminate();
-  std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(pair.dir());
 }
 
 TEST_CASE("a redis_stream reply sent to a killed orch serve reaches the instance that took the run over", "[server][postgres][redis][async]") {

@@ -18,6 +18,7 @@
 #include "orch/value.h"
 #include "support/fake_workers.h"
 #include "support/postgres_cluster.h"
+#include "support/serve_pair.h"
 #include "support/serve_process.h"
 #include "support/test_helpers.h"
 
@@ -54,38 +55,18 @@ TEST_CASE("a paused orch serve loses its runs to another instance and writes not
   orch::testing::FakeReply slow;
   slow.delay_ms = 1500;  // longer than A stays up after the runs start
   worker.set_default(slow);
-  auto dir = std::filesystem::temp_directory_path() / ("orch-fencing-" + orch::new_uuid());
-  std::filesystem::create_directories(dir);
-  const std::string config = (dir / "config.json").string();
-  std::ofstream(config) << R"({"workers": [{"id": "w", "url": ")" << worker.url()
-                        << R"(", "token": "", "max_concurrent": 20}],
+  const std::string config = std::string(R"({"workers": [{"id": "w", "url": ")") + worker.url() +
+                             R"(", "token": "", "max_concurrent": 20}],
     "postgres": {"schema": "serve_fencing"}, "engine": {"lease_ttl_ms": 1500}})";
-  const std::string db = pg.uri();
-
-  ServeProcess a(ORCH_CLI, orch::testing::free_loopback_port_for_restarts(), db, config, (dir / "a.log").string());
-  ServeProcess b(ORCH_CLI, orch::testing::free_loopback_port_for_restarts(), db, config, (dir / "b.log").string());
-  REQUIRE(a.start());
-  REQUIRE(b.start());
-  httplib::Client ca("127.0.0.1", a.port());
-  httplib::Client cb("127.0.0.1", b.port());
-  ca.set_read_timeout(30, 0);
-  cb.set_read_timeout(30, 0);
-  auto created = ca.Post("/workflows", R"({"id": "two", "state_schema": {"log": {"type": "array", "reducer": "append"}},
-    "nodes": {"a": {"prompt_template": "alpha-{{input.tag}}", "output_key": "log"},
-              "b": {"prompt_template": "beta-{{input.tag}}", "output_key": "log"}},
-    "edges": [["__start__","a"],["a","b"],["b","__end__"]]})", "application/json");
-  REQUIRE(created);
-  REQUIRE(created->status == 201);
-
+  orch::testing::ServePair pair(ORCH_CLI, pg.uri(), "fencing", [&](const std::string&, const auto&) { return config; });
+  REQUIRE(pair.start());
+  ServeProcess& a = pair.a();
+  ServeProcess& b = pair.b();
+  httplib::Client& ca = pair.ca();
+  httplib::Client& cb = pair.cb();
+  orch::testing::create_two_node_workflow(ca);
   constexpr int kRuns = 4;
-  std::vector<std::string> ids;
-  for (int i = 0; i < kRuns; ++i) {
-    auto r = ca.Post("/workflows/two/run", R"({"input": {"tag": "r)" + std::to_string(i) + R"("}})",
-                     "application/json");
-    REQUIRE(r);
-    REQUIRE(r->status == 201);
-    ids.push_back(orch::parse_json(r->body)->find("id")->as_string());
-  }
+  const std::vector<std::string> ids = orch::testing::start_tagged_runs(ca, kRuns, "r");
   // Every run's first node is in flight at A: pause A.
   REQUIRE(worker.wait_for_calls(kRuns, 30s));
   REQUIRE(::kill(a.pid(), SIGSTOP) == 0);
@@ -140,5 +121,5 @@ TEST_CASE("a paused orch serve loses its runs to another instance and writes not
   }
   a.terminate();
   b.terminate();
-  std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(pair.dir());
 }

@@ -19,6 +19,7 @@
 #include "orch/value.h"
 #include "support/fake_workers.h"
 #include "support/postgres_cluster.h"
+#include "support/serve_pair.h"
 #include "support/serve_process.h"
 #include "support/test_helpers.h"
 
@@ -88,22 +89,15 @@ TEST_CASE("SSE through B of a run executing on A resumes with Last-Event-ID acro
   orch::testing::FakeReply slow;
   slow.delay_ms = 800;  // six steps: the run lasts about five seconds
   worker.set_default(slow);
-  auto dir = std::filesystem::temp_directory_path() / ("orch-sse-failover-" + orch::new_uuid());
-  std::filesystem::create_directories(dir);
-  const std::string config = (dir / "config.json").string();
-  std::ofstream(config) << R"({"workers": [{"id": "w", "url": ")" << worker.url()
-                        << R"(", "token": "", "max_concurrent": 10}],
+  const std::string config = std::string(R"({"workers": [{"id": "w", "url": ")") + worker.url() +
+                             R"(", "token": "", "max_concurrent": 10}],
     "postgres": {"schema": "serve_sse_failover"}, "engine": {"lease_ttl_ms": 1500}})";
-  const std::string db = pg.uri();
-
-  ServeProcess a(ORCH_CLI, orch::testing::free_loopback_port_for_restarts(), db, config, (dir / "a.log").string());
-  ServeProcess b(ORCH_CLI, orch::testing::free_loopback_port_for_restarts(), db, config, (dir / "b.log").string());
-  REQUIRE(a.start());
-  REQUIRE(b.start());
-  httplib::Client ca("127.0.0.1", a.port());
-  httplib::Client cb("127.0.0.1", b.port());
-  ca.set_read_timeout(30, 0);
-  cb.set_read_timeout(30, 0);
+  orch::testing::ServePair pair(ORCH_CLI, pg.uri(), "sse-failover", [&](const std::string&, const auto&) { return config; });
+  REQUIRE(pair.start());
+  ServeProcess& a = pair.a();
+  ServeProcess& b = pair.b();
+  httplib::Client& ca = pair.ca();
+  httplib::Client& cb = pair.cb();
   auto created = ca.Post("/workflows", R"({"id": "six", "state_schema": {"log": {"type": "array", "reducer": "append"}},
     "nodes": {"s1": {"prompt_template": "one", "output_key": "log"},
               "s2": {"prompt_template": "two", "output_key": "log"},
@@ -153,5 +147,5 @@ TEST_CASE("SSE through B of a run executing on A resumes with Last-Event-ID acro
   REQUIRE(stored.is_array());
   CHECK(stored.size() == all.size());
   b.terminate();
-  std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(pair.dir());
 }
