@@ -5,6 +5,7 @@
 #include "orch/event_kinds.h"
 #include "store/record_fields.h"
 #include "store/sqlite/sqlite_definitions.h"
+#include "store/sqlite/sqlite_packed_value.h"
 #include "store/store_batch.h"
 
 #include <SQLiteCpp/Column.h>
@@ -296,6 +297,13 @@ bool is_checkpoint_created(const Value& data, const Checkpoint& cp) {
   return it->first == "step_id" && is_string_equal(it->second, cp.step_id);
 }
 
+// Packed, or JSON text for a value too deep to pack.
+void set_event_data(StoredEvent* out, const Value& data) {
+  out->data = pack_value(data);
+  out->packed = !out->data.empty();
+  if (!out->packed) out->data = data.to_json();
+}
+
 }  // namespace
 
 StoredEvent encode_event(const EventRecord& event, const Checkpoint* checkpoint) {
@@ -312,11 +320,11 @@ StoredEvent encode_event(const EventRecord& event, const Checkpoint* checkpoint)
         return out;
       }
       out.form = EventForm::kWithoutState;
-      out.data = rest->to_json();
+      set_event_data(&out, *rest);
       return out;
     }
   }
-  out.data = event.data.to_json();
+  set_event_data(&out, event.data);
   return out;
 }
 
@@ -351,6 +359,14 @@ const char* const kEventInsertSql =
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const char* const kEventSelectList = "seq, kind, data, created_at_ms, form, checkpoint_seq";
 
+void bind_event_data(SQLite::Statement& stmt, int index, const StoredEvent& stored) {
+  if (stored.packed) {
+    stmt.bindNoCopy(index, static_cast<const void*>(stored.data.data()), static_cast<int>(stored.data.size()));
+  } else {
+    bind_field(stmt, index, stored.data);
+  }
+}
+
 void bind_event(SQLite::Statement& stmt, int64_t run_pk, int64_t seq, const EventRecord& event,
                 const StoredEvent& stored, int64_t checkpoint_seq) {
   stmt.bind(1, run_pk);
@@ -360,7 +376,7 @@ void bind_event(SQLite::Statement& stmt, int64_t run_pk, int64_t seq, const Even
   } else {
     bind_field(stmt, 3, event.kind);
   }
-  bind_field(stmt, 4, stored.data);
+  bind_event_data(stmt, 4, stored);
   stmt.bind(5, event.created_at_ms);
   stmt.bind(6, static_cast<int>(stored.form));
   if (stored.form == EventForm::kWhole) {
@@ -368,6 +384,15 @@ void bind_event(SQLite::Statement& stmt, int64_t run_pk, int64_t seq, const Even
   } else {
     stmt.bind(7, checkpoint_seq);
   }
+}
+
+Result<Value> read_event_data(const SQLite::Statement& stmt, int index, const std::string& what) {
+  SQLite::Column col = stmt.getColumn(index);
+  if (!col.isBlob()) return read_json_column(stmt, index, what);
+  Result<Value> value =
+      unpack_value(std::string_view(static_cast<const char*>(col.getBlob()), static_cast<size_t>(col.getBytes())));
+  if (!value.ok()) return Status::internal(what + ": column " + stmt.getColumnName(index) + ": " + value.status().message());
+  return value;
 }
 
 Result<EventRecord> read_event(const SQLite::Statement& stmt, const std::string& run_id, EventForm* form,
@@ -391,7 +416,7 @@ Result<EventRecord> read_event(const SQLite::Statement& stmt, const std::string&
   *form = static_cast<EventForm>(stored_form);
   *checkpoint_seq = integer(stmt, 5);
   if (*form == EventForm::kWhole || *form == EventForm::kWithoutState) {
-    ORCH_ASSIGN_OR_RETURN(event.data, read_json_column(stmt, 2, what));
+    ORCH_ASSIGN_OR_RETURN(event.data, read_event_data(stmt, 2, what));
   }
   event.created_at_ms = integer(stmt, 3);
   return event;

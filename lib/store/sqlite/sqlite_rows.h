@@ -94,8 +94,11 @@ enum class EventForm : int {
   kValues = 3,             // data is {"step": its step_id, "state": its state}; '' stored
 };
 
+// Since schema 9 the data is a packed value (sqlite_packed_value.h), bound
+// as a BLOB; rows written before hold JSON text, which reads the same.
 struct StoredEvent {
-  std::string data;  // JSON text, or '' for the forms that store none
+  std::string data;     // packed (or JSON text), or '' for the forms that store none
+  bool packed = false;  // data is a packed value
   EventForm form = EventForm::kWhole;
 };
 
@@ -127,6 +130,11 @@ Result<PendingWrite> read_pending_write(const SQLite::Statement& stmt);
 
 void bind_workflow(SQLite::Statement& stmt, const WorkflowRecord& workflow);
 Result<WorkflowRecord> read_workflow(const SQLite::Statement& stmt);
+
+// An event's data in column `index`: a packed value (BLOB) or JSON text.
+Result<Value> read_event_data(const SQLite::Statement& stmt, int index, const std::string& what);
+// Binds an event's stored data at `index` (a BLOB when packed), without copying.
+void bind_event_data(SQLite::Statement& stmt, int index, const StoredEvent& stored);
 
 // The JSON in column `index`; Internal naming `what` when it does not parse.
 Result<Value> read_json_column(const SQLite::Statement& stmt, int index, const std::string& what);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "store/sqlite/sqlite_definitions.h"
+#include "store/sqlite/sqlite_packed_value.h"
 #include "store/sqlite/sqlite_rows.h"
 #include "store/sqlite/sqlite_schema.h"
 #include "store/sqlite/sqlite_store_impl.h"
@@ -591,6 +592,7 @@ Result<int64_t> SqliteStore::checkpoint_bytes(const std::string& run_id) {
 Status SqliteStore::execute_for_testing(const std::string& sql) {
   Status status = with_connection("execute_for_testing", [&](Connection& conn) -> Status {
     WriteTransaction txn(conn, writer_mu_);
+    register_packed_value_functions(conn);  // orch_unpack_json, to turn a file back into schema 8
     conn.db().exec(sql);
     txn.commit();
     return Status();

@@ -123,7 +123,7 @@ Result<Checkpoint> SqliteStore::checkpoint_at(Connection& conn, int64_t pk, int6
 
 Status SqliteStore::restore_event_states(Connection& conn, int64_t pk, const std::string& run_id,
                                          int64_t version) {
-  std::vector<std::pair<int64_t, std::string>> restored;  // seq, data
+  std::vector<std::pair<int64_t, StoredEvent>> restored;  // seq, whole data
   {
     static const std::string kSelect = std::string("SELECT ") + kEventSelectList +
                                        " FROM events WHERE run_pk = ?1 AND form <> 0 AND checkpoint_seq IN "
@@ -143,14 +143,14 @@ Status SqliteStore::restore_event_states(Connection& conn, int64_t pk, const std
     for (auto& [event, form, checkpoint_seq] : derived) {
       ORCH_ASSIGN_OR_RETURN(Checkpoint cp, checkpoint_at(conn, pk, checkpoint_seq, event.seq));
       complete_event(&event, form, cp);
-      restored.emplace_back(event.seq, event.data.to_json());
+      restored.emplace_back(event.seq, encode_event(event, nullptr));
     }
   }
   Query update(conn, "UPDATE events SET data = ?3, form = 0, checkpoint_seq = NULL WHERE run_pk = ?1 AND seq = ?2");
   for (const auto& [seq, data] : restored) {
     update->bind(1, pk);
     update->bind(2, seq);
-    update->bindNoCopy(3, data);
+    bind_event_data(*update, 3, data);
     update->exec();
     update->reset();
   }
