@@ -86,19 +86,23 @@ void require_same_text(const Value& expected, const Value& actual) {
 // A state that grows by one list item per step, with a counter beside it.
 using orch::testing::grown_state;
 
-// Turns a file of schema 9 back into schema 8: event data as JSON text.
+// Turns a file of schema 9 back into schema 8: event data and checkpoint
+// bodies as JSON text.
 const char* const kBackToSchema8 = R"sql(
 UPDATE events SET data = orch_unpack_json(data);
+UPDATE checkpoints SET body = orch_unpack_json(body);
 PRAGMA user_version = 8;
 )sql";
 
-// Turns a file of schema 9 back into schema 6 (event data as text, lease
+// Turns a file of schema 9 back into schema 6 (event data and checkpoint
+// bodies as text, lease
 // epochs dropped, then schema 7's changes undone), rows included (events
 // stored whole only), so the tests of older migrations can start from the
 // schema they were written against.
 // (uuid_text(x) stands for the SQL that turns a 16-byte id back into its UUID text.)
 const char* const kBackToSchema6Template = R"sql(
 UPDATE events SET data = orch_unpack_json(data);
+UPDATE checkpoints SET body = orch_unpack_json(body);
 ALTER TABLE runs DROP COLUMN lease_epoch;
 UPDATE runs SET workflow = COALESCE((SELECT body FROM definitions WHERE pk = runs.definition_pk), workflow);
 UPDATE steps SET id = uuid_text(id), run_id = COALESCE((SELECT r.id FROM runs r WHERE r.pk = steps.run_pk), run_id);
@@ -1662,6 +1666,7 @@ TEST_CASE("a schema 8 file's events are packed by the upgrade and read back the 
   TempDir dir;
   const std::string path = dir.file("v8.db");
   std::vector<std::string> expected;
+  std::vector<Value> states;
   {
     auto store = open_store(path);
     RunRecord run = make_run("a");
@@ -1669,6 +1674,7 @@ TEST_CASE("a schema 8 file's events are packed by the upgrade and read back the 
     Value state = Value::object({{"items", Value::array()}});
     for (int v = 0; v < 3; ++v) {
       state = grown_state(state, v);
+      states.push_back(state);
       orch::StoreBatch batch;
       batch.checkpoint = make_checkpoint("a", v, state);
       run.state = state;
@@ -1697,8 +1703,15 @@ UPDATE runs SET last_event_seq = 10 WHERE id = 'a';
   }
   CHECK(count_in_file(path, "PRAGMA user_version") == 8);
   CHECK(count_in_file(path, "SELECT count(*) FROM events WHERE typeof(data) = 'blob'") == 0);
+  CHECK(count_in_file(path, "SELECT count(*) FROM checkpoints WHERE typeof(body) = 'blob'") == 0);
   auto store = open_store(path);
   CHECK(count_in_file(path, "PRAGMA user_version") == orch::sqlite_store_schema_version());
+  CHECK(count_in_file(path, "SELECT count(*) FROM checkpoints WHERE typeof(body) = 'blob'") == 3);
+  auto checkpoints = store->list_checkpoints("a");
+  REQUIRE(checkpoints.ok());
+  REQUIRE(checkpoints->size() == 3);
+  CHECK((*checkpoints)[2].state.to_json() == states.back().to_json());
+  CHECK(store->latest_checkpoint("a")->state.to_json() == states.back().to_json());
   // Whole events and those stored without their state are packed; the
   // malformed row stays as it was.
   CHECK(count_in_file(path, "SELECT count(*) FROM events WHERE typeof(data) = 'blob'") == 6);
@@ -1708,4 +1721,10 @@ UPDATE runs SET last_event_seq = 10 WHERE id = 'a';
   REQUIRE(events->size() == expected.size());
   for (size_t i = 0; i < expected.size(); ++i) CHECK((*events)[i].data.to_json() == expected[i]);
   CHECK(store->list_events("a", 9, 1).status().code() == StatusCode::kInternal);
+  // A damaged packed body is an error naming the run and seq, not a crash.
+  REQUIRE(orch::sqlite_execute_for_testing(*store, "UPDATE checkpoints SET body = x'07ff' WHERE seq = 1").ok());
+  auto damaged = store->list_checkpoints("a");
+  REQUIRE_FALSE(damaged.ok());
+  CHECK(damaged.status().code() == StatusCode::kInternal);
+  CHECK(damaged.status().message().find("corrupt at seq 1") != std::string::npos);
 }

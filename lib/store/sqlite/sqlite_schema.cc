@@ -341,12 +341,14 @@ ALTER TABLE checkpoints_v7 RENAME TO checkpoints;
 ALTER TABLE runs ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
 UPDATE runs SET lease_epoch = 1 WHERE lease_owner <> '';
 )sql",
-    // 9: event data is a packed value (sqlite_packed_value.h), a BLOB: the
-    // engine's events in JSON text spent most of their bytes on key names and
-    // UUIDs in 36 characters. Rows written before are packed here; a row
-    // whose text does not parse stays as it was (and reads as before).
+    // 9: event data and checkpoint bodies are packed values
+    // (sqlite_packed_value.h), BLOBs: in JSON text the engine's events spent
+    // most of their bytes on key names and UUIDs in 36 characters, and deltas
+    // on quoting their paths. Rows written before are packed here; one whose
+    // text does not parse stays as it was (and reads as before).
     R"sql(
 UPDATE events SET data = orch_pack_json(data) WHERE form IN (0, 1) AND typeof(data) = 'text';
+UPDATE checkpoints SET body = orch_pack_json(body) WHERE typeof(body) = 'text';
 )sql",
 };
 
@@ -393,7 +395,7 @@ Status migrate_schema(Connection& conn, bool in_memory) {
     if (version == kMigrationCount && app_id == kApplicationId) return Status();
     register_definition_hash(conn);  // migration 7 hashes the runs' definitions
     register_compact_id(conn);       // and compacts the checkpoints' ids
-    register_packed_value_functions(conn);  // migration 9 packs the events' data
+    register_packed_value_functions(conn);  // migration 9 packs event data and checkpoint bodies
     for (int next = version + 1; next <= kMigrationCount; ++next)
       conn.db().exec(kMigrations[next - 1]);
     conn.db().exec("PRAGMA application_id = " + std::to_string(kApplicationId));
