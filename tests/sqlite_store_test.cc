@@ -87,21 +87,27 @@ void require_same_text(const Value& expected, const Value& actual) {
 using orch::testing::grown_state;
 
 // Turns a file of schema 9 back into schema 8: event data and checkpoint
-// bodies as JSON text.
+// bodies as JSON text, event times whole.
 const char* const kBackToSchema8 = R"sql(
 UPDATE events SET data = orch_unpack_json(data);
+UPDATE events SET created_at_ms = created_at_ms + COALESCE((SELECT f.created_at_ms FROM events f
+                                                            WHERE f.run_pk = events.run_pk AND f.seq = 1), 0)
+  WHERE seq > 1;
 UPDATE checkpoints SET body = orch_unpack_json(body);
 PRAGMA user_version = 8;
 )sql";
 
 // Turns a file of schema 9 back into schema 6 (event data and checkpoint
-// bodies as text, lease
+// bodies as text, event times whole, lease
 // epochs dropped, then schema 7's changes undone), rows included (events
 // stored whole only), so the tests of older migrations can start from the
 // schema they were written against.
 // (uuid_text(x) stands for the SQL that turns a 16-byte id back into its UUID text.)
 const char* const kBackToSchema6Template = R"sql(
 UPDATE events SET data = orch_unpack_json(data);
+UPDATE events SET created_at_ms = created_at_ms + COALESCE((SELECT f.created_at_ms FROM events f
+                                                            WHERE f.run_pk = events.run_pk AND f.seq = 1), 0)
+  WHERE seq > 1;
 UPDATE checkpoints SET body = orch_unpack_json(body);
 ALTER TABLE runs DROP COLUMN lease_epoch;
 UPDATE runs SET workflow = COALESCE((SELECT body FROM definitions WHERE pk = runs.definition_pk), workflow);
@@ -1719,7 +1725,12 @@ UPDATE runs SET last_event_seq = 10 WHERE id = 'a';
   auto events = store->list_events("a", 0, 9);
   REQUIRE(events.ok());
   REQUIRE(events->size() == expected.size());
-  for (size_t i = 0; i < expected.size(); ++i) CHECK((*events)[i].data.to_json() == expected[i]);
+  for (size_t i = 0; i < expected.size(); ++i) {
+    CHECK((*events)[i].data.to_json() == expected[i]);
+    CHECK((*events)[i].created_at_ms == static_cast<int64_t>(100 + i / 3));
+  }
+  // Times are stored relative to the run's first event.
+  CHECK(count_in_file(path, "SELECT max(created_at_ms) FROM events WHERE seq > 1") == 100);
   CHECK(store->list_events("a", 9, 1).status().code() == StatusCode::kInternal);
   // A damaged packed body is an error naming the run and seq, not a crash.
   REQUIRE(orch::sqlite_execute_for_testing(*store, "UPDATE checkpoints SET body = x'07ff' WHERE seq = 1").ok());
@@ -1727,4 +1738,50 @@ UPDATE runs SET last_event_seq = 10 WHERE id = 'a';
   REQUIRE_FALSE(damaged.ok());
   CHECK(damaged.status().code() == StatusCode::kInternal);
   CHECK(damaged.status().message().find("corrupt at seq 1") != std::string::npos);
+}
+
+TEST_CASE("event times read back exactly, stored relative to the run's first event", "[sqlite][packed]") {
+  TempDir dir;
+  const std::string path = dir.file("orch.db");
+  auto store = open_store(path);
+  REQUIRE(store->create_run(make_run("r")).ok());
+  // Forwards, backwards, zero, far apart: through append_event and write_batch.
+  const std::vector<int64_t> times = {1796595487622, 1796595487926, 1796595487000, 0, 1796595487622,
+                                      INT64_MAX, -5, 1796595499999};
+  for (size_t i = 0; i < 4; ++i) {
+    orch::EventRecord e;
+    e.run_id = "r";
+    e.kind = "custom";
+    e.created_at_ms = times[i];
+    REQUIRE(store->append_event(e).ok());
+  }
+  orch::StoreBatch batch;
+  for (size_t i = 4; i < times.size(); ++i) {
+    orch::EventRecord e;
+    e.run_id = "r";
+    e.kind = "custom";
+    e.created_at_ms = times[i];
+    batch.events.push_back(e);
+  }
+  REQUIRE(store->write_batch(batch).ok());
+  CHECK(count_in_file(path, "SELECT created_at_ms FROM events WHERE seq = 2") == 304);
+  auto events = store->list_events("r", 0, 100);
+  REQUIRE(events.ok());
+  REQUIRE(events->size() == times.size());
+  for (size_t i = 0; i < times.size(); ++i) CHECK((*events)[i].created_at_ms == times[i]);
+  auto tail = store->list_events("r", 5, 2);  // a page that starts after the first event
+  REQUIRE(tail.ok());
+  REQUIRE(tail->size() == 2);
+  CHECK((*tail)[0].created_at_ms == times[5]);
+  CHECK((*tail)[1].created_at_ms == times[6]);
+  // Another run's events start from their own first event.
+  REQUIRE(store->create_run(make_run("s")).ok());
+  orch::EventRecord first;
+  first.run_id = "s";
+  first.kind = "custom";
+  first.created_at_ms = 42;
+  REQUIRE(store->append_event(first).ok());
+  first.created_at_ms = 43;
+  REQUIRE(store->append_event(first).ok());
+  CHECK(store->list_events("s", 1, 1)->front().created_at_ms == 43);
 }

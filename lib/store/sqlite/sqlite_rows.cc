@@ -367,8 +367,27 @@ void bind_event_data(SQLite::Statement& stmt, int index, const StoredEvent& stor
   }
 }
 
+int64_t event_time_base(Connection& conn, int64_t run_pk) {
+  Query q(conn, "SELECT created_at_ms FROM events WHERE run_pk = ?1 AND seq = 1");
+  q->bind(1, run_pk);
+  return q->executeStep() ? q->getColumn(0).getInt64() : 0;
+}
+
+namespace {
+
+// Wrapping arithmetic: a damaged row's time reads back wrong, never as
+// undefined behaviour.
+int64_t wrapping_add(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
+}
+int64_t wrapping_sub(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) - static_cast<uint64_t>(b));
+}
+
+}  // namespace
+
 void bind_event(SQLite::Statement& stmt, int64_t run_pk, int64_t seq, const EventRecord& event,
-                const StoredEvent& stored, int64_t checkpoint_seq) {
+                const StoredEvent& stored, int64_t checkpoint_seq, int64_t time_base) {
   stmt.bind(1, run_pk);
   stmt.bind(2, seq);
   if (const int code = kind_code(event.kind); code > 0) {
@@ -377,7 +396,7 @@ void bind_event(SQLite::Statement& stmt, int64_t run_pk, int64_t seq, const Even
     bind_field(stmt, 3, event.kind);
   }
   bind_event_data(stmt, 4, stored);
-  stmt.bind(5, event.created_at_ms);
+  stmt.bind(5, seq == 1 ? event.created_at_ms : wrapping_sub(event.created_at_ms, time_base));
   stmt.bind(6, static_cast<int>(stored.form));
   if (stored.form == EventForm::kWhole) {
     stmt.bind(7);
@@ -395,8 +414,8 @@ Result<Value> read_event_data(const SQLite::Statement& stmt, int index, const st
   return value;
 }
 
-Result<EventRecord> read_event(const SQLite::Statement& stmt, const std::string& run_id, EventForm* form,
-                               int64_t* checkpoint_seq) {
+Result<EventRecord> read_event(const SQLite::Statement& stmt, const std::string& run_id, int64_t time_base,
+                               EventForm* form, int64_t* checkpoint_seq) {
   EventRecord event;
   event.run_id = run_id;
   event.seq = integer(stmt, 0);
@@ -418,7 +437,7 @@ Result<EventRecord> read_event(const SQLite::Statement& stmt, const std::string&
   if (*form == EventForm::kWhole || *form == EventForm::kWithoutState) {
     ORCH_ASSIGN_OR_RETURN(event.data, read_event_data(stmt, 2, what));
   }
-  event.created_at_ms = integer(stmt, 3);
+  event.created_at_ms = event.seq == 1 ? integer(stmt, 3) : wrapping_add(integer(stmt, 3), time_base);
   return event;
 }
 

@@ -12,6 +12,7 @@
 
 #include "orch/status.h"
 #include "orch/store.h"
+#include "store/sqlite/sqlite_connection.h"
 
 namespace orch::sqlite {
 
@@ -115,13 +116,20 @@ int event_kind_code_for_testing(const std::string& kind);
 extern const char* const kEventInsertSql;
 // The columns read_event reads, in order.
 extern const char* const kEventSelectList;
-// `stored` and `event` must outlive the statement's execution.
+// Since schema 9 an event's created_at_ms is stored as the milliseconds since
+// the run's first event (seq 1, which holds its own time): a timestamp takes
+// 6 bytes, the time since the run's start one or two. This is that first
+// event's time, 0 when the run has none.
+int64_t event_time_base(Connection& conn, int64_t run_pk);
+// `stored` and `event` must outlive the statement's execution. `time_base`:
+// event_time_base(), or the event's own time when seq is 1.
 void bind_event(SQLite::Statement& stmt, int64_t run_pk, int64_t seq, const EventRecord& event,
-                const StoredEvent& stored, int64_t checkpoint_seq);
-// An event of run `run_id`; for a form other than kWhole, `checkpoint_seq`
-// names the checkpoint complete_event() needs.
-Result<EventRecord> read_event(const SQLite::Statement& stmt, const std::string& run_id, EventForm* form,
-                               int64_t* checkpoint_seq);
+                const StoredEvent& stored, int64_t checkpoint_seq, int64_t time_base);
+// An event of run `run_id` (whose event_time_base() is `time_base`); for a
+// form other than kWhole, `checkpoint_seq` names the checkpoint
+// complete_event() needs.
+Result<EventRecord> read_event(const SQLite::Statement& stmt, const std::string& run_id, int64_t time_base,
+                               EventForm* form, int64_t* checkpoint_seq);
 // Gives an event read in `form` its whole data from `checkpoint`.
 void complete_event(EventRecord* event, EventForm form, const Checkpoint& checkpoint);
 

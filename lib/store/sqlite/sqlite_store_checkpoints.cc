@@ -175,7 +175,8 @@ Status SqliteStore::restore_event_states(Connection& conn, int64_t pk, const std
       while (q->executeStep()) {
         EventForm form = EventForm::kWhole;
         int64_t checkpoint_seq = 0;
-        ORCH_ASSIGN_OR_RETURN(EventRecord event, read_event(*q, run_id, &form, &checkpoint_seq));
+        // Only the data is rewritten: the time's base does not matter here.
+        ORCH_ASSIGN_OR_RETURN(EventRecord event, read_event(*q, run_id, 0, &form, &checkpoint_seq));
         derived.emplace_back(std::move(event), form, checkpoint_seq);
       }
     }
