@@ -33,6 +33,8 @@ using orch::RunRecord;
 using orch::RunStatus;
 using orch::Status;
 using orch::StatusCode;
+using orch::StepRecord;
+using orch::StepStatus;
 using orch::Store;
 using orch::Value;
 
@@ -86,10 +88,18 @@ void require_same_text(const Value& expected, const Value& actual) {
 // A state that grows by one list item per step, with a counter beside it.
 using orch::testing::grown_state;
 
-// Turns a file of schema 9 back into schema 8: event data and checkpoint
-// bodies as JSON text, event times whole.
+// Turns a file of schema 9 back into schema 8: event data, checkpoint
+// bodies and steps' input and output as JSON text, event and step times
+// whole, step statuses by name.
 const char* const kBackToSchema8 = R"sql(
 UPDATE events SET data = orch_unpack_json(data);
+UPDATE steps SET input = orch_unpack_json(input), output = orch_unpack_json(output),
+  status = CASE status WHEN '1' THEN 'pending' WHEN '2' THEN 'ready' WHEN '3' THEN 'running' WHEN '4' THEN 'completed'
+                       WHEN '5' THEN 'failed' WHEN '6' THEN 'skipped' WHEN '7' THEN 'interrupted' ELSE status END,
+  started_at_ms = CASE WHEN started_at_ms = 0 THEN 0 WHEN started_at_ms > 0 THEN created_at_ms + started_at_ms - 1
+                       ELSE created_at_ms + started_at_ms END,
+  ended_at_ms = CASE WHEN ended_at_ms = 0 THEN 0 WHEN ended_at_ms > 0 THEN created_at_ms + ended_at_ms - 1
+                     ELSE created_at_ms + ended_at_ms END;
 UPDATE events SET created_at_ms = created_at_ms + COALESCE((SELECT f.created_at_ms FROM events f
                                                             WHERE f.run_pk = events.run_pk AND f.seq = 1), 0)
   WHERE seq > 1;
@@ -97,14 +107,21 @@ UPDATE checkpoints SET body = orch_unpack_json(body);
 PRAGMA user_version = 8;
 )sql";
 
-// Turns a file of schema 9 back into schema 6 (event data and checkpoint
-// bodies as text, event times whole, lease
+// Turns a file of schema 9 back into schema 6 (schema 9's changes undone as
+// in kBackToSchema8, lease
 // epochs dropped, then schema 7's changes undone), rows included (events
 // stored whole only), so the tests of older migrations can start from the
 // schema they were written against.
 // (uuid_text(x) stands for the SQL that turns a 16-byte id back into its UUID text.)
 const char* const kBackToSchema6Template = R"sql(
 UPDATE events SET data = orch_unpack_json(data);
+UPDATE steps SET input = orch_unpack_json(input), output = orch_unpack_json(output),
+  status = CASE status WHEN '1' THEN 'pending' WHEN '2' THEN 'ready' WHEN '3' THEN 'running' WHEN '4' THEN 'completed'
+                       WHEN '5' THEN 'failed' WHEN '6' THEN 'skipped' WHEN '7' THEN 'interrupted' ELSE status END,
+  started_at_ms = CASE WHEN started_at_ms = 0 THEN 0 WHEN started_at_ms > 0 THEN created_at_ms + started_at_ms - 1
+                       ELSE created_at_ms + started_at_ms END,
+  ended_at_ms = CASE WHEN ended_at_ms = 0 THEN 0 WHEN ended_at_ms > 0 THEN created_at_ms + ended_at_ms - 1
+                     ELSE created_at_ms + ended_at_ms END;
 UPDATE events SET created_at_ms = created_at_ms + COALESCE((SELECT f.created_at_ms FROM events f
                                                             WHERE f.run_pk = events.run_pk AND f.seq = 1), 0)
   WHERE seq > 1;
@@ -1673,6 +1690,7 @@ TEST_CASE("a schema 8 file's events are packed by the upgrade and read back the 
   const std::string path = dir.file("v8.db");
   std::vector<std::string> expected;
   std::vector<Value> states;
+  std::vector<StepRecord> steps;
   {
     auto store = open_store(path);
     RunRecord run = make_run("a");
@@ -1701,6 +1719,25 @@ TEST_CASE("a schema 8 file's events are packed by the upgrade and read back the 
       }
       REQUIRE(store->write_batch(batch).ok());
     }
+    // Steps: every status, times before, at and after their creation, unset.
+    int i = 0;
+    for (StepStatus status : {StepStatus::kPending, StepStatus::kReady, StepStatus::kRunning, StepStatus::kCompleted,
+                              StepStatus::kFailed, StepStatus::kSkipped, StepStatus::kInterrupted}) {
+      StepRecord step;
+      step.id = "0000000" + std::to_string(i) + "-3c45-4653-9a39-048daeec1bff";
+      step.run_id = "a";
+      step.node_name = "n";
+      step.type = "transform";
+      step.status = status;
+      step.input = Value::object({{"i", i}});
+      step.output = i % 2 == 0 ? Value() : Value::object({{"route", "more"}});
+      step.created_at_ms = 1796595487622;
+      step.started_at_ms = i == 0 ? 0 : 1796595487622 + (i - 3);
+      step.ended_at_ms = i < 2 ? 0 : 1796595487926;
+      steps.push_back(step);
+      REQUIRE(store->put_step(step).ok());
+      ++i;
+    }
     REQUIRE(orch::sqlite_execute_for_testing(*store, kBackToSchema8 + std::string(R"sql(
 INSERT INTO events (run_pk, seq, kind, data, created_at_ms) VALUES
   ((SELECT pk FROM runs WHERE id = 'a'), 10, 'custom', '{"not json', 200);
@@ -1710,7 +1747,22 @@ UPDATE runs SET last_event_seq = 10 WHERE id = 'a';
   CHECK(count_in_file(path, "PRAGMA user_version") == 8);
   CHECK(count_in_file(path, "SELECT count(*) FROM events WHERE typeof(data) = 'blob'") == 0);
   CHECK(count_in_file(path, "SELECT count(*) FROM checkpoints WHERE typeof(body) = 'blob'") == 0);
+  CHECK(count_in_file(path, "SELECT count(*) FROM steps WHERE status = 'completed' AND ended_at_ms = 1796595487926") == 1);
   auto store = open_store(path);
+  CHECK(count_in_file(path, "SELECT count(*) FROM steps WHERE length(status) = 1 AND typeof(output) = 'blob'") == 7);
+  auto read_steps = store->list_steps("a");
+  REQUIRE(read_steps.ok());
+  REQUIRE(read_steps->size() == steps.size());
+  for (size_t k = 0; k < steps.size(); ++k) {
+    const StepRecord& got = (*read_steps)[k];
+    CHECK(got.id == steps[k].id);
+    CHECK(got.status == steps[k].status);
+    CHECK(got.input.to_json() == steps[k].input.to_json());
+    CHECK(got.output.to_json() == steps[k].output.to_json());
+    CHECK(got.created_at_ms == steps[k].created_at_ms);
+    CHECK(got.started_at_ms == steps[k].started_at_ms);
+    CHECK(got.ended_at_ms == steps[k].ended_at_ms);
+  }
   CHECK(count_in_file(path, "PRAGMA user_version") == orch::sqlite_store_schema_version());
   CHECK(count_in_file(path, "SELECT count(*) FROM checkpoints WHERE typeof(body) = 'blob'") == 3);
   auto checkpoints = store->list_checkpoints("a");

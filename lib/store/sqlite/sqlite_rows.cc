@@ -230,12 +230,63 @@ Result<RunRecord> read_run(const SQLite::Statement& stmt) {
   return run;
 }
 
+namespace {
+
+// Step statuses as stored since schema 9: the digit of their place here plus
+// one. Append only. Rows written before hold the status's name.
+constexpr StepStatus kStepStatusCodes[] = {StepStatus::kPending,   StepStatus::kReady,  StepStatus::kRunning,
+                                           StepStatus::kCompleted, StepStatus::kFailed, StepStatus::kSkipped,
+                                           StepStatus::kInterrupted};
+constexpr int kStepStatusCount = static_cast<int>(sizeof(kStepStatusCodes) / sizeof(kStepStatusCodes[0]));
+static_assert(kStepStatusCount <= 9, "a status code is one digit");
+
+std::string step_status_code(StepStatus status) {
+  for (int i = 0; i < kStepStatusCount; ++i) {
+    if (kStepStatusCodes[i] == status) return std::string(1, static_cast<char>('1' + i));
+  }
+  return std::string(step_status_name(status));
+}
+
+std::optional<StepStatus> step_status_from_stored(const std::string& stored) {
+  if (stored.size() == 1 && stored[0] >= '1' && stored[0] < '1' + kStepStatusCount) return kStepStatusCodes[stored[0] - '1'];
+  return step_status_from_name(stored);
+}
+
+// A step's start and end times are stored relative to its creation (one or
+// two bytes instead of six): 0 stays 0 (not started, not ended), a time at or
+// after the creation is stored as the difference plus one, one before it as
+// the (negative) difference.
+int64_t relative_time(int64_t time, int64_t created) {
+  if (time == 0) return 0;
+  const auto d = static_cast<int64_t>(static_cast<uint64_t>(time) - static_cast<uint64_t>(created));
+  return d >= 0 ? static_cast<int64_t>(static_cast<uint64_t>(d) + 1) : d;
+}
+
+int64_t absolute_time(int64_t stored, int64_t created) {
+  if (stored == 0) return 0;
+  const uint64_t d = stored > 0 ? static_cast<uint64_t>(stored) - 1 : static_cast<uint64_t>(stored);
+  return static_cast<int64_t>(static_cast<uint64_t>(created) + d);
+}
+
+// A JSON column of a step: packed since schema 9 (copied by SQLite), JSON
+// text for a value too deep to pack.
+void bind_packed(SQLite::Statement& stmt, int index, const Value& value) {
+  const std::string packed = pack_value(value);
+  if (packed.empty()) {
+    bind_json(stmt, index, value);
+  } else {
+    stmt.bind(index, static_cast<const void*>(packed.data()), static_cast<int>(packed.size()));
+  }
+}
+
+}  // namespace
+
 void bind_step(SQLite::Statement& stmt, const StepRecord& step) {
   bind_id(stmt, 1, step.id);
   stmt.bind(2, std::string());  // the run's row holds it (step_select_list)
   bind_field(stmt, 3, step.node_name);
   bind_field(stmt, 4, step.type);
-  stmt.bind(5, std::string(step_status_name(step.status)));
+  stmt.bind(5, step_status_code(step.status));
   stmt.bind(6, step.attempt);
   stmt.bind(7, step.max_attempts);
   stmt.bind(8, step.superstep);
@@ -243,14 +294,14 @@ void bind_step(SQLite::Statement& stmt, const StepRecord& step) {
   bind_field(stmt, 10, step.parent_step_id);
   bind_field(stmt, 11, step.worker_id);
   bind_field(stmt, 12, step.child_run_id);
-  bind_json(stmt, 13, step.input);
-  bind_json(stmt, 14, step.output);
+  bind_packed(stmt, 13, step.input);
+  bind_packed(stmt, 14, step.output);
   bind_field(stmt, 15, step.error);
   stmt.bind(16, step.input_tokens);
   stmt.bind(17, step.output_tokens);
   stmt.bind(18, step.created_at_ms);
-  stmt.bind(19, step.started_at_ms);
-  stmt.bind(20, step.ended_at_ms);
+  stmt.bind(19, relative_time(step.started_at_ms, step.created_at_ms));
+  stmt.bind(20, relative_time(step.ended_at_ms, step.created_at_ms));
 }
 
 Result<StepRecord> read_step(const SQLite::Statement& stmt) {
@@ -260,7 +311,7 @@ Result<StepRecord> read_step(const SQLite::Statement& stmt) {
   step.run_id = text(stmt, 1);
   step.node_name = text(stmt, 2);
   step.type = text(stmt, 3);
-  std::optional<StepStatus> status = step_status_from_name(text(stmt, 4));
+  std::optional<StepStatus> status = step_status_from_stored(text(stmt, 4));
   if (!status) return Status::internal(what + ": unknown status '" + text(stmt, 4) + "'");
   step.status = *status;
   step.attempt = stmt.getColumn(5).getInt();
@@ -270,14 +321,14 @@ Result<StepRecord> read_step(const SQLite::Statement& stmt) {
   step.parent_step_id = text(stmt, 9);
   step.worker_id = text(stmt, 10);
   step.child_run_id = text(stmt, 11);
-  ORCH_ASSIGN_OR_RETURN(step.input, read_json_column(stmt, 12, what));
-  ORCH_ASSIGN_OR_RETURN(step.output, read_json_column(stmt, 13, what));
+  ORCH_ASSIGN_OR_RETURN(step.input, read_event_data(stmt, 12, what));
+  ORCH_ASSIGN_OR_RETURN(step.output, read_event_data(stmt, 13, what));
   step.error = text(stmt, 14);
   step.input_tokens = integer(stmt, 15);
   step.output_tokens = integer(stmt, 16);
   step.created_at_ms = integer(stmt, 17);
-  step.started_at_ms = integer(stmt, 18);
-  step.ended_at_ms = integer(stmt, 19);
+  step.started_at_ms = absolute_time(integer(stmt, 18), step.created_at_ms);
+  step.ended_at_ms = absolute_time(integer(stmt, 19), step.created_at_ms);
   return step;
 }
 

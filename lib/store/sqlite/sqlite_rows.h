@@ -49,6 +49,8 @@ extern const TableColumns kWorkflowColumns;
 const std::string& run_select_list();
 // Steps (schema 7): a step's run_id is read from its run's row (steps.run_id
 // holds ''), and a UUID step id is stored in 16 bytes (bind_id, read_id).
+// Since schema 9 input and output are packed values, the status a one-digit
+// code, and the start and end times relative to the creation (bind_step).
 const std::string& step_select_list();
 const std::string& run_insert_sql();
 const std::string& run_update_sql();
@@ -139,7 +141,8 @@ Result<PendingWrite> read_pending_write(const SQLite::Statement& stmt);
 void bind_workflow(SQLite::Statement& stmt, const WorkflowRecord& workflow);
 Result<WorkflowRecord> read_workflow(const SQLite::Statement& stmt);
 
-// An event's data in column `index`: a packed value (BLOB) or JSON text.
+// An event's data (or a step's input or output) in column `index`: a packed
+// value (BLOB) or JSON text.
 Result<Value> read_event_data(const SQLite::Statement& stmt, int index, const std::string& what);
 // Binds an event's stored data at `index` (a BLOB when packed), without copying.
 void bind_event_data(SQLite::Statement& stmt, int index, const StoredEvent& stored);

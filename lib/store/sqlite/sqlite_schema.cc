@@ -348,12 +348,22 @@ UPDATE runs SET lease_epoch = 1 WHERE lease_owner <> '';
     // text does not parse stays as it was (and reads as before).
     // An event's time is stored relative to its run's first event (seq 1),
     // which keeps its own: one or two bytes instead of six (event_time_base).
+    // Steps likewise (input, output, status, times: see sqlite_rows.h).
     R"sql(
 UPDATE events SET data = orch_pack_json(data) WHERE form IN (0, 1) AND typeof(data) = 'text';
 UPDATE events SET created_at_ms = created_at_ms - COALESCE((SELECT f.created_at_ms FROM events f
                                                             WHERE f.run_pk = events.run_pk AND f.seq = 1), 0)
   WHERE seq > 1;
 UPDATE checkpoints SET body = orch_pack_json(body) WHERE typeof(body) = 'text';
+-- Steps: input and output packed, the status a digit, start and end times
+-- relative to the creation (sqlite_rows.cc, relative_time).
+UPDATE steps SET input = orch_pack_json(input), output = orch_pack_json(output),
+  status = CASE status WHEN 'pending' THEN '1' WHEN 'ready' THEN '2' WHEN 'running' THEN '3' WHEN 'completed' THEN '4'
+                       WHEN 'failed' THEN '5' WHEN 'skipped' THEN '6' WHEN 'interrupted' THEN '7' ELSE status END,
+  started_at_ms = CASE WHEN started_at_ms = 0 THEN 0 WHEN started_at_ms >= created_at_ms
+                       THEN started_at_ms - created_at_ms + 1 ELSE started_at_ms - created_at_ms END,
+  ended_at_ms = CASE WHEN ended_at_ms = 0 THEN 0 WHEN ended_at_ms >= created_at_ms
+                     THEN ended_at_ms - created_at_ms + 1 ELSE ended_at_ms - created_at_ms END;
 )sql",
 };
 
