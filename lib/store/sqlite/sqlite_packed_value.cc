@@ -16,6 +16,8 @@
 
 #include <cstdint>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "store/sqlite/sqlite_definitions.h"
 
@@ -52,10 +54,25 @@ static_assert(kDictionarySize <= 128, "a dictionary index fits in a tag byte");
 // A packed document nests no deeper than a parsed JSON one (JsonOptions).
 constexpr int kMaxDepth = 512;
 
+constexpr size_t kLongestWord = 20;
+
+// The dictionary's words by length: a string is compared only with the few
+// of its own length (every key and string of every event goes through here).
+struct WordsByLength {
+  std::vector<std::pair<std::string_view, int>> words[kLongestWord + 1];
+  WordsByLength() {
+    for (int i = 0; i < kDictionarySize; ++i) {
+      const std::string_view word = kDictionary[i];
+      if (word.size() <= kLongestWord) words[word.size()].emplace_back(word, i);  // longer: never packed as a word
+    }
+  }
+};
+
 int dictionary_index(const std::string& s) {
-  if (s.empty() || s.size() > 20) return -1;
-  for (int i = 0; i < kDictionarySize; ++i) {
-    if (s == kDictionary[i]) return i;
+  static const WordsByLength by_length;
+  if (s.empty() || s.size() > kLongestWord) return -1;
+  for (const auto& [word, index] : by_length.words[s.size()]) {
+    if (word[0] == s[0] && word == s) return index;
   }
   return -1;
 }
