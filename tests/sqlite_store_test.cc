@@ -5,6 +5,7 @@
 #include "orch/sqlite_store.h"
 #include "store/sqlite/sqlite_connection.h"
 #include "store/checkpoint_codec.h"
+#include "store/sqlite/sqlite_packed_value.h"
 #include "store/sqlite/sqlite_rows.h"
 
 #include <unistd.h>
@@ -32,6 +33,8 @@ using orch::RunRecord;
 using orch::RunStatus;
 using orch::Status;
 using orch::StatusCode;
+using orch::StepRecord;
+using orch::StepStatus;
 using orch::Store;
 using orch::Value;
 
@@ -85,12 +88,44 @@ void require_same_text(const Value& expected, const Value& actual) {
 // A state that grows by one list item per step, with a counter beside it.
 using orch::testing::grown_state;
 
-// Turns a file of schema 8 back into schema 6 (lease epochs dropped, then
-// schema 7's changes undone), rows included (events stored whole only), so
-// the tests of older migrations can start from the schema they were written
-// against.
+// Turns a file of schema 9 back into schema 8: event data, checkpoint
+// bodies and steps' input and output as JSON text, event and step times
+// whole, step statuses by name.
+const char* const kBackToSchema8 = R"sql(
+UPDATE events SET data = orch_unpack_json(data);
+UPDATE steps SET input = orch_unpack_json(input), output = orch_unpack_json(output),
+  status = CASE status WHEN '1' THEN 'pending' WHEN '2' THEN 'ready' WHEN '3' THEN 'running' WHEN '4' THEN 'completed'
+                       WHEN '5' THEN 'failed' WHEN '6' THEN 'skipped' WHEN '7' THEN 'interrupted' ELSE status END,
+  started_at_ms = CASE WHEN started_at_ms = 0 THEN 0 WHEN started_at_ms > 0 THEN created_at_ms + started_at_ms - 1
+                       ELSE created_at_ms + started_at_ms END,
+  ended_at_ms = CASE WHEN ended_at_ms = 0 THEN 0 WHEN ended_at_ms > 0 THEN created_at_ms + ended_at_ms - 1
+                     ELSE created_at_ms + ended_at_ms END;
+UPDATE events SET created_at_ms = created_at_ms + COALESCE((SELECT f.created_at_ms FROM events f
+                                                            WHERE f.run_pk = events.run_pk AND f.seq = 1), 0)
+  WHERE seq > 1;
+UPDATE checkpoints SET body = orch_unpack_json(body);
+PRAGMA user_version = 8;
+)sql";
+
+// Turns a file of schema 9 back into schema 6 (schema 9's changes undone as
+// in kBackToSchema8, lease
+// epochs dropped, then schema 7's changes undone), rows included (events
+// stored whole only), so the tests of older migrations can start from the
+// schema they were written against.
 // (uuid_text(x) stands for the SQL that turns a 16-byte id back into its UUID text.)
 const char* const kBackToSchema6Template = R"sql(
+UPDATE events SET data = orch_unpack_json(data);
+UPDATE steps SET input = orch_unpack_json(input), output = orch_unpack_json(output),
+  status = CASE status WHEN '1' THEN 'pending' WHEN '2' THEN 'ready' WHEN '3' THEN 'running' WHEN '4' THEN 'completed'
+                       WHEN '5' THEN 'failed' WHEN '6' THEN 'skipped' WHEN '7' THEN 'interrupted' ELSE status END,
+  started_at_ms = CASE WHEN started_at_ms = 0 THEN 0 WHEN started_at_ms > 0 THEN created_at_ms + started_at_ms - 1
+                       ELSE created_at_ms + started_at_ms END,
+  ended_at_ms = CASE WHEN ended_at_ms = 0 THEN 0 WHEN ended_at_ms > 0 THEN created_at_ms + ended_at_ms - 1
+                     ELSE created_at_ms + ended_at_ms END;
+UPDATE events SET created_at_ms = created_at_ms + COALESCE((SELECT f.created_at_ms FROM events f
+                                                            WHERE f.run_pk = events.run_pk AND f.seq = 1), 0)
+  WHERE seq > 1;
+UPDATE checkpoints SET body = orch_unpack_json(body);
 ALTER TABLE runs DROP COLUMN lease_epoch;
 UPDATE runs SET workflow = COALESCE((SELECT body FROM definitions WHERE pk = runs.definition_pk), workflow);
 UPDATE steps SET id = uuid_text(id), run_id = COALESCE((SELECT r.id FROM runs r WHERE r.pk = steps.run_pk), run_id);
@@ -1538,4 +1573,267 @@ TEST_CASE("a schema 6 file's leased runs are at lease epoch 1 after the upgrade,
   auto taken = store->claim_run_lease("leased", "engine-b", 600000);
   REQUIRE(taken.ok());
   CHECK(*taken == 2);
+}
+
+namespace {
+
+// Values of every type and the shapes the packed form treats apart.
+std::vector<Value> packable_values() {
+  return {Value(),
+          Value(true),
+          Value(false),
+          Value(0),
+          Value(63),
+          Value(64),
+          Value(-1),
+          Value(static_cast<long long>(INT64_MIN)),
+          Value(static_cast<long long>(INT64_MAX)),
+          Value(1.0),
+          Value(-0.5e300),
+          Value(""),
+          Value(std::string(31, 'x')),
+          Value(std::string(32, 'y')),
+          Value(std::string(100000, 'z')),
+          Value("h\xc3\xa9llo \"quoted\" \\ \n"),
+          Value("3ef53a8e-3c45-4653-9a39-048daeec1bff"),
+          Value("3EF53A8E-3C45-4653-9A39-048DAEEC1BFF"),  // upper case: not a packed UUID
+          Value("3ef53a8e-3c45-4653-9a39-048daeec1bfg"),
+          Value("id"),
+          Value::array(),
+          Value::object(),
+          Value::object({{"id", "3ef53a8e-3c45-4653-9a39-048daeec1bff"}, {"name", "greet"}, {"type", "transform"}}),
+          Value::object({{"z", 1}, {"a", 2.5}, {"state", Value::object({{"log", Value::array({"a", 1, nullptr})}})}}),
+          Value::object({{std::string(40, 'k'), Value::array({Value::array({Value::array()})})}})};
+}
+
+}  // namespace
+
+TEST_CASE("packed values read back exactly: types, key order, strings", "[sqlite][packed]") {
+  for (const Value& v : packable_values()) {
+    const std::string packed = orch::sqlite::pack_value(v);
+    REQUIRE_FALSE(packed.empty());
+    auto back = orch::sqlite::unpack_value(packed);
+    REQUIRE(back.ok());
+    CHECK(back->type() == v.type());
+    CHECK(back->to_json() == v.to_json());
+  }
+  // The engine's task_start event: 79 bytes of JSON text.
+  const Value task_start =
+      Value::object({{"id", "3ef53a8e-3c45-4653-9a39-048daeec1bff"}, {"name", "greet"}, {"type", "transform"}});
+  CHECK(orch::sqlite::pack_value(task_start).size() <= 30);
+}
+
+TEST_CASE("packed values: hostile bytes give errors, not crashes", "[sqlite][packed][hardening]") {
+  // Every proper prefix of a packed value is truncated.
+  const std::string packed = orch::sqlite::pack_value(packable_values()[23]);
+  for (size_t n = 0; n < packed.size(); ++n) CHECK_FALSE(orch::sqlite::unpack_value(packed.substr(0, n)).ok());
+  CHECK_FALSE(orch::sqlite::unpack_value(packed + "x").ok());  // bytes after the end
+  // A count far beyond the bytes there are allocates nothing.
+  CHECK_FALSE(orch::sqlite::unpack_value(std::string("\x06\xff\xff\xff\xff\xff\xff\xff\xff\x01", 10)).ok());
+  CHECK_FALSE(orch::sqlite::unpack_value(std::string("\x05\xff\xff\xff\xff\x0f", 6)).ok());
+  CHECK_FALSE(orch::sqlite::unpack_value(std::string("\x09", 1)).ok());  // unknown tag
+  CHECK_FALSE(orch::sqlite::unpack_value(std::string("\xff", 1)).ok());  // unknown dictionary string
+  CHECK_FALSE(orch::sqlite::unpack_value(std::string("\x07\x01\x02\x00", 4)).ok());  // a key that is no string
+  // Nesting: as deep as a JSON document may be, no deeper.
+  CHECK_FALSE(orch::sqlite::unpack_value(std::string(100000, '\x06') ).ok());
+  Value deep = Value::array();
+  for (int i = 0; i < 600; ++i) deep = Value::array({deep});
+  CHECK(orch::sqlite::pack_value(deep).empty());
+  // Random bytes: an error or a value, never a crash.
+  uint32_t x = 12345;
+  for (int round = 0; round < 20000; ++round) {
+    std::string bytes(1 + round % 40, '\0');
+    for (char& c : bytes) {
+      x = x * 1664525u + 1013904223u;
+      c = static_cast<char>(x >> 24);
+    }
+    (void)orch::sqlite::unpack_value(bytes);
+  }
+}
+
+TEST_CASE("events are stored packed and read back as written", "[sqlite][packed]") {
+  TempDir dir;
+  const std::string path = dir.file("orch.db");
+  auto store = open_store(path);
+  REQUIRE(store->create_run(make_run("r")).ok());
+  Value deep = Value::array();
+  for (int i = 0; i < 500; ++i) deep = Value::array({deep});
+  std::vector<Value> data = packable_values();
+  data.push_back(deep);
+  for (const Value& d : data) {
+    orch::EventRecord e;
+    e.run_id = "r";
+    e.kind = "task_start";
+    e.data = d;
+    e.created_at_ms = 1796595487926;
+    REQUIRE(store->append_event(e).ok());
+  }
+  CHECK(count_in_file(path, "SELECT count(*) FROM events WHERE typeof(data) = 'blob'") ==
+        static_cast<int64_t>(data.size()));
+  auto events = store->list_events("r", 0, 1000);
+  REQUIRE(events.ok());
+  REQUIRE(events->size() == data.size());
+  for (size_t i = 0; i < data.size(); ++i) {
+    CHECK((*events)[i].data.to_json() == data[i].to_json());
+    CHECK((*events)[i].created_at_ms == 1796595487926);
+  }
+  // A damaged packed row is an error naming the event, not a crash.
+  REQUIRE(orch::sqlite_execute_for_testing(*store, "UPDATE events SET data = x'0605' WHERE seq = 3").ok());
+  auto damaged = store->list_events("r", 2, 1);
+  REQUIRE_FALSE(damaged.ok());
+  CHECK(damaged.status().code() == StatusCode::kInternal);
+  CHECK(damaged.status().message().find("event 3") != std::string::npos);
+}
+
+TEST_CASE("a schema 8 file's events are packed by the upgrade and read back the same", "[sqlite][packed]") {
+  TempDir dir;
+  const std::string path = dir.file("v8.db");
+  std::vector<std::string> expected;
+  std::vector<Value> states;
+  std::vector<StepRecord> steps;
+  {
+    auto store = open_store(path);
+    RunRecord run = make_run("a");
+    REQUIRE(store->create_run(run).ok());
+    Value state = Value::object({{"items", Value::array()}});
+    for (int v = 0; v < 3; ++v) {
+      state = grown_state(state, v);
+      states.push_back(state);
+      orch::StoreBatch batch;
+      batch.checkpoint = make_checkpoint("a", v, state);
+      run.state = state;
+      run.checkpoint_count = v + 1;
+      batch.run = run;
+      const Checkpoint& cp = *batch.checkpoint;
+      for (Value d : {Value::object({{"id", "06b40e31-049f-41f3-a362-919ecaeed3f8"}, {"name", "again"}, {"ok", true},
+                                     {"duration_ms", 0}}),
+                      Value::object({{"step", cp.step_id}, {"state", cp.state}}),            // by reference
+                      Value::object({{"step", "x"}, {"n", 1.5}, {"state", cp.state}})}) {  // without its state
+        orch::EventRecord e;
+        e.run_id = "a";
+        e.kind = "values";
+        e.data = d;
+        e.created_at_ms = 100 + v;
+        expected.push_back(d.to_json());
+        batch.events.push_back(std::move(e));
+      }
+      REQUIRE(store->write_batch(batch).ok());
+    }
+    // Steps: every status, times before, at and after their creation, unset.
+    int i = 0;
+    for (StepStatus status : {StepStatus::kPending, StepStatus::kReady, StepStatus::kRunning, StepStatus::kCompleted,
+                              StepStatus::kFailed, StepStatus::kSkipped, StepStatus::kInterrupted}) {
+      StepRecord step;
+      step.id = "0000000" + std::to_string(i) + "-3c45-4653-9a39-048daeec1bff";
+      step.run_id = "a";
+      step.node_name = "n";
+      step.type = "transform";
+      step.status = status;
+      step.input = Value::object({{"i", i}});
+      step.output = i % 2 == 0 ? Value() : Value::object({{"route", "more"}});
+      step.created_at_ms = 1796595487622;
+      step.started_at_ms = i == 0 ? 0 : 1796595487622 + (i - 3);
+      step.ended_at_ms = i < 2 ? 0 : 1796595487926;
+      steps.push_back(step);
+      REQUIRE(store->put_step(step).ok());
+      ++i;
+    }
+    REQUIRE(orch::sqlite_execute_for_testing(*store, kBackToSchema8 + std::string(R"sql(
+INSERT INTO events (run_pk, seq, kind, data, created_at_ms) VALUES
+  ((SELECT pk FROM runs WHERE id = 'a'), 10, 'custom', '{"not json', 200);
+UPDATE runs SET last_event_seq = 10 WHERE id = 'a';
+)sql")).ok());
+  }
+  CHECK(count_in_file(path, "PRAGMA user_version") == 8);
+  CHECK(count_in_file(path, "SELECT count(*) FROM events WHERE typeof(data) = 'blob'") == 0);
+  CHECK(count_in_file(path, "SELECT count(*) FROM checkpoints WHERE typeof(body) = 'blob'") == 0);
+  CHECK(count_in_file(path, "SELECT count(*) FROM steps WHERE status = 'completed' AND ended_at_ms = 1796595487926") == 1);
+  auto store = open_store(path);
+  CHECK(count_in_file(path, "SELECT count(*) FROM steps WHERE length(status) = 1 AND typeof(output) = 'blob'") == 7);
+  auto read_steps = store->list_steps("a");
+  REQUIRE(read_steps.ok());
+  REQUIRE(read_steps->size() == steps.size());
+  for (size_t k = 0; k < steps.size(); ++k) {
+    const StepRecord& got = (*read_steps)[k];
+    CHECK(got.id == steps[k].id);
+    CHECK(got.status == steps[k].status);
+    CHECK(got.input.to_json() == steps[k].input.to_json());
+    CHECK(got.output.to_json() == steps[k].output.to_json());
+    CHECK(got.created_at_ms == steps[k].created_at_ms);
+    CHECK(got.started_at_ms == steps[k].started_at_ms);
+    CHECK(got.ended_at_ms == steps[k].ended_at_ms);
+  }
+  CHECK(count_in_file(path, "PRAGMA user_version") == orch::sqlite_store_schema_version());
+  CHECK(count_in_file(path, "SELECT count(*) FROM checkpoints WHERE typeof(body) = 'blob'") == 3);
+  auto checkpoints = store->list_checkpoints("a");
+  REQUIRE(checkpoints.ok());
+  REQUIRE(checkpoints->size() == 3);
+  CHECK((*checkpoints)[2].state.to_json() == states.back().to_json());
+  CHECK(store->latest_checkpoint("a")->state.to_json() == states.back().to_json());
+  // Whole events and those stored without their state are packed; the
+  // malformed row stays as it was.
+  CHECK(count_in_file(path, "SELECT count(*) FROM events WHERE typeof(data) = 'blob'") == 6);
+  CHECK(count_in_file(path, "SELECT count(*) FROM events WHERE typeof(data) = 'text' AND data <> ''") == 1);
+  auto events = store->list_events("a", 0, 9);
+  REQUIRE(events.ok());
+  REQUIRE(events->size() == expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    CHECK((*events)[i].data.to_json() == expected[i]);
+    CHECK((*events)[i].created_at_ms == static_cast<int64_t>(100 + i / 3));
+  }
+  // Times are stored relative to the run's first event.
+  CHECK(count_in_file(path, "SELECT max(created_at_ms) FROM events WHERE seq > 1") == 100);
+  CHECK(store->list_events("a", 9, 1).status().code() == StatusCode::kInternal);
+  // A damaged packed body is an error naming the run and seq, not a crash.
+  REQUIRE(orch::sqlite_execute_for_testing(*store, "UPDATE checkpoints SET body = x'07ff' WHERE seq = 1").ok());
+  auto damaged = store->list_checkpoints("a");
+  REQUIRE_FALSE(damaged.ok());
+  CHECK(damaged.status().code() == StatusCode::kInternal);
+  CHECK(damaged.status().message().find("corrupt at seq 1") != std::string::npos);
+}
+
+TEST_CASE("event times read back exactly, stored relative to the run's first event", "[sqlite][packed]") {
+  TempDir dir;
+  const std::string path = dir.file("orch.db");
+  auto store = open_store(path);
+  REQUIRE(store->create_run(make_run("r")).ok());
+  // Forwards, backwards, zero, far apart: through append_event and write_batch.
+  const std::vector<int64_t> times = {1796595487622, 1796595487926, 1796595487000, 0, 1796595487622,
+                                      INT64_MAX, -5, 1796595499999};
+  for (size_t i = 0; i < 4; ++i) {
+    orch::EventRecord e;
+    e.run_id = "r";
+    e.kind = "custom";
+    e.created_at_ms = times[i];
+    REQUIRE(store->append_event(e).ok());
+  }
+  orch::StoreBatch batch;
+  for (size_t i = 4; i < times.size(); ++i) {
+    orch::EventRecord e;
+    e.run_id = "r";
+    e.kind = "custom";
+    e.created_at_ms = times[i];
+    batch.events.push_back(e);
+  }
+  REQUIRE(store->write_batch(batch).ok());
+  CHECK(count_in_file(path, "SELECT created_at_ms FROM events WHERE seq = 2") == 304);
+  auto events = store->list_events("r", 0, 100);
+  REQUIRE(events.ok());
+  REQUIRE(events->size() == times.size());
+  for (size_t i = 0; i < times.size(); ++i) CHECK((*events)[i].created_at_ms == times[i]);
+  auto tail = store->list_events("r", 5, 2);  // a page that starts after the first event
+  REQUIRE(tail.ok());
+  REQUIRE(tail->size() == 2);
+  CHECK((*tail)[0].created_at_ms == times[5]);
+  CHECK((*tail)[1].created_at_ms == times[6]);
+  // Another run's events start from their own first event.
+  REQUIRE(store->create_run(make_run("s")).ok());
+  orch::EventRecord first;
+  first.run_id = "s";
+  first.kind = "custom";
+  first.created_at_ms = 42;
+  REQUIRE(store->append_event(first).ok());
+  first.created_at_ms = 43;
+  REQUIRE(store->append_event(first).ok());
+  CHECK(store->list_events("s", 1, 1)->front().created_at_ms == 43);
 }

@@ -47,11 +47,13 @@ EncodedCheckpoint encode_checkpoint(const std::string& id, const Value& document
   if (previous != nullptr && previous_document != nullptr) {
     const int64_t chain_length = out.link.seq - previous->base_seq;
     if (chain_length <= max_delta_chain) {
-      std::string delta = make_value_delta(*previous_document, document).to_json();
+      Value delta_value = make_value_delta(*previous_document, document);
+      std::string delta = delta_value.to_json();
       const int64_t chain_bytes = previous->chain_bytes + static_cast<int64_t>(delta.size());
       if (chain_bytes <= std::max(previous->base_bytes, min_chain_bytes)) {
         out.snapshot = false;
         out.body = std::move(delta);
+        out.body_value = std::move(delta_value);
         out.link.base_seq = previous->base_seq;
         out.link.chain_bytes = chain_bytes;
         out.link.base_bytes = previous->base_bytes;
@@ -61,6 +63,7 @@ EncodedCheckpoint encode_checkpoint(const std::string& id, const Value& document
   }
   out.snapshot = true;
   out.body = document.to_json();
+  out.body_value = document;
   out.link.base_seq = out.link.seq;
   out.link.chain_bytes = 0;
   out.link.base_bytes = static_cast<int64_t>(out.body.size());
@@ -80,11 +83,20 @@ Status DocumentBuilder::add(int64_t seq, std::string_view kind, std::string_view
     return corrupt(seq, "delta without the row before it");
   Result<Value> parsed = parse_json(body);
   if (!parsed.ok()) return corrupt(seq, parsed.status().message());
+  return add_value(seq, kind, std::move(parsed).value());
+}
+
+Status DocumentBuilder::add_value(int64_t seq, std::string_view kind, Value body) {
+  const bool snapshot = kind == kSnapshotKind;
+  if (!snapshot && kind != kDeltaKind)
+    return corrupt(seq, "unknown kind '" + std::string(kind) + "'");
+  if (!snapshot && (!started_ || seq != last_seq_ + 1))
+    return corrupt(seq, "delta without the row before it");
   if (snapshot) {
-    if (!parsed->is_object()) return corrupt(seq, "snapshot is not an object");
-    document_ = std::move(parsed).value();
+    if (!body.is_object()) return corrupt(seq, "snapshot is not an object");
+    document_ = std::move(body);
   } else {
-    Status applied = apply_value_delta(*parsed, &document_);
+    Status applied = apply_value_delta(body, &document_);
     if (!applied.ok()) {
       // The document may be half-updated: nothing may follow from it.
       started_ = false;

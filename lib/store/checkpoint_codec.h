@@ -66,7 +66,8 @@ ORCH_EXPORT Status unpack_document(const Value& document, Checkpoint* checkpoint
 struct EncodedCheckpoint {
   ChainLink link;
   bool snapshot = true;
-  std::string body;
+  std::string body;  // JSON text; its size is what the chain's byte counts count
+  Value body_value;  // the same, parsed: for a store that keeps another form of it
 };
 
 // Encodes the row for checkpoint `id` with `document`, following `previous`
@@ -85,6 +86,8 @@ class ORCH_EXPORT DocumentBuilder {
   explicit DocumentBuilder(std::string run_id) : run_id_(std::move(run_id)) {}
 
   Status add(int64_t seq, std::string_view kind, std::string_view body);
+  // The same, for a body already parsed (a store that keeps it in another form).
+  Status add_value(int64_t seq, std::string_view kind, Value body);
   // REQUIRES: add() succeeded at least once.
   const Value& document() const { return document_; }
 

@@ -5,6 +5,7 @@
 #include "orch/event_kinds.h"
 #include "store/record_fields.h"
 #include "store/sqlite/sqlite_definitions.h"
+#include "store/sqlite/sqlite_packed_value.h"
 #include "store/store_batch.h"
 
 #include <SQLiteCpp/Column.h>
@@ -229,12 +230,63 @@ Result<RunRecord> read_run(const SQLite::Statement& stmt) {
   return run;
 }
 
+namespace {
+
+// Step statuses as stored since schema 9: the digit of their place here plus
+// one. Append only. Rows written before hold the status's name.
+constexpr StepStatus kStepStatusCodes[] = {StepStatus::kPending,   StepStatus::kReady,  StepStatus::kRunning,
+                                           StepStatus::kCompleted, StepStatus::kFailed, StepStatus::kSkipped,
+                                           StepStatus::kInterrupted};
+constexpr int kStepStatusCount = static_cast<int>(sizeof(kStepStatusCodes) / sizeof(kStepStatusCodes[0]));
+static_assert(kStepStatusCount <= 9, "a status code is one digit");
+
+std::string step_status_code(StepStatus status) {
+  for (int i = 0; i < kStepStatusCount; ++i) {
+    if (kStepStatusCodes[i] == status) return std::string(1, static_cast<char>('1' + i));
+  }
+  return std::string(step_status_name(status));
+}
+
+std::optional<StepStatus> step_status_from_stored(const std::string& stored) {
+  if (stored.size() == 1 && stored[0] >= '1' && stored[0] < '1' + kStepStatusCount) return kStepStatusCodes[stored[0] - '1'];
+  return step_status_from_name(stored);
+}
+
+// A step's start and end times are stored relative to its creation (one or
+// two bytes instead of six): 0 stays 0 (not started, not ended), a time at or
+// after the creation is stored as the difference plus one, one before it as
+// the (negative) difference.
+int64_t relative_time(int64_t time, int64_t created) {
+  if (time == 0) return 0;
+  const auto d = static_cast<int64_t>(static_cast<uint64_t>(time) - static_cast<uint64_t>(created));
+  return d >= 0 ? static_cast<int64_t>(static_cast<uint64_t>(d) + 1) : d;
+}
+
+int64_t absolute_time(int64_t stored, int64_t created) {
+  if (stored == 0) return 0;
+  const uint64_t d = stored > 0 ? static_cast<uint64_t>(stored) - 1 : static_cast<uint64_t>(stored);
+  return static_cast<int64_t>(static_cast<uint64_t>(created) + d);
+}
+
+// A JSON column of a step: packed since schema 9 (copied by SQLite), JSON
+// text for a value too deep to pack.
+void bind_packed(SQLite::Statement& stmt, int index, const Value& value) {
+  const std::string packed = pack_value(value);
+  if (packed.empty()) {
+    bind_json(stmt, index, value);
+  } else {
+    stmt.bind(index, static_cast<const void*>(packed.data()), static_cast<int>(packed.size()));
+  }
+}
+
+}  // namespace
+
 void bind_step(SQLite::Statement& stmt, const StepRecord& step) {
   bind_id(stmt, 1, step.id);
   stmt.bind(2, std::string());  // the run's row holds it (step_select_list)
   bind_field(stmt, 3, step.node_name);
   bind_field(stmt, 4, step.type);
-  stmt.bind(5, std::string(step_status_name(step.status)));
+  stmt.bind(5, step_status_code(step.status));
   stmt.bind(6, step.attempt);
   stmt.bind(7, step.max_attempts);
   stmt.bind(8, step.superstep);
@@ -242,14 +294,14 @@ void bind_step(SQLite::Statement& stmt, const StepRecord& step) {
   bind_field(stmt, 10, step.parent_step_id);
   bind_field(stmt, 11, step.worker_id);
   bind_field(stmt, 12, step.child_run_id);
-  bind_json(stmt, 13, step.input);
-  bind_json(stmt, 14, step.output);
+  bind_packed(stmt, 13, step.input);
+  bind_packed(stmt, 14, step.output);
   bind_field(stmt, 15, step.error);
   stmt.bind(16, step.input_tokens);
   stmt.bind(17, step.output_tokens);
   stmt.bind(18, step.created_at_ms);
-  stmt.bind(19, step.started_at_ms);
-  stmt.bind(20, step.ended_at_ms);
+  stmt.bind(19, relative_time(step.started_at_ms, step.created_at_ms));
+  stmt.bind(20, relative_time(step.ended_at_ms, step.created_at_ms));
 }
 
 Result<StepRecord> read_step(const SQLite::Statement& stmt) {
@@ -259,7 +311,7 @@ Result<StepRecord> read_step(const SQLite::Statement& stmt) {
   step.run_id = text(stmt, 1);
   step.node_name = text(stmt, 2);
   step.type = text(stmt, 3);
-  std::optional<StepStatus> status = step_status_from_name(text(stmt, 4));
+  std::optional<StepStatus> status = step_status_from_stored(text(stmt, 4));
   if (!status) return Status::internal(what + ": unknown status '" + text(stmt, 4) + "'");
   step.status = *status;
   step.attempt = stmt.getColumn(5).getInt();
@@ -269,14 +321,14 @@ Result<StepRecord> read_step(const SQLite::Statement& stmt) {
   step.parent_step_id = text(stmt, 9);
   step.worker_id = text(stmt, 10);
   step.child_run_id = text(stmt, 11);
-  ORCH_ASSIGN_OR_RETURN(step.input, read_json_column(stmt, 12, what));
-  ORCH_ASSIGN_OR_RETURN(step.output, read_json_column(stmt, 13, what));
+  ORCH_ASSIGN_OR_RETURN(step.input, read_event_data(stmt, 12, what));
+  ORCH_ASSIGN_OR_RETURN(step.output, read_event_data(stmt, 13, what));
   step.error = text(stmt, 14);
   step.input_tokens = integer(stmt, 15);
   step.output_tokens = integer(stmt, 16);
   step.created_at_ms = integer(stmt, 17);
-  step.started_at_ms = integer(stmt, 18);
-  step.ended_at_ms = integer(stmt, 19);
+  step.started_at_ms = absolute_time(integer(stmt, 18), step.created_at_ms);
+  step.ended_at_ms = absolute_time(integer(stmt, 19), step.created_at_ms);
   return step;
 }
 
@@ -296,6 +348,13 @@ bool is_checkpoint_created(const Value& data, const Checkpoint& cp) {
   return it->first == "step_id" && is_string_equal(it->second, cp.step_id);
 }
 
+// Packed, or JSON text for a value too deep to pack.
+void set_event_data(StoredEvent* out, const Value& data) {
+  out->data = pack_value(data);
+  out->packed = !out->data.empty();
+  if (!out->packed) out->data = data.to_json();
+}
+
 }  // namespace
 
 StoredEvent encode_event(const EventRecord& event, const Checkpoint* checkpoint) {
@@ -312,11 +371,11 @@ StoredEvent encode_event(const EventRecord& event, const Checkpoint* checkpoint)
         return out;
       }
       out.form = EventForm::kWithoutState;
-      out.data = rest->to_json();
+      set_event_data(&out, *rest);
       return out;
     }
   }
-  out.data = event.data.to_json();
+  set_event_data(&out, event.data);
   return out;
 }
 
@@ -351,8 +410,35 @@ const char* const kEventInsertSql =
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const char* const kEventSelectList = "seq, kind, data, created_at_ms, form, checkpoint_seq";
 
+void bind_event_data(SQLite::Statement& stmt, int index, const StoredEvent& stored) {
+  if (stored.packed) {
+    stmt.bindNoCopy(index, static_cast<const void*>(stored.data.data()), static_cast<int>(stored.data.size()));
+  } else {
+    bind_field(stmt, index, stored.data);
+  }
+}
+
+int64_t event_time_base(Connection& conn, int64_t run_pk) {
+  Query q(conn, "SELECT created_at_ms FROM events WHERE run_pk = ?1 AND seq = 1");
+  q->bind(1, run_pk);
+  return q->executeStep() ? q->getColumn(0).getInt64() : 0;
+}
+
+namespace {
+
+// Wrapping arithmetic: a damaged row's time reads back wrong, never as
+// undefined behaviour.
+int64_t wrapping_add(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
+}
+int64_t wrapping_sub(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) - static_cast<uint64_t>(b));
+}
+
+}  // namespace
+
 void bind_event(SQLite::Statement& stmt, int64_t run_pk, int64_t seq, const EventRecord& event,
-                const StoredEvent& stored, int64_t checkpoint_seq) {
+                const StoredEvent& stored, int64_t checkpoint_seq, int64_t time_base) {
   stmt.bind(1, run_pk);
   stmt.bind(2, seq);
   if (const int code = kind_code(event.kind); code > 0) {
@@ -360,8 +446,8 @@ void bind_event(SQLite::Statement& stmt, int64_t run_pk, int64_t seq, const Even
   } else {
     bind_field(stmt, 3, event.kind);
   }
-  bind_field(stmt, 4, stored.data);
-  stmt.bind(5, event.created_at_ms);
+  bind_event_data(stmt, 4, stored);
+  stmt.bind(5, seq == 1 ? event.created_at_ms : wrapping_sub(event.created_at_ms, time_base));
   stmt.bind(6, static_cast<int>(stored.form));
   if (stored.form == EventForm::kWhole) {
     stmt.bind(7);
@@ -370,8 +456,17 @@ void bind_event(SQLite::Statement& stmt, int64_t run_pk, int64_t seq, const Even
   }
 }
 
-Result<EventRecord> read_event(const SQLite::Statement& stmt, const std::string& run_id, EventForm* form,
-                               int64_t* checkpoint_seq) {
+Result<Value> read_event_data(const SQLite::Statement& stmt, int index, const std::string& what) {
+  SQLite::Column col = stmt.getColumn(index);
+  if (!col.isBlob()) return read_json_column(stmt, index, what);
+  Result<Value> value =
+      unpack_value(std::string_view(static_cast<const char*>(col.getBlob()), static_cast<size_t>(col.getBytes())));
+  if (!value.ok()) return Status::internal(what + ": column " + stmt.getColumnName(index) + ": " + value.status().message());
+  return value;
+}
+
+Result<EventRecord> read_event(const SQLite::Statement& stmt, const std::string& run_id, int64_t time_base,
+                               EventForm* form, int64_t* checkpoint_seq) {
   EventRecord event;
   event.run_id = run_id;
   event.seq = integer(stmt, 0);
@@ -391,9 +486,9 @@ Result<EventRecord> read_event(const SQLite::Statement& stmt, const std::string&
   *form = static_cast<EventForm>(stored_form);
   *checkpoint_seq = integer(stmt, 5);
   if (*form == EventForm::kWhole || *form == EventForm::kWithoutState) {
-    ORCH_ASSIGN_OR_RETURN(event.data, read_json_column(stmt, 2, what));
+    ORCH_ASSIGN_OR_RETURN(event.data, read_event_data(stmt, 2, what));
   }
-  event.created_at_ms = integer(stmt, 3);
+  event.created_at_ms = event.seq == 1 ? integer(stmt, 3) : wrapping_add(integer(stmt, 3), time_base);
   return event;
 }
 

@@ -12,6 +12,7 @@
 
 #include "orch/status.h"
 #include "orch/store.h"
+#include "store/sqlite/sqlite_connection.h"
 
 namespace orch::sqlite {
 
@@ -48,6 +49,8 @@ extern const TableColumns kWorkflowColumns;
 const std::string& run_select_list();
 // Steps (schema 7): a step's run_id is read from its run's row (steps.run_id
 // holds ''), and a UUID step id is stored in 16 bytes (bind_id, read_id).
+// Since schema 9 input and output are packed values, the status a one-digit
+// code, and the start and end times relative to the creation (bind_step).
 const std::string& step_select_list();
 const std::string& run_insert_sql();
 const std::string& run_update_sql();
@@ -94,8 +97,11 @@ enum class EventForm : int {
   kValues = 3,             // data is {"step": its step_id, "state": its state}; '' stored
 };
 
+// Since schema 9 the data is a packed value (sqlite_packed_value.h), bound
+// as a BLOB; rows written before hold JSON text, which reads the same.
 struct StoredEvent {
-  std::string data;  // JSON text, or '' for the forms that store none
+  std::string data;     // packed (or JSON text), or '' for the forms that store none
+  bool packed = false;  // data is a packed value
   EventForm form = EventForm::kWhole;
 };
 
@@ -112,13 +118,20 @@ int event_kind_code_for_testing(const std::string& kind);
 extern const char* const kEventInsertSql;
 // The columns read_event reads, in order.
 extern const char* const kEventSelectList;
-// `stored` and `event` must outlive the statement's execution.
+// Since schema 9 an event's created_at_ms is stored as the milliseconds since
+// the run's first event (seq 1, which holds its own time): a timestamp takes
+// 6 bytes, the time since the run's start one or two. This is that first
+// event's time, 0 when the run has none.
+int64_t event_time_base(Connection& conn, int64_t run_pk);
+// `stored` and `event` must outlive the statement's execution. `time_base`:
+// event_time_base(), or the event's own time when seq is 1.
 void bind_event(SQLite::Statement& stmt, int64_t run_pk, int64_t seq, const EventRecord& event,
-                const StoredEvent& stored, int64_t checkpoint_seq);
-// An event of run `run_id`; for a form other than kWhole, `checkpoint_seq`
-// names the checkpoint complete_event() needs.
-Result<EventRecord> read_event(const SQLite::Statement& stmt, const std::string& run_id, EventForm* form,
-                               int64_t* checkpoint_seq);
+                const StoredEvent& stored, int64_t checkpoint_seq, int64_t time_base);
+// An event of run `run_id` (whose event_time_base() is `time_base`); for a
+// form other than kWhole, `checkpoint_seq` names the checkpoint
+// complete_event() needs.
+Result<EventRecord> read_event(const SQLite::Statement& stmt, const std::string& run_id, int64_t time_base,
+                               EventForm* form, int64_t* checkpoint_seq);
 // Gives an event read in `form` its whole data from `checkpoint`.
 void complete_event(EventRecord* event, EventForm form, const Checkpoint& checkpoint);
 
@@ -127,6 +140,12 @@ Result<PendingWrite> read_pending_write(const SQLite::Statement& stmt);
 
 void bind_workflow(SQLite::Statement& stmt, const WorkflowRecord& workflow);
 Result<WorkflowRecord> read_workflow(const SQLite::Statement& stmt);
+
+// An event's data (or a step's input or output) in column `index`: a packed
+// value (BLOB) or JSON text.
+Result<Value> read_event_data(const SQLite::Statement& stmt, int index, const std::string& what);
+// Binds an event's stored data at `index` (a BLOB when packed), without copying.
+void bind_event_data(SQLite::Statement& stmt, int index, const StoredEvent& stored);
 
 // The JSON in column `index`; Internal naming `what` when it does not parse.
 Result<Value> read_json_column(const SQLite::Statement& stmt, int index, const std::string& what);

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "store/sqlite/sqlite_definitions.h"
+#include "store/sqlite/sqlite_packed_value.h"
 
 namespace orch::sqlite {
 namespace {
@@ -340,6 +341,30 @@ ALTER TABLE checkpoints_v7 RENAME TO checkpoints;
 ALTER TABLE runs ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
 UPDATE runs SET lease_epoch = 1 WHERE lease_owner <> '';
 )sql",
+    // 9: event data and checkpoint bodies are packed values
+    // (sqlite_packed_value.h), BLOBs: in JSON text the engine's events spent
+    // most of their bytes on key names and UUIDs in 36 characters, and deltas
+    // on quoting their paths. Rows written before are packed here; one whose
+    // text does not parse stays as it was (and reads as before).
+    // An event's time is stored relative to its run's first event (seq 1),
+    // which keeps its own: one or two bytes instead of six (event_time_base).
+    // Steps likewise (input, output, status, times: see sqlite_rows.h).
+    R"sql(
+UPDATE events SET data = orch_pack_json(data) WHERE form IN (0, 1) AND typeof(data) = 'text';
+UPDATE events SET created_at_ms = created_at_ms - COALESCE((SELECT f.created_at_ms FROM events f
+                                                            WHERE f.run_pk = events.run_pk AND f.seq = 1), 0)
+  WHERE seq > 1;
+UPDATE checkpoints SET body = orch_pack_json(body) WHERE typeof(body) = 'text';
+-- Steps: input and output packed, the status a digit, start and end times
+-- relative to the creation (sqlite_rows.cc, relative_time).
+UPDATE steps SET input = orch_pack_json(input), output = orch_pack_json(output),
+  status = CASE status WHEN 'pending' THEN '1' WHEN 'ready' THEN '2' WHEN 'running' THEN '3' WHEN 'completed' THEN '4'
+                       WHEN 'failed' THEN '5' WHEN 'skipped' THEN '6' WHEN 'interrupted' THEN '7' ELSE status END,
+  started_at_ms = CASE WHEN started_at_ms = 0 THEN 0 WHEN started_at_ms >= created_at_ms
+                       THEN started_at_ms - created_at_ms + 1 ELSE started_at_ms - created_at_ms END,
+  ended_at_ms = CASE WHEN ended_at_ms = 0 THEN 0 WHEN ended_at_ms >= created_at_ms
+                     THEN ended_at_ms - created_at_ms + 1 ELSE ended_at_ms - created_at_ms END;
+)sql",
 };
 
 constexpr int kMigrationCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
@@ -385,6 +410,7 @@ Status migrate_schema(Connection& conn, bool in_memory) {
     if (version == kMigrationCount && app_id == kApplicationId) return Status();
     register_definition_hash(conn);  // migration 7 hashes the runs' definitions
     register_compact_id(conn);       // and compacts the checkpoints' ids
+    register_packed_value_functions(conn);  // migration 9 packs event data and checkpoint bodies
     for (int next = version + 1; next <= kMigrationCount; ++next)
       conn.db().exec(kMigrations[next - 1]);
     conn.db().exec("PRAGMA application_id = " + std::to_string(kApplicationId));

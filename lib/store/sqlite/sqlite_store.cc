@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "store/sqlite/sqlite_definitions.h"
+#include "store/sqlite/sqlite_packed_value.h"
 #include "store/sqlite/sqlite_rows.h"
 #include "store/sqlite/sqlite_schema.h"
 #include "store/sqlite/sqlite_store_impl.h"
@@ -426,8 +427,9 @@ Result<int64_t> SqliteStore::append_event(EventRecord event) {
       seq = next->getColumn(0).getInt64();
       pk = next->getColumn(1).getInt64();
     }
+    const int64_t time_base = seq == 1 ? event.created_at_ms : event_time_base(conn, pk);
     Query insert(conn, kEventInsertSql);
-    bind_event(*insert, pk, seq, event, stored, 0);
+    bind_event(*insert, pk, seq, event, stored, 0, time_base);
     insert->exec();
     txn.commit();
     return seq;
@@ -453,10 +455,16 @@ Result<std::vector<EventRecord>> SqliteStore::list_events(const std::string& run
       int64_t checkpoint_seq;
     };
     std::vector<Derived> derived;
+    int64_t time_base = 0;
+    bool have_time_base = false;
     while (q->executeStep()) {
       EventForm form = EventForm::kWhole;
       int64_t checkpoint_seq = 0;
-      ORCH_ASSIGN_OR_RETURN(EventRecord event, read_event(*q, run_id, &form, &checkpoint_seq));
+      if (!have_time_base) {
+        time_base = event_time_base(conn, pk);
+        have_time_base = true;
+      }
+      ORCH_ASSIGN_OR_RETURN(EventRecord event, read_event(*q, run_id, time_base, &form, &checkpoint_seq));
       if (form != EventForm::kWhole) derived.push_back(Derived{events.size(), form, checkpoint_seq});
       events.push_back(std::move(event));
     }
@@ -593,6 +601,7 @@ Result<int64_t> SqliteStore::checkpoint_bytes(const std::string& run_id) {
 Status SqliteStore::execute_for_testing(const std::string& sql) {
   Status status = with_connection("execute_for_testing", [&](Connection& conn) -> Status {
     WriteTransaction txn(conn, writer_mu_);
+    register_packed_value_functions(conn);  // orch_unpack_json, to turn a file back into schema 8
     conn.db().exec(sql);
     txn.commit();
     return Status();

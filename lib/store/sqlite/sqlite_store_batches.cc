@@ -245,9 +245,11 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
       seq = next->getColumn(0).getInt64() - count;
     }
     const int64_t checkpoint_seq = member.prepared && member.prepared->committed ? member.prepared->committed->seq : 0;
+    // The run's first event holds the time the others are stored relative to.
+    const int64_t time_base = seq == 0 ? batch.events.front().created_at_ms : event_time_base(conn, pk);
     Query insert(conn, kEventInsertSql);
     for (size_t i = 0; i < batch.events.size(); ++i) {
-      bind_event(*insert, pk, ++seq, batch.events[i], member.stored_events[i], checkpoint_seq);
+      bind_event(*insert, pk, ++seq, batch.events[i], member.stored_events[i], checkpoint_seq, time_base);
       insert->exec();
       insert->reset();
       member.seqs.push_back(seq);

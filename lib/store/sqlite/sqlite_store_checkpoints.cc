@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "store/sqlite/sqlite_definitions.h"
+#include "store/sqlite/sqlite_packed_value.h"
 #include "store/sqlite/sqlite_rows.h"
 #include "store/sqlite/sqlite_store_impl.h"
 
@@ -43,9 +44,47 @@ RowHeader read_header(const SQLite::Statement& stmt) {
   return h;
 }
 
-std::string_view column_text(const SQLite::Statement& stmt, int index) {
-  SQLite::Column col = stmt.getColumn(index);
-  return std::string_view(col.getText(), static_cast<size_t>(col.getBytes()));
+// A row's body: since schema 9 a packed value (sqlite_packed_value.h), a
+// BLOB, a third of a delta's JSON text smaller; rows written before hold JSON
+// text, which reads the same. The chain's byte counts (chain_bytes,
+// base_bytes) stay those of the JSON text, so when to take a snapshot does
+// not change with the form.
+struct StoredBody {
+  std::string bytes;
+  bool packed = false;
+};
+
+StoredBody stored_body(const Value& body, std::string json) {
+  StoredBody out;
+  out.bytes = pack_value(body);
+  out.packed = !out.bytes.empty();
+  if (!out.packed) out.bytes = std::move(json);  // too deep to pack
+  return out;
+}
+
+void bind_body(SQLite::Statement& stmt, int index, const StoredBody& body) {
+  if (body.packed) {
+    stmt.bindNoCopy(index, static_cast<const void*>(body.bytes.data()), static_cast<int>(body.bytes.size()));
+  } else {
+    stmt.bindNoCopy(index, body.bytes);
+  }
+}
+
+// Feeds the row's kind and body (columns kind_index, kind_index + 1) to `builder`.
+Status add_row(DocumentBuilder& builder, const std::string& run_id, int64_t seq, const SQLite::Statement& stmt,
+               int kind_index) {
+  SQLite::Column kind = stmt.getColumn(kind_index);
+  SQLite::Column body = stmt.getColumn(kind_index + 1);
+  const std::string_view kind_text(kind.getText(), static_cast<size_t>(kind.getBytes()));
+  if (!body.isBlob())
+    return builder.add(seq, kind_text, std::string_view(body.getText(), static_cast<size_t>(body.getBytes())));
+  Result<Value> value =
+      unpack_value(std::string_view(static_cast<const char*>(body.getBlob()), static_cast<size_t>(body.getBytes())));
+  if (!value.ok()) {
+    return Status::internal("checkpoint data of run " + run_id + " is corrupt at seq " + std::to_string(seq) + ": " +
+                            value.status().message());
+  }
+  return builder.add_value(seq, kind_text, std::move(value).value());
 }
 
 // Deltas after a snapshot may add up to this much however small the snapshot
@@ -76,7 +115,7 @@ Result<Value> SqliteStore::load_document(Connection& conn, const std::string& ru
   while (q->executeStep()) {
     last = q->getColumn(0).getInt64();
     if (first < 0) first = last;
-    ORCH_RETURN_IF_ERROR(builder.add(last, column_text(*q, 1), column_text(*q, 2)));
+    ORCH_RETURN_IF_ERROR(add_row(builder, run_id, last, *q, 1));
   }
   if (first != base_seq || last != seq) {
     return Status::internal("checkpoint data of run " + run_id + " is corrupt: the chain " +
@@ -123,7 +162,7 @@ Result<Checkpoint> SqliteStore::checkpoint_at(Connection& conn, int64_t pk, int6
 
 Status SqliteStore::restore_event_states(Connection& conn, int64_t pk, const std::string& run_id,
                                          int64_t version) {
-  std::vector<std::pair<int64_t, std::string>> restored;  // seq, data
+  std::vector<std::pair<int64_t, StoredEvent>> restored;  // seq, whole data
   {
     static const std::string kSelect = std::string("SELECT ") + kEventSelectList +
                                        " FROM events WHERE run_pk = ?1 AND form <> 0 AND checkpoint_seq IN "
@@ -136,21 +175,22 @@ Status SqliteStore::restore_event_states(Connection& conn, int64_t pk, const std
       while (q->executeStep()) {
         EventForm form = EventForm::kWhole;
         int64_t checkpoint_seq = 0;
-        ORCH_ASSIGN_OR_RETURN(EventRecord event, read_event(*q, run_id, &form, &checkpoint_seq));
+        // Only the data is rewritten: the time's base does not matter here.
+        ORCH_ASSIGN_OR_RETURN(EventRecord event, read_event(*q, run_id, 0, &form, &checkpoint_seq));
         derived.emplace_back(std::move(event), form, checkpoint_seq);
       }
     }
     for (auto& [event, form, checkpoint_seq] : derived) {
       ORCH_ASSIGN_OR_RETURN(Checkpoint cp, checkpoint_at(conn, pk, checkpoint_seq, event.seq));
       complete_event(&event, form, cp);
-      restored.emplace_back(event.seq, event.data.to_json());
+      restored.emplace_back(event.seq, encode_event(event, nullptr));
     }
   }
   Query update(conn, "UPDATE events SET data = ?3, form = 0, checkpoint_seq = NULL WHERE run_pk = ?1 AND seq = ?2");
   for (const auto& [seq, data] : restored) {
     update->bind(1, pk);
     update->bind(2, seq);
-    update->bindNoCopy(3, data);
+    bind_event_data(*update, 3, data);
     update->exec();
     update->reset();
   }
@@ -203,7 +243,7 @@ Result<std::vector<Checkpoint>> SqliteStore::list_checkpoints(const std::string&
         std::vector<Checkpoint> out;
         while (q->executeStep()) {
           RowHeader header = read_header(*q);
-          ORCH_RETURN_IF_ERROR(builder.add(header.seq, column_text(*q, 8), column_text(*q, 9)));
+          ORCH_RETURN_IF_ERROR(add_row(builder, run_id, header.seq, *q, 8));
           ORCH_RETURN_IF_ERROR(unpack_document(builder.document(), &header.checkpoint));
           out.push_back(std::move(header.checkpoint));
         }
@@ -288,7 +328,8 @@ Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpo
   insert->bind(9, row.link.base_seq);
   insert->bind(10, row.link.chain_bytes);
   insert->bind(11, row.link.base_bytes);
-  insert->bindNoCopy(12, row.body);
+  const StoredBody body = stored_body(row.body_value, std::move(row.body));
+  bind_body(*insert, 12, body);
   insert->bind(13, pk);
   insert->exec();
   {
@@ -377,7 +418,7 @@ Status SqliteStore::truncate_checkpoints(const std::string& run_id, int64_t vers
       // dropped one on goes and the surviving chains are intact. Should a
       // later row survive (versions out of order), its chain would run through
       // deleted rows: it is rewritten as a snapshot first.
-      std::vector<std::pair<int64_t, std::string>> rewrites;
+      std::vector<std::tuple<int64_t, int64_t, StoredBody>> rewrites;  // seq, JSON bytes, body
       std::vector<std::pair<int64_t, int64_t>> survivors;
       {
         Query q(conn,
@@ -391,7 +432,9 @@ Status SqliteStore::truncate_checkpoints(const std::string& run_id, int64_t vers
       }
       for (const auto& [seq, base_seq] : survivors) {
         ORCH_ASSIGN_OR_RETURN(Value document, load_document(conn, run_id, base_seq, seq));
-        rewrites.emplace_back(seq, document.to_json());
+        std::string json = document.to_json();
+        const auto json_bytes = static_cast<int64_t>(json.size());
+        rewrites.emplace_back(seq, json_bytes, stored_body(document, std::move(json)));
       }
       {
         Query q(conn, "DELETE FROM checkpoints WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) AND version > ?2");
@@ -399,15 +442,15 @@ Status SqliteStore::truncate_checkpoints(const std::string& run_id, int64_t vers
         q->bind(2, version);
         q->exec();
       }
-      for (const auto& [seq, body] : rewrites) {
+      for (const auto& [seq, json_bytes, body] : rewrites) {
         Query q(conn,
                 "UPDATE checkpoints SET kind = 'snapshot', base_seq = seq, chain_bytes = 0, "
                 "base_bytes = ?3, "
                 "body = ?4 WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) AND seq = ?2");
         q->bind(1, run_id);
         q->bind(2, seq);
-        q->bind(3, static_cast<int64_t>(body.size()));
-        q->bindNoCopy(4, body);
+        q->bind(3, json_bytes);
+        bind_body(*q, 4, body);
         q->exec();
       }
     }
