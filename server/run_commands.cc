@@ -19,6 +19,9 @@ constexpr std::chrono::milliseconds kLocalRetry{1000};
 constexpr std::chrono::milliseconds kFallbackScan{5000};
 // Forwarded calls waiting here at once; beyond, Unavailable at once.
 constexpr size_t kMaxWaiting = 256;
+// A caller waits at most this long, however long the lease TTL: an HTTP
+// client should not hang for hours on a holder that may never answer.
+constexpr int64_t kMaxWaitMs = 120 * 1000;
 // A record nobody collected (its caller died) is dropped after this.
 constexpr int64_t kOrphanMs = 10 * 60 * 1000;
 
@@ -80,7 +83,11 @@ Status apply_run_command(Engine& engine, const RunCommand& command) {
 
 RunCommandRelay::RunCommandRelay(std::shared_ptr<Store> store, Engine& engine, std::shared_ptr<Clock> clock,
                                  bool shared, int64_t wait_ms)
-    : store_(std::move(store)), engine_(engine), clock_(std::move(clock)), shared_(shared), wait_ms_(wait_ms) {
+    : store_(std::move(store)),
+      engine_(engine),
+      clock_(std::move(clock)),
+      shared_(shared),
+      wait_ms_(std::clamp<int64_t>(wait_ms, 1000, kMaxWaitMs)) {
   if (shared_) thread_ = std::thread([this] { loop(); });
 }
 
@@ -149,6 +156,10 @@ Status RunCommandRelay::forward(const RunCommand& command) {
       if (stopping_ || answered) break;
     }
     if (std::chrono::steady_clock::now() >= deadline) break;
+    // The holder may have answered while its notification is on the way: a
+    // call it applied must not be tried again here (a cancelled run would
+    // answer "already cancelled").
+    if (stored_outcome(id, &outcome)) break;
     // The holder may be gone: once its lease has run out the call works here
     // (the claim fences the old holder: it cannot apply the record after).
     Status again = apply_run_command(engine_, command);
@@ -160,6 +171,17 @@ Status RunCommandRelay::forward(const RunCommand& command) {
   forget();
   (void)store_->delete_host_record(kRunCommandsCollection, id);
   return outcome;
+}
+
+bool RunCommandRelay::stored_outcome(const std::string& id, Status* outcome) {
+  auto records = store_->list_host_records(kRunCommandsCollection);
+  if (!records.ok()) return false;
+  for (const Value& record : *records) {
+    if (record["id"].get_string("") != id || !record["outcome"].is_object()) continue;
+    *outcome = status_of(record["outcome"]);
+    return true;
+  }
+  return false;
 }
 
 void RunCommandRelay::loop() {
@@ -186,6 +208,12 @@ void RunCommandRelay::scan() {
     const std::string id = record["id"].get_string("");
     if (id.empty()) continue;
     present.insert(id);
+    // No caller waits this long (wait_ms is capped well below): its caller
+    // is gone, answered or not. A record without its time is none of ours.
+    if (!record["issued_at_ms"].is_int() || now - record["issued_at_ms"].as_int() > kOrphanMs) {
+      (void)store_->delete_host_record(kRunCommandsCollection, id);
+      continue;
+    }
     const Value& outcome = record["outcome"];
     if (outcome.is_object()) {
       std::lock_guard<std::mutex> lock(mu_);
@@ -195,10 +223,6 @@ void RunCommandRelay::scan() {
         it->second.outcome = status_of(outcome);
         answer_.notify_all();
       }
-      continue;
-    }
-    if (now - record["issued_at_ms"].get_int(now) > kOrphanMs) {
-      (void)store_->delete_host_record(kRunCommandsCollection, id);  // its caller is gone
       continue;
     }
     RunCommand command;

@@ -14,7 +14,7 @@
 // When the holder dies instead of answering, its lease runs out and the
 // caller applies the call itself (it retries locally every second while it
 // waits, and a claim succeeds only once the lease has expired), so a call
-// waits at most about one lease TTL.
+// waits at most about one lease TTL (never more than 2 minutes).
 //
 // Notifications can be lost while an instance reconnects to its database, so
 // the relay also looks at the collection every few seconds (a list of a
@@ -62,7 +62,7 @@ class RunCommandRelay {
  public:
   // `shared`: whether other instances share the store (it announces
   // changes); without, no thread starts. `wait_ms`: how long a forwarded
-  // call waits at most (the lease TTL plus a margin).
+  // call waits at most (the lease TTL plus a margin; held to 1 s … 2 min).
   RunCommandRelay(std::shared_ptr<Store> store, Engine& engine, std::shared_ptr<Clock> clock, bool shared,
                   int64_t wait_ms);
   ~RunCommandRelay();
@@ -90,6 +90,8 @@ class RunCommandRelay {
   // waiters, drops records nobody collected.
   void scan();
   Status forward(const RunCommand& command);
+  // Whether record `id` holds an outcome already (then stored in `outcome`).
+  bool stored_outcome(const std::string& id, Status* outcome);
 
   std::shared_ptr<Store> store_;
   Engine& engine_;

@@ -181,11 +181,22 @@ TEST_CASE("a hostile command record gets an error outcome from the run's holder,
   REQUIRE(worker.wait_for_calls(1, 10s));
   auto& store = *a.app().store;
   const char* collection = orch::server::kRunCommandsCollection;
-  REQUIRE(store.put_host_record(collection, "bad-op", Value::object({{"id", "bad-op"}, {"op", "explode"}, {"run_id", id}})).ok());
+  const long long now = static_cast<long long>(orch::Clock::system()->now_ms());
+  REQUIRE(store.put_host_record(collection, "bad-op", Value::object({{"id", "bad-op"}, {"op", "explode"}, {"run_id", id},
+                                                                     {"issued_at_ms", now}})).ok());
   REQUIRE(store.put_host_record(collection, "bad-args", Value::object({{"id", "bad-args"}, {"op", "inject"}, {"run_id", id},
+                                                                       {"issued_at_ms", now},
                                                                        {"args", Value::object({{"updates", 5}})}})).ok());
-  REQUIRE(store.put_host_record(collection, "no-id", Value::object({{"op", "cancel"}, {"run_id", id}})).ok());
+  REQUIRE(store.put_host_record(collection, "no-id", Value::object({{"op", "cancel"}, {"run_id", id}, {"issued_at_ms", now}})).ok());
+  REQUIRE(store.put_host_record(collection, "no-time", Value::object({{"id", "no-time"}, {"op", "cancel"}, {"run_id", id}})).ok());
   REQUIRE(store.put_host_record(collection, "not-object", Value("cancel")).ok());
+  // Records no caller can still be waiting for (10 minutes old) are dropped
+  // unapplied, answered or not.
+  REQUIRE(store.put_host_record(collection, "stale", Value::object({{"id", "stale"}, {"op", "cancel"}, {"run_id", id},
+                                                                    {"issued_at_ms", 1}})).ok());
+  REQUIRE(store.put_host_record(collection, "stale-answered",
+                                Value::object({{"id", "stale-answered"}, {"op", "cancel"}, {"run_id", id}, {"issued_at_ms", 1},
+                                               {"outcome", Value::object({{"code", "ok"}})}})).ok());
   auto outcome_of = [&](const std::string& record_id) {
     auto records = store.list_host_records(collection);
     if (!records.ok()) return std::string();
@@ -196,6 +207,15 @@ TEST_CASE("a hostile command record gets an error outcome from the run's holder,
   };
   CHECK(eventually([&] { return outcome_of("bad-op") == "invalid_argument"; }));
   CHECK(eventually([&] { return outcome_of("bad-args") == "invalid_argument"; }));
+  auto present = [&](const std::string& record_id) {
+    auto records = store.list_host_records(collection);
+    if (!records.ok()) return true;
+    for (const Value& r : *records) {
+      if (r["id"].get_string("") == record_id) return true;
+    }
+    return false;
+  };
+  CHECK(eventually([&] { return !present("stale") && !present("stale-answered") && !present("no-time"); }));
   CHECK(status_of(*a.client(), id) == "running");
   CHECK(a.app().engine->holds_run(id));
   worker.release();
