@@ -107,25 +107,12 @@ UPDATE checkpoints SET body = orch_unpack_json(body);
 PRAGMA user_version = 8;
 )sql";
 
-// Turns a file of schema 9 back into schema 6 (schema 9's changes undone as
-// in kBackToSchema8, lease
-// epochs dropped, then schema 7's changes undone), rows included (events
-// stored whole only), so the tests of older migrations can start from the
-// schema they were written against.
+// After kBackToSchema8, turns the file back into schema 6 (lease epochs
+// dropped, then schema 7's changes undone), rows included (events stored
+// whole only), so the tests of older migrations can start from the schema
+// they were written against.
 // (uuid_text(x) stands for the SQL that turns a 16-byte id back into its UUID text.)
 const char* const kBackToSchema6Template = R"sql(
-UPDATE events SET data = orch_unpack_json(data);
-UPDATE steps SET input = orch_unpack_json(input), output = orch_unpack_json(output),
-  status = CASE status WHEN '1' THEN 'pending' WHEN '2' THEN 'ready' WHEN '3' THEN 'running' WHEN '4' THEN 'completed'
-                       WHEN '5' THEN 'failed' WHEN '6' THEN 'skipped' WHEN '7' THEN 'interrupted' ELSE status END,
-  started_at_ms = CASE WHEN started_at_ms = 0 THEN 0 WHEN started_at_ms > 0 THEN created_at_ms + started_at_ms - 1
-                       ELSE created_at_ms + started_at_ms END,
-  ended_at_ms = CASE WHEN ended_at_ms = 0 THEN 0 WHEN ended_at_ms > 0 THEN created_at_ms + ended_at_ms - 1
-                     ELSE created_at_ms + ended_at_ms END;
-UPDATE events SET created_at_ms = created_at_ms + COALESCE((SELECT f.created_at_ms FROM events f
-                                                            WHERE f.run_pk = events.run_pk AND f.seq = 1), 0)
-  WHERE seq > 1;
-UPDATE checkpoints SET body = orch_unpack_json(body);
 ALTER TABLE runs DROP COLUMN lease_epoch;
 UPDATE runs SET workflow = COALESCE((SELECT body FROM definitions WHERE pk = runs.definition_pk), workflow);
 UPDATE steps SET id = uuid_text(id), run_id = COALESCE((SELECT r.id FROM runs r WHERE r.pk = steps.run_pk), run_id);
@@ -154,7 +141,7 @@ PRAGMA user_version = 6;
 )sql";
 
 std::string back_to_schema6_sql() {
-  std::string sql = kBackToSchema6Template;
+  std::string sql = std::string(kBackToSchema8) + kBackToSchema6Template;
   for (size_t at = sql.find("uuid_text("); at != std::string::npos; at = sql.find("uuid_text(", at)) {
     // The argument runs to the matching parenthesis.
     size_t end = at + 10;
