@@ -145,15 +145,19 @@ Status RunCommandRelay::forward(const RunCommand& command) {
                                        " is held by another instance, which did not answer within " +
                                        std::to_string(wait_ms_) + " ms");
   while (true) {
-    bool answered = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
+      const Waiter& waiter = waiters_.at(id);  // a map entry stays put; only this call erases it
       const auto until = std::min(deadline, std::chrono::steady_clock::now() + kLocalRetry);
-      answer_.wait_until(lock, until, [&] { return stopping_ || waiters_[id].answered; });
-      answered = waiters_[id].answered;
-      if (answered) outcome = waiters_[id].outcome;
-      if (stopping_ && !answered) outcome = Status::unavailable("the server is shutting down");
-      if (stopping_ || answered) break;
+      answer_.wait_until(lock, until, [&] { return stopping_ || waiter.answered; });
+      if (waiter.answered) {
+        outcome = waiter.outcome;
+        break;
+      }
+      if (stopping_) {
+        outcome = Status::unavailable("the server is shutting down");
+        break;
+      }
     }
     if (std::chrono::steady_clock::now() >= deadline) break;
     // The holder may have answered while its notification is on the way: a
