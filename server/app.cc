@@ -173,6 +173,7 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   options.config_template_roots = {"task"};
   options.owner_id = app->owner_id;
   options.lease_ms = config.lease_ttl_ms;
+  options.resume_veto = pull_run_resume_veto;
   // The lease keeper (below) takes over runs whose leases run out; on a
   // shared database recover() retrying would have every instance list every
   // running run every lease TTL, for as long as any other instance lives.

@@ -3,6 +3,8 @@
 // two engines on one store, the stale one fenced out; a transient store
 // failure does not fail a run.
 #include <atomic>
+#include <chrono>
+#include <stdexcept>
 #include <condition_variable>
 #include <mutex>
 
@@ -223,4 +225,90 @@ TEST_CASE("recover with a takeover loop in the host lists the running runs once,
   // recover_retries_leased_runs false (orch serve on PostgreSQL, with its
   // lease keeper): once.
   CHECK(running_lists_while_leased_elsewhere(false) == 1);
+}
+
+namespace {
+
+// A run as a stopped process left it: running, leased to `owner` until
+// `lease_ms` from now (0: already expired), with a config that says whether
+// the host's resume_veto refuses it.
+void leave_running_run(orch::Store& store, const std::string& id, const Value& definition, bool vetoed,
+                       const std::string& owner, int64_t lease_ms) {
+  orch::RunRecord run;
+  run.id = id;
+  run.status = RunStatus::kRunning;
+  run.workflow = definition;
+  if (vetoed) run.config = Value::object({{"not_here", true}});
+  REQUIRE(store.create_claimed_run(run, owner, 600000).ok());
+  REQUIRE(store.claim_run_lease(id, owner, lease_ms).ok());
+}
+
+std::string veto_marked(const orch::RunRecord& run) {
+  const Value& config = run.config;
+  return config["not_here"].get_bool(false) ? "this run cannot continue here" : "";
+}
+
+RunStatus status_of(orch::Store& store, const std::string& id, std::string* error = nullptr) {
+  auto run = store.get_run(id);
+  REQUIRE(run.ok());
+  if (error != nullptr) *error = run->error;
+  return run->status;
+}
+
+}  // namespace
+
+TEST_CASE("a run the host's resume_veto refuses is failed with its answer, by recover and by a takeover", "[engine][lease][recover]") {
+  auto wf = orch::testing::make_workflow(R"({"id": "w", "nodes": {"a": {"type": "interrupt"}},
+    "edges": [["__start__","a"],["a","__end__"]]})");
+  orch::EngineOptions options;
+  options.owner_id = "b";
+  options.resume_veto = veto_marked;
+
+  SECTION("recover after a restart") {
+    auto store = orch::new_memory_store();
+    leave_running_run(*store, "refused", wf->definition, true, "a", 0);
+    leave_running_run(*store, "resumed", wf->definition, false, "a", 0);
+    options.store = store;
+    auto engine = orch::Engine::open(options);
+    REQUIRE(engine.ok());
+    REQUIRE((*engine)->recover().ok());
+    auto resumed = (*engine)->wait("resumed", std::chrono::seconds(10));
+    REQUIRE(resumed.ok());
+    CHECK(resumed->status == RunStatus::kInterrupted);
+    std::string error;
+    CHECK(status_of(*store, "refused", &error) == RunStatus::kFailed);
+    CHECK(error == "this run cannot continue here");
+  }
+  SECTION("take_over_expired_runs") {
+    auto store = orch::new_memory_store();
+    leave_running_run(*store, "refused", wf->definition, true, "a", 0);
+    leave_running_run(*store, "resumed", wf->definition, false, "a", 0);
+    options.store = store;
+    auto engine = orch::Engine::open(options);
+    REQUIRE(engine.ok());
+    auto taken = (*engine)->take_over_expired_runs(10);
+    REQUIRE(taken.ok());
+    CHECK(*taken == 1);  // the refused one is not counted: it ended
+    auto resumed = (*engine)->wait("resumed", std::chrono::seconds(10));
+    REQUIRE(resumed.ok());
+    CHECK(resumed->status == RunStatus::kInterrupted);
+    std::string error;
+    CHECK(status_of(*store, "refused", &error) == RunStatus::kFailed);
+    CHECK(error == "this run cannot continue here");
+    // Its failure was written under the takeover's claim: the old owner is fenced.
+    auto stale = store->claim_run_lease("refused", "a", 60000);
+    CHECK(stale.ok());  // an ended run is anyone's to claim
+  }
+  SECTION("a veto that throws fails the run, and the engine goes on") {
+    auto store = orch::new_memory_store();
+    leave_running_run(*store, "refused", wf->definition, false, "a", 0);
+    options.store = store;
+    options.resume_veto = [](const orch::RunRecord&) -> std::string { throw std::runtime_error("boom"); };
+    auto engine = orch::Engine::open(options);
+    REQUIRE(engine.ok());
+    REQUIRE((*engine)->recover().ok());
+    std::string error;
+    CHECK(status_of(*store, "refused", &error) == RunStatus::kFailed);
+    CHECK(error.find("resume_veto threw") != std::string::npos);
+  }
 }

@@ -121,6 +121,15 @@ struct EngineOptions {
   // that were merely in flight when the process stopped are always resumed.
   // 0: no limit.
   int64_t max_recoveries = 3;
+  // Asked about each run recover() or take_over_expired_runs() would resume
+  // (after it is claimed): "" resumes it; any other answer fails the run with
+  // that answer as its error instead. For runs whose work lived in the
+  // process that stopped and cannot continue from a checkpoint elsewhere
+  // (orch serve's pull-mode runs: the NullTickets lease and the agent died
+  // with that process, and NullTickets offers the task again). Called on
+  // the thread that recovers or takes over, with the run locked: it must not
+  // call back into the engine. Default (empty): every run is resumed.
+  std::function<std::string(const RunRecord& run)> resume_veto;
   // Node results kept for nodes with cache_ttl_ms; past this many the least
   // recently used goes.
   size_t max_cached_results = 10000;

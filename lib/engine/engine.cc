@@ -1310,6 +1310,17 @@ Result<std::shared_ptr<RunContext>> EngineImpl::load_context(const std::string& 
   return it->second;
 }
 
+bool EngineImpl::vetoed_resume(RunContext& c) {
+  if (!options_.resume_veto) return false;
+  std::string why;
+  if (!run_guarded("resume_veto", [&] { why = options_.resume_veto(c.record); })) {
+    why = "the host's resume_veto threw an exception";
+  }
+  if (why.empty()) return false;
+  finish_run(c, RunStatus::kFailed, why);
+  return true;
+}
+
 Status EngineImpl::recover() {
   RunFilter filter;
   filter.status = RunStatus::kRunning;
@@ -1337,6 +1348,7 @@ Status EngineImpl::recover() {
     }
     std::lock_guard<std::mutex> lock((*ctx)->mu);
     RunContext& c = **ctx;
+    if (vetoed_resume(c)) continue;
     if (crashed.count(c.record.id)) {
       // The process crashed while executing this run. After a few such
       // resumes the run itself is taken to be the cause: it is failed

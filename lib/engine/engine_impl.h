@@ -86,6 +86,9 @@ class EngineImpl final : public orch::Engine {
   bool stage_checkpoint(RunContext& ctx, const std::string& step_id, bool force, std::vector<std::string> ran);
   void save_stopped_run(RunContext& ctx);
   void finish_run(RunContext& ctx, RunStatus status, const std::string& error);
+  // recover() and takeovers: true when EngineOptions::resume_veto refused the
+  // run, which is then failed with its answer. REQUIRES: ctx.mu held.
+  bool vetoed_resume(RunContext& ctx);
   void pause_run(RunContext& ctx, const std::string& reason, const std::string& node);
   void evict_later(RunContext& ctx);
   // Drops an ended run's context from runs_ now (the caller holds no run lock).

@@ -84,7 +84,7 @@ Result<size_t> EngineImpl::take_over_expired_runs(size_t limit) {
     bool running = false;
     {
       std::lock_guard<std::mutex> lock((*ctx)->mu);
-      running = (*ctx)->record.status == RunStatus::kRunning;
+      running = (*ctx)->record.status == RunStatus::kRunning && !vetoed_resume(**ctx);
     }
     if (!running) {  // it ended between the listing and the claim
       (void)forget_context(id);

@@ -208,6 +208,15 @@ std::optional<Value> Tracker::task_json(const std::string& task_id) const {
 }
 Value Tracker::stats_json() const { return tracker_stats_view(impl_->board, impl_->cfg); }
 
+std::string pull_run_resume_veto(const RunRecord& run) {
+  // The keys run_config_locked() writes.
+  const Value& task_id = run.config["task_id"];
+  if (!task_id.is_string() || !run.config["tracker_run_id"].is_string()) return "";
+  return "pull-mode run of NullTickets task " + task_id.as_string() +
+         " not resumed: the orch instance that held the task's lease stopped; NullTickets offers the task again "
+         "once that lease runs out";
+}
+
 bool tracker_configured(const App& app) {
   return app.config.tracker.is_object() && app.config.tracker["url"].is_string();
 }

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "orch/status.h"
+#include "orch/store.h"
 #include "orch/value.h"
 #include "pull/tracker_config.h"
 
@@ -87,5 +88,13 @@ bool tracker_configured(const App& app);
 Status start_tracker(App& app);
 // Stops app.tracker if there is one.
 void stop_tracker(App& app);
+// EngineOptions::resume_veto of the server's engine: a pull-mode run (its
+// config names a NullTickets task and run) is not resumed after its instance
+// stopped, by a restart or by another instance taking it over. The NullTickets
+// lease, the agent process and the task's thread that reported the result all
+// died with that instance, and NullTickets offers the task again once the
+// lease runs out: resuming the run would do the work twice and report it to
+// nobody. The answer is the run's error; "" for every other run.
+std::string pull_run_resume_veto(const RunRecord& run);
 
 }  // namespace orch::server
