@@ -600,6 +600,20 @@ TEST_CASE("a health check gate skips rounds, results are reported and applied el
   CHECK(other.registry->get_worker("w")->consecutive_failures == 0);
   CHECK(other.registry->get_worker("w")->last_error.empty());
   CHECK(other.registry->apply_health(orch::WorkerHealth{"nobody", Status()}).code() == StatusCode::kNotFound);
+
+  // A circuit open here stays open through the cooldown, as this registry's
+  // own round would leave it (it does not probe such a worker), whatever
+  // another process found.
+  for (int i = 0; i < 3; ++i) REQUIRE(other.registry->apply_health(results[0]).ok());
+  REQUIRE(other.registry->get_worker("w")->circuit == orch::CircuitState::kOpen);
+  REQUIRE(other.registry->apply_health(orch::WorkerHealth{"w", Status()}).ok());
+  CHECK(other.registry->get_worker("w")->circuit == orch::CircuitState::kOpen);
+  CHECK(other.registry->get_worker("w")->consecutive_failures == 3);
+  // Once the cooldown is over (half-open), a healthy result closes it.
+  clock->advance(61s);
+  REQUIRE(other.registry->apply_health(orch::WorkerHealth{"w", Status()}).ok());
+  CHECK(other.registry->get_worker("w")->circuit == orch::CircuitState::kClosed);
+  CHECK(other.registry->get_worker("w")->consecutive_failures == 0);
 }
 
 TEST_CASE("destroying the registry fails waiting calls with Cancelled", "[workers]") {

@@ -211,7 +211,9 @@ class ORCH_EXPORT WorkerRegistry : public Dispatcher {
   // Records a health result found elsewhere (another process probed the
   // worker) as if this registry's own probe had found it: healthy clears
   // the worker's failures and closes its circuit, unhealthy records a
-  // failure. NotFound when no worker has that id.
+  // failure; a worker whose circuit is open here (cooling down, which this
+  // registry's own round would not probe) is left alone. NotFound when no
+  // worker has that id.
   Status apply_health(const WorkerHealth& result);
 
   void dispatch(const WorkerRequest& request, Callback done) override;

@@ -439,6 +439,10 @@ Status WorkerRegistry::apply_health(const WorkerHealth& result) {
     std::lock_guard<std::mutex> lock(impl_->mu);
     auto worker = impl_->find_locked(result.worker_id);
     if (!worker) return Status::not_found("worker not found: " + result.worker_id);
+    // As this registry's own round would: a circuit still cooling down here
+    // is not probed, so another process's result does not close it early
+    // (its calls from here failed, whatever the worker told that process).
+    if (worker->breaker.state(impl_->clock->steady_now()) == CircuitState::kOpen) return Status();
     impl_->record_health_locked(*worker, result.health);
   }
   impl_->drain();  // a closed circuit may take waiting calls
