@@ -68,13 +68,18 @@ CurrentRun::CurrentRun(const std::string& run_id) {
     thread_local AltStack alt_stack;
     (void)alt_stack;
   }
-  memcpy(saved_, t_run, sizeof(saved_));
+  static_assert(sizeof(saved_) == kRunIdBytes, "CurrentRun keeps what t_run holds");
+  saved_size_ = strnlen(t_run, kRunIdBytes - 1);
+  memcpy(saved_, t_run, saved_size_);
   const size_t n = std::min(run_id.size(), kRunIdBytes - 1);
   memcpy(t_run, run_id.data(), n);
   t_run[n] = '\0';
 }
 
-CurrentRun::~CurrentRun() { memcpy(t_run, saved_, sizeof(saved_)); }
+CurrentRun::~CurrentRun() {
+  memcpy(t_run, saved_, saved_size_);
+  t_run[saved_size_] = '\0';
+}
 
 Status install_crash_guard(const std::string& log_path) {
   int fd = open(log_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
