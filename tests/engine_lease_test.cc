@@ -264,14 +264,23 @@ TEST_CASE("a run the host's resume_veto refuses is failed with its answer, by re
   options.owner_id = "b";
   options.resume_veto = veto_marked;
 
-  SECTION("recover after a restart") {
+  // Both paths: a restarted engine's recover(), and another engine's
+  // takeover of runs whose lease ran out.
+  for (const bool by_takeover : {false, true}) {
+    INFO((by_takeover ? "take_over_expired_runs" : "recover"));
     auto store = orch::new_memory_store();
     leave_running_run(*store, "refused", wf->definition, true, "a", 0);
     leave_running_run(*store, "resumed", wf->definition, false, "a", 0);
     options.store = store;
     auto engine = orch::Engine::open(options);
     REQUIRE(engine.ok());
-    REQUIRE((*engine)->recover().ok());
+    if (by_takeover) {
+      auto taken = (*engine)->take_over_expired_runs(10);
+      REQUIRE(taken.ok());
+      CHECK(*taken == 1);  // the refused one is not counted: it ended
+    } else {
+      REQUIRE((*engine)->recover().ok());
+    }
     auto resumed = (*engine)->wait("resumed", std::chrono::seconds(10));
     REQUIRE(resumed.ok());
     CHECK(resumed->status == RunStatus::kInterrupted);
@@ -279,27 +288,7 @@ TEST_CASE("a run the host's resume_veto refuses is failed with its answer, by re
     CHECK(status_of(*store, "refused", &error) == RunStatus::kFailed);
     CHECK(error == "this run cannot continue here");
   }
-  SECTION("take_over_expired_runs") {
-    auto store = orch::new_memory_store();
-    leave_running_run(*store, "refused", wf->definition, true, "a", 0);
-    leave_running_run(*store, "resumed", wf->definition, false, "a", 0);
-    options.store = store;
-    auto engine = orch::Engine::open(options);
-    REQUIRE(engine.ok());
-    auto taken = (*engine)->take_over_expired_runs(10);
-    REQUIRE(taken.ok());
-    CHECK(*taken == 1);  // the refused one is not counted: it ended
-    auto resumed = (*engine)->wait("resumed", std::chrono::seconds(10));
-    REQUIRE(resumed.ok());
-    CHECK(resumed->status == RunStatus::kInterrupted);
-    std::string error;
-    CHECK(status_of(*store, "refused", &error) == RunStatus::kFailed);
-    CHECK(error == "this run cannot continue here");
-    // Its failure was written under the takeover's claim: the old owner is fenced.
-    auto stale = store->claim_run_lease("refused", "a", 60000);
-    CHECK(stale.ok());  // an ended run is anyone's to claim
-  }
-  SECTION("a veto that throws fails the run, and the engine goes on") {
+  {  // A veto that throws fails the run, and the engine goes on.
     auto store = orch::new_memory_store();
     leave_running_run(*store, "refused", wf->definition, false, "a", 0);
     options.store = store;
