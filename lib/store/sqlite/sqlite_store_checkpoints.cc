@@ -162,28 +162,43 @@ Result<Checkpoint> SqliteStore::checkpoint_at(Connection& conn, int64_t pk, int6
 
 Status SqliteStore::restore_event_states(Connection& conn, int64_t pk, const std::string& run_id,
                                          int64_t version) {
+  // The rows with events derived from a checkpoint about to go, read whole.
+  // A batch row (sqlite_rows.h) is replaced by a row per event.
+  std::vector<std::pair<int64_t, bool>> rows;  // first seq, a batch row
   std::vector<std::pair<int64_t, StoredEvent>> restored;  // seq, whole data
+  std::vector<EventRecord> unbatched;                    // events of batch rows, whole
+  // Seq 1 holds its own time, the base of the others', and keeps it.
+  const int64_t time_base = event_time_base(conn, pk);
   {
     static const std::string kSelect = std::string("SELECT ") + kEventSelectList +
                                        " FROM events WHERE run_pk = ?1 AND form <> 0 AND checkpoint_seq IN "
                                        "(SELECT seq FROM checkpoints WHERE run_pk = ?1 AND version > ?2)";
-    std::vector<std::tuple<EventRecord, EventForm, int64_t>> derived;
+    std::vector<RowEvent> derived;
     {
       Query q(conn, kSelect);
       q->bind(1, pk);
       q->bind(2, version);
       while (q->executeStep()) {
-        EventForm form = EventForm::kWhole;
-        int64_t checkpoint_seq = 0;
-        // Only the data is rewritten: the time's base does not matter here.
-        ORCH_ASSIGN_OR_RETURN(EventRecord event, read_event(*q, run_id, 0, &form, &checkpoint_seq));
-        derived.emplace_back(std::move(event), form, checkpoint_seq);
+        const bool batch = q->getColumn(4).getInt64() == kBatchRowForm;
+        rows.emplace_back(q->getColumn(0).getInt64(), batch);
+        const size_t before = derived.size();
+        ORCH_RETURN_IF_ERROR(read_event_row(*q, run_id, time_base, &derived));
+        if (!batch) continue;
+        for (size_t i = before; i < derived.size(); ++i) derived[i].event.seq = -derived[i].event.seq;  // marks batch
       }
     }
-    for (auto& [event, form, checkpoint_seq] : derived) {
-      ORCH_ASSIGN_OR_RETURN(Checkpoint cp, checkpoint_at(conn, pk, checkpoint_seq, event.seq));
-      complete_event(&event, form, cp);
-      restored.emplace_back(event.seq, encode_event(event, nullptr));
+    for (RowEvent& row : derived) {
+      const int64_t seq = row.event.seq < 0 ? -row.event.seq : row.event.seq;
+      if (row.form != EventForm::kWhole) {
+        ORCH_ASSIGN_OR_RETURN(Checkpoint cp, checkpoint_at(conn, pk, row.checkpoint_seq, seq));
+        complete_event(&row.event, row.form, cp);
+      }
+      if (row.event.seq < 0) {
+        row.event.seq = seq;
+        unbatched.push_back(std::move(row.event));
+      } else {
+        restored.emplace_back(seq, encode_event(row.event, nullptr));
+      }
     }
   }
   Query update(conn, "UPDATE events SET data = ?3, form = 0, checkpoint_seq = NULL WHERE run_pk = ?1 AND seq = ?2");
@@ -193,6 +208,22 @@ Status SqliteStore::restore_event_states(Connection& conn, int64_t pk, const std
     bind_event_data(*update, 3, data);
     update->exec();
     update->reset();
+  }
+  if (unbatched.empty()) return Status();
+  Query remove(conn, "DELETE FROM events WHERE run_pk = ?1 AND seq = ?2");
+  for (const auto& [seq, batch] : rows) {
+    if (!batch) continue;
+    remove->bind(1, pk);
+    remove->bind(2, seq);
+    remove->exec();
+    remove->reset();
+  }
+  Query insert(conn, kEventInsertSql);
+  for (const EventRecord& event : unbatched) {
+    const StoredEvent stored = encode_event(event, nullptr);
+    bind_event(*insert, pk, event.seq, event, stored, 0, time_base);
+    insert->exec();
+    insert->reset();
   }
   return Status();
 }
