@@ -466,7 +466,9 @@ Result<std::vector<EventRecord>> SqliteStore::list_events(const std::string& run
       // Drop what precedes after_seq in the first row, and beyond the limit.
       size_t keep = before;
       for (size_t i = before; i < read.size(); ++i) {
-        if (read[i].event.seq > after_seq && keep < limit) read[keep++] = std::move(read[i]);
+        if (read[i].event.seq <= after_seq || keep >= limit) continue;
+        if (keep != i) read[keep] = std::move(read[i]);
+        ++keep;
       }
       read.resize(keep);
     }
