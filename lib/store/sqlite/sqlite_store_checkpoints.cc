@@ -174,6 +174,7 @@ Status SqliteStore::restore_event_states(Connection& conn, int64_t pk, const std
                                        " FROM events WHERE run_pk = ?1 AND form <> 0 AND checkpoint_seq IN "
                                        "(SELECT seq FROM checkpoints WHERE run_pk = ?1 AND version > ?2)";
     std::vector<RowEvent> derived;
+    std::vector<bool> in_batch;  // per event of `derived`: read from a batch row
     {
       Query q(conn, kSelect);
       q->bind(1, pk);
@@ -181,23 +182,20 @@ Status SqliteStore::restore_event_states(Connection& conn, int64_t pk, const std
       while (q->executeStep()) {
         const bool batch = q->getColumn(4).getInt64() == kBatchRowForm;
         rows.emplace_back(q->getColumn(0).getInt64(), batch);
-        const size_t before = derived.size();
         ORCH_RETURN_IF_ERROR(read_event_row(*q, run_id, time_base, &derived));
-        if (!batch) continue;
-        for (size_t i = before; i < derived.size(); ++i) derived[i].event.seq = -derived[i].event.seq;  // marks batch
+        in_batch.resize(derived.size(), batch);
       }
     }
-    for (RowEvent& row : derived) {
-      const int64_t seq = row.event.seq < 0 ? -row.event.seq : row.event.seq;
+    for (size_t i = 0; i < derived.size(); ++i) {
+      RowEvent& row = derived[i];
       if (row.form != EventForm::kWhole) {
-        ORCH_ASSIGN_OR_RETURN(Checkpoint cp, checkpoint_at(conn, pk, row.checkpoint_seq, seq));
+        ORCH_ASSIGN_OR_RETURN(Checkpoint cp, checkpoint_at(conn, pk, row.checkpoint_seq, row.event.seq));
         complete_event(&row.event, row.form, cp);
       }
-      if (row.event.seq < 0) {
-        row.event.seq = seq;
+      if (in_batch[i]) {
         unbatched.push_back(std::move(row.event));
       } else {
-        restored.emplace_back(seq, encode_event(row.event, nullptr));
+        restored.emplace_back(row.event.seq, encode_event(row.event, nullptr));
       }
     }
   }
