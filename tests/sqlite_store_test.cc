@@ -100,7 +100,10 @@ using orch::testing::grown_state;
 // Turns a file of schema 9 back into schema 8: event data, checkpoint
 // bodies and steps' input and output as JSON text, event and step times
 // whole, step statuses by name.
+// (Schema 10's checkpoint kinds become words again first; its batch rows are
+// not written by open_unbatched_store's stores.)
 const char* const kBackToSchema8 = R"sql(
+UPDATE checkpoints SET kind = CASE kind WHEN 's' THEN 'snapshot' WHEN 'd' THEN 'delta' ELSE kind END;
 UPDATE events SET data = orch_unpack_json(data);
 UPDATE steps SET input = orch_unpack_json(input), output = orch_unpack_json(output),
   status = CASE status WHEN '1' THEN 'pending' WHEN '2' THEN 'ready' WHEN '3' THEN 'running' WHEN '4' THEN 'completed'
@@ -1530,7 +1533,7 @@ TEST_CASE("a small state's checkpoints are deltas after the first snapshot", "[s
     written.push_back(make_checkpoint("r", v, Value::object({{"n", v}, {"word", std::string(1, static_cast<char>('a' + v))}})));
     commit(*store, run, written.back());
   }
-  CHECK(count_in_file(path, "SELECT count(*) FROM checkpoints WHERE kind = 'snapshot'") == 1);
+  CHECK(count_in_file(path, "SELECT count(*) FROM checkpoints WHERE kind = 's'") == 1);  // 'snapshot' (schema 10)
   auto listed = store->list_checkpoints("r");
   REQUIRE(listed.ok());
   REQUIRE(listed->size() == written.size());
@@ -1980,7 +1983,7 @@ TEST_CASE("the events of a batch share one row and read back from any seq", "[sq
   CHECK(store->list_events("r", 22, 10).status().code() == StatusCode::kInternal);
 }
 
-TEST_CASE("a schema 9 file's packed values are packed again by the upgrade and read back the same", "[sqlite][packed]") {
+TEST_CASE("a schema 9 file's packed values are packed again by the upgrade, its checkpoint kinds become letters, all read back the same", "[sqlite][packed]") {
   TempDir dir;
   const std::string path = dir.file("v9.db");
   // Rows as schema 9 wrote them: each event a row, no back-references.
@@ -1991,9 +1994,20 @@ TEST_CASE("a schema 9 file's packed values are packed again by the upgrade and r
     s.erase(std::remove(s.begin(), s.end(), ' '), s.end());
     return s;
   };
+  std::vector<Value> states;
   {
     auto store = open_unbatched_store(path);
-    REQUIRE(store->create_run(make_run("a")).ok());
+    RunRecord run = make_run("a");
+    REQUIRE(store->create_run(run).ok());
+    Value state = Value::object({{"items", Value::array()}});
+    for (int v = 0; v < 3; ++v) {
+      state = grown_state(state, v);
+      states.push_back(state);
+      commit(*store, run, make_checkpoint("a", v, state));
+    }
+    // Checkpoint kinds as schema 9 wrote them, by name.
+    REQUIRE(orch::sqlite_execute_for_testing(
+                *store, "UPDATE checkpoints SET kind = CASE kind WHEN 's' THEN 'snapshot' ELSE 'delta' END").ok());
     REQUIRE(orch::sqlite_execute_for_testing(*store, "INSERT INTO events (run_pk, seq, kind, data, created_at_ms) VALUES "
                                                      "((SELECT pk FROM runs WHERE id = 'a'), 1, 19, " + strip(v9_data) +
                                                      ", 1796595487622), ((SELECT pk FROM runs WHERE id = 'a'), 2, 'mine', " +
@@ -2003,7 +2017,13 @@ TEST_CASE("a schema 9 file's packed values are packed again by the upgrade and r
   }
   CHECK(count_in_file(path, "PRAGMA user_version") == 9);
   CHECK(count_in_file(path, "SELECT sum(length(data)) FROM events") == 2 * 45);
+  CHECK(count_in_file(path, "SELECT count(*) FROM checkpoints WHERE kind IN ('snapshot', 'delta')") == 3);
   auto store = open_store(path);
+  CHECK(count_in_file(path, "SELECT count(*) FROM checkpoints WHERE kind IN ('s', 'd')") == 3);
+  auto checkpoints = store->list_checkpoints("a");
+  REQUIRE(checkpoints.ok());
+  REQUIRE(checkpoints->size() == 3);
+  for (size_t i = 0; i < states.size(); ++i) CHECK((*checkpoints)[i].state.to_json() == states[i].to_json());
   CHECK(count_in_file(path, "PRAGMA user_version") == orch::sqlite_store_schema_version());
   CHECK(count_in_file(path, "SELECT sum(length(data)) FROM events") == 2 * 30);
   auto events = store->list_events("a", 0, 10);

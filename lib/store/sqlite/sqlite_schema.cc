@@ -371,7 +371,9 @@ UPDATE steps SET input = orch_pack_json(input), output = orch_pack_json(output),
     // bytes (sqlite_packed_value.h). Event rows written before read as they
     // are; their packed values, checkpoint bodies and steps' input and
     // output are packed again here, gaining those back-references.
+    // A checkpoint's kind is one letter, 's' or 'd' (sqlite_store_checkpoints.cc).
     R"sql(
+UPDATE checkpoints SET kind = CASE kind WHEN 'snapshot' THEN 's' WHEN 'delta' THEN 'd' ELSE kind END;
 UPDATE events SET data = orch_repack(data) WHERE typeof(data) = 'blob';
 UPDATE checkpoints SET body = orch_repack(body) WHERE typeof(body) = 'blob';
 UPDATE steps SET input = orch_repack(input), output = orch_repack(output);

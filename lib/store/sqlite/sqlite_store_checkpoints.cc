@@ -70,12 +70,25 @@ void bind_body(SQLite::Statement& stmt, int index, const StoredBody& body) {
   }
 }
 
+// A row's kind as stored since schema 10: one letter instead of the word
+// ('snapshot' or 'delta', 5 to 8 bytes a row). Rows written before keep
+// the word, which reads the same.
+constexpr const char* kStoredSnapshot = "s";
+constexpr const char* kStoredDelta = "d";
+
+std::string_view kind_of_stored(std::string_view stored) {
+  if (stored == kStoredSnapshot) return kSnapshotKind;
+  if (stored == kStoredDelta) return kDeltaKind;
+  return stored;
+}
+
 // Feeds the row's kind and body (columns kind_index, kind_index + 1) to `builder`.
 Status add_row(DocumentBuilder& builder, const std::string& run_id, int64_t seq, const SQLite::Statement& stmt,
                int kind_index) {
   SQLite::Column kind = stmt.getColumn(kind_index);
   SQLite::Column body = stmt.getColumn(kind_index + 1);
-  const std::string_view kind_text(kind.getText(), static_cast<size_t>(kind.getBytes()));
+  const std::string_view kind_text =
+      kind_of_stored(std::string_view(kind.getText(), static_cast<size_t>(kind.getBytes())));
   if (!body.isBlob())
     return builder.add(seq, kind_text, std::string_view(body.getText(), static_cast<size_t>(body.getBytes())));
   Result<Value> value =
@@ -353,7 +366,7 @@ Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpo
   insert->bind(5, checkpoint.step_id);
   insert->bind(6, checkpoint.version);
   insert->bind(7, checkpoint.created_at_ms);
-  insert->bind(8, std::string(row.snapshot ? kSnapshotKind : kDeltaKind));
+  insert->bind(8, std::string(row.snapshot ? kStoredSnapshot : kStoredDelta));
   insert->bind(9, row.link.base_seq);
   insert->bind(10, row.link.chain_bytes);
   insert->bind(11, row.link.base_bytes);
@@ -473,7 +486,7 @@ Status SqliteStore::truncate_checkpoints(const std::string& run_id, int64_t vers
       }
       for (const auto& [seq, json_bytes, body] : rewrites) {
         Query q(conn,
-                "UPDATE checkpoints SET kind = 'snapshot', base_seq = seq, chain_bytes = 0, "
+                "UPDATE checkpoints SET kind = 's', base_seq = seq, chain_bytes = 0, "
                 "base_bytes = ?3, "
                 "body = ?4 WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) AND seq = ?2");
         q->bind(1, run_id);
