@@ -100,10 +100,13 @@ using orch::testing::grown_state;
 // Turns a file of schema 9 back into schema 8: event data, checkpoint
 // bodies and steps' input and output as JSON text, event and step times
 // whole, step statuses by name.
-// (Schema 10's checkpoint kinds become words again first; its batch rows are
-// not written by open_unbatched_store's stores.)
+// (Schema 10's checkpoint kinds and node types become words again first; its
+// batch rows are not written by open_unbatched_store's stores.)
 const char* const kBackToSchema8 = R"sql(
 UPDATE checkpoints SET kind = CASE kind WHEN 's' THEN 'snapshot' WHEN 'd' THEN 'delta' ELSE kind END;
+UPDATE steps SET type = CASE WHEN typeof(type) <> 'blob' THEN type WHEN type = x'01' THEN 'task' WHEN type = x'02' THEN 'agent'
+                             WHEN type = x'03' THEN 'route' WHEN type = x'04' THEN 'interrupt' WHEN type = x'05' THEN 'send'
+                             WHEN type = x'06' THEN 'transform' WHEN type = x'07' THEN 'subgraph' ELSE type END;
 UPDATE events SET data = orch_unpack_json(data);
 UPDATE steps SET input = orch_unpack_json(input), output = orch_unpack_json(output),
   status = CASE status WHEN '1' THEN 'pending' WHEN '2' THEN 'ready' WHEN '3' THEN 'running' WHEN '4' THEN 'completed'
@@ -1983,7 +1986,7 @@ TEST_CASE("the events of a batch share one row and read back from any seq", "[sq
   CHECK(store->list_events("r", 22, 10).status().code() == StatusCode::kInternal);
 }
 
-TEST_CASE("a schema 9 file's packed values are packed again by the upgrade, its checkpoint kinds become letters, all read back the same", "[sqlite][packed]") {
+TEST_CASE("a schema 9 file's packed values are packed again by the upgrade, its checkpoint kinds and node types become codes, all read back the same", "[sqlite][packed]") {
   TempDir dir;
   const std::string path = dir.file("v9.db");
   // Rows as schema 9 wrote them: each event a row, no back-references.
@@ -2005,9 +2008,20 @@ TEST_CASE("a schema 9 file's packed values are packed again by the upgrade, its 
       states.push_back(state);
       commit(*store, run, make_checkpoint("a", v, state));
     }
-    // Checkpoint kinds as schema 9 wrote them, by name.
+    for (const std::string type : {"transform", "my.own.type"}) {
+      StepRecord step;
+      step.id = type == "transform" ? "00000000-3c45-4653-9a39-048daeec1bff" : "00000001-3c45-4653-9a39-048daeec1bff";
+      step.run_id = "a";
+      step.node_name = "n";
+      step.type = type;
+      step.status = StepStatus::kCompleted;
+      step.created_at_ms = 1796595487622;
+      REQUIRE(store->put_step(step).ok());
+    }
+    // Checkpoint kinds and node types as schema 9 wrote them, by name.
     REQUIRE(orch::sqlite_execute_for_testing(
-                *store, "UPDATE checkpoints SET kind = CASE kind WHEN 's' THEN 'snapshot' ELSE 'delta' END").ok());
+                *store, "UPDATE checkpoints SET kind = CASE kind WHEN 's' THEN 'snapshot' ELSE 'delta' END;"
+                        "UPDATE steps SET type = 'transform' WHERE typeof(type) = 'blob'").ok());
     REQUIRE(orch::sqlite_execute_for_testing(*store, "INSERT INTO events (run_pk, seq, kind, data, created_at_ms) VALUES "
                                                      "((SELECT pk FROM runs WHERE id = 'a'), 1, 19, " + strip(v9_data) +
                                                      ", 1796595487622), ((SELECT pk FROM runs WHERE id = 'a'), 2, 'mine', " +
@@ -2024,6 +2038,13 @@ TEST_CASE("a schema 9 file's packed values are packed again by the upgrade, its 
   REQUIRE(checkpoints.ok());
   REQUIRE(checkpoints->size() == 3);
   for (size_t i = 0; i < states.size(); ++i) CHECK((*checkpoints)[i].state.to_json() == states[i].to_json());
+  // The language's node types are one byte, others stay text.
+  CHECK(count_in_file(path, "SELECT count(*) FROM steps WHERE typeof(type) = 'blob' AND length(type) = 1") == 1);
+  auto steps = store->list_steps("a");
+  REQUIRE(steps.ok());
+  REQUIRE(steps->size() == 2);
+  CHECK((*steps)[0].type == "transform");
+  CHECK((*steps)[1].type == "my.own.type");
   CHECK(count_in_file(path, "PRAGMA user_version") == orch::sqlite_store_schema_version());
   CHECK(count_in_file(path, "SELECT sum(length(data)) FROM events") == 2 * 30);
   auto events = store->list_events("a", 0, 10);
@@ -2052,4 +2073,7 @@ TEST_CASE("a schema 9 file's packed values are packed again by the upgrade, its 
   CHECK((*all)[0].seq == 2);
   CHECK((*all)[3].seq == 5);
   CHECK((*all)[3].data.to_json() == R"({"i":2})");
+  // An unknown node type code is an error, not a crash.
+  REQUIRE(orch::sqlite_execute_for_testing(*store, "UPDATE steps SET type = x'09' WHERE typeof(type) = 'blob'").ok());
+  CHECK(store->list_steps("a").status().code() == StatusCode::kInternal);
 }

@@ -252,6 +252,38 @@ std::optional<StepStatus> step_status_from_stored(const std::string& stored) {
   return step_status_from_name(stored);
 }
 
+// Node types as stored since schema 10: the workflow language's types as a
+// one-byte BLOB, their place here plus one (a BLOB keeps its type in the TEXT
+// column, so no type name can be taken for a code); other types, and rows
+// written before, as text. Append only.
+constexpr const char* kStepTypeCodes[] = {"task", "agent", "route", "interrupt", "send", "transform", "subgraph"};
+constexpr int kStepTypeCount = static_cast<int>(sizeof(kStepTypeCodes) / sizeof(kStepTypeCodes[0]));
+
+int step_type_code(const std::string& type) {
+  for (int i = 0; i < kStepTypeCount; ++i) {
+    if (type == kStepTypeCodes[i]) return i + 1;
+  }
+  return 0;
+}
+
+void bind_step_type(SQLite::Statement& stmt, int index, const std::string& type) {
+  if (const int code = step_type_code(type); code > 0) {
+    const char byte = static_cast<char>(code);
+    stmt.bind(index, static_cast<const void*>(&byte), 1);  // copied by SQLite
+  } else {
+    bind_field(stmt, index, type);
+  }
+}
+
+std::optional<std::string> read_step_type(const SQLite::Statement& stmt, int index) {
+  SQLite::Column col = stmt.getColumn(index);
+  if (!col.isBlob()) return text(stmt, index);
+  if (col.getBytes() != 1) return std::nullopt;
+  const int code = static_cast<unsigned char>(static_cast<const char*>(col.getBlob())[0]);
+  if (code < 1 || code > kStepTypeCount) return std::nullopt;
+  return std::string(kStepTypeCodes[code - 1]);
+}
+
 // A step's start and end times are stored relative to its creation (one or
 // two bytes instead of six): 0 stays 0 (not started, not ended), a time at or
 // after the creation is stored as the difference plus one, one before it as
@@ -285,7 +317,7 @@ void bind_step(SQLite::Statement& stmt, const StepRecord& step) {
   bind_id(stmt, 1, step.id);
   stmt.bind(2, std::string());  // the run's row holds it (step_select_list)
   bind_field(stmt, 3, step.node_name);
-  bind_field(stmt, 4, step.type);
+  bind_step_type(stmt, 4, step.type);
   stmt.bind(5, step_status_code(step.status));
   stmt.bind(6, step.attempt);
   stmt.bind(7, step.max_attempts);
@@ -310,7 +342,9 @@ Result<StepRecord> read_step(const SQLite::Statement& stmt) {
   const std::string what = "step " + step.id;
   step.run_id = text(stmt, 1);
   step.node_name = text(stmt, 2);
-  step.type = text(stmt, 3);
+  std::optional<std::string> type = read_step_type(stmt, 3);
+  if (!type) return Status::internal(what + ": unknown node type code");
+  step.type = std::move(*type);
   std::optional<StepStatus> status = step_status_from_stored(text(stmt, 4));
   if (!status) return Status::internal(what + ": unknown status '" + text(stmt, 4) + "'");
   step.status = *status;

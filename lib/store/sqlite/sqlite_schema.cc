@@ -371,8 +371,12 @@ UPDATE steps SET input = orch_pack_json(input), output = orch_pack_json(output),
     // bytes (sqlite_packed_value.h). Event rows written before read as they
     // are; their packed values, checkpoint bodies and steps' input and
     // output are packed again here, gaining those back-references.
-    // A checkpoint's kind is one letter, 's' or 'd' (sqlite_store_checkpoints.cc).
+    // A checkpoint's kind is one letter, 's' or 'd' (sqlite_store_checkpoints.cc),
+    // a step's node type of the workflow language a one-byte BLOB (sqlite_rows.cc).
     R"sql(
+UPDATE steps SET type = CASE type WHEN 'task' THEN x'01' WHEN 'agent' THEN x'02' WHEN 'route' THEN x'03'
+                                  WHEN 'interrupt' THEN x'04' WHEN 'send' THEN x'05' WHEN 'transform' THEN x'06'
+                                  WHEN 'subgraph' THEN x'07' ELSE type END;
 UPDATE checkpoints SET kind = CASE kind WHEN 'snapshot' THEN 's' WHEN 'delta' THEN 'd' ELSE kind END;
 UPDATE events SET data = orch_repack(data) WHERE typeof(data) = 'blob';
 UPDATE checkpoints SET body = orch_repack(body) WHERE typeof(body) = 'blob';
