@@ -561,6 +561,7 @@ namespace {
 // Flags of an event in a batch row (sqlite_rows.h).
 constexpr unsigned char kFormBits = 0x03;
 constexpr unsigned char kHasTime = 0x04;
+static_assert(kKindCodeCount < 256, "a batch row holds an event's kind code in a byte");
 
 uint64_t zigzag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
 int64_t unzigzag(uint64_t z) { return static_cast<int64_t>((z >> 1) ^ (~(z & 1) + 1)); }

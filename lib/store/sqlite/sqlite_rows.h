@@ -51,7 +51,8 @@ const std::string& run_select_list();
 // Steps (schema 7): a step's run_id is read from its run's row (steps.run_id
 // holds ''), and a UUID step id is stored in 16 bytes (bind_id, read_id).
 // Since schema 9 input and output are packed values, the status a one-digit
-// code, and the start and end times relative to the creation (bind_step).
+// code, and the start and end times relative to the creation (bind_step);
+// since schema 10 a node type of the workflow language a one-byte BLOB.
 const std::string& step_select_list();
 const std::string& run_insert_sql();
 const std::string& run_update_sql();
