@@ -11,10 +11,10 @@ CC=clang CXX=clang++ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithD
   -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all" \
   -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
   -DORCH_BUILD_FUZZERS=ON -DORCH_BUILD_TESTS=OFF -DORCH_BUILD_EXAMPLES=OFF -DORCH_BUILD_BENCH=OFF >/dev/null
-cmake --build "$build" -j "${ORCH_JOBS:-$(nproc)}" --target fuzz_json fuzz_workflow fuzz_workflow_graph fuzz_template fuzz_http_body
+cmake --build "$build" -j "${ORCH_JOBS:-$(nproc)}" --target fuzz_json fuzz_workflow fuzz_workflow_graph fuzz_template fuzz_http_body fuzz_packed_value
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}"
 status=0
-for target in json workflow workflow_graph template http_body; do
+for target in json workflow workflow_graph template http_body packed_value; do
   work="$build/corpus-$target"
   rm -rf "$work" && mkdir -p "$work" && cp fuzz/corpus/$target/* "$work/"
   log="$build/fuzz-$target.log"

@@ -252,6 +252,38 @@ std::optional<StepStatus> step_status_from_stored(const std::string& stored) {
   return step_status_from_name(stored);
 }
 
+// Node types as stored since schema 10: the workflow language's types as a
+// one-byte BLOB, their place here plus one (a BLOB keeps its type in the TEXT
+// column, so no type name can be taken for a code); other types, and rows
+// written before, as text. Append only.
+constexpr const char* kStepTypeCodes[] = {"task", "agent", "route", "interrupt", "send", "transform", "subgraph"};
+constexpr int kStepTypeCount = static_cast<int>(sizeof(kStepTypeCodes) / sizeof(kStepTypeCodes[0]));
+
+int step_type_code(const std::string& type) {
+  for (int i = 0; i < kStepTypeCount; ++i) {
+    if (type == kStepTypeCodes[i]) return i + 1;
+  }
+  return 0;
+}
+
+void bind_step_type(SQLite::Statement& stmt, int index, const std::string& type) {
+  if (const int code = step_type_code(type); code > 0) {
+    const char byte = static_cast<char>(code);
+    stmt.bind(index, static_cast<const void*>(&byte), 1);  // copied by SQLite
+  } else {
+    bind_field(stmt, index, type);
+  }
+}
+
+std::optional<std::string> read_step_type(const SQLite::Statement& stmt, int index) {
+  SQLite::Column col = stmt.getColumn(index);
+  if (!col.isBlob()) return text(stmt, index);
+  if (col.getBytes() != 1) return std::nullopt;
+  const int code = static_cast<unsigned char>(static_cast<const char*>(col.getBlob())[0]);
+  if (code < 1 || code > kStepTypeCount) return std::nullopt;
+  return std::string(kStepTypeCodes[code - 1]);
+}
+
 // A step's start and end times are stored relative to its creation (one or
 // two bytes instead of six): 0 stays 0 (not started, not ended), a time at or
 // after the creation is stored as the difference plus one, one before it as
@@ -285,7 +317,7 @@ void bind_step(SQLite::Statement& stmt, const StepRecord& step) {
   bind_id(stmt, 1, step.id);
   stmt.bind(2, std::string());  // the run's row holds it (step_select_list)
   bind_field(stmt, 3, step.node_name);
-  bind_field(stmt, 4, step.type);
+  bind_step_type(stmt, 4, step.type);
   stmt.bind(5, step_status_code(step.status));
   stmt.bind(6, step.attempt);
   stmt.bind(7, step.max_attempts);
@@ -310,7 +342,9 @@ Result<StepRecord> read_step(const SQLite::Statement& stmt) {
   const std::string what = "step " + step.id;
   step.run_id = text(stmt, 1);
   step.node_name = text(stmt, 2);
-  step.type = text(stmt, 3);
+  std::optional<std::string> type = read_step_type(stmt, 3);
+  if (!type) return Status::internal(what + ": unknown node type code");
+  step.type = std::move(*type);
   std::optional<StepStatus> status = step_status_from_stored(text(stmt, 4));
   if (!status) return Status::internal(what + ": unknown status '" + text(stmt, 4) + "'");
   step.status = *status;
@@ -355,27 +389,39 @@ void set_event_data(StoredEvent* out, const Value& data) {
   if (!out->packed) out->data = data.to_json();
 }
 
+// The form `event` is stored in beside `checkpoint` (null: none); for
+// kWithoutState, *rest is the data without its state.
+EventForm event_form(const EventRecord& event, const Checkpoint* checkpoint, std::optional<Value>* rest) {
+  if (checkpoint == nullptr) return EventForm::kWhole;
+  if (event.kind == "checkpoint.created" && is_checkpoint_created(event.data, *checkpoint)) {
+    return EventForm::kCheckpointCreated;
+  }
+  *rest = internal::without_checkpoint_state(event.data, checkpoint->state);
+  if (!*rest) return EventForm::kWhole;
+  if ((*rest)->size() == 1 && (*rest)->as_object().begin()->first == "step" &&
+      is_string_equal((*rest)->as_object().begin()->second, checkpoint->step_id)) {
+    return EventForm::kValues;
+  }
+  return EventForm::kWithoutState;
+}
+
 }  // namespace
 
 StoredEvent encode_event(const EventRecord& event, const Checkpoint* checkpoint) {
   StoredEvent out;
-  if (checkpoint != nullptr) {
-    if (event.kind == "checkpoint.created" && is_checkpoint_created(event.data, *checkpoint)) {
-      out.form = EventForm::kCheckpointCreated;
-      return out;
-    }
-    if (std::optional<Value> rest = internal::without_checkpoint_state(event.data, checkpoint->state)) {
-      if (rest->size() == 1 && rest->as_object().begin()->first == "step" &&
-          is_string_equal(rest->as_object().begin()->second, checkpoint->step_id)) {
-        out.form = EventForm::kValues;
-        return out;
-      }
-      out.form = EventForm::kWithoutState;
+  std::optional<Value> rest;
+  out.form = event_form(event, checkpoint, &rest);
+  switch (out.form) {
+    case EventForm::kWhole:
+      set_event_data(&out, event.data);
+      break;
+    case EventForm::kWithoutState:
       set_event_data(&out, *rest);
-      return out;
-    }
+      break;
+    case EventForm::kCheckpointCreated:
+    case EventForm::kValues:
+      break;
   }
-  set_event_data(&out, event.data);
   return out;
 }
 
@@ -508,6 +554,138 @@ void complete_event(EventRecord* event, EventForm form, const Checkpoint& checkp
       event->data = Value::object({{"step", checkpoint.step_id}, {"state", checkpoint.state}});
       return;
   }
+}
+
+namespace {
+
+// Flags of an event in a batch row (sqlite_rows.h).
+constexpr unsigned char kFormBits = 0x03;
+constexpr unsigned char kHasTime = 0x04;
+static_assert(kKindCodeCount < 256, "a batch row holds an event's kind code in a byte");
+
+uint64_t zigzag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
+int64_t unzigzag(uint64_t z) { return static_cast<int64_t>((z >> 1) ^ (~(z & 1) + 1)); }
+
+}  // namespace
+
+std::string encode_event_batch(const std::vector<EventRecord>& events, const Checkpoint* checkpoint, bool* derived) {
+  *derived = false;
+  if (events.size() < 2) return std::string();
+  // Every event's form first: the data without its state must stay alive
+  // (and in place) while the packer remembers its strings.
+  std::vector<EventForm> forms(events.size());
+  std::vector<std::optional<Value>> rests(events.size());
+  for (size_t i = 0; i < events.size(); ++i) {
+    forms[i] = event_form(events[i], checkpoint, &rests[i]);
+    if (forms[i] != EventForm::kWhole) *derived = true;
+  }
+  std::string out;
+  ValuePacker packer(&out);
+  const int64_t first_time = events.front().created_at_ms;
+  for (size_t i = 0; i < events.size(); ++i) {
+    const EventRecord& event = events[i];
+    const int code = kind_code(event.kind);
+    out.push_back(static_cast<char>(code));
+    if (code == 0) {
+      put_varint(&out, event.kind.size());
+      out.append(event.kind);
+    }
+    const int64_t delta = wrapping_sub(event.created_at_ms, first_time);
+    out.push_back(static_cast<char>(static_cast<unsigned char>(forms[i]) | (delta != 0 ? kHasTime : 0)));
+    if (delta != 0) put_varint(&out, zigzag(delta));
+    if (forms[i] == EventForm::kWhole && !packer.pack(event.data)) return std::string();
+    if (forms[i] == EventForm::kWithoutState && !packer.pack(*rests[i])) return std::string();
+  }
+  return out;
+}
+
+void bind_event_batch(SQLite::Statement& stmt, int64_t run_pk, int64_t first_seq, const std::vector<EventRecord>& events,
+                      const std::string& blob, bool derived, int64_t checkpoint_seq, int64_t time_base) {
+  stmt.bind(1, run_pk);
+  stmt.bind(2, first_seq);
+  stmt.bind(3, static_cast<int64_t>(events.size()));
+  stmt.bindNoCopy(4, static_cast<const void*>(blob.data()), static_cast<int>(blob.size()));
+  const int64_t first_time = events.front().created_at_ms;
+  stmt.bind(5, first_seq == 1 ? first_time : wrapping_sub(first_time, time_base));
+  stmt.bind(6, kBatchRowForm);
+  if (derived) {
+    stmt.bind(7, checkpoint_seq);
+  } else {
+    stmt.bind(7);
+  }
+}
+
+namespace {
+
+Status read_event_batch(const SQLite::Statement& stmt, const std::string& run_id, int64_t time_base,
+                        std::vector<RowEvent>* out) {
+  const int64_t first_seq = integer(stmt, 0);
+  const std::string what = "events from " + std::to_string(first_seq) + " of run " + run_id;
+  SQLite::Column data = stmt.getColumn(2);
+  const int64_t count = integer(stmt, 1);
+  // Each event takes at least two bytes.
+  if (!stmt.getColumn(1).isInteger() || !data.isBlob() || count < 2 || count > data.getBytes() / 2) {
+    return Status::internal(what + ": not a batch of events");
+  }
+  const bool has_checkpoint = !stmt.getColumn(5).isNull();
+  const int64_t checkpoint_seq = integer(stmt, 5);
+  const int64_t stored_time = integer(stmt, 3);
+  const int64_t first_time = first_seq == 1 ? stored_time : wrapping_add(stored_time, time_base);
+  ValueUnpacker reader(std::string_view(static_cast<const char*>(data.getBlob()), static_cast<size_t>(data.getBytes())));
+  auto corrupt = [&](int64_t index, const std::string& why) {
+    return Status::internal(what + ": event " + std::to_string(first_seq + index) + ": " + why);
+  };
+  for (int64_t i = 0; i < count; ++i) {
+    RowEvent row;
+    row.event.run_id = run_id;
+    row.event.seq = first_seq + i;
+    unsigned char code = 0;
+    unsigned char flags = 0;
+    if (!reader.read_byte(&code)) return corrupt(i, "truncated");
+    if (code == 0) {
+      uint64_t size = 0;
+      if (!reader.read_varint(&size) || size > static_cast<uint64_t>(data.getBytes())) return corrupt(i, "bad kind");
+      row.event.kind.resize(static_cast<size_t>(size));
+      for (char& c : row.event.kind) {
+        unsigned char b = 0;
+        if (!reader.read_byte(&b)) return corrupt(i, "truncated kind");
+        c = static_cast<char>(b);
+      }
+    } else if (code > kKindCodeCount) {
+      return corrupt(i, "unknown kind code " + std::to_string(code));
+    } else {
+      row.event.kind = kKindCodes[code - 1];
+    }
+    if (!reader.read_byte(&flags) || (flags & ~(kFormBits | kHasTime)) != 0) return corrupt(i, "bad flags");
+    row.form = static_cast<EventForm>(flags & kFormBits);
+    if (row.form != EventForm::kWhole && !has_checkpoint) return corrupt(i, "derived without a checkpoint");
+    row.checkpoint_seq = checkpoint_seq;
+    int64_t delta = 0;
+    if ((flags & kHasTime) != 0) {
+      uint64_t z = 0;
+      if (!reader.read_varint(&z)) return corrupt(i, "truncated time");
+      delta = unzigzag(z);
+    }
+    row.event.created_at_ms = wrapping_add(first_time, delta);
+    if (row.form == EventForm::kWhole || row.form == EventForm::kWithoutState) {
+      Status status = reader.unpack(&row.event.data);
+      if (!status.ok()) return corrupt(i, status.message());
+    }
+    out->push_back(std::move(row));
+  }
+  if (!reader.at_end()) return Status::internal(what + ": bytes after its last event");
+  return Status();
+}
+
+}  // namespace
+
+Status read_event_row(const SQLite::Statement& stmt, const std::string& run_id, int64_t time_base,
+                      std::vector<RowEvent>* out) {
+  if (integer(stmt, 4) == kBatchRowForm) return read_event_batch(stmt, run_id, time_base, out);
+  RowEvent row;
+  ORCH_ASSIGN_OR_RETURN(row.event, read_event(stmt, run_id, time_base, &row.form, &row.checkpoint_seq));
+  out->push_back(std::move(row));
+  return Status();
 }
 
 void bind_pending_write(SQLite::Statement& stmt, const PendingWrite& write) {

@@ -9,6 +9,7 @@
 #include <SQLiteCpp/Statement.h>
 
 #include <string>
+#include <vector>
 
 #include "orch/status.h"
 #include "orch/store.h"
@@ -50,7 +51,8 @@ const std::string& run_select_list();
 // Steps (schema 7): a step's run_id is read from its run's row (steps.run_id
 // holds ''), and a UUID step id is stored in 16 bytes (bind_id, read_id).
 // Since schema 9 input and output are packed values, the status a one-digit
-// code, and the start and end times relative to the creation (bind_step).
+// code, and the start and end times relative to the creation (bind_step);
+// since schema 10 a node type of the workflow language a one-byte BLOB.
 const std::string& step_select_list();
 const std::string& run_insert_sql();
 const std::string& run_update_sql();
@@ -112,6 +114,41 @@ StoredEvent encode_event(const EventRecord& event, const Checkpoint* checkpoint)
 
 // The code events.kind holds for `kind`, 0 for a kind stored by name.
 int event_kind_code_for_testing(const std::string& kind);
+
+// Since schema 10 the events of one write_batch (two or more) share one row,
+// at the first one's seq: its form column is kBatchRowForm, its kind column
+// the number of events, its created_at_ms the first one's (as above), its
+// checkpoint_seq the batch's checkpoint when one of them is derived from it
+// (NULL otherwise), and its data a blob of the events one after another:
+//   kind    byte: a code of kKindCodes, or 0 and then a varint length and
+//           the kind's name
+//   flags   byte: bits 0-1 the event's EventForm, bit 2 a time follows
+//   time    zig-zag varint: ms after the row's first event (absent: 0)
+//   data    the packed data for the forms that store some (kWhole,
+//           kWithoutState); all the events' data one ValuePacker packing,
+//           so a step id or node name repeated in a superstep is 2 bytes.
+// Each row of its own costs ~16 bytes besides its data (cell, header, key),
+// an event in a batch row ~3.
+constexpr int kBatchRowForm = 4;
+// The blob of `events` as one row, or '' when they are stored a row each
+// (fewer than two, or data nested too deep to pack). `checkpoint`: as for
+// encode_event; *derived says whether an event is derived from it.
+std::string encode_event_batch(const std::vector<EventRecord>& events, const Checkpoint* checkpoint, bool* derived);
+// INSERT of a batch row: ?1 run_pk, ?2 first seq, ?3 count, ?4 blob,
+// ?5 created_at_ms (as bind_event), ?6 kBatchRowForm, ?7 checkpoint_seq or NULL.
+void bind_event_batch(SQLite::Statement& stmt, int64_t run_pk, int64_t first_seq, const std::vector<EventRecord>& events,
+                      const std::string& blob, bool derived, int64_t checkpoint_seq, int64_t time_base);
+
+// One event read from a row, with how its data is completed (complete_event).
+struct RowEvent {
+  EventRecord event;
+  EventForm form = EventForm::kWhole;
+  int64_t checkpoint_seq = 0;
+};
+// The events of the current row (kEventSelectList): one, or a batch row's.
+// Appends them to *out in seq order.
+Status read_event_row(const SQLite::Statement& stmt, const std::string& run_id, int64_t time_base,
+                      std::vector<RowEvent>* out);
 
 // INSERT of an event row: ?1 run_pk, ?2 seq, ?3 kind, ?4 data,
 // ?5 created_at_ms, ?6 form, ?7 checkpoint_seq (NULL for kWhole).

@@ -365,6 +365,23 @@ UPDATE steps SET input = orch_pack_json(input), output = orch_pack_json(output),
   ended_at_ms = CASE WHEN ended_at_ms = 0 THEN 0 WHEN ended_at_ms >= created_at_ms
                      THEN ended_at_ms - created_at_ms + 1 ELSE ended_at_ms - created_at_ms END;
 )sql",
+    // 10: (issue #25) the events of one write_batch share a row (form 4,
+    // sqlite_rows.h): a row of its own cost an event ~16 bytes besides its
+    // data. Packed values name a string met before in the same packing in 2
+    // bytes (sqlite_packed_value.h). Event rows written before read as they
+    // are; their packed values, checkpoint bodies and steps' input and
+    // output are packed again here, gaining those back-references.
+    // A checkpoint's kind is one letter, 's' or 'd' (sqlite_store_checkpoints.cc),
+    // a step's node type of the workflow language a one-byte BLOB (sqlite_rows.cc).
+    R"sql(
+UPDATE steps SET type = CASE type WHEN 'task' THEN x'01' WHEN 'agent' THEN x'02' WHEN 'route' THEN x'03'
+                                  WHEN 'interrupt' THEN x'04' WHEN 'send' THEN x'05' WHEN 'transform' THEN x'06'
+                                  WHEN 'subgraph' THEN x'07' ELSE type END;
+UPDATE checkpoints SET kind = CASE kind WHEN 'snapshot' THEN 's' WHEN 'delta' THEN 'd' ELSE kind END;
+UPDATE events SET data = orch_repack(data) WHERE typeof(data) = 'blob';
+UPDATE checkpoints SET body = orch_repack(body) WHERE typeof(body) = 'blob';
+UPDATE steps SET input = orch_repack(input), output = orch_repack(output);
+)sql",
 };
 
 constexpr int kMigrationCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
@@ -410,7 +427,7 @@ Status migrate_schema(Connection& conn, bool in_memory) {
     if (version == kMigrationCount && app_id == kApplicationId) return Status();
     register_definition_hash(conn);  // migration 7 hashes the runs' definitions
     register_compact_id(conn);       // and compacts the checkpoints' ids
-    register_packed_value_functions(conn);  // migration 9 packs event data and checkpoint bodies
+    register_packed_value_functions(conn);  // migrations 9 and 10 pack event data and checkpoint bodies
     for (int next = version + 1; next <= kMigrationCount; ++next)
       conn.db().exec(kMigrations[next - 1]);
     conn.db().exec("PRAGMA application_id = " + std::to_string(kApplicationId));

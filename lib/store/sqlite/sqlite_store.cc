@@ -439,45 +439,54 @@ Result<int64_t> SqliteStore::append_event(EventRecord event) {
 Result<std::vector<EventRecord>> SqliteStore::list_events(const std::string& run_id,
                                                           int64_t after_seq, size_t limit) {
   return with_connection("list_events", [&](Connection& conn) -> Result<std::vector<EventRecord>> {
-    static const std::string kSelect = std::string("SELECT ") + kEventSelectList +
-                                       " FROM events WHERE run_pk = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
+    // From the row holding after_seq (a batch row may hold later events too,
+    // sqlite_rows.h), or the first: each row holds at least one event, so
+    // limit + 1 rows hold `limit` events after after_seq if there are as many.
+    static const std::string kSelect =
+        std::string("SELECT ") + kEventSelectList +
+        " FROM events WHERE run_pk = ?1 AND seq >= COALESCE((SELECT MAX(seq) FROM events WHERE run_pk = ?1 AND seq <= ?2), 0)"
+        " ORDER BY seq LIMIT ?3";
     ReadTransaction txn(conn);
     ORCH_ASSIGN_OR_RETURN(int64_t pk, run_pk(conn, run_id));
     Query q(conn, kSelect);
     q->bind(1, pk);
     q->bind(2, after_seq);
-    q->bind(3, clamp_to_int64(limit));
-    std::vector<EventRecord> events;
-    // Events whose data a checkpoint completes: index, form, checkpoint seq.
-    struct Derived {
-      size_t index;
-      EventForm form;
-      int64_t checkpoint_seq;
-    };
-    std::vector<Derived> derived;
+    const int64_t rows = clamp_to_int64(limit);
+    q->bind(3, rows == std::numeric_limits<int64_t>::max() ? rows : rows + 1);
+    std::vector<RowEvent> read;
     int64_t time_base = 0;
     bool have_time_base = false;
-    while (q->executeStep()) {
-      EventForm form = EventForm::kWhole;
-      int64_t checkpoint_seq = 0;
+    while (q->executeStep() && read.size() < limit) {
       if (!have_time_base) {
         time_base = event_time_base(conn, pk);
         have_time_base = true;
       }
-      ORCH_ASSIGN_OR_RETURN(EventRecord event, read_event(*q, run_id, time_base, &form, &checkpoint_seq));
-      if (form != EventForm::kWhole) derived.push_back(Derived{events.size(), form, checkpoint_seq});
-      events.push_back(std::move(event));
+      const size_t before = read.size();
+      ORCH_RETURN_IF_ERROR(read_event_row(*q, run_id, time_base, &read));
+      // Drop what precedes after_seq in the first row, and beyond the limit.
+      size_t keep = before;
+      for (size_t i = before; i < read.size(); ++i) {
+        if (read[i].event.seq <= after_seq || keep >= limit) continue;
+        if (keep != i) read[keep] = std::move(read[i]);
+        ++keep;
+      }
+      read.resize(keep);
     }
     q->reset();
+    std::vector<EventRecord> events;
+    events.reserve(read.size());
     // Consecutive events usually name the same checkpoint: read it once.
     Checkpoint checkpoint;
     int64_t loaded_seq = -1;
-    for (const Derived& d : derived) {
-      if (loaded_seq < 0 || loaded_seq != d.checkpoint_seq) {
-        ORCH_ASSIGN_OR_RETURN(checkpoint, checkpoint_at(conn, pk, d.checkpoint_seq, events[d.index].seq));
-        loaded_seq = d.checkpoint_seq;
+    for (RowEvent& row : read) {
+      if (row.form != EventForm::kWhole) {
+        if (loaded_seq < 0 || loaded_seq != row.checkpoint_seq) {
+          ORCH_ASSIGN_OR_RETURN(checkpoint, checkpoint_at(conn, pk, row.checkpoint_seq, row.event.seq));
+          loaded_seq = row.checkpoint_seq;
+        }
+        complete_event(&row.event, row.form, checkpoint);
       }
-      complete_event(&events[d.index], d.form, checkpoint);
+      events.push_back(std::move(row.event));
     }
     return events;
   });
@@ -670,6 +679,14 @@ Result<std::vector<std::string>> sqlite_full_scans_for_testing(Store& store) {
   if (sqlite_store == nullptr)
     return Status::invalid_argument("sqlite_full_scans_for_testing: not a SQLite store");
   return sqlite_store->full_scans_for_testing();
+}
+
+Status sqlite_batch_events_for_testing(Store& store, bool on) {
+  auto* sqlite_store = dynamic_cast<sqlite::SqliteStore*>(&store);
+  if (sqlite_store == nullptr)
+    return Status::invalid_argument("sqlite_batch_events_for_testing: not a SQLite store");
+  sqlite_store->set_batch_events_for_testing(on);
+  return Status();
 }
 
 Result<int64_t> sqlite_cached_documents_for_testing(Store& store) {

@@ -22,6 +22,9 @@ struct SqliteStore::GroupMember {
   // Each event as stored (EventForm), encoded before the lead is taken; and
   // the run's definition when its whole row is written.
   std::vector<StoredEvent> stored_events;
+  // Or, for two events or more, all of them as one row (encode_event_batch).
+  std::string batch_row;
+  bool batch_derived = false;  // an event in batch_row is derived from the checkpoint
   std::optional<EncodedDefinition> definition;
   std::vector<int64_t> seqs;
   Status result;
@@ -44,9 +47,13 @@ Status SqliteStore::write_batch(StoreBatch& batch) {
   // Encoding the checkpoint needs no lock: do it while others write.
   if (batch.checkpoint) me.prepared = prepare_checkpoint(*batch.checkpoint, *batch.run);
   // So is serializing the events.
-  me.stored_events.reserve(batch.events.size());
-  for (const EventRecord& event : batch.events)
-    me.stored_events.push_back(encode_event(event, me.prepared ? &*batch.checkpoint : nullptr));
+  const Checkpoint* beside = me.prepared ? &*batch.checkpoint : nullptr;
+  if (batch_events_.load(std::memory_order_relaxed))
+    me.batch_row = encode_event_batch(batch.events, beside, &me.batch_derived);
+  if (me.batch_row.empty()) {
+    me.stored_events.reserve(batch.events.size());
+    for (const EventRecord& event : batch.events) me.stored_events.push_back(encode_event(event, beside));
+  }
   if (batch.run && !me.prepared) me.definition = encode_definition(batch.run->workflow);
 
   bool leading = false;
@@ -248,6 +255,13 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
     // The run's first event holds the time the others are stored relative to.
     const int64_t time_base = seq == 0 ? batch.events.front().created_at_ms : event_time_base(conn, pk);
     Query insert(conn, kEventInsertSql);
+    if (!member.batch_row.empty()) {
+      bind_event_batch(*insert, pk, seq + 1, batch.events, member.batch_row, member.batch_derived, checkpoint_seq,
+                       time_base);
+      insert->exec();
+      for (size_t i = 0; i < batch.events.size(); ++i) member.seqs.push_back(++seq);
+      return Status();
+    }
     for (size_t i = 0; i < batch.events.size(); ++i) {
       bind_event(*insert, pk, ++seq, batch.events[i], member.stored_events[i], checkpoint_seq, time_base);
       insert->exec();

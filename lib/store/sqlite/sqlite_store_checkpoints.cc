@@ -70,12 +70,25 @@ void bind_body(SQLite::Statement& stmt, int index, const StoredBody& body) {
   }
 }
 
+// A row's kind as stored since schema 10: one letter instead of the word
+// ('snapshot' or 'delta', 5 to 8 bytes a row). Rows written before keep
+// the word, which reads the same.
+constexpr const char* kStoredSnapshot = "s";
+constexpr const char* kStoredDelta = "d";
+
+std::string_view kind_of_stored(std::string_view stored) {
+  if (stored == kStoredSnapshot) return kSnapshotKind;
+  if (stored == kStoredDelta) return kDeltaKind;
+  return stored;
+}
+
 // Feeds the row's kind and body (columns kind_index, kind_index + 1) to `builder`.
 Status add_row(DocumentBuilder& builder, const std::string& run_id, int64_t seq, const SQLite::Statement& stmt,
                int kind_index) {
   SQLite::Column kind = stmt.getColumn(kind_index);
   SQLite::Column body = stmt.getColumn(kind_index + 1);
-  const std::string_view kind_text(kind.getText(), static_cast<size_t>(kind.getBytes()));
+  const std::string_view kind_text =
+      kind_of_stored(std::string_view(kind.getText(), static_cast<size_t>(kind.getBytes())));
   if (!body.isBlob())
     return builder.add(seq, kind_text, std::string_view(body.getText(), static_cast<size_t>(body.getBytes())));
   Result<Value> value =
@@ -162,28 +175,41 @@ Result<Checkpoint> SqliteStore::checkpoint_at(Connection& conn, int64_t pk, int6
 
 Status SqliteStore::restore_event_states(Connection& conn, int64_t pk, const std::string& run_id,
                                          int64_t version) {
+  // The rows with events derived from a checkpoint about to go, read whole.
+  // A batch row (sqlite_rows.h) is replaced by a row per event.
+  std::vector<std::pair<int64_t, bool>> rows;  // first seq, a batch row
   std::vector<std::pair<int64_t, StoredEvent>> restored;  // seq, whole data
+  std::vector<EventRecord> unbatched;                    // events of batch rows, whole
+  // Seq 1 holds its own time, the base of the others', and keeps it.
+  const int64_t time_base = event_time_base(conn, pk);
   {
     static const std::string kSelect = std::string("SELECT ") + kEventSelectList +
                                        " FROM events WHERE run_pk = ?1 AND form <> 0 AND checkpoint_seq IN "
                                        "(SELECT seq FROM checkpoints WHERE run_pk = ?1 AND version > ?2)";
-    std::vector<std::tuple<EventRecord, EventForm, int64_t>> derived;
+    std::vector<RowEvent> derived;
+    std::vector<bool> in_batch;  // per event of `derived`: read from a batch row
     {
       Query q(conn, kSelect);
       q->bind(1, pk);
       q->bind(2, version);
       while (q->executeStep()) {
-        EventForm form = EventForm::kWhole;
-        int64_t checkpoint_seq = 0;
-        // Only the data is rewritten: the time's base does not matter here.
-        ORCH_ASSIGN_OR_RETURN(EventRecord event, read_event(*q, run_id, 0, &form, &checkpoint_seq));
-        derived.emplace_back(std::move(event), form, checkpoint_seq);
+        const bool batch = q->getColumn(4).getInt64() == kBatchRowForm;
+        rows.emplace_back(q->getColumn(0).getInt64(), batch);
+        ORCH_RETURN_IF_ERROR(read_event_row(*q, run_id, time_base, &derived));
+        in_batch.resize(derived.size(), batch);
       }
     }
-    for (auto& [event, form, checkpoint_seq] : derived) {
-      ORCH_ASSIGN_OR_RETURN(Checkpoint cp, checkpoint_at(conn, pk, checkpoint_seq, event.seq));
-      complete_event(&event, form, cp);
-      restored.emplace_back(event.seq, encode_event(event, nullptr));
+    for (size_t i = 0; i < derived.size(); ++i) {
+      RowEvent& row = derived[i];
+      if (row.form != EventForm::kWhole) {
+        ORCH_ASSIGN_OR_RETURN(Checkpoint cp, checkpoint_at(conn, pk, row.checkpoint_seq, row.event.seq));
+        complete_event(&row.event, row.form, cp);
+      }
+      if (in_batch[i]) {
+        unbatched.push_back(std::move(row.event));
+      } else {
+        restored.emplace_back(row.event.seq, encode_event(row.event, nullptr));
+      }
     }
   }
   Query update(conn, "UPDATE events SET data = ?3, form = 0, checkpoint_seq = NULL WHERE run_pk = ?1 AND seq = ?2");
@@ -193,6 +219,22 @@ Status SqliteStore::restore_event_states(Connection& conn, int64_t pk, const std
     bind_event_data(*update, 3, data);
     update->exec();
     update->reset();
+  }
+  if (unbatched.empty()) return Status();
+  Query remove(conn, "DELETE FROM events WHERE run_pk = ?1 AND seq = ?2");
+  for (const auto& [seq, batch] : rows) {
+    if (!batch) continue;
+    remove->bind(1, pk);
+    remove->bind(2, seq);
+    remove->exec();
+    remove->reset();
+  }
+  Query insert(conn, kEventInsertSql);
+  for (const EventRecord& event : unbatched) {
+    const StoredEvent stored = encode_event(event, nullptr);
+    bind_event(*insert, pk, event.seq, event, stored, 0, time_base);
+    insert->exec();
+    insert->reset();
   }
   return Status();
 }
@@ -324,7 +366,7 @@ Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpo
   insert->bind(5, checkpoint.step_id);
   insert->bind(6, checkpoint.version);
   insert->bind(7, checkpoint.created_at_ms);
-  insert->bind(8, std::string(row.snapshot ? kSnapshotKind : kDeltaKind));
+  insert->bind(8, std::string(row.snapshot ? kStoredSnapshot : kStoredDelta));
   insert->bind(9, row.link.base_seq);
   insert->bind(10, row.link.chain_bytes);
   insert->bind(11, row.link.base_bytes);
@@ -444,7 +486,7 @@ Status SqliteStore::truncate_checkpoints(const std::string& run_id, int64_t vers
       }
       for (const auto& [seq, json_bytes, body] : rewrites) {
         Query q(conn,
-                "UPDATE checkpoints SET kind = 'snapshot', base_seq = seq, chain_bytes = 0, "
+                "UPDATE checkpoints SET kind = 's', base_seq = seq, chain_bytes = 0, "
                 "base_bytes = ?3, "
                 "body = ?4 WHERE run_pk = (SELECT pk FROM runs WHERE id = ?1) AND seq = ?2");
         q->bind(1, run_id);

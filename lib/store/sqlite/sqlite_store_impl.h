@@ -11,6 +11,7 @@
 // held if it can be done before.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <exception>
@@ -91,6 +92,9 @@ class SqliteStore final : public Store {
   Status execute_for_testing(const std::string& sql);
   Result<int64_t> query_int_for_testing(const std::string& sql);
   size_t cached_documents_for_testing();
+  // False: a batch's events are written a row each, as before schema 10
+  // (for tests that turn a file back into an older schema).
+  void set_batch_events_for_testing(bool on) { batch_events_.store(on, std::memory_order_relaxed); }
   std::vector<std::string> full_scans_for_testing() { return pool_.full_scans(); }
   int64_t wal_checkpoints_for_testing() const { return checkpointer_ ? checkpointer_->checkpoints_run() : 0; }
 
@@ -166,6 +170,7 @@ class SqliteStore final : public Store {
   SqliteStoreOptions options_;
   // Before checkpointer_, which takes it to finish a checkpoint with no
   // writer of this process committing meanwhile.
+  std::atomic<bool> batch_events_{true};  // set_batch_events_for_testing
   std::mutex writer_mu_;
   // Before pool_: it must outlive every pooled connection's commit hook.
   std::unique_ptr<WalCheckpointer> checkpointer_;

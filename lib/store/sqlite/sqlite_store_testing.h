@@ -24,6 +24,9 @@ ORCH_EXPORT Result<int64_t> sqlite_cached_documents_for_testing(Store& store);
 // instead of seeking by a key (on its pooled connections, so call it while
 // no operation is in flight).
 ORCH_EXPORT Result<std::vector<std::string>> sqlite_full_scans_for_testing(Store& store);
+// Off: write_batch stores each event in a row of its own, as before schema
+// 10 (for tests that turn a file back into an older schema); on by default.
+ORCH_EXPORT Status sqlite_batch_events_for_testing(Store& store, bool on);
 // How many WAL checkpoints the store has started.
 ORCH_EXPORT Result<int64_t> sqlite_wal_checkpoints_for_testing(Store& store);
 
