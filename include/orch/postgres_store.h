@@ -85,6 +85,12 @@ struct PostgresStoreOptions {
   // against it instead of reading it back (checked against the database: a
   // run another instance wrote meanwhile is read back).
   size_t cached_runs = 1024;
+  // Appended events are announced to the database's listeners (LISTEN on
+  // channel orch_changes), so that other instances' watch_changes() hear of
+  // them (their SSE streams follow runs executed elsewhere). false saves the
+  // notification (a few percent of the database's CPU per superstep) where
+  // no other instance reads this store's runs.
+  bool announce_events = true;
 };
 
 // Connects to the database `conninfo` names (a libpq connection string,

@@ -41,13 +41,18 @@ const std::string& checkpoint_commit_sql() {
   return sql;
 }
 
-Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const EncodedCheckpoint& row) {
+// With `events` (not empty), the batch's events go in the same statement
+// (checkpoint_events_sql): the run's row is updated once, not twice.
+Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const EncodedCheckpoint& row,
+                          const std::vector<EventRecord>* events, bool announce) {
   Params p;
   add_run_progress(p, run, run.state.shares_storage_with(cp.state) || run.state == cp.state);
   p.text(cp.id).integer(row.link.seq).text(cp.parent_id).text(cp.step_id);
   p.integer(cp.version).integer(cp.created_at_ms).text(row.snapshot ? kSnapshotKind : kDeltaKind);
   p.integer(row.link.base_seq).integer(row.link.chain_bytes).integer(row.link.base_bytes).text(row.body);
-  return {checkpoint_commit_sql(), std::move(p)};
+  if (events == nullptr) return {checkpoint_commit_sql(), std::move(p)};
+  add_event_arrays(p, *events, &cp);
+  return {checkpoint_events_sql(announce), std::move(p)};
 }
 
 }  // namespace
@@ -124,8 +129,12 @@ std::vector<Command> PostgresStore::batch_commands(const StoreBatch& batch, cons
       commands.push_back({pending_write_insert_sql(), std::move(p)});
     }
   }
+  // The events' seqs come from the checkpoint statement when it takes them.
+  const bool events_with_checkpoint = checkpoint != nullptr && !batch.events.empty();
   if (checkpoint != nullptr) {
-    commands.push_back(checkpoint_commit(*batch.run, *batch.checkpoint, checkpoint->encoded));
+    *event_index = commands.size();
+    commands.push_back(checkpoint_commit(*batch.run, *batch.checkpoint, checkpoint->encoded,
+                                         events_with_checkpoint ? &batch.events : nullptr, options_.announce_events));
   } else if (batch.run) {
     static const std::string kUpdate = kRunColumns.update_sql();
     Params p;
@@ -142,10 +151,9 @@ std::vector<Command> PostgresStore::batch_commands(const StoreBatch& batch, cons
     add_step(p, batch.steps[i]);
     commands.push_back({step_upsert_sql(), std::move(p)});
   }
-  *event_index = commands.size();
-  if (!batch.events.empty()) {
-    commands.push_back({event_append_sql(),
-                        event_append_params(run_id, batch.events, checkpoint != nullptr ? &*batch.checkpoint : nullptr)});
+  if (!batch.events.empty() && !events_with_checkpoint) {
+    *event_index = commands.size();
+    commands.push_back({event_append_sql(options_.announce_events), event_append_params(run_id, batch.events)});
   }
   commands.push_back({"COMMIT", Params()});
   return commands;
