@@ -482,6 +482,41 @@ TEST_CASE("a schema 3 PostgreSQL database is upgraded in place: its runs, leases
   CHECK(latest->state == Value::object({{"a", 1}}));
 }
 
+TEST_CASE("a PostgreSQL pipeline without BEGIN is one transaction: a failure undoes what came before it, a local setting lasts to its end", "[postgres]") {
+  const std::string schema = fresh_schema("pipeline");
+  open_store(schema);  // creates the schema and its tables
+  orch::postgres::ConnectSettings settings;
+  settings.conninfo = cluster().conninfo();
+  settings.schema = schema;
+  settings.synchronous_commit = false;
+  auto opened = orch::postgres::Connection::open(settings);
+  REQUIRE(opened.ok());
+  orch::postgres::Connection& conn = **opened;
+  using orch::postgres::Command;
+  using orch::postgres::Params;
+  const std::string insert = "INSERT INTO host_records (collection, id, record) VALUES ('c', $1, '{}')";
+  std::vector<Command> failing;
+  failing.push_back({insert, Params().text("a")});
+  failing.push_back({"SELECT 1 / $1::integer", Params().integer(0)});
+  failing.push_back({insert, Params().text("b")});
+  CHECK_FALSE(conn.pipeline("test", failing).ok());
+  auto count = conn.exec("test", "SELECT count(*) FROM host_records");
+  REQUIRE(count.ok());
+  CHECK(count->string(0, 0) == "0");
+  // The durability a sync_to_disk batch asks for holds up to the commit, not after.
+  std::vector<Command> synced;
+  synced.push_back({"SELECT set_config('synchronous_commit', 'on', true)", Params()});
+  synced.push_back({insert, Params().text("a")});
+  synced.push_back({"SELECT current_setting('synchronous_commit')", Params()});
+  auto results = conn.pipeline("test", synced);
+  REQUIRE(results.ok());
+  CHECK((*results)[2].string(0, 0) == "on");
+  auto after = conn.exec("test", "SELECT current_setting('synchronous_commit'), count(*) FROM host_records");
+  REQUIRE(after.ok());
+  CHECK(after->string(0, 0) == "off");
+  CHECK(after->string(0, 1) == "1");
+}
+
 TEST_CASE("bad PostgreSQL conninfo or no server: a clear Status, quickly", "[postgres][hardening]") {
   auto malformed = orch::new_postgres_store("host=/tmp port=notaport dbname");
   CHECK(malformed.status().code() == StatusCode::kInvalidArgument);

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // PostgresStore::write_batch: a superstep's writes for one run (steps,
 // pending writes, checkpoint or run update, events) in one transaction, sent
-// as one libpq pipeline: BEGIN, the run's lock, every statement and COMMIT
-// go out together and their results come back after a single round trip.
+// as one libpq pipeline: the run's lock and every statement go out together,
+// and their results come back after a single round trip; the pipeline's sync
+// point commits them.
 // Separate transactions on separate connections run in parallel in the
 // server, so batches of different runs need no grouping here.
 //
@@ -89,8 +90,8 @@ Status PostgresStore::commit_checkpoint(const Checkpoint& checkpoint, const RunR
 }
 
 void PostgresStore::open_batch(const StoreBatch& batch, const std::string& run_id, const std::string* expected_checkpoint,
-                               std::vector<Command>* commands) {
-  commands->push_back({"BEGIN", Params()});
+                               bool explicit_transaction, std::vector<Command>* commands) {
+  if (explicit_transaction) commands->push_back({"BEGIN", Params()});
   // The session may commit without waiting for the WAL flush (see
   // PostgresStoreOptions::relaxed_unsynced_commits); this one must wait.
   if (batch.sync_to_disk) commands->push_back({"SELECT set_config('synchronous_commit', 'on', true)", Params()});
@@ -118,7 +119,8 @@ void PostgresStore::open_batch(const StoreBatch& batch, const std::string& run_i
 }
 
 std::vector<Command> PostgresStore::batch_commands(const StoreBatch& batch, const std::string& run_id,
-                                                   const PreparedCheckpoint* checkpoint, size_t* event_index) {
+                                                   const PreparedCheckpoint* checkpoint, bool explicit_transaction,
+                                                   size_t* event_index) {
   std::vector<Command> commands;
   // The checkpoint drops the run's pending writes in this same transaction,
   // so with one in the batch there is no point writing them.
@@ -155,7 +157,7 @@ std::vector<Command> PostgresStore::batch_commands(const StoreBatch& batch, cons
     *event_index = commands.size();
     commands.push_back({event_append_sql(options_.announce_events), event_append_params(run_id, batch.events)});
   }
-  commands.push_back({"COMMIT", Params()});
+  if (explicit_transaction) commands.push_back({"COMMIT", Params()});
   return commands;
 }
 
@@ -182,13 +184,17 @@ Status PostgresStore::write_run_batch(const StoreBatch& batch, const std::string
   };
 
   Status status = with_connection("write_batch", [&](Connection& conn) -> Status {
-    // Fast path: one pipeline.
+    // Fast path: one pipeline, which is one transaction without BEGIN and
+    // COMMIT: the server runs a pipeline's statements up to its sync point
+    // in an implicit transaction, committed there, and rolled back (the
+    // statements after a failed one skipped) when one fails.
     {
       std::vector<Command> commands;
       const std::string expected = prepared && prepared->previous ? prepared->previous->link.id : std::string();
-      open_batch(batch, run_id, prepared ? &expected : nullptr, &commands);
+      open_batch(batch, run_id, prepared ? &expected : nullptr, /*explicit_transaction=*/false, &commands);
       size_t event_index = 0;
-      std::vector<Command> rest = batch_commands(batch, run_id, prepared ? &*prepared : nullptr, &event_index);
+      std::vector<Command> rest = batch_commands(batch, run_id, prepared ? &*prepared : nullptr,
+                                                 /*explicit_transaction=*/false, &event_index);
       event_index += commands.size();
       for (Command& command : rest) commands.push_back(std::move(command));
       Result<std::vector<Rows>> results = conn.pipeline("write_batch", commands);
@@ -198,9 +204,10 @@ Status PostgresStore::write_run_batch(const StoreBatch& batch, const std::string
       }
     }
     // Slow path: the run's chain moved on without this instance. Lock the
-    // run, read its latest checkpoint, encode against it, write.
+    // run, read its latest checkpoint, encode against it, write: two
+    // pipelines, so one transaction from BEGIN to COMMIT.
     std::vector<Command> opening;
-    open_batch(batch, run_id, nullptr, &opening);
+    open_batch(batch, run_id, nullptr, /*explicit_transaction=*/true, &opening);
     Params link;
     link.text(run_id);
     opening.push_back({kLatestLinkSql, std::move(link)});
@@ -216,7 +223,7 @@ Status PostgresStore::write_run_batch(const StoreBatch& batch, const std::string
         encode_checkpoint(batch.checkpoint->id, prepared->document, prepared->previous ? &prepared->previous->link : nullptr,
                           prepared->previous ? &prepared->previous->document : nullptr, options_.max_delta_chain);
     size_t event_index = 0;
-    std::vector<Command> rest = batch_commands(batch, run_id, &*prepared, &event_index);
+    std::vector<Command> rest = batch_commands(batch, run_id, &*prepared, /*explicit_transaction=*/true, &event_index);
     ORCH_ASSIGN_OR_RETURN(std::vector<Rows> results, conn.pipeline("write_batch", rest));
     return take_seqs(results, event_index);
   });

@@ -141,14 +141,17 @@ class PostgresStore final : public Store {
   // Writes one run's batch in one transaction; `seqs` gets its events' seqs.
   Status write_run_batch(const StoreBatch& batch, const std::string& run_id, std::vector<int64_t>* seqs);
   // The batch's statements after the run's lock (and, for a checkpoint, its
-  // encoding) up to COMMIT; `event_index` gets where the events' start.
+  // encoding), and COMMIT with `explicit_transaction`; `event_index` gets the
+  // index of the statement returning the events' seqs.
   std::vector<Command> batch_commands(const StoreBatch& batch, const std::string& run_id,
-                                      const PreparedCheckpoint* checkpoint, size_t* event_index);
-  // The transaction's opening statements: BEGIN, the commit's durability,
-  // the run's lock (checking, with `expected_checkpoint`, that it is the
-  // run's latest).
+                                      const PreparedCheckpoint* checkpoint, bool explicit_transaction,
+                                      size_t* event_index);
+  // The transaction's opening statements: BEGIN with `explicit_transaction`
+  // (a transaction spanning several pipelines), the commit's durability, the
+  // run's lock (checking, with `expected_checkpoint`, that it is the run's
+  // latest).
   void open_batch(const StoreBatch& batch, const std::string& run_id, const std::string* expected_checkpoint,
-                  std::vector<Command>* commands);
+                  bool explicit_transaction, std::vector<Command>* commands);
   void checkpoint_committed(const RunRecord& run, PreparedCheckpoint& prepared);
 
   PostgresStoreOptions options_;
