@@ -243,15 +243,21 @@ const std::string& pending_write_insert_sql() {
   return sql;
 }
 
+namespace {
+
+// Keeps the row's pk (listing order is first-write order) and its run.
+std::string step_conflict_clause() {
+  std::string out = " ON CONFLICT (id) DO UPDATE SET ";
+  for (int i = 1; i < kStepColumns.count; ++i) {
+    out += std::string(i > 1 ? ", " : "") + kStepColumns.columns[i] + " = EXCLUDED." + kStepColumns.columns[i];
+  }
+  return out;
+}
+
+}  // namespace
+
 const std::string& step_upsert_sql() {
-  // Keeps the row's pk (listing order is first-write order) and its run.
-  static const std::string sql = [] {
-    std::string out = insert_for_run(kStepColumns, 2) + " ON CONFLICT (id) DO UPDATE SET ";
-    for (int i = 1; i < kStepColumns.count; ++i) {
-      out += std::string(i > 1 ? ", " : "") + kStepColumns.columns[i] + " = EXCLUDED." + kStepColumns.columns[i];
-    }
-    return out;
-  }();
+  static const std::string sql = insert_for_run(kStepColumns, 2) + step_conflict_clause();
   return sql;
 }
 
@@ -301,19 +307,24 @@ const std::string& event_append_sql(bool announce) {
   return announce ? announced : silent;
 }
 
-const std::string& checkpoint_events_sql(bool announce) {
-  auto build = [](bool with_notify) {
-    return std::string("WITH run AS (") + kRunProgressSetSql + ", " + seq_bump(23) + " WHERE id = $1" +
-           seq_base(23, with_notify) +
-           "), dropped AS (DELETE FROM pending_writes WHERE run_pk = (SELECT pk FROM run)), "
-           "checkpoint AS (INSERT INTO checkpoints (id, run_pk, run_id, seq, parent_id, step_id, version, "
-           "created_at_ms, kind, base_seq, chain_bytes, base_bytes, body) SELECT $12, run.pk, $1, $13, $14, $15, $16, "
-           "$17, $18, $19, $20, $21, $22 FROM run) " +
-           events_from_run(23);
+const std::string& checkpoint_events_sql(bool announce, bool with_step) {
+  auto build = [](bool with_notify, bool step) {
+    std::string out = std::string("WITH run AS (") + kRunProgressSetSql + ", " + seq_bump(23) + " WHERE id = $1" +
+                      seq_base(23, with_notify) +
+                      "), dropped AS (DELETE FROM pending_writes WHERE run_pk = (SELECT pk FROM run)), "
+                      "checkpoint AS (INSERT INTO checkpoints (id, run_pk, run_id, seq, parent_id, step_id, version, "
+                      "created_at_ms, kind, base_seq, chain_bytes, base_bytes, body) SELECT $12, run.pk, $1, $13, "
+                      "$14, $15, $16, $17, $18, $19, $20, $21, $22 FROM run)";
+    if (step) {
+      out += std::string(", step AS (INSERT INTO steps (") + kStepColumns.select_list() + ", run_pk) SELECT ";
+      for (int i = 0; i < kStepColumns.count; ++i) out += "$" + std::to_string(kCheckpointEventsParams + 1 + i) + ", ";
+      out += "run.pk FROM run" + step_conflict_clause() + ")";
+    }
+    return out + " " + events_from_run(23);
   };
-  static const std::string announced = build(true);
-  static const std::string silent = build(false);
-  return announce ? announced : silent;
+  static const std::string variants[4] = {build(false, false), build(false, true), build(true, false),
+                                          build(true, true)};
+  return variants[(announce ? 2 : 0) + (with_step ? 1 : 0)];
 }
 
 void add_event_arrays(Params& params, const std::vector<EventRecord>& events, const Checkpoint* checkpoint) {

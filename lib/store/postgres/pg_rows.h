@@ -82,7 +82,10 @@ Params event_append_params(const std::string& run_id, const std::vector<EventRec
 // run's pending writes) and the events that go with it, in one statement that
 // updates the run's row once: $1..$11 add_run_progress, $12..$22 the
 // checkpoint row, $23..$26 add_event_arrays. Returns the events' seqs.
-const std::string& checkpoint_events_sql(bool announce);
+// `with_step`: a step is upserted too (as step_upsert_sql does), its
+// add_step parameters following, from $27.
+constexpr int kCheckpointEventsParams = 26;
+const std::string& checkpoint_events_sql(bool announce, bool with_step);
 // event_append_params without the run id: the events' four arrays.
 void add_event_arrays(Params& params, const std::vector<EventRecord>& events, const Checkpoint* checkpoint);
 Result<std::vector<int64_t>> event_seqs(const Rows& rows);

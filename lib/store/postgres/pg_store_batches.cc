@@ -43,9 +43,10 @@ const std::string& checkpoint_commit_sql() {
 }
 
 // With `events` (not empty), the batch's events go in the same statement
-// (checkpoint_events_sql): the run's row is updated once, not twice.
+// (checkpoint_events_sql): the run's row is updated once, not twice; so does
+// `step` (not null), one statement less.
 Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const EncodedCheckpoint& row,
-                          const std::vector<EventRecord>* events, bool announce) {
+                          const std::vector<EventRecord>* events, const StepRecord* step, bool announce) {
   Params p;
   add_run_progress(p, run, run.state.shares_storage_with(cp.state) || run.state == cp.state);
   p.text(cp.id).integer(row.link.seq).text(cp.parent_id).text(cp.step_id);
@@ -53,7 +54,8 @@ Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const Enco
   p.integer(row.link.base_seq).integer(row.link.chain_bytes).integer(row.link.base_bytes).text(row.body);
   if (events == nullptr) return {checkpoint_commit_sql(), std::move(p)};
   add_event_arrays(p, *events, &cp);
-  return {checkpoint_events_sql(announce), std::move(p)};
+  if (step != nullptr) add_step(p, *step);
+  return {checkpoint_events_sql(announce, step != nullptr), std::move(p)};
 }
 
 }  // namespace
@@ -131,26 +133,38 @@ std::vector<Command> PostgresStore::batch_commands(const StoreBatch& batch, cons
       commands.push_back({pending_write_insert_sql(), std::move(p)});
     }
   }
-  // The events' seqs come from the checkpoint statement when it takes them.
+  // A step written twice in one batch (started, then completed): only its
+  // last version needs writing.
+  std::vector<const StepRecord*> steps;
+  if (batch.steps.size() == 1) {
+    steps.push_back(&batch.steps[0]);
+  } else if (!batch.steps.empty()) {
+    std::unordered_map<std::string, size_t> last_of;
+    for (size_t i = 0; i < batch.steps.size(); ++i) last_of[batch.steps[i].id] = i;
+    for (size_t i = 0; i < batch.steps.size(); ++i) {
+      if (last_of[batch.steps[i].id] == i) steps.push_back(&batch.steps[i]);
+    }
+  }
+  // A checkpoint takes the events' seqs in its own statement, and the first
+  // step rides along (a superstep of one node: the whole batch is one
+  // statement after the lock).
   const bool events_with_checkpoint = checkpoint != nullptr && !batch.events.empty();
+  size_t first_step = 0;
   if (checkpoint != nullptr) {
+    const StepRecord* step = events_with_checkpoint && !steps.empty() ? steps[first_step++] : nullptr;
     *event_index = commands.size();
     commands.push_back(checkpoint_commit(*batch.run, *batch.checkpoint, checkpoint->encoded,
-                                         events_with_checkpoint ? &batch.events : nullptr, options_.announce_events));
+                                         events_with_checkpoint ? &batch.events : nullptr, step,
+                                         options_.announce_events));
   } else if (batch.run) {
     static const std::string kUpdate = kRunColumns.update_sql();
     Params p;
     add_run(p, *batch.run);
     commands.push_back({kUpdate, std::move(p)});
   }
-  // A step written twice in one batch (started, then completed): only its
-  // last version needs writing.
-  std::unordered_map<std::string, size_t> last_of;
-  for (size_t i = 0; i < batch.steps.size(); ++i) last_of[batch.steps[i].id] = i;
-  for (size_t i = 0; i < batch.steps.size(); ++i) {
-    if (last_of[batch.steps[i].id] != i) continue;
+  for (size_t i = first_step; i < steps.size(); ++i) {
     Params p;
-    add_step(p, batch.steps[i]);
+    add_step(p, *steps[i]);
     commands.push_back({step_upsert_sql(), std::move(p)});
   }
   if (!batch.events.empty() && !events_with_checkpoint) {
