@@ -517,6 +517,13 @@ TEST_CASE("a PostgreSQL pipeline without BEGIN is one transaction: a failure und
   CHECK(after->string(0, 1) == "1");
 }
 
+TEST_CASE("the default PostgreSQL pool is twice the machine's threads, 2 to 8 connections", "[postgres]") {
+  const size_t threads = std::thread::hardware_concurrency();
+  const size_t expected = threads == 0 ? 2 : std::min<size_t>(8, std::max<size_t>(2, 2 * threads));
+  CHECK(orch::default_postgres_max_connections() == expected);
+  CHECK(orch::PostgresStoreOptions().max_connections == expected);
+}
+
 TEST_CASE("bad PostgreSQL conninfo or no server: a clear Status, quickly", "[postgres][hardening]") {
   auto malformed = orch::new_postgres_store("host=/tmp port=notaport dbname");
   CHECK(malformed.status().code() == StatusCode::kInvalidArgument);
