@@ -49,7 +49,6 @@
 #endif
 #ifdef ORCH_BENCH_POSTGRES
 #include "orch/postgres_store.h"
-#include "postgres_sql.h"
 #include "support/postgres_cluster.h"
 #endif
 
