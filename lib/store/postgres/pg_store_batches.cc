@@ -64,17 +64,27 @@ Status PostgresStore::write_batch(StoreBatch& batch) {
   if (batch.empty()) return Status();
   const std::string* run_id = internal::single_run_of(batch);
   if (run_id == nullptr) return Store::write_batch(batch);  // not the engine's shape
-  if (batch.create) {
-    // The run is created first, in its own transaction: the batch's pipeline
-    // opens by locking the run's row (orch_lock_run), which must exist.
-    // TODO: insert it in the pipeline instead (one commit).
-    ORCH_RETURN_IF_ERROR(create_claimed_run(batch.create->run, batch.create->owner, batch.create->lease_ms));
-    if (batch.steps.empty() && batch.pending_writes.empty() && !batch.checkpoint && !batch.run && batch.events.empty()) {
-      return Status();
-    }
-  }
+  const bool only_create =
+      batch.steps.empty() && batch.pending_writes.empty() && !batch.checkpoint && !batch.run && batch.events.empty();
   std::vector<int64_t> seqs;
-  ORCH_RETURN_IF_ERROR(write_run_batch(batch, *run_id, &seqs));
+  if (batch.create && only_create) {
+    return create_claimed_run(batch.create->run, batch.create->owner, batch.create->lease_ms);
+  }
+  if (batch.create) {
+    // The run's insert opens the batch's pipeline: one commit. When that
+    // fails (a taken id or key, which create_claimed_run tells apart, or
+    // anything else), nothing was written: the run is created on its own,
+    // then the batch written.
+    Status merged = write_run_batch(batch, *run_id, &seqs, /*create=*/true);
+    if (merged.code() == StatusCode::kUnavailable) return merged;  // it may have committed
+    if (!merged.ok()) {
+      seqs.clear();
+      ORCH_RETURN_IF_ERROR(create_claimed_run(batch.create->run, batch.create->owner, batch.create->lease_ms));
+      ORCH_RETURN_IF_ERROR(write_run_batch(batch, *run_id, &seqs));
+    }
+  } else {
+    ORCH_RETURN_IF_ERROR(write_run_batch(batch, *run_id, &seqs));
+  }
   for (size_t i = 0; i < seqs.size() && i < batch.events.size(); ++i) batch.events[i].seq = seqs[i];
   return Status();
 }
@@ -175,7 +185,8 @@ std::vector<Command> PostgresStore::batch_commands(const StoreBatch& batch, cons
   return commands;
 }
 
-Status PostgresStore::write_run_batch(const StoreBatch& batch, const std::string& run_id, std::vector<int64_t>* seqs) {
+Status PostgresStore::write_run_batch(const StoreBatch& batch, const std::string& run_id, std::vector<int64_t>* seqs,
+                                      bool create) {
   // Encoding needs no connection: done first, against the cached document.
   std::optional<PreparedCheckpoint> prepared;
   if (batch.checkpoint) {
@@ -204,6 +215,10 @@ Status PostgresStore::write_run_batch(const StoreBatch& batch, const std::string
     // statements after a failed one skipped) when one fails.
     {
       std::vector<Command> commands;
+      if (create) {
+        commands.push_back(run_insert(batch.create->run, &batch.create->owner, batch.create->lease_ms,
+                                      /*conflict_fails=*/true));
+      }
       const std::string expected = prepared && prepared->previous ? prepared->previous->link.id : std::string();
       open_batch(batch, run_id, prepared ? &expected : nullptr, /*explicit_transaction=*/false, &commands);
       size_t event_index = 0;
@@ -213,7 +228,7 @@ Status PostgresStore::write_run_batch(const StoreBatch& batch, const std::string
       for (Command& command : rest) commands.push_back(std::move(command));
       Result<std::vector<Rows>> results = conn.pipeline("write_batch", commands);
       if (results.ok()) return take_seqs(*results, event_index);
-      if (!prepared || results.status().code() != StatusCode::kAborted || lease_lost(results.status())) {
+      if (create || !prepared || results.status().code() != StatusCode::kAborted || lease_lost(results.status())) {
         return results.status();
       }
     }
