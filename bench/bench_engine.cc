@@ -24,9 +24,9 @@
 // PostgreSQL: the server ORCH_BENCH_POSTGRES names (a libpq conninfo), else a
 // private one started for the benchmark (tests/support/postgres_cluster.h:
 // initdb in a temp dir, a Unix socket, fsync on, default settings), removed
-// at exit. --pg-notify off disables, in each repetition's schema, the trigger
-// that announces appended events to other instances (LISTEN/NOTIFY, schema
-// migration 3), to measure what it costs; the lines then say
+// at exit. --pg-notify off turns off the announcements of appended events to
+// other instances (LISTEN/NOTIFY; PostgresStoreOptions::announce_events), to
+// measure what they cost; the lines then say
 // "pg_notify":false.
 // With BENCH_EACH=1 in the environment, each repetition's milliseconds also go
 // to stderr (to see how a noisy machine spreads them).
@@ -49,7 +49,6 @@
 #endif
 #ifdef ORCH_BENCH_POSTGRES
 #include "orch/postgres_store.h"
-#include "postgres_sql.h"
 #include "support/postgres_cluster.h"
 #endif
 
@@ -191,20 +190,13 @@ std::shared_ptr<orch::Store> open_store(const Config& c, const std::string& path
     static int counter = 0;
     orch::PostgresStoreOptions options;
     options.schema = "bench_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+    options.announce_events = g_pg_notify;
     const std::string conninfo = postgres_conninfo();
     if (conninfo.empty()) return nullptr;
     auto s = orch::new_postgres_store(conninfo, options);
     if (!s.ok()) {
       std::fprintf(stderr, "bench: %s\n", s.status().to_string().c_str());
       return nullptr;
-    }
-    if (!g_pg_notify) {
-      const std::string failed = orch::bench::exec_postgres_sql(
-          conninfo, "ALTER TABLE \"" + options.schema + "\".events DISABLE TRIGGER events_announce");
-      if (!failed.empty()) {
-        std::fprintf(stderr, "bench: disabling the events trigger: %s\n", failed.c_str());
-        return nullptr;
-      }
     }
     return *s;
   }

@@ -41,9 +41,9 @@
 // on the instance that started it), the rate and the latencies are over all
 // of them, and orch's CPU per node is the sum over all instances. With the
 // private server, the CPU its processes used in the window is reported per
-// node too (postgres_cpu_us_per_node). --pg-notify off disables the trigger
-// that announces appended events (LISTEN/NOTIFY, schema migration 3) in the
-// bench's schema, to measure what it costs; other instances then no longer
+// node too (postgres_cpu_us_per_node). --pg-notify off turns off the
+// announcements of appended events (LISTEN/NOTIFY; config postgres.
+// announce_events = false), to measure what they cost; other instances then no longer
 // hear of those events (their SSE streams would lag), which the runs
 // themselves do not need.
 //
@@ -400,6 +400,7 @@ Measurement measure_once(const Options& options, int rep) {
     if (postgres) {
       config << R"(, "postgres": {"schema": ")" << schema << '"';
       if (options.pg_connections > 0) config << R"(, "max_connections": )" << options.pg_connections;
+      if (!options.pg_notify) config << R"(, "announce_events": false)";
       config << "}";
     }
     config << "}";
@@ -454,10 +455,6 @@ Measurement measure_once(const Options& options, int rep) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     up = up && this_up;
-  }
-  if (up && postgres && !options.pg_notify) {
-    const std::string failed = exec_sql(db, "ALTER TABLE \"" + schema + "\".events DISABLE TRIGGER events_announce");
-    if (!failed.empty()) out.error = "disabling the events trigger: " + failed;
   }
   if (!up || !out.error.empty()) {
     if (out.error.empty()) out.error = "orch serve did not start";

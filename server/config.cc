@@ -155,6 +155,11 @@ Status load_postgres(const Value& postgres, ServerConfig* c) {
       ORCH_RETURN_IF_ERROR(read_string(v, k, &o.schema));
       continue;
     }
+    if (key == "announce_events") {
+      if (!v.is_bool()) return type_error(k, "true or false");
+      o.announce_events = v.as_bool();
+      continue;
+    }
     int64_t n = 0;
     ORCH_RETURN_IF_ERROR(read_int(v, k, &n));
     if (n < 0 || n > 24LL * 3600 * 1000) return Status::invalid_argument("config key '" + k + "' is out of range");

@@ -26,6 +26,8 @@
 #include "orch/workflow.h"
 #include "support/figures.h"
 #include "support/postgres_cluster.h"
+#include "store/postgres/pg_connection.h"
+#include "store/postgres/pg_schema.h"
 
 using orch::Checkpoint;
 using orch::EventRecord;
@@ -379,6 +381,147 @@ TEST_CASE("PostgreSQL migrations run once when several stores open at once, newe
   REQUIRE_FALSE(newer.ok());
   CHECK(newer.status().code() == StatusCode::kFailedPrecondition);
   CHECK(newer.status().message().find("newer than this orch understands") != std::string::npos);
+}
+
+TEST_CASE("a schema 3 PostgreSQL database is upgraded in place: its runs, leases and events stay and are fenced and announced as before", "[postgres][migration]") {
+  PostgresCluster& pg = cluster();
+  const std::string schema = fresh_schema("from3");
+  {
+    orch::postgres::ConnectSettings settings;
+    settings.conninfo = pg.conninfo();
+    settings.schema = schema;
+    auto conn = orch::postgres::Connection::open(settings);
+    INFO(conn.status().to_string());
+    REQUIRE(conn.ok());
+    Status migrated = orch::postgres::migrate_schema(**conn, schema, 3);
+    INFO(migrated.to_string());
+    REQUIRE(migrated.ok());
+  }
+  const std::string q = "\"" + schema + "\".";
+  // A run leased by instance-a at epoch 3, with one event, as schema 3 stored them.
+  REQUIRE(pg.psql("INSERT INTO " + q + "runs (id, status, workflow_id, workflow, input, config, state, host_data, "
+                  "error, parent_run_id, parent_node, forked_from_run_id, forked_from_checkpoint_id, created_at_ms, "
+                  "updated_at_ms, started_at_ms, ended_at_ms, input_tokens, output_tokens, checkpoint_count, "
+                  "lease_owner, lease_expires_at_ms, lease_epoch, last_event_seq) VALUES ('old', 'running', 'wf', "
+                  "'{}', '{}', '{}', '{}', '{}', '', '', '', '', '', 1, 1, 1, 0, 0, 0, 0, 'instance-a', "
+                  "9000000000000, 3, 1); INSERT INTO " + q + "events (run_pk, run_id, seq, kind, data, "
+                  "created_at_ms) SELECT pk, id, 1, 'run.started', '{}', 1 FROM " + q + "runs",
+                  "orch")
+              .ok());
+  const std::string triggers = "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN "
+                               "pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '" + schema +
+                               "' AND t.tgname = 'events_announce'";
+  auto before = pg.psql(triggers, "orch");
+  REQUIRE(before.ok());
+  CHECK(*before == "1\n");
+
+  auto writer = open_store(schema);
+  auto reader = open_store(schema);
+  auto version = pg.psql("SELECT version FROM " + q + "orch_schema", "orch");
+  REQUIRE(version.ok());
+  CHECK(*version == std::to_string(orch::postgres_store_schema_version()) + "\n");
+  auto after = pg.psql(triggers, "orch");
+  REQUIRE(after.ok());
+  CHECK(*after == "0\n");  // the store announces events itself now
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> heard;
+  auto watch = reader->watch_changes([&](const orch::StoreChange& change) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (change.kind == orch::StoreChange::Kind::kEvents) heard.push_back(change.key);
+    cv.notify_all();
+  });
+  REQUIRE(watch.ok());
+
+  auto old_run = writer->get_run("old");
+  INFO(old_run.status().to_string());
+  REQUIRE(old_run.ok());
+  // The holder of the lease writes a checkpoint with its events (one
+  // statement since schema 4); seqs go on from the stored ones.
+  orch::StoreBatch held;
+  held.lease_owner = "instance-a";
+  held.lease_epoch = 3;
+  held.checkpoint = make_checkpoint("old", 1, Value::object({{"a", 1}}));
+  held.run = *old_run;
+  held.run->checkpoint_count = 1;
+  held.run->state = held.checkpoint->state;
+  for (const char* kind : {"checkpoint.created", "values"}) {
+    EventRecord event;
+    event.run_id = "old";
+    event.kind = kind;
+    held.events.push_back(event);
+  }
+  Status written = writer->write_batch(held);
+  INFO(written.to_string());
+  REQUIRE(written.ok());
+  CHECK(held.events[0].seq == 2);
+  CHECK(held.events[1].seq == 3);
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    REQUIRE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return !heard.empty(); }));
+    CHECK(heard.front() == "old");
+  }
+  // A writer at an older epoch is refused, and writes nothing.
+  orch::StoreBatch stale;
+  stale.lease_owner = "instance-a";
+  stale.lease_epoch = 2;
+  EventRecord late;
+  late.run_id = "old";
+  late.kind = "late";
+  stale.events.push_back(late);
+  Status refused = writer->write_batch(stale);
+  CHECK(orch::lease_lost(refused));
+  auto events = reader->list_events("old", 0, 10);
+  REQUIRE(events.ok());
+  REQUIRE(events->size() == 3);
+  CHECK((*events)[0].kind == "run.started");
+  CHECK((*events)[2].kind == "values");
+  auto latest = reader->latest_checkpoint("old");
+  REQUIRE(latest.ok());
+  CHECK(latest->state == Value::object({{"a", 1}}));
+}
+
+TEST_CASE("a PostgreSQL pipeline without BEGIN is one transaction: a failure undoes what came before it, a local setting lasts to its end", "[postgres]") {
+  const std::string schema = fresh_schema("pipeline");
+  open_store(schema);  // creates the schema and its tables
+  orch::postgres::ConnectSettings settings;
+  settings.conninfo = cluster().conninfo();
+  settings.schema = schema;
+  settings.synchronous_commit = false;
+  auto opened = orch::postgres::Connection::open(settings);
+  REQUIRE(opened.ok());
+  orch::postgres::Connection& conn = **opened;
+  using orch::postgres::Command;
+  using orch::postgres::Params;
+  const std::string insert = "INSERT INTO host_records (collection, id, record) VALUES ('c', $1, '{}')";
+  std::vector<Command> failing;
+  failing.push_back({insert, Params().text("a")});
+  failing.push_back({"SELECT 1 / $1::integer", Params().integer(0)});
+  failing.push_back({insert, Params().text("b")});
+  CHECK_FALSE(conn.pipeline("test", failing).ok());
+  auto count = conn.exec("test", "SELECT count(*) FROM host_records");
+  REQUIRE(count.ok());
+  CHECK(count->string(0, 0) == "0");
+  // The durability a sync_to_disk batch asks for holds up to the commit, not after.
+  std::vector<Command> synced;
+  synced.push_back({"SELECT set_config('synchronous_commit', 'on', true)", Params()});
+  synced.push_back({insert, Params().text("a")});
+  synced.push_back({"SELECT current_setting('synchronous_commit')", Params()});
+  auto results = conn.pipeline("test", synced);
+  REQUIRE(results.ok());
+  CHECK((*results)[2].string(0, 0) == "on");
+  auto after = conn.exec("test", "SELECT current_setting('synchronous_commit'), count(*) FROM host_records");
+  REQUIRE(after.ok());
+  CHECK(after->string(0, 0) == "off");
+  CHECK(after->string(0, 1) == "1");
+}
+
+TEST_CASE("the default PostgreSQL pool is twice the machine's threads, 2 to 8 connections", "[postgres]") {
+  const size_t threads = std::thread::hardware_concurrency();
+  const size_t expected = threads == 0 ? 2 : std::min<size_t>(8, std::max<size_t>(2, 2 * threads));
+  CHECK(orch::default_postgres_max_connections() == expected);
+  CHECK(orch::PostgresStoreOptions().max_connections == expected);
 }
 
 TEST_CASE("bad PostgreSQL conninfo or no server: a clear Status, quickly", "[postgres][hardening]") {

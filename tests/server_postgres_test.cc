@@ -95,7 +95,8 @@ TEST_CASE("the config file's db may be a PostgreSQL URI, with postgres settings 
   {
     std::ofstream out(path);
     out << R"({"db": "postgresql://orch:s3cret@db.internal:5433/orch?sslmode=require",
-               "postgres": {"max_connections": 4, "statement_timeout_ms": 5000, "schema": "tenant_a"},
+               "postgres": {"max_connections": 4, "statement_timeout_ms": 5000, "schema": "tenant_a",
+                            "announce_events": false},
                "state_dir": "state"})";
   }
   orch::server::ServerConfig config;
@@ -105,6 +106,7 @@ TEST_CASE("the config file's db may be a PostgreSQL URI, with postgres settings 
   CHECK(config.postgres.max_connections == 4u);
   CHECK(config.postgres.statement_timeout_ms == 5000);
   CHECK(config.postgres.schema == "tenant_a");
+  CHECK_FALSE(config.postgres.announce_events);
   CHECK(config.state_dir == (dir / "state").string());
   // Logs and owner ids never carry the password.
   CHECK(orch::server::redacted_db(config.db) == "postgresql://orch:***@db.internal:5433/orch?sslmode=require");
@@ -114,6 +116,11 @@ TEST_CASE("the config file's db may be a PostgreSQL URI, with postgres settings 
   {
     std::ofstream out(path);
     out << R"({"postgres": {"pool": 4}})";
+  }
+  CHECK(orch::server::load_config_file(path, &config).code() == orch::StatusCode::kInvalidArgument);
+  {
+    std::ofstream out(path);
+    out << R"({"postgres": {"announce_events": 0}})";
   }
   CHECK(orch::server::load_config_file(path, &config).code() == orch::StatusCode::kInvalidArgument);
   std::filesystem::remove_all(dir);

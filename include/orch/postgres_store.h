@@ -46,13 +46,19 @@
 
 namespace orch {
 
+// PostgresStoreOptions::max_connections' default: twice this machine's
+// hardware threads (the engine's default thread count), at least 2, at most
+// 8. Connections beyond the database server's cores mostly queue there and
+// contend (docs/deployment.md).
+ORCH_EXPORT size_t default_postgres_max_connections();
+
 struct PostgresStoreOptions {
   // Connections the store opens at most. Calls beyond that wait for one to
   // come back (see acquire_timeout_ms). An engine superstep's commit holds
   // one for one round trip (its statements go out as one pipeline), an API
   // read for one or two. Keep the sum over all instances below the server's
   // max_connections.
-  size_t max_connections = 8;
+  size_t max_connections = default_postgres_max_connections();
   // How long a call waits for a free connection before failing with
   // Unavailable.
   int acquire_timeout_ms = 10000;
@@ -85,6 +91,12 @@ struct PostgresStoreOptions {
   // against it instead of reading it back (checked against the database: a
   // run another instance wrote meanwhile is read back).
   size_t cached_runs = 1024;
+  // Appended events are announced to the database's listeners (LISTEN on
+  // channel orch_changes), so that other instances' watch_changes() hear of
+  // them (their SSE streams follow runs executed elsewhere). false saves the
+  // notification (a few percent of the database's CPU per superstep) where
+  // no other instance reads this store's runs.
+  bool announce_events = true;
 };
 
 // Connects to the database `conninfo` names (a libpq connection string,

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 //
 // PostgresStore::watch_changes: a connection of its own that LISTENs on the
-// channel the triggers of migration 2 (pg_schema.cc) notify ("<schema> e
-// <run id>" for appended events, "<schema> h <collection>" for host records,
+// channel the store notifies ("<schema> e <run id>" for appended events, sent
+// by the statement appending them (pg_rows.cc, event_append_sql), "<schema> h
+// <collection>" for host records, by a trigger (pg_schema.cc, migration 3);
 // delivered at commit), and a thread that passes this store's schema's
 // changes to a callback. The connection is re-opened after a failure (with a
 // growing pause); notifications sent while it was down are lost, as the
@@ -22,13 +23,13 @@
 
 namespace orch::postgres {
 
-// The channel every orch schema's triggers notify.
+// The channel every orch schema's changes are announced on.
 inline constexpr const char* kChangesChannel = "orch_changes";
 
 class PgChangeWatch final : public StoreWatch {
  public:
   // `schema`: the schema whose notifications count (the one the store's
-  // tables live in, as the trigger reports it).
+  // tables live in, as its current_schema()).
   static Result<std::unique_ptr<PgChangeWatch>> start(const ConnectSettings& settings, std::string schema,
                                                      std::function<void(const StoreChange&)> on_change);
   ~PgChangeWatch() override;

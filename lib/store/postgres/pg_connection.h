@@ -112,9 +112,11 @@ class Connection {
   // SET, DDL: several may be separated by ';').
   Status exec_script(const std::string& what, const std::string& sql);
   // Sends `commands` at once and reads their results (one per command, in
-  // order) after a single round trip. The commands should include their own
-  // BEGIN and COMMIT: when one fails, the ones after it are skipped, the
-  // first failure is returned, and an open transaction is rolled back.
+  // order) after a single round trip. Without a BEGIN, the commands are one
+  // transaction, committed at the pipeline's end (its sync point); a
+  // transaction that goes on after the pipeline starts with BEGIN. When one
+  // fails, the ones after it are skipped, the first failure is returned, and
+  // the transaction is rolled back.
   Result<std::vector<Rows>> pipeline(const std::string& what, const std::vector<Command>& commands);
 
   // `name` as a quoted SQL identifier (for a schema name in a statement).

@@ -104,9 +104,10 @@ void add_run(Params& p, const RunRecord& run) {
   p.integer(run.input_tokens).integer(run.output_tokens).integer(run.checkpoint_count).integer(run.recoveries);
 }
 
-const char* const kRunProgressSql =
+const char* const kRunProgressSetSql =
     "UPDATE runs SET status = $2, error = $3, updated_at_ms = $4, started_at_ms = $5, ended_at_ms = $6, "
-    "input_tokens = $7, output_tokens = $8, checkpoint_count = $9, state = $10, recoveries = $11 WHERE id = $1";
+    "input_tokens = $7, output_tokens = $8, checkpoint_count = $9, state = $10, recoveries = $11";
+const std::string kRunProgressSql = std::string(kRunProgressSetSql) + " WHERE id = $1";
 
 void add_run_progress(Params& p, const RunRecord& run, bool state_is_checkpoints) {
   p.text(run.id).text(run_status_name(run.status)).text(run.error);
@@ -242,37 +243,97 @@ const std::string& pending_write_insert_sql() {
   return sql;
 }
 
+namespace {
+
+// Keeps the row's pk (listing order is first-write order) and its run.
+std::string step_conflict_clause() {
+  std::string out = " ON CONFLICT (id) DO UPDATE SET ";
+  for (int i = 1; i < kStepColumns.count; ++i) {
+    out += std::string(i > 1 ? ", " : "") + kStepColumns.columns[i] + " = EXCLUDED." + kStepColumns.columns[i];
+  }
+  return out;
+}
+
+}  // namespace
+
 const std::string& step_upsert_sql() {
-  // Keeps the row's pk (listing order is first-write order) and its run.
-  static const std::string sql = [] {
-    std::string out = insert_for_run(kStepColumns, 2) + " ON CONFLICT (id) DO UPDATE SET ";
-    for (int i = 1; i < kStepColumns.count; ++i) {
-      out += std::string(i > 1 ? ", " : "") + kStepColumns.columns[i] + " = EXCLUDED." + kStepColumns.columns[i];
-    }
-    return out;
-  }();
+  static const std::string sql = insert_for_run(kStepColumns, 2) + step_conflict_clause();
   return sql;
 }
 
-const std::string& event_append_sql() {
+namespace {
+
+// The statement's run row (CTE "run", its one row) takes the events' seqs:
+// SET clause and RETURNING list, the event kinds being array $kinds.
+std::string seq_bump(int kinds) {
+  return "last_event_seq = last_event_seq + cardinality($" + std::to_string(kinds) + "::text[])";
+}
+
+std::string seq_base(int kinds, bool announce) {
+  std::string out = " RETURNING pk, last_event_seq - cardinality($" + std::to_string(kinds) + "::text[]) AS base";
+  // "<schema> e <run id>" (pg_change_watch.h), sent at commit, for the one
+  // row the UPDATE changed. current_schema() is where the statement found
+  // its tables. A run id too long for a payload is not announced.
+  if (announce) {
+    out += ", CASE WHEN octet_length($1) < 7000 THEN pg_notify('orch_changes', current_schema() || ' e ' || $1) END "
+           "AS announced";
+  }
+  return out;
+}
+
+// The INSERT of the events, from CTE "run" and arrays $kinds.. $kinds+3.
+std::string events_from_run(int kinds) {
+  const std::string k = std::to_string(kinds), d = std::to_string(kinds + 1), c = std::to_string(kinds + 2),
+                    s = std::to_string(kinds + 3);
+  return "INSERT INTO events (run_pk, run_id, seq, kind, data, created_at_ms, state_checkpoint_id) "
+         "SELECT run.pk, $1, run.base + e.n, e.kind, e.data, e.created_at_ms, e.state_checkpoint_id FROM run, "
+         "unnest($" + k + "::text[], $" + d + "::text[], $" + c + "::bigint[], $" + s + "::text[]) "
+         "WITH ORDINALITY AS e(kind, data, created_at_ms, state_checkpoint_id, n) RETURNING seq";
+}
+
+}  // namespace
+
+const std::string& event_append_sql(bool announce) {
   // The run row holds the counter: the UPDATE takes the next seqs under the
   // row's lock, so appends from any number of connections or instances get
   // exact, gapless seqs. No row: no such run. Events come as arrays, so a
   // superstep's events are one statement.
-  static const std::string sql =
-      "WITH r AS (UPDATE runs SET last_event_seq = last_event_seq + cardinality($2::text[]) WHERE id = $1 "
-      "RETURNING pk, last_event_seq - cardinality($2::text[]) AS base) "
-      "INSERT INTO events (run_pk, run_id, seq, kind, data, created_at_ms, state_checkpoint_id) "
-      "SELECT r.pk, $1, r.base + e.n, e.kind, e.data, e.created_at_ms, e.state_checkpoint_id FROM r, "
-      "unnest($2::text[], $3::text[], $4::bigint[], $5::text[]) "
-      "WITH ORDINALITY AS e(kind, data, created_at_ms, state_checkpoint_id, n) RETURNING seq";
-  return sql;
+  auto build = [](bool with_notify) {
+    return "WITH run AS (UPDATE runs SET " + seq_bump(2) + " WHERE id = $1" + seq_base(2, with_notify) + ") " +
+           events_from_run(2);
+  };
+  static const std::string announced = build(true);
+  static const std::string silent = build(false);
+  return announce ? announced : silent;
 }
 
-Params event_append_params(const std::string& run_id, const std::vector<EventRecord>& events,
-                           const Checkpoint* checkpoint) {
+const std::string& checkpoint_events_sql(bool announce, bool with_step) {
+  auto build = [](bool with_notify, bool step) {
+    std::string out = std::string("WITH run AS (") + kRunProgressSetSql + ", " + seq_bump(23) + " WHERE id = $1" +
+                      seq_base(23, with_notify) +
+                      "), dropped AS (DELETE FROM pending_writes WHERE run_pk = (SELECT pk FROM run)), "
+                      "checkpoint AS (INSERT INTO checkpoints (id, run_pk, run_id, seq, parent_id, step_id, version, "
+                      "created_at_ms, kind, base_seq, chain_bytes, base_bytes, body) SELECT $12, run.pk, $1, $13, "
+                      "$14, $15, $16, $17, $18, $19, $20, $21, $22 FROM run)";
+    if (step) {
+      out += std::string(", step AS (INSERT INTO steps (") + kStepColumns.select_list() + ", run_pk) SELECT ";
+      for (int i = 0; i < kStepColumns.count; ++i) out += "$" + std::to_string(kCheckpointEventsParams + 1 + i) + ", ";
+      out += "run.pk FROM run" + step_conflict_clause() + ")";
+    }
+    return out + " " + events_from_run(23);
+  };
+  static const std::string variants[4] = {build(false, false), build(false, true), build(true, false),
+                                          build(true, true)};
+  return variants[(announce ? 2 : 0) + (with_step ? 1 : 0)];
+}
+
+void add_event_arrays(Params& params, const std::vector<EventRecord>& events, const Checkpoint* checkpoint) {
   std::vector<std::string> kinds, data, state_refs;
   std::vector<int64_t> created;
+  kinds.reserve(events.size());
+  data.reserve(events.size());
+  state_refs.reserve(events.size());
+  created.reserve(events.size());
   for (const EventRecord& event : events) {
     kinds.push_back(event.kind);
     std::optional<Value> rest;
@@ -281,8 +342,14 @@ Params event_append_params(const std::string& run_id, const std::vector<EventRec
     state_refs.push_back(rest ? checkpoint->id : std::string());
     created.push_back(event.created_at_ms);
   }
+  params.text_array(kinds).text_array(data).integer_array(created).text_array(state_refs);
+}
+
+Params event_append_params(const std::string& run_id, const std::vector<EventRecord>& events,
+                           const Checkpoint* checkpoint) {
   Params params;
-  params.text(run_id).text_array(kinds).text_array(data).integer_array(created).text_array(state_refs);
+  params.text(run_id);
+  add_event_arrays(params, events, checkpoint);
   return params;
 }
 

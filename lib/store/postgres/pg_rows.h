@@ -57,7 +57,9 @@ Result<WorkflowRecord> read_workflow(const Rows& rows, int row, int first = 0);
 // row says '' and reads fill it from the latest checkpoint, instead of a
 // growing state written twice per superstep. Parameters: $1 the run id,
 // then the progress fields.
-extern const char* const kRunProgressSql;
+extern const std::string kRunProgressSql;
+// kRunProgressSql up to its WHERE clause, for statements that set more.
+extern const char* const kRunProgressSetSql;
 void add_run_progress(Params& params, const RunRecord& run, bool state_is_checkpoints);
 
 // Statements of the tables a run owns, shared by the single calls and the
@@ -71,9 +73,21 @@ const std::string& step_upsert_sql();
 // `checkpoint` written in the same transaction, an event whose data ends with
 // that checkpoint's very state is stored without it, naming the checkpoint
 // (column state_checkpoint_id; list_events puts the state back).
-const std::string& event_append_sql();
+// With `announce`, the statement also announces the run's new events on
+// channel orch_changes (pg_change_watch.h), at commit.
+const std::string& event_append_sql(bool announce);
 Params event_append_params(const std::string& run_id, const std::vector<EventRecord>& events,
                            const Checkpoint* checkpoint = nullptr);
+// A checkpoint commit (the run's progress, the checkpoint row, the end of the
+// run's pending writes) and the events that go with it, in one statement that
+// updates the run's row once: $1..$11 add_run_progress, $12..$22 the
+// checkpoint row, $23..$26 add_event_arrays. Returns the events' seqs.
+// `with_step`: a step is upserted too (as step_upsert_sql does), its
+// add_step parameters following, from $27.
+constexpr int kCheckpointEventsParams = 26;
+const std::string& checkpoint_events_sql(bool announce, bool with_step);
+// event_append_params without the run id: the events' four arrays.
+void add_event_arrays(Params& params, const std::vector<EventRecord>& events, const Checkpoint* checkpoint);
 Result<std::vector<int64_t>> event_seqs(const Rows& rows);
 
 // The JSON text in `column`; Internal naming `what` when it does not parse.

@@ -18,7 +18,12 @@ int latest_schema_version();
 
 // Creates `schema` when it is not empty and missing, then applies the
 // migrations the database lacks. FailedPrecondition when its version is newer
-// than latest_schema_version().
-Status migrate_schema(Connection& conn, const std::string& schema);
+// than latest_schema_version(). `target_version` below the latest stops
+// there (tests build an older schema to upgrade); a database already past it
+// is left as it is.
+Status migrate_schema(Connection& conn, const std::string& schema, int target_version);
+inline Status migrate_schema(Connection& conn, const std::string& schema) {
+  return migrate_schema(conn, schema, latest_schema_version());
+}
 
 }  // namespace orch::postgres

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // PostgresStore::write_batch: a superstep's writes for one run (steps,
 // pending writes, checkpoint or run update, events) in one transaction, sent
-// as one libpq pipeline: BEGIN, the run's lock, every statement and COMMIT
-// go out together and their results come back after a single round trip.
+// as one libpq pipeline: the run's lock and every statement go out together,
+// and their results come back after a single round trip; the pipeline's sync
+// point commits them.
 // Separate transactions on separate connections run in parallel in the
 // server, so batches of different runs need no grouping here.
 //
@@ -41,13 +42,20 @@ const std::string& checkpoint_commit_sql() {
   return sql;
 }
 
-Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const EncodedCheckpoint& row) {
+// With `events` (not empty), the batch's events go in the same statement
+// (checkpoint_events_sql): the run's row is updated once, not twice; so does
+// `step` (not null), one statement less.
+Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const EncodedCheckpoint& row,
+                          const std::vector<EventRecord>* events, const StepRecord* step, bool announce) {
   Params p;
   add_run_progress(p, run, run.state.shares_storage_with(cp.state) || run.state == cp.state);
   p.text(cp.id).integer(row.link.seq).text(cp.parent_id).text(cp.step_id);
   p.integer(cp.version).integer(cp.created_at_ms).text(row.snapshot ? kSnapshotKind : kDeltaKind);
   p.integer(row.link.base_seq).integer(row.link.chain_bytes).integer(row.link.base_bytes).text(row.body);
-  return {checkpoint_commit_sql(), std::move(p)};
+  if (events == nullptr) return {checkpoint_commit_sql(), std::move(p)};
+  add_event_arrays(p, *events, &cp);
+  if (step != nullptr) add_step(p, *step);
+  return {checkpoint_events_sql(announce, step != nullptr), std::move(p)};
 }
 
 }  // namespace
@@ -56,17 +64,27 @@ Status PostgresStore::write_batch(StoreBatch& batch) {
   if (batch.empty()) return Status();
   const std::string* run_id = internal::single_run_of(batch);
   if (run_id == nullptr) return Store::write_batch(batch);  // not the engine's shape
-  if (batch.create) {
-    // The run is created first, in its own transaction: the batch's pipeline
-    // opens by locking the run's row (orch_lock_run), which must exist.
-    // TODO: insert it in the pipeline instead (one commit).
-    ORCH_RETURN_IF_ERROR(create_claimed_run(batch.create->run, batch.create->owner, batch.create->lease_ms));
-    if (batch.steps.empty() && batch.pending_writes.empty() && !batch.checkpoint && !batch.run && batch.events.empty()) {
-      return Status();
-    }
-  }
+  const bool only_create =
+      batch.steps.empty() && batch.pending_writes.empty() && !batch.checkpoint && !batch.run && batch.events.empty();
   std::vector<int64_t> seqs;
-  ORCH_RETURN_IF_ERROR(write_run_batch(batch, *run_id, &seqs));
+  if (batch.create && only_create) {
+    return create_claimed_run(batch.create->run, batch.create->owner, batch.create->lease_ms);
+  }
+  if (batch.create) {
+    // The run's insert opens the batch's pipeline: one commit. When that
+    // fails (a taken id or key, which create_claimed_run tells apart, or
+    // anything else), nothing was written: the run is created on its own,
+    // then the batch written.
+    Status merged = write_run_batch(batch, *run_id, &seqs, /*create=*/true);
+    if (merged.code() == StatusCode::kUnavailable) return merged;  // it may have committed
+    if (!merged.ok()) {
+      seqs.clear();
+      ORCH_RETURN_IF_ERROR(create_claimed_run(batch.create->run, batch.create->owner, batch.create->lease_ms));
+      ORCH_RETURN_IF_ERROR(write_run_batch(batch, *run_id, &seqs));
+    }
+  } else {
+    ORCH_RETURN_IF_ERROR(write_run_batch(batch, *run_id, &seqs));
+  }
   for (size_t i = 0; i < seqs.size() && i < batch.events.size(); ++i) batch.events[i].seq = seqs[i];
   return Status();
 }
@@ -84,8 +102,8 @@ Status PostgresStore::commit_checkpoint(const Checkpoint& checkpoint, const RunR
 }
 
 void PostgresStore::open_batch(const StoreBatch& batch, const std::string& run_id, const std::string* expected_checkpoint,
-                               std::vector<Command>* commands) {
-  commands->push_back({"BEGIN", Params()});
+                               bool explicit_transaction, std::vector<Command>* commands) {
+  if (explicit_transaction) commands->push_back({"BEGIN", Params()});
   // The session may commit without waiting for the WAL flush (see
   // PostgresStoreOptions::relaxed_unsynced_commits); this one must wait.
   if (batch.sync_to_disk) commands->push_back({"SELECT set_config('synchronous_commit', 'on', true)", Params()});
@@ -113,7 +131,8 @@ void PostgresStore::open_batch(const StoreBatch& batch, const std::string& run_i
 }
 
 std::vector<Command> PostgresStore::batch_commands(const StoreBatch& batch, const std::string& run_id,
-                                                   const PreparedCheckpoint* checkpoint, size_t* event_index) {
+                                                   const PreparedCheckpoint* checkpoint, bool explicit_transaction,
+                                                   size_t* event_index) {
   std::vector<Command> commands;
   // The checkpoint drops the run's pending writes in this same transaction,
   // so with one in the batch there is no point writing them.
@@ -124,34 +143,50 @@ std::vector<Command> PostgresStore::batch_commands(const StoreBatch& batch, cons
       commands.push_back({pending_write_insert_sql(), std::move(p)});
     }
   }
+  // A step written twice in one batch (started, then completed): only its
+  // last version needs writing.
+  std::vector<const StepRecord*> steps;
+  if (batch.steps.size() == 1) {
+    steps.push_back(&batch.steps[0]);
+  } else if (!batch.steps.empty()) {
+    std::unordered_map<std::string, size_t> last_of;
+    for (size_t i = 0; i < batch.steps.size(); ++i) last_of[batch.steps[i].id] = i;
+    for (size_t i = 0; i < batch.steps.size(); ++i) {
+      if (last_of[batch.steps[i].id] == i) steps.push_back(&batch.steps[i]);
+    }
+  }
+  // A checkpoint takes the events' seqs in its own statement, and the first
+  // step rides along (a superstep of one node: the whole batch is one
+  // statement after the lock).
+  const bool events_with_checkpoint = checkpoint != nullptr && !batch.events.empty();
+  size_t first_step = 0;
   if (checkpoint != nullptr) {
-    commands.push_back(checkpoint_commit(*batch.run, *batch.checkpoint, checkpoint->encoded));
+    const StepRecord* step = events_with_checkpoint && !steps.empty() ? steps[first_step++] : nullptr;
+    *event_index = commands.size();
+    commands.push_back(checkpoint_commit(*batch.run, *batch.checkpoint, checkpoint->encoded,
+                                         events_with_checkpoint ? &batch.events : nullptr, step,
+                                         options_.announce_events));
   } else if (batch.run) {
     static const std::string kUpdate = kRunColumns.update_sql();
     Params p;
     add_run(p, *batch.run);
     commands.push_back({kUpdate, std::move(p)});
   }
-  // A step written twice in one batch (started, then completed): only its
-  // last version needs writing.
-  std::unordered_map<std::string, size_t> last_of;
-  for (size_t i = 0; i < batch.steps.size(); ++i) last_of[batch.steps[i].id] = i;
-  for (size_t i = 0; i < batch.steps.size(); ++i) {
-    if (last_of[batch.steps[i].id] != i) continue;
+  for (size_t i = first_step; i < steps.size(); ++i) {
     Params p;
-    add_step(p, batch.steps[i]);
+    add_step(p, *steps[i]);
     commands.push_back({step_upsert_sql(), std::move(p)});
   }
-  *event_index = commands.size();
-  if (!batch.events.empty()) {
-    commands.push_back({event_append_sql(),
-                        event_append_params(run_id, batch.events, checkpoint != nullptr ? &*batch.checkpoint : nullptr)});
+  if (!batch.events.empty() && !events_with_checkpoint) {
+    *event_index = commands.size();
+    commands.push_back({event_append_sql(options_.announce_events), event_append_params(run_id, batch.events)});
   }
-  commands.push_back({"COMMIT", Params()});
+  if (explicit_transaction) commands.push_back({"COMMIT", Params()});
   return commands;
 }
 
-Status PostgresStore::write_run_batch(const StoreBatch& batch, const std::string& run_id, std::vector<int64_t>* seqs) {
+Status PostgresStore::write_run_batch(const StoreBatch& batch, const std::string& run_id, std::vector<int64_t>* seqs,
+                                      bool create) {
   // Encoding needs no connection: done first, against the cached document.
   std::optional<PreparedCheckpoint> prepared;
   if (batch.checkpoint) {
@@ -174,25 +209,34 @@ Status PostgresStore::write_run_batch(const StoreBatch& batch, const std::string
   };
 
   Status status = with_connection("write_batch", [&](Connection& conn) -> Status {
-    // Fast path: one pipeline.
+    // Fast path: one pipeline, which is one transaction without BEGIN and
+    // COMMIT: the server runs a pipeline's statements up to its sync point
+    // in an implicit transaction, committed there, and rolled back (the
+    // statements after a failed one skipped) when one fails.
     {
       std::vector<Command> commands;
+      if (create) {
+        commands.push_back(run_insert(batch.create->run, &batch.create->owner, batch.create->lease_ms,
+                                      /*conflict_fails=*/true));
+      }
       const std::string expected = prepared && prepared->previous ? prepared->previous->link.id : std::string();
-      open_batch(batch, run_id, prepared ? &expected : nullptr, &commands);
+      open_batch(batch, run_id, prepared ? &expected : nullptr, /*explicit_transaction=*/false, &commands);
       size_t event_index = 0;
-      std::vector<Command> rest = batch_commands(batch, run_id, prepared ? &*prepared : nullptr, &event_index);
+      std::vector<Command> rest = batch_commands(batch, run_id, prepared ? &*prepared : nullptr,
+                                                 /*explicit_transaction=*/false, &event_index);
       event_index += commands.size();
       for (Command& command : rest) commands.push_back(std::move(command));
       Result<std::vector<Rows>> results = conn.pipeline("write_batch", commands);
       if (results.ok()) return take_seqs(*results, event_index);
-      if (!prepared || results.status().code() != StatusCode::kAborted || lease_lost(results.status())) {
+      if (create || !prepared || results.status().code() != StatusCode::kAborted || lease_lost(results.status())) {
         return results.status();
       }
     }
     // Slow path: the run's chain moved on without this instance. Lock the
-    // run, read its latest checkpoint, encode against it, write.
+    // run, read its latest checkpoint, encode against it, write: two
+    // pipelines, so one transaction from BEGIN to COMMIT.
     std::vector<Command> opening;
-    open_batch(batch, run_id, nullptr, &opening);
+    open_batch(batch, run_id, nullptr, /*explicit_transaction=*/true, &opening);
     Params link;
     link.text(run_id);
     opening.push_back({kLatestLinkSql, std::move(link)});
@@ -208,7 +252,7 @@ Status PostgresStore::write_run_batch(const StoreBatch& batch, const std::string
         encode_checkpoint(batch.checkpoint->id, prepared->document, prepared->previous ? &prepared->previous->link : nullptr,
                           prepared->previous ? &prepared->previous->document : nullptr, options_.max_delta_chain);
     size_t event_index = 0;
-    std::vector<Command> rest = batch_commands(batch, run_id, &*prepared, &event_index);
+    std::vector<Command> rest = batch_commands(batch, run_id, &*prepared, /*explicit_transaction=*/true, &event_index);
     ORCH_ASSIGN_OR_RETURN(std::vector<Rows> results, conn.pipeline("write_batch", rest));
     return take_seqs(results, event_index);
   });

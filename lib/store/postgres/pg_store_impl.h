@@ -41,6 +41,10 @@ Result<ChainLink> read_link(const Rows& rows, int row);
 bool same_link(const ChainLink& a, const ChainLink& b);
 // SELECT of the latest checkpoint row's link of run $1.
 extern const char* const kLatestLinkSql;
+// The INSERT of a new run (leased to `owner` when not null, at epoch 1),
+// returning its pk. A taken id or idempotency key: no row, or with
+// `conflict_fails` a unique violation (AlreadyExists) that aborts a pipeline.
+Command run_insert(const RunRecord& run, const std::string* owner, int64_t lease_ms, bool conflict_fails);
 
 class PostgresStore final : public Store {
  public:
@@ -139,16 +143,23 @@ class PostgresStore final : public Store {
     EncodedCheckpoint encoded;
   };
   // Writes one run's batch in one transaction; `seqs` gets its events' seqs.
-  Status write_run_batch(const StoreBatch& batch, const std::string& run_id, std::vector<int64_t>* seqs);
+  // With `create`, the batch's run is inserted in that transaction first;
+  // any failure is then returned as it is (nothing was written), for
+  // write_batch to create the run on its own and try again.
+  Status write_run_batch(const StoreBatch& batch, const std::string& run_id, std::vector<int64_t>* seqs,
+                         bool create = false);
   // The batch's statements after the run's lock (and, for a checkpoint, its
-  // encoding) up to COMMIT; `event_index` gets where the events' start.
+  // encoding), and COMMIT with `explicit_transaction`; `event_index` gets the
+  // index of the statement returning the events' seqs.
   std::vector<Command> batch_commands(const StoreBatch& batch, const std::string& run_id,
-                                      const PreparedCheckpoint* checkpoint, size_t* event_index);
-  // The transaction's opening statements: BEGIN, the commit's durability,
-  // the run's lock (checking, with `expected_checkpoint`, that it is the
-  // run's latest).
+                                      const PreparedCheckpoint* checkpoint, bool explicit_transaction,
+                                      size_t* event_index);
+  // The transaction's opening statements: BEGIN with `explicit_transaction`
+  // (a transaction spanning several pipelines), the commit's durability, the
+  // run's lock (checking, with `expected_checkpoint`, that it is the run's
+  // latest).
   void open_batch(const StoreBatch& batch, const std::string& run_id, const std::string* expected_checkpoint,
-                  std::vector<Command>* commands);
+                  bool explicit_transaction, std::vector<Command>* commands);
   void checkpoint_committed(const RunRecord& run, PreparedCheckpoint& prepared);
 
   PostgresStoreOptions options_;
