@@ -590,8 +590,11 @@ TEST_CASE("a health check gate skips rounds, results are reported and applied el
   CHECK(results[0].worker_id == "w");
   CHECK(results[0].health.message() == "down");
 
-  // Another registry takes the result as if it had probed.
-  Fixture other(clock);
+  // Another registry takes the result as if it had probed. (Its own clock:
+  // advancing this test's would start rounds of the first registry, which
+  // report into `reported` from its thread.)
+  auto other_clock = std::make_shared<orch::ManualClock>();
+  Fixture other(other_clock);
   other.add("w");
   REQUIRE(other.registry->apply_health(results[0]).ok());
   CHECK(other.registry->get_worker("w")->consecutive_failures == 1);
@@ -610,10 +613,65 @@ TEST_CASE("a health check gate skips rounds, results are reported and applied el
   CHECK(other.registry->get_worker("w")->circuit == orch::CircuitState::kOpen);
   CHECK(other.registry->get_worker("w")->consecutive_failures == 3);
   // Once the cooldown is over (half-open), a healthy result closes it.
-  clock->advance(61s);
+  other_clock->advance(61s);
   REQUIRE(other.registry->apply_health(orch::WorkerHealth{"w", Status()}).ok());
   CHECK(other.registry->get_worker("w")->circuit == orch::CircuitState::kClosed);
   CHECK(other.registry->get_worker("w")->consecutive_failures == 0);
+}
+
+namespace {
+
+// Probes take `probe_ms`; counts the probes that started.
+class SlowProbeProtocol : public ManualProtocol {
+ public:
+  explicit SlowProbeProtocol(int probe_ms) : probe_ms_(probe_ms) {}
+  Status probe(const WorkerInfo& w, std::chrono::milliseconds timeout) override {
+    ++started;
+    std::this_thread::sleep_for(std::chrono::milliseconds(probe_ms_));
+    return ManualProtocol::probe(w, timeout);
+  }
+  std::atomic<int> started{0};
+
+ private:
+  int probe_ms_;
+};
+
+}  // namespace
+
+TEST_CASE("destroying the registry waits for a health round in flight, whose callbacks then end", "[workers]") {
+  auto clock = std::make_shared<orch::ManualClock>();
+  // What the host's callbacks refer to: it goes right after the registry.
+  struct HostState {
+    std::atomic<bool> registry_gone{false};
+    std::atomic<int> calls_after{0};
+    std::atomic<int> reports{0};
+  };
+  auto host = std::make_unique<HostState>();
+  HostState* state = host.get();
+  orch::WorkerRegistryOptions options;
+  options.clock = clock;
+  options.health_check_interval_ms = 30000;
+  options.health_check_gate = [state] {
+    if (state->registry_gone) ++state->calls_after;
+    return true;
+  };
+  options.on_health_checked = [state](const std::vector<orch::WorkerHealth>&) {
+    if (state->registry_gone) ++state->calls_after;
+    ++state->reports;
+  };
+  auto registry = std::make_unique<orch::WorkerRegistry>(options);
+  auto protocol = std::make_shared<SlowProbeProtocol>(150);
+  REQUIRE(registry->register_protocol("manual", protocol).ok());
+  for (const char* id : {"w1", "w2", "w3"}) REQUIRE(registry->add_worker(info(id, std::string("manual://") + id, "manual")).ok());
+  clock->advance(31s);  // a round starts on the registry's thread
+  for (int i = 0; i < 5000 && protocol->started == 0; ++i) std::this_thread::sleep_for(1ms);
+  REQUIRE(protocol->started == 1);
+  registry.reset();  // mid-probe: waits for it; the round stops before the next worker
+  state->registry_gone = true;
+  CHECK(protocol->started == 1);
+  std::this_thread::sleep_for(700ms);  // time enough for the rest of a round that went on
+  CHECK(state->calls_after == 0);
+  CHECK(protocol->started == 1);
 }
 
 TEST_CASE("destroying the registry fails waiting calls with Cancelled", "[workers]") {

@@ -28,6 +28,10 @@ void WorkerRegistry::Impl::check_health() {
   std::vector<WorkerHealth> results;
   results.reserve(targets.size());
   for (const Target& t : targets) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (shut_down) return;  // shutdown() waits for this round: end it now
+    }
     Status health;
     try {
       health = t.protocol->probe(t.info, timeout);
@@ -86,6 +90,15 @@ void WorkerRegistry::Impl::request_health_check() {
     for (;;) {
       auto self = weak.lock();
       if (!self) return;
+      {
+        std::lock_guard<std::mutex> inner(self->mu);
+        if (self->shut_down) {  // posted before the shutdown: nothing more to call
+          self->health_check_running = false;
+          self->health_idle.notify_all();
+          return;
+        }
+        self->health_thread = std::this_thread::get_id();
+      }
       run_guarded("worker health check", [&] {
         // Another process may probe for this one (see health_check_gate).
         if (!self->options.health_check_gate || self->options.health_check_gate()) self->check_health();
@@ -93,6 +106,8 @@ void WorkerRegistry::Impl::request_health_check() {
       std::lock_guard<std::mutex> inner(self->mu);
       if (self->health_checks_owed == 0 || self->shut_down) {
         self->health_check_running = false;
+        self->health_thread = std::thread::id();
+        self->health_idle.notify_all();
         return;
       }
       --self->health_checks_owed;

@@ -304,6 +304,12 @@ void WorkerRegistry::Impl::shutdown() {
     run_guarded("worker protocol cancel", [&p = protocol, &id = call_id] { p->cancel(id); });
   }
   for (auto& p : waiting) p->done(failure(Status::cancelled("worker registry shut down"), true));
+  // A health round in flight calls the host's callbacks: it ends (at the
+  // next worker, or after the probe under way) before the registry is gone.
+  std::unique_lock<std::mutex> lock(mu);
+  if (health_thread != std::this_thread::get_id()) {
+    health_idle.wait(lock, [this] { return !health_check_running; });
+  }
 }
 
 WorkerStatus WorkerRegistry::Impl::status_locked(const WorkerEntry& worker, SteadyTime now) const {

@@ -9,12 +9,14 @@
 // after it is gone.
 #pragma once
 
+#include <condition_variable>
 #include <list>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "workers/call_pool.h"
@@ -99,6 +101,11 @@ struct ORCH_NO_EXPORT WorkerRegistry::Impl : std::enable_shared_from_this<Worker
   Clock::TimerId health_timer = 0;
   bool health_check_running = false;
   int health_checks_owed = 0;  // ticks that met a running check (at most kMaxOwedHealthChecks)
+  // shutdown() waits for a running round (it calls the host's gate and
+  // on_health_checked, whose captures may go once the registry has), unless
+  // it is that round's own thread calling.
+  std::condition_variable health_idle;
+  std::thread::id health_thread;
   // Runs periodic health checks (they block on probes).
   std::unique_ptr<internal::CallPool> background;
 };
