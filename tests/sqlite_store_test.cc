@@ -173,7 +173,16 @@ std::string back_to_schema6_sql() {
 }
 const std::string kBackToSchema6 = back_to_schema6_sql();
 
+// Damages the file with `sql`; reading run "r"'s events from `after_seq`
+// must then fail with Internal (an error, not a crash).
+void check_damage_fails(orch::Store& store, const std::string& sql, int64_t after_seq, size_t limit) {
+  INFO(sql);
+  REQUIRE(orch::sqlite_execute_for_testing(store, sql).ok());
+  CHECK(store.list_events("r", after_seq, limit).status().code() == StatusCode::kInternal);
+}
+
 }  // namespace
+
 
 TEST_CASE("a SQLite store keeps everything across close and reopen", "[sqlite]") {
   TempDir dir;
@@ -1315,10 +1324,8 @@ TEST_CASE("events rebuilt from their checkpoint read back as written", "[sqlite]
   auto damaged = store->list_events("r", 0, 1000);
   REQUIRE_FALSE(damaged.ok());
   CHECK(damaged.status().code() == StatusCode::kInternal);
-  REQUIRE(orch::sqlite_execute_for_testing(*store, "UPDATE events SET form = 9 WHERE seq = 1").ok());
-  CHECK(store->list_events("r", 0, 1).status().code() == StatusCode::kInternal);
-  REQUIRE(orch::sqlite_execute_for_testing(*store, "UPDATE events SET kind = 250 WHERE seq = 7").ok());
-  CHECK(store->list_events("r", 6, 1).status().code() == StatusCode::kInternal);
+  check_damage_fails(*store, "UPDATE events SET form = 9 WHERE seq = 1", 0, 1);
+  check_damage_fails(*store, "UPDATE events SET kind = 250 WHERE seq = 7", 6, 1);
 }
 
 TEST_CASE("a checkpoint's parent reads back whether or not it is the row before", "[sqlite]") {
@@ -1974,16 +1981,11 @@ TEST_CASE("the events of a batch share one row and read back from any seq", "[sq
   CHECK(count_in_file(path, "SELECT count(*) FROM events") == 1 + 2 + 14);
   check_events();
   // Damaged batch rows are errors, not crashes.
-  REQUIRE(orch::sqlite_execute_for_testing(*store, "UPDATE events SET kind = 99 WHERE seq = 2").ok());
-  CHECK(store->list_events("r", 1, 1).status().code() == StatusCode::kInternal);
-  REQUIRE(orch::sqlite_execute_for_testing(*store, "UPDATE events SET kind = 7, data = substr(data, 1, 9) WHERE seq = 2").ok());
-  CHECK(store->list_events("r", 0, 10).status().code() == StatusCode::kInternal);
-  REQUIRE(orch::sqlite_execute_for_testing(*store, "UPDATE events SET data = x'ff00ff00' WHERE seq = 2").ok());
-  CHECK(store->list_events("r", 3, 10).status().code() == StatusCode::kInternal);
-  REQUIRE(orch::sqlite_execute_for_testing(*store, "UPDATE events SET data = x'0a010a01' || data WHERE seq = 23").ok());
-  CHECK(store->list_events("r", 22, 10).status().code() == StatusCode::kInternal);
-  REQUIRE(orch::sqlite_execute_for_testing(*store, "UPDATE events SET kind = 'x' WHERE seq = 23").ok());
-  CHECK(store->list_events("r", 22, 10).status().code() == StatusCode::kInternal);
+  check_damage_fails(*store, "UPDATE events SET kind = 99 WHERE seq = 2", 1, 1);
+  check_damage_fails(*store, "UPDATE events SET kind = 7, data = substr(data, 1, 9) WHERE seq = 2", 0, 10);
+  check_damage_fails(*store, "UPDATE events SET data = x'ff00ff00' WHERE seq = 2", 3, 10);
+  check_damage_fails(*store, "UPDATE events SET data = x'0a010a01' || data WHERE seq = 23", 22, 10);
+  check_damage_fails(*store, "UPDATE events SET kind = 'x' WHERE seq = 23", 22, 10);
 }
 
 TEST_CASE("a schema 9 file's packed values are packed again by the upgrade, its checkpoint kinds and node types become codes, all read back the same", "[sqlite][packed]") {
