@@ -1159,6 +1159,64 @@ TEST_CASE("writes share one pooled connection, a second writer waits for it", "[
   CHECK(&*reader != writer);
 }
 
+namespace {
+
+// The page size of the database file at `path`.
+int page_size_of(const std::string& path) {
+  orch::sqlite::Connection conn(path, 1000);
+  return conn.db().execAndGet("PRAGMA page_size").getInt();
+}
+
+// The size of a log holding `pages_4k` pages of 4 KiB worth of frames of the
+// file's own page size (a frame is a page plus a 24-byte header, after a
+// 32-byte log header): where wal_checkpoint_pages puts the threshold.
+uintmax_t log_bytes_at(const std::string& path, int pages_4k) {
+  const uintmax_t page = static_cast<uintmax_t>(page_size_of(path));
+  return 32 + static_cast<uintmax_t>(pages_4k) * 4096 / page * (page + 24);
+}
+
+}  // namespace
+
+TEST_CASE("a new file gets the page size asked for, an existing file keeps its own", "[sqlite]") {
+  TempDir dir;
+  const std::string path = dir.file("pages.db");
+  {
+    auto store = open_store(path);  // the default
+    CHECK(page_size_of(path) == 2048);
+  }
+  const std::string old_path = dir.file("old.db");
+  {
+    orch::SqliteStoreOptions options;
+    options.page_size = 4096;
+    auto store = open_store(old_path, options);
+    REQUIRE(store->create_run(make_run("kept")).ok());
+  }
+  // Reopened with the default: still 4096 (SQLite cannot change it in WAL
+  // mode), and everything in it is read and written as before.
+  auto store = open_store(old_path);
+  CHECK(page_size_of(old_path) == 4096);
+  auto run = store->get_run("kept");
+  REQUIRE(run.ok());
+  RunRecord more = make_run("more");
+  REQUIRE(store->create_run(more).ok());
+  commit(*store, more, make_checkpoint("more", 1, Value::object({{"blob", std::string(9000, 'x')}})));
+  auto latest = store->latest_checkpoint("more");
+  REQUIRE(latest.ok());
+  CHECK(latest->state == Value::object({{"blob", std::string(9000, 'x')}}));
+}
+
+TEST_CASE("a page size that SQLite cannot use is refused", "[sqlite]") {
+  TempDir dir;
+  for (int page_size : {0, -4096, 256, 1000, 3072, 131072}) {
+    orch::SqliteStoreOptions options;
+    options.page_size = page_size;
+    auto store = orch::open_sqlite_store(dir.file("bad.db"), options);
+    REQUIRE_FALSE(store.ok());
+    CHECK(store.status().code() == orch::StatusCode::kInvalidArgument);
+    CHECK(store.status().message().find("page_size") != std::string::npos);
+  }
+}
+
 TEST_CASE("the write-ahead log goes back into the database once it holds wal_checkpoint_pages pages", "[sqlite]") {
   TempDir dir;
   auto size_of = [](const std::string& path) {
@@ -1166,26 +1224,33 @@ TEST_CASE("the write-ahead log goes back into the database once it holds wal_che
     auto size = std::filesystem::file_size(path, ec);
     return ec ? uintmax_t{0} : size;
   };
+  // The threshold counts pages of 4 KiB whatever the file's page size.
+  for (int page_size : {1024, 2048, 4096})
   for (int pages : {50, 100000}) {
-    const std::string path = dir.file("wal-" + std::to_string(pages) + ".db");
+    INFO("page_size " << page_size << ", wal_checkpoint_pages " << pages);
+    const std::string path = dir.file("wal-" + std::to_string(page_size) + "-" + std::to_string(pages) + ".db");
     orch::SqliteStoreOptions options;
     options.wal_checkpoint_pages = pages;
+    options.page_size = page_size;
     auto store = open_store(path, options);
+    REQUIRE(page_size_of(path) == page_size);
     const uintmax_t initial = size_of(path);
     RunRecord run = make_run("r");
     REQUIRE(store->create_run(run).ok());
     // States that differ completely, until the log holds `pages` pages (or
     // 100 commits, ~400 KB): past the threshold, yet far below the four times
     // it at which the committing thread would copy the log back itself.
-    const uintmax_t threshold_bytes = 32 + static_cast<uintmax_t>(pages) * (4096 + 24);
+    const uintmax_t threshold_bytes = log_bytes_at(path, pages);
     for (int v = 0; v < 100 && size_of(path + "-wal") < threshold_bytes; ++v) {
       commit(*store, run, make_checkpoint("r", v, Value::object({{"blob", std::string(4000, static_cast<char>('a' + v % 26))}})));
     }
     if (pages == 50) {
       REQUIRE(size_of(path + "-wal") < 2 * threshold_bytes);
       // The checkpoint runs on the store's own thread: give it a moment.
-      for (int i = 0; i < 500 && size_of(path) < initial + 100000; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      CHECK(size_of(path) >= initial + 100000);
+      // The blobs' pages (several per commit) land in the file.
+      const uintmax_t copied = initial + 16 * static_cast<uintmax_t>(page_size);
+      for (int i = 0; i < 500 && size_of(path) < copied; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      CHECK(size_of(path) >= copied);
     } else {
       CHECK(size_of(path) == initial);  // all of it still in the log
     }
@@ -1426,8 +1491,9 @@ TEST_CASE("the log file shrinks back to its limit once it starts over", "[sqlite
   };
   orch::SqliteStoreOptions options;
   options.wal_checkpoint_pages = 50;
-  const uintmax_t limit = 32 + 50 * (4096 + 24);
   auto store = open_store(path, options);
+  const uintmax_t limit = log_bytes_at(path, 50);
+  const uintmax_t frame = static_cast<uintmax_t>(page_size_of(path)) + 24;
   RunRecord run = make_run("r");
   REQUIRE(store->create_run(run).ok());
   auto write_some = [&](int from, int count) {
@@ -1448,11 +1514,11 @@ TEST_CASE("the log file shrinks back to its limit once it starts over", "[sqlite
   // starts over; its file is cut back to the limit (plus the commit that
   // restarted it). The thread works on its own: commits go on until then.
   int v = 300;
-  for (int i = 0; i < 2000 && size_of(path + "-wal") > limit + 8 * (4096 + 24); ++i) {
+  for (int i = 0; i < 2000 && size_of(path + "-wal") > limit + 8 * frame; ++i) {
     write_some(v++, 1);
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
-  CHECK(size_of(path + "-wal") <= limit + 8 * (4096 + 24));
+  CHECK(size_of(path + "-wal") <= limit + 8 * frame);
   require_same_text(Value::object({{"blob", std::string(4000, static_cast<char>('a' + (v - 1) % 26))}}),
                     store->latest_checkpoint("r")->state);
 }

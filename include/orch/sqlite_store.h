@@ -54,6 +54,13 @@ struct SqliteStoreOptions {
   // log in use, the copy is retried per 1/64 of this much new log; a log four
   // times this size is copied by the committing thread itself, as SQLite would.
   int wal_checkpoint_pages = 16000;
+  // Bytes per page of a database file this store creates: a power of two
+  // from 512 to 65536 (InvalidArgument otherwise). A file that exists keeps
+  // the page size it was created with. A commit writes every page it changed
+  // to the log in full (about ten per superstep, one per table and index
+  // touched), so pages smaller than SQLite's default 4096 make each commit
+  // cheaper: 2048 took seq and par runs 15-20% less time than 4096 here.
+  int page_size = 2048;
 };
 
 // Opens (creating if missing) the database at `path` and brings its schema up

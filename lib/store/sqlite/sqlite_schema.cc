@@ -395,7 +395,10 @@ int pragma_int(Connection& conn, const char* pragma) {
 
 int latest_schema_version() { return kMigrationCount; }
 
-void configure_connection(Connection& conn) {
+void configure_connection(Connection& conn, int page_size) {
+  // Takes effect only in a file that has no table yet (one this store
+  // creates); an existing file keeps the page size it was made with.
+  conn.db().exec("PRAGMA page_size = " + std::to_string(page_size));
   // NORMAL is durable against process crashes in WAL mode; commits that ask
   // for sync_to_disk switch to FULL for their transaction.
   conn.db().exec("PRAGMA synchronous = NORMAL");

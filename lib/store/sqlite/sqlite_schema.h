@@ -18,8 +18,9 @@ namespace orch::sqlite {
 int latest_schema_version();
 
 // Per-connection settings (WAL is a property of the file and set once by
-// migrate_schema; synchronous and the like are per connection).
-void configure_connection(Connection& conn);
+// migrate_schema; synchronous and the like are per connection), and the
+// page size of a file not yet written (SqliteStoreOptions::page_size).
+void configure_connection(Connection& conn, int page_size);
 
 // Brings the file up to latest_schema_version(). FailedPrecondition when it
 // was written by a newer orch or belongs to another application.

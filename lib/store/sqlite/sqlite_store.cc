@@ -55,17 +55,27 @@ Result<std::vector<T>> read_all(Query& q, Reader read) {
 
 }  // namespace
 
+namespace {
+// The log's checkpoint threshold in bytes of pages: wal_checkpoint_pages
+// counts pages of 4 KiB whatever the file's own page size.
+int64_t wal_threshold_bytes(const SqliteStoreOptions& options) {
+  return int64_t{std::max(1, options.wal_checkpoint_pages)} * 4096;
+}
+}  // namespace
+
 SqliteStore::SqliteStore(const std::string& path, const SqliteStoreOptions& options, bool in_memory)
     : options_(options),
       checkpointer_(in_memory ? nullptr
                               : std::make_unique<WalCheckpointer>(path, options.busy_timeout_ms,
-                                                                  std::max(1, options.wal_checkpoint_pages), &writer_mu_)),
+                                                                  wal_threshold_bytes(options), &writer_mu_)),
       pool_(path, options.busy_timeout_ms, options.max_idle_connections, in_memory, [this](Connection& conn) {
-        configure_connection(conn);
+        configure_connection(conn, options_.page_size);
         // A log that grew past its checkpoint size (a reader held it) is cut
         // back to that size when it starts over, instead of keeping its peak
         // size on disk for good. A frame is a page plus a 24-byte header.
-        const int64_t log_bytes = int64_t{std::max(1, options_.wal_checkpoint_pages)} * (4096 + 24) + 32;
+        const int page_size = conn.db().execAndGet("PRAGMA page_size").getInt();
+        const int64_t frames = WalCheckpointer::frames_for(wal_threshold_bytes(options_), page_size);
+        const int64_t log_bytes = frames * (page_size + 24) + 32;
         conn.db().exec("PRAGMA journal_size_limit = " + std::to_string(log_bytes));
         if (checkpointer_) checkpointer_->attach(conn);
       }),
@@ -76,6 +86,10 @@ Result<std::shared_ptr<SqliteStore>> SqliteStore::open(const std::string& path,
   if (path.empty()) return Status::invalid_argument("open_sqlite_store: empty path");
   if (options.busy_timeout_ms < 0)
     return Status::invalid_argument("open_sqlite_store: negative busy_timeout_ms");
+  const int page_size = options.page_size;
+  if (page_size < 512 || page_size > 65536 || (page_size & (page_size - 1)) != 0)
+    return Status::invalid_argument("open_sqlite_store: page_size " + std::to_string(page_size) +
+                                    " is not a power of two from 512 to 65536");
   const bool in_memory = path == ":memory:";
   if (!in_memory && path.rfind("file:", 0) != 0) {
     // The database holds worker tokens and callback secrets: a new file is

@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <limits>
 
 namespace orch::sqlite {
 
@@ -16,10 +17,11 @@ constexpr int kFinishWaitMs = 50;
 
 }  // namespace
 
-WalCheckpointer::WalCheckpointer(std::string path, int busy_timeout_ms, int frames, std::mutex* writer_mu)
+WalCheckpointer::WalCheckpointer(std::string path, int busy_timeout_ms, int64_t log_bytes, std::mutex* writer_mu)
     : path_(std::move(path)),
       busy_timeout_ms_(busy_timeout_ms),
-      frames_(frames),
+      log_bytes_(log_bytes),
+      frames_(frames_for(log_bytes, 4096)),
       writer_mu_(writer_mu),
       thread_([this] { run(); }) {}
 
@@ -32,25 +34,33 @@ WalCheckpointer::~WalCheckpointer() {
   thread_.join();
 }
 
+int WalCheckpointer::frames_for(int64_t log_bytes, int page_size) {
+  const int64_t frames = log_bytes / std::max(512, page_size);
+  return static_cast<int>(std::clamp<int64_t>(frames, 1, std::numeric_limits<int>::max() / 4));
+}
+
 void WalCheckpointer::attach(Connection& conn) {
+  const int page_size = conn.db().execAndGet("PRAGMA page_size").getInt();
+  frames_.store(frames_for(log_bytes_, page_size), std::memory_order_relaxed);
   // Replaces SQLite's own auto-checkpoint hook on this connection.
   sqlite3_wal_hook(conn.db().getHandle(), &WalCheckpointer::on_commit, this);
 }
 
 int WalCheckpointer::on_commit(void* self, sqlite3* db, const char* name, int frames) {
   auto* checkpointer = static_cast<WalCheckpointer*>(self);
-  if (frames < checkpointer->frames_) return SQLITE_OK;
+  const int threshold = checkpointer->frames_.load(std::memory_order_relaxed);
+  if (frames < threshold) return SQLITE_OK;
   // A checkpoint copies only the frames no reader still needs, and the log
   // starts over only once all are copied. Until then every commit would ask
   // again (a checkpoint, with two fsyncs, per commit): ask again only once
   // the log has grown by another step. Small steps keep each checkpoint's
   // fsync short (at 16000 pages, a step of a quarter of that measured twice
   // the p99 commit latency of a 250-page step under load).
-  const int step = std::max(64, checkpointer->frames_ / 64);
+  const int step = std::max(64, threshold / 64);
   const int asked = checkpointer->asked_at_.load(std::memory_order_relaxed);
   if (asked >= 0 && frames >= asked && frames < asked + step) return SQLITE_OK;
   checkpointer->asked_at_.store(frames, std::memory_order_relaxed);
-  if (frames >= 4 * checkpointer->frames_) {
+  if (frames >= 4 * threshold) {
     // The thread is far behind (or a reader holds the log): do what SQLite would.
     checkpointer->checkpoints_.fetch_add(1, std::memory_order_relaxed);
     sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);

@@ -6,7 +6,8 @@
 // so every ~80th superstep paid for two fsyncs while holding the writer lock.
 //
 // attach() installs a commit hook on a connection; when a commit leaves the
-// log at or above `frames` pages, the checkpointer's own thread runs a PASSIVE
+// log holding `log_bytes` of pages or more (`frames`: that many bytes in
+// pages of the file's page size, which attach() reads), the checkpointer's own thread runs a PASSIVE
 // checkpoint (which never blocks writers). While a reader still needs some of
 // the log, a checkpoint cannot copy all of it and the log keeps growing; the
 // next checkpoint is then asked for once it has grown by another 1/64 of
@@ -44,12 +45,16 @@ namespace orch::sqlite {
 class WalCheckpointer {
  public:
   // `writer_mu` must outlive the checkpointer.
-  WalCheckpointer(std::string path, int busy_timeout_ms, int frames, std::mutex* writer_mu);
+  WalCheckpointer(std::string path, int busy_timeout_ms, int64_t log_bytes, std::mutex* writer_mu);
   ~WalCheckpointer();
   WalCheckpointer(const WalCheckpointer&) = delete;
   WalCheckpointer& operator=(const WalCheckpointer&) = delete;
 
+  // Every connection of the store comes here once; all of them see the same
+  // file, so the page size read from any of them sets `frames`.
   void attach(Connection& conn);
+  // The threshold in frames for a file of `page_size` bytes per page.
+  static int frames_for(int64_t log_bytes, int page_size);
   // Checkpoints started so far (on the thread or by a committing thread).
   int64_t checkpoints_run() const { return checkpoints_.load(std::memory_order_relaxed); }
 
@@ -59,7 +64,8 @@ class WalCheckpointer {
 
   const std::string path_;
   const int busy_timeout_ms_;
-  const int frames_;
+  const int64_t log_bytes_;
+  std::atomic<int> frames_;
   std::mutex* const writer_mu_;
   std::mutex mu_;
   std::condition_variable wake_;
