@@ -172,19 +172,18 @@ void bind_run(SQLite::Statement& stmt, const RunRecord& run) {
 const char* const kRunProgressSql =
     "UPDATE runs SET error = ?3, updated_at_ms = ?4, started_at_ms = ?5, "
     "ended_at_ms = ?6, input_tokens = ?7, output_tokens = ?8, checkpoint_count = ?9, state = ?10, "
-    "recoveries = ?12, last_event_seq = last_event_seq + ?11 WHERE id = ?1 RETURNING last_event_seq, pk";
-const char* const kRunStatusSql = "UPDATE runs SET status = ?2 WHERE id = ?1 AND status <> ?2";
+    "recoveries = ?12, last_event_seq = ?11 WHERE pk = ?1";
+const char* const kRunStatusSql = "UPDATE runs SET status = ?2 WHERE pk = ?1";
 
-void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run, bool state_is_checkpoints,
-                       int64_t new_events) {
+void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run, int64_t pk, bool state_is_checkpoints,
+                       int64_t last_event_seq) {
   // '': the run's state is its latest checkpoint's (see read_run).
   if (state_is_checkpoints) {
     stmt.bind(10, std::string());
   } else {
     bind_json(stmt, 10, run.state);
   }
-  bind_field(stmt, 1, run.id);
-  stmt.bind(2, std::string(run_status_name(run.status)));
+  stmt.bind(1, pk);
   bind_field(stmt, 3, run.error);
   stmt.bind(4, run.updated_at_ms);
   stmt.bind(5, run.started_at_ms);
@@ -192,8 +191,19 @@ void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run, bool state
   stmt.bind(7, run.input_tokens);
   stmt.bind(8, run.output_tokens);
   stmt.bind(9, run.checkpoint_count);
-  stmt.bind(11, new_events);
+  stmt.bind(11, last_event_seq);
   stmt.bind(12, run.recoveries);
+}
+
+Result<RunCounters> read_run_counters(Connection& conn, const std::string& run_id) {
+  Query q(conn, "SELECT pk, last_event_seq, status FROM runs WHERE id = ?1");
+  q->bind(1, run_id);
+  if (!q->executeStep()) return Status::not_found("run " + run_id + " not found");
+  RunCounters out;
+  out.pk = q->getColumn(0).getInt64();
+  out.last_event_seq = q->getColumn(1).getInt64();
+  out.status = q->getColumn(2).getString();
+  return out;
 }
 
 Result<RunRecord> read_run(const SQLite::Statement& stmt) {

@@ -69,18 +69,27 @@ void bind_run(SQLite::Statement& stmt, const RunRecord& run);
 // engine), the row says '' and read_run returns a null state, which the store
 // fills from the latest checkpoint: rewriting a growing state into the run
 // row at every superstep doubled the cost of a superstep.
-// The status is indexed, so it is written by kRunStatusSql (same parameters),
-// which leaves the row alone when the status has not changed: rewriting an
-// index entry with itself still dirties its page, a page per superstep.
-// `new_events` is added to the run's last_event_seq in the same write: events
-// that go out with the checkpoint take their seqs without a second rewrite of
-// the row (an UPDATE rewrites the whole record, its overflow pages included);
-// the statement returns the new last_event_seq and the run's pk (no row: no
-// such run).
+// The row is found by its pk, read first with read_run_counters, which also
+// gives the status and last_event_seq it holds. The status is indexed, so it
+// is written (kRunStatusSql: ?1 pk, ?2 status) only when it changed:
+// rewriting an index entry with itself still dirties its page, a page per
+// superstep. `last_event_seq` is written in the same statement: events that go
+// out with the checkpoint take their seqs without a second rewrite of the row
+// (an UPDATE rewrites the whole record, its overflow pages included).
+// No RETURNING clause here: SQLite runs one through a temporary table, which
+// cost more than the update itself (and a second read of the row).
 extern const char* const kRunProgressSql;
 extern const char* const kRunStatusSql;
-void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run, bool state_is_checkpoints,
-                       int64_t new_events = 0);
+void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run, int64_t pk, bool state_is_checkpoints,
+                       int64_t last_event_seq);
+// What the writes of a batch need of a run's row before they change it.
+struct RunCounters {
+  int64_t pk = 0;
+  int64_t last_event_seq = 0;
+  std::string status;
+};
+// NotFound when there is no run `run_id`.
+Result<RunCounters> read_run_counters(Connection& conn, const std::string& run_id);
 Result<RunRecord> read_run(const SQLite::Statement& stmt);
 
 void bind_step(SQLite::Statement& stmt, const StepRecord& step);

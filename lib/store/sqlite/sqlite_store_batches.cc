@@ -190,14 +190,17 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
   if (batch.create) {
     ORCH_RETURN_IF_ERROR(insert_run_rows(conn, batch.create->run, &batch.create->owner, batch.create->lease_ms));
   }
-  // The run's pk, which its rows carry: from the run row's update when the
-  // batch has one (it also finds out whether the run exists), else read.
-  int64_t pk = 0;
   // Fencing: checked inside the write transaction (one writer at a time), so
   // no claim comes between the check and the writes.
   if (batch.lease_epoch > 0) ORCH_RETURN_IF_ERROR(fence(conn, run_id, batch.lease_owner, batch.lease_epoch));
-  if (!batch.run) {
-    ORCH_ASSIGN_OR_RETURN(pk, run_pk(conn, run_id));
+  // The run's pk, which its rows carry, and its event counter: read with the
+  // checkpoint's update of the run row when there is one, else here (which
+  // also finds out whether the run exists).
+  int64_t pk = 0;
+  RunCounters counters;
+  if (!member.prepared) {
+    ORCH_ASSIGN_OR_RETURN(counters, read_run_counters(conn, run_id));
+    pk = counters.pk;
   }
   // The checkpoint drops the run's pending writes in this same transaction,
   // so with one in the batch there is no point writing them first.
@@ -215,12 +218,10 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
     ORCH_RETURN_IF_ERROR(write_checkpoint(conn, *batch.checkpoint, *batch.run, *member.prepared,
                                           static_cast<int64_t>(batch.events.size()), &last_event_seq, &pk));
   } else if (batch.run) {
-    static const std::string kUpdate = run_update_sql() + " RETURNING pk";
-    Query update(conn, kUpdate);
+    Query update(conn, run_update_sql());
     bind_run(*update, *batch.run);
     update->bind(kRunColumns.count + 1, store_definition(conn, *member.definition));
-    if (!update->executeStep()) return run_not_found(run_id);
-    pk = update->getColumn(0).getInt64();
+    if (update->exec() == 0) return run_not_found(run_id);
   }
   if (!batch.steps.empty()) {
     // A step written twice in one batch (started, then completed): only its
@@ -245,11 +246,11 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
     if (member.prepared) {
       seq = last_event_seq - count;
     } else {
-      Query next(conn, "UPDATE runs SET last_event_seq = last_event_seq + ?2 WHERE id = ?1 RETURNING last_event_seq");
-      next->bind(1, run_id);
-      next->bind(2, count);
-      if (!next->executeStep()) return run_not_found(run_id);
-      seq = next->getColumn(0).getInt64() - count;
+      seq = counters.last_event_seq;
+      Query next(conn, "UPDATE runs SET last_event_seq = ?2 WHERE pk = ?1");
+      next->bind(1, pk);
+      next->bind(2, seq + count);
+      next->exec();
     }
     const int64_t checkpoint_seq = member.prepared && member.prepared->committed ? member.prepared->committed->seq : 0;
     // The run's first event holds the time the others are stored relative to.

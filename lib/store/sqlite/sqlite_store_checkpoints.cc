@@ -311,20 +311,23 @@ SqliteStore::PreparedCheckpoint SqliteStore::prepare_checkpoint(const Checkpoint
 Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpoint, const RunRecord& run,
                                      PreparedCheckpoint& prepared, int64_t new_events,
                                      int64_t* last_event_seq, int64_t* run_pk_out) {
-  int64_t pk = 0;
+  ORCH_ASSIGN_OR_RETURN(const RunCounters counters, read_run_counters(conn, run.id));
+  const int64_t pk = counters.pk;
+  const int64_t new_last_event_seq = counters.last_event_seq + new_events;
   {
     Query update_run(conn, kRunProgressSql);
-    bind_run_progress(*update_run, run,
-                      run.state.shares_storage_with(checkpoint.state) || run.state == checkpoint.state, new_events);
-    if (!update_run->executeStep()) return run_not_found(run.id);
-    if (last_event_seq != nullptr) *last_event_seq = update_run->getColumn(0).getInt64();
-    pk = update_run->getColumn(1).getInt64();
-    if (run_pk_out != nullptr) *run_pk_out = pk;
+    bind_run_progress(*update_run, run, pk,
+                      run.state.shares_storage_with(checkpoint.state) || run.state == checkpoint.state,
+                      new_last_event_seq);
+    update_run->exec();
   }
-  {
+  if (last_event_seq != nullptr) *last_event_seq = new_last_event_seq;
+  if (run_pk_out != nullptr) *run_pk_out = pk;
+  const std::string_view status = run_status_name(run.status);
+  if (counters.status != status) {
     Query update_status(conn, kRunStatusSql);
-    update_status->bind(1, run.id);
-    update_status->bind(2, std::string(run_status_name(run.status)));
+    update_status->bind(1, pk);
+    update_status->bind(2, std::string(status));
     update_status->exec();
   }
 
