@@ -41,10 +41,16 @@ class CountingStore : public orch::StoreWrapper {
     note_step(step.id);
     return orch::StoreWrapper::put_step(step);
   }
+  // Forwards to the memory store's own write_batch: it takes what that takes,
+  // unless a test says otherwise.
+  bool accepts_earlier_checkpoint() const override { return pairs && target().accepts_earlier_checkpoint(); }
   orch::Status write_batch(orch::StoreBatch& batch) override {
     {
       std::lock_guard<std::mutex> lock(mu);
       ++batches;
+      if (batch.earlier_checkpoint && batch.checkpoint) {
+        paired.push_back(batch.earlier_checkpoint->step_id + "+" + batch.checkpoint->step_id);
+      }
       if (batches == 1) first_batch_creates = batch.create.has_value();
       if (batch.create) ++batches_creating;
       if (batch.create && batch.checkpoint && batch.checkpoint->step_id == "__init__") ++created_with_checkpoint;
@@ -65,6 +71,8 @@ class CountingStore : public orch::StoreWrapper {
   bool first_batch_creates = false;
   int created_with_checkpoint = 0;  // batches creating a run with its __init__ checkpoint
   std::map<std::string, int> step_writes;  // step id -> times written
+  bool pairs = true;                        // accepts_earlier_checkpoint() may say yes
+  std::vector<std::string> paired;          // "earlier+later" step ids of batches with two checkpoints
 };
 
 std::unique_ptr<orch::Engine> open_engine(std::shared_ptr<orch::Store> store, bool parallel = false,
@@ -312,6 +320,53 @@ TEST_CASE("a superstep's writes go out in one write_batch whatever the number of
     INFO("invoke " << use_invoke);
     CHECK(batches[5] == batches[1]);
     CHECK(batches[1] <= 5);
+  }
+}
+
+TEST_CASE("a run's last superstep and its end go out in one write when the store takes two checkpoints", "[engine][invoke]") {
+  for (bool pairs : {true, false}) {
+    INFO("store takes two checkpoints: " << pairs);
+    std::map<std::string, int> batches;  // "invoke" / "start" -> write_batch calls
+    for (bool use_invoke : {true, false}) {
+      auto store = std::make_shared<CountingStore>(orch::new_memory_store());
+      store->pairs = pairs;
+      auto engine = open_engine(store);
+      std::string run_id;
+      if (use_invoke) {
+        auto done = engine->invoke(counting_chain(nullptr), orch::RunOptions());
+        REQUIRE(done.ok());
+        REQUIRE(done->status == RunStatus::kCompleted);
+        run_id = done->id;
+      } else {
+        auto started = engine->start_run(counting_chain(nullptr), orch::RunOptions());
+        REQUIRE(started.ok());
+        REQUIRE(engine->wait(*started, 10s)->status == RunStatus::kCompleted);
+        run_id = *started;
+      }
+      engine.reset();
+      std::lock_guard<std::mutex> lock(store->mu);
+      if (pairs) {
+        CHECK(store->paired == std::vector<std::string>{"c+__end__"});
+      } else {
+        CHECK(store->paired.empty());
+      }
+      batches[use_invoke ? "invoke" : "start"] = store->batches;
+      // Every checkpoint is there, in order, each the parent of the next.
+      auto checkpoints = store->list_checkpoints(run_id);
+      REQUIRE(checkpoints.ok());
+      std::vector<std::string> steps;
+      for (const orch::Checkpoint& cp : *checkpoints) steps.push_back(cp.step_id);
+      CHECK(steps == std::vector<std::string>{"__init__", "a", "b", "c", "__end__"});
+      for (size_t i = 1; i < checkpoints->size(); ++i) CHECK((*checkpoints)[i].parent_id == (*checkpoints)[i - 1].id);
+      CHECK(checkpoints->back().state["counter"] == Value(3));
+      auto run = store->get_run(run_id);
+      REQUIRE(run.ok());
+      CHECK(run->checkpoint_count == 5);
+      CHECK(run->status == RunStatus::kCompleted);
+    }
+    // The run's start, one write per node and the end, which the last node's
+    // write carries when the store takes two checkpoints.
+    CHECK(batches["invoke"] <= (pairs ? 4 : 5));
   }
 }
 

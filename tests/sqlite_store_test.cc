@@ -1205,6 +1205,47 @@ TEST_CASE("a new file gets the page size asked for, an existing file keeps its o
   CHECK(latest->state == Value::object({{"blob", std::string(9000, 'x')}}));
 }
 
+TEST_CASE("two checkpoints in one batch chain right with a cold document cache", "[sqlite]") {
+  TempDir dir;
+  const std::string path = dir.file("pair.db");
+  RunRecord run = make_run("r");
+  Value state = Value::object({{"items", Value::array()}});
+  {
+    auto store = open_store(path);
+    REQUIRE(store->create_run(run).ok());
+    for (int v = 0; v < 3; ++v) {
+      state = grown_state(state, v);
+      commit(*store, run, make_checkpoint("r", v, state));
+    }
+  }
+  // Reopened: nothing cached, so neither checkpoint can be encoded before
+  // the writer lock; the later one then follows the earlier once it is written.
+  auto store = open_store(path);
+  orch::StoreBatch batch;
+  const Value earlier_state = grown_state(state, 3);
+  const Value later_state = grown_state(earlier_state, 4);
+  batch.earlier_checkpoint = make_checkpoint("r", 3, earlier_state);
+  batch.checkpoint = make_checkpoint("r", 4, later_state);
+  run.state = later_state;
+  run.checkpoint_count = 5;
+  batch.run = run;
+  REQUIRE(store->write_batch(batch).ok());
+  for (auto reader : {store, open_store(path)}) {
+    auto all = reader->list_checkpoints("r");
+    REQUIRE(all.ok());
+    REQUIRE(all->size() == 5);
+    require_same_text(earlier_state, (*all)[3].state);
+    require_same_text(later_state, (*all)[4].state);
+    CHECK((*all)[4].parent_id == "r-cp3");
+    auto latest = reader->latest_checkpoint("r");
+    REQUIRE(latest.ok());
+    require_same_text(later_state, latest->state);
+    auto got = reader->get_run("r");
+    REQUIRE(got.ok());
+    require_same_text(later_state, got->state);
+  }
+}
+
 TEST_CASE("a page size that SQLite cannot use is refused", "[sqlite]") {
   TempDir dir;
   for (int page_size : {0, -4096, 256, 1000, 3072, 131072}) {

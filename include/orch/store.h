@@ -177,6 +177,12 @@ struct StoreBatch {
   // commit_checkpoint(*checkpoint, *run, sync_to_disk) when set; otherwise
   // update_run(*run) when run is set.
   std::optional<Checkpoint> checkpoint;
+  // A checkpoint of the same run committed just before `checkpoint`, in the
+  // same write: a run's last superstep and its __end__, which follow each
+  // other with nothing run between them. The engine sets it only for a store
+  // whose accepts_earlier_checkpoint() is true (a store that overrides
+  // write_batch and knows nothing of it would drop it).
+  std::optional<Checkpoint> earlier_checkpoint;
   std::optional<RunRecord> run;
   bool sync_to_disk = false;
   std::vector<EventRecord> events;          // appended last, in order; seq set on success
@@ -195,7 +201,8 @@ struct StoreBatch {
   int64_t lease_epoch = 0;
 
   bool empty() const {
-    return steps.empty() && pending_writes.empty() && !checkpoint && !run && events.empty() && !create;
+    return steps.empty() && pending_writes.empty() && !checkpoint && !earlier_checkpoint && !run && events.empty() &&
+           !create;
   }
 };
 
@@ -306,6 +313,11 @@ class ORCH_EXPORT Store {
   // checkpoint and new run out of the batch; `run` (the engine lends its own
   // record) and the events stay as they were.
   virtual Status write_batch(StoreBatch& batch);
+  // Whether write_batch writes StoreBatch::earlier_checkpoint (before the
+  // batch's checkpoint, both or neither): the default write_batch does; a
+  // store that overrides it says so here. The engine then commits a run's last
+  // superstep and its end together, one transaction fewer per run.
+  virtual bool accepts_earlier_checkpoint() const { return false; }
 
   // Host records: JSON documents the host application keeps beside its runs
   // (orch serve: the workers registered through its API), in named

@@ -252,7 +252,10 @@ class MemoryStore final : public Store {
 
   // One lock for the whole batch; its records are moved in (the engine only
   // reads the events back, for their seqs).
+  bool accepts_earlier_checkpoint() const override { return true; }
+
   Status write_batch(StoreBatch& batch) override {
+    if (batch.earlier_checkpoint && !batch.checkpoint) return internal::earlier_checkpoint_alone();
     const std::string* run_id = internal::single_run_of(batch);  // points into the batch
     if (run_id == nullptr) return Store::write_batch(batch);
     std::lock_guard<std::mutex> lock(mu_);
@@ -279,6 +282,11 @@ class MemoryStore final : public Store {
       pos->second = std::move(step);
     }
     for (PendingWrite& write : batch.pending_writes) data.pending_writes.push_back(std::move(write));
+    if (batch.earlier_checkpoint) {
+      checkpoint_run_[batch.earlier_checkpoint->id] = &it->first;
+      data.checkpoints.push_back(std::move(*batch.earlier_checkpoint));
+      data.pending_writes.clear();
+    }
     if (batch.checkpoint) {
       checkpoint_run_[batch.checkpoint->id] = &it->first;
       data.checkpoints.push_back(std::move(*batch.checkpoint));

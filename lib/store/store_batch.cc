@@ -10,7 +10,7 @@ namespace orch {
 namespace internal {
 
 const std::string* single_run_of(const StoreBatch& batch) {
-  if (batch.checkpoint && !batch.run) return nullptr;
+  if ((batch.checkpoint || batch.earlier_checkpoint) && !batch.run) return nullptr;
   const std::string* run_id = nullptr;
   if (batch.run) run_id = &batch.run->id;
   if (run_id == nullptr && batch.create) run_id = &batch.create->run.id;
@@ -24,8 +24,13 @@ const std::string* single_run_of(const StoreBatch& batch) {
                             [&](const PendingWrite& w) { return same(w.run_id); }) &&
                 std::all_of(batch.events.begin(), batch.events.end(), [&](const EventRecord& e) { return same(e.run_id); }) &&
                 (!batch.checkpoint || batch.checkpoint->run_id == *run_id) &&
+                (!batch.earlier_checkpoint || batch.earlier_checkpoint->run_id == *run_id) &&
                 (!batch.create || batch.create->run.id == *run_id);
   return single ? run_id : nullptr;
+}
+
+Status earlier_checkpoint_alone() {
+  return Status::invalid_argument("write_batch: an earlier_checkpoint without a checkpoint to follow it");
 }
 
 std::optional<Value> without_checkpoint_state(const Value& data, const Value& checkpoint_state) {
@@ -74,6 +79,7 @@ Result<std::vector<std::string>> Store::list_expired_leases(size_t) {
 Result<bool> Store::claim_singleton(const std::string&, const std::string&, int64_t) { return true; }
 
 Status Store::write_batch(StoreBatch& batch) {
+  if (batch.earlier_checkpoint && !batch.checkpoint) return internal::earlier_checkpoint_alone();
   if (batch.create) ORCH_RETURN_IF_ERROR(create_claimed_run(batch.create->run, batch.create->owner, batch.create->lease_ms));
   if (batch.lease_epoch > 0) {
     if (const std::string* run_id = internal::single_run_of(batch)) {
@@ -82,6 +88,9 @@ Status Store::write_batch(StoreBatch& batch) {
   }
   for (const StepRecord& step : batch.steps) ORCH_RETURN_IF_ERROR(put_step(step));
   for (const PendingWrite& write : batch.pending_writes) ORCH_RETURN_IF_ERROR(put_pending_write(write));
+  if (batch.earlier_checkpoint && batch.run) {
+    ORCH_RETURN_IF_ERROR(commit_checkpoint(*batch.earlier_checkpoint, *batch.run, batch.sync_to_disk));
+  }
   if (batch.checkpoint && batch.run) {
     ORCH_RETURN_IF_ERROR(commit_checkpoint(*batch.checkpoint, *batch.run, batch.sync_to_disk));
   } else if (batch.run) {

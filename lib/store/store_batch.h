@@ -16,6 +16,9 @@ namespace orch::internal {
 // record): such a batch takes Store::write_batch's one-call-per-item path.
 ORCH_EXPORT const std::string* single_run_of(const StoreBatch& batch);
 
+// The error for a batch whose earlier_checkpoint has no checkpoint after it.
+ORCH_EXPORT Status earlier_checkpoint_alone();
+
 // `data` without its "state" when that is its last key and holds the very
 // state of the batch's checkpoint (the engine's "values" event): shared
 // storage, so the check costs no comparison. A store keeps such an event

@@ -532,6 +532,61 @@ void check_write_batch(Store& store, Checker& c) {
 }
 
 
+// A store whose accepts_earlier_checkpoint() is true: a batch's two
+// checkpoints are both written, the earlier first, as the run's last two.
+void check_write_batch_two_checkpoints(Store& store, Checker& c) {
+  if (!store.accepts_earlier_checkpoint()) return;
+  if (!create(store, c, sample_run("pair"))) return;
+  RunRecord run = sample_run("pair");
+  StoreBatch first;
+  first.checkpoint = sample_checkpoint("pair", 0, Value::object({{"count", 0}, {"text", std::string(300, 'x')}}));
+  run.state = first.checkpoint->state;
+  run.checkpoint_count = 1;
+  first.run = run;
+  if (!c.expect_ok(store.write_batch(first), "write_batch(first checkpoint)")) return;
+
+  StoreBatch pair;
+  pair.earlier_checkpoint = sample_checkpoint("pair", 1, Value::object({{"count", 1}, {"text", std::string(300, 'x')}}));
+  pair.checkpoint = sample_checkpoint("pair", 2, Value::object({{"count", 1}, {"text", std::string(300, 'x')}}));
+  pair.checkpoint->step_id = "__end__";
+  run.status = RunStatus::kCompleted;
+  run.state = pair.checkpoint->state;
+  run.checkpoint_count = 3;
+  pair.run = run;
+  for (const char* kind : {"checkpoint.created", "run.completed"}) {
+    EventRecord e;
+    e.run_id = "pair";
+    e.kind = kind;
+    e.data = Value::object({{"kind", kind}});
+    pair.events.push_back(e);
+  }
+  const std::string earlier_id = pair.earlier_checkpoint->id, later_id = pair.checkpoint->id;
+  if (!c.expect_ok(store.write_batch(pair), "write_batch(earlier_checkpoint + checkpoint)")) return;
+  c.expect(pair.events[0].seq == 1 && pair.events[1].seq == 2, "write_batch with two checkpoints gives its events seqs 1, 2");
+  Result<std::vector<Checkpoint>> all = store.list_checkpoints("pair");
+  if (c.expect_ok(all, "list_checkpoints after two checkpoints in one batch") &&
+      c.expect(all->size() == 3, "both checkpoints of the batch are stored")) {
+    c.expect((*all)[1].id == earlier_id && (*all)[2].id == later_id, "the earlier checkpoint comes first");
+    c.expect((*all)[2].parent_id == earlier_id, "the later checkpoint's parent is the earlier one");
+    c.same_value(Value::object({{"count", 1}, {"text", std::string(300, 'x')}}), (*all)[1].state,
+                 "the earlier checkpoint's state");
+    c.expect((*all)[2].step_id == "__end__", "the later checkpoint's step");
+  }
+  Result<Checkpoint> latest = store.latest_checkpoint("pair");
+  if (c.expect_ok(latest, "latest_checkpoint after two in one batch")) c.expect(latest->id == later_id, "the later one is the latest");
+  Result<Checkpoint> earlier = store.get_checkpoint(earlier_id);
+  if (c.expect_ok(earlier, "get_checkpoint(earlier)")) c.expect(earlier->version == 1, "the earlier checkpoint's version");
+  Result<RunRecord> got = store.get_run("pair");
+  if (c.expect_ok(got, "get_run after two checkpoints in one batch")) {
+    c.expect(got->status == RunStatus::kCompleted && got->checkpoint_count == 3, "the run record of the batch");
+  }
+  // An earlier checkpoint alone is not a batch's shape.
+  StoreBatch alone;
+  alone.earlier_checkpoint = sample_checkpoint("pair", 3, Value::object());
+  alone.run = run;
+  c.expect(!store.write_batch(alone).ok(), "write_batch with an earlier_checkpoint and no checkpoint must fail");
+}
+
 void check_write_batch_create(Store& store, Checker& c) {
   // The engine's start of a run: the run, its first checkpoint and event at once.
   StoreBatch start;

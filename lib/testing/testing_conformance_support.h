@@ -80,6 +80,7 @@ void check_workflows(Store& store, Checker& c);
 void check_host_records(Store& store, Checker& c);
 void check_write_batch(Store& store, Checker& c);
 void check_write_batch_create(Store& store, Checker& c);
+void check_write_batch_two_checkpoints(Store& store, Checker& c);
 void check_checkpoints(Store& store, Checker& c);
 void check_truncate_checkpoints(Store& store, Checker& c);
 void check_long_checkpoint_chain(Store& store, Checker& c, int length);

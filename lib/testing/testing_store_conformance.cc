@@ -30,6 +30,7 @@ std::vector<std::string> run_store_conformance(
       {"host_records", check_host_records},
       {"write_batch", check_write_batch},
       {"write_batch_create", check_write_batch_create},
+      {"write_batch_two_checkpoints", check_write_batch_two_checkpoints},
       {"checkpoints", check_checkpoints},
       {"truncate_checkpoints", check_truncate_checkpoints},
       {"long_checkpoint_chain",

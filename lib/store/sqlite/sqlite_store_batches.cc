@@ -19,6 +19,8 @@ struct SqliteStore::GroupMember {
   StoreBatch* batch = nullptr;
   std::string run_id;
   std::optional<PreparedCheckpoint> prepared;
+  // StoreBatch::earlier_checkpoint, written first; `prepared` then follows it.
+  std::optional<PreparedCheckpoint> earlier;
   // Each event as stored (EventForm), encoded before the lead is taken; and
   // the run's definition when its whole row is written.
   std::vector<StoredEvent> stored_events;
@@ -45,7 +47,9 @@ Status SqliteStore::write_batch(StoreBatch& batch) {
   if (run_id == nullptr) return Store::write_batch(batch);  // not the engine's shape
   me.run_id = *run_id;
   // Encoding the checkpoint needs no lock: do it while others write.
-  if (batch.checkpoint) me.prepared = prepare_checkpoint(*batch.checkpoint, *batch.run);
+  if (batch.earlier_checkpoint && !batch.checkpoint) return internal::earlier_checkpoint_alone();
+  if (batch.earlier_checkpoint) me.earlier = prepare_checkpoint(*batch.earlier_checkpoint, *batch.run);
+  if (batch.checkpoint) me.prepared = prepare_checkpoint(*batch.checkpoint, *batch.run, me.earlier ? &*me.earlier : nullptr);
   // So is serializing the events.
   const Checkpoint* beside = me.prepared ? &*batch.checkpoint : nullptr;
   if (batch_events_.load(std::memory_order_relaxed))
@@ -153,6 +157,7 @@ void SqliteStore::write_group(const std::vector<GroupMember*>& group) {
       member->seqs.clear();
       member->result = Status();
       if (member->prepared) member->prepared->early.reset();  // it may have been used up
+      if (member->earlier) member->earlier->early.reset();
     }
     WriteTransaction txn(conn, writer_mu_, sync);
     for (GroupMember* member : group) {
@@ -214,6 +219,10 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
     }
   }
   int64_t last_event_seq = 0;  // after this batch's events, when a checkpoint reserved them
+  if (member.earlier) {
+    ORCH_RETURN_IF_ERROR(write_checkpoint(conn, *batch.earlier_checkpoint, *batch.run, *member.earlier));
+    follow(*member.prepared, *batch.checkpoint, *member.earlier);
+  }
   if (member.prepared) {
     ORCH_RETURN_IF_ERROR(write_checkpoint(conn, *batch.checkpoint, *batch.run, *member.prepared,
                                           static_cast<int64_t>(batch.events.size()), &last_event_seq, &pk));

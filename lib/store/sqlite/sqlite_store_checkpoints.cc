@@ -296,16 +296,35 @@ Result<std::vector<Checkpoint>> SqliteStore::list_checkpoints(const std::string&
 // ---- Writing ------------------------------------------------------------------------
 
 SqliteStore::PreparedCheckpoint SqliteStore::prepare_checkpoint(const Checkpoint& checkpoint,
-                                                               const RunRecord& run) {
+                                                               const RunRecord& run,
+                                                               const PreparedCheckpoint* after) {
   PreparedCheckpoint prepared;
   prepared.document = checkpoint_document(checkpoint);
   // Encode against the cached previous document before taking the writer
   // lock; inside, this is used only if that document is still the run's last.
-  if (cached_document(run.id, &prepared.previous)) {
-    prepared.early = encode_checkpoint(checkpoint.id, prepared.document, &prepared.previous.link,
-                                       &prepared.previous.document, options_.max_delta_chain, kMinChainBytes);
+  if (after != nullptr) {
+    // It follows a checkpoint of its own batch: encoded once that one's link
+    // is known (follow()), unless the earlier one's early encoding gives it.
+    if (after->early) {
+      prepared.previous = CachedDocument{after->early->link, after->document};
+    } else {
+      return prepared;
+    }
+  } else if (!cached_document(run.id, &prepared.previous)) {
+    return prepared;
   }
+  prepared.early = encode_checkpoint(checkpoint.id, prepared.document, &prepared.previous.link,
+                                     &prepared.previous.document, options_.max_delta_chain, kMinChainBytes);
   return prepared;
+}
+
+void SqliteStore::follow(PreparedCheckpoint& prepared, const Checkpoint& checkpoint,
+                         const PreparedCheckpoint& earlier) {
+  if (!earlier.committed) return;
+  if (prepared.early && same_link(*earlier.committed, prepared.previous.link)) return;  // encoded right already
+  prepared.previous = CachedDocument{*earlier.committed, earlier.document};
+  prepared.early = encode_checkpoint(checkpoint.id, prepared.document, &prepared.previous.link,
+                                     &prepared.previous.document, options_.max_delta_chain, kMinChainBytes);
 }
 
 Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpoint, const RunRecord& run,

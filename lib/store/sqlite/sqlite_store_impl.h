@@ -78,6 +78,7 @@ class SqliteStore final : public Store {
                                                size_t limit) override;
   // Group commit: see sqlite_store_batches.cc.
   Status write_batch(StoreBatch& batch) override;
+  bool accepts_earlier_checkpoint() const override { return true; }
 
   Status put_workflow(const WorkflowRecord& workflow, bool create_only) override;
   Result<WorkflowRecord> get_workflow(const std::string& id) override;
@@ -139,7 +140,12 @@ class SqliteStore final : public Store {
     std::optional<EncodedCheckpoint> early;
     std::optional<ChainLink> committed;
   };
-  PreparedCheckpoint prepare_checkpoint(const Checkpoint& checkpoint, const RunRecord& run);
+  // Encodes `checkpoint` against the run's cached document, or against
+  // `after` (a checkpoint of the same batch written just before it).
+  PreparedCheckpoint prepare_checkpoint(const Checkpoint& checkpoint, const RunRecord& run,
+                                        const PreparedCheckpoint* after = nullptr);
+  // Once `earlier` is written (committed is set): `prepared` follows it.
+  void follow(PreparedCheckpoint& prepared, const Checkpoint& checkpoint, const PreparedCheckpoint& earlier);
   // `new_events`: events written after it in the same transaction, whose
   // seqs the run row's update reserves; `last_event_seq` receives the run's
   // last seq after them, `run_pk` its pk.
