@@ -111,16 +111,24 @@ Result<std::shared_ptr<const CompiledWorkflow>> EngineImpl::compile(std::shared_
   return std::shared_ptr<const CompiledWorkflow>(c);
 }
 
-void EngineImpl::emit(RunContext& ctx, std::string kind, Value data, bool into_batch) {
+namespace {
+// Written events of runs that ended on this thread, for the next runs' emit():
+// a run's first events then reuse their buffers (run id, kind) instead of
+// allocating them. Per thread, so taking one needs no lock.
+thread_local std::vector<EventRecord> t_spare_events;
+}  // namespace
+
+void EngineImpl::emit(RunContext& ctx, std::string_view kind, Value data, bool into_batch) {
   if (ctx.lease_lost) return;  // another owner has the run now
   EventRecord ev;
-  if (!ctx.spare_events.empty()) {  // its run id's buffer is reused
-    ev = std::move(ctx.spare_events.back());
-    ctx.spare_events.pop_back();
+  std::vector<EventRecord>& spares = !ctx.spare_events.empty() ? ctx.spare_events : t_spare_events;
+  if (!spares.empty()) {  // its run id's and kind's buffers are reused
+    ev = std::move(spares.back());
+    spares.pop_back();
     ev.seq = 0;
   }
   ev.run_id = ctx.record.id;
-  ev.kind = std::move(kind);
+  ev.kind.assign(kind.data(), kind.size());
   ev.data = std::move(data);
   ev.created_at_ms = stamp_ms(ctx);
   if (ctx.batching || into_batch) {
@@ -131,6 +139,15 @@ void EngineImpl::emit(RunContext& ctx, std::string kind, Value data, bool into_b
   if (!seq.ok()) return;  // the run may have been deleted
   ev.seq = *seq;
   notify_listeners(ev);
+}
+
+void EngineImpl::recycle_spares(RunContext& ctx) {
+  for (EventRecord& ev : ctx.spare_events) {
+    if (t_spare_events.size() >= kSpareEvents) break;
+    ev.data = Value();  // the store's now: not kept alive here
+    t_spare_events.push_back(std::move(ev));
+  }
+  ctx.spare_events.clear();
 }
 
 void EngineImpl::notify_listeners(const EventRecord& ev) {
@@ -334,6 +351,7 @@ void EngineImpl::finish_run(RunContext& ctx, RunStatus status, const std::string
     emit(ctx, event_kind::kRunCancelled, Value::object());
   }
   (void)flush(ctx);  // readers woken below see everything
+  recycle_spares(ctx);
   notify_parent(ctx);
   notify_status_change();
   evict_later(ctx);
@@ -607,7 +625,7 @@ void EngineImpl::cancel_calls(const std::string& step_id) {
   post([dispatcher, step_id] { run_guarded("worker dispatcher cancel", [&] { dispatcher->cancel(step_id); }); });
 }
 
-void EngineImpl::locked_then_drain(const std::shared_ptr<RunContext>& ctx, const std::function<void()>& body) {
+void EngineImpl::locked_then_drain(const std::shared_ptr<RunContext>& ctx, BodyRef body) {
   std::unique_lock<std::mutex> lock(ctx->mu);  // first: a flush lends the record to the store
   CurrentRun current(ctx->record.id);           // what a crash on this thread is charged to
   const bool outer = !ctx->draining;
@@ -824,6 +842,7 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
   std::string interrupt_node;
   std::string step_names;
   std::vector<std::string> ran;
+  ran.reserve(c.tasks.size());
   for (NodeTask& t : c.tasks) {
     const std::string& name = g.name(t.vertex);
     step_names += (step_names.empty() ? "" : ",") + name;

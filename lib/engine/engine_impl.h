@@ -5,6 +5,8 @@
 #include <asio/post.hpp>
 #include <atomic>
 #include <deque>
+#include <string_view>
+#include <type_traits>
 #include <unordered_map>
 
 #include "engine/crash_guard.h"
@@ -14,6 +16,21 @@
 #include "orch/state.h"
 
 namespace orch::internal {
+
+// A callable borrowed for the length of one call (locked_then_drain's body):
+// unlike a std::function, building one never allocates (a lambda that
+// captures more than two references would).
+class BodyRef {
+ public:
+  template <typename F>
+  BodyRef(F&& f)  // NOLINT: built from a lambda at the call
+      : object_(const_cast<void*>(static_cast<const void*>(&f))), call_([](void* o) { (*static_cast<std::remove_reference_t<F>*>(o))(); }) {}
+  void operator()() const { call_(object_); }
+
+ private:
+  void* object_;
+  void (*call_)(void*);
+};
 
 class EngineImpl final : public orch::Engine {
  public:
@@ -68,7 +85,7 @@ class EngineImpl final : public orch::Engine {
   // Runs `body` under the run's lock; then, if this is the outermost such scope
   // on the run, runs the in-process calls `body` queued, without the lock (and
   // whatever their completions queue in turn). Only engine pool threads use it.
-  void locked_then_drain(const std::shared_ptr<RunContext>& ctx, const std::function<void()>& body);
+  void locked_then_drain(const std::shared_ptr<RunContext>& ctx, BodyRef body);
   // Asks the dispatcher to abandon the calls of step `step_id`, from a pool
   // thread: callers hold a run lock, and a dispatcher may answer an abandoned
   // call at once (WorkerRegistry does for a call still queued), and that answer
@@ -102,8 +119,10 @@ class EngineImpl final : public orch::Engine {
   // Stores an event: in the run's batch while it batches (or when
   // `into_batch`, for events that must be written with what is in the batch),
   // otherwise at once.
-  void emit(RunContext& ctx, std::string kind, Value data, bool into_batch = false);
+  void emit(RunContext& ctx, std::string_view kind, Value data, bool into_batch = false);
   void notify_listeners(const EventRecord& ev);
+  // A run that ended hands its spare events to this thread's next runs.
+  void recycle_spares(RunContext& ctx);
   // Store writes that join the run's batch while it is batching.
   void write_step(RunContext& ctx, StepRecord step);
   void write_pending(RunContext& ctx, PendingWrite write);

@@ -32,6 +32,15 @@ const Value& interrupted_output() {
   return kOutput;
 }
 
+// {"<key>": ""}, built once: the record of a call without a prompt (input)
+// or without output text (output). Shared: a reader that changes its copy
+// unshares it.
+const Value& empty_text_object(bool input) {
+  static const Value* const kInput = new Value(Value::object({{"prompt", ""}}));
+  static const Value* const kOutput = new Value(Value::object({{"output", ""}}));
+  return input ? *kInput : *kOutput;
+}
+
 NodeOutcome with_updates(Value updates) {
   NodeOutcome o;
   o.updates.push_back(std::move(updates));
@@ -388,7 +397,7 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
   step.attempt = t.attempt;
   step.max_attempts = node.task.retry.max_attempts;
   step.superstep = c.version + 1;
-  step.input = Value::object({{"prompt", req.prompt}});
+  step.input = req.prompt.empty() ? empty_text_object(true) : Value::object({{"prompt", req.prompt}});
   step.created_at_ms = step.started_at_ms = stamp_ms(c);
   // A worker call's record is stored running before the call goes out (a
   // restart resumes the call under it); an in-process call's record is
@@ -475,7 +484,7 @@ void EngineImpl::on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t 
     step.ended_at_ms = stamp_ms(c);
     step.worker_id = worker_id;
     if (result.ok()) {
-      step.output = Value::object({{"output", output}});
+      step.output = output.empty() ? empty_text_object(false) : Value::object({{"output", output}});
     } else {
       step.error = result.status().message();
     }
@@ -497,10 +506,10 @@ void EngineImpl::on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t 
                            {"output_tokens", static_cast<long long>(usage["output_tokens"].get_int(0) + effects.usage["output_tokens"].get_int(0))}});
   }
   NodeOutcome o;
-  o.updates.push_back(effects.updates);
+  o.updates.push_back(std::move(effects.updates));
   o.has_goto = effects.has_goto;
-  o.goto_nodes = effects.goto_nodes;
-  o.usage = usage;
+  o.goto_nodes = std::move(effects.goto_nodes);
+  o.usage = std::move(usage);
   Value custom = Value::array();
   for (const Value* list : {&effects.ui_messages, &effects.stream_messages}) {
     if (list->is_array()) {
@@ -512,8 +521,8 @@ void EngineImpl::on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t 
   // Agent multi-turn: continue until done, max_turns, or a failed turn.
   bool more_turns = node.type == NodeType::kAgent && node.task.continuation_prompt && !effects.done &&
                     t.turn < node.task.max_turns;
-  t.outcome = o;
   if (more_turns) {
+    t.outcome = std::move(o);
     ++t.turn;
     launch_attempt(ctx, index);
     return;

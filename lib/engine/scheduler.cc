@@ -6,7 +6,13 @@
 namespace orch::internal {
 
 Scheduler::Scheduler(std::shared_ptr<const CompiledGraph> graph)
-    : graph_(std::move(graph)), edges_(graph_->edges().size(), kPending) {}
+    : graph_(std::move(graph)), edges_(graph_->edges().size(), kPending) {
+  // Room for a short run's first supersteps at once (a fan-out marks several
+  // edges): growing these from empty cost an allocation per doubling, per run.
+  const size_t room = std::min<size_t>(edges_.size(), 16);
+  marked_.reserve(room);
+  touched_.reserve(room);
+}
 
 void Scheduler::start() {
   // Conditions on __start__'s edges are meaningless; they all fire.
