@@ -389,3 +389,36 @@ TEST_CASE("consecutive runs on one thread each store their own events, whatever 
     }
   }
 }
+
+TEST_CASE("a run's first write is unfenced even after earlier runs ended on the same thread", "[engine][invoke]") {
+  // An ended run's emptied batch is reused by the next run on the thread: it
+  // must not carry the earlier run's lease into the new run's creation.
+  struct LeaseRecordingStore : orch::StoreWrapper {
+    using orch::StoreWrapper::StoreWrapper;
+    orch::Status write_batch(orch::StoreBatch& batch) override {
+      if (batch.create) {
+        std::lock_guard<std::mutex> lock(mu);
+        create_epochs.push_back(batch.lease_epoch);
+        create_owners.push_back(batch.lease_owner);
+      }
+      return target().write_batch(batch);
+    }
+    std::mutex mu;
+    std::vector<int64_t> create_epochs;
+    std::vector<std::string> create_owners;
+  };
+  auto store = std::make_shared<LeaseRecordingStore>(orch::new_memory_store());
+  auto engine = open_engine(store);
+  auto workflow = counting_chain(nullptr);
+  for (int run = 0; run < 3; ++run) {
+    auto done = engine->invoke(workflow, orch::RunOptions());
+    REQUIRE(done.ok());
+    CHECK(done->status == RunStatus::kCompleted);
+  }
+  std::lock_guard<std::mutex> lock(store->mu);
+  REQUIRE(store->create_epochs.size() == 3);
+  for (size_t i = 0; i < 3; ++i) {
+    CHECK(store->create_epochs[i] == 0);
+    CHECK(store->create_owners[i].empty());
+  }
+}

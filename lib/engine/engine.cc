@@ -116,15 +116,18 @@ namespace {
 // a run's first events then reuse their buffers (run id, kind) instead of
 // allocating them. Per thread, so taking one needs no lock.
 thread_local std::vector<EventRecord> t_spare_events;
+// Likewise the emptied batch of such a run (its vectors' capacity): the next
+// run's writes fill it instead of regrowing fresh vectors (which moved every
+// record at each doubling).
+thread_local StoreBatch t_spare_batch;
 }  // namespace
 
 void EngineImpl::emit(RunContext& ctx, std::string_view kind, Value data, bool into_batch) {
   if (ctx.lease_lost) return;  // another owner has the run now
   EventRecord ev;
-  std::vector<EventRecord>& spares = !ctx.spare_events.empty() ? ctx.spare_events : t_spare_events;
-  if (!spares.empty()) {  // its run id's and kind's buffers are reused
-    ev = std::move(spares.back());
-    spares.pop_back();
+  if (!ctx.spare_events.empty()) {  // its run id's and kind's buffers are reused
+    ev = std::move(ctx.spare_events.back());
+    ctx.spare_events.pop_back();
     ev.seq = 0;
   }
   ev.run_id = ctx.record.id;
@@ -142,9 +145,17 @@ void EngineImpl::emit(RunContext& ctx, std::string_view kind, Value data, bool i
 }
 
 void EngineImpl::recycle_spares(RunContext& ctx) {
+  if (ctx.batch.empty() && ctx.batch.events.capacity() > t_spare_batch.events.capacity()) {
+    t_spare_batch = std::move(ctx.batch);
+    ctx.batch = StoreBatch();
+    t_spare_batch.lease_owner.clear();  // another run's lease: not this one's (capacity kept)
+    t_spare_batch.lease_epoch = 0;
+    t_spare_batch.sync_to_disk = false;
+  }
+  for (EventRecord& ev : ctx.spare_events) ev.data = Value();  // the store's now: not kept alive here
+  if (ctx.spare_events.capacity() > t_spare_events.capacity()) std::swap(ctx.spare_events, t_spare_events);
   for (EventRecord& ev : ctx.spare_events) {
     if (t_spare_events.size() >= kSpareEvents) break;
-    ev.data = Value();  // the store's now: not kept alive here
     t_spare_events.push_back(std::move(ev));
   }
   ctx.spare_events.clear();
@@ -515,6 +526,8 @@ Status EngineImpl::open_run(const std::shared_ptr<RunContext>& ctx, bool plan) {
   {
     // Nobody else knows the run yet; the lock is for the helpers that expect it.
     std::lock_guard<std::mutex> lock(c.mu);
+    if (c.batch.empty()) std::swap(c.batch, t_spare_batch);  // see t_spare_batch
+    if (c.spare_events.empty()) std::swap(c.spare_events, t_spare_events);  // and t_spare_events
     c.batching = true;
     c.start_stamping();
     c.batch.create.emplace();

@@ -403,8 +403,10 @@ class MemoryStore final : public Store {
     RunData& data = runs_[id];
     data.record = std::move(run);
     // A short run's events and checkpoints fit without regrowing.
-    data.events.reserve(16);
-    data.checkpoints.reserve(4);
+    data.events.reserve(64);
+    data.checkpoints.reserve(8);
+    data.step_order.reserve(8);
+    data.pending_writes.reserve(8);
     order_.push_back(std::move(id));
     return Status();
   }
