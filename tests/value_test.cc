@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include <algorithm>
 #include <limits>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "catch.h"
@@ -311,4 +313,30 @@ TEST_CASE("objects keep their members through in-place and heap storage", "[valu
   CHECK(v.size() == 4);
   CHECK(w.size() == 5);
   CHECK(w["e"].as_int() == 5);
+}
+
+TEST_CASE("values made on one thread and dropped on others stay intact", "[value]") {
+  // Storage freed on a thread is reused by that thread's next values.
+  std::vector<Value> made;
+  for (int i = 0; i < 300; ++i) {
+    made.push_back(Value::object({{"i", i}, {"s", "a string long enough not to be inline " + std::to_string(i)},
+                                  {"a", Value::array({i, i + 1})}}));
+  }
+  bool again_intact = true;  // Catch assertions stay on the test's thread
+  std::thread dropper([&made, &again_intact] {
+    for (size_t i = 0; i < made.size(); i += 2) made[i] = Value();
+    std::vector<Value> again;
+    for (int i = 0; i < 300; ++i) again.push_back(Value::object({{"again", i}}));
+    for (int i = 0; i < 300; ++i) again_intact = again_intact && again[static_cast<size_t>(i)]["again"].as_int() == i;
+  });
+  dropper.join();
+  CHECK(again_intact);
+  for (size_t i = 1; i < made.size(); i += 2) {
+    CHECK(made[i]["i"].as_int() == static_cast<int64_t>(i));
+    CHECK(made[i]["s"].as_string() == "a string long enough not to be inline " + std::to_string(i));
+    CHECK(made[i]["a"].size() == 2);
+  }
+  made.clear();
+  for (int i = 0; i < 300; ++i) made.push_back(Value::object({{"later", i}}));
+  CHECK(made.back()["later"].as_int() == 299);
 }

@@ -244,13 +244,13 @@ Status EngineImpl::commit(RunContext& ctx, const std::string& step_id, bool forc
 }
 
 bool EngineImpl::stage_checkpoint(RunContext& ctx, const std::string& step_id, bool force,
-                                  std::vector<std::string> ran) {
+                                  std::vector<std::string> ran, const Value* step_value) {
   // A batch holds one checkpoint: an earlier one still waiting goes first.
   if (ctx.batch.checkpoint && !flush(ctx).ok() && is_terminal(ctx.record.status)) return false;
   Checkpoint cp;
   cp.id = new_uuid();
   cp.run_id = ctx.record.id;
-  cp.parent_id = ctx.last_checkpoint_id;
+  cp.parent_id = std::move(ctx.last_checkpoint_id);  // replaced by this one's id below
   cp.step_id = step_id;
   cp.version = ++ctx.version;
   cp.state = ctx.state;
@@ -273,7 +273,8 @@ bool EngineImpl::stage_checkpoint(RunContext& ctx, const std::string& step_id, b
   ctx.unsaved_checkpoint.reset();
   // The checkpoint goes out with everything the superstep wrote before it,
   // and its event with it: both are written, or neither.
-  Value created = Value::object({{"checkpoint_id", cp.id}, {"version", static_cast<long long>(cp.version)}, {"step_id", step_id}});
+  Value created = Value::object({{"checkpoint_id", cp.id}, {"version", static_cast<long long>(cp.version)},
+                                 {"step_id", step_value != nullptr ? *step_value : Value(step_id)}});
   ctx.batch.checkpoint = std::move(cp);
   ctx.run_in_batch = true;
   ctx.batch.sync_to_disk = ctx.durability == Durability::kFull;
@@ -937,7 +938,7 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
   c.tasks.clear();
   // The "values" event joins its checkpoint's batch (a store may then keep the
   // state once for both).
-  const bool staged = stage_checkpoint(c, step_names, interrupt, std::move(ran));
+  const bool staged = stage_checkpoint(c, step_names, interrupt, std::move(ran), &step_value);
   if (is_terminal(c.record.status)) return;  // an earlier checkpoint failed
   if (options_.node_events) emit(c, event_kind::kValues, Value::object({{"step", step_value}, {"state", c.state}}), /*into_batch=*/true);
   if (staged && c.batching && !interrupt) {

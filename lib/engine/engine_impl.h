@@ -100,7 +100,9 @@ class EngineImpl final : public orch::Engine {
   Status commit(RunContext& ctx, const std::string& step_id, bool force, std::vector<std::string> ran = {});
   // Puts that checkpoint, and its "checkpoint.created" event, into the run's
   // batch; false when the durability mode keeps it in memory instead.
-  bool stage_checkpoint(RunContext& ctx, const std::string& step_id, bool force, std::vector<std::string> ran);
+  // `step_value`, when given, is step_id as a JSON string (shared) for the event.
+  bool stage_checkpoint(RunContext& ctx, const std::string& step_id, bool force, std::vector<std::string> ran,
+                        const Value* step_value = nullptr);
   void save_stopped_run(RunContext& ctx);
   void finish_run(RunContext& ctx, RunStatus status, const std::string& error);
   // recover() and takeovers: true when EngineOptions::resume_veto refused the

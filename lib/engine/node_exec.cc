@@ -510,7 +510,7 @@ void EngineImpl::on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t 
   o.has_goto = effects.has_goto;
   o.goto_nodes = std::move(effects.goto_nodes);
   o.usage = std::move(usage);
-  Value custom = Value::array();
+  Value custom;  // an array once something is in it (most replies stream nothing)
   for (const Value* list : {&effects.ui_messages, &effects.stream_messages}) {
     if (list->is_array()) {
       for (const Value& m : list->as_array()) custom.push_back(m);

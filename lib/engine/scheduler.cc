@@ -185,12 +185,14 @@ Result<std::set<int>> vertices_of(const CompiledGraph& g, const Value& names) {
 Value Scheduler::to_value() const {
   // Written at every checkpoint: empty lists and defaults are left out
   // (from_value reads a missing key as empty).
-  Object o;
-  o.reserve(8);
+  Object o;  // usually no more members than an Object holds in place
   o.set("edge_count", graph_->edges().size());
   Value fired;
   Value dead;
-  std::vector<int> marked = marked_;  // settle() may not have compacted it yet
+  // settle() may not have compacted marked_ yet: a sorted copy, in a buffer
+  // this thread reuses (one is written per checkpoint).
+  thread_local std::vector<int> marked;
+  marked.assign(marked_.begin(), marked_.end());
   std::sort(marked.begin(), marked.end());
   marked.erase(std::unique(marked.begin(), marked.end()), marked.end());
   for (int e : marked) {
