@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "orch/value.h"
 
+#include "core/block_cache.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -31,111 +33,13 @@ bool parse_index(std::string_view s, size_t* out) {
 }  // namespace
 
 namespace {
-// The shared storage of strings, arrays and objects comes from a small per-thread cache of freed
-// blocks: a run creates and drops dozens of small objects (event data,
-// records, updates), and glibc's own per-thread cache keeps only 7 blocks of
-// a size, so most of them went through its slower paths. Blocks freed on
-// another thread join that thread's cache. Sanitizer builds use plain
-// new/delete, so that a use after free is still caught.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define ORCH_VALUE_BLOCK_CACHE 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
-#define ORCH_VALUE_BLOCK_CACHE 0
-#endif
-#endif
-#ifndef ORCH_VALUE_BLOCK_CACHE
-#define ORCH_VALUE_BLOCK_CACHE 1
-#endif
-
-struct FreeBlock {
-  FreeBlock* next;
-};
-
-// Freed blocks of one size, per thread; at most kMaxBlocks kept.
-template <size_t kSize>
-class BlockCache {
- public:
-  static constexpr size_t kMaxBlocks = 128;
-  ~BlockCache() {
-    gone() = true;  // blocks freed during this thread's exit go straight back
-    while (head_ != nullptr) {
-      FreeBlock* next = head_->next;
-      ::operator delete(head_);
-      head_ = next;
-    }
-  }
-  static void* take() {
-    if (!gone()) {
-      BlockCache& c = mine();
-      if (c.head_ != nullptr) {
-        FreeBlock* b = c.head_;
-        c.head_ = b->next;
-        --c.count_;
-        return b;
-      }
-    }
-    return ::operator new(kSize);
-  }
-  static void give(void* p) {
-    if (!gone()) {
-      BlockCache& c = mine();
-      if (c.count_ < kMaxBlocks) {
-        c.head_ = new (p) FreeBlock{c.head_};
-        ++c.count_;
-        return;
-      }
-    }
-    ::operator delete(p);
-  }
-
- private:
-  static BlockCache& mine() {
-    thread_local BlockCache cache;
-    return cache;
-  }
-  // Trivially destructible: still readable while the thread's caches go.
-  static bool& gone() {
-    thread_local bool flag = false;
-    return flag;
-  }
-  FreeBlock* head_ = nullptr;
-  size_t count_ = 0;
-};
-
-// std::allocate_shared's allocator for a Value's storage (see BlockCache).
-template <class T>
-struct CachedAllocator {
-  using value_type = T;
-  CachedAllocator() = default;
-  template <class U>
-  CachedAllocator(const CachedAllocator<U>&) {}  // NOLINT: rebinding
-  T* allocate(size_t n) {
-#if ORCH_VALUE_BLOCK_CACHE
-    if (n == 1) return static_cast<T*>(BlockCache<sizeof(T)>::take());
-#endif
-    return static_cast<T*>(::operator new(n * sizeof(T)));
-  }
-  void deallocate(T* p, size_t n) {
-#if ORCH_VALUE_BLOCK_CACHE
-    if (n == 1) return BlockCache<sizeof(T)>::give(p);
-#endif
-    (void)n;
-    ::operator delete(p);
-  }
-  template <class U>
-  bool operator==(const CachedAllocator<U>&) const { return true; }
-  template <class U>
-  bool operator!=(const CachedAllocator<U>&) const { return false; }
-};
-
+// A Value's shared storage comes from per-thread block caches (see there).
 template <class T, class... Args>
 std::shared_ptr<T> new_shared(Args&&... args) {
-  return std::allocate_shared<T>(CachedAllocator<T>(), std::forward<Args>(args)...);
+  return internal::make_cached_shared<T>(std::forward<Args>(args)...);
 }
 
 }  // namespace
-
 
 // ---------------------------------------------------------------- Object
 
@@ -219,7 +123,8 @@ void Object::append_or_replace(std::string_view key, const Value& value) {
       return;
     }
   }
-  emplace_member(std::string(key), value);
+  // The key is built in place: a temporary moved in copied it twice.
+  emplace_member(std::piecewise_construct, std::forward_as_tuple(key), std::forward_as_tuple(value));
 }
 
 Object::Object(const Object& other) { *this = other; }

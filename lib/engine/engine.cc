@@ -10,6 +10,7 @@
 #include "engine/engine_impl.h"
 #include "engine/crash_guard.h"
 #include "core/value_bytes.h"
+#include "core/block_cache.h"
 
 #include <algorithm>
 #include <set>
@@ -491,7 +492,7 @@ Result<std::shared_ptr<RunContext>> EngineImpl::new_run_context(std::shared_ptr<
   ORCH_ASSIGN_OR_RETURN(auto compiled, compile(workflow));
   if (!options.config.is_object()) return Status::invalid_argument("config must be an object");
 
-  auto ctx = std::make_shared<RunContext>();
+  auto ctx = make_cached_shared<RunContext>();  // one per run: see block_cache.h
   RunRecord& r = ctx->record;
   r.id = options.run_id.empty() ? new_uuid() : options.run_id;
   r.status = RunStatus::kRunning;
@@ -1074,7 +1075,7 @@ Result<std::string> EngineImpl::fork_run(const std::string& checkpoint_id, const
     ORCH_ASSIGN_OR_RETURN(compiled, compile(parsed));
   }
   const Workflow* workflow = &compiled->graph->workflow();
-  auto ctx = std::make_shared<RunContext>();
+  auto ctx = make_cached_shared<RunContext>();  // one per run: see block_cache.h
   RunRecord& r = ctx->record;
   r = source;
   r.id = new_uuid();
@@ -1309,7 +1310,7 @@ Result<std::shared_ptr<RunContext>> EngineImpl::load_context(const std::string& 
   } else {
     return latest.status();
   }
-  auto ctx = std::make_shared<RunContext>();
+  auto ctx = make_cached_shared<RunContext>();  // one per run: see block_cache.h
   ctx->lease_epoch = lease_epoch;
   ctx->record = r;
   ctx->compiled = compiled;
