@@ -210,9 +210,11 @@ class EngineImpl final : public orch::Engine {
                              const Value* item, int attempt) const;
   void call_worker(const std::shared_ptr<RunContext>& ctx, WorkerRequest request,
                    std::function<void(WorkerReply)> done);
-  using FunctionDone = std::function<void(Result<ReplyEffects> effects, std::string output)>;
-  void call_function(const std::shared_ptr<RunContext>& ctx, const Node& node, WorkerRequest request,
-                     FunctionDone done);
+  // `done(Result<ReplyEffects> effects, std::string output)` (a lambda, kept
+  // as it is inside the call's job: no std::function of its own). Defined
+  // and used in node_exec.cc only.
+  template <typename Done>
+  void call_function(const std::shared_ptr<RunContext>& ctx, const Node& node, WorkerRequest request, Done done);
 
   // Runs `job` on the pool. A host's Store, Dispatcher or listener that
   // throws there is reported (run_guarded), not allowed to end the process.

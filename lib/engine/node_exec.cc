@@ -247,8 +247,9 @@ static ReplyEffects function_effects(const NodeOutput& out, std::string* output)
 
 // Calls an in-process node function: on this engine thread once it drops the
 // run lock, or on the pool. `done` runs there, without the run lock.
+template <typename Done>
 void EngineImpl::call_function(const std::shared_ptr<RunContext>& ctx, const Node& node, WorkerRequest request,
-                               FunctionDone done) {
+                               Done done) {
   // The function is called where it lives, in the compiled workflow this
   // job keeps alive (copying a std::function may allocate).
   // The job takes only what a NodeCall shows of the request: moving a whole
