@@ -22,9 +22,10 @@ namespace orch::internal {
 // captures more than two references would).
 class BodyRef {
  public:
-  template <typename F>
+  template <typename F, typename = std::enable_if_t<!std::is_same_v<std::decay_t<F>, BodyRef>>>
   BodyRef(F&& f)  // NOLINT: built from a lambda at the call
-      : object_(const_cast<void*>(static_cast<const void*>(&f))), call_([](void* o) { (*static_cast<std::remove_reference_t<F>*>(o))(); }) {}
+      : object_(const_cast<void*>(static_cast<const void*>(&f))),
+        call_([](void* o) { (*static_cast<std::remove_reference_t<F>*>(o))(); }) {}
   void operator()() const { call_(object_); }
 
  private:
