@@ -408,3 +408,72 @@ TEST_CASE("node_events false writes a run's lifecycle events and none of its per
   CHECK(store->list_steps(done->id)->size() == 3);        // steps are still recorded
   CHECK(store->list_checkpoints(done->id)->size() == 5);  // and checkpoints
 }
+
+TEST_CASE("consecutive runs on one thread each store their own events, whatever the previous run left", "[engine][invoke]") {
+  // Written events are reused for the next runs' events (their buffers):
+  // nothing of an earlier run may show in a later one's.
+  auto store = orch::new_memory_store();
+  auto engine = open_engine(store);
+  auto workflow = counting_chain(nullptr);
+  std::vector<std::string> first_kinds;
+  for (int run = 0; run < 3; ++run) {
+    auto done = engine->invoke(workflow, orch::RunOptions());
+    REQUIRE(done.ok());
+    REQUIRE(done->status == RunStatus::kCompleted);
+    auto events = store->list_events(done->id, 0, 1000);
+    REQUIRE(events.ok());
+    std::vector<std::string> kinds;
+    std::set<std::string> step_ids;
+    auto steps = store->list_steps(done->id);
+    REQUIRE(steps.ok());
+    for (const orch::StepRecord& s : *steps) step_ids.insert(s.id);
+    for (const orch::EventRecord& e : *events) {
+      kinds.push_back(e.kind);
+      CHECK(e.run_id == done->id);
+      CHECK(e.data.is_object());
+      if (e.kind == "step.started" || e.kind == "step.completed") {
+        CHECK(step_ids.count(e.data["step_id"].get_string("")) == 1);  // this run's step
+      }
+      if (e.kind == "run.completed") CHECK(e.data["state"]["counter"].get_int(0) == 3);
+    }
+    if (run == 0) {
+      first_kinds = kinds;
+      CHECK(kinds.size() > 10);
+    } else {
+      CHECK(kinds == first_kinds);
+    }
+  }
+}
+
+TEST_CASE("a run's first write is unfenced even after earlier runs ended on the same thread", "[engine][invoke]") {
+  // An ended run's emptied batch is reused by the next run on the thread: it
+  // must not carry the earlier run's lease into the new run's creation.
+  struct LeaseRecordingStore : orch::StoreWrapper {
+    using orch::StoreWrapper::StoreWrapper;
+    orch::Status write_batch(orch::StoreBatch& batch) override {
+      if (batch.create) {
+        std::lock_guard<std::mutex> lock(mu);
+        create_epochs.push_back(batch.lease_epoch);
+        create_owners.push_back(batch.lease_owner);
+      }
+      return target().write_batch(batch);
+    }
+    std::mutex mu;
+    std::vector<int64_t> create_epochs;
+    std::vector<std::string> create_owners;
+  };
+  auto store = std::make_shared<LeaseRecordingStore>(orch::new_memory_store());
+  auto engine = open_engine(store);
+  auto workflow = counting_chain(nullptr);
+  for (int run = 0; run < 3; ++run) {
+    auto done = engine->invoke(workflow, orch::RunOptions());
+    REQUIRE(done.ok());
+    CHECK(done->status == RunStatus::kCompleted);
+  }
+  std::lock_guard<std::mutex> lock(store->mu);
+  REQUIRE(store->create_epochs.size() == 3);
+  for (size_t i = 0; i < 3; ++i) {
+    CHECK(store->create_epochs[i] == 0);
+    CHECK(store->create_owners[i].empty());
+  }
+}

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include <algorithm>
 #include <limits>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "catch.h"
@@ -258,4 +260,83 @@ TEST_CASE("arrays: shared_prefix counts what a copy still shares", "[value][arra
   for (int i = 0; i < 100; ++i) c.push_back(i);
   CHECK(a.shared_prefix(c) == 0);  // equal, but not shared: it does not compare
   CHECK(a.shared_prefix(Array()) == 0);
+}
+
+TEST_CASE("objects keep their members through in-place and heap storage", "[value]") {
+  // The first few members live inside the object; more move it to the heap.
+  orch::Object o;
+  for (int i = 0; i < 40; ++i) {
+    o.set("key" + std::to_string(i), i);
+    REQUIRE(o.size() == static_cast<size_t>(i + 1));
+    for (int k = 0; k <= i; ++k) REQUIRE(o.find("key" + std::to_string(k))->as_int() == k);
+  }
+  int expected = 0;
+  for (const auto& [key, value] : o) {
+    CHECK(key == "key" + std::to_string(expected));
+    CHECK(value.as_int() == expected++);
+  }
+  // Copies and moves of small (in place) and large objects.
+  for (size_t n : {size_t{0}, size_t{1}, size_t{4}, size_t{5}, size_t{13}}) {
+    orch::Object src;
+    for (size_t i = 0; i < n; ++i) src.set("k" + std::to_string(i), Value("a long string value, not a short one " + std::to_string(i)));
+    orch::Object copy(src);
+    CHECK(copy == src);
+    orch::Object moved(std::move(copy));
+    CHECK(moved == src);
+    CHECK(copy.size() == 0);  // NOLINT: a moved-from object is empty
+    copy.set("again", 1);     // and usable
+    CHECK(copy.size() == 1);
+    orch::Object assigned;
+    assigned.set("old", 1);
+    assigned = std::move(moved);
+    CHECK(assigned == src);
+    orch::Object copied;
+    copied.set("x", 1);
+    copied = src;
+    CHECK(copied == src);
+    CHECK(copied.find("x") == nullptr);
+    if (n > 0) {
+      CHECK(copied.erase("k0"));
+      CHECK(copied.size() == n - 1);
+      if (n > 1) CHECK(copied.begin()->first == "k1");
+      CHECK(src.size() == n);  // the original is untouched
+    }
+  }
+  // A value set from a member of the same object while it grows.
+  orch::Object self;
+  for (int i = 0; i < 4; ++i) self.set("m" + std::to_string(i), Value("member " + std::to_string(i)));
+  self.set("m4", *self.find("m0"));  // the fifth member: the storage moves
+  CHECK(self.find("m4")->as_string() == "member 0");
+  Value v = Value::object({{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}});
+  Value w = v;
+  w.set("e", 5);  // unshares, then grows past the in-place room
+  CHECK(v.size() == 4);
+  CHECK(w.size() == 5);
+  CHECK(w["e"].as_int() == 5);
+}
+
+TEST_CASE("values made on one thread and dropped on others stay intact", "[value]") {
+  // Storage freed on a thread is reused by that thread's next values.
+  std::vector<Value> made;
+  for (int i = 0; i < 300; ++i) {
+    made.push_back(Value::object({{"i", i}, {"s", "a string long enough not to be inline " + std::to_string(i)},
+                                  {"a", Value::array({i, i + 1})}}));
+  }
+  bool again_intact = true;  // Catch assertions stay on the test's thread
+  std::thread dropper([&made, &again_intact] {
+    for (size_t i = 0; i < made.size(); i += 2) made[i] = Value();
+    std::vector<Value> again;
+    for (int i = 0; i < 300; ++i) again.push_back(Value::object({{"again", i}}));
+    for (int i = 0; i < 300; ++i) again_intact = again_intact && again[static_cast<size_t>(i)]["again"].as_int() == i;
+  });
+  dropper.join();
+  CHECK(again_intact);
+  for (size_t i = 1; i < made.size(); i += 2) {
+    CHECK(made[i]["i"].as_int() == static_cast<int64_t>(i));
+    CHECK(made[i]["s"].as_string() == "a string long enough not to be inline " + std::to_string(i));
+    CHECK(made[i]["a"].size() == 2);
+  }
+  made.clear();
+  for (int i = 0; i < 300; ++i) made.push_back(Value::object({{"later", i}}));
+  CHECK(made.back()["later"].as_int() == 299);
 }

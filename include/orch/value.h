@@ -38,26 +38,31 @@ class Value;
 
 // An insertion-ordered string → Value map. Setting an existing key keeps its
 // position; new keys go to the end. Lookup is O(1) on large objects.
+//
+// The first few members live inside the Object itself: most objects are
+// small (event data, step records, node updates), and a Value's object then
+// takes one allocation (its shared storage) instead of two.
 class ORCH_EXPORT Object {
  public:
   using Member = std::pair<std::string, Value>;
-  using const_iterator = std::vector<Member>::const_iterator;
-  using iterator = std::vector<Member>::iterator;
+  using const_iterator = const Member*;
+  using iterator = Member*;
 
   Object() = default;
   Object(std::initializer_list<Member> members);
   Object(const Object& other);
   Object& operator=(const Object& other);
-  Object(Object&&) noexcept = default;
-  Object& operator=(Object&&) noexcept = default;
+  Object(Object&& other) noexcept;
+  Object& operator=(Object&& other) noexcept;
+  ~Object();
 
-  size_t size() const { return members_.size(); }
-  bool empty() const { return members_.empty(); }
-  const_iterator begin() const { return members_.begin(); }
-  const_iterator end() const { return members_.end(); }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  inline const_iterator begin() const;
+  inline const_iterator end() const;
   // Values may be changed through these; keys must not be.
-  iterator begin() { return members_.begin(); }
-  iterator end() { return members_.end(); }
+  inline iterator begin();
+  inline iterator end();
 
   // Returns nullptr when `key` is absent.
   const Value* find(std::string_view key) const;
@@ -71,22 +76,36 @@ class ORCH_EXPORT Object {
   // Removes `key`; returns false when it was absent. O(size).
   bool erase(std::string_view key);
 
-  const Member& at_index(size_t i) const { return members_[i]; }
-  void reserve(size_t n) { members_.reserve(n); }
+  inline const Member& at_index(size_t i) const;
+  void reserve(size_t n);
 
   friend bool operator==(const Object& a, const Object& b);
 
  private:
   friend class Value;  // builds objects in place
+  static constexpr size_t kInlineMembers = 4;
+  // Room for one Member (checked in value.cc: a std::string and a Value).
+  static constexpr size_t kMemberBytes = 56;
+
   void append_or_replace(std::string_view key, const Value& value);
   ptrdiff_t index_of(std::string_view key) const;
   void rebuild_index();
+  Member* inline_members() { return reinterpret_cast<Member*>(inline_); }
+  bool on_heap() const { return members_ != reinterpret_cast<const Member*>(inline_); }
+  // Appends a member built from `args` (which may refer into this object).
+  template <class... Args>
+  Member& emplace_member(Args&&... args);
+  void destroy_members();                // destroys them all; keeps the storage
+  void take_members(Object&& other);     // REQUIRES: this holds none, in inline storage
 
-  std::vector<Member> members_;
+  Member* members_ = inline_members();   // inline_ or a heap array of capacity_
+  size_t size_ = 0;
+  size_t capacity_ = kInlineMembers;
   // Built once the object grows past a small size; linear search is faster
   // below. Held by pointer so that the many small objects stay small and cheap
   // to create, move and destroy.
   std::unique_ptr<std::unordered_map<std::string, size_t>> index_;
+  alignas(8) unsigned char inline_[kInlineMembers * kMemberBytes];
 };
 
 // A sequence of Values with std::vector's reading interface, stored in
@@ -323,6 +342,12 @@ class ORCH_EXPORT Value {
 // Returns the JSON name of a type: "null", "boolean", "integer", "number",
 // "string", "array", "object".
 ORCH_EXPORT std::string_view type_name(Value::Type type);
+
+inline Object::const_iterator Object::begin() const { return members_; }
+inline Object::const_iterator Object::end() const { return members_ + size_; }
+inline Object::iterator Object::begin() { return members_; }
+inline Object::iterator Object::end() { return members_ + size_; }
+inline const Object::Member& Object::at_index(size_t i) const { return members_[i]; }
 
 inline const Value& Array::operator[](size_t i) const { return (*chunks_[i >> kChunkBits])[i & (kChunkSize - 1)]; }
 inline Array::const_iterator Array::begin() const { return const_iterator(this, 0); }

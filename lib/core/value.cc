@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "orch/value.h"
 
+#include "core/block_cache.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -30,31 +32,108 @@ bool parse_index(std::string_view s, size_t* out) {
 
 }  // namespace
 
+namespace {
+// A Value's shared storage comes from per-thread block caches (see there).
+template <class T, class... Args>
+std::shared_ptr<T> new_shared(Args&&... args) {
+  return internal::make_cached_shared<T>(std::forward<Args>(args)...);
+}
+
+}  // namespace
+
 // ---------------------------------------------------------------- Object
 
+static_assert(sizeof(Object::Member) <= 56 && alignof(Object::Member) <= 8,
+              "Object::kMemberBytes must hold a Member");
+
 Object::Object(std::initializer_list<Member> members) {
-  members_.reserve(members.size());
+  reserve(members.size());
   for (const auto& m : members) append_or_replace(m.first, m.second);
-  if (members_.size() > kIndexThreshold) rebuild_index();
+  if (size_ > kIndexThreshold) rebuild_index();
+}
+
+Object::~Object() {
+  destroy_members();
+  if (on_heap()) ::operator delete(members_);
+}
+
+void Object::destroy_members() {
+  for (size_t i = size_; i > 0; --i) members_[i - 1].~Member();
+  size_ = 0;
+}
+
+void Object::reserve(size_t n) {
+  if (n <= capacity_) return;
+  Member* fresh = static_cast<Member*>(::operator new(n * sizeof(Member)));
+  for (size_t i = 0; i < size_; ++i) {
+    new (fresh + i) Member(std::move(members_[i]));
+    members_[i].~Member();
+  }
+  if (on_heap()) ::operator delete(members_);
+  members_ = fresh;
+  capacity_ = n;
+}
+
+template <class... Args>
+Object::Member& Object::emplace_member(Args&&... args) {
+  if (size_ == capacity_) {
+    // Built first: the arguments may refer to a member about to move.
+    Member built(std::forward<Args>(args)...);
+    reserve(capacity_ * 2);
+    return *new (members_ + size_++) Member(std::move(built));
+  }
+  return *new (members_ + size_++) Member(std::forward<Args>(args)...);
+}
+
+void Object::take_members(Object&& other) {
+  if (other.on_heap()) {
+    members_ = other.members_;
+    capacity_ = other.capacity_;
+    size_ = other.size_;
+    other.members_ = other.inline_members();
+    other.capacity_ = kInlineMembers;
+  } else {
+    for (size_t i = 0; i < other.size_; ++i) new (members_ + i) Member(std::move(other.members_[i]));
+    size_ = other.size_;
+    other.destroy_members();
+  }
+  other.size_ = 0;
+  index_ = std::move(other.index_);
+}
+
+Object::Object(Object&& other) noexcept { take_members(std::move(other)); }
+
+Object& Object::operator=(Object&& other) noexcept {
+  if (this != &other) {
+    destroy_members();
+    if (on_heap()) ::operator delete(members_);
+    members_ = inline_members();
+    capacity_ = kInlineMembers;
+    take_members(std::move(other));
+  }
+  return *this;
 }
 
 void Object::append_or_replace(std::string_view key, const Value& value) {
   // For building small objects: a repeated key (the later one wins, as with
   // set) is looked for only among those already in, without the index.
-  for (Member& existing : members_) {
+  for (Member& existing : *this) {
     if (existing.first == key) {
       existing.second = value;
       return;
     }
   }
-  members_.emplace_back(std::string(key), value);
+  // The key is built in place: a temporary moved in copied it twice.
+  emplace_member(std::piecewise_construct, std::forward_as_tuple(key), std::forward_as_tuple(value));
 }
 
 Object::Object(const Object& other) { *this = other; }
 
 Object& Object::operator=(const Object& other) {
   if (this != &other) {
-    members_ = other.members_;  // keeps this object's capacity when it suffices
+    destroy_members();
+    reserve(other.size_);  // keeps this object's capacity when it suffices
+    for (const Member& m : other) new (members_ + size_++) Member(m);
     index_ = other.index_ ? std::make_unique<std::unordered_map<std::string, size_t>>(*other.index_) : nullptr;
   }
   return *this;
@@ -65,7 +144,7 @@ ptrdiff_t Object::index_of(std::string_view key) const {
     auto it = index_->find(std::string(key));
     return it == index_->end() ? -1 : static_cast<ptrdiff_t>(it->second);
   }
-  for (size_t i = 0; i < members_.size(); ++i) {
+  for (size_t i = 0; i < size_; ++i) {
     if (members_[i].first == key) return static_cast<ptrdiff_t>(i);
   }
   return -1;
@@ -88,10 +167,10 @@ Value& Object::set(std::string key, Value value) {
     slot = std::move(value);
     return slot;
   }
-  if (index_) index_->emplace(key, members_.size());
-  members_.emplace_back(std::move(key), std::move(value));
-  if (!index_ && members_.size() > kIndexThreshold) rebuild_index();
-  return members_.back().second;
+  if (index_) index_->emplace(key, size_);
+  Value& stored = emplace_member(std::move(key), std::move(value)).second;
+  if (!index_ && size_ > kIndexThreshold) rebuild_index();
+  return stored;
 }
 
 Value& Object::operator[](std::string_view key) {
@@ -102,16 +181,17 @@ Value& Object::operator[](std::string_view key) {
 bool Object::erase(std::string_view key) {
   ptrdiff_t i = index_of(key);
   if (i < 0) return false;
-  members_.erase(members_.begin() + i);
+  for (size_t k = static_cast<size_t>(i) + 1; k < size_; ++k) members_[k - 1] = std::move(members_[k]);
+  members_[--size_].~Member();
   index_.reset();
-  if (members_.size() > kIndexThreshold) rebuild_index();
+  if (size_ > kIndexThreshold) rebuild_index();
   return true;
 }
 
 void Object::rebuild_index() {
   index_ = std::make_unique<std::unordered_map<std::string, size_t>>();
-  index_->reserve(members_.size() * 2);
-  for (size_t i = 0; i < members_.size(); ++i) index_->emplace(members_[i].first, i);
+  index_->reserve(size_ * 2);
+  for (size_t i = 0; i < size_; ++i) index_->emplace(members_[i].first, i);
 }
 
 bool operator==(const Object& a, const Object& b) {
@@ -126,23 +206,40 @@ bool operator==(const Object& a, const Object& b) {
 
 // ---------------------------------------------------------------- Array
 
-Array::Array(std::initializer_list<Value> items) {
-  for (const Value& v : items) push_back(v);
+namespace {
+// Fills an empty Array's chunk list straight from [first, last), each chunk
+// allocated at its final size: appending element by element regrew the
+// first chunk once per doubling.
+template <class Chunks, class It>
+void fill_chunks(Chunks& chunks, size_t& size, It first, It last, size_t chunk_size) {
+  using Chunk = typename Chunks::value_type::element_type;
+  size_t left = static_cast<size_t>(last - first);
+  chunks.reserve((left + chunk_size - 1) / chunk_size);
+  while (left > 0) {
+    const size_t n = std::min(left, chunk_size);
+    auto chunk = new_shared<Chunk>();
+    chunk->reserve(n);
+    for (size_t k = 0; k < n; ++k) chunk->push_back(*first++);
+    chunks.push_back(std::move(chunk));
+    size += n;
+    left -= n;
+  }
 }
+}  // namespace
 
-Array::Array(const std::vector<Value>& items) {
-  for (const Value& v : items) push_back(v);
-}
+Array::Array(std::initializer_list<Value> items) { fill_chunks(chunks_, size_, items.begin(), items.end(), kChunkSize); }
+
+Array::Array(const std::vector<Value>& items) { fill_chunks(chunks_, size_, items.begin(), items.end(), kChunkSize); }
 
 Value& Array::operator[](size_t i) {
   std::shared_ptr<Chunk>& chunk = chunks_[i >> kChunkBits];
-  if (chunk.use_count() > 1) chunk = std::make_shared<Chunk>(*chunk);
+  if (chunk.use_count() > 1) chunk = new_shared<Chunk>(*chunk);
   return (*chunk)[i & (kChunkSize - 1)];
 }
 
 void Array::push_back(Value v) {
   if ((size_ & (kChunkSize - 1)) == 0) {
-    auto chunk = std::make_shared<Chunk>();
+    auto chunk = new_shared<Chunk>();
     // Most arrays are small: the first chunk grows as a vector does; later
     // chunks (a long list) take their full size at once.
     if (!chunks_.empty()) chunk->reserve(kChunkSize);
@@ -152,7 +249,7 @@ void Array::push_back(Value v) {
     // kChunkSize elements) with room for this one. No more: the usual sharer
     // is a checkpoint, and the next append, after the next checkpoint, copies
     // the chunk again, so spare room would only be carried in every snapshot.
-    auto chunk = std::make_shared<Chunk>();
+    auto chunk = new_shared<Chunk>();
     chunk->reserve(chunks_.back()->size() + 1);
     chunk->insert(chunk->end(), chunks_.back()->begin(), chunks_.back()->end());
     chunks_.back() = std::move(chunk);
@@ -195,7 +292,7 @@ Array::iterator Array::erase(const_iterator first, const_iterator last) {
     chunks_.resize(keep_chunks);
     if ((from & (kChunkSize - 1)) != 0) {
       std::shared_ptr<Chunk>& tail = chunks_.back();
-      if (tail.use_count() > 1) tail = std::make_shared<Chunk>(*tail);
+      if (tail.use_count() > 1) tail = new_shared<Chunk>(*tail);
       tail->resize(from & (kChunkSize - 1));
     }
     size_ = from;
@@ -250,9 +347,9 @@ const std::shared_ptr<std::string>& empty_string_storage() {
 }  // namespace
 
 Value::Value(std::string s)
-    : rep_(s.empty() ? empty_string_storage() : std::make_shared<std::string>(std::move(s))) {}
-Value::Value(Array a) : rep_(std::make_shared<Array>(std::move(a))) {}
-Value::Value(Object o) : rep_(std::make_shared<Object>(std::move(o))) {}
+    : rep_(s.empty() ? empty_string_storage() : new_shared<std::string>(std::move(s))) {}
+Value::Value(Array a) : rep_(new_shared<Array>(std::move(a))) {}
+Value::Value(Object o) : rep_(new_shared<Object>(std::move(o))) {}
 
 Value Value::object(std::initializer_list<std::pair<std::string_view, Value>> members) {
   if (members.size() == 0) {
@@ -263,10 +360,10 @@ Value Value::object(std::initializer_list<std::pair<std::string_view, Value>> me
     return *kEmpty;
   }
   // The engine builds many small objects this way: built in place.
-  auto o = std::make_shared<Object>();
-  o->members_.reserve(members.size());
+  auto o = new_shared<Object>();
+  o->reserve(members.size());
   for (const auto& m : members) o->append_or_replace(m.first, m.second);
-  if (o->members_.size() > kIndexThreshold) o->rebuild_index();
+  if (o->size_ > kIndexThreshold) o->rebuild_index();
   Value v;
   v.rep_ = std::move(o);
   return v;
@@ -295,20 +392,20 @@ std::string Value::get_string(std::string_view fallback) const {
 }
 
 Array& Value::mutable_array() {
-  if (is_null()) rep_ = std::make_shared<Array>();
+  if (is_null()) rep_ = new_shared<Array>();
   auto& p = std::get<ArrayPtr>(rep_);
-  if (p.use_count() > 1) p = std::make_shared<Array>(*p);
+  if (p.use_count() > 1) p = new_shared<Array>(*p);
   return *p;
 }
 
 Object& Value::mutable_object() {
-  if (is_null()) rep_ = std::make_shared<Object>();
+  if (is_null()) rep_ = new_shared<Object>();
   auto& p = std::get<ObjectPtr>(rep_);
   if (p.use_count() > 1) {
     // A copy made to be changed is usually grown next: room for one more
     // member saves moving them all again.
-    auto copy = std::make_shared<Object>();
-    copy->members_.reserve(p->members_.size() + 1);
+    auto copy = new_shared<Object>();
+    copy->reserve(p->size_ + 1);
     *copy = *p;
     p = std::move(copy);
   }
@@ -316,9 +413,9 @@ Object& Value::mutable_object() {
 }
 
 std::string& Value::mutable_string() {
-  if (is_null()) rep_ = std::make_shared<std::string>();
+  if (is_null()) rep_ = new_shared<std::string>();
   auto& p = std::get<StringPtr>(rep_);
-  if (p.use_count() > 1) p = std::make_shared<std::string>(*p);
+  if (p.use_count() > 1) p = new_shared<std::string>(*p);
   return *p;
 }
 

@@ -10,6 +10,7 @@
 #include "engine/engine_impl.h"
 #include "engine/crash_guard.h"
 #include "core/value_bytes.h"
+#include "core/block_cache.h"
 
 #include <algorithm>
 #include <set>
@@ -111,16 +112,27 @@ Result<std::shared_ptr<const CompiledWorkflow>> EngineImpl::compile(std::shared_
   return std::shared_ptr<const CompiledWorkflow>(c);
 }
 
-void EngineImpl::emit(RunContext& ctx, std::string kind, Value data, bool into_batch) {
+namespace {
+// Written events of runs that ended on this thread, for the next runs' emit():
+// a run's first events then reuse their buffers (run id, kind) instead of
+// allocating them. Per thread, so taking one needs no lock.
+thread_local std::vector<EventRecord> t_spare_events;
+// Likewise the emptied batch of such a run (its vectors' capacity): the next
+// run's writes fill it instead of regrowing fresh vectors (which moved every
+// record at each doubling).
+thread_local StoreBatch t_spare_batch;
+}  // namespace
+
+void EngineImpl::emit(RunContext& ctx, std::string_view kind, Value data, bool into_batch) {
   if (ctx.lease_lost) return;  // another owner has the run now
   EventRecord ev;
-  if (!ctx.spare_events.empty()) {  // its run id's buffer is reused
+  if (!ctx.spare_events.empty()) {  // its run id's and kind's buffers are reused
     ev = std::move(ctx.spare_events.back());
     ctx.spare_events.pop_back();
     ev.seq = 0;
   }
   ev.run_id = ctx.record.id;
-  ev.kind = std::move(kind);
+  ev.kind.assign(kind.data(), kind.size());
   ev.data = std::move(data);
   ev.created_at_ms = stamp_ms(ctx);
   if (ctx.batching || into_batch) {
@@ -131,6 +143,23 @@ void EngineImpl::emit(RunContext& ctx, std::string kind, Value data, bool into_b
   if (!seq.ok()) return;  // the run may have been deleted
   ev.seq = *seq;
   notify_listeners(ev);
+}
+
+void EngineImpl::recycle_spares(RunContext& ctx) {
+  if (ctx.batch.empty() && ctx.batch.events.capacity() > t_spare_batch.events.capacity()) {
+    t_spare_batch = std::move(ctx.batch);
+    ctx.batch = StoreBatch();
+    t_spare_batch.lease_owner.clear();  // another run's lease: not this one's (capacity kept)
+    t_spare_batch.lease_epoch = 0;
+    t_spare_batch.sync_to_disk = false;
+  }
+  for (EventRecord& ev : ctx.spare_events) ev.data = Value();  // the store's now: not kept alive here
+  if (ctx.spare_events.capacity() > t_spare_events.capacity()) std::swap(ctx.spare_events, t_spare_events);
+  for (EventRecord& ev : ctx.spare_events) {
+    if (t_spare_events.size() >= kSpareEvents) break;
+    t_spare_events.push_back(std::move(ev));
+  }
+  ctx.spare_events.clear();
 }
 
 void EngineImpl::notify_listeners(const EventRecord& ev) {
@@ -217,7 +246,7 @@ Status EngineImpl::commit(RunContext& ctx, const std::string& step_id, bool forc
 }
 
 bool EngineImpl::stage_checkpoint(RunContext& ctx, const std::string& step_id, bool force,
-                                  std::vector<std::string> ran) {
+                                  std::vector<std::string> ran, const Value* step_value) {
   // A batch holds one checkpoint: an earlier one still waiting goes first.
   // But the end follows the last superstep with nothing run between them: a
   // store that takes two checkpoints in one write gets both at once.
@@ -232,7 +261,7 @@ bool EngineImpl::stage_checkpoint(RunContext& ctx, const std::string& step_id, b
   Checkpoint cp;
   cp.id = new_uuid();
   cp.run_id = ctx.record.id;
-  cp.parent_id = ctx.last_checkpoint_id;
+  cp.parent_id = std::move(ctx.last_checkpoint_id);  // replaced by this one's id below
   cp.step_id = step_id;
   cp.version = ++ctx.version;
   cp.state = ctx.state;
@@ -255,7 +284,8 @@ bool EngineImpl::stage_checkpoint(RunContext& ctx, const std::string& step_id, b
   ctx.unsaved_checkpoint.reset();
   // The checkpoint goes out with everything the superstep wrote before it,
   // and its event with it: both are written, or neither.
-  Value created = Value::object({{"checkpoint_id", cp.id}, {"version", static_cast<long long>(cp.version)}, {"step_id", step_id}});
+  Value created = Value::object({{"checkpoint_id", cp.id}, {"version", static_cast<long long>(cp.version)},
+                                 {"step_id", step_value != nullptr ? *step_value : Value(step_id)}});
   ctx.batch.checkpoint = std::move(cp);
   ctx.run_in_batch = true;
   ctx.batch.sync_to_disk = ctx.durability == Durability::kFull;
@@ -344,6 +374,7 @@ void EngineImpl::finish_run(RunContext& ctx, RunStatus status, const std::string
     emit(ctx, event_kind::kRunCancelled, Value::object());
   }
   (void)flush(ctx);  // readers woken below see everything
+  recycle_spares(ctx);
   notify_parent(ctx);
   notify_status_change();
   evict_later(ctx);
@@ -471,7 +502,7 @@ Result<std::shared_ptr<RunContext>> EngineImpl::new_run_context(std::shared_ptr<
   ORCH_ASSIGN_OR_RETURN(auto compiled, compile(workflow));
   if (!options.config.is_object()) return Status::invalid_argument("config must be an object");
 
-  auto ctx = std::make_shared<RunContext>();
+  auto ctx = make_cached_shared<RunContext>();  // one per run: see block_cache.h
   RunRecord& r = ctx->record;
   r.id = options.run_id.empty() ? new_uuid() : options.run_id;
   r.status = RunStatus::kRunning;
@@ -507,6 +538,8 @@ Status EngineImpl::open_run(const std::shared_ptr<RunContext>& ctx, bool plan) {
   {
     // Nobody else knows the run yet; the lock is for the helpers that expect it.
     std::lock_guard<std::mutex> lock(c.mu);
+    if (c.batch.empty()) std::swap(c.batch, t_spare_batch);  // see t_spare_batch
+    if (c.spare_events.empty()) std::swap(c.spare_events, t_spare_events);  // and t_spare_events
     c.batching = true;
     c.start_stamping();
     c.batch.create.emplace();
@@ -617,7 +650,7 @@ void EngineImpl::cancel_calls(const std::string& step_id) {
   post([dispatcher, step_id] { run_guarded("worker dispatcher cancel", [&] { dispatcher->cancel(step_id); }); });
 }
 
-void EngineImpl::locked_then_drain(const std::shared_ptr<RunContext>& ctx, const std::function<void()>& body) {
+void EngineImpl::locked_then_drain(const std::shared_ptr<RunContext>& ctx, BodyRef body) {
   std::unique_lock<std::mutex> lock(ctx->mu);  // first: a flush lends the record to the store
   CurrentRun current(ctx->record.id);           // what a crash on this thread is charged to
   const bool outer = !ctx->draining;
@@ -834,6 +867,7 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
   std::string interrupt_node;
   std::string step_names;
   std::vector<std::string> ran;
+  ran.reserve(c.tasks.size());
   for (NodeTask& t : c.tasks) {
     const std::string& name = g.name(t.vertex);
     step_names += (step_names.empty() ? "" : ",") + name;
@@ -915,7 +949,7 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
   c.tasks.clear();
   // The "values" event joins its checkpoint's batch (a store may then keep the
   // state once for both).
-  const bool staged = stage_checkpoint(c, step_names, interrupt, std::move(ran));
+  const bool staged = stage_checkpoint(c, step_names, interrupt, std::move(ran), &step_value);
   if (is_terminal(c.record.status)) return;  // an earlier checkpoint failed
   if (options_.node_events) emit(c, event_kind::kValues, Value::object({{"step", step_value}, {"state", c.state}}), /*into_batch=*/true);
   if (staged && c.batching && !interrupt) {
@@ -1051,7 +1085,7 @@ Result<std::string> EngineImpl::fork_run(const std::string& checkpoint_id, const
     ORCH_ASSIGN_OR_RETURN(compiled, compile(parsed));
   }
   const Workflow* workflow = &compiled->graph->workflow();
-  auto ctx = std::make_shared<RunContext>();
+  auto ctx = make_cached_shared<RunContext>();  // one per run: see block_cache.h
   RunRecord& r = ctx->record;
   r = source;
   r.id = new_uuid();
@@ -1286,7 +1320,7 @@ Result<std::shared_ptr<RunContext>> EngineImpl::load_context(const std::string& 
   } else {
     return latest.status();
   }
-  auto ctx = std::make_shared<RunContext>();
+  auto ctx = make_cached_shared<RunContext>();  // one per run: see block_cache.h
   ctx->lease_epoch = lease_epoch;
   ctx->record = r;
   ctx->compiled = compiled;

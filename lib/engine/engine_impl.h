@@ -5,6 +5,8 @@
 #include <asio/post.hpp>
 #include <atomic>
 #include <deque>
+#include <string_view>
+#include <type_traits>
 #include <unordered_map>
 
 #include "engine/crash_guard.h"
@@ -14,6 +16,22 @@
 #include "orch/state.h"
 
 namespace orch::internal {
+
+// A callable borrowed for the length of one call (locked_then_drain's body):
+// unlike a std::function, building one never allocates (a lambda that
+// captures more than two references would).
+class BodyRef {
+ public:
+  template <typename F, typename = std::enable_if_t<!std::is_same_v<std::decay_t<F>, BodyRef>>>
+  BodyRef(F&& f)  // NOLINT: built from a lambda at the call
+      : object_(const_cast<void*>(static_cast<const void*>(&f))),
+        call_([](void* o) { (*static_cast<std::remove_reference_t<F>*>(o))(); }) {}
+  void operator()() const { call_(object_); }
+
+ private:
+  void* object_;
+  void (*call_)(void*);
+};
 
 class EngineImpl final : public orch::Engine {
  public:
@@ -68,7 +86,7 @@ class EngineImpl final : public orch::Engine {
   // Runs `body` under the run's lock; then, if this is the outermost such scope
   // on the run, runs the in-process calls `body` queued, without the lock (and
   // whatever their completions queue in turn). Only engine pool threads use it.
-  void locked_then_drain(const std::shared_ptr<RunContext>& ctx, const std::function<void()>& body);
+  void locked_then_drain(const std::shared_ptr<RunContext>& ctx, BodyRef body);
   // Asks the dispatcher to abandon the calls of step `step_id`, from a pool
   // thread: callers hold a run lock, and a dispatcher may answer an abandoned
   // call at once (WorkerRegistry does for a call still queued), and that answer
@@ -83,7 +101,9 @@ class EngineImpl final : public orch::Engine {
   Status commit(RunContext& ctx, const std::string& step_id, bool force, std::vector<std::string> ran = {});
   // Puts that checkpoint, and its "checkpoint.created" event, into the run's
   // batch; false when the durability mode keeps it in memory instead.
-  bool stage_checkpoint(RunContext& ctx, const std::string& step_id, bool force, std::vector<std::string> ran);
+  // `step_value`, when given, is step_id as a JSON string (shared) for the event.
+  bool stage_checkpoint(RunContext& ctx, const std::string& step_id, bool force, std::vector<std::string> ran,
+                        const Value* step_value = nullptr);
   void save_stopped_run(RunContext& ctx);
   void finish_run(RunContext& ctx, RunStatus status, const std::string& error);
   // recover() and takeovers: true when EngineOptions::resume_veto refused the
@@ -102,8 +122,10 @@ class EngineImpl final : public orch::Engine {
   // Stores an event: in the run's batch while it batches (or when
   // `into_batch`, for events that must be written with what is in the batch),
   // otherwise at once.
-  void emit(RunContext& ctx, std::string kind, Value data, bool into_batch = false);
+  void emit(RunContext& ctx, std::string_view kind, Value data, bool into_batch = false);
   void notify_listeners(const EventRecord& ev);
+  // A run that ended hands its spare events to this thread's next runs.
+  void recycle_spares(RunContext& ctx);
   // Store writes that join the run's batch while it is batching.
   void write_step(RunContext& ctx, StepRecord step);
   void write_pending(RunContext& ctx, PendingWrite write);
@@ -189,9 +211,11 @@ class EngineImpl final : public orch::Engine {
                              const Value* item, int attempt) const;
   void call_worker(const std::shared_ptr<RunContext>& ctx, WorkerRequest request,
                    std::function<void(WorkerReply)> done);
-  using FunctionDone = std::function<void(Result<ReplyEffects> effects, std::string output)>;
-  void call_function(const std::shared_ptr<RunContext>& ctx, const Node& node, WorkerRequest request,
-                     FunctionDone done);
+  // `done(Result<ReplyEffects> effects, std::string output)` (a lambda, kept
+  // as it is inside the call's job: no std::function of its own). Defined
+  // and used in node_exec.cc only.
+  template <typename Done>
+  void call_function(const std::shared_ptr<RunContext>& ctx, const Node& node, WorkerRequest request, Done done);
 
   // Runs `job` on the pool. A host's Store, Dispatcher or listener that
   // throws there is reported (run_guarded), not allowed to end the process.

@@ -32,6 +32,15 @@ const Value& interrupted_output() {
   return kOutput;
 }
 
+// {"<key>": ""}, built once: the record of a call without a prompt (input)
+// or without output text (output). Shared: a reader that changes its copy
+// unshares it.
+const Value& empty_text_object(bool input) {
+  static const Value* const kInput = new Value(Value::object({{"prompt", ""}}));
+  static const Value* const kOutput = new Value(Value::object({{"output", ""}}));
+  return input ? *kInput : *kOutput;
+}
+
 NodeOutcome with_updates(Value updates) {
   NodeOutcome o;
   o.updates.push_back(std::move(updates));
@@ -238,8 +247,9 @@ static ReplyEffects function_effects(const NodeOutput& out, std::string* output)
 
 // Calls an in-process node function: on this engine thread once it drops the
 // run lock, or on the pool. `done` runs there, without the run lock.
+template <typename Done>
 void EngineImpl::call_function(const std::shared_ptr<RunContext>& ctx, const Node& node, WorkerRequest request,
-                               FunctionDone done) {
+                               Done done) {
   // The function is called where it lives, in the compiled workflow this
   // job keeps alive (copying a std::function may allocate).
   // The job takes only what a NodeCall shows of the request: moving a whole
@@ -388,7 +398,7 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
   step.attempt = t.attempt;
   step.max_attempts = node.task.retry.max_attempts;
   step.superstep = c.version + 1;
-  step.input = Value::object({{"prompt", req.prompt}});
+  step.input = req.prompt.empty() ? empty_text_object(true) : Value::object({{"prompt", req.prompt}});
   step.created_at_ms = step.started_at_ms = stamp_ms(c);
   // A worker call's record is stored running before the call goes out (a
   // restart resumes the call under it); an in-process call's record is
@@ -475,7 +485,7 @@ void EngineImpl::on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t 
     step.ended_at_ms = stamp_ms(c);
     step.worker_id = worker_id;
     if (result.ok()) {
-      step.output = Value::object({{"output", output}});
+      step.output = output.empty() ? empty_text_object(false) : Value::object({{"output", output}});
     } else {
       step.error = result.status().message();
     }
@@ -497,11 +507,11 @@ void EngineImpl::on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t 
                            {"output_tokens", static_cast<long long>(usage["output_tokens"].get_int(0) + effects.usage["output_tokens"].get_int(0))}});
   }
   NodeOutcome o;
-  o.updates.push_back(effects.updates);
+  o.updates.push_back(std::move(effects.updates));
   o.has_goto = effects.has_goto;
-  o.goto_nodes = effects.goto_nodes;
-  o.usage = usage;
-  Value custom = Value::array();
+  o.goto_nodes = std::move(effects.goto_nodes);
+  o.usage = std::move(usage);
+  Value custom;  // an array once something is in it (most replies stream nothing)
   for (const Value* list : {&effects.ui_messages, &effects.stream_messages}) {
     if (list->is_array()) {
       for (const Value& m : list->as_array()) custom.push_back(m);
@@ -512,8 +522,8 @@ void EngineImpl::on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t 
   // Agent multi-turn: continue until done, max_turns, or a failed turn.
   bool more_turns = node.type == NodeType::kAgent && node.task.continuation_prompt && !effects.done &&
                     t.turn < node.task.max_turns;
-  t.outcome = o;
   if (more_turns) {
+    t.outcome = std::move(o);
     ++t.turn;
     launch_attempt(ctx, index);
     return;

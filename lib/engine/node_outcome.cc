@@ -4,11 +4,10 @@
 namespace orch::internal {
 
 Value NodeOutcome::to_value() const {
-  Value v = Value::object();
-  v.set("kind", kind == Kind::kOk ? "ok" : kind == Kind::kFailed ? "failed" : "interrupt");
-  Value ups = Value::array();
-  for (const Value& u : updates) ups.push_back(u);
-  v.set("updates", std::move(ups));
+  // The kinds are shared strings: one of these is written per node.
+  static const Value* const kKinds[] = {new Value("ok"), new Value("failed"), new Value("interrupt")};
+  Value v = Value::object({{"kind", *kKinds[kind == Kind::kOk ? 0 : kind == Kind::kFailed ? 1 : 2]},
+                           {"updates", Value(Array(updates))}});
   if (route) v.set("route", *route);
   if (has_goto) {
     Value g = Value::array();

@@ -6,7 +6,13 @@
 namespace orch::internal {
 
 Scheduler::Scheduler(std::shared_ptr<const CompiledGraph> graph)
-    : graph_(std::move(graph)), edges_(graph_->edges().size(), kPending) {}
+    : graph_(std::move(graph)), edges_(graph_->edges().size(), kPending) {
+  // Room for a short run's first supersteps at once (a fan-out marks several
+  // edges): growing these from empty cost an allocation per doubling, per run.
+  const size_t room = std::min<size_t>(edges_.size(), 16);
+  marked_.reserve(room);
+  touched_.reserve(room);
+}
 
 void Scheduler::start() {
   // Conditions on __start__'s edges are meaningless; they all fire.
@@ -65,12 +71,17 @@ void Scheduler::make_ready(int v) {
   if (node != nullptr && node->defer) {
     parked_.insert(v);
   } else {
-    ready_.insert(v);
+    add_ready(v);
   }
 }
 
+void Scheduler::add_ready(int v) {
+  auto at = std::lower_bound(ready_.begin(), ready_.end(), v);
+  if (at == ready_.end() || *at != v) ready_.insert(at, v);
+}
+
 std::vector<int> Scheduler::take_ready() {
-  std::vector<int> out(ready_.begin(), ready_.end());  // vertex order = definition order
+  std::vector<int> out(ready_);  // vertex order = definition order
   ready_.clear();
   return out;
 }
@@ -99,7 +110,7 @@ void Scheduler::settle() {
   while (!touched_.empty()) {
     int v = touched_.back();
     touched_.pop_back();
-    if (v == kStartVertex || ready_.count(v) || parked_.count(v)) continue;
+    if (v == kStartVertex || std::binary_search(ready_.begin(), ready_.end(), v) || parked_.count(v)) continue;
     const auto& in = graph_->in_edges(v);
     bool back_fired = false, any_forward = false, forward_pending = false, forward_fired = false;
     for (int e : in) {
@@ -134,13 +145,13 @@ void Scheduler::settle() {
 
 bool Scheduler::release_deferred() {
   if (parked_.empty()) return false;
-  ready_.insert(parked_.begin(), parked_.end());
+  for (int v : parked_) add_ready(v);
   parked_.clear();
   return true;
 }
 
 void Scheduler::restore_ready(const std::vector<int>& nodes) {
-  ready_.insert(nodes.begin(), nodes.end());
+  for (int v : nodes) add_ready(v);
 }
 
 std::vector<std::string> Scheduler::waiting_nodes() const {
@@ -157,7 +168,8 @@ std::vector<std::string> Scheduler::waiting_nodes() const {
 }
 
 namespace {
-Value names_of(const CompiledGraph& g, const std::set<int>& vs) {
+template <class Vertices>  // ordered, no repeats
+Value names_of(const CompiledGraph& g, const Vertices& vs) {
   if (vs.size() == 1) return g.name_list_value(*vs.begin());  // shared, built once
   Value out = Value::array();
   for (int v : vs) out.push_back(g.name_value(v));
@@ -179,12 +191,14 @@ Result<std::set<int>> vertices_of(const CompiledGraph& g, const Value& names) {
 Value Scheduler::to_value() const {
   // Written at every checkpoint: empty lists and defaults are left out
   // (from_value reads a missing key as empty).
-  Object o;
-  o.reserve(8);
+  Object o;  // usually no more members than an Object holds in place
   o.set("edge_count", graph_->edges().size());
   Value fired;
   Value dead;
-  std::vector<int> marked = marked_;  // settle() may not have compacted it yet
+  // settle() may not have compacted marked_ yet: a sorted copy, in a buffer
+  // this thread reuses (one is written per checkpoint).
+  thread_local std::vector<int> marked;
+  marked.assign(marked_.begin(), marked_.end());
   std::sort(marked.begin(), marked.end());
   marked.erase(std::unique(marked.begin(), marked.end()), marked.end());
   for (int e : marked) {
@@ -217,7 +231,8 @@ Result<Scheduler> Scheduler::from_value(std::shared_ptr<const CompiledGraph> gra
       s.set_edge(static_cast<int>(i), state);
     }
   }
-  ORCH_ASSIGN_OR_RETURN(s.ready_, vertices_of(*graph, v["ready"]));
+  ORCH_ASSIGN_OR_RETURN(std::set<int> ready, vertices_of(*graph, v["ready"]));
+  s.ready_.assign(ready.begin(), ready.end());
   ORCH_ASSIGN_OR_RETURN(s.parked_, vertices_of(*graph, v["parked"]));
   ORCH_ASSIGN_OR_RETURN(s.passed_before_, vertices_of(*graph, v["passed_before"]));
   s.end_reached_ = v["end_reached"].get_bool(false);

@@ -88,7 +88,9 @@ class Scheduler {
 
   std::shared_ptr<const CompiledGraph> graph_;
   std::string edges_;            // one EdgeState per edge
-  std::set<int> ready_;
+  // Sorted, no repeats (a set, without a node allocation per ready vertex).
+  std::vector<int> ready_;
+  void add_ready(int v);
   std::set<int> parked_;         // deferred nodes waiting for quiet
   std::set<int> passed_before_;  // interrupt_before already fired for this arrival
   std::vector<int> touched_;     // vertices whose in-edges changed since settle()

@@ -217,7 +217,7 @@ class MemoryStore final : public Store {
     auto [pos, inserted] = it->second.steps.emplace(step.id, step);
     if (inserted) {
       it->second.step_order.push_back(&pos->first);
-      step_run_[step.id] = &it->first;
+      step_run_[pos->first] = &it->first;
     } else {
       pos->second = step;
     }
@@ -260,10 +260,12 @@ class MemoryStore final : public Store {
     if (run_id == nullptr) return Store::write_batch(batch);
     std::lock_guard<std::mutex> lock(mu_);
     if (batch.create) {
-      // run_id may point into the new run's record: it is copied, not moved.
-      ORCH_RETURN_IF_ERROR(create_locked(batch.create->run));
+      // run_id may point into the new run's record: then it is copied, not moved.
+      const bool names_run = run_id == &batch.create->run.id;
+      ORCH_RETURN_IF_ERROR(create_locked(names_run ? RunRecord(batch.create->run) : std::move(batch.create->run)));
+      const std::string& created_id = *run_id;  // the new run's id (single_run_of), wherever it points
       if (!batch.create->owner.empty()) {  // claimed as it is created: epoch 1 (Store::claim_run_lease)
-        RunData& created = runs_[batch.create->run.id];
+        RunData& created = runs_[created_id];
         created.lease_owner = batch.create->owner;
         created.lease_epoch = 1;
         created.lease_expires_ms = lease_expiry(wall_ms(), batch.create->lease_ms);
@@ -277,7 +279,7 @@ class MemoryStore final : public Store {
       auto [pos, inserted] = data.steps.try_emplace(step.id);
       if (inserted) {
         data.step_order.push_back(&pos->first);
-        step_run_[step.id] = &it->first;
+        step_run_[pos->first] = &it->first;
       }
       pos->second = std::move(step);
     }
@@ -406,7 +408,13 @@ class MemoryStore final : public Store {
       idempotency_[run.idempotency_key] = run.id;
     }
     std::string id = run.id;
-    runs_[id].record = std::move(run);
+    RunData& data = runs_[id];
+    data.record = std::move(run);
+    // A short run's events and checkpoints fit without regrowing.
+    data.events.reserve(64);
+    data.checkpoints.reserve(8);
+    data.step_order.reserve(8);
+    data.pending_writes.reserve(8);
     order_.push_back(std::move(id));
     return Status();
   }
@@ -451,7 +459,8 @@ class MemoryStore final : public Store {
   std::unordered_map<std::string, std::string> idempotency_;
   // Id -> the key of its run in runs_ (map keys stay put until erased).
   std::unordered_map<std::string, const std::string*> checkpoint_run_;
-  std::unordered_map<std::string, const std::string*> step_run_;
+  // Keyed by views of the run's `steps` keys (which stay put until erased).
+  std::unordered_map<std::string_view, const std::string*> step_run_;
   std::unordered_map<std::string, WorkflowRecord> workflows_;
   std::vector<std::string> workflow_order_;
   struct HostCollection {
