@@ -276,6 +276,21 @@ BEGIN
   RETURN found;
 END $$;
 )sql",
+    // 5: group commit (issue #21, pg_store_group.cc). The run row names its
+    // latest checkpoint, so a superstep's statement can check, in the WHERE
+    // of the UPDATE that locks the row, both the writer's lease and that its
+    // checkpoint delta follows the run's latest checkpoint: a refused run
+    // updates no row and writes nothing, without aborting the transaction
+    // it shares with other runs' supersteps. (A subquery on checkpoints
+    // there would read the statement's snapshot, taken before the row lock
+    // was granted; the row's own columns are re-read at the lock.) Every
+    // statement that inserts or deletes checkpoint rows keeps it up to date.
+    R"sql(
+ALTER TABLE runs ADD COLUMN latest_checkpoint_id text NOT NULL DEFAULT '';
+UPDATE runs r SET latest_checkpoint_id = c.id
+  FROM (SELECT DISTINCT ON (run_pk) run_pk, id FROM checkpoints ORDER BY run_pk, seq DESC) c
+  WHERE c.run_pk = r.pk;
+)sql",
 };
 
 constexpr int kMigrationCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));

@@ -4,8 +4,9 @@
 // as one libpq pipeline: the run's lock and every statement go out together,
 // and their results come back after a single round trip; the pipeline's sync
 // point commits them.
-// Separate transactions on separate connections run in parallel in the
-// server, so batches of different runs need no grouping here.
+// The common shape, a superstep's checkpoint with its events, is written
+// with other runs' in one transaction instead (pg_store_group.cc); this
+// file's path takes the rest, and whatever a group refused.
 //
 // A checkpoint is encoded before a connection is taken, as a delta from the
 // run's cached latest document (or as its first snapshot when none is
@@ -34,19 +35,24 @@ using checkpoint_codec::kSnapshotKind;
 // The run's progress, its new checkpoint row and the end of its pending
 // writes, in one statement. $1..$11: add_run_progress; $12..$22: the row.
 const std::string& checkpoint_commit_sql() {
-  static const std::string sql = std::string("WITH run AS (") + kRunProgressSql +
-                                 " RETURNING pk), dropped AS (DELETE FROM pending_writes WHERE run_pk = (SELECT pk "
-                                 "FROM run)) INSERT INTO checkpoints (id, run_pk, run_id, seq, parent_id, step_id, "
+  static const std::string sql = std::string("WITH run AS (") + kRunProgressSetSql +
+                                 ", latest_checkpoint_id = $12 WHERE id = $1 RETURNING pk), dropped AS (DELETE FROM "
+                                 "pending_writes WHERE run_pk = (SELECT pk FROM run)) INSERT INTO checkpoints (id, run_pk, run_id, seq, parent_id, step_id, "
                                  "version, created_at_ms, kind, base_seq, chain_bytes, base_bytes, body) SELECT $12, "
                                  "run.pk, $1, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22 FROM run";
   return sql;
 }
 
+}  // namespace
+
 // With `events` (not empty), the batch's events go in the same statement
 // (checkpoint_events_sql): the run's row is updated once, not twice; so does
-// `step` (not null), one statement less.
+// `step` (not null), one statement less. With `condition` (events not
+// empty), the statement writes only when the run's latest checkpoint is
+// `expected` and the batch's writer holds the run (group commit).
 Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const EncodedCheckpoint& row,
-                          const std::vector<EventRecord>* events, const StepRecord* step, bool announce) {
+                          const std::vector<EventRecord>* events, const StepRecord* step, bool announce,
+                          const CheckpointCondition* condition) {
   Params p;
   add_run_progress(p, run, run.state.shares_storage_with(cp.state) || run.state == cp.state);
   p.text(cp.id).integer(row.link.seq).text(cp.parent_id).text(cp.step_id);
@@ -55,10 +61,11 @@ Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const Enco
   if (events == nullptr) return {checkpoint_commit_sql(), std::move(p)};
   add_event_arrays(p, *events, &cp);
   if (step != nullptr) add_step(p, *step);
-  return {checkpoint_events_sql(announce, step != nullptr), std::move(p)};
+  if (condition != nullptr) {
+    add_checkpoint_condition(p, condition->expected_checkpoint, condition->lease_owner, condition->lease_epoch);
+  }
+  return {checkpoint_events_sql(announce, step != nullptr, condition != nullptr), std::move(p)};
 }
-
-}  // namespace
 
 Status PostgresStore::write_batch(StoreBatch& batch) {
   if (batch.empty()) return Status();
@@ -70,6 +77,9 @@ Status PostgresStore::write_batch(StoreBatch& batch) {
   if (batch.create && only_create) {
     return create_claimed_run(batch.create->run, batch.create->owner, batch.create->lease_ms);
   }
+  // A superstep's checkpoint with its events: committed together with other
+  // runs' (pg_store_group.cc).
+  if (!batch.create && groupable(batch)) return write_grouped(batch, *run_id);
   if (batch.create) {
     // The run's insert opens the batch's pipeline: one commit. When that
     // fails (a taken id or key, which create_claimed_run tells apart, or
@@ -165,7 +175,7 @@ std::vector<Command> PostgresStore::batch_commands(const StoreBatch& batch, cons
     *event_index = commands.size();
     commands.push_back(checkpoint_commit(*batch.run, *batch.checkpoint, checkpoint->encoded,
                                          events_with_checkpoint ? &batch.events : nullptr, step,
-                                         options_.announce_events));
+                                         options_.announce_events, nullptr));
   } else if (batch.run) {
     static const std::string kUpdate = kRunColumns.update_sql();
     Params p;

@@ -46,6 +46,21 @@ extern const char* const kLatestLinkSql;
 // `conflict_fails` a unique violation (AlreadyExists) that aborts a pipeline.
 Command run_insert(const RunRecord& run, const std::string* owner, int64_t lease_ms, bool conflict_fails);
 
+// The condition of a group commit's statement (checkpoint_events_sql):
+// the run's latest checkpoint is `expected_checkpoint` ('' : none) and, with
+// `lease_epoch` > 0, `lease_owner` holds the run at that epoch.
+struct CheckpointCondition {
+  std::string expected_checkpoint;
+  std::string lease_owner;
+  int64_t lease_epoch = 0;
+};
+// A checkpoint commit's statement: the run's progress and the checkpoint
+// row, with `events` (not null) also the events (and `step`, not null), and
+// with `condition` (events needed) only when it holds.
+Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const EncodedCheckpoint& row,
+                          const std::vector<EventRecord>* events, const StepRecord* step, bool announce,
+                          const CheckpointCondition* condition);
+
 class PostgresStore final : public Store {
  public:
   static Result<std::shared_ptr<PostgresStore>> open(const std::string& conninfo,
@@ -94,6 +109,11 @@ class PostgresStore final : public Store {
   Result<std::unique_ptr<StoreWatch>> watch_changes(std::function<void(const StoreChange&)> on_change) override;
 
   Result<int64_t> checkpoint_bytes(const std::string& run_id);
+
+  // Writes `batches` as one group commit (as write_batch groups batches
+  // arriving together), one Status each. A batch that cannot join a group
+  // (see groupable) is written on its own. For tests.
+  std::vector<Status> write_batches_as_group(const std::vector<StoreBatch*>& batches);
 
  private:
   PostgresStore(const ConnectSettings& settings, const PostgresStoreOptions& options);
@@ -162,11 +182,31 @@ class PostgresStore final : public Store {
                   bool explicit_transaction, std::vector<Command>* commands);
   void checkpoint_committed(const RunRecord& run, PreparedCheckpoint& prepared);
 
+  // ---- Group commit (pg_store_group.cc) ----
+  struct GroupMember;
+  // A superstep's checkpoint with its events and at most one step: the
+  // shape one conditional statement writes.
+  static bool groupable(const StoreBatch& batch);
+  Status write_grouped(StoreBatch& batch, const std::string& run_id);
+  void prepare_member(GroupMember& member);
+  // The leader writes the queue, group after group, then hands over.
+  void lead_group();
+  // Writes a group in one pipeline (one transaction); each member comes out
+  // written, refused by its condition, or failed with the whole group.
+  void write_group(const std::vector<GroupMember*>& group);
+  // A member's outcome as write_batch returns it: refused or failed with a
+  // rolled-back group, it is written on its own (write_run_batch).
+  Status finish_member(GroupMember& member);
+
   PostgresStoreOptions options_;
   ConnectSettings settings_;  // what the pool's connections are opened with
   ConnectionPool pool_;
 
   checkpoint_codec::DocumentCache cache_;
+
+  std::mutex group_mu_;
+  std::vector<GroupMember*> group_queue_;  // waiting for the next group
+  bool group_leader_ = false;              // a thread is writing groups
 };
 
 template <typename Body>
