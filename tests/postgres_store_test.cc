@@ -532,6 +532,18 @@ TEST_CASE("a PostgreSQL group commit: a run whose chain moved on is written the 
 
   orch::StoreBatch moved = checkpoint_batch(make_run("moved"), 3);
   orch::StoreBatch kept = checkpoint_batch(make_run("kept"), 2);
+  // Steps ride in the run's statement: x started, y started, x completed.
+  for (const char* id : {"x", "y", "x"}) {
+    orch::StepRecord step;
+    step.id = id;
+    step.run_id = "kept";
+    step.node_name = std::string("node \"") + id + "\"";
+    step.status = kept.steps.empty() ? orch::StepStatus::kRunning : orch::StepStatus::kCompleted;
+    step.attempt = 1;
+    step.output = Value::object({{"text", "a \\ b {c} \"d\""}});
+    kept.steps.push_back(step);
+  }
+  kept.steps[1].status = orch::StepStatus::kRunning;
   orch::StoreBatch ended = checkpoint_batch(make_run("ended"), 2);
   std::vector<Status> written = a->write_batches_as_group({&moved, &kept, &ended});
   REQUIRE(written.size() == 3);
@@ -551,6 +563,16 @@ TEST_CASE("a PostgreSQL group commit: a run whose chain moved on is written the 
   auto latest = b->latest_checkpoint("kept");
   REQUIRE(latest.ok());
   CHECK(latest->state == Value::object({{"v", 2}}));
+  auto steps = b->list_steps("kept");
+  REQUIRE(steps.ok());
+  REQUIRE(steps->size() == 2);
+  CHECK((*steps)[0].id == "y");
+  CHECK((*steps)[0].status == orch::StepStatus::kRunning);
+  CHECK((*steps)[1].id == "x");
+  CHECK((*steps)[1].status == orch::StepStatus::kCompleted);
+  CHECK((*steps)[1].node_name == "node \"x\"");
+  CHECK((*steps)[1].attempt == 1);
+  CHECK((*steps)[1].output == Value::object({{"text", "a \\ b {c} \"d\""}}));
   // The run rows name their latest checkpoints.
   auto named = pg.psql("SELECT id || '=' || latest_checkpoint_id FROM \"" + schema + "\".runs ORDER BY id", "orch");
   REQUIRE(named.ok());
@@ -571,6 +593,61 @@ TEST_CASE("a PostgreSQL group commit: a run whose chain moved on is written the 
   REQUIRE(after->size() == 2);
   CHECK((*after)[1].id == "moved-cp2b");
   CHECK((*after)[1].state == Value::object({{"v", 2}}));
+}
+
+TEST_CASE("many runs committing supersteps at once through the group commit: every batch written once, exact seqs and chains", "[postgres][concurrency]") {
+  const std::string schema = fresh_schema("group_many");
+  // Few connections, many threads: groups form, and several leaders write
+  // at once.
+  orch::PostgresStoreOptions options;
+  options.max_connections = 4;
+  options.group_commit_writers = 3;
+  auto store = open_store(schema, options);
+  constexpr int kThreads = 24;
+  constexpr int kSteps = 25;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      RunRecord run = make_run("many" + std::to_string(t));
+      if (!store->create_run(run).ok()) ++failures;
+      Value state = Value::object({{"items", Value::array()}});
+      int64_t seq = 0;
+      for (int v = 1; v <= kSteps; ++v) {
+        state = grown_state(state, v);
+        orch::StoreBatch batch = checkpoint_batch(run, v);
+        batch.checkpoint->state = state;
+        batch.run->state = state;
+        batch.sync_to_disk = v % 7 == 0;
+        orch::StepRecord step;
+        step.id = run.id + "-s" + std::to_string(v);
+        step.run_id = run.id;
+        step.status = orch::StepStatus::kCompleted;
+        batch.steps.push_back(step);
+        if (!store->write_batch(batch).ok() || batch.events[0].seq != seq + 1 || batch.events[1].seq != seq + 2) {
+          ++failures;
+        }
+        seq += 2;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(failures == 0);
+  auto reader = open_store(schema);
+  for (int t = 0; t < kThreads; ++t) {
+    const std::string id = "many" + std::to_string(t);
+    auto events = reader->list_events(id, 0, 1000);
+    REQUIRE(events.ok());
+    REQUIRE(events->size() == 2 * kSteps);
+    for (size_t i = 0; i < events->size(); ++i) CHECK((*events)[i].seq == static_cast<int64_t>(i + 1));
+    auto checkpoints = reader->list_checkpoints(id);
+    REQUIRE(checkpoints.ok());
+    REQUIRE(checkpoints->size() == kSteps);
+    CHECK(checkpoints->back().state["step"] == Value(kSteps));
+    auto steps = reader->list_steps(id);
+    REQUIRE(steps.ok());
+    CHECK(steps->size() == kSteps);
+  }
 }
 
 TEST_CASE("a schema 4 PostgreSQL database is upgraded in place: each run row names its latest checkpoint, and writes go on from it", "[postgres][migration]") {

@@ -306,6 +306,64 @@ const std::string& event_append_sql(bool announce) {
   return announce ? announced : silent;
 }
 
+namespace {
+
+// Which of kStepColumns are bigint (the others are text), in add_step's order.
+constexpr bool kStepIntegerColumn[] = {false, false, false, false, false, true,  true,  true,  true,  false,
+                                       false, false, false, false, false, true,  true,  true,  true,  true};
+static_assert(sizeof(kStepIntegerColumn) / sizeof(kStepIntegerColumn[0]) == field_count(internal::kStepFields));
+
+// The CTE "steps" upserting the steps of arrays $first.. (add_step_arrays)
+// into CTE "run"'s run, in the arrays' order.
+std::string steps_from_run(int first) {
+  std::string arrays, names, selected;
+  for (int i = 0; i < kStepColumns.count; ++i) {
+    const std::string sep = i > 0 ? ", " : "";
+    arrays += sep + "$" + std::to_string(first + i) + (kStepIntegerColumn[i] ? "::bigint[]" : "::text[]");
+    names += sep + kStepColumns.columns[i];
+    selected += sep + "s." + kStepColumns.columns[i];
+  }
+  return "steps AS (INSERT INTO steps (" + kStepColumns.select_list() + ", run_pk) SELECT " + selected +
+         ", run.pk FROM run, unnest(" + arrays + ") WITH ORDINALITY AS s(" + names + ", n) ORDER BY s.n" +
+         step_conflict_clause() + ")";
+}
+
+}  // namespace
+
+void add_step_arrays(Params& params, const std::vector<const StepRecord*>& steps) {
+  std::vector<std::vector<std::string>> texts(static_cast<size_t>(kStepColumns.count));
+  std::vector<std::vector<int64_t>> integers(static_cast<size_t>(kStepColumns.count));
+  for (const StepRecord* step : steps) {
+    texts[0].push_back(step->id);
+    texts[1].push_back(step->run_id);
+    texts[2].push_back(step->node_name);
+    texts[3].push_back(step->type);
+    texts[4].emplace_back(step_status_name(step->status));
+    integers[5].push_back(step->attempt);
+    integers[6].push_back(step->max_attempts);
+    integers[7].push_back(step->superstep);
+    integers[8].push_back(step->item_index);
+    texts[9].push_back(step->parent_step_id);
+    texts[10].push_back(step->worker_id);
+    texts[11].push_back(step->child_run_id);
+    texts[12].push_back(step->input.to_json());
+    texts[13].push_back(step->output.to_json());
+    texts[14].push_back(step->error);
+    integers[15].push_back(step->input_tokens);
+    integers[16].push_back(step->output_tokens);
+    integers[17].push_back(step->created_at_ms);
+    integers[18].push_back(step->started_at_ms);
+    integers[19].push_back(step->ended_at_ms);
+  }
+  for (size_t i = 0; i < texts.size(); ++i) {
+    if (kStepIntegerColumn[i]) {
+      params.integer_array(integers[i]);
+    } else {
+      params.text_array(texts[i]);
+    }
+  }
+}
+
 const std::string& checkpoint_events_sql(bool announce, bool with_step, bool conditional) {
   auto build = [](bool with_notify, bool step, bool checked) {
     std::string where = " WHERE id = $1";
@@ -325,11 +383,7 @@ const std::string& checkpoint_events_sql(bool announce, bool with_step, bool con
                       "checkpoint AS (INSERT INTO checkpoints (id, run_pk, run_id, seq, parent_id, step_id, version, "
                       "created_at_ms, kind, base_seq, chain_bytes, base_bytes, body) SELECT $12, run.pk, $1, $13, "
                       "$14, $15, $16, $17, $18, $19, $20, $21, $22 FROM run)";
-    if (step) {
-      out += std::string(", step AS (INSERT INTO steps (") + kStepColumns.select_list() + ", run_pk) SELECT ";
-      for (int i = 0; i < kStepColumns.count; ++i) out += "$" + std::to_string(kCheckpointEventsParams + 1 + i) + ", ";
-      out += "run.pk FROM run" + step_conflict_clause() + ")";
-    }
+    if (step) out += ", " + steps_from_run(kCheckpointEventsParams + 1);
     return out + " " + events_from_run(23);
   };
   static const std::string variants[8] = {build(false, false, false), build(false, true, false),

@@ -81,8 +81,9 @@ Params event_append_params(const std::string& run_id, const std::vector<EventRec
 // run's pending writes) and the events that go with it, in one statement that
 // updates the run's row once: $1..$11 add_run_progress, $12..$22 the
 // checkpoint row, $23..$26 add_event_arrays. Returns the events' seqs.
-// `with_step`: a step is upserted too (as step_upsert_sql does), its
-// add_step parameters following, from $27.
+// `with_step`: steps are upserted too (as step_upsert_sql does, in their
+// order; each id at most once), add_step_arrays' parameters following, from
+// $27.
 // Every checkpoint statement also sets the run's latest_checkpoint_id ($12).
 // `conditional` (group commit): the run's row is updated, and so anything
 // written, only when its latest checkpoint is the one the delta follows and
@@ -93,6 +94,8 @@ Params event_append_params(const std::string& run_id, const std::vector<EventRec
 constexpr int kCheckpointEventsParams = 26;
 const std::string& checkpoint_events_sql(bool announce, bool with_step, bool conditional = false);
 int checkpoint_events_condition_param(bool with_step);
+// The steps' columns as one array each, in kStepColumns order.
+void add_step_arrays(Params& params, const std::vector<const StepRecord*>& steps);
 // `expected_checkpoint` '' : the run has none. `lease_epoch` 0: unfenced.
 void add_checkpoint_condition(Params& params, const std::string& expected_checkpoint, const std::string& lease_owner,
                               int64_t lease_epoch);

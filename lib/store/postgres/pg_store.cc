@@ -49,7 +49,10 @@ PostgresStore::PostgresStore(const ConnectSettings& settings, const PostgresStor
     : options_(options),
       settings_(settings),
       pool_(settings, options.max_connections, options.acquire_timeout_ms),
-      cache_(options.cached_runs) {}
+      cache_(options.cached_runs),
+      group_writers_(std::clamp<size_t>(
+          options.group_commit_writers > 0 ? options.group_commit_writers : options.max_connections / 2, 1,
+          std::max<size_t>(options.max_connections, 1))) {}
 
 Result<std::shared_ptr<PostgresStore>> PostgresStore::open(const std::string& conninfo,
                                                            const PostgresStoreOptions& options) {

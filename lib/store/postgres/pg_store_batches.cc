@@ -45,14 +45,28 @@ const std::string& checkpoint_commit_sql() {
 
 }  // namespace
 
+std::vector<const StepRecord*> last_step_versions(const std::vector<StepRecord>& steps) {
+  std::vector<const StepRecord*> out;
+  if (steps.size() == 1) {
+    out.push_back(&steps[0]);
+  } else if (!steps.empty()) {
+    std::unordered_map<std::string, size_t> last_of;
+    for (size_t i = 0; i < steps.size(); ++i) last_of[steps[i].id] = i;
+    for (size_t i = 0; i < steps.size(); ++i) {
+      if (last_of[steps[i].id] == i) out.push_back(&steps[i]);
+    }
+  }
+  return out;
+}
+
 // With `events` (not empty), the batch's events go in the same statement
-// (checkpoint_events_sql): the run's row is updated once, not twice; so does
-// `step` (not null), one statement less. With `condition` (events not
+// (checkpoint_events_sql): the run's row is updated once, not twice; so do
+// `steps` (not empty), statements less. With `condition` (events not
 // empty), the statement writes only when the run's latest checkpoint is
 // `expected` and the batch's writer holds the run (group commit).
 Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const EncodedCheckpoint& row,
-                          const std::vector<EventRecord>* events, const StepRecord* step, bool announce,
-                          const CheckpointCondition* condition) {
+                          const std::vector<EventRecord>* events, const std::vector<const StepRecord*>& steps,
+                          bool announce, const CheckpointCondition* condition) {
   Params p;
   add_run_progress(p, run, run.state.shares_storage_with(cp.state) || run.state == cp.state);
   p.text(cp.id).integer(row.link.seq).text(cp.parent_id).text(cp.step_id);
@@ -60,11 +74,11 @@ Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const Enco
   p.integer(row.link.base_seq).integer(row.link.chain_bytes).integer(row.link.base_bytes).text(row.body);
   if (events == nullptr) return {checkpoint_commit_sql(), std::move(p)};
   add_event_arrays(p, *events, &cp);
-  if (step != nullptr) add_step(p, *step);
+  if (!steps.empty()) add_step_arrays(p, steps);
   if (condition != nullptr) {
     add_checkpoint_condition(p, condition->expected_checkpoint, condition->lease_owner, condition->lease_epoch);
   }
-  return {checkpoint_events_sql(announce, step != nullptr, condition != nullptr), std::move(p)};
+  return {checkpoint_events_sql(announce, !steps.empty(), condition != nullptr), std::move(p)};
 }
 
 Status PostgresStore::write_batch(StoreBatch& batch) {
@@ -155,26 +169,16 @@ std::vector<Command> PostgresStore::batch_commands(const StoreBatch& batch, cons
   }
   // A step written twice in one batch (started, then completed): only its
   // last version needs writing.
-  std::vector<const StepRecord*> steps;
-  if (batch.steps.size() == 1) {
-    steps.push_back(&batch.steps[0]);
-  } else if (!batch.steps.empty()) {
-    std::unordered_map<std::string, size_t> last_of;
-    for (size_t i = 0; i < batch.steps.size(); ++i) last_of[batch.steps[i].id] = i;
-    for (size_t i = 0; i < batch.steps.size(); ++i) {
-      if (last_of[batch.steps[i].id] == i) steps.push_back(&batch.steps[i]);
-    }
-  }
-  // A checkpoint takes the events' seqs in its own statement, and the first
-  // step rides along (a superstep of one node: the whole batch is one
-  // statement after the lock).
+  std::vector<const StepRecord*> steps = last_step_versions(batch.steps);
+  // A checkpoint takes the events' seqs in its own statement, and the steps
+  // ride along (the whole batch is one statement after the lock).
   const bool events_with_checkpoint = checkpoint != nullptr && !batch.events.empty();
-  size_t first_step = 0;
   if (checkpoint != nullptr) {
-    const StepRecord* step = events_with_checkpoint && !steps.empty() ? steps[first_step++] : nullptr;
+    std::vector<const StepRecord*> riding;
+    if (events_with_checkpoint) riding.swap(steps);
     *event_index = commands.size();
     commands.push_back(checkpoint_commit(*batch.run, *batch.checkpoint, checkpoint->encoded,
-                                         events_with_checkpoint ? &batch.events : nullptr, step,
+                                         events_with_checkpoint ? &batch.events : nullptr, riding,
                                          options_.announce_events, nullptr));
   } else if (batch.run) {
     static const std::string kUpdate = kRunColumns.update_sql();
@@ -182,9 +186,9 @@ std::vector<Command> PostgresStore::batch_commands(const StoreBatch& batch, cons
     add_run(p, *batch.run);
     commands.push_back({kUpdate, std::move(p)});
   }
-  for (size_t i = first_step; i < steps.size(); ++i) {
+  for (const StepRecord* step : steps) {
     Params p;
-    add_step(p, *steps[i]);
+    add_step(p, *step);
     commands.push_back({step_upsert_sql(), std::move(p)});
   }
   if (!batch.events.empty() && !events_with_checkpoint) {

@@ -32,7 +32,7 @@ namespace orch::postgres {
 struct PostgresStore::GroupMember {
   StoreBatch* batch = nullptr;
   std::string run_id;
-  const StepRecord* step = nullptr;  // the batch's step, its last version
+  std::vector<const StepRecord*> steps;  // the batch's, each id's last version
   PreparedCheckpoint prepared;
   std::vector<int64_t> seqs;
   // kRefused: nothing of it was written (its condition failed, or the
@@ -44,22 +44,17 @@ struct PostgresStore::GroupMember {
   std::mutex mu;
   std::condition_variable wake;
   bool done = false;  // its group was written (outcome says how)
-  bool lead = false;  // the previous leader handed over: write the queue
+  bool lead = false;  // the previous leader handed over: write `handed`
+  std::vector<GroupMember*> handed;  // this member first
 };
 
 bool PostgresStore::groupable(const StoreBatch& batch) {
-  if (batch.create || !batch.checkpoint || !batch.run || batch.events.empty()) return false;
-  // One step (perhaps written twice: started, then completed) rides in the
-  // statement; more would need statements of their own.
-  for (const StepRecord& step : batch.steps) {
-    if (step.id != batch.steps.front().id) return false;
-  }
-  return true;
+  return !batch.create && batch.checkpoint && batch.run && !batch.events.empty();
 }
 
 void PostgresStore::prepare_member(GroupMember& member) {
   const StoreBatch& batch = *member.batch;
-  if (!batch.steps.empty()) member.step = &batch.steps.back();
+  member.steps = last_step_versions(batch.steps);
   // Encoding needs no connection: done while others write.
   PreparedCheckpoint& prepared = member.prepared;
   prepared.document = checkpoint_codec::checkpoint_document(*batch.checkpoint);
@@ -75,43 +70,44 @@ Status PostgresStore::write_grouped(StoreBatch& batch, const std::string& run_id
   me.batch = &batch;
   me.run_id = run_id;
   prepare_member(me);
-  bool leading = false;
+  // A new leader takes the queue, its own batch included, under the lock it
+  // queued under: no other leader can take its batch from it.
+  std::vector<GroupMember*> group;
   {
     std::lock_guard<std::mutex> lock(group_mu_);
     group_queue_.push_back(&me);
-    leading = !group_leader_;
-    group_leader_ = true;
+    if (group_leaders_ < group_writers_) {
+      ++group_leaders_;
+      group.swap(group_queue_);
+    }
   }
-  if (!leading) {
+  if (group.empty()) {
     std::unique_lock<std::mutex> lock(me.mu);
     me.wake.wait(lock, [&me] { return me.done || me.lead; });
-    leading = !me.done;
+    if (!me.done) group = std::move(me.handed);  // the lead, with a group holding this batch
   }
-  if (leading) lead_group();
+  if (!group.empty()) lead_group(std::move(group));
   return finish_member(me);
 }
 
-// Up to kLeaderRounds groups, then the lead passes to the first member still
-// waiting: a hand-over wakes another thread, a delay for the next group.
-void PostgresStore::lead_group() {
+// The leader writes its group, then what queued meanwhile, for up to
+// kLeaderRounds groups, before it hands the lead, with the queue, to the
+// first batch waiting: a hand-over wakes another thread, a delay for the
+// next group. Up to group_writers_ leaders write at once, each group on a
+// connection of its own (the server runs them in parallel).
+void PostgresStore::lead_group(std::vector<GroupMember*> group) {
   constexpr int kLeaderRounds = 3;
   for (int round = 1;; ++round) {
-    std::vector<GroupMember*> group;
-    {
-      std::lock_guard<std::mutex> lock(group_mu_);
-      group.swap(group_queue_);
-    }
     write_group(group);
-    GroupMember* next = nullptr;
-    bool again = false;
+    std::vector<GroupMember*> queued;
+    bool hand_over = false;
     {
       std::lock_guard<std::mutex> lock(group_mu_);
       if (group_queue_.empty()) {
-        group_leader_ = false;
-      } else if (round < kLeaderRounds) {
-        again = true;
+        --group_leaders_;
       } else {
-        next = group_queue_.front();
+        queued.swap(group_queue_);
+        hand_over = round >= kLeaderRounds;
       }
     }
     for (GroupMember* member : group) {
@@ -120,12 +116,16 @@ void PostgresStore::lead_group() {
       member->done = true;
       member->wake.notify_one();
     }
-    if (next != nullptr) {
+    if (queued.empty()) return;
+    if (hand_over) {
+      GroupMember* next = queued.front();
       std::lock_guard<std::mutex> lock(next->mu);
+      next->handed = std::move(queued);
       next->lead = true;
       next->wake.notify_one();
+      return;
     }
-    if (!again) return;
+    group = std::move(queued);
   }
 }
 
@@ -150,7 +150,7 @@ void PostgresStore::write_group(const std::vector<GroupMember*>& group) {
       condition.lease_epoch = batch.lease_epoch;
     }
     commands.push_back(checkpoint_commit(*batch.run, *batch.checkpoint, member->prepared.encoded, &batch.events,
-                                         member->step, options_.announce_events, &condition));
+                                         member->steps, options_.announce_events, &condition));
   }
   bool rolled_back = false;  // the server answered the group with an error
   Status status = with_connection("write_batch", [&](Connection& conn) -> Status {

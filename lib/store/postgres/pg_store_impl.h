@@ -55,11 +55,14 @@ struct CheckpointCondition {
   int64_t lease_epoch = 0;
 };
 // A checkpoint commit's statement: the run's progress and the checkpoint
-// row, with `events` (not null) also the events (and `step`, not null), and
+// row, with `events` (not null) also the events (and `steps`), and
 // with `condition` (events needed) only when it holds.
 Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const EncodedCheckpoint& row,
-                          const std::vector<EventRecord>* events, const StepRecord* step, bool announce,
-                          const CheckpointCondition* condition);
+                          const std::vector<EventRecord>* events, const std::vector<const StepRecord*>& steps,
+                          bool announce, const CheckpointCondition* condition);
+// A batch's steps, each id once (its last version), in the order of those
+// last versions.
+std::vector<const StepRecord*> last_step_versions(const std::vector<StepRecord>& steps);
 
 class PostgresStore final : public Store {
  public:
@@ -184,13 +187,13 @@ class PostgresStore final : public Store {
 
   // ---- Group commit (pg_store_group.cc) ----
   struct GroupMember;
-  // A superstep's checkpoint with its events and at most one step: the
-  // shape one conditional statement writes.
+  // A superstep's checkpoint with its events (and its steps; pending writes
+  // the checkpoint ends): the shape one conditional statement writes.
   static bool groupable(const StoreBatch& batch);
   Status write_grouped(StoreBatch& batch, const std::string& run_id);
   void prepare_member(GroupMember& member);
-  // The leader writes the queue, group after group, then hands over.
-  void lead_group();
+  // The leader writes `group`, then what queued meanwhile, then hands over.
+  void lead_group(std::vector<GroupMember*> group);
   // Writes a group in one pipeline (one transaction); each member comes out
   // written, refused by its condition, or failed with the whole group.
   void write_group(const std::vector<GroupMember*>& group);
@@ -206,7 +209,8 @@ class PostgresStore final : public Store {
 
   std::mutex group_mu_;
   std::vector<GroupMember*> group_queue_;  // waiting for the next group
-  bool group_leader_ = false;              // a thread is writing groups
+  size_t group_leaders_ = 0;               // threads writing groups now
+  const size_t group_writers_;             // at most (each on a connection of its own)
 };
 
 template <typename Body>
