@@ -527,8 +527,26 @@ TEST_CASE("a PostgreSQL group commit: a run whose chain moved on is written the 
   orch::StoreBatch elsewhere = checkpoint_batch(make_run("moved"), 2);
   REQUIRE(b->write_batch(elsewhere).ok());
   CHECK(elsewhere.events[0].seq == 3);
-  // "ended" was deleted meanwhile: its member fails alone, NotFound.
+  // "ended" was deleted meanwhile: its member fails alone, NotFound. Its
+  // rows went with it (schema 5 deletes them itself, no foreign keys).
+  orch::PendingWrite pending;
+  pending.run_id = "ended";
+  pending.superstep = 2;
+  pending.node_name = "n";
+  REQUIRE(a->put_pending_write(pending).ok());
+  orch::StepRecord ended_step;
+  ended_step.id = "ended-step";
+  ended_step.run_id = "ended";
+  REQUIRE(a->put_step(ended_step).ok());
   REQUIRE(b->delete_run("ended").ok());
+  CHECK(b->delete_run("ended").code() == StatusCode::kNotFound);
+  auto left = pg.psql("SELECT (SELECT count(*) FROM \"" + schema + "\".events WHERE run_id = 'ended') + (SELECT count(*) FROM \"" +
+                          schema + "\".steps WHERE run_id = 'ended') + (SELECT count(*) FROM \"" + schema +
+                          "\".checkpoints WHERE run_id = 'ended') + (SELECT count(*) FROM \"" + schema +
+                          "\".pending_writes WHERE run_id = 'ended')",
+                      "orch");
+  REQUIRE(left.ok());
+  CHECK(*left == "0\n");
 
   orch::StoreBatch moved = checkpoint_batch(make_run("moved"), 3);
   orch::StoreBatch kept = checkpoint_batch(make_run("kept"), 2);

@@ -45,13 +45,15 @@ class Reader {
   Status status_;
 };
 
-// "INSERT INTO t (columns, run_pk) SELECT $1, ..., pk FROM runs WHERE id = $<run>":
-// a row of the run whose id is parameter `run_param`.
+// "INSERT INTO t (columns, run_pk) SELECT $1, ..., pk FROM runs WHERE id = $<run>
+// FOR KEY SHARE": a row of the run whose id is parameter `run_param`. The
+// lock keeps delete_run from deleting the run's rows before this one
+// commits (schema 5 has no foreign key doing it).
 std::string insert_for_run(const TableColumns& table, int run_param) {
   std::string values;
   for (int i = 1; i <= table.count; ++i) values += "$" + std::to_string(i) + ", ";
   return std::string("INSERT INTO ") + table.table + " (" + table.select_list() + ", run_pk) SELECT " + values +
-         "pk FROM runs WHERE id = $" + std::to_string(run_param);
+         "pk FROM runs WHERE id = $" + std::to_string(run_param) + " FOR KEY SHARE";
 }
 
 }  // namespace

@@ -4,7 +4,8 @@
 // leases are in pg_store.cc; steps, events, pending writes, workflows and
 // host records in pg_store_records.cc; checkpoints in pg_store_checkpoints.cc;
 // a superstep's batch, written as one pipelined transaction, in
-// pg_store_batches.cc.
+// pg_store_batches.cc, or with other runs' in one (group commit) in
+// pg_store_group.cc.
 //
 // Concurrency: each call borrows a pooled connection for its duration; calls
 // on different connections run in parallel in the server. What must be
