@@ -8,8 +8,10 @@
 #include "catch.h"
 #include "orch/postgres_store.h"
 #include "orch/store.h"
+#include "store/postgres/pg_store_impl.h"
 #include "support/fencing_scenario.h"
 #include "support/postgres_cluster.h"
+#include "support/store_samples.h"
 
 using orch::RunStatus;
 using orch::Store;
@@ -28,7 +30,91 @@ std::shared_ptr<Store> open_store(const std::string& schema) {
   return *store;
 }
 
+// A superstep's batch of `run_id` by `owner` at `epoch`: checkpoint
+// `version`, its two events and a step.
+orch::StoreBatch superstep(const orch::RunRecord& run, int64_t version, const std::string& owner, int64_t epoch) {
+  orch::StoreBatch batch;
+  batch.lease_owner = owner;
+  batch.lease_epoch = epoch;
+  batch.checkpoint = orch::testing::sample_checkpoint_of(run.id, version, orch::Value::object({{"v", version}}));
+  batch.run = run;
+  batch.run->state = batch.checkpoint->state;
+  batch.run->checkpoint_count = version;
+  for (const char* kind : {"checkpoint.created", "values"}) {
+    orch::EventRecord event;
+    event.run_id = run.id;
+    event.kind = kind;
+    batch.events.push_back(event);
+  }
+  orch::StepRecord step;
+  step.id = run.id + "-step" + std::to_string(version);
+  step.run_id = run.id;
+  step.node_name = "n";
+  step.status = orch::StepStatus::kCompleted;
+  batch.steps.push_back(step);
+  return batch;
+}
+
 }  // namespace
+
+TEST_CASE("a PostgreSQL group commit refuses a fenced-off run alone: the other runs of its transaction commit", "[postgres][lease]") {
+  auto shared = orch::testing::shared_postgres_cluster();
+  REQUIRE(shared.ok());
+  const std::string schema = "fencing_group";
+  orch::PostgresStoreOptions options;
+  options.schema = schema;
+  auto grouped = orch::postgres::PostgresStore::open((*shared)->conninfo(), options);
+  INFO(grouped.status().to_string());
+  REQUIRE(grouped.ok());
+  std::shared_ptr<orch::postgres::PostgresStore> a = *grouped;
+  auto b = open_store(schema);
+  std::vector<orch::RunRecord> runs;
+  for (const char* id : {"g1", "g2", "g3"}) {
+    orch::RunRecord run = orch::testing::sample_running_run(id);
+    // g2's lease runs out at once, and instance-b takes it over (epoch 2).
+    REQUIRE(a->create_claimed_run(run, "instance-a", run.id == "g2" ? 0 : 600000).ok());
+    runs.push_back(run);
+  }
+  auto taken = b->claim_run_lease("g2", "instance-b", 600000);
+  REQUIRE(taken.ok());
+  CHECK(*taken == 2);
+
+  std::vector<orch::StoreBatch> batches;
+  for (const orch::RunRecord& run : runs) batches.push_back(superstep(run, 1, "instance-a", 1));
+  std::vector<orch::Status> written = a->write_batches_as_group({&batches[0], &batches[1], &batches[2]});
+  REQUIRE(written.size() == 3);
+  INFO(written[0].to_string() << " / " << written[2].to_string());
+  CHECK(written[0].ok());
+  CHECK(orch::lease_lost(written[1]));
+  CHECK(written[2].ok());
+  CHECK(batches[0].events[1].seq == 2);
+  CHECK(batches[2].events[1].seq == 2);
+
+  // The stale owner wrote nothing of g2; g1 and g3 are whole.
+  auto none = b->list_events("g2", 0, 10);
+  REQUIRE(none.ok());
+  CHECK(none->empty());
+  CHECK(b->latest_checkpoint("g2").status().code() == orch::StatusCode::kNotFound);
+  CHECK(b->list_steps("g2")->empty());
+  for (const char* id : {"g1", "g3"}) {
+    auto events = b->list_events(id, 0, 10);
+    REQUIRE(events.ok());
+    CHECK(events->size() == 2);
+    auto latest = b->latest_checkpoint(id);
+    REQUIRE(latest.ok());
+    CHECK(latest->state == orch::Value::object({{"v", 1}}));
+    CHECK(b->list_steps(id)->size() == 1);
+  }
+  // One transaction: the rows it inserted carry its id (xmin).
+  auto transactions = (*shared)->psql("SELECT count(DISTINCT xmin::text) FROM \"" + schema + "\".checkpoints", "orch");
+  REQUIRE(transactions.ok());
+  CHECK(*transactions == "1\n");
+
+  // The new owner goes on from what is stored.
+  orch::StoreBatch next = superstep(runs[1], 1, "instance-b", 2);
+  REQUIRE(b->write_batch(next).ok());
+  CHECK(next.events[0].seq == 1);
+}
 
 TEST_CASE("two engines on one PostgreSQL database: the stale owner is fenced out and drops the run", "[postgres][lease]") {
   auto store_a = open_store("fencing_engines");

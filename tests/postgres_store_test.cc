@@ -28,6 +28,7 @@
 #include "support/postgres_cluster.h"
 #include "store/postgres/pg_connection.h"
 #include "store/postgres/pg_schema.h"
+#include "store/postgres/pg_store_impl.h"
 
 using orch::Checkpoint;
 using orch::EventRecord;
@@ -480,6 +481,259 @@ TEST_CASE("a schema 3 PostgreSQL database is upgraded in place: its runs, leases
   auto latest = reader->latest_checkpoint("old");
   REQUIRE(latest.ok());
   CHECK(latest->state == Value::object({{"a", 1}}));
+}
+
+namespace {
+
+// A superstep's batch of `run`: checkpoint `version` holding {"v": version},
+// two events.
+orch::StoreBatch checkpoint_batch(const RunRecord& run, int64_t version) {
+  orch::StoreBatch batch;
+  batch.checkpoint = make_checkpoint(run.id, version, Value::object({{"v", version}}));
+  batch.run = run;
+  batch.run->state = batch.checkpoint->state;
+  batch.run->checkpoint_count = version;
+  for (const char* kind : {"checkpoint.created", "values"}) {
+    EventRecord event;
+    event.run_id = run.id;
+    event.kind = kind;
+    batch.events.push_back(event);
+  }
+  return batch;
+}
+
+std::shared_ptr<orch::postgres::PostgresStore> open_grouping_store(const std::string& schema) {
+  orch::PostgresStoreOptions options;
+  options.schema = schema;
+  auto store = orch::postgres::PostgresStore::open(cluster().conninfo(), options);
+  INFO(store.status().to_string());
+  REQUIRE(store.ok());
+  return *store;
+}
+
+}  // namespace
+
+TEST_CASE("a PostgreSQL group commit: a run whose chain moved on is written the slow way, the others in one transaction", "[postgres][concurrency]") {
+  PostgresCluster& pg = cluster();
+  const std::string schema = fresh_schema("group_chain");
+  auto a = open_grouping_store(schema);
+  auto b = open_store(schema);
+  for (const char* id : {"moved", "kept", "ended"}) REQUIRE(a->create_run(make_run(id)).ok());
+  // a remembers each run's checkpoint 1; b then writes checkpoint 2 of "moved".
+  for (const char* id : {"moved", "kept", "ended"}) {
+    orch::StoreBatch first = checkpoint_batch(make_run(id), 1);
+    REQUIRE(a->write_batch(first).ok());
+  }
+  orch::StoreBatch elsewhere = checkpoint_batch(make_run("moved"), 2);
+  REQUIRE(b->write_batch(elsewhere).ok());
+  CHECK(elsewhere.events[0].seq == 3);
+  // "ended" was deleted meanwhile: its member fails alone, NotFound. Its
+  // rows went with it (schema 5 deletes them itself, no foreign keys).
+  orch::PendingWrite pending;
+  pending.run_id = "ended";
+  pending.superstep = 2;
+  pending.node_name = "n";
+  REQUIRE(a->put_pending_write(pending).ok());
+  orch::StepRecord ended_step;
+  ended_step.id = "ended-step";
+  ended_step.run_id = "ended";
+  REQUIRE(a->put_step(ended_step).ok());
+  REQUIRE(b->delete_run("ended").ok());
+  CHECK(b->delete_run("ended").code() == StatusCode::kNotFound);
+  auto left = pg.psql("SELECT (SELECT count(*) FROM \"" + schema + "\".events WHERE run_id = 'ended') + (SELECT count(*) FROM \"" +
+                          schema + "\".steps WHERE run_id = 'ended') + (SELECT count(*) FROM \"" + schema +
+                          "\".checkpoints WHERE run_id = 'ended') + (SELECT count(*) FROM \"" + schema +
+                          "\".pending_writes WHERE run_id = 'ended')",
+                      "orch");
+  REQUIRE(left.ok());
+  CHECK(*left == "0\n");
+
+  orch::StoreBatch moved = checkpoint_batch(make_run("moved"), 3);
+  orch::StoreBatch kept = checkpoint_batch(make_run("kept"), 2);
+  // Steps ride in the run's statement: x started, y started, x completed.
+  for (const char* id : {"x", "y", "x"}) {
+    orch::StepRecord step;
+    step.id = id;
+    step.run_id = "kept";
+    step.node_name = std::string("node \"") + id + "\"";
+    step.status = kept.steps.empty() ? orch::StepStatus::kRunning : orch::StepStatus::kCompleted;
+    step.attempt = 1;
+    step.output = Value::object({{"text", "a \\ b {c} \"d\""}});
+    kept.steps.push_back(step);
+  }
+  kept.steps[1].status = orch::StepStatus::kRunning;
+  orch::StoreBatch ended = checkpoint_batch(make_run("ended"), 2);
+  std::vector<Status> written = a->write_batches_as_group({&moved, &kept, &ended});
+  REQUIRE(written.size() == 3);
+  INFO(written[0].to_string() << " / " << written[1].to_string());
+  CHECK(written[0].ok());
+  CHECK(written[1].ok());
+  CHECK(written[2].code() == StatusCode::kNotFound);
+  CHECK(moved.events[0].seq == 5);
+  CHECK(moved.events[1].seq == 6);
+  CHECK(kept.events[0].seq == 3);
+  // The chain of "moved" reads back whole through any store.
+  auto checkpoints = b->list_checkpoints("moved");
+  REQUIRE(checkpoints.ok());
+  REQUIRE(checkpoints->size() == 3);
+  CHECK((*checkpoints)[1].state == Value::object({{"v", 2}}));
+  CHECK((*checkpoints)[2].state == Value::object({{"v", 3}}));
+  auto latest = b->latest_checkpoint("kept");
+  REQUIRE(latest.ok());
+  CHECK(latest->state == Value::object({{"v", 2}}));
+  auto steps = b->list_steps("kept");
+  REQUIRE(steps.ok());
+  REQUIRE(steps->size() == 2);
+  CHECK((*steps)[0].id == "y");
+  CHECK((*steps)[0].status == orch::StepStatus::kRunning);
+  CHECK((*steps)[1].id == "x");
+  CHECK((*steps)[1].status == orch::StepStatus::kCompleted);
+  CHECK((*steps)[1].node_name == "node \"x\"");
+  CHECK((*steps)[1].attempt == 1);
+  CHECK((*steps)[1].output == Value::object({{"text", "a \\ b {c} \"d\""}}));
+  // The run rows name their latest checkpoints.
+  auto named = pg.psql("SELECT id || '=' || latest_checkpoint_id FROM \"" + schema + "\".runs ORDER BY id", "orch");
+  REQUIRE(named.ok());
+  CHECK(*named == "kept=kept-cp2\nmoved=moved-cp3\n");
+  // After a truncate too; the next group write follows the truncated chain.
+  REQUIRE(b->truncate_checkpoints("moved", 1).ok());
+  named = pg.psql("SELECT latest_checkpoint_id FROM \"" + schema + "\".runs WHERE id = 'moved'", "orch");
+  REQUIRE(named.ok());
+  CHECK(*named == "moved-cp1\n");
+  orch::StoreBatch replayed = checkpoint_batch(make_run("moved"), 2);
+  replayed.checkpoint->id = "moved-cp2b";
+  std::vector<Status> again = a->write_batches_as_group({&replayed});
+  REQUIRE(again.size() == 1);
+  INFO(again[0].to_string());
+  REQUIRE(again[0].ok());
+  auto after = b->list_checkpoints("moved");
+  REQUIRE(after.ok());
+  REQUIRE(after->size() == 2);
+  CHECK((*after)[1].id == "moved-cp2b");
+  CHECK((*after)[1].state == Value::object({{"v", 2}}));
+}
+
+TEST_CASE("many runs committing supersteps at once through the group commit: every batch written once, exact seqs and chains", "[postgres][concurrency]") {
+  const std::string schema = fresh_schema("group_many");
+  // Few connections, many threads: groups form, and several leaders write
+  // at once.
+  orch::PostgresStoreOptions options;
+  options.max_connections = 4;
+  options.group_commit_writers = 3;
+  auto store = open_store(schema, options);
+  constexpr int kThreads = 24;
+  constexpr int kSteps = 25;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      RunRecord run = make_run("many" + std::to_string(t));
+      if (!store->create_run(run).ok()) ++failures;
+      Value state = Value::object({{"items", Value::array()}});
+      int64_t seq = 0;
+      for (int v = 1; v <= kSteps; ++v) {
+        state = grown_state(state, v);
+        orch::StoreBatch batch = checkpoint_batch(run, v);
+        batch.checkpoint->state = state;
+        batch.run->state = state;
+        batch.sync_to_disk = v % 7 == 0;
+        orch::StepRecord step;
+        step.id = run.id + "-s" + std::to_string(v);
+        step.run_id = run.id;
+        step.status = orch::StepStatus::kCompleted;
+        batch.steps.push_back(step);
+        if (!store->write_batch(batch).ok() || batch.events[0].seq != seq + 1 || batch.events[1].seq != seq + 2) {
+          ++failures;
+        }
+        seq += 2;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(failures == 0);
+  auto reader = open_store(schema);
+  for (int t = 0; t < kThreads; ++t) {
+    const std::string id = "many" + std::to_string(t);
+    auto events = reader->list_events(id, 0, 1000);
+    REQUIRE(events.ok());
+    REQUIRE(events->size() == 2 * kSteps);
+    for (size_t i = 0; i < events->size(); ++i) CHECK((*events)[i].seq == static_cast<int64_t>(i + 1));
+    auto checkpoints = reader->list_checkpoints(id);
+    REQUIRE(checkpoints.ok());
+    REQUIRE(checkpoints->size() == kSteps);
+    CHECK(checkpoints->back().state["step"] == Value(kSteps));
+    auto steps = reader->list_steps(id);
+    REQUIRE(steps.ok());
+    CHECK(steps->size() == kSteps);
+  }
+}
+
+TEST_CASE("a schema 4 PostgreSQL database is upgraded in place: each run row names its latest checkpoint, and writes go on from it", "[postgres][migration]") {
+  PostgresCluster& pg = cluster();
+  // Rows written by this store, copied into a database at schema 4.
+  const std::string source = fresh_schema("from4_source");
+  {
+    auto writer = open_store(source);
+    REQUIRE(writer->create_run(make_run("old")).ok());
+    REQUIRE(writer->create_run(make_run("bare")).ok());
+    for (int64_t version = 1; version <= 2; ++version) {
+      orch::StoreBatch batch = checkpoint_batch(make_run("old"), version);
+      REQUIRE(writer->write_batch(batch).ok());
+    }
+  }
+  const std::string schema = fresh_schema("from4");
+  {
+    orch::postgres::ConnectSettings settings;
+    settings.conninfo = pg.conninfo();
+    settings.schema = schema;
+    auto conn = orch::postgres::Connection::open(settings);
+    REQUIRE(conn.ok());
+    Status migrated = orch::postgres::migrate_schema(**conn, schema, 4);
+    INFO(migrated.to_string());
+    REQUIRE(migrated.ok());
+  }
+  const std::string to = "\"" + schema + "\".", from = "\"" + source + "\".";
+  auto columns = pg.psql("SELECT count(*) FROM information_schema.columns WHERE table_schema = '" + schema +
+                             "' AND column_name = 'latest_checkpoint_id'",
+                         "orch");
+  REQUIRE(columns.ok());
+  CHECK(*columns == "0\n");
+  const std::string run_columns =
+      "pk, id, status, workflow_id, workflow, input, config, state, host_data, error, parent_run_id, parent_node, "
+      "idempotency_key, forked_from_run_id, forked_from_checkpoint_id, created_at_ms, updated_at_ms, started_at_ms, "
+      "ended_at_ms, input_tokens, output_tokens, checkpoint_count, recoveries, lease_owner, lease_expires_at_ms, "
+      "last_event_seq, lease_epoch";
+  const std::string checkpoint_columns =
+      "id, run_pk, run_id, seq, parent_id, step_id, version, created_at_ms, kind, base_seq, chain_bytes, base_bytes, "
+      "body";
+  REQUIRE(pg.psql("INSERT INTO " + to + "runs (" + run_columns + ") OVERRIDING SYSTEM VALUE SELECT " + run_columns +
+                      " FROM " + from + "runs; INSERT INTO " + to + "checkpoints (" + checkpoint_columns +
+                      ") SELECT " + checkpoint_columns + " FROM " + from + "checkpoints ORDER BY pk",
+                  "orch")
+              .ok());
+
+  auto store = open_grouping_store(schema);
+  auto named = pg.psql("SELECT id || '=' || latest_checkpoint_id FROM " + to + "runs ORDER BY id", "orch");
+  REQUIRE(named.ok());
+  CHECK(*named == "bare=\nold=old-cp2\n");
+  // A store that remembers nothing: its first write follows the stored chain
+  // (refused by the group's check, then written the slow way), the next one
+  // the remembered document.
+  for (int64_t version = 3; version <= 4; ++version) {
+    orch::StoreBatch batch = checkpoint_batch(make_run("old"), version);
+    std::vector<Status> written = store->write_batches_as_group({&batch});
+    INFO(written[0].to_string());
+    REQUIRE(written[0].ok());
+  }
+  orch::StoreBatch bare = checkpoint_batch(make_run("bare"), 1);
+  REQUIRE(store->write_batch(bare).ok());
+  auto checkpoints = store->list_checkpoints("old");
+  REQUIRE(checkpoints.ok());
+  REQUIRE(checkpoints->size() == 4);
+  CHECK((*checkpoints)[3].state == Value::object({{"v", 4}}));
+  named = pg.psql("SELECT id || '=' || latest_checkpoint_id FROM " + to + "runs ORDER BY id", "orch");
+  REQUIRE(named.ok());
+  CHECK(*named == "bare=bare-cp1\nold=old-cp4\n");
 }
 
 TEST_CASE("a PostgreSQL pipeline without BEGIN is one transaction: a failure undoes what came before it, a local setting lasts to its end", "[postgres]") {

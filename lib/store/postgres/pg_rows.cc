@@ -45,13 +45,15 @@ class Reader {
   Status status_;
 };
 
-// "INSERT INTO t (columns, run_pk) SELECT $1, ..., pk FROM runs WHERE id = $<run>":
-// a row of the run whose id is parameter `run_param`.
+// "INSERT INTO t (columns, run_pk) SELECT $1, ..., pk FROM runs WHERE id = $<run>
+// FOR KEY SHARE": a row of the run whose id is parameter `run_param`. The
+// lock keeps delete_run from deleting the run's rows before this one
+// commits (schema 5 has no foreign key doing it).
 std::string insert_for_run(const TableColumns& table, int run_param) {
   std::string values;
   for (int i = 1; i <= table.count; ++i) values += "$" + std::to_string(i) + ", ";
   return std::string("INSERT INTO ") + table.table + " (" + table.select_list() + ", run_pk) SELECT " + values +
-         "pk FROM runs WHERE id = $" + std::to_string(run_param);
+         "pk FROM runs WHERE id = $" + std::to_string(run_param) + " FOR KEY SHARE";
 }
 
 }  // namespace
@@ -107,7 +109,6 @@ void add_run(Params& p, const RunRecord& run) {
 const char* const kRunProgressSetSql =
     "UPDATE runs SET status = $2, error = $3, updated_at_ms = $4, started_at_ms = $5, ended_at_ms = $6, "
     "input_tokens = $7, output_tokens = $8, checkpoint_count = $9, state = $10, recoveries = $11";
-const std::string kRunProgressSql = std::string(kRunProgressSetSql) + " WHERE id = $1";
 
 void add_run_progress(Params& p, const RunRecord& run, bool state_is_checkpoints) {
   p.text(run.id).text(run_status_name(run.status)).text(run.error);
@@ -307,24 +308,100 @@ const std::string& event_append_sql(bool announce) {
   return announce ? announced : silent;
 }
 
-const std::string& checkpoint_events_sql(bool announce, bool with_step) {
-  auto build = [](bool with_notify, bool step) {
-    std::string out = std::string("WITH run AS (") + kRunProgressSetSql + ", " + seq_bump(23) + " WHERE id = $1" +
-                      seq_base(23, with_notify) +
+namespace {
+
+// Which of kStepColumns are bigint (the others are text), in add_step's order.
+constexpr bool kStepIntegerColumn[] = {false, false, false, false, false, true,  true,  true,  true,  false,
+                                       false, false, false, false, false, true,  true,  true,  true,  true};
+static_assert(sizeof(kStepIntegerColumn) / sizeof(kStepIntegerColumn[0]) == field_count(internal::kStepFields));
+
+// The CTE "steps" upserting the steps of arrays $first.. (add_step_arrays)
+// into CTE "run"'s run, in the arrays' order.
+std::string steps_from_run(int first) {
+  std::string arrays, names, selected;
+  for (int i = 0; i < kStepColumns.count; ++i) {
+    const std::string sep = i > 0 ? ", " : "";
+    arrays += sep + "$" + std::to_string(first + i) + (kStepIntegerColumn[i] ? "::bigint[]" : "::text[]");
+    names += sep + kStepColumns.columns[i];
+    selected += sep + "s." + kStepColumns.columns[i];
+  }
+  return "steps AS (INSERT INTO steps (" + kStepColumns.select_list() + ", run_pk) SELECT " + selected +
+         ", run.pk FROM run, unnest(" + arrays + ") WITH ORDINALITY AS s(" + names + ", n) ORDER BY s.n" +
+         step_conflict_clause() + ")";
+}
+
+}  // namespace
+
+void add_step_arrays(Params& params, const std::vector<const StepRecord*>& steps) {
+  std::vector<std::vector<std::string>> texts(static_cast<size_t>(kStepColumns.count));
+  std::vector<std::vector<int64_t>> integers(static_cast<size_t>(kStepColumns.count));
+  for (const StepRecord* step : steps) {
+    texts[0].push_back(step->id);
+    texts[1].push_back(step->run_id);
+    texts[2].push_back(step->node_name);
+    texts[3].push_back(step->type);
+    texts[4].emplace_back(step_status_name(step->status));
+    integers[5].push_back(step->attempt);
+    integers[6].push_back(step->max_attempts);
+    integers[7].push_back(step->superstep);
+    integers[8].push_back(step->item_index);
+    texts[9].push_back(step->parent_step_id);
+    texts[10].push_back(step->worker_id);
+    texts[11].push_back(step->child_run_id);
+    texts[12].push_back(step->input.to_json());
+    texts[13].push_back(step->output.to_json());
+    texts[14].push_back(step->error);
+    integers[15].push_back(step->input_tokens);
+    integers[16].push_back(step->output_tokens);
+    integers[17].push_back(step->created_at_ms);
+    integers[18].push_back(step->started_at_ms);
+    integers[19].push_back(step->ended_at_ms);
+  }
+  for (size_t i = 0; i < texts.size(); ++i) {
+    if (kStepIntegerColumn[i]) {
+      params.integer_array(integers[i]);
+    } else {
+      params.text_array(texts[i]);
+    }
+  }
+}
+
+const std::string& checkpoint_events_sql(bool announce, bool with_step, bool conditional) {
+  auto build = [](bool with_notify, bool step, bool checked) {
+    std::string where = " WHERE id = $1";
+    if (checked) {
+      // Re-read at the row's lock (READ COMMITTED re-checks an UPDATE's WHERE
+      // against the row's newest version): a stale writer or a chain that
+      // moved on matches no row, and the statement writes nothing.
+      const int first = checkpoint_events_condition_param(step);
+      const std::string expected = std::to_string(first), owner = std::to_string(first + 1),
+                        epoch = std::to_string(first + 2);
+      where += " AND latest_checkpoint_id = $" + expected + " AND ($" + epoch + "::bigint = 0 OR (lease_owner = $" +
+               owner + " AND lease_epoch = $" + epoch + "::bigint))";
+    }
+    std::string out = std::string("WITH run AS (") + kRunProgressSetSql + ", latest_checkpoint_id = $12, " +
+                      seq_bump(23) + where + seq_base(23, with_notify) +
                       "), dropped AS (DELETE FROM pending_writes WHERE run_pk = (SELECT pk FROM run)), "
                       "checkpoint AS (INSERT INTO checkpoints (id, run_pk, run_id, seq, parent_id, step_id, version, "
                       "created_at_ms, kind, base_seq, chain_bytes, base_bytes, body) SELECT $12, run.pk, $1, $13, "
                       "$14, $15, $16, $17, $18, $19, $20, $21, $22 FROM run)";
-    if (step) {
-      out += std::string(", step AS (INSERT INTO steps (") + kStepColumns.select_list() + ", run_pk) SELECT ";
-      for (int i = 0; i < kStepColumns.count; ++i) out += "$" + std::to_string(kCheckpointEventsParams + 1 + i) + ", ";
-      out += "run.pk FROM run" + step_conflict_clause() + ")";
-    }
+    if (step) out += ", " + steps_from_run(kCheckpointEventsParams + 1);
     return out + " " + events_from_run(23);
   };
-  static const std::string variants[4] = {build(false, false), build(false, true), build(true, false),
-                                          build(true, true)};
-  return variants[(announce ? 2 : 0) + (with_step ? 1 : 0)];
+  static const std::string variants[8] = {build(false, false, false), build(false, true, false),
+                                          build(true, false, false),  build(true, true, false),
+                                          build(false, false, true),  build(false, true, true),
+                                          build(true, false, true),   build(true, true, true)};
+  return variants[(conditional ? 4 : 0) + (announce ? 2 : 0) + (with_step ? 1 : 0)];
+}
+
+int checkpoint_events_condition_param(bool with_step) {
+  return kCheckpointEventsParams + 1 + (with_step ? kStepColumns.count : 0);
+}
+
+void add_checkpoint_condition(Params& params, const std::string& expected_checkpoint, const std::string& lease_owner,
+                              int64_t lease_epoch) {
+  params.text(expected_checkpoint).text(lease_owner).integer(lease_epoch);
 }
 
 void add_event_arrays(Params& params, const std::vector<EventRecord>& events, const Checkpoint* checkpoint) {

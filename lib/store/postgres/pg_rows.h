@@ -56,9 +56,8 @@ Result<WorkflowRecord> read_workflow(const Rows& rows, int row, int first = 0);
 // the checkpoint's (`state_is_checkpoints`, as it is for the engine), the
 // row says '' and reads fill it from the latest checkpoint, instead of a
 // growing state written twice per superstep. Parameters: $1 the run id,
-// then the progress fields.
-extern const std::string kRunProgressSql;
-// kRunProgressSql up to its WHERE clause, for statements that set more.
+// then the progress fields. "UPDATE runs SET ..." without its WHERE clause,
+// for statements that set more.
 extern const char* const kRunProgressSetSql;
 void add_run_progress(Params& params, const RunRecord& run, bool state_is_checkpoints);
 
@@ -82,10 +81,24 @@ Params event_append_params(const std::string& run_id, const std::vector<EventRec
 // run's pending writes) and the events that go with it, in one statement that
 // updates the run's row once: $1..$11 add_run_progress, $12..$22 the
 // checkpoint row, $23..$26 add_event_arrays. Returns the events' seqs.
-// `with_step`: a step is upserted too (as step_upsert_sql does), its
-// add_step parameters following, from $27.
+// `with_step`: steps are upserted too (as step_upsert_sql does, in their
+// order; each id at most once), add_step_arrays' parameters following, from
+// $27.
+// Every checkpoint statement also sets the run's latest_checkpoint_id ($12).
+// `conditional` (group commit): the run's row is updated, and so anything
+// written, only when its latest checkpoint is the one the delta follows and
+// the writer holds its lease; three more parameters follow
+// (add_checkpoint_condition, from checkpoint_events_condition_param), and a
+// refused run returns no rows (a batch written this way has events, so a
+// written one returns some).
 constexpr int kCheckpointEventsParams = 26;
-const std::string& checkpoint_events_sql(bool announce, bool with_step);
+const std::string& checkpoint_events_sql(bool announce, bool with_step, bool conditional = false);
+int checkpoint_events_condition_param(bool with_step);
+// The steps' columns as one array each, in kStepColumns order.
+void add_step_arrays(Params& params, const std::vector<const StepRecord*>& steps);
+// `expected_checkpoint` '' : the run has none. `lease_epoch` 0: unfenced.
+void add_checkpoint_condition(Params& params, const std::string& expected_checkpoint, const std::string& lease_owner,
+                              int64_t lease_epoch);
 // event_append_params without the run id: the events' four arrays.
 void add_event_arrays(Params& params, const std::vector<EventRecord>& events, const Checkpoint* checkpoint);
 Result<std::vector<int64_t>> event_seqs(const Rows& rows);

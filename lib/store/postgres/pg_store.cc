@@ -49,7 +49,10 @@ PostgresStore::PostgresStore(const ConnectSettings& settings, const PostgresStor
     : options_(options),
       settings_(settings),
       pool_(settings, options.max_connections, options.acquire_timeout_ms),
-      cache_(options.cached_runs) {}
+      cache_(options.cached_runs),
+      group_writers_(std::clamp<size_t>(
+          options.group_commit_writers > 0 ? options.group_commit_writers : options.max_connections / 2, 1,
+          std::max<size_t>(options.max_connections, 1))) {}
 
 Result<std::shared_ptr<PostgresStore>> PostgresStore::open(const std::string& conninfo,
                                                            const PostgresStoreOptions& options) {
@@ -213,10 +216,21 @@ Result<std::vector<RunRecord>> PostgresStore::list_runs(const RunFilter& filter)
 }
 
 Status PostgresStore::delete_run(const std::string& run_id) {
-  // Checkpoints, steps, events and pending writes go with it (ON DELETE CASCADE).
+  // Checkpoints, steps, events and pending writes go with it, in one
+  // transaction under the run's lock: a writer still adding rows of the run
+  // holds that lock (or FOR KEY SHARE) until it commits, and each DELETE
+  // after the lock sees what it committed. A missing run: OR404, NotFound.
   Status status = with_connection("delete_run", [&](Connection& conn) -> Status {
-    ORCH_ASSIGN_OR_RETURN(Rows deleted, conn.exec("delete_run", "DELETE FROM runs WHERE id = $1", Params().text(run_id)));
-    return deleted.affected() > 0 ? Status() : run_not_found(run_id);
+    std::vector<Command> commands;
+    commands.push_back({"BEGIN", Params()});
+    commands.push_back({"SELECT orch_lock_run($1)", Params().text(run_id)});
+    for (const char* table : {"events", "steps", "checkpoints", "pending_writes"}) {
+      commands.push_back({std::string("DELETE FROM ") + table + " WHERE run_pk = (SELECT pk FROM runs WHERE id = $1)",
+                          Params().text(run_id)});
+    }
+    commands.push_back({"DELETE FROM runs WHERE id = $1", Params().text(run_id)});
+    commands.push_back({"COMMIT", Params()});
+    return conn.pipeline("delete_run", commands).status();
   });
   forget_document(run_id);
   return status;

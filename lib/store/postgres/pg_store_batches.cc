@@ -4,8 +4,9 @@
 // as one libpq pipeline: the run's lock and every statement go out together,
 // and their results come back after a single round trip; the pipeline's sync
 // point commits them.
-// Separate transactions on separate connections run in parallel in the
-// server, so batches of different runs need no grouping here.
+// The common shape, a superstep's checkpoint with its events, is written
+// with other runs' in one transaction instead (pg_store_group.cc); this
+// file's path takes the rest, and whatever a group refused.
 //
 // A checkpoint is encoded before a connection is taken, as a delta from the
 // run's cached latest document (or as its first snapshot when none is
@@ -34,19 +35,38 @@ using checkpoint_codec::kSnapshotKind;
 // The run's progress, its new checkpoint row and the end of its pending
 // writes, in one statement. $1..$11: add_run_progress; $12..$22: the row.
 const std::string& checkpoint_commit_sql() {
-  static const std::string sql = std::string("WITH run AS (") + kRunProgressSql +
-                                 " RETURNING pk), dropped AS (DELETE FROM pending_writes WHERE run_pk = (SELECT pk "
-                                 "FROM run)) INSERT INTO checkpoints (id, run_pk, run_id, seq, parent_id, step_id, "
+  static const std::string sql = std::string("WITH run AS (") + kRunProgressSetSql +
+                                 ", latest_checkpoint_id = $12 WHERE id = $1 RETURNING pk), dropped AS (DELETE FROM "
+                                 "pending_writes WHERE run_pk = (SELECT pk FROM run)) INSERT INTO checkpoints (id, run_pk, run_id, seq, parent_id, step_id, "
                                  "version, created_at_ms, kind, base_seq, chain_bytes, base_bytes, body) SELECT $12, "
                                  "run.pk, $1, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22 FROM run";
   return sql;
 }
 
+}  // namespace
+
+std::vector<const StepRecord*> last_step_versions(const std::vector<StepRecord>& steps) {
+  std::vector<const StepRecord*> out;
+  if (steps.size() == 1) {
+    out.push_back(&steps[0]);
+  } else if (!steps.empty()) {
+    std::unordered_map<std::string, size_t> last_of;
+    for (size_t i = 0; i < steps.size(); ++i) last_of[steps[i].id] = i;
+    for (size_t i = 0; i < steps.size(); ++i) {
+      if (last_of[steps[i].id] == i) out.push_back(&steps[i]);
+    }
+  }
+  return out;
+}
+
 // With `events` (not empty), the batch's events go in the same statement
-// (checkpoint_events_sql): the run's row is updated once, not twice; so does
-// `step` (not null), one statement less.
+// (checkpoint_events_sql): the run's row is updated once, not twice; so do
+// `steps` (not empty), statements less. With `condition` (events not
+// empty), the statement writes only when the run's latest checkpoint is
+// `expected` and the batch's writer holds the run (group commit).
 Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const EncodedCheckpoint& row,
-                          const std::vector<EventRecord>* events, const StepRecord* step, bool announce) {
+                          const std::vector<EventRecord>* events, const std::vector<const StepRecord*>& steps,
+                          bool announce, const CheckpointCondition* condition) {
   Params p;
   add_run_progress(p, run, run.state.shares_storage_with(cp.state) || run.state == cp.state);
   p.text(cp.id).integer(row.link.seq).text(cp.parent_id).text(cp.step_id);
@@ -54,11 +74,12 @@ Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const Enco
   p.integer(row.link.base_seq).integer(row.link.chain_bytes).integer(row.link.base_bytes).text(row.body);
   if (events == nullptr) return {checkpoint_commit_sql(), std::move(p)};
   add_event_arrays(p, *events, &cp);
-  if (step != nullptr) add_step(p, *step);
-  return {checkpoint_events_sql(announce, step != nullptr), std::move(p)};
+  if (!steps.empty()) add_step_arrays(p, steps);
+  if (condition != nullptr) {
+    add_checkpoint_condition(p, condition->expected_checkpoint, condition->lease_owner, condition->lease_epoch);
+  }
+  return {checkpoint_events_sql(announce, !steps.empty(), condition != nullptr), std::move(p)};
 }
-
-}  // namespace
 
 Status PostgresStore::write_batch(StoreBatch& batch) {
   if (batch.empty()) return Status();
@@ -70,6 +91,9 @@ Status PostgresStore::write_batch(StoreBatch& batch) {
   if (batch.create && only_create) {
     return create_claimed_run(batch.create->run, batch.create->owner, batch.create->lease_ms);
   }
+  // A superstep's checkpoint with its events: committed together with other
+  // runs' (pg_store_group.cc).
+  if (!batch.create && groupable(batch)) return write_grouped(batch, *run_id);
   if (batch.create) {
     // The run's insert opens the batch's pipeline: one commit. When that
     // fails (a taken id or key, which create_claimed_run tells apart, or
@@ -145,36 +169,26 @@ std::vector<Command> PostgresStore::batch_commands(const StoreBatch& batch, cons
   }
   // A step written twice in one batch (started, then completed): only its
   // last version needs writing.
-  std::vector<const StepRecord*> steps;
-  if (batch.steps.size() == 1) {
-    steps.push_back(&batch.steps[0]);
-  } else if (!batch.steps.empty()) {
-    std::unordered_map<std::string, size_t> last_of;
-    for (size_t i = 0; i < batch.steps.size(); ++i) last_of[batch.steps[i].id] = i;
-    for (size_t i = 0; i < batch.steps.size(); ++i) {
-      if (last_of[batch.steps[i].id] == i) steps.push_back(&batch.steps[i]);
-    }
-  }
-  // A checkpoint takes the events' seqs in its own statement, and the first
-  // step rides along (a superstep of one node: the whole batch is one
-  // statement after the lock).
+  std::vector<const StepRecord*> steps = last_step_versions(batch.steps);
+  // A checkpoint takes the events' seqs in its own statement, and the steps
+  // ride along (the whole batch is one statement after the lock).
   const bool events_with_checkpoint = checkpoint != nullptr && !batch.events.empty();
-  size_t first_step = 0;
   if (checkpoint != nullptr) {
-    const StepRecord* step = events_with_checkpoint && !steps.empty() ? steps[first_step++] : nullptr;
+    std::vector<const StepRecord*> riding;
+    if (events_with_checkpoint) riding.swap(steps);
     *event_index = commands.size();
     commands.push_back(checkpoint_commit(*batch.run, *batch.checkpoint, checkpoint->encoded,
-                                         events_with_checkpoint ? &batch.events : nullptr, step,
-                                         options_.announce_events));
+                                         events_with_checkpoint ? &batch.events : nullptr, riding,
+                                         options_.announce_events, nullptr));
   } else if (batch.run) {
     static const std::string kUpdate = kRunColumns.update_sql();
     Params p;
     add_run(p, *batch.run);
     commands.push_back({kUpdate, std::move(p)});
   }
-  for (size_t i = first_step; i < steps.size(); ++i) {
+  for (const StepRecord* step : steps) {
     Params p;
-    add_step(p, *steps[i]);
+    add_step(p, *step);
     commands.push_back({step_upsert_sql(), std::move(p)});
   }
   if (!batch.events.empty() && !events_with_checkpoint) {

@@ -249,6 +249,13 @@ Status PostgresStore::truncate_checkpoints(const std::string& run_id, int64_t ve
                                        Params().text(id).integer(static_cast<int64_t>(body.size())).text(body))
                                  .status());
       }
+      // The run row names its latest checkpoint (schema 5): the group
+      // commit's check reads it.
+      ORCH_RETURN_IF_ERROR(conn.exec(what,
+                                     "UPDATE runs SET latest_checkpoint_id = COALESCE((SELECT id FROM checkpoints "
+                                     "WHERE run_pk = $1 ORDER BY seq DESC LIMIT 1), '') WHERE pk = $1",
+                                     Params().integer(pk))
+                               .status());
     }
     // As in the in-memory store: results recorded for supersteps that are
     // being replayed no longer apply.

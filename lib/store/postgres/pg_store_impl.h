@@ -4,7 +4,8 @@
 // leases are in pg_store.cc; steps, events, pending writes, workflows and
 // host records in pg_store_records.cc; checkpoints in pg_store_checkpoints.cc;
 // a superstep's batch, written as one pipelined transaction, in
-// pg_store_batches.cc.
+// pg_store_batches.cc, or with other runs' in one (group commit) in
+// pg_store_group.cc.
 //
 // Concurrency: each call borrows a pooled connection for its duration; calls
 // on different connections run in parallel in the server. What must be
@@ -45,6 +46,24 @@ extern const char* const kLatestLinkSql;
 // returning its pk. A taken id or idempotency key: no row, or with
 // `conflict_fails` a unique violation (AlreadyExists) that aborts a pipeline.
 Command run_insert(const RunRecord& run, const std::string* owner, int64_t lease_ms, bool conflict_fails);
+
+// The condition of a group commit's statement (checkpoint_events_sql):
+// the run's latest checkpoint is `expected_checkpoint` ('' : none) and, with
+// `lease_epoch` > 0, `lease_owner` holds the run at that epoch.
+struct CheckpointCondition {
+  std::string expected_checkpoint;
+  std::string lease_owner;
+  int64_t lease_epoch = 0;
+};
+// A checkpoint commit's statement: the run's progress and the checkpoint
+// row, with `events` (not null) also the events (and `steps`), and
+// with `condition` (events needed) only when it holds.
+Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const EncodedCheckpoint& row,
+                          const std::vector<EventRecord>* events, const std::vector<const StepRecord*>& steps,
+                          bool announce, const CheckpointCondition* condition);
+// A batch's steps, each id once (its last version), in the order of those
+// last versions.
+std::vector<const StepRecord*> last_step_versions(const std::vector<StepRecord>& steps);
 
 class PostgresStore final : public Store {
  public:
@@ -94,6 +113,11 @@ class PostgresStore final : public Store {
   Result<std::unique_ptr<StoreWatch>> watch_changes(std::function<void(const StoreChange&)> on_change) override;
 
   Result<int64_t> checkpoint_bytes(const std::string& run_id);
+
+  // Writes `batches` as one group commit (as write_batch groups batches
+  // arriving together), one Status each. A batch that cannot join a group
+  // (see groupable) is written on its own. For tests.
+  std::vector<Status> write_batches_as_group(const std::vector<StoreBatch*>& batches);
 
  private:
   PostgresStore(const ConnectSettings& settings, const PostgresStoreOptions& options);
@@ -162,11 +186,32 @@ class PostgresStore final : public Store {
                   bool explicit_transaction, std::vector<Command>* commands);
   void checkpoint_committed(const RunRecord& run, PreparedCheckpoint& prepared);
 
+  // ---- Group commit (pg_store_group.cc) ----
+  struct GroupMember;
+  // A superstep's checkpoint with its events (and its steps; pending writes
+  // the checkpoint ends): the shape one conditional statement writes.
+  static bool groupable(const StoreBatch& batch);
+  Status write_grouped(StoreBatch& batch, const std::string& run_id);
+  void prepare_member(GroupMember& member);
+  // The leader writes `group`, then what queued meanwhile, then hands over.
+  void lead_group(std::vector<GroupMember*> group);
+  // Writes a group in one pipeline (one transaction); each member comes out
+  // written, refused by its condition, or failed with the whole group.
+  void write_group(const std::vector<GroupMember*>& group);
+  // A member's outcome as write_batch returns it: refused or failed with a
+  // rolled-back group, it is written on its own (write_run_batch).
+  Status finish_member(GroupMember& member);
+
   PostgresStoreOptions options_;
   ConnectSettings settings_;  // what the pool's connections are opened with
   ConnectionPool pool_;
 
   checkpoint_codec::DocumentCache cache_;
+
+  std::mutex group_mu_;
+  std::vector<GroupMember*> group_queue_;  // waiting for the next group
+  size_t group_leaders_ = 0;               // threads writing groups now
+  const size_t group_writers_;             // at most (each on a connection of its own)
 };
 
 template <typename Body>
