@@ -168,6 +168,7 @@ Status load_postgres(const Value& postgres, ServerConfig* c) {
     else if (key == "connect_timeout_s") o.connect_timeout_s = static_cast<int>(n);
     else if (key == "statement_timeout_ms") o.statement_timeout_ms = static_cast<int>(n);
     else if (key == "lock_timeout_ms") o.lock_timeout_ms = static_cast<int>(n);
+    else if (key == "group_commit_writers") o.group_commit_writers = static_cast<size_t>(n);  // clamped to the pool
     else if (key == "max_connections") return Status::invalid_argument("config key '" + k + "' must be at least 1");
     else return Status::invalid_argument("unknown config key '" + k + "'");
   }

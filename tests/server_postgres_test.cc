@@ -96,7 +96,7 @@ TEST_CASE("the config file's db may be a PostgreSQL URI, with postgres settings 
     std::ofstream out(path);
     out << R"({"db": "postgresql://orch:s3cret@db.internal:5433/orch?sslmode=require",
                "postgres": {"max_connections": 4, "statement_timeout_ms": 5000, "schema": "tenant_a",
-                            "announce_events": false},
+                            "announce_events": false, "group_commit_writers": 3},
                "state_dir": "state"})";
   }
   orch::server::ServerConfig config;
@@ -107,6 +107,7 @@ TEST_CASE("the config file's db may be a PostgreSQL URI, with postgres settings 
   CHECK(config.postgres.statement_timeout_ms == 5000);
   CHECK(config.postgres.schema == "tenant_a");
   CHECK_FALSE(config.postgres.announce_events);
+  CHECK(config.postgres.group_commit_writers == 3u);
   CHECK(config.state_dir == (dir / "state").string());
   // Logs and owner ids never carry the password.
   CHECK(orch::server::redacted_db(config.db) == "postgresql://orch:***@db.internal:5433/orch?sslmode=require");
@@ -123,6 +124,13 @@ TEST_CASE("the config file's db may be a PostgreSQL URI, with postgres settings 
     out << R"({"postgres": {"announce_events": 0}})";
   }
   CHECK(orch::server::load_config_file(path, &config).code() == orch::StatusCode::kInvalidArgument);
+  for (const char* bad : {R"(-1)", R"("2")", R"(1e300)"}) {
+    {
+      std::ofstream out(path);
+      out << R"({"postgres": {"group_commit_writers": )" << bad << "}}";
+    }
+    CHECK(orch::server::load_config_file(path, &config).code() == orch::StatusCode::kInvalidArgument);
+  }
   std::filesystem::remove_all(dir);
 }
 
