@@ -65,6 +65,10 @@ async function route() {
     cleanup = null;
   }
   clear(main);
+  // The page's state attributes go with it: a run page says its run's status
+  // only once it has read that run (a test or script waiting on it must not
+  // see the previous page's).
+  for (const key of Object.keys(main.dataset)) delete main.dataset[key];
   clear(document.getElementById("errors"));  // errors belong to the page they came from
   for (const [pattern, page, section] of routes) {
     const m = path.match(pattern);
