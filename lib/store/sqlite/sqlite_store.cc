@@ -53,9 +53,6 @@ Result<std::vector<T>> read_all(Query& q, Reader read) {
   return out;
 }
 
-}  // namespace
-
-namespace {
 // The log's checkpoint threshold in bytes of pages: wal_checkpoint_pages
 // counts pages of 4 KiB whatever the file's own page size.
 int64_t wal_threshold_bytes(const SqliteStoreOptions& options) {

@@ -220,7 +220,9 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
   }
   int64_t last_event_seq = 0;  // after this batch's events, when a checkpoint reserved them
   if (member.earlier) {
-    ORCH_RETURN_IF_ERROR(write_checkpoint(conn, *batch.earlier_checkpoint, *batch.run, *member.earlier));
+    // The run's row is written once, with the later checkpoint.
+    ORCH_RETURN_IF_ERROR(write_checkpoint(conn, *batch.earlier_checkpoint, *batch.run, *member.earlier, 0, nullptr,
+                                          nullptr, /*run_row=*/false));
     follow(*member.prepared, *batch.checkpoint, *member.earlier);
   }
   if (member.prepared) {

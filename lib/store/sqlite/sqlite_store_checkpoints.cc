@@ -329,11 +329,11 @@ void SqliteStore::follow(PreparedCheckpoint& prepared, const Checkpoint& checkpo
 
 Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpoint, const RunRecord& run,
                                      PreparedCheckpoint& prepared, int64_t new_events,
-                                     int64_t* last_event_seq, int64_t* run_pk_out) {
+                                     int64_t* last_event_seq, int64_t* run_pk_out, bool run_row) {
   ORCH_ASSIGN_OR_RETURN(const RunCounters counters, read_run_counters(conn, run.id));
   const int64_t pk = counters.pk;
   const int64_t new_last_event_seq = counters.last_event_seq + new_events;
-  {
+  if (run_row) {
     Query update_run(conn, kRunProgressSql);
     bind_run_progress(*update_run, run, pk,
                       run.state.shares_storage_with(checkpoint.state) || run.state == checkpoint.state,
@@ -343,7 +343,7 @@ Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpo
   if (last_event_seq != nullptr) *last_event_seq = new_last_event_seq;
   if (run_pk_out != nullptr) *run_pk_out = pk;
   const std::string_view status = run_status_name(run.status);
-  if (counters.status != status) {
+  if (run_row && counters.status != status) {
     Query update_status(conn, kRunStatusSql);
     update_status->bind(1, pk);
     update_status->bind(2, std::string(status));

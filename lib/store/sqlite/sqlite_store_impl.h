@@ -148,10 +148,11 @@ class SqliteStore final : public Store {
   void follow(PreparedCheckpoint& prepared, const Checkpoint& checkpoint, const PreparedCheckpoint& earlier);
   // `new_events`: events written after it in the same transaction, whose
   // seqs the run row's update reserves; `last_event_seq` receives the run's
-  // last seq after them, `run_pk` its pk.
+  // last seq after them, `run_pk` its pk. `run_row` false leaves the run's
+  // row alone: a later checkpoint of the same transaction writes it.
   Status write_checkpoint(Connection& conn, const Checkpoint& checkpoint, const RunRecord& run,
                           PreparedCheckpoint& prepared, int64_t new_events = 0,
-                          int64_t* last_event_seq = nullptr, int64_t* run_pk = nullptr);
+                          int64_t* last_event_seq = nullptr, int64_t* run_pk = nullptr, bool run_row = true);
   void checkpoint_committed(const RunRecord& run, PreparedCheckpoint& prepared);
   // A run row read with a null state (see kRunProgressSql) gets its latest
   // checkpoint's state: from the document cache when it is current.
