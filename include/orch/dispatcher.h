@@ -69,6 +69,12 @@ class ORCH_EXPORT Dispatcher {
   virtual void dispatch(const WorkerRequest& request, Callback done) = 0;
   // Best effort: abandon an in-flight call (its callback may still come).
   virtual void cancel(const std::string& call_id) { (void)call_id; }
+  // True for a dispatcher that runs the worker itself inside dispatch()
+  // (InProcessWorkers): the engine then calls it only from its own threads.
+  // Otherwise it may call dispatch() from a store's writer thread, right
+  // after the write the call waited for (a reply that comes back inside
+  // dispatch() is then handled on the engine's threads).
+  virtual bool runs_workers_inline() const { return false; }
 };
 
 // The call id of one attempt and turn of a step.
@@ -117,6 +123,7 @@ class ORCH_EXPORT InProcessWorkers : public Dispatcher {
   // Registers `handler` as worker `id` serving `tags` (empty: serves any node).
   void add(std::string id, std::vector<std::string> tags, Handler handler);
   void dispatch(const WorkerRequest& request, Callback done) override;
+  bool runs_workers_inline() const override { return true; }
 
  private:
   struct Entry {

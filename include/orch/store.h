@@ -319,6 +319,20 @@ class ORCH_EXPORT Store {
   // superstep and its end together, one transaction fewer per run.
   virtual bool accepts_earlier_checkpoint() const { return false; }
 
+  // write_batch without waiting for the commit: `done` gets the result and
+  // the batch (its events' seqs set) once the batch is written. A store with
+  // a group commit queues the batch and returns at once; the thread that
+  // writes its group then calls `done`, so no caller sleeps on a commit. The
+  // default writes here and calls `done` before returning.
+  // Order: batches handed over one after another (async or not) by one
+  // caller are committed in that order, and `done` of an earlier batch runs
+  // before a later write_batch returns or a later `done` runs.
+  // `done` runs once, on the calling thread or on one of the store's; it must
+  // return quickly and must not call this store's write_batch or
+  // write_batch_async (the writing thread would wait for itself).
+  using BatchDone = std::function<void(Status, StoreBatch&)>;
+  virtual void write_batch_async(StoreBatch batch, BatchDone done);
+
   // Host records: JSON documents the host application keeps beside its runs
   // (orch serve: the workers registered through its API), in named
   // collections, keyed by id. The engine never reads them. put replaces a

@@ -234,6 +234,101 @@ Status EngineImpl::flush(RunContext& ctx) {
   return s;
 }
 
+namespace {
+// The write whose callback runs inside this thread's write_batch_async call
+// (a store without a writer thread of its own calls back at once).
+thread_local const InflightWrite* t_writing_inline = nullptr;
+// This thread is a store's, calling back a write: no engine work runs here
+// (it would hold up every other write, or wait for its own).
+thread_local bool t_store_callback = false;
+
+struct StoreCallbackMark {
+  StoreCallbackMark() { t_store_callback = true; }
+  ~StoreCallbackMark() { t_store_callback = false; }
+};
+}  // namespace
+
+bool EngineImpl::on_store_thread() { return t_store_callback; }
+
+void EngineImpl::send_call(std::function<void()>& send) {
+  // From a store's thread only a dispatcher that merely queues the call
+  // sends it there; one that runs the worker gets an engine thread.
+  if (t_store_callback && options_.dispatcher && options_.dispatcher->runs_workers_inline()) {
+    post(std::move(send));
+    return;
+  }
+  if (!ReplyScope::defer(send)) post(std::move(send));
+}
+
+void EngineImpl::flush_then_send(const std::shared_ptr<RunContext>& ctx, std::function<void()> send) {
+  RunContext& c = *ctx;
+  if (c.batch.empty() && !c.run_in_batch) {
+    // Nothing new to write: the call waits only for what is still in flight
+    // (a sibling call's batch holds this one's step record).
+    if (!c.inflight || !c.inflight->add(send)) send_call(send);
+    return;
+  }
+  if (c.lease_lost) return;
+  StoreBatch batch = std::move(c.batch);
+  c.batch = StoreBatch();
+  const bool deferred_checkpoint = c.checkpoint_deferred;
+  c.checkpoint_deferred = false;
+  fence(c, batch);
+  // Copied, not lent: the run's lock goes before the write is done.
+  if (c.run_in_batch) batch.run = c.record;
+  c.run_in_batch = false;
+  c.stamp = -1;
+  auto write = std::make_shared<InflightWrite>();
+  write->sends.push_back(std::move(send));
+  c.inflight = write;
+  const InflightWrite* outer = t_writing_inline;
+  t_writing_inline = write.get();
+  options_.store->write_batch_async(
+      std::move(batch), [alive = alive_, ctx, write, deferred_checkpoint](Status status, StoreBatch& written) {
+        if (t_writing_inline == write.get()) {  // this engine's own thread, ctx->mu held
+          alive->engine->batch_written(ctx, *write, deferred_checkpoint, std::move(status), written, true);
+          return;
+        }
+        // A store thread: the calls go out from it as the callback ends,
+        // the engine kept alive meanwhile (a reply that comes back at once
+        // is posted to it: call_worker).
+        StoreCallbackMark mark;
+        std::lock_guard<std::mutex> lock(alive->mu);
+        ReplyScope sends;
+        if (alive->engine == nullptr) return;  // the engine is gone: its runs resume from the store
+        alive->engine->batch_written(ctx, *write, deferred_checkpoint, std::move(status), written, false);
+      });
+  t_writing_inline = outer;
+}
+
+void EngineImpl::batch_written(const std::shared_ptr<RunContext>& ctx, InflightWrite& write, bool deferred_checkpoint,
+                               Status status, StoreBatch& batch, bool inline_call) {
+  for (const EventRecord& ev : batch.events) {
+    if (ev.seq > 0) notify_listeners(ev);  // events written before a failure still count
+  }
+  std::vector<std::function<void()>> sends = write.finish();
+  if (status.ok()) {
+    for (auto& send : sends) send_call(send);
+    return;
+  }
+  // As flush(): a lost lease drops the run, a failed checkpoint fails it;
+  // otherwise the calls still go out (their records will be written later).
+  auto handle = [this, ctx, deferred_checkpoint, status, sends = std::move(sends)]() mutable {
+    RunContext& c = *ctx;
+    if (drop_if_lease_lost(c, status)) return;
+    if (deferred_checkpoint && commit_failure_fails_run(c, status)) {
+      finish_run(c, RunStatus::kFailed, "checkpoint failed: " + status.message());
+    }
+    if (is_terminal(c.record.status)) return;
+    for (auto& send : sends) send_call(send);
+  };
+  if (inline_call) {
+    handle();
+  } else {
+    post([this, ctx, handle = std::move(handle)]() mutable { locked_then_drain(ctx, [&] { handle(); }); });
+  }
+}
+
 void EngineImpl::notify_status_change() {
   std::lock_guard<std::mutex> lock(wait_mu_);
   ++status_epoch_;

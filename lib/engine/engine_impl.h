@@ -131,6 +131,19 @@ class EngineImpl final : public orch::Engine {
   void write_pending(RunContext& ctx, PendingWrite write);
   // Writes the run's batch (if any) and tells listeners about its events.
   Status flush(RunContext& ctx);
+  // flush, then `send` (a worker call) once the batch is written, without
+  // waiting for the write: the batch goes to Store::write_batch_async and
+  // `send` follows from its callback (with no batch, it follows the run's
+  // write still in flight). REQUIRES: ctx->mu held.
+  void flush_then_send(const std::shared_ptr<RunContext>& ctx, std::function<void()> send);
+  // The callback of flush_then_send's write. `inline_call`: it runs inside
+  // write_batch_async (ctx->mu held), not on a store thread.
+  void batch_written(const std::shared_ptr<RunContext>& ctx, InflightWrite& write, bool deferred_checkpoint,
+                     Status status, StoreBatch& batch, bool inline_call);
+  // Sends a worker call from the thread's ReplyScope, or from the pool.
+  void send_call(std::function<void()>& send);
+  // Whether this thread is a store's, inside flush_then_send's callback.
+  static bool on_store_thread();
   // engine_lease.cc: fencing. Writes `batch` of `ctx`'s run with the run's
   // lease owner and epoch (outside the run's batch, for writes made while not
   // batching); a refused write drops the run (drop_lost_run).

@@ -301,10 +301,6 @@ void EngineImpl::call_worker(const std::shared_ptr<RunContext>& ctx, WorkerReque
     return;
   }
   if (ctx->trace) done = ctx->trace->wrap_call(&request, std::move(done));
-  // The step's record (and the call id it carries) is stored before the call
-  // goes out, so a restart resumes this call instead of sending a new one.
-  (void)flush(*ctx);
-  if (is_terminal(ctx->record.status)) return;  // the flush failed the run: nothing to call for
   // A host dispatcher that throws must not take the thread down, and the
   // call must still end: it fails (once, whatever the dispatcher did).
   struct Once {
@@ -313,8 +309,14 @@ void EngineImpl::call_worker(const std::shared_ptr<RunContext>& ctx, WorkerReque
   };
   auto once = std::make_shared<Once>();
   once->done = std::move(done);
-  std::function<void()> send = [dispatcher, request = std::move(request), once]() mutable {
-    auto answer = [once](WorkerReply reply) {
+  std::function<void()> send = [this, dispatcher, request = std::move(request), once]() mutable {
+    auto answer = [this, once](WorkerReply reply) {
+      if (on_store_thread()) {  // answered inside dispatch() on a store's thread: handled on ours
+        post([once, reply = std::move(reply)]() mutable {
+          if (!once->fired.exchange(true)) once->done(std::move(reply));
+        });
+        return;
+      }
       if (!once->fired.exchange(true)) once->done(std::move(reply));
     };
     if (!run_guarded("worker dispatcher", [&] { dispatcher->dispatch(request, answer); })) {
@@ -323,8 +325,18 @@ void EngineImpl::call_worker(const std::shared_ptr<RunContext>& ctx, WorkerReque
       answer(std::move(failure));
     }
   };
+  // The step's record (and the call id it carries) is stored before the call
+  // goes out, so a restart resumes this call instead of sending a new one.
+  // Outside Engine::invoke the thread does not wait for that write: the call
+  // follows it from the store's callback.
+  if (!ctx->caller_drives) {
+    flush_then_send(ctx, std::move(send));
+    return;
+  }
+  (void)flush(*ctx);
+  if (is_terminal(ctx->record.status)) return;  // the flush failed the run: nothing to call for
   // Never under the run's lock: a dispatcher may answer at once.
-  if (!ReplyScope::defer(send)) post(std::move(send));
+  send_call(send);
 }
 
 void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t index) {

@@ -9,9 +9,11 @@
 #include <condition_variable>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <unordered_map>
+#include <vector>
 
 #include "engine/graph.h"
 #include "engine/node_outcome.h"
@@ -72,6 +74,26 @@ struct NodeTask {
 struct Injection {
   Value updates;
   std::string after_node;  // empty: at the next superstep boundary
+};
+
+// A run's batch handed to Store::write_batch_async and not yet written, and
+// the worker calls that go out once it is (EngineImpl::flush_then_send).
+struct InflightWrite {
+  std::mutex mu;
+  bool finished = false;
+  std::vector<std::function<void()>> sends;
+  // Queues `send` for when the write finishes; false when it has (send now).
+  bool add(std::function<void()>& send) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (finished) return false;
+    sends.push_back(std::move(send));
+    return true;
+  }
+  std::vector<std::function<void()>> finish() {
+    std::lock_guard<std::mutex> lock(mu);
+    finished = true;
+    return std::move(sends);
+  }
 };
 
 struct RunContext {
@@ -160,6 +182,9 @@ struct RunContext {
   // sent, say): one transaction per superstep instead of two. Should that
   // batch fail, the run fails as a failed checkpoint does.
   bool checkpoint_deferred = false;
+  // The run's newest write_batch_async still in flight (or finished: then
+  // nothing waits for it).
+  std::shared_ptr<InflightWrite> inflight;
   // One wall-clock reading serves every record and event of a short locked
   // section (EngineImpl::stamp_ms): set on first use inside a section that
   // opted in (`stamping`), cleared when it ends, unlocks or writes.

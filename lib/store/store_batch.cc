@@ -102,4 +102,9 @@ Status Store::write_batch(StoreBatch& batch) {
   return Status();
 }
 
+void Store::write_batch_async(StoreBatch batch, BatchDone done) {
+  Status status = write_batch(batch);
+  done(std::move(status), batch);
+}
+
 }  // namespace orch

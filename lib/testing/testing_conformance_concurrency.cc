@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: MIT
 // Conformance checks for use from many threads at once.
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <memory>
+#include <mutex>
 #include <exception>
 #include <functional>
 #include <string>
@@ -153,6 +158,87 @@ void check_concurrent_runs(Store& store, Checker& c, const StoreConformanceOptio
   if (c.expect_ok(runs, "list_runs after the threads")) {
     c.expect(runs->size() == static_cast<size_t>(threads),
              "list_runs after the threads: wrong count");
+  }
+}
+
+void check_write_batch_async(Store& store, Checker& c, const StoreConformanceOptions& options) {
+  // Each thread hands its run's batches over, mostly without waiting
+  // (write_batch_async), every fourth with write_batch: each callback runs
+  // once, in the order the batches were handed over, with the events' seqs
+  // set, and a write_batch returns only after the callbacks of the batches
+  // before it.
+  const int threads = std::max(1, options.threads);
+  const int batches = 24;
+  std::mutex mu;
+  std::condition_variable all_done;
+  int pending = 0;
+  run_threads(c, threads, [&](int t) {
+    const std::string run_id = "async-" + std::to_string(t);
+    if (!create(store, c, sample_run(run_id))) return;
+    auto called = std::make_shared<std::vector<int64_t>>();  // seqs, in callback order (under mu)
+    for (int i = 0; i < batches; ++i) {
+      StoreBatch batch;
+      batch.steps.push_back(sample_step(run_id, run_id + "-s" + std::to_string(i), "n"));
+      batch.events.push_back(event_for(run_id, t, i));
+      if (i % 4 == 3) {
+        c.expect_ok(store.write_batch(batch), "write_batch between async batches");
+        std::lock_guard<std::mutex> lock(mu);
+        c.expect(called->size() == static_cast<size_t>(i),
+                 run_id + ": write_batch returned before the callbacks of the batches handed over before it");
+        called->push_back(batch.events[0].seq);
+        continue;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        ++pending;
+      }
+      store.write_batch_async(std::move(batch), [&, called, run_id](Status status, StoreBatch& written) {
+        c.expect_ok(status, "write_batch_async(" + run_id + ")");
+        std::lock_guard<std::mutex> lock(mu);
+        called->push_back(written.events.empty() ? -1 : written.events[0].seq);
+        --pending;
+        all_done.notify_all();
+      });
+    }
+    std::unique_lock<std::mutex> lock(mu);
+    if (!all_done.wait_for(lock, std::chrono::seconds(60),
+                           [&] { return called->size() == static_cast<size_t>(batches); })) {
+      c.fail(run_id + ": write_batch_async callbacks missing after 60 s");
+      return;
+    }
+    for (size_t i = 0; i < called->size(); ++i) {
+      c.expect((*called)[i] == static_cast<int64_t>(i) + 1,
+               run_id + ": batch " + std::to_string(i) + " was written out of order (seq " +
+                   std::to_string((*called)[i]) + ")");
+    }
+  });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    if (!all_done.wait_for(lock, std::chrono::seconds(60), [&] { return pending == 0; })) {
+      c.fail("write_batch_async callbacks missing after 60 s");
+      return;
+    }
+  }
+  // A batch for a run that does not exist fails alone.
+  StoreBatch missing;
+  missing.events.push_back(event_for("async-missing", 0, 0));
+  std::promise<Status> failed;
+  store.write_batch_async(std::move(missing), [&failed](Status status, StoreBatch&) { failed.set_value(status); });
+  std::future<Status> result = failed.get_future();
+  if (c.expect(result.wait_for(std::chrono::seconds(60)) == std::future_status::ready,
+               "write_batch_async of a missing run's batch calls back")) {
+    c.expect(!result.get().ok(), "write_batch_async of a missing run's batch fails");
+  }
+  for (int t = 0; t < threads; ++t) {
+    const std::string run_id = "async-" + std::to_string(t);
+    Result<std::vector<EventRecord>> events = store.list_events(run_id, 0, 1000);
+    if (c.expect_ok(events, "list_events(" + run_id + ")")) {
+      c.expect(events->size() == static_cast<size_t>(batches), run_id + ": every batch's event is stored");
+    }
+    Result<std::vector<StepRecord>> steps = store.list_steps(run_id);
+    if (c.expect_ok(steps, "list_steps(" + run_id + ")")) {
+      c.expect(steps->size() == static_cast<size_t>(batches), run_id + ": every batch's step is stored");
+    }
   }
 }
 

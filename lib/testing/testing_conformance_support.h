@@ -87,5 +87,6 @@ void check_long_checkpoint_chain(Store& store, Checker& c, int length);
 void check_commit_atomicity(Store& store, Checker& c);
 void check_concurrent_events(Store& store, Checker& c, const StoreConformanceOptions& options);
 void check_concurrent_runs(Store& store, Checker& c, const StoreConformanceOptions& options);
+void check_write_batch_async(Store& store, Checker& c, const StoreConformanceOptions& options);
 
 }  // namespace orch::testing::conformance

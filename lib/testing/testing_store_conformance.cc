@@ -38,6 +38,7 @@ std::vector<std::string> run_store_conformance(
       {"commit_atomicity", check_commit_atomicity},
       {"concurrent_events", [&](Store& s, Checker& c) { check_concurrent_events(s, c, options); }},
       {"concurrent_runs", [&](Store& s, Checker& c) { check_concurrent_runs(s, c, options); }},
+      {"write_batch_async", [&](Store& s, Checker& c) { check_write_batch_async(s, c, options); }},
   };
 
   std::vector<std::string> failures;

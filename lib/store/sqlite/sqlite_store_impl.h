@@ -19,6 +19,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 
@@ -45,6 +46,8 @@ class SqliteStore final : public Store {
  public:
   static Result<std::shared_ptr<SqliteStore>> open(const std::string& path,
                                                    const SqliteStoreOptions& options);
+  // Writes what write_batch_async queued, then stops the writer thread.
+  ~SqliteStore() override { stop_writer(); }
 
   Status create_run(const RunRecord& run) override;
   Status create_claimed_run(const RunRecord& run, const std::string& owner, int64_t lease_ms) override;
@@ -78,6 +81,7 @@ class SqliteStore final : public Store {
                                                size_t limit) override;
   // Group commit: see sqlite_store_batches.cc.
   Status write_batch(StoreBatch& batch) override;
+  void write_batch_async(StoreBatch batch, BatchDone done) override;
   bool accepts_earlier_checkpoint() const override { return true; }
 
   Status put_workflow(const WorkflowRecord& workflow, bool create_only) override;
@@ -185,7 +189,13 @@ class SqliteStore final : public Store {
 
   // Group commit of batches (sqlite_store_batches.cc).
   struct GroupMember;
-  void lead_group();
+  Status prepare_member(GroupMember& member);
+  Status finish_member(GroupMember& member);
+  void lead_group(bool writer);
+  void report(const std::vector<GroupMember*>& group);
+  void run_writer();
+  void hand_to_writer_locked();
+  void stop_writer();
   void write_group(const std::vector<GroupMember*>& group);
   Status write_batch_rows(Connection& conn, GroupMember& member);
   // write_batch_rows with a failed statement as a Status.
@@ -193,6 +203,14 @@ class SqliteStore final : public Store {
   std::mutex group_mu_;
   std::vector<GroupMember*> group_queue_;
   bool group_leader_ = false;
+  // The writer thread (started by the first write_batch_async) leads while
+  // writer_leads_; written_by_caller_ is a group a caller wrote that it left
+  // to the writer to report (it held async batches).
+  std::thread writer_;
+  std::condition_variable writer_wake_;
+  bool writer_leads_ = false;
+  bool writer_stopping_ = false;
+  std::vector<GroupMember*> written_by_caller_;
 
   checkpoint_codec::DocumentCache cache_;
 };

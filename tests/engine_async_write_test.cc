@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: MIT
+// Worker calls that follow their write without the engine waiting for it
+// (Store::write_batch_async, issue #25): the call goes out only once its step
+// record is committed, the engine thread is free meanwhile, a failed write
+// fails the run and sends nothing, and calls of one superstep wait for the
+// one write that holds their records.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+#include <unistd.h>
+
+#include "catch.h"
+#include "orch/dispatcher.h"
+#include "orch/engine.h"
+#include "orch/sqlite_store.h"
+#include "orch/store.h"
+#include "support/engine_fixture.h"
+
+using namespace std::chrono_literals;
+using orch::RunStatus;
+using orch::Status;
+using orch::StoreBatch;
+
+namespace {
+
+// Holds every write_batch_async until the test lets it through (written by
+// the target store on the test's thread, as a store's writer thread would)
+// or fails it.
+class HeldStore : public orch::StoreWrapper {
+ public:
+  using StoreWrapper::StoreWrapper;
+
+  void write_batch_async(StoreBatch batch, BatchDone done) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    held_.push_back({std::move(batch), std::move(done)});
+    cv_.notify_all();
+  }
+
+  // Waits up to 10 s for `count` writes to be held.
+  bool wait_held(size_t count) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, 10s, [&] { return held_.size() >= count; });
+  }
+
+  // Writes (or fails with `failure`) the oldest held write and calls it back.
+  void release(Status failure = Status()) {
+    Held h;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      h = std::move(held_.front());
+      held_.pop_front();
+    }
+    Status status = failure.ok() ? target().write_batch(h.batch) : failure;
+    h.done(std::move(status), h.batch);
+  }
+
+  StoreBatch& oldest() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return held_.front().batch;
+  }
+
+ private:
+  struct Held {
+    StoreBatch batch;
+    BatchDone done;
+  };
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Held> held_;
+};
+
+// Answers every call at once, noting whether the store held the call's step
+// record when the call went out.
+class CheckingDispatcher : public orch::Dispatcher {
+ public:
+  explicit CheckingDispatcher(std::shared_ptr<orch::Store> store) : store_(std::move(store)) {}
+
+  void dispatch(const orch::WorkerRequest& request, Callback done) override {
+    if (store_->get_step(request.step_id).ok()) ++calls_with_record;
+    ++calls;
+    orch::WorkerReply reply;
+    reply.output = "done " + request.node_name;
+    done(std::move(reply));
+  }
+
+  std::atomic<int> calls{0};
+  std::atomic<int> calls_with_record{0};
+
+ private:
+  std::shared_ptr<orch::Store> store_;
+};
+
+std::filesystem::path temp_db(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() / ("orch-async-write-" + name + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir / "orch.db";
+}
+
+const char* const kTwoTasks = R"({"nodes": {"a": {"prompt_template": "a"}, "b": {"prompt_template": "b"}},
+    "edges": [["__start__","a"],["a","b"],["b","__end__"]]})";
+
+}  // namespace
+
+TEST_CASE("a worker call goes out once its step record is written, and the engine does not wait for the write", "[engine][async-write]") {
+  auto store = std::make_shared<HeldStore>(orch::new_memory_store());
+  auto dispatcher = std::make_shared<CheckingDispatcher>(store);
+  auto engine = orch::testing::make_engine(dispatcher, nullptr, store);
+  auto id = engine->start_run(orch::testing::make_workflow(kTwoTasks), {});
+  REQUIRE(id.ok());
+  REQUIRE(store->wait_held(1));
+  CHECK(store->oldest().steps.size() >= 1);
+  // The write is held: no call has gone out, and the engine still answers.
+  std::this_thread::sleep_for(50ms);
+  CHECK(dispatcher->calls == 0);
+  auto running = engine->get_run(*id);
+  REQUIRE(running.ok());
+  CHECK(running->status == RunStatus::kRunning);
+  store->release();  // node a's record: its call goes out and is answered
+  REQUIRE(store->wait_held(1));
+  store->release();  // node b's
+  auto r = engine->wait(*id, 10s);
+  REQUIRE(r.ok());
+  CHECK(r->status == RunStatus::kCompleted);
+  CHECK(dispatcher->calls == 2);
+  CHECK(dispatcher->calls_with_record == 2);
+}
+
+TEST_CASE("a failed write of a superstep's checkpoint fails the run and sends no call", "[engine][async-write]") {
+  auto store = std::make_shared<HeldStore>(orch::new_memory_store());
+  auto dispatcher = std::make_shared<CheckingDispatcher>(store);
+  auto engine = orch::testing::make_engine(dispatcher, nullptr, store);
+  auto id = engine->start_run(orch::testing::make_workflow(kTwoTasks), {});
+  REQUIRE(id.ok());
+  REQUIRE(store->wait_held(1));
+  store->release();  // a's call goes out
+  REQUIRE(store->wait_held(1));
+  REQUIRE(store->oldest().checkpoint.has_value());  // a's checkpoint rides with b's record
+  store->release(Status::internal("disk full"));
+  auto r = engine->wait(*id, 10s);
+  REQUIRE(r.ok());
+  CHECK(r->status == RunStatus::kFailed);
+  CHECK(r->error.find("checkpoint failed: disk full") != std::string::npos);
+  CHECK(dispatcher->calls == 1);  // b was never called
+}
+
+TEST_CASE("parallel worker calls of a superstep all wait for the one write that holds their records", "[engine][async-write]") {
+  auto store = std::make_shared<HeldStore>(orch::new_memory_store());
+  auto dispatcher = std::make_shared<CheckingDispatcher>(store);
+  auto engine = orch::testing::make_engine(dispatcher, nullptr, store);
+  auto wf = orch::testing::make_workflow(R"({"nodes": {"x": {"prompt_template": "x"}, "y": {"prompt_template": "y"},
+      "z": {"prompt_template": "z"}, "join": {"type": "transform", "updates": {"joined": true}}},
+    "edges": [["__start__","x"],["__start__","y"],["__start__","z"],["x","join"],["y","join"],["z","join"],
+              ["join","__end__"]]})");
+  auto id = engine->start_run(wf, {});
+  REQUIRE(id.ok());
+  REQUIRE(store->wait_held(1));
+  std::this_thread::sleep_for(50ms);
+  CHECK(dispatcher->calls == 0);
+  store->release();
+  // Whatever else the run writes is let through as it comes.
+  for (int i = 0; i < 1000 && !engine->wait(*id, 0ms).ok(); ++i) {
+    if (store->wait_held(1)) store->release();
+  }
+  auto r = engine->wait(*id, 10s);
+  REQUIRE(r.ok());
+  CHECK(r->status == RunStatus::kCompleted);
+  CHECK(dispatcher->calls == 3);
+  CHECK(dispatcher->calls_with_record == 3);
+}
+
+TEST_CASE("on SQLite, runs of worker calls complete through the store's writer thread", "[engine][async-write][sqlite]") {
+  auto path = temp_db("sqlite");
+  auto opened = orch::open_sqlite_store(path.string());
+  REQUIRE(opened.ok());
+  std::shared_ptr<orch::Store> store = *opened;
+  auto dispatcher = std::make_shared<CheckingDispatcher>(store);
+  auto engine = orch::testing::make_engine(dispatcher, nullptr, store);
+  auto wf = orch::testing::make_workflow(kTwoTasks);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 40; ++i) {
+    orch::RunOptions options;
+    options.input = orch::Value::object({{"i", i}});
+    auto id = engine->start_run(wf, options);
+    REQUIRE(id.ok());
+    ids.push_back(*id);
+  }
+  for (const std::string& id : ids) {
+    auto r = engine->wait(id, 30s);
+    REQUIRE(r.ok());
+    CHECK(r->status == RunStatus::kCompleted);
+    auto steps = store->list_steps(id);
+    REQUIRE(steps.ok());
+    CHECK(steps->size() == 2);
+  }
+  CHECK(dispatcher->calls == 80);
+  CHECK(dispatcher->calls_with_record == 80);
+  engine.reset();
+  store.reset();
+  std::filesystem::remove_all(path.parent_path());
+}
