@@ -10,7 +10,7 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DORCH_SANITIZ
   -DORCH_BUILD_EXAMPLES=OFF -DORCH_BUILD_BENCH=OFF >/dev/null
 # (worker_http_test is left to the other passes: its deadline checks are too
 # tight for TSan's slowdown.)
-targets=(engine_test worker_registry_test store_conformance_test sqlite_store_test server_http_test)
+targets=(engine_test engine_async_write_test worker_registry_test store_conformance_test sqlite_store_test server_http_test)
 cmake --build "$build" -j "${ORCH_JOBS:-$(nproc)}" --target "${targets[@]}" 2>&1 | grep -v "Wtsan\|atomic_thread_fence\|inlined from\|In function\|^ *|\|^ *[0-9]* |\|~\|\^" || true
 export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/scripts/tsan.supp}"
 pattern="^($(IFS='|'; echo "${targets[*]}")):"
