@@ -196,13 +196,15 @@ void bind_run_progress(SQLite::Statement& stmt, const RunRecord& run, int64_t pk
 }
 
 Result<RunCounters> read_run_counters(Connection& conn, const std::string& run_id) {
-  Query q(conn, "SELECT pk, last_event_seq, status FROM runs WHERE id = ?1");
+  Query q(conn, "SELECT pk, last_event_seq, status, lease_owner, lease_epoch FROM runs WHERE id = ?1");
   q->bind(1, run_id);
   if (!q->executeStep()) return Status::not_found("run " + run_id + " not found");
   RunCounters out;
   out.pk = q->getColumn(0).getInt64();
   out.last_event_seq = q->getColumn(1).getInt64();
   out.status = q->getColumn(2).getString();
+  out.lease_owner = q->getColumn(3).getString();
+  out.lease_epoch = q->getColumn(4).getInt64();
   return out;
 }
 

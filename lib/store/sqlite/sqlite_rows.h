@@ -87,6 +87,8 @@ struct RunCounters {
   int64_t pk = 0;
   int64_t last_event_seq = 0;
   std::string status;
+  std::string lease_owner;  // for fencing, read in the same statement
+  int64_t lease_epoch = 0;
 };
 // NotFound when there is no run `run_id`.
 Result<RunCounters> read_run_counters(Connection& conn, const std::string& run_id);

@@ -306,15 +306,16 @@ Result<int64_t> SqliteStore::claim_run_lease(const std::string& run_id, const st
 }
 
 Status SqliteStore::fence(Connection& conn, const std::string& run_id, const std::string& owner, int64_t epoch) {
-  Query q(conn, "SELECT lease_owner, lease_epoch FROM runs WHERE id = ?1");
-  q->bind(1, run_id);
-  if (!q->executeStep()) return run_not_found(run_id);
-  const std::string held_by = q->getColumn(0).getString();
-  const int64_t held_at = q->getColumn(1).getInt64();
-  q->reset();
-  if (held_by == owner && held_at == epoch) return Status();
-  return lease_lost_status(run_id, "is held by '" + held_by + "' at epoch " + std::to_string(held_at) + ", not by '" +
-                                       owner + "' at epoch " + std::to_string(epoch));
+  Result<RunCounters> counters = read_run_counters(conn, run_id);
+  if (!counters.ok()) return run_not_found(run_id);
+  return fence(*counters, run_id, owner, epoch);
+}
+
+Status SqliteStore::fence(const RunCounters& held, const std::string& run_id, const std::string& owner, int64_t epoch) {
+  if (held.lease_owner == owner && held.lease_epoch == epoch) return Status();
+  return lease_lost_status(run_id, "is held by '" + held.lease_owner + "' at epoch " +
+                                       std::to_string(held.lease_epoch) + ", not by '" + owner + "' at epoch " +
+                                       std::to_string(epoch));
 }
 
 Status SqliteStore::check_lease(const std::string& run_id, const std::string& owner, int64_t epoch) {

@@ -329,18 +329,13 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
   if (batch.create) {
     ORCH_RETURN_IF_ERROR(insert_run_rows(conn, batch.create->run, &batch.create->owner, batch.create->lease_ms));
   }
+  // The run's pk, which its rows carry, its event counter and its lease, in
+  // one statement (which also finds out whether the run exists).
+  ORCH_ASSIGN_OR_RETURN(const RunCounters counters, read_run_counters(conn, run_id));
+  int64_t pk = counters.pk;
   // Fencing: checked inside the write transaction (one writer at a time), so
   // no claim comes between the check and the writes.
-  if (batch.lease_epoch > 0) ORCH_RETURN_IF_ERROR(fence(conn, run_id, batch.lease_owner, batch.lease_epoch));
-  // The run's pk, which its rows carry, and its event counter: read with the
-  // checkpoint's update of the run row when there is one, else here (which
-  // also finds out whether the run exists).
-  int64_t pk = 0;
-  RunCounters counters;
-  if (!member.prepared) {
-    ORCH_ASSIGN_OR_RETURN(counters, read_run_counters(conn, run_id));
-    pk = counters.pk;
-  }
+  if (batch.lease_epoch > 0) ORCH_RETURN_IF_ERROR(fence(counters, run_id, batch.lease_owner, batch.lease_epoch));
   // The checkpoint drops the run's pending writes in this same transaction,
   // so with one in the batch there is no point writing them first.
   if (!batch.pending_writes.empty() && !member.prepared) {
@@ -356,12 +351,13 @@ Status SqliteStore::write_batch_rows(Connection& conn, GroupMember& member) {
   if (member.earlier) {
     // The run's row is written once, with the later checkpoint.
     ORCH_RETURN_IF_ERROR(write_checkpoint(conn, *batch.earlier_checkpoint, *batch.run, *member.earlier, 0, nullptr,
-                                          nullptr, /*run_row=*/false));
+                                          nullptr, /*run_row=*/false, &counters));
     follow(*member.prepared, *batch.checkpoint, *member.earlier);
   }
   if (member.prepared) {
     ORCH_RETURN_IF_ERROR(write_checkpoint(conn, *batch.checkpoint, *batch.run, *member.prepared,
-                                          static_cast<int64_t>(batch.events.size()), &last_event_seq, &pk));
+                                          static_cast<int64_t>(batch.events.size()), &last_event_seq, &pk,
+                                          /*run_row=*/true, &counters));
   } else if (batch.run) {
     Query update(conn, run_update_sql());
     bind_run(*update, *batch.run);

@@ -329,8 +329,14 @@ void SqliteStore::follow(PreparedCheckpoint& prepared, const Checkpoint& checkpo
 
 Status SqliteStore::write_checkpoint(Connection& conn, const Checkpoint& checkpoint, const RunRecord& run,
                                      PreparedCheckpoint& prepared, int64_t new_events,
-                                     int64_t* last_event_seq, int64_t* run_pk_out, bool run_row) {
-  ORCH_ASSIGN_OR_RETURN(const RunCounters counters, read_run_counters(conn, run.id));
+                                     int64_t* last_event_seq, int64_t* run_pk_out, bool run_row,
+                                     const RunCounters* known) {
+  RunCounters read;
+  if (known == nullptr) {
+    ORCH_ASSIGN_OR_RETURN(read, read_run_counters(conn, run.id));
+    known = &read;
+  }
+  const RunCounters& counters = *known;
   const int64_t pk = counters.pk;
   const int64_t new_last_event_seq = counters.last_event_seq + new_events;
   if (run_row) {

@@ -113,6 +113,7 @@ class SqliteStore final : public Store {
   // OK when `owner` holds run `run_id` at `epoch`, Aborted "lease lost" when
   // not (Store::check_lease), inside the caller's transaction.
   static Status fence(Connection& conn, const std::string& run_id, const std::string& owner, int64_t epoch);
+  static Status fence(const RunCounters& held, const std::string& run_id, const std::string& owner, int64_t epoch);
   SqliteStore(const std::string& path, const SqliteStoreOptions& options, bool in_memory);
 
   // Runs `body(connection)` on a pooled connection and turns SQLite (and any
@@ -154,9 +155,11 @@ class SqliteStore final : public Store {
   // seqs the run row's update reserves; `last_event_seq` receives the run's
   // last seq after them, `run_pk` its pk. `run_row` false leaves the run's
   // row alone: a later checkpoint of the same transaction writes it.
+  // `known`: the run row's counters as read in this transaction (else read).
   Status write_checkpoint(Connection& conn, const Checkpoint& checkpoint, const RunRecord& run,
                           PreparedCheckpoint& prepared, int64_t new_events = 0,
-                          int64_t* last_event_seq = nullptr, int64_t* run_pk = nullptr, bool run_row = true);
+                          int64_t* last_event_seq = nullptr, int64_t* run_pk = nullptr, bool run_row = true,
+                          const RunCounters* known = nullptr);
   void checkpoint_committed(const RunRecord& run, PreparedCheckpoint& prepared);
   // A run row read with a null state (see kRunProgressSql) gets its latest
   // checkpoint's state: from the document cache when it is current.
