@@ -2186,3 +2186,51 @@ TEST_CASE("a schema 9 file's packed values are packed again by the upgrade, its 
   REQUIRE(orch::sqlite_execute_for_testing(*store, "UPDATE steps SET type = x'09' WHERE typeof(type) = 'blob'").ok());
   CHECK(store->list_steps("a").status().code() == StatusCode::kInternal);
 }
+
+TEST_CASE("write_batch_async: what is queued when the store goes is written and called back, and a failing batch fails alone", "[sqlite][async-write]") {
+  TempDir dir;
+  const std::string path = dir.file("orch.db");
+  std::atomic<int> ok{0}, failed{0};
+  constexpr int kRuns = 4, kBatches = 60;
+  {
+    auto store = open_store(path);
+    for (int r = 0; r < kRuns; ++r) REQUIRE(store->create_run(make_run("r" + std::to_string(r))).ok());
+    std::vector<std::thread> threads;
+    for (int r = 0; r < kRuns; ++r) {
+      threads.emplace_back([&, r] {
+        const std::string run_id = "r" + std::to_string(r);
+        for (int i = 0; i < kBatches; ++i) {
+          orch::StoreBatch batch;
+          orch::EventRecord event;
+          // Every tenth batch of run r0 names a run that does not exist: in
+          // a group with the others, it alone fails.
+          event.run_id = (r == 0 && i % 10 == 9) ? "missing" : run_id;
+          event.kind = "step.completed";
+          event.data = Value::object({{"i", i}});
+          event.created_at_ms = 1700000000000 + i;
+          batch.events.push_back(event);
+          store->write_batch_async(std::move(batch), [&](Status status, orch::StoreBatch& written) {
+            if (status.ok() && written.events[0].seq > 0) {
+              ++ok;
+            } else {
+              ++failed;
+            }
+          });
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    // The store goes now, with batches still queued.
+  }
+  CHECK(failed == kBatches / 10);
+  CHECK(ok == kRuns * kBatches - kBatches / 10);
+  auto reopened = open_store(path);
+  int stored = 0;
+  for (int r = 0; r < kRuns; ++r) {
+    auto events = reopened->list_events("r" + std::to_string(r), 0, 1000);
+    REQUIRE(events.ok());
+    stored += static_cast<int>(events->size());
+    for (size_t i = 0; i < events->size(); ++i) CHECK((*events)[i].seq == static_cast<int64_t>(i) + 1);
+  }
+  CHECK(stored == ok);
+}
