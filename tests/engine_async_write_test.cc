@@ -101,6 +101,15 @@ std::filesystem::path temp_db(const std::string& name) {
   return dir / "orch.db";
 }
 
+// The run completed, after `calls` calls that each found their step record.
+void expect_completed(orch::Engine& engine, const std::string& id, const CheckingDispatcher& dispatcher, int calls) {
+  auto r = engine.wait(id, 10s);
+  REQUIRE(r.ok());
+  CHECK(r->status == RunStatus::kCompleted);
+  CHECK(dispatcher.calls == calls);
+  CHECK(dispatcher.calls_with_record == calls);
+}
+
 const char* const kTwoTasks = R"({"nodes": {"a": {"prompt_template": "a"}, "b": {"prompt_template": "b"}},
     "edges": [["__start__","a"],["a","b"],["b","__end__"]]})";
 
@@ -123,11 +132,7 @@ TEST_CASE("a worker call goes out once its step record is written, and the engin
   store->release();  // node a's record: its call goes out and is answered
   REQUIRE(store->wait_held(1));
   store->release();  // node b's
-  auto r = engine->wait(*id, 10s);
-  REQUIRE(r.ok());
-  CHECK(r->status == RunStatus::kCompleted);
-  CHECK(dispatcher->calls == 2);
-  CHECK(dispatcher->calls_with_record == 2);
+  expect_completed(*engine, *id, *dispatcher, 2);
 }
 
 TEST_CASE("a failed write of a superstep's checkpoint fails the run and sends no call", "[engine][async-write]") {
@@ -166,11 +171,7 @@ TEST_CASE("parallel worker calls of a superstep all wait for the one write that 
   for (int i = 0; i < 1000 && !engine->wait(*id, 0ms).ok(); ++i) {
     if (store->wait_held(1)) store->release();
   }
-  auto r = engine->wait(*id, 10s);
-  REQUIRE(r.ok());
-  CHECK(r->status == RunStatus::kCompleted);
-  CHECK(dispatcher->calls == 3);
-  CHECK(dispatcher->calls_with_record == 3);
+  expect_completed(*engine, *id, *dispatcher, 3);
 }
 
 TEST_CASE("on SQLite, runs of worker calls complete through the store's writer thread", "[engine][async-write][sqlite]") {
