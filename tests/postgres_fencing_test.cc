@@ -3,7 +3,13 @@
 // with its own store, on one database. The stale owner's writes are refused
 // by the database in the batch's first statement, and it drops the run.
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "catch.h"
 #include "orch/postgres_store.h"
@@ -114,6 +120,83 @@ TEST_CASE("a PostgreSQL group commit refuses a fenced-off run alone: the other r
   orch::StoreBatch next = superstep(runs[1], 1, "instance-b", 2);
   REQUIRE(b->write_batch(next).ok());
   CHECK(next.events[0].seq == 1);
+}
+
+TEST_CASE("PostgreSQL write_batch_async: a fenced-off run's batches are called back lease lost, in order, and nothing of them is written", "[postgres][lease]") {
+  auto shared = orch::testing::shared_postgres_cluster();
+  REQUIRE(shared.ok());
+  const std::string schema = "fencing_async";
+  auto a = open_store(schema);
+  auto b = open_store(schema);
+  std::vector<orch::RunRecord> runs;
+  for (const char* id : {"h1", "h2", "h3"}) {
+    orch::RunRecord run = orch::testing::sample_running_run(id);
+    REQUIRE(a->create_claimed_run(run, "instance-a", run.id == "h2" ? 0 : 600000).ok());
+    runs.push_back(run);
+  }
+  auto taken = b->claim_run_lease("h2", "instance-b", 600000);
+  REQUIRE(taken.ok());
+  CHECK(*taken == 2);
+
+  std::mutex mu;
+  std::condition_variable changed;
+  std::vector<std::pair<std::string, orch::Status>> called;  // in callback order
+  // Called back by the store's writer thread: the caller did not wait.
+  const std::thread::id caller = std::this_thread::get_id();
+  bool inline_callback = false;
+  auto record = [&](const std::string& name) {
+    return [&, name](orch::Status status, orch::StoreBatch&) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (std::this_thread::get_id() == caller) inline_callback = true;
+      called.emplace_back(name, std::move(status));
+      changed.notify_all();
+    };
+  };
+  for (const orch::RunRecord& run : runs) a->write_batch_async(superstep(run, 1, "instance-a", 1), record(run.id));
+  // A batch that joins no checkpoint's statement (a step record), fenced too.
+  orch::StoreBatch steps_only;
+  steps_only.lease_owner = "instance-a";
+  steps_only.lease_epoch = 1;
+  orch::StepRecord step;
+  step.id = "h2-late";
+  step.run_id = "h2";
+  step.node_name = "n";
+  steps_only.steps.push_back(step);
+  a->write_batch_async(std::move(steps_only), record("h2-steps"));
+  // A run's write_batch returns after the callbacks of its batches handed over before it.
+  orch::StoreBatch next = superstep(runs[0], 2, "instance-a", 1);
+  REQUIRE(a->write_batch(next).ok());
+  auto position = [&](const std::string& name) -> size_t {
+    for (size_t i = 0; i < called.size(); ++i) {
+      if (called[i].first == name) return i;
+    }
+    return SIZE_MAX;
+  };
+  std::unique_lock<std::mutex> lock(mu);
+  CHECK(position("h1") != SIZE_MAX);
+  REQUIRE(changed.wait_for(lock, std::chrono::seconds(60), [&] { return called.size() == 4; }));
+  CHECK(called[position("h1")].second.ok());
+  CHECK(called[position("h3")].second.ok());
+  INFO(called[position("h2")].second.to_string());
+  CHECK(orch::lease_lost(called[position("h2")].second));
+  CHECK(orch::lease_lost(called[position("h2-steps")].second));
+  CHECK(position("h2") < position("h2-steps"));
+  CHECK_FALSE(inline_callback);
+  lock.unlock();
+  CHECK(next.events[0].seq == 3);
+
+  // The stale owner wrote nothing of h2.
+  auto none = b->list_events("h2", 0, 10);
+  REQUIRE(none.ok());
+  CHECK(none->empty());
+  CHECK(b->latest_checkpoint("h2").status().code() == orch::StatusCode::kNotFound);
+  CHECK(b->list_steps("h2")->empty());
+  auto h3 = b->list_events("h3", 0, 10);
+  REQUIRE(h3.ok());
+  CHECK(h3->size() == 2);
+  auto latest = b->latest_checkpoint("h1");
+  REQUIRE(latest.ok());
+  CHECK(latest->state == orch::Value::object({{"v", 2}}));
 }
 
 TEST_CASE("two engines on one PostgreSQL database: the stale owner is fenced out and drops the run", "[postgres][lease]") {

@@ -81,19 +81,16 @@ Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const Enco
   return {checkpoint_events_sql(announce, !steps.empty(), condition != nullptr), std::move(p)};
 }
 
-Status PostgresStore::write_batch(StoreBatch& batch) {
-  if (batch.empty()) return Status();
-  const std::string* run_id = internal::single_run_of(batch);
-  if (run_id == nullptr) return Store::write_batch(batch);  // not the engine's shape
+// write_batch's path for a batch that joins no group (write_batch, in
+// pg_store_group.cc, sends the rest to a group).
+Status PostgresStore::write_alone(StoreBatch& batch, const std::string& run_id_ref) {
+  const std::string* run_id = &run_id_ref;
   const bool only_create =
       batch.steps.empty() && batch.pending_writes.empty() && !batch.checkpoint && !batch.run && batch.events.empty();
   std::vector<int64_t> seqs;
   if (batch.create && only_create) {
     return create_claimed_run(batch.create->run, batch.create->owner, batch.create->lease_ms);
   }
-  // A superstep's checkpoint with its events: committed together with other
-  // runs' (pg_store_group.cc).
-  if (!batch.create && groupable(batch)) return write_grouped(batch, *run_id);
   if (batch.create) {
     // The run's insert opens the batch's pipeline: one commit. When that
     // fails (a taken id or key, which create_claimed_run tells apart, or

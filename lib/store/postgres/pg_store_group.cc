@@ -19,10 +19,32 @@
 //
 // Runs are written in run id order, so two instances' groups lock shared
 // rows (only during a takeover) in one order.
+//
+// write_batch_async: the batch is queued, and a store-owned writer thread
+// writes it and calls back, so that no caller sleeps on a commit. There is a
+// writer (a lane) per group writer; a run's batches always go to the same
+// lane, so its groups are written in parallel with the other lanes', on
+// connections of their own. A lane's thread takes its whole queue and writes
+// it in the order it was handed over: consecutive batches as one group (up
+// to a second batch of one run), a batch without a checkpoint in it too
+// (its run's lock, fenced, then its statements: a missing run or a lost
+// lease fails the group, and each member is then written alone), a new
+// run's batch alone. A refused member is written alone at once, before
+// anything handed over after it; callbacks run in that order, on the lane's
+// thread, never on a thread of write_batch (which may hold its caller's
+// locks). A write_batch of a run whose async batches have not all been
+// called back joins their lane behind them (and waits): a run's batches are
+// written, and reported, in the order they were handed over. Different
+// runs' batches are not ordered against one another (other lanes, or
+// write_batch calls for runs with nothing in flight, which keep the
+// callers' group commit above, in parallel with the writers).
 #include <algorithm>
 #include <condition_variable>
+#include <cstdint>
+#include <memory>
 #include <unordered_set>
 
+#include "orch/thread_guard.h"
 #include "store/postgres/pg_rows.h"
 #include "store/postgres/pg_store_impl.h"
 #include "store/store_batch.h"
@@ -46,6 +68,22 @@ struct PostgresStore::GroupMember {
   bool done = false;  // its group was written (outcome says how)
   bool lead = false;  // the previous leader handed over: write `handed`
   std::vector<GroupMember*> handed;  // this member first
+  // Written by the writer thread, which also wrote it alone when refused:
+  // `result` is write_batch's.
+  bool finished = false;
+  // false: a batch that joins no group (write_alone), queued only behind the
+  // writer thread.
+  bool grouped = true;
+  // A batch without a checkpoint (a call's step record, say), which the
+  // writer thread's groups also take: the run's lock (which fails the group
+  // for a missing run or a lost lease: then each member is written alone)
+  // and its statements, unconditional.
+  bool plain = false;
+  // write_batch_async: the member owns its batch and is called back by the
+  // writer thread instead of being woken; it is deleted once called back.
+  StoreBatch owned;
+  BatchDone on_written;
+  bool async() const { return static_cast<bool>(on_written); }
 };
 
 bool PostgresStore::groupable(const StoreBatch& batch) {
@@ -70,24 +108,193 @@ Status PostgresStore::write_grouped(StoreBatch& batch, const std::string& run_id
   me.batch = &batch;
   me.run_id = run_id;
   prepare_member(me);
-  // A new leader takes the queue, its own batch included, under the lock it
-  // queued under: no other leader can take its batch from it.
+  // Behind the run's async batches, when it has some, for its lane's thread.
+  // Otherwise a new leader takes the queue, its own batch included, under the
+  // lock it queued under: no other leader can take its batch from it.
   std::vector<GroupMember*> group;
+  WriterLane* wake_writer = nullptr;
   {
     std::lock_guard<std::mutex> lock(group_mu_);
-    group_queue_.push_back(&me);
-    if (group_leaders_ < group_writers_) {
-      ++group_leaders_;
-      group.swap(group_queue_);
+    if (async_pending_.count(run_id) > 0) {
+      wake_writer = queue_for_writer_locked(&me);
+    } else {
+      group_queue_.push_back(&me);
+      if (group_leaders_ < group_writers_) {
+        ++group_leaders_;
+        group.swap(group_queue_);
+      }
     }
   }
+  if (wake_writer != nullptr) wake_writer->wake.notify_one();
   if (group.empty()) {
     std::unique_lock<std::mutex> lock(me.mu);
     me.wake.wait(lock, [&me] { return me.done || me.lead; });
     if (!me.done) group = std::move(me.handed);  // the lead, with a group holding this batch
   }
   if (!group.empty()) lead_group(std::move(group));
-  return finish_member(me);
+  return me.finished ? me.result : finish_member(me);
+}
+
+Status PostgresStore::write_batch(StoreBatch& batch) {
+  if (batch.empty()) return Status();
+  const std::string* run_id = internal::single_run_of(batch);
+  if (run_id == nullptr) return Store::write_batch(batch);  // not the engine's shape
+  // A superstep's checkpoint with its events: committed together with other
+  // runs'.
+  if (!batch.create && groupable(batch)) return write_grouped(batch, *run_id);
+  GroupMember me;
+  me.batch = &batch;
+  me.run_id = *run_id;
+  me.grouped = false;
+  Status status;
+  if (write_behind_writer(me, &status)) return status;
+  return write_alone(batch, *run_id);
+}
+
+bool PostgresStore::write_behind_writer(GroupMember& me, Status* status) {
+  WriterLane* wake_writer = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(group_mu_);
+    if (async_pending_.count(me.run_id) == 0) return false;
+    wake_writer = queue_for_writer_locked(&me);
+  }
+  if (wake_writer != nullptr) wake_writer->wake.notify_one();
+  std::unique_lock<std::mutex> lock(me.mu);
+  me.wake.wait(lock, [&me] { return me.done; });
+  *status = me.result;
+  return true;
+}
+
+void PostgresStore::write_batch_async(StoreBatch batch, BatchDone done) {
+  if (batch.empty()) {
+    done(Status(), batch);
+    return;
+  }
+  const std::string* run_id = internal::single_run_of(batch);
+  if (run_id == nullptr) {  // not the engine's shape
+    Status status = Store::write_batch(batch);
+    done(std::move(status), batch);
+    return;
+  }
+  auto me = std::make_unique<GroupMember>();
+  me->run_id = *run_id;
+  me->owned = std::move(batch);
+  me->batch = &me->owned;
+  me->on_written = std::move(done);
+  const StoreBatch& owned = me->owned;
+  me->grouped = !owned.create && groupable(owned);
+  me->plain = !me->grouped && !owned.create && !owned.checkpoint && !owned.earlier_checkpoint;
+  me->grouped = me->grouped || me->plain;
+  if (me->plain) {
+    me->steps = last_step_versions(owned.steps);
+  } else if (me->grouped) {
+    prepare_member(*me);  // on the caller's thread, while the writer writes
+  }
+  WriterLane* wake_writer = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(group_mu_);
+    ++async_pending_[me->run_id];
+    wake_writer = queue_for_writer_locked(me.release());  // the writer thread deletes it
+  }
+  if (wake_writer != nullptr) wake_writer->wake.notify_one();
+}
+
+PostgresStore::WriterLane* PostgresStore::queue_for_writer_locked(GroupMember* member) {
+  if (lanes_.empty()) {
+    for (size_t i = 0; i < group_writers_; ++i) lanes_.push_back(std::make_unique<WriterLane>());
+  }
+  WriterLane& lane = *lanes_[std::hash<std::string>()(member->run_id) % lanes_.size()];
+  lane.queue.push_back(member);
+  if (lane.leads) return nullptr;
+  lane.leads = true;
+  if (!lane.thread.joinable()) lane.thread = std::thread([this, &lane] { run_writer(lane); });
+  return &lane;
+}
+
+void PostgresStore::run_writer(WriterLane& lane) {
+  std::unique_lock<std::mutex> lock(group_mu_);
+  for (;;) {
+    lane.wake.wait(lock, [this, &lane] { return lane.leads || writer_stopping_; });
+    if (!lane.leads) return;  // stopping, and nothing left to write
+    std::vector<GroupMember*> taken;
+    taken.swap(lane.queue);
+    if (taken.empty()) {
+      lane.leads = false;
+      continue;
+    }
+    lock.unlock();
+    write_in_order(taken);
+    lock.lock();
+  }
+}
+
+// Consecutive groupable members go in one group, up to a second batch of a
+// run already in it (the group's statements are in run id order, and a
+// refused member is written after its group: the later batch would be
+// written first); any other member alone. Each part is reported before the
+// next is written.
+void PostgresStore::write_in_order(const std::vector<GroupMember*>& members) {
+  size_t i = 0;
+  while (i < members.size()) {
+    GroupMember& first = *members[i];
+    if (!first.grouped) {
+      first.result = write_alone(*first.batch, first.run_id);
+      first.finished = true;
+      report({&first});
+      ++i;
+      continue;
+    }
+    std::vector<GroupMember*> group;
+    std::unordered_set<std::string_view> runs;
+    for (; i < members.size() && members[i]->grouped && runs.insert(members[i]->run_id).second; ++i) {
+      group.push_back(members[i]);
+    }
+    write_group(group);
+    for (GroupMember* member : group) {
+      member->result = finish_member(*member);  // refused ones are written alone here, in order
+      member->finished = true;
+    }
+    report(group);
+  }
+}
+
+void PostgresStore::report(const std::vector<GroupMember*>& members) {
+  std::vector<std::string> called_back;  // a run's, for each async member
+  for (GroupMember* member : members) {
+    if (member->async()) {
+      std::unique_ptr<GroupMember> owned(member);
+      run_guarded("store write callback", [&] { owned->on_written(std::move(owned->result), owned->owned); });
+      called_back.push_back(std::move(owned->run_id));
+      continue;
+    }
+    // Under its lock: a member may return (and its frame go) once it sees done.
+    std::lock_guard<std::mutex> lock(member->mu);
+    member->done = true;
+    member->wake.notify_one();
+  }
+  // Only once called back: a write_batch of the run returns after that.
+  if (called_back.empty()) return;
+  std::lock_guard<std::mutex> lock(group_mu_);
+  for (const std::string& run_id : called_back) {
+    auto pending = async_pending_.find(run_id);
+    if (pending != async_pending_.end() && --pending->second == 0) async_pending_.erase(pending);
+  }
+}
+
+void PostgresStore::stop_writer() {
+  {
+    std::lock_guard<std::mutex> lock(group_mu_);
+    writer_stopping_ = true;
+    for (auto& lane : lanes_) lane->wake.notify_one();
+  }
+  for (auto& lane : lanes_) {
+    if (!lane->thread.joinable()) continue;
+    if (lane->thread.get_id() == std::this_thread::get_id()) {
+      lane->thread.detach();  // the store goes from one of its own callbacks
+    } else {
+      lane->thread.join();
+    }
+  }
 }
 
 // The leader writes its group, then what queued meanwhile, for up to
@@ -135,7 +342,8 @@ void PostgresStore::lead_group(std::vector<GroupMember*> group) {
 
 void PostgresStore::write_group(const std::vector<GroupMember*>& group) {
   std::vector<GroupMember*> ordered(group);
-  std::sort(ordered.begin(), ordered.end(),
+  // Stable: two batches of one run keep their order.
+  std::stable_sort(ordered.begin(), ordered.end(),
             [](const GroupMember* a, const GroupMember* b) { return a->run_id < b->run_id; });
   std::vector<Command> commands;
   commands.reserve(ordered.size() + 1);
@@ -144,15 +352,27 @@ void PostgresStore::write_group(const std::vector<GroupMember*>& group) {
   if (std::any_of(ordered.begin(), ordered.end(), [](const GroupMember* m) { return m->batch->sync_to_disk; })) {
     commands.push_back({"SELECT set_config('synchronous_commit', 'on', true)", Params()});
   }
-  const size_t first = commands.size();
-  for (GroupMember* member : ordered) {
+  // The index of each member's statement that returns its events' seqs.
+  std::vector<size_t> answer(ordered.size());
+  for (size_t i = 0; i < ordered.size(); ++i) {
+    GroupMember* member = ordered[i];
     const StoreBatch& batch = *member->batch;
+    if (member->plain) {
+      open_batch(batch, member->run_id, nullptr, /*explicit_transaction=*/false, &commands);
+      size_t event_index = 0;
+      std::vector<Command> rest = batch_commands(batch, member->run_id, nullptr, /*explicit_transaction=*/false,
+                                                 &event_index);
+      answer[i] = batch.events.empty() ? SIZE_MAX : commands.size() + event_index;
+      for (Command& command : rest) commands.push_back(std::move(command));
+      continue;
+    }
     CheckpointCondition condition;
     if (member->prepared.previous) condition.expected_checkpoint = member->prepared.previous->link.id;
     if (batch.lease_epoch > 0) {
       condition.lease_owner = batch.lease_owner;
       condition.lease_epoch = batch.lease_epoch;
     }
+    answer[i] = commands.size();
     commands.push_back(checkpoint_commit(*batch.run, *batch.checkpoint, member->prepared.encoded, &batch.events,
                                          member->steps, options_.announce_events, &condition));
   }
@@ -166,8 +386,12 @@ void PostgresStore::write_group(const std::vector<GroupMember*>& group) {
     std::vector<Rows>& results = *answered;
     for (size_t i = 0; i < ordered.size(); ++i) {
       GroupMember& member = *ordered[i];
-      const Rows& rows = results[first + i];
-      if (rows.count() == 0) {
+      if (answer[i] == SIZE_MAX) {  // a plain batch without events: written
+        member.outcome = GroupMember::Outcome::kWritten;
+        continue;
+      }
+      const Rows& rows = results[answer[i]];
+      if (!member.plain && rows.count() == 0) {
         member.outcome = GroupMember::Outcome::kRefused;
         continue;
       }
@@ -204,7 +428,11 @@ Status PostgresStore::finish_member(GroupMember& member) {
   StoreBatch& batch = *member.batch;
   if (member.outcome == GroupMember::Outcome::kWritten) {
     for (size_t i = 0; i < member.seqs.size(); ++i) batch.events[i].seq = member.seqs[i];
-    checkpoint_committed(*batch.run, member.prepared);
+    if (!member.plain) {
+      checkpoint_committed(*batch.run, member.prepared);
+    } else if (batch.run && is_terminal(batch.run->status)) {
+      forget_document(member.run_id);
+    }
     return Status();
   }
   // The group may have committed (a connection lost before its answer), or

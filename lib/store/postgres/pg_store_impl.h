@@ -14,11 +14,13 @@
 // instances.
 #pragma once
 
+#include <condition_variable>
 #include <exception>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -69,6 +71,8 @@ class PostgresStore final : public Store {
  public:
   static Result<std::shared_ptr<PostgresStore>> open(const std::string& conninfo,
                                                      const PostgresStoreOptions& options);
+  // Writes what write_batch_async queued, then stops the writer thread.
+  ~PostgresStore() override { stop_writer(); }
 
   Status create_run(const RunRecord& run) override;
   Status create_claimed_run(const RunRecord& run, const std::string& owner, int64_t lease_ms) override;
@@ -101,6 +105,9 @@ class PostgresStore final : public Store {
   Result<std::vector<EventRecord>> list_events(const std::string& run_id, int64_t after_seq,
                                                size_t limit) override;
   Status write_batch(StoreBatch& batch) override;
+  // Queued for the writer thread (pg_store_group.cc), which writes it with
+  // the other queued batches and calls `done` back, in the order handed over.
+  void write_batch_async(StoreBatch batch, BatchDone done) override;
 
   Status put_workflow(const WorkflowRecord& workflow, bool create_only) override;
   Result<WorkflowRecord> get_workflow(const std::string& id) override;
@@ -188,10 +195,19 @@ class PostgresStore final : public Store {
 
   // ---- Group commit (pg_store_group.cc) ----
   struct GroupMember;
+  struct WriterLane;
   // A superstep's checkpoint with its events (and its steps; pending writes
   // the checkpoint ends): the shape one conditional statement writes.
   static bool groupable(const StoreBatch& batch);
   Status write_grouped(StoreBatch& batch, const std::string& run_id);
+  // write_batch of a batch that joins no group (its own transaction).
+  Status write_alone(StoreBatch& batch, const std::string& run_id);
+  // A write_batch of a run with batches of write_batch_async not yet called
+  // back queues behind them: true, with `status` its result, when it did.
+  bool write_behind_writer(GroupMember& member, Status* status);
+  // REQUIRES: group_mu_ held. Queues `member` in its run's lane; the lane
+  // whose thread must be woken, or null.
+  WriterLane* queue_for_writer_locked(GroupMember* member);
   void prepare_member(GroupMember& member);
   // The leader writes `group`, then what queued meanwhile, then hands over.
   void lead_group(std::vector<GroupMember*> group);
@@ -201,6 +217,14 @@ class PostgresStore final : public Store {
   // A member's outcome as write_batch returns it: refused or failed with a
   // rolled-back group, it is written on its own (write_run_batch).
   Status finish_member(GroupMember& member);
+  // A lane's writer thread: leads while the lane's `leads`, writing its queue in the
+  // order it was handed over (write_in_order), and calls back.
+  void run_writer(WriterLane& lane);
+  void write_in_order(const std::vector<GroupMember*>& members);
+  // Tells each member of `members` its result, in order: an async one is
+  // called back (and deleted), a waiting one woken.
+  void report(const std::vector<GroupMember*>& members);
+  void stop_writer();
 
   PostgresStoreOptions options_;
   ConnectSettings settings_;  // what the pool's connections are opened with
@@ -212,6 +236,20 @@ class PostgresStore final : public Store {
   std::vector<GroupMember*> group_queue_;  // waiting for the next group
   size_t group_leaders_ = 0;               // threads writing groups now
   const size_t group_writers_;             // at most (each on a connection of its own)
+  // Batches of write_batch_async, and write_batch's batches of runs that have
+  // some (async_pending_: how many, per run, until called back), queue for a
+  // writer thread: one lane per group writer (group_writers_), a run's
+  // batches always in the same lane, written in that lane's order by its
+  // thread (started by its first batch), which leads while `leads`.
+  struct WriterLane {
+    std::vector<GroupMember*> queue;
+    std::thread thread;
+    std::condition_variable wake;
+    bool leads = false;
+  };
+  std::vector<std::unique_ptr<WriterLane>> lanes_;
+  std::unordered_map<std::string, size_t> async_pending_;
+  bool writer_stopping_ = false;
 };
 
 template <typename Body>
