@@ -103,7 +103,10 @@ struct PostgresStoreOptions {
   // for a round trip. A run whose lease or checkpoint chain no longer
   // matches is refused alone and written on its own. 0: half of
   // max_connections, at least 1 (measured with 100 runs in flight on 2
-  // cores: docs/deployment.md); at most max_connections.
+  // cores: docs/deployment.md); at most max_connections. Batches handed
+  // over without waiting (write_batch_async) go to one writer thread per
+  // group writer, a run always to the same one: each writes its queue as
+  // groups and calls the batches back in order.
   size_t group_commit_writers = 0;
 };
 

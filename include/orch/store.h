@@ -324,12 +324,14 @@ class ORCH_EXPORT Store {
   // a group commit queues the batch and returns at once; the thread that
   // writes its group then calls `done`, so no caller sleeps on a commit. The
   // default writes here and calls `done` before returning.
-  // Order: batches handed over one after another (async or not) by one
-  // caller are committed in that order, and `done` of an earlier batch runs
-  // before a later write_batch returns or a later `done` runs.
+  // Order: batches of one run handed over one after another (async or not)
+  // are committed in that order, and `done` of an earlier batch runs before
+  // a later write_batch of that run returns or a later `done` of it runs.
+  // Different runs' batches may be written and called back in any order.
   // `done` runs once, on the calling thread or on one of the store's; it must
-  // return quickly and must not call this store's write_batch or
-  // write_batch_async (the writing thread would wait for itself).
+  // return quickly, must not call this store's write_batch or
+  // write_batch_async (the writing thread would wait for itself), and must
+  // not drop the last reference to the store.
   using BatchDone = std::function<void(Status, StoreBatch&)>;
   virtual void write_batch_async(StoreBatch batch, BatchDone done);
 
