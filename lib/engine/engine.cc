@@ -129,20 +129,28 @@ thread_local std::vector<NodeTask> t_spare_tasks;
 
 void EngineImpl::emit(RunContext& ctx, std::string_view kind, Value data, bool into_batch) {
   if (ctx.lease_lost) return;  // another owner has the run now
-  EventRecord ev;
-  if (!ctx.spare_events.empty()) {  // its run id's and kind's buffers are reused
-    ev = std::move(ctx.spare_events.back());
+  const bool batched = ctx.batching || into_batch;
+  // Built where it goes (the batch), from a spare when there is one: its run
+  // id's and kind's buffers are reused.
+  EventRecord unbatched;
+  EventRecord* slot = &unbatched;
+  if (!ctx.spare_events.empty()) {
+    if (batched) {
+      slot = &ctx.batch.events.emplace_back(std::move(ctx.spare_events.back()));
+    } else {
+      unbatched = std::move(ctx.spare_events.back());
+    }
     ctx.spare_events.pop_back();
-    ev.seq = 0;
+  } else if (batched) {
+    slot = &ctx.batch.events.emplace_back();
   }
+  EventRecord& ev = *slot;
+  ev.seq = 0;
   ev.run_id = ctx.record.id;
   ev.kind.assign(kind.data(), kind.size());
   ev.data = std::move(data);
   ev.created_at_ms = stamp_ms(ctx);
-  if (ctx.batching || into_batch) {
-    ctx.batch.events.push_back(std::move(ev));
-    return;
-  }
+  if (batched) return;
   auto seq = options_.store->append_event(ev);
   if (!seq.ok()) return;  // the run may have been deleted
   ev.seq = *seq;

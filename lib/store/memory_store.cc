@@ -276,12 +276,15 @@ class MemoryStore final : public Store {
     RunData& data = it->second;
     if (batch.lease_epoch > 0) ORCH_RETURN_IF_ERROR(fence(*run_id, data, batch.lease_owner, batch.lease_epoch));
     for (StepRecord& step : batch.steps) {
-      auto [pos, inserted] = data.steps.try_emplace(step.id);
+      // The key is built before the record is moved from (and the record is
+      // left alone when its id is there already).
+      auto [pos, inserted] = data.steps.try_emplace(step.id, std::move(step));
       if (inserted) {
         data.step_order.push_back(&pos->first);
         step_run_[pos->first] = &it->first;
+      } else {
+        pos->second = std::move(step);
       }
-      pos->second = std::move(step);
     }
     // A checkpoint drops the run's pending writes: with one in the batch,
     // the batch's own are not kept at all (as the SQL stores do).
@@ -484,12 +487,25 @@ class MemoryStore final : public Store {
 
   // REQUIRES: mu_ held.
   void keep_event(RunData& data, const EventRecord& event) {
-    const std::string* kind = &*kinds_.insert(event.kind).first;
-    data.events.push_back(StoredEvent{kind, event.data, event.created_at_ms});
+    data.events.push_back(StoredEvent{intern_kind(event.kind), event.data, event.created_at_ms});
+  }
+
+  // REQUIRES: mu_ held. The interned copy of `kind`. A run's events take a
+  // handful of kinds, over and over: a slot per (length, first letter) finds
+  // them with one comparison instead of hashing each.
+  const std::string* intern_kind(const std::string& kind) {
+    const size_t slot = kind.empty() ? 0 : (kind.size() * 31 + static_cast<unsigned char>(kind.front())) % kKindSlots;
+    const std::string* cached = kind_slots_[slot];
+    if (cached != nullptr && *cached == kind) return cached;
+    const std::string* interned = &*kinds_.insert(kind).first;
+    kind_slots_[slot] = interned;
+    return interned;
   }
 
   std::mutex mu_;
   std::unordered_set<std::string> kinds_;  // event kinds, for StoredEvent (set nodes stay put)
+  static constexpr size_t kKindSlots = 64;
+  const std::string* kind_slots_[kKindSlots] = {};  // see intern_kind
   std::unordered_map<std::string, RunData> runs_;
   std::vector<RunsNode> spare_runs_;  // see keep_spare
   std::vector<std::string> order_;
