@@ -192,3 +192,94 @@ TEST_CASE("the conformance suite catches a broken store", "[store][conformance]"
   for (const std::string& f : failures) names_events = names_events || f.rfind("events:", 0) == 0;
   CHECK(names_events);
 }
+
+// The memory store reuses a deleted run's storage for the next run created:
+// nothing of the deleted run may show through.
+TEST_CASE("the in-memory store: a run created after deleted ones holds nothing of theirs", "[store]") {
+  auto store = orch::new_memory_store();
+  for (int i = 0; i < 6; ++i) {
+    const std::string id = "deleted-" + std::to_string(i);
+    orch::RunRecord run;
+    run.id = id;
+    run.status = orch::RunStatus::kRunning;
+    run.idempotency_key = "key-" + std::to_string(i);
+    REQUIRE(store->create_run(run).ok());
+    REQUIRE(store->claim_run_lease(id, "owner", 60000).ok());
+    orch::StoreBatch batch;
+    orch::StepRecord step;
+    step.id = "step-" + std::to_string(i);
+    step.run_id = id;
+    step.node_name = "a";
+    batch.steps.push_back(step);
+    batch.pending_writes.push_back(orch::PendingWrite{id, 2, "a", orch::Value::object({{"x", 1}})});
+    orch::EventRecord event;
+    event.run_id = id;
+    event.kind = "run.started";
+    batch.events.push_back(event);
+    REQUIRE(store->write_batch(batch).ok());
+    orch::Checkpoint cp;
+    cp.id = "cp-" + std::to_string(i);
+    cp.run_id = id;
+    cp.version = 1;
+    REQUIRE(store->commit_checkpoint(cp, run, false).ok());
+    REQUIRE(store->put_pending_write(orch::PendingWrite{id, 2, "b", orch::Value()}).ok());
+    REQUIRE(store->delete_run(id).ok());
+  }
+  for (int i = 0; i < 6; ++i) {
+    const std::string id = "new-" + std::to_string(i);
+    orch::RunRecord run;
+    run.id = id;
+    run.status = orch::RunStatus::kPending;
+    REQUIRE(store->create_run(run).ok());
+    auto got = store->get_run(id);
+    REQUIRE(got.ok());
+    CHECK(got->status == orch::RunStatus::kPending);
+    CHECK(got->idempotency_key.empty());
+    CHECK(store->list_steps(id)->empty());
+    CHECK(store->list_events(id, 0, 100)->empty());
+    CHECK(store->list_checkpoints(id)->empty());
+    CHECK(store->list_pending_writes(id)->empty());
+    CHECK(!store->latest_checkpoint(id).ok());
+    CHECK(*store->claim_run_lease(id, "other", 60000) == 1);  // a fresh lease, nobody else's
+    CHECK(!store->get_step("step-" + std::to_string(i)).ok());
+    CHECK(!store->get_checkpoint("cp-" + std::to_string(i)).ok());
+    CHECK(store->find_run_by_idempotency_key("key-" + std::to_string(i)).status().code() ==
+          orch::StatusCode::kNotFound);
+    // Its own writes land as usual.
+    orch::StoreBatch batch;
+    orch::EventRecord event;
+    event.run_id = id;
+    event.kind = "step.completed";
+    batch.events.push_back(event);
+    event.kind = "state.injected";  // shares step.completed's kind slot (see intern_kind)
+    batch.events.push_back(event);
+    REQUIRE(store->write_batch(batch).ok());
+    auto events = store->list_events(id, 0, 100);
+    REQUIRE(events->size() == 2);
+    CHECK((*events)[0].kind == "step.completed");
+    CHECK((*events)[1].kind == "state.injected");
+    CHECK((*events)[1].seq == 2);
+  }
+}
+
+TEST_CASE("the in-memory store: a batch with a checkpoint leaves no pending writes, one without keeps them", "[store]") {
+  auto store = orch::new_memory_store();
+  orch::RunRecord run;
+  run.id = "r";
+  run.status = orch::RunStatus::kRunning;
+  REQUIRE(store->create_run(run).ok());
+  orch::StoreBatch pending;
+  pending.pending_writes.push_back(orch::PendingWrite{"r", 2, "a", orch::Value::object({{"x", 1}})});
+  REQUIRE(store->write_batch(pending).ok());
+  REQUIRE(store->list_pending_writes("r")->size() == 1);
+  orch::StoreBatch with_checkpoint;
+  with_checkpoint.pending_writes.push_back(orch::PendingWrite{"r", 2, "b", orch::Value()});
+  with_checkpoint.checkpoint.emplace();
+  with_checkpoint.checkpoint->id = "cp";
+  with_checkpoint.checkpoint->run_id = "r";
+  with_checkpoint.checkpoint->version = 2;
+  with_checkpoint.run = run;
+  REQUIRE(store->write_batch(with_checkpoint).ok());
+  CHECK(store->list_pending_writes("r")->empty());
+  CHECK(store->list_checkpoints("r")->size() == 1);
+}

@@ -121,24 +121,36 @@ thread_local std::vector<EventRecord> t_spare_events;
 // run's writes fill it instead of regrowing fresh vectors (which moved every
 // record at each doubling).
 thread_local StoreBatch t_spare_batch;
+// And its emptied superstep (RunContext::tasks): a NodeTask is large, so a
+// superstep of a few nodes is an allocation big enough to be slow (glibc
+// consolidates its free lists for it), once per run.
+thread_local std::vector<NodeTask> t_spare_tasks;
 }  // namespace
 
 void EngineImpl::emit(RunContext& ctx, std::string_view kind, Value data, bool into_batch) {
   if (ctx.lease_lost) return;  // another owner has the run now
-  EventRecord ev;
-  if (!ctx.spare_events.empty()) {  // its run id's and kind's buffers are reused
-    ev = std::move(ctx.spare_events.back());
+  const bool batched = ctx.batching || into_batch;
+  // Built where it goes (the batch), from a spare when there is one: its run
+  // id's and kind's buffers are reused.
+  EventRecord unbatched;
+  EventRecord* slot = &unbatched;
+  if (!ctx.spare_events.empty()) {
+    if (batched) {
+      slot = &ctx.batch.events.emplace_back(std::move(ctx.spare_events.back()));
+    } else {
+      unbatched = std::move(ctx.spare_events.back());
+    }
     ctx.spare_events.pop_back();
-    ev.seq = 0;
+  } else if (batched) {
+    slot = &ctx.batch.events.emplace_back();
   }
+  EventRecord& ev = *slot;
+  ev.seq = 0;
   ev.run_id = ctx.record.id;
   ev.kind.assign(kind.data(), kind.size());
   ev.data = std::move(data);
   ev.created_at_ms = stamp_ms(ctx);
-  if (ctx.batching || into_batch) {
-    ctx.batch.events.push_back(std::move(ev));
-    return;
-  }
+  if (batched) return;
   auto seq = options_.store->append_event(ev);
   if (!seq.ok()) return;  // the run may have been deleted
   ev.seq = *seq;
@@ -154,6 +166,7 @@ void EngineImpl::recycle_spares(RunContext& ctx) {
     t_spare_batch.sync_to_disk = false;
   }
   for (EventRecord& ev : ctx.spare_events) ev.data = Value();  // the store's now: not kept alive here
+  if (ctx.tasks.empty() && ctx.tasks.capacity() > t_spare_tasks.capacity()) std::swap(ctx.tasks, t_spare_tasks);
   if (ctx.spare_events.capacity() > t_spare_events.capacity()) std::swap(ctx.spare_events, t_spare_events);
   for (EventRecord& ev : ctx.spare_events) {
     if (t_spare_events.size() >= kSpareEvents) break;
@@ -635,6 +648,7 @@ Status EngineImpl::open_run(const std::shared_ptr<RunContext>& ctx, bool plan) {
     std::lock_guard<std::mutex> lock(c.mu);
     if (c.batch.empty()) std::swap(c.batch, t_spare_batch);  // see t_spare_batch
     if (c.spare_events.empty()) std::swap(c.spare_events, t_spare_events);  // and t_spare_events
+    if (c.tasks.capacity() == 0) std::swap(c.tasks, t_spare_tasks);        // and t_spare_tasks
     c.batching = true;
     c.start_stamping();
     c.batch.create.emplace();

@@ -78,8 +78,8 @@ class MemoryStore final : public Store {
     for (const Checkpoint& cp : it->second.checkpoints) checkpoint_run_.erase(cp.id);
     for (const auto& [id, step] : it->second.steps) step_run_.erase(id);
     if (!it->second.record.idempotency_key.empty()) idempotency_.erase(it->second.record.idempotency_key);
-    runs_.erase(it);
     order_.erase(std::remove(order_.begin(), order_.end(), run_id), order_.end());
+    keep_spare(runs_.extract(it));
     return Status();
   }
 
@@ -276,23 +276,30 @@ class MemoryStore final : public Store {
     RunData& data = it->second;
     if (batch.lease_epoch > 0) ORCH_RETURN_IF_ERROR(fence(*run_id, data, batch.lease_owner, batch.lease_epoch));
     for (StepRecord& step : batch.steps) {
-      auto [pos, inserted] = data.steps.try_emplace(step.id);
+      // The key is built before the record is moved from (and the record is
+      // left alone when its id is there already).
+      auto [pos, inserted] = data.steps.try_emplace(step.id, std::move(step));
       if (inserted) {
         data.step_order.push_back(&pos->first);
         step_run_[pos->first] = &it->first;
+      } else {
+        pos->second = std::move(step);
       }
-      pos->second = std::move(step);
     }
-    for (PendingWrite& write : batch.pending_writes) data.pending_writes.push_back(std::move(write));
+    // A checkpoint drops the run's pending writes: with one in the batch,
+    // the batch's own are not kept at all (as the SQL stores do).
+    if (batch.checkpoint) {
+      data.pending_writes.clear();
+    } else {
+      for (PendingWrite& write : batch.pending_writes) data.pending_writes.push_back(std::move(write));
+    }
     if (batch.earlier_checkpoint) {
       checkpoint_run_[batch.earlier_checkpoint->id] = &it->first;
       data.checkpoints.push_back(std::move(*batch.earlier_checkpoint));
-      data.pending_writes.clear();
     }
     if (batch.checkpoint) {
       checkpoint_run_[batch.checkpoint->id] = &it->first;
       data.checkpoints.push_back(std::move(*batch.checkpoint));
-      data.pending_writes.clear();
     }
     if (batch.run && batch.checkpoint) {
       // A checkpoint's record: its progress (the rest is as created).
@@ -407,17 +414,28 @@ class MemoryStore final : public Store {
       if (it != idempotency_.end()) return Status::already_exists(it->second);
       idempotency_[run.idempotency_key] = run.id;
     }
-    std::string id = run.id;
-    RunData& data = runs_[id];
-    data.record = std::move(run);
-    // A short run's events and checkpoints fit without regrowing.
-    data.events.reserve(64);
-    data.checkpoints.reserve(8);
-    data.step_order.reserve(8);
-    data.pending_writes.reserve(8);
-    order_.push_back(std::move(id));
+    order_.push_back(run.id);
+    if (spare_runs_.empty()) {
+      std::string id = run.id;
+      RunData& data = runs_[std::move(id)];
+      data.record = std::move(run);
+      // A short run's events and checkpoints fit without regrowing.
+      data.events.reserve(64);
+      data.checkpoints.reserve(8);
+      data.step_order.reserve(8);
+      data.pending_writes.reserve(8);
+      return Status();
+    }
+    // A deleted run's map node and storage (see keep_spare): no allocation
+    // for the node, its vectors or its steps' buckets.
+    RunsNode node = std::move(spare_runs_.back());
+    spare_runs_.pop_back();
+    node.key() = run.id;
+    node.mapped().record = std::move(run);
+    runs_.insert(std::move(node));
     return Status();
   }
+
 
   // An event as kept: its run is the one holding it, its seq its position,
   // and its kind one of the few the store has seen (interned).
@@ -439,6 +457,27 @@ class MemoryStore final : public Store {
     int64_t lease_epoch = 0;          // see Store::claim_run_lease
   };
 
+  using RunsNode = std::unordered_map<std::string, RunData>::node_type;
+  // A deleted run's map node, emptied but keeping its vectors' capacity, for
+  // the next run created: a host that deletes each short run once read (a
+  // benchmark, a test suite) then creates runs without allocating their
+  // containers again.
+  static constexpr size_t kSpareRuns = 4;
+  void keep_spare(RunsNode node) {
+    if (spare_runs_.size() >= kSpareRuns) return;
+    RunData& d = node.mapped();
+    d.record = RunRecord();
+    d.checkpoints.clear();
+    d.pending_writes.clear();
+    d.steps.clear();
+    d.step_order.clear();
+    d.events.clear();
+    d.lease_owner.clear();
+    d.lease_expires_ms = 0;
+    d.lease_epoch = 0;
+    spare_runs_.push_back(std::move(node));
+  }
+
   // REQUIRES: mu_ held.
   static Status fence(const std::string& run_id, const RunData& d, const std::string& owner, int64_t epoch) {
     if (d.lease_owner == owner && d.lease_epoch == epoch) return Status();
@@ -448,13 +487,27 @@ class MemoryStore final : public Store {
 
   // REQUIRES: mu_ held.
   void keep_event(RunData& data, const EventRecord& event) {
-    const std::string* kind = &*kinds_.insert(event.kind).first;
-    data.events.push_back(StoredEvent{kind, event.data, event.created_at_ms});
+    data.events.push_back(StoredEvent{intern_kind(event.kind), event.data, event.created_at_ms});
+  }
+
+  // REQUIRES: mu_ held. The interned copy of `kind`. A run's events take a
+  // handful of kinds, over and over: a slot per (length, first letter) finds
+  // them with one comparison instead of hashing each.
+  const std::string* intern_kind(const std::string& kind) {
+    const size_t slot = kind.empty() ? 0 : (kind.size() * 31 + static_cast<unsigned char>(kind.front())) % kKindSlots;
+    const std::string* cached = kind_slots_[slot];
+    if (cached != nullptr && *cached == kind) return cached;
+    const std::string* interned = &*kinds_.insert(kind).first;
+    kind_slots_[slot] = interned;
+    return interned;
   }
 
   std::mutex mu_;
   std::unordered_set<std::string> kinds_;  // event kinds, for StoredEvent (set nodes stay put)
+  static constexpr size_t kKindSlots = 64;
+  const std::string* kind_slots_[kKindSlots] = {};  // see intern_kind
   std::unordered_map<std::string, RunData> runs_;
+  std::vector<RunsNode> spare_runs_;  // see keep_spare
   std::vector<std::string> order_;
   std::unordered_map<std::string, std::string> idempotency_;
   // Id -> the key of its run in runs_ (map keys stay put until erased).
