@@ -113,40 +113,49 @@ void expect_completed(orch::Engine& engine, const std::string& id, const Checkin
 const char* const kTwoTasks = R"({"nodes": {"a": {"prompt_template": "a"}, "b": {"prompt_template": "b"}},
     "edges": [["__start__","a"],["a","b"],["b","__end__"]]})";
 
+// A run of `workflow` started on a HeldStore, its first write held.
+struct HeldRun {
+  explicit HeldRun(const char* workflow)
+      : store(std::make_shared<HeldStore>(orch::new_memory_store())),
+        dispatcher(std::make_shared<CheckingDispatcher>(store)),
+        engine(orch::testing::make_engine(dispatcher, nullptr, store)) {
+    auto started = engine->start_run(orch::testing::make_workflow(workflow), {});
+    REQUIRE(started.ok());
+    id = *started;
+    REQUIRE(store->wait_held(1));
+  }
+  std::shared_ptr<HeldStore> store;
+  std::shared_ptr<CheckingDispatcher> dispatcher;
+  std::unique_ptr<orch::Engine> engine;
+  std::string id;
+};
+
 }  // namespace
 
 TEST_CASE("a worker call goes out once its step record is written, and the engine does not wait for the write", "[engine][async-write]") {
-  auto store = std::make_shared<HeldStore>(orch::new_memory_store());
-  auto dispatcher = std::make_shared<CheckingDispatcher>(store);
-  auto engine = orch::testing::make_engine(dispatcher, nullptr, store);
-  auto id = engine->start_run(orch::testing::make_workflow(kTwoTasks), {});
-  REQUIRE(id.ok());
-  REQUIRE(store->wait_held(1));
+  HeldRun held(kTwoTasks);
+  auto& [store, dispatcher, engine, id] = held;
   CHECK(store->oldest().steps.size() >= 1);
   // The write is held: no call has gone out, and the engine still answers.
   std::this_thread::sleep_for(50ms);
   CHECK(dispatcher->calls == 0);
-  auto running = engine->get_run(*id);
+  auto running = engine->get_run(id);
   REQUIRE(running.ok());
   CHECK(running->status == RunStatus::kRunning);
   store->release();  // node a's record: its call goes out and is answered
   REQUIRE(store->wait_held(1));
   store->release();  // node b's
-  expect_completed(*engine, *id, *dispatcher, 2);
+  expect_completed(*engine, id, *dispatcher, 2);
 }
 
 TEST_CASE("a failed write of a superstep's checkpoint fails the run and sends no call", "[engine][async-write]") {
-  auto store = std::make_shared<HeldStore>(orch::new_memory_store());
-  auto dispatcher = std::make_shared<CheckingDispatcher>(store);
-  auto engine = orch::testing::make_engine(dispatcher, nullptr, store);
-  auto id = engine->start_run(orch::testing::make_workflow(kTwoTasks), {});
-  REQUIRE(id.ok());
-  REQUIRE(store->wait_held(1));
+  HeldRun held(kTwoTasks);
+  auto& [store, dispatcher, engine, id] = held;
   store->release();  // a's call goes out
   REQUIRE(store->wait_held(1));
   REQUIRE(store->oldest().checkpoint.has_value());  // a's checkpoint rides with b's record
   store->release(Status::internal("disk full"));
-  auto r = engine->wait(*id, 10s);
+  auto r = engine->wait(id, 10s);
   REQUIRE(r.ok());
   CHECK(r->status == RunStatus::kFailed);
   CHECK(r->error.find("checkpoint failed: disk full") != std::string::npos);
