@@ -61,6 +61,21 @@ orch::StoreBatch superstep(const orch::RunRecord& run, int64_t version, const st
   return batch;
 }
 
+// Three running runs "<prefix>1..3" that `a` holds as "instance-a"; the
+// second one's lease runs out at once and `b` takes it over (epoch 2).
+std::vector<orch::RunRecord> runs_with_second_taken_over(Store& a, Store& b, const std::string& prefix) {
+  std::vector<orch::RunRecord> runs;
+  for (int i = 1; i <= 3; ++i) {
+    orch::RunRecord run = orch::testing::sample_running_run(prefix + std::to_string(i));
+    REQUIRE(a.create_claimed_run(run, "instance-a", i == 2 ? 0 : 600000).ok());
+    runs.push_back(run);
+  }
+  auto taken = b.claim_run_lease(prefix + "2", "instance-b", 600000);
+  REQUIRE(taken.ok());
+  CHECK(*taken == 2);
+  return runs;
+}
+
 }  // namespace
 
 TEST_CASE("a PostgreSQL group commit refuses a fenced-off run alone: the other runs of its transaction commit", "[postgres][lease]") {
@@ -74,16 +89,7 @@ TEST_CASE("a PostgreSQL group commit refuses a fenced-off run alone: the other r
   REQUIRE(grouped.ok());
   std::shared_ptr<orch::postgres::PostgresStore> a = *grouped;
   auto b = open_store(schema);
-  std::vector<orch::RunRecord> runs;
-  for (const char* id : {"g1", "g2", "g3"}) {
-    orch::RunRecord run = orch::testing::sample_running_run(id);
-    // g2's lease runs out at once, and instance-b takes it over (epoch 2).
-    REQUIRE(a->create_claimed_run(run, "instance-a", run.id == "g2" ? 0 : 600000).ok());
-    runs.push_back(run);
-  }
-  auto taken = b->claim_run_lease("g2", "instance-b", 600000);
-  REQUIRE(taken.ok());
-  CHECK(*taken == 2);
+  std::vector<orch::RunRecord> runs = runs_with_second_taken_over(*a, *b, "g");
 
   std::vector<orch::StoreBatch> batches;
   for (const orch::RunRecord& run : runs) batches.push_back(superstep(run, 1, "instance-a", 1));
@@ -128,15 +134,7 @@ TEST_CASE("PostgreSQL write_batch_async: a fenced-off run's batches are called b
   const std::string schema = "fencing_async";
   auto a = open_store(schema);
   auto b = open_store(schema);
-  std::vector<orch::RunRecord> runs;
-  for (const char* id : {"h1", "h2", "h3"}) {
-    orch::RunRecord run = orch::testing::sample_running_run(id);
-    REQUIRE(a->create_claimed_run(run, "instance-a", run.id == "h2" ? 0 : 600000).ok());
-    runs.push_back(run);
-  }
-  auto taken = b->claim_run_lease("h2", "instance-b", 600000);
-  REQUIRE(taken.ok());
-  CHECK(*taken == 2);
+  std::vector<orch::RunRecord> runs = runs_with_second_taken_over(*a, *b, "h");
 
   std::mutex mu;
   std::condition_variable changed;

@@ -436,7 +436,6 @@ class MemoryStore final : public Store {
     return Status();
   }
 
-
   // An event as kept: its run is the one holding it, its seq its position,
   // and its kind one of the few the store has seen (interned).
   struct StoredEvent {
