@@ -94,6 +94,60 @@ class CheckingDispatcher : public orch::Dispatcher {
   std::shared_ptr<orch::Store> store_;
 };
 
+// Delivers every reply on its own thread, as an HTTP client's event loop
+// does, inside a ReplyScope that says so; notes the threads calls are sent on.
+class LoopDispatcher : public orch::Dispatcher {
+ public:
+  LoopDispatcher() : loop_([this] { run(); }) {}
+  ~LoopDispatcher() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    loop_.join();
+  }
+
+  void dispatch(const orch::WorkerRequest& request, Callback done) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    sent_on.push_back(std::this_thread::get_id());
+    queue_.push_back({request.node_name, std::move(done)});
+    cv_.notify_all();
+  }
+
+  std::thread::id loop_id() const { return loop_.get_id(); }
+  std::vector<std::thread::id> sent_threads() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return sent_on;
+  }
+
+ private:
+  void run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      auto [node, done] = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      {
+        orch::ReplyScope scope(/*on_event_loop=*/true);
+        orch::WorkerReply reply;
+        reply.output = "done " + node;
+        done(std::move(reply));
+      }
+      lock.lock();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<std::string, Callback>> queue_;
+  std::vector<std::thread::id> sent_on;
+  bool stop_ = false;
+  std::thread loop_;  // last: starts once the rest is made
+};
+
 std::filesystem::path temp_db(const std::string& name) {
   auto dir = std::filesystem::temp_directory_path() / ("orch-async-write-" + name + "-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
@@ -112,6 +166,16 @@ void expect_completed(orch::Engine& engine, const std::string& id, const Checkin
 
 const char* const kTwoTasks = R"({"nodes": {"a": {"prompt_template": "a"}, "b": {"prompt_template": "b"}},
     "edges": [["__start__","a"],["a","b"],["b","__end__"]]})";
+
+// Lets the run's writes through until the one that ends it is held.
+void release_until_end(HeldStore& store) {
+  for (;;) {
+    REQUIRE(store.wait_held(1));
+    const StoreBatch& next = store.oldest();
+    if (next.run && orch::is_terminal(next.run->status)) return;
+    store.release();
+  }
+}
 
 // A run of `workflow` started on a HeldStore, its first write held.
 struct HeldRun {
@@ -145,7 +209,53 @@ TEST_CASE("a worker call goes out once its step record is written, and the engin
   store->release();  // node a's record: its call goes out and is answered
   REQUIRE(store->wait_held(1));
   store->release();  // node b's
+  release_until_end(*store);
+  store->release();  // the run's end
   expect_completed(*engine, id, *dispatcher, 2);
+}
+
+TEST_CASE("a run's end is shown only once the store has it", "[engine][async-write]") {
+  HeldRun held(R"({"nodes": {"a": {"prompt_template": "a"}}, "edges": [["__start__","a"],["a","__end__"]]})");
+  auto& [store, dispatcher, engine, id] = held;
+  std::atomic<int> ended_events{0};
+  engine->subscribe(id, [&](const orch::EventRecord& ev) {
+    if (ev.kind == "run.completed") ++ended_events;
+  });
+  store->release();  // a's record: its call goes out and is answered
+  release_until_end(*store);
+  // Held: readers still see the run running, as the store has it, and no
+  // one hears of its end.
+  auto shown = engine->get_run(id);
+  REQUIRE(shown.ok());
+  CHECK(shown->status == RunStatus::kRunning);
+  auto waited = engine->wait(id, 50ms);
+  CHECK(waited.status().code() == orch::StatusCode::kDeadlineExceeded);
+  CHECK(ended_events == 0);
+  store->release();
+  auto r = engine->wait(id, 10s);
+  REQUIRE(r.ok());
+  CHECK(r->status == RunStatus::kCompleted);
+  CHECK(ended_events == 1);
+  auto stored = store->get_run(id);
+  REQUIRE(stored.ok());
+  CHECK(stored->status == RunStatus::kCompleted);
+}
+
+TEST_CASE("a run's end that the store refuses is never shown", "[engine][async-write]") {
+  HeldRun held(R"({"nodes": {"a": {"prompt_template": "a"}}, "edges": [["__start__","a"],["a","__end__"]]})");
+  auto& [store, dispatcher, engine, id] = held;
+  store->release();
+  release_until_end(*store);
+  store->release(Status::internal("disk full"));
+  // The store still has the run running (a restart resumes it); the engine
+  // says what the store says, before and after it drops the ended context.
+  for (int i = 0; i < 3; ++i) {
+    auto shown = engine->get_run(id);
+    REQUIRE(shown.ok());
+    CHECK(shown->status == RunStatus::kRunning);
+    std::this_thread::sleep_for(20ms);
+  }
+  CHECK(engine->wait(id, 50ms).status().code() == orch::StatusCode::kDeadlineExceeded);
 }
 
 TEST_CASE("a failed write of a superstep's checkpoint fails the run and sends no call", "[engine][async-write]") {
@@ -212,4 +322,27 @@ TEST_CASE("on SQLite, runs of worker calls complete through the store's writer t
   engine.reset();
   store.reset();
   std::filesystem::remove_all(path.parent_path());
+}
+
+TEST_CASE("a reply delivered on an event loop is handled there only when the store writes without waiting", "[engine][async-write]") {
+  // Memory: writes without waiting, so b's call follows a's reply on the
+  // loop. The same store behind a wrapper writes on the caller's thread:
+  // a's reply then goes to an engine thread, and b's call with it.
+  for (bool wrapped : {false, true}) {
+    std::shared_ptr<orch::Store> store = orch::new_memory_store();
+    if (wrapped) store = std::make_shared<orch::StoreWrapper>(store);
+    CHECK(store->writes_without_waiting() == !wrapped);
+    auto dispatcher = std::make_shared<LoopDispatcher>();
+    auto engine = orch::testing::make_engine(dispatcher, nullptr, store);
+    auto id = engine->start_run(orch::testing::make_workflow(kTwoTasks), {});
+    REQUIRE(id.ok());
+    auto r = engine->wait(*id, 10s);
+    REQUIRE(r.ok());
+    CHECK(r->status == RunStatus::kCompleted);
+    auto sent = dispatcher->sent_threads();
+    REQUIRE(sent.size() == 2);
+    CHECK(sent[0] != dispatcher->loop_id());  // a: from the run's start
+    CHECK((sent[1] == dispatcher->loop_id()) == !wrapped);
+    engine.reset();
+  }
 }

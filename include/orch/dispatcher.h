@@ -94,10 +94,15 @@ ORCH_EXPORT std::string_view step_of_call_id(std::string_view call_id);
 // sends (a dispatcher that answers at once) join its queue rather than
 // deepening the stack.
 //
+// A scope opened with `on_event_loop` says that this thread moves the bytes
+// of many calls and must not block: the engine then handles the reply here
+// only when nothing in that waits (its store writes without waiting,
+// Store::writes_without_waiting), and hands it to its own threads otherwise.
+//
 // Thread-safety: per thread; destroy a scope on the thread that made it.
 class ORCH_EXPORT ReplyScope {
  public:
-  ReplyScope();
+  explicit ReplyScope(bool on_event_loop = false);
   ~ReplyScope();
   ReplyScope(const ReplyScope&) = delete;
   ReplyScope& operator=(const ReplyScope&) = delete;
@@ -105,6 +110,8 @@ class ORCH_EXPORT ReplyScope {
   // The engine's side: queues `send` when a scope is open on this thread and
   // returns true; false when none is (the caller sends it some other way).
   static bool defer(std::function<void()>& send);
+  // Whether the outermost scope open on this thread is an event loop's.
+  static bool on_event_loop();
 
  private:
   std::deque<std::function<void()>> sends_;

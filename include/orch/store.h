@@ -334,6 +334,12 @@ class ORCH_EXPORT Store {
   // not drop the last reference to the store.
   using BatchDone = std::function<void(Status, StoreBatch&)>;
   virtual void write_batch_async(StoreBatch batch, BatchDone done);
+  // Whether write_batch_async returns without waiting for a disk or a
+  // network (it queues the batch for a thread of its own, or writes to
+  // memory). The engine then handles a worker's reply on the thread that
+  // delivers it (an HTTP event loop, say) instead of handing it to its own
+  // threads. The default writes on the calling thread: false.
+  virtual bool writes_without_waiting() const { return false; }
 
   // Host records: JSON documents the host application keeps beside its runs
   // (orch serve: the workers registered through its API), in named

@@ -42,7 +42,8 @@ EngineImpl::EngineImpl(EngineOptions options)
     : options_(std::move(options)),
       pool_(options_.threads),
       alive_(std::make_shared<Liveness>()),
-      cache_(options_.max_cached_results) {
+      cache_(options_.max_cached_results),
+      store_writes_without_waiting_(options_.store->writes_without_waiting()) {
   alive_->engine = this;
 }
 
@@ -250,7 +251,7 @@ Status EngineImpl::flush(RunContext& ctx) {
 namespace {
 // The write whose callback runs inside this thread's write_batch_async call
 // (a store without a writer thread of its own calls back at once).
-thread_local const InflightWrite* t_writing_inline = nullptr;
+thread_local const void* t_writing_inline = nullptr;
 // This thread is a store's, calling back a write: no engine work runs here
 // (it would hold up every other write, or wait for its own).
 thread_local bool t_store_callback = false;
@@ -262,6 +263,19 @@ struct StoreCallbackMark {
 }  // namespace
 
 bool EngineImpl::on_store_thread() { return t_store_callback; }
+
+StoreBatch EngineImpl::take_batch(RunContext& c, bool* deferred_checkpoint) {
+  StoreBatch batch = std::move(c.batch);
+  c.batch = StoreBatch();
+  *deferred_checkpoint = c.checkpoint_deferred;
+  c.checkpoint_deferred = false;
+  fence(c, batch);
+  // Copied, not lent: the run's lock goes before the write is done.
+  if (c.run_in_batch) batch.run = c.record;
+  c.run_in_batch = false;
+  c.stamp = -1;
+  return batch;
+}
 
 void EngineImpl::send_call(std::function<void()>& send) {
   // From a store's thread only a dispatcher that merely queues the call
@@ -278,23 +292,16 @@ void EngineImpl::flush_then_send(const std::shared_ptr<RunContext>& ctx, std::fu
   if (c.batch.empty() && !c.run_in_batch) {
     // Nothing new to write: the call waits only for what is still in flight
     // (a sibling call's batch holds this one's step record).
-    if (!c.inflight || !c.inflight->add(send)) send_call(send);
+    if (send && (!c.inflight || !c.inflight->add(send))) send_call(send);
     return;
   }
   if (c.lease_lost) return;
-  StoreBatch batch = std::move(c.batch);
-  c.batch = StoreBatch();
-  const bool deferred_checkpoint = c.checkpoint_deferred;
-  c.checkpoint_deferred = false;
-  fence(c, batch);
-  // Copied, not lent: the run's lock goes before the write is done.
-  if (c.run_in_batch) batch.run = c.record;
-  c.run_in_batch = false;
-  c.stamp = -1;
+  bool deferred_checkpoint = false;
+  StoreBatch batch = take_batch(c, &deferred_checkpoint);
   auto write = std::make_shared<InflightWrite>();
-  write->sends.push_back(std::move(send));
+  if (send) write->sends.push_back(std::move(send));
   c.inflight = write;
-  const InflightWrite* outer = t_writing_inline;
+  const void* outer = t_writing_inline;
   t_writing_inline = write.get();
   options_.store->write_batch_async(
       std::move(batch), [alive = alive_, ctx, write, deferred_checkpoint](Status status, StoreBatch& written) {
@@ -362,6 +369,8 @@ bool EngineImpl::stage_checkpoint(RunContext& ctx, const std::string& step_id, b
     if (step_id == kEndNode && !ctx.batch.earlier_checkpoint && options_.store->accepts_earlier_checkpoint()) {
       ctx.batch.earlier_checkpoint = std::move(ctx.batch.checkpoint);
       ctx.batch.checkpoint.reset();
+    } else if (ctx.async_writes) {
+      flush_then_send(ctx.shared_from_this(), nullptr);  // a failure is dealt with in its callback
     } else if (!flush(ctx).ok() && is_terminal(ctx.record.status)) {
       return false;
     }
@@ -481,6 +490,7 @@ void EngineImpl::finish_run(RunContext& ctx, RunStatus status, const std::string
   } else if (status == RunStatus::kCancelled) {
     emit(ctx, event_kind::kRunCancelled, Value::object());
   }
+  if (ctx.async_writes && write_end_async(ctx)) return;
   (void)flush(ctx);  // readers woken below see everything
   recycle_spares(ctx);
   notify_parent(ctx);
@@ -488,32 +498,81 @@ void EngineImpl::finish_run(RunContext& ctx, RunStatus status, const std::string
   evict_later(ctx);
 }
 
+bool EngineImpl::write_end_async(RunContext& c) {
+  if (c.caller_drives || c.lease_lost || (c.batch.empty() && !c.run_in_batch)) return false;
+  bool deferred_checkpoint = false;  // a failed checkpoint cannot fail a run that ended
+  StoreBatch batch = take_batch(c, &deferred_checkpoint);
+  c.end_unconfirmed.store(true, std::memory_order_release);
+  remember_functions(c);
+  // What follows the end, read now under the run's lock: the callback takes
+  // none (on a store's thread it could wait on a writer that waits for it).
+  std::string parent_id = c.parent_run_id;
+  RunRecord for_parent;
+  if (!parent_id.empty()) for_parent = c.record;
+  auto after = [this, parent_id = std::move(parent_id), for_parent = std::move(for_parent), id = c.record.id,
+                gen = c.generation] {
+    if (!parent_id.empty()) tell_parent(parent_id, for_parent);
+    evict_ended(id, gen);
+  };
+  std::shared_ptr<RunContext> ctx = c.shared_from_this();
+  recycle_spares(c);
+  const void* outer = t_writing_inline;
+  t_writing_inline = ctx.get();
+  options_.store->write_batch_async(
+      std::move(batch), [alive = alive_, ctx, after = std::move(after)](Status status, StoreBatch& written) mutable {
+        auto announce = [&](EngineImpl& engine) {
+          for (const EventRecord& ev : written.events) {
+            if (ev.seq > 0) engine.notify_listeners(ev);
+          }
+          if (status.ok()) ctx->end_unconfirmed.store(false, std::memory_order_release);
+          engine.notify_status_change();
+          engine.post(std::move(after));
+        };
+        if (t_writing_inline == ctx.get()) {  // this engine's own thread, ctx->mu held
+          announce(*alive->engine);
+          return;
+        }
+        StoreCallbackMark mark;
+        std::lock_guard<std::mutex> lock(alive->mu);
+        if (alive->engine == nullptr) return;  // the engine is gone: the store has the run
+        announce(*alive->engine);
+      });
+  t_writing_inline = outer;
+  return true;
+}
+
 // Drops an ended run's context from runs_ (off this run's lock: runs_mu_ is
 // always taken before a run's mutex). Its data is all in the store.
 void EngineImpl::evict_later(RunContext& ctx) {
+  remember_functions(ctx);
+  if (ctx.caller_drives) {
+    ctx.evict_by_caller = true;  // Engine::invoke's thread does it, off this lock
+    return;
+  }
+  post([this, id = ctx.record.id, gen = ctx.generation] { evict_ended(id, gen); });
+}
+
+// A workflow with C++ functions bound cannot be rebuilt from JSON: retry,
+// fork and replay of the ended run find it here.
+void EngineImpl::remember_functions(RunContext& ctx) {
   bool has_functions = false;
   for (const Node& n : ctx.compiled->graph->workflow().nodes) has_functions = has_functions || bool(n.function);
   if (has_functions) {
     std::lock_guard<std::mutex> lock(ended_mu_);
     ended_with_functions_[ctx.record.id] = ctx.compiled;
   }
-  if (ctx.caller_drives) {
-    ctx.evict_by_caller = true;  // Engine::invoke's thread does it, off this lock
-    return;
-  }
-  std::string id = ctx.record.id;
-  uint64_t gen = ctx.generation;
-  post([this, id, gen] {
-    std::lock_guard<std::mutex> lock(runs_mu_);
-    auto it = runs_.find(id);
-    if (it == runs_.end()) return;
-    // Hold our own reference: erasing the map entry must not destroy the
-    // context (and the mutex we hold) under us.
-    std::shared_ptr<RunContext> ctx_ref = it->second;
-    std::lock_guard<std::mutex> run_lock(ctx_ref->mu);
-    // Only if nothing restarted it meanwhile (retry/replay make a new context).
-    if (ctx_ref->generation == gen && is_terminal(ctx_ref->record.status)) runs_.erase(it);
-  });
+}
+
+void EngineImpl::evict_ended(const std::string& id, uint64_t gen) {
+  std::lock_guard<std::mutex> lock(runs_mu_);
+  auto it = runs_.find(id);
+  if (it == runs_.end()) return;
+  // Hold our own reference: erasing the map entry must not destroy the
+  // context (and the mutex we hold) under us.
+  std::shared_ptr<RunContext> ctx_ref = it->second;
+  std::lock_guard<std::mutex> run_lock(ctx_ref->mu);
+  // Only if nothing restarted it meanwhile (retry/replay make a new context).
+  if (ctx_ref->generation == gen && is_terminal(ctx_ref->record.status)) runs_.erase(it);
 }
 
 bool EngineImpl::evict_now(const std::shared_ptr<RunContext>& ctx, const std::string& run_id, uint64_t generation) {
@@ -1295,7 +1354,10 @@ Result<RunRecord> EngineImpl::get_run(const std::string& run_id) {
     std::lock_guard<std::mutex> lock(ctx->mu);
     // A taken record was handed to invoke's caller; a dropped run's record
     // is its new owner's: the store has both.
-    if (!ctx->record_taken && !ctx->lease_lost) return ctx->record;
+    // An end not yet confirmed by the store is not shown: the store's record is.
+    if (!ctx->record_taken && !ctx->lease_lost && !ctx->end_unconfirmed.load(std::memory_order_acquire)) {
+      return ctx->record;
+    }
   }
   return options_.store->get_run(run_id);
 }

@@ -106,11 +106,21 @@ class EngineImpl final : public orch::Engine {
                         const Value* step_value = nullptr);
   void save_stopped_run(RunContext& ctx);
   void finish_run(RunContext& ctx, RunStatus status, const std::string& error);
+  // finish_run's last write, outside Engine::invoke: handed to
+  // Store::write_batch_async, and what follows an end (listeners, waiters,
+  // the parent's news, eviction) follows its callback. Meanwhile get_run
+  // shows the stored record (RunContext::end_unconfirmed). False when there
+  // is nothing to write so (the caller flushes and announces the end itself).
+  bool write_end_async(RunContext& ctx);
   // recover() and takeovers: true when EngineOptions::resume_veto refused the
   // run, which is then failed with its answer. REQUIRES: ctx.mu held.
   bool vetoed_resume(RunContext& ctx);
   void pause_run(RunContext& ctx, const std::string& reason, const std::string& node);
   void evict_later(RunContext& ctx);
+  void remember_functions(RunContext& ctx);
+  // Drops the ended context of run `id` from runs_ unless it was restarted
+  // since (generation). REQUIRES: no run lock held.
+  void evict_ended(const std::string& id, uint64_t generation);
   // Drops an ended run's context from runs_ now (the caller holds no run lock).
   // False when the run is not this ended context any more (restarted).
   bool evict_now(const std::shared_ptr<RunContext>& ctx, const std::string& run_id, uint64_t generation);
@@ -134,8 +144,12 @@ class EngineImpl final : public orch::Engine {
   // flush, then `send` (a worker call) once the batch is written, without
   // waiting for the write: the batch goes to Store::write_batch_async and
   // `send` follows from its callback (with no batch, it follows the run's
-  // write still in flight). REQUIRES: ctx->mu held.
+  // write still in flight). With no `send`, only the write goes out.
+  // REQUIRES: ctx->mu held.
   void flush_then_send(const std::shared_ptr<RunContext>& ctx, std::function<void()> send);
+  // Moves the run's batch out for an asynchronous write: fenced, the run's
+  // record copied in when due. REQUIRES: ctx.mu held, batch not empty.
+  StoreBatch take_batch(RunContext& ctx, bool* deferred_checkpoint);
   // The callback of flush_then_send's write. `inline_call`: it runs inside
   // write_batch_async (ctx->mu held), not on a store thread.
   void batch_written(const std::shared_ptr<RunContext>& ctx, InflightWrite& write, bool deferred_checkpoint,
@@ -168,16 +182,26 @@ class EngineImpl final : public orch::Engine {
   // an engine thread already batches for the run and will flush them itself.
   class BatchedRunLock {
    public:
-    BatchedRunLock(EngineImpl& engine, RunContext& ctx)
+    // `async`: a worker's reply is being handled; outside Engine::invoke the
+    // run's writes then go out without this thread waiting for them
+    // (RunContext::async_writes).
+    BatchedRunLock(EngineImpl& engine, RunContext& ctx, bool async = false)
         : engine_(engine), ctx_(ctx), lock_(ctx.mu), current_(ctx.record.id) {
       owner_ = !ctx.batching;
+      async_ = owner_ && async && !ctx.caller_drives;
       ctx.batching = true;
+      ctx.async_writes = async_;
       ctx.start_stamping();
     }
     ~BatchedRunLock() {
       if (owner_) {
-        (void)engine_.flush(ctx_);
+        if (async_) {
+          engine_.flush_then_send(ctx_.shared_from_this(), nullptr);
+        } else {
+          (void)engine_.flush(ctx_);
+        }
         ctx_.batching = false;
+        ctx_.async_writes = false;
       }
       ctx_.stop_stamping();
     }
@@ -191,6 +215,7 @@ class EngineImpl final : public orch::Engine {
     std::lock_guard<std::mutex> lock_;  // released after the flush
     CurrentRun current_;                // a crash meanwhile is charged to this run
     bool owner_ = false;
+    bool async_ = false;
   };
   void notify_status_change();
   // Wall-clock milliseconds for a record or event of `ctx`: read once per
@@ -218,6 +243,8 @@ class EngineImpl final : public orch::Engine {
                      bool retryable, int64_t retry_after_ms);
   void start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t index);
   void notify_parent(RunContext& child);
+  // Hands a stopped child's record to its parent run (off any run lock).
+  void tell_parent(const std::string& parent_id, const RunRecord& child);
   void on_child_stopped(const std::shared_ptr<RunContext>& ctx, size_t index, const RunRecord& child);
   Value state_with_meta(const RunContext& ctx, int vertex, int attempt) const;
   Result<std::string> render(const RunContext& ctx, const Template& tpl, const Value& state,
@@ -277,6 +304,9 @@ class EngineImpl final : public orch::Engine {
   uint64_t status_epoch_ = 0;
 
   ResultCache cache_;
+  // Store::writes_without_waiting: worker replies are then handled on the
+  // event loop that delivers them (call_worker).
+  const bool store_writes_without_waiting_;
 
   // Subgraph runs started per top-level run (EngineOptions::max_descendant_runs).
   std::mutex descendants_mu_;

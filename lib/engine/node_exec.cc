@@ -311,7 +311,10 @@ void EngineImpl::call_worker(const std::shared_ptr<RunContext>& ctx, WorkerReque
   once->done = std::move(done);
   std::function<void()> send = [this, dispatcher, request = std::move(request), once]() mutable {
     auto answer = [this, once](WorkerReply reply) {
-      if (on_store_thread()) {  // answered inside dispatch() on a store's thread: handled on ours
+      // Answered inside dispatch() on a store's thread, or on an event loop
+      // that handling this reply would block (a store that waits to write):
+      // handled on an engine thread.
+      if (on_store_thread() || (ReplyScope::on_event_loop() && !store_writes_without_waiting_)) {
         post([once, reply = std::move(reply)]() mutable {
           if (!once->fired.exchange(true)) once->done(std::move(reply));
         });
@@ -467,7 +470,7 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
               [this, weak, compiled = c.compiled, gen, index, token, config](WorkerReply reply) {
                 auto locked = weak.lock();
                 if (!locked) return;
-                BatchedRunLock lock(*this, *locked);
+                BatchedRunLock lock(*this, *locked, /*async=*/true);
                 if (locked->generation != gen) return;
                 if (!reply.status.ok()) {
                   on_attempt_done(locked, index, token, reply.status, "", reply.worker_id, reply.retryable,
@@ -799,19 +802,19 @@ void EngineImpl::start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t i
 // Called with the child's lock held: hand the news to the parent off this lock.
 void EngineImpl::notify_parent(RunContext& child) {
   if (child.parent_run_id.empty()) return;
-  std::string parent_id = child.parent_run_id;
-  RunRecord record = child.record;
-  post([this, parent_id, record] {
-    auto parent = find_context(parent_id);
-    if (!parent) return;
-    BatchedRunLock lock(*this, *parent);
-    for (size_t i = 0; i < parent->tasks.size(); ++i) {
-      if (parent->tasks[i].waiting_child && parent->tasks[i].child_run_id == record.id) {
-        on_child_stopped(parent, i, record);
-        return;
-      }
+  post([this, parent_id = child.parent_run_id, record = child.record] { tell_parent(parent_id, record); });
+}
+
+void EngineImpl::tell_parent(const std::string& parent_id, const RunRecord& child) {
+  auto parent = find_context(parent_id);
+  if (!parent) return;
+  BatchedRunLock lock(*this, *parent);
+  for (size_t i = 0; i < parent->tasks.size(); ++i) {
+    if (parent->tasks[i].waiting_child && parent->tasks[i].child_run_id == child.id) {
+      on_child_stopped(parent, i, child);
+      return;
     }
-  });
+  }
 }
 
 void EngineImpl::on_child_stopped(const std::shared_ptr<RunContext>& ctx, size_t index, const RunRecord& child) {

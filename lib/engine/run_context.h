@@ -6,6 +6,7 @@
 #pragma once
 
 #include <asio/thread_pool.hpp>
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -96,9 +97,14 @@ struct InflightWrite {
   }
 };
 
-struct RunContext {
+struct RunContext : std::enable_shared_from_this<RunContext> {
   std::mutex mu;
   RunRecord record;
+  // The run's end is being written without waiting (EngineImpl::
+  // write_end_async): until the store confirms it, readers get the stored
+  // record, never an end that a crash could still undo. Stays set when that
+  // write fails. Cleared by the store's callback, which takes no run lock.
+  std::atomic<bool> end_unconfirmed{false};
   // record.id as a shared JSON string (for what every node's request carries).
   const Value& run_id_value() const {
     if (!run_id_json.is_string() || run_id_json.as_string() != record.id) run_id_json = Value(record.id);
@@ -175,6 +181,10 @@ struct RunContext {
   // writes gather here and go out as one batch (one SQLite transaction) at a
   // checkpoint, when the run pauses or ends, and before the thread leaves it.
   bool batching = false;
+  // Set while a worker's reply is handled outside Engine::invoke (a
+  // BatchedRunLock asked for it): the batch, the run's end included, goes to
+  // Store::write_batch_async and this thread does not wait for it.
+  bool async_writes = false;
   StoreBatch batch;
   std::vector<EventRecord> spare_events;  // written events, reused by emit()
   // The batch holds a superstep's checkpoint that was left to go out with

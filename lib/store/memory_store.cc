@@ -253,6 +253,7 @@ class MemoryStore final : public Store {
   // One lock for the whole batch; its records are moved in (the engine only
   // reads the events back, for their seqs).
   bool accepts_earlier_checkpoint() const override { return true; }
+  bool writes_without_waiting() const override { return true; }
 
   Status write_batch(StoreBatch& batch) override {
     if (batch.earlier_checkpoint && !batch.checkpoint) return internal::earlier_checkpoint_alone();

@@ -9,12 +9,14 @@
 namespace orch {
 namespace {
 thread_local std::deque<std::function<void()>>* t_sends = nullptr;
+thread_local bool t_event_loop = false;
 }  // namespace
 
-ReplyScope::ReplyScope() {
+ReplyScope::ReplyScope(bool on_event_loop) {
   if (t_sends == nullptr) {
     t_sends = &sends_;
     outermost_ = true;
+    t_event_loop = on_event_loop;
   }
 }
 
@@ -30,7 +32,10 @@ ReplyScope::~ReplyScope() {
     }
   }
   t_sends = nullptr;
+  t_event_loop = false;
 }
+
+bool ReplyScope::on_event_loop() { return t_event_loop; }
 
 bool ReplyScope::defer(std::function<void()>& send) {
   if (t_sends == nullptr) return false;

@@ -108,6 +108,7 @@ class PostgresStore final : public Store {
   // Queued for the writer thread (pg_store_group.cc), which writes it with
   // the other queued batches and calls `done` back, in the order handed over.
   void write_batch_async(StoreBatch batch, BatchDone done) override;
+  bool writes_without_waiting() const override { return true; }
 
   Status put_workflow(const WorkflowRecord& workflow, bool create_only) override;
   Result<WorkflowRecord> get_workflow(const std::string& id) override;

@@ -83,6 +83,7 @@ class SqliteStore final : public Store {
   Status write_batch(StoreBatch& batch) override;
   void write_batch_async(StoreBatch batch, BatchDone done) override;
   bool accepts_earlier_checkpoint() const override { return true; }
+  bool writes_without_waiting() const override { return true; }
 
   Status put_workflow(const WorkflowRecord& workflow, bool create_only) override;
   Result<WorkflowRecord> get_workflow(const std::string& id) override;

@@ -120,39 +120,30 @@ WorkerReply perform(HttpTransport& transport, A2aSessions& sessions, const CallP
 
 // Sends `spec` of `plan` on the event-driven client and turns the response
 // into a reply there (http://): polls of an A2A task follow as timed sends.
-// `done` runs on a call thread of `replies`: handling a reply may wait for a
-// store commit, and commits of many replies at once group into one, so the
-// loop threads (which only move bytes) never wait for one. The client and the
-// pool are held weakly: once they are gone (the protocols were destroyed), a
-// poll fails Cancelled and a reply is handled on the loop thread.
-void perform_async(std::weak_ptr<AsyncHttpClient> weak_client, std::weak_ptr<HttpTransport> replies,
-                   std::shared_ptr<A2aSessions> sessions, std::shared_ptr<const CallPlan> plan, HttpRequestSpec spec,
-                   bool polling, Dispatcher::Callback done) {
+// `done` runs on the loop thread, in a ReplyScope that says so: the engine
+// handles the reply there only when nothing in that waits (its store writes
+// without waiting), else on its own threads. The client is held weakly: once
+// it is gone (the protocols were destroyed), a poll fails Cancelled.
+void perform_async(std::weak_ptr<AsyncHttpClient> weak_client, std::shared_ptr<A2aSessions> sessions,
+                   std::shared_ptr<const CallPlan> plan, HttpRequestSpec spec, bool polling,
+                   Dispatcher::Callback done) {
   std::shared_ptr<AsyncHttpClient> client = weak_client.lock();
   if (!client) {
     done(failure(Status::cancelled("call cancelled"), true));
     return;
   }
-  auto on_response = [weak_client, replies, sessions, plan, polling, done = std::move(done),
+  auto on_response = [weak_client, sessions, plan, polling, done = std::move(done),
                       clock = client->clock()](Result<HttpResponse> response) mutable {
     Outcome outcome = interpret(*plan, *sessions, *clock, std::move(response), polling);
     if (!outcome.poll_task.empty()) {
       HttpRequestSpec poll = poll_request(*plan, outcome.poll_task);
-      perform_async(std::move(weak_client), std::move(replies), std::move(sessions), plan, std::move(poll), true,
-                    std::move(done));
+      perform_async(std::move(weak_client), std::move(sessions), plan, std::move(poll), true, std::move(done));
       return;
     }
-    auto handle = [done = std::move(done), reply = std::move(outcome.reply)]() mutable {
-      // The next calls this reply leads to are sent from this thread, after
-      // done() returns: they only queue work on the loop.
-      ReplyScope next_calls;
-      done(std::move(reply));
-    };
-    if (auto pool = replies.lock()) {
-      pool->run("", std::move(handle));
-    } else {
-      handle();
-    }
+    // The next calls this reply leads to are sent from this thread, after
+    // done() returns: they only queue work on the loop.
+    ReplyScope next_calls(/*on_event_loop=*/true);
+    done(std::move(outcome.reply));
   };
   client->send(std::move(spec), std::move(on_response), polling ? kA2aPollInterval : milliseconds(0));
 }
@@ -193,7 +184,7 @@ class HttpWorkerProtocol final : public WorkerProtocol {
                              : request.deadline;
     if (plan.spec.url.compare(0, 7, "http://") == 0) {
       auto shared_plan = std::make_shared<const CallPlan>(std::move(plan));
-      perform_async(client_, transport_, sessions_, shared_plan, shared_plan->spec, false, std::move(done));
+      perform_async(client_, sessions_, shared_plan, shared_plan->spec, false, std::move(done));
       return;
     }
     // https://: a blocking call on the transport's threads (the event-driven
