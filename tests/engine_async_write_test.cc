@@ -98,7 +98,10 @@ class CheckingDispatcher : public orch::Dispatcher {
 // does, inside a ReplyScope that says so; notes the threads calls are sent on.
 class LoopDispatcher : public orch::Dispatcher {
  public:
-  LoopDispatcher() : loop_([this] { run(); }) {}
+  // `inline_workers`: claims to run workers inside dispatch() (as
+  // InProcessWorkers does), so that no event loop may call it.
+  explicit LoopDispatcher(bool inline_workers = false) : inline_workers_(inline_workers), loop_([this] { run(); }) {}
+  bool runs_workers_inline() const override { return inline_workers_; }
   ~LoopDispatcher() override {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -145,6 +148,7 @@ class LoopDispatcher : public orch::Dispatcher {
   std::deque<std::pair<std::string, Callback>> queue_;
   std::vector<std::thread::id> sent_on;
   bool stop_ = false;
+  const bool inline_workers_;
   std::thread loop_;  // last: starts once the rest is made
 };
 
@@ -327,12 +331,15 @@ TEST_CASE("on SQLite, runs of worker calls complete through the store's writer t
 TEST_CASE("a reply delivered on an event loop is handled there only when the store writes without waiting", "[engine][async-write]") {
   // Memory: writes without waiting, so b's call follows a's reply on the
   // loop. The same store behind a wrapper writes on the caller's thread:
-  // a's reply then goes to an engine thread, and b's call with it.
-  for (bool wrapped : {false, true}) {
+  // a's reply then goes to an engine thread, and b's call with it. And a
+  // dispatcher that runs its workers inside dispatch() is never called from
+  // the loop.
+  for (int variant = 0; variant < 3; ++variant) {
+    const bool wrapped = variant == 1, inline_workers = variant == 2;
     std::shared_ptr<orch::Store> store = orch::new_memory_store();
     if (wrapped) store = std::make_shared<orch::StoreWrapper>(store);
     CHECK(store->writes_without_waiting() == !wrapped);
-    auto dispatcher = std::make_shared<LoopDispatcher>();
+    auto dispatcher = std::make_shared<LoopDispatcher>(inline_workers);
     auto engine = orch::testing::make_engine(dispatcher, nullptr, store);
     auto id = engine->start_run(orch::testing::make_workflow(kTwoTasks), {});
     REQUIRE(id.ok());
@@ -342,7 +349,7 @@ TEST_CASE("a reply delivered on an event loop is handled there only when the sto
     auto sent = dispatcher->sent_threads();
     REQUIRE(sent.size() == 2);
     CHECK(sent[0] != dispatcher->loop_id());  // a: from the run's start
-    CHECK((sent[1] == dispatcher->loop_id()) == !wrapped);
+    CHECK((sent[1] == dispatcher->loop_id()) == (variant == 0));
     engine.reset();
   }
 }

@@ -278,9 +278,11 @@ StoreBatch EngineImpl::take_batch(RunContext& c, bool* deferred_checkpoint) {
 }
 
 void EngineImpl::send_call(std::function<void()>& send) {
-  // From a store's thread only a dispatcher that merely queues the call
-  // sends it there; one that runs the worker gets an engine thread.
-  if (t_store_callback && options_.dispatcher && options_.dispatcher->runs_workers_inline()) {
+  // From a store's thread or an event loop only a dispatcher that merely
+  // queues the call sends it there; one that runs the worker gets an engine
+  // thread.
+  if ((t_store_callback || ReplyScope::on_event_loop()) && options_.dispatcher &&
+      options_.dispatcher->runs_workers_inline()) {
     post(std::move(send));
     return;
   }
