@@ -46,6 +46,35 @@ std::shared_ptr<T> new_shared(Args&&... args) {
 static_assert(sizeof(Object::Member) <= 56 && alignof(Object::Member) <= 8,
               "Object::kMemberBytes must hold a Member");
 
+namespace {
+// Member arrays just past the inline members (5 to 8: a node's __meta, a
+// state of a few keys) come from a per-thread block cache, as Values' shared
+// storage does: each such object took a malloc and a free of its own.
+constexpr size_t kCachedMemberCapacity = 8;
+#if ORCH_BLOCK_CACHE
+using MemberBlocks = internal::BlockCache<kCachedMemberCapacity * sizeof(Object::Member)>;
+#endif
+
+// Room for at least *n members; *n becomes the capacity given.
+Object::Member* allocate_members(size_t* n) {
+  if (*n <= kCachedMemberCapacity) {
+    *n = kCachedMemberCapacity;
+#if ORCH_BLOCK_CACHE
+    return static_cast<Object::Member*>(MemberBlocks::take());
+#endif
+  }
+  return static_cast<Object::Member*>(::operator new(*n * sizeof(Object::Member)));
+}
+
+void free_members(Object::Member* members, size_t capacity) {
+#if ORCH_BLOCK_CACHE
+  if (capacity == kCachedMemberCapacity) return MemberBlocks::give(members);
+#endif
+  (void)capacity;
+  ::operator delete(members);
+}
+}  // namespace
+
 Object::Object(std::initializer_list<Member> members) {
   reserve(members.size());
   for (const auto& m : members) append_or_replace(m.first, m.second);
@@ -54,7 +83,7 @@ Object::Object(std::initializer_list<Member> members) {
 
 Object::~Object() {
   destroy_members();
-  if (on_heap()) ::operator delete(members_);
+  if (on_heap()) free_members(members_, capacity_);
 }
 
 void Object::destroy_members() {
@@ -64,12 +93,12 @@ void Object::destroy_members() {
 
 void Object::reserve(size_t n) {
   if (n <= capacity_) return;
-  Member* fresh = static_cast<Member*>(::operator new(n * sizeof(Member)));
+  Member* fresh = allocate_members(&n);
   for (size_t i = 0; i < size_; ++i) {
     new (fresh + i) Member(std::move(members_[i]));
     members_[i].~Member();
   }
-  if (on_heap()) ::operator delete(members_);
+  if (on_heap()) free_members(members_, capacity_);
   members_ = fresh;
   capacity_ = n;
 }
@@ -106,7 +135,7 @@ Object::Object(Object&& other) noexcept { take_members(std::move(other)); }
 Object& Object::operator=(Object&& other) noexcept {
   if (this != &other) {
     destroy_members();
-    if (on_heap()) ::operator delete(members_);
+    if (on_heap()) free_members(members_, capacity_);
     members_ = inline_members();
     capacity_ = kInlineMembers;
     take_members(std::move(other));
