@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 //
-// Scheduler::to_value keeps its answers for small graphs per thread (equal
-// states share one Value): what it writes must still be each state's own,
-// and a kept answer must never be another graph's.
+// Scheduler::to_value and checkpoint_metadata keep their answers for small
+// graphs per thread (equal states share one Value): what they write must
+// still be each state's own, equal to what a scheduler builds afresh, and a
+// kept answer must never be another graph's.
 #include <memory>
 #include <string>
 
@@ -23,11 +24,13 @@ std::shared_ptr<const CompiledGraph> compile(const std::string& json) {
   return CompiledGraph::compile(*wf);
 }
 
-// __start__ fans out to the two named nodes, which join in `join`.
-std::shared_ptr<const CompiledGraph> fan_out(const std::string& a, const std::string& b) {
-  return compile(R"({"nodes": {")" + a + R"(": {}, ")" + b + R"(": {}, "join": {}},
+// __start__ fans out to `a` and `b`; `a` goes straight to the join, `b`
+// through `c`: after the first superstep the join waits with one in-edge
+// fired.
+std::shared_ptr<const CompiledGraph> uneven_join(const std::string& a, const std::string& b) {
+  return compile(R"({"nodes": {")" + a + R"(": {}, ")" + b + R"(": {}, "c": {}, "join": {}},
     "edges": [["__start__",")" + a + R"("],["__start__",")" + b + R"("],[")" + a + R"(","join"],[")" + b +
-                 R"(","join"],["join","__end__"]]})");
+                 R"(","c"],["c","join"],["join","__end__"]]})");
 }
 
 Value names(std::initializer_list<const char*> list) {
@@ -45,42 +48,58 @@ void run_superstep(Scheduler& s) {
 }  // namespace
 
 TEST_CASE("scheduler states serialize as their own, kept or built", "[scheduler]") {
-  auto graph = fan_out("a", "b");
+  auto graph = uneven_join("a", "b");
+  auto same_workflow = uneven_join("a", "b");  // another graph: nothing kept for it yet
   Scheduler first(graph);
   first.start();
-  Value started = first.to_value();
-  CHECK(started["edge_count"] == Value(5));
-  CHECK(started["fired"] == Value::array({0, 1}));
+  const Value started = first.to_value();  // const: a non-const [] would unshare it
   CHECK(started["ready"] == names({"a", "b"}));
   CHECK(started.find("end_reached") == nullptr);
 
   // Another run of the graph in the same state: the same answer, shared.
   Scheduler second(graph);
   second.start();
-  Value again = second.to_value();
+  const Value again = second.to_value();
   CHECK(again == started);
   CHECK(again.shares_storage_with(started));
+  const Value metadata = second.checkpoint_metadata();
+  CHECK(metadata.shares_storage_with(first.checkpoint_metadata()));
+  CHECK(metadata["scheduler"].shares_storage_with(started));
+  CHECK(metadata["workflow_version"] == Value(graph->workflow().version));
 
-  // Each later state is its own, and reads back as the scheduler it came from.
+  // Later states are their own, and equal to what a graph with nothing kept
+  // builds for the same state.
   run_superstep(second);
-  Value joined = second.to_value();
-  CHECK(joined["fired"] == Value::array({2, 3}));
-  CHECK(joined["ready"] == Value::array({"join"}));
+  const Value waiting = second.to_value();
+  CHECK(waiting["ready"] == names({"c"}));
+  REQUIRE(waiting["fired"].size() == 1);
+  const auto& fired = graph->edges()[static_cast<size_t>(waiting["fired"].as_array()[0].as_int())];
+  CHECK(graph->name(fired.source) == "a");
+  CHECK(graph->name(fired.target) == "join");
+  Scheduler fresh(same_workflow);
+  fresh.start();
+  run_superstep(fresh);
+  CHECK(fresh.to_value() == waiting);
+  CHECK_FALSE(fresh.to_value().shares_storage_with(waiting));
+
   run_superstep(second);
-  Value ended = second.to_value();
-  CHECK(ended["fired"] == Value::array({4}));
+  CHECK(second.to_value()["ready"] == names({"join"}));
+  run_superstep(second);
+  const Value ended = second.to_value();
   CHECK(ended.find("ready") == nullptr);
   CHECK(ended["end_reached"] == Value(true));
-  auto restored = Scheduler::from_value(graph, joined);
+
+  // A kept state reads back as the scheduler it came from.
+  auto restored = Scheduler::from_value(graph, waiting);
   REQUIRE(restored.ok());
-  CHECK(restored->to_value() == joined);
+  CHECK(restored->to_value() == waiting);
   CHECK(first.to_value() == started);  // the first run, still where it was
 }
 
 TEST_CASE("a scheduler state kept for one graph is not another's", "[scheduler]") {
   Value ab;
   {
-    auto graph = fan_out("a", "b");
+    auto graph = uneven_join("a", "b");
     Scheduler s(graph);
     s.start();
     ab = s.to_value();
@@ -88,12 +107,12 @@ TEST_CASE("a scheduler state kept for one graph is not another's", "[scheduler]"
   // The same shape with other names, while the first graph lives on in
   // nothing but the kept answer, then once more in a fresh graph.
   for (int round = 0; round < 2; ++round) {
-    auto graph = fan_out("x", "y");
+    auto graph = uneven_join("x", "y");
     Scheduler s(graph);
     s.start();
-    Value xy = s.to_value();
+    const Value xy = s.to_value();
     CHECK(xy["ready"] == names({"x", "y"}));
-    CHECK(xy["fired"] == ab["fired"]);
+    CHECK(s.checkpoint_metadata()["scheduler"]["ready"] == names({"x", "y"}));
   }
   CHECK(ab["ready"] == names({"a", "b"}));
 }
@@ -107,8 +126,12 @@ TEST_CASE("scheduler states with routes are written in full", "[scheduler]") {
     s.start();
     for (int v : s.take_ready()) s.node_finished(v, &route, nullptr);
     s.settle();
-    Value v = s.to_value();
+    const Value v = s.to_value();
     CHECK(v["route_results"]["pick"] == Value(route));
     CHECK(v["ready"] == Value::array({route == "left" ? "l" : "r"}));
+    CHECK(v["dead"].size() == 2);  // the other branch, and what only it led to
+    const Value metadata = s.checkpoint_metadata();
+    CHECK(metadata["route_results"]["pick"] == Value(route));
+    CHECK(metadata["scheduler"] == v);
   }
 }
