@@ -13,6 +13,7 @@ Scheduler::Scheduler(std::shared_ptr<const CompiledGraph> graph)
   const size_t room = std::min<size_t>(edges_.size(), 16);
   marked_.reserve(room);
   touched_.reserve(room);
+  ready_.reserve(std::min<size_t>(graph_->vertex_count(), 16));  // a fan-out's nodes: one allocation, not one per doubling
 }
 
 void Scheduler::start() {
