@@ -45,6 +45,19 @@ class RandomBytes {
   size_t used_ = sizeof(buf_);
 };
 
+// The two lowercase hex digits of every byte.
+struct HexPairs {
+  char digits[256][2];
+  constexpr HexPairs() : digits() {
+    constexpr char kHex[] = "0123456789abcdef";
+    for (int b = 0; b < 256; ++b) {
+      digits[b][0] = kHex[b >> 4];
+      digits[b][1] = kHex[b & 0xF];
+    }
+  }
+};
+constexpr HexPairs kHexPairs;
+
 }  // namespace
 
 std::string new_uuid() {
@@ -53,18 +66,16 @@ std::string new_uuid() {
   uint64_t lo = random.next();
   hi = (hi & ~uint64_t{0xF000}) | uint64_t{0x4000};         // version 4
   lo = (lo & ~(uint64_t{0xC} << 60)) | (uint64_t{0x8} << 60);  // RFC 4122 variant
-  static const char kHex[] = "0123456789abcdef";
+  // Each byte's two digits are copied to their place (8-4-4-4-12) from a
+  // table: formatting digit by digit, checking for a dash at each, took about
+  // 100 instructions more an id (a short run takes about ten ids).
+  static constexpr unsigned char kAt[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
   std::string out(36, '-');
-  size_t pos = 0;
-  auto put = [&](uint64_t word, int nibbles_from, int count) {
-    for (int i = 0; i < count; ++i) {
-      if (pos == 8 || pos == 13 || pos == 18 || pos == 23) ++pos;
-      int shift = 60 - 4 * (nibbles_from + i);
-      out[pos++] = kHex[(word >> shift) & 0xF];
-    }
-  };
-  put(hi, 0, 16);
-  put(lo, 0, 16);
+  char* p = out.data();
+  for (int k = 0; k < 8; ++k) {
+    std::memcpy(p + kAt[k], kHexPairs.digits[(hi >> (56 - 8 * k)) & 0xFF], 2);
+    std::memcpy(p + kAt[k + 8], kHexPairs.digits[(lo >> (56 - 8 * k)) & 0xFF], 2);
+  }
   return out;
 }
 

@@ -39,12 +39,63 @@ std::shared_ptr<T> new_shared(Args&&... args) {
   return internal::make_cached_shared<T>(std::forward<Args>(args)...);
 }
 
+// A CachedAllocator that builds what it is asked to build without arguments
+// by default-initialization. make_shared value-initializes: for an Object that
+// first zeroes its inline member storage (over 200 bytes, a `rep stos`), for
+// every object the engine builds.
+template <class T>
+struct DefaultInitAllocator : internal::CachedAllocator<T> {
+  DefaultInitAllocator() = default;
+  template <class U>
+  DefaultInitAllocator(const DefaultInitAllocator<U>&) {}  // NOLINT: rebinding
+  template <class U>
+  void construct(U* p) {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+
+// An empty Object in shared storage (see DefaultInitAllocator).
+std::shared_ptr<Object> new_empty_object() { return std::allocate_shared<Object>(DefaultInitAllocator<Object>()); }
+
 }  // namespace
 
 // ---------------------------------------------------------------- Object
 
 static_assert(sizeof(Object::Member) <= 56 && alignof(Object::Member) <= 8,
               "Object::kMemberBytes must hold a Member");
+
+namespace {
+// Member arrays just past the inline members (5 to 8: a node's __meta, a
+// state of a few keys) come from a per-thread block cache, as Values' shared
+// storage does: each such object took a malloc and a free of its own.
+constexpr size_t kCachedMemberCapacity = 8;
+#if ORCH_BLOCK_CACHE
+using MemberBlocks = internal::BlockCache<kCachedMemberCapacity * sizeof(Object::Member)>;
+#endif
+
+// Room for at least *n members; *n becomes the capacity given.
+Object::Member* allocate_members(size_t* n) {
+  if (*n <= kCachedMemberCapacity) {
+    *n = kCachedMemberCapacity;
+#if ORCH_BLOCK_CACHE
+    return static_cast<Object::Member*>(MemberBlocks::take());
+#endif
+  }
+  return static_cast<Object::Member*>(::operator new(*n * sizeof(Object::Member)));
+}
+
+void free_members(Object::Member* members, size_t capacity) {
+#if ORCH_BLOCK_CACHE
+  if (capacity == kCachedMemberCapacity) return MemberBlocks::give(members);
+#endif
+  (void)capacity;
+  ::operator delete(members);
+}
+}  // namespace
 
 Object::Object(std::initializer_list<Member> members) {
   reserve(members.size());
@@ -54,7 +105,7 @@ Object::Object(std::initializer_list<Member> members) {
 
 Object::~Object() {
   destroy_members();
-  if (on_heap()) ::operator delete(members_);
+  if (on_heap()) free_members(members_, capacity_);
 }
 
 void Object::destroy_members() {
@@ -64,12 +115,12 @@ void Object::destroy_members() {
 
 void Object::reserve(size_t n) {
   if (n <= capacity_) return;
-  Member* fresh = static_cast<Member*>(::operator new(n * sizeof(Member)));
+  Member* fresh = allocate_members(&n);
   for (size_t i = 0; i < size_; ++i) {
     new (fresh + i) Member(std::move(members_[i]));
     members_[i].~Member();
   }
-  if (on_heap()) ::operator delete(members_);
+  if (on_heap()) free_members(members_, capacity_);
   members_ = fresh;
   capacity_ = n;
 }
@@ -106,7 +157,7 @@ Object::Object(Object&& other) noexcept { take_members(std::move(other)); }
 Object& Object::operator=(Object&& other) noexcept {
   if (this != &other) {
     destroy_members();
-    if (on_heap()) ::operator delete(members_);
+    if (on_heap()) free_members(members_, capacity_);
     members_ = inline_members();
     capacity_ = kInlineMembers;
     take_members(std::move(other));
@@ -360,7 +411,7 @@ Value Value::object(std::initializer_list<std::pair<std::string_view, Value>> me
     return *kEmpty;
   }
   // The engine builds many small objects this way: built in place.
-  auto o = new_shared<Object>();
+  auto o = new_empty_object();
   o->reserve(members.size());
   for (const auto& m : members) o->append_or_replace(m.first, m.second);
   if (o->size_ > kIndexThreshold) o->rebuild_index();
@@ -399,12 +450,12 @@ Array& Value::mutable_array() {
 }
 
 Object& Value::mutable_object() {
-  if (is_null()) rep_ = new_shared<Object>();
+  if (is_null()) rep_ = new_empty_object();
   auto& p = std::get<ObjectPtr>(rep_);
   if (p.use_count() > 1) {
     // A copy made to be changed is usually grown next: room for one more
     // member saves moving them all again.
-    auto copy = new_shared<Object>();
+    auto copy = new_empty_object();
     copy->reserve(p->size_ + 1);
     *copy = *p;
     p = std::move(copy);

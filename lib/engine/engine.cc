@@ -386,12 +386,7 @@ bool EngineImpl::stage_checkpoint(RunContext& ctx, const std::string& step_id, b
   cp.state = ctx.state;
   cp.completed_nodes = std::move(ran);
   cp.created_at_ms = stamp_ms(ctx);
-  const Value version = static_cast<long long>(ctx.compiled->graph->workflow().version);
-  const Value& routes = ctx.scheduler->route_results();
-  cp.metadata = routes.size() > 0
-                    ? Value::object({{"route_results", routes}, {"workflow_version", version},
-                                     {"scheduler", ctx.scheduler->to_value()}})
-                    : Value::object({{"workflow_version", version}, {"scheduler", ctx.scheduler->to_value()}});
+  cp.metadata = ctx.scheduler->checkpoint_metadata();
   ctx.record.state = ctx.state;
   ctx.record.checkpoint_count += 1;
   ctx.record.updated_at_ms = cp.created_at_ms;

@@ -34,6 +34,10 @@ struct CompiledWorkflow {
 
 // One node of the superstep in flight.
 struct NodeTask {
+  // Written out (not defaulted) so that a superstep's tasks (resize) are not
+  // zeroed whole before their members are initialized: every member has an
+  // initializer or a constructor of its own.
+  NodeTask() {}  // NOLINT(modernize-use-equals-default)
   int vertex = -1;
   std::string step_id;
   // step_id as a shared JSON string, for the events that name it.
@@ -98,6 +102,9 @@ struct InflightWrite {
 };
 
 struct RunContext : std::enable_shared_from_this<RunContext> {
+  // As NodeTask's: make_shared would otherwise zero the whole context (some
+  // kilobytes) before initializing its members, once per run.
+  RunContext() {}  // NOLINT(modernize-use-equals-default)
   std::mutex mu;
   RunRecord record;
   // The run's end is being written without waiting (EngineImpl::

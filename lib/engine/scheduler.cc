@@ -2,6 +2,7 @@
 #include "engine/scheduler.h"
 
 #include <algorithm>
+#include <memory>
 
 namespace orch::internal {
 
@@ -12,6 +13,7 @@ Scheduler::Scheduler(std::shared_ptr<const CompiledGraph> graph)
   const size_t room = std::min<size_t>(edges_.size(), 16);
   marked_.reserve(room);
   touched_.reserve(room);
+  ready_.reserve(std::min<size_t>(graph_->vertex_count(), 16));  // a fan-out's nodes: one allocation, not one per doubling
 }
 
 void Scheduler::start() {
@@ -188,7 +190,77 @@ Result<std::set<int>> vertices_of(const CompiledGraph& g, const Value& names) {
 }
 }  // namespace
 
+// to_value's answers for small graphs, kept per thread. Short runs of one
+// workflow pass through the same scheduler states run after run (all of
+// __start__'s edges fired and its targets ready, then the join's in-edges
+// fired...), and building the Value (lists of edges and names) cost several
+// times more than finding an equal state here. Only states with nothing
+// parked, passed or routed are kept: what remains is the edges' states, the
+// ready nodes and end_reached, compared whole.
+struct KeptSchedulerState {
+  // Compared by control block: while this reference lives, no other graph
+  // can have the same one (a graph freed and another made at its address
+  // would not be taken for it).
+  std::weak_ptr<const CompiledGraph> graph;
+  std::string edges;
+  std::vector<int> ready;
+  bool end_reached = false;
+  Value value;
+  // checkpoint_metadata's answer, built when first asked for.
+  Value metadata;
+  int64_t metadata_version = 0;
+};
+
+namespace {
+constexpr size_t kKeptStates = 8;
+constexpr size_t kMaxKeptEdges = 64;  // larger graphs rarely repeat a state; copying it would only cost
+thread_local KeptSchedulerState t_kept_states[kKeptStates];
+thread_local size_t t_next_kept_state = 0;
+
+bool same_graph(const std::weak_ptr<const CompiledGraph>& kept, const std::shared_ptr<const CompiledGraph>& graph) {
+  return !kept.owner_before(graph) && !graph.owner_before(kept);
+}
+}  // namespace
+
+KeptSchedulerState* Scheduler::kept_state() const {
+  if (edges_.size() > kMaxKeptEdges || !parked_.empty() || !passed_before_.empty() || route_results_.size() > 0) {
+    return nullptr;
+  }
+  for (KeptSchedulerState& kept : t_kept_states) {
+    if (kept.end_reached == end_reached_ && kept.edges == edges_ && kept.ready == ready_ && same_graph(kept.graph, graph_)) {
+      return &kept;
+    }
+  }
+  KeptSchedulerState& slot = t_kept_states[t_next_kept_state++ % kKeptStates];
+  slot.graph = graph_;
+  slot.edges = edges_;
+  slot.ready = ready_;
+  slot.end_reached = end_reached_;
+  slot.value = build_value();
+  slot.metadata = Value();
+  return &slot;
+}
+
 Value Scheduler::to_value() const {
+  const KeptSchedulerState* kept = kept_state();
+  return kept != nullptr ? kept->value : build_value();
+}
+
+Value Scheduler::checkpoint_metadata() const {
+  const int64_t version = graph_->workflow().version;
+  if (route_results_.size() > 0) {
+    return Value::object({{"route_results", route_results_}, {"workflow_version", version}, {"scheduler", to_value()}});
+  }
+  KeptSchedulerState* kept = kept_state();  // this thread's: not shared
+  if (kept == nullptr) return Value::object({{"workflow_version", version}, {"scheduler", build_value()}});
+  if (kept->metadata.is_null() || kept->metadata_version != version) {
+    kept->metadata = Value::object({{"workflow_version", version}, {"scheduler", kept->value}});
+    kept->metadata_version = version;
+  }
+  return kept->metadata;
+}
+
+Value Scheduler::build_value() const {
   // Written at every checkpoint: empty lists and defaults are left out
   // (from_value reads a missing key as empty).
   Object o;  // usually no more members than an Object holds in place

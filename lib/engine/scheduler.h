@@ -36,6 +36,8 @@
 
 namespace orch::internal {
 
+struct KeptSchedulerState;  // scheduler.cc
+
 class Scheduler {
  public:
   explicit Scheduler(std::shared_ptr<const CompiledGraph> graph);
@@ -72,7 +74,12 @@ class Scheduler {
 
   const Value& route_results() const { return route_results_; }
 
+  // Equal states of one graph give the same (shared) Value: small graphs'
+  // answers are kept per thread (see scheduler.cc).
   Value to_value() const;
+  // A checkpoint's metadata: {"route_results" (when a route was taken),
+  // "workflow_version", "scheduler": to_value()}, shared as to_value's is.
+  Value checkpoint_metadata() const;
   // REQUIRES: `v` came from to_value() for the same graph.
   static Result<Scheduler> from_value(std::shared_ptr<const CompiledGraph> graph, const Value& v);
 
@@ -85,6 +92,10 @@ class Scheduler {
   // `v` is entered again: forward edges reachable from it return to pending.
   void rearm_downstream(int v);
   void set_edge(int e, EdgeState state);  // also queues the edge's target for settle()
+  Value build_value() const;  // to_value without the kept answers
+  // This thread's kept answers for the current state (added if missing);
+  // nullptr when the state is not kept.
+  KeptSchedulerState* kept_state() const;
 
   std::shared_ptr<const CompiledGraph> graph_;
   std::string edges_;            // one EdgeState per edge

@@ -440,6 +440,10 @@ class MemoryStore final : public Store {
   // An event as kept: its run is the one holding it, its seq its position,
   // and its kind one of the few the store has seen (interned).
   struct StoredEvent {
+    // Built in place in the run's list (a temporary moved in cost a move
+    // and a destruction per event).
+    StoredEvent(const std::string* kind_in, const Value& data_in, int64_t created_at)
+        : kind(kind_in), data(data_in), created_at_ms(created_at) {}
     const std::string* kind;
     Value data;
     int64_t created_at_ms;
@@ -487,7 +491,7 @@ class MemoryStore final : public Store {
 
   // REQUIRES: mu_ held.
   void keep_event(RunData& data, const EventRecord& event) {
-    data.events.push_back(StoredEvent{intern_kind(event.kind), event.data, event.created_at_ms});
+    data.events.emplace_back(intern_kind(event.kind), event.data, event.created_at_ms);
   }
 
   // REQUIRES: mu_ held. The interned copy of `kind`. A run's events take a
