@@ -204,7 +204,19 @@ void EngineImpl::write_pending(RunContext& ctx, PendingWrite write) {
   }
 }
 
+void EngineImpl::write_due_pending(RunContext& ctx) {
+  if (ctx.pending_writes_due == 0) return;
+  for (NodeTask& t : ctx.tasks) {
+    if (!t.pending_write_due) continue;
+    t.pending_write_due = false;
+    write_pending(ctx, PendingWrite{ctx.record.id, ctx.version + 1, ctx.compiled->graph->name(t.vertex),
+                                    t.outcome.to_value()});
+  }
+  ctx.pending_writes_due = 0;
+}
+
 Status EngineImpl::flush(RunContext& ctx) {
+  write_due_pending(ctx);
   if (ctx.batch.empty() && !ctx.run_in_batch) return Status();
   StoreBatch batch = std::move(ctx.batch);
   ctx.batch = StoreBatch();
@@ -265,6 +277,7 @@ struct StoreCallbackMark {
 bool EngineImpl::on_store_thread() { return t_store_callback; }
 
 StoreBatch EngineImpl::take_batch(RunContext& c, bool* deferred_checkpoint) {
+  write_due_pending(c);
   StoreBatch batch = std::move(c.batch);
   c.batch = StoreBatch();
   *deferred_checkpoint = c.checkpoint_deferred;
@@ -291,6 +304,7 @@ void EngineImpl::send_call(std::function<void()>& send) {
 
 void EngineImpl::flush_then_send(const std::shared_ptr<RunContext>& ctx, std::function<void()> send) {
   RunContext& c = *ctx;
+  write_due_pending(c);
   if (c.batch.empty() && !c.run_in_batch) {
     // Nothing new to write: the call waits only for what is still in flight
     // (a sibling call's batch holds this one's step record).
@@ -496,6 +510,7 @@ void EngineImpl::finish_run(RunContext& ctx, RunStatus status, const std::string
 }
 
 bool EngineImpl::write_end_async(RunContext& c) {
+  write_due_pending(c);
   if (c.caller_drives || c.lease_lost || (c.batch.empty() && !c.run_in_batch)) return false;
   bool deferred_checkpoint = false;  // a failed checkpoint cannot fail a run that ended
   StoreBatch batch = take_batch(c, &deferred_checkpoint);
@@ -993,7 +1008,12 @@ void EngineImpl::complete_task(const std::shared_ptr<RunContext>& ctx, size_t in
     if (other.finished && other.outcome.kind == NodeOutcome::Kind::kFailed) checkpoint_follows = false;
   }
   if (record && t.outcome.kind != NodeOutcome::Kind::kFailed && !checkpoint_follows) {
-    write_pending(c, PendingWrite{c.record.id, c.version + 1, name, t.outcome.to_value()});
+    if (c.batching && c.durability != Durability::kExit) {
+      t.pending_write_due = true;  // built only if the batch goes out first
+      ++c.pending_writes_due;
+    } else {
+      write_pending(c, PendingWrite{c.record.id, c.version + 1, name, t.outcome.to_value()});
+    }
   }
   if (options_.node_events) emit(c, event_kind::kTaskResult, Value::object({{"id", t.step_id_value()}, {"name", c.compiled->graph->name_value(t.vertex)},
                                         {"ok", t.outcome.kind != NodeOutcome::Kind::kFailed},
@@ -1112,6 +1132,7 @@ void EngineImpl::finish_superstep(const std::shared_ptr<RunContext>& ctx) {
   // A one-node superstep is named by its node (a shared Value).
   Value step_value = c.tasks.size() == 1 ? g.name_value(c.tasks.front().vertex) : Value(step_names);
   c.tasks.clear();
+  c.pending_writes_due = 0;  // the checkpoint staged below keeps these results
   // The "values" event joins its checkpoint's batch (a store may then keep the
   // state once for both).
   const bool staged = stage_checkpoint(c, step_names, interrupt, std::move(ran), &step_value);

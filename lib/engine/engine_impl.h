@@ -139,6 +139,10 @@ class EngineImpl final : public orch::Engine {
   // Store writes that join the run's batch while it is batching.
   void write_step(RunContext& ctx, StepRecord step);
   void write_pending(RunContext& ctx, PendingWrite write);
+  // Builds the pending writes of finished tasks that still need one (their
+  // superstep's checkpoint did not come first). Every write of the run's
+  // batch calls it first.
+  void write_due_pending(RunContext& ctx);
   // Writes the run's batch (if any) and tells listeners about its events.
   Status flush(RunContext& ctx);
   // flush, then `send` (a worker call) once the batch is written, without

@@ -56,6 +56,10 @@ struct NodeTask {
   NodeOutcome outcome;
   StepRecord step;               // the current attempt's record, as last written
   bool has_step_record = false;  // a record under step_id was written this superstep
+  // Finished, and its result is still to be kept as a pending write: built
+  // only if the batch goes out before the superstep's checkpoint joins it
+  // (EngineImpl::write_due_pending), which makes it needless.
+  bool pending_write_due = false;
   bool planned = false;          // step_id is a record written pending at the run's start
   bool in_process = false;       // the current attempt is an in-process function call
   int64_t started_ms = 0;
@@ -133,6 +137,7 @@ struct RunContext : std::enable_shared_from_this<RunContext> {
   bool breaks_after(int v) const { return !break_after.empty() && break_after[static_cast<size_t>(v)]; }
   std::vector<NodeTask> tasks;   // the superstep in flight
   size_t outstanding = 0;
+  size_t pending_writes_due = 0;  // tasks with pending_write_due set
   bool in_superstep = false;
   bool advancing = false;        // EngineImpl::advance is on the stack (it loops, never nests)
   uint64_t generation = 0;       // bumped by cancel; callbacks of older generations are dropped
