@@ -4,6 +4,7 @@
 // record is committed, the engine thread is free meanwhile, a failed write
 // fails the run and sends nothing, and calls of one superstep wait for the
 // one write that holds their records.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -352,4 +353,66 @@ TEST_CASE("a reply delivered on an event loop is handled there only when the sto
     CHECK((sent[1] == dispatcher->loop_id()) == (variant == 0));
     engine.reset();
   }
+}
+
+namespace {
+// Answers every call at once except node z's, which waits for release_z().
+class HoldZDispatcher : public orch::Dispatcher {
+ public:
+  void dispatch(const orch::WorkerRequest& request, Callback done) override {
+    if (request.node_name == "z") {
+      std::lock_guard<std::mutex> lock(mu_);
+      held_ = std::move(done);
+      return;
+    }
+    orch::WorkerReply reply;
+    reply.output = "done " + request.node_name;
+    done(std::move(reply));
+  }
+  bool release_z() {
+    Callback done;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done = std::move(held_);
+    }
+    if (!done) return false;
+    orch::WorkerReply reply;
+    reply.output = "done z";
+    done(std::move(reply));
+    return true;
+  }
+
+ private:
+  std::mutex mu_;
+  Callback held_;
+};
+}  // namespace
+
+TEST_CASE("finished parallel nodes are kept as pending writes while a sibling still runs", "[engine][async-write]") {
+  auto store = orch::new_memory_store();
+  auto dispatcher = std::make_shared<HoldZDispatcher>();
+  auto engine = orch::testing::make_engine(dispatcher, nullptr, store);
+  auto id = engine->start_run(orch::testing::make_workflow(R"({"nodes": {"x": {"prompt_template": "x"},
+      "y": {"prompt_template": "y"}, "z": {"prompt_template": "z"}},
+    "edges": [["__start__","x"],["__start__","y"],["__start__","z"],["x","__end__"],["y","__end__"],["z","__end__"]]})"),
+                              {});
+  REQUIRE(id.ok());
+  // x and y answered, z not: their results are stored (a restart would not
+  // call them again) though no checkpoint followed yet.
+  std::vector<std::string> kept;
+  for (int i = 0; i < 1000 && kept.size() < 2; ++i) {
+    auto writes = store->list_pending_writes(*id);
+    REQUIRE(writes.ok());
+    kept.clear();
+    for (const orch::PendingWrite& w : *writes) kept.push_back(w.node_name);
+    if (kept.size() < 2) std::this_thread::sleep_for(10ms);
+  }
+  std::sort(kept.begin(), kept.end());
+  CHECK(kept == std::vector<std::string>{"x", "y"});
+  bool released = false;
+  for (int i = 0; i < 1000 && !(released = dispatcher->release_z()); ++i) std::this_thread::sleep_for(10ms);
+  REQUIRE(released);
+  auto r = engine->wait(*id, 10s);
+  REQUIRE(r.ok());
+  CHECK(r->status == RunStatus::kCompleted);
 }
