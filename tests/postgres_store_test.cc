@@ -613,6 +613,42 @@ TEST_CASE("a PostgreSQL group commit: a run whose chain moved on is written the 
   CHECK((*after)[1].state == Value::object({{"v", 2}}));
 }
 
+TEST_CASE("a PostgreSQL group commit with two batches of one run writes them in their order", "[postgres][concurrency]") {
+  const std::string schema = fresh_schema("group_twice");
+  auto a = open_grouping_store(schema);
+  for (const char* id : {"twice", "other"}) {
+    REQUIRE(a->create_run(make_run(id)).ok());
+    orch::StoreBatch first = checkpoint_batch(make_run(id), 1);
+    REQUIRE(a->write_batch(first).ok());
+  }
+  // The group's runs share one statement, which can write a run once: the
+  // second batch of "twice" comes after the first, not in its place.
+  orch::StoreBatch earlier = checkpoint_batch(make_run("twice"), 2);
+  orch::StoreBatch other = checkpoint_batch(make_run("other"), 2);
+  orch::StoreBatch later = checkpoint_batch(make_run("twice"), 3);
+  std::vector<Status> written = a->write_batches_as_group({&earlier, &other, &later});
+  REQUIRE(written.size() == 3);
+  for (const Status& status : written) {
+    INFO(status.to_string());
+    CHECK(status.ok());
+  }
+  CHECK(earlier.events[0].seq == 3);
+  CHECK(earlier.events[1].seq == 4);
+  CHECK(later.events[0].seq == 5);
+  CHECK(later.events[1].seq == 6);
+  CHECK(other.events[0].seq == 3);
+  auto checkpoints = a->list_checkpoints("twice");
+  REQUIRE(checkpoints.ok());
+  REQUIRE(checkpoints->size() == 3);
+  CHECK((*checkpoints)[1].id == "twice-cp2");
+  CHECK((*checkpoints)[2].id == "twice-cp3");
+  CHECK((*checkpoints)[2].state == Value::object({{"v", 3}}));
+  auto events = a->list_events("twice", 0, 100);
+  REQUIRE(events.ok());
+  REQUIRE(events->size() == 6);
+  CHECK((*events)[5].seq == 6);
+}
+
 TEST_CASE("many runs committing supersteps at once through the group commit: every batch written once, exact seqs and chains", "[postgres][concurrency]") {
   const std::string schema = fresh_schema("group_many");
   // Few connections, many threads: groups form, and several leaders write
@@ -708,7 +744,7 @@ TEST_CASE("a schema 4 PostgreSQL database is upgraded in place: each run row nam
       "body";
   REQUIRE(pg.psql("INSERT INTO " + to + "runs (" + run_columns + ") OVERRIDING SYSTEM VALUE SELECT " + run_columns +
                       " FROM " + from + "runs; INSERT INTO " + to + "checkpoints (" + checkpoint_columns +
-                      ") SELECT " + checkpoint_columns + " FROM " + from + "checkpoints ORDER BY pk",
+                      ") SELECT " + checkpoint_columns + " FROM " + from + "checkpoints ORDER BY run_pk, seq",
                   "orch")
               .ok());
 

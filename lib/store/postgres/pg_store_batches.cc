@@ -61,12 +61,10 @@ std::vector<const StepRecord*> last_step_versions(const std::vector<StepRecord>&
 
 // With `events` (not empty), the batch's events go in the same statement
 // (checkpoint_events_sql): the run's row is updated once, not twice; so do
-// `steps` (not empty), statements less. With `condition` (events not
-// empty), the statement writes only when the run's latest checkpoint is
-// `expected` and the batch's writer holds the run (group commit).
+// `steps` (not empty), statements less.
 Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const EncodedCheckpoint& row,
                           const std::vector<EventRecord>* events, const std::vector<const StepRecord*>& steps,
-                          bool announce, const CheckpointCondition* condition) {
+                          bool announce) {
   Params p;
   add_run_progress(p, run, run.state.shares_storage_with(cp.state) || run.state == cp.state);
   p.text(cp.id).integer(row.link.seq).text(cp.parent_id).text(cp.step_id);
@@ -75,10 +73,7 @@ Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const Enco
   if (events == nullptr) return {checkpoint_commit_sql(), std::move(p)};
   add_event_arrays(p, *events, &cp);
   if (!steps.empty()) add_step_arrays(p, steps);
-  if (condition != nullptr) {
-    add_checkpoint_condition(p, condition->expected_checkpoint, condition->lease_owner, condition->lease_epoch);
-  }
-  return {checkpoint_events_sql(announce, !steps.empty(), condition != nullptr), std::move(p)};
+  return {checkpoint_events_sql(announce, !steps.empty()), std::move(p)};
 }
 
 // write_batch's path for a batch that joins no group (write_batch, in
@@ -176,7 +171,7 @@ std::vector<Command> PostgresStore::batch_commands(const StoreBatch& batch, cons
     *event_index = commands.size();
     commands.push_back(checkpoint_commit(*batch.run, *batch.checkpoint, checkpoint->encoded,
                                          events_with_checkpoint ? &batch.events : nullptr, riding,
-                                         options_.announce_events, nullptr));
+                                         options_.announce_events));
   } else if (batch.run) {
     static const std::string kUpdate = kRunColumns.update_sql();
     Params p;
