@@ -8,6 +8,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -26,6 +27,7 @@
 #include "orch/workflow.h"
 #include "support/figures.h"
 #include "support/postgres_cluster.h"
+#include "store/postgres/pg_change_watch.h"
 #include "store/postgres/pg_connection.h"
 #include "store/postgres/pg_schema.h"
 #include "store/postgres/pg_store_impl.h"
@@ -1062,6 +1064,63 @@ TEST_CASE("watch_changes: a store hears the events and host records another stor
   REQUIRE(writer->append_event(e).ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   CHECK(heard.size() == count);
+}
+
+TEST_CASE("a change payload names one run, one collection, or a group commit's runs, each whatever its bytes", "[postgres][events]") {
+  using orch::postgres::parse_change_payload;
+  auto keys = [](const std::vector<orch::StoreChange>& changes) {
+    std::vector<std::string> out;
+    for (const orch::StoreChange& change : changes) {
+      out.push_back((change.kind == orch::StoreChange::Kind::kEvents ? "e:" : "h:") + change.key);
+    }
+    return out;
+  };
+  CHECK(keys(parse_change_payload("s e run 1", "s ")) == std::vector<std::string>{"e:run 1"});
+  CHECK(keys(parse_change_payload("s h workers", "s ")) == std::vector<std::string>{"h:workers"});
+  CHECK(keys(parse_change_payload("s E 1:a4:b :c12:1234567890121:x", "s ")) ==
+        std::vector<std::string>{"e:a", "e:b :c", "e:123456789012", "e:x"});
+  CHECK(parse_change_payload("other E 1:a", "s ").empty());
+  CHECK(parse_change_payload("s x 1:a", "s ").empty());
+  // A malformed list keeps the runs before the fault.
+  CHECK(keys(parse_change_payload("s E 1:a9:bc", "s ")) == std::vector<std::string>{"e:a"});
+  CHECK(keys(parse_change_payload("s E 1:ab", "s ")) == std::vector<std::string>{"e:a"});
+  CHECK(parse_change_payload("s E :a", "s ").empty());
+}
+
+TEST_CASE("watch_changes: the runs of a group commit are heard, each of them, through one notification", "[postgres][events]") {
+  const std::string schema = fresh_schema("watch_group");
+  auto writer = open_grouping_store(schema);
+  auto reader = open_store(schema);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> heard;
+  auto watch = reader->watch_changes([&](const orch::StoreChange& change) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (change.kind == orch::StoreChange::Kind::kEvents) heard.push_back(change.key);
+    cv.notify_all();
+  });
+  INFO(watch.status().to_string());
+  REQUIRE(watch.ok());
+  // Ids a separator could not hold, and enough of them for several payloads.
+  std::vector<std::string> ids = {"with space", "with:colon", "7:x", std::string(3000, 'l')};
+  for (int i = 0; i < 5; ++i) ids.push_back(std::string(1000, 'a' + i));
+  std::vector<orch::StoreBatch> batches;
+  for (const std::string& id : ids) {
+    REQUIRE(writer->create_run(make_run(id)).ok());
+    batches.push_back(checkpoint_batch(make_run(id), 1));
+  }
+  std::vector<orch::StoreBatch*> group;
+  for (orch::StoreBatch& batch : batches) group.push_back(&batch);
+  for (const Status& status : writer->write_batches_as_group(group)) {
+    INFO(status.to_string());
+    REQUIRE(status.ok());
+  }
+  std::unique_lock<std::mutex> lock(mu);
+  REQUIRE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return heard.size() >= ids.size(); }));
+  std::vector<std::string> expected = ids;
+  std::sort(expected.begin(), expected.end());
+  std::sort(heard.begin(), heard.end());
+  CHECK(heard == expected);
 }
 
 TEST_CASE("watch_changes survives the PostgreSQL server restarting", "[postgres][events][hardening]") {

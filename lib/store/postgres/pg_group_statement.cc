@@ -43,15 +43,7 @@ const std::string& group_sql(bool announce) {
         "(m.lease_epoch = 0 OR (r.lease_owner = m.lease_owner AND r.lease_epoch = m.lease_epoch)) "
         "RETURNING r.pk, r.id, m.member_index, r.last_event_seq - m.n_events AS base, m.cp_id, m.cp_seq, "
         "m.cp_parent_id, m.cp_step_id, m.cp_version, m.cp_created_at_ms, m.cp_kind, m.cp_base_seq, "
-        "m.cp_chain_bytes, m.cp_base_bytes, m.cp_body";
-    // "<schema> e <run id>" (pg_change_watch.h), sent at commit, for each
-    // run written; a run id too long for a payload is not announced.
-    if (with_notify) {
-      out += ", CASE WHEN octet_length(r.id) < 7000 THEN pg_notify('orch_changes', current_schema() || ' e ' || "
-             "r.id) END AS announced";
-    }
-    out +=
-        "), dropped AS (DELETE FROM pending_writes WHERE run_pk IN (SELECT pk FROM run)), "
+        "m.cp_chain_bytes, m.cp_base_bytes, m.cp_body), dropped AS (DELETE FROM pending_writes WHERE run_pk IN (SELECT pk FROM run)), "
         "checkpoint AS (INSERT INTO checkpoints (id, run_pk, run_id, seq, parent_id, step_id, version, "
         "created_at_ms, kind, base_seq, chain_bytes, base_bytes, body) SELECT cp_id, pk, id, cp_seq, cp_parent_id, "
         "cp_step_id, cp_version, cp_created_at_ms, cp_kind, cp_base_seq, cp_chain_bytes, cp_base_bytes, cp_body "
@@ -60,9 +52,22 @@ const std::string& group_sql(bool announce) {
         " INSERT INTO events (run_pk, run_id, seq, kind, data, created_at_ms, state_checkpoint_id) SELECT run.pk, "
         "run.id, run.base + e.k, e.kind, e.data, e.created_at_ms, e.state_checkpoint_id FROM run JOIN "
         "unnest($27::bigint[], $28::bigint[], $29::text[], $30::text[], $31::bigint[], $32::text[]) AS "
-        "e(member_index, k, kind, data, created_at_ms, state_checkpoint_id) ON e.member_index = run.member_index "
-        "RETURNING run_id, seq";
-    return out;
+        "e(member_index, k, kind, data, created_at_ms, state_checkpoint_id) ON e.member_index = run.member_index ";
+    // One notification for the runs written, "<schema> E <length>:<run
+    // id>..." (pg_change_watch.h), sent at commit, instead of one per run:
+    // each costs the server, and every listening instance, its delivery. A
+    // payload holds up to 8000 bytes: the runs go in as many as they need,
+    // each under 7000 bytes (parts start every 3500 bytes of entries, which
+    // are under 3500 bytes each; a longer id is not announced, and its
+    // readers look again within 500 ms). The WHERE runs it, once, when the
+    // statement writes a run.
+    if (with_notify) {
+      out += "WHERE (SELECT count(*) FROM (SELECT pg_notify('orch_changes', current_schema() || ' E ' || "
+             "string_agg(octet_length(id) || ':' || id, '' ORDER BY id)) FROM (SELECT id, sum(octet_length(id) + "
+             "8) OVER (ORDER BY id) / 3500 AS part FROM run WHERE octet_length(id) < 3490) announced GROUP BY part) "
+             "sent) >= 0 ";
+    }
+    return out + "RETURNING run_id, seq";
   };
   static const std::string announced = build(true);
   static const std::string silent = build(false);

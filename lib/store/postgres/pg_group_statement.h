@@ -41,8 +41,8 @@ struct GroupCheckpoint {
 
 // The statement writing `parts` (different runs, each at most once; their
 // rows are locked in run id order). Returns one row (run_id, seq) per event
-// written; with `announce`, each run written announces its events
-// (pg_change_watch.h).
+// written; with `announce`, the runs written announce their events, in one
+// notification (pg_change_watch.h).
 Command group_checkpoint_commit(const std::vector<GroupCheckpoint>& parts, bool announce);
 
 // The seqs the runs' events got, by run id, ascending (a refused run has
