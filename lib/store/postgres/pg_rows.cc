@@ -376,10 +376,21 @@ void add_step_arrays(Params& params, const std::vector<const StepRecord*>& steps
   arrays.bind(params);
 }
 
-const std::string& checkpoint_events_sql(bool announce, bool with_step) {
-  auto build = [](bool with_notify, bool step) {
+const std::string& checkpoint_events_sql(bool announce, bool with_step, bool conditional) {
+  auto build = [](bool with_notify, bool step, bool checked) {
+    std::string where = " WHERE id = $1";
+    if (checked) {
+      // Re-read at the row's lock (READ COMMITTED re-checks an UPDATE's WHERE
+      // against the row's newest version): a stale writer or a chain that
+      // moved on matches no row, and the statement writes nothing.
+      const int first = checkpoint_events_condition_param(step);
+      const std::string expected = std::to_string(first), owner = std::to_string(first + 1),
+                        epoch = std::to_string(first + 2);
+      where += " AND latest_checkpoint_id = $" + expected + " AND ($" + epoch + "::bigint = 0 OR (lease_owner = $" +
+               owner + " AND lease_epoch = $" + epoch + "::bigint))";
+    }
     std::string out = std::string("WITH run AS (") + kRunProgressSetSql + ", latest_checkpoint_id = $12, " +
-                      seq_bump(23) + " WHERE id = $1" + seq_base(23, with_notify) +
+                      seq_bump(23) + where + seq_base(23, with_notify) +
                       "), dropped AS (DELETE FROM pending_writes WHERE run_pk = (SELECT pk FROM run)), "
                       "checkpoint AS (INSERT INTO checkpoints (id, run_pk, run_id, seq, parent_id, step_id, version, "
                       "created_at_ms, kind, base_seq, chain_bytes, base_bytes, body) SELECT $12, run.pk, $1, $13, "
@@ -387,9 +398,20 @@ const std::string& checkpoint_events_sql(bool announce, bool with_step) {
     if (step) out += ", " + steps_cte(kCheckpointEventsParams + 1, /*by_member=*/false);
     return out + " " + events_from_run(23);
   };
-  static const std::string variants[4] = {build(false, false), build(false, true), build(true, false),
-                                          build(true, true)};
-  return variants[(announce ? 2 : 0) + (with_step ? 1 : 0)];
+  static const std::string variants[8] = {build(false, false, false), build(false, true, false),
+                                          build(true, false, false),  build(true, true, false),
+                                          build(false, false, true),  build(false, true, true),
+                                          build(true, false, true),   build(true, true, true)};
+  return variants[(conditional ? 4 : 0) + (announce ? 2 : 0) + (with_step ? 1 : 0)];
+}
+
+int checkpoint_events_condition_param(bool with_step) {
+  return kCheckpointEventsParams + 1 + (with_step ? kStepColumns.count : 0);
+}
+
+void add_checkpoint_condition(Params& params, const std::string& expected_checkpoint, const std::string& lease_owner,
+                              int64_t lease_epoch) {
+  params.text(expected_checkpoint).text(lease_owner).integer(lease_epoch);
 }
 
 void EventArrays::add(const std::vector<EventRecord>& events, const Checkpoint* checkpoint) {

@@ -85,10 +85,19 @@ Params event_append_params(const std::string& run_id, const std::vector<EventRec
 // order; each id at most once), add_step_arrays' parameters following, from
 // $27.
 // Every checkpoint statement also sets the run's latest_checkpoint_id ($12).
-// (A group commit writes several runs' in one statement instead:
-// pg_group_statement.h.)
+// `conditional` (a group commit of one run; several runs' go in one
+// statement, pg_group_statement.h): the run's row is updated, and so
+// anything written, only when its latest checkpoint is the one the delta
+// follows and the writer holds its lease; three more parameters follow
+// (add_checkpoint_condition, from checkpoint_events_condition_param), and a
+// refused run returns no rows (a batch written this way has events, so a
+// written one returns some).
 constexpr int kCheckpointEventsParams = 26;
-const std::string& checkpoint_events_sql(bool announce, bool with_step);
+const std::string& checkpoint_events_sql(bool announce, bool with_step, bool conditional = false);
+int checkpoint_events_condition_param(bool with_step);
+// `expected_checkpoint` '' : the run has none. `lease_epoch` 0: unfenced.
+void add_checkpoint_condition(Params& params, const std::string& expected_checkpoint, const std::string& lease_owner,
+                              int64_t lease_epoch);
 // The CTE "steps", upserting steps from arrays $first.. (StepArrays) into
 // CTE "run"'s run, in the arrays' order. `by_member`: an array of member
 // indexes comes first ($first), and each step goes to the row of "run"

@@ -61,10 +61,12 @@ std::vector<const StepRecord*> last_step_versions(const std::vector<StepRecord>&
 
 // With `events` (not empty), the batch's events go in the same statement
 // (checkpoint_events_sql): the run's row is updated once, not twice; so do
-// `steps` (not empty), statements less.
+// `steps` (not empty), statements less. With `condition` (events not
+// empty), the statement writes only when the run's latest checkpoint is
+// `expected` and the batch's writer holds the run (group commit).
 Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const EncodedCheckpoint& row,
                           const std::vector<EventRecord>* events, const std::vector<const StepRecord*>& steps,
-                          bool announce) {
+                          bool announce, const CheckpointCondition* condition) {
   Params p;
   add_run_progress(p, run, run.state.shares_storage_with(cp.state) || run.state == cp.state);
   p.text(cp.id).integer(row.link.seq).text(cp.parent_id).text(cp.step_id);
@@ -73,7 +75,10 @@ Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const Enco
   if (events == nullptr) return {checkpoint_commit_sql(), std::move(p)};
   add_event_arrays(p, *events, &cp);
   if (!steps.empty()) add_step_arrays(p, steps);
-  return {checkpoint_events_sql(announce, !steps.empty()), std::move(p)};
+  if (condition != nullptr) {
+    add_checkpoint_condition(p, condition->expected_checkpoint, condition->lease_owner, condition->lease_epoch);
+  }
+  return {checkpoint_events_sql(announce, !steps.empty(), condition != nullptr), std::move(p)};
 }
 
 // write_batch's path for a batch that joins no group (write_batch, in
