@@ -8,6 +8,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -26,6 +27,7 @@
 #include "orch/workflow.h"
 #include "support/figures.h"
 #include "support/postgres_cluster.h"
+#include "store/postgres/pg_change_watch.h"
 #include "store/postgres/pg_connection.h"
 #include "store/postgres/pg_schema.h"
 #include "store/postgres/pg_store_impl.h"
@@ -613,6 +615,42 @@ TEST_CASE("a PostgreSQL group commit: a run whose chain moved on is written the 
   CHECK((*after)[1].state == Value::object({{"v", 2}}));
 }
 
+TEST_CASE("a PostgreSQL group commit with two batches of one run writes them in their order", "[postgres][concurrency]") {
+  const std::string schema = fresh_schema("group_twice");
+  auto a = open_grouping_store(schema);
+  for (const char* id : {"twice", "other"}) {
+    REQUIRE(a->create_run(make_run(id)).ok());
+    orch::StoreBatch first = checkpoint_batch(make_run(id), 1);
+    REQUIRE(a->write_batch(first).ok());
+  }
+  // The group's runs share one statement, which can write a run once: the
+  // second batch of "twice" comes after the first, not in its place.
+  orch::StoreBatch earlier = checkpoint_batch(make_run("twice"), 2);
+  orch::StoreBatch other = checkpoint_batch(make_run("other"), 2);
+  orch::StoreBatch later = checkpoint_batch(make_run("twice"), 3);
+  std::vector<Status> written = a->write_batches_as_group({&earlier, &other, &later});
+  REQUIRE(written.size() == 3);
+  for (const Status& status : written) {
+    INFO(status.to_string());
+    CHECK(status.ok());
+  }
+  CHECK(earlier.events[0].seq == 3);
+  CHECK(earlier.events[1].seq == 4);
+  CHECK(later.events[0].seq == 5);
+  CHECK(later.events[1].seq == 6);
+  CHECK(other.events[0].seq == 3);
+  auto checkpoints = a->list_checkpoints("twice");
+  REQUIRE(checkpoints.ok());
+  REQUIRE(checkpoints->size() == 3);
+  CHECK((*checkpoints)[1].id == "twice-cp2");
+  CHECK((*checkpoints)[2].id == "twice-cp3");
+  CHECK((*checkpoints)[2].state == Value::object({{"v", 3}}));
+  auto events = a->list_events("twice", 0, 100);
+  REQUIRE(events.ok());
+  REQUIRE(events->size() == 6);
+  CHECK((*events)[5].seq == 6);
+}
+
 TEST_CASE("many runs committing supersteps at once through the group commit: every batch written once, exact seqs and chains", "[postgres][concurrency]") {
   const std::string schema = fresh_schema("group_many");
   // Few connections, many threads: groups form, and several leaders write
@@ -708,7 +746,7 @@ TEST_CASE("a schema 4 PostgreSQL database is upgraded in place: each run row nam
       "body";
   REQUIRE(pg.psql("INSERT INTO " + to + "runs (" + run_columns + ") OVERRIDING SYSTEM VALUE SELECT " + run_columns +
                       " FROM " + from + "runs; INSERT INTO " + to + "checkpoints (" + checkpoint_columns +
-                      ") SELECT " + checkpoint_columns + " FROM " + from + "checkpoints ORDER BY pk",
+                      ") SELECT " + checkpoint_columns + " FROM " + from + "checkpoints ORDER BY run_pk, seq",
                   "orch")
               .ok());
 
@@ -1026,6 +1064,63 @@ TEST_CASE("watch_changes: a store hears the events and host records another stor
   REQUIRE(writer->append_event(e).ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   CHECK(heard.size() == count);
+}
+
+TEST_CASE("a change payload names one run, one collection, or a group commit's runs, each whatever its bytes", "[postgres][events]") {
+  using orch::postgres::parse_change_payload;
+  auto keys = [](const std::vector<orch::StoreChange>& changes) {
+    std::vector<std::string> out;
+    for (const orch::StoreChange& change : changes) {
+      out.push_back((change.kind == orch::StoreChange::Kind::kEvents ? "e:" : "h:") + change.key);
+    }
+    return out;
+  };
+  CHECK(keys(parse_change_payload("s e run 1", "s ")) == std::vector<std::string>{"e:run 1"});
+  CHECK(keys(parse_change_payload("s h workers", "s ")) == std::vector<std::string>{"h:workers"});
+  CHECK(keys(parse_change_payload("s E 1:a4:b :c12:1234567890121:x", "s ")) ==
+        std::vector<std::string>{"e:a", "e:b :c", "e:123456789012", "e:x"});
+  CHECK(parse_change_payload("other E 1:a", "s ").empty());
+  CHECK(parse_change_payload("s x 1:a", "s ").empty());
+  // A malformed list keeps the runs before the fault.
+  CHECK(keys(parse_change_payload("s E 1:a9:bc", "s ")) == std::vector<std::string>{"e:a"});
+  CHECK(keys(parse_change_payload("s E 1:ab", "s ")) == std::vector<std::string>{"e:a"});
+  CHECK(parse_change_payload("s E :a", "s ").empty());
+}
+
+TEST_CASE("watch_changes: the runs of a group commit are heard, each of them, through one notification", "[postgres][events]") {
+  const std::string schema = fresh_schema("watch_group");
+  auto writer = open_grouping_store(schema);
+  auto reader = open_store(schema);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> heard;
+  auto watch = reader->watch_changes([&](const orch::StoreChange& change) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (change.kind == orch::StoreChange::Kind::kEvents) heard.push_back(change.key);
+    cv.notify_all();
+  });
+  INFO(watch.status().to_string());
+  REQUIRE(watch.ok());
+  // Ids a separator could not hold, and enough of them for several payloads.
+  std::vector<std::string> ids = {"with space", "with:colon", "7:x", std::string(3000, 'l')};
+  for (int i = 0; i < 5; ++i) ids.push_back(std::string(1000, 'a' + i));
+  std::vector<orch::StoreBatch> batches;
+  for (const std::string& id : ids) {
+    REQUIRE(writer->create_run(make_run(id)).ok());
+    batches.push_back(checkpoint_batch(make_run(id), 1));
+  }
+  std::vector<orch::StoreBatch*> group;
+  for (orch::StoreBatch& batch : batches) group.push_back(&batch);
+  for (const Status& status : writer->write_batches_as_group(group)) {
+    INFO(status.to_string());
+    REQUIRE(status.ok());
+  }
+  std::unique_lock<std::mutex> lock(mu);
+  REQUIRE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return heard.size() >= ids.size(); }));
+  std::vector<std::string> expected = ids;
+  std::sort(expected.begin(), expected.end());
+  std::sort(heard.begin(), heard.end());
+  CHECK(heard == expected);
 }
 
 TEST_CASE("watch_changes survives the PostgreSQL server restarting", "[postgres][events][hardening]") {

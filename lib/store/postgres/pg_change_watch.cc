@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 
 namespace orch::postgres {
@@ -59,21 +60,44 @@ pg_conn* PgChangeWatch::connect_and_listen() {
   return nullptr;
 }
 
+std::vector<StoreChange> parse_change_payload(std::string_view payload, std::string_view prefix) {
+  std::vector<StoreChange> out;
+  if (payload.size() <= prefix.size() + 2 || payload.compare(0, prefix.size(), prefix) != 0 ||
+      payload[prefix.size() + 1] != ' ') {
+    return out;
+  }
+  const char kind = payload[prefix.size()];
+  std::string_view rest = payload.substr(prefix.size() + 2);
+  if (kind == 'e' || kind == 'h') {
+    StoreChange change;
+    change.kind = kind == 'e' ? StoreChange::Kind::kEvents : StoreChange::Kind::kHostRecords;
+    change.key = std::string(rest);
+    out.push_back(std::move(change));
+  } else if (kind == 'E') {
+    // "<length>:<run id>" per run; a malformed rest ends the list.
+    while (!rest.empty()) {
+      size_t length = 0;
+      auto [end, error] = std::from_chars(rest.data(), rest.data() + rest.size(), length);
+      const size_t digits = static_cast<size_t>(end - rest.data());
+      if (error != std::errc() || digits == 0 || digits >= rest.size() || rest[digits] != ':' ||
+          length > rest.size() - digits - 1) {
+        break;
+      }
+      StoreChange change;
+      change.kind = StoreChange::Kind::kEvents;
+      change.key = std::string(rest.substr(digits + 1, length));
+      out.push_back(std::move(change));
+      rest.remove_prefix(digits + 1 + length);
+    }
+  }
+  return out;
+}
+
 bool PgChangeWatch::drain(pg_conn* conn) {
   if (PQconsumeInput(conn) == 0) return false;
   while (PGnotify* n = PQnotifies(conn)) {
     std::string_view payload = n->extra != nullptr ? n->extra : "";
-    // "<schema> e <run id>" or "<schema> h <collection>".
-    if (payload.size() > prefix_.size() + 2 && payload.compare(0, prefix_.size(), prefix_) == 0 &&
-        payload[prefix_.size() + 1] == ' ') {
-      const char kind = payload[prefix_.size()];
-      StoreChange change;
-      change.key = std::string(payload.substr(prefix_.size() + 2));
-      if (kind == 'e' || kind == 'h') {
-        change.kind = kind == 'e' ? StoreChange::Kind::kEvents : StoreChange::Kind::kHostRecords;
-        on_change_(change);
-      }
-    }
+    for (const StoreChange& change : parse_change_payload(payload, prefix_)) on_change_(change);
     PQfreemem(n);
   }
   return PQstatus(conn) == CONNECTION_OK;

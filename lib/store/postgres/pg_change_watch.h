@@ -2,9 +2,10 @@
 //
 // PostgresStore::watch_changes: a connection of its own that LISTENs on the
 // channel the store notifies ("<schema> e <run id>" for appended events, sent
-// by the statement appending them (pg_rows.cc, event_append_sql), "<schema> h
-// <collection>" for host records, by a trigger (pg_schema.cc, migration 3);
-// delivered at commit), and a thread that passes this store's schema's
+// by the statement appending them (pg_rows.cc, event_append_sql), "<schema> E
+// <length>:<run id>..." for the runs of a group commit (pg_group_statement.cc),
+// "<schema> h <collection>" for host records, by a trigger (pg_schema.cc,
+// migration 3); delivered at commit), and a thread that passes this store's schema's
 // changes to a callback. The connection is re-opened after a failure (with a
 // growing pause); notifications sent while it was down are lost, as the
 // Store interface allows.
@@ -16,7 +17,9 @@
 #include <atomic>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "orch/store.h"
 #include "store/postgres/pg_connection.h"
@@ -25,6 +28,12 @@ namespace orch::postgres {
 
 // The channel every orch schema's changes are announced on.
 inline constexpr const char* kChangesChannel = "orch_changes";
+
+// The changes `payload` announces when it starts with `prefix` ("<schema> "):
+// one for "e <run id>" or "h <collection>", one per run for "E " followed
+// by "<length>:<run id>" for each (lengths in bytes). None for another
+// schema's or a malformed payload (of an "E" list, the runs before the fault).
+std::vector<StoreChange> parse_change_payload(std::string_view payload, std::string_view prefix);
 
 class PgChangeWatch final : public StoreWatch {
  public:

@@ -54,16 +54,28 @@ Params& Params::null() {
 
 Params& Params::text_array(const std::vector<std::string>& values) {
   // {"a","b\"c"}: every element quoted; \ and " escaped with a backslash.
-  std::string literal = "{";
+  // Copied a run of plain characters at a time (group commits put
+  // checkpoints' and events' JSON in these).
+  size_t size = 2;
+  for (const std::string& value : values) size += value.size() + 3;
+  std::string literal;
+  literal.reserve(size + size / 16);
+  literal += '{';
   for (size_t i = 0; i < values.size(); ++i) {
     literal += i > 0 ? ",\"" : "\"";
-    for (char c : values[i]) {
-      if (c == '"' || c == '\\') literal += '\\';
-      literal += c;
+    std::string_view rest = values[i];
+    for (size_t special = rest.find_first_of("\"\\"); special != std::string_view::npos;
+         special = rest.find_first_of("\"\\")) {
+      literal.append(rest.data(), special);
+      literal += '\\';
+      literal += rest[special];
+      rest.remove_prefix(special + 1);
     }
+    literal.append(rest.data(), rest.size());
     literal += '"';
   }
-  return text(literal + "}");
+  literal += '}';
+  return text(literal);
 }
 
 Params& Params::integer_array(const std::vector<int64_t>& values) {

@@ -315,55 +315,65 @@ constexpr bool kStepIntegerColumn[] = {false, false, false, false, false, true, 
                                        false, false, false, false, false, true,  true,  true,  true,  true};
 static_assert(sizeof(kStepIntegerColumn) / sizeof(kStepIntegerColumn[0]) == field_count(internal::kStepFields));
 
-// The CTE "steps" upserting the steps of arrays $first.. (add_step_arrays)
-// into CTE "run"'s run, in the arrays' order.
-std::string steps_from_run(int first) {
-  std::string arrays, names, selected;
+}  // namespace
+
+std::string steps_cte(int first, bool by_member) {
+  std::string arrays = by_member ? "$" + std::to_string(first++) + "::bigint[], " : "";
+  std::string names, selected;
   for (int i = 0; i < kStepColumns.count; ++i) {
     const std::string sep = i > 0 ? ", " : "";
     arrays += sep + "$" + std::to_string(first + i) + (kStepIntegerColumn[i] ? "::bigint[]" : "::text[]");
     names += sep + kStepColumns.columns[i];
     selected += sep + "s." + kStepColumns.columns[i];
   }
+  const std::string source = by_member ? "FROM run JOIN unnest(" + arrays + ") WITH ORDINALITY AS s(member_index, " +
+                                             names + ", n) ON s.member_index = run.member_index"
+                                       : "FROM run, unnest(" + arrays + ") WITH ORDINALITY AS s(" + names + ", n)";
   return "steps AS (INSERT INTO steps (" + kStepColumns.select_list() + ", run_pk) SELECT " + selected +
-         ", run.pk FROM run, unnest(" + arrays + ") WITH ORDINALITY AS s(" + names + ", n) ORDER BY s.n" +
-         step_conflict_clause() + ")";
+         ", run.pk " + source + " ORDER BY s.n" + step_conflict_clause() + ")";
 }
 
-}  // namespace
-
-void add_step_arrays(Params& params, const std::vector<const StepRecord*>& steps) {
-  std::vector<std::vector<std::string>> texts(static_cast<size_t>(kStepColumns.count));
-  std::vector<std::vector<int64_t>> integers(static_cast<size_t>(kStepColumns.count));
-  for (const StepRecord* step : steps) {
-    texts[0].push_back(step->id);
-    texts[1].push_back(step->run_id);
-    texts[2].push_back(step->node_name);
-    texts[3].push_back(step->type);
-    texts[4].emplace_back(step_status_name(step->status));
-    integers[5].push_back(step->attempt);
-    integers[6].push_back(step->max_attempts);
-    integers[7].push_back(step->superstep);
-    integers[8].push_back(step->item_index);
-    texts[9].push_back(step->parent_step_id);
-    texts[10].push_back(step->worker_id);
-    texts[11].push_back(step->child_run_id);
-    texts[12].push_back(step->input.to_json());
-    texts[13].push_back(step->output.to_json());
-    texts[14].push_back(step->error);
-    integers[15].push_back(step->input_tokens);
-    integers[16].push_back(step->output_tokens);
-    integers[17].push_back(step->created_at_ms);
-    integers[18].push_back(step->started_at_ms);
-    integers[19].push_back(step->ended_at_ms);
+void StepArrays::add(const StepRecord& step) {
+  if (texts_.empty()) {
+    texts_.resize(static_cast<size_t>(kStepColumns.count));
+    integers_.resize(static_cast<size_t>(kStepColumns.count));
   }
-  for (size_t i = 0; i < texts.size(); ++i) {
+  texts_[0].push_back(step.id);
+  texts_[1].push_back(step.run_id);
+  texts_[2].push_back(step.node_name);
+  texts_[3].push_back(step.type);
+  texts_[4].emplace_back(step_status_name(step.status));
+  integers_[5].push_back(step.attempt);
+  integers_[6].push_back(step.max_attempts);
+  integers_[7].push_back(step.superstep);
+  integers_[8].push_back(step.item_index);
+  texts_[9].push_back(step.parent_step_id);
+  texts_[10].push_back(step.worker_id);
+  texts_[11].push_back(step.child_run_id);
+  texts_[12].push_back(step.input.to_json());
+  texts_[13].push_back(step.output.to_json());
+  texts_[14].push_back(step.error);
+  integers_[15].push_back(step.input_tokens);
+  integers_[16].push_back(step.output_tokens);
+  integers_[17].push_back(step.created_at_ms);
+  integers_[18].push_back(step.started_at_ms);
+  integers_[19].push_back(step.ended_at_ms);
+}
+
+void StepArrays::bind(Params& params) const {
+  for (size_t i = 0; i < static_cast<size_t>(kStepColumns.count); ++i) {
     if (kStepIntegerColumn[i]) {
-      params.integer_array(integers[i]);
+      params.integer_array(i < integers_.size() ? integers_[i] : std::vector<int64_t>());
     } else {
-      params.text_array(texts[i]);
+      params.text_array(i < texts_.size() ? texts_[i] : std::vector<std::string>());
     }
   }
+}
+
+void add_step_arrays(Params& params, const std::vector<const StepRecord*>& steps) {
+  StepArrays arrays;
+  for (const StepRecord* step : steps) arrays.add(*step);
+  arrays.bind(params);
 }
 
 const std::string& checkpoint_events_sql(bool announce, bool with_step, bool conditional) {
@@ -385,7 +395,7 @@ const std::string& checkpoint_events_sql(bool announce, bool with_step, bool con
                       "checkpoint AS (INSERT INTO checkpoints (id, run_pk, run_id, seq, parent_id, step_id, version, "
                       "created_at_ms, kind, base_seq, chain_bytes, base_bytes, body) SELECT $12, run.pk, $1, $13, "
                       "$14, $15, $16, $17, $18, $19, $20, $21, $22 FROM run)";
-    if (step) out += ", " + steps_from_run(kCheckpointEventsParams + 1);
+    if (step) out += ", " + steps_cte(kCheckpointEventsParams + 1, /*by_member=*/false);
     return out + " " + events_from_run(23);
   };
   static const std::string variants[8] = {build(false, false, false), build(false, true, false),
@@ -404,22 +414,25 @@ void add_checkpoint_condition(Params& params, const std::string& expected_checkp
   params.text(expected_checkpoint).text(lease_owner).integer(lease_epoch);
 }
 
-void add_event_arrays(Params& params, const std::vector<EventRecord>& events, const Checkpoint* checkpoint) {
-  std::vector<std::string> kinds, data, state_refs;
-  std::vector<int64_t> created;
-  kinds.reserve(events.size());
-  data.reserve(events.size());
-  state_refs.reserve(events.size());
-  created.reserve(events.size());
+void EventArrays::add(const std::vector<EventRecord>& events, const Checkpoint* checkpoint) {
   for (const EventRecord& event : events) {
-    kinds.push_back(event.kind);
+    kinds_.push_back(event.kind);
     std::optional<Value> rest;
     if (checkpoint != nullptr) rest = internal::without_checkpoint_state(event.data, checkpoint->state);
-    data.push_back(rest ? rest->to_json() : event.data.to_json());
-    state_refs.push_back(rest ? checkpoint->id : std::string());
-    created.push_back(event.created_at_ms);
+    data_.push_back(rest ? rest->to_json() : event.data.to_json());
+    state_refs_.push_back(rest ? checkpoint->id : std::string());
+    created_.push_back(event.created_at_ms);
   }
-  params.text_array(kinds).text_array(data).integer_array(created).text_array(state_refs);
+}
+
+void EventArrays::bind(Params& params) const {
+  params.text_array(kinds_).text_array(data_).integer_array(created_).text_array(state_refs_);
+}
+
+void add_event_arrays(Params& params, const std::vector<EventRecord>& events, const Checkpoint* checkpoint) {
+  EventArrays arrays;
+  arrays.add(events, checkpoint);
+  arrays.bind(params);
 }
 
 Params event_append_params(const std::string& run_id, const std::vector<EventRecord>& events,

@@ -85,21 +85,48 @@ Params event_append_params(const std::string& run_id, const std::vector<EventRec
 // order; each id at most once), add_step_arrays' parameters following, from
 // $27.
 // Every checkpoint statement also sets the run's latest_checkpoint_id ($12).
-// `conditional` (group commit): the run's row is updated, and so anything
-// written, only when its latest checkpoint is the one the delta follows and
-// the writer holds its lease; three more parameters follow
+// `conditional` (a group commit of one run; several runs' go in one
+// statement, pg_group_statement.h): the run's row is updated, and so
+// anything written, only when its latest checkpoint is the one the delta
+// follows and the writer holds its lease; three more parameters follow
 // (add_checkpoint_condition, from checkpoint_events_condition_param), and a
 // refused run returns no rows (a batch written this way has events, so a
 // written one returns some).
 constexpr int kCheckpointEventsParams = 26;
 const std::string& checkpoint_events_sql(bool announce, bool with_step, bool conditional = false);
 int checkpoint_events_condition_param(bool with_step);
-// The steps' columns as one array each, in kStepColumns order.
-void add_step_arrays(Params& params, const std::vector<const StepRecord*>& steps);
 // `expected_checkpoint` '' : the run has none. `lease_epoch` 0: unfenced.
 void add_checkpoint_condition(Params& params, const std::string& expected_checkpoint, const std::string& lease_owner,
                               int64_t lease_epoch);
-// event_append_params without the run id: the events' four arrays.
+// The CTE "steps", upserting steps from arrays $first.. (StepArrays) into
+// CTE "run"'s run, in the arrays' order. `by_member`: an array of member
+// indexes comes first ($first), and each step goes to the row of "run"
+// with that member_index.
+std::string steps_cte(int first, bool by_member);
+// Steps' columns, one array each in kStepColumns order, appended step by step.
+class StepArrays {
+ public:
+  void add(const StepRecord& step);
+  void bind(Params& params) const;
+
+ private:
+  std::vector<std::vector<std::string>> texts_;  // by column (the text ones)
+  std::vector<std::vector<int64_t>> integers_;   // by column (the bigint ones)
+};
+void add_step_arrays(Params& params, const std::vector<const StepRecord*>& steps);
+// Events as four arrays (kind, data, created_at_ms, state_checkpoint_id),
+// appended run by run; with the `checkpoint` the events are written with, an
+// event whose data ends with its very state is stored without it (see
+// event_append_sql).
+class EventArrays {
+ public:
+  void add(const std::vector<EventRecord>& events, const Checkpoint* checkpoint);
+  void bind(Params& params) const;
+
+ private:
+  std::vector<std::string> kinds_, data_, state_refs_;
+  std::vector<int64_t> created_;
+};
 void add_event_arrays(Params& params, const std::vector<EventRecord>& events, const Checkpoint* checkpoint);
 Result<std::vector<int64_t>> event_seqs(const Rows& rows);
 

@@ -302,6 +302,22 @@ UPDATE runs r SET latest_checkpoint_id = c.id
   FROM (SELECT DISTINCT ON (run_pk) run_pk, id FROM checkpoints ORDER BY run_pk, seq DESC) c
   WHERE c.run_pk = r.pk;
 )sql",
+    // 6: fewer index entries per superstep (issue #21). Events and
+    // checkpoints are found by their run and seq (and checkpoints by id),
+    // never by their `pk`: its index and identity sequence cost every row
+    // (~7 events a superstep). (run_pk, seq) identifies their rows for
+    // logical replication instead. A step is written twice (started, then
+    // finished), and a run's row at every superstep: room left on their
+    // pages lets the new version go next to the old one without new index
+    // entries (a HOT update; 35% of step updates were, without it).
+    R"sql(
+ALTER TABLE events DROP COLUMN pk;
+ALTER TABLE events REPLICA IDENTITY USING INDEX events_run_pk_seq_key;
+ALTER TABLE checkpoints DROP COLUMN pk;
+ALTER TABLE checkpoints REPLICA IDENTITY USING INDEX checkpoints_run_pk_seq_key;
+ALTER TABLE steps SET (fillfactor = 50);
+ALTER TABLE runs SET (fillfactor = 75);
+)sql",
 };
 
 constexpr int kMigrationCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));

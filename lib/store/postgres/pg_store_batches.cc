@@ -176,7 +176,7 @@ std::vector<Command> PostgresStore::batch_commands(const StoreBatch& batch, cons
     *event_index = commands.size();
     commands.push_back(checkpoint_commit(*batch.run, *batch.checkpoint, checkpoint->encoded,
                                          events_with_checkpoint ? &batch.events : nullptr, riding,
-                                         options_.announce_events, nullptr));
+                                         options_.announce_events));
   } else if (batch.run) {
     static const std::string kUpdate = kRunColumns.update_sql();
     Params p;
@@ -203,8 +203,10 @@ Status PostgresStore::write_run_batch(const StoreBatch& batch, const std::string
   if (batch.checkpoint) {
     prepared.emplace();
     prepared->document = checkpoint_document(*batch.checkpoint);
+    // A run created in this transaction has no checkpoint: whatever the
+    // cache holds under its id is not its chain.
     CachedDocument previous;
-    if (cached_document(run_id, &previous)) prepared->previous = std::move(previous);
+    if (!create && cached_document(run_id, &previous)) prepared->previous = std::move(previous);
     prepared->encoded =
         encode_checkpoint(batch.checkpoint->id, prepared->document, prepared->previous ? &prepared->previous->link : nullptr,
                           prepared->previous ? &prepared->previous->document : nullptr, options_.max_delta_chain);
@@ -231,7 +233,14 @@ Status PostgresStore::write_run_batch(const StoreBatch& batch, const std::string
                                       /*conflict_fails=*/true));
       }
       const std::string expected = prepared && prepared->previous ? prepared->previous->link.id : std::string();
-      open_batch(batch, run_id, prepared ? &expected : nullptr, /*explicit_transaction=*/false, &commands);
+      if (create) {
+        // The run's row, inserted by this transaction, is its own until it
+        // commits, leased to the batch's writer, and without checkpoints:
+        // nothing to lock or check.
+        if (batch.sync_to_disk) commands.push_back({"SELECT set_config('synchronous_commit', 'on', true)", Params()});
+      } else {
+        open_batch(batch, run_id, prepared ? &expected : nullptr, /*explicit_transaction=*/false, &commands);
+      }
       size_t event_index = 0;
       std::vector<Command> rest = batch_commands(batch, run_id, prepared ? &*prepared : nullptr,
                                                  /*explicit_transaction=*/false, &event_index);

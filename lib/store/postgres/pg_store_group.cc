@@ -4,21 +4,24 @@
 // WAL flush when synchronous) and a lock statement per node, which made its
 // CPU, not orch's, the limit. Supersteps that arrive while a group is being
 // written wait, and the next leader writes all of them in one pipeline that
-// is one transaction: one statement per run, one commit for the group.
+// is one transaction, one commit for the group. Their checkpoints, events
+// and steps are one statement (pg_group_statement.h): PostgreSQL's work per
+// statement (binding it, opening the tables and indexes it writes, setting
+// up its executor) is paid once per group, not once per run.
 //
-// Each run's statement is conditional (checkpoint_events_sql with
-// `conditional`): its UPDATE of the run row, which takes the row's lock,
-// matches only while the writer holds the run's lease at its epoch and the
-// run's latest checkpoint is the one the batch's delta follows. The
-// condition is re-checked against the row's newest version once the lock is
-// granted, so a stale owner writes nothing (the fencing guarantee), and a
-// refused run affects no other run of its group: its statement returns no
-// rows instead of failing the transaction. A refused member is then written
-// on its own (pg_store_batches.cc), which tells why: the lease lost, the run
-// gone, or a chain that moved on (the slow path).
+// Each run's part is conditional: its UPDATE of the run row, which takes the
+// row's lock, matches only while the writer holds the run's lease at its
+// epoch and the run's latest checkpoint is the one the batch's delta
+// follows. The condition is re-checked against the row's newest version
+// once the lock is granted, so a stale owner writes nothing (the fencing
+// guarantee), and a refused run affects no other run of its group: it
+// returns no rows instead of failing the transaction. A refused member is
+// then written on its own (pg_store_batches.cc), which tells why: the lease
+// lost, the run gone, or a chain that moved on (the slow path).
 //
-// Runs are written in run id order, so two instances' groups lock shared
-// rows (only during a takeover) in one order.
+// The rows of a group's runs are locked in run id order (see
+// pg_group_statement.cc), so two instances' groups lock shared rows (only
+// during a takeover) in one order.
 //
 // write_batch_async: the batch is queued, and a store-owned writer thread
 // writes it and calls back, so that no caller sleeps on a commit. There is a
@@ -42,9 +45,11 @@
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "orch/thread_guard.h"
+#include "store/postgres/pg_group_statement.h"
 #include "store/postgres/pg_rows.h"
 #include "store/postgres/pg_store_impl.h"
 #include "store/store_batch.h"
@@ -345,37 +350,94 @@ void PostgresStore::write_group(const std::vector<GroupMember*>& group) {
   // Stable: two batches of one run keep their order.
   std::stable_sort(ordered.begin(), ordered.end(),
             [](const GroupMember* a, const GroupMember* b) { return a->run_id < b->run_id; });
+  // With each run once (the usual group), the plain members' statements go
+  // first, so that the checkpoints are one statement.
+  std::unordered_set<std::string_view> runs;
+  bool each_run_once = true;
+  for (const GroupMember* member : ordered) each_run_once = runs.insert(member->run_id).second && each_run_once;
+  if (each_run_once) {
+    std::stable_partition(ordered.begin(), ordered.end(), [](const GroupMember* m) { return m->plain; });
+  }
   std::vector<Command> commands;
-  commands.reserve(ordered.size() + 1);
+  commands.reserve(4);
   // The session may commit without waiting for the WAL flush
   // (relaxed_unsynced_commits); a group with a member that must, waits.
   if (std::any_of(ordered.begin(), ordered.end(), [](const GroupMember* m) { return m->batch->sync_to_disk; })) {
     commands.push_back({"SELECT set_config('synchronous_commit', 'on', true)", Params()});
   }
-  // The index of each member's statement that returns its events' seqs.
-  std::vector<size_t> answer(ordered.size());
+  // The index of the statement that returns each member's events' seqs.
+  std::vector<size_t> answer(ordered.size(), SIZE_MAX);
+  // Consecutive checkpoint members go in one statement, up to a second batch
+  // of a run already in it, or a plain member (in their order). A run alone
+  // has a statement of its own (one of arrays cost PostgreSQL more for one
+  // run: chain 1000 went from ~270 to ~400 ms a run); `single` holds their
+  // indexes.
+  std::vector<GroupCheckpoint> parts;
+  std::vector<size_t> part_members;  // the index in `ordered` of each of `parts`
+  std::unordered_set<std::string_view> in_statement;
+  std::unordered_set<size_t> single;
+  bool generic_plan = false;
+  auto end_statement = [&] {
+    if (parts.empty()) return;
+    if (parts.size() == 1) {
+      const GroupCheckpoint& part = parts[0];
+      CheckpointCondition condition{part.expected_checkpoint, part.lease_owner, part.lease_epoch};
+      answer[part_members[0]] = commands.size();
+      single.insert(commands.size());
+      commands.push_back(checkpoint_commit(*part.run, *part.checkpoint, *part.row, part.events, *part.steps,
+                                           options_.announce_events, &condition));
+    } else {
+      // Its plan, made once per connection, for the rest of the transaction:
+      // PostgreSQL otherwise plans it anew at every execution (its plan for
+      // given arrays looks cheaper than the one for any arrays). And one that
+      // finds the runs through their index: made while the table is small,
+      // the plan kept scanning all of it for the group's runs (~11% of the
+      // server's CPU after a few thousand runs).
+      if (!generic_plan) {
+        commands.push_back({"SELECT set_config('plan_cache_mode', 'force_generic_plan', true), "
+                            "set_config('enable_seqscan', 'off', true)",
+                            Params()});
+        generic_plan = true;
+      }
+      for (size_t i : part_members) answer[i] = commands.size();
+      commands.push_back(group_checkpoint_commit(parts, options_.announce_events));
+    }
+    parts.clear();
+    part_members.clear();
+    in_statement.clear();
+  };
   for (size_t i = 0; i < ordered.size(); ++i) {
     GroupMember* member = ordered[i];
     const StoreBatch& batch = *member->batch;
     if (member->plain) {
+      end_statement();
       open_batch(batch, member->run_id, nullptr, /*explicit_transaction=*/false, &commands);
       size_t event_index = 0;
       std::vector<Command> rest = batch_commands(batch, member->run_id, nullptr, /*explicit_transaction=*/false,
                                                  &event_index);
-      answer[i] = batch.events.empty() ? SIZE_MAX : commands.size() + event_index;
+      if (!batch.events.empty()) answer[i] = commands.size() + event_index;
       for (Command& command : rest) commands.push_back(std::move(command));
       continue;
     }
-    CheckpointCondition condition;
-    if (member->prepared.previous) condition.expected_checkpoint = member->prepared.previous->link.id;
-    if (batch.lease_epoch > 0) {
-      condition.lease_owner = batch.lease_owner;
-      condition.lease_epoch = batch.lease_epoch;
+    if (!in_statement.insert(member->run_id).second) {
+      end_statement();
+      in_statement.insert(member->run_id);
     }
-    answer[i] = commands.size();
-    commands.push_back(checkpoint_commit(*batch.run, *batch.checkpoint, member->prepared.encoded, &batch.events,
-                                         member->steps, options_.announce_events, &condition));
+    GroupCheckpoint part;
+    part.run = &*batch.run;
+    part.checkpoint = &*batch.checkpoint;
+    part.row = &member->prepared.encoded;
+    part.events = &batch.events;
+    part.steps = &member->steps;
+    if (member->prepared.previous) part.expected_checkpoint = member->prepared.previous->link.id;
+    if (batch.lease_epoch > 0) {
+      part.lease_owner = batch.lease_owner;
+      part.lease_epoch = batch.lease_epoch;
+    }
+    parts.push_back(std::move(part));
+    part_members.push_back(i);
   }
+  end_statement();
   bool rolled_back = false;  // the server answered the group with an error
   Status status = with_connection("write_batch", [&](Connection& conn) -> Status {
     Result<std::vector<Rows>> answered = conn.pipeline("write_batch", commands);
@@ -384,18 +446,35 @@ void PostgresStore::write_group(const std::vector<GroupMember*>& group) {
       return answered.status();
     }
     std::vector<Rows>& results = *answered;
+    // Each group statement's seqs, by run.
+    std::unordered_map<size_t, std::unordered_map<std::string, std::vector<int64_t>>> statement_seqs;
     for (size_t i = 0; i < ordered.size(); ++i) {
       GroupMember& member = *ordered[i];
       if (answer[i] == SIZE_MAX) {  // a plain batch without events: written
         member.outcome = GroupMember::Outcome::kWritten;
         continue;
       }
-      const Rows& rows = results[answer[i]];
-      if (!member.plain && rows.count() == 0) {
-        member.outcome = GroupMember::Outcome::kRefused;
+      Result<std::vector<int64_t>> seqs = std::vector<int64_t>();
+      if (!member.plain && single.count(answer[i]) > 0 && results[answer[i]].count() == 0) {
+        member.outcome = GroupMember::Outcome::kRefused;  // its condition did not hold: nothing of it was written
         continue;
       }
-      Result<std::vector<int64_t>> seqs = event_seqs(rows);
+      if (member.plain || single.count(answer[i]) > 0) {
+        seqs = event_seqs(results[answer[i]]);
+      } else {
+        auto parsed = statement_seqs.find(answer[i]);
+        if (parsed == statement_seqs.end()) {
+          Result<std::unordered_map<std::string, std::vector<int64_t>>> by_run = group_event_seqs(results[answer[i]]);
+          if (!by_run.ok()) return by_run.status();  // committed, but unreadable: the members fail
+          parsed = statement_seqs.emplace(answer[i], std::move(*by_run)).first;
+        }
+        auto found = parsed->second.find(member.run_id);
+        if (found == parsed->second.end()) {  // its condition did not hold: nothing of it was written
+          member.outcome = GroupMember::Outcome::kRefused;
+          continue;
+        }
+        seqs = std::move(found->second);
+      }
       if (!seqs.ok() || seqs->size() != member.batch->events.size()) {
         // Committed, but its seqs are unknown: not to be written again.
         member.outcome = GroupMember::Outcome::kFailed;

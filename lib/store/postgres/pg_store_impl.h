@@ -49,9 +49,10 @@ extern const char* const kLatestLinkSql;
 // `conflict_fails` a unique violation (AlreadyExists) that aborts a pipeline.
 Command run_insert(const RunRecord& run, const std::string* owner, int64_t lease_ms, bool conflict_fails);
 
-// The condition of a group commit's statement (checkpoint_events_sql):
-// the run's latest checkpoint is `expected_checkpoint` ('' : none) and, with
-// `lease_epoch` > 0, `lease_owner` holds the run at that epoch.
+// The condition of a group commit's statement for one run
+// (checkpoint_events_sql): the run's latest checkpoint is
+// `expected_checkpoint` ('' : none) and, with `lease_epoch` > 0,
+// `lease_owner` holds the run at that epoch.
 struct CheckpointCondition {
   std::string expected_checkpoint;
   std::string lease_owner;
@@ -62,7 +63,7 @@ struct CheckpointCondition {
 // with `condition` (events needed) only when it holds.
 Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const EncodedCheckpoint& row,
                           const std::vector<EventRecord>* events, const std::vector<const StepRecord*>& steps,
-                          bool announce, const CheckpointCondition* condition);
+                          bool announce, const CheckpointCondition* condition = nullptr);
 // A batch's steps, each id once (its last version), in the order of those
 // last versions.
 std::vector<const StepRecord*> last_step_versions(const std::vector<StepRecord>& steps);

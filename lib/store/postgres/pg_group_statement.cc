@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: MIT
+// The statement of a group commit (see pg_group_statement.h).
+#include "store/postgres/pg_group_statement.h"
+
+#include <algorithm>
+
+#include "store/postgres/pg_rows.h"
+
+namespace orch::postgres {
+namespace {
+
+using checkpoint_codec::kDeltaKind;
+using checkpoint_codec::kSnapshotKind;
+
+// The parameters, one array each, one element per run ($1..$26), then the
+// events' ($27..$32) and the steps' ($33: member index, then StepArrays').
+constexpr int kRunArrays = 26;
+constexpr int kEventArrays = 6;
+
+const std::string& group_sql(bool announce) {
+  auto build = [](bool with_notify) {
+    // The runs' rows are looked up by id (the = ANY lets the planner use the
+    // index, in id order: the order their locks are then taken in is the
+    // same in every instance, and two groups sharing runs, in a takeover,
+    // do not deadlock; were one to, it fails and its runs are written one
+    // by one).
+    std::string out =
+        "WITH run AS (UPDATE runs r SET status = m.status, error = m.error, updated_at_ms = m.updated_at_ms, "
+        "started_at_ms = m.started_at_ms, ended_at_ms = m.ended_at_ms, input_tokens = m.input_tokens, "
+        "output_tokens = m.output_tokens, checkpoint_count = m.checkpoint_count, state = m.state, "
+        "recoveries = m.recoveries, latest_checkpoint_id = m.cp_id, last_event_seq = r.last_event_seq + m.n_events "
+        "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], "
+        "$8::bigint[], $9::bigint[], $10::text[], $11::bigint[], $12::text[], $13::bigint[], $14::text[], "
+        "$15::text[], $16::bigint[], $17::bigint[], $18::text[], $19::bigint[], $20::bigint[], $21::bigint[], "
+        "$22::text[], $23::text[], $24::text[], $25::bigint[], $26::bigint[]) WITH ORDINALITY AS m(id, status, "
+        "error, updated_at_ms, started_at_ms, ended_at_ms, input_tokens, output_tokens, checkpoint_count, state, "
+        "recoveries, cp_id, cp_seq, cp_parent_id, cp_step_id, cp_version, cp_created_at_ms, cp_kind, cp_base_seq, "
+        "cp_chain_bytes, cp_base_bytes, cp_body, expected, lease_owner, lease_epoch, n_events, member_index) "
+        // Re-read at the row's lock (READ COMMITTED re-checks an UPDATE's
+        // quals against the row's newest version): a stale writer or a chain
+        // that moved on matches no row, and its run writes nothing.
+        "WHERE r.id = ANY($1::text[]) AND r.id = m.id AND r.latest_checkpoint_id = m.expected AND "
+        "(m.lease_epoch = 0 OR (r.lease_owner = m.lease_owner AND r.lease_epoch = m.lease_epoch)) "
+        "RETURNING r.pk, r.id, m.member_index, r.last_event_seq - m.n_events AS base, m.cp_id, m.cp_seq, "
+        "m.cp_parent_id, m.cp_step_id, m.cp_version, m.cp_created_at_ms, m.cp_kind, m.cp_base_seq, "
+        "m.cp_chain_bytes, m.cp_base_bytes, m.cp_body), dropped AS (DELETE FROM pending_writes WHERE run_pk IN (SELECT pk FROM run)), "
+        "checkpoint AS (INSERT INTO checkpoints (id, run_pk, run_id, seq, parent_id, step_id, version, "
+        "created_at_ms, kind, base_seq, chain_bytes, base_bytes, body) SELECT cp_id, pk, id, cp_seq, cp_parent_id, "
+        "cp_step_id, cp_version, cp_created_at_ms, cp_kind, cp_base_seq, cp_chain_bytes, cp_base_bytes, cp_body "
+        "FROM run), " +
+        steps_cte(kRunArrays + kEventArrays + 1, /*by_member=*/true) +
+        " INSERT INTO events (run_pk, run_id, seq, kind, data, created_at_ms, state_checkpoint_id) SELECT run.pk, "
+        "run.id, run.base + e.k, e.kind, e.data, e.created_at_ms, e.state_checkpoint_id FROM run JOIN "
+        "unnest($27::bigint[], $28::bigint[], $29::text[], $30::text[], $31::bigint[], $32::text[]) AS "
+        "e(member_index, k, kind, data, created_at_ms, state_checkpoint_id) ON e.member_index = run.member_index ";
+    // One notification for the runs written, "<schema> E <length>:<run
+    // id>..." (pg_change_watch.h), sent at commit, instead of one per run:
+    // each costs the server, and every listening instance, its delivery. A
+    // payload holds up to 8000 bytes: the runs go in as many as they need,
+    // each under 7000 bytes (parts start every 3500 bytes of entries, which
+    // are under 3500 bytes each; a longer id is not announced, and its
+    // readers look again within 500 ms). The WHERE runs it, once, when the
+    // statement writes a run.
+    if (with_notify) {
+      out += "WHERE (SELECT count(*) FROM (SELECT pg_notify('orch_changes', current_schema() || ' E ' || "
+             "string_agg(octet_length(id) || ':' || id, '' ORDER BY id)) FROM (SELECT id, sum(octet_length(id) + "
+             "8) OVER (ORDER BY id) / 3500 AS part FROM run WHERE octet_length(id) < 3490) announced GROUP BY part) "
+             "sent) >= 0 ";
+    }
+    return out + "RETURNING run_id, seq";
+  };
+  static const std::string announced = build(true);
+  static const std::string silent = build(false);
+  return announce ? announced : silent;
+}
+
+}  // namespace
+
+Command group_checkpoint_commit(const std::vector<GroupCheckpoint>& parts, bool announce) {
+  // Columns of the runs' arrays, by kind.
+  std::vector<std::string> ids, statuses, errors, states, cp_ids, cp_parents, cp_steps, cp_kinds, cp_bodies, expected,
+      owners;
+  std::vector<int64_t> updated, started, ended, input_tokens, output_tokens, checkpoint_counts, recoveries, cp_seqs,
+      cp_versions, cp_created, cp_base_seqs, cp_chain_bytes, cp_base_bytes, epochs, event_counts;
+  std::vector<int64_t> event_members, event_positions, step_members;
+  EventArrays events;
+  StepArrays steps;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const GroupCheckpoint& part = parts[i];
+    const RunRecord& run = *part.run;
+    const Checkpoint& cp = *part.checkpoint;
+    const checkpoint_codec::EncodedCheckpoint& row = *part.row;
+    ids.push_back(run.id);
+    statuses.emplace_back(run_status_name(run.status));
+    errors.push_back(run.error);
+    updated.push_back(run.updated_at_ms);
+    started.push_back(run.started_at_ms);
+    ended.push_back(run.ended_at_ms);
+    input_tokens.push_back(run.input_tokens);
+    output_tokens.push_back(run.output_tokens);
+    checkpoint_counts.push_back(run.checkpoint_count);
+    // As add_run_progress: '' when the run's state is its checkpoint's.
+    const bool state_is_checkpoints = run.state.shares_storage_with(cp.state) || run.state == cp.state;
+    states.push_back(state_is_checkpoints ? std::string() : run.state.to_json());
+    recoveries.push_back(run.recoveries);
+    cp_ids.push_back(cp.id);
+    cp_seqs.push_back(row.link.seq);
+    cp_parents.push_back(cp.parent_id);
+    cp_steps.push_back(cp.step_id);
+    cp_versions.push_back(cp.version);
+    cp_created.push_back(cp.created_at_ms);
+    cp_kinds.emplace_back(row.snapshot ? kSnapshotKind : kDeltaKind);
+    cp_base_seqs.push_back(row.link.base_seq);
+    cp_chain_bytes.push_back(row.link.chain_bytes);
+    cp_base_bytes.push_back(row.link.base_bytes);
+    cp_bodies.push_back(row.body);
+    expected.push_back(part.expected_checkpoint);
+    owners.push_back(part.lease_owner);
+    epochs.push_back(part.lease_epoch);
+    event_counts.push_back(static_cast<int64_t>(part.events->size()));
+    const int64_t member = static_cast<int64_t>(i) + 1;  // WITH ORDINALITY counts from 1
+    for (size_t k = 0; k < part.events->size(); ++k) {
+      event_members.push_back(member);
+      event_positions.push_back(static_cast<int64_t>(k) + 1);
+    }
+    events.add(*part.events, &cp);
+    if (part.steps != nullptr) {
+      for (const StepRecord* step : *part.steps) {
+        step_members.push_back(member);
+        steps.add(*step);
+      }
+    }
+  }
+  Params p;
+  p.text_array(ids).text_array(statuses).text_array(errors).integer_array(updated).integer_array(started);
+  p.integer_array(ended).integer_array(input_tokens).integer_array(output_tokens).integer_array(checkpoint_counts);
+  p.text_array(states).integer_array(recoveries);
+  p.text_array(cp_ids).integer_array(cp_seqs).text_array(cp_parents).text_array(cp_steps).integer_array(cp_versions);
+  p.integer_array(cp_created).text_array(cp_kinds).integer_array(cp_base_seqs).integer_array(cp_chain_bytes);
+  p.integer_array(cp_base_bytes).text_array(cp_bodies);
+  p.text_array(expected).text_array(owners).integer_array(epochs).integer_array(event_counts);
+  p.integer_array(event_members).integer_array(event_positions);
+  events.bind(p);
+  p.integer_array(step_members);
+  steps.bind(p);
+  return {group_sql(announce), std::move(p)};
+}
+
+Result<std::unordered_map<std::string, std::vector<int64_t>>> group_event_seqs(const Rows& rows) {
+  std::unordered_map<std::string, std::vector<int64_t>> out;
+  for (int i = 0; i < rows.count(); ++i) {
+    ORCH_ASSIGN_OR_RETURN(int64_t seq, rows.integer(i, 1));
+    out[rows.string(i, 0)].push_back(seq);
+  }
+  // RETURNING has no order: each run's events got base+1, base+2, ... in theirs.
+  for (auto& [run, seqs] : out) std::sort(seqs.begin(), seqs.end());
+  return out;
+}
+
+}  // namespace orch::postgres
