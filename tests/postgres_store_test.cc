@@ -81,6 +81,32 @@ using orch::testing::grown_state;
 
 void require_same_text(const Value& expected, const Value& actual) { REQUIRE(expected.to_json() == actual.to_json()); }
 
+// The runs whose events a store's watch_changes announces, in order heard.
+class HeardRuns {
+ public:
+  explicit HeardRuns(Store& store) {
+    watch_ = store.watch_changes([this](const orch::StoreChange& change) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (change.kind == orch::StoreChange::Kind::kEvents) runs_.push_back(change.key);
+      cv_.notify_all();
+    });
+    INFO(watch_.status().to_string());
+    REQUIRE(watch_.ok());
+  }
+  // Waits up to 10 s until `count` announcements came; all heard so far.
+  std::vector<std::string> wait_for(size_t count) {
+    std::unique_lock<std::mutex> lock(mu_);
+    REQUIRE(cv_.wait_for(lock, std::chrono::seconds(10), [&] { return runs_.size() >= count; }));
+    return runs_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::string> runs_;
+  orch::Result<std::unique_ptr<orch::StoreWatch>> watch_ = orch::Status::internal("not watching yet");
+};
+
 // Runs `call` and says how long it took.
 template <typename Call>
 std::chrono::milliseconds timed(Call&& call) {
@@ -427,15 +453,7 @@ TEST_CASE("a schema 3 PostgreSQL database is upgraded in place: its runs, leases
   REQUIRE(after.ok());
   CHECK(*after == "0\n");  // the store announces events itself now
 
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<std::string> heard;
-  auto watch = reader->watch_changes([&](const orch::StoreChange& change) {
-    std::lock_guard<std::mutex> lock(mu);
-    if (change.kind == orch::StoreChange::Kind::kEvents) heard.push_back(change.key);
-    cv.notify_all();
-  });
-  REQUIRE(watch.ok());
+  HeardRuns heard(*reader);
 
   auto old_run = writer->get_run("old");
   INFO(old_run.status().to_string());
@@ -460,11 +478,7 @@ TEST_CASE("a schema 3 PostgreSQL database is upgraded in place: its runs, leases
   REQUIRE(written.ok());
   CHECK(held.events[0].seq == 2);
   CHECK(held.events[1].seq == 3);
-  {
-    std::unique_lock<std::mutex> lock(mu);
-    REQUIRE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return !heard.empty(); }));
-    CHECK(heard.front() == "old");
-  }
+  CHECK(heard.wait_for(1).front() == "old");
   // A writer at an older epoch is refused, and writes nothing.
   orch::StoreBatch stale;
   stale.lease_owner = "instance-a";
@@ -1091,16 +1105,7 @@ TEST_CASE("watch_changes: the runs of a group commit are heard, each of them, th
   const std::string schema = fresh_schema("watch_group");
   auto writer = open_grouping_store(schema);
   auto reader = open_store(schema);
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<std::string> heard;
-  auto watch = reader->watch_changes([&](const orch::StoreChange& change) {
-    std::lock_guard<std::mutex> lock(mu);
-    if (change.kind == orch::StoreChange::Kind::kEvents) heard.push_back(change.key);
-    cv.notify_all();
-  });
-  INFO(watch.status().to_string());
-  REQUIRE(watch.ok());
+  HeardRuns heard(*reader);
   // Ids a separator could not hold, and enough of them for several payloads.
   std::vector<std::string> ids = {"with space", "with:colon", "7:x", std::string(3000, 'l')};
   for (int i = 0; i < 5; ++i) ids.push_back(std::string(1000, 'a' + i));
@@ -1115,12 +1120,11 @@ TEST_CASE("watch_changes: the runs of a group commit are heard, each of them, th
     INFO(status.to_string());
     REQUIRE(status.ok());
   }
-  std::unique_lock<std::mutex> lock(mu);
-  REQUIRE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return heard.size() >= ids.size(); }));
+  std::vector<std::string> runs = heard.wait_for(ids.size());
   std::vector<std::string> expected = ids;
   std::sort(expected.begin(), expected.end());
-  std::sort(heard.begin(), heard.end());
-  CHECK(heard == expected);
+  std::sort(runs.begin(), runs.end());
+  CHECK(runs == expected);
 }
 
 TEST_CASE("watch_changes survives the PostgreSQL server restarting", "[postgres][events][hardening]") {
