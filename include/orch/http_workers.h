@@ -4,8 +4,10 @@
 // `api_chat`, `openai_chat` and `a2a` (wire formats: docs/workers.md). A call
 // to an http:// worker is event-driven: a few loop threads carry every call in
 // flight, over pooled keep-alive connections, each with the call's deadline as
-// a timer; the reply is parsed there and handled (the engine's `done` runs)
-// on a call thread. A call to an https:// worker, and a health probe, is a blocking
+// a timer; the reply is parsed there and handed to the engine's `done` on the
+// same loop thread, in a ReplyScope marked as an event loop (the engine
+// handles it there when its store writes without waiting, else on its own
+// threads). A call to an https:// worker, and a health probe, is a blocking
 // request on a bounded pool of call threads. A cancelled call has its
 // connection closed. A worker's reply may carry up to 64 KiB of headers (100
 // of them) and 16 MiB of body; beyond that the call fails, not retried.
@@ -34,13 +36,11 @@
 namespace orch {
 
 struct HttpWorkerOptions {
-  // Threads running the event loop of http:// calls: they move bytes and
-  // parse replies, and never wait on anything else.
+  // Threads running the event loop of http:// calls: they move bytes, parse
+  // replies and hand them on (see above), and never wait on a commit.
   size_t io_threads = 2;
-  // Upper bound of the call threads (started on demand) that handle the
-  // replies of http:// calls and carry blocking https:// calls. Handling a
-  // reply may wait for a store commit; many replies handled at once commit
-  // together. Beyond the bound, replies and https calls wait for a free
+  // Upper bound of the call threads (started on demand) that carry blocking
+  // https:// calls and health probes. Beyond the bound, they wait for a free
   // thread. A model call takes seconds: with many runs in flight, a low bound
   // queues https calls that workers could already be serving.
   size_t max_call_threads = 256;

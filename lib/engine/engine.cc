@@ -276,8 +276,29 @@ struct StoreCallbackMark {
 
 bool EngineImpl::on_store_thread() { return t_store_callback; }
 
+template <typename Done>
+void EngineImpl::write_async(StoreBatch batch, const void* key, Done done) {
+  const void* outer = t_writing_inline;
+  t_writing_inline = key;
+  options_.store->write_batch_async(
+      std::move(batch), [alive = alive_, key, done = std::move(done)](Status status, StoreBatch& written) mutable {
+        if (t_writing_inline == key) {  // this engine's own thread, inside the call below (run lock held)
+          done(*alive->engine, std::move(status), written, true);
+          return;
+        }
+        // A store thread: the calls the write releases go out from it as
+        // the callback ends, the engine kept alive meanwhile (a reply that
+        // comes back at once is posted to it: call_worker).
+        StoreCallbackMark mark;
+        std::lock_guard<std::mutex> lock(alive->mu);
+        ReplyScope sends;
+        if (alive->engine == nullptr) return;  // the engine is gone: its runs resume from the store
+        done(*alive->engine, std::move(status), written, false);
+      });
+  t_writing_inline = outer;
+}
+
 StoreBatch EngineImpl::take_batch(RunContext& c, bool* deferred_checkpoint) {
-  write_due_pending(c);
   StoreBatch batch = std::move(c.batch);
   c.batch = StoreBatch();
   *deferred_checkpoint = c.checkpoint_deferred;
@@ -317,24 +338,10 @@ void EngineImpl::flush_then_send(const std::shared_ptr<RunContext>& ctx, std::fu
   auto write = std::make_shared<InflightWrite>();
   if (send) write->sends.push_back(std::move(send));
   c.inflight = write;
-  const void* outer = t_writing_inline;
-  t_writing_inline = write.get();
-  options_.store->write_batch_async(
-      std::move(batch), [alive = alive_, ctx, write, deferred_checkpoint](Status status, StoreBatch& written) {
-        if (t_writing_inline == write.get()) {  // this engine's own thread, ctx->mu held
-          alive->engine->batch_written(ctx, *write, deferred_checkpoint, std::move(status), written, true);
-          return;
-        }
-        // A store thread: the calls go out from it as the callback ends,
-        // the engine kept alive meanwhile (a reply that comes back at once
-        // is posted to it: call_worker).
-        StoreCallbackMark mark;
-        std::lock_guard<std::mutex> lock(alive->mu);
-        ReplyScope sends;
-        if (alive->engine == nullptr) return;  // the engine is gone: its runs resume from the store
-        alive->engine->batch_written(ctx, *write, deferred_checkpoint, std::move(status), written, false);
-      });
-  t_writing_inline = outer;
+  write_async(std::move(batch), write.get(),
+              [ctx, write, deferred_checkpoint](EngineImpl& engine, Status status, StoreBatch& written, bool inline_call) {
+                engine.batch_written(ctx, *write, deferred_checkpoint, std::move(status), written, inline_call);
+              });
 }
 
 void EngineImpl::batch_written(const std::shared_ptr<RunContext>& ctx, InflightWrite& write, bool deferred_checkpoint,
@@ -528,28 +535,15 @@ bool EngineImpl::write_end_async(RunContext& c) {
   };
   std::shared_ptr<RunContext> ctx = c.shared_from_this();
   recycle_spares(c);
-  const void* outer = t_writing_inline;
-  t_writing_inline = ctx.get();
-  options_.store->write_batch_async(
-      std::move(batch), [alive = alive_, ctx, after = std::move(after)](Status status, StoreBatch& written) mutable {
-        auto announce = [&](EngineImpl& engine) {
-          for (const EventRecord& ev : written.events) {
-            if (ev.seq > 0) engine.notify_listeners(ev);
-          }
-          if (status.ok()) ctx->end_unconfirmed.store(false, std::memory_order_release);
-          engine.notify_status_change();
-          engine.post(std::move(after));
-        };
-        if (t_writing_inline == ctx.get()) {  // this engine's own thread, ctx->mu held
-          announce(*alive->engine);
-          return;
-        }
-        StoreCallbackMark mark;
-        std::lock_guard<std::mutex> lock(alive->mu);
-        if (alive->engine == nullptr) return;  // the engine is gone: the store has the run
-        announce(*alive->engine);
-      });
-  t_writing_inline = outer;
+  write_async(std::move(batch), ctx.get(),
+              [ctx, after = std::move(after)](EngineImpl& engine, Status status, StoreBatch& written, bool) mutable {
+                for (const EventRecord& ev : written.events) {
+                  if (ev.seq > 0) engine.notify_listeners(ev);
+                }
+                if (status.ok()) ctx->end_unconfirmed.store(false, std::memory_order_release);
+                engine.notify_status_change();
+                engine.post(std::move(after));
+              });
   return true;
 }
 

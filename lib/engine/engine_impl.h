@@ -152,8 +152,15 @@ class EngineImpl final : public orch::Engine {
   // REQUIRES: ctx->mu held.
   void flush_then_send(const std::shared_ptr<RunContext>& ctx, std::function<void()> send);
   // Moves the run's batch out for an asynchronous write: fenced, the run's
-  // record copied in when due. REQUIRES: ctx.mu held, batch not empty.
+  // record copied in when due. REQUIRES: ctx.mu held, write_due_pending done.
   StoreBatch take_batch(RunContext& ctx, bool* deferred_checkpoint);
+  // Hands `batch` to Store::write_batch_async; once it is written,
+  // done(engine, status, written, inline_call) runs: inside this call on this
+  // thread (`inline_call`, the caller's locks held; `key` tells it apart), or
+  // on a store's thread, where the worker calls it releases go out as it
+  // ends, and where it does not run once the engine is gone. engine.cc only.
+  template <typename Done>
+  void write_async(StoreBatch batch, const void* key, Done done);
   // The callback of flush_then_send's write. `inline_call`: it runs inside
   // write_batch_async (ctx->mu held), not on a store thread.
   void batch_written(const std::shared_ptr<RunContext>& ctx, InflightWrite& write, bool deferred_checkpoint,
