@@ -14,7 +14,6 @@
 // Thread-safety: implementations must accept calls from many threads at once.
 #pragma once
 
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -114,7 +113,9 @@ class ORCH_EXPORT ReplyScope {
   static bool on_event_loop();
 
  private:
-  std::deque<std::function<void()>> sends_;
+  // A vector, not a deque: most scopes send one call or none, and an empty
+  // deque already allocates.
+  std::vector<std::function<void()>> sends_;
   bool outermost_ = false;
 };
 

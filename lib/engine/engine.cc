@@ -178,14 +178,14 @@ void EngineImpl::recycle_spares(RunContext& ctx) {
 
 void EngineImpl::notify_listeners(const EventRecord& ev) {
   if (subscription_count_.load(std::memory_order_acquire) == 0) return;
-  std::vector<EventListener> listeners;
+  std::shared_ptr<const std::vector<Subscription>> subscriptions;
   {
     std::lock_guard<std::mutex> lock(subs_mu_);
-    for (const auto& [id, sub] : subscriptions_) {
-      if (sub.run_id.empty() || sub.run_id == ev.run_id) listeners.push_back(sub.listener);
-    }
+    subscriptions = subscriptions_;
   }
-  for (const auto& l : listeners) run_guarded("event listener", [&] { l(ev); });
+  for (const Subscription& sub : *subscriptions) {
+    if (sub.run_id.empty() || sub.run_id == ev.run_id) run_guarded("event listener", [&] { sub.listener(ev); });
+  }
 }
 
 void EngineImpl::write_step(RunContext& ctx, StepRecord step) {
@@ -1400,15 +1400,20 @@ Result<RunRecord> EngineImpl::wait(const std::string& run_id, std::chrono::milli
 uint64_t EngineImpl::subscribe(const std::string& run_id, EventListener listener) {
   std::lock_guard<std::mutex> lock(subs_mu_);
   uint64_t id = next_subscription_++;
-  subscriptions_[id] = Subscription{run_id, std::move(listener)};
-  subscription_count_.store(subscriptions_.size(), std::memory_order_release);
+  auto next = std::make_shared<std::vector<Subscription>>(*subscriptions_);
+  next->push_back(Subscription{id, run_id, std::move(listener)});
+  subscription_count_.store(next->size(), std::memory_order_release);
+  subscriptions_ = std::move(next);
   return id;
 }
 
 void EngineImpl::unsubscribe(uint64_t subscription) {
   std::lock_guard<std::mutex> lock(subs_mu_);
-  subscriptions_.erase(subscription);
-  subscription_count_.store(subscriptions_.size(), std::memory_order_release);
+  auto next = std::make_shared<std::vector<Subscription>>(*subscriptions_);
+  next->erase(std::remove_if(next->begin(), next->end(), [&](const Subscription& s) { return s.id == subscription; }),
+              next->end());
+  subscription_count_.store(next->size(), std::memory_order_release);
+  subscriptions_ = std::move(next);
 }
 
 bool EngineImpl::holds_run(const std::string& run_id) const {

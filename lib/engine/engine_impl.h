@@ -301,12 +301,16 @@ class EngineImpl final : public orch::Engine {
 
   std::mutex subs_mu_;
   struct Subscription {
+    uint64_t id;
     std::string run_id;
     EventListener listener;
   };
-  std::unordered_map<uint64_t, Subscription> subscriptions_;
-  // subscriptions_.size(), read without the lock: with no listener at all,
-  // events skip the lock (seven events a node).
+  // Replaced whole when a listener comes or goes, so that an event takes a
+  // reference to the list rather than copying every listener (several
+  // events a node).
+  std::shared_ptr<const std::vector<Subscription>> subscriptions_ = std::make_shared<std::vector<Subscription>>();
+  // subscriptions_->size(), read without the lock: with no listener at all,
+  // events skip the lock.
   std::atomic<size_t> subscription_count_{0};
   uint64_t next_subscription_ = 1;
 

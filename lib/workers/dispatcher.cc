@@ -8,7 +8,7 @@
 
 namespace orch {
 namespace {
-thread_local std::deque<std::function<void()>>* t_sends = nullptr;
+thread_local std::vector<std::function<void()>>* t_sends = nullptr;
 thread_local bool t_event_loop = false;
 }  // namespace
 
@@ -22,9 +22,9 @@ ReplyScope::ReplyScope(bool on_event_loop) {
 
 ReplyScope::~ReplyScope() {
   if (!outermost_) return;
-  while (!sends_.empty()) {
-    std::function<void()> send = std::move(sends_.front());
-    sends_.pop_front();
+  // By index: a send may queue more (the vector may grow meanwhile).
+  for (size_t i = 0; i < sends_.size(); ++i) {
+    std::function<void()> send = std::move(sends_[i]);
     try {
       send();
     } catch (...) {
