@@ -943,6 +943,50 @@ TEST_CASE("state injection: immediately, and after a named node", "[engine]") {
   CHECK(trace_of(*r) == std::vector<std::string>{"a", "injected", "b", "c saw after b"});
 }
 
+TEST_CASE("state injection into runs that ended gets a checkpoint of its own and keeps the status and a retry sees it", "[engine]") {
+  // NullBoiler puts no status restriction on POST /runs/{id}/state: fix a
+  // failed run's state, then retry it.
+  auto wf = make_workflow(R"({"state_schema": {"trace": {"type": "array", "reducer": "append"}, "fixed": {}, "note": {}},
+    "nodes": {"a": {}, "b": {}}, "edges": [["__start__","a"],["a","b"],["b","__end__"]]})",
+                          {{"a", tracer("a")}, {"b", [](const NodeCall& call) -> Result<NodeOutput> {
+                              if (!call.state["fixed"].get_bool(false)) return orch::Status::internal("b needs fixed");
+                              return NodeOutput(Value::object({{"trace", Value::array({"b"})}}));
+                            }}});
+  for (const char* store : {"memory", "sqlite"}) {
+    INFO(store);
+    std::shared_ptr<orch::Store> st = orch::new_memory_store();
+    if (std::string(store) == "sqlite") st = *orch::open_sqlite_store(":memory:");
+    auto engine = make_engine(nullptr, nullptr, st);
+    auto failed = run_to_end(*engine, wf);
+    REQUIRE(failed.status == RunStatus::kFailed);
+    const int64_t checkpoints = failed.checkpoint_count;
+    CHECK(engine->inject_state(failed.id, json(R"({"fixed": true})"), "b").code() == orch::StatusCode::kFailedPrecondition);
+    REQUIRE(engine->inject_state(failed.id, json(R"({"fixed": true})"), "").ok());
+    auto stored = st->get_run(failed.id);
+    REQUIRE(stored.ok());
+    CHECK(stored->status == RunStatus::kFailed);
+    CHECK(stored->state["fixed"].get_bool(false));
+    CHECK(stored->checkpoint_count == checkpoints + 1);
+    CHECK(engine->get_run(failed.id)->state["fixed"].get_bool(false));
+    auto latest = st->latest_checkpoint(failed.id);
+    REQUIRE(latest.ok());
+    CHECK(latest->step_id == "__inject__");
+    CHECK(latest->state["fixed"].get_bool(false));
+    REQUIRE(engine->retry_run(failed.id).ok());
+    auto again = engine->wait(failed.id, 10s);
+    INFO("after the retry: " << again->error);
+    REQUIRE(again->status == RunStatus::kCompleted);
+    CHECK(trace_of(*again) == std::vector<std::string>{"a", "b"});
+
+    // A completed run stays completed, with the new state.
+    REQUIRE(engine->inject_state(failed.id, json(R"({"note": "later"})"), "").ok());
+    auto after = engine->get_run(failed.id);
+    CHECK(after->status == RunStatus::kCompleted);
+    CHECK(after->state["note"].get_string("") == "later");
+    CHECK(st->get_run(failed.id)->state["note"].get_string("") == "later");
+  }
+}
+
 TEST_CASE("fork keeps route results and goto, overrides go through reducers", "[engine]") {
   auto wf = make_workflow(R"({"state_schema": {"trace": {"type": "array", "reducer": "append"}, "kind": {}},
     "interrupt_after": ["pick"],

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "catch.h"
+#include "support/fake_workers.h"
 #include "support/server_fixture.h"
 #include "support/test_helpers.h"
 
@@ -72,8 +73,8 @@ TEST_CASE("every executed node has a step record, route, transform and interrupt
 TEST_CASE("a legacy steps run lists all its steps from the start", "[server][compat]") {
   orch::testing::TestServer server;
   auto c = server.client();
-  // No workers: "b" waits (and fails after its timeout), but both rows exist at once.
-  std::string id = start(*c, R"({"steps": [{"id": "a", "type": "task", "prompt_template": "x", "timeout_ms": 60000},
+  // No workers: "a" waits for one (and fails at its timeout), but both rows exist at once.
+  std::string id = start(*c, R"({"steps": [{"id": "a", "type": "task", "prompt_template": "x", "timeout_ms": 500},
                                           {"id": "b", "type": "task", "depends_on": ["a"]}]})");
   Value steps = json_body(c->Get(("/runs/" + id + "/steps").c_str()));
   REQUIRE(steps.size() == 2);
@@ -81,9 +82,64 @@ TEST_CASE("a legacy steps run lists all its steps from the start", "[server][com
   for (const Value& s : steps.as_array()) names.insert(s["def_step_id"].as_string());
   CHECK(names == std::set<std::string>{"a", "b"});
   // Once the run has ended, none is left pending: the one never reached is skipped.
-  (void)server.app().engine->wait(id, 10s);
+  auto ended = server.app().engine->wait(id, 10s);
+  REQUIRE(ended.ok());
+  CHECK(ended->status == RunStatus::kFailed);
+  INFO(ended->error);
+  CHECK(ended->error.find("node 'a' failed") != std::string::npos);
   Value after = json_body(c->Get(("/runs/" + id + "/steps").c_str()));
   for (const Value& s : after.as_array()) CHECK(s["status"].as_string() != "pending");
+}
+
+TEST_CASE("a run started before any worker has its tags waits for one and then completes", "[server][compat]") {
+  // NullBoiler's no_worker: the node is tried again until a worker comes.
+  orch::testing::FakeWorker worker;
+  orch::testing::TestServer server;
+  auto c = server.client();
+  std::string id = start(*c, R"({"workflow": {"state_schema": {"draft": {"type": "string"}},
+      "nodes": {"write": {"type": "task", "worker_tags": ["writer"], "output_key": "draft", "prompt_template": "hi"}},
+      "edges": [["__start__", "write"], ["write", "__end__"]]}})");
+  std::this_thread::sleep_for(200ms);
+  CHECK(json_body(c->Get(("/runs/" + id).c_str()))["status"].as_string() == "running");
+  auto added = c->Post("/workers", R"({"id": "late", "url": ")" + worker.url() + R"(", "tags": ["writer"]})",
+                       "application/json");
+  REQUIRE(added);
+  REQUIRE(added->status == 201);
+  auto ended = server.app().engine->wait(id, 10s);
+  REQUIRE(ended.ok());
+  INFO(ended->error);
+  CHECK(ended->status == RunStatus::kCompleted);
+  CHECK(ended->state["draft"].as_string() == "echo: hi");
+}
+
+TEST_CASE("POST /runs/{id}/state works on a run that ended - fix a failed run and retry it", "[server][compat]") {
+  orch::testing::FakeWorker worker;
+  worker.push(orch::testing::FakeReply::failing(500));
+  orch::testing::TestServer server;
+  auto c = server.client();
+  REQUIRE(c->Post("/workers", R"({"id": "w", "url": ")" + worker.url() + R"("})", "application/json")->status == 201);
+  std::string id = start(*c, R"({"workflow": {"state_schema": {"topic": {}, "draft": {"type": "string"}},
+      "nodes": {"write": {"type": "task", "output_key": "draft", "prompt_template": "on {{state.topic}}"}},
+      "edges": [["__start__", "write"], ["write", "__end__"]]}})");
+  REQUIRE(server.app().engine->wait(id, 10s)->status == RunStatus::kFailed);
+  auto injected = c->Post(("/runs/" + id + "/state").c_str(), R"({"updates": {"topic": "otters"}})", "application/json");
+  REQUIRE(injected);
+  INFO(injected->body);
+  REQUIRE(injected->status == 200);
+  CHECK(json_body(injected).to_json() == R"({"applied":true})");
+  Value run = json_body(c->Get(("/runs/" + id).c_str()));
+  CHECK(run["status"].as_string() == "failed");
+  CHECK(run["state_json"]["topic"].as_string() == "otters");
+  REQUIRE(c->Post(("/runs/" + id + "/retry").c_str(), "", "application/json")->status == 200);
+  auto ended = server.app().engine->wait(id, 10s);
+  REQUIRE(ended.ok());
+  CHECK(ended->status == RunStatus::kCompleted);
+  CHECK(ended->state["draft"].as_string() == "echo: on otters");
+  // Not after a node: none would run again.
+  auto later = c->Post(("/runs/" + id + "/state").c_str(), R"({"updates": {"topic": "x"}, "apply_after_step": "write"})",
+                       "application/json");
+  REQUIRE(later);
+  CHECK(later->status == 409);
 }
 
 TEST_CASE("checkpoints and events come in pages with a cursor", "[server][hardening]") {

@@ -372,9 +372,8 @@ TEST_CASE("malformed templates fail to compile with a byte position", "[template
     const char* says;
   };
   const std::vector<Case> cases = {
-      {"hello {{state.x", 6, "unterminated {{"},
-      {"ab {{ state.x } }", 3, "unterminated {{"},
       {"0123456789{% if", 10, "unterminated {%"},
+      {"é{% if", 2, "unterminated {%"},  // byte offsets, not characters
       {"x {% for y", 2, "unterminated {%"},
       {"0123456789ab{% if state.x %}yes", 12, "unterminated {% if %}"},
       {"{% if state.a %}{% if state.b %}x{% endif %}", 0, "unterminated {% if %}"},
@@ -392,7 +391,6 @@ TEST_CASE("malformed templates fail to compile with a byte position", "[template
       {"{{item.}}", 0, "empty path"},
       {"---{{state.list[x]}}", 3, "malformed index"},
       {"{% if state.a[0][1] %}{% endif %}", 0, "malformed index"},
-      {"é{{state.x", 2, "unterminated {{"},  // byte offsets, not characters
   };
   for (const Case& c : cases) {
     INFO("template: " << c.text);
@@ -410,6 +408,21 @@ TEST_CASE("malformed templates fail to compile with a byte position", "[template
   size_t offset = 999;
   CHECK(Template::compile("{{state.x}}", &offset).ok());
   CHECK(offset == 999);
+}
+
+TEST_CASE("a {{ that is never closed leaves the rest literal as in NullBoiler", "[template]") {
+  Fixture f;
+  const TemplateContext ctx = f.context();
+  for (const char* text : {"hello {{state.x", "ab {{ state.x } }", "Explain the {{ syntax", "é{{state.x", "{{"}) {
+    INFO(text);
+    size_t offset = 999;
+    auto tpl = Template::compile(text, &offset);
+    REQUIRE(tpl.ok());
+    CHECK(offset == 999);
+  }
+  CHECK(render("hello {{state.name", ctx) == "hello {{state.name");
+  CHECK(render("{{state.name}} then {{ unclosed", ctx) == "Ada then {{ unclosed");
+  CHECK(render("{% if state.yes %}yes {{ open{% endif %}", ctx) == "yes {{ open");
 }
 
 TEST_CASE("compile once, render many", "[template]") {
@@ -469,7 +482,7 @@ TEST_CASE("default template and one-shot rendering", "[template]") {
   TemplateContext ctx;
   ctx.state = &state;
   CHECK(*orch::render_template("x={{state.x}}", ctx) == "x=1");
-  auto bad = orch::render_template("{{state.x", ctx);
+  auto bad = orch::render_template("{% if state.x", ctx);
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.status().code() == StatusCode::kInvalidArgument);
 }

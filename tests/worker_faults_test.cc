@@ -413,9 +413,9 @@ TEST_CASE("worker faults: 60 runs under a random fault mix all end, nothing in f
     CHECK(mixed_runs("breaker off", registry_options) >= 50);
   }
   SECTION("circuit breaker on") {
-    // Fault streaks open the circuit (3 failures, 200 ms cooldown): calls fail
-    // fast with "circuit is open" or wait in the queue behind the half-open
-    // probe, so many runs fail; each must still end and name why.
+    // Fault streaks open the circuit (3 failures, 200 ms cooldown): calls wait
+    // in the queue for the half-open probe, or fail at their deadline naming
+    // the open circuit, so many runs fail; each must still end and name why.
     registry_options.failure_threshold = 3;
     registry_options.circuit_cooldown_ms = 200;
     mixed_runs("breaker on", registry_options);

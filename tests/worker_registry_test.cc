@@ -238,22 +238,32 @@ TEST_CASE("tags: no tags takes any worker, otherwise one tag in common", "[worke
   REQUIRE(f.protocol->open_calls() == 3);
   CHECK(f.protocol->worker_of("c1") == "wb");
   CHECK(f.protocol->worker_of("c2") == "wa");
+  // No worker has tag z: the call waits for one (NullBoiler's no_worker).
   f.dispatch("c4", {"z"});
-  auto r = f.replies.get("c4");
-  REQUIRE(r);
-  CHECK(r->status.code() == StatusCode::kUnavailable);
-  CHECK(r->status.message() == "no worker available for node node (tags: z)");
-  CHECK(r->retryable);
+  CHECK_FALSE(f.replies.get("c4"));
+  CHECK(f.registry->queued_calls() == 1);
+  f.add("wz", {"z"}, 1);
+  CHECK(f.protocol->worker_of("c4") == "wz");
+  CHECK(f.registry->queued_calls() == 0);
 }
 
-TEST_CASE("no workers at all: Unavailable, retryable", "[workers]") {
-  Fixture f;
+TEST_CASE("no workers at all: the call waits for one to be added or fails at its deadline naming why", "[workers]") {
+  auto clock = std::make_shared<orch::ManualClock>();
+  Fixture f(clock);
   f.dispatch("c1");
-  auto r = f.replies.get("c1");
+  f.dispatch("c2", {"gpu"});
+  CHECK_FALSE(f.replies.get("c1"));
+  CHECK(f.registry->queued_calls() == 2);
+  f.add("w", {"cpu"}, 5);  // takes c1 (no tags wanted), not c2
+  CHECK(f.protocol->worker_of("c1") == "w");
+  CHECK(f.registry->queued_calls() == 1);
+  clock->advance(11s);
+  auto r = f.replies.get("c2");
   REQUIRE(r);
-  CHECK(r->status.code() == StatusCode::kUnavailable);
-  CHECK(r->status.message().find("no worker available") == 0);
+  CHECK(r->status.code() == StatusCode::kDeadlineExceeded);
+  CHECK(r->status.message() == "no worker available for node node (tags: gpu) before its deadline");
   CHECK(r->retryable);
+  CHECK(f.registry->queued_calls() == 0);
 }
 
 TEST_CASE("least in-flight worker wins, ties go to the newest", "[workers]") {
@@ -373,17 +383,22 @@ TEST_CASE("the circuit opens after 3 failures and a probe closes it after the co
   CHECK(w.last_error == "HTTP 500");
   CHECK(w.circuit_open_until_ms == clock->now_ms() + 60000);
 
+  // The circuit is open: calls wait for it to let a probe through (their
+  // deadline, 10 s, comes first for this one).
   f.dispatch("blocked");
+  CHECK_FALSE(f.replies.get("blocked"));
+  CHECK(f.protocol->open_calls() == 0);
+  clock->advance(11s);
   auto r = f.replies.get("blocked");
   REQUIRE(r);
-  CHECK(r->status.code() == StatusCode::kUnavailable);
+  CHECK(r->status.code() == StatusCode::kDeadlineExceeded);
   CHECK(r->status.message().find("circuit is open") != std::string::npos);
-  CHECK(r->retry_after_ms == 60000);
-  CHECK(f.protocol->open_calls() == 0);
 
-  clock->advance(60s);
+  clock->advance(45s);
+  f.dispatch("probe");  // waits too: the cooldown ends in 4 s
+  CHECK(f.protocol->open_calls() == 0);
+  clock->advance(4s);  // the circuit lets one probe through: the waiting call is it
   CHECK(f.registry->get_worker("w")->circuit == CircuitState::kHalfOpen);
-  f.dispatch("probe");
   f.dispatch("after");  // waits: one probe at a time
   CHECK(f.protocol->open_ids() == std::vector<std::string>{"probe"});
   SECTION("a good probe closes the circuit") {
@@ -395,11 +410,11 @@ TEST_CASE("the circuit opens after 3 failures and a probe closes it after the co
   SECTION("a failed probe opens it for another cooldown") {
     f.protocol->answer_error("probe");
     CHECK(f.registry->get_worker("w")->circuit == CircuitState::kOpen);
-    auto after = f.replies.get("after");
-    REQUIRE(after);
-    CHECK(after->status.code() == StatusCode::kUnavailable);
+    CHECK_FALSE(f.replies.get("after"));  // still waiting for the next probe
     clock->advance(60s);
     CHECK(f.registry->get_worker("w")->circuit == CircuitState::kHalfOpen);
+    auto after = f.replies.get("after");
+    REQUIRE(after);  // its deadline passed first
   }
 }
 
@@ -435,17 +450,17 @@ TEST_CASE("429 throttling and cancels do not count against the circuit", "[worke
   CHECK(w.failures == 5);
 }
 
-TEST_CASE("removing a worker fails the calls only it could take", "[workers]") {
+TEST_CASE("removing a worker leaves the calls only it could take waiting for another", "[workers]") {
   Fixture f;
   f.add("w", {"a"}, 1);
   f.dispatch("c1", {"a"});
   f.dispatch("c2", {"a"});
   REQUIRE(f.registry->remove_worker("w").ok());
-  auto r = f.replies.get("c2");
-  REQUIRE(r);
-  CHECK(r->status.code() == StatusCode::kUnavailable);
+  CHECK_FALSE(f.replies.get("c2"));
+  f.add("w2", {"a"}, 1);
+  CHECK(f.protocol->worker_of("c2") == "w2");
   f.protocol->answer_ok("c1");
-  r = f.replies.get("c1");
+  auto r = f.replies.get("c1");
   REQUIRE(r);
   CHECK(r->status.ok());
   CHECK(r->worker_id == "w");

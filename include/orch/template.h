@@ -38,11 +38,13 @@
 // Tags: `{% if EXPR %}` (any whitespace after "if"), `{% else %}` and
 // `{% endif %}` are recognised after trimming spaces, tabs, CR and LF inside the
 // tag. Any other `{% … %}` tag (for, elif, set, "{%- if -%}", …) is kept as
-// literal text. There is no escape for a literal "{{" or "{%".
+// literal text. There is no escape for a literal "{{" or "{%", but a "{{"
+// with no "}}" after it is literal text (as in NullBoiler), tags after it
+// still read as tags.
 //
 // Compile errors are InvalidArgument, "template error at byte N: …" where N is
-// the 0-based byte offset of the offending "{{" or "{%": an unterminated "{{" or
-// "{%", an empty expression, an `if` without a condition or without `endif`, an
+// the 0-based byte offset of the offending "{{" or "{%": an unterminated "{%",
+// an empty expression, an `if` without a condition or without `endif`, an
 // `else` or `endif` without `if`, a second `else`, a store expression without a
 // namespace or key, a root with an empty path ("state."), or a malformed path
 // index ("state.a[x]").

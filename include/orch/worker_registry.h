@@ -12,10 +12,13 @@
 //      its success closes the circuit again);
 //   3. least in-flight calls among the workers under their max_concurrent
 //      (ties: the most recently added); agent nodes try `a2a` workers first;
-//   4. when every matching worker is at capacity the call waits in a FIFO
-//      queue until a slot frees or its deadline passes; max_concurrent is
-//      never exceeded. No matching worker at all: Unavailable "no worker
-//      available ...", retryable.
+//   4. when no worker can take the call now (every matching one at
+//      capacity or with its circuit open, or none matching at all) the call
+//      waits in a FIFO queue, as NullBoiler's node waits for a worker: until
+//      a slot frees, a circuit lets its probe through, or a matching worker
+//      is added or updated; or until the call's deadline passes
+//      (DeadlineExceeded, retryable, naming why). max_concurrent is never
+//      exceeded.
 //
 // Protocols are plugins: a WorkerProtocol is registered under a name and a
 // worker names its protocol. The registry comes with `webhook`, `api_chat`,

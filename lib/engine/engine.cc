@@ -1321,10 +1321,20 @@ Status EngineImpl::replay_run(const std::string& run_id, const std::string& chec
 
 Status EngineImpl::inject_state(const std::string& run_id, const Value& updates, const std::string& after_node) {
   if (!updates.is_object()) return Status::invalid_argument("updates must be an object");
-  ORCH_ASSIGN_OR_RETURN(auto ctx, load_context(run_id));
-  std::lock_guard<std::mutex> lock(ctx->mu);
-  if (is_terminal(ctx->record.status)) {
-    return Status::failed_precondition("run already " + std::string(run_status_name(ctx->record.status)));
+  // A run that ended is changed from what the store has, as retry_run reads
+  // it: a context still here holds its scheduler as the run ended (a failed
+  // node no longer ready), which a checkpoint must not keep.
+  std::shared_ptr<const CompiledWorkflow> live;
+  if (auto current = get_run(run_id); current.ok() && is_terminal(current->status)) live = forget_context(run_id);
+  ORCH_ASSIGN_OR_RETURN(auto ctx, load_context(run_id, live));
+  std::unique_lock<std::mutex> lock(ctx->mu);
+  // As NullBoiler, a run that ended takes updates too (fix its state, then
+  // retry it): they go into a checkpoint of their own, the run keeps its
+  // status. Not after a node: none runs again unless the run is retried.
+  const bool ended = is_terminal(ctx->record.status);
+  if (ended && !after_node.empty()) {
+    return Status::failed_precondition("run already " + std::string(run_status_name(ctx->record.status)) +
+                                       ": apply_after_step needs a run still going (without it the updates apply now)");
   }
   if (!after_node.empty()) {
     if (!ctx->compiled->graph->workflow().find_node(after_node)) {
@@ -1342,6 +1352,12 @@ Status EngineImpl::inject_state(const std::string& run_id, const Value& updates,
   --ctx->version;  // re-commit at the same version: an injection is not a superstep
   ORCH_RETURN_IF_ERROR(commit(*ctx, "__inject__", true));
   emit(*ctx, event_kind::kStateInjected, Value::object({{"updates", updates}, {"applied", true}}));
+  if (ended) {
+    // Nothing ends this context later: it goes now, the store has it all.
+    (void)flush(*ctx);
+    lock.unlock();
+    forget_context(run_id);
+  }
   return Status();
 }
 

@@ -377,7 +377,12 @@ Result<Template> Template::compile(std::string_view text, size_t* error_offset) 
     if (text[open + 1] == '{') {
       size_t close = text.find("}}", open + 2);
       if (close == std::string_view::npos) {
-        return template_error(open, "unterminated {{ (no closing }})", error_offset);
+        // As NullBoiler: a {{ that is never closed leaves the rest literal
+        // (a prompt may well explain the syntax). No expression can follow
+        // it, but {% %} tags still can (NullBoiler reads them first).
+        pending.append("{{");
+        pos = open + 2;
+        continue;
       }
       ORCH_RETURN_IF_ERROR(
           emit_expr(Op::kValue, trim(text.substr(open + 2, close - open - 2)), open));

@@ -107,7 +107,6 @@ void WorkerRegistry::Impl::drain() {
   std::weak_ptr<Impl> weak = weak_from_this();
   for (;;) {
     std::vector<Launch> launches;
-    std::vector<std::pair<Callback, WorkerReply>> failed;
     {
       std::lock_guard<std::mutex> lock(mu);
       drain_again = false;
@@ -115,37 +114,27 @@ void WorkerRegistry::Impl::drain() {
       for (auto it = queue.begin(); it != queue.end();) {
         std::shared_ptr<Pending> p = *it;
         internal::Selection s = internal::select_worker(workers, p->request, now);
-        if (s.pick == Pick::kBusy) {
-          if (!p->timer && p->request.deadline != SteadyTime()) {
-            p->timer = clock->call_at(p->request.deadline, [weak, p] {
-              if (auto self = weak.lock()) self->expire(p);
-            });
-          }
-          ++it;
-          continue;
-        }
-        it = queue.erase(it);
         if (s.pick == Pick::kSelected) {
+          it = queue.erase(it);
           launches.push_back(start_call_locked(s.worker, p, now));
           continue;
         }
-        if (p->timer) clock->cancel(p->timer);
-        if (s.pick == Pick::kNoMatch) {
-          failed.emplace_back(std::move(p->done), failure(Status::unavailable(no_worker_message(p->request)), true));
-        } else {
-          auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(s.reopen_at - now).count();
-          failed.emplace_back(std::move(p->done),
-                              failure(Status::unavailable(no_worker_message(p->request) +
-                                                          ": every matching worker's circuit is open"),
-                                      true, std::max<int64_t>(0, wait)));
+        // Busy, no matching worker, or every matching circuit open: the
+        // call waits (NullBoiler tries the node again, forever) until its
+        // deadline, if it has one.
+        if (!p->timer && p->request.deadline != SteadyTime()) {
+          p->timer = clock->call_at(p->request.deadline, [weak, p] {
+            if (auto self = weak.lock()) self->expire(p);
+          });
         }
+        if (s.pick == Pick::kAllOpen) wake_at_locked(s.reopen_at);
+        ++it;
       }
-      if (launches.empty() && failed.empty() && !drain_again) {
+      if (launches.empty() && !drain_again) {
         draining = false;
         return;
       }
     }
-    for (auto& [done, reply] : failed) done(std::move(reply));
     for (Launch& l : launches) {
       auto fired = std::make_shared<std::atomic<bool>>(false);
       std::string call_id = l.request.call_id;
@@ -173,6 +162,22 @@ void WorkerRegistry::Impl::drain() {
       }
     }
   }
+}
+
+void WorkerRegistry::Impl::wake_at_locked(SteadyTime when) {
+  if (shut_down || (wake_timer != 0 && wake_due <= when)) return;
+  if (wake_timer != 0) clock->cancel(wake_timer);
+  wake_due = when;
+  std::weak_ptr<Impl> weak = weak_from_this();
+  wake_timer = clock->call_at(when, [weak] {
+    auto self = weak.lock();
+    if (!self) return;
+    {
+      std::lock_guard<std::mutex> lock(self->mu);
+      self->wake_timer = 0;
+    }
+    self->drain();
+  });
 }
 
 void WorkerRegistry::Impl::finish(const std::shared_ptr<WorkerEntry>& worker, const std::string& call_id,
@@ -250,16 +255,25 @@ std::optional<WorkerRateLimit> WorkerRegistry::Impl::rate_limit_of(const WorkerR
 
 void WorkerRegistry::Impl::expire(const std::shared_ptr<Pending>& pending) {
   Callback done;
+  std::string why;
   {
     std::lock_guard<std::mutex> lock(mu);
     auto it = std::find(queue.begin(), queue.end(), pending);
     if (it == queue.end()) return;  // started or cancelled meanwhile
     queue.erase(it);
     done = std::move(pending->done);
+    switch (internal::select_worker(workers, pending->request, clock->steady_now()).pick) {
+      case Pick::kNoMatch:
+        why = no_worker_message(pending->request) + " before its deadline";
+        break;
+      case Pick::kAllOpen:
+        why = no_worker_message(pending->request) + " before its deadline: every matching worker's circuit is open";
+        break;
+      default:
+        why = "no worker became free before the deadline for node " + pending->request.node_name;
+    }
   }
-  done(failure(Status::deadline_exceeded("no worker became free before the deadline for node " +
-                                         pending->request.node_name),
-               true));
+  done(failure(Status::deadline_exceeded(why), true));
 }
 
 void WorkerRegistry::Impl::cancel(const std::string& id) {
@@ -299,6 +313,8 @@ void WorkerRegistry::Impl::shutdown() {
     for (const auto& [call_id, call] : calls) running.emplace_back(call.worker->protocol, call_id);
     if (health_timer) clock->cancel(health_timer);
     health_timer = 0;
+    if (wake_timer) clock->cancel(wake_timer);
+    wake_timer = 0;
   }
   for (auto& [protocol, call_id] : running) {
     run_guarded("worker protocol cancel", [&p = protocol, &id = call_id] { p->cancel(id); });

@@ -50,9 +50,14 @@ struct ORCH_NO_EXPORT WorkerRegistry::Impl : std::enable_shared_from_this<Worker
 
   explicit Impl(WorkerRegistryOptions opts);
 
-  // Places queued calls on free workers and fails those no worker can take.
+  // Places queued calls on free workers. A call no worker can take now
+  // waits, as in NullBoiler: for a matching worker to be registered, freed
+  // or healed (its circuit re-opening), or for its deadline.
   // Re-entrant calls (from callbacks) fold into the running pass.
   void drain();
+  // Drains again at `when` (the earliest time a waiting call's open circuit
+  // lets a probe through). REQUIRES: mu held.
+  void wake_at_locked(SteadyTime when);
   // Bookkeeping of a finished call: load, circuit, rate limit.
   void finish(const std::shared_ptr<internal::WorkerEntry>& worker, const std::string& call_id, uint64_t serial,
               const WorkerReply& reply);
@@ -99,6 +104,9 @@ struct ORCH_NO_EXPORT WorkerRegistry::Impl : std::enable_shared_from_this<Worker
   bool drain_again = false;
   bool shut_down = false;
   Clock::TimerId health_timer = 0;
+  // wake_at_locked's timer, and when it fires.
+  Clock::TimerId wake_timer = 0;
+  SteadyTime wake_due{};
   bool health_check_running = false;
   int health_checks_owed = 0;  // ticks that met a running check (at most kMaxOwedHealthChecks)
   // shutdown() waits for a running round (it calls the host's gate and
