@@ -105,19 +105,21 @@ Result<std::vector<EventRecord>> PostgresStore::list_events(const std::string& r
     ORCH_ASSIGN_OR_RETURN(Rows rows, conn.exec("list_events", kSelect,
                                                Params().text(run_id).integer(after_seq).integer(clamp_size(limit))));
     if (rows.count() == 0) ORCH_RETURN_IF_ERROR(check_run_exists(conn, run_id));
-    std::vector<StoredEvent> stored;
-    for (int i = 0; i < rows.count(); ++i) ORCH_RETURN_IF_ERROR(read_event_row(rows, i, 0, run_id, &stored));
     std::vector<EventRecord> events;
-    events.reserve(std::min(stored.size(), limit));
-    for (StoredEvent& one : stored) {
-      if (one.event.seq <= after_seq) continue;
-      if (events.size() >= limit) break;
-      // Stored without its state: the checkpoint it names has it.
-      if (one.without_state) {
-        ORCH_ASSIGN_OR_RETURN(Value state, checkpoint_state(conn, run_id, one.state_checkpoint_id));
-        one.event.data.set("state", std::move(state));
+    std::vector<StoredEvent> stored;
+    for (int i = 0; i < rows.count() && events.size() < limit; ++i) {
+      stored.clear();
+      ORCH_RETURN_IF_ERROR(read_event_row(rows, i, 0, run_id, &stored));
+      for (StoredEvent& one : stored) {
+        if (one.event.seq <= after_seq) continue;
+        if (events.size() >= limit) break;
+        // Stored without its state: the checkpoint it names has it.
+        if (one.without_state) {
+          ORCH_ASSIGN_OR_RETURN(Value state, checkpoint_state(conn, run_id, one.state_checkpoint_id));
+          one.event.data.set("state", std::move(state));
+        }
+        events.push_back(std::move(one.event));
       }
-      events.push_back(std::move(one.event));
     }
     return events;
   });
