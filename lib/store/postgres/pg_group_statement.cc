@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "store/postgres/pg_event_rows.h"
 #include "store/postgres/pg_rows.h"
 
 namespace orch::postgres {
@@ -12,10 +13,10 @@ namespace {
 using checkpoint_codec::kDeltaKind;
 using checkpoint_codec::kSnapshotKind;
 
-// The parameters, one array each, one element per run ($1..$26), then the
-// events' ($27..$32) and the steps' ($33: member index, then StepArrays').
-constexpr int kRunArrays = 26;
-constexpr int kEventArrays = 6;
+// The parameters, one array each, one element per run ($1..$30: the last
+// four its events' row, pg_event_rows.h), then the steps' ($31: member
+// index, then StepArrays').
+constexpr int kRunArrays = 30;
 
 const std::string& group_sql(bool announce) {
   auto build = [](bool with_notify) {
@@ -32,27 +33,30 @@ const std::string& group_sql(bool announce) {
         "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], "
         "$8::bigint[], $9::bigint[], $10::text[], $11::bigint[], $12::text[], $13::bigint[], $14::text[], "
         "$15::text[], $16::bigint[], $17::bigint[], $18::text[], $19::bigint[], $20::bigint[], $21::bigint[], "
-        "$22::text[], $23::text[], $24::text[], $25::bigint[], $26::bigint[]) WITH ORDINALITY AS m(id, status, "
-        "error, updated_at_ms, started_at_ms, ended_at_ms, input_tokens, output_tokens, checkpoint_count, state, "
-        "recoveries, cp_id, cp_seq, cp_parent_id, cp_step_id, cp_version, cp_created_at_ms, cp_kind, cp_base_seq, "
-        "cp_chain_bytes, cp_base_bytes, cp_body, expected, lease_owner, lease_epoch, n_events, member_index) "
+        "$22::text[], $23::text[], $24::text[], $25::bigint[], $26::bigint[], $27::text[], $28::text[], "
+        "$29::bigint[], $30::text[]) WITH ORDINALITY AS m(id, status, error, updated_at_ms, started_at_ms, "
+        "ended_at_ms, input_tokens, output_tokens, checkpoint_count, state, recoveries, cp_id, cp_seq, "
+        "cp_parent_id, cp_step_id, cp_version, cp_created_at_ms, cp_kind, cp_base_seq, cp_chain_bytes, "
+        "cp_base_bytes, cp_body, expected, lease_owner, lease_epoch, n_events, ev_kind, ev_data, ev_created_at_ms, "
+        "ev_state_checkpoint_id, member_index) "
         // Re-read at the row's lock (READ COMMITTED re-checks an UPDATE's
         // quals against the row's newest version): a stale writer or a chain
         // that moved on matches no row, and its run writes nothing.
         "WHERE r.id = ANY($1::text[]) AND r.id = m.id AND r.latest_checkpoint_id = m.expected AND "
         "(m.lease_epoch = 0 OR (r.lease_owner = m.lease_owner AND r.lease_epoch = m.lease_epoch)) "
-        "RETURNING r.pk, r.id, m.member_index, r.last_event_seq - m.n_events AS base, m.cp_id, m.cp_seq, "
-        "m.cp_parent_id, m.cp_step_id, m.cp_version, m.cp_created_at_ms, m.cp_kind, m.cp_base_seq, "
-        "m.cp_chain_bytes, m.cp_base_bytes, m.cp_body), dropped AS (DELETE FROM pending_writes WHERE run_pk IN (SELECT pk FROM run)), "
+        "RETURNING r.pk, r.id, m.member_index, r.last_event_seq, m.n_events, m.ev_kind, m.ev_data, "
+        "m.ev_created_at_ms, m.ev_state_checkpoint_id, m.cp_id, m.cp_seq, m.cp_parent_id, m.cp_step_id, "
+        "m.cp_version, m.cp_created_at_ms, m.cp_kind, m.cp_base_seq, m.cp_chain_bytes, m.cp_base_bytes, m.cp_body), "
+        "dropped AS (DELETE FROM pending_writes WHERE run_pk IN (SELECT pk FROM run)), "
         "checkpoint AS (INSERT INTO checkpoints (id, run_pk, run_id, seq, parent_id, step_id, version, "
         "created_at_ms, kind, base_seq, chain_bytes, base_bytes, body) SELECT cp_id, pk, id, cp_seq, cp_parent_id, "
         "cp_step_id, cp_version, cp_created_at_ms, cp_kind, cp_base_seq, cp_chain_bytes, cp_base_bytes, cp_body "
         "FROM run), " +
-        steps_cte(kRunArrays + kEventArrays + 1, /*by_member=*/true) +
-        " INSERT INTO events (run_pk, run_id, seq, kind, data, created_at_ms, state_checkpoint_id) SELECT run.pk, "
-        "run.id, run.base + e.k, e.kind, e.data, e.created_at_ms, e.state_checkpoint_id FROM run JOIN "
-        "unnest($27::bigint[], $28::bigint[], $29::text[], $30::text[], $31::bigint[], $32::text[]) AS "
-        "e(member_index, k, kind, data, created_at_ms, state_checkpoint_id) ON e.member_index = run.member_index ";
+        steps_cte(kRunArrays + 1, /*by_member=*/true) +
+        // Each run's events are one row (pg_event_rows.h).
+        " INSERT INTO events (run_pk, run_id, last_seq, event_count, kind, data, created_at_ms, "
+        "state_checkpoint_id) SELECT pk, id, last_event_seq, n_events, ev_kind, ev_data, ev_created_at_ms, "
+        "ev_state_checkpoint_id FROM run ";
     // One notification for the runs written, "<schema> E <length>:<run
     // id>..." (pg_change_watch.h), sent at commit, instead of one per run:
     // each costs the server, and every listening instance, its delivery. A
@@ -67,7 +71,7 @@ const std::string& group_sql(bool announce) {
              "8) OVER (ORDER BY id) / 3500 AS part FROM run WHERE octet_length(id) < 3490) announced GROUP BY part) "
              "sent) >= 0 ";
     }
-    return out + "RETURNING run_id, seq";
+    return out + "RETURNING run_id, last_seq, event_count";
   };
   static const std::string announced = build(true);
   static const std::string silent = build(false);
@@ -82,8 +86,8 @@ Command group_checkpoint_commit(const std::vector<GroupCheckpoint>& parts, bool 
       owners;
   std::vector<int64_t> updated, started, ended, input_tokens, output_tokens, checkpoint_counts, recoveries, cp_seqs,
       cp_versions, cp_created, cp_base_seqs, cp_chain_bytes, cp_base_bytes, epochs, event_counts;
-  std::vector<int64_t> event_members, event_positions, step_members;
-  EventArrays events;
+  std::vector<std::string> event_kinds, event_data, event_state_refs;
+  std::vector<int64_t> event_created, step_members;
   StepArrays steps;
   for (size_t i = 0; i < parts.size(); ++i) {
     const GroupCheckpoint& part = parts[i];
@@ -117,13 +121,13 @@ Command group_checkpoint_commit(const std::vector<GroupCheckpoint>& parts, bool 
     expected.push_back(part.expected_checkpoint);
     owners.push_back(part.lease_owner);
     epochs.push_back(part.lease_epoch);
-    event_counts.push_back(static_cast<int64_t>(part.events->size()));
+    EventRow events = encode_event_row(*part.events, &cp);
+    event_counts.push_back(events.count);
+    event_kinds.push_back(std::move(events.kind));
+    event_data.push_back(std::move(events.data));
+    event_created.push_back(events.created_at_ms);
+    event_state_refs.push_back(std::move(events.state_checkpoint_id));
     const int64_t member = static_cast<int64_t>(i) + 1;  // WITH ORDINALITY counts from 1
-    for (size_t k = 0; k < part.events->size(); ++k) {
-      event_members.push_back(member);
-      event_positions.push_back(static_cast<int64_t>(k) + 1);
-    }
-    events.add(*part.events, &cp);
     if (part.steps != nullptr) {
       for (const StepRecord* step : *part.steps) {
         step_members.push_back(member);
@@ -139,8 +143,7 @@ Command group_checkpoint_commit(const std::vector<GroupCheckpoint>& parts, bool 
   p.integer_array(cp_created).text_array(cp_kinds).integer_array(cp_base_seqs).integer_array(cp_chain_bytes);
   p.integer_array(cp_base_bytes).text_array(cp_bodies);
   p.text_array(expected).text_array(owners).integer_array(epochs).integer_array(event_counts);
-  p.integer_array(event_members).integer_array(event_positions);
-  events.bind(p);
+  p.text_array(event_kinds).text_array(event_data).integer_array(event_created).text_array(event_state_refs);
   p.integer_array(step_members);
   steps.bind(p);
   return {group_sql(announce), std::move(p)};
@@ -148,11 +151,15 @@ Command group_checkpoint_commit(const std::vector<GroupCheckpoint>& parts, bool 
 
 Result<std::unordered_map<std::string, std::vector<int64_t>>> group_event_seqs(const Rows& rows) {
   std::unordered_map<std::string, std::vector<int64_t>> out;
+  // A run's events are one row: its seqs are that row's.
   for (int i = 0; i < rows.count(); ++i) {
-    ORCH_ASSIGN_OR_RETURN(int64_t seq, rows.integer(i, 1));
-    out[rows.string(i, 0)].push_back(seq);
+    ORCH_ASSIGN_OR_RETURN(int64_t last, rows.integer(i, 1));
+    ORCH_ASSIGN_OR_RETURN(int64_t count, rows.integer(i, 2));
+    if (count < 1) return Status::internal("write_batch: an events row of run " + rows.string(i, 0) + " holds none");
+    std::vector<int64_t>& seqs = out[rows.string(i, 0)];
+    for (int64_t seq = last - count + 1; seq <= last; ++seq) seqs.push_back(seq);
   }
-  // RETURNING has no order: each run's events got base+1, base+2, ... in theirs.
+  // A run is in a statement once; were it not, RETURNING has no order.
   for (auto& [run, seqs] : out) std::sort(seqs.begin(), seqs.end());
   return out;
 }

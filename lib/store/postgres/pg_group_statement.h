@@ -40,9 +40,10 @@ struct GroupCheckpoint {
 };
 
 // The statement writing `parts` (different runs, each at most once; their
-// rows are locked in run id order). Returns one row (run_id, seq) per event
-// written; with `announce`, the runs written announce their events, in one
-// notification (pg_change_watch.h).
+// rows are locked in run id order). Returns one row (run_id, last_seq,
+// event_count) per run written: its events' row (pg_event_rows.h). With
+// `announce`, the runs written announce their events, in one notification
+// (pg_change_watch.h).
 Command group_checkpoint_commit(const std::vector<GroupCheckpoint>& parts, bool announce);
 
 // The seqs the runs' events got, by run id, ascending (a refused run has

@@ -2,12 +2,11 @@
 // Row <-> record mapping of the PostgreSQL store (see pg_rows.h).
 #include "store/postgres/pg_rows.h"
 
-#include <algorithm>
 #include <optional>
 #include <string_view>
 
+#include "store/postgres/pg_event_rows.h"
 #include "store/record_fields.h"
-#include "store/store_batch.h"
 
 namespace orch::postgres {
 namespace {
@@ -60,7 +59,6 @@ std::string insert_for_run(const TableColumns& table, int run_param) {
 
 const TableColumns kRunColumns{"runs", internal::kRunFields, field_count(internal::kRunFields)};
 const TableColumns kStepColumns{"steps", internal::kStepFields, field_count(internal::kStepFields)};
-const TableColumns kEventColumns{"events", internal::kEventFields, field_count(internal::kEventFields)};
 const TableColumns kPendingWriteColumns{"pending_writes", internal::kPendingWriteFields, field_count(internal::kPendingWriteFields)};
 const TableColumns kWorkflowColumns{"workflows", internal::kWorkflowFields, field_count(internal::kWorkflowFields)};
 
@@ -194,18 +192,6 @@ Result<StepRecord> read_step(const Rows& rows, int row, int first) {
   return step;
 }
 
-Result<EventRecord> read_event(const Rows& rows, int row, int first) {
-  EventRecord event;
-  event.run_id = rows.string(row, first);
-  Reader r(rows, row, first + 1, "an event of run " + event.run_id);
-  event.seq = r.integer();
-  event.kind = r.text();
-  event.data = r.json();
-  event.created_at_ms = r.integer();
-  if (!r.status().ok()) return r.status();
-  return event;
-}
-
 void add_pending_write(Params& p, const PendingWrite& write) {
   p.text(write.run_id).integer(write.superstep).text(write.node_name).text(write.result.to_json());
 }
@@ -265,13 +251,11 @@ const std::string& step_upsert_sql() {
 namespace {
 
 // The statement's run row (CTE "run", its one row) takes the events' seqs:
-// SET clause and RETURNING list, the event kinds being array $kinds.
-std::string seq_bump(int kinds) {
-  return "last_event_seq = last_event_seq + cardinality($" + std::to_string(kinds) + "::text[])";
-}
+// SET clause and RETURNING list, the number of events being parameter $count.
+std::string seq_bump(int count) { return "last_event_seq = last_event_seq + $" + std::to_string(count) + "::bigint"; }
 
-std::string seq_base(int kinds, bool announce) {
-  std::string out = " RETURNING pk, last_event_seq - cardinality($" + std::to_string(kinds) + "::text[]) AS base";
+std::string seq_returning(bool announce) {
+  std::string out = " RETURNING pk, last_event_seq";
   // "<schema> e <run id>" (pg_change_watch.h), sent at commit, for the one
   // row the UPDATE changed. current_schema() is where the statement found
   // its tables. A run id too long for a payload is not announced.
@@ -282,14 +266,14 @@ std::string seq_base(int kinds, bool announce) {
   return out;
 }
 
-// The INSERT of the events, from CTE "run" and arrays $kinds.. $kinds+3.
-std::string events_from_run(int kinds) {
-  const std::string k = std::to_string(kinds), d = std::to_string(kinds + 1), c = std::to_string(kinds + 2),
-                    s = std::to_string(kinds + 3);
-  return "INSERT INTO events (run_pk, run_id, seq, kind, data, created_at_ms, state_checkpoint_id) "
-         "SELECT run.pk, $1, run.base + e.n, e.kind, e.data, e.created_at_ms, e.state_checkpoint_id FROM run, "
-         "unnest($" + k + "::text[], $" + d + "::text[], $" + c + "::bigint[], $" + s + "::text[]) "
-         "WITH ORDINALITY AS e(kind, data, created_at_ms, state_checkpoint_id, n) RETURNING seq";
+// The INSERT of the events' row, from CTE "run" and parameters $first..
+// $first+4 (add_event_row).
+std::string event_row_from_run(int first) {
+  const char* const types[] = {"::bigint", "::text", "::text", "::bigint", "::text"};
+  std::string values;
+  for (int i = 0; i < 5; ++i) values += ", $" + std::to_string(first + i) + types[i];
+  return "INSERT INTO events (run_pk, run_id, last_seq, event_count, kind, data, created_at_ms, state_checkpoint_id) "
+         "SELECT run.pk, $1, run.last_event_seq" + values + " FROM run RETURNING last_seq, event_count";
 }
 
 }  // namespace
@@ -297,11 +281,11 @@ std::string events_from_run(int kinds) {
 const std::string& event_append_sql(bool announce) {
   // The run row holds the counter: the UPDATE takes the next seqs under the
   // row's lock, so appends from any number of connections or instances get
-  // exact, gapless seqs. No row: no such run. Events come as arrays, so a
-  // superstep's events are one statement.
+  // exact, gapless seqs. No row: no such run. A superstep's events are one
+  // row of one statement.
   auto build = [](bool with_notify) {
-    return "WITH run AS (UPDATE runs SET " + seq_bump(2) + " WHERE id = $1" + seq_base(2, with_notify) + ") " +
-           events_from_run(2);
+    return "WITH run AS (UPDATE runs SET " + seq_bump(2) + " WHERE id = $1" + seq_returning(with_notify) + ") " +
+           event_row_from_run(2);
   };
   static const std::string announced = build(true);
   static const std::string silent = build(false);
@@ -390,13 +374,13 @@ const std::string& checkpoint_events_sql(bool announce, bool with_step, bool con
                owner + " AND lease_epoch = $" + epoch + "::bigint))";
     }
     std::string out = std::string("WITH run AS (") + kRunProgressSetSql + ", latest_checkpoint_id = $12, " +
-                      seq_bump(23) + where + seq_base(23, with_notify) +
+                      seq_bump(23) + where + seq_returning(with_notify) +
                       "), dropped AS (DELETE FROM pending_writes WHERE run_pk = (SELECT pk FROM run)), "
                       "checkpoint AS (INSERT INTO checkpoints (id, run_pk, run_id, seq, parent_id, step_id, version, "
                       "created_at_ms, kind, base_seq, chain_bytes, base_bytes, body) SELECT $12, run.pk, $1, $13, "
                       "$14, $15, $16, $17, $18, $19, $20, $21, $22 FROM run)";
     if (step) out += ", " + steps_cte(kCheckpointEventsParams + 1, /*by_member=*/false);
-    return out + " " + events_from_run(23);
+    return out + " " + event_row_from_run(23);
   };
   static const std::string variants[8] = {build(false, false, false), build(false, true, false),
                                           build(true, false, false),  build(true, true, false),
@@ -414,44 +398,17 @@ void add_checkpoint_condition(Params& params, const std::string& expected_checkp
   params.text(expected_checkpoint).text(lease_owner).integer(lease_epoch);
 }
 
-void EventArrays::add(const std::vector<EventRecord>& events, const Checkpoint* checkpoint) {
-  for (const EventRecord& event : events) {
-    kinds_.push_back(event.kind);
-    std::optional<Value> rest;
-    if (checkpoint != nullptr) rest = internal::without_checkpoint_state(event.data, checkpoint->state);
-    data_.push_back(rest ? rest->to_json() : event.data.to_json());
-    state_refs_.push_back(rest ? checkpoint->id : std::string());
-    created_.push_back(event.created_at_ms);
-  }
-}
-
-void EventArrays::bind(Params& params) const {
-  params.text_array(kinds_).text_array(data_).integer_array(created_).text_array(state_refs_);
-}
-
-void add_event_arrays(Params& params, const std::vector<EventRecord>& events, const Checkpoint* checkpoint) {
-  EventArrays arrays;
-  arrays.add(events, checkpoint);
-  arrays.bind(params);
+void add_event_row(Params& params, const std::vector<EventRecord>& events, const Checkpoint* checkpoint) {
+  EventRow row = encode_event_row(events, checkpoint);
+  params.integer(row.count).text(row.kind).text(row.data).integer(row.created_at_ms).text(row.state_checkpoint_id);
 }
 
 Params event_append_params(const std::string& run_id, const std::vector<EventRecord>& events,
                            const Checkpoint* checkpoint) {
   Params params;
   params.text(run_id);
-  add_event_arrays(params, events, checkpoint);
+  add_event_row(params, events, checkpoint);
   return params;
-}
-
-Result<std::vector<int64_t>> event_seqs(const Rows& rows) {
-  std::vector<int64_t> seqs;
-  for (int i = 0; i < rows.count(); ++i) {
-    ORCH_ASSIGN_OR_RETURN(int64_t seq, rows.integer(i, 0));
-    seqs.push_back(seq);
-  }
-  // RETURNING has no order: the events got base+1, base+2, ... in theirs.
-  std::sort(seqs.begin(), seqs.end());
-  return seqs;
 }
 
 }  // namespace orch::postgres

@@ -32,19 +32,16 @@ struct TableColumns {
 
 extern const TableColumns kRunColumns;
 extern const TableColumns kStepColumns;
-extern const TableColumns kEventColumns;
 extern const TableColumns kPendingWriteColumns;
 extern const TableColumns kWorkflowColumns;
 
 // add_* appends a record's columns to `params` in column order; read_* reads
 // them from `row` of `rows`, starting at column `first`. (Events are written
-// by event_append_sql below; read_event reads all of kEventColumns but the
-// last, state_checkpoint_id.)
+// by event_append_sql below and read by read_event_row, pg_event_rows.h.)
 void add_run(Params& params, const RunRecord& run);
 Result<RunRecord> read_run(const Rows& rows, int row, int first = 0);
 void add_step(Params& params, const StepRecord& step);
 Result<StepRecord> read_step(const Rows& rows, int row, int first = 0);
-Result<EventRecord> read_event(const Rows& rows, int row, int first = 0);
 void add_pending_write(Params& params, const PendingWrite& write);
 Result<PendingWrite> read_pending_write(const Rows& rows, int row, int first = 0);
 void add_workflow(Params& params, const WorkflowRecord& workflow);
@@ -67,11 +64,12 @@ void add_run_progress(Params& params, const RunRecord& run, bool state_is_checkp
 const std::string& pending_write_insert_sql();
 // step_upsert_sql: add_step's parameters; inserts or replaces by step id.
 const std::string& step_upsert_sql();
-// event_append_sql: event_append_params; appends a run's events at once and
-// returns their seqs (event_seqs puts them in the events' order). With the
-// `checkpoint` written in the same transaction, an event whose data ends with
-// that checkpoint's very state is stored without it, naming the checkpoint
-// (column state_checkpoint_id; list_events puts the state back).
+// event_append_sql: event_append_params; appends a run's events at once, in
+// one row (pg_event_rows.h), and returns (last_seq, event_count) of the row
+// (covered_seqs gives the events' seqs). With the `checkpoint` written in
+// the same transaction, an event whose data ends with that checkpoint's very
+// state is stored without it, naming the checkpoint (list_events puts the
+// state back).
 // With `announce`, the statement also announces the run's new events on
 // channel orch_changes (pg_change_watch.h), at commit.
 const std::string& event_append_sql(bool announce);
@@ -80,10 +78,11 @@ Params event_append_params(const std::string& run_id, const std::vector<EventRec
 // A checkpoint commit (the run's progress, the checkpoint row, the end of the
 // run's pending writes) and the events that go with it, in one statement that
 // updates the run's row once: $1..$11 add_run_progress, $12..$22 the
-// checkpoint row, $23..$26 add_event_arrays. Returns the events' seqs.
+// checkpoint row, $23..$27 add_event_row. Returns the events' row, as
+// event_append_sql does.
 // `with_step`: steps are upserted too (as step_upsert_sql does, in their
 // order; each id at most once), add_step_arrays' parameters following, from
-// $27.
+// $28.
 // Every checkpoint statement also sets the run's latest_checkpoint_id ($12).
 // `conditional` (a group commit of one run; several runs' go in one
 // statement, pg_group_statement.h): the run's row is updated, and so
@@ -91,8 +90,8 @@ Params event_append_params(const std::string& run_id, const std::vector<EventRec
 // follows and the writer holds its lease; three more parameters follow
 // (add_checkpoint_condition, from checkpoint_events_condition_param), and a
 // refused run returns no rows (a batch written this way has events, so a
-// written one returns some).
-constexpr int kCheckpointEventsParams = 26;
+// written one returns its row).
+constexpr int kCheckpointEventsParams = 27;
 const std::string& checkpoint_events_sql(bool announce, bool with_step, bool conditional = false);
 int checkpoint_events_condition_param(bool with_step);
 // `expected_checkpoint` '' : the run has none. `lease_epoch` 0: unfenced.
@@ -114,21 +113,9 @@ class StepArrays {
   std::vector<std::vector<int64_t>> integers_;   // by column (the bigint ones)
 };
 void add_step_arrays(Params& params, const std::vector<const StepRecord*>& steps);
-// Events as four arrays (kind, data, created_at_ms, state_checkpoint_id),
-// appended run by run; with the `checkpoint` the events are written with, an
-// event whose data ends with its very state is stored without it (see
-// event_append_sql).
-class EventArrays {
- public:
-  void add(const std::vector<EventRecord>& events, const Checkpoint* checkpoint);
-  void bind(Params& params) const;
-
- private:
-  std::vector<std::string> kinds_, data_, state_refs_;
-  std::vector<int64_t> created_;
-};
-void add_event_arrays(Params& params, const std::vector<EventRecord>& events, const Checkpoint* checkpoint);
-Result<std::vector<int64_t>> event_seqs(const Rows& rows);
+// The events' row (encode_event_row), as five parameters: event_count,
+// kind, data, created_at_ms, state_checkpoint_id.
+void add_event_row(Params& params, const std::vector<EventRecord>& events, const Checkpoint* checkpoint);
 
 // The JSON text in `column`; Internal naming `what` when it does not parse.
 Result<Value> read_json(const Rows& rows, int row, int column, const std::string& what);

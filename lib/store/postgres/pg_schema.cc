@@ -318,6 +318,19 @@ ALTER TABLE checkpoints REPLICA IDENTITY USING INDEX checkpoints_run_pk_seq_key;
 ALTER TABLE steps SET (fillfactor = 50);
 ALTER TABLE runs SET (fillfactor = 75);
 )sql",
+    // 7: a write's events in one row (issue #21): a superstep's ~7 events
+    // were as many rows, each a heap tuple, an index entry and their WAL.
+    // A row now covers seqs last_seq - event_count + 1 .. last_seq, and
+    // (run_pk, last_seq) stays the unique key, so the rows holding the events
+    // after a seq are found in the index as before. A row of several events
+    // (event_count > 1) holds them in `data` (pg_event_rows.h); the rows
+    // written so far each hold one event at its seq, the shape a row of one
+    // event keeps: they read on as they are, nothing is rewritten.
+    R"sql(
+ALTER TABLE events RENAME COLUMN seq TO last_seq;
+ALTER TABLE events RENAME CONSTRAINT events_run_pk_seq_key TO events_run_pk_last_seq_key;
+ALTER TABLE events ADD COLUMN event_count integer NOT NULL DEFAULT 1;
+)sql",
 };
 
 constexpr int kMigrationCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "store/postgres/pg_event_rows.h"
 #include "store/postgres/pg_rows.h"
 #include "store/postgres/pg_store_impl.h"
 #include "store/store_batch.h"
@@ -73,7 +74,7 @@ Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const Enco
   p.integer(cp.version).integer(cp.created_at_ms).text(row.snapshot ? kSnapshotKind : kDeltaKind);
   p.integer(row.link.base_seq).integer(row.link.chain_bytes).integer(row.link.base_bytes).text(row.body);
   if (events == nullptr) return {checkpoint_commit_sql(), std::move(p)};
-  add_event_arrays(p, *events, &cp);
+  add_event_row(p, *events, &cp);
   if (!steps.empty()) add_step_arrays(p, steps);
   if (condition != nullptr) {
     add_checkpoint_condition(p, condition->expected_checkpoint, condition->lease_owner, condition->lease_epoch);
@@ -213,7 +214,7 @@ Status PostgresStore::write_run_batch(const StoreBatch& batch, const std::string
   }
   auto take_seqs = [&](const std::vector<Rows>& results, size_t index) -> Status {
     if (seqs == nullptr || batch.events.empty()) return Status();
-    ORCH_ASSIGN_OR_RETURN(*seqs, event_seqs(results[index]));
+    ORCH_ASSIGN_OR_RETURN(*seqs, covered_seqs(results[index]));
     if (seqs->size() != batch.events.size()) {
       return Status::internal("write_batch: the events of run " + run_id + " got " + std::to_string(seqs->size()) +
                               " seqs, not " + std::to_string(batch.events.size()));

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "store/postgres/pg_event_rows.h"
 #include "store/postgres/pg_rows.h"
 #include "store/postgres/pg_store_impl.h"
 
@@ -126,20 +127,35 @@ Result<Value> PostgresStore::checkpoint_state(Connection& conn, const std::strin
 Status PostgresStore::restore_event_states(Connection& conn, const std::string& run_id, int64_t run_pk,
                                            int64_t version) {
   const std::string what = "truncate_checkpoints";
-  ORCH_ASSIGN_OR_RETURN(Rows rows, conn.exec(what,
-                                             "SELECT e.seq, e.data, e.state_checkpoint_id FROM events e JOIN "
-                                             "checkpoints c ON c.id = e.state_checkpoint_id WHERE e.run_pk = $1 AND "
-                                             "c.version > $2",
-                                             Params().integer(run_pk).integer(version)));
+  static const std::string kSelect = std::string("SELECT ") + kEventSelectList +
+                                     " FROM events WHERE run_pk = $1 AND state_checkpoint_id IN (SELECT id FROM "
+                                     "checkpoints WHERE run_pk = $1 AND version > $2)";
+  ORCH_ASSIGN_OR_RETURN(Rows rows, conn.exec(what, kSelect, Params().integer(run_pk).integer(version)));
+  // Each row is written again, whole: its events (all of a batch row's)
+  // with their states back in their data.
   for (int i = 0; i < rows.count(); ++i) {
-    ORCH_ASSIGN_OR_RETURN(int64_t seq, rows.integer(i, 0));
-    ORCH_ASSIGN_OR_RETURN(Value data, read_json(rows, i, 1, "event " + std::to_string(seq) + " of run " + run_id));
-    ORCH_ASSIGN_OR_RETURN(Value state, checkpoint_state(conn, run_id, rows.string(i, 2)));
-    data.set("state", std::move(state));
+    std::vector<StoredEvent> stored;
+    ORCH_RETURN_IF_ERROR(read_event_row(rows, i, 0, run_id, &stored));
+    std::vector<EventRecord> events;
+    events.reserve(stored.size());
+    for (StoredEvent& one : stored) {
+      if (one.without_state) {
+        ORCH_ASSIGN_OR_RETURN(Value state, checkpoint_state(conn, run_id, one.state_checkpoint_id));
+        one.event.data.set("state", std::move(state));
+      }
+      events.push_back(std::move(one.event));
+    }
+    if (events.empty()) continue;
+    EventRow whole = encode_event_row(events, nullptr);
     ORCH_RETURN_IF_ERROR(conn.exec(what,
-                                   "UPDATE events SET data = $3, state_checkpoint_id = '' WHERE run_pk = $1 AND "
-                                   "seq = $2",
-                                   Params().integer(run_pk).integer(seq).text(data.to_json()))
+                                   "UPDATE events SET kind = $3, data = $4, created_at_ms = $5, "
+                                   "state_checkpoint_id = '' WHERE run_pk = $1 AND last_seq = $2",
+                                   Params()
+                                       .integer(run_pk)
+                                       .integer(events.back().seq)
+                                       .text(whole.kind)
+                                       .text(whole.data)
+                                       .integer(whole.created_at_ms))
                              .status());
   }
   return Status();

@@ -49,6 +49,7 @@
 #include <unordered_set>
 
 #include "orch/thread_guard.h"
+#include "store/postgres/pg_event_rows.h"
 #include "store/postgres/pg_group_statement.h"
 #include "store/postgres/pg_rows.h"
 #include "store/postgres/pg_store_impl.h"
@@ -460,7 +461,7 @@ void PostgresStore::write_group(const std::vector<GroupMember*>& group) {
         continue;
       }
       if (member.plain || single.count(answer[i]) > 0) {
-        seqs = event_seqs(results[answer[i]]);
+        seqs = covered_seqs(results[answer[i]]);
       } else {
         auto parsed = statement_seqs.find(answer[i]);
         if (parsed == statement_seqs.end()) {

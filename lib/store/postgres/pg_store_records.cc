@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "store/postgres/pg_event_rows.h"
 #include "store/postgres/pg_rows.h"
 #include "store/postgres/pg_store_impl.h"
 
@@ -94,20 +95,31 @@ Result<int64_t> PostgresStore::append_event(EventRecord event) {
 Result<std::vector<EventRecord>> PostgresStore::list_events(const std::string& run_id, int64_t after_seq,
                                                             size_t limit) {
   return with_connection("list_events", [&](Connection& conn) -> Result<std::vector<EventRecord>> {
-    static const std::string kSelect = "SELECT " + kEventColumns.select_list() +
-                                       " FROM events WHERE run_pk = (SELECT pk FROM runs WHERE id = $1) AND seq > $2 "
-                                       "ORDER BY seq LIMIT $3";
+    // A row holds one or more events (pg_event_rows.h), the last at
+    // last_seq: the rows with events after `after_seq` are those ending after
+    // it (the first may start at or before it), and `limit` rows hold at
+    // least `limit` events.
+    static const std::string kSelect = std::string("SELECT ") + kEventSelectList +
+                                       " FROM events WHERE run_pk = (SELECT pk FROM runs WHERE id = $1) AND "
+                                       "last_seq > $2 ORDER BY last_seq LIMIT $3";
     ORCH_ASSIGN_OR_RETURN(Rows rows, conn.exec("list_events", kSelect,
                                                Params().text(run_id).integer(after_seq).integer(clamp_size(limit))));
     if (rows.count() == 0) ORCH_RETURN_IF_ERROR(check_run_exists(conn, run_id));
-    ORCH_ASSIGN_OR_RETURN(std::vector<EventRecord> events, read_all<EventRecord>(rows, read_event));
-    // Events stored without their state (see event_append_params) get it
-    // back from the checkpoint they name.
-    for (size_t i = 0; i < events.size(); ++i) {
-      std::string_view state_ref = rows.text(static_cast<int>(i), kEventColumns.count - 1);
-      if (state_ref.empty()) continue;
-      ORCH_ASSIGN_OR_RETURN(Value state, checkpoint_state(conn, run_id, std::string(state_ref)));
-      events[i].data.set("state", std::move(state));
+    std::vector<EventRecord> events;
+    std::vector<StoredEvent> stored;
+    for (int i = 0; i < rows.count() && events.size() < limit; ++i) {
+      stored.clear();
+      ORCH_RETURN_IF_ERROR(read_event_row(rows, i, 0, run_id, &stored));
+      for (StoredEvent& one : stored) {
+        if (one.event.seq <= after_seq) continue;
+        if (events.size() >= limit) break;
+        // Stored without its state: the checkpoint it names has it.
+        if (one.without_state) {
+          ORCH_ASSIGN_OR_RETURN(Value state, checkpoint_state(conn, run_id, one.state_checkpoint_id));
+          one.event.data.set("state", std::move(state));
+        }
+        events.push_back(std::move(one.event));
+      }
     }
     return events;
   });
