@@ -175,8 +175,10 @@ TEST_CASE("runs from a stored workflow, inline, and legacy steps", "[server]") {
   REQUIRE(by_id->status == 201);
   CHECK(c->Post("/runs", R"({"workflow_id": "missing"})", "application/json")->status == 404);
 
-  // Legacy steps have no worker here, so the run fails, but it runs.
-  auto legacy = c->Post("/runs", R"({"steps": [{"id": "s1", "prompt_template": "hi"}]})", "application/json");
+  // Legacy steps have no worker here: the step waits for one until its
+  // timeout, so the run fails, but it runs.
+  auto legacy = c->Post("/runs", R"({"steps": [{"id": "s1", "prompt_template": "hi", "timeout_ms": 200}]})",
+                        "application/json");
   REQUIRE(legacy->status == 201);
   CHECK(wait_run(*c, body_of(legacy)["id"].as_string())["status"].as_string() == "failed");
   auto bad_legacy = c->Post("/runs", R"({"steps": []})", "application/json");

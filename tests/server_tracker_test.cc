@@ -319,7 +319,7 @@ TEST_CASE("tracker config is parsed strictly, with clear errors", "[tracker][con
         "tracker.workspace.hooks.after_run: expected a string");
   CHECK(error_of(R"({"url":"http://x","lease_ttl_ms":1000,"heartbeat_interval_ms":1000})") ==
         "tracker.heartbeat_interval_ms (1000) must be less than tracker.lease_ttl_ms (1000)");
-  CHECK(error_of(R"({"url":"http://x","subprocess":{"continuation_prompt":"{{state.x"}})").find(
+  CHECK(error_of(R"({"url":"http://x","subprocess":{"continuation_prompt":"{% if state.x"}})").find(
             "tracker.subprocess.continuation_prompt: template error") == 0);
 
   auto anchored = parse(R"({"url":"http://x","workspace":{"root":"ws"},"workflows_dir":"wf"})", "/etc/orch");
@@ -339,7 +339,7 @@ TEST_CASE("tracker config is parsed strictly, with clear errors", "[tracker][con
   CHECK(def_error(R"({"pipeline_id":"p"})") == "p.json: subprocess execution needs a prompt_template");
   CHECK(def_error(R"({"pipeline_id":"p","execution":"dispatch"})") ==
         "p.json: dispatch execution needs a workflow_id, a workflow or a prompt_template");
-  CHECK(def_error(R"({"pipeline_id":"p","prompt_template":"{{task.x"})").find("p.json.prompt_template: template error") == 0);
+  CHECK(def_error(R"({"pipeline_id":"p","prompt_template":"{% if task.x"})").find("p.json.prompt_template: template error") == 0);
 
   // The workflows directory: graph workflows are skipped, pipeline files read.
   TempDir dir;
