@@ -142,6 +142,44 @@ TEST_CASE("POST /runs/{id}/state works on a run that ended - fix a failed run an
   CHECK(later->status == 409);
 }
 
+TEST_CASE("a workflow field of the wrong type is a 400 that names it instead of a silent default", "[server][compat]") {
+  // SPEC §8: every bad input gets a 4xx. NullBoiler fell back to defaults
+  // (no timeout, no breakpoint) without a word.
+  orch::testing::TestServer server;
+  auto c = server.client();
+  struct Bad {
+    const char* fragment;
+    const char* names;
+  };
+  for (const Bad& b : std::vector<Bad>{
+           {R"("interrupt_before": "t")", "interrupt_before must be an array of strings"},
+           {R"("recursion_limit": -1)", "recursion_limit must be a positive integer"},
+           {R"("durability": "bogus")", "durability must be"},
+       }) {
+    const std::string wf = std::string(R"({"id": "bad", )") + b.fragment +
+                           R"(, "nodes": {"t": {"type": "transform", "updates": {}}}, "edges": [["__start__", "t"], ["t", "__end__"]]})";
+    INFO(wf);
+    auto r = c->Post("/runs", std::string(R"({"workflow": )") + wf + "}", "application/json");
+    REQUIRE(r);
+    CHECK(r->status == 400);
+    CHECK(r->body.find(b.names) != std::string::npos);
+  }
+  for (const Bad& b : std::vector<Bad>{
+           {R"("timeout_ms": "abc")", "timeout_ms must be an integer"},
+           {R"("timeout_ms": 0)", "timeout_ms must be a positive integer"},
+           {R"("timeout_ms": 1e3)", "timeout_ms must be an integer"},
+           {R"("cache": {"ttl_ms": "abc"})", "cache.ttl_ms must be an integer"},
+       }) {
+    const std::string wf = std::string(R"({"id": "bad", "nodes": {"t": {"type": "task", "prompt_template": "x", )") +
+                           b.fragment + R"(}}, "edges": [["__start__", "t"], ["t", "__end__"]]})";
+    INFO(wf);
+    auto r = c->Post("/runs", std::string(R"({"workflow": )") + wf + "}", "application/json");
+    REQUIRE(r);
+    CHECK(r->status == 400);
+    CHECK(r->body.find(b.names) != std::string::npos);
+  }
+}
+
 TEST_CASE("checkpoints and events come in pages with a cursor", "[server][hardening]") {
   orch::testing::TestServer server;
   auto c = server.client();

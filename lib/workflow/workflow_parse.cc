@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 //
-// Definition JSON -> typed Workflow, with NullBoiler's coercions. The reader is
-// lenient like NullBoiler (a value of the wrong type falls back to the default)
-// but never silent: every fallback is recorded as an invalid_field issue, which
-// validate_workflow() reports and parse_workflow() ignores.
+// Definition JSON -> typed Workflow, with NullBoiler's coercions. A field of
+// the wrong type or value is an invalid_field error (SPEC §8: every bad input
+// gets a 4xx), not a silent fallback to the default as in NullBoiler; a value
+// only out of range is clamped with a warning, and a non-string item of a
+// list of names is skipped with one. validate_workflow() reports them all;
+// parse_workflow() ignores them.
 #include <algorithm>
 #include <cstdint>
 
@@ -54,14 +56,14 @@ class DefinitionReader {
   }
 
   // Typed reads: absent or null give nullopt silently, a value of another type
-  // gives nullopt and a warning. `label` names the field in the issue.
+  // gives nullopt and an error. `label` names the field in the issue.
   std::optional<int64_t> integer(const Value& object, std::string_view key, std::string_view node,
                                  const std::string& label) {
     const Value* v = present(object, key);
     if (v == nullptr) return std::nullopt;
     // NullBoiler reads these with an integer accessor: 1000.0 is not an integer.
     if (v->is_int()) return v->as_int();
-    warn(node, label, label + " must be an integer; ignored");
+    fail(node, label, label + " must be an integer");
     return std::nullopt;
   }
 
@@ -70,7 +72,7 @@ class DefinitionReader {
     const Value* v = present(object, key);
     if (v == nullptr) return std::nullopt;
     if (v->is_number()) return v->as_double();
-    warn(node, label, label + " must be a number; ignored");
+    fail(node, label, label + " must be a number");
     return std::nullopt;
   }
 
@@ -79,7 +81,7 @@ class DefinitionReader {
     const Value* v = present(object, key);
     if (v == nullptr) return std::nullopt;
     if (v->is_string()) return v->as_string();
-    warn(node, label, label + " must be a string; ignored");
+    fail(node, label, label + " must be a string");
     return std::nullopt;
   }
 
@@ -88,7 +90,7 @@ class DefinitionReader {
                                   const std::string& label) {
     auto v = integer(object, key, node, label);
     if (v && *v < 1) {
-      warn(node, label, label + " must be a positive integer; ignored");
+      fail(node, label, label + " must be a positive integer");
       return std::nullopt;
     }
     return v;
@@ -117,7 +119,7 @@ class DefinitionReader {
     const Value* v = present(object, key);
     if (v == nullptr) return out;
     if (!v->is_array()) {
-      warn(node, label, label + " must be an array of strings; ignored");
+      fail(node, label, label + " must be an array of strings");
       return out;
     }
     for (const Value& item : v->as_array()) {
@@ -141,14 +143,14 @@ class DefinitionReader {
     const Value* v = present(object, key);
     if (v == nullptr) return out;
     if (!v->is_object()) {
-      warn(node, label, label + " must be an object; ignored");
+      fail(node, label, label + " must be an object");
       return out;
     }
     for (const auto& [k, path] : v->as_object()) {
       if (path.is_string()) {
         out.emplace_back(k, path.as_string());
       } else {
-        warn(node, join_key(label, k), join_key(label, k) + " must be a string path; ignored");
+        fail(node, join_key(label, k), join_key(label, k) + " must be a string path");
       }
     }
     return out;
@@ -162,7 +164,7 @@ class DefinitionReader {
       if (d->is_object()) {
         wf->defaults = *d;
       } else {
-        warn("", "defaults", "defaults must be an object; ignored");
+        fail("", "defaults", "defaults must be an object");
       }
     }
     wf->recursion_limit = positive(def, "recursion_limit", "", "recursion_limit");
@@ -170,7 +172,7 @@ class DefinitionReader {
       if (durability_from_name(*d)) {
         wf->durability = *d;
       } else {
-        warn("", "durability", "durability must be \"sync\", \"full\" or \"exit\"; ignored");
+        fail("", "durability", "durability must be \"sync\", \"full\" or \"exit\"");
       }
     }
     wf->interrupt_before = string_list(def, "interrupt_before", "", "interrupt_before");
@@ -187,7 +189,7 @@ class DefinitionReader {
         schema = v;
         break;
       }
-      warn("", key, std::string(key) + " must be an object; ignored");
+      fail("", key, std::string(key) + " must be an object");
     }
     if (schema == nullptr) return;
     for (const auto& [name, spec] : schema->as_object()) {
@@ -195,7 +197,7 @@ class DefinitionReader {
       key.name = name;
       std::string label = "state_schema." + name;
       if (!spec.is_object()) {
-        warn("", label, label + " must be an object {type, reducer, ephemeral}; using last_value");
+        fail("", label, label + " must be an object {type, reducer, ephemeral}");
         wf->state_schema.push_back(std::move(key));
         continue;
       }
@@ -212,7 +214,7 @@ class DefinitionReader {
         if (e->is_bool()) {
           key.ephemeral = e->as_bool();
         } else {
-          warn("", label + ".ephemeral", label + ".ephemeral must be a boolean; ignored");
+          fail("", label + ".ephemeral", label + ".ephemeral must be a boolean");
         }
       }
       wf->state_schema.push_back(std::move(key));
@@ -237,7 +239,7 @@ class DefinitionReader {
       if (d->is_bool()) {
         node.defer = d->as_bool();
       } else {
-        warn(name, "defer", "defer must be a boolean (only true defers a node); ignored");
+        fail(name, "defer", "defer must be a boolean (only true defers a node)");
       }
     }
     switch (node.type) {
@@ -273,14 +275,14 @@ class DefinitionReader {
       if (retry->is_object()) {
         task->retry = read_retry(node, *retry);
       } else {
-        warn(node, "retry", "retry must be an object; no retries");
+        fail(node, "retry", "retry must be an object");
       }
     }
     if (const Value* cache = present(spec, "cache")) {
       if (cache->is_object()) {
         task->cache_ttl_ms = clamped(*cache, "ttl_ms", node, "cache.ttl_ms", 0, INT64_MAX);
       } else {
-        warn(node, "cache", "cache must be an object {ttl_ms}; caching is off");
+        fail(node, "cache", "cache must be an object {ttl_ms}");
       }
     }
     task->timeout_ms = positive(spec, "timeout_ms", node, "timeout_ms");
@@ -335,7 +337,7 @@ class DefinitionReader {
           route->routes.emplace_back(value, std::move(t));
         }
       } else {
-        warn(node, "routes", "routes must be an object {value: target}; ignored");
+        fail(node, "routes", "routes must be an object {value: target}");
       }
     }
     route->default_route = field_text(spec, "default");
@@ -354,7 +356,7 @@ class DefinitionReader {
       if (*mode == "null") {
         send->null_on_item_error = true;
       } else if (*mode != "fail") {
-        warn(node, "on_item_error", "on_item_error must be \"null\" or \"fail\"; using \"fail\"");
+        fail(node, "on_item_error", "on_item_error must be \"null\" or \"fail\"");
       }
     }
   }
@@ -415,7 +417,7 @@ class DefinitionReader {
         // NullBoiler skips such edges silently; a user would rather hear of them.
         if (issues_ != nullptr) {
           issues_->push_back({"invalid_edge", "", "edges[" + std::to_string(i) + "]",
-                              "edge must be an array [source, target] of node names; ignored",
+                              "edge must be an array [source, target] of node names",
                               false});
         }
         continue;
