@@ -328,6 +328,19 @@ TEST_CASE("SSE: a client reconnects with Last-Event-ID and gets every event exac
   Value snap = body_of(c->Get(("/runs/" + id + "/stream?mode=values").c_str(), {{"Accept", "application/json"}}));
   CHECK(snap["status"].as_string() == "completed");
   CHECK(snap["stream_events"].size() >= 1);
+  // NullBoiler's cursors: next_stream_seq is the last event (also for a
+  // cursor past it), stream_oldest_seq the oldest one kept (the first).
+  const int64_t last_seq = events->back().seq;
+  CHECK(snap["next_stream_seq"].as_int() == last_seq);
+  CHECK(snap["stream_oldest_seq"].as_int() == 1);
+  for (int64_t after : {int64_t{2}, last_seq, last_seq + 40}) {
+    INFO("after_seq " << after);
+    Value page = body_of(c->Get(("/runs/" + id + "/stream?after_seq=" + std::to_string(after)).c_str(),
+                                {{"Accept", "application/json"}}));
+    CHECK(page["next_stream_seq"].as_int() == last_seq);
+    CHECK(page["stream_oldest_seq"].as_int() == 1);
+    CHECK(page["events"].size() == 0);
+  }
   CHECK(c->Get(("/runs/" + id + "/stream?mode=bogus").c_str())->status == 400);
   CHECK(c->Get("/runs/nope/stream")->status == 404);
 }

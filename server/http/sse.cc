@@ -70,12 +70,18 @@ void json_snapshot(App& app, const RunRecord& run, const std::set<std::string>& 
   auto events = app.store->list_events(run.id, after, 100000);
   Value lifecycle = Value::array();
   Value stream = Value::array();
-  int64_t last = after;
+  // next_stream_seq is the run's last event (NullBoiler: "the last buffered
+  // entry"), also for a cursor past it, and 0 for a run with none.
+  int64_t last = 0;
+  if (events.ok() && events->empty() && after > 0) {
+    auto all = app.store->list_events(run.id, 0, 100000);
+    if (all.ok() && !all->empty()) last = all->back().seq;
+  }
   if (events.ok()) {
     for (const EventRecord& e : *events) {
       last = e.seq;
       std::string mode = mode_of(e.kind);
-      if (mode == "debug") {
+      if (mode == "debug" && after == 0) {  // NullBoiler: the event log only with no cursor
         lifecycle.push_back(Value::object({{"kind", e.kind}, {"data", e.data}, {"ts_ms", static_cast<long long>(e.created_at_ms)}}));
       }
       if (!modes.count(mode)) continue;
@@ -86,7 +92,8 @@ void json_snapshot(App& app, const RunRecord& run, const std::set<std::string>& 
   body.set("events", lifecycle);
   body.set("stream_events", stream);
   body.set("next_stream_seq", static_cast<long long>(last));
-  body.set("stream_oldest_seq", static_cast<long long>(after + 1));
+  // Every event of a run is kept: the oldest is its first, when it has one.
+  body.set("stream_oldest_seq", static_cast<long long>(last > 0 ? 1 : 0));
   body.set("stream_gap", false);
   send_json(res, 200, body);
 }
