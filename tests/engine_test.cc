@@ -577,6 +577,39 @@ TEST_CASE("EngineOptions::max_prompt_bytes bounds a rendered prompt, and the nod
   CHECK(calls == 0);
 }
 
+TEST_CASE("a reply's ui_messages join state.__ui_messages with add_messages", "[engine]") {
+  // NullBoiler engine §4.8; from the top level of the reply and from a JSON output text.
+  std::atomic<int> calls{0};
+  auto workers = std::make_shared<orch::InProcessWorkers>();
+  workers->add("w", {}, [&calls](const orch::WorkerRequest&) {
+    orch::WorkerReply reply;
+    if (++calls == 1) {
+      reply.output = R"({"answer": "one", "ui_messages": [{"id": "m1", "text": "first"}, {"id": "m2", "text": "second"}]})";
+    } else {
+      reply.output = "two";
+      reply.envelope = Value::object({{"ui_messages", json(R"([{"id": "m1", "text": "first, edited"}, {"id": "m3", "text": "third"}])")}});
+    }
+    return reply;
+  });
+  orch::EngineOptions options;
+  options.store = orch::new_memory_store();
+  options.dispatcher = workers;
+  auto engine = orch::Engine::open(options);
+  REQUIRE(engine.ok());
+  auto wf = make_workflow(R"({"state_schema": {"answer": {"type": "string"}},
+    "nodes": {"a": {"prompt_template": "a"}, "b": {"prompt_template": "b"}},
+    "edges": [["__start__","a"],["a","b"],["b","__end__"]]})");
+  auto r = run_to_end(**engine, wf);
+  INFO(r.error);
+  REQUIRE(r.status == RunStatus::kCompleted);
+  const Value& ui = r.state["__ui_messages"];
+  REQUIRE(ui.is_array());
+  REQUIRE(ui.size() == 3);
+  CHECK(ui.as_array()[0]["text"].as_string() == "first, edited");
+  CHECK(ui.as_array()[1]["id"].as_string() == "m2");
+  CHECK(ui.as_array()[2]["id"].as_string() == "m3");
+}
+
 TEST_CASE("an engine holding max_live_runs runs refuses another with ResourceExhausted", "[engine][hardening]") {
   orch::EngineOptions options;
   options.store = orch::new_memory_store();

@@ -523,6 +523,11 @@ void EngineImpl::on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t 
   }
   NodeOutcome o;
   o.updates.push_back(std::move(effects.updates));
+  // The reply's ui_messages also join state.__ui_messages (add_messages), as
+  // in NullBoiler; and they stream as custom events below.
+  if (effects.ui_messages.is_array() && effects.ui_messages.size() > 0) {
+    o.updates.push_back(Value::object({{"__ui_messages", effects.ui_messages}}));
+  }
   o.has_goto = effects.has_goto;
   o.goto_nodes = std::move(effects.goto_nodes);
   o.usage = std::move(usage);

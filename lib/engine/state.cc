@@ -25,6 +25,9 @@ Status apply_updates(Value* state, const Value& updates, const Workflow* workflo
   const Object* current = state->is_object() ? &state->as_object() : nullptr;
   auto reducer_of = [workflow](const std::string& key, const Value& update) {
     if (is_overwrite(update)) return ReducerKind::kLastValue;
+    // A worker's ui_messages gather here whatever the schema says (NullBoiler
+    // keeps this key under a fixed internal schema).
+    if (key == "__ui_messages") return ReducerKind::kAddMessages;
     const StateKey* decl = workflow ? workflow->find_state_key(key) : nullptr;
     return decl ? decl->reducer : ReducerKind::kLastValue;
   };
