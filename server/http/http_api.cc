@@ -77,16 +77,6 @@ struct CompiledRoute {
 
 }  // namespace
 
-std::string id_problem(const std::string& id, const std::string& what) {
-  if (id.size() > kMaxIdBytes) {
-    return what + " is " + std::to_string(id.size()) + " bytes long; the limit is " + std::to_string(kMaxIdBytes);
-  }
-  for (unsigned char ch : id) {
-    if (ch < 0x20 || ch == 0x7f) return what + " must not contain control characters";
-  }
-  return "";
-}
-
 void send_json(httplib::Response& res, int status, const Value& body) {
   res.status = status;
   res.set_content(body.to_json(), "application/json");

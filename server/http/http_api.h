@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "app.h"
+#include "id_rules.h"  // id_problem, kMaxIdBytes: the handlers check ids with them
 #include "http/http_listener.h"
 
 namespace httplib {
@@ -56,11 +57,6 @@ void send_json(httplib::Response& res, int status, const Value& body);
 void send_error(httplib::Response& res, int status, const std::string& code, const std::string& message);
 // The HTTP status and envelope code for a Status.
 void send_status(httplib::Response& res, const Status& status);
-// Ids (workflow, worker, run, step ids, idempotency keys) are at most this
-// long and hold no control characters (NUL included).
-constexpr size_t kMaxIdBytes = 256;
-// Empty when `id` is acceptable, else why not ("<what> is longer than ...").
-std::string id_problem(const std::string& id, const std::string& what);
 
 // Parses a JSON object body. On failure answers 400 and returns false. An empty
 // body is {} when `allow_empty`.
