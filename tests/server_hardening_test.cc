@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "log/log.h"
 #include "orch/thread_guard.h"
 #include "retention.h"
 #include "support/server_fixture.h"
@@ -438,4 +439,42 @@ TEST_CASE("the retention thread survives a store that throws, and keeps sweeping
   }
   server.app().store = original;
   CHECK(server.client()->Get("/health")->status == 200);
+}
+
+TEST_CASE("a request id with control characters is replaced and not echoed", "[server][hardening]") {
+  orch::testing::TestServer server;
+  auto c = server.client();
+  auto plain = c->Get("/health", {{"X-Request-Id", "req-123 abc"}});
+  CHECK(plain->get_header_value("X-Request-Id") == "req-123 abc");
+  // httplib percent-decodes header values: %0D%0A arrives as CR LF.
+  for (const std::string& id : {std::string("a%0D%0AX-Injected: 1"), std::string("a\x01" "b"), std::string("caf\xc3\xa9"),
+                               std::string(300, 'r')}) {
+    std::string answer = raw_exchange(server.port(), "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-Id: " + id +
+                                                         "\r\n\r\n");
+    INFO(answer);
+    CHECK(status_of(answer) == 200);
+    CHECK(answer.find("X-Injected") == std::string::npos);
+    size_t at = answer.find("X-Request-Id: ");
+    REQUIRE(at != std::string::npos);
+    const std::string echoed = answer.substr(at + 14, answer.find("\r\n", at) - at - 14);
+    CHECK(echoed.size() == 36);  // a fresh UUID
+  }
+}
+
+TEST_CASE("log lines are ASCII: control and non-ASCII bytes are escaped", "[server][log]") {
+  using orch::server::LogFormat;
+  using orch::server::LogLevel;
+  // DEL, U+009B (a C1 control a terminal takes for CSI), é, an emoji, a byte that is not UTF-8.
+  const std::string hostile = "a\x7f" "b\xc2\x9b" "c\xc3\xa9" "d\xf0\x9f\x98\x80" "e\xff";
+  const std::string text = orch::server::format_log_line(LogFormat::kText, 0, LogLevel::kInfo, "http.request",
+                                                         {{"request_id", hostile}});
+  CHECK(text == R"(1970-01-01T00:00:00.000Z info http.request request_id="a\u007fb\u009bc\u00e9d\ud83d\ude00e\ufffd")");
+  const std::string json = orch::server::format_log_line(LogFormat::kJson, 0, LogLevel::kInfo, "x", {{"id", hostile}});
+  CHECK(json == R"({"ts":"1970-01-01T00:00:00.000Z","level":"info","msg":"x","id":"a\u007fb\u009bc\u00e9d\ud83d\ude00e\ufffd"})");
+  auto back = orch::parse_json(json);
+  REQUIRE(back.ok());
+  CHECK((*back)["id"].as_string() == "a\x7f" "b\xc2\x9b" "c\xc3\xa9" "d\xf0\x9f\x98\x80" "e\xef\xbf\xbd");
+  bool ascii = true;
+  for (unsigned char ch : text + json) ascii = ascii && ch >= 0x20 && ch < 0x7f;
+  CHECK(ascii);
 }

@@ -68,6 +68,16 @@ bool authorized(const App& app, const httplib::Request& req) {
   return same_token(token, app.config.api_token);
 }
 
+// The client's X-Request-Id when it is one line of printable ASCII (httplib
+// percent-decodes header values, so "%0D%0A" arrives as CR LF), else a fresh
+// one: it is echoed in a response header and written to the log.
+std::string request_id_for(const httplib::Request& req) {
+  std::string id = req.get_header_value("X-Request-Id");
+  bool printable = !id.empty() && id.size() <= kMaxIdBytes;
+  for (unsigned char ch : id) printable = printable && ch >= 0x20 && ch < 0x7f;
+  return printable ? id : new_uuid();
+}
+
 struct CompiledRoute {
   const char* text;  // the pattern as the table wrote it (for logs and the response recorder)
   std::string method;
@@ -149,8 +159,7 @@ void install_api(App& app, httplib::Server& svr) {
   auto dispatch = [&app, routes](const httplib::Request& req, httplib::Response& res) {
     auto start = std::chrono::steady_clock::now();
     app.metrics.http_requests.fetch_add(1, std::memory_order_relaxed);
-    std::string request_id = req.get_header_value("X-Request-Id");
-    res.set_header("X-Request-Id", request_id.empty() ? new_uuid() : request_id);
+    res.set_header("X-Request-Id", request_id_for(req));
     std::vector<std::string> path = split_path(req.target.empty() ? req.path : req.target, !req.target.empty());
     Params params;
     const CompiledRoute* found = nullptr;
