@@ -115,6 +115,14 @@ int status_of(const std::string& response) {
   return std::stoi(response.substr(9, 3));
 }
 
+// The JSON error envelope of a raw response: {"code","message"}.
+orch::Value error_of(const std::string& response) {
+  size_t body = response.find("\r\n\r\n");
+  if (body == std::string::npos) return orch::Value();
+  auto v = orch::parse_json(response.substr(body + 4));
+  return v.ok() ? (*v)["error"] : orch::Value();
+}
+
 }  // namespace
 
 TEST_CASE("a write request with no body at all is answered at once, as having an empty body", "[server][compat]") {
@@ -211,11 +219,11 @@ TEST_CASE("cross-site requests and DNS rebinding are refused on a server without
   CHECK(status_of(post("Origin: http://evil.example\r\nContent-Type: text/plain\r\n")) == 403);
   CHECK(status_of(post("Origin: null\r\nContent-Type: application/x-www-form-urlencoded\r\n")) == 403);
   CHECK(status_of(post("Sec-Fetch-Site: cross-site\r\nContent-Type: text/plain\r\n")) == 403);
-  // curl and SDKs send no Origin, with or without a Content-Type.
-  CHECK(status_of(post("")) == 201);
+  // curl and SDKs send no Origin.
+  CHECK(status_of(post("Content-Type: application/json\r\n")) == 201);
   // The server's own pages, and an allowed origin (with CORS headers).
-  CHECK(status_of(post("Origin: http://127.0.0.1:" + port + "\r\n")) == 201);
-  std::string allowed = post("Origin: http://console.example\r\n");
+  CHECK(status_of(post("Origin: http://127.0.0.1:" + port + "\r\nContent-Type: application/json\r\n")) == 201);
+  std::string allowed = post("Origin: http://console.example\r\nContent-Type: application/json\r\n");
   CHECK(status_of(allowed) == 201);
   CHECK(allowed.find("Access-Control-Allow-Origin: http://console.example") != std::string::npos);
   std::string preflight = raw_exchange(server.port(), "OPTIONS /runs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -477,4 +485,53 @@ TEST_CASE("log lines are ASCII: control and non-ASCII bytes are escaped", "[serv
   bool ascii = true;
   for (unsigned char ch : text + json) ascii = ascii && ch >= 0x20 && ch < 0x7f;
   CHECK(ascii);
+}
+
+TEST_CASE("JSON routes take a body only as application/json", "[server][hardening]") {
+  // SPEC §12: a form or text/plain POST is a request a browser sends
+  // cross-site without asking; application/json is not.
+  const std::string run = R"({"workflow": {"nodes": {"t": {"type": "transform", "updates": {"a": 1}}},
+      "edges": [["__start__","t"],["t","__end__"]]}})";
+  for (const char* token : {"", "secret"}) {
+    INFO("token: '" << token << "'");
+    orch::server::ServerConfig config;
+    config.api_token = token;
+    orch::testing::TestServer server(config);
+    auto c = server.client();
+    if (*token != '\0') c->set_bearer_token_auth(token);
+    for (const char* type : {"text/plain", "application/x-www-form-urlencoded", "application/jsonp", "json",
+                             "application/json-patch", "text/json"}) {
+      INFO(type);
+      auto r = c->Post("/runs", run, type);
+      REQUIRE(r);
+      CHECK(r->status == 415);
+      auto body = orch::parse_json(r->body);
+      REQUIRE(body.ok());
+      CHECK((*body)["error"]["code"].as_string() == "unsupported_media_type");
+      CHECK((*body)["error"]["message"].as_string().find("Content-Type: application/json") != std::string::npos);
+    }
+    REQUIRE(c->Post("/workflows", R"({"id": "x", "nodes": {"t": {"type": "transform", "updates": {"a": 1}}},
+        "edges": [["__start__","t"],["t","__end__"]]})", "application/json")->status == 201);
+    CHECK(c->Put("/workflows/x", R"({"version": 2})", "text/plain")->status == 415);
+    CHECK(c->Post("/workers", R"({"id": "w", "url": "http://127.0.0.1:9/a"})", "text/plain")->status == 415);
+    // No Content-Type at all (httplib's client always sends one: raw).
+    const std::string auth = *token != '\0' ? std::string("Authorization: Bearer ") + token + "\r\n" : "";
+    std::string bare = raw_exchange(server.port(), "POST /runs HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth +
+                                                       "Content-Length: " + std::to_string(run.size()) + "\r\n\r\n" + run);
+    CHECK(status_of(bare) == 415);
+    CHECK(error_of(bare)["message"].as_string().find("no Content-Type") != std::string::npos);
+    // JSON however it is spelled.
+    for (const char* type : {"application/json", "application/json; charset=utf-8", "Application/JSON",
+                             " application/json ;charset=UTF-8", "application/merge-patch+json"}) {
+      INFO(type);
+      CHECK(c->Post("/runs", run, type)->status == 201);
+    }
+    // An empty body needs no Content-Type: POST /runs/{id}/resume takes {}.
+    const std::string id = orch::parse_json(c->Post("/runs", R"({"workflow": {"nodes": {"i": {"type": "interrupt"}},
+        "edges": [["__start__","i"],["i","__end__"]]}})", "application/json")->body)->find("id")->as_string();
+    REQUIRE(server.app().engine->wait(id, 10s)->status == RunStatus::kInterrupted);
+    std::string empty = raw_exchange(server.port(), "POST /runs/" + id + "/resume HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth +
+                                                        "Content-Type: text/plain\r\nContent-Length: 0\r\n\r\n");
+    CHECK(status_of(empty) == 200);
+  }
 }

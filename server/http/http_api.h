@@ -58,8 +58,12 @@ void send_error(httplib::Response& res, int status, const std::string& code, con
 // The HTTP status and envelope code for a Status.
 void send_status(httplib::Response& res, const Status& status);
 
-// Parses a JSON object body. On failure answers 400 and returns false. An empty
-// body is {} when `allow_empty`.
+// Whether a Content-Type names JSON: application/json or application/<x>+json,
+// any case, parameters (`; charset=utf-8`) ignored.
+bool is_json_media_type(const std::string& content_type);
+// Parses a JSON object body. On failure answers 400 (415 for a non-empty body
+// whose Content-Type is missing or not JSON) and returns false. An empty body
+// is {} when `allow_empty`.
 bool read_json_object(const httplib::Request& req, httplib::Response& res, Value* out, bool allow_empty = false);
 
 }  // namespace orch::server
