@@ -80,6 +80,29 @@ std::string request_id_for(const httplib::Request& req) {
   return printable ? id : new_uuid();
 }
 
+// httplib adds REMOTE_ADDR to a request's headers once its request line and
+// headers are parsed: an error answered without it is one for a request it
+// could not parse.
+bool request_was_parsed(const httplib::Request& req) { return req.has_header("REMOTE_ADDR"); }
+
+// Whether httplib 0.11 accepted the request line (Server::parse_request_line),
+// judged from the fields it fills in before checking them: a known method, in
+// capitals, HTTP/1.0 or 1.1, at most one '?' in the target. Then it was a
+// header line that failed: one over its 8 KiB per line (HttpListener waits
+// for the whole header block first; a closed connection gets no answer, and a
+// read timing out mid-headers on a kept-alive connection is rare). Not seen:
+// words after the version ("GET / HTTP/1.1 x" is taken for a header problem).
+bool request_line_was_valid(const httplib::Request& req) {
+  static const char* kMethods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "PRI"};
+  if (std::find_if(std::begin(kMethods), std::end(kMethods), [&](const char* m) { return req.method == m; }) ==
+      std::end(kMethods)) {
+    return false;
+  }
+  if (req.version != "HTTP/1.1" && req.version != "HTTP/1.0") return false;
+  const std::string target = req.target.substr(0, req.target.find('#'));
+  return !target.empty() && std::count(target.begin(), target.end(), '?') <= 1;
+}
+
 struct CompiledRoute {
   const char* text;  // the pattern as the table wrote it (for logs and the response recorder)
   std::string method;
@@ -231,7 +254,7 @@ void install_api(App& app, httplib::Server& svr) {
     if (auto refusal = guard->check(req)) {
       send_error(res, refusal->status, refusal->code, refusal->message);
       // The body (if any) was not read: it must not be taken for a request.
-      if (!RequestGuard::has_no_body(req) && req.method != "GET") close_connection_after(req, res);
+      if (RequestGuard::body_framed(req)) close_connection_after(req, res);
       return httplib::Server::HandlerResponse::Handled;
     }
     guard->add_cors_headers(req, res);
@@ -303,16 +326,30 @@ void install_api(App& app, httplib::Server& svr) {
     svr.Patch(pattern, with_body);
     svr.Options(pattern, dispatch);
   }
-  // Errors httplib produces itself (413, 400 for a malformed request line, ...)
-  // still get the JSON envelope.
-  svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+  // Errors httplib produces itself (413, 414, 400 for a request it could not
+  // parse, ...) still get the JSON envelope.
+  svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     if (res.status == 413) {
       send_error(res, 413, "payload_too_large", "request body exceeds the size limit");
+    } else if (res.status == 414) {
+      send_error(res, 414, "uri_too_long",
+                 "the request line is longer than 8192 bytes (the HTTP parser's limit); send long data in a JSON body");
+    } else if (res.status == 400 && !request_was_parsed(req)) {
+      // What is left of the request on the connection is not a request.
+      close_connection_after(req, res);
+      if (request_line_was_valid(req)) {
+        send_error(res, 431, "headers_too_large",
+                   "a request header line is longer than 8192 bytes (the HTTP parser's limit per line; "
+                   "all headers together: http.max_header_bytes)");
+      } else {
+        send_error(res, 400, "bad_request",
+                   "malformed HTTP request: the request line must be 'METHOD /path HTTP/1.1', the method in capitals");
+      }
     } else if (res.status == 400) {
-      send_error(res, 400, "bad_request",
-                 "malformed HTTP request (a POST or PUT needs a Content-Length header or a chunked body; "
-                 "with curl, add -d '' or -d '{}')");
+      send_error(res, 400, "bad_request", "malformed HTTP request (method " + req.method.substr(0, 32) + ")");
+    } else if (res.status == 416) {
+      send_error(res, 416, "range_not_satisfiable", "the Range header could not be parsed");
     } else {
       send_error(res, res.status, res.status >= 500 ? "internal" : "bad_request",
                  "the request could not be processed (HTTP " + std::to_string(res.status) + ")");
