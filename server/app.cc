@@ -3,6 +3,7 @@
 
 #include "callbacks.h"
 #include "lease_keeper.h"
+#include "private_files.h"
 #include "log/log.h"
 #include "log/run_log.h"
 #include "retention.h"
@@ -65,9 +66,8 @@ Result<std::shared_ptr<Store>> open_store(const ServerConfig& config) {
     return std::shared_ptr<Store>(std::move(store).value());
   }
 #ifdef ORCH_HAVE_SQLITE_STORE
-  std::filesystem::path parent = std::filesystem::path(config.db).parent_path();
-  std::error_code ec;
-  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  // Directories made for it are private (the file itself is created 0600).
+  (void)make_private_dirs(std::filesystem::path(config.db).parent_path().string());
   return open_sqlite_store(config.db);
 #else
   return Status::unimplemented("the SQLite store is not built yet; use --db :memory:");
@@ -88,10 +88,7 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
     state_dir = std::filesystem::path(config.db).parent_path().string();
     if (state_dir.empty()) state_dir = ".";
   }
-  if (!state_dir.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(state_dir, ec);
-  }
+  if (!state_dir.empty()) (void)make_private_dirs(state_dir);
   auto clock = Clock::system();
   WorkerRegistryOptions registry_options;
   registry_options.clock = clock;
@@ -146,8 +143,7 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
     async.clock = clock;
     async.default_timeout_ms = config.default_timeout_ms;
     async.shared_runs = postgres;
-    std::error_code ec;
-    std::filesystem::create_directories(async.state_dir, ec);
+    (void)make_private_dirs(async.state_dir);
     ORCH_RETURN_IF_ERROR(register_async_protocols(*app->registry, async));
   }
   app->workers = std::make_unique<WorkerBook>(app->registry, app->store);

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <map>
 
+#include "id_rules.h"
 #include "orch/url.h"
 
 namespace orch::server {
@@ -33,6 +34,7 @@ Result<WorkerInfo> WorkerBook::parse(const Value& body) {
   w.id = body["id"].as_string();
   w.url = body["url"].as_string();
   w.token = body["token"].get_string("");
+  if (std::string problem = identity_problem(w); !problem.empty()) return Status::invalid_argument(problem);
   w.protocol = body["protocol"].get_string("webhook");
   static const char* kProtocols[] = {"webhook", "api_chat", "openai_chat", "mqtt", "redis_stream", "a2a"};
   if (std::find(std::begin(kProtocols), std::end(kProtocols), w.protocol) == std::end(kProtocols)) {
@@ -70,6 +72,14 @@ Result<WorkerInfo> WorkerBook::parse(const Value& body) {
   return w;
 }
 
+std::string WorkerBook::identity_problem(const WorkerInfo& w) {
+  // The id must be one DELETE /workers/{id} can name; the token goes into
+  // every call's Authorization header, where CR or LF would end the header
+  // (and every dispatch would fail).
+  if (std::string problem = id_problem(w.id, "worker id"); !problem.empty()) return problem;
+  return control_character_problem(w.token, "worker token");
+}
+
 Value WorkerBook::record_of(const Entry& e) {
   Value tags = Value::array();
   for (const std::string& t : e.info.tags) tags.push_back(t);
@@ -85,7 +95,20 @@ Value WorkerBook::record_of(const Entry& e) {
 
 Status WorkerBook::load(const Value& config_workers, int64_t now_ms) {
   if (config_workers.is_array()) {
+    size_t index = 0;
     for (const Value& c : config_workers.as_array()) {
+      const std::string where = "config workers[" + std::to_string(index++) + "]";
+      // An id or token that could never work stops start-up (other problems
+      // skip the worker, as NullBoiler does): such a worker could not be
+      // dispatched to nor removed.
+      if (c["id"].is_string()) {
+        WorkerInfo identity;
+        identity.id = c["id"].as_string();
+        identity.token = c["token"].get_string("");
+        if (std::string problem = identity_problem(identity); !problem.empty()) {
+          return Status::invalid_argument(where + " (id " + Value(identity.id.substr(0, 64)).to_json() + "): " + problem);
+        }
+      }
       auto w = parse(c);
       if (!w.ok()) {
         // NullBoiler skips a bad config worker with a warning.

@@ -28,9 +28,15 @@ class WorkerBook {
 
   // Parses and checks a worker object (POST /workers or config `workers[]`).
   // InvalidArgument with NullBoiler's message on the first problem.
+  // The id and token rules (SPEC §12) among them: an id as a path may name it
+  // (id_rules.h), a token without control characters.
   static Result<WorkerInfo> parse(const Value& body);
+  // Empty when `worker`'s id and token are acceptable, else why not.
+  static std::string identity_problem(const WorkerInfo& worker);
 
   // Seeds config workers and reloads registered ones from the store.
+  // InvalidArgument naming the worker when a config worker's id or token
+  // breaks the rules (other problems skip that worker with a warning).
   Status load(const Value& config_workers, int64_t now_ms);
   // AlreadyExists when the id is taken.
   Status add(const WorkerInfo& worker, const std::string& source, int64_t now_ms);

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "log/log.h"
 #include "orch/thread_guard.h"
 #include "retention.h"
 #include "support/server_fixture.h"
@@ -112,6 +113,39 @@ std::string start_paused_run(orch::testing::TestServer& server) {
 int status_of(const std::string& response) {
   if (response.rfind("HTTP/1.1 ", 0) != 0) return -1;
   return std::stoi(response.substr(9, 3));
+}
+
+// Everything the server sends on a fresh connection after `request`, until it
+// closes the connection (or `wait` passes without more bytes).
+std::string raw_until_close(int port, const std::string& request, std::chrono::milliseconds wait = 3000ms) {
+  int fd = connect_loopback(port);
+  if (fd < 0) return "";
+  timeval tv{static_cast<time_t>(wait.count() / 1000), static_cast<suseconds_t>((wait.count() % 1000) * 1000)};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  (void)!send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+  std::string response;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    response.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return response;
+}
+
+size_t count_of(const std::string& text, const std::string& part) {
+  size_t n = 0;
+  for (size_t at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) ++n;
+  return n;
+}
+
+// The JSON error envelope of a raw response: {"code","message"}.
+orch::Value error_of(const std::string& response) {
+  size_t body = response.find("\r\n\r\n");
+  if (body == std::string::npos) return orch::Value();
+  auto v = orch::parse_json(response.substr(body + 4));
+  return v.ok() ? (*v)["error"] : orch::Value();
 }
 
 }  // namespace
@@ -210,11 +244,11 @@ TEST_CASE("cross-site requests and DNS rebinding are refused on a server without
   CHECK(status_of(post("Origin: http://evil.example\r\nContent-Type: text/plain\r\n")) == 403);
   CHECK(status_of(post("Origin: null\r\nContent-Type: application/x-www-form-urlencoded\r\n")) == 403);
   CHECK(status_of(post("Sec-Fetch-Site: cross-site\r\nContent-Type: text/plain\r\n")) == 403);
-  // curl and SDKs send no Origin, with or without a Content-Type.
-  CHECK(status_of(post("")) == 201);
+  // curl and SDKs send no Origin.
+  CHECK(status_of(post("Content-Type: application/json\r\n")) == 201);
   // The server's own pages, and an allowed origin (with CORS headers).
-  CHECK(status_of(post("Origin: http://127.0.0.1:" + port + "\r\n")) == 201);
-  std::string allowed = post("Origin: http://console.example\r\n");
+  CHECK(status_of(post("Origin: http://127.0.0.1:" + port + "\r\nContent-Type: application/json\r\n")) == 201);
+  std::string allowed = post("Origin: http://console.example\r\nContent-Type: application/json\r\n");
   CHECK(status_of(allowed) == 201);
   CHECK(allowed.find("Access-Control-Allow-Origin: http://console.example") != std::string::npos);
   std::string preflight = raw_exchange(server.port(), "OPTIONS /runs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -438,4 +472,169 @@ TEST_CASE("the retention thread survives a store that throws, and keeps sweeping
   }
   server.app().store = original;
   CHECK(server.client()->Get("/health")->status == 200);
+}
+
+TEST_CASE("JSON routes take a body only as application/json", "[server][hardening]") {
+  // SPEC §12: a form or text/plain POST is a request a browser sends
+  // cross-site without asking; application/json is not.
+  const std::string run = R"({"workflow": {"nodes": {"t": {"type": "transform", "updates": {"a": 1}}},
+      "edges": [["__start__","t"],["t","__end__"]]}})";
+  for (const char* token : {"", "secret"}) {
+    INFO("token: '" << token << "'");
+    orch::server::ServerConfig config;
+    config.api_token = token;
+    orch::testing::TestServer server(config);
+    auto c = server.client();
+    if (*token != '\0') c->set_bearer_token_auth(token);
+    for (const char* type : {"text/plain", "application/x-www-form-urlencoded", "application/jsonp", "json",
+                             "application/json-patch", "text/json"}) {
+      INFO(type);
+      auto r = c->Post("/runs", run, type);
+      REQUIRE(r);
+      CHECK(r->status == 415);
+      auto body = orch::parse_json(r->body);
+      REQUIRE(body.ok());
+      CHECK((*body)["error"]["code"].as_string() == "unsupported_media_type");
+      CHECK((*body)["error"]["message"].as_string().find("Content-Type: application/json") != std::string::npos);
+    }
+    REQUIRE(c->Post("/workflows", R"({"id": "x", "nodes": {"t": {"type": "transform", "updates": {"a": 1}}},
+        "edges": [["__start__","t"],["t","__end__"]]})", "application/json")->status == 201);
+    CHECK(c->Put("/workflows/x", R"({"version": 2})", "text/plain")->status == 415);
+    CHECK(c->Post("/workers", R"({"id": "w", "url": "http://127.0.0.1:9/a"})", "text/plain")->status == 415);
+    // No Content-Type at all (httplib's client always sends one: raw).
+    const std::string auth = *token != '\0' ? std::string("Authorization: Bearer ") + token + "\r\n" : "";
+    std::string bare = raw_exchange(server.port(), "POST /runs HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth +
+                                                       "Content-Length: " + std::to_string(run.size()) + "\r\n\r\n" + run);
+    CHECK(status_of(bare) == 415);
+    CHECK(error_of(bare)["message"].as_string().find("no Content-Type") != std::string::npos);
+    // JSON however it is spelled.
+    for (const char* type : {"application/json", "application/json; charset=utf-8", "Application/JSON",
+                             " application/json ;charset=UTF-8", "application/merge-patch+json"}) {
+      INFO(type);
+      CHECK(c->Post("/runs", run, type)->status == 201);
+    }
+    // An empty body needs no Content-Type: POST /runs/{id}/resume takes {}.
+    const std::string id = orch::parse_json(c->Post("/runs", R"({"workflow": {"nodes": {"i": {"type": "interrupt"}},
+        "edges": [["__start__","i"],["i","__end__"]]}})", "application/json")->body)->find("id")->as_string();
+    REQUIRE(server.app().engine->wait(id, 10s)->status == RunStatus::kInterrupted);
+    std::string empty = raw_exchange(server.port(), "POST /runs/" + id + "/resume HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth +
+                                                        "Content-Type: text/plain\r\nContent-Length: 0\r\n\r\n");
+    CHECK(status_of(empty) == 200);
+  }
+}
+
+TEST_CASE("ambiguous message framing is refused and the connection closed", "[server][hardening]") {
+  // RFC 9112 §6.3: a proxy in front that read the other length would take
+  // the rest for a request of its own (request smuggling).
+  orch::testing::TestServer server;
+  const std::string head = "POST /runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n";
+  const std::string smuggled = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  SECTION("two Content-Length headers") {
+    std::string answer = raw_until_close(server.port(), head + "Content-Length: 2\r\nContent-Length: 30\r\n\r\n{}" + smuggled);
+    INFO(answer);
+    CHECK(status_of(answer) == 400);
+    CHECK(error_of(answer)["message"].as_string() == "the request has 2 Content-Length headers; send one");
+    CHECK(count_of(answer, "HTTP/1.1 ") == 1);
+    CHECK(answer.find("Connection: close") != std::string::npos);
+  }
+  SECTION("Transfer-Encoding and Content-Length together") {
+    std::string answer = raw_until_close(server.port(), head + "Transfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n"
+                                                               "0\r\n\r\n" + smuggled);
+    INFO(answer);
+    CHECK(status_of(answer) == 400);
+    CHECK(error_of(answer)["message"].as_string().find("both Transfer-Encoding and Content-Length") != std::string::npos);
+    CHECK(count_of(answer, "HTTP/1.1 ") == 1);
+  }
+  SECTION("a transfer coding other than chunked: 501") {
+    std::string answer = raw_until_close(server.port(), head + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n");
+    INFO(answer);
+    CHECK(status_of(answer) == 501);
+    CHECK(error_of(answer)["code"].as_string() == "unimplemented");
+  }
+  SECTION("a body on a GET would be read as the next request") {
+    std::string answer = raw_until_close(server.port(), "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " +
+                                                            std::to_string(smuggled.size()) + "\r\n\r\n" + smuggled);
+    INFO(answer);
+    CHECK(status_of(answer) == 400);
+    CHECK(error_of(answer)["message"].as_string() == "a GET request must not have a body");
+    CHECK(count_of(answer, "HTTP/1.1 ") == 1);
+  }
+  SECTION("one length, or a zero one on a GET, is fine") {
+    CHECK(status_of(raw_exchange(server.port(), head + "Content-Length: 2\r\n\r\n{}")) == 400);  // {} is not a run
+    CHECK(status_of(raw_exchange(server.port(), "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")) == 200);
+  }
+  CHECK(server.client()->Get("/health")->status == 200);
+}
+
+TEST_CASE("requests the HTTP parser refuses get a status and message that say why", "[server][hardening]") {
+  orch::testing::TestServer server;
+  auto error = [&](const std::string& request) {
+    std::string answer = raw_until_close(server.port(), request);
+    INFO(answer.substr(0, 400));
+    CHECK(count_of(answer, "HTTP/1.1 ") == 1);
+    return std::make_pair(status_of(answer), error_of(answer));
+  };
+  SECTION("a header line over the parser's 8 KiB: 431, not a malformed request") {
+    auto [status, e] = error("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: " + std::string(9000, 'a') +
+                             "\r\nX-After: 1\r\n\r\n");
+    CHECK(status == 431);
+    CHECK(e["code"].as_string() == "headers_too_large");
+    CHECK(e["message"].as_string().find("8192 bytes") != std::string::npos);
+  }
+  SECTION("a request line that is not one") {
+    for (const char* line : {"HELLO\r\n", "get /health HTTP/1.1\r\n", "GET /health HTTP/9.9\r\n",
+                                   "GET /health\r\n"}) {
+      auto [status, e] = error(std::string(line) + "Host: 127.0.0.1\r\n\r\n");
+      CHECK(status == 400);
+      CHECK(e["code"].as_string() == "bad_request");
+      CHECK(e["message"].as_string().rfind("malformed HTTP request", 0) == 0);
+      CHECK(e["message"].as_string().find("Content-Length") == std::string::npos);
+    }
+  }
+  SECTION("a request line over 8 KiB: 414 uri_too_long") {
+    // (The line was read whole: the connection stays usable.)
+    std::string answer = raw_exchange(server.port(), "GET /runs?q=" + std::string(9000, 'q') +
+                                                         " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    CHECK(status_of(answer) == 414);
+    CHECK(error_of(answer)["code"].as_string() == "uri_too_long");
+  }
+  CHECK(server.client()->Get("/health")->status == 200);
+}
+
+TEST_CASE("a request id with control characters is replaced and not echoed", "[server][hardening]") {
+  orch::testing::TestServer server;
+  auto c = server.client();
+  auto plain = c->Get("/health", {{"X-Request-Id", "req-123 abc"}});
+  CHECK(plain->get_header_value("X-Request-Id") == "req-123 abc");
+  // httplib percent-decodes header values: %0D%0A arrives as CR LF.
+  for (const std::string& id : {std::string("a%0D%0AX-Injected: 1"), std::string("a\x01" "b"), std::string("caf\xc3\xa9"),
+                               std::string(300, 'r')}) {
+    std::string answer = raw_exchange(server.port(), "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-Id: " + id +
+                                                         "\r\n\r\n");
+    INFO(answer);
+    CHECK(status_of(answer) == 200);
+    CHECK(answer.find("X-Injected") == std::string::npos);
+    size_t at = answer.find("X-Request-Id: ");
+    REQUIRE(at != std::string::npos);
+    const std::string echoed = answer.substr(at + 14, answer.find("\r\n", at) - at - 14);
+    CHECK(echoed.size() == 36);  // a fresh UUID
+  }
+}
+
+TEST_CASE("log lines are ASCII: control and non-ASCII bytes are escaped", "[server][log]") {
+  using orch::server::LogFormat;
+  using orch::server::LogLevel;
+  // DEL, U+009B (a C1 control a terminal takes for CSI), é, an emoji, a byte that is not UTF-8.
+  const std::string hostile = "a\x7f" "b\xc2\x9b" "c\xc3\xa9" "d\xf0\x9f\x98\x80" "e\xff";
+  const std::string text = orch::server::format_log_line(LogFormat::kText, 0, LogLevel::kInfo, "http.request",
+                                                         {{"request_id", hostile}});
+  CHECK(text == R"(1970-01-01T00:00:00.000Z info http.request request_id="a\u007fb\u009bc\u00e9d\ud83d\ude00e\ufffd")");
+  const std::string json = orch::server::format_log_line(LogFormat::kJson, 0, LogLevel::kInfo, "x", {{"id", hostile}});
+  CHECK(json == R"({"ts":"1970-01-01T00:00:00.000Z","level":"info","msg":"x","id":"a\u007fb\u009bc\u00e9d\ud83d\ude00e\ufffd"})");
+  auto back = orch::parse_json(json);
+  REQUIRE(back.ok());
+  CHECK((*back)["id"].as_string() == "a\x7f" "b\xc2\x9b" "c\xc3\xa9" "d\xf0\x9f\x98\x80" "e\xef\xbf\xbd");
+  bool ascii = true;
+  for (unsigned char ch : text + json) ascii = ascii && ch >= 0x20 && ch < 0x7f;
+  CHECK(ascii);
 }

@@ -36,12 +36,25 @@ TEST_CASE("worker registration: validation messages, conflicts, listing, deletio
            {R"({"id": "w", "url": "http://x/a", "tags": [1]})", "tags must be an array of strings"},
            {R"({"id": "w", "url": "http://x/a", "max_concurrent": 2.0})", "max_concurrent must be a positive integer"},
            {R"({"id": "w", "url": "http://x/a", "max_concurrent": 0})", "max_concurrent must be >= 1"},
+           // Ids as a path can name them (DELETE /workers/{id}); tokens that fit a header.
+           {R"({"id": "ctl\u0001x", "url": "http://x/a"})", "worker id must not contain control characters"},
+           {R"({"id": "nl\nx", "url": "http://x/a"})", "worker id must not contain control characters"},
+           {R"({"id": "w", "url": "http://x/a", "token": "t\r\nX-Injected: 1"})", "worker token must not contain control characters"},
+           {R"({"id": "w", "url": "http://x/a", "token": "t\u007f"})", "worker token must not contain control characters"},
        }) {
     INFO(b.body);
     auto r = c->Post("/workers", b.body, "application/json");
     REQUIRE(r->status == 400);
     CHECK(body_of(r)["error"]["message"].as_string() == b.message);
   }
+  const std::string long_id = std::string(300, 'w');
+  auto too_long = c->Post("/workers", R"({"id": ")" + long_id + R"(", "url": "http://x/a"})", "application/json");
+  REQUIRE(too_long->status == 400);
+  CHECK(body_of(too_long)["error"]["message"].as_string() == "worker id is 300 bytes long; the limit is 256");
+  // The longest id accepted is one the path can name, and so delete.
+  const std::string longest(256, 'w');
+  REQUIRE(c->Post("/workers", R"({"id": ")" + longest + R"(", "url": "http://x/a"})", "application/json")->status == 201);
+  CHECK(c->Delete(("/workers/" + longest).c_str())->status == 200);
   auto ok = c->Post("/workers", R"({"id": "w1", "url": "http://127.0.0.1:9/webhook", "tags": ["coder"], "max_concurrent": 2})",
                     "application/json");
   REQUIRE(ok->status == 201);
@@ -94,4 +107,30 @@ TEST_CASE("config workers are seeded, a run reaches a webhook worker", "[server]
   REQUIRE(calls.size() == 1);
   CHECK(calls[0].header("authorization") == "Bearer tok");
   CHECK(done["steps"].size() >= 1);
+}
+
+TEST_CASE("a config worker whose id or token breaks the rules stops start-up, naming it", "[server][workers]") {
+  struct Bad {
+    const char* workers;
+    const char* message;
+  };
+  for (const Bad& b : std::vector<Bad>{
+           {R"([{"id": "ok", "url": "http://127.0.0.1:9/a"}, {"id": "ctl\u0001x", "url": "http://127.0.0.1:9/a"}])",
+            "config workers[1] (id \"ctl\\u0001x\"): worker id must not contain control characters"},
+           {R"([{"id": "crlf", "url": "http://127.0.0.1:9/a", "token": "t\r\nX: 1"}])",
+            "config workers[0] (id \"crlf\"): worker token must not contain control characters"},
+       }) {
+    INFO(b.workers);
+    orch::server::ServerConfig config;
+    config.db = ":memory:";
+    config.workers = *orch::parse_json(b.workers);
+    auto app = orch::server::open_app(config, nullptr);
+    REQUIRE_FALSE(app.ok());
+    CHECK(app.status().message() == b.message);
+  }
+  // Other problems still skip the worker with a warning, as NullBoiler does.
+  orch::server::ServerConfig config;
+  config.workers = *orch::parse_json(R"([{"id": "w", "url": "ftp://x/a"}])");
+  orch::testing::TestServer server(config);
+  CHECK(body_of(server.client()->Get("/workers")).size() == 0);
 }

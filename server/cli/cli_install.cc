@@ -3,14 +3,14 @@
 // NullBoiler's installer entry points: `--export-manifest` prints a component
 // manifest; `--from-json '<object>'` writes a config file (and, with pull mode
 // enabled, a tracker workflow) from installer answers.
+#include <cctype>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <iostream>
 
 #include "cli/cli.h"
 #include "orch/value.h"
 #include "orch/version.h"
+#include "private_files.h"
 
 namespace orch::cli {
 namespace {
@@ -111,11 +111,12 @@ int from_json_command(const Args& args) {
     t.set("concurrency", Value::object({{"max_concurrent_tasks", static_cast<long long>(int_field(a, "tracker_max_concurrent_tasks", 1))}}));
     config.set("tracker", t);
   }
-  std::error_code ec;
-  std::filesystem::create_directories(home, ec);
+  // The config holds the API token: it and everything here is private
+  // (private_files.h), whatever the umask.
   std::string text;
   pretty(config, 0, &text);
-  std::ofstream(home + "/config.json") << text << "\n";
+  Status written = server::make_private_dirs(home);
+  if (written.ok()) written = server::write_private_file(home + "/config.json", text + "\n");
   if (tracker) {
     std::string safe;
     for (char ch : pipeline) safe.push_back(std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-' ? ch : '_');
@@ -126,13 +127,13 @@ int from_json_command(const Args& args) {
                               {"execution", "subprocess"},
                               {"prompt_template", "Task {{task.id}}: {{task.title}}\n\n{{task.description}}\n\nMetadata:\n{{task.metadata}}"},
                               {"on_success", Value::object({{"transition_to", string_field(a, "tracker_success_trigger", "complete")}})}});
-    std::filesystem::create_directories(home + "/workflows", ec);
     std::string wf_text;
     pretty(wf, 0, &wf_text);
-    std::ofstream(home + "/workflows/" + safe + ".json") << wf_text << "\n";
+    if (written.ok()) written = server::make_private_dirs(home + "/workflows");
+    if (written.ok()) written = server::write_private_file(home + "/workflows/" + safe + ".json", wf_text + "\n");
   }
-  if (ec) {
-    std::cerr << "orch --from-json: cannot write to " << home << ": " << ec.message() << "\n";
+  if (!written.ok()) {
+    std::cerr << "orch --from-json: cannot write to " << home << ": " << written.message() << "\n";
     return kExitFailure;
   }
   std::cout << "{\"status\":\"ok\"}\n";

@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "config.h"
 #include "orch/postgres_store.h"
+#include "private_files.h"
 #include "transfer/store_transfer.h"
 
 namespace orch::cli {
@@ -69,6 +70,12 @@ int export_command(const Args& args) {
   }
   std::ofstream file;
   if (!out_path.empty() && out_path != "-") {
+    // An export holds worker tokens: a new file is private (0600).
+    Status created = server::create_private_file(out_path);
+    if (!created.ok()) {
+      std::cerr << "orch export: " << created.message() << "\n";
+      return kExitUsage;
+    }
     file.open(out_path, std::ios::binary | std::ios::trunc);
     if (!file) {
       std::cerr << "orch export: cannot write " << out_path << "\n";

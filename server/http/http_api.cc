@@ -7,8 +7,10 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstring>
+#include <string_view>
 
 #include "orch/id.h"
 #include "http/http_listener.h"
@@ -68,6 +70,39 @@ bool authorized(const App& app, const httplib::Request& req) {
   return same_token(token, app.config.api_token);
 }
 
+// The client's X-Request-Id when it is one line of printable ASCII (httplib
+// percent-decodes header values, so "%0D%0A" arrives as CR LF), else a fresh
+// one: it is echoed in a response header and written to the log.
+std::string request_id_for(const httplib::Request& req) {
+  std::string id = req.get_header_value("X-Request-Id");
+  bool printable = !id.empty() && id.size() <= kMaxIdBytes;
+  for (unsigned char ch : id) printable = printable && ch >= 0x20 && ch < 0x7f;
+  return printable ? id : new_uuid();
+}
+
+// httplib adds REMOTE_ADDR to a request's headers once its request line and
+// headers are parsed: an error answered without it is one for a request it
+// could not parse.
+bool request_was_parsed(const httplib::Request& req) { return req.has_header("REMOTE_ADDR"); }
+
+// Whether httplib 0.11 accepted the request line (Server::parse_request_line),
+// judged from the fields it fills in before checking them: a known method, in
+// capitals, HTTP/1.0 or 1.1, at most one '?' in the target. Then it was a
+// header line that failed: one over its 8 KiB per line (HttpListener waits
+// for the whole header block first; a closed connection gets no answer, and a
+// read timing out mid-headers on a kept-alive connection is rare). Not seen:
+// words after the version ("GET / HTTP/1.1 x" is taken for a header problem).
+bool request_line_was_valid(const httplib::Request& req) {
+  static const char* kMethods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "PRI"};
+  if (std::find_if(std::begin(kMethods), std::end(kMethods), [&](const char* m) { return req.method == m; }) ==
+      std::end(kMethods)) {
+    return false;
+  }
+  if (req.version != "HTTP/1.1" && req.version != "HTTP/1.0") return false;
+  const std::string target = req.target.substr(0, req.target.find('#'));
+  return !target.empty() && std::count(target.begin(), target.end(), '?') <= 1;
+}
+
 struct CompiledRoute {
   const char* text;  // the pattern as the table wrote it (for logs and the response recorder)
   std::string method;
@@ -76,16 +111,6 @@ struct CompiledRoute {
 };
 
 }  // namespace
-
-std::string id_problem(const std::string& id, const std::string& what) {
-  if (id.size() > kMaxIdBytes) {
-    return what + " is " + std::to_string(id.size()) + " bytes long; the limit is " + std::to_string(kMaxIdBytes);
-  }
-  for (unsigned char ch : id) {
-    if (ch < 0x20 || ch == 0x7f) return what + " must not contain control characters";
-  }
-  return "";
-}
 
 void send_json(httplib::Response& res, int status, const Value& body) {
   res.status = status;
@@ -111,10 +136,36 @@ void send_status(httplib::Response& res, const Status& s) {
   }
 }
 
+bool is_json_media_type(const std::string& content_type) {
+  std::string type = content_type.substr(0, content_type.find(';'));
+  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.pop_back();
+  size_t start = type.find_first_not_of(" \t");
+  type = start == std::string::npos ? "" : type.substr(start);
+  std::transform(type.begin(), type.end(), type.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (type == "application/json") return true;
+  // Structured syntax suffix (RFC 6839): application/merge-patch+json and the like.
+  constexpr std::string_view kPrefix = "application/", kSuffix = "+json";
+  return type.size() > kPrefix.size() + kSuffix.size() && type.compare(0, kPrefix.size(), kPrefix) == 0 &&
+         type.compare(type.size() - kSuffix.size(), kSuffix.size(), kSuffix) == 0 &&
+         type.find('/', kPrefix.size()) == std::string::npos;
+}
+
 bool read_json_object(const httplib::Request& req, httplib::Response& res, Value* out, bool allow_empty) {
   if (req.body.empty() && allow_empty) {
     *out = Value::object();
     return true;
+  }
+  // A body of another media type is refused before it is parsed: an HTML form
+  // or a text/plain fetch is a "simple" cross-site request a browser sends
+  // without asking first, application/json is not (SPEC §12). Checked with or
+  // without an API token, so a client behaves the same against any server.
+  if (!req.body.empty() && !is_json_media_type(req.get_header_value("Content-Type"))) {
+    const std::string given = req.get_header_value("Content-Type").substr(0, 100);
+    send_error(res, 415, "unsupported_media_type",
+               (given.empty() ? std::string("the request body has no Content-Type")
+                              : "Content-Type '" + given + "' is not accepted") +
+                   "; send the JSON body with Content-Type: application/json");
+    return false;
   }
   auto v = parse_json(req.body);
   if (!v.ok()) {
@@ -159,8 +210,7 @@ void install_api(App& app, httplib::Server& svr) {
   auto dispatch = [&app, routes](const httplib::Request& req, httplib::Response& res) {
     auto start = std::chrono::steady_clock::now();
     app.metrics.http_requests.fetch_add(1, std::memory_order_relaxed);
-    std::string request_id = req.get_header_value("X-Request-Id");
-    res.set_header("X-Request-Id", request_id.empty() ? new_uuid() : request_id);
+    res.set_header("X-Request-Id", request_id_for(req));
     std::vector<std::string> path = split_path(req.target.empty() ? req.path : req.target, !req.target.empty());
     Params params;
     const CompiledRoute* found = nullptr;
@@ -204,7 +254,7 @@ void install_api(App& app, httplib::Server& svr) {
     if (auto refusal = guard->check(req)) {
       send_error(res, refusal->status, refusal->code, refusal->message);
       // The body (if any) was not read: it must not be taken for a request.
-      if (!RequestGuard::has_no_body(req) && req.method != "GET") close_connection_after(req, res);
+      if (RequestGuard::body_framed(req)) close_connection_after(req, res);
       return httplib::Server::HandlerResponse::Handled;
     }
     guard->add_cors_headers(req, res);
@@ -276,16 +326,30 @@ void install_api(App& app, httplib::Server& svr) {
     svr.Patch(pattern, with_body);
     svr.Options(pattern, dispatch);
   }
-  // Errors httplib produces itself (413, 400 for a malformed request line, ...)
-  // still get the JSON envelope.
-  svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+  // Errors httplib produces itself (413, 414, 400 for a request it could not
+  // parse, ...) still get the JSON envelope.
+  svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     if (res.status == 413) {
       send_error(res, 413, "payload_too_large", "request body exceeds the size limit");
+    } else if (res.status == 414) {
+      send_error(res, 414, "uri_too_long",
+                 "the request line is longer than 8192 bytes (the HTTP parser's limit); send long data in a JSON body");
+    } else if (res.status == 400 && !request_was_parsed(req)) {
+      // What is left of the request on the connection is not a request.
+      close_connection_after(req, res);
+      if (request_line_was_valid(req)) {
+        send_error(res, 431, "headers_too_large",
+                   "a request header line is longer than 8192 bytes (the HTTP parser's limit per line; "
+                   "all headers together: http.max_header_bytes)");
+      } else {
+        send_error(res, 400, "bad_request",
+                   "malformed HTTP request: the request line must be 'METHOD /path HTTP/1.1', the method in capitals");
+      }
     } else if (res.status == 400) {
-      send_error(res, 400, "bad_request",
-                 "malformed HTTP request (a POST or PUT needs a Content-Length header or a chunked body; "
-                 "with curl, add -d '' or -d '{}')");
+      send_error(res, 400, "bad_request", "malformed HTTP request (method " + req.method.substr(0, 32) + ")");
+    } else if (res.status == 416) {
+      send_error(res, 416, "range_not_satisfiable", "the Range header could not be parsed");
     } else {
       send_error(res, res.status, res.status >= 500 ? "internal" : "bad_request",
                  "the request could not be processed (HTTP " + std::to_string(res.status) + ")");

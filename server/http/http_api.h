@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "app.h"
+#include "id_rules.h"  // id_problem, kMaxIdBytes: the handlers check ids with them
 #include "http/http_listener.h"
 
 namespace httplib {
@@ -56,14 +57,13 @@ void send_json(httplib::Response& res, int status, const Value& body);
 void send_error(httplib::Response& res, int status, const std::string& code, const std::string& message);
 // The HTTP status and envelope code for a Status.
 void send_status(httplib::Response& res, const Status& status);
-// Ids (workflow, worker, run, step ids, idempotency keys) are at most this
-// long and hold no control characters (NUL included).
-constexpr size_t kMaxIdBytes = 256;
-// Empty when `id` is acceptable, else why not ("<what> is longer than ...").
-std::string id_problem(const std::string& id, const std::string& what);
 
-// Parses a JSON object body. On failure answers 400 and returns false. An empty
-// body is {} when `allow_empty`.
+// Whether a Content-Type names JSON: application/json or application/<x>+json,
+// any case, parameters (`; charset=utf-8`) ignored.
+bool is_json_media_type(const std::string& content_type);
+// Parses a JSON object body. On failure answers 400 (415 for a non-empty body
+// whose Content-Type is missing or not JSON) and returns false. An empty body
+// is {} when `allow_empty`.
 bool read_json_object(const httplib::Request& req, httplib::Response& res, Value* out, bool allow_empty = false);
 
 }  // namespace orch::server

@@ -333,6 +333,8 @@ void HttpListener::response_written() {
   t_active->in_request.store(false);
 }
 
+int HttpListener::current_connection_fd() { return t_active != nullptr ? t_active->fd : -1; }
+
 size_t HttpListener::open_connections() const {
   std::lock_guard<std::mutex> lock(mu_);
   size_t n = 0;

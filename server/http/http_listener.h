@@ -70,6 +70,9 @@ class HttpListener {
   // (the next request's headers are due within header_timeout_ms).
   static void request_headers_read();
   static void response_written();
+  // The socket of the connection the calling pool thread serves, or -1 (not
+  // a pool thread).
+  static int current_connection_fd();
 
   // Connections open now (waiting for headers or being served).
   size_t open_connections() const;

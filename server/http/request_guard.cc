@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "http/http_listener.h"
+
 namespace orch::server {
 namespace {
 
@@ -81,6 +83,41 @@ bool RequestGuard::origin_allowed(const httplib::Request& req, const std::string
   return false;
 }
 
+std::optional<Refusal> RequestGuard::framing_problem(const httplib::Request& req) {
+  // Where a body ends must be read the same way by every hop (RFC 9112 §6.3):
+  // a proxy in front that took the other of two lengths would forward the
+  // rest of this body as a request of its own (request smuggling).
+  const size_t lengths = req.get_header_value_count("Content-Length");
+  if (lengths > 1) {
+    return Refusal{400, "bad_request", "the request has " + std::to_string(lengths) +
+                                           " Content-Length headers; send one"};
+  }
+  if (req.has_header("Transfer-Encoding")) {
+    if (lengths > 0) {
+      return Refusal{400, "bad_request", "the request has both Transfer-Encoding and Content-Length; send one"};
+    }
+    std::string coding = lower(req.get_header_value("Transfer-Encoding"));
+    while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t')) coding.pop_back();
+    if (req.get_header_value_count("Transfer-Encoding") > 1 || coding != "chunked") {
+      // RFC 9112 §6.1: a transfer coding the server does not know is 501.
+      return Refusal{501, "unimplemented", "Transfer-Encoding '" + coding.substr(0, 100) +
+                                               "' is not supported; send the body with Content-Length or chunked"};
+    }
+  }
+  if (!is_write_method(req.method)) {
+    // httplib reads no body for GET, HEAD or OPTIONS: one declared here would
+    // be read as the next request on the connection.
+    const bool body = req.has_header("Transfer-Encoding") ||
+                      (lengths == 1 && req.get_header_value("Content-Length").find_first_not_of('0') != std::string::npos);
+    if (body) return Refusal{400, "bad_request", "a " + req.method + " request must not have a body"};
+  }
+  return std::nullopt;
+}
+
+bool RequestGuard::body_framed(const httplib::Request& req) {
+  return req.has_header("Content-Length") || req.has_header("Transfer-Encoding");
+}
+
 std::optional<Refusal> RequestGuard::check(const httplib::Request& req) const {
   size_t count = 0, bytes = 0;
   for (const auto& [name, value] : req.headers) {
@@ -94,6 +131,7 @@ std::optional<Refusal> RequestGuard::check(const httplib::Request& req) const {
                        " bytes); the limit is " + std::to_string(max_header_count_) + " headers and " +
                        std::to_string(max_header_bytes_) + " bytes (http.max_header_count, http.max_header_bytes)"};
   }
+  if (auto refusal = framing_problem(req)) return refusal;
   if (!token_set_) {
     std::string host = req.get_header_value("Host");
     if (!host.empty() && !host_allowed(host_part(host))) {
@@ -160,9 +198,32 @@ void close_connection_after(const httplib::Request&, httplib::Response& res) {
   t_cut_asked = true;
 }
 
+namespace {
+
+// What of the body has arrived is read and dropped (up to 1 MiB): closing a
+// socket with unread data sends a reset, which would make the client lose the
+// response too. Then the response is still written; the next read sees the
+// end and the connection closes instead of parsing the body's rest as a
+// request.
+void drain_and_stop_reading(int fd) {
+  char sink[16384];
+  size_t drained = 0;
+  while (drained < (1u << 20)) {
+    ssize_t n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+    if (n <= 0) break;
+    drained += static_cast<size_t>(n);
+  }
+  shutdown(fd, SHUT_RD);
+}
+
+}  // namespace
+
 void cut_connection_if_asked(const httplib::Request& req) {
   if (!t_cut_asked) return;
   t_cut_asked = false;
+  // A connection HttpListener serves is known by its thread; a request it
+  // could not parse has no addresses to find it by.
+  if (int fd = HttpListener::current_connection_fd(); fd >= 0) return drain_and_stop_reading(fd);
   // httplib 0.11 offers no handle on a request's socket: find it by its
   // addresses (rare: only a refused body that was not read to its end).
   DIR* dir = opendir("/proc/self/fd");
@@ -186,19 +247,7 @@ void cut_connection_if_asked(const httplib::Request& req) {
       inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6&>(peer).sin6_addr, ip, sizeof(ip));
     }
     if (port_of(local) == req.local_port && port_of(peer) == req.remote_port && req.remote_addr == ip) {
-      // What of the body has arrived is read and dropped (up to 1 MiB):
-      // closing a socket with unread data sends a reset, which would make
-      // the client lose the response too. Then the response is still
-      // written; the next read sees the end and the connection closes
-      // instead of parsing the body's rest as a request.
-      char sink[16384];
-      size_t drained = 0;
-      while (drained < (1u << 20)) {
-        ssize_t n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
-        if (n <= 0) break;
-        drained += static_cast<size_t>(n);
-      }
-      shutdown(fd, SHUT_RD);
+      drain_and_stop_reading(fd);
       break;
     }
   }

@@ -4,6 +4,8 @@
 // once its headers are read and before its body is (cpp-httplib's pre-routing
 // step):
 //   - header count and total size (431);
+//   - message framing a proxy could read differently (400, 501; see
+//     framing_problem);
 //   - Content-Encoding other than identity, and multipart bodies (415): the
 //     API takes plain JSON, and a 300 KB gzip body must not inflate to 300 MB;
 //   - a declared Content-Length over the body limit (413, without reading it);
@@ -51,6 +53,13 @@ class RequestGuard {
   bool is_preflight(const httplib::Request& req) const;
 
   static bool has_no_body(const httplib::Request& req);
+  // Whether `req` declares a body (Content-Length or Transfer-Encoding): one
+  // refused unread must not be taken for the next request.
+  static bool body_framed(const httplib::Request& req);
+  // Ambiguous framing (RFC 9112 §6.3, request smuggling): two Content-Length
+  // headers, Transfer-Encoding with Content-Length (400), a transfer coding
+  // other than chunked (501), a body on GET, HEAD or OPTIONS (400).
+  static std::optional<Refusal> framing_problem(const httplib::Request& req);
 
  private:
   bool host_allowed(const std::string& host) const;

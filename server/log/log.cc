@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <ctime>
 #include <mutex>
@@ -25,12 +26,61 @@ std::string iso8601(int64_t unix_ms) {
   return buf;
 }
 
+// JSON text with every byte from 0x7f up escaped (\uXXXX; a byte that is not
+// UTF-8 becomes \ufffd), so that a line is plain ASCII: a header or id a
+// client chose (DEL, C1 controls such as U+009B, which terminals take for an
+// escape sequence, or bytes that are not UTF-8) reaches the log inert. Such
+// bytes appear in JSON text only inside strings, where the escapes mean the
+// same characters.
+std::string ascii_json(const std::string& json) {
+  static const char kHex[] = "0123456789abcdef";
+  auto escape = [&](std::string* out, uint32_t unit) {
+    out->append("\\u");
+    for (int shift = 12; shift >= 0; shift -= 4) out->push_back(kHex[(unit >> shift) & 0xf]);
+  };
+  std::string out;
+  out.reserve(json.size());
+  for (size_t i = 0; i < json.size();) {
+    const unsigned char c = static_cast<unsigned char>(json[i]);
+    if (c < 0x7f) {
+      out.push_back(static_cast<char>(c));
+      ++i;
+      continue;
+    }
+    // One UTF-8 sequence: its length, its first bits and the least code
+    // point it may stand for (shorter forms are not UTF-8).
+    size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    uint32_t cp = len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
+    bool valid = len != 0 && i + len <= json.size();
+    for (size_t k = 1; valid && k < len; ++k) {
+      const unsigned char cont = static_cast<unsigned char>(json[i + k]);
+      valid = (cont & 0xc0) == 0x80;
+      cp = (cp << 6) | (cont & 0x3f);
+    }
+    const uint32_t least = len == 3 ? 0x800 : len == 4 ? 0x10000 : 0x80;
+    valid = valid && cp >= least && cp <= 0x10ffff && (cp < 0xd800 || cp > 0xdfff);
+    if (!valid) {
+      escape(&out, c == 0x7f ? 0x7f : 0xfffd);
+      ++i;
+      continue;
+    }
+    if (cp >= 0x10000) {
+      escape(&out, 0xd800 + ((cp - 0x10000) >> 10));
+      escape(&out, 0xdc00 + ((cp - 0x10000) & 0x3ff));
+    } else {
+      escape(&out, cp);
+    }
+    i += len;
+  }
+  return out;
+}
+
 // A text value: bare when it is a plain word, else JSON-quoted, so a line
 // always splits back into its fields (a message with spaces or a newline
 // cannot forge another field or another line).
 void append_text_value(std::string* out, const Value& v) {
   if (!v.is_string()) {
-    *out += v.to_json();
+    *out += ascii_json(v.to_json());
     return;
   }
   const std::string& s = v.as_string();
@@ -41,7 +91,7 @@ void append_text_value(std::string* out, const Value& v) {
       break;
     }
   }
-  *out += plain ? s : v.to_json();
+  *out += plain ? s : ascii_json(v.to_json());
 }
 
 }  // namespace
@@ -90,7 +140,7 @@ std::string format_log_line(LogFormat format, int64_t unix_ms, LogLevel level, s
       // The entry's own keys are never overwritten by a field.
       if (!value.is_null() && line.find(key) == nullptr) line.set(key, value);
     }
-    return line.to_json();
+    return ascii_json(line.to_json());
   }
   std::string out = iso8601(unix_ms);
   out += ' ';

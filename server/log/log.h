@@ -5,6 +5,9 @@
 // JSON (`{"ts":"...","level":"info","msg":"http.request","method":"GET",...}`),
 // chosen by --log-format; entries below --log-level are dropped.
 //
+// A line is plain ASCII: DEL and non-ASCII characters are \uXXXX escapes in
+// both formats (bytes that are not UTF-8: \ufffd).
+//
 // What is logged is chosen where it is logged, field by field: no entry
 // carries a request's headers or body, a config file, a worker's token or a
 // callback's HMAC secret (tests/server_log_test.cc greps a run that used them

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "private_files.h"
 #include "pull/child_process.h"
 
 namespace orch::server {
@@ -50,7 +51,7 @@ Status WorkspaceManager::init() {
   std::error_code ec;
   const bool existed = fs::exists(configured_root_, ec);
   fs::path parent = fs::path(configured_root_).parent_path();
-  if (!parent.empty()) fs::create_directories(parent, ec);
+  if (!parent.empty()) (void)make_private_dirs(parent.string());
   if (!existed && mkdir(configured_root_.c_str(), 0700) != 0 && errno != EEXIST) {
     return Status::invalid_argument("cannot create workspace root " + configured_root_ + ": " + strerror(errno));
   }
@@ -113,7 +114,7 @@ Result<WorkspaceManager::Workspace> WorkspaceManager::prepare(const std::string&
       return Status::internal("cannot create workspace " + path + ": " + strerror(errno));
     }
     // Only what carries the marker is ever deleted (remove, remove_stale).
-    if (FILE* marker = std::fopen((path + "/" + kMarker).c_str(), "w")) std::fclose(marker);
+    (void)create_private_file(path + "/" + kMarker);
     ws.fresh = true;
   }
   // Belt and braces: whatever happened in between, the directory must
