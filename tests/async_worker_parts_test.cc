@@ -215,6 +215,10 @@ TEST_CASE("call ledger: survives reopening, forgets answered and stale calls", "
     (*ledger)->remove("b#1.1");
     CHECK((*ledger)->contains("a#1.1"));
     CHECK_FALSE((*ledger)->contains("b#1.1"));
+    // Private to its user, whatever the umask (SPEC §12).
+    const auto perms = std::filesystem::status(path).permissions();
+    CHECK((perms & (std::filesystem::perms::group_all | std::filesystem::perms::others_all)) ==
+          std::filesystem::perms::none);
   }
   {
     auto ledger = CallLedger::open(path, 2000, 60000);

@@ -71,7 +71,7 @@ CallLedger::~CallLedger() {
 
 Status CallLedger::rewrite_locked() {
   const std::string tmp = path_ + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) {
     return Status::failed_precondition("cannot write " + tmp + ": " + std::strerror(errno));
   }
