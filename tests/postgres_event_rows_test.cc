@@ -16,6 +16,7 @@
 #include "store/postgres/pg_schema.h"
 #include "store/postgres/pg_store_impl.h"
 #include "support/postgres_cluster.h"
+#include "support/postgres_test_helpers.h"
 #include "support/store_samples.h"
 
 using orch::Checkpoint;
@@ -29,29 +30,17 @@ using orch::testing::PostgresCluster;
 
 namespace {
 
-PostgresCluster& cluster() {
-  auto shared = orch::testing::shared_postgres_cluster();
-  INFO("starting a private PostgreSQL server: " << shared.status().to_string());
-  REQUIRE(shared.ok());
-  return **shared;
-}
-
-std::string fresh_schema(const std::string& prefix) {
-  static std::atomic<int> counter{0};
-  return prefix + "_" + std::to_string(counter++);
-}
-
 std::shared_ptr<orch::postgres::PostgresStore> open_store(const std::string& schema) {
   orch::PostgresStoreOptions options;
   options.schema = schema;
-  auto store = orch::postgres::PostgresStore::open(cluster().conninfo(), options);
+  auto store = orch::postgres::PostgresStore::open(orch::testing::require_postgres().conninfo(), options);
   INFO(store.status().to_string());
   REQUIRE(store.ok());
   return *store;
 }
 
 std::string psql(const std::string& sql) {
-  auto out = cluster().psql(sql, "orch");
+  auto out = orch::testing::require_postgres().psql(sql, "orch");
   INFO(sql);
   INFO(out.status().to_string());
   REQUIRE(out.ok());
@@ -135,7 +124,7 @@ orch::StoreBatch superstep(const RunRecord& run, int64_t version, const Value& s
 }  // namespace
 
 TEST_CASE("PostgreSQL events: a write's events are one row, read back exactly from any seq and with any limit", "[postgres][events]") {
-  const std::string schema = fresh_schema("event_rows");
+  const std::string schema = orch::testing::fresh_schema("event_rows");
   auto store = open_store(schema);
   const RunRecord run = orch::testing::sample_running_run("r");
   REQUIRE(store->create_run(run).ok());
@@ -192,7 +181,7 @@ TEST_CASE("PostgreSQL events: a write's events are one row, read back exactly fr
 }
 
 TEST_CASE("PostgreSQL events: a damaged batch row is an error, not a crash", "[postgres][events][hardening]") {
-  const std::string schema = fresh_schema("event_rows_damaged");
+  const std::string schema = orch::testing::fresh_schema("event_rows_damaged");
   auto store = open_store(schema);
   REQUIRE(store->create_run(orch::testing::sample_running_run("r")).ok());
   orch::StoreBatch batch;
@@ -212,11 +201,11 @@ TEST_CASE("PostgreSQL events: a damaged batch row is an error, not a crash", "[p
 }
 
 TEST_CASE("a schema 6 PostgreSQL database is upgraded in place: its events, a row each, read on, and new ones follow", "[postgres][migration]") {
-  PostgresCluster& pg = cluster();
+  PostgresCluster& pg = orch::testing::require_postgres();
   // Runs and checkpoints written by this store, copied into a database at
   // schema 6; its events as schema 6 stored them, one row each, one of them
   // without its state (naming its checkpoint).
-  const std::string source = fresh_schema("from6_source");
+  const std::string source = orch::testing::fresh_schema("from6_source");
   const Value state = Value::object({{"items", Value::array({"from checkpoint 1"})}});
   {
     auto writer = open_store(source);
@@ -224,7 +213,7 @@ TEST_CASE("a schema 6 PostgreSQL database is upgraded in place: its events, a ro
     orch::StoreBatch batch = superstep(orch::testing::sample_running_run("old"), 1, state);
     REQUIRE(writer->write_batch(batch).ok());
   }
-  const std::string schema = fresh_schema("from6");
+  const std::string schema = orch::testing::fresh_schema("from6");
   {
     orch::postgres::ConnectSettings settings;
     settings.conninfo = pg.conninfo();

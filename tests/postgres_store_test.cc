@@ -27,6 +27,7 @@
 #include "orch/workflow.h"
 #include "support/figures.h"
 #include "support/postgres_cluster.h"
+#include "support/postgres_test_helpers.h"
 #include "store/postgres/pg_change_watch.h"
 #include "store/postgres/pg_connection.h"
 #include "store/postgres/pg_schema.h"
@@ -44,22 +45,9 @@ using orch::testing::PostgresCluster;
 
 namespace {
 
-PostgresCluster& cluster() {
-  auto shared = orch::testing::shared_postgres_cluster();
-  INFO("starting a private PostgreSQL server: " << shared.status().to_string());
-  REQUIRE(shared.ok());
-  return **shared;
-}
-
-// A schema name no other store of this program uses.
-std::string fresh_schema(const std::string& prefix) {
-  static std::atomic<int> counter{0};
-  return prefix + "_" + std::to_string(counter++);
-}
-
 std::shared_ptr<Store> open_store(const std::string& schema, orch::PostgresStoreOptions options = {}) {
   options.schema = schema;
-  auto store = orch::new_postgres_store(cluster().conninfo(), options);
+  auto store = orch::new_postgres_store(orch::testing::require_postgres().conninfo(), options);
   INFO(store.status().to_string());
   REQUIRE(store.ok());
   return *store;
@@ -118,11 +106,11 @@ std::chrono::milliseconds timed(Call&& call) {
 }  // namespace
 
 TEST_CASE("the PostgreSQL store passes the conformance suite", "[postgres][conformance]") {
-  PostgresCluster& pg = cluster();
+  PostgresCluster& pg = orch::testing::require_postgres();
   std::vector<std::string> failures =
       orch::testing::run_store_conformance([&]() -> std::shared_ptr<orch::Store> {
         orch::PostgresStoreOptions options;
-        options.schema = fresh_schema("conformance");
+        options.schema = orch::testing::fresh_schema("conformance");
         auto store = orch::new_postgres_store(pg.conninfo(), options);
         if (!store.ok()) FAIL(store.status().to_string());
         return *store;
@@ -132,7 +120,7 @@ TEST_CASE("the PostgreSQL store passes the conformance suite", "[postgres][confo
 }
 
 TEST_CASE("the PostgreSQL store conforms with tiny delta chains and one connection", "[postgres][conformance]") {
-  PostgresCluster& pg = cluster();
+  PostgresCluster& pg = orch::testing::require_postgres();
   for (int chain : {0, 1, 2}) {
     orch::testing::StoreConformanceOptions suite;
     suite.threads = 3;
@@ -140,7 +128,7 @@ TEST_CASE("the PostgreSQL store conforms with tiny delta chains and one connecti
     std::vector<std::string> failures = orch::testing::run_store_conformance(
         [&]() -> std::shared_ptr<orch::Store> {
           orch::PostgresStoreOptions options;
-          options.schema = fresh_schema("chain" + std::to_string(chain));
+          options.schema = orch::testing::fresh_schema("chain" + std::to_string(chain));
           options.max_delta_chain = chain;
           options.max_connections = 1;
           auto store = orch::new_postgres_store(pg.conninfo(), options);
@@ -154,7 +142,7 @@ TEST_CASE("the PostgreSQL store conforms with tiny delta chains and one connecti
 }
 
 TEST_CASE("a PostgreSQL store keeps everything across close and reopen", "[postgres]") {
-  const std::string schema = fresh_schema("reopen");
+  const std::string schema = orch::testing::fresh_schema("reopen");
   std::vector<Value> states;
   {
     auto store = open_store(schema);
@@ -210,7 +198,7 @@ TEST_CASE("a PostgreSQL store keeps everything across close and reopen", "[postg
 }
 
 TEST_CASE("two PostgreSQL stores on one database: concurrent writers, exact seqs, a stale cache", "[postgres][concurrency]") {
-  const std::string schema = fresh_schema("shared");
+  const std::string schema = orch::testing::fresh_schema("shared");
   auto a = open_store(schema);
   auto b = open_store(schema);
 
@@ -352,7 +340,7 @@ TEST_CASE("many callers on one pooled PostgreSQL connection all get it in turn",
   // went to another, nor fail with "connections stayed busy".
   orch::PostgresStoreOptions options;
   options.max_connections = 1;
-  auto store = open_store(fresh_schema("pool"), options);
+  auto store = open_store(orch::testing::fresh_schema("pool"), options);
   REQUIRE(store->create_run(make_run("queued")).ok());
   constexpr int kThreads = 24;
   constexpr int kEach = 15;
@@ -378,8 +366,8 @@ TEST_CASE("many callers on one pooled PostgreSQL connection all get it in turn",
 }
 
 TEST_CASE("PostgreSQL migrations run once when several stores open at once, newer schemas are refused", "[postgres]") {
-  PostgresCluster& pg = cluster();
-  const std::string schema = fresh_schema("migrate");
+  PostgresCluster& pg = orch::testing::require_postgres();
+  const std::string schema = orch::testing::fresh_schema("migrate");
   constexpr int kStores = 6;
   std::vector<std::thread> threads;
   std::atomic<int> opened{0};
@@ -413,8 +401,8 @@ TEST_CASE("PostgreSQL migrations run once when several stores open at once, newe
 }
 
 TEST_CASE("a schema 3 PostgreSQL database is upgraded in place: its runs, leases and events stay and are fenced and announced as before", "[postgres][migration]") {
-  PostgresCluster& pg = cluster();
-  const std::string schema = fresh_schema("from3");
+  PostgresCluster& pg = orch::testing::require_postgres();
+  const std::string schema = orch::testing::fresh_schema("from3");
   {
     orch::postgres::ConnectSettings settings;
     settings.conninfo = pg.conninfo();
@@ -521,7 +509,7 @@ orch::StoreBatch checkpoint_batch(const RunRecord& run, int64_t version) {
 std::shared_ptr<orch::postgres::PostgresStore> open_grouping_store(const std::string& schema) {
   orch::PostgresStoreOptions options;
   options.schema = schema;
-  auto store = orch::postgres::PostgresStore::open(cluster().conninfo(), options);
+  auto store = orch::postgres::PostgresStore::open(orch::testing::require_postgres().conninfo(), options);
   INFO(store.status().to_string());
   REQUIRE(store.ok());
   return *store;
@@ -530,8 +518,8 @@ std::shared_ptr<orch::postgres::PostgresStore> open_grouping_store(const std::st
 }  // namespace
 
 TEST_CASE("a PostgreSQL group commit: a run whose chain moved on is written the slow way, the others in one transaction", "[postgres][concurrency]") {
-  PostgresCluster& pg = cluster();
-  const std::string schema = fresh_schema("group_chain");
+  PostgresCluster& pg = orch::testing::require_postgres();
+  const std::string schema = orch::testing::fresh_schema("group_chain");
   auto a = open_grouping_store(schema);
   auto b = open_store(schema);
   for (const char* id : {"moved", "kept", "ended"}) REQUIRE(a->create_run(make_run(id)).ok());
@@ -630,7 +618,7 @@ TEST_CASE("a PostgreSQL group commit: a run whose chain moved on is written the 
 }
 
 TEST_CASE("a PostgreSQL group commit with two batches of one run writes them in their order", "[postgres][concurrency]") {
-  const std::string schema = fresh_schema("group_twice");
+  const std::string schema = orch::testing::fresh_schema("group_twice");
   auto a = open_grouping_store(schema);
   for (const char* id : {"twice", "other"}) {
     REQUIRE(a->create_run(make_run(id)).ok());
@@ -666,7 +654,7 @@ TEST_CASE("a PostgreSQL group commit with two batches of one run writes them in 
 }
 
 TEST_CASE("many runs committing supersteps at once through the group commit: every batch written once, exact seqs and chains", "[postgres][concurrency]") {
-  const std::string schema = fresh_schema("group_many");
+  const std::string schema = orch::testing::fresh_schema("group_many");
   // Few connections, many threads: groups form, and several leaders write
   // at once.
   orch::PostgresStoreOptions options;
@@ -721,9 +709,9 @@ TEST_CASE("many runs committing supersteps at once through the group commit: eve
 }
 
 TEST_CASE("a schema 4 PostgreSQL database is upgraded in place: each run row names its latest checkpoint, and writes go on from it", "[postgres][migration]") {
-  PostgresCluster& pg = cluster();
+  PostgresCluster& pg = orch::testing::require_postgres();
   // Rows written by this store, copied into a database at schema 4.
-  const std::string source = fresh_schema("from4_source");
+  const std::string source = orch::testing::fresh_schema("from4_source");
   {
     auto writer = open_store(source);
     REQUIRE(writer->create_run(make_run("old")).ok());
@@ -733,7 +721,7 @@ TEST_CASE("a schema 4 PostgreSQL database is upgraded in place: each run row nam
       REQUIRE(writer->write_batch(batch).ok());
     }
   }
-  const std::string schema = fresh_schema("from4");
+  const std::string schema = orch::testing::fresh_schema("from4");
   {
     orch::postgres::ConnectSettings settings;
     settings.conninfo = pg.conninfo();
@@ -789,10 +777,10 @@ TEST_CASE("a schema 4 PostgreSQL database is upgraded in place: each run row nam
 }
 
 TEST_CASE("a PostgreSQL pipeline without BEGIN is one transaction: a failure undoes what came before it, a local setting lasts to its end", "[postgres]") {
-  const std::string schema = fresh_schema("pipeline");
+  const std::string schema = orch::testing::fresh_schema("pipeline");
   open_store(schema);  // creates the schema and its tables
   orch::postgres::ConnectSettings settings;
-  settings.conninfo = cluster().conninfo();
+  settings.conninfo = orch::testing::require_postgres().conninfo();
   settings.schema = schema;
   settings.synchronous_commit = false;
   auto opened = orch::postgres::Connection::open(settings);
@@ -843,11 +831,11 @@ TEST_CASE("bad PostgreSQL conninfo or no server: a clear Status, quickly", "[pos
   CHECK(refused.status().message().find(nowhere) != std::string::npos);
   CHECK(took < std::chrono::seconds(5));
   // A database that does not exist: the server says so.
-  auto missing = orch::new_postgres_store(cluster().conninfo("no_such_database"));
+  auto missing = orch::new_postgres_store(orch::testing::require_postgres().conninfo("no_such_database"));
   REQUIRE_FALSE(missing.ok());
   CHECK(missing.status().message().find("no_such_database") != std::string::npos);
   // Hostile values never reach the server cut short.
-  auto store = open_store(fresh_schema("hostile"));
+  auto store = open_store(orch::testing::fresh_schema("hostile"));
   RunRecord nul = make_run(std::string("with\0nul", 8));
   CHECK(store->create_run(nul).code() == StatusCode::kInvalidArgument);
   RunRecord huge = make_run("huge");
@@ -857,8 +845,8 @@ TEST_CASE("bad PostgreSQL conninfo or no server: a clear Status, quickly", "[pos
 }
 
 TEST_CASE("damaged PostgreSQL rows give errors, not crashes", "[postgres][hardening]") {
-  PostgresCluster& pg = cluster();
-  const std::string schema = fresh_schema("damaged");
+  PostgresCluster& pg = orch::testing::require_postgres();
+  const std::string schema = orch::testing::fresh_schema("damaged");
   auto store = open_store(schema);
   RunRecord run = make_run("victim");
   REQUIRE(store->create_run(run).ok());
@@ -942,7 +930,7 @@ TEST_CASE("the PostgreSQL server stopped or frozen mid-use: Unavailable, no hang
 }
 
 TEST_CASE("1000 engine supersteps that each append to a list stay within 1 MB of checkpoints on PostgreSQL", "[postgres][size][engine]") {
-  auto store = open_store(fresh_schema("budget"));
+  auto store = open_store(orch::testing::fresh_schema("budget"));
   constexpr int kNodes = 1000;
   std::string nodes, edges = R"(["__start__","n0"])";
   for (int i = 0; i < kNodes; ++i) {
@@ -983,8 +971,8 @@ TEST_CASE("1000 engine supersteps that each append to a list stay within 1 MB of
 }
 
 TEST_CASE("a values event written with its checkpoint is stored once and reads back whole, also after a truncate", "[postgres]") {
-  PostgresCluster& pg = cluster();
-  const std::string schema = fresh_schema("values");
+  PostgresCluster& pg = orch::testing::require_postgres();
+  const std::string schema = orch::testing::fresh_schema("values");
   auto store = open_store(schema);
   RunRecord run = make_run("v");
   REQUIRE(store->create_run(run).ok());
@@ -1027,10 +1015,10 @@ TEST_CASE("a values event written with its checkpoint is stored once and reads b
 }
 
 TEST_CASE("watch_changes: a store hears the events and host records another store writes on its schema, and only those", "[postgres][events]") {
-  const std::string schema = fresh_schema("watch");
+  const std::string schema = orch::testing::fresh_schema("watch");
   auto writer = open_store(schema);   // another instance, with its own connections
   auto reader = open_store(schema);
-  auto elsewhere = open_store(fresh_schema("watch_other"));
+  auto elsewhere = open_store(orch::testing::fresh_schema("watch_other"));
   std::mutex mu;
   std::condition_variable cv;
   std::vector<std::string> heard;
@@ -1102,7 +1090,7 @@ TEST_CASE("a change payload names one run, one collection, or a group commit's r
 }
 
 TEST_CASE("watch_changes: the runs of a group commit are heard, each of them, through one notification", "[postgres][events]") {
-  const std::string schema = fresh_schema("watch_group");
+  const std::string schema = orch::testing::fresh_schema("watch_group");
   auto writer = open_grouping_store(schema);
   auto reader = open_store(schema);
   HeardRuns heard(*reader);

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "support/fake_workers.h"
 #include "support/postgres_cluster.h"
+#include "support/postgres_test_helpers.h"
 #include "support/server_fixture.h"
 #include "support/test_helpers.h"
 #include "worker_health_share.h"
@@ -40,17 +41,10 @@ Value wait_run(httplib::Client& c, const std::string& id) {
   return Value();
 }
 
-orch::testing::PostgresCluster& cluster() {
-  auto shared = orch::testing::shared_postgres_cluster();
-  INFO("starting a private PostgreSQL server: " << shared.status().to_string());
-  REQUIRE(shared.ok());
-  return **shared;
-}
-
 }  // namespace
 
 TEST_CASE("orch serve on a postgresql:// URI runs a workflow and reads it back after a restart", "[server][postgres]") {
-  orch::testing::PostgresCluster& pg = cluster();
+  orch::testing::PostgresCluster& pg = orch::testing::require_postgres();
   orch::server::ServerConfig config;
   config.db = pg.uri();  // postgresql:///orch?host=<socket dir>&port=...&user=postgres
   REQUIRE(orch::is_postgres_uri(config.db));
@@ -145,7 +139,7 @@ TEST_CASE("orch serve on an unreachable PostgreSQL fails to start with a clear e
 }
 
 TEST_CASE("two orch serve on one PostgreSQL: B's streams are woken by the events A writes, Last-Event-ID exact", "[server][postgres][sse]") {
-  orch::testing::PostgresCluster& pg = cluster();
+  orch::testing::PostgresCluster& pg = orch::testing::require_postgres();
   orch::server::ServerConfig config;
   config.db = pg.uri();
   config.postgres.schema = "serve_two_streams";
@@ -198,7 +192,7 @@ TEST_CASE("instances sharing a database have their own async instance names, sta
 }
 
 TEST_CASE("two orch serve on one PostgreSQL: a worker registered or removed through one is known to the other", "[server][postgres][workers]") {
-  orch::testing::PostgresCluster& pg = cluster();
+  orch::testing::PostgresCluster& pg = orch::testing::require_postgres();
   orch::server::ServerConfig config;
   config.db = pg.uri();
   config.postgres.schema = "serve_two_workers";
@@ -225,7 +219,7 @@ TEST_CASE("two orch serve on one PostgreSQL: a worker registered or removed thro
 }
 
 TEST_CASE("two orch serve on one PostgreSQL: a worker's rate-limit report to one shows on the other", "[server][postgres][workers]") {
-  orch::testing::PostgresCluster& pg = cluster();
+  orch::testing::PostgresCluster& pg = orch::testing::require_postgres();
   orch::testing::FakeWorker worker;
   orch::testing::FakeReply reply;
   reply.fields = Value::object({{"rate_limit", Value::object({{"remaining", 7}, {"limit", 10}, {"reset_ms", 500}})}});
@@ -277,7 +271,7 @@ std::string last_error_of(orch::server::App& app, const std::string& worker) {
 }  // namespace
 
 TEST_CASE("two orch serve on one PostgreSQL: one probes the workers for both, and the other takes over when it stops", "[server][postgres][workers][singleton]") {
-  orch::testing::PostgresCluster& pg = cluster();
+  orch::testing::PostgresCluster& pg = orch::testing::require_postgres();
   orch::testing::FakeWorker worker;
   orch::server::ServerConfig config;
   config.db = pg.uri();
