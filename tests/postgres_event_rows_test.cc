@@ -214,16 +214,7 @@ TEST_CASE("a schema 6 PostgreSQL database is upgraded in place: its events, a ro
     REQUIRE(writer->write_batch(batch).ok());
   }
   const std::string schema = orch::testing::fresh_schema("from6");
-  {
-    orch::postgres::ConnectSettings settings;
-    settings.conninfo = pg.conninfo();
-    settings.schema = schema;
-    auto conn = orch::postgres::Connection::open(settings);
-    REQUIRE(conn.ok());
-    Status migrated = orch::postgres::migrate_schema(**conn, schema, 6);
-    INFO(migrated.to_string());
-    REQUIRE(migrated.ok());
-  }
+  orch::testing::create_schema_at(pg, schema, 6);
   const std::string to = "\"" + schema + "\".", from = "\"" + source + "\".";
   const std::string run_columns =
       "pk, id, status, workflow_id, workflow, input, config, state, host_data, error, parent_run_id, parent_node, "

@@ -403,17 +403,7 @@ TEST_CASE("PostgreSQL migrations run once when several stores open at once, newe
 TEST_CASE("a schema 3 PostgreSQL database is upgraded in place: its runs, leases and events stay and are fenced and announced as before", "[postgres][migration]") {
   PostgresCluster& pg = orch::testing::require_postgres();
   const std::string schema = orch::testing::fresh_schema("from3");
-  {
-    orch::postgres::ConnectSettings settings;
-    settings.conninfo = pg.conninfo();
-    settings.schema = schema;
-    auto conn = orch::postgres::Connection::open(settings);
-    INFO(conn.status().to_string());
-    REQUIRE(conn.ok());
-    Status migrated = orch::postgres::migrate_schema(**conn, schema, 3);
-    INFO(migrated.to_string());
-    REQUIRE(migrated.ok());
-  }
+  orch::testing::create_schema_at(pg, schema, 3);
   const std::string q = "\"" + schema + "\".";
   // A run leased by instance-a at epoch 3, with one event, as schema 3 stored them.
   REQUIRE(pg.psql("INSERT INTO " + q + "runs (id, status, workflow_id, workflow, input, config, state, host_data, "
@@ -722,16 +712,7 @@ TEST_CASE("a schema 4 PostgreSQL database is upgraded in place: each run row nam
     }
   }
   const std::string schema = orch::testing::fresh_schema("from4");
-  {
-    orch::postgres::ConnectSettings settings;
-    settings.conninfo = pg.conninfo();
-    settings.schema = schema;
-    auto conn = orch::postgres::Connection::open(settings);
-    REQUIRE(conn.ok());
-    Status migrated = orch::postgres::migrate_schema(**conn, schema, 4);
-    INFO(migrated.to_string());
-    REQUIRE(migrated.ok());
-  }
+  orch::testing::create_schema_at(pg, schema, 4);
   const std::string to = "\"" + schema + "\".", from = "\"" + source + "\".";
   auto columns = pg.psql("SELECT count(*) FROM information_schema.columns WHERE table_schema = '" + schema +
                              "' AND column_name = 'latest_checkpoint_id'",
