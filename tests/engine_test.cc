@@ -483,6 +483,40 @@ TEST_CASE("a subgraph child that interrupts pauses its parent, resuming continue
   CHECK(kids->front().status == RunStatus::kCompleted);
 }
 
+TEST_CASE("a subgraph child resumed directly ends and its parent then goes on by itself", "[engine]") {
+  auto store = orch::new_memory_store();
+  orch::WorkflowRecord child;
+  child.id = "child";
+  child.definition = json(R"({"nodes": {"ask": {"type": "interrupt"},
+      "set": {"type": "transform", "updates": {"output": "from child"}}},
+    "edges": [["__start__","ask"],["ask","set"],["set","__end__"]]})");
+  REQUIRE(store->put_workflow(child, true).ok());
+  auto wf = make_workflow(R"({"state_schema": {"output": {}, "trace": {"type": "array", "reducer": "append"}},
+    "nodes": {"sub": {"type": "subgraph", "workflow_id": "child", "output_key": "output"},
+              "after": {"type": "transform", "updates": {"trace": ["after"]}}},
+    "edges": [["__start__","sub"],["sub","after"],["after","__end__"]]})");
+  auto engine = make_engine(nullptr, nullptr, store);
+  auto id = *engine->start_run(wf, {});
+  REQUIRE(engine->wait(id, 10s)->status == RunStatus::kInterrupted);
+  orch::RunFilter children;
+  children.parent_run_id = id;
+  auto kids = store->list_runs(children);
+  REQUIRE(kids->size() == 1);
+  REQUIRE(engine->resume_run(kids->front().id, Value()).ok());
+  REQUIRE(engine->wait(kids->front().id, 10s)->status == RunStatus::kCompleted);
+  // The parent hears of its child's end on an engine thread.
+  auto r = engine->get_run(id);
+  for (int i = 0; i < 1000 && r.ok() && r->status != RunStatus::kCompleted; ++i) {
+    std::this_thread::sleep_for(10ms);
+    r = engine->get_run(id);
+  }
+  REQUIRE(r.ok());
+  REQUIRE(r->status == RunStatus::kCompleted);
+  CHECK(r->state["output"].as_string() == "from child");
+  CHECK(trace_of(*r) == std::vector<std::string>{"after"});
+  CHECK(store->get_run(id)->status == RunStatus::kCompleted);
+}
+
 TEST_CASE("a workflow whose subgraphs call it back starts at most max_descendant_runs runs", "[engine][hardening]") {
   // Two subgraph nodes calling their own workflow: 2^10 runs before the
   // depth limit without a cap on the family.

@@ -1181,6 +1181,7 @@ Status EngineImpl::resume_run(const std::string& run_id, const Value& state_upda
   ctx->record.updated_at_ms = options_.clock->now_ms();
   ctx->record.state = ctx->state;
   ORCH_RETURN_IF_ERROR(options_.store->update_run(ctx->record));
+  ctx->paused_for_child = false;
   emit(*ctx, event_kind::kRunResumed, Value::object({{"state_updates", state_updates}}));
   // A subgraph node waiting on an interrupted child: resume the child instead.
   if (ctx->in_superstep) {

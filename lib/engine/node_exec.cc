@@ -827,13 +827,26 @@ void EngineImpl::on_child_stopped(const std::shared_ptr<RunContext>& ctx, size_t
   NodeTask& t = c.tasks[index];
   if (t.finished) return;
   const Node& node = *c.compiled->graph->node(t.vertex);
+  if (is_terminal(child.status) && c.record.status == RunStatus::kInterrupted && c.paused_for_child) {
+    // The child was resumed directly and has ended: nothing holds the parent
+    // any more, it continues with the child's result.
+    c.paused_for_child = false;
+    c.record.status = RunStatus::kRunning;
+    c.record.updated_at_ms = options_.clock->now_ms();
+    if (!options_.store->update_run(c.record).ok()) return;  // stays paused: resuming it still works
+    emit(c, event_kind::kRunResumed, Value::object({{"reason", "subgraph_ended"}, {"node", node.name}}));
+    notify_status_change();
+  }
   switch (child.status) {
     case RunStatus::kCompleted:
       complete_task(ctx, index, with_updates(Value::object({{node.subgraph.output_key, child.state[node.subgraph.output_key]}})), true);
       return;
     case RunStatus::kInterrupted:
       // A pause in the child pauses the parent; resuming the parent resumes the child.
-      if (c.record.status == RunStatus::kRunning) pause_run(c, "subgraph_interrupted", node.name);
+      if (c.record.status == RunStatus::kRunning) {
+        pause_run(c, "subgraph_interrupted", node.name);
+        c.paused_for_child = true;
+      }
       return;
     case RunStatus::kFailed:
       complete_task(ctx, index, failed("subgraph run " + child.id + " failed: " + child.error), true);

@@ -139,6 +139,9 @@ struct RunContext : std::enable_shared_from_this<RunContext> {
   size_t outstanding = 0;
   size_t pending_writes_due = 0;  // tasks with pending_write_due set
   bool in_superstep = false;
+  // Interrupted only because a subgraph child paused: once that child ends
+  // (resumed on its own), the run goes on by itself.
+  bool paused_for_child = false;
   bool advancing = false;        // EngineImpl::advance is on the stack (it loops, never nests)
   uint64_t generation = 0;       // bumped by cancel; callbacks of older generations are dropped
   // Fencing (Store::claim_run_lease): the epoch of this engine's lease on the
