@@ -397,8 +397,11 @@ int mixed_runs(const std::string& label, orch::WorkerRegistryOptions registry_op
           std::to_string(completed) + " failed " + std::to_string(failed) + " in " + std::to_string(elapsed_ms) +
           " ms; in-flight at end " + std::to_string(in_flight_end) + "; open connections after runs " +
           std::to_string(open_after_runs) + ", after grace " + std::to_string(open_end));
-  // Each call reached the worker once: nothing re-sent behind the retry policy.
-  CHECK(rig.worker.calls() == status.calls);
+  // Each call reached the worker at most once: nothing re-sent behind the
+  // retry policy. (At most: a call that waited for its circuit can leave the
+  // queue as its node's timeout cancels it, before its bytes go out.)
+  CHECK(rig.worker.calls() <= status.calls);
+  CHECK(status.calls - rig.worker.calls() <= 2);
   return completed;
 }
 
