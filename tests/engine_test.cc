@@ -458,7 +458,9 @@ TEST_CASE("interrupt node pauses, resume continues after it", "[engine]") {
   CHECK(trace_of(*r) == std::vector<std::string>{"after"});
 }
 
-TEST_CASE("a subgraph child that interrupts pauses its parent, resuming continues both", "[engine]") {
+// A memory store holding workflow "child": it pauses at an interrupt node,
+// then sets `output` to "from child".
+static std::shared_ptr<orch::Store> store_with_pausing_child() {
   auto store = orch::new_memory_store();
   orch::WorkflowRecord child;
   child.id = "child";
@@ -466,6 +468,11 @@ TEST_CASE("a subgraph child that interrupts pauses its parent, resuming continue
       "set": {"type": "transform", "updates": {"output": "from child"}}},
     "edges": [["__start__","ask"],["ask","set"],["set","__end__"]]})");
   REQUIRE(store->put_workflow(child, true).ok());
+  return store;
+}
+
+TEST_CASE("a subgraph child that interrupts pauses its parent, resuming continues both", "[engine]") {
+  auto store = store_with_pausing_child();
   auto wf = make_workflow(R"({"nodes": {"sub": {"type": "subgraph", "workflow_id": "child", "output_key": "output"}},
     "edges": [["__start__","sub"],["sub","__end__"]]})");
   auto engine = make_engine(nullptr, nullptr, store);
@@ -484,13 +491,7 @@ TEST_CASE("a subgraph child that interrupts pauses its parent, resuming continue
 }
 
 TEST_CASE("a subgraph child resumed directly ends and its parent then goes on by itself", "[engine]") {
-  auto store = orch::new_memory_store();
-  orch::WorkflowRecord child;
-  child.id = "child";
-  child.definition = json(R"({"nodes": {"ask": {"type": "interrupt"},
-      "set": {"type": "transform", "updates": {"output": "from child"}}},
-    "edges": [["__start__","ask"],["ask","set"],["set","__end__"]]})");
-  REQUIRE(store->put_workflow(child, true).ok());
+  auto store = store_with_pausing_child();
   auto wf = make_workflow(R"({"state_schema": {"output": {}, "trace": {"type": "array", "reducer": "append"}},
     "nodes": {"sub": {"type": "subgraph", "workflow_id": "child", "output_key": "output"},
               "after": {"type": "transform", "updates": {"trace": ["after"]}}},
