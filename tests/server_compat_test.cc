@@ -4,6 +4,7 @@
 // steps at once, paged history.
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <set>
 #include <fstream>
 #include <sstream>
@@ -68,6 +69,87 @@ TEST_CASE("every executed node has a step record, route, transform and interrupt
   REQUIRE(interrupt_steps.size() == 1);
   CHECK(interrupt_steps.as_array()[0]["type"].as_string() == "interrupt");
   CHECK(interrupt_steps.as_array()[0]["output_json"].to_json().find("interrupted") != std::string::npos);
+}
+
+TEST_CASE("a send writes a step row per dispatched item and its parent row holds the results", "[server][compat]") {
+  // NullBoiler (api 3.4): `<send>_<i>` rows of type task with item_index,
+  // running -> completed/failed with {"output": text}; then the send's own
+  // row with {"<output_key>": [...]}.
+  orch::testing::FakeWorker worker;
+  worker.push(orch::testing::FakeReply::with_text("first"));
+  worker.push(orch::testing::FakeReply::failing(500));  // item 1: no retry, null in the results
+  worker.push(orch::testing::FakeReply::with_text("third"));
+  orch::testing::TestServer server;
+  auto c = server.client();
+  auto added = c->Post("/workers", R"({"id": "w1", "url": ")" + worker.url() + R"(", "tags": ["fan"]})",
+                       "application/json");
+  REQUIRE(added);
+  REQUIRE(added->status == 201);
+  std::string id = start(*c, R"({"workflow": {
+      "state_schema": {"files": {"type": "array"}, "done": {"type": "array", "reducer": "append"}},
+      "nodes": {"fan": {"type": "send", "items_key": "state.files", "target_node": "review", "output_key": "done",
+                        "max_concurrency": 1, "on_item_error": "null"},
+                "review": {"type": "task", "worker_tags": ["fan"], "prompt_template": "review {{item}}"}},
+      "edges": [["__start__", "fan"], ["fan", "__end__"]]}, "input": {"files": ["a", "b", "c"]}})");
+  auto ended = server.app().engine->wait(id, 10s);
+  REQUIRE(ended.ok());
+  INFO(ended->error);
+  REQUIRE(ended->status == RunStatus::kCompleted);
+  Value steps = json_body(c->Get(("/runs/" + id + "/steps").c_str()));
+  INFO(steps.to_json());
+  REQUIRE(steps.size() == 4);
+  std::string parent_id;
+  std::map<std::string, Value> items;
+  for (const Value& s : steps.as_array()) {
+    if (s["type"].as_string() == "send") {
+      parent_id = s["id"].as_string();
+      CHECK(s["def_step_id"].as_string() == "fan");
+      CHECK(s["status"].as_string() == "completed");
+      CHECK(s["output_json"].to_json() == R"({"done":["first",null,"third"]})");
+    } else {
+      items[s["def_step_id"].as_string()] = s;
+    }
+  }
+  REQUIRE(items.size() == 3);
+  for (int i = 0; i < 3; ++i) {
+    const Value& row = items["fan_" + std::to_string(i)];
+    CHECK(row["type"].as_string() == "task");
+    CHECK(row["item_index"].as_int() == i);
+    CHECK(row["parent_step_id"].as_string() == parent_id);
+    CHECK(row["worker_id"].as_string() == "w1");
+  }
+  CHECK(items["fan_0"]["status"].as_string() == "completed");
+  CHECK(items["fan_0"]["output_json"].to_json() == R"({"output":"first"})");
+  CHECK(items["fan_1"]["status"].as_string() == "failed");
+  CHECK(!items["fan_1"]["error_text"].as_string().empty());
+  CHECK(items["fan_2"]["output_json"].to_json() == R"({"output":"third"})");
+  // One row per item, also through GET /runs/{id}/steps/{sid}.
+  auto one = c->Get(("/runs/" + id + "/steps/" + items["fan_2"]["id"].as_string()).c_str());
+  REQUIRE(one);
+  CHECK(one->status == 200);
+}
+
+TEST_CASE("a subgraph's step row holds what it wrote", "[server][compat]") {
+  orch::testing::TestServer server;
+  auto c = server.client();
+  auto wf = c->Post("/workflows", R"({"id": "child", "state_schema": {"answer": {"type": "string"}},
+      "nodes": {"t": {"type": "transform", "updates": {"answer": "42"}}},
+      "edges": [["__start__", "t"], ["t", "__end__"]]})", "application/json");
+  REQUIRE(wf);
+  REQUIRE(wf->status / 100 == 2);
+  std::string id = start(*c, R"({"workflow": {"state_schema": {"answer": {"type": "string"}},
+      "nodes": {"sub": {"type": "subgraph", "workflow_id": "child", "output_key": "answer"}},
+      "edges": [["__start__", "sub"], ["sub", "__end__"]]}})");
+  auto ended = server.app().engine->wait(id, 10s);
+  REQUIRE(ended.ok());
+  INFO(ended->error);
+  REQUIRE(ended->status == RunStatus::kCompleted);
+  Value steps = json_body(c->Get(("/runs/" + id + "/steps").c_str()));
+  INFO(steps.to_json());
+  REQUIRE(steps.size() == 1);
+  CHECK(steps.as_array()[0]["type"].as_string() == "subgraph");
+  CHECK(steps.as_array()[0]["output_json"].to_json() == R"({"answer":"42"})");
+  CHECK(!steps.as_array()[0]["child_run_id"].as_string().empty());
 }
 
 TEST_CASE("a legacy steps run lists all its steps from the start", "[server][compat]") {

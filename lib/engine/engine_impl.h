@@ -246,7 +246,13 @@ class EngineImpl final : public orch::Engine {
   void launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t index);
   void launch_send_items(const std::shared_ptr<RunContext>& ctx, size_t index);
   void on_item_reply(const std::shared_ptr<RunContext>& ctx, size_t index, size_t item,
-                     Result<ReplyEffects> effects, std::string output, bool retryable);
+                     Result<ReplyEffects> effects, std::string output, bool retryable,
+                     const std::string& worker_id = std::string());
+  // A send item's worker call: its step record, written as the call starts
+  // and as it ends.
+  void record_item_call(RunContext& c, NodeTask& t, const Node& send, const Node& target, size_t item);
+  void finish_item_call(RunContext& c, NodeTask& t, size_t item, const Result<ReplyEffects>& effects,
+                        const std::string& output, const std::string& worker_id);
   void on_attempt_done(const std::shared_ptr<RunContext>& ctx, size_t index, uint64_t token,
                        Result<ReplyEffects> result, std::string output, std::string worker_id, bool retryable,
                        int64_t retry_after_ms);

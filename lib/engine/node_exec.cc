@@ -131,6 +131,9 @@ void EngineImpl::finish_step_record(RunContext& c, NodeTask& t) {
   step.error = failed ? t.outcome.error : std::string();
   step.created_at_ms = step.started_at_ms = t.started_ms;
   step.ended_at_ms = stamp_ms(c);
+  // What the node wrote, as NullBoiler's row shows it: {"<output_key>": ...}
+  // (a send's results, a subgraph's value), the last of its updates.
+  if (own_record && !failed && !t.outcome.updates.empty()) step.output = t.outcome.updates.back();
   write_step(c, std::move(step));
   t.has_step_record = true;
 }
@@ -204,6 +207,7 @@ void EngineImpl::launch_node(const std::shared_ptr<RunContext>& ctx, size_t inde
       t.item_results.assign(n, Value());
       t.item_updates.assign(n, {});
       t.item_attempts.assign(n, 0);
+      t.item_steps.assign(n, StepRecord());
       if (n == 0) {
         complete_task(ctx, index, with_updates(Value::object({{node.send.output_key, Value::array()}})), true);
         return;
@@ -657,25 +661,67 @@ void EngineImpl::launch_send_items(const std::shared_ptr<RunContext>& ctx, size_
                     });
       continue;
     }
+    record_item_call(c, t, send, target, i);  // stored with the call (call_worker writes first)
     call_worker(ctx, std::move(req), [this, weak, gen, index, i](WorkerReply reply) {
       auto locked = weak.lock();
       if (!locked) return;
       BatchedRunLock lock(*this, *locked);
       if (locked->generation != gen || index >= locked->tasks.size()) return;
       if (!reply.status.ok()) {
-        on_item_reply(locked, index, i, reply.status, "", reply.retryable);
+        on_item_reply(locked, index, i, reply.status, "", reply.retryable, reply.worker_id);
         return;
       }
       static const TaskConfig kItemConfig;  // item replies: state_updates or the output text
-      on_item_reply(locked, index, i, interpret_reply(reply.output, reply.envelope, kItemConfig), reply.output, true);
+      on_item_reply(locked, index, i, interpret_reply(reply.output, reply.envelope, kItemConfig), reply.output, true,
+                    reply.worker_id);
     });
   }
 }
 
+// A send item's worker call gets a step record of its own, as in NullBoiler:
+// `<send>_<i>`, type task, running until its reply; each retry a new one.
+// In-process items (library callables) get none: a fan-out of thousands of
+// them would write thousands of records for calls that cannot be resumed.
+void EngineImpl::record_item_call(RunContext& c, NodeTask& t, const Node& send, const Node& target, size_t item) {
+  StepRecord& step = t.item_steps[item];
+  step = StepRecord();
+  step.id = new_uuid();
+  step.run_id = c.record.id;
+  step.node_name = send.name + "_" + std::to_string(item);
+  step.type = "task";
+  step.status = StepStatus::kRunning;
+  step.attempt = t.item_attempts[item];
+  step.max_attempts = target.task.retry.max_attempts;
+  step.superstep = c.version + 1;
+  step.item_index = static_cast<int>(item);
+  step.parent_step_id = t.step_id;
+  step.input = t.items[item];
+  step.created_at_ms = step.started_at_ms = stamp_ms(c);
+  write_step(c, step);
+}
+
+void EngineImpl::finish_item_call(RunContext& c, NodeTask& t, size_t item, const Result<ReplyEffects>& effects,
+                                  const std::string& output, const std::string& worker_id) {
+  if (item >= t.item_steps.size() || t.item_steps[item].id.empty()) return;
+  StepRecord step = std::move(t.item_steps[item]);
+  t.item_steps[item] = StepRecord();
+  step.status = effects.ok() ? StepStatus::kCompleted : StepStatus::kFailed;
+  step.ended_at_ms = stamp_ms(c);
+  step.worker_id = worker_id;
+  if (effects.ok()) {
+    step.output = Value::object({{"output", output}});
+  } else {
+    step.error = effects.status().message();
+  }
+  write_step(c, std::move(step));
+}
+
 void EngineImpl::on_item_reply(const std::shared_ptr<RunContext>& ctx, size_t index, size_t item,
-                               Result<ReplyEffects> effects, std::string output, bool retryable) {
+                               Result<ReplyEffects> effects, std::string output, bool retryable,
+                               const std::string& worker_id) {
   RunContext& c = *ctx;
   NodeTask& t = c.tasks[index];
+  finish_item_call(c, t, item, effects, output, worker_id);  // also a late reply's, once the send failed
   if (t.finished) return;
   const Node& send = *c.compiled->graph->node(t.vertex);
   const Node& target = *c.compiled->graph->workflow().find_node(send.send.target_node);

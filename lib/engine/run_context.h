@@ -74,6 +74,10 @@ struct NodeTask {
   std::vector<std::vector<Value>> item_updates;
   std::vector<int> item_attempts;
   std::vector<std::pair<size_t, std::string>> item_errors;
+  // Each item's current worker call, as its step record was last written
+  // (`<send>_<i>`, as NullBoiler's); an empty id when it has none (an
+  // in-process target, an item not in flight).
+  std::vector<StepRecord> item_steps;
   std::vector<size_t> retry_items;  // items whose back-off ended
   size_t next_item = 0;
   size_t items_in_flight = 0;
