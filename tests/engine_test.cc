@@ -150,6 +150,20 @@ TEST_CASE("a graph where nothing can become ready fails naming the stuck nodes",
   CHECK(r.error.find("join") != std::string::npos);
 }
 
+TEST_CASE("a run whose route chose no edge fails naming the route", "[engine]") {
+  // Nothing waits afterwards (no edge fired): the error names where the paths were cut.
+  auto wf = make_workflow(R"({"state_schema": {"x": {}},
+    "nodes": {"pick": {"type": "route", "input": "state.x", "routes": {"yes": "a"}}, "a": {}},
+    "edges": [["__start__","pick"],["pick:yes","a"],["a","__end__"]]})",
+                          {{"a", tracer("a")}});
+  auto engine = make_engine();
+  auto r = run_to_end(*engine, wf, json(R"({"x":"no"})"));
+  REQUIRE(r.status == RunStatus::kFailed);
+  INFO(r.error);
+  CHECK(r.error.find("stuck") != std::string::npos);
+  CHECK(r.error.find("no edge led on from: pick") != std::string::npos);
+}
+
 TEST_CASE("a join with a dead route branch runs after its live predecessor", "[engine]") {
   auto wf = make_workflow(R"({"state_schema": {"trace": {"type": "array", "reducer": "append"}, "x": {}},
     "nodes": {"a": {},

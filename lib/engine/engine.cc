@@ -895,9 +895,13 @@ void EngineImpl::advance(const std::shared_ptr<RunContext>& ctx) {
         std::vector<std::string> waiting = s.waiting_nodes();
         std::string names;
         for (const std::string& n : waiting) names += (names.empty() ? "" : ", ") + n;
-        finish_run(c, RunStatus::kFailed,
-                   "run is stuck: no node can become ready and __end__ was not reached" +
-                       (names.empty() ? std::string() : " (waiting: " + names + ")"));
+        std::string why = names.empty() ? std::string() : " (waiting: " + names + ")";
+        if (names.empty()) {
+          // Nothing waits: every path on was cut (a route that chose no edge).
+          for (const std::string& n : s.cut_nodes()) names += (names.empty() ? "" : ", ") + n;
+          if (!names.empty()) why = " (no edge led on from: " + names + ")";
+        }
+        finish_run(c, RunStatus::kFailed, "run is stuck: no node can become ready and __end__ was not reached" + why);
       }
       return;
     }

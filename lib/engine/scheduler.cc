@@ -85,6 +85,7 @@ void Scheduler::add_ready(int v) {
 std::vector<int> Scheduler::take_ready() {
   std::vector<int> out(ready_);  // vertex order = definition order
   ready_.clear();
+  cut_.clear();
   return out;
 }
 
@@ -98,11 +99,14 @@ void Scheduler::node_finished(int v, const std::string* route, const std::vector
     return;
   }
   if (route != nullptr) route_results_.set(graph_->name(v), *route);
+  bool any_fired = false;
   for (int e : graph_->out_edges(v)) {
     const GraphEdge& edge = graph_->edges()[static_cast<size_t>(e)];
     bool fires = !edge.condition || (route != nullptr && *edge.condition == *route);
     set_edge(e, fires ? kFired : kDead);
+    any_fired = any_fired || fires;
   }
+  if (!any_fired && !graph_->out_edges(v).empty()) cut_.push_back(v);
 }
 
 // Only vertices with an in-edge that changed since the last settle can become
@@ -166,6 +170,12 @@ std::vector<std::string> Scheduler::waiting_nodes() const {
       }
     }
   }
+  return out;
+}
+
+std::vector<std::string> Scheduler::cut_nodes() const {
+  std::vector<std::string> out;
+  for (int v : cut_) out.push_back(graph_->name(v));
   return out;
 }
 

@@ -64,6 +64,9 @@ class Scheduler {
   // Nodes that some fired edge leads to but that are not ready (for the
   // "stuck" error).
   std::vector<std::string> waiting_nodes() const;
+  // Nodes of the last superstep that fired none of their out-edges (a route
+  // that chose no edge): the "stuck" error names them when nothing waits.
+  std::vector<std::string> cut_nodes() const;
 
   // Breakpoint bookkeeping: interrupt_before fires once per arrival.
   bool breakpoint_passed(int v) const { return passed_before_.count(v) > 0; }
@@ -105,6 +108,7 @@ class Scheduler {
   std::set<int> parked_;         // deferred nodes waiting for quiet
   std::set<int> passed_before_;  // interrupt_before already fired for this arrival
   std::vector<int> touched_;     // vertices whose in-edges changed since settle()
+  std::vector<int> cut_;         // see cut_nodes(); not kept in checkpoints
   // Every edge that is not pending is in here (and some that became pending
   // again until settle() compacts it), so a checkpoint lists the fired and
   // dead edges without scanning all of them.
