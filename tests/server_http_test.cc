@@ -80,6 +80,17 @@ TEST_CASE("health, metrics, unknown paths and wrong methods", "[server]") {
   CHECK(wrong->get_header_value("Allow") == "GET");
   CHECK(body_of(wrong)["error"]["code"].as_string() == "method_not_allowed");
   CHECK(c->Put("/runs", "{}", "application/json")->status == 405);
+
+  // HEAD is GET without the body (RFC 9110): a client probing a URL is not refused.
+  auto head = c->Head("/health");
+  REQUIRE(head);
+  CHECK(head->status == 200);
+  CHECK(head->body.empty());
+  CHECK(head->get_header_value("Content-Type") == "application/json");
+  CHECK(c->Head("/runs")->status == 200);
+  CHECK(c->Head("/runs/00000000-0000-0000-0000-000000000000")->status == 404);
+  CHECK(c->Head("/nope")->status == 404);
+  CHECK(c->Get("/health")->status == 200);  // the connection is still in step
 }
 
 TEST_CASE("bearer auth: constant answers, health and metrics stay open", "[server]") {

@@ -198,6 +198,10 @@ std::vector<Route> all_routes() {
   return all;
 }
 
+namespace {
+const std::string kGet = "GET";
+}  // namespace
+
 void install_api(App& app, httplib::Server& svr) {
   auto routes = std::make_shared<std::vector<CompiledRoute>>();
   for (Route& r : all_routes()) routes->push_back({r.pattern, r.method, split_path(r.pattern, false), std::move(r.handler)});
@@ -215,9 +219,12 @@ void install_api(App& app, httplib::Server& svr) {
     Params params;
     const CompiledRoute* found = nullptr;
     std::string allow;
+    // HEAD is answered as GET (RFC 9110 §9.3.2); httplib sends its headers
+    // without the body.
+    const std::string& method = req.method == "HEAD" ? kGet : req.method;
     for (const CompiledRoute& r : *routes) {
       if (!match(r.pattern, path, &params)) continue;
-      if (r.method == req.method) {
+      if (r.method == method) {
         found = &r;
         break;
       }
