@@ -117,15 +117,20 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
     gethostname(host, sizeof(host) - 1);
     app->owner_id = std::string("orch-serve:") + host + ":" + redacted_db(config.db);
   }
+  std::shared_ptr<WorkerHealthShare> health;
   if (postgres && config.health_check_interval_ms > 0) {
     // One instance probes for all; the others take its results.
-    auto health = std::make_shared<WorkerHealthShare>(app->store, app->owner_id, config.health_check_interval_ms);
+    health = std::make_shared<WorkerHealthShare>(app->store, app->owner_id, config.health_check_interval_ms);
     app->worker_health = health;
     registry_options.health_check_gate = [health] { return health->may_probe(); };
-    registry_options.on_health_checked = [health](const std::vector<WorkerHealth>& results) {
-      health->publish(results);
-    };
   }
+  registry_options.on_health_checked = [health, raw = app.get()](const std::vector<WorkerHealth>& results) {
+    raw->metrics.worker_health_checks.fetch_add(results.size(), std::memory_order_relaxed);
+    for (const WorkerHealth& r : results) {
+      if (!r.health.ok()) raw->metrics.worker_health_failures.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (health) health->publish(results);
+  };
   app->registry = std::make_shared<WorkerRegistry>(registry_options);
   ORCH_RETURN_IF_ERROR(register_http_protocols(*app->registry));
   if (state_dir.empty()) {
@@ -189,6 +194,7 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
     else if (e.kind == event_kind::kStepCompleted) raw->metrics.steps_completed.fetch_add(1, std::memory_order_relaxed);
     else if (e.kind == event_kind::kStepFailed) raw->metrics.steps_failed.fetch_add(1, std::memory_order_relaxed);
     else if (e.kind == event_kind::kStepRetrying) raw->metrics.steps_retried.fetch_add(1, std::memory_order_relaxed);
+    else if (e.kind == event_kind::kStepStarted) raw->metrics.steps_claimed.fetch_add(1, std::memory_order_relaxed);
     else if (e.kind == event_kind::kTaskResult) {
       raw->metrics.step_latency.observe(static_cast<double>(e.data["duration_ms"].get_int(0)) / 1000.0);
     }

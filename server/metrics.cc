@@ -60,8 +60,28 @@ std::string Metrics::render(size_t active_runs, size_t sse) const {
           tracing->exports_failed);
   gauge("orch_runs_active", "Runs currently executing.", active_runs);
   gauge("orch_sse_clients", "Open SSE streams.", sse);
+  counter("orch_steps_started_total", "Worker call attempts started.", steps_claimed);
+  counter("orch_worker_health_checks_total", "Worker health probes made.", worker_health_checks);
+  counter("orch_worker_health_failures_total", "Worker health probes that failed.", worker_health_failures);
   http_latency.write(&out, "orch_http_request_duration_seconds", "Time to answer an HTTP request.");
   step_latency.write(&out, "orch_step_duration_seconds", "Time from a step's start to its result.");
+  // NullBoiler's names, in its order, for its users' dashboards and alerts.
+  counter("nullboiler_http_requests_total", "NullBoiler's name for orch_http_requests_total.", http_requests);
+  counter("nullboiler_runs_created_total", "NullBoiler's name for orch_runs_created_total.", runs_created);
+  counter("nullboiler_runs_idempotent_replays_total", "NullBoiler's name for orch_runs_idempotent_replays_total.",
+          runs_idempotent_replays);
+  counter("nullboiler_steps_claimed_total", "NullBoiler's name for orch_steps_started_total.", steps_claimed);
+  counter("nullboiler_steps_retry_scheduled_total", "NullBoiler's name for orch_steps_retry_scheduled_total.",
+          steps_retried);
+  counter("nullboiler_worker_dispatch_success_total", "NullBoiler's name for orch_steps_completed_total.",
+          steps_completed);
+  counter("nullboiler_worker_dispatch_failure_total", "NullBoiler's name for orch_steps_failed_total.", steps_failed);
+  counter("nullboiler_worker_health_checks_total", "NullBoiler's name for orch_worker_health_checks_total.",
+          worker_health_checks);
+  counter("nullboiler_worker_health_failures_total", "NullBoiler's name for orch_worker_health_failures_total.",
+          worker_health_failures);
+  counter("nullboiler_callback_sent_total", "NullBoiler's name for orch_callbacks_sent_total.", callbacks_sent);
+  counter("nullboiler_callback_failed_total", "NullBoiler's name for orch_callbacks_failed_total.", callbacks_failed);
   return out;
 }
 

@@ -45,13 +45,18 @@ struct Metrics {
   std::atomic<uint64_t> steps_completed{0};
   std::atomic<uint64_t> steps_failed{0};
   std::atomic<uint64_t> steps_retried{0};
+  std::atomic<uint64_t> steps_claimed{0};  // worker calls started (attempts)
+  std::atomic<uint64_t> worker_health_checks{0};
+  std::atomic<uint64_t> worker_health_failures{0};
   std::atomic<uint64_t> callbacks_sent{0};
   std::atomic<uint64_t> callbacks_failed{0};
   Histogram http_latency;
   Histogram step_latency;
   std::shared_ptr<TraceExportCounters> tracing = std::make_shared<TraceExportCounters>();
 
-  // Prometheus text; `active_runs` and `sse_clients` are gauges read by the caller.
+  // Prometheus text; `active_runs` and `sse_clients` are gauges read by the
+  // caller. After orch's own, NullBoiler's eleven counters under its names
+  // (reference/nullboiler-api.md §10), so its dashboards keep working.
   std::string render(size_t active_runs, size_t sse_clients) const;
 };
 

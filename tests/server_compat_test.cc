@@ -152,6 +152,68 @@ TEST_CASE("a subgraph's step row holds what it wrote", "[server][compat]") {
   CHECK(!steps.as_array()[0]["child_run_id"].as_string().empty());
 }
 
+namespace {
+// The value of counter `name` in a Prometheus text page; -1 when absent.
+long long counter_value(const std::string& page, const std::string& name) {
+  std::istringstream in(page);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(name + " ", 0) == 0) return std::stoll(line.substr(name.size() + 1));
+  }
+  return -1;
+}
+}  // namespace
+
+TEST_CASE("metrics carry NullBoiler's eleven counters under its names, with HELP and TYPE", "[server][compat]") {
+  orch::testing::FakeWorker worker;
+  worker.push(orch::testing::FakeReply::failing(500));  // the first attempt fails, the retry succeeds
+  orch::server::ServerConfig config;
+  config.health_check_interval_ms = 50;
+  orch::testing::TestServer server(config);
+  auto c = server.client();
+  auto added = c->Post("/workers", R"({"id": "w1", "url": ")" + worker.url() + R"(", "tags": ["t"]})",
+                       "application/json");
+  REQUIRE(added);
+  REQUIRE(added->status == 201);
+  std::string id = start(*c, R"({"workflow": {"nodes": {"a": {"type": "task", "worker_tags": ["t"],
+      "prompt_template": "hi", "retry": {"max_attempts": 2, "initial_interval_ms": 1}}},
+      "edges": [["__start__", "a"], ["a", "__end__"]]}})");
+  auto ended = server.app().engine->wait(id, 10s);
+  REQUIRE(ended.ok());
+  INFO(ended->error);
+  REQUIRE(ended->status == RunStatus::kCompleted);
+  std::string page;
+  for (int i = 0; i < 200; ++i) {  // the health round runs on its own timer
+    page = c->Get("/metrics")->body;
+    if (counter_value(page, "nullboiler_worker_health_checks_total") > 0) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  INFO(page);
+  const char* names[] = {"nullboiler_http_requests_total", "nullboiler_runs_created_total",
+                         "nullboiler_runs_idempotent_replays_total", "nullboiler_steps_claimed_total",
+                         "nullboiler_steps_retry_scheduled_total", "nullboiler_worker_dispatch_success_total",
+                         "nullboiler_worker_dispatch_failure_total", "nullboiler_worker_health_checks_total",
+                         "nullboiler_worker_health_failures_total", "nullboiler_callback_sent_total",
+                         "nullboiler_callback_failed_total"};
+  size_t last = 0;
+  for (const char* name : names) {
+    const size_t at = page.find(std::string("# TYPE ") + name + " counter\n");
+    CHECK(at != std::string::npos);
+    CHECK(at > last);  // the reference's order
+    last = at;
+    CHECK(page.find(std::string("# HELP ") + name + " ") != std::string::npos);
+  }
+  CHECK(counter_value(page, "nullboiler_http_requests_total") >= 3);
+  CHECK(counter_value(page, "nullboiler_runs_created_total") == 1);
+  CHECK(counter_value(page, "nullboiler_steps_claimed_total") == 2);
+  CHECK(counter_value(page, "nullboiler_steps_retry_scheduled_total") == 1);
+  CHECK(counter_value(page, "nullboiler_worker_dispatch_success_total") == 1);
+  CHECK(counter_value(page, "nullboiler_worker_dispatch_failure_total") == 1);
+  CHECK(counter_value(page, "nullboiler_worker_health_checks_total") >= 1);
+  CHECK(counter_value(page, "nullboiler_worker_health_failures_total") == 0);
+  CHECK(counter_value(page, "orch_steps_started_total") == 2);
+}
+
 TEST_CASE("a legacy steps run lists all its steps from the start", "[server][compat]") {
   orch::testing::TestServer server;
   auto c = server.client();
