@@ -48,7 +48,8 @@
 // themselves do not need.
 //
 // --pg-connections N sets each instance's pool size (postgres.max_connections;
-// default orch's, 8).
+// default orch's: twice the cores, 2 to 8), --pg-writers N its group writers
+// (postgres.group_commit_writers; default orch's, half the pool).
 //
 //   bench_server ORCH_BINARY [--runs 100] [--db PATH|:memory:|postgres|postgres://...] [--instances 1]
 //                [--worker-ms 0] [--seconds 3] [--reps 3] [--workflow bench|hello] [--pg-notify on|off]
@@ -173,6 +174,7 @@ struct Options {
   int instances = 1;   // orch serve processes on one PostgreSQL database
   bool pg_notify = true;  // --pg-notify off: the events trigger disabled
   int pg_connections = 0;  // --pg-connections: each instance's pool size (0: orch's default)
+  int pg_writers = 0;      // --pg-writers: each instance's group writers (0: orch's default)
 };
 
 bool is_postgres(const Options& options) {
@@ -400,6 +402,7 @@ Measurement measure_once(const Options& options, int rep) {
     if (postgres) {
       config << R"(, "postgres": {"schema": ")" << schema << '"';
       if (options.pg_connections > 0) config << R"(, "max_connections": )" << options.pg_connections;
+      if (options.pg_writers > 0) config << R"(, "group_commit_writers": )" << options.pg_writers;
       if (!options.pg_notify) config << R"(, "announce_events": false)";
       config << "}";
     }
@@ -698,7 +701,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: bench_server ORCH_BINARY [--runs N] [--db PATH|:memory:|postgres|postgres://...] "
                  "[--instances N] [--worker-ms N] [--seconds S] [--reps N] [--workflow bench|hello] "
-                 "[--pg-notify on|off] [--pg-connections N]\n");
+                 "[--pg-notify on|off] [--pg-connections N] [--pg-writers N]\n");
     return 2;
   }
   Options options;
@@ -714,6 +717,7 @@ int main(int argc, char** argv) {
     if (flag == "--instances") options.instances = std::clamp(std::atoi(argv[i + 1]), 1, 16);
     if (flag == "--pg-notify") options.pg_notify = std::string(argv[i + 1]) != "off";
     if (flag == "--pg-connections") options.pg_connections = std::clamp(std::atoi(argv[i + 1]), 0, 64);
+    if (flag == "--pg-writers") options.pg_writers = std::clamp(std::atoi(argv[i + 1]), 0, 64);
   }
   auto fail = [&](const std::string& why) {
     std::printf("{\"scenario\":\"server\",\"store\":\"%s\",\"instances\":%d,\"error\":%s}\n", store_name(options),
@@ -723,8 +727,8 @@ int main(int argc, char** argv) {
   // One orch serve per SQLite file (or memory store): only PostgreSQL is
   // shared.
   if (options.instances > 1 && !is_postgres(options)) return fail("--instances above 1 needs --db postgres");
-  if ((!options.pg_notify || options.pg_connections > 0) && !is_postgres(options)) {
-    return fail("--pg-notify and --pg-connections apply to --db postgres only");
+  if ((!options.pg_notify || options.pg_connections > 0 || options.pg_writers > 0) && !is_postgres(options)) {
+    return fail("--pg-notify, --pg-connections and --pg-writers apply to --db postgres only");
   }
   // Repetitions, each with a fresh server and database: this machine's speed
   // drifts, and one window can land in a slow spell.
