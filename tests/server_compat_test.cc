@@ -38,6 +38,15 @@ std::string start(httplib::Client& c, const std::string& body) {
   return json_body(r)["id"].as_string();
 }
 
+// Waits for run `id` to complete and returns its steps (GET /runs/{id}/steps).
+Value steps_of_completed(orch::testing::TestServer& server, httplib::Client& c, const std::string& id) {
+  auto ended = server.app().engine->wait(id, 10s);
+  REQUIRE(ended.ok());
+  INFO(ended->error);
+  REQUIRE(ended->status == RunStatus::kCompleted);
+  return json_body(c.Get(("/runs/" + id + "/steps").c_str()));
+}
+
 }  // namespace
 
 TEST_CASE("every executed node has a step record, route, transform and interrupt included", "[server][compat]") {
@@ -91,11 +100,7 @@ TEST_CASE("a send writes a step row per dispatched item and its parent row holds
                         "max_concurrency": 1, "on_item_error": "null"},
                 "review": {"type": "task", "worker_tags": ["fan"], "prompt_template": "review {{item}}"}},
       "edges": [["__start__", "fan"], ["fan", "__end__"]]}, "input": {"files": ["a", "b", "c"]}})");
-  auto ended = server.app().engine->wait(id, 10s);
-  REQUIRE(ended.ok());
-  INFO(ended->error);
-  REQUIRE(ended->status == RunStatus::kCompleted);
-  Value steps = json_body(c->Get(("/runs/" + id + "/steps").c_str()));
+  Value steps = steps_of_completed(server, *c, id);
   INFO(steps.to_json());
   REQUIRE(steps.size() == 4);
   std::string parent_id;
@@ -140,11 +145,7 @@ TEST_CASE("a subgraph's step row holds what it wrote", "[server][compat]") {
   std::string id = start(*c, R"({"workflow": {"state_schema": {"answer": {"type": "string"}},
       "nodes": {"sub": {"type": "subgraph", "workflow_id": "child", "output_key": "answer"}},
       "edges": [["__start__", "sub"], ["sub", "__end__"]]}})");
-  auto ended = server.app().engine->wait(id, 10s);
-  REQUIRE(ended.ok());
-  INFO(ended->error);
-  REQUIRE(ended->status == RunStatus::kCompleted);
-  Value steps = json_body(c->Get(("/runs/" + id + "/steps").c_str()));
+  Value steps = steps_of_completed(server, *c, id);
   INFO(steps.to_json());
   REQUIRE(steps.size() == 1);
   CHECK(steps.as_array()[0]["type"].as_string() == "subgraph");
