@@ -182,6 +182,12 @@ std::string postgres_conninfo() {
 }
 #endif
 
+// A SQLite database file and its write-ahead log and index.
+void remove_db(const std::string& path) {
+  std::error_code ignored;
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix, ignored);
+}
+
 std::shared_ptr<orch::Store> open_store(const Config& c, const std::string& path) {
   if (c.store == "memory") return orch::new_memory_store();
 #ifdef ORCH_BENCH_POSTGRES
@@ -203,9 +209,7 @@ std::shared_ptr<orch::Store> open_store(const Config& c, const std::string& path
 #endif
   if (c.store != "sqlite") return nullptr;
 #ifdef ORCH_BENCH_SQLITE
-  std::filesystem::remove(path);
-  std::filesystem::remove(path + "-wal");
-  std::filesystem::remove(path + "-shm");
+  remove_db(path);
   auto s = orch::open_sqlite_store(path);
   if (s.ok()) return *s;
 #endif
@@ -308,6 +312,9 @@ void run_config(const Config& c, int reps) {
     if (rep == reps) bytes = checkpoint_bytes(*store, *id, path, c);  // once: it is not part of the timing
     if (c.store == "memory") (void)engine->delete_run(*id);
   }
+  engine.reset();
+  store.reset();
+  if (c.store == "sqlite") remove_db(path);  // nothing left in /tmp
   std::sort(ms.begin(), ms.end());
   double median = ms[ms.size() / 2];
   std::printf(
@@ -378,11 +385,7 @@ void run_short(const Config& c, const ShortRunOptions& o) {
   }
   engine.reset();
   store.reset();
-  if (c.store == "sqlite") {
-    std::filesystem::remove(path);
-    std::filesystem::remove(path + "-wal");
-    std::filesystem::remove(path + "-shm");
-  }
+  if (c.store == "sqlite") remove_db(path);
   std::sort(us.begin(), us.end());
   std::printf(
       "{\"scenario\":\"%s\",\"store\":\"%s\",\"api\":\"%s\",\"node_events\":%s,\"runs\":%d,\"us_per_run\":%.2f,\"p10_us\":%.2f,"

@@ -4,6 +4,7 @@
 // the tracker, and a callback sender that survives callbacks which would have
 // crashed it (stored before the entry checks existed) and goes on delivering.
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -33,9 +34,12 @@ const char* kLinear = R"({"id": "linear",
 
 // Writes `json` to a fresh config file and loads it.
 orch::Status load_config(const std::string& json, orch::server::ServerConfig* config) {
-  const std::string path = orch::testing::make_temp_dir("orch-config") + "/config.json";
-  std::ofstream(path) << json;
-  return orch::server::load_config_file(path, config);
+  const std::string dir = orch::testing::make_temp_dir("orch-config");
+  std::ofstream(dir + "/config.json") << json;
+  orch::Status loaded = orch::server::load_config_file(dir + "/config.json", config);
+  std::error_code ignored;
+  std::filesystem::remove_all(dir, ignored);  // each call made one
+  return loaded;
 }
 
 // An HTTP endpoint that records the callbacks it gets.

@@ -10,7 +10,7 @@
 // A missing browser or package is a failure (exit 1), never a skip.
 import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
-import { mkdtempSync, mkdirSync, existsSync, appendFileSync, readFileSync } from "node:fs";
+import { mkdtempSync, mkdirSync, existsSync, appendFileSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import net from "node:net";
 import http from "node:http";
@@ -22,6 +22,11 @@ const EXAMPLES = args.examples;
 const IMAGES = process.env.ORCH_SCREENSHOTS_DIR || args.images;
 const children = [];
 const figures = [];
+// The servers' state directories: removed however the test ends.
+const tempDirs = [];
+process.on("exit", () => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
 
 function fail(message) {
   console.error("console_test: FAILED: " + message);
@@ -100,6 +105,7 @@ async function api(method, route, body) {
 async function startServer() {
   const port = await freePort();
   const dir = mkdtempSync(path.join(tmpdir(), "orch-console-"));
+  tempDirs.push(dir);
   start(args.orch, ["serve", "--host", "127.0.0.1", "--port", String(port), "--db", path.join(dir, "orch.db"), "--token", TOKEN]);
   BASE = "http://127.0.0.1:" + port;
   for (let i = 0; i < 300; i++) {
