@@ -26,10 +26,15 @@ bool wants(const Value& callback, const std::string& kind) {
   return false;
 }
 
+// task_result stands for the step.completed / step.failed of a node that
+// has no such event of its own (route, transform, interrupt, send,
+// subgraph), which NullBoiler calls back for too (api 3.8, 3.9).
 bool is_callback_event(const std::string& kind) {
   return kind == event_kind::kStepCompleted || kind == event_kind::kStepFailed || kind == event_kind::kRunCompleted || kind == event_kind::kRunFailed ||
-         kind == event_kind::kRunInterrupted || kind == event_kind::kRunCancelled;
+         kind == event_kind::kRunInterrupted || kind == event_kind::kRunCancelled || kind == event_kind::kTaskResult;
 }
+
+bool has_step_events(const std::string& step_type) { return step_type == "task" || step_type == "agent"; }
 
 bool ends_run(const std::string& kind) {
   return kind == event_kind::kRunCompleted || kind == event_kind::kRunFailed || kind == event_kind::kRunCancelled;
@@ -124,14 +129,40 @@ void CallbackSender::on_event(const EventRecord& e) {
     callbacks_of_.erase(e.run_id);
   }
   if (!callbacks.is_array()) return;
+  if (e.kind == event_kind::kTaskResult) {
+    deliver_node_result(e, callbacks);
+    return;
+  }
+  deliver(e.kind, e, e.data["step_id"], e.data, callbacks);
+}
+
+void CallbackSender::deliver(const std::string& kind, const EventRecord& e, const Value& step_id, const Value& data,
+                             const Value& callbacks) {
   for (const Value& cb : callbacks.as_array()) {
-    if (!cb.is_object() || !cb["url"].is_string() || !wants(cb, e.kind)) continue;
-    Value body = Value::object({{"event", e.kind}, {"run_id", e.run_id}});
-    if (e.data["step_id"].is_string()) body.set("step_id", e.data["step_id"]);
+    if (!cb.is_object() || !cb["url"].is_string() || !wants(cb, kind)) continue;
+    Value body = Value::object({{"event", kind}, {"run_id", e.run_id}});
+    if (step_id.is_string()) body.set("step_id", step_id);
     body.set("timestamp_ms", static_cast<long long>(e.created_at_ms));
-    body.set("data", e.data);
+    body.set("data", data);
     enqueue(Delivery{cb["url"].as_string(), cb["headers"], cb["hmac_secret"].get_string(""), body.to_json(), 1});
   }
+}
+
+void CallbackSender::deliver_node_result(const EventRecord& e, const Value& callbacks) {
+  const std::string kind = e.data["ok"].get_bool(true) ? event_kind::kStepCompleted : event_kind::kStepFailed;
+  bool wanted = false;
+  for (const Value& cb : callbacks.as_array()) wanted = wanted || (cb.is_object() && wants(cb, kind));
+  if (!wanted || !e.data["id"].is_string()) return;
+  // The node's step record says what it was and what it wrote (its record is
+  // written with this event). Task and agent nodes have events of their own;
+  // a node without a record (a cache hit) is not called back for, as in
+  // NullBoiler.
+  auto step = app_.store->get_step(e.data["id"].as_string());
+  if (!step.ok() || step->run_id != e.run_id || has_step_events(step->type)) return;
+  Value data = kind == event_kind::kStepCompleted
+                   ? (step->output.is_null() ? Value::object() : step->output)
+                   : Value::object({{"node", step->node_name}, {"error", step->error}});
+  deliver(kind, e, e.data["id"], data, callbacks);
 }
 
 void CallbackSender::enqueue(Delivery d) {

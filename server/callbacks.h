@@ -5,7 +5,10 @@
 // whose `events` list matches (empty or absent: all), with its `headers`, and,
 // when it has an `hmac_secret`, signed: X-Orch-Timestamp, X-Orch-Nonce and
 // X-Orch-Signature: v1=<hex HMAC-SHA256(secret, ts + "." + nonce + "." + body)>
-// (also sent under NullBoiler's X-NullBoiler-* names). A delivery that fails
+// (also sent under NullBoiler's X-NullBoiler-* names). Route, transform,
+// interrupt, send and subgraph nodes are called back for as step.completed
+// (data: their step record's output) or step.failed, as task and agent nodes
+// are. A delivery that fails
 // (transport error or non-2xx) is retried 3 more times with back-off.
 //
 // Deliveries run on the sender's own threads, never on the engine's.
@@ -50,6 +53,12 @@ class CallbackSender {
     int attempt = 1;
   };
   void on_event(const EventRecord& e);
+  // Queues `kind`'s deliveries to the callbacks that want it.
+  void deliver(const std::string& kind, const EventRecord& e, const Value& step_id, const Value& data,
+               const Value& callbacks);
+  // A node's task_result, as the step.completed / step.failed callback of a
+  // node that has none of its own.
+  void deliver_node_result(const EventRecord& e, const Value& callbacks);
   // The run's callbacks array, or null when it has none (or is gone).
   Value callbacks_of(const std::string& run_id);
   void enqueue(Delivery d);

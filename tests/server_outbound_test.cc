@@ -5,6 +5,8 @@
 // crashed it (stored before the entry checks existed) and goes on delivering.
 #include <chrono>
 #include <filesystem>
+#include <map>
+#include <set>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -226,4 +228,46 @@ TEST_CASE("the callback sender survives callbacks that used to crash it and goes
   REQUIRE(c->Post("/workflows/linear/run", body, "application/json")->status == 201);
   REQUIRE(eventually([&] { return sink.received().size() >= 2; }));
   CHECK(c->Get("/health")->status == 200);
+}
+
+TEST_CASE("route transform and interrupt nodes are called back for as step.completed with their output", "[server][callbacks]") {
+  // NullBoiler (api 3.8-3.9) calls back step.completed for every node type,
+  // data = the step's output_json; orch records task_result for them.
+  CallbackSink sink;
+  TestServer server;
+  auto c = server.client();
+  const std::string body = R"({"workflow": {"state_schema": {"go": {}},
+      "nodes": {"set": {"type": "transform", "updates": {"go": "yes"}},
+                "pick": {"type": "route", "input": "state.go", "routes": {"yes": "stop"}},
+                "stop": {"type": "interrupt"}},
+      "edges": [["__start__", "set"], ["set", "pick"], ["pick:yes", "stop"], ["stop", "__end__"]]},
+      "callbacks": [{"url": ")" + sink.url() + R"(", "events": ["step.completed", "run.interrupted"]}]})";
+  auto started = c->Post("/runs", body, "application/json");
+  REQUIRE(started);
+  INFO(started->body);
+  REQUIRE(started->status == 201);
+  const std::string id = json_body(started)["id"].as_string();
+  REQUIRE(eventually([&] { return sink.received().size() >= 4; }));
+  std::map<std::string, Value> by_step;
+  int interrupted = 0;
+  for (const httplib::Request& r : sink.received()) {
+    Value v = *orch::parse_json(r.body);
+    CHECK(v["run_id"].as_string() == id);
+    if (v["event"].as_string() == "run.interrupted") {
+      ++interrupted;
+      continue;
+    }
+    REQUIRE(v["event"].as_string() == "step.completed");
+    by_step[v["step_id"].as_string()] = v["data"];
+  }
+  CHECK(interrupted == 1);
+  REQUIRE(by_step.size() == 3);
+  std::set<std::string> outputs;
+  for (const auto& [step, data] : by_step) outputs.insert(data.to_json());
+  CHECK(outputs == std::set<std::string>{R"({"go":"yes"})", R"({"route":"yes"})", R"({"interrupted":true})"});
+  // Each names a step of the run.
+  Value steps = json_body(c->Get(("/runs/" + id + "/steps").c_str()));
+  std::set<std::string> ids;
+  for (const Value& s : steps.as_array()) ids.insert(s["id"].as_string());
+  for (const auto& [step, data] : by_step) CHECK(ids.count(step) == 1);
 }
