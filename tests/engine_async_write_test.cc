@@ -64,6 +64,11 @@ class HeldStore : public orch::StoreWrapper {
     return held_.front().batch;
   }
 
+  size_t held_count() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return held_.size();
+  }
+
  private:
   struct Held {
     StoreBatch batch;
@@ -217,6 +222,38 @@ TEST_CASE("a worker call goes out once its step record is written, and the engin
   release_until_end(*store);
   store->release();  // the run's end
   expect_completed(*engine, id, *dispatcher, 2);
+}
+
+TEST_CASE("a send's worker calls go out behind one write of all their step records", "[engine][async-write]") {
+  // One record per item's call (NullBoiler's <send>_<i> rows): written
+  // together, not one write per call.
+  HeldRun held(R"({"state_schema": {"items": {"type": "array"}},
+    "nodes": {"init": {"type": "transform", "updates": {"items": [0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19]}},
+              "fan": {"type": "send", "items_key": "state.items", "target_node": "work"},
+              "work": {"prompt_template": "w {{item}}"}},
+    "edges": [["__start__","init"],["init","fan"],["fan","__end__"]]})");
+  auto& [store, dispatcher, engine, id] = held;
+  size_t item_records = 0;
+  for (const orch::StepRecord& step : store->oldest().steps) item_records += step.item_index >= 0 ? 1 : 0;
+  CHECK(item_records == 20);
+  std::this_thread::sleep_for(50ms);
+  CHECK(store->held_count() == 1);
+  CHECK(dispatcher->calls == 0);
+  store->release();  // the records: all 20 calls go out and are answered
+  for (int i = 0; i < 1000 && !engine->wait(id, 0ms).ok(); ++i) {
+    if (store->wait_held(1)) store->release();
+  }
+  auto r = engine->wait(id, 10s);
+  REQUIRE(r.ok());
+  CHECK(r->status == RunStatus::kCompleted);
+  CHECK(dispatcher->calls == 20);
+  auto steps = store->list_steps(id);
+  REQUIRE(steps.ok());
+  size_t completed_items = 0;
+  for (const orch::StepRecord& step : *steps) {
+    if (step.item_index >= 0 && step.status == orch::StepStatus::kCompleted) ++completed_items;
+  }
+  CHECK(completed_items == 20);
 }
 
 TEST_CASE("a run's end is shown only once the store has it", "[engine][async-write]") {

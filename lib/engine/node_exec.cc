@@ -610,6 +610,7 @@ void EngineImpl::launch_send_items(const std::shared_ptr<RunContext>& ctx, size_
   std::weak_ptr<RunContext> weak = ctx;
   auto tpl = c.compiled->prompts.find(target.name);
   const int target_vertex = c.compiled->graph->vertex(target.name);
+  std::vector<std::pair<size_t, WorkerRequest>> worker_calls;
   while ((!t.retry_items.empty() || t.next_item < t.items.size()) && t.items_in_flight < limit) {
     size_t i;
     if (!t.retry_items.empty()) {
@@ -661,8 +662,13 @@ void EngineImpl::launch_send_items(const std::shared_ptr<RunContext>& ctx, size_
                     });
       continue;
     }
-    record_item_call(c, t, send, target, i);  // stored with the call (call_worker writes first)
-    call_worker(ctx, std::move(req), [this, weak, gen, index, i](WorkerReply reply) {
+    record_item_call(c, t, send, target, i);
+    worker_calls.emplace_back(i, std::move(req));
+  }
+  // The records of all these calls go out in one write, with the first call
+  // (call_worker stores the batch before it sends); the others follow it.
+  for (auto& [i, req] : worker_calls) {
+    call_worker(ctx, std::move(req), [this, weak, gen, index, i = i](WorkerReply reply) {
       auto locked = weak.lock();
       if (!locked) return;
       BatchedRunLock lock(*this, *locked);
