@@ -257,6 +257,21 @@ TEST_CASE("a run started before any worker has its tags waits for one and then c
   CHECK(ended->state["draft"].as_string() == "echo: hi");
 }
 
+TEST_CASE("a node whose worker never comes fails at its timeout saying no worker was available", "[server][compat]") {
+  // The registry's deadline answers first (the engine's own timer is a
+  // backstop a moment later), so the error says why, not only "timed out".
+  orch::testing::TestServer server;
+  auto c = server.client();
+  std::string id = start(*c, R"({"workflow": {"nodes": {"write": {"type": "task", "worker_tags": ["nobody"],
+      "prompt_template": "hi", "timeout_ms": 300}}, "edges": [["__start__", "write"], ["write", "__end__"]]}})");
+  auto ended = server.app().engine->wait(id, 10s);
+  REQUIRE(ended.ok());
+  CHECK(ended->status == RunStatus::kFailed);
+  INFO(ended->error);
+  CHECK(ended->error.find("no worker available for node write") != std::string::npos);
+  CHECK(ended->error.find("nobody") != std::string::npos);
+}
+
 TEST_CASE("POST /runs/{id}/state works on a run that ended - fix a failed run and retry it", "[server][compat]") {
   orch::testing::FakeWorker worker;
   worker.push(orch::testing::FakeReply::failing(500));

@@ -439,7 +439,12 @@ void EngineImpl::launch_attempt(const std::shared_ptr<RunContext>& ctx, size_t i
   // (arming and cancelling a timer per call cost more than a short function).
   const bool deadline = !node.function || node.task.timeout_ms || (node.type == NodeType::kAgent && t.turn > 1 && node.task.turn_timeout_ms);
   if (deadline) req.deadline = options_.clock->steady_now() + std::chrono::milliseconds(timeout_ms);
-  if (deadline) t.timer = options_.clock->call_at(req.deadline, [this, weak, gen, index, token, timeout_ms] {
+  // A worker call's deadline is the dispatcher's to keep (it says why: no
+  // worker came, the worker did not answer); this timer is the backstop for
+  // a dispatcher that does not, a moment later.
+  constexpr std::chrono::milliseconds kBackstopGrace(250);
+  const SteadyTime fires = node.function ? req.deadline : req.deadline + kBackstopGrace;
+  if (deadline) t.timer = options_.clock->call_at(fires, [this, weak, gen, index, token, timeout_ms] {
     auto locked = weak.lock();
     if (!locked) return;
     BatchedRunLock lock(*this, *locked);
