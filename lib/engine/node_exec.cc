@@ -207,7 +207,12 @@ void EngineImpl::launch_node(const std::shared_ptr<RunContext>& ctx, size_t inde
       t.item_results.assign(n, Value());
       t.item_updates.assign(n, {});
       t.item_attempts.assign(n, 0);
-      t.item_steps.assign(n, StepRecord());
+      // Records only for worker calls (record_item_call): none for in-process items.
+      if (target->function) {
+        t.item_steps.clear();
+      } else {
+        t.item_steps.assign(n, StepRecord());
+      }
       if (n == 0) {
         complete_task(ctx, index, with_updates(Value::object({{node.send.output_key, Value::array()}})), true);
         return;
