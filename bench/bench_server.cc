@@ -205,6 +205,17 @@ const PostgresTarget& postgres_target(const Options& options) {
     }
     orch::testing::PostgresClusterOptions cluster_options;
     cluster_options.fsync = true;
+    // $ORCH_BENCH_PG_SETTINGS: more server settings, ';'-separated (e.g.
+    // "log_min_duration_statement=20;logging_collector=on;log_directory=/tmp/pglog").
+    if (const char* extra = std::getenv("ORCH_BENCH_PG_SETTINGS")) {
+      std::string list = extra;
+      for (size_t start = 0; start < list.size();) {
+        size_t end = list.find(';', start);
+        if (end == std::string::npos) end = list.size();
+        if (end > start) cluster_options.settings.push_back(list.substr(start, end - start));
+        start = end + 1;
+      }
+    }
     auto started = orch::testing::PostgresCluster::start(cluster_options);
     if (!started.ok()) {
       t.error = "no PostgreSQL: " + started.status().to_string();

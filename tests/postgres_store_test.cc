@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <map>
 #include <condition_variable>
 #include <mutex>
 #include <chrono>
@@ -641,6 +642,46 @@ TEST_CASE("a PostgreSQL group commit with two batches of one run writes them in 
   REQUIRE(events.ok());
   REQUIRE(events->size() == 6);
   CHECK((*events)[5].seq == 6);
+}
+
+TEST_CASE("a writer lane writes the first batch of each run as one group and the second batches as the next", "[postgres][concurrency]") {
+  // Only a run's own batches are ordered: a queue of interleaved runs, each
+  // with two batches (a run ending has two on PostgreSQL), is two group
+  // transactions, not one per place where a run comes again.
+  const std::string schema = orch::testing::fresh_schema("lane_layers");
+  auto a = open_grouping_store(schema);
+  const std::vector<std::string> ids = {"la", "lb", "lc", "ld"};
+  for (const std::string& id : ids) {
+    REQUIRE(a->create_run(make_run(id)).ok());
+    orch::StoreBatch first = checkpoint_batch(make_run(id), 1);
+    REQUIRE(a->write_batch(first).ok());
+  }
+  std::map<std::string, orch::StoreBatch> second, third;
+  for (const std::string& id : ids) {
+    second[id] = checkpoint_batch(make_run(id), 2);
+    third[id] = checkpoint_batch(make_run(id), 3);
+  }
+  // Handed over as la2 lb2 la3 lc2 lb3 ld2 lc3 ld3.
+  std::vector<orch::StoreBatch*> queue = {&second["la"], &second["lb"], &third["la"], &second["lc"],
+                                          &third["lb"],  &second["ld"], &third["lc"], &third["ld"]};
+  const size_t groups_before = a->groups_written();
+  std::vector<Status> written = a->write_batches_as_lane(queue);
+  REQUIRE(written.size() == queue.size());
+  for (const Status& status : written) {
+    INFO(status.to_string());
+    CHECK(status.ok());
+  }
+  CHECK(a->groups_written() - groups_before == 2);
+  for (const std::string& id : ids) {
+    INFO(id);
+    CHECK(second[id].events[0].seq == 3);
+    CHECK(third[id].events[0].seq == 5);
+    auto checkpoints = a->list_checkpoints(id);
+    REQUIRE(checkpoints.ok());
+    REQUIRE(checkpoints->size() == 3);
+    CHECK((*checkpoints)[2].id == id + "-cp3");
+    CHECK((*checkpoints)[2].state == Value::object({{"v", 3}}));
+  }
 }
 
 TEST_CASE("many runs committing supersteps at once through the group commit: every batch written once, exact seqs and chains", "[postgres][concurrency]") {

@@ -14,6 +14,7 @@
 // instances.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <exception>
 #include <memory>
@@ -127,6 +128,11 @@ class PostgresStore final : public Store {
   // arriving together), one Status each. A batch that cannot join a group
   // (see groupable) is written on its own. For tests.
   std::vector<Status> write_batches_as_group(const std::vector<StoreBatch*>& batches);
+  // Writes `batches` as a writer lane writes what was handed to it in this
+  // order (write_in_order), one Status each. For tests.
+  std::vector<Status> write_batches_as_lane(const std::vector<StoreBatch*>& batches);
+  // Group transactions written so far (write_group). For tests.
+  size_t groups_written() const { return groups_written_.load(std::memory_order_relaxed); }
 
  private:
   PostgresStore(const ConnectSettings& settings, const PostgresStoreOptions& options);
@@ -219,8 +225,8 @@ class PostgresStore final : public Store {
   // A member's outcome as write_batch returns it: refused or failed with a
   // rolled-back group, it is written on its own (write_run_batch).
   Status finish_member(GroupMember& member);
-  // A lane's writer thread: leads while the lane's `leads`, writing its queue in the
-  // order it was handed over (write_in_order), and calls back.
+  // A lane's writer thread: leads while the lane's `leads`, writing its queue in
+  // each run's order (write_in_order), and calls back.
   void run_writer(WriterLane& lane);
   void write_in_order(const std::vector<GroupMember*>& members);
   // Tells each member of `members` its result, in order: an async one is
@@ -238,6 +244,7 @@ class PostgresStore final : public Store {
   std::vector<GroupMember*> group_queue_;  // waiting for the next group
   size_t group_leaders_ = 0;               // threads writing groups now
   const size_t group_writers_;             // at most (each on a connection of its own)
+  std::atomic<size_t> groups_written_{0};  // see groups_written()
   // Batches of write_batch_async, and write_batch's batches of runs that have
   // some (async_pending_: how many, per run, until called back), queue for a
   // writer thread: one lane per group writer (group_writers_), a run's
