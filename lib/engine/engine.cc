@@ -892,15 +892,17 @@ void EngineImpl::advance(const std::shared_ptr<RunContext>& ctx) {
         if (stage_checkpoint(c, std::string(kEndNode), true, {std::string(kEndNode)}) && !c.batching) (void)flush(c);
         finish_run(c, RunStatus::kCompleted, "");
       } else {
-        std::vector<std::string> waiting = s.waiting_nodes();
-        std::string names;
-        for (const std::string& n : waiting) names += (names.empty() ? "" : ", ") + n;
-        std::string why = names.empty() ? std::string() : " (waiting: " + names + ")";
-        if (names.empty()) {
-          // Nothing waits: every path on was cut (a route that chose no edge).
-          for (const std::string& n : s.cut_nodes()) names += (names.empty() ? "" : ", ") + n;
-          if (!names.empty()) why = " (no edge led on from: " + names + ")";
-        }
+        auto joined = [](const std::vector<std::string>& names) {
+          std::string out;
+          for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n;
+          return out;
+        };
+        // When nothing waits, every path on was cut (a route that chose no edge).
+        const std::string waiting = joined(s.waiting_nodes());
+        const std::string cut = waiting.empty() ? joined(s.cut_nodes()) : std::string();
+        const std::string why = !waiting.empty() ? " (waiting: " + waiting + ")"
+                                : !cut.empty()   ? " (no edge led on from: " + cut + ")"
+                                                 : std::string();
         finish_run(c, RunStatus::kFailed, "run is stuck: no node can become ready and __end__ was not reached" + why);
       }
       return;

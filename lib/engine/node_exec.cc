@@ -207,12 +207,7 @@ void EngineImpl::launch_node(const std::shared_ptr<RunContext>& ctx, size_t inde
       t.item_results.assign(n, Value());
       t.item_updates.assign(n, {});
       t.item_attempts.assign(n, 0);
-      // Records only for worker calls (record_item_call): none for in-process items.
-      if (target->function) {
-        t.item_steps.clear();
-      } else {
-        t.item_steps.assign(n, StepRecord());
-      }
+      t.item_steps.clear();
       if (n == 0) {
         complete_task(ctx, index, with_updates(Value::object({{node.send.output_key, Value::array()}})), true);
         return;
@@ -699,7 +694,7 @@ void EngineImpl::launch_send_items(const std::shared_ptr<RunContext>& ctx, size_
 // In-process items (library callables) get none: a fan-out of thousands of
 // them would write thousands of records for calls that cannot be resumed.
 void EngineImpl::record_item_call(RunContext& c, NodeTask& t, const Node& send, const Node& target, size_t item) {
-  StepRecord& step = t.item_steps[item];
+  StepRecord& step = t.item_steps[item];  // a retry's record replaces the last one's
   step = StepRecord();
   step.id = new_uuid();
   step.run_id = c.record.id;
@@ -718,9 +713,10 @@ void EngineImpl::record_item_call(RunContext& c, NodeTask& t, const Node& send, 
 
 void EngineImpl::finish_item_call(RunContext& c, NodeTask& t, size_t item, const Result<ReplyEffects>& effects,
                                   const std::string& output, const std::string& worker_id) {
-  if (item >= t.item_steps.size() || t.item_steps[item].id.empty()) return;
-  StepRecord step = std::move(t.item_steps[item]);
-  t.item_steps[item] = StepRecord();
+  auto found = t.item_steps.find(item);
+  if (found == t.item_steps.end()) return;  // no record: an in-process item, a render failure
+  StepRecord step = std::move(found->second);
+  t.item_steps.erase(found);
   step.status = effects.ok() ? StepStatus::kCompleted : StepStatus::kFailed;
   step.ended_at_ms = stamp_ms(c);
   step.worker_id = worker_id;

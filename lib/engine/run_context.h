@@ -74,10 +74,10 @@ struct NodeTask {
   std::vector<std::vector<Value>> item_updates;
   std::vector<int> item_attempts;
   std::vector<std::pair<size_t, std::string>> item_errors;
-  // Each item's current worker call, as its step record was last written
-  // (`<send>_<i>`, as NullBoiler's); an empty id when it has none (an
-  // in-process target, an item not in flight).
-  std::vector<StepRecord> item_steps;
+  // The step record of each item's worker call in flight, as last written
+  // (`<send>_<i>`, as NullBoiler's), by item: as many as calls in flight, not
+  // as items (in-process items have none).
+  std::unordered_map<size_t, StepRecord> item_steps;
   std::vector<size_t> retry_items;  // items whose back-off ended
   size_t next_item = 0;
   size_t items_in_flight = 0;

@@ -569,7 +569,13 @@ std::vector<Status> PostgresStore::write_batches_as_lane(const std::vector<Store
     members.push_back(std::make_unique<GroupMember>());
     GroupMember& member = *members.back();
     member.batch = batch;
-    member.run_id = *internal::single_run_of(*batch);
+    const std::string* run_id = internal::single_run_of(*batch);
+    if (run_id == nullptr) {  // not the engine's shape: nothing a lane is handed
+      member.result = Status::invalid_argument("write_batches_as_lane: a batch of one run only");
+      member.finished = true;
+      continue;
+    }
+    member.run_id = *run_id;
     member.grouped = !batch->create && groupable(*batch);
     if (member.grouped) prepare_member(member);
     taken.push_back(&member);
