@@ -168,6 +168,7 @@ Result<std::unique_ptr<App>> open_app(const ServerConfig& config, std::shared_pt
   }
   options.max_state_bytes = static_cast<size_t>(config.max_state_bytes);
   options.max_descendant_runs = static_cast<size_t>(config.max_descendant_runs);
+  options.max_send_items = static_cast<size_t>(config.max_send_items);
   options.max_live_runs = static_cast<size_t>(config.max_live_runs);
   options.max_prompt_bytes = static_cast<size_t>(config.max_prompt_bytes);
   // Pull mode puts the tracker task in the run config: prompts read it as {{task.…}}.

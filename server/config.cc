@@ -122,11 +122,12 @@ void load_engine(const Value& engine, ServerConfig* c, Problems& p) {
       p.note(read_int(v, k, &c->retention_ms));
       if (c->retention_ms < 0) p.note(Status::invalid_argument("config key 'engine.retention_ms' must be >= 0"));
     } else if (key == "max_recoveries" || key == "max_state_bytes" || key == "max_descendant_runs" ||
-               key == "max_live_runs" || key == "max_prompt_bytes") {
+               key == "max_live_runs" || key == "max_prompt_bytes" || key == "max_send_items") {
       int64_t* field = key == "max_recoveries"        ? &c->max_recoveries
                        : key == "max_state_bytes"     ? &c->max_state_bytes
                        : key == "max_descendant_runs" ? &c->max_descendant_runs
                        : key == "max_prompt_bytes"    ? &c->max_prompt_bytes
+                       : key == "max_send_items"      ? &c->max_send_items
                                                       : &c->max_live_runs;
       p.note(read_int(v, k, field));
       if (*field < 0) p.note(Status::invalid_argument("config key '" + k + "' must be >= 0 (0: no limit)"));

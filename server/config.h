@@ -58,6 +58,7 @@ struct ServerConfig {
   int64_t max_recoveries = 3;            // EngineOptions::max_recoveries (0: no limit)
   int64_t max_state_bytes = 16 * 1024 * 1024;  // EngineOptions::max_state_bytes
   int64_t max_descendant_runs = 1000;    // EngineOptions::max_descendant_runs
+  int64_t max_send_items = 10000;        // EngineOptions::max_send_items
   int64_t max_live_runs = 100000;        // EngineOptions::max_live_runs (429 beyond)
   int64_t max_prompt_bytes = 1024 * 1024;  // EngineOptions::max_prompt_bytes
   // HTTP

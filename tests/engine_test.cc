@@ -411,6 +411,35 @@ TEST_CASE("send over 100 items keeps item order, null where an item failed", "[e
   }
 }
 
+TEST_CASE("a send over max_send_items items fails naming the limit before it calls anything", "[engine][hardening]") {
+  std::atomic<int> calls{0};
+  auto wf = make_workflow(R"({"nodes": {
+      "fan": {"type": "send", "items_key": "state.items", "target_node": "work", "output_key": "results"},
+      "work": {"type": "task"}},
+    "edges": [["__start__","fan"],["fan","__end__"]]})",
+                          {{"work", [&calls](const NodeCall&) -> Result<NodeOutput> {
+                              ++calls;
+                              return NodeOutput(Value::object({{"output", "ok"}}));
+                            }}});
+  orch::EngineOptions options;
+  options.store = orch::new_memory_store();
+  options.max_send_items = 5;
+  auto engine = orch::Engine::open(options);
+  REQUIRE(engine.ok());
+  auto items_of = [](int n) {
+    Value items = Value::array();
+    for (int i = 0; i < n; ++i) items.push_back(i);
+    return Value::object({{"items", items}});
+  };
+  auto at_limit = run_to_end(**engine, wf, items_of(5));
+  CHECK(at_limit.status == RunStatus::kCompleted);
+  CHECK(calls == 5);
+  auto over = run_to_end(**engine, wf, items_of(6));
+  CHECK(over.status == RunStatus::kFailed);
+  CHECK(over.error.find("send items at 'state.items' are 6, over the limit of 5 (max_send_items)") != std::string::npos);
+  CHECK(calls == 5);
+}
+
 TEST_CASE("a failed send item fails the run unless on_item_error is null", "[engine]") {
   auto wf = make_workflow(R"({"nodes": {
       "fan": {"type": "send", "items_key": "state.items", "target_node": "work"}, "work": {}},

@@ -372,6 +372,40 @@ TEST_CASE("checkpoints and events come in pages with a cursor", "[server][harden
   CHECK(paged == all_events);
 }
 
+TEST_CASE("a send of a huge list of tiny items fails at the default max_send_items, calling no worker", "[server][hardening]") {
+  // 200 000 items is ~1.2 MB of state (well under max_state_bytes): without
+  // the limit each would become a worker call held in memory.
+  orch::testing::TestServer server;
+  auto c = server.client();
+  std::string items = "[0";
+  for (int i = 1; i < 200000; ++i) items += ",0";
+  items += "]";
+  std::string id = start(*c, R"({"workflow": {"nodes": {
+      "fan": {"type": "send", "items_key": "state.items", "target_node": "work"},
+      "work": {"type": "task", "worker_tags": ["nobody"], "prompt_template": "x"}},
+    "edges": [["__start__","fan"],["fan","__end__"]]}, "input": {"items": )" + items + "}}");
+  auto ended = server.app().engine->wait(id, 10s);
+  REQUIRE(ended.ok());
+  CHECK(ended->status == RunStatus::kFailed);
+  INFO(ended->error);
+  CHECK(ended->error.find("are 200000, over the limit of 10000 (max_send_items)") != std::string::npos);
+  auto steps = json_body(c->Get(("/runs/" + id + "/steps").c_str()));
+  CHECK(steps.size() == 1);  // the send's own record, no item calls
+
+  // The config's limit reaches the engine.
+  orch::server::ServerConfig config;
+  config.max_send_items = 2;
+  orch::testing::TestServer small(config);
+  auto c2 = small.client();
+  id = start(*c2, R"({"workflow": {"nodes": {
+      "fan": {"type": "send", "items_key": "state.items", "target_node": "work"},
+      "work": {"type": "task", "worker_tags": ["nobody"], "prompt_template": "x"}},
+    "edges": [["__start__","fan"],["fan","__end__"]]}, "input": {"items": [1, 2, 3]}})");
+  ended = small.app().engine->wait(id, 10s);
+  REQUIRE(ended.ok());
+  CHECK(ended->error.find("are 3, over the limit of 2 (max_send_items)") != std::string::npos);
+}
+
 TEST_CASE("a server holding max_live_runs runs answers 429 to another", "[server][hardening]") {
   orch::server::ServerConfig config;
   config.max_live_runs = 2;

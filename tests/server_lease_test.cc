@@ -48,6 +48,18 @@ TEST_CASE("engine.lease_ttl_ms is read from the config file and validated", "[se
   CHECK(s.message().find("unknown config key 'engine.lease_ttl'") != std::string::npos);
 }
 
+TEST_CASE("engine.max_send_items is read from the config file and must not be negative", "[server][config]") {
+  orch::server::ServerConfig config;
+  CHECK(config.max_send_items == 10000);
+  REQUIRE(load(R"({"engine": {"max_send_items": 3}})", &config).ok());
+  CHECK(config.max_send_items == 3);
+  orch::server::ServerConfig bad;
+  orch::Status s = load(R"({"engine": {"max_send_items": -1}})", &bad);
+  CHECK(s.code() == orch::StatusCode::kInvalidArgument);
+  CHECK(s.message().find("engine.max_send_items") != std::string::npos);
+  CHECK(load(R"({"engine": {"max_send_items": "many"}})", &bad).code() == orch::StatusCode::kInvalidArgument);
+}
+
 TEST_CASE("every orch serve instance gets its own owner id", "[server][lease]") {
   std::set<std::string> ids;
   for (int i = 0; i < 20; ++i) ids.insert(orch::server::new_instance_owner_id());

@@ -141,6 +141,11 @@ struct EngineOptions {
   // workflow whose subgraphs call it back would otherwise fan out without
   // end. 0: no limit.
   size_t max_descendant_runs = 1000;
+  // Items one send node may fan out to; a send whose items list is longer
+  // fails, naming the limit, before it starts any call. Without it only
+  // max_state_bytes bounds the list: millions of tiny items, each a worker
+  // call held in memory until a worker frees up. 0: no limit.
+  size_t max_send_items = 10000;
   // Runs this engine holds at once (running or interrupted, with their
   // contexts in memory); start_run beyond it is ResourceExhausted. 0: no limit.
   size_t max_live_runs = 100000;

@@ -202,6 +202,13 @@ void EngineImpl::launch_node(const std::shared_ptr<RunContext>& ctx, size_t inde
                                          std::string(type_name(items->type())) + ", not an array"), true);
         return;
       }
+      if (items != nullptr && items->is_array() && options_.max_send_items > 0 &&
+          items->as_array().size() > options_.max_send_items) {
+        complete_task(ctx, index, failed("send items at '" + node.send.items_key + "' are " +
+                                         std::to_string(items->as_array().size()) + ", over the limit of " +
+                                         std::to_string(options_.max_send_items) + " (max_send_items)"), true);
+        return;
+      }
       if (items != nullptr && items->is_array()) t.items.assign(items->as_array().begin(), items->as_array().end());
       size_t n = t.items.size();
       t.item_results.assign(n, Value());
