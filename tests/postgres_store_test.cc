@@ -684,6 +684,71 @@ TEST_CASE("a writer lane writes the first batch of each run as one group and the
   }
 }
 
+TEST_CASE("a run's last superstep and its end are one PostgreSQL batch: one group for runs ending together, the slow way when the chain moved on", "[postgres][concurrency]") {
+  const std::string schema = orch::testing::fresh_schema("earlier_cp");
+  auto a = open_grouping_store(schema);
+  auto b = open_store(schema);
+  REQUIRE(a->accepts_earlier_checkpoint());
+  const std::vector<std::string> ids = {"ea", "eb", "moved"};
+  for (const std::string& id : ids) {
+    REQUIRE(a->create_run(make_run(id)).ok());
+    orch::StoreBatch first = checkpoint_batch(make_run(id), 1);
+    REQUIRE(a->write_batch(first).ok());
+  }
+  // Another store moves "moved" on: a's delta for it follows the wrong checkpoint.
+  orch::StoreBatch elsewhere = checkpoint_batch(make_run("moved"), 2);
+  REQUIRE(b->write_batch(elsewhere).ok());
+  // Each run's last superstep (earlier) and its end, with a growing state so
+  // that the end is stored as a delta of the earlier one.
+  auto ending = [](const std::string& id, int64_t version) {
+    orch::StoreBatch batch = checkpoint_batch(make_run(id), version + 1);
+    batch.earlier_checkpoint = make_checkpoint(id, version, Value::object({{"v", version}, {"text", std::string(400, 'x')}}));
+    batch.checkpoint->state = Value::object({{"v", version + 1}, {"text", std::string(400, 'x')}});
+    batch.checkpoint->parent_id = batch.earlier_checkpoint->id;
+    batch.run->status = orch::RunStatus::kCompleted;
+    batch.run->state = batch.checkpoint->state;
+    return batch;
+  };
+  std::map<std::string, orch::StoreBatch> ends = {{"ea", ending("ea", 2)}, {"eb", ending("eb", 2)},
+                                                  {"moved", ending("moved", 3)}};
+  const size_t groups_before = a->groups_written();
+  std::vector<Status> written = a->write_batches_as_lane({&ends["ea"], &ends["eb"], &ends["moved"]});
+  for (const Status& status : written) {
+    INFO(status.to_string());
+    CHECK(status.ok());
+  }
+  CHECK(a->groups_written() - groups_before == 1);
+  for (const std::string& id : ids) {
+    INFO(id);
+    const int64_t last = id == "moved" ? 4 : 3;
+    // Through the other store (no cached documents): the whole chain, in order.
+    auto checkpoints = b->list_checkpoints(id);
+    REQUIRE(checkpoints.ok());
+    REQUIRE(checkpoints->size() == static_cast<size_t>(last));
+    CHECK((*checkpoints)[last - 2].id == id + "-cp" + std::to_string(last - 1));
+    CHECK((*checkpoints)[last - 2].state["v"].as_int() == last - 1);
+    CHECK((*checkpoints)[last - 1].id == id + "-cp" + std::to_string(last));
+    CHECK((*checkpoints)[last - 1].state["v"].as_int() == last);
+    auto run = b->get_run(id);
+    REQUIRE(run.ok());
+    CHECK(run->status == orch::RunStatus::kCompleted);
+    CHECK(run->state["v"].as_int() == last);
+    auto latest = b->latest_checkpoint(id);
+    REQUIRE(latest.ok());
+    CHECK(latest->id == id + "-cp" + std::to_string(last));
+    CHECK(ends[id].events[0].seq == 3 + (id == "moved" ? 2 : 0));
+  }
+  // Written alone too (a new run's first batch is): both checkpoints, one transaction.
+  orch::StoreBatch created = ending("alone", 1);
+  created.create = orch::StoreBatch::NewRun{make_run("alone"), "owner-a", 60000};
+  REQUIRE(a->write_batch(created).ok());
+  auto alone = b->list_checkpoints("alone");
+  REQUIRE(alone.ok());
+  REQUIRE(alone->size() == 2);
+  CHECK((*alone)[0].state["v"].as_int() == 1);
+  CHECK((*alone)[1].state["v"].as_int() == 2);
+}
+
 TEST_CASE("many runs committing supersteps at once through the group commit: every batch written once, exact seqs and chains", "[postgres][concurrency]") {
   const std::string schema = orch::testing::fresh_schema("group_many");
   // Few connections, many threads: groups form, and several leaders write

@@ -149,6 +149,39 @@ Command group_checkpoint_commit(const std::vector<GroupCheckpoint>& parts, bool 
   return {group_sql(announce), std::move(p)};
 }
 
+Command earlier_checkpoints_insert(const std::vector<EarlierCheckpoint>& rows) {
+  static const std::string sql =
+      "INSERT INTO checkpoints (id, run_pk, run_id, seq, parent_id, step_id, version, created_at_ms, kind, "
+      "base_seq, chain_bytes, base_bytes, body) SELECT e.id, r.pk, r.id, e.seq, e.parent_id, e.step_id, e.version, "
+      "e.created_at_ms, e.kind, e.base_seq, e.chain_bytes, e.base_bytes, e.body FROM unnest($1::text[], $2::text[], "
+      "$3::text[], $4::bigint[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], "
+      "$11::bigint[], $12::bigint[], $13::text[]) AS e(run_id, later_id, id, seq, parent_id, step_id, version, "
+      "created_at_ms, kind, base_seq, chain_bytes, base_bytes, body) JOIN runs r ON r.id = e.run_id AND "
+      "r.latest_checkpoint_id = e.later_id WHERE r.id = ANY($1::text[])";
+  std::vector<std::string> run_ids, later_ids, ids, parents, step_ids, kinds, bodies;
+  std::vector<int64_t> seqs, versions, created, base_seqs, chain_bytes, base_bytes;
+  for (const EarlierCheckpoint& e : rows) {
+    run_ids.push_back(e.run->id);
+    later_ids.push_back(e.later_id);
+    ids.push_back(e.checkpoint->id);
+    seqs.push_back(e.row->link.seq);
+    parents.push_back(e.checkpoint->parent_id);
+    step_ids.push_back(e.checkpoint->step_id);
+    versions.push_back(e.checkpoint->version);
+    created.push_back(e.checkpoint->created_at_ms);
+    kinds.emplace_back(e.row->snapshot ? kSnapshotKind : kDeltaKind);
+    base_seqs.push_back(e.row->link.base_seq);
+    chain_bytes.push_back(e.row->link.chain_bytes);
+    base_bytes.push_back(e.row->link.base_bytes);
+    bodies.push_back(e.row->body);
+  }
+  Params p;
+  p.text_array(run_ids).text_array(later_ids).text_array(ids).integer_array(seqs).text_array(parents);
+  p.text_array(step_ids).integer_array(versions).integer_array(created).text_array(kinds).integer_array(base_seqs);
+  p.integer_array(chain_bytes).integer_array(base_bytes).text_array(bodies);
+  return {sql, std::move(p)};
+}
+
 Result<std::unordered_map<std::string, std::vector<int64_t>>> group_event_seqs(const Rows& rows) {
   std::unordered_map<std::string, std::vector<int64_t>> out;
   // A run's events are one row: its seqs are that row's.

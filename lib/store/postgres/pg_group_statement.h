@@ -46,6 +46,21 @@ struct GroupCheckpoint {
 // (pg_change_watch.h).
 Command group_checkpoint_commit(const std::vector<GroupCheckpoint>& parts, bool announce);
 
+// A run's earlier checkpoint (StoreBatch::earlier_checkpoint): written by
+// its own statement after the one that wrote the run's later checkpoint.
+struct EarlierCheckpoint {
+  const RunRecord* run = nullptr;
+  const Checkpoint* checkpoint = nullptr;
+  const checkpoint_codec::EncodedCheckpoint* row = nullptr;
+  std::string later_id;  // the checkpoint that follows it
+};
+
+// The statement inserting `rows`, each only when its run's latest checkpoint
+// is now its `later_id`: the statement before it in the transaction wrote
+// that one (a refused run's did not, and gets no row either). One statement
+// for a group's runs; their checkpoints' seqs leave room for them.
+Command earlier_checkpoints_insert(const std::vector<EarlierCheckpoint>& rows);
+
 // The seqs the runs' events got, by run id, ascending (a refused run has
 // none).
 Result<std::unordered_map<std::string, std::vector<int64_t>>> group_event_seqs(const Rows& rows);

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "store/postgres/pg_event_rows.h"
+#include "store/postgres/pg_group_statement.h"
 #include "store/postgres/pg_rows.h"
 #include "store/postgres/pg_store_impl.h"
 #include "store/store_batch.h"
@@ -178,6 +179,10 @@ std::vector<Command> PostgresStore::batch_commands(const StoreBatch& batch, cons
     commands.push_back(checkpoint_commit(*batch.run, *batch.checkpoint, checkpoint->encoded,
                                          events_with_checkpoint ? &batch.events : nullptr, riding,
                                          options_.announce_events));
+    if (checkpoint->earlier) {
+      commands.push_back(earlier_checkpoints_insert(
+          {{&*batch.run, &*batch.earlier_checkpoint, &*checkpoint->earlier, batch.checkpoint->id}}));
+    }
   } else if (batch.run) {
     static const std::string kUpdate = kRunColumns.update_sql();
     Params p;
@@ -200,6 +205,7 @@ std::vector<Command> PostgresStore::batch_commands(const StoreBatch& batch, cons
 Status PostgresStore::write_run_batch(const StoreBatch& batch, const std::string& run_id, std::vector<int64_t>* seqs,
                                       bool create) {
   // Encoding needs no connection: done first, against the cached document.
+  if (batch.earlier_checkpoint && !batch.checkpoint) return internal::earlier_checkpoint_alone();
   std::optional<PreparedCheckpoint> prepared;
   if (batch.checkpoint) {
     prepared.emplace();
@@ -208,9 +214,7 @@ Status PostgresStore::write_run_batch(const StoreBatch& batch, const std::string
     // cache holds under its id is not its chain.
     CachedDocument previous;
     if (!create && cached_document(run_id, &previous)) prepared->previous = std::move(previous);
-    prepared->encoded =
-        encode_checkpoint(batch.checkpoint->id, prepared->document, prepared->previous ? &prepared->previous->link : nullptr,
-                          prepared->previous ? &prepared->previous->document : nullptr, options_.max_delta_chain);
+    encode_prepared(batch, &*prepared);
   }
   auto take_seqs = [&](const std::vector<Rows>& results, size_t index) -> Status {
     if (seqs == nullptr || batch.events.empty()) return Status();
@@ -269,9 +273,7 @@ Status PostgresStore::write_run_batch(const StoreBatch& batch, const std::string
       ORCH_ASSIGN_OR_RETURN(Value document, load_document(conn, run_id, last.id));
       prepared->previous = CachedDocument{std::move(last), std::move(document)};
     }
-    prepared->encoded =
-        encode_checkpoint(batch.checkpoint->id, prepared->document, prepared->previous ? &prepared->previous->link : nullptr,
-                          prepared->previous ? &prepared->previous->document : nullptr, options_.max_delta_chain);
+    encode_prepared(batch, &*prepared);
     size_t event_index = 0;
     std::vector<Command> rest = batch_commands(batch, run_id, &*prepared, /*explicit_transaction=*/true, &event_index);
     ORCH_ASSIGN_OR_RETURN(std::vector<Rows> results, conn.pipeline("write_batch", rest));
@@ -284,6 +286,22 @@ Status PostgresStore::write_run_batch(const StoreBatch& batch, const std::string
     forget_document(run_id);
   }
   return Status();
+}
+
+void PostgresStore::encode_prepared(const StoreBatch& batch, PreparedCheckpoint* prepared) const {
+  const ChainLink* link = prepared->previous ? &prepared->previous->link : nullptr;
+  const Value* document = prepared->previous ? &prepared->previous->document : nullptr;
+  Value earlier_document;
+  prepared->earlier.reset();
+  if (batch.earlier_checkpoint) {
+    earlier_document = checkpoint_document(*batch.earlier_checkpoint);
+    prepared->earlier = encode_checkpoint(batch.earlier_checkpoint->id, earlier_document, link, document,
+                                          options_.max_delta_chain);
+    link = &prepared->earlier->link;
+    document = &earlier_document;
+  }
+  prepared->encoded =
+      encode_checkpoint(batch.checkpoint->id, prepared->document, link, document, options_.max_delta_chain);
 }
 
 void PostgresStore::checkpoint_committed(const RunRecord& run, PreparedCheckpoint& prepared) {

@@ -104,9 +104,7 @@ void PostgresStore::prepare_member(GroupMember& member) {
   prepared.document = checkpoint_codec::checkpoint_document(*batch.checkpoint);
   CachedDocument previous;
   if (cached_document(member.run_id, &previous)) prepared.previous = std::move(previous);
-  prepared.encoded = checkpoint_codec::encode_checkpoint(
-      batch.checkpoint->id, prepared.document, prepared.previous ? &prepared.previous->link : nullptr,
-      prepared.previous ? &prepared.previous->document : nullptr, options_.max_delta_chain);
+  encode_prepared(batch, &prepared);
 }
 
 Status PostgresStore::write_grouped(StoreBatch& batch, const std::string& run_id) {
@@ -388,6 +386,7 @@ void PostgresStore::write_group(const std::vector<GroupMember*>& group) {
   std::vector<size_t> part_members;  // the index in `ordered` of each of `parts`
   std::unordered_set<std::string_view> in_statement;
   std::unordered_set<size_t> single;
+  std::vector<EarlierCheckpoint> earlier;
   bool generic_plan = false;
   auto end_statement = [&] {
     if (parts.empty()) return;
@@ -448,8 +447,13 @@ void PostgresStore::write_group(const std::vector<GroupMember*>& group) {
     }
     parts.push_back(std::move(part));
     part_members.push_back(i);
+    if (member->prepared.earlier) {
+      earlier.push_back({&*batch.run, &*batch.earlier_checkpoint, &*member->prepared.earlier, batch.checkpoint->id});
+    }
   }
   end_statement();
+  // The runs' earlier checkpoints, once their later ones are in.
+  if (!earlier.empty()) commands.push_back(earlier_checkpoints_insert(earlier));
   bool rolled_back = false;  // the server answered the group with an error
   Status status = with_connection("write_batch", [&](Connection& conn) -> Status {
     Result<std::vector<Rows>> answered = conn.pipeline("write_batch", commands);

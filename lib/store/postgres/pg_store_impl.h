@@ -111,6 +111,9 @@ class PostgresStore final : public Store {
   // the other queued batches and calls `done` back, in the order handed over.
   void write_batch_async(StoreBatch batch, BatchDone done) override;
   bool writes_without_waiting() const override { return true; }
+  // A run's last superstep and its end are one batch: one transaction, and
+  // one member of a writer lane's group instead of two groups.
+  bool accepts_earlier_checkpoint() const override { return true; }
 
   Status put_workflow(const WorkflowRecord& workflow, bool create_only) override;
   Result<WorkflowRecord> get_workflow(const std::string& id) override;
@@ -178,9 +181,15 @@ class PostgresStore final : public Store {
   // previous document is cached.
   struct PreparedCheckpoint {
     Value document;
-    std::optional<CachedDocument> previous;  // what `encoded` follows
+    std::optional<CachedDocument> previous;  // what the batch's first checkpoint follows
+    // StoreBatch::earlier_checkpoint's row (following `previous`), which
+    // `encoded` then follows.
+    std::optional<EncodedCheckpoint> earlier;
     EncodedCheckpoint encoded;
   };
+  // Encodes `batch`'s checkpoints (its earlier one first, when it has one)
+  // after `prepared`'s previous; `prepared.document` is the checkpoint's.
+  void encode_prepared(const StoreBatch& batch, PreparedCheckpoint* prepared) const;
   // Writes one run's batch in one transaction; `seqs` gets its events' seqs.
   // With `create`, the batch's run is inserted in that transaction first;
   // any failure is then returned as it is (nothing was written), for
