@@ -116,6 +116,35 @@ TEST_CASE("exceeding the recursion limit fails the run with a clear error", "[en
   CHECK(engine->store()->list_checkpoints(r.id)->size() == 8);
 }
 
+TEST_CASE("checkpoint versions count from 0 at __init__ and __fork__, one more per checkpoint, as in NullBoiler", "[engine][compat]") {
+  auto wf = make_workflow(R"({"nodes": {"a": {}, "b": {}}, "edges": [["__start__","a"],["a","b"],["b","__end__"]]})",
+                          {{"a", tracer("a")}, {"b", tracer("b")}});
+  auto engine = make_engine();
+  auto r = run_to_end(*engine, wf);
+  REQUIRE(r.status == RunStatus::kCompleted);
+  auto cps = engine->store()->list_checkpoints(r.id);
+  REQUIRE(cps.ok());
+  REQUIRE(cps->size() == 4);
+  const std::vector<std::string> steps = {"__init__", "a", "b", "__end__"};
+  for (size_t i = 0; i < cps->size(); ++i) {
+    CHECK((*cps)[i].version == static_cast<int64_t>(i));
+    CHECK((*cps)[i].step_id == steps[i]);
+  }
+  // A fork starts again at 0, its __fork__ naming the source checkpoint as its parent.
+  auto forked = engine->fork_run((*cps)[1].id, Value());
+  REQUIRE(forked.ok());
+  auto ended = engine->wait(*forked, 10s);
+  REQUIRE(ended.ok());
+  CHECK(ended->status == RunStatus::kCompleted);
+  auto fork_cps = engine->store()->list_checkpoints(*forked);
+  REQUIRE(fork_cps.ok());
+  REQUIRE(fork_cps->size() == 3);  // __fork__, b, __end__
+  CHECK((*fork_cps)[0].step_id == "__fork__");
+  CHECK((*fork_cps)[0].version == 0);
+  CHECK((*fork_cps)[0].parent_id == (*cps)[1].id);
+  CHECK((*fork_cps)[2].version == 2);
+}
+
 TEST_CASE("100 000 supersteps of in-process nodes run in constant stack depth", "[engine][hardening]") {
   // A transform and a route in a loop: both finish inside the superstep that
   // launched them, which once nested the next superstep's call on the stack

@@ -173,7 +173,7 @@ TEST_CASE("runs from a stored workflow, inline, and legacy steps", "[server]") {
   Value cps = body_of(c->Get(("/runs/" + id + "/checkpoints").c_str()));
   REQUIRE(cps.size() >= 3);
   std::string cp_id = (*cps.at(0))["id"].as_string();
-  CHECK(body_of(c->Get(("/runs/" + id + "/checkpoints/" + cp_id).c_str()))["version"].as_int() == 1);
+  CHECK(body_of(c->Get(("/runs/" + id + "/checkpoints/" + cp_id).c_str()))["version"].as_int() == 0);  // __init__, as in NullBoiler
   CHECK(c->Get(("/runs/" + id + "/checkpoints/nope").c_str())->status == 404);
   Value events = body_of(c->Get(("/runs/" + id + "/events").c_str()));
   CHECK((*events.at(0))["kind"].as_string() == "run.started");
@@ -274,6 +274,12 @@ TEST_CASE("interrupt, resume, fork, replay, cancel, retry and state over HTTP", 
   Value fork_paused = wait_run(*c, forked["id"].as_string());
   CHECK(fork_paused["status"].as_string() == "interrupted");
   CHECK(fork_paused["state_json"]["approved"].as_string() == "forked");
+  // The fork's first checkpoint is __fork__ at version 0 (NullBoiler's numbering), its parent the source's.
+  Value fork_cps = body_of(c->Get(("/runs/" + forked["id"].as_string() + "/checkpoints").c_str()));
+  REQUIRE(fork_cps.size() >= 1);
+  CHECK((*fork_cps.at(0))["step_id"].as_string() == "__fork__");
+  CHECK((*fork_cps.at(0))["version"].as_int() == 0);
+  CHECK((*fork_cps.at(0))["parent_id"].as_string() == first_cp);
 
   // Replay the finished run from its first checkpoint (history and events exist).
   auto replay = c->Post(("/runs/" + id + "/replay").c_str(), std::string(R"({"checkpoint_id": ")") + first_cp + "\"}",

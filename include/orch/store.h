@@ -86,7 +86,7 @@ struct Checkpoint {
   std::string run_id;
   std::string parent_id;           // previous checkpoint of the run, empty for the first
   std::string step_id;             // "__init__", the node(s) of the superstep, "__end__", ...
-  int64_t version = 0;             // superstep counter; strictly increasing per run
+  int64_t version = 0;             // 0 at __init__ / __fork__, then one more per checkpoint (superstep k: k)
   Value state;
   // The nodes the superstep closed by this checkpoint ran (not cumulative, so a
   // checkpoint's size does not grow with the run; the API accumulates them).

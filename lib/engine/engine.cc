@@ -907,9 +907,9 @@ void EngineImpl::advance(const std::shared_ptr<RunContext>& ctx) {
       }
       return;
     }
-    // Superstep k (1-based) runs while the newest checkpoint has version k
-    // (__init__ is version 1), so `limit` supersteps are allowed.
-    if (c.version > c.recursion_limit) {
+    // Superstep k (1-based) runs while the newest checkpoint has version
+    // k - 1 (__init__ is version 0), so `limit` supersteps are allowed.
+    if (c.version >= c.recursion_limit) {
       finish_run(c, RunStatus::kFailed,
                  "recursion limit of " + std::to_string(c.recursion_limit) + " supersteps reached");
       return;
@@ -1301,6 +1301,7 @@ Result<std::string> EngineImpl::fork_run(const std::string& checkpoint_id, const
   }
   std::lock_guard<std::mutex> lock(ctx->mu);
   emit(*ctx, event_kind::kRunForked, Value::object({{"from_run_id", source.id}, {"from_checkpoint_id", cp.id}}));
+  ctx->last_checkpoint_id = cp.id;  // __fork__'s parent: the source checkpoint, in the other run (as NullBoiler)
   ORCH_RETURN_IF_ERROR(commit(*ctx, "__fork__", true));
   schedule_advance(ctx);
   return r.id;

@@ -10,7 +10,7 @@ void EngineImpl::trace_superstep(RunContext& c) {
   if (!c.trace) c.trace = std::make_unique<RunTrace>(options_.tracer, c.record, c.traceparent);
   const CompiledGraph& g = *c.compiled->graph;
   // Superstep k runs while the newest checkpoint has version k.
-  c.trace->begin_superstep(c.version, c.tasks.size());
+  c.trace->begin_superstep(c.version + 1, c.tasks.size());
   for (size_t i = 0; i < c.tasks.size(); ++i) {
     const NodeTask& t = c.tasks[i];
     const Node& node = *g.node(t.vertex);

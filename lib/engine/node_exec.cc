@@ -74,7 +74,7 @@ double jitter_factor(double jitter) {
 
 Value EngineImpl::state_with_meta(const RunContext& c, int vertex, int attempt) const {
   Value s = c.state;
-  int64_t step = c.version;  // the superstep number, from 1
+  int64_t step = c.version + 1;  // the superstep number, from 1
   s.set("__meta", Value::object({{"step", static_cast<long long>(step)},
                                  {"remaining_steps", static_cast<long long>(c.recursion_limit - step)},
                                  {"is_last_step", step >= c.recursion_limit},

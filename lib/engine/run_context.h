@@ -129,7 +129,10 @@ struct RunContext : std::enable_shared_from_this<RunContext> {
   std::shared_ptr<const CompiledWorkflow> compiled;
   std::unique_ptr<Scheduler> scheduler;
   Value state;
-  int64_t version = 0;           // last committed checkpoint version
+  // Last committed checkpoint version: -1 before a run's first, which is
+  // then version 0 (__init__ or __fork__, as in NullBoiler); superstep k
+  // (from 1) commits version k.
+  int64_t version = -1;
   std::string last_checkpoint_id;
   int64_t recursion_limit = 1000;
   Durability durability = Durability::kSync;

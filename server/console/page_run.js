@@ -179,7 +179,7 @@ export async function render(main, { id }) {
   // reads them all again. At most 10 000 are listed.
   async function loadCheckpoints(fromStart = false) {
     if (fromStart) checkpoints = [];
-    let after = checkpoints.length ? checkpoints[checkpoints.length - 1].version : 0;
+    let after = checkpoints.length ? checkpoints[checkpoints.length - 1].version : -1;
     for (let i = 0; i < 10 && checkpoints.length < 10000; i++) {
       const { body, headers } = await getJson("/runs/" + enc(run.id) + "/checkpoints?after_version=" + after);
       checkpoints = checkpoints.concat(body);

@@ -249,7 +249,8 @@ void list_events(App& app, const httplib::Request& req, httplib::Response& res, 
 void list_checkpoints(App& app, const httplib::Request& req, httplib::Response& res, const Params& p) {
   RunRecord r;
   if (!load_run(app, res, p[0], &r)) return;
-  const int64_t after = query_int(req, "after_version", 0, 0, INT64_MAX);
+  // (-1, the default: from the first, __init__ at version 0.)
+  const int64_t after = query_int(req, "after_version", -1, -1, INT64_MAX);
   const size_t limit = static_cast<size_t>(query_int(req, "limit", 1000, 1, 1000));
   auto cps = app.store->list_checkpoints(r.id);
   if (!cps.ok()) return send_status(res, cps.status());
