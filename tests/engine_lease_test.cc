@@ -176,6 +176,89 @@ TEST_CASE("a subgraph child running when its parent is taken over is continued, 
   CHECK(completed == 1);
 }
 
+TEST_CASE("a send's item children running when their parent is taken over are continued, not started again", "[engine][lease][send]") {
+  using namespace std::chrono_literals;
+  auto store = orch::new_memory_store();
+  std::atomic<int> work_a{0}, work_b{0};
+  std::mutex mu;
+  std::condition_variable cv;
+  bool released = false;
+  const std::string parent_json = R"({"id": "parent", "nodes": {
+      "fan": {"type": "send", "items_key": "state.items", "target_node": "each", "output_key": "results"},
+      "each": {"type": "subgraph", "workflow_id": "child", "output_key": "output"}},
+    "edges": [["__start__","fan"],["fan","__end__"]]})";
+  const std::string child_json = R"({"id": "child", "nodes": {"work": {}}, "edges": [["__start__","work"],["work","__end__"]]})";
+  auto parent_wf = orch::testing::make_workflow(parent_json);
+  auto child_a = orch::testing::make_workflow(child_json, {{"work", [&](const orch::NodeCall&) -> Result<orch::NodeOutput> {
+                                                ++work_a;
+                                                std::unique_lock<std::mutex> lock(mu);
+                                                cv.notify_all();
+                                                cv.wait_for(lock, 60s, [&] { return released; });
+                                                return orch::NodeOutput(Value::object({{"output", "by a"}}));
+                                              }}});
+  auto child_b = orch::testing::make_workflow(child_json, {{"work", [&](const orch::NodeCall& call) -> Result<orch::NodeOutput> {
+                                                ++work_b;
+                                                return orch::NodeOutput(Value::object(
+                                                    {{"output", "by b " + call.state["item"].get_string("")}}));
+                                              }}});
+  auto resolver = [parent_wf](std::shared_ptr<const orch::Workflow> child) {
+    return [parent_wf, child](const std::string& id) -> Result<std::shared_ptr<const orch::Workflow>> {
+      if (id == "child") return child;
+      return parent_wf;
+    };
+  };
+  orch::EngineOptions a_options;
+  a_options.store = store;
+  a_options.owner_id = "a";
+  a_options.lease_ms = 0;  // A's leases run out at once: as if it had stopped renewing
+  a_options.workflow_resolver = resolver(child_a);
+  orch::EngineOptions b_options;
+  b_options.store = store;
+  b_options.owner_id = "b";
+  b_options.lease_ms = 600000;
+  b_options.workflow_resolver = resolver(child_b);
+  auto a = orch::Engine::open(a_options);
+  auto b = orch::Engine::open(b_options);
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  orch::RunOptions run_options;
+  run_options.workflow_id = "parent";
+  run_options.input = Value::object({{"items", Value::array({"x", "y", "z"})}});
+  auto id = (*a)->start_run(parent_wf, run_options);
+  REQUIRE(id.ok());
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    REQUIRE(cv.wait_for(lock, 30s, [&] { return work_a >= 1; }));
+  }
+  auto taken = (*b)->take_over_expired_runs(10);
+  REQUIRE(taken.ok());
+  CHECK(*taken == 1);  // the parent only: its children follow through it
+  auto done = (*b)->wait(*id, 30s);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    released = true;
+    cv.notify_all();
+  }
+  REQUIRE(done.ok());
+  INFO(done->error);
+  CHECK(done->status == RunStatus::kCompleted);
+  CHECK(done->state["results"].to_json() == R"(["by b x","by b y","by b z"])");
+  orch::RunFilter children;
+  children.parent_run_id = *id;
+  auto kids = store->list_runs(children);
+  REQUIRE(kids.ok());
+  CHECK(kids->size() == 3);  // the same children, continued
+  CHECK(work_b == 3);
+  a->reset();
+  b->reset();
+  // One record per item, each naming its child.
+  auto steps = store->list_steps(*id);
+  REQUIRE(steps.ok());
+  int item_records = 0;
+  for (const orch::StepRecord& s : *steps) item_records += s.item_index >= 0 ? 1 : 0;
+  CHECK(item_records == 3);
+}
+
 namespace {
 
 // Counts list_runs calls that ask for running runs (what recover() lists).

@@ -590,6 +590,108 @@ TEST_CASE("a subgraph child resumed directly ends and its parent then goes on by
   CHECK(store->get_run(id)->status == RunStatus::kCompleted);
 }
 
+TEST_CASE("a send to a subgraph node runs a child per item: results in item order, a failed child null", "[engine][send]") {
+  // The child doubles its input's item; item 2 fails.
+  auto child = make_workflow(R"({"id": "double", "nodes": {"work": {}}, "edges": [["__start__","work"],["work","__end__"]]})",
+                             {{"work", [](const NodeCall& call) -> Result<NodeOutput> {
+                                 const int64_t n = call.state["item"].as_int();
+                                 if (n == 2) return orch::Status::internal("two is bad");
+                                 return NodeOutput(Value::object({{"doubled", n * 2}}));
+                               }}});
+  auto parent = make_workflow(R"({"nodes": {
+      "fan": {"type": "send", "items_key": "state.items", "target_node": "each", "output_key": "results",
+              "on_item_error": "null", "max_concurrency": 2},
+      "each": {"type": "subgraph", "workflow_id": "double", "output_key": "doubled"}},
+    "edges": [["__start__","fan"],["fan","__end__"]]})");
+  orch::EngineOptions options;
+  options.store = orch::new_memory_store();
+  options.workflow_resolver = [child](const std::string& id) -> Result<std::shared_ptr<const orch::Workflow>> {
+    if (id == "double") return child;
+    return orch::Status::not_found("no workflow " + id);
+  };
+  auto engine = orch::Engine::open(options);
+  REQUIRE(engine.ok());
+  auto r = run_to_end(**engine, parent, json(R"({"items": [1, 2, 3, 5]})"));
+  INFO(r.error);
+  REQUIRE(r.status == RunStatus::kCompleted);
+  CHECK(r.state["results"].to_json() == "[2,null,6,10]");
+  // One child per item, each named by the item's record.
+  orch::RunFilter children;
+  children.parent_run_id = r.id;
+  auto kids = options.store->list_runs(children);
+  REQUIRE(kids.ok());
+  CHECK(kids->size() == 4);
+  auto steps = options.store->list_steps(r.id);
+  REQUIRE(steps.ok());
+  std::map<int, orch::StepRecord> items;
+  for (const orch::StepRecord& s : *steps) {
+    if (s.item_index >= 0) items[s.item_index] = s;
+  }
+  REQUIRE(items.size() == 4);
+  for (const auto& [i, s] : items) {
+    INFO(i);
+    CHECK(s.node_name == "fan_" + std::to_string(i));
+    CHECK(s.type == "subgraph");
+    CHECK_FALSE(s.child_run_id.empty());
+    CHECK(s.status == (i == 1 ? orch::StepStatus::kFailed : orch::StepStatus::kCompleted));
+    auto kid = options.store->get_run(s.child_run_id);
+    REQUIRE(kid.ok());
+    CHECK(kid->input["item"].as_int() == std::vector<int>{1, 2, 3, 5}[i]);
+  }
+  CHECK(items[2].output.to_json() == R"({"doubled":6})");
+  CHECK(items[1].error.find("two is bad") != std::string::npos);
+  // Without on_item_error "null" the failed child fails the send.
+  auto strict = make_workflow(R"({"nodes": {
+      "fan": {"type": "send", "items_key": "state.items", "target_node": "each"},
+      "each": {"type": "subgraph", "workflow_id": "double", "output_key": "doubled"}},
+    "edges": [["__start__","fan"],["fan","__end__"]]})");
+  auto failed = run_to_end(**engine, strict, json(R"({"items": [1, 2]})"));
+  CHECK(failed.status == RunStatus::kFailed);
+  CHECK(failed.error.find("send item 1 failed: subgraph run") != std::string::npos);
+  // A workflow that does not exist fails each item, not the process.
+  auto missing = make_workflow(R"({"nodes": {
+      "fan": {"type": "send", "items_key": "state.items", "target_node": "each", "on_item_error": "null"},
+      "each": {"type": "subgraph", "workflow_id": "nope", "output_key": "x"}},
+    "edges": [["__start__","fan"],["fan","__end__"]]})");
+  auto none = run_to_end(**engine, missing, json(R"({"items": [1, 2]})"));
+  CHECK(none.status == RunStatus::kCompleted);
+  CHECK(none.state["send_results"].to_json() == "[null,null]");
+}
+
+TEST_CASE("a send's item children that pause pause the parent, and resuming it continues them all", "[engine][send]") {
+  auto store = store_with_pausing_child();
+  auto wf = make_workflow(R"({"nodes": {
+      "fan": {"type": "send", "items_key": "state.items", "target_node": "each", "output_key": "results"},
+      "each": {"type": "subgraph", "workflow_id": "child", "output_key": "output"}},
+    "edges": [["__start__","fan"],["fan","__end__"]]})");
+  auto engine = make_engine(nullptr, nullptr, store);
+  auto id = *engine->start_run(wf, [] {
+    orch::RunOptions o;
+    o.input = json(R"({"items": ["a", "b", "c"]})");
+    return o;
+  }());
+  REQUIRE(engine->wait(id, 10s)->status == RunStatus::kInterrupted);
+  // Resumed once the children have all paused (the parent pauses at the first).
+  orch::RunFilter children;
+  children.parent_run_id = id;
+  for (int i = 0; i < 500; ++i) {
+    auto kids = store->list_runs(children);
+    size_t paused = 0;
+    for (const orch::RunRecord& k : *kids) paused += k.status == RunStatus::kInterrupted ? 1 : 0;
+    if (paused == 3) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  REQUIRE(engine->resume_run(id, Value()).ok());
+  auto r = engine->wait(id, 10s);
+  REQUIRE(r.ok());
+  INFO(r->error);
+  REQUIRE(r->status == RunStatus::kCompleted);
+  CHECK(r->state["results"].to_json() == R"(["from child","from child","from child"])");
+  auto kids = store->list_runs(children);
+  REQUIRE(kids->size() == 3);
+  for (const orch::RunRecord& k : *kids) CHECK(k.status == RunStatus::kCompleted);
+}
+
 TEST_CASE("a workflow whose subgraphs call it back starts at most max_descendant_runs runs", "[engine][hardening]") {
   // Two subgraph nodes calling their own workflow: 2^10 runs before the
   // depth limit without a cap on the family.

@@ -153,6 +153,38 @@ TEST_CASE("a subgraph's step row holds what it wrote", "[server][compat]") {
   CHECK(!steps.as_array()[0]["child_run_id"].as_string().empty());
 }
 
+TEST_CASE("a send to a subgraph node runs a child run per item with the item in its input", "[server][compat]") {
+  // SPEC: the send's target may be a real node of another type; a subgraph
+  // target is one child run per item. The child echoes its item back.
+  orch::testing::TestServer server;
+  auto c = server.client();
+  auto wf = c->Post("/workflows", R"({"id": "echo", "state_schema": {"item": {}, "answer": {"type": "array", "reducer": "append"}},
+      "nodes": {"t": {"type": "transform", "updates": {"answer": ["seen"]}}},
+      "edges": [["__start__", "t"], ["t", "__end__"]]})", "application/json");
+  REQUIRE(wf);
+  REQUIRE(wf->status / 100 == 2);
+  std::string id = start(*c, R"({"workflow": {
+      "nodes": {"fan": {"type": "send", "items_key": "state.jobs", "target_node": "each", "output_key": "answers"},
+                "each": {"type": "subgraph", "workflow_id": "echo", "output_key": "answer"}},
+      "edges": [["__start__", "fan"], ["fan", "__end__"]]}, "input": {"jobs": [{"n": 1}, {"n": 2}]}})");
+  Value steps = steps_of_completed(server, *c, id);
+  INFO(steps.to_json());
+  Value run = json_body(c->Get(("/runs/" + id).c_str()));
+  CHECK(run["state_json"]["answers"].to_json() == R"([["seen"],["seen"]])");
+  REQUIRE(steps.size() == 3);  // two item records, then the send's own
+  for (int i = 0; i < 2; ++i) {
+    const Value& item = steps.as_array()[i];
+    CHECK(item["type"].as_string() == "subgraph");
+    CHECK(item["def_step_id"].as_string() == "fan_" + std::to_string(i));
+    CHECK(item["status"].as_string() == "completed");
+    const std::string child = item["child_run_id"].as_string();
+    REQUIRE(!child.empty());
+    Value child_run = json_body(c->Get(("/runs/" + child).c_str()));
+    CHECK(child_run["status"].as_string() == "completed");
+    CHECK(child_run["state_json"]["item"]["n"].as_int() == i + 1);
+  }
+}
+
 namespace {
 // The value of counter `name` in a Prometheus text page; -1 when absent.
 long long counter_value(const std::string& page, const std::string& name) {

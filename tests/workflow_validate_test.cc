@@ -24,7 +24,7 @@ const ValidationIssue* find(const std::vector<ValidationIssue>& issues, const st
 
 }  // namespace
 
-TEST_CASE("a send target that is not a task or agent node is a validation error", "[workflow][validate]") {
+TEST_CASE("a send target that is not a task, agent or subgraph node is a validation error", "[workflow][validate]") {
   // Found when the workflow is checked, not when a run reaches the send node.
   auto issues = validate(R"({"nodes": {
       "fan": {"type": "send", "items_key": "state.items", "target_node": "w"},
@@ -33,10 +33,14 @@ TEST_CASE("a send target that is not a task or agent node is a validation error"
   const ValidationIssue* i = find(issues, "invalid_send_target_type");
   REQUIRE(i != nullptr);
   CHECK_FALSE(i->warning);
-  CHECK(i->message.find("must be a task or agent node") != std::string::npos);
+  CHECK(i->message.find("must be a task, agent or subgraph node") != std::string::npos);
   CHECK(find(validate(R"({"nodes": {
       "fan": {"type": "send", "items_key": "state.items", "target_node": "w"},
       "w": {"type": "task", "prompt_template": "{{item}}"}},
+    "edges": [["__start__","fan"],["fan","__end__"]]})"), "invalid_send_target_type") == nullptr);
+  CHECK(find(validate(R"({"nodes": {
+      "fan": {"type": "send", "items_key": "state.items", "target_node": "w"},
+      "w": {"type": "subgraph", "workflow_id": "child", "output_key": "out"}},
     "edges": [["__start__","fan"],["fan","__end__"]]})"), "invalid_send_target_type") == nullptr);
 }
 

@@ -1196,6 +1196,11 @@ Status EngineImpl::resume_run(const std::string& run_id, const Value& state_upda
         std::string child = t.child_run_id;
         post([this, child] { (void)resume_run(child, Value()); });
       }
+      // A send's item children: those paused (the others refuse).
+      if (t.finished) continue;
+      for (const auto& [child, item] : t.item_children) {
+        post([this, child = child] { (void)resume_run(child, Value()); });
+      }
     }
     return Status();
   }
@@ -1220,6 +1225,7 @@ Status EngineImpl::cancel_run(const std::string& run_id) {
     }
     for (NodeTask& t : ctx->tasks) {
       if (t.waiting_child) children.push_back(t.child_run_id);
+      for (const auto& [child, item] : t.item_children) children.push_back(child);
     }
     (void)flush(*ctx);  // steps an engine thread has not written yet
     auto steps = options_.store->list_steps(run_id);
@@ -1555,6 +1561,10 @@ Result<std::shared_ptr<RunContext>> EngineImpl::load_context(const std::string& 
   if (steps.ok()) {
     for (const StepRecord& s : *steps) {
       if (s.status == StepStatus::kPending && s.superstep == 0) ctx->planned_steps[s.node_name] = s.id;
+      if (s.item_index >= 0 && !s.child_run_id.empty() && s.superstep == cp.version + 1) {
+        ctx->resumable_item_children[s.node_name] = s;  // a send's item child (send_children.cc)
+        continue;
+      }
       if (s.status != StepStatus::kRunning || s.superstep != cp.version + 1 || s.item_index >= 0) continue;
       auto& slot = ctx->resumable_steps[s.node_name];
       if (slot.first.empty() || s.attempt > slot.second) slot = {s.id, s.attempt};

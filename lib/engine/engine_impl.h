@@ -5,6 +5,7 @@
 #include <asio/post.hpp>
 #include <atomic>
 #include <deque>
+#include <optional>
 #include <string_view>
 #include <type_traits>
 #include <unordered_map>
@@ -186,8 +187,9 @@ class EngineImpl final : public orch::Engine {
   // child run `child_id` exists: claims and continues the child, or hands
   // its outcome to the node at `index` of `parent` when it has stopped
   // already. False when there is no such child (start a new one).
+  // With `item` >= 0, the child is that item's of the send node at `index`.
   bool resume_child(const std::weak_ptr<RunContext>& parent, uint64_t generation, size_t index,
-                    const std::string& child_id);
+                    const std::string& child_id, int64_t item = -1);
   // Holds a run's lock for a worker reply or a timer; the store writes made
   // under it go out as one batch (flushed before the lock is released), unless
   // an engine thread already batches for the run and will flush them itself.
@@ -263,6 +265,33 @@ class EngineImpl final : public orch::Engine {
   // Hands a stopped child's record to its parent run (off any run lock).
   void tell_parent(const std::string& parent_id, const RunRecord& child);
   void on_child_stopped(const std::shared_ptr<RunContext>& ctx, size_t index, const RunRecord& child);
+  // Hands `child`'s stop to whichever node of `parent` waits for it (a
+  // subgraph node, or a send's item); false when none does. REQUIRES: parent's lock.
+  bool deliver_child_stop(const std::shared_ptr<RunContext>& parent, const RunRecord& child);
+  // A parent paused only because a child paused, whose child has now ended:
+  // running again. REQUIRES: its lock.
+  void unpause_for_ended_child(RunContext& c, const RunRecord& child, const std::string& node);
+  // send_children.cc: a send whose target is a subgraph node, a child run per
+  // item. start_item_child records item `item`'s child (or takes over the
+  // one a loaded run had) and returns what to start once that record is
+  // stored; null when the item failed at once (its failure is posted).
+  struct ItemChildStart {
+    std::shared_ptr<const Workflow> workflow;
+    RunOptions options;
+    size_t item = 0;
+    bool resuming = false;
+  };
+  std::optional<ItemChildStart> start_item_child(const std::shared_ptr<RunContext>& ctx, size_t index, size_t item);
+  void run_item_children(const std::shared_ptr<RunContext>& ctx, size_t index, std::vector<ItemChildStart> starts);
+  void on_item_child_stopped(const std::shared_ptr<RunContext>& ctx, size_t index, size_t item, const RunRecord& child);
+  // An item's child could not start, be resumed, or ended without a result.
+  void item_child_failed(const std::shared_ptr<RunContext>& ctx, size_t index, size_t item, const std::string& child_id,
+                         const std::string& error);
+  void close_item_child_record(RunContext& c, NodeTask& t, size_t item, const Status& error, Value output);
+  // A send item's end: its result (or error) and its state updates; launches
+  // the next items, or completes the send with all of them.
+  void item_finished(const std::shared_ptr<RunContext>& ctx, size_t index, size_t item, const Status& error,
+                     Value result, Value updates);
   Value state_with_meta(const RunContext& ctx, int vertex, int attempt) const;
   Result<std::string> render(const RunContext& ctx, const Template& tpl, const Value& state,
                              const Value* item, int attempt) const;

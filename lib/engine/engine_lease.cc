@@ -101,7 +101,7 @@ Result<size_t> EngineImpl::take_over_expired_runs(size_t limit) {
 namespace orch::internal {
 
 bool EngineImpl::resume_child(const std::weak_ptr<RunContext>& parent, uint64_t generation, size_t index,
-                              const std::string& child_id) {
+                              const std::string& child_id, int64_t item) {
   auto child = load_context(child_id);  // claims it (its old owner is gone: it expired with the parent)
   if (!child.ok()) {
     if (child.status().code() == StatusCode::kNotFound) return false;  // never started: start it now
@@ -109,9 +109,14 @@ bool EngineImpl::resume_child(const std::weak_ptr<RunContext>& parent, uint64_t 
     if (!locked) return true;
     BatchedRunLock lock(*this, *locked);
     if (locked->generation != generation || index >= locked->tasks.size()) return true;
+    const std::string why = "subgraph run " + child_id + " could not be resumed: " + child.status().message();
+    if (item >= 0) {
+      item_child_failed(locked, index, static_cast<size_t>(item), child_id, why);
+      return true;
+    }
     NodeOutcome failed;
     failed.kind = NodeOutcome::Kind::kFailed;
-    failed.error = "subgraph run " + child_id + " could not be resumed: " + child.status().message();
+    failed.error = why;
     complete_task(locked, index, std::move(failed), true);
     return true;
   }
@@ -129,9 +134,7 @@ bool EngineImpl::resume_child(const std::weak_ptr<RunContext>& parent, uint64_t 
   if (!locked) return true;
   BatchedRunLock lock(*this, *locked);
   if (locked->generation != generation || index >= locked->tasks.size()) return true;
-  if (locked->tasks[index].waiting_child && locked->tasks[index].child_run_id == child_id) {
-    on_child_stopped(locked, index, record);
-  }
+  (void)deliver_child_stop(locked, record);  // unless the node heard of it already
   return true;
 }
 

@@ -193,8 +193,8 @@ void EngineImpl::launch_node(const std::shared_ptr<RunContext>& ctx, size_t inde
         complete_task(ctx, index, failed("send target node '" + node.send.target_node + "' does not exist"), true);
         return;
       }
-      if (target->type != NodeType::kTask && target->type != NodeType::kAgent) {
-        complete_task(ctx, index, failed("send target '" + target->name + "' must be a task or agent node"), true);
+      if (target->type != NodeType::kTask && target->type != NodeType::kAgent && target->type != NodeType::kSubgraph) {
+        complete_task(ctx, index, failed("send target '" + target->name + "' must be a task, agent or subgraph node"), true);
         return;
       }
       if (items != nullptr && !items->is_array() && !items->is_null()) {
@@ -623,6 +623,7 @@ void EngineImpl::launch_send_items(const std::shared_ptr<RunContext>& ctx, size_
   auto tpl = c.compiled->prompts.find(target.name);
   const int target_vertex = c.compiled->graph->vertex(target.name);
   std::vector<std::pair<size_t, WorkerRequest>> worker_calls;
+  std::vector<ItemChildStart> children;
   while ((!t.retry_items.empty() || t.next_item < t.items.size()) && t.items_in_flight < limit) {
     size_t i;
     if (!t.retry_items.empty()) {
@@ -633,6 +634,10 @@ void EngineImpl::launch_send_items(const std::shared_ptr<RunContext>& ctx, size_
     }
     ++t.items_in_flight;
     ++t.item_attempts[i];
+    if (target.type == NodeType::kSubgraph) {
+      if (auto start = start_item_child(ctx, index, i)) children.push_back(std::move(*start));
+      continue;
+    }
     WorkerRequest req;
     if (!target.function) {  // what only a dispatcher reads
       req.call_id = t.step_id + "#item" + std::to_string(i) + "." + std::to_string(t.item_attempts[i]);
@@ -676,6 +681,10 @@ void EngineImpl::launch_send_items(const std::shared_ptr<RunContext>& ctx, size_
     }
     record_item_call(c, t, send, target, i);
     worker_calls.emplace_back(i, std::move(req));
+  }
+  if (!children.empty()) {
+    run_item_children(ctx, index, std::move(children));
+    return;
   }
   // The records of all these calls go out in one write, with the first call
   // (call_worker stores the batch before it sends); the others follow it.
@@ -765,13 +774,26 @@ void EngineImpl::on_item_reply(const std::shared_ptr<RunContext>& ctx, size_t in
     });
     return;
   }
-  ++t.items_done;
   if (!effects.ok()) {
-    t.item_results[item] = Value();
-    t.item_errors.emplace_back(item, effects.status().message());
+    item_finished(ctx, index, item, effects.status(), Value(), Value());
   } else {
-    if (effects->has_state_updates && effects->updates.size() > 0) t.item_updates[item].push_back(effects->updates);
-    t.item_results[item] = std::move(output);
+    Value updates = effects->has_state_updates && effects->updates.size() > 0 ? std::move(effects->updates) : Value();
+    item_finished(ctx, index, item, Status(), Value(std::move(output)), std::move(updates));
+  }
+}
+
+void EngineImpl::item_finished(const std::shared_ptr<RunContext>& ctx, size_t index, size_t item, const Status& error,
+                               Value result, Value updates) {
+  RunContext& c = *ctx;
+  NodeTask& t = c.tasks[index];
+  const Node& send = *c.compiled->graph->node(t.vertex);
+  ++t.items_done;
+  if (!error.ok()) {
+    t.item_results[item] = Value();
+    t.item_errors.emplace_back(item, error.message());
+  } else {
+    if (!updates.is_null()) t.item_updates[item].push_back(std::move(updates));
+    t.item_results[item] = std::move(result);
   }
   if (t.items_done < t.items.size()) {
     launch_send_items(ctx, index);
@@ -879,12 +901,39 @@ void EngineImpl::tell_parent(const std::string& parent_id, const RunRecord& chil
   auto parent = find_context(parent_id);
   if (!parent) return;
   BatchedRunLock lock(*this, *parent);
+  (void)deliver_child_stop(parent, child);
+}
+
+bool EngineImpl::deliver_child_stop(const std::shared_ptr<RunContext>& parent, const RunRecord& child) {
   for (size_t i = 0; i < parent->tasks.size(); ++i) {
-    if (parent->tasks[i].waiting_child && parent->tasks[i].child_run_id == child.id) {
+    NodeTask& t = parent->tasks[i];
+    if (t.waiting_child && t.child_run_id == child.id) {
       on_child_stopped(parent, i, child);
-      return;
+      return true;
+    }
+    auto item = t.item_children.find(child.id);
+    if (item != t.item_children.end()) {
+      on_item_child_stopped(parent, i, item->second, child);
+      return true;
     }
   }
+  return false;
+}
+
+void EngineImpl::unpause_for_ended_child(RunContext& c, const RunRecord& child, const std::string& node) {
+  if (!is_terminal(child.status) || c.record.status != RunStatus::kInterrupted || !c.paused_for_child) return;
+  // The child was resumed directly and has ended: nothing holds the parent
+  // any more, it continues with the child's result.
+  c.paused_for_child = false;
+  c.record.status = RunStatus::kRunning;
+  c.record.updated_at_ms = options_.clock->now_ms();
+  if (!options_.store->update_run(c.record).ok()) {  // stays paused: resuming it still works
+    c.paused_for_child = true;
+    c.record.status = RunStatus::kInterrupted;
+    return;
+  }
+  emit(c, event_kind::kRunResumed, Value::object({{"reason", "subgraph_ended"}, {"node", node}}));
+  notify_status_change();
 }
 
 void EngineImpl::on_child_stopped(const std::shared_ptr<RunContext>& ctx, size_t index, const RunRecord& child) {
@@ -892,16 +941,8 @@ void EngineImpl::on_child_stopped(const std::shared_ptr<RunContext>& ctx, size_t
   NodeTask& t = c.tasks[index];
   if (t.finished) return;
   const Node& node = *c.compiled->graph->node(t.vertex);
-  if (is_terminal(child.status) && c.record.status == RunStatus::kInterrupted && c.paused_for_child) {
-    // The child was resumed directly and has ended: nothing holds the parent
-    // any more, it continues with the child's result.
-    c.paused_for_child = false;
-    c.record.status = RunStatus::kRunning;
-    c.record.updated_at_ms = options_.clock->now_ms();
-    if (!options_.store->update_run(c.record).ok()) return;  // stays paused: resuming it still works
-    emit(c, event_kind::kRunResumed, Value::object({{"reason", "subgraph_ended"}, {"node", node.name}}));
-    notify_status_change();
-  }
+  unpause_for_ended_child(c, child, node.name);
+  if (c.record.status == RunStatus::kInterrupted && c.paused_for_child && is_terminal(child.status)) return;
   switch (child.status) {
     case RunStatus::kCompleted:
       complete_task(ctx, index, with_updates(Value::object({{node.subgraph.output_key, child.state[node.subgraph.output_key]}})), true);

@@ -78,6 +78,9 @@ struct NodeTask {
   // (`<send>_<i>`, as NullBoiler's), by item: as many as calls in flight, not
   // as items (in-process items have none).
   std::unordered_map<size_t, StepRecord> item_steps;
+  // A send to a subgraph node: each item's child run while it runs (child
+  // run id -> item); its record is in item_steps.
+  std::unordered_map<std::string, size_t> item_children;
   std::vector<size_t> retry_items;  // items whose back-off ended
   size_t next_item = 0;
   size_t items_in_flight = 0;
@@ -168,6 +171,9 @@ struct RunContext : std::enable_shared_from_this<RunContext> {
   // the relaunched node continues (EngineImpl::resume_child) instead of
   // starting a new child.
   std::map<std::string, std::string> resumable_children;
+  // And a send's per-item children (a send to a subgraph node): the item's
+  // record ("<send>_<i>") -> that record, naming its child run.
+  std::map<std::string, StepRecord> resumable_item_children;
   // RunOptions::plan_steps: node -> the pending record written for its first
   // execution, whose id that execution takes over.
   std::map<std::string, std::string> planned_steps;

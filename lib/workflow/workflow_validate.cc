@@ -231,12 +231,15 @@ void check_sends(const Workflow& wf, Issues* out) {
       add(out, "invalid_send_target", node.name, "target_node",
           "send target_node does not exist in nodes map");
     } else if (const Node* target = wf.find_node(node.send.target_node);
-               target->type != NodeType::kTask && target->type != NodeType::kAgent) {
+               target->type != NodeType::kTask && target->type != NodeType::kAgent &&
+               target->type != NodeType::kSubgraph) {
       // Each item is one call of the target (a worker call or a C++ function)
-      // with {{item}} bound: only task and agent nodes make calls.
+      // with {{item}} bound, or one child run of a subgraph target with the
+      // item in its input: route, transform, interrupt and send nodes have
+      // nothing to run per item.
       add(out, "invalid_send_target_type", node.name, "target_node",
           "send target '" + target->name + "' is a " + std::string(node_type_name(target->type)) +
-              " node; a send target must be a task or agent node");
+              " node; a send target must be a task, agent or subgraph node");
     }
     if (node.send.items_key.empty()) {
       add(out, "missing_items_key", node.name, "items_key",

@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: MIT
+//
+// A send node whose target is a subgraph node: each item runs the target's
+// workflow as a child run, its input the target's input_mapping plus the item
+// under "item". The item's result is what the child leaves at the target's
+// output_key; a child that fails or is cancelled fails the item (null with
+// on_item_error "null"), one that pauses pauses the parent, as a subgraph
+// node's does.
+//
+// Each child has a step record, "<send>_<i>" of type subgraph, naming it,
+// stored before the child starts: a run loaded after a crash or a takeover
+// continues its items' children (or takes the result of those that ended)
+// instead of starting others. Every entry point runs with the run's lock held.
+#include "engine/engine_impl.h"
+#include "orch/id.h"
+#include "orch/state_path.h"
+
+namespace orch::internal {
+
+std::optional<EngineImpl::ItemChildStart> EngineImpl::start_item_child(const std::shared_ptr<RunContext>& ctx,
+                                                                       size_t index, size_t item) {
+  RunContext& c = *ctx;
+  NodeTask& t = c.tasks[index];
+  const Node& send = *c.compiled->graph->node(t.vertex);
+  const Node& target = *c.compiled->graph->workflow().find_node(send.send.target_node);
+  const std::string root = c.root_run_id.empty() ? c.record.id : c.root_run_id;
+  constexpr int kMaxDepth = 10;
+  std::string why;
+  std::shared_ptr<const Workflow> workflow;
+  if (c.depth + 1 > kMaxDepth) {
+    why = "subgraph max recursion depth of 10 exceeded";
+  } else if (target.subgraph.workflow_id.empty()) {
+    why = "subgraph missing workflow_id";
+  } else if (!take_descendant(root)) {
+    why = "subgraph not started: run " + root + " already started " + std::to_string(options_.max_descendant_runs) +
+          " subgraph runs (max_descendant_runs)";
+  } else {
+    auto resolved = resolve_workflow(target.subgraph.workflow_id);
+    if (resolved.ok()) {
+      workflow = std::move(*resolved);
+    } else {
+      why = "subgraph workflow '" + target.subgraph.workflow_id + "' not found: " + resolved.status().message();
+    }
+  }
+  if (!why.empty()) {
+    // As a failed call (off this loop: the item's end may launch the next).
+    std::weak_ptr<RunContext> weak = ctx;
+    post([this, weak, gen = c.generation, index, item, why] {
+      auto locked = weak.lock();
+      if (!locked) return;
+      BatchedRunLock lock(*this, *locked);
+      if (locked->generation != gen || index >= locked->tasks.size()) return;
+      on_item_reply(locked, index, item, Status::failed_precondition(why), "", false);
+    });
+    return std::nullopt;
+  }
+  ItemChildStart start;
+  start.workflow = std::move(workflow);
+  start.item = item;
+  RunOptions& options = start.options;
+  options.input = Value::object();
+  for (const auto& [child_key, parent_path] : target.subgraph.input_mapping) {
+    if (const Value* v = find_state_path(c.state, parent_path)) options.input.set(child_key, *v);
+  }
+  options.input.set("item", t.items[item]);
+  options.config = c.record.config;  // children share the run's config
+  options.workflow_id = target.subgraph.workflow_id;
+  if (c.trace) options.traceparent = c.trace->node_traceparent(index);
+  const std::string record_name = send.name + "_" + std::to_string(item);
+  StepRecord step;
+  auto loaded = c.resumable_item_children.find(record_name);
+  if (loaded != c.resumable_item_children.end()) {
+    step = std::move(loaded->second);  // the loaded run's child for this item: continued
+    c.resumable_item_children.erase(loaded);
+    start.resuming = true;
+  } else {
+    step.id = new_uuid();
+    step.run_id = c.record.id;
+    step.node_name = record_name;
+    step.type = std::string(node_type_name(NodeType::kSubgraph));
+    step.status = StepStatus::kRunning;
+    step.attempt = 1;
+    step.max_attempts = 1;
+    step.superstep = c.version + 1;
+    step.item_index = static_cast<int>(item);
+    step.parent_step_id = t.step_id;
+    step.input = t.items[item];
+    step.child_run_id = new_uuid();
+    step.created_at_ms = step.started_at_ms = stamp_ms(c);
+    write_step(c, step);
+  }
+  options.run_id = step.child_run_id;
+  t.item_children[step.child_run_id] = item;
+  t.item_steps[item] = std::move(step);
+  return start;
+}
+
+void EngineImpl::run_item_children(const std::shared_ptr<RunContext>& ctx, size_t index,
+                                   std::vector<ItemChildStart> starts) {
+  RunContext& c = *ctx;
+  // The records naming the children are stored before any child starts.
+  (void)flush(c);
+  if (is_terminal(c.record.status)) return;  // the flush failed the run (or lost it)
+  std::weak_ptr<RunContext> weak = ctx;
+  const uint64_t gen = c.generation;
+  const std::string parent_id = c.record.id;
+  const std::string node = c.compiled->graph->name(c.tasks[index].vertex);
+  const int depth = c.depth + 1;
+  const std::string root = c.root_run_id.empty() ? c.record.id : c.root_run_id;
+  for (ItemChildStart& start : starts) {
+    post([this, weak, gen, index, start = std::move(start), parent_id, node, depth, root]() mutable {
+      const std::string child_id = start.options.run_id;
+      if (start.resuming && resume_child(weak, gen, index, child_id, static_cast<int64_t>(start.item))) return;
+      auto child = start_run_internal(start.workflow, std::move(start.options), parent_id, node, depth, root);
+      if (child.ok()) return;
+      auto locked = weak.lock();
+      if (!locked) return;
+      BatchedRunLock lock(*this, *locked);
+      if (locked->generation != gen || index >= locked->tasks.size()) return;
+      item_child_failed(locked, index, start.item, child_id, "subgraph could not start: " + child.status().message());
+    });
+  }
+}
+
+void EngineImpl::close_item_child_record(RunContext& c, NodeTask& t, size_t item, const Status& error, Value output) {
+  auto found = t.item_steps.find(item);
+  if (found == t.item_steps.end()) return;
+  StepRecord step = std::move(found->second);
+  t.item_steps.erase(found);
+  step.status = error.ok() ? StepStatus::kCompleted : StepStatus::kFailed;
+  step.ended_at_ms = stamp_ms(c);
+  if (error.ok()) {
+    step.output = std::move(output);
+  } else {
+    step.error = error.message();
+  }
+  write_step(c, std::move(step));
+}
+
+void EngineImpl::item_child_failed(const std::shared_ptr<RunContext>& ctx, size_t index, size_t item,
+                                   const std::string& child_id, const std::string& error) {
+  NodeTask& t = ctx->tasks[index];
+  if (t.item_children.erase(child_id) == 0) return;  // already heard of
+  const Status failure = Status::internal(error);
+  close_item_child_record(*ctx, t, item, failure, Value());
+  if (t.finished) return;  // the send failed already: nothing waits for this item
+  --t.items_in_flight;
+  item_finished(ctx, index, item, failure, Value(), Value());
+}
+
+void EngineImpl::on_item_child_stopped(const std::shared_ptr<RunContext>& ctx, size_t index, size_t item,
+                                       const RunRecord& child) {
+  RunContext& c = *ctx;
+  NodeTask& t = c.tasks[index];
+  const Node& send = *c.compiled->graph->node(t.vertex);
+  unpause_for_ended_child(c, child, send.name);
+  if (c.record.status == RunStatus::kInterrupted && c.paused_for_child && is_terminal(child.status)) return;
+  switch (child.status) {
+    case RunStatus::kCompleted: {
+      t.item_children.erase(child.id);
+      const Node& target = *c.compiled->graph->workflow().find_node(send.send.target_node);
+      const std::string& key = target.subgraph.output_key;
+      Value result = child.state[key];
+      close_item_child_record(c, t, item, Status(), Value::object({{key, result}}));
+      if (t.finished) return;
+      --t.items_in_flight;
+      item_finished(ctx, index, item, Status(), std::move(result), Value());
+      return;
+    }
+    case RunStatus::kInterrupted:
+      // A pause in a child pauses the parent; resuming the parent resumes it.
+      if (c.record.status == RunStatus::kRunning && !t.finished) {
+        pause_run(c, "subgraph_interrupted", send.name);
+        c.paused_for_child = true;
+      }
+      return;
+    case RunStatus::kFailed:
+      item_child_failed(ctx, index, item, child.id, "subgraph run " + child.id + " failed: " + child.error);
+      return;
+    case RunStatus::kCancelled:
+      item_child_failed(ctx, index, item, child.id, "subgraph run " + child.id + " was cancelled");
+      return;
+    default:
+      return;
+  }
+}
+
+}  // namespace orch::internal
