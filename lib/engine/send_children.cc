@@ -167,13 +167,20 @@ void EngineImpl::on_item_child_stopped(const std::shared_ptr<RunContext>& ctx, s
       item_finished(ctx, index, item, Status(), std::move(result), Value());
       return;
     }
-    case RunStatus::kInterrupted:
+    case RunStatus::kInterrupted: {
       // A pause in a child pauses the parent; resuming the parent resumes it.
+      // The news may be older than the parent's resume (which resumed the
+      // children): a child no longer paused does not pause it again. (Should
+      // the child be resumed just after this look, the parent goes on again
+      // once the child ends: unpause_for_ended_child.)
+      auto now = options_.store->get_run(child.id);
+      if (now.ok() && now->status != RunStatus::kInterrupted) return;
       if (c.record.status == RunStatus::kRunning && !t.finished) {
         pause_run(c, "subgraph_interrupted", send.name);
         c.paused_for_child = true;
       }
       return;
+    }
     case RunStatus::kFailed:
       item_child_failed(ctx, index, item, child.id, "subgraph run " + child.id + " failed: " + child.error);
       return;
