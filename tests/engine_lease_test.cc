@@ -97,6 +97,34 @@ TEST_CASE("a transient store failure of a checkpoint does not fail the run", "[e
   CHECK(r.error.empty());
 }
 
+namespace {
+
+// Engines "a", whose leases run out at once (as if it had stopped renewing
+// them), and "b" on `store`; each resolves workflow "child" to its own
+// `child_*` (the same nodes, its own functions) and any other to `parent`.
+std::pair<std::unique_ptr<orch::Engine>, std::unique_ptr<orch::Engine>> engines_for_takeover(
+    const std::shared_ptr<orch::Store>& store, std::shared_ptr<const orch::Workflow> parent,
+    std::shared_ptr<const orch::Workflow> child_a, std::shared_ptr<const orch::Workflow> child_b) {
+  auto open = [&](const std::string& owner, int64_t lease_ms, std::shared_ptr<const orch::Workflow> child) {
+    orch::EngineOptions options;
+    options.store = store;
+    options.owner_id = owner;
+    options.lease_ms = lease_ms;
+    options.workflow_resolver = [parent, child](const std::string& id) -> Result<std::shared_ptr<const orch::Workflow>> {
+      if (id == "child") return child;
+      return parent;
+    };
+    auto engine = orch::Engine::open(options);
+    REQUIRE(engine.ok());
+    return std::move(*engine);
+  };
+  auto a = open("a", 0, std::move(child_a));
+  auto b = open("b", 600000, std::move(child_b));
+  return {std::move(a), std::move(b)};
+}
+
+}  // namespace
+
 TEST_CASE("a subgraph child running when its parent is taken over is continued, not started again", "[engine][lease]") {
   using namespace std::chrono_literals;
   auto store = orch::new_memory_store();
@@ -120,38 +148,19 @@ TEST_CASE("a subgraph child running when its parent is taken over is continued, 
                                                 ++work_b;
                                                 return orch::NodeOutput(Value::object({{"output", "by b"}}));
                                               }}});
-  auto resolver = [parent_wf](std::shared_ptr<const orch::Workflow> child) {
-    return [parent_wf, child](const std::string& id) -> Result<std::shared_ptr<const orch::Workflow>> {
-      if (id == "child") return child;
-      return parent_wf;
-    };
-  };
-  orch::EngineOptions a_options;
-  a_options.store = store;
-  a_options.owner_id = "a";
-  a_options.lease_ms = 0;  // A's leases run out at once: as if it had stopped renewing
-  a_options.workflow_resolver = resolver(child_a);
-  orch::EngineOptions b_options;
-  b_options.store = store;
-  b_options.owner_id = "b";
-  b_options.lease_ms = 600000;
-  b_options.workflow_resolver = resolver(child_b);
-  auto a = orch::Engine::open(a_options);
-  auto b = orch::Engine::open(b_options);
-  REQUIRE(a.ok());
-  REQUIRE(b.ok());
+  auto [a, b] = engines_for_takeover(store, parent_wf, child_a, child_b);
   orch::RunOptions run_options;
   run_options.workflow_id = "parent";
-  auto id = (*a)->start_run(parent_wf, run_options);
+  auto id = a->start_run(parent_wf, run_options);
   REQUIRE(id.ok());
   {
     std::unique_lock<std::mutex> lock(mu);
     REQUIRE(cv.wait_for(lock, 30s, [&] { return entered; }));
   }
-  auto taken = (*b)->take_over_expired_runs(10);
+  auto taken = b->take_over_expired_runs(10);
   REQUIRE(taken.ok());
   CHECK(*taken == 1);  // the parent only: the child follows through it
-  auto done = (*b)->wait(*id, 30s);
+  auto done = b->wait(*id, 30s);
   {
     std::lock_guard<std::mutex> lock(mu);
     released = true;
@@ -167,8 +176,8 @@ TEST_CASE("a subgraph child running when its parent is taken over is continued, 
   CHECK(kids->size() == 1);  // the same child, continued
   CHECK(work_a == 1);
   CHECK(work_b == 1);
-  a->reset();  // joins A: its late result for the child was refused
-  b->reset();
+  a.reset();  // joins A: its late result for the child was refused
+  b.reset();
   auto child_events = store->list_events(kids->front().id, 0, 1000);
   REQUIRE(child_events.ok());
   int completed = 0;
@@ -201,39 +210,20 @@ TEST_CASE("a send's item children running when their parent is taken over are co
                                                 return orch::NodeOutput(Value::object(
                                                     {{"output", "by b " + call.state["item"].get_string("")}}));
                                               }}});
-  auto resolver = [parent_wf](std::shared_ptr<const orch::Workflow> child) {
-    return [parent_wf, child](const std::string& id) -> Result<std::shared_ptr<const orch::Workflow>> {
-      if (id == "child") return child;
-      return parent_wf;
-    };
-  };
-  orch::EngineOptions a_options;
-  a_options.store = store;
-  a_options.owner_id = "a";
-  a_options.lease_ms = 0;  // A's leases run out at once: as if it had stopped renewing
-  a_options.workflow_resolver = resolver(child_a);
-  orch::EngineOptions b_options;
-  b_options.store = store;
-  b_options.owner_id = "b";
-  b_options.lease_ms = 600000;
-  b_options.workflow_resolver = resolver(child_b);
-  auto a = orch::Engine::open(a_options);
-  auto b = orch::Engine::open(b_options);
-  REQUIRE(a.ok());
-  REQUIRE(b.ok());
+  auto [a, b] = engines_for_takeover(store, parent_wf, child_a, child_b);
   orch::RunOptions run_options;
   run_options.workflow_id = "parent";
   run_options.input = Value::object({{"items", Value::array({"x", "y", "z"})}});
-  auto id = (*a)->start_run(parent_wf, run_options);
+  auto id = a->start_run(parent_wf, run_options);
   REQUIRE(id.ok());
   {
     std::unique_lock<std::mutex> lock(mu);
     REQUIRE(cv.wait_for(lock, 30s, [&] { return work_a >= 1; }));
   }
-  auto taken = (*b)->take_over_expired_runs(10);
+  auto taken = b->take_over_expired_runs(10);
   REQUIRE(taken.ok());
   CHECK(*taken == 1);  // the parent only: its children follow through it
-  auto done = (*b)->wait(*id, 30s);
+  auto done = b->wait(*id, 30s);
   {
     std::lock_guard<std::mutex> lock(mu);
     released = true;
@@ -249,8 +239,8 @@ TEST_CASE("a send's item children running when their parent is taken over are co
   REQUIRE(kids.ok());
   CHECK(kids->size() == 3);  // the same children, continued
   CHECK(work_b == 3);
-  a->reset();
-  b->reset();
+  a.reset();
+  b.reset();
   // One record per item, each naming its child.
   auto steps = store->list_steps(*id);
   REQUIRE(steps.ok());

@@ -559,6 +559,17 @@ TEST_CASE("ambiguous message framing is refused and the connection closed", "[se
     CHECK(error_of(answer)["message"].as_string() == "a GET request must not have a body");
     CHECK(count_of(answer, "HTTP/1.1 ") == 1);
   }
+  SECTION("an HTTP/1.1 request without a Host, or with two (RFC 9112 §3.2)") {
+    std::string answer = raw_until_close(server.port(), "GET /health HTTP/1.1\r\n\r\n");
+    INFO(answer);
+    CHECK(status_of(answer) == 400);
+    CHECK(error_of(answer)["message"].as_string() == "an HTTP/1.1 request must have a Host header");
+    answer = raw_until_close(server.port(), "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n");
+    CHECK(status_of(answer) == 400);
+    CHECK(error_of(answer)["message"].as_string() == "the request has 2 Host headers; send one");
+    // HTTP/1.0 has no Host requirement.
+    CHECK(status_of(raw_until_close(server.port(), "GET /health HTTP/1.0\r\n\r\n")) == 200);
+  }
   SECTION("one length, or a zero one on a GET, is fine") {
     CHECK(status_of(raw_exchange(server.port(), head + "Content-Length: 2\r\n\r\n{}")) == 400);  // {} is not a run
     CHECK(status_of(raw_exchange(server.port(), "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")) == 200);

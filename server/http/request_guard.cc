@@ -87,6 +87,15 @@ std::optional<Refusal> RequestGuard::framing_problem(const httplib::Request& req
   // Where a body ends must be read the same way by every hop (RFC 9112 §6.3):
   // a proxy in front that took the other of two lengths would forward the
   // rest of this body as a request of its own (request smuggling).
+  // RFC 9112 §3.2: an HTTP/1.1 request names its host, once (a proxy and this
+  // server must not read two different ones; 1.0 clients may send none).
+  const size_t hosts = req.get_header_value_count("Host");
+  if (hosts > 1) {
+    return Refusal{400, "bad_request", "the request has " + std::to_string(hosts) + " Host headers; send one"};
+  }
+  if (hosts == 0 && req.version == "HTTP/1.1") {
+    return Refusal{400, "bad_request", "an HTTP/1.1 request must have a Host header"};
+  }
   const size_t lengths = req.get_header_value_count("Content-Length");
   if (lengths > 1) {
     return Refusal{400, "bad_request", "the request has " + std::to_string(lengths) +
