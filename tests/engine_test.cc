@@ -696,6 +696,23 @@ TEST_CASE("a send's item children that pause pause the parent, and resuming it c
   auto kids = store->list_runs(children);
   REQUIRE(kids->size() == 3);
   for (const orch::RunRecord& k : *kids) CHECK(k.status == RunStatus::kCompleted);
+
+  // Cancelling a parent its items' children paused cancels them too.
+  orch::RunOptions again;
+  again.input = json(R"({"items": ["d", "e"]})");
+  auto second = *engine->start_run(wf, again);
+  REQUIRE(engine->wait(second, 10s)->status == RunStatus::kInterrupted);
+  REQUIRE(engine->cancel_run(second).ok());
+  orch::RunFilter second_children;
+  second_children.parent_run_id = second;
+  size_t cancelled = 0;
+  for (int i = 0; i < 500 && cancelled < 2; ++i) {
+    cancelled = 0;
+    for (const orch::RunRecord& k : *store->list_runs(second_children)) cancelled += k.status == RunStatus::kCancelled ? 1 : 0;
+    if (cancelled < 2) std::this_thread::sleep_for(10ms);
+  }
+  CHECK(cancelled == 2);
+  CHECK(store->get_run(second)->status == RunStatus::kCancelled);
 }
 
 TEST_CASE("a workflow whose subgraphs call it back starts at most max_descendant_runs runs", "[engine][hardening]") {

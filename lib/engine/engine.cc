@@ -1198,8 +1198,9 @@ Status EngineImpl::resume_run(const std::string& run_id, const Value& state_upda
       }
       // A send's item children: those paused (the others refuse).
       if (t.finished) continue;
-      for (const auto& [child, item] : t.item_children) {
-        post([this, child = child] { (void)resume_run(child, Value()); });
+      for (const auto& [item, step] : t.item_steps) {
+        if (step.child_run_id.empty()) continue;
+        post([this, child = step.child_run_id] { (void)resume_run(child, Value()); });
       }
     }
     return Status();
@@ -1225,7 +1226,9 @@ Status EngineImpl::cancel_run(const std::string& run_id) {
     }
     for (NodeTask& t : ctx->tasks) {
       if (t.waiting_child) children.push_back(t.child_run_id);
-      for (const auto& [child, item] : t.item_children) children.push_back(child);
+      for (const auto& [item, step] : t.item_steps) {
+        if (!step.child_run_id.empty()) children.push_back(step.child_run_id);
+      }
     }
     (void)flush(*ctx);  // steps an engine thread has not written yet
     auto steps = options_.store->list_steps(run_id);

@@ -911,9 +911,9 @@ bool EngineImpl::deliver_child_stop(const std::shared_ptr<RunContext>& parent, c
       on_child_stopped(parent, i, child);
       return true;
     }
-    auto item = t.item_children.find(child.id);
-    if (item != t.item_children.end()) {
-      on_item_child_stopped(parent, i, item->second, child);
+    const int64_t item = t.item_of_child(child.id);
+    if (item >= 0) {
+      on_item_child_stopped(parent, i, static_cast<size_t>(item), child);
       return true;
     }
   }

@@ -77,10 +77,16 @@ struct NodeTask {
   // The step record of each item's worker call in flight, as last written
   // (`<send>_<i>`, as NullBoiler's), by item: as many as calls in flight, not
   // as items (in-process items have none).
+  // (A send to a subgraph node: each item's child run, while it runs, is
+  // its record's child_run_id.)
   std::unordered_map<size_t, StepRecord> item_steps;
-  // A send to a subgraph node: each item's child run while it runs (child
-  // run id -> item); its record is in item_steps.
-  std::unordered_map<std::string, size_t> item_children;
+  // The item whose child run is `child_id`, while it runs; -1 if none.
+  int64_t item_of_child(const std::string& child_id) const {
+    for (const auto& [item, step] : item_steps) {
+      if (step.child_run_id == child_id) return static_cast<int64_t>(item);
+    }
+    return -1;
+  }
   std::vector<size_t> retry_items;  // items whose back-off ended
   size_t next_item = 0;
   size_t items_in_flight = 0;

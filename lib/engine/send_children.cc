@@ -90,8 +90,7 @@ std::optional<EngineImpl::ItemChildStart> EngineImpl::start_item_child(const std
     write_step(c, step);
   }
   options.run_id = step.child_run_id;
-  t.item_children[step.child_run_id] = item;
-  t.item_steps[item] = std::move(step);
+  t.item_steps[item] = std::move(step);  // naming the child while it runs
   return start;
 }
 
@@ -140,7 +139,7 @@ void EngineImpl::close_item_child_record(RunContext& c, NodeTask& t, size_t item
 void EngineImpl::item_child_failed(const std::shared_ptr<RunContext>& ctx, size_t index, size_t item,
                                    const std::string& child_id, const std::string& error) {
   NodeTask& t = ctx->tasks[index];
-  if (t.item_children.erase(child_id) == 0) return;  // already heard of
+  if (t.item_of_child(child_id) != static_cast<int64_t>(item)) return;  // already heard of
   const Status failure = Status::internal(error);
   close_item_child_record(*ctx, t, item, failure, Value());
   if (t.finished) return;  // the send failed already: nothing waits for this item
@@ -157,7 +156,6 @@ void EngineImpl::on_item_child_stopped(const std::shared_ptr<RunContext>& ctx, s
   if (c.record.status == RunStatus::kInterrupted && c.paused_for_child && is_terminal(child.status)) return;
   switch (child.status) {
     case RunStatus::kCompleted: {
-      t.item_children.erase(child.id);
       const Node& target = *c.compiled->graph->workflow().find_node(send.send.target_node);
       const std::string& key = target.subgraph.output_key;
       Value result = child.state[key];
