@@ -708,7 +708,9 @@ TEST_CASE("a send's item children that pause pause the parent, and resuming it c
   size_t cancelled = 0;
   for (int i = 0; i < 500 && cancelled < 2; ++i) {
     cancelled = 0;
-    for (const orch::RunRecord& k : *store->list_runs(second_children)) cancelled += k.status == RunStatus::kCancelled ? 1 : 0;
+    auto listed = store->list_runs(second_children);
+    REQUIRE(listed.ok());
+    for (const orch::RunRecord& k : *listed) cancelled += k.status == RunStatus::kCancelled ? 1 : 0;
     if (cancelled < 2) std::this_thread::sleep_for(10ms);
   }
   CHECK(cancelled == 2);

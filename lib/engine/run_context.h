@@ -82,8 +82,8 @@ struct NodeTask {
   std::unordered_map<size_t, StepRecord> item_steps;
   // The item whose child run is `child_id`, while it runs; -1 if none.
   int64_t item_of_child(const std::string& child_id) const {
-    for (const auto& [item, step] : item_steps) {
-      if (step.child_run_id == child_id) return static_cast<int64_t>(item);
+    for (const auto& [item, record] : item_steps) {
+      if (record.child_run_id == child_id) return static_cast<int64_t>(item);
     }
     return -1;
   }
