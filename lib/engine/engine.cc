@@ -1189,18 +1189,13 @@ Status EngineImpl::resume_run(const std::string& run_id, const Value& state_upda
   ORCH_RETURN_IF_ERROR(options_.store->update_run(ctx->record));
   ctx->paused_for_child = false;
   emit(*ctx, event_kind::kRunResumed, Value::object({{"state_updates", state_updates}}));
-  // A subgraph node waiting on an interrupted child: resume the child instead.
+  // A node waiting on an interrupted child (a subgraph node, a send's items):
+  // resume the child instead. Children that are not paused refuse.
   if (ctx->in_superstep) {
     for (NodeTask& t : ctx->tasks) {
-      if (t.waiting_child && !t.finished) {
-        std::string child = t.child_run_id;
-        post([this, child] { (void)resume_run(child, Value()); });
-      }
-      // A send's item children: those paused (the others refuse).
       if (t.finished) continue;
-      for (const auto& [item, step] : t.item_steps) {
-        if (step.child_run_id.empty()) continue;
-        post([this, child = step.child_run_id] { (void)resume_run(child, Value()); });
+      for (std::string& child : t.child_runs()) {
+        post([this, child = std::move(child)] { (void)resume_run(child, Value()); });
       }
     }
     return Status();
@@ -1224,11 +1219,8 @@ Status EngineImpl::cancel_run(const std::string& run_id) {
     if (is_terminal(ctx->record.status)) {
       return Status::failed_precondition("run already " + std::string(run_status_name(ctx->record.status)));
     }
-    for (NodeTask& t : ctx->tasks) {
-      if (t.waiting_child) children.push_back(t.child_run_id);
-      for (const auto& [item, step] : t.item_steps) {
-        if (!step.child_run_id.empty()) children.push_back(step.child_run_id);
-      }
+    for (const NodeTask& t : ctx->tasks) {
+      for (std::string& child : t.child_runs()) children.push_back(std::move(child));
     }
     (void)flush(*ctx);  // steps an engine thread has not written yet
     auto steps = options_.store->list_steps(run_id);

@@ -261,6 +261,16 @@ class EngineImpl final : public orch::Engine {
   void fail_or_retry(const std::shared_ptr<RunContext>& ctx, size_t index, const std::string& error,
                      bool retryable, int64_t retry_after_ms);
   void start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t index);
+  // subgraph_node.cc: the child run that subgraph node `target` starts from
+  // node task `index` (its workflow; its input from target's input_mapping,
+  // the run's config, the trace parent), counted against the root run's
+  // max_descendant_runs; an error says why no child may start. Shared by a
+  // subgraph node and a send's items. REQUIRES: c's lock.
+  struct ChildRunStart {
+    std::shared_ptr<const Workflow> workflow;
+    RunOptions options;
+  };
+  Result<ChildRunStart> prepare_child_run(RunContext& c, size_t index, const Node& target);
   void notify_parent(RunContext& child);
   // Hands a stopped child's record to its parent run (off any run lock).
   void tell_parent(const std::string& parent_id, const RunRecord& child);

@@ -20,13 +20,6 @@
 namespace orch::internal {
 namespace {
 
-NodeOutcome failed(std::string error) {
-  NodeOutcome o;
-  o.kind = NodeOutcome::Kind::kFailed;
-  o.error = std::move(error);
-  return o;
-}
-
 const Value& interrupted_output() {
   static const Value kOutput = Value::object({{"interrupted", true}});
   return kOutput;
@@ -39,12 +32,6 @@ const Value& empty_text_object(bool input) {
   static const Value* const kInput = new Value(Value::object({{"prompt", ""}}));
   static const Value* const kOutput = new Value(Value::object({{"output", ""}}));
   return input ? *kInput : *kOutput;
-}
-
-NodeOutcome with_updates(Value updates) {
-  NodeOutcome o;
-  o.updates.push_back(std::move(updates));
-  return o;
 }
 
 ReplyEffects effects_of(const NodeOutput& out) {
@@ -143,7 +130,7 @@ void EngineImpl::launch_node(const std::shared_ptr<RunContext>& ctx, size_t inde
   NodeTask& t = c.tasks[index];
   const Node& node = *c.compiled->graph->node(t.vertex);
   if (!node.unknown_type.empty()) {
-    complete_task(ctx, index, failed("unknown node type '" + node.unknown_type + "'"), true);
+    complete_task(ctx, index, NodeOutcome::failure("unknown node type '" + node.unknown_type + "'"), true);
     return;
   }
   switch (node.type) {
@@ -170,11 +157,11 @@ void EngineImpl::launch_node(const std::shared_ptr<RunContext>& ctx, size_t inde
     }
     case NodeType::kTransform:
       if (!node.transform.store_updates.is_null()) {
-        complete_task(ctx, index, failed("transform store_updates are not supported: this engine has no key-value store for them"), true);
+        complete_task(ctx, index, NodeOutcome::failure("transform store_updates are not supported: this engine has no key-value store for them"), true);
         return;
       }
       record_instant_step(c, t, node.transform.updates);
-      complete_task(ctx, index, with_updates(node.transform.updates), true);
+      complete_task(ctx, index, NodeOutcome::with_update(node.transform.updates), true);
       return;
     case NodeType::kInterrupt: {
       NodeOutcome o;
@@ -190,21 +177,21 @@ void EngineImpl::launch_node(const std::shared_ptr<RunContext>& ctx, size_t inde
       const Value* items = find_state_path(c.state, node.send.items_key);
       const Node* target = c.compiled->graph->workflow().find_node(node.send.target_node);
       if (target == nullptr) {
-        complete_task(ctx, index, failed("send target node '" + node.send.target_node + "' does not exist"), true);
+        complete_task(ctx, index, NodeOutcome::failure("send target node '" + node.send.target_node + "' does not exist"), true);
         return;
       }
       if (target->type != NodeType::kTask && target->type != NodeType::kAgent && target->type != NodeType::kSubgraph) {
-        complete_task(ctx, index, failed("send target '" + target->name + "' must be a task, agent or subgraph node"), true);
+        complete_task(ctx, index, NodeOutcome::failure("send target '" + target->name + "' must be a task, agent or subgraph node"), true);
         return;
       }
       if (items != nullptr && !items->is_array() && !items->is_null()) {
-        complete_task(ctx, index, failed("send items at '" + node.send.items_key + "' are " +
+        complete_task(ctx, index, NodeOutcome::failure("send items at '" + node.send.items_key + "' are " +
                                          std::string(type_name(items->type())) + ", not an array"), true);
         return;
       }
       if (items != nullptr && items->is_array() && options_.max_send_items > 0 &&
           items->as_array().size() > options_.max_send_items) {
-        complete_task(ctx, index, failed("send items at '" + node.send.items_key + "' are " +
+        complete_task(ctx, index, NodeOutcome::failure("send items at '" + node.send.items_key + "' are " +
                                          std::to_string(items->as_array().size()) + ", over the limit of " +
                                          std::to_string(options_.max_send_items) + " (max_send_items)"), true);
         return;
@@ -216,7 +203,7 @@ void EngineImpl::launch_node(const std::shared_ptr<RunContext>& ctx, size_t inde
       t.item_attempts.assign(n, 0);
       t.item_steps.clear();
       if (n == 0) {
-        complete_task(ctx, index, with_updates(Value::object({{node.send.output_key, Value::array()}})), true);
+        complete_task(ctx, index, NodeOutcome::with_update(Value::object({{node.send.output_key, Value::array()}})), true);
         return;
       }
       launch_send_items(ctx, index);
@@ -585,7 +572,7 @@ void EngineImpl::fail_or_retry(const std::shared_ptr<RunContext>& ctx, size_t in
   if (!retryable || t.attempt >= retry.max_attempts) {
     std::string msg = error;
     if (t.attempt > 1) msg += " (after " + std::to_string(t.attempt) + " attempts)";
-    complete_task(ctx, index, failed(msg), true);
+    complete_task(ctx, index, NodeOutcome::failure(msg), true);
     return;
   }
   double delay = static_cast<double>(retry.initial_interval_ms) * std::pow(retry.backoff_factor, t.attempt - 1);
@@ -803,7 +790,7 @@ void EngineImpl::item_finished(const std::shared_ptr<RunContext>& ctx, size_t in
   if (!t.item_errors.empty() && !send.send.null_on_item_error) {
     std::sort(t.item_errors.begin(), t.item_errors.end());
     complete_task(ctx, index,
-                  failed("send item " + std::to_string(t.item_errors.front().first) + " failed: " +
+                  NodeOutcome::failure("send item " + std::to_string(t.item_errors.front().first) + " failed: " +
                          t.item_errors.front().second),
                   true);
     return;
@@ -814,155 +801,6 @@ void EngineImpl::item_finished(const std::shared_ptr<RunContext>& ctx, size_t in
   }
   o.updates.push_back(Value::object({{send.send.output_key, Value(std::move(t.item_results))}}));
   complete_task(ctx, index, std::move(o), true);
-}
-
-void EngineImpl::start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t index) {
-  RunContext& c = *ctx;
-  NodeTask& t = c.tasks[index];
-  const Node& node = *c.compiled->graph->node(t.vertex);
-  constexpr int kMaxDepth = 10;
-  if (c.depth + 1 > kMaxDepth) {
-    complete_task(ctx, index, failed("subgraph max recursion depth of 10 exceeded"), true);
-    return;
-  }
-  if (node.subgraph.workflow_id.empty()) {
-    complete_task(ctx, index, failed("subgraph missing workflow_id"), true);
-    return;
-  }
-  if (!take_descendant(c.root_run_id.empty() ? c.record.id : c.root_run_id)) {
-    complete_task(ctx, index, failed("subgraph not started: run " + (c.root_run_id.empty() ? c.record.id : c.root_run_id) +
-                                     " already started " + std::to_string(options_.max_descendant_runs) +
-                                     " subgraph runs (max_descendant_runs)"), true);
-    return;
-  }
-  auto child_wf = resolve_workflow(node.subgraph.workflow_id);
-  if (!child_wf.ok()) {
-    complete_task(ctx, index, failed("subgraph workflow '" + node.subgraph.workflow_id + "' not found: " +
-                                     child_wf.status().message()), true);
-    return;
-  }
-  RunOptions opts;
-  opts.input = Value::object();
-  for (const auto& [child_key, parent_path] : node.subgraph.input_mapping) {
-    if (const Value* v = find_state_path(c.state, parent_path)) opts.input.set(child_key, *v);
-  }
-  opts.config = c.record.config;  // children share the run's config
-  opts.workflow_id = node.subgraph.workflow_id;
-  if (c.trace) opts.traceparent = c.trace->node_traceparent(index);  // the child's run span is under this node's
-  t.waiting_child = true;
-  // A run loaded while this node's child was running (a takeover, a
-  // restart) continues that child instead of starting another.
-  const bool resuming_child = !t.child_run_id.empty();
-  if (!resuming_child) t.child_run_id = new_uuid();
-  StepRecord step;  // running while the child runs; finish_step_record closes it
-  step.id = t.step_id;
-  step.run_id = c.record.id;
-  step.node_name = node.name;
-  step.type = std::string(node_type_name(node.type));
-  step.status = StepStatus::kRunning;
-  step.superstep = c.version + 1;
-  step.child_run_id = t.child_run_id;
-  step.created_at_ms = step.started_at_ms = t.started_ms;
-  write_step(c, std::move(step));
-  t.has_step_record = true;
-  // The child's id is known before it starts, so when it stops notify_parent()
-  // always finds the task waiting for it. It is started off this lock: its
-  // first events may call back here.
-  opts.run_id = t.child_run_id;
-  // The step's record (naming the child) is stored before the child starts,
-  // as a worker call's is before it goes out: whoever loads this run next (a
-  // restart, a takeover) continues that child instead of starting another.
-  (void)flush(c);
-  if (is_terminal(c.record.status)) return;  // the flush failed the run (or lost it)
-  std::weak_ptr<RunContext> weak = ctx;
-  const uint64_t gen = c.generation;
-  std::string parent_id = c.record.id;
-  int depth = c.depth + 1;
-  std::string root = c.root_run_id.empty() ? c.record.id : c.root_run_id;
-  post([this, weak, gen, index, wf = *child_wf, opts, parent_id, name = node.name, depth, root, resuming_child]() mutable {
-    if (resuming_child && resume_child(weak, gen, index, opts.run_id)) return;
-    auto child = start_run_internal(wf, std::move(opts), parent_id, name, depth, root);
-    if (child.ok()) return;
-    auto locked = weak.lock();
-    if (!locked) return;
-    BatchedRunLock lock(*this, *locked);
-    if (locked->generation != gen || index >= locked->tasks.size()) return;
-    complete_task(locked, index, failed("subgraph could not start: " + child.status().message()), true);
-  });
-}
-
-// Called with the child's lock held: hand the news to the parent off this lock.
-void EngineImpl::notify_parent(RunContext& child) {
-  if (child.parent_run_id.empty()) return;
-  post([this, parent_id = child.parent_run_id, record = child.record] { tell_parent(parent_id, record); });
-}
-
-void EngineImpl::tell_parent(const std::string& parent_id, const RunRecord& child) {
-  auto parent = find_context(parent_id);
-  if (!parent) return;
-  BatchedRunLock lock(*this, *parent);
-  (void)deliver_child_stop(parent, child);
-}
-
-bool EngineImpl::deliver_child_stop(const std::shared_ptr<RunContext>& parent, const RunRecord& child) {
-  for (size_t i = 0; i < parent->tasks.size(); ++i) {
-    NodeTask& t = parent->tasks[i];
-    if (t.waiting_child && t.child_run_id == child.id) {
-      on_child_stopped(parent, i, child);
-      return true;
-    }
-    const int64_t item = t.item_of_child(child.id);
-    if (item >= 0) {
-      on_item_child_stopped(parent, i, static_cast<size_t>(item), child);
-      return true;
-    }
-  }
-  return false;
-}
-
-void EngineImpl::unpause_for_ended_child(RunContext& c, const RunRecord& child, const std::string& node) {
-  if (!is_terminal(child.status) || c.record.status != RunStatus::kInterrupted || !c.paused_for_child) return;
-  // The child was resumed directly and has ended: nothing holds the parent
-  // any more, it continues with the child's result.
-  c.paused_for_child = false;
-  c.record.status = RunStatus::kRunning;
-  c.record.updated_at_ms = options_.clock->now_ms();
-  if (!options_.store->update_run(c.record).ok()) {  // stays paused: resuming it still works
-    c.paused_for_child = true;
-    c.record.status = RunStatus::kInterrupted;
-    return;
-  }
-  emit(c, event_kind::kRunResumed, Value::object({{"reason", "subgraph_ended"}, {"node", node}}));
-  notify_status_change();
-}
-
-void EngineImpl::on_child_stopped(const std::shared_ptr<RunContext>& ctx, size_t index, const RunRecord& child) {
-  RunContext& c = *ctx;
-  NodeTask& t = c.tasks[index];
-  if (t.finished) return;
-  const Node& node = *c.compiled->graph->node(t.vertex);
-  unpause_for_ended_child(c, child, node.name);
-  if (c.record.status == RunStatus::kInterrupted && c.paused_for_child && is_terminal(child.status)) return;
-  switch (child.status) {
-    case RunStatus::kCompleted:
-      complete_task(ctx, index, with_updates(Value::object({{node.subgraph.output_key, child.state[node.subgraph.output_key]}})), true);
-      return;
-    case RunStatus::kInterrupted:
-      // A pause in the child pauses the parent; resuming the parent resumes the child.
-      if (c.record.status == RunStatus::kRunning) {
-        pause_run(c, "subgraph_interrupted", node.name);
-        c.paused_for_child = true;
-      }
-      return;
-    case RunStatus::kFailed:
-      complete_task(ctx, index, failed("subgraph run " + child.id + " failed: " + child.error), true);
-      return;
-    case RunStatus::kCancelled:
-      complete_task(ctx, index, failed("subgraph run " + child.id + " was cancelled"), true);
-      return;
-    default:
-      return;
-  }
 }
 
 }  // namespace orch::internal

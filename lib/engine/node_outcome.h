@@ -24,6 +24,20 @@ struct NodeOutcome {
   Value usage;                          // {"input_tokens","output_tokens"} or null
   Value custom;                         // ui/stream messages for the custom stream, or null
 
+  // A node that failed with `error`.
+  static NodeOutcome failure(std::string error) {
+    NodeOutcome o;
+    o.kind = Kind::kFailed;
+    o.error = std::move(error);
+    return o;
+  }
+  // A node that succeeded with one update.
+  static NodeOutcome with_update(Value update) {
+    NodeOutcome o;
+    o.updates.push_back(std::move(update));
+    return o;
+  }
+
   Value to_value() const;
   static NodeOutcome from_value(const Value& v);
 };

@@ -87,6 +87,15 @@ struct NodeTask {
     }
     return -1;
   }
+  // The child runs this node waits for: a subgraph node's, a send's items'.
+  std::vector<std::string> child_runs() const {
+    std::vector<std::string> ids;
+    if (waiting_child) ids.push_back(child_run_id);
+    for (const auto& [item, record] : item_steps) {
+      if (!record.child_run_id.empty()) ids.push_back(record.child_run_id);
+    }
+    return ids;
+  }
   std::vector<size_t> retry_items;  // items whose back-off ended
   size_t next_item = 0;
   size_t items_in_flight = 0;

@@ -23,29 +23,11 @@ std::optional<EngineImpl::ItemChildStart> EngineImpl::start_item_child(const std
   NodeTask& t = c.tasks[index];
   const Node& send = *c.compiled->graph->node(t.vertex);
   const Node& target = *c.compiled->graph->workflow().find_node(send.send.target_node);
-  const std::string root = c.root_run_id.empty() ? c.record.id : c.root_run_id;
-  constexpr int kMaxDepth = 10;
-  std::string why;
-  std::shared_ptr<const Workflow> workflow;
-  if (c.depth + 1 > kMaxDepth) {
-    why = "subgraph max recursion depth of 10 exceeded";
-  } else if (target.subgraph.workflow_id.empty()) {
-    why = "subgraph missing workflow_id";
-  } else if (!take_descendant(root)) {
-    why = "subgraph not started: run " + root + " already started " + std::to_string(options_.max_descendant_runs) +
-          " subgraph runs (max_descendant_runs)";
-  } else {
-    auto resolved = resolve_workflow(target.subgraph.workflow_id);
-    if (resolved.ok()) {
-      workflow = std::move(*resolved);
-    } else {
-      why = "subgraph workflow '" + target.subgraph.workflow_id + "' not found: " + resolved.status().message();
-    }
-  }
-  if (!why.empty()) {
+  auto prepared = prepare_child_run(c, index, target);
+  if (!prepared.ok()) {
     // As a failed call (off this loop: the item's end may launch the next).
     std::weak_ptr<RunContext> weak = ctx;
-    post([this, weak, gen = c.generation, index, item, why] {
+    post([this, weak, gen = c.generation, index, item, why = prepared.status().message()] {
       auto locked = weak.lock();
       if (!locked) return;
       BatchedRunLock lock(*this, *locked);
@@ -55,17 +37,10 @@ std::optional<EngineImpl::ItemChildStart> EngineImpl::start_item_child(const std
     return std::nullopt;
   }
   ItemChildStart start;
-  start.workflow = std::move(workflow);
+  start.workflow = std::move(prepared->workflow);
+  start.options = std::move(prepared->options);
+  start.options.input.set("item", t.items[item]);
   start.item = item;
-  RunOptions& options = start.options;
-  options.input = Value::object();
-  for (const auto& [child_key, parent_path] : target.subgraph.input_mapping) {
-    if (const Value* v = find_state_path(c.state, parent_path)) options.input.set(child_key, *v);
-  }
-  options.input.set("item", t.items[item]);
-  options.config = c.record.config;  // children share the run's config
-  options.workflow_id = target.subgraph.workflow_id;
-  if (c.trace) options.traceparent = c.trace->node_traceparent(index);
   const std::string record_name = send.name + "_" + std::to_string(item);
   StepRecord step;
   auto loaded = c.resumable_item_children.find(record_name);
@@ -89,7 +64,7 @@ std::optional<EngineImpl::ItemChildStart> EngineImpl::start_item_child(const std
     step.created_at_ms = step.started_at_ms = stamp_ms(c);
     write_step(c, step);
   }
-  options.run_id = step.child_run_id;
+  start.options.run_id = step.child_run_id;
   t.item_steps[item] = std::move(step);  // naming the child while it runs
   return start;
 }
