@@ -41,18 +41,19 @@
 // on the instance that started it), the rate and the latencies are over all
 // of them, and orch's CPU per node is the sum over all instances. With the
 // private server, the CPU its processes used in the window is reported per
-// node too (postgres_cpu_us_per_node). --pg-notify off turns off the
-// announcements of appended events (LISTEN/NOTIFY; config postgres.
-// announce_events = false), to measure what they cost; other instances then no longer
-// hear of those events (their SSE streams would lag), which the runs
-// themselves do not need.
+// node too (postgres_cpu_us_per_node). --pg-notify sets the announcements of
+// appended events (LISTEN/NOTIFY; config postgres.announce_events): followed
+// (orch serve's default: only runs an event stream follows, none here), all
+// (every write of every run, delivered to every instance) or off, to measure
+// what they cost; with off other instances no longer hear of those events
+// (their SSE streams would lag), which the runs themselves do not need.
 //
 // --pg-connections N sets each instance's pool size (postgres.max_connections;
 // default orch's: twice the cores, 2 to 8), --pg-writers N its group writers
 // (postgres.group_commit_writers; default orch's, half the pool).
 //
 //   bench_server ORCH_BINARY [--runs 100] [--db PATH|:memory:|postgres|postgres://...] [--instances 1]
-//                [--worker-ms 0] [--seconds 3] [--reps 3] [--workflow bench|hello] [--pg-notify on|off]
+//                [--worker-ms 0] [--seconds 3] [--reps 3] [--workflow bench|hello] [--pg-notify followed|all|off]
 //                [--pg-connections N]
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -172,7 +173,7 @@ struct Options {
   std::string db;  // empty: a fresh file in a private temporary directory
   bool hello = false;  // --workflow hello
   int instances = 1;   // orch serve processes on one PostgreSQL database
-  bool pg_notify = true;  // --pg-notify off: the events trigger disabled
+  std::string pg_notify = "followed";  // --pg-notify: followed, all or off
   int pg_connections = 0;  // --pg-connections: each instance's pool size (0: orch's default)
   int pg_writers = 0;      // --pg-writers: each instance's group writers (0: orch's default)
 };
@@ -414,7 +415,8 @@ Measurement measure_once(const Options& options, int rep) {
       config << R"(, "postgres": {"schema": ")" << schema << '"';
       if (options.pg_connections > 0) config << R"(, "max_connections": )" << options.pg_connections;
       if (options.pg_writers > 0) config << R"(, "group_commit_writers": )" << options.pg_writers;
-      if (!options.pg_notify) config << R"(, "announce_events": false)";
+      if (options.pg_notify == "off") config << R"(, "announce_events": false)";
+      if (options.pg_notify == "all") config << R"(, "announce_events": true)";
       config << "}";
     }
     config << "}";
@@ -726,7 +728,7 @@ int main(int argc, char** argv) {
     if (flag == "--reps") options.reps = std::max(1, std::atoi(argv[i + 1]));
     if (flag == "--workflow") options.hello = std::string(argv[i + 1]) == "hello";
     if (flag == "--instances") options.instances = std::clamp(std::atoi(argv[i + 1]), 1, 16);
-    if (flag == "--pg-notify") options.pg_notify = std::string(argv[i + 1]) != "off";
+    if (flag == "--pg-notify") options.pg_notify = argv[i + 1];
     if (flag == "--pg-connections") options.pg_connections = std::clamp(std::atoi(argv[i + 1]), 0, 64);
     if (flag == "--pg-writers") options.pg_writers = std::clamp(std::atoi(argv[i + 1]), 0, 64);
   }
@@ -738,7 +740,10 @@ int main(int argc, char** argv) {
   // One orch serve per SQLite file (or memory store): only PostgreSQL is
   // shared.
   if (options.instances > 1 && !is_postgres(options)) return fail("--instances above 1 needs --db postgres");
-  if ((!options.pg_notify || options.pg_connections > 0 || options.pg_writers > 0) && !is_postgres(options)) {
+  if (options.pg_notify != "followed" && options.pg_notify != "all" && options.pg_notify != "off") {
+    return fail("--pg-notify takes followed, all or off");
+  }
+  if ((options.pg_notify != "followed" || options.pg_connections > 0 || options.pg_writers > 0) && !is_postgres(options)) {
     return fail("--pg-notify, --pg-connections and --pg-writers apply to --db postgres only");
   }
   // Repetitions, each with a fresh server and database: this machine's speed
@@ -773,7 +778,7 @@ int main(int argc, char** argv) {
                     median_of(field(&Measurement::postgres_cpu_us_per_node)));
       postgres_fields += text;
     }
-    postgres_fields += options.pg_notify ? ",\"pg_notify\":true" : ",\"pg_notify\":false";
+    postgres_fields += ",\"pg_notify\":\"" + options.pg_notify + "\"";
     if (options.pg_connections > 0) {
       postgres_fields += ",\"pg_connections_per_instance\":" + std::to_string(options.pg_connections);
     }

@@ -32,12 +32,25 @@ namespace orch::server {
 App::App() = default;
 App::~App() {
   leases.reset();  // takes runs over through the engine: stopped first
-  store_watch.reset();  // wakes the relay
+  {
+    std::lock_guard<std::mutex> lock(store_watch_mu);
+    store_watch.reset();  // wakes the relay
+  }
   commands.reset();     // applies calls through the engine
   retention.reset();
   tracker.reset();  // its runs and agents use the engine and the store
   callbacks.reset();
   if (engine && engine_subscription) engine->unsubscribe(engine_subscription);
+}
+
+void App::follow_run(const std::string& run_id) {
+  std::lock_guard<std::mutex> lock(store_watch_mu);
+  if (store_watch) store_watch->follow(run_id);
+}
+
+void App::unfollow_run(const std::string& run_id) {
+  std::lock_guard<std::mutex> lock(store_watch_mu);
+  if (store_watch) store_watch->unfollow(run_id);
 }
 
 std::string async_instance_name(const ServerConfig& config) {

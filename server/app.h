@@ -61,6 +61,11 @@ struct App {
   // this one's worker book. Null when the store has no such feed. Declared
   // after hub and workers: destroyed (its thread stopped) first.
   std::unique_ptr<StoreWatch> store_watch;
+  std::mutex store_watch_mu;  // guards store_watch once the App serves
+  // An event stream follows its run while it is open, so that the instance
+  // executing the run announces its events (StoreWatch::follow). Thread-safe.
+  void follow_run(const std::string& run_id);
+  void unfollow_run(const std::string& run_id);
   uint64_t engine_subscription = 0;
   std::unique_ptr<CallbackSender> callbacks;  // declared after engine: destroyed first
   std::unique_ptr<Tracker> tracker;           // pull mode (null when off); stopped first

@@ -157,8 +157,15 @@ Status load_postgres(const Value& postgres, ServerConfig* c) {
       continue;
     }
     if (key == "announce_events") {
-      if (!v.is_bool()) return type_error(k, "true or false");
+      // "followed" (the default): only runs an event stream follows somewhere.
+      if (v.is_string() && v.as_string() == "followed") {
+        o.announce_events = true;
+        o.announce_followed_only = true;
+        continue;
+      }
+      if (!v.is_bool()) return type_error(k, "true, false or \"followed\"");
       o.announce_events = v.as_bool();
+      o.announce_followed_only = false;
       continue;
     }
     int64_t n = 0;

@@ -28,7 +28,13 @@ struct ServerConfig {
   // PostgreSQL store settings (config key "postgres": max_connections,
   // acquire_timeout_ms, connect_timeout_s, statement_timeout_ms,
   // lock_timeout_ms, schema); see orch/postgres_store.h.
-  PostgresStoreOptions postgres;
+  // Unlike the library's default, a run's writes are announced only while
+  // an event stream (of any instance) follows it: announce_events "followed".
+  PostgresStoreOptions postgres = [] {
+    PostgresStoreOptions o;
+    o.announce_followed_only = true;
+    return o;
+  }();
   // Where this instance keeps its local files: the crash log (which run was
   // executing when the process died, EngineOptions::crash_log_path) and the
   // mqtt/redis_stream workers' replies in flight. Empty: next to a SQLite

@@ -7,6 +7,8 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <tuple>
+#include <vector>
 
 #include "catch.h"
 #include "app.h"
@@ -30,6 +32,14 @@ const char* kLinear = R"({"id": "linear", "name": "Linear",
   "nodes": {"a": {"type": "transform", "updates": {"log": ["a"], "n": 1}},
             "b": {"type": "transform", "updates": {"log": ["b"], "n": 2}}},
   "edges": [["__start__", "a"], ["a", "b"], ["b", "__end__"]]})";
+
+// Pauses at "gate" until resumed.
+const char* kPaused = R"({"id": "paused", "name": "Paused",
+  "state_schema": {"log": {"type": "array", "reducer": "append"}, "n": {"type": "number", "reducer": "add"}},
+  "nodes": {"a": {"type": "transform", "updates": {"log": ["a"], "n": 1}},
+            "gate": {"type": "interrupt"},
+            "b": {"type": "transform", "updates": {"log": ["b"], "n": 2}}},
+  "edges": [["__start__", "a"], ["a", "gate"], ["gate", "b"], ["b", "__end__"]]})";
 
 Value wait_run(httplib::Client& c, const std::string& id) {
   for (int i = 0; i < 1000; ++i) {
@@ -118,6 +128,25 @@ TEST_CASE("the config file's db may be a PostgreSQL URI, with postgres settings 
     out << R"({"postgres": {"announce_events": 0}})";
   }
   CHECK(orch::server::load_config_file(path, &config).code() == orch::StatusCode::kInvalidArgument);
+  // Announcements: only runs a stream follows by default; "followed", true, false.
+  CHECK(orch::server::ServerConfig().postgres.announce_followed_only);
+  CHECK(orch::server::ServerConfig().postgres.announce_events);
+  for (const auto& [setting, announce, followed_only] :
+       std::vector<std::tuple<std::string, bool, bool>>{{"true", true, false}, {"\"followed\"", true, true}, {"false", false, false}}) {
+    {
+      std::ofstream out(path);
+      out << R"({"postgres": {"announce_events": )" << setting << "}}";
+    }
+    orch::server::ServerConfig announced;
+    REQUIRE(orch::server::load_config_file(path, &announced).ok());
+    CHECK(announced.postgres.announce_events == announce);
+    CHECK(announced.postgres.announce_followed_only == followed_only);
+  }
+  {
+    std::ofstream out(path);
+    out << R"({"postgres": {"announce_events": "sometimes"}})";
+  }
+  CHECK(orch::server::load_config_file(path, &config).code() == orch::StatusCode::kInvalidArgument);
   for (const char* bad : {R"(-1)", R"("2")", R"(1e300)"}) {
     {
       std::ofstream out(path);
@@ -138,7 +167,7 @@ TEST_CASE("orch serve on an unreachable PostgreSQL fails to start with a clear e
   CHECK(app.status().message().find("/nonexistent-orch-socket-dir") != std::string::npos);
 }
 
-TEST_CASE("two orch serve on one PostgreSQL: B's streams are woken by the events A writes, Last-Event-ID exact", "[server][postgres][sse]") {
+TEST_CASE("two orch serve on one PostgreSQL: B's stream follows a run A executes and is woken by its events, Last-Event-ID exact", "[server][postgres][sse]") {
   orch::testing::PostgresCluster& pg = orch::testing::require_postgres();
   orch::server::ServerConfig config;
   config.db = pg.uri();
@@ -148,13 +177,32 @@ TEST_CASE("two orch serve on one PostgreSQL: B's streams are woken by the events
   REQUIRE(b.app().store_watch != nullptr);
   auto ca = a.client();
   auto cb = b.client();
-  REQUIRE(ca->Post("/workflows", kLinear, "application/json")->status == 201);
+  REQUIRE(ca->Post("/workflows", kPaused, "application/json")->status == 201);
+  std::string id = json_body(ca->Post("/workflows/paused/run", R"({"input": {"n": 1}})", "application/json"))["id"].as_string();
+  CHECK(wait_run(*ca, id)["status"].as_string() == "interrupted");
+  // A stream through B follows the run (A announces the writes of followed
+  // runs only) until it ends, with the run.
+  std::thread follower([&] {
+    auto stream = b.client();
+    (void)stream->Get(("/runs/" + id + "/stream").c_str(), {{"Accept", "text/event-stream"}});
+  });
+  auto followers = [&] {
+    auto records = b.app().store->list_host_records("orch.followers");
+    REQUIRE(records.ok());
+    return Value(orch::Array(records->begin(), records->end())).to_json();
+  };
+  for (int i = 0; i < 1000 && followers().find(id) == std::string::npos; ++i) std::this_thread::sleep_for(10ms);
+  REQUIRE(followers().find(id) != std::string::npos);
   const uint64_t before = b.app().hub.published();
-  std::string id = json_body(ca->Post("/workflows/linear/run", R"({"input": {"n": 1}})", "application/json"))["id"].as_string();
+  REQUIRE(ca->Post(("/runs/" + id + "/resume").c_str(), "{}", "application/json")->status < 300);
   CHECK(wait_run(*ca, id)["status"].as_string() == "completed");
   // B executes nothing: only the database's notifications can wake its hub.
   for (int i = 0; i < 1000 && b.app().hub.published() == before; ++i) std::this_thread::sleep_for(10ms);
   CHECK(b.app().hub.published() > before);
+  follower.join();
+  // The stream ended: B follows nothing any more.
+  for (int i = 0; i < 1000 && followers() != "[]"; ++i) std::this_thread::sleep_for(10ms);
+  CHECK(followers() == "[]");
   // The stream through B, resumed after event 2: every later event once, in order.
   Value all = json_body(cb->Get(("/runs/" + id + "/events").c_str()));
   REQUIRE(all.is_array());

@@ -97,6 +97,14 @@ struct PostgresStoreOptions {
   // notification (a few percent of the database's CPU per superstep) where
   // no other instance reads this store's runs.
   bool announce_events = true;
+  // With announce_events: announce a run's writes only while some watch on
+  // the database follows the run (StoreWatch::follow; orch serve's event
+  // streams do), instead of every write of every run: PostgreSQL delivers
+  // each notification to every listening instance. A store learns who
+  // follows through a watch_changes() of its own; until it has one it
+  // announces every run. Watches that want runs they do not follow must
+  // leave this off.
+  bool announce_followed_only = false;
   // Group commit: engine supersteps of different runs that arrive together
   // are written in one transaction (one statement per run, one commit for
   // all), by at most this many groups at once, each holding one connection

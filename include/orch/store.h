@@ -219,6 +219,14 @@ struct StoreChange {
 class ORCH_EXPORT StoreWatch {
  public:
   virtual ~StoreWatch() = default;
+  // This watch wants run `run_id`'s new events (until as many unfollow()
+  // calls). A store that announces only followed runs (PostgreSQL with
+  // announce_followed_only) then announces that run's writes to every
+  // watch; other stores announce every run, and ignore this. A follow may
+  // take a moment to reach the stores writing the run: a reader still looks
+  // at the store itself now and then. May write to the store; never throws.
+  virtual void follow(const std::string& run_id) { (void)run_id; }
+  virtual void unfollow(const std::string& run_id) { (void)run_id; }
 };
 // Whether `status` is a fenced write refused because another owner took the
 // run over (Aborted, message starting with "lease lost").

@@ -119,6 +119,7 @@ void stream(App& app, const httplib::Request& req, httplib::Response& res, const
   };
   auto state = std::make_shared<StreamState>(StreamState{cursor, std::chrono::steady_clock::now()});
   std::string run_id = p[0];
+  app.follow_run(run_id);  // until the stream ends: its run's writes are announced
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
   res.set_chunked_content_provider(
@@ -159,7 +160,10 @@ void stream(App& app, const httplib::Request& req, httplib::Response& res, const
         app.hub.wait(run_id, epoch, kWakeInterval);
         return true;
       },
-      [&app](bool) { app.sse_clients.fetch_sub(1); });
+      [&app, run_id](bool) {
+        app.unfollow_run(run_id);
+        app.sse_clients.fetch_sub(1);
+      });
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // The PostgreSQL Store: opening, runs and leases. The rest is in
 // pg_store_records.cc, pg_store_checkpoints.cc and pg_store_batches.cc.
 #include <algorithm>
+#include <chrono>
 #include <string>
 #include <thread>
 #include <utility>
@@ -11,6 +12,7 @@
 #include "store/postgres/pg_schema.h"
 #include "store/postgres/pg_store_impl.h"
 #include "store/postgres/pg_change_watch.h"
+#include "orch/id.h"
 
 namespace orch::postgres {
 
@@ -71,6 +73,14 @@ Result<std::shared_ptr<PostgresStore>> PostgresStore::open(const std::string& co
   return store;
 }
 
+namespace {
+// Follow records (pg_followers.h) compare times of different machines: wall time.
+int64_t wall_clock_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
 Result<std::unique_ptr<StoreWatch>> PostgresStore::watch_changes(std::function<void(const StoreChange&)> on_change) {
   // The trigger names the schema its table is in: the configured one, or
   // the one the server's search_path picks.
@@ -83,8 +93,57 @@ Result<std::unique_ptr<StoreWatch>> PostgresStore::watch_changes(std::function<v
       return Status();
     }));
   }
-  ORCH_ASSIGN_OR_RETURN(auto watch, PgChangeWatch::start(settings_, schema, std::move(on_change)));
-  return std::unique_ptr<StoreWatch>(std::move(watch));
+  const bool learns_follows = options_.announce_events && options_.announce_followed_only;
+  std::weak_ptr<PostgresStore> weak = weak_from_this();
+  if (learns_follows) {
+    // Who follows which runs comes with the other changes, through this watch.
+    on_change = [weak, on_change = std::move(on_change)](const StoreChange& change) {
+      if (change.kind == StoreChange::Kind::kHostRecords && change.key == kFollowersCollection) {
+        if (auto store = weak.lock()) store->reload_followed();
+      }
+      on_change(change);
+    };
+    followed_.watch_started();
+  }
+  auto stop = [weak, learns_follows] {
+    if (!learns_follows) return;
+    if (auto store = weak.lock()) store->followed_.watch_stopped();
+  };
+  auto watch = PgChangeWatch::start(settings_, schema, std::move(on_change));
+  if (!watch.ok()) {
+    stop();
+    return watch.status();
+  }
+  // Listening already: a follow written from now on is heard.
+  if (learns_follows) reload_followed();
+  auto publish = [weak, token = new_uuid()](const std::vector<std::string>& runs) {
+    if (auto store = weak.lock()) store->publish_follows(token, runs);
+  };
+  return std::unique_ptr<StoreWatch>(
+      std::make_unique<FollowingWatch>(std::move(watch).value(), std::move(publish), std::move(stop)));
+}
+
+void PostgresStore::reload_followed() {
+  auto records = list_host_records(kFollowersCollection);
+  if (!records.ok()) return;  // kept as it was; the next change reads again
+  const int64_t now_ms = wall_clock_ms();
+  for (const std::string& stale : followed_.replace(*records, now_ms)) {
+    (void)delete_host_record(kFollowersCollection, stale);
+  }
+}
+
+void PostgresStore::publish_follows(const std::string& token, const std::vector<std::string>& runs) {
+  if (runs.empty()) {
+    (void)delete_host_record(kFollowersCollection, token);  // not found: never written
+    return;
+  }
+  Value list = Value::array();
+  for (const std::string& run : runs) list.push_back(Value(run));
+  // Best effort: without it the runs' readers still look every 500 ms.
+  (void)put_host_record(kFollowersCollection, token,
+                        Value::object({{"id", Value(token)},
+                                       {"runs", std::move(list)},
+                                       {"until_ms", Value(wall_clock_ms() + kFollowTtlMs)}}));
 }
 
 Result<bool> PostgresStore::run_exists(Connection& conn, const std::string& run_id) {

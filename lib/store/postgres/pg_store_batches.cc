@@ -178,7 +178,7 @@ std::vector<Command> PostgresStore::batch_commands(const StoreBatch& batch, cons
     *event_index = commands.size();
     commands.push_back(checkpoint_commit(*batch.run, *batch.checkpoint, checkpoint->encoded,
                                          events_with_checkpoint ? &batch.events : nullptr, riding,
-                                         options_.announce_events));
+                                         announces(run_id)));
     if (checkpoint->earlier) {
       commands.push_back(earlier_checkpoints_insert(
           {{&*batch.run, &*batch.earlier_checkpoint, &*checkpoint->earlier, batch.checkpoint->id}}));
@@ -196,7 +196,7 @@ std::vector<Command> PostgresStore::batch_commands(const StoreBatch& batch, cons
   }
   if (!batch.events.empty() && !events_with_checkpoint) {
     *event_index = commands.size();
-    commands.push_back({event_append_sql(options_.announce_events), event_append_params(run_id, batch.events)});
+    commands.push_back({event_append_sql(announces(run_id)), event_append_params(run_id, batch.events)});
   }
   if (explicit_transaction) commands.push_back({"COMMIT", Params()});
   return commands;

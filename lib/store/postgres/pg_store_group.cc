@@ -396,7 +396,7 @@ void PostgresStore::write_group(const std::vector<GroupMember*>& group) {
       answer[part_members[0]] = commands.size();
       single.insert(commands.size());
       commands.push_back(checkpoint_commit(*part.run, *part.checkpoint, *part.row, part.events, *part.steps,
-                                           options_.announce_events, &condition));
+                                           announces(part.run->id), &condition));
     } else {
       // Its plan, made once per connection, for the rest of the transaction:
       // PostgreSQL otherwise plans it anew at every execution (its plan for
@@ -411,7 +411,9 @@ void PostgresStore::write_group(const std::vector<GroupMember*>& group) {
         generic_plan = true;
       }
       for (size_t i : part_members) answer[i] = commands.size();
-      commands.push_back(group_checkpoint_commit(parts, options_.announce_events));
+      const bool announce = std::any_of(parts.begin(), parts.end(),
+                                        [this](const GroupCheckpoint& part) { return announces(part.run->id); });
+      commands.push_back(group_checkpoint_commit(parts, announce));
     }
     parts.clear();
     part_members.clear();

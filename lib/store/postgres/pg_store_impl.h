@@ -31,6 +31,7 @@
 #include "store/checkpoint_codec.h"
 #include "store/document_cache.h"
 #include "store/postgres/pg_connection.h"
+#include "store/postgres/pg_followers.h"
 #include "store/postgres/pg_pool.h"
 
 namespace orch::postgres {
@@ -69,7 +70,7 @@ Command checkpoint_commit(const RunRecord& run, const Checkpoint& cp, const Enco
 // last versions.
 std::vector<const StepRecord*> last_step_versions(const std::vector<StepRecord>& steps);
 
-class PostgresStore final : public Store {
+class PostgresStore final : public Store, public std::enable_shared_from_this<PostgresStore> {
  public:
   static Result<std::shared_ptr<PostgresStore>> open(const std::string& conninfo,
                                                      const PostgresStoreOptions& options);
@@ -243,7 +244,18 @@ class PostgresStore final : public Store {
   void report(const std::vector<GroupMember*>& members);
   void stop_writer();
 
+  // Whether a write of `run_id`'s events announces them (options
+  // announce_events, announce_followed_only; pg_followers.h).
+  bool announces(std::string_view run_id) const {
+    return options_.announce_events && (!options_.announce_followed_only || followed_.announced(run_id));
+  }
+  // Reads who follows which runs again (a watch of this store heard that changed).
+  void reload_followed();
+  // Writes (or, for none, deletes) the follow record `token` of a watch.
+  void publish_follows(const std::string& token, const std::vector<std::string>& runs);
+
   PostgresStoreOptions options_;
+  FollowedRuns followed_;
   ConnectSettings settings_;  // what the pool's connections are opened with
   ConnectionPool pool_;
 

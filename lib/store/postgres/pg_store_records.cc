@@ -86,7 +86,7 @@ Result<std::vector<StepRecord>> PostgresStore::list_steps(const std::string& run
 Result<int64_t> PostgresStore::append_event(EventRecord event) {
   Params params = event_append_params(event.run_id, {event});
   return with_connection("append_event", [&](Connection& conn) -> Result<int64_t> {
-    ORCH_ASSIGN_OR_RETURN(Rows rows, conn.exec("append_event", event_append_sql(options_.announce_events), params));
+    ORCH_ASSIGN_OR_RETURN(Rows rows, conn.exec("append_event", event_append_sql(announces(event.run_id)), params));
     if (rows.count() == 0) return run_not_found(event.run_id);
     return rows.integer(0, 0);
   });
