@@ -384,6 +384,9 @@ TEST_CASE("checkpoints and events come in pages with a cursor", "[server][harden
   // As in NullBoiler: __init__ is version 0, each checkpoint after it one more.
   for (size_t i = 0; i < all_checkpoints; ++i) CHECK((*all.at(i))["version"].as_int() == static_cast<int64_t>(i));
   CHECK((*all.at(0))["step_id"].as_string() == "__init__");
+  // As NullBoiler's: __init__ has no metadata (omitted); a node's names the workflow version.
+  CHECK((*all.at(0)).find("metadata") == nullptr);
+  CHECK((*all.at(1))["metadata"]["workflow_version"].get_int(0) == 1);
   std::vector<int64_t> versions;
   std::string cursor = "";
   for (int page = 0; page < 20 && (page == 0 || !cursor.empty()); ++page) {

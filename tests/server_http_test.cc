@@ -280,6 +280,7 @@ TEST_CASE("interrupt, resume, fork, replay, cancel, retry and state over HTTP", 
   CHECK((*fork_cps.at(0))["step_id"].as_string() == "__fork__");
   CHECK((*fork_cps.at(0))["version"].as_int() == 0);
   CHECK((*fork_cps.at(0))["parent_id"].as_string() == first_cp);
+  CHECK((*fork_cps.at(0)).find("metadata") == nullptr);  // as NullBoiler's __fork__
 
   // Replay the finished run from its first checkpoint (history and events exist).
   auto replay = c->Post(("/runs/" + id + "/replay").c_str(), std::string(R"({"checkpoint_id": ")") + first_cp + "\"}",

@@ -91,11 +91,15 @@ Value checkpoint_json(const Checkpoint& cp, const std::vector<std::string>& comp
   for (const std::string& n : completed_nodes) completed.push_back(n);
   o.set("completed_nodes", std::move(completed));
   o.set("version", static_cast<long long>(cp.version));
-  // The engine's scheduler state is internal; show NullBoiler's metadata keys.
-  Value meta = Value::object();
-  if (cp.metadata["route_results"].is_object()) meta.set("route_results", cp.metadata["route_results"]);
-  if (!cp.metadata["workflow_version"].is_null()) meta.set("workflow_version", cp.metadata["workflow_version"]);
-  o.set("metadata", std::move(meta));
+  // The engine's scheduler state is internal; show NullBoiler's metadata
+  // keys. As NullBoiler's, __init__ and __fork__ have none, and a checkpoint
+  // without any omits the field (api §2.8).
+  if (cp.step_id != "__init__" && cp.step_id != "__fork__") {
+    Value meta = Value::object();
+    if (cp.metadata["route_results"].is_object()) meta.set("route_results", cp.metadata["route_results"]);
+    if (!cp.metadata["workflow_version"].is_null()) meta.set("workflow_version", cp.metadata["workflow_version"]);
+    if (meta.size() > 0) o.set("metadata", std::move(meta));
+  }
   o.set("created_at_ms", static_cast<long long>(cp.created_at_ms));
   return o;
 }
