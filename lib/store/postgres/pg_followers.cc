@@ -12,7 +12,7 @@ bool FollowedRuns::announced(std::string_view run_id) const {
     if (!loaded_) return true;
     runs = runs_;
   }
-  return runs->count(std::string(run_id)) > 0;
+  return !runs->empty() && runs->count(std::string(run_id)) > 0;
 }
 
 std::vector<std::string> FollowedRuns::replace(const std::vector<Value>& records, int64_t now_ms) {
