@@ -235,3 +235,42 @@ TEST_CASE("the followed set: the union of live records, every run while no watch
   runs.watch_stopped();
   CHECK(runs.announced("gone"));
 }
+
+TEST_CASE("a store whose watch lost its connection reads who follows again once it listens again", "[postgres][events][hardening]") {
+  orch::testing::PostgresCluster& pg = orch::testing::require_postgres();
+  // A database of its own: new connections to it are refused for a while.
+  const std::string db = orch::testing::fresh_schema("follow_reconnect");
+  REQUIRE(pg.create_database(db).ok());
+  auto open = [&](bool followed_only) {
+    orch::PostgresStoreOptions options;
+    options.announce_followed_only = followed_only;
+    auto store = orch::new_postgres_store(pg.conninfo(db), options);
+    INFO(store.status().to_string());
+    REQUIRE(store.ok());
+    return *store;
+  };
+  auto executor = open(true);
+  Listener executor_watch(*executor);
+  REQUIRE(executor->create_run(orch::testing::sample_running_run("r")).ok());
+  auto reader = open(false);
+  REQUIRE(reader->list_host_records(kFollowersCollection).ok());  // a pooled connection, kept
+  // The executor's watch loses its connection and cannot connect again...
+  auto cut = pg.psql("ALTER DATABASE " + db + " ALLOW_CONNECTIONS false; SELECT pg_terminate_backend(pid) FROM "
+                     "pg_stat_activity WHERE datname = '" + db + "' AND application_name = 'orch-events'",
+                     "postgres");
+  INFO(cut.status().to_string());
+  REQUIRE(cut.ok());
+  // ... while "r" comes to be followed: the announcement goes unheard.
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  REQUIRE(reader->put_host_record(kFollowersCollection, "elsewhere",
+                                  Value::object({{"id", "elsewhere"},
+                                                 {"runs", Value::array({Value("r")})},
+                                                 {"until_ms", now + orch::postgres::kFollowTtlMs}}))
+              .ok());
+  REQUIRE(pg.psql("ALTER DATABASE " + db + " ALLOW_CONNECTIONS true", "postgres").ok());
+  // Listening again, the executor reads the follows: "r"'s writes are announced.
+  Listener streams(*reader);
+  CHECK(streams.hears_after_writes(*executor, "r"));
+}

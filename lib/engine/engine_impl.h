@@ -271,6 +271,11 @@ class EngineImpl final : public orch::Engine {
     RunOptions options;
   };
   Result<ChildRunStart> prepare_child_run(RunContext& c, size_t index, const Node& target);
+  // Called once child run `child_id` has started (or resumed) off the
+  // parent's lock: a parent cancelled meanwhile found no child to cancel
+  // yet, so the child is cancelled here. Takes the parent's lock.
+  void cancel_if_parent_cancelled(const std::weak_ptr<RunContext>& parent, const std::string& parent_id,
+                                  const std::string& child_id);
   void notify_parent(RunContext& child);
   // Hands a stopped child's record to its parent run (off any run lock).
   void tell_parent(const std::string& parent_id, const RunRecord& child);

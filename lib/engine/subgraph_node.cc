@@ -83,15 +83,34 @@ void EngineImpl::start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t i
   int depth = c.depth + 1;
   std::string root = c.root_run_id.empty() ? c.record.id : c.root_run_id;
   post([this, weak, gen, index, wf = std::move(prepared->workflow), opts, parent_id, name = node.name, depth, root, resuming_child]() mutable {
-    if (resuming_child && resume_child(weak, gen, index, opts.run_id)) return;
+    const std::string child_id = opts.run_id;
+    if (resuming_child && resume_child(weak, gen, index, child_id)) {
+      cancel_if_parent_cancelled(weak, parent_id, child_id);
+      return;
+    }
     auto child = start_run_internal(wf, std::move(opts), parent_id, name, depth, root);
-    if (child.ok()) return;
+    if (child.ok()) {
+      cancel_if_parent_cancelled(weak, parent_id, child_id);
+      return;
+    }
     auto locked = weak.lock();
     if (!locked) return;
     BatchedRunLock lock(*this, *locked);
     if (locked->generation != gen || index >= locked->tasks.size()) return;
     complete_task(locked, index, NodeOutcome::failure("subgraph could not start: " + child.status().message()), true);
   });
+}
+
+void EngineImpl::cancel_if_parent_cancelled(const std::weak_ptr<RunContext>& parent, const std::string& parent_id,
+                                            const std::string& child_id) {
+  RunStatus status = RunStatus::kRunning;
+  if (auto locked = parent.lock()) {
+    std::lock_guard<std::mutex> lock(locked->mu);
+    status = locked->record.status;
+  } else if (auto stored = options_.store->get_run(parent_id); stored.ok()) {
+    status = stored->status;
+  }
+  if (status == RunStatus::kCancelled) (void)cancel_run(child_id);
 }
 
 // Called with the child's lock held: hand the news to the parent off this lock.

@@ -13,9 +13,11 @@
 namespace orch::postgres {
 
 Result<std::unique_ptr<PgChangeWatch>> PgChangeWatch::start(const ConnectSettings& settings, std::string schema,
-                                                          std::function<void(const StoreChange&)> on_change) {
+                                                          std::function<void(const StoreChange&)> on_change,
+                                                          std::function<void()> on_reconnect) {
   if (!on_change) return Status::invalid_argument("watch_changes needs a callback");
-  std::unique_ptr<PgChangeWatch> watch(new PgChangeWatch(settings, std::move(schema), std::move(on_change)));
+  std::unique_ptr<PgChangeWatch> watch(
+      new PgChangeWatch(settings, std::move(schema), std::move(on_change), std::move(on_reconnect)));
   if (watch->wake_fd_ < 0) return Status::internal(std::string("watch_changes: eventfd: ") + std::strerror(errno));
   // Listening before this returns: a change made after watch_changes
   // returned is heard (unless the connection drops later).
@@ -26,10 +28,11 @@ Result<std::unique_ptr<PgChangeWatch>> PgChangeWatch::start(const ConnectSetting
 }
 
 PgChangeWatch::PgChangeWatch(const ConnectSettings& settings, std::string schema,
-                           std::function<void(const StoreChange&)> on_change)
+                           std::function<void(const StoreChange&)> on_change, std::function<void()> on_reconnect)
     : settings_(settings),
       prefix_(std::move(schema) + " "),
       on_change_(std::move(on_change)),
+      on_reconnect_(std::move(on_reconnect)),
       wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
 PgChangeWatch::~PgChangeWatch() {
@@ -106,7 +109,10 @@ bool PgChangeWatch::drain(pg_conn* conn) {
 void PgChangeWatch::run(pg_conn* conn) {
   int pause_ms = 100;  // before reconnecting; doubles up to 5 s
   while (!stopping_) {
-    if (conn == nullptr) conn = connect_and_listen();
+    if (conn == nullptr) {
+      conn = connect_and_listen();
+      if (conn != nullptr && on_reconnect_) on_reconnect_();
+    }
     pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {conn != nullptr ? PQsocket(conn) : -1, POLLIN, 0}};
     const int timeout = conn != nullptr ? -1 : pause_ms;
     if (conn == nullptr) pause_ms = std::min(pause_ms * 2, 5000);

@@ -39,12 +39,17 @@ class PgChangeWatch final : public StoreWatch {
  public:
   // `schema`: the schema whose notifications count (the one the store's
   // tables live in, as its current_schema()).
+  // `on_reconnect` (optional) runs on the watch's thread each time it is
+  // listening again after its connection failed: what was announced
+  // meanwhile was not heard.
   static Result<std::unique_ptr<PgChangeWatch>> start(const ConnectSettings& settings, std::string schema,
-                                                     std::function<void(const StoreChange&)> on_change);
+                                                     std::function<void(const StoreChange&)> on_change,
+                                                     std::function<void()> on_reconnect = nullptr);
   ~PgChangeWatch() override;
 
  private:
-  PgChangeWatch(const ConnectSettings& settings, std::string schema, std::function<void(const StoreChange&)> on_change);
+  PgChangeWatch(const ConnectSettings& settings, std::string schema, std::function<void(const StoreChange&)> on_change,
+                std::function<void()> on_reconnect);
   // Owns `conn` (listening already).
   void run(struct pg_conn* conn);
   // Connects and LISTENs; null (after logging nothing: the store has no log)
@@ -56,6 +61,7 @@ class PgChangeWatch final : public StoreWatch {
   ConnectSettings settings_;
   std::string prefix_;  // "<schema> "
   std::function<void(const StoreChange&)> on_change_;
+  std::function<void()> on_reconnect_;
   int wake_fd_ = -1;    // an eventfd: written to stop the thread
   std::atomic<bool> stopping_{false};
   std::thread thread_;

@@ -109,7 +109,14 @@ Result<std::unique_ptr<StoreWatch>> PostgresStore::watch_changes(std::function<v
     if (!learns_follows) return;
     if (auto store = weak.lock()) store->followed_.watch_stopped();
   };
-  auto watch = PgChangeWatch::start(settings_, schema, std::move(on_change));
+  // Follows announced while the watch's connection was down were not heard.
+  std::function<void()> on_reconnect;
+  if (learns_follows) {
+    on_reconnect = [weak] {
+      if (auto store = weak.lock()) store->reload_followed();
+    };
+  }
+  auto watch = PgChangeWatch::start(settings_, schema, std::move(on_change), std::move(on_reconnect));
   if (!watch.ok()) {
     stop();
     return watch.status();
