@@ -271,6 +271,23 @@ class EngineImpl final : public orch::Engine {
     RunOptions options;
   };
   Result<ChildRunStart> prepare_child_run(RunContext& c, size_t index, const Node& target);
+  // Where a child run goes: node task `index` (with `item` >= 0, that item
+  // of a send) of `parent` at `generation`.
+  struct ChildLaunch {
+    std::weak_ptr<RunContext> parent;
+    uint64_t generation = 0;
+    size_t index = 0;
+    int64_t item = -1;
+    std::string parent_id;
+    std::string node;
+    int depth = 0;
+    std::string root;
+  };
+  // Off the parent's lock: starts child run `options.run_id` (or, when
+  // `resuming`, continues it if it exists); the error says why it could not
+  // start. A parent cancelled meanwhile has the child cancelled.
+  Status launch_child(const ChildLaunch& launch, std::shared_ptr<const Workflow> workflow, RunOptions options,
+                      bool resuming);
   // Called once child run `child_id` has started (or resumed) off the
   // parent's lock: a parent cancelled meanwhile found no child to cancel
   // yet, so the child is cancelled here. Takes the parent's lock.

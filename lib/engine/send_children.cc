@@ -84,20 +84,14 @@ void EngineImpl::run_item_children(const std::shared_ptr<RunContext>& ctx, size_
   for (ItemChildStart& start : starts) {
     post([this, weak, gen, index, start = std::move(start), parent_id, node, depth, root]() mutable {
       const std::string child_id = start.options.run_id;
-      if (start.resuming && resume_child(weak, gen, index, child_id, static_cast<int64_t>(start.item))) {
-        cancel_if_parent_cancelled(weak, parent_id, child_id);
-        return;
-      }
-      auto child = start_run_internal(start.workflow, std::move(start.options), parent_id, node, depth, root);
-      if (child.ok()) {
-        cancel_if_parent_cancelled(weak, parent_id, child_id);
-        return;
-      }
+      ChildLaunch launch{weak, gen, index, static_cast<int64_t>(start.item), parent_id, node, depth, root};
+      Status started = launch_child(launch, std::move(start.workflow), std::move(start.options), start.resuming);
+      if (started.ok()) return;
       auto locked = weak.lock();
       if (!locked) return;
       BatchedRunLock lock(*this, *locked);
       if (locked->generation != gen || index >= locked->tasks.size()) return;
-      item_child_failed(locked, index, start.item, child_id, "subgraph could not start: " + child.status().message());
+      item_child_failed(locked, index, start.item, child_id, "subgraph could not start: " + started.message());
     });
   }
 }

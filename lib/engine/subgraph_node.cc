@@ -83,22 +83,27 @@ void EngineImpl::start_subgraph(const std::shared_ptr<RunContext>& ctx, size_t i
   int depth = c.depth + 1;
   std::string root = c.root_run_id.empty() ? c.record.id : c.root_run_id;
   post([this, weak, gen, index, wf = std::move(prepared->workflow), opts, parent_id, name = node.name, depth, root, resuming_child]() mutable {
-    const std::string child_id = opts.run_id;
-    if (resuming_child && resume_child(weak, gen, index, child_id)) {
-      cancel_if_parent_cancelled(weak, parent_id, child_id);
-      return;
-    }
-    auto child = start_run_internal(wf, std::move(opts), parent_id, name, depth, root);
-    if (child.ok()) {
-      cancel_if_parent_cancelled(weak, parent_id, child_id);
-      return;
-    }
+    ChildLaunch launch{weak, gen, index, -1, parent_id, name, depth, root};
+    Status started = launch_child(launch, std::move(wf), std::move(opts), resuming_child);
+    if (started.ok()) return;
     auto locked = weak.lock();
     if (!locked) return;
     BatchedRunLock lock(*this, *locked);
     if (locked->generation != gen || index >= locked->tasks.size()) return;
-    complete_task(locked, index, NodeOutcome::failure("subgraph could not start: " + child.status().message()), true);
+    complete_task(locked, index, NodeOutcome::failure("subgraph could not start: " + started.message()), true);
   });
+}
+
+Status EngineImpl::launch_child(const ChildLaunch& launch, std::shared_ptr<const Workflow> workflow, RunOptions options,
+                                bool resuming) {
+  const std::string child_id = options.run_id;
+  if (!resuming || !resume_child(launch.parent, launch.generation, launch.index, child_id, launch.item)) {
+    auto child = start_run_internal(std::move(workflow), std::move(options), launch.parent_id, launch.node,
+                                    launch.depth, launch.root);
+    if (!child.ok()) return child.status();
+  }
+  cancel_if_parent_cancelled(launch.parent, launch.parent_id, child_id);
+  return Status();
 }
 
 void EngineImpl::cancel_if_parent_cancelled(const std::weak_ptr<RunContext>& parent, const std::string& parent_id,
