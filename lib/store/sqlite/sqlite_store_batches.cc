@@ -218,10 +218,15 @@ void SqliteStore::lead_group(bool writer) {
         group.clear();
         hand_to_writer_locked();  // the lead (and the queue, if any) goes with the callbacks
         to_writer = true;
+      } else if (writer) {
+        // The writer keeps the lead until it has called this group back, and
+        // lets go only when it then finds nothing queued: a write_batch of a
+        // run whose async batches it is calling back must not be written and
+        // return before those callbacks (Store::write_batch_async's order).
+        again = true;
       } else if (group_queue_.empty()) {
         group_leader_ = false;
-        if (writer) writer_leads_ = false;
-      } else if (writer || round < kLeaderRounds) {
+      } else if (round < kLeaderRounds) {
         again = true;  // still the leader: nobody else writes meanwhile
       } else if (std::any_of(group_queue_.begin(), group_queue_.end(), [](GroupMember* m) { return m->async(); })) {
         hand_to_writer_locked();
