@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <string>
 #include <thread>
 #include <vector>
@@ -2233,4 +2234,47 @@ TEST_CASE("write_batch_async: what is queued when the store goes is written and 
     for (size_t i = 0; i < events->size(); ++i) CHECK((*events)[i].seq == static_cast<int64_t>(i) + 1);
   }
   CHECK(stored == ok);
+}
+
+TEST_CASE("write_batch_async: a write_batch after a batch still being called back returns only after that callback", "[sqlite][async-write]") {
+  TempDir dir;
+  auto store = open_store(dir.file("orch.db"));
+  REQUIRE(store->create_run(make_run("r")).ok());
+  auto batch_of = [](int i) {
+    orch::StoreBatch batch;
+    orch::EventRecord event;
+    event.run_id = "r";
+    event.kind = "step.completed";
+    event.data = Value::object({{"i", i}});
+    event.created_at_ms = 1700000000000 + i;
+    batch.events.push_back(event);
+    return batch;
+  };
+  // The writer thread calls the first batch back and is held there: its group
+  // is written, nothing else is queued.
+  std::promise<void> entered, release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> called_back{false};
+  store->write_batch_async(batch_of(0), [&, released](Status status, orch::StoreBatch&) {
+    CHECK(status.ok());
+    entered.set_value();
+    released.wait();
+    called_back = true;
+  });
+  entered.get_future().wait();
+  std::atomic<bool> returned{false};
+  std::thread later([&] {
+    orch::StoreBatch batch = batch_of(1);
+    CHECK(store->write_batch(batch).ok());
+    CHECK(batch.events[0].seq == 2);
+    CHECK(called_back);  // the earlier batch's callback ran first
+    returned = true;
+  });
+  // Held for a while: a write_batch that took the lead itself would have
+  // written its batch and returned by now (it did, before the fix).
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK_FALSE(returned);
+  release.set_value();
+  later.join();
+  CHECK(returned);
 }
